@@ -1,0 +1,32 @@
+# `make run` and `make test` work on a fresh machine with Python 3.11 and nothing else.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	$(PY) -m pip install --quiet -e ".[redis]" --group dev
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo_users
+	@echo "Serving http://$(HOST):$(PORT)/ (in-process channel layer, SQLite)"
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check wsgateway project tests
+	$(VENV)/bin/mypy wsgateway
+
+clean:
+	rm -rf $(VENV) db.sqlite3 test-output bench-results

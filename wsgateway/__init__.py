@@ -1,0 +1,24 @@
+"""wsgateway: real-time WebSocket services for Django on Channels.
+
+Public API: :func:`notify`, :func:`anotify`, :func:`issue_token`; the consumers
+live in ``wsgateway.consumers`` and the URL patterns in ``wsgateway.routing``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["anotify", "issue_token", "notify"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing the package does not import models before apps are ready.
+    if name in ("notify", "anotify"):
+        from . import notifications as module
+
+        return getattr(module, name)
+    if name == "issue_token":
+        from .tokens import issue_token
+
+        return issue_token
+    raise AttributeError(f"module 'wsgateway' has no attribute {name!r}")

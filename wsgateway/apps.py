@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class WsGatewayConfig(AppConfig):
+    name = "wsgateway"
+    verbose_name = "WebSocket gateway"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_out
+        from django.core.signals import setting_changed
+        from django.db.models.signals import post_save
+
+        from . import checks, receivers
+        from .conf import reset_caches
+        from .models import Notification
+
+        checks.register()
+        setting_changed.connect(reset_caches, dispatch_uid="wsgateway.conf.reset_caches")
+        post_save.connect(
+            receivers.notification_saved, sender=Notification, dispatch_uid="wsgateway.notification_saved"
+        )
+        user_logged_out.connect(receivers.user_logged_out, dispatch_uid="wsgateway.user_logged_out")

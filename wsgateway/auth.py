@@ -1,0 +1,109 @@
+"""Authenticators: each turns a handshake scope into a user, or passes.
+
+``WSGATEWAY["AUTHENTICATORS"]`` lists them in order. ``authenticate`` returns an
+:class:`Identity` when its kind of credential is present and valid, ``None``
+when its kind is absent, and raises :class:`AuthenticationFailed` when present
+but wrong, which stops the search: a bad token never falls back to a session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from channels.auth import get_user
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.http.cookie import parse_cookie
+from django.utils.functional import empty
+from django.utils.module_loading import import_string
+
+from .conf import gateway_settings, import_from_setting
+from .tokens import verify_token
+
+Scope = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: Any
+    #: The Django session the socket belongs to, so that logging out closes it.
+    session_key: str | None = None
+
+
+class BaseAuthenticator:
+    async def authenticate(self, scope: Scope) -> Identity | None:
+        raise NotImplementedError
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def cookies(scope: Scope) -> dict[str, str]:
+    if "cookies" in scope:  # set by Channels' CookieMiddleware
+        return dict(scope["cookies"])
+    raw = header(scope, b"cookie")
+    return parse_cookie(raw) if raw else {}
+
+
+class BearerTokenAuthenticator(BaseAuthenticator):
+    """``Authorization: Bearer <token>``, else the ``TOKEN_COOKIE_NAME`` cookie."""
+
+    keyword = "bearer"
+
+    def get_token(self, scope: Scope) -> str | None:
+        authorization = header(scope, b"authorization")
+        if authorization:
+            keyword, _, token = authorization.strip().partition(" ")
+            if keyword.lower() == self.keyword and token.strip():
+                return token.strip()
+        cookie_name = gateway_settings.TOKEN_COOKIE_NAME
+        if cookie_name:
+            return cookies(scope).get(cookie_name) or None
+        return None
+
+    async def authenticate(self, scope: Scope) -> Identity | None:
+        token = self.get_token(scope)
+        if token is None:
+            return None
+        user = await database_sync_to_async(verify_token)(token)
+        return Identity(user)
+
+
+class SessionAuthenticator(BaseAuthenticator):
+    """The Django session of a logged-in browser.
+
+    Uses the user Channels' ``AuthMiddlewareStack`` put in the scope; without that
+    middleware it reads the session cookie itself, so a site cannot forget it.
+    """
+
+    async def authenticate(self, scope: Scope) -> Identity | None:
+        session = scope.get("session")
+        user = scope.get("user")
+        if session is None:
+            session_key = cookies(scope).get(settings.SESSION_COOKIE_NAME)
+            if not session_key:
+                return None
+            engine = import_string(settings.SESSION_ENGINE + ".SessionStore")
+            session = engine(session_key)
+            user = None
+        if user is None:
+            user = await get_user({"session": session})
+        elif getattr(user, "_wrapped", None) is empty:  # a lazy user nobody resolved yet
+            user = await get_user(scope)
+        if not user.is_authenticated:
+            return None
+        return Identity(user, session_key=session.session_key)
+
+
+async def authenticate(scope: Scope) -> Identity | None:
+    """Run the configured authenticators in order; see the module docstring."""
+    for path in gateway_settings.AUTHENTICATORS:
+        identity = await import_from_setting(path)().authenticate(scope)
+        if identity is not None:
+            return identity
+    return None

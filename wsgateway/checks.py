@@ -1,0 +1,92 @@
+"""System checks: ``wsgateway.E001`` and up for errors, ``wsgateway.W001`` and up for warnings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register as register_check
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS, gateway_settings
+
+IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    value = getattr(settings, "WSGATEWAY", {})
+    if not isinstance(value, dict):
+        return [Error("WSGATEWAY must be a dict.", hint="See the settings table in the README.", id="wsgateway.E001")]
+    errors: list[CheckMessage] = []
+    for key in sorted(set(value) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"WSGATEWAY has an unknown key {key!r}.",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+                id="wsgateway.E002",
+            )
+        )
+    for key in ("MAX_MESSAGE_SIZE", "TOKEN_MAX_AGE", "CLIPBOARD_MAX_ENTRIES", "NOTIFICATIONS_PAGE_SIZE"):
+        if key in value and (type(value[key]) is not int or value[key] < 1):
+            errors.append(
+                Error(f"WSGATEWAY[{key!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[key]}.",
+                      id="wsgateway.E003")
+            )
+    return errors + _check_imports(value)
+
+
+def _check_imports(value: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    named = [("SERVICES", path) for path in gateway_settings.SERVICES]
+    named += [("AUTHENTICATORS", path) for path in gateway_settings.AUTHENTICATORS]
+    named.append(("CLIPBOARD_PERMISSION", gateway_settings.CLIPBOARD_PERMISSION))
+    channels: dict[str, str] = {}
+    for key, path in named:
+        try:
+            imported = import_string(path)
+        except ImportError as exc:
+            errors.append(
+                Error(f"WSGATEWAY[{key!r}] names {path!r}, which cannot be imported: {exc}",
+                      hint="Use a dotted path to a class or function.", id="wsgateway.E004")
+            )
+            continue
+        if key == "SERVICES":
+            channel = getattr(imported, "channel", None)
+            if not isinstance(channel, str) or channel == "gateway" or channel in channels:
+                errors.append(
+                    Error(f"Service {path!r} needs a unique channel name other than 'gateway' (got {channel!r}).",
+                          hint="Set the class attribute `channel`.", id="wsgateway.E005")
+                )
+            else:
+                channels[channel] = path
+    return errors
+
+
+def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    alias = gateway_settings.CHANNEL_LAYER
+    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
+    config = layers.get(alias)
+    if not config or not config.get("BACKEND"):
+        return [
+            Error(
+                f"No channel layer {alias!r} in CHANNEL_LAYERS: wsgateway cannot push to sockets.",
+                hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", ...}}, '
+                "or the in-process layer for development.",
+                id="wsgateway.E006",
+            )
+        ]
+    if config["BACKEND"] == IN_MEMORY_LAYER and not settings.DEBUG:
+        return [
+            Warning(
+                "The in-process channel layer is configured while DEBUG is off.",
+                hint="Notifications sent from other processes (workers, manage.py, other daphnes) will be "
+                "stored but only seen on the next connect. Use channels_redis in production.",
+                id="wsgateway.W001",
+            )
+        ]
+    return []
+
+
+def register() -> None:
+    register_check(check_settings, "wsgateway")
+    register_check(check_channel_layer, "wsgateway")

@@ -1,0 +1,46 @@
+"""Every close code and error code wsgateway puts on the wire, named once."""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes sent by the server.
+
+    The 4xxx codes are in the range RFC 6455 leaves to applications; they mirror
+    the HTTP status a client would expect, so 4401 reads as "log in first".
+    """
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable codes of error frames (``{"error": {"code": ...}}``)."""
+
+    # Authentication: sent on channel "gateway" just before a 4401 close.
+    UNAUTHORIZED = "unauthorized"
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    LOGGED_OUT = "logged_out"
+
+    # Framing: the frame could not be read as an envelope.
+    INVALID_JSON = "invalid_json"
+    BINARY_NOT_SUPPORTED = "binary_not_supported"
+    INVALID_FRAME = "invalid_frame"
+    MISSING_CHANNEL = "missing_channel"
+    UNKNOWN_CHANNEL = "unknown_channel"
+    INVALID_ID = "invalid_id"
+
+    # Services: the envelope was fine, the request was not.
+    UNKNOWN_ACTION = "unknown_action"
+    INVALID_DATA = "invalid_data"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    INTERNAL_ERROR = "internal_error"

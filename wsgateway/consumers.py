@@ -1,0 +1,205 @@
+"""The WebSocket consumers: one implementation, mounted with all services or with one."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, ClassVar
+
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from .auth import authenticate
+from .codes import CloseCode, ErrorCode
+from .conf import gateway_settings, import_from_setting
+from .exceptions import AuthenticationFailed, GatewayError
+from .groups import user_group
+from .origin import origin_allowed
+from .services.base import Service
+from .signals import client_connected, client_disconnected
+
+logger = logging.getLogger("wsgateway")
+
+GATEWAY_CHANNEL = "gateway"
+
+
+class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """Serves every configured service on one socket, routed by the frame's ``channel``."""
+
+    #: Channels this endpoint serves; ``None`` means every service in ``WSGATEWAY["SERVICES"]``.
+    service_channels: ClassVar[tuple[str, ...] | None] = None
+
+    user: Any = None
+    session_key: str | None = None
+    services: dict[str, Service]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.services = {}
+
+    # -- connect and disconnect ---------------------------------------------------------
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        if not origin_allowed(self.scope):
+            await self.close()  # before accept: daphne answers the handshake with HTTP 403
+            return
+        try:
+            identity = await authenticate(self.scope)
+        except AuthenticationFailed as exc:
+            await self.refuse(exc.code, exc.message)
+            return
+        if identity is None:
+            await self.refuse(ErrorCode.UNAUTHORIZED, "Log in, or present a bearer token, to connect.")
+            return
+        self.user, self.session_key = identity.user, identity.session_key
+        self.services = {cls.channel: cls(self) for cls in self.service_classes()}
+        # Join before the on-connect snapshots are read: a push racing this connect
+        # is then queued behind them instead of falling between the two.
+        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        await self.accept()
+        await self.send_frame(
+            GATEWAY_CHANNEL,
+            {
+                "user": {"id": self.user.pk, "username": self.user.get_username()},
+                "services": list(self.services),
+            },
+        )
+        for channel, service in self.services.items():
+            payload = await self.call_service(service.on_connect(self.user), channel)
+            if payload is not None:
+                await self.send_frame(channel, payload)
+        await client_connected.asend(
+            sender=self.__class__, user=self.user, channel_name=self.channel_name, scope=self.scope
+        )
+
+    async def refuse(self, code: str, message: str) -> None:
+        """Accept, say why, and close with 4401: "log in first", not "network down"."""
+        await self.accept()
+        await self.send_error(GATEWAY_CHANNEL, code, message)
+        await self.close(CloseCode.UNAUTHORIZED)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self.user is not None:
+            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+            for channel, service in self.services.items():
+                await self.call_service(service.on_disconnect(self.user), channel)
+            await client_disconnected.asend(
+                sender=self.__class__, user=self.user, channel_name=self.channel_name, code=message.get("code")
+            )
+        raise StopConsumer()
+
+    @classmethod
+    def service_classes(cls) -> list[type[Service]]:
+        classes = [import_from_setting(path) for path in gateway_settings.SERVICES]
+        if cls.service_channels is not None:
+            classes = [service for service in classes if service.channel in cls.service_channels]
+        return classes
+
+    # -- client frames ------------------------------------------------------------------
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        raw = text if text is not None else message.get("bytes") or b""
+        if self.too_big(raw):
+            await self.close(CloseCode.MESSAGE_TOO_BIG)
+            return
+        if text is None:
+            await self.send_error(None, ErrorCode.BINARY_NOT_SUPPORTED, "Frames must be JSON text, not binary.")
+            return
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            await self.send_error(None, ErrorCode.INVALID_JSON, "The frame is not valid JSON.")
+            return
+        await self.receive_json(frame)
+
+    def too_big(self, raw: str | bytes) -> bool:
+        limit = gateway_settings.MAX_MESSAGE_SIZE
+        if len(raw) * 4 <= limit:  # no UTF-8 text of this many characters can be over the limit
+            return False
+        size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+        return size > limit
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict):
+            await self.send_error(None, ErrorCode.INVALID_FRAME, 'A frame is a JSON object: {"channel", "payload", "id"}.')
+            return
+        frame_id = content.get("id")
+        if "id" in content and (type(frame_id) not in (str, int) or (isinstance(frame_id, str) and len(frame_id) > 128)):
+            await self.send_error(content.get("channel"), ErrorCode.INVALID_ID, '"id" must be a string or an integer.')
+            return
+        channel = content.get("channel")
+        if not isinstance(channel, str) or not channel:
+            await self.send_error(None, ErrorCode.MISSING_CHANNEL, 'The frame has no "channel".', frame_id)
+            return
+        if channel == GATEWAY_CHANNEL:
+            reply = await self.call_service(self.gateway_message(content.get("payload")), channel, frame_id)
+        elif channel in self.services:
+            service = self.services[channel]
+            reply = await self.call_service(service.on_message(self.user, content.get("payload")), channel, frame_id)
+        else:
+            await self.send_error(channel, ErrorCode.UNKNOWN_CHANNEL, f"No service on channel {channel!r}.", frame_id)
+            return
+        if reply is not _FAILED and (reply is not None or frame_id is not None):
+            await self.send_frame(channel, reply if reply is not None else {}, frame_id)
+
+    async def gateway_message(self, payload: Any) -> Any:
+        if isinstance(payload, dict) and payload.get("action") == "ping":
+            return {"action": "pong"}
+        raise GatewayError(ErrorCode.UNKNOWN_ACTION, 'The gateway channel answers only {"action": "ping"}.')
+
+    async def call_service(self, awaitable: Any, channel: str, frame_id: Any = None) -> Any:
+        """Await a service hook; its errors become error frames and never reach Channels."""
+        try:
+            return await awaitable
+        except GatewayError as exc:
+            await self.send_error(channel, exc.code, exc.message, frame_id)
+        except Exception:
+            logger.exception("wsgateway service %r failed", channel)
+            await self.send_error(channel, ErrorCode.INTERNAL_ERROR, "The server failed to handle this frame.", frame_id)
+        return _FAILED
+
+    # -- frames to the client -----------------------------------------------------------
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # Autobahn (under daphne) rejects int subclasses such as CloseCode members.
+        await super().close(int(code) if code not in (None, True) else code, reason)
+
+    async def send_frame(self, channel: str, payload: Any, frame_id: Any = None) -> None:
+        frame: dict[str, Any] = {"channel": channel, "payload": payload}
+        if frame_id is not None:
+            frame["id"] = frame_id
+        await self.send_json(frame)
+
+    async def send_error(self, channel: str | None, code: str, message: str, frame_id: Any = None) -> None:
+        frame: dict[str, Any] = {"channel": channel}
+        if frame_id is not None:
+            frame["id"] = frame_id
+        frame["error"] = {"code": str(code), "message": message}
+        await self.send_json(frame)
+
+    # -- channel-layer events -----------------------------------------------------------
+
+    async def gateway_push(self, event: dict[str, Any]) -> None:
+        if event.get("exclude") != self.channel_name and event["channel"] in self.services:
+            await self.send(text_data=event["text"])
+
+    async def gateway_logout(self, event: dict[str, Any]) -> None:
+        if self.session_key is not None and event.get("session_key") == self.session_key:
+            await self.send_error(GATEWAY_CHANNEL, ErrorCode.LOGGED_OUT, "The session was logged out.")
+            await self.close(CloseCode.UNAUTHORIZED)
+
+
+_FAILED = object()
+
+
+class NotifierConsumer(GatewayConsumer):
+    """Only the "notifications" channel, for ``ws/notifications/``."""
+
+    service_channels = ("notifications",)
+
+
+class ClipboardConsumer(GatewayConsumer):
+    """Only the "clipboard" channel, for ``ws/clipboard/``."""
+
+    service_channels = ("clipboard",)

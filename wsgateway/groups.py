@@ -1,0 +1,71 @@
+"""Per-user channel-layer groups and the one way wsgateway pushes frames to them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from .conf import gateway_settings
+
+#: Channel-layer event types, handled by consumer methods of the same name with "_" for ".".
+PUSH_EVENT = "gateway.push"
+LOGOUT_EVENT = "gateway.logout"
+
+
+def user_group(user_id: Any) -> str:
+    """Name of the group every socket of one user joins."""
+    return f"{gateway_settings.GROUP_PREFIX}.user.{user_id}"
+
+
+def channel_layer() -> BaseChannelLayer | None:
+    return get_channel_layer(gateway_settings.CHANNEL_LAYER)  # type: ignore[no-any-return]
+
+
+def encode_frame(channel: str, payload: Any, *, id: str | int | None = None) -> str:
+    frame: dict[str, Any] = {"channel": channel, "payload": payload}
+    if id is not None:
+        frame["id"] = id
+    return json.dumps(frame, separators=(",", ":"))
+
+
+async def apush(
+    user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None
+) -> None:
+    """Send one frame to every socket of each user, on every process sharing the layer.
+
+    The frame is encoded once, here, rather than once per receiving socket.
+    ``exclude`` is the channel name of a socket that already has the answer.
+    """
+    layer = channel_layer()
+    if layer is None:
+        return
+    event = {"type": PUSH_EVENT, "channel": channel, "text": encode_frame(channel, payload), "exclude": exclude}
+    for user_id in user_ids:
+        await layer.group_send(user_group(user_id), event)
+
+
+def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
+    """Synchronous :func:`apush`, for views, signal handlers and workers."""
+    async_to_sync(apush)(list(user_ids), channel, payload, exclude=exclude)
+
+
+async def aclose_session_sockets(user_id: Any, session_key: str) -> None:
+    """Close the sockets one Django session opened, on every process."""
+    layer = channel_layer()
+    if layer is None:
+        return
+    await layer.group_send(user_group(user_id), {"type": LOGOUT_EVENT, "session_key": session_key})
+
+
+def layer_reaches_other_processes() -> bool:
+    """False for the in-process layer, whose groups live in this process alone."""
+    from channels.layers import InMemoryChannelLayer
+
+    layer = channel_layer()
+    return layer is not None and not isinstance(layer, InMemoryChannelLayer) and not getattr(
+        layer, "process_local", False
+    )

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from wsgateway.groups import layer_reaches_other_processes
+from wsgateway.models import CATEGORY_CHOICES
+from wsgateway.notifications import notify
+
+
+class Command(BaseCommand):
+    help = "Send a notification to one or more users, by username."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("usernames", nargs="+", metavar="username")
+        parser.add_argument("message")
+        parser.add_argument("--category", default="info", choices=[tag for _, tag in CATEGORY_CHOICES])
+
+    def handle(self, *args: Any, usernames: list[str], message: str, category: str, **options: Any) -> None:
+        user_model = get_user_model()
+        field = user_model.USERNAME_FIELD
+        users = {getattr(u, field): u for u in user_model._default_manager.filter(**{f"{field}__in": usernames})}
+        if missing := [name for name in usernames if name not in users]:
+            raise CommandError(f"No such user: {', '.join(missing)}. Nothing was sent.")
+        sent = notify([users[name] for name in dict.fromkeys(usernames)], message, category=category)
+        self.stdout.write(f"Stored {len(sent)} notification(s).")
+        if layer_reaches_other_processes():
+            self.stdout.write(self.style.SUCCESS("Pushed live through the channel layer."))
+        else:
+            self.stdout.write(
+                self.style.WARNING(
+                    "Not delivered live: the in-process channel layer cannot reach sockets served by "
+                    "another process. Connected users will see it when they next connect; configure "
+                    "channels_redis for live delivery."
+                )
+            )

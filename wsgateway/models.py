@@ -1,0 +1,158 @@
+"""The two stored things: notifications and clipboard entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.messages import constants as message_levels
+from django.contrib.messages.utils import get_level_tags
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+CATEGORY_CHOICES = [
+    (message_levels.DEBUG, "debug"),
+    (message_levels.INFO, "info"),
+    (message_levels.SUCCESS, "success"),
+    (message_levels.WARNING, "warning"),
+    (message_levels.ERROR, "error"),
+]
+
+
+def category_tag(level: int) -> str:
+    """The tag a message level is sent as; honours the MESSAGE_TAGS setting."""
+    return get_level_tags().get(level, str(level))
+
+
+def category_level(category: int | str) -> int:
+    """Accept a level (``25``) or a tag (``"success"``) and return the level."""
+    if isinstance(category, bool):
+        raise ValueError(f"Unknown notification category: {category!r}")
+    if isinstance(category, int):
+        if category in get_level_tags():
+            return category
+    else:
+        for level, tag in get_level_tags().items():
+            if tag == category:
+                return level
+    raise ValueError(f"Unknown notification category: {category!r}")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class NotificationQuerySet(models.QuerySet["Notification"]):
+    def for_user(self, user: Any) -> NotificationQuerySet:
+        return self.filter(recipient=user)
+
+    def unread(self) -> NotificationQuerySet:
+        return self.filter(is_read=False)
+
+
+class Notification(models.Model):
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="wsgateway_notifications"
+    )
+    category = models.PositiveSmallIntegerField(choices=CATEGORY_CHOICES, default=message_levels.INFO)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    actions = models.JSONField(default=list, blank=True, help_text=_('A list of {"label", "url"} objects.'))
+    is_read = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    changed = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["recipient", "-id"], name="wsgw_notif_unread_idx", condition=Q(is_read=False)
+            ),
+            models.Index(fields=["recipient", "-id"], name="wsgw_notif_recipient_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.message[:80]
+
+    @property
+    def category_tag(self) -> str:
+        return category_tag(self.category)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The notification as the client sees it."""
+        return {
+            "id": self.pk,
+            "category": self.category_tag,
+            "label": self.message,
+            "is_read": self.is_read,
+            "data": self.data,
+            "actions": self.actions,
+            "metainfo": {
+                "createdDatetime": _iso(self.created),
+                "changedDatetime": _iso(self.changed),
+                "createdUser": self.created_by.get_username() if self.created_by else None,
+                "changedUser": self.changed_by.get_username() if self.changed_by else None,
+            },
+        }
+
+
+class ClipboardEntry(models.Model):
+    """Raw JSON data, or a reference to a model instance, on one user's clipboard."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="wsgateway_clipboard"
+    )
+    data = models.JSONField(null=True, blank=True)
+    content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.CASCADE)
+    object_id = models.CharField(max_length=255, blank=True, default="")
+    content_object = GenericForeignKey("content_type", "object_id")
+    label = models.CharField(max_length=255, blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "clipboard entries"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(content_type__isnull=True) | ~Q(object_id=""),
+                name="wsgw_clip_reference_has_pk",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label or f"Clipboard entry {self.pk}"
+
+    @property
+    def is_reference(self) -> bool:
+        return self.content_type_id is not None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The entry as the client sees it."""
+        entry: dict[str, Any] = {"id": self.pk}
+        if self.content_type_id is not None:
+            ct = ContentType.objects.get_for_id(self.content_type_id)
+            entry.update(
+                model=f"{ct.app_label}.{ct.model}",
+                pk=_wire_pk(self.object_id),
+                label=self.label,
+            )
+        else:
+            entry["data"] = self.data
+        entry["created"] = _iso(self.created)
+        return entry
+
+
+def _wire_pk(object_id: str) -> int | str:
+    # Integer keys go back as integers, the way the client sent them.
+    return int(object_id) if object_id.isdigit() else object_id

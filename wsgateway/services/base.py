@@ -1,0 +1,62 @@
+"""The service contract, and a base class that routes ``{"action", "data"}`` payloads."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+from ..codes import ErrorCode
+from ..exceptions import GatewayError
+from ..groups import apush
+
+
+class Connection(Protocol):
+    """What a service may use of the socket it serves."""
+
+    channel_name: str
+    scope: dict[str, Any]
+
+
+class Service:
+    """One instance per socket. Subclasses set ``channel`` and override the hooks.
+
+    ``on_connect`` and ``on_message`` return a payload to send (or ``None``);
+    raising :class:`~wsgateway.exceptions.GatewayError` answers with an error frame.
+    """
+
+    channel: ClassVar[str]
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    async def on_connect(self, user: Any) -> Any:
+        """Payload of the frame sent right after connect, or ``None`` for no frame."""
+        return None
+
+    async def on_message(self, user: Any, payload: Any) -> Any:
+        """Answer one client frame; the return value is sent back with the frame's id."""
+        raise GatewayError(ErrorCode.UNKNOWN_ACTION, f"The {self.channel} channel takes no messages.")
+
+    async def on_disconnect(self, user: Any) -> None:
+        """Called once when an accepted socket closes."""
+
+    async def push_to_user(self, user: Any, payload: Any, *, include_self: bool = False) -> None:
+        """Send ``payload`` on this channel to the user's sockets on every process."""
+        exclude = None if include_self else self.connection.channel_name
+        await apush([user.pk], self.channel, payload, exclude=exclude)
+
+
+class ActionService(Service):
+    """A service whose payloads are ``{"action": name, "data": ...}``.
+
+    ``action_<name>(user, data)`` methods are the actions; anything else is
+    ``unknown_action``.
+    """
+
+    async def on_message(self, user: Any, payload: Any) -> Any:
+        if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
+            raise GatewayError(ErrorCode.INVALID_DATA, 'The payload must be {"action": "...", "data": ...}.')
+        action = payload["action"]
+        handler = getattr(self, f"action_{action}", None) if action.isidentifier() else None
+        if handler is None:
+            raise GatewayError(ErrorCode.UNKNOWN_ACTION, f"Unknown {self.channel} action: {action!r}.")
+        return await handler(user, payload.get("data"))

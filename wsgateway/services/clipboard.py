@@ -1,0 +1,134 @@
+"""The "clipboard" channel: a per-user clipboard synced across the user's sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from ..codes import ErrorCode
+from ..conf import gateway_settings, import_from_setting
+from ..exceptions import GatewayError
+from ..models import ClipboardEntry
+from .base import ActionService
+
+CHANNEL = "clipboard"
+
+
+def user_can_view(user: Any, obj: Any) -> bool:
+    """Default ``CLIPBOARD_PERMISSION``: the model's view permission, globally or for this object."""
+    opts = obj._meta
+    perm = f"{opts.app_label}.view_{opts.model_name}"
+    return bool(user.has_perm(perm) or user.has_perm(perm, obj))
+
+
+def clipboard_of(user: Any) -> list[dict[str, Any]]:
+    return [entry.to_wire() for entry in ClipboardEntry.objects.filter(user=user).order_by("id")]
+
+
+def _check_room(user: Any, adding: int) -> None:
+    limit = gateway_settings.CLIPBOARD_MAX_ENTRIES
+    if ClipboardEntry.objects.filter(user=user).count() + adding > limit:
+        raise GatewayError(ErrorCode.LIMIT_EXCEEDED, f"The clipboard holds at most {limit} entries.")
+
+
+class ClipboardService(ActionService):
+    channel = CHANNEL
+
+    async def on_connect(self, user: Any) -> Any:
+        return {"clipboard": await database_sync_to_async(clipboard_of)(user)}
+
+    async def _changed(self, user: Any, reply: dict[str, Any]) -> dict[str, Any]:
+        # The asking socket gets ``reply``; the user's other sockets get the new state.
+        await self.push_to_user(user, {"clipboard": reply["clipboard"]})
+        return reply
+
+    async def action_clipboard_add(self, user: Any, data: Any) -> Any:
+        if data is None:
+            raise GatewayError(ErrorCode.INVALID_DATA, "clipboard_add takes the data to store.")
+        return await self._changed(user, await database_sync_to_async(self._add)(user, data))
+
+    async def action_clipboard_load(self, user: Any, data: Any) -> Any:
+        return await self._changed(user, await database_sync_to_async(self._load)(user, data))
+
+    async def action_clipboard_remove(self, user: Any, data: Any) -> Any:
+        if type(data) is not int:
+            raise GatewayError(ErrorCode.INVALID_DATA, "clipboard_remove takes an entry id.")
+        return await self._changed(user, await database_sync_to_async(self._remove)(user, data))
+
+    async def action_clipboard_flush(self, user: Any, data: Any) -> Any:
+        return await self._changed(user, await database_sync_to_async(self._flush)(user))
+
+    @staticmethod
+    def _add(user: Any, data: Any) -> dict[str, Any]:
+        with transaction.atomic():
+            _check_room(user, 1)
+            ClipboardEntry.objects.create(user=user, data=data)
+            return {"clipboard": clipboard_of(user)}
+
+    @staticmethod
+    def _load(user: Any, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str) or not isinstance(
+            data.get("ids"), list
+        ):
+            raise GatewayError(ErrorCode.INVALID_DATA, 'clipboard_load takes {"model": "app_label.model", "ids": [...]}.')
+        ids = data["ids"]
+        if not ids or not all(type(pk) in (int, str) for pk in ids):
+            raise GatewayError(ErrorCode.INVALID_DATA, '"ids" must be a non-empty list of primary keys.')
+        try:
+            model = apps.get_model(data["model"])
+        except (LookupError, ValueError):
+            raise GatewayError(ErrorCode.INVALID_DATA, f"Unknown model {data['model']!r}.") from None
+        can_view = import_from_setting(gateway_settings.CLIPBOARD_PERMISSION)
+        content_type = ContentType.objects.get_for_model(model)
+        pk_field = model._meta.pk
+        refused: list[dict[str, Any]] = []
+        wanted: dict[str, Any] = {}
+        for raw in ids:
+            try:
+                wanted[str(pk_field.to_python(raw))] = raw
+            except ValidationError:
+                refused.append({"id": raw, "code": ErrorCode.INVALID_DATA, "message": "Not a valid key."})
+        objects = {str(obj.pk): obj for obj in model._default_manager.filter(pk__in=list(wanted))}
+        with transaction.atomic():
+            present = set(
+                ClipboardEntry.objects.filter(user=user, content_type=content_type).values_list(
+                    "object_id", flat=True
+                )
+            )
+            new: list[ClipboardEntry] = []
+            for key, raw in wanted.items():
+                obj = objects.get(key)
+                if obj is None or not can_view(user, obj):
+                    code = ErrorCode.NOT_FOUND if obj is None else ErrorCode.FORBIDDEN
+                    refused.append({"id": raw, "code": code, "message": _REFUSALS[code]})
+                elif key not in present:
+                    present.add(key)
+                    new.append(
+                        ClipboardEntry(user=user, content_type=content_type, object_id=key, label=str(obj)[:255])
+                    )
+            _check_room(user, len(new))
+            ClipboardEntry.objects.bulk_create(new)
+            return {"clipboard": clipboard_of(user), "refused": refused}
+
+    @staticmethod
+    def _remove(user: Any, entry_id: int) -> dict[str, Any]:
+        deleted, _ = ClipboardEntry.objects.filter(user=user, pk=entry_id).delete()
+        if not deleted:
+            raise GatewayError(ErrorCode.NOT_FOUND, f"No clipboard entry of yours with id {entry_id}.")
+        return {"clipboard": clipboard_of(user)}
+
+    @staticmethod
+    def _flush(user: Any) -> dict[str, Any]:
+        ClipboardEntry.objects.filter(user=user).delete()
+        return {"clipboard": []}
+
+
+_REFUSALS = {
+    ErrorCode.NOT_FOUND: "No such object.",
+    ErrorCode.FORBIDDEN: "You may not view this object.",
+}
