@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, ClassVar
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
+from django.core.exceptions import ImproperlyConfigured
 
 from .auth import authenticate
 from .codes import CloseCode, ErrorCode
 from .conf import gateway_settings, import_from_setting
 from .exceptions import AuthenticationFailed, GatewayError
-from .groups import user_group
+from .groups import layer_reaches_other_processes, user_group
+from .health import LayerWatchdog, watchdog_for
 from .origin import origin_allowed
 from .services.base import Service
 from .signals import client_connected, client_disconnected
@@ -32,10 +37,53 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     user: Any = None
     session_key: str | None = None
     services: dict[str, Service]
+    watchdog: LayerWatchdog | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.services = {}
+
+    @property
+    def channel_layer_alias(self) -> str:  # type: ignore[override]
+        return gateway_settings.CHANNEL_LAYER
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # AsyncConsumer.__call__, except that the channel layer is received from
+        # through receive_from_layer, which survives a layer outage.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is None:
+            raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive, self.receive_from_layer], self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs close_old_connections() in the sync thread before every
+        # handler: one thread hop per message, serialised across all sockets.
+        # Pushes touch no database, and the services' database work goes through
+        # database_sync_to_async, which does its own cleanup, so our events skip it.
+        if message["type"].startswith("gateway."):
+            handler = getattr(self, message["type"].replace(".", "_"), None)
+            if handler is not None:
+                await handler(message)
+                return
+        await super().dispatch(message)
+
+    async def receive_from_layer(self) -> dict[str, Any]:
+        try:
+            return await self.channel_layer.receive(self.channel_name)  # type: ignore[no-any-return]
+        except (asyncio.CancelledError, StopConsumer):
+            raise
+        except Exception as exc:
+            # The layer is down. Keep the socket; the watchdog resyncs it once the layer returns.
+            if self.watchdog is not None:
+                self.watchdog.report_failure(exc)
+            await asyncio.sleep(1.0)
+            return {"type": "gateway.noop"}
 
     # -- connect and disconnect ---------------------------------------------------------
 
@@ -64,13 +112,32 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 "services": list(self.services),
             },
         )
-        for channel, service in self.services.items():
-            payload = await self.call_service(service.on_connect(self.user), channel)
-            if payload is not None:
-                await self.send_frame(channel, payload)
+        await self.send_service_snapshots()
+        if layer_reaches_other_processes():
+            self.watchdog = watchdog_for(self.channel_layer)
+            self.watchdog.register(self)
         await client_connected.asend(
             sender=self.__class__, user=self.user, channel_name=self.channel_name, scope=self.scope
         )
+
+    async def send_service_snapshots(self) -> None:
+        for channel, service in self.services.items():
+            payload = await self.call_service(service.on_connect(self.user), channel)
+            if payload is not None and payload is not _FAILED:
+                await self.send_frame(channel, payload)
+
+    async def resync(self) -> None:
+        """After a layer outage: re-join the user's group, then resend the on-connect frames."""
+        await self.channel_layer.send(self.channel_name, {"type": "gateway.resync"})
+
+    async def gateway_resync(self, event: dict[str, Any]) -> None:
+        # Runs in this socket's own message loop, so it cannot interleave with a client frame.
+        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
+        await self.send_service_snapshots()
+
+    async def gateway_noop(self, event: dict[str, Any]) -> None:
+        pass
 
     async def refuse(self, code: str, message: str) -> None:
         """Accept, say why, and close with 4401: "log in first", not "network down"."""
@@ -80,7 +147,12 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         if self.user is not None:
-            await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+            if self.watchdog is not None:
+                self.watchdog.unregister(self)
+            try:
+                await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+            except Exception as exc:  # the layer is down; its membership dies with the channel anyway
+                logger.info("wsgateway: group_discard failed on disconnect: %s", exc)
             for channel, service in self.services.items():
                 await self.call_service(service.on_disconnect(self.user), channel)
             await client_disconnected.asend(

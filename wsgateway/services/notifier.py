@@ -13,6 +13,7 @@ from ..codes import ErrorCode
 from ..conf import gateway_settings
 from ..exceptions import GatewayError
 from ..groups import apush
+from ..locks import user_push_lock
 from ..models import Notification, category_tag
 from .base import ActionService
 
@@ -35,13 +36,17 @@ def notification_payload(notification: Notification) -> dict[str, Any]:
 
 def push_saved_notification(notification: Notification) -> None:
     """Push a saved notification to its recipient; called once the transaction commits."""
-    fresh = Notification.objects.select_related("created_by", "changed_by").get(pk=notification.pk)
-    async_to_sync(apush)([fresh.recipient_id], CHANNEL, notification_payload(fresh))
+    with user_push_lock(notification.recipient_id):
+        fresh = Notification.objects.select_related("created_by", "changed_by").filter(pk=notification.pk).first()
+        if fresh is not None:  # deleted before the commit hook ran: nothing to announce
+            async_to_sync(apush)([fresh.recipient_id], CHANNEL, notification_payload(fresh))
 
 
-async def apush_unread_state(user_id: Any) -> dict[str, Any]:
-    state = await database_sync_to_async(unread_state)(user_id)
-    await apush([user_id], CHANNEL, state)
+def push_unread_state(user_id: Any) -> dict[str, Any]:
+    """Push the unread count to every socket of the user, and return it."""
+    with user_push_lock(user_id):
+        state = unread_state(user_id)
+        async_to_sync(apush)([user_id], CHANNEL, state)
     return state
 
 
@@ -59,18 +64,16 @@ class NotifierService(ActionService):
 
     async def action_mark_read(self, user: Any, data: Any) -> Any:
         ids = set(_ids(data))
-        await database_sync_to_async(self._mark_read)(user, ids)
-        return await apush_unread_state(user.pk)
+        return await database_sync_to_async(self._mark_read)(user, ids)
 
     async def action_mark_all_read(self, user: Any, data: Any) -> Any:
-        await database_sync_to_async(self._mark_read)(user, None)
-        return await apush_unread_state(user.pk)
+        return await database_sync_to_async(self._mark_read)(user, None)
 
     async def action_list(self, user: Any, data: Any) -> Any:
         return await database_sync_to_async(self._list)(user, {} if data is None else data)
 
     @staticmethod
-    def _mark_read(user: Any, ids: set[int] | None) -> None:
+    def _mark_read(user: Any, ids: set[int] | None) -> dict[str, Any]:
         with transaction.atomic():
             mine = Notification.objects.for_user(user)
             if ids is not None:
@@ -80,6 +83,7 @@ class NotifierService(ActionService):
                 mine = mine.filter(pk__in=ids)
             # update() rather than save(): a read-state change is not a new notification to push.
             mine.unread().update(is_read=True, changed=timezone.now(), changed_by=user)
+        return push_unread_state(user.pk)
 
     @staticmethod
     def _list(user: Any, data: Any) -> dict[str, Any]:

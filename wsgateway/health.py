@@ -1,0 +1,83 @@
+"""Noticing a channel-layer outage and bringing this process's sockets back in sync.
+
+While the layer (Redis) is down, pushes are lost: ``notify()`` stores the row but
+cannot publish. Sockets may well stay open, and on RedisChannelLayer their group
+memberships die with the Redis data. So one watchdog per process probes the
+layer; when a probe succeeds after a failure, every local socket re-joins its
+group and is sent its on-connect frames again (a "resync"), which carry
+whatever was missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any, Protocol
+
+logger = logging.getLogger("wsgateway")
+
+PROBE_INTERVAL = 1.0
+PROBE_TIMEOUT = 2.0
+PROBE_GROUP = "wsgateway.health"
+
+
+class Resyncable(Protocol):
+    async def resync(self) -> None: ...
+
+
+class LayerWatchdog:
+    """Probes one channel layer from one event loop while any socket is registered."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.healthy = True
+        self.task: asyncio.Task[None] | None = None
+
+    def register(self, socket: Resyncable) -> None:
+        self.sockets.add(socket)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.run(), name="wsgateway-layer-watchdog")
+
+    def unregister(self, socket: Resyncable) -> None:
+        self.sockets.discard(socket)
+
+    def report_failure(self, exc: BaseException) -> None:
+        """Called by anything in this process that saw the layer fail."""
+        if self.healthy:
+            logger.warning("wsgateway: channel layer unavailable (%s); will resync sockets when it returns", exc)
+        self.healthy = False
+
+    async def probe(self) -> None:
+        # A group_send to a group nobody joins reaches the backend and costs nothing else.
+        await asyncio.wait_for(self.layer.group_send(PROBE_GROUP, {"type": "gateway.probe"}), PROBE_TIMEOUT)
+
+    async def run(self) -> None:
+        while self.sockets:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await self.probe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.report_failure(exc)
+                continue
+            if not self.healthy:
+                self.healthy = True
+                logger.warning("wsgateway: channel layer is back; resyncing %d socket(s)", len(self.sockets))
+                await asyncio.gather(*(socket.resync() for socket in list(self.sockets)), return_exceptions=True)
+
+
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LayerWatchdog]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def watchdog_for(layer: Any) -> LayerWatchdog:
+    """The watchdog of ``layer`` in the running event loop (one per loop and layer)."""
+    per_loop = _watchdogs.setdefault(asyncio.get_running_loop(), {})
+    watchdog = per_loop.get(id(layer))
+    if watchdog is None or watchdog.layer is not layer:
+        watchdog = per_loop[id(layer)] = LayerWatchdog(layer)
+    return watchdog
