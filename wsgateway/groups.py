@@ -69,3 +69,17 @@ def layer_reaches_other_processes() -> bool:
     return layer is not None and not isinstance(layer, InMemoryChannelLayer) and not getattr(
         layer, "process_local", False
     )
+
+
+def layer_is_reachable() -> bool:
+    """Probe the layer's backend (from sync code) with a send to a group nobody joins."""
+    from .health import PROBE_GROUP
+
+    layer = channel_layer()
+    if layer is None:
+        return False
+    try:
+        async_to_sync(layer.group_send)(PROBE_GROUP, {"type": "gateway.probe"})
+    except Exception:
+        return False
+    return True

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from wsgateway.groups import layer_reaches_other_processes
+from wsgateway.groups import layer_is_reachable, layer_reaches_other_processes
 from wsgateway.models import CATEGORY_CHOICES
 from wsgateway.notifications import notify
 
@@ -26,8 +26,15 @@ class Command(BaseCommand):
             raise CommandError(f"No such user: {', '.join(missing)}. Nothing was sent.")
         sent = notify([users[name] for name in dict.fromkeys(usernames)], message, category=category)
         self.stdout.write(f"Stored {len(sent)} notification(s).")
-        if layer_reaches_other_processes():
+        if layer_reaches_other_processes() and layer_is_reachable():
             self.stdout.write(self.style.SUCCESS("Pushed live through the channel layer."))
+        elif layer_reaches_other_processes():
+            self.stdout.write(
+                self.style.WARNING(
+                    "Not delivered live: the channel layer is unreachable. Connected sockets are "
+                    "resynced when it returns, and others see it when they next connect."
+                )
+            )
         else:
             self.stdout.write(
                 self.style.WARNING(

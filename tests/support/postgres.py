@@ -1,0 +1,82 @@
+"""A real PostgreSQL for the multi-process tests.
+
+``WSGATEWAY_TEST_POSTGRES_URL`` (a server URL whose user may create databases)
+when set, as .ci/run does; otherwise a throwaway cluster started here with the
+machine's initdb, on 127.0.0.1 and a free port, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+from tests.support.servers import HOST, free_port, wait_for_port
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+class PostgresServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.dir = Path(tempfile.mkdtemp(prefix="wsgateway-pg-"))
+
+    @staticmethod
+    def available() -> bool:
+        return bool(os.environ.get("WSGATEWAY_TEST_POSTGRES_URL")) or bool(_pg_bin("initdb") and _pg_bin("postgres"))
+
+    def start(self) -> PostgresServer:
+        initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
+        assert initdb and postgres, "PostgreSQL is not installed"
+        data = self.dir / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        subprocess.run(
+            _as_postgres_user([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+            check=True, capture_output=True, timeout=120,
+        )
+        self.proc = subprocess.Popen(
+            _as_postgres_user([postgres, "-D", str(data), "-h", HOST, "-p", str(self.port), "-k", str(self.dir),
+                               "-c", "max_connections=200", "-c", "fsync=off"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, timeout=30, proc=self.proc)
+        return self
+
+    @property
+    def server_url(self) -> str:
+        return f"postgres://postgres@{HOST}:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def create_database(server_url: str) -> str:
+    """A new empty database on the server; returns its URL."""
+    import psycopg
+
+    name = f"wsgw_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url.rstrip("/") + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rstrip("/") + f"/{name}"
