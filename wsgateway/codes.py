@@ -18,6 +18,14 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
+    #: 1009 where the server lets an application send only 1000 and 3000-4999
+    #: (daphne, through autobahn): there, run daphne with
+    #: ``--websocket-max-message-size`` so that daphne itself closes with 1009.
+    CONTENT_TOO_LARGE = 4413
+
+
+#: What to send instead of a code the server refuses from an application.
+PRIVATE_CLOSE_CODES = {CloseCode.MESSAGE_TOO_BIG: CloseCode.CONTENT_TOO_LARGE}
 
 
 class ErrorCode(StrEnum):

@@ -14,7 +14,7 @@ from channels.utils import await_many_dispatch
 from django.core.exceptions import ImproperlyConfigured
 
 from .auth import authenticate
-from .codes import CloseCode, ErrorCode
+from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings, import_from_setting
 from .exceptions import AuthenticationFailed, GatewayError
 from .groups import layer_reaches_other_processes, user_group
@@ -154,7 +154,11 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             except Exception as exc:  # the layer is down; its membership dies with the channel anyway
                 logger.info("wsgateway: group_discard failed on disconnect: %s", exc)
             for channel, service in self.services.items():
-                await self.call_service(service.on_disconnect(self.user), channel)
+                try:
+                    await service.on_disconnect(self.user)
+                except Exception:
+                    # Not call_service: the client is gone, so there is no one to send an error frame to.
+                    logger.exception("wsgateway service %r failed on disconnect", channel)
             await client_disconnected.asend(
                 sender=self.__class__, user=self.user, channel_name=self.channel_name, code=message.get("code")
             )
@@ -234,8 +238,17 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     # -- frames to the client -----------------------------------------------------------
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
-        # Autobahn (under daphne) rejects int subclasses such as CloseCode members.
-        await super().close(int(code) if code not in (None, True) else code, reason)
+        if code is None or code is True:
+            await super().close(code, reason)
+            return
+        # Autobahn (under daphne) rejects int subclasses such as CloseCode members,
+        # and any code but 1000 and 3000-4999: it raises from the send.
+        try:
+            await super().close(int(code), reason)
+        except Exception:
+            if code not in PRIVATE_CLOSE_CODES:
+                raise
+            await super().close(int(PRIVATE_CLOSE_CODES[code]), reason)
 
     async def send_frame(self, channel: str, payload: Any, frame_id: Any = None) -> None:
         frame: dict[str, Any] = {"channel": channel, "payload": payload}

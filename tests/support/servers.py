@@ -1,12 +1,15 @@
 """Real servers for tests that cross a process boundary: daphne and redis-server.
 
 Everything listens on 127.0.0.1 only, on a free port, and is stopped by the
-fixture that started it.
+fixture that started it. The clients here (HTTP and WebSocket) bypass any proxy
+configured in the environment and bound every wait with a timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
+import json
 import os
 import re
 import shutil
@@ -21,6 +24,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output"
@@ -48,13 +54,16 @@ def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] 
 
 def project_env(**extra: str) -> dict[str, str]:
     """Environment for a subprocess running the example project."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}}
+    inherited = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
     env.update(DJANGO_SETTINGS_MODULE="project.settings", PYTHONUNBUFFERED="1", DJANGO_DEBUG="1")
     env.update(extra)
     return env
 
 
-def manage(env: dict[str, str], *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def manage(
+    env: dict[str, str], *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run ``manage.py`` in a subprocess and return its output."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
@@ -94,7 +103,7 @@ class Daphne:
         return f"ws://{HOST}:{self.port}"
 
     def start(self, *extra_args: str) -> Daphne:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.log_path, "ab")  # closed here: the child keeps its own descriptor
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(self.port), *extra_args,
              "project.asgi:application"],
@@ -129,7 +138,10 @@ class HttpSession:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}),  # 127.0.0.1 must never go through an http_proxy
+            urllib.request.HTTPCookieProcessor(self.jar),
+        )
 
     def cookie(self, name: str) -> str | None:
         return next((c.value for c in self.jar if c.name == name), None)
@@ -161,6 +173,45 @@ class HttpSession:
         status, _ = self.post("/accounts/login/", {"username": username, "password": password})
         assert status == 200 and self.cookie("sessionid"), f"login as {username} failed ({status})"
         return self
+
+
+async def ws_connect(
+    url: str, *, cookie: str | None = None, headers: dict[str, str] | None = None, **kwargs: Any
+) -> ClientConnection:
+    """Open a WebSocket with the ``websockets`` client, as a browser tab or an API client would."""
+    extra = dict(headers or {})
+    if cookie:
+        extra["Cookie"] = cookie
+    kwargs.setdefault("open_timeout", 10)
+    kwargs.setdefault("close_timeout", 5)
+    return await websockets.connect(url, additional_headers=extra, proxy=None, **kwargs)
+
+
+async def recv_json(ws: ClientConnection, within: float = 10) -> Any:
+    """The next frame, decoded; fails after ``within`` seconds instead of hanging."""
+    return json.loads(await asyncio.wait_for(ws.recv(), within))
+
+
+async def connect_frames(ws: ClientConnection, count: int = 3, within: float = 10) -> dict[str, Any]:
+    """Read the frames sent right after connect; returns ``{channel: payload}`` in arrival order."""
+    frames = [await recv_json(ws, within) for _ in range(count)]
+    return {frame["channel"]: frame["payload"] for frame in frames}
+
+
+async def ping(ws: ClientConnection, frame_id: str = "ping", within: float = 10) -> Any:
+    """Ask the gateway for a pong and return the next frame, which must be that pong.
+
+    Any frame the server queued for this socket before the ping comes out first,
+    so this also proves that nothing was pushed to it.
+    """
+    await ws.send(json.dumps({"channel": "gateway", "id": frame_id, "payload": {"action": "ping"}}))
+    return await recv_json(ws, within)
+
+
+async def close_code(ws: ClientConnection, within: float = 10) -> int | None:
+    """Wait until the server closes the socket and return the close code it sent."""
+    await asyncio.wait_for(ws.wait_closed(), within)
+    return ws.close_code
 
 
 def redis_server_binary() -> str:
