@@ -1,0 +1,90 @@
+"""What a site would add through settings: a service of its own, a faulty one, an API-key authenticator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+
+from wsgateway.auth import BaseAuthenticator, Identity, Scope, header
+from wsgateway.exceptions import AuthenticationFailed
+from wsgateway.services import ActionService, Service
+
+
+class EchoService(ActionService):
+    """A site's own service, configured in WSGATEWAY["SERVICES"]."""
+
+    channel = "echo"
+
+    async def on_connect(self, user: Any) -> Any:
+        return {"hello": user.get_username()}
+
+    async def action_echo(self, user: Any, data: Any) -> Any:
+        return {"echo": data}
+
+    async def action_shout(self, user: Any, data: Any) -> Any:
+        await self.push_to_user(user, {"shout": data})
+        return {"shouted": data}
+
+
+class FaultyService(Service):
+    """A service with a bug: every message raises an exception wsgateway does not know."""
+
+    channel = "faulty"
+
+    async def on_connect(self, user: Any) -> Any:
+        return {}
+
+    async def on_message(self, user: Any, payload: Any) -> Any:
+        raise RuntimeError("a bug in a site's service")
+
+
+class FaultyOnConnectService(Service):
+    channel = "faulty_connect"
+
+    async def on_connect(self, user: Any) -> Any:
+        raise RuntimeError("a bug in on_connect")
+
+
+class FaultyOnDisconnectService(Service):
+    channel = "faulty_disconnect"
+
+    async def on_connect(self, user: Any) -> Any:
+        return {}
+
+    async def on_disconnect(self, user: Any) -> None:
+        raise RuntimeError("a bug in on_disconnect")
+
+
+class NoChannelService(Service):
+    """Misconfigured: no ``channel`` attribute."""
+
+
+class GatewayChannelService(Service):
+    """Misconfigured: takes the channel the gateway itself uses."""
+
+    channel = "gateway"
+
+
+#: API keys of the test site's API-key scheme, key -> username.
+API_KEYS = {"key-of-carol": "carol"}
+
+
+class ApiKeyAuthenticator(BaseAuthenticator):
+    """``X-Api-Key: <key>``: the kind of scheme a site adds through WSGATEWAY["AUTHENTICATORS"]."""
+
+    async def authenticate(self, scope: Scope) -> Identity | None:
+        key = header(scope, b"x-api-key")
+        if key is None:
+            return None
+        username = API_KEYS.get(key)
+        if username is None:
+            raise AuthenticationFailed("api_key_invalid", "Unknown API key.")
+        user = await database_sync_to_async(get_user_model().objects.get)(username=username)
+        return Identity(user)
+
+
+def nobody_may_view(user: Any, obj: Any) -> bool:
+    """A CLIPBOARD_PERMISSION that refuses everything."""
+    return False

@@ -1,0 +1,470 @@
+"""The envelope every service shares: connect frames, ids, bad input, size limit, faulty services, signals."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+from django.test import override_settings
+
+from tests.support.communicators import connected as connected_as
+from tests.support.communicators import create_user, error_frame, frame, refused
+from wsgateway.consumers import ClipboardConsumer, NotifierConsumer
+from wsgateway.models import ClipboardEntry, Notification
+from wsgateway.notifications import anotify
+from wsgateway.signals import client_connected, client_disconnected
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEFAULT_SERVICES = [
+    "wsgateway.services.notifier.NotifierService",
+    "wsgateway.services.clipboard.ClipboardService",
+]
+ECHO = "tests.support.extensions.EchoService"
+
+
+@pytest.fixture
+async def ann() -> Any:
+    return await create_user("ann")
+
+
+@pytest.fixture
+async def socket(ann: Any) -> Any:
+    async with connected_as(ann) as socket:
+        yield socket
+
+
+async def assert_nothing_stored() -> None:
+    assert await Notification.objects.acount() == 0
+    assert await ClipboardEntry.objects.acount() == 0
+
+
+# -- connect ----------------------------------------------------------------------------
+
+
+async def test_connect_sends_gateway_frame_then_each_service_frame(ann: Any) -> None:
+    async with connected_as(ann, read_connect_frames=False) as socket:
+        assert await socket.receive() == frame(
+            "gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["notifications", "clipboard"]}
+        )
+        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None})
+        assert await socket.receive() == frame("clipboard", {"clipboard": []})
+
+
+async def test_services_are_listed_in_settings_order(ann: Any) -> None:
+    with override_settings(WSGATEWAY={"SERVICES": [DEFAULT_SERVICES[1], DEFAULT_SERVICES[0]]}):
+        async with connected_as(ann) as socket:
+            assert [f["channel"] for f in socket.connect_frames] == ["gateway", "clipboard", "notifications"]
+            assert socket.connect_frames[0]["payload"]["services"] == ["clipboard", "notifications"]
+
+
+async def test_ping_is_answered_with_pong_and_the_same_id(socket: Any) -> None:
+    assert await socket.request("gateway", {"action": "ping"}, "p1") == frame(
+        "gateway", {"action": "pong"}, "p1"
+    )
+
+
+async def test_ping_without_id_is_answered_without_id(socket: Any) -> None:
+    await socket.send("gateway", {"action": "ping"})
+    assert await socket.receive() == {"channel": "gateway", "payload": {"action": "pong"}}
+
+
+# -- ids --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame_id", ["a-string-id", 7, 0, "", -3, "x" * 128], ids=repr)
+async def test_reply_carries_the_id_of_the_frame(socket: Any, frame_id: str | int) -> None:
+    reply = await socket.request("gateway", {"action": "ping"}, frame_id)
+    assert reply == {"channel": "gateway", "payload": {"action": "pong"}, "id": frame_id}
+
+
+@pytest.mark.parametrize("frame_id", ["e-1", 12])
+async def test_error_reply_carries_the_id_of_the_frame(socket: Any, frame_id: str | int) -> None:
+    reply = await socket.request("nope", {}, frame_id)
+    assert reply == error_frame("nope", "unknown_channel", frame_id)
+
+
+@pytest.mark.parametrize("frame_id", [True, False, 1.5, 2.0, [1], {"n": 1}, None, "x" * 129], ids=repr)
+async def test_id_that_is_not_a_string_or_integer_is_invalid_id(socket: Any, frame_id: Any) -> None:
+    await socket.send_json(
+        {"channel": "clipboard", "payload": {"action": "clipboard_add", "data": 1}, "id": frame_id}
+    )
+    assert await socket.receive() == error_frame("clipboard", "invalid_id")
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
+# -- bad frames -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["not json", "{'channel': 'gateway'}", '{"channel": ', "", "NaN]"])
+async def test_text_that_is_not_json_is_invalid_json(socket: Any, text: str) -> None:
+    await socket.send_text(text)
+    assert await socket.receive() == error_frame(None, "invalid_json")
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
+@pytest.mark.parametrize("data", [b'{"channel": "gateway", "payload": {"action": "ping"}}', b"\x00\xff"])
+async def test_binary_frame_is_binary_not_supported(socket: Any, data: bytes) -> None:
+    await socket.send_bytes(data)
+    assert await socket.receive() == error_frame(None, "binary_not_supported")
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
+@pytest.mark.parametrize(
+    "content", [[], ["clipboard", {"action": "clipboard_add"}], "gateway", 3, None, True]
+)
+async def test_json_that_is_not_an_object_is_invalid_frame(socket: Any, content: Any) -> None:
+    await socket.send_json(content)
+    assert await socket.receive() == error_frame(None, "invalid_frame")
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"payload": {"action": "ping"}},
+        {"channel": None},
+        {"channel": ""},
+        {"channel": 5},
+        {"channel": ["gateway"]},
+    ],
+    ids=["absent", "null", "empty", "number", "list"],
+)
+async def test_frame_without_a_channel_name_is_missing_channel(socket: Any, content: dict[str, Any]) -> None:
+    await socket.send_json({**content, "id": "m1"})
+    assert await socket.receive() == error_frame(None, "missing_channel", "m1")
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
+@pytest.mark.parametrize("channel", ["nope", "Gateway", "notifications ", "clipboard/"])
+async def test_unknown_channel_is_unknown_channel(socket: Any, channel: str) -> None:
+    assert await socket.request(channel, {"action": "ping"}, "u1") == error_frame(
+        channel, "unknown_channel", "u1"
+    )
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
+@pytest.mark.parametrize(
+    ("channel", "payload"),
+    [
+        ("gateway", {"action": "pong"}),
+        ("gateway", {"action": "PING"}),
+        ("gateway", {}),
+        ("gateway", None),
+        ("gateway", "ping"),
+        ("notifications", {"action": "delete_all"}),
+        ("notifications", {"action": "mark-read", "data": [1]}),
+        ("notifications", {"action": "_list"}),
+        ("clipboard", {"action": "clipboard_paste", "data": 1}),
+        ("clipboard", {"action": "_add", "data": 1}),
+        ("clipboard", {"action": "on_connect"}),
+    ],
+)
+async def test_unknown_action_is_unknown_action(socket: Any, channel: str, payload: Any) -> None:
+    assert await socket.request(channel, payload, "a1") == error_frame(channel, "unknown_action", "a1")
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
+@pytest.mark.parametrize(
+    ("channel", "payload"),
+    [
+        ("notifications", None),
+        ("notifications", "list"),
+        ("notifications", ["mark_all_read"]),
+        ("notifications", {"data": []}),
+        ("notifications", {"action": 3}),
+        ("notifications", {"action": "mark_read", "data": 5}),
+        ("notifications", {"action": "mark_read", "data": ["5"]}),
+        ("notifications", {"action": "mark_read", "data": [True]}),
+        ("notifications", {"action": "list", "data": []}),
+        ("notifications", {"action": "list", "data": {"limit": "10"}}),
+        ("notifications", {"action": "list", "data": {"before": "9"}}),
+        ("notifications", {"action": "list", "data": {"unread_only": 1}}),
+        ("clipboard", None),
+        ("clipboard", {"action": None}),
+        ("clipboard", {"action": "clipboard_add"}),
+        ("clipboard", {"action": "clipboard_add", "data": None}),
+        ("clipboard", {"action": "clipboard_remove", "data": "1"}),
+        ("clipboard", {"action": "clipboard_remove", "data": True}),
+        ("clipboard", {"action": "clipboard_remove", "data": 1.0}),
+        ("clipboard", {"action": "clipboard_load", "data": "demo.document"}),
+        ("clipboard", {"action": "clipboard_load", "data": {"model": "demo.document"}}),
+        ("clipboard", {"action": "clipboard_load", "data": {"model": "demo.document", "ids": 1}}),
+        ("clipboard", {"action": "clipboard_load", "data": {"model": "demo.document", "ids": []}}),
+        ("clipboard", {"action": "clipboard_load", "data": {"model": "demo.document", "ids": [None]}}),
+        ("clipboard", {"action": "clipboard_load", "data": {"model": "demo.document", "ids": [[1]]}}),
+        ("clipboard", {"action": "clipboard_load", "data": {"model": 3, "ids": [1]}}),
+    ],
+)
+async def test_data_of_the_wrong_type_is_invalid_data(socket: Any, channel: str, payload: Any) -> None:
+    assert await socket.request(channel, payload, "d1") == error_frame(channel, "invalid_data", "d1")
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
+# -- size limit -------------------------------------------------------------------------
+
+
+def ping_of_size(size: int) -> str:
+    """A valid ping frame of exactly ``size`` bytes of UTF-8."""
+    text = json.dumps({"channel": "gateway", "payload": {"action": "ping", "pad": ""}, "id": "big"})
+    padding = size - len(text)
+    return text.replace('"pad": ""', f'"pad": "{"x" * padding}"')
+
+
+async def test_frame_of_exactly_max_message_size_is_answered(socket: Any) -> None:
+    text = ping_of_size(64 * 1024)
+    assert len(text.encode()) == 64 * 1024
+    await socket.send_text(text)
+    assert (await socket.receive())["payload"] == {"action": "pong"}
+
+
+async def test_frame_over_max_message_size_closes_with_1009(socket: Any) -> None:
+    await socket.send_text(ping_of_size(64 * 1024 + 1))
+    assert await socket.close_code() == 1009
+
+
+async def test_binary_frame_over_max_message_size_closes_with_1009(socket: Any) -> None:
+    await socket.send_bytes(b"x" * (64 * 1024 + 1))
+    assert await socket.close_code() == 1009
+
+
+async def test_clipboard_data_over_the_limit_closes_the_socket_and_stores_nothing(socket: Any) -> None:
+    await socket.send("clipboard", {"action": "clipboard_add", "data": "x" * 64 * 1024}, "big")
+    assert await socket.close_code() == 1009
+    await assert_nothing_stored()
+
+
+async def test_max_message_size_setting_is_honoured(ann: Any) -> None:
+    with override_settings(WSGATEWAY={"MAX_MESSAGE_SIZE": 100}):
+        async with connected_as(ann) as socket:
+            await socket.send_text(ping_of_size(100))
+            assert (await socket.receive())["payload"] == {"action": "pong"}
+            await socket.send_text(ping_of_size(101))
+            assert await socket.close_code() == 1009
+
+
+async def test_max_message_size_counts_utf8_bytes_not_characters(ann: Any) -> None:
+    with override_settings(WSGATEWAY={"MAX_MESSAGE_SIZE": 100}):
+        async with connected_as(ann) as socket:
+            # 60 characters, 120 bytes.
+            await socket.send("gateway", {"action": "ping"}, "é" * 30)
+            assert await socket.close_code() == 1009
+
+
+# -- services that fail -----------------------------------------------------------------
+
+
+async def test_service_that_raises_answers_internal_error_and_stays_open(ann: Any, caplog: Any) -> None:
+    with override_settings(
+        WSGATEWAY={"SERVICES": [*DEFAULT_SERVICES, "tests.support.extensions.FaultyService"]}
+    ):
+        async with connected_as(ann) as socket:
+            with caplog.at_level(logging.ERROR, logger="wsgateway"):
+                assert await socket.request("faulty", {"action": "anything"}, 9) == error_frame(
+                    "faulty", "internal_error", 9
+                )
+            await socket.assert_open()
+            assert await socket.action("clipboard", "clipboard_add", "still works", id=10) == frame(
+                "clipboard", {"clipboard": [await only_entry()]}, 10
+            )
+    assert "a bug in a site's service" in caplog.text
+
+
+async def only_entry() -> dict[str, Any]:
+    entry = await ClipboardEntry.objects.aget()
+    return {"id": entry.pk, "data": entry.data, "created": entry.created.isoformat()}
+
+
+async def test_service_whose_on_connect_raises_sends_internal_error_in_its_place(ann: Any) -> None:
+    services = [DEFAULT_SERVICES[0], "tests.support.extensions.FaultyOnConnectService", DEFAULT_SERVICES[1]]
+    with override_settings(WSGATEWAY={"SERVICES": services}):
+        async with connected_as(ann) as socket:
+            assert socket.connect_frames[1:] == [
+                frame("notifications", {"unread": 0, "category": None}),
+                error_frame("faulty_connect", "internal_error"),
+                frame("clipboard", {"clipboard": []}),
+            ]
+            await socket.assert_open()
+
+
+async def test_service_whose_on_disconnect_raises_is_logged_and_the_socket_still_closes(
+    ann: Any, caplog: Any
+) -> None:
+    disconnected: list[dict[str, Any]] = []
+
+    def receiver(**kwargs: Any) -> None:
+        disconnected.append(kwargs)
+
+    client_disconnected.connect(receiver)
+    try:
+        services = ["tests.support.extensions.FaultyOnDisconnectService", *DEFAULT_SERVICES]
+        with override_settings(WSGATEWAY={"SERVICES": services}), caplog.at_level(logging.ERROR, "wsgateway"):
+            async with connected_as(ann) as socket:
+                pass
+            # Nothing may be sent on a socket the client has closed.
+            assert socket.unread_output() == []
+    finally:
+        client_disconnected.disconnect(receiver)
+    assert "a bug in on_disconnect" in caplog.text
+    assert [kwargs["user"] for kwargs in disconnected] == [ann]
+
+
+# -- a site's own service ---------------------------------------------------------------
+
+
+async def test_service_added_in_settings_is_listed_and_sends_its_connect_frame(ann: Any) -> None:
+    with override_settings(WSGATEWAY={"SERVICES": [*DEFAULT_SERVICES, ECHO]}):
+        async with connected_as(ann) as socket:
+            assert socket.connect_frames[0]["payload"]["services"] == ["notifications", "clipboard", "echo"]
+            assert socket.connect_frames[3] == frame("echo", {"hello": "ann"})
+
+
+async def test_service_added_in_settings_answers_its_actions(ann: Any) -> None:
+    with override_settings(WSGATEWAY={"SERVICES": [*DEFAULT_SERVICES, ECHO]}):
+        async with connected_as(ann) as socket:
+            assert await socket.action("echo", "echo", {"n": [1, 2]}, id="e1") == frame(
+                "echo", {"echo": {"n": [1, 2]}}, "e1"
+            )
+            assert await socket.action("echo", "whisper", id="e2") == error_frame(
+                "echo", "unknown_action", "e2"
+            )
+
+
+async def test_service_added_in_settings_pushes_to_the_users_other_sockets(ann: Any) -> None:
+    with override_settings(WSGATEWAY={"SERVICES": [*DEFAULT_SERVICES, ECHO]}):
+        async with connected_as(ann) as first, connected_as(ann) as second:
+            assert await first.action("echo", "shout", "hi", id=1) == frame("echo", {"shouted": "hi"}, 1)
+            assert await second.receive() == frame("echo", {"shout": "hi"})
+            assert await first.receive_nothing()
+
+
+# -- one-service endpoints --------------------------------------------------------------
+
+
+async def test_notifier_consumer_serves_only_notifications(ann: Any) -> None:
+    async with connected_as(ann, NotifierConsumer) as socket:
+        assert socket.connect_frames == [
+            frame("gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["notifications"]}),
+            frame("notifications", {"unread": 0, "category": None}),
+        ]
+        assert await socket.action("clipboard", "clipboard_add", 1, id=1) == error_frame(
+            "clipboard", "unknown_channel", 1
+        )
+        assert await socket.action("notifications", "mark_all_read", id=2) == frame(
+            "notifications", {"unread": 0, "category": None}, 2
+        )
+        # A change of read state is pushed to every socket of the user, this one too.
+        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None})
+        await socket.assert_open()
+    await assert_nothing_stored()
+
+
+async def test_clipboard_consumer_serves_only_the_clipboard(ann: Any) -> None:
+    async with connected_as(ann, ClipboardConsumer) as socket:
+        assert socket.connect_frames == [
+            frame("gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["clipboard"]}),
+            frame("clipboard", {"clipboard": []}),
+        ]
+        assert await socket.action("notifications", "mark_all_read", id=1) == error_frame(
+            "notifications", "unknown_channel", 1
+        )
+        assert await socket.action("clipboard", "clipboard_flush", id=2) == frame(
+            "clipboard", {"clipboard": []}, 2
+        )
+        await socket.assert_open()
+
+
+async def test_one_service_endpoint_ignores_services_added_in_settings(ann: Any) -> None:
+    with override_settings(WSGATEWAY={"SERVICES": [*DEFAULT_SERVICES, ECHO]}):
+        async with connected_as(ann, NotifierConsumer) as socket:
+            assert socket.connect_frames[0]["payload"]["services"] == ["notifications"]
+            assert await socket.action("echo", "echo", 1, id=1) == error_frame("echo", "unknown_channel", 1)
+
+
+async def test_one_service_endpoints_get_only_their_own_pushes(ann: Any) -> None:
+    async with (
+        connected_as(ann) as gateway,
+        connected_as(ann, NotifierConsumer) as notifier,
+        connected_as(ann, ClipboardConsumer) as clipboard,
+    ):
+        reply = await gateway.action("clipboard", "clipboard_add", "text", id=1)
+        assert await clipboard.receive() == frame("clipboard", reply["payload"])
+        assert await notifier.receive_nothing()
+
+        (notification,) = await anotify(ann, "hello")
+        pushed = await notifier.receive()
+        assert pushed["channel"] == "notifications" and pushed["payload"]["last"]["id"] == notification.pk
+        assert await gateway.receive() == pushed
+        assert await clipboard.receive_nothing()
+
+
+# -- signals ----------------------------------------------------------------------------
+
+
+async def test_client_connected_and_disconnected_signals_fire_with_their_arguments(ann: Any) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def on_connected(**kwargs: Any) -> None:
+        events.append(("connected", kwargs))
+
+    def on_disconnected(**kwargs: Any) -> None:
+        events.append(("disconnected", kwargs))
+
+    client_connected.connect(on_connected)
+    client_disconnected.connect(on_disconnected)
+    try:
+        async with connected_as(ann, NotifierConsumer) as socket:
+            await socket.assert_open()  # the consumer has finished connecting
+            assert [name for name, _ in events] == ["connected"]
+            connected = events[0][1]
+            assert connected["sender"] is NotifierConsumer
+            assert connected["user"] == ann
+            assert connected["scope"]["path"] == "/ws/"
+            # The channel name is this socket's: a push sent to it arrives.
+            await get_channel_layer().send(
+                connected["channel_name"],
+                {"type": "gateway.push", "channel": "notifications", "text": '{"channel":"notifications"}'},
+            )
+            assert await socket.receive() == {"channel": "notifications"}
+            await socket.communicator.disconnect(code=4000)
+    finally:
+        client_connected.disconnect(on_connected)
+        client_disconnected.disconnect(on_disconnected)
+    assert [name for name, _ in events] == ["connected", "disconnected"]
+    disconnected = events[1][1]
+    assert disconnected == {
+        "signal": client_disconnected,
+        "sender": NotifierConsumer,
+        "user": ann,
+        "channel_name": connected["channel_name"],
+        "code": 4000,
+    }
+
+
+async def test_signals_do_not_fire_for_a_refused_socket() -> None:
+    events: list[Any] = []
+
+    def receiver(**kwargs: Any) -> None:
+        events.append(kwargs)
+
+    client_connected.connect(receiver)
+    client_disconnected.connect(receiver)
+    try:
+        async with refused() as socket:
+            assert await socket.receive() == error_frame("gateway", "unauthorized")
+            assert await socket.close_code() == 4401
+    finally:
+        client_connected.disconnect(receiver)
+        client_disconnected.disconnect(receiver)
+    assert events == []
