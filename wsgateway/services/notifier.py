@@ -6,6 +6,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -56,6 +57,15 @@ def _ids(data: Any) -> list[int]:
     return data
 
 
+def _storable_pk(pk: int) -> bool:
+    # An id out of the column's range names no row, and SQLite raises OverflowError on it.
+    try:
+        Notification._meta.pk.run_validators(pk)
+    except ValidationError:
+        return False
+    return True
+
+
 class NotifierService(ActionService):
     channel = CHANNEL
 
@@ -77,7 +87,8 @@ class NotifierService(ActionService):
         with transaction.atomic():
             mine = Notification.objects.for_user(user)
             if ids is not None:
-                found = set(mine.filter(pk__in=ids).values_list("pk", flat=True))
+                storable = [pk for pk in ids if _storable_pk(pk)]
+                found = set(mine.filter(pk__in=storable).values_list("pk", flat=True))
                 if missing := sorted(ids - found):
                     raise GatewayError(ErrorCode.NOT_FOUND, f"No notifications of yours with ids {missing}.")
                 mine = mine.filter(pk__in=ids)
