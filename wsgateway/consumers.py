@@ -56,8 +56,10 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
+        # Events from this process that must not depend on the layer (the resync after an outage).
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         try:
-            await await_many_dispatch([receive, self.receive_from_layer], self.dispatch)
+            await await_many_dispatch([receive, self.receive_from_layer, self.inbox.get], self.dispatch)
         except StopConsumer:
             pass
 
@@ -128,7 +130,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def resync(self) -> None:
         """After a layer outage: re-join the user's group, then resend the on-connect frames."""
-        await self.channel_layer.send(self.channel_name, {"type": "gateway.resync"})
+        self.inbox.put_nowait({"type": "gateway.resync"})
 
     async def gateway_resync(self, event: dict[str, Any]) -> None:
         # Runs in this socket's own message loop, so it cannot interleave with a client frame.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 import weakref
 from typing import Any, Protocol
 
@@ -19,7 +20,7 @@ logger = logging.getLogger("wsgateway")
 
 PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 2.0
-PROBE_GROUP = "wsgateway.health"
+PROBE_GROUP = "wsgateway.health"  # for probes that only publish (manage.py notify)
 
 
 class Resyncable(Protocol):
@@ -34,6 +35,7 @@ class LayerWatchdog:
         self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
         self.healthy = True
         self.task: asyncio.Task[None] | None = None
+        self.probe_channel: str | None = None
 
     def register(self, socket: Resyncable) -> None:
         self.sockets.add(socket)
@@ -50,8 +52,23 @@ class LayerWatchdog:
         self.healthy = False
 
     async def probe(self) -> None:
-        # A group_send to a group nobody joins reaches the backend and costs nothing else.
-        await asyncio.wait_for(self.layer.group_send(PROBE_GROUP, {"type": "gateway.probe"}), PROBE_TIMEOUT)
+        """A round trip through the layer to a channel of this process.
+
+        A publish alone is not enough: on the pub/sub layer it succeeds before this
+        process's subscriber connection is back, and a resync then would race it.
+        """
+        try:
+            if self.probe_channel is None:
+                self.probe_channel = await self.layer.new_channel("wsgateway.probe.")
+            token = uuid.uuid4().hex
+            await asyncio.wait_for(self.layer.send(self.probe_channel, {"type": "gateway.probe", "token": token}),
+                                   PROBE_TIMEOUT)
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                while (await self.layer.receive(self.probe_channel)).get("token") != token:
+                    pass
+        except BaseException:
+            self.probe_channel = None  # a cancelled receive may have dropped the channel: start afresh
+            raise
 
     async def run(self) -> None:
         while self.sockets:

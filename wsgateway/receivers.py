@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -16,7 +15,7 @@ from .services.notifier import push_saved_notification
 def notification_saved(sender: type[Notification], instance: Notification, **kwargs: Any) -> None:
     # After commit: a socket must never be told of a row a rollback takes back.
     if not kwargs.get("raw"):
-        transaction.on_commit(partial(push_saved_notification, instance), robust=True)
+        transaction.on_commit(lambda: push_saved_notification(instance))
 
 
 def user_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

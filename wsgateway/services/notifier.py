@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -19,6 +20,7 @@ from ..models import Notification, category_tag
 from .base import ActionService
 
 CHANNEL = "notifications"
+logger = logging.getLogger("wsgateway")
 MAX_PAGE_SIZE = 100
 
 
@@ -36,11 +38,19 @@ def notification_payload(notification: Notification) -> dict[str, Any]:
 
 
 def push_saved_notification(notification: Notification) -> None:
-    """Push a saved notification to its recipient; called once the transaction commits."""
+    """Push a saved notification to its recipient; called once the transaction commits.
+
+    A channel-layer failure is logged, not raised: the row is stored, and sockets
+    catch up through the resync that follows the layer's return (or on connect).
+    """
     with user_push_lock(notification.recipient_id):
         fresh = Notification.objects.select_related("created_by", "changed_by").filter(pk=notification.pk).first()
-        if fresh is not None:  # deleted before the commit hook ran: nothing to announce
+        if fresh is None:  # deleted before the commit hook ran: nothing to announce
+            return
+        try:
             async_to_sync(apush)([fresh.recipient_id], CHANNEL, notification_payload(fresh))
+        except Exception as exc:
+            logger.warning("wsgateway: notification %s stored but not pushed: %s", fresh.pk, exc)
 
 
 def push_unread_state(user_id: Any) -> dict[str, Any]:

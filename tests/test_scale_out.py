@@ -1,0 +1,197 @@
+"""Several daphne processes on one Redis and one PostgreSQL behave as one."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.postgres import PostgresServer, create_database
+from tests.support.servers import ROOT, Daphne, HttpSession, RedisServer, manage, project_env
+from tests.support.wsclient import Client
+
+pytestmark = [pytest.mark.daphne, pytest.mark.redis]
+
+if not PostgresServer.available():
+    pytest.skip("PostgreSQL is not installed: the multi-process tests were not run", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    import os
+
+    if os.environ.get("WSGATEWAY_TEST_POSTGRES_URL"):
+        yield os.environ["WSGATEWAY_TEST_POSTGRES_URL"]
+        return
+    server = PostgresServer().start()
+    try:
+        yield server.server_url
+    finally:
+        server.stop()
+
+
+def cluster_env(postgres_url: str, redis_url: str) -> dict[str, str]:
+    env = project_env(DATABASE_URL=create_database(postgres_url), REDIS_URL=redis_url)
+    manage(env, "migrate", "--noinput")
+    manage(env, "demo_users")
+    manage(env, "shell", "-c", CREATE_CAROL)
+    return env
+
+
+CREATE_CAROL = (
+    "from django.contrib.auth import get_user_model; "
+    "u, _ = get_user_model().objects.get_or_create(username='carol'); "
+    "u.set_password('carol-password'); u.save()"
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_url: str, redis_url: str) -> Iterator[tuple[dict[str, str], Daphne, Daphne]]:
+    env = cluster_env(postgres_url, redis_url)
+    first, second = Daphne(env, "scale-a").start(), Daphne(env, "scale-b").start()
+    try:
+        yield env, first, second
+    finally:
+        first.stop()
+        second.stop()
+
+
+def login(daphne: Daphne, username: str) -> HttpSession:
+    return HttpSession(daphne.http_url).login(username, f"{username}-password")
+
+
+def sql(env: dict[str, str], query: str) -> Any:
+    import psycopg
+
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        return conn.execute(query).fetchone()[0]  # type: ignore[index]
+
+
+async def socket(daphne: Daphne, session: HttpSession) -> Client:
+    return await Client(f"{daphne.ws_url}/ws/", {"Cookie": session.cookie_header}).connect()
+
+
+def notification_ids(client: Client) -> list[int]:
+    return [p["last"]["id"] for p in client.on("notifications") if "last" in p]
+
+
+async def test_manage_py_notify_reaches_sockets_on_both_processes(cluster: Any) -> None:
+    env, first, second = cluster
+    session = login(first, "alice")
+    on_first, on_second = await socket(first, session), await socket(second, session)
+    result = await asyncio.to_thread(manage, env, "notify", "alice", "Report ready", "--category", "warning")
+    assert "Pushed live" in result.stdout
+    for client in (on_first, on_second):
+        payload = await client.wait_for(
+            lambda frames, c=client: next((p for p in c.on("notifications") if "last" in p), None)
+        )
+        assert payload["last"]["label"] == "Report ready"
+        assert payload["category"] == "warning"
+    await on_first.close()
+    await on_second.close()
+
+
+async def test_clipboard_change_on_one_process_reaches_the_other(cluster: Any) -> None:
+    _, first, second = cluster
+    session = login(second, "bob")
+    on_first, on_second = await socket(first, session), await socket(second, session)
+    reply = await on_first.request("clipboard", {"action": "clipboard_add", "data": {"text": "across"}})
+    pushed = await on_second.wait_for(
+        lambda frames: next((p for p in on_second.on("clipboard")[1:]), None)
+    )
+    assert pushed["clipboard"] == reply["payload"]["clipboard"]
+    assert pushed["clipboard"][-1]["data"] == {"text": "across"}
+    await on_first.close()
+    await on_second.close()
+
+
+CREATE_25 = (
+    "from django.contrib.auth import get_user_model; from wsgateway import notify; "
+    "u = get_user_model().objects.get(username='carol'); "
+    "[notify(u, 'burst {worker} #%d' % i) for i in range(25)]"
+)
+
+
+async def test_four_processes_create_100_notifications_each_delivered_exactly_once(cluster: Any) -> None:
+    env, first, second = cluster
+    session = login(first, "carol")
+    sockets = [await socket(first, session), await socket(second, session)]
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "manage.py"), "shell", "-c", CREATE_25.format(worker=w),
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        for w in range(4)
+    ]
+    for worker in workers:
+        _, stderr = await asyncio.wait_for(worker.communicate(), 90)
+        assert worker.returncode == 0, stderr.decode()
+    in_db = sql(env, "SELECT count(*) FROM wsgateway_notification n JOIN auth_user u ON u.id = n.recipient_id "
+                     "WHERE u.username = 'carol' AND NOT n.is_read")
+    assert in_db == 100
+    for client in sockets:
+        await client.wait_for(lambda frames, c=client: len(set(notification_ids(c))) >= 100, timeout=30)
+        await asyncio.sleep(0.5)  # room for a duplicate to show up
+        ids = notification_ids(client)
+        assert len(ids) == len(set(ids)) == 100
+        assert client.on("notifications")[-1]["unread"] == in_db
+        await client.close()
+
+
+async def test_logout_closes_that_users_sockets_on_every_process_and_only_theirs(cluster: Any) -> None:
+    _, first, second = cluster
+    alice = login(first, "alice")
+    bob = login(first, "bob")
+    alice_sockets = [await socket(first, alice), await socket(second, alice)]
+    bob_socket = await socket(second, bob)
+    status, _ = alice.post("/accounts/logout/")
+    assert status == 200
+    for client in alice_sockets:
+        assert await client.close_code() == 4401
+        assert any(f.get("error", {}).get("code") == "logged_out" for f in client.frames)
+    reply = await bob_socket.request("gateway", {"action": "ping"})
+    assert reply["payload"] == {"action": "pong"}
+    await bob_socket.close()
+
+
+async def test_redis_restart_loses_nothing_and_kills_no_process(postgres_url: str, tmp_path: Path) -> None:
+    redis = RedisServer().start()
+    env = cluster_env(postgres_url, redis.url)
+    daphnes = [Daphne(env, "restart-a").start(), Daphne(env, "restart-b").start()]
+    try:
+        session = login(daphnes[0], "alice")
+        clients = [await socket(d, session) for d in daphnes]
+        redis.stop()
+        result = await asyncio.to_thread(manage, env, "notify", "alice", "While Redis was down")
+        assert "unreachable" in result.stdout
+        await asyncio.sleep(1.5)
+        redis.start()
+        for daphne, client in zip(daphnes, clients, strict=True):
+            assert daphne.alive(), daphne.log()
+            # Either the socket stayed up and is resynced, or it closed and a reconnect catches up.
+            if client.closed is not None and client.closed.done():
+                client = await socket(daphne, session)
+            state = await client.wait_for(
+                lambda frames, c=client: next((p for p in reversed(c.on("notifications")) if p.get("unread")), None),
+                timeout=15,
+            )
+            assert state["unread"] == 1
+            listed = await client.request("notifications", {"action": "list"})
+            assert [n["label"] for n in listed["payload"]["notifications"]] == ["While Redis was down"]
+            # And pushes flow again afterwards.
+        await asyncio.to_thread(manage, env, "notify", "alice", "After the restart")
+        for client in clients:
+            if not client.closed.done():  # type: ignore[union-attr]
+                await client.wait_for(
+                    lambda frames, c=client: any(p.get("last", {}).get("label") == "After the restart"
+                                                 for p in c.on("notifications")), timeout=10)
+            await client.close()
+    finally:
+        for daphne in daphnes:
+            daphne.stop()
+        redis.stop()
