@@ -90,7 +90,11 @@ class ClipboardService(ActionService):
         wanted: dict[str, Any] = {}
         for raw in ids:
             try:
-                wanted[str(pk_field.to_python(raw))] = raw
+                key = pk_field.to_python(raw)
+                # The field's validators bound integer keys to the column's range: a key beyond it
+                # names no row, and SQLite raises OverflowError on it in a lookup.
+                pk_field.run_validators(key)
+                wanted[str(key)] = raw
             except ValidationError:
                 refused.append({"id": raw, "code": ErrorCode.INVALID_DATA, "message": "Not a valid key."})
         objects = {str(obj.pk): obj for obj in model._default_manager.filter(pk__in=list(wanted))}
