@@ -75,8 +75,15 @@ if REDIS_URL:
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
-                # The default capacity (100 per channel) silently drops a burst to one socket.
-                "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000},
+                "CONFIG": {
+                    # An idle socket's receive blocks in BZPOPMIN for 5 s (RedisChannelLayer.brpop_timeout),
+                    # and redis-py 8 gives up on any read after its default socket_timeout, also 5 s: the
+                    # two raced, and idle receives failed with "Timeout reading from ...". Reads must be
+                    # allowed longer than the blocking pop (tests/test_live_redis.py idles for 16 s).
+                    "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                    # The default capacity (100 per channel) silently drops a burst to one socket.
+                    "capacity": 5000,
+                },
             }
         }
     else:
@@ -100,11 +107,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "project" / "static"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"wsgateway": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {"wsgateway": {"handlers": ["console"], "level": os.environ.get("WSGATEWAY_LOG_LEVEL", "INFO")}},
 }

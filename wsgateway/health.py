@@ -47,6 +47,7 @@ class LayerWatchdog:
 
     def report_failure(self, exc: BaseException) -> None:
         """Called by anything in this process that saw the layer fail."""
+        logger.debug("wsgateway: channel layer failure: %r", exc)
         if self.healthy:
             logger.warning("wsgateway: channel layer unavailable (%s); will resync sockets when it returns", exc)
         self.healthy = False
@@ -59,6 +60,9 @@ class LayerWatchdog:
         """
         try:
             if self.probe_channel is None:
+                # The default prefix, like the consumers': RedisChannelLayer reads all of a process's
+                # channels of one prefix through one blocking pop, which an idle socket's receive
+                # holds; a channel of another prefix would not be read until that socket got a message.
                 self.probe_channel = await self.layer.new_channel("wsgateway.probe.")
             token = uuid.uuid4().hex
             await asyncio.wait_for(self.layer.send(self.probe_channel, {"type": "gateway.probe", "token": token}),
