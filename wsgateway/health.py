@@ -63,7 +63,7 @@ class LayerWatchdog:
                 # The default prefix, like the consumers': RedisChannelLayer reads all of a process's
                 # channels of one prefix through one blocking pop, which an idle socket's receive
                 # holds; a channel of another prefix would not be read until that socket got a message.
-                self.probe_channel = await self.layer.new_channel("wsgateway.probe.")
+                self.probe_channel = await self.layer.new_channel()
             token = uuid.uuid4().hex
             await asyncio.wait_for(self.layer.send(self.probe_channel, {"type": "gateway.probe", "token": token}),
                                    PROBE_TIMEOUT)
