@@ -1,0 +1,197 @@
+"""Which browser origins may open a socket: ALLOWED_HOSTS by default, or WSGATEWAY["ALLOWED_ORIGINS"].
+
+A refused handshake is closed before it is accepted (daphne answers it with HTTP 403), so the
+communicator reports it as not connected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from tests.support.communicators import bearer, communicator, create_user, frame, origin
+from wsgateway.consumers import ClipboardConsumer, GatewayConsumer, NotifierConsumer
+from wsgateway.tokens import issue_token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def ann() -> Any:
+    return await create_user("ann")
+
+
+async def accepted(user: Any, origin_header: str | None, consumer: Any = GatewayConsumer) -> bool:
+    """Open a socket from ``origin_header`` (None: no Origin header) and say whether it was accepted."""
+    headers = [] if origin_header is None else [origin(origin_header)]
+    ws = communicator(user, consumer, headers=headers)
+    try:
+        is_accepted, close_code = await ws.connect()
+        if is_accepted:
+            hello = await ws.receive_json_from()
+            assert hello["channel"] == "gateway" and hello["payload"]["user"]["id"] == user.pk
+        else:
+            assert close_code == 1000  # a plain close before accept: the server turns it into HTTP 403
+            assert await ws.receive_nothing()
+        return bool(is_accepted)
+    finally:
+        await ws.disconnect()
+
+
+# -- by default: the hosts of ALLOWED_HOSTS ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://testserver",
+        "https://testserver",
+        "http://testserver:8000",
+        "https://localhost:8443",
+        "http://127.0.0.1:8000",
+        "HTTP://TestServer",
+    ],
+)
+async def test_origin_on_allowed_hosts_is_allowed_on_any_scheme_and_port(ann: Any, value: str) -> None:
+    assert await accepted(ann, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://evil.example",
+        "http://testserver.evil.example",
+        "http://evil-testserver",
+        "http://sub.testserver",
+        "http://127.0.0.2",
+        "http://[::1]",
+        "null",
+        "",
+        "testserver",
+        "http://",
+        "http://testserver:99999",
+        "file:///etc/passwd",
+    ],
+)
+async def test_origin_not_on_allowed_hosts_is_refused(ann: Any, value: str) -> None:
+    assert not await accepted(ann, value)
+
+
+@pytest.mark.parametrize("consumer", [GatewayConsumer, NotifierConsumer, ClipboardConsumer])
+async def test_every_endpoint_refuses_a_foreign_origin(ann: Any, consumer: Any) -> None:
+    assert not await accepted(ann, "https://evil.example", consumer)
+    assert await accepted(ann, "https://testserver", consumer)
+
+
+async def test_handshake_without_an_origin_is_allowed(ann: Any) -> None:
+    assert await accepted(ann, None)
+
+
+async def test_foreign_origin_is_refused_before_credentials_are_looked_at(ann: Any) -> None:
+    ws = communicator(headers=[origin("https://evil.example"), bearer(issue_token(ann))])
+    try:
+        assert await ws.connect() == (False, 1000)
+    finally:
+        await ws.disconnect()
+
+
+@override_settings(ALLOWED_HOSTS=[".example.com"])
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [("https://example.com", True), ("https://app.example.com", True), ("https://badexample.com", False)],
+)
+async def test_allowed_hosts_subdomain_patterns_apply(ann: Any, value: str, allowed: bool) -> None:
+    assert await accepted(ann, value) is allowed
+
+
+@override_settings(ALLOWED_HOSTS=["[::1]"])
+async def test_ipv6_origin_matches_an_ipv6_allowed_host(ann: Any) -> None:
+    assert await accepted(ann, "http://[::1]:8000")
+    assert not await accepted(ann, "http://[::2]:8000")
+
+
+@override_settings(ALLOWED_HOSTS=["*"])
+async def test_wildcard_allowed_hosts_allows_every_origin_but_null(ann: Any) -> None:
+    assert await accepted(ann, "https://anything.example")
+    assert not await accepted(ann, "null")
+
+
+@override_settings(DEBUG=True, ALLOWED_HOSTS=[])
+async def test_debug_with_no_allowed_hosts_allows_localhost_only(ann: Any) -> None:
+    assert await accepted(ann, "http://localhost:8000")
+    assert await accepted(ann, "http://127.0.0.1:8000")
+    assert await accepted(ann, "http://[::1]:8000")
+    assert not await accepted(ann, "https://evil.example")
+
+
+@override_settings(DEBUG=False, ALLOWED_HOSTS=[])
+async def test_no_allowed_hosts_without_debug_refuses_every_browser_origin(ann: Any) -> None:
+    assert not await accepted(ann, "http://localhost:8000")
+    assert await accepted(ann, None)
+
+
+# -- WSGATEWAY["ALLOWED_ORIGINS"] -------------------------------------------------------
+
+
+@override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["https://app.example.com"]})
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("https://app.example.com", True),
+        ("https://APP.example.com:443", True),
+        ("http://app.example.com", False),
+        ("https://app.example.com:8443", False),
+        ("https://example.com", False),
+        ("https://testserver", False),
+        ("null", False),
+    ],
+)
+async def test_explicit_allowed_origins_match_scheme_host_and_port(
+    ann: Any, value: str, allowed: bool
+) -> None:
+    assert await accepted(ann, value) is allowed
+
+
+@override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["http://localhost:8000"]})
+async def test_explicit_allowed_origin_with_a_port_needs_that_port(ann: Any) -> None:
+    assert await accepted(ann, "http://localhost:8000")
+    assert not await accepted(ann, "http://localhost")
+    assert not await accepted(ann, "http://localhost:8001")
+
+
+@override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["*"]})
+async def test_star_allows_every_origin(ann: Any) -> None:
+    assert await accepted(ann, "https://anything.example")
+    assert await accepted(ann, "http://localhost:1234")
+
+
+@override_settings(WSGATEWAY={"ALLOWED_ORIGINS": []})
+async def test_empty_allowed_origins_refuses_every_browser(ann: Any) -> None:
+    assert not await accepted(ann, "http://testserver")
+    assert await accepted(ann, None)
+
+
+async def test_allowed_origin_still_needs_credentials() -> None:
+    ws = communicator(headers=[origin("http://testserver")])
+    try:
+        assert await ws.connect() == (True, None)
+        assert await ws.receive_json_from() == {
+            "channel": "gateway",
+            "error": {"code": "unauthorized", "message": "Log in, or present a bearer token, to connect."},
+        }
+        assert (await ws.receive_output())["code"] == 4401
+    finally:
+        await ws.disconnect()
+
+
+async def test_accepted_origin_gets_the_normal_connect_frames(ann: Any) -> None:
+    ws = communicator(ann, headers=[origin("http://testserver")])
+    try:
+        assert await ws.connect() == (True, None)
+        assert await ws.receive_json_from() == frame(
+            "gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["notifications", "clipboard"]}
+        )
+    finally:
+        await ws.disconnect()
