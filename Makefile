@@ -21,8 +21,10 @@ run: install
 	@echo "Serving http://$(HOST):$(PORT)/ (in-process channel layer, SQLite)"
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
+# pytest exits with 5 when it collected no tests: that fails too, and says so.
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) || { status=$$?; \
+		[ $$status -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$status; }
 
 lint: install
 	$(VENV)/bin/ruff check wsgateway project tests
