@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register as register_check
+from django.core.checks import CheckMessage, Error, Warning
+from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, gateway_settings
@@ -16,7 +17,8 @@ IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     value = getattr(settings, "WSGATEWAY", {})
     if not isinstance(value, dict):
-        return [Error("WSGATEWAY must be a dict.", hint="See the settings table in the README.", id="wsgateway.E001")]
+        return [Error("WSGATEWAY must be a dict.", hint="See the settings table in the README.",
+                      id="wsgateway.E001")]
     errors: list[CheckMessage] = []
     for key in sorted(set(value) - set(DEFAULTS)):
         errors.append(
@@ -29,22 +31,55 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     for key in ("MAX_MESSAGE_SIZE", "TOKEN_MAX_AGE", "CLIPBOARD_MAX_ENTRIES", "NOTIFICATIONS_PAGE_SIZE"):
         if key in value and (type(value[key]) is not int or value[key] < 1):
             errors.append(
-                Error(f"WSGATEWAY[{key!r}] must be a positive integer.", hint=f"The default is {DEFAULTS[key]}.",
-                      id="wsgateway.E003")
+                Error(
+                    f"WSGATEWAY[{key!r}] must be a positive integer.",
+                    hint=f"The default is {DEFAULTS[key]}.",
+                    id="wsgateway.E003",
+                )
             )
-    return errors + _check_imports(value)
+    malformed = sorted(key for key in _SHAPED_KEYS if key in value and not _well_shaped(key, value[key]))
+    for key in malformed:
+        shape = "a list of strings" if key in _LISTS_OF_STRINGS else "a string"
+        errors.append(
+            Error(
+                f"WSGATEWAY[{key!r}] must be {shape}{' or None' if key in _MAY_BE_NONE else ''}, "
+                f"not {value[key]!r}.",
+                hint=f"The default is {DEFAULTS[key]!r}.",
+                id="wsgateway.E007",
+            )
+        )
+    return errors + _check_imports(set(malformed))
 
 
-def _check_imports(value: dict[str, Any]) -> list[CheckMessage]:
+# A string where a list belongs would be read character by character, and a class
+# where a dotted path belongs would crash the import check: say so instead.
+_LISTS_OF_STRINGS = ("SERVICES", "AUTHENTICATORS", "ALLOWED_ORIGINS")
+_SHAPED_KEYS = (*_LISTS_OF_STRINGS, "CLIPBOARD_PERMISSION", "TOKEN_COOKIE_NAME", "CHANNEL_LAYER",
+                "GROUP_PREFIX")
+_MAY_BE_NONE = ("ALLOWED_ORIGINS", "TOKEN_COOKIE_NAME")
+
+
+def _well_shaped(key: str, item: Any) -> bool:
+    if item is None:
+        return key in _MAY_BE_NONE
+    if key in _LISTS_OF_STRINGS:
+        return isinstance(item, (list, tuple)) and all(isinstance(part, str) for part in item)
+    return isinstance(item, str)
+
+
+def _check_imports(malformed: set[str]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
-    named = [("SERVICES", path) for path in gateway_settings.SERVICES]
-    named += [("AUTHENTICATORS", path) for path in gateway_settings.AUTHENTICATORS]
-    named.append(("CLIPBOARD_PERMISSION", gateway_settings.CLIPBOARD_PERMISSION))
+    named: list[tuple[str, str]] = []
+    for key in ("SERVICES", "AUTHENTICATORS"):
+        if key not in malformed:
+            named += [(key, path) for path in getattr(gateway_settings, key)]
+    if "CLIPBOARD_PERMISSION" not in malformed:
+        named.append(("CLIPBOARD_PERMISSION", gateway_settings.CLIPBOARD_PERMISSION))
     channels: dict[str, str] = {}
     for key, path in named:
         try:
             imported = import_string(path)
-        except ImportError as exc:
+        except Exception as exc:  # not only ImportError: ".services.X" raises TypeError; report, never crash
             errors.append(
                 Error(f"WSGATEWAY[{key!r}] names {path!r}, which cannot be imported: {exc}",
                       hint="Use a dotted path to a class or function.", id="wsgateway.E004")
@@ -54,8 +89,12 @@ def _check_imports(value: dict[str, Any]) -> list[CheckMessage]:
             channel = getattr(imported, "channel", None)
             if not isinstance(channel, str) or channel == "gateway" or channel in channels:
                 errors.append(
-                    Error(f"Service {path!r} needs a unique channel name other than 'gateway' (got {channel!r}).",
-                          hint="Set the class attribute `channel`.", id="wsgateway.E005")
+                    Error(
+                        f"Service {path!r} needs a unique channel name other than 'gateway' "
+                        f"(got {channel!r}).",
+                        hint="Set the class attribute `channel`.",
+                        id="wsgateway.E005",
+                    )
                 )
             else:
                 channels[channel] = path
@@ -70,8 +109,8 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         return [
             Error(
                 f"No channel layer {alias!r} in CHANNEL_LAYERS: wsgateway cannot push to sockets.",
-                hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", ...}}, '
-                "or the in-process layer for development.",
+                hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": '
+                '"channels_redis.core.RedisChannelLayer", ...}}, or the in-process layer for development.',
                 id="wsgateway.E006",
             )
         ]
