@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer
 from django.contrib.auth import get_user_model
 
 from wsgateway.auth import BaseAuthenticator, Identity, Scope, header
@@ -88,3 +89,19 @@ class ApiKeyAuthenticator(BaseAuthenticator):
 def nobody_may_view(user: Any, obj: Any) -> bool:
     """A CLIPBOARD_PERMISSION that refuses everything."""
     return False
+
+
+class SharedLayerStub(BaseChannelLayer):
+    """Stands in for a layer shared between processes (channels_redis), with no server behind it."""
+
+    sent: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.sent.append((group, message))
+
+
+class UnreachableLayerStub(BaseChannelLayer):
+    """A shared layer whose server is down."""
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        raise ConnectionError("no route to the channel layer")
