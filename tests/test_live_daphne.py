@@ -215,7 +215,7 @@ async def test_notify_command_in_another_process_is_stored_for_the_next_connect(
             manage, env, "notify", "alice", "Stored, not pushed", "--category", "error"
         )
         assert "Stored 1 notification(s)." in result.stdout
-        assert "Not delivered live" in result.stdout
+        assert "Not delivered live: the in-process channel layer" in result.stdout
         assert "Pushed live" not in result.stdout
         # The in-process layer of daphne never heard of it: nothing arrives before the pong.
         assert await ping(ws) == PONG

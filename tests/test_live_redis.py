@@ -48,7 +48,9 @@ class Site:
 
 
 @pytest.fixture(scope="module", params=["core", "pubsub"])
-def site(request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
     layer = request.param
     database_url = sqlite_database(tmp_path_factory.mktemp(f"live-redis-{layer}"))
     env = project_env(DATABASE_URL=database_url, REDIS_URL=redis_url, WSGATEWAY_REDIS_LAYER=layer)
