@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from tests.support.communicators import connected as connected_as
 from tests.support.communicators import create_user, error_frame, frame, refused
-from wsgateway.consumers import ClipboardConsumer, NotifierConsumer
+from wsgateway.consumers import MAX_NESTING, ClipboardConsumer, NotifierConsumer
 from wsgateway.models import ClipboardEntry, Notification
 from wsgateway.notifications import anotify
 from wsgateway.signals import client_connected, client_disconnected
@@ -103,6 +103,32 @@ async def test_id_that_is_not_a_string_or_integer_is_invalid_id(socket: Any, fra
 @pytest.mark.parametrize("text", ["not json", "{'channel': 'gateway'}", '{"channel": ', "", "NaN]"])
 async def test_text_that_is_not_json_is_invalid_json(socket: Any, text: str) -> None:
     await socket.send_text(text)
+    assert await socket.receive() == error_frame(None, "invalid_json")
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
+def nested_frame(total_depth: int) -> str:
+    """A clipboard_add nested ``total_depth`` deep, counting the frame's own two levels."""
+    data_depth = total_depth - 2
+    return (
+        '{"channel": "clipboard", "id": "deep", "payload": {"action": "clipboard_add", "data": '
+        + "[" * data_depth
+        + "]" * data_depth
+        + "}}"
+    )
+
+
+async def test_frame_nested_up_to_max_nesting_is_read(socket: Any) -> None:
+    await socket.send_text(nested_frame(MAX_NESTING))
+    reply = await socket.receive()
+    assert reply["id"] == "deep" and "payload" in reply, reply
+    assert await ClipboardEntry.objects.acount() == 1
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 950, 5000, 30000])
+async def test_frame_nested_deeper_than_max_nesting_is_invalid_json(socket: Any, depth: int) -> None:
+    await socket.send_text(nested_frame(depth))
     assert await socket.receive() == error_frame(None, "invalid_json")
     await socket.assert_open()
     await assert_nothing_stored()

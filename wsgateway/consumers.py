@@ -27,6 +27,11 @@ logger = logging.getLogger("wsgateway")
 
 GATEWAY_CHANNEL = "gateway"
 
+#: Deepest nesting of arrays and objects in a client frame. Python's json raises
+#: RecursionError near 1000, and data stored a little below that cannot be encoded
+#: again inside a reply or an on-connect frame: stop well short of both.
+MAX_NESTING = 100
+
 
 class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Serves every configured service on one socket, routed by the frame's ``channel``."""
@@ -186,8 +191,12 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         try:
             frame = json.loads(text)
-        except ValueError:
-            await self.send_error(None, ErrorCode.INVALID_JSON, "The frame is not valid JSON.")
+            readable = not _nested_too_deep(text, frame)
+        except (ValueError, RecursionError):  # RecursionError: nested too deep for Python's json
+            readable = False
+        if not readable:
+            reason = f"The frame is not valid JSON nested at most {MAX_NESTING} deep."
+            await self.send_error(None, ErrorCode.INVALID_JSON, reason)
             return
         await self.receive_json(frame)
 
@@ -278,6 +287,20 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 
 _FAILED = object()
+
+
+def _nested_too_deep(text: str, value: Any) -> bool:
+    """True when arrays and objects in ``value`` (parsed from ``text``) nest deeper than MAX_NESTING."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:  # cannot nest deeper than it has brackets
+        return False
+    stack = [(value, 1)]
+    while stack:  # not recursive: the point is to stay clear of the recursion limit
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_NESTING:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 class NotifierConsumer(GatewayConsumer):
