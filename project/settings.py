@@ -91,7 +91,7 @@ if REDIS_URL:
             "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
         }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "wsgateway.layers.InProcessChannelLayer"}}
 
 WSGATEWAY: dict[str, object] = {}
 

@@ -11,7 +11,16 @@ from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, gateway_settings
 
-IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+
+
+def _process_local(backend: str) -> bool:
+    from channels.layers import InMemoryChannelLayer
+
+    try:
+        cls = import_string(backend)
+    except ImportError:
+        return False
+    return isinstance(cls, type) and (issubclass(cls, InMemoryChannelLayer) or getattr(cls, "process_local", False))
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -114,7 +123,7 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                 id="wsgateway.E006",
             )
         ]
-    if config["BACKEND"] == IN_MEMORY_LAYER and not settings.DEBUG:
+    if _process_local(config["BACKEND"]) and not settings.DEBUG:
         return [
             Warning(
                 "The in-process channel layer is configured while DEBUG is off.",

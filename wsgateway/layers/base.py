@@ -1,0 +1,167 @@
+"""Pieces shared by wsgateway's layers: local inboxes, local groups, message copies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from channels.exceptions import ChannelFull
+
+_IMMUTABLE = (str, int, float, bool, bytes, type(None))
+
+
+def copy_message(value: Any) -> Any:
+    """Copy a message so no receiver shares mutable state with the sender or another receiver.
+
+    Messages hold only what msgpack can carry, so this is deepcopy without its memo
+    and dispatch: the common event (a dict of strings) costs one dict copy.
+    """
+    if isinstance(value, dict):
+        return {k: v if type(v) in _IMMUTABLE else copy_message(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [v if type(v) in _IMMUTABLE else copy_message(v) for v in value]
+    return value
+
+
+class Inbox:
+    """Messages waiting for one channel, with their expiry times, and who waits for them."""
+
+    __slots__ = ("messages", "waiters")
+
+    def __init__(self) -> None:
+        self.messages: deque[tuple[float, dict[str, Any]]] = deque()
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def wake_one(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class LocalDelivery:
+    """Inboxes and group memberships of one process, all operations O(1) or O(group size).
+
+    Channels' InMemoryChannelLayer scans every channel and group on each
+    group_send to expire entries, so a broadcast to N users costs N squared.
+    Here expiry is checked where it matters (the head of an inbox, a member at
+    send time) and a full sweep runs at most once per ``expiry`` seconds.
+    """
+
+    def __init__(self, expiry: float, group_expiry: float, capacity_of: Any) -> None:
+        self.expiry = expiry
+        self.group_expiry = group_expiry
+        self.capacity_of = capacity_of
+        self.inboxes: dict[str, Inbox] = {}
+        self.groups: dict[str, dict[str, float]] = {}
+        self.memberships: dict[str, set[str]] = {}
+        self.next_sweep = time.monotonic() + expiry
+
+    # -- channels --------------------------------------------------------------------------
+
+    def put(self, channel: str, message: dict[str, Any], now: float) -> None:
+        """Queue a (copied) message, or raise ChannelFull."""
+        inbox = self.inboxes.get(channel)
+        if inbox is None:
+            inbox = self.inboxes[channel] = Inbox()
+        elif len(inbox.messages) >= self.capacity_of(channel):
+            self.drop_expired(channel, inbox, now)
+            if len(inbox.messages) >= self.capacity_of(channel):
+                raise ChannelFull(channel)
+        inbox.messages.append((now + self.expiry, copy_message(message)))
+        if inbox.waiters:
+            inbox.wake_one()
+
+    async def get(self, channel: str) -> dict[str, Any]:
+        inbox = self.inboxes.get(channel)
+        if inbox is None:
+            inbox = self.inboxes[channel] = Inbox()
+        while True:
+            if inbox.messages:
+                self.drop_expired(channel, inbox, time.monotonic())
+                if inbox.messages:
+                    return inbox.messages.popleft()[1]
+            waiter = asyncio.get_running_loop().create_future()
+            inbox.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    inbox.wake_one()  # it was woken for a message it will not take: pass it on
+                raise
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+
+    def drop_expired(self, channel: str, inbox: Inbox, now: float) -> None:
+        expired = False
+        while inbox.messages and inbox.messages[0][0] < now:
+            inbox.messages.popleft()
+            expired = True
+        if expired:
+            # An unread message means nobody is reading: the channel leaves its groups,
+            # as in the stock layers.
+            self.leave_all(channel)
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def add(self, group: str, channel: str) -> None:
+        self.groups.setdefault(group, {})[channel] = time.monotonic()
+        self.memberships.setdefault(channel, set()).add(group)
+
+    def discard(self, group: str, channel: str) -> None:
+        members = self.groups.get(group)
+        if members is not None:
+            members.pop(channel, None)
+            if not members:
+                del self.groups[group]
+        groups = self.memberships.get(channel)
+        if groups is not None:
+            groups.discard(group)
+            if not groups:
+                del self.memberships[channel]
+
+    def leave_all(self, channel: str) -> None:
+        for group in list(self.memberships.get(channel, ())):
+            self.discard(group, channel)
+
+    def members(self, group: str, now_monotonic: float) -> Iterable[str]:
+        members = self.groups.get(group)
+        if not members:
+            return ()
+        oldest = now_monotonic - self.group_expiry
+        stale = [channel for channel, joined in members.items() if joined < oldest]
+        for channel in stale:
+            self.discard(group, channel)
+        return list(members)
+
+    def fan_out(self, group: str, message: dict[str, Any]) -> None:
+        """Deliver to every local member of ``group``; a full member misses it, as in Channels."""
+        now = time.monotonic()
+        for channel in self.members(group, now):
+            try:
+                self.put(channel, message, now)
+            except ChannelFull:
+                pass
+        if now >= self.next_sweep:
+            self.sweep(now)
+
+    def sweep(self, now: float) -> None:
+        """Expire old messages everywhere and forget idle inboxes nobody waits on."""
+        self.next_sweep = now + self.expiry
+        for channel, inbox in list(self.inboxes.items()):
+            self.drop_expired(channel, inbox, now)
+            if not inbox.messages and not inbox.waiters:
+                del self.inboxes[channel]
+
+    def flush(self) -> None:
+        for inbox in self.inboxes.values():
+            for waiter in inbox.waiters:
+                waiter.cancel()
+        self.inboxes.clear()
+        self.groups.clear()
+        self.memberships.clear()

@@ -1,0 +1,76 @@
+"""A channel layer for one process: what InMemoryChannelLayer does, at the cost of a dict lookup."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from channels.layers import BaseChannelLayer
+
+from .base import LocalDelivery
+
+
+class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
+    """Drop-in replacement for ``channels.layers.InMemoryChannelLayer``.
+
+    Same contract (send, receive, new_channel, groups, flush, capacity, expiry,
+    group_expiry), same single-process scope: messages never leave this process.
+    """
+
+    extensions = ["groups", "flush"]
+    #: Read by wsgateway: groups here are invisible to other processes.
+    process_local = True
+
+    def __init__(
+        self,
+        expiry: int = 60,
+        group_expiry: int = 86400,
+        capacity: int = 100,
+        channel_capacity: dict[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity, **kwargs)
+        # Compiled here: the stock in-memory layer forgets to, and then any pattern fails.
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.group_expiry = group_expiry
+        self.local = LocalDelivery(expiry, group_expiry, self.get_capacity)
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_channel_name(channel)
+        assert "__asgi_channel__" not in message
+        self.local.put(channel, message, time.monotonic())
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        self.require_valid_channel_name(channel)
+        return await self.local.get(channel)
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        return f"{prefix}.inprocess!{secrets.token_hex(8)}"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        self.local.add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self.require_valid_channel_name(channel)
+        self.require_valid_group_name(group)
+        self.local.discard(group, channel)
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_group_name(group)
+        self.local.fan_out(group, message)
+
+    async def group_send_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Extension: several group_sends in one call (one round trip on networked layers)."""
+        for group, message in items:
+            await self.group_send(group, message)
+
+    async def flush(self) -> None:
+        self.local.flush()
+
+    async def close(self) -> None:
+        pass
