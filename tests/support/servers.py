@@ -93,6 +93,9 @@ class Daphne:
         self.proc: subprocess.Popen[bytes] | None = None
         OUTPUT.mkdir(exist_ok=True)
         self.log_path = OUTPUT / f"{name}-{self.port}.log"
+        # A fresh log per server; restarts of this one append to it. An old run's log on a
+        # reused port would otherwise show its tracebacks as this run's.
+        self.log_path.write_bytes(b"")
 
     @property
     def http_url(self) -> str:
