@@ -167,7 +167,10 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                     # Not call_service: the client is gone, so there is no one to send an error frame to.
                     logger.exception("wsgateway service %r failed on disconnect", channel)
             await client_disconnected.asend(
-                sender=self.__class__, user=self.user, channel_name=self.channel_name, code=message.get("code")
+                sender=self.__class__,
+                user=self.user,
+                channel_name=self.channel_name,
+                code=message.get("code"),
             )
         raise StopConsumer()
 
@@ -187,7 +190,9 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.close(CloseCode.MESSAGE_TOO_BIG)
             return
         if text is None:
-            await self.send_error(None, ErrorCode.BINARY_NOT_SUPPORTED, "Frames must be JSON text, not binary.")
+            await self.send_error(
+                None, ErrorCode.BINARY_NOT_SUPPORTED, "Frames must be JSON text, not binary."
+            )
             return
         try:
             frame = json.loads(text)
@@ -209,11 +214,17 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
-            await self.send_error(None, ErrorCode.INVALID_FRAME, 'A frame is a JSON object: {"channel", "payload", "id"}.')
+            await self.send_error(
+                None, ErrorCode.INVALID_FRAME, 'A frame is a JSON object: {"channel", "payload", "id"}.'
+            )
             return
         frame_id = content.get("id")
-        if "id" in content and (type(frame_id) not in (str, int) or (isinstance(frame_id, str) and len(frame_id) > 128)):
-            await self.send_error(content.get("channel"), ErrorCode.INVALID_ID, '"id" must be a string or an integer.')
+        if "id" in content and (
+            type(frame_id) not in (str, int) or (isinstance(frame_id, str) and len(frame_id) > 128)
+        ):
+            await self.send_error(
+                content.get("channel"), ErrorCode.INVALID_ID, '"id" must be a string or an integer.'
+            )
             return
         channel = content.get("channel")
         if not isinstance(channel, str) or not channel:
@@ -223,9 +234,13 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             reply = await self.call_service(self.gateway_message(content.get("payload")), channel, frame_id)
         elif channel in self.services:
             service = self.services[channel]
-            reply = await self.call_service(service.on_message(self.user, content.get("payload")), channel, frame_id)
+            reply = await self.call_service(
+                service.on_message(self.user, content.get("payload")), channel, frame_id
+            )
         else:
-            await self.send_error(channel, ErrorCode.UNKNOWN_CHANNEL, f"No service on channel {channel!r}.", frame_id)
+            await self.send_error(
+                channel, ErrorCode.UNKNOWN_CHANNEL, f"No service on channel {channel!r}.", frame_id
+            )
             return
         if reply is not _FAILED and (reply is not None or frame_id is not None):
             await self.send_frame(channel, reply if reply is not None else {}, frame_id)
@@ -243,7 +258,9 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.send_error(channel, exc.code, exc.message, frame_id)
         except Exception:
             logger.exception("wsgateway service %r failed", channel)
-            await self.send_error(channel, ErrorCode.INTERNAL_ERROR, "The server failed to handle this frame.", frame_id)
+            await self.send_error(
+                channel, ErrorCode.INTERNAL_ERROR, "The server failed to handle this frame.", frame_id
+            )
         return _FAILED
 
     # -- frames to the client -----------------------------------------------------------

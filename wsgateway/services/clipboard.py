@@ -75,7 +75,9 @@ class ClipboardService(ActionService):
         if not isinstance(data, dict) or not isinstance(data.get("model"), str) or not isinstance(
             data.get("ids"), list
         ):
-            raise GatewayError(ErrorCode.INVALID_DATA, 'clipboard_load takes {"model": "app_label.model", "ids": [...]}.')
+            raise GatewayError(
+                ErrorCode.INVALID_DATA, 'clipboard_load takes {"model": "app_label.model", "ids": [...]}.'
+            )
         ids = data["ids"]
         if not ids or not all(type(pk) in (int, str) for pk in ids):
             raise GatewayError(ErrorCode.INVALID_DATA, '"ids" must be a non-empty list of primary keys.')
@@ -113,7 +115,9 @@ class ClipboardService(ActionService):
                 elif key not in present:
                     present.add(key)
                     new.append(
-                        ClipboardEntry(user=user, content_type=content_type, object_id=key, label=str(obj)[:255])
+                        ClipboardEntry(
+                            user=user, content_type=content_type, object_id=key, label=str(obj)[:255]
+                        )
                     )
             _check_room(user, len(new))
             ClipboardEntry.objects.bulk_create(new)
