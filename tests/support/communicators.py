@@ -21,7 +21,7 @@ from django.contrib.auth.models import Permission
 from wsgateway.consumers import GatewayConsumer
 
 #: Seconds to wait for a frame: in-process frames arrive in milliseconds.
-TIMEOUT = 1
+TIMEOUT = 2
 DEFAULT_SERVICES = ["notifications", "clipboard"]
 PASSWORD = "correct horse battery staple"
 
