@@ -172,9 +172,12 @@ async def refused(
         await socket.communicator.disconnect(timeout=TIMEOUT)
 
 
-@database_sync_to_async
-def create_user(username: str, *, perms: Iterable[str] = (), **fields: Any) -> Any:
+async def create_user(username: str, *, perms: Iterable[str] = (), **fields: Any) -> Any:
     """A user with a known password and the given ``app_label.codename`` permissions."""
+    return await database_sync_to_async(_create_user)(username, list(perms), fields)
+
+
+def _create_user(username: str, perms: list[str], fields: dict[str, Any]) -> Any:
     user = get_user_model().objects.create_user(username=username, password=PASSWORD, **fields)
     for perm in perms:
         app_label, codename = perm.split(".")

@@ -91,7 +91,7 @@ def nobody_may_view(user: Any, obj: Any) -> bool:
     return False
 
 
-class SharedLayerStub(BaseChannelLayer):
+class SharedLayerStub(BaseChannelLayer):  # type: ignore[misc]
     """Stands in for a layer shared between processes (channels_redis), with no server behind it."""
 
     sent: ClassVar[list[tuple[str, dict[str, Any]]]] = []
@@ -100,7 +100,7 @@ class SharedLayerStub(BaseChannelLayer):
         self.sent.append((group, message))
 
 
-class UnreachableLayerStub(BaseChannelLayer):
+class UnreachableLayerStub(BaseChannelLayer):  # type: ignore[misc]
     """A shared layer whose server is down."""
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
