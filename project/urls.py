@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 
 from project.demo import views
@@ -12,3 +13,6 @@ urlpatterns = [
     path("wsgateway/", include("wsgateway.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# daphne serves no static files itself; with DEBUG on, Django does (the demo's CSS and wsgateway.js).
+urlpatterns += staticfiles_urlpatterns()

@@ -4,13 +4,19 @@ from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
 from wsgateway import notify
+from wsgateway.models import CATEGORY_CHOICES
 
 from .models import Document
+
+#: The categories the demo offers (debug is for developers, not for a product's users).
+DEMO_CATEGORIES = [tag for _, tag in CATEGORY_CHOICES if tag != "debug"]
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "demo/home.html", {"documents": Document.objects.all()})
+    return render(
+        request, "demo/home.html", {"documents": Document.objects.all(), "categories": DEMO_CATEGORIES}
+    )
 
 
 @require_POST

@@ -1,0 +1,399 @@
+"""wsgateway.js on its own, in Chromium, against a scripted fake WebSocket: the client's rules
+(ids, timeouts, backoff, 4401, the service helpers) without a server's timing in the way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CLIENT_JS = Path(__file__).resolve().parents[2] / "wsgateway" / "static" / "wsgateway" / "wsgateway.js"
+
+PAGE = """<!doctype html><title>client</title>
+<script src="/static/wsgateway/wsgateway.js" data-wsgateway-url="{url}"></script>
+<script>
+  // A WebSocket the test drives: open(), hello(), receive(frame), drop(code).
+  class FakeSocket {{
+    constructor(url) {{
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      FakeSocket.all.push(this);
+    }}
+    send(text) {{ this.sent.push(JSON.parse(text)); }}
+    close(code) {{ this.readyState = 3; this.closedWith = code; }}
+    open() {{ this.readyState = 1; }}
+    receive(frame) {{ this.onmessage({{data: JSON.stringify(frame)}}); }}
+    hello(username = "ann") {{
+      this.open();
+      const services = ["notifications", "clipboard"];
+      this.receive({{channel: "gateway", payload: {{user: {{id: 7, username}}, services}}}});
+    }}
+    drop(code = 1006) {{ this.readyState = 3; this.onclose({{code, reason: "", wasClean: code !== 1006}}); }}
+    get last() {{ return this.sent[this.sent.length - 1]; }}
+  }}
+  FakeSocket.all = [];
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  function gateway(options = {{}}) {{
+    const gw = new WSGateway(Object.assign({{WebSocket: FakeSocket, pingInterval: 0}}, options));
+    gw.states = [];
+    gw.on("state", (state, info) => gw.states.push([state, info]));
+    return gw;
+  }}
+  async function connected(options) {{
+    const gw = gateway(options);
+    await sleep(0);
+    FakeSocket.all[FakeSocket.all.length - 1].hello();
+    return [gw, FakeSocket.all[FakeSocket.all.length - 1]];
+  }}
+</script>"""
+
+
+@pytest.fixture
+def client_page(browser: Any) -> Iterator[Any]:
+    """A page on http://client.test/ (served by Playwright, no network) with wsgateway.js loaded."""
+    context = browser.new_context()
+    context.set_default_timeout(5000)
+
+    def serve(route: Any) -> None:
+        url = route.request.url
+        if url.endswith("/static/wsgateway/wsgateway.js"):
+            route.fulfill(body=CLIENT_JS.read_text(), content_type="text/javascript")
+        else:
+            route.fulfill(body=PAGE.format(url="ws://client.test/custom/ws/"), content_type="text/html")
+
+    context.route("**/*", serve)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("http://client.test/")
+    page.uncaught_errors = errors  # a test that throws on purpose empties it
+    yield page
+    context.close()
+    assert not errors, f"uncaught JavaScript errors: {errors}"
+
+
+def test_endpoint_comes_from_the_script_tag_and_relative_urls_resolve(client_page: Any) -> None:
+    assert client_page.evaluate("WSGateway.defaults.url") == "ws://client.test/custom/ws/"
+    assert client_page.evaluate("gateway({autoConnect: false}).url") == "ws://client.test/custom/ws/"
+    assert client_page.evaluate("gateway({url: '/ws/', autoConnect: false}).url") == "ws://client.test/ws/"
+    assert (
+        client_page.evaluate("gateway({url: 'wss://other.test/ws/', autoConnect: false}).url")
+        == "wss://other.test/ws/"
+    )
+
+
+def test_connects_by_itself_and_is_open_after_the_servers_hello(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway();
+            const early = gw.states.length;  // nothing yet: handlers added after `new` miss nothing
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            const beforeHello = gw.state;
+            socket.hello("ann");
+            return {early, beforeHello, url: socket.url, states: gw.states.map(([s]) => s),
+                    state: gw.state, user: gw.user, services: gw.services};
+        }"""
+    )
+    assert result == {
+        "early": 0,
+        "beforeHello": "connecting",
+        "url": "ws://client.test/custom/ws/",
+        "states": ["connecting", "open"],
+        "state": "open",
+        "user": {"id": 7, "username": "ann"},
+        "services": ["notifications", "clipboard"],
+    }
+
+
+def test_request_settles_with_the_reply_that_carries_its_id(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const first = gw.request("clipboard", {action: "clipboard_add", data: "a"});
+            const second = gw.request("gateway", {action: "ping"});
+            const [one, two] = socket.sent;
+            socket.receive({channel: "gateway", id: two.id, payload: {action: "pong"}});  // out of order
+            socket.receive({channel: "clipboard", id: one.id, payload: {clipboard: [{id: 1, data: "a"}]}});
+            return {sent: socket.sent, first: await first, second: await second};
+        }"""
+    )
+    one, two = result["sent"]
+    assert one == {
+        "channel": "clipboard", "payload": {"action": "clipboard_add", "data": "a"}, "id": one["id"]
+    }
+    assert two["id"] != one["id"]
+    assert result["first"] == {"clipboard": [{"id": 1, "data": "a"}]}
+    assert result["second"] == {"action": "pong"}
+
+
+def test_request_is_rejected_by_an_error_frame_a_timeout_a_close_or_no_socket(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const outcome = (promise) => promise.then(
+                (value) => ({resolved: value}),
+                (error) => ({name: error.name, code: error.code, message: error.message,
+                             isError: error instanceof WSGatewayError}));
+            const [gw, socket] = await connected();
+            const refused = outcome(gw.request("clipboard", {action: "clipboard_remove", data: 99}));
+            socket.receive({channel: "clipboard", id: socket.last.id,
+                            error: {code: "not_found", message: "No clipboard entry of yours with id 99."}});
+            const timedOut = outcome(gw.request("gateway", {action: "ping"}, {timeout: 50}));
+            const late = socket.last.id;
+            const closed = outcome(gw.request("notifications", {action: "mark_all_read"}));
+            const results = {refused: await refused, timedOut: await timedOut};
+            socket.receive({channel: "gateway", id: late, payload: {action: "pong"}});  // too late: ignored
+            socket.drop(1006);
+            results.closed = await closed;
+            results.offline = await outcome(gw.request("gateway", {action: "ping"}));
+            return results;
+        }"""
+    )
+    assert result["refused"] == {
+        "name": "WSGatewayError",
+        "code": "not_found",
+        "message": "No clipboard entry of yours with id 99.",
+        "isError": True,
+    }
+    assert result["timedOut"]["code"] == "timeout"
+    assert result["closed"]["code"] == "closed"
+    assert result["offline"]["code"] == "not_connected"
+
+
+def test_reconnects_with_full_jitter_backoff_and_resets_after_a_hello(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 40, maxDelay: 1000});
+            await sleep(0);
+            const delays = [];
+            for (let attempt = 0; attempt < 4; attempt++) {
+                FakeSocket.all[FakeSocket.all.length - 1].drop(1006);
+                const [state, info] = gw.states[gw.states.length - 1];
+                delays.push([state, info.reconnectIn, info.attempt]);
+                const before = FakeSocket.all.length;
+                const deadline = Date.now() + 2000;
+                while (FakeSocket.all.length === before && Date.now() < deadline) await sleep(5);
+            }
+            const sockets = FakeSocket.all.length;
+            FakeSocket.all[sockets - 1].hello();
+            return {delays, sockets, attemptAfterHello: gw.attempt, state: gw.state};
+        }"""
+    )
+    assert result["sockets"] == 5  # the first and one per drop, each opened by the client itself
+    for attempt, (state, delay, count) in enumerate(result["delays"]):
+        assert state == "closed"
+        assert 0 <= delay <= 40 * 2**attempt, (attempt, delay)
+        assert count == attempt + 1
+    assert result["attemptAfterHello"] == 0
+    assert result["state"] == "open"
+
+    bounds = client_page.evaluate(
+        """() => {
+            const gw = gateway({autoConnect: false});
+            const sample = (attempt) => Array.from({length: 400}, () => gw.backoff(attempt));
+            return [0, 1, 5, 6, 20].map((attempt) => {
+                const values = sample(attempt);
+                return [Math.min(...values), Math.max(...values)];
+            });
+        }"""
+    )
+    caps = [500, 1000, 16000, 30000, 30000]  # about 0.5 s, doubling, up to about 30 s
+    for (low, high), cap in zip(bounds, caps, strict=True):
+        assert 0 <= low < cap * 0.1
+        assert cap * 0.9 < high <= cap  # full jitter spreads over the whole range
+
+
+def test_4401_means_unauthorized_and_no_reconnect_loop(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 10});
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            socket.open();
+            const error = {code: "token_expired", message: "The token has expired."};
+            socket.receive({channel: "gateway", error});
+            socket.drop(4401);
+            await sleep(300);  // thirty times the first backoff
+            const after = {sockets: FakeSocket.all.length, states: gw.states.map(([s]) => s),
+                           info: gw.states[gw.states.length - 1][1]};
+            gw.connect();  // e.g. after logging in again
+            after.socketsAfterConnect = FakeSocket.all.length;
+            after.stateAfterConnect = gw.state;
+            return after;
+        }"""
+    )
+    assert result["sockets"] == 1
+    assert result["states"] == ["connecting", "unauthorized"]
+    assert result["info"]["code"] == 4401
+    assert result["info"]["error"] == {"code": "token_expired", "message": "The token has expired."}
+    assert result["socketsAfterConnect"] == 2
+    assert result["stateAfterConnect"] == "connecting"
+
+
+def test_close_stops_reconnecting(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected({minDelay: 10});
+            gw.close();
+            await sleep(200);
+            return {sockets: FakeSocket.all.length, closedWith: socket.closedWith, state: gw.state,
+                    info: gw.states[gw.states.length - 1][1]};
+        }"""
+    )
+    assert result["sockets"] == 1
+    assert result["closedWith"] == 1000
+    assert result["state"] == "closed"
+    assert result["info"]["reconnectIn"] is None
+
+
+def test_a_socket_that_stops_answering_pings_is_replaced(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected({pingInterval: 30, pingTimeout: 30, minDelay: 10});
+            await sleep(45);
+            const ping = socket.last;
+            const deadline = Date.now() + 2000;
+            while (FakeSocket.all.length === 1 && Date.now() < deadline) await sleep(5);
+            return {ping, closedWith: socket.closedWith, sockets: FakeSocket.all.length};
+        }"""
+    )
+    assert result["ping"]["channel"] == "gateway"
+    assert result["ping"]["payload"] == {"action": "ping"}
+    assert result["closedWith"] == 4000
+    assert result["sockets"] == 2
+
+
+def test_notifications_helper_follows_snapshots_pushes_and_replies(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const changes = [], pushed = [];
+            gw.notifications.onChange((state) => changes.push(state));
+            gw.notifications.onNotification((item) => pushed.push(item.id));
+            socket.receive({channel: "notifications", payload: {unread: 2, category: "warning"}});
+            const last = {id: 9, category: "error", label: "Disk full", is_read: false, actions: []};
+            socket.receive({channel: "notifications", payload: {category: "error", last, unread: 3}});
+            const afterPush = [gw.notifications.unread, gw.notifications.category, gw.notifications.last.id];
+
+            const marking = gw.notifications.markRead(9);
+            const markFrame = socket.last;
+            const state = {unread: 2, category: "warning"};
+            socket.receive({channel: "notifications", id: markFrame.id, payload: state});
+            await marking;
+            const allRead = gw.notifications.markAllRead();
+            const allFrame = socket.last;
+            socket.receive({channel: "notifications", id: allFrame.id, payload: {unread: 0, category: null}});
+            await allRead;
+
+            const listing = gw.notifications.list({before: 9, limit: 5, unreadOnly: true});
+            const listFrame = socket.last;
+            const changesBeforeList = changes.length;
+            socket.receive({channel: "notifications", id: listFrame.id,
+                            payload: {notifications: [], has_more: false, unread: 0, category: null}});
+            const page = await listing;
+            return {changes, pushed, afterPush, markFrame, allFrame, listFrame, page,
+                    listChanged: changes.length !== changesBeforeList,
+                    final: [gw.notifications.unread, gw.notifications.category]};
+        }"""
+    )
+    assert result["changes"] == [
+        {"unread": 2, "category": "warning"},
+        {"unread": 3, "category": "error"},
+        {"unread": 2, "category": "warning"},
+        {"unread": 0, "category": None},
+    ]
+    assert result["pushed"] == [9]
+    assert result["afterPush"] == [3, "error", 9]
+    assert result["markFrame"]["payload"] == {"action": "mark_read", "data": [9]}
+    assert result["allFrame"]["payload"] == {"action": "mark_all_read", "data": None}
+    assert result["listFrame"]["payload"] == {
+        "action": "list", "data": {"before": 9, "limit": 5, "unread_only": True}
+    }
+    assert result["page"] == {"notifications": [], "has_more": False, "unread": 0, "category": None}
+    assert result["listChanged"] is False
+    assert result["final"] == [0, None]
+
+
+def test_clipboard_helper_and_state_after_a_reconnect(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected({minDelay: 10});
+            const seen = [];
+            gw.clipboard.onChange((entries) => seen.push(entries.map((entry) => entry.id)));
+            socket.receive({channel: "clipboard", payload: {clipboard: [{id: 1, data: "a"}]}});
+            const frames = [];
+            const answer = (payload) => {
+                frames.push(socket.last.payload);
+                socket.receive({channel: "clipboard", id: socket.last.id, payload});
+            };
+            let pending = gw.clipboard.add({text: "b"});
+            answer({clipboard: [{id: 1, data: "a"}, {id: 2, data: {text: "b"}}]});
+            await pending;
+            pending = gw.clipboard.load("demo.document", 3);
+            answer({clipboard: [{id: 1, data: "a"}, {id: 2, data: {text: "b"}},
+                                {id: 3, model: "demo.document", pk: 3, label: "Roadmap"}],
+                    refused: [{id: 4, code: "not_found", message: "No such object."}]});
+            const loaded = await pending;
+            pending = gw.clipboard.remove(1);
+            answer({clipboard: [{id: 2, data: {text: "b"}},
+                                {id: 3, model: "demo.document", pk: 3, label: "Roadmap"}]});
+            await pending;
+            pending = gw.clipboard.flush();
+            answer({clipboard: []});
+            await pending;
+            // Another tab's change arrives as a push.
+            socket.receive({channel: "clipboard", payload: {clipboard: [{id: 5, data: "other tab"}]}});
+
+            // The server restarts; the new socket's on-connect frames are the truth.
+            socket.drop(1006);
+            const deadline = Date.now() + 2000;
+            while (FakeSocket.all.length === 1 && Date.now() < deadline) await sleep(5);
+            const next = FakeSocket.all[1];
+            next.hello();
+            next.receive({channel: "notifications", payload: {unread: 4, category: "info"}});
+            const restored = [{id: 5, data: "other tab"}, {id: 6, data: "c"}];
+            next.receive({channel: "clipboard", payload: {clipboard: restored}});
+            return {seen, frames, refused: loaded.refused, entries: gw.clipboard.entries.map((e) => e.id),
+                    unread: gw.notifications.unread, state: gw.state};
+        }"""
+    )
+    assert result["frames"] == [
+        {"action": "clipboard_add", "data": {"text": "b"}},
+        {"action": "clipboard_load", "data": {"model": "demo.document", "ids": [3]}},
+        {"action": "clipboard_remove", "data": 1},
+        {"action": "clipboard_flush", "data": None},
+    ]
+    assert result["refused"] == [{"id": 4, "code": "not_found", "message": "No such object."}]
+    assert result["seen"] == [[1], [1, 2], [1, 2, 3], [2, 3], [], [5], [5, 6]]
+    assert result["entries"] == [5, 6]
+    assert result["unread"] == 4
+    assert result["state"] == "open"
+
+
+def test_a_failing_handler_does_not_stop_the_others(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const errors = [];
+            window.addEventListener("error", (event) => {
+                errors.push(event.message);
+                event.preventDefault();
+            });
+            const got = [];
+            gw.on("demo", () => { throw new Error("broken handler"); });
+            const off = gw.on("demo", (payload) => got.push(payload.n));
+            socket.receive({channel: "demo", payload: {n: 1}});
+            off();
+            socket.receive({channel: "demo", payload: {n: 2}});
+            await sleep(20);
+            return {got, errors, state: gw.state};
+        }"""
+    )
+    assert result["got"] == [1]
+    # Each handler failure is still reported (as an uncaught error), once per frame.
+    assert len(result["errors"]) == 2 and all("broken handler" in error for error in result["errors"])
+    assert result["state"] == "open"
+    client_page.uncaught_errors.clear()

@@ -1,0 +1,45 @@
+"""``{% load wsgateway %}{% wsgateway_script %}``: the browser client, told where its endpoint is."""
+
+from __future__ import annotations
+
+from django import template
+from django.http import HttpRequest
+from django.templatetags.static import static
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+register = template.Library()
+
+#: Where ``wsgateway.routing.websocket_urlpatterns`` mounts the gateway endpoint.
+DEFAULT_PATH = "/ws/"
+
+
+def endpoint_url(request: HttpRequest | None, path: str = DEFAULT_PATH) -> str:
+    """The endpoint as the page's browser must reach it: ``ws://`` or ``wss://``, host, path.
+
+    ``path`` may also be a whole ``ws://`` or ``wss://`` URL, used as it is. Without a
+    request the path is returned alone and the client resolves it against the page.
+    """
+    if path.startswith(("ws://", "wss://")):
+        return path
+    if not path.startswith("/"):
+        path = "/" + path
+    if request is None:
+        return path
+    scheme = "wss" if request.is_secure() else "ws"
+    return f"{scheme}://{request.get_host()}{path}"
+
+
+@register.simple_tag(takes_context=True)
+def wsgateway_script(context: template.Context, path: str = DEFAULT_PATH) -> SafeString:
+    """The ``<script>`` tag of ``wsgateway.js`` with the endpoint in ``data-wsgateway-url``.
+
+    ``{% wsgateway_script %}`` uses ``/ws/`` on the request's host;
+    ``{% wsgateway_script "/realtime/ws/" %}`` another path; a ``wss://`` URL is used as given.
+    """
+    request = context.get("request")
+    return format_html(
+        '<script src="{}" data-wsgateway-url="{}"></script>',
+        static("wsgateway/wsgateway.js"),
+        endpoint_url(request if isinstance(request, HttpRequest) else None, path),
+    )
