@@ -277,6 +277,33 @@ def test_w001_in_process_layer_while_debug_is_off() -> None:
     assert isinstance(message, Warning)
 
 
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "wsgateway.layers.InProcessChannelLayer",
+        "wsgateway.layers.inprocess.InProcessChannelLayer",
+        "tests.support.extensions.InMemoryLayerSubclass",
+    ],
+)
+def test_w001_any_process_local_layer_while_debug_is_off(backend: str) -> None:
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": backend}}, DEBUG=False):
+        only(check_channel_layer(), "wsgateway.W001")
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "wsgateway.layers.redis.RedisChannelLayer",
+        "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "no.such.Layer",
+        ".relative.Layer",
+    ],
+)
+def test_w001_is_silent_for_a_layer_that_is_not_process_local(backend: str) -> None:
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": backend}}, DEBUG=False):
+        assert check_channel_layer() == []
+
+
 @override_settings(CHANNEL_LAYERS=IN_MEMORY, DEBUG=True)
 def test_w001_is_silent_in_debug() -> None:
     assert check_channel_layer() == []

@@ -12,15 +12,16 @@ from django.utils.module_loading import import_string
 from .conf import DEFAULTS, gateway_settings
 
 
-
 def _process_local(backend: str) -> bool:
     from channels.layers import InMemoryChannelLayer
 
     try:
         cls = import_string(backend)
-    except ImportError:
+    except Exception:  # ImportError, or TypeError for ".relative.Path": Channels reports a bad BACKEND
         return False
-    return isinstance(cls, type) and (issubclass(cls, InMemoryChannelLayer) or getattr(cls, "process_local", False))
+    return isinstance(cls, type) and (
+        issubclass(cls, InMemoryChannelLayer) or bool(getattr(cls, "process_local", False))
+    )
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
-from channels.layers import BaseChannelLayer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 from django.contrib.auth import get_user_model
 
 from wsgateway.auth import BaseAuthenticator, Identity, Scope, header
@@ -105,3 +105,7 @@ class UnreachableLayerStub(BaseChannelLayer):  # type: ignore[misc]
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         raise ConnectionError("no route to the channel layer")
+
+
+class InMemoryLayerSubclass(InMemoryChannelLayer):  # type: ignore[misc]
+    """A site's tweak of the stock in-process layer: still process-local."""
