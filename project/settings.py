@@ -69,9 +69,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
-    # RedisPubSubChannelLayer by default: see "Choosing the Redis layer" in the README for the measurements.
-    # WSGATEWAY_REDIS_LAYER=core selects RedisChannelLayer instead.
-    if os.environ.get("WSGATEWAY_REDIS_LAYER", "pubsub") == "core":
+    # WSGATEWAY_REDIS_LAYER picks the layer: "wsgateway" (default), "pubsub" or "core" (channels_redis);
+    # see "Choosing the Redis layer" in the README for the measurements behind the default.
+    REDIS_LAYER = os.environ.get("WSGATEWAY_REDIS_LAYER", "wsgateway")
+    if REDIS_LAYER == "core":
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -86,9 +87,17 @@ if REDIS_URL:
                 },
             }
         }
-    else:
+    elif REDIS_LAYER == "pubsub":
         CHANNEL_LAYERS = {
             "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "wsgateway.layers.redis.RedisChannelLayer",
+                # A burst of pushes to one socket must not overflow its inbox.
+                "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000},
+            }
         }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "wsgateway.layers.InProcessChannelLayer"}}

@@ -18,7 +18,7 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 
 from wsgateway.layers import InProcessChannelLayer
 
-LAYERS = ["stock-inmemory", "inprocess", "stock-redis-core", "stock-redis-pubsub"]
+LAYERS = ["stock-inmemory", "inprocess", "stock-redis-core", "stock-redis-pubsub", "redis"]
 NO_CAPACITY_OR_EXPIRY = {"stock-redis-pubsub"}
 
 
@@ -275,3 +275,15 @@ async def test_flush_empties_channels_and_groups(layer: BaseChannelLayer, kind: 
     await layer.flush()
     await layer.group_send("test-group", {"type": "test.after-flush"})
     assert await receives_nothing(layer, channel)
+
+
+async def test_group_send_and_send_cross_processes(layer_factory: Any, kind: str) -> None:
+    if "redis" not in kind:
+        pytest.skip(f"{kind} is one process's layer by design")
+    here, there = layer_factory(), layer_factory()  # two instances: two processes as far as Redis can tell
+    member = await there.new_channel()
+    await there.group_add("test-group", member)
+    await here.group_send("test-group", {"type": "test.across"})
+    assert await receive(there, member) == {"type": "test.across"}
+    await here.send(member, {"type": "test.direct"})
+    assert await receive(there, member) == {"type": "test.direct"}

@@ -36,6 +36,7 @@ class LayerWatchdog:
         self.healthy = True
         self.task: asyncio.Task[None] | None = None
         self.probe_channel: str | None = None
+        self.probe_group = PROBE_GROUP
 
     def register(self, socket: Resyncable) -> None:
         self.sockets.add(socket)
@@ -53,10 +54,12 @@ class LayerWatchdog:
         self.healthy = False
 
     async def probe(self) -> None:
-        """A round trip through the layer to a channel of this process.
+        """A round trip through the layer's backend, by way of a group of this process.
 
-        A publish alone is not enough: on the pub/sub layer it succeeds before this
+        A publish alone is not enough: on a pub/sub layer it succeeds before this
         process's subscriber connection is back, and a resync then would race it.
+        A group, not a plain send: a layer may deliver a send to its own process
+        without touching the backend.
         """
         try:
             if self.probe_channel is None:
@@ -64,9 +67,12 @@ class LayerWatchdog:
                 # channels of one prefix through one blocking pop, which an idle socket's receive
                 # holds; a channel of another prefix would not be read until that socket got a message.
                 self.probe_channel = await self.layer.new_channel()
+                self.probe_group = f"{PROBE_GROUP}.{uuid.uuid4().hex}"
+                await asyncio.wait_for(self.layer.group_add(self.probe_group, self.probe_channel), PROBE_TIMEOUT)
             token = uuid.uuid4().hex
-            await asyncio.wait_for(self.layer.send(self.probe_channel, {"type": "gateway.probe", "token": token}),
-                                   PROBE_TIMEOUT)
+            await asyncio.wait_for(
+                self.layer.group_send(self.probe_group, {"type": "gateway.probe", "token": token}), PROBE_TIMEOUT
+            )
             async with asyncio.timeout(PROBE_TIMEOUT):
                 while (await self.layer.receive(self.probe_channel)).get("token") != token:
                     pass

@@ -1,8 +1,8 @@
 """A real PostgreSQL for the multi-process tests.
 
 ``WSGATEWAY_TEST_POSTGRES_URL`` (a server URL whose user may create databases)
-when set, as .ci/run does; otherwise a throwaway cluster started here with the
-machine's initdb, on 127.0.0.1 and a free port, removed afterwards.
+when set; otherwise a throwaway cluster started here with the machine's initdb
+(which .ci/run installs), on 127.0.0.1 and a free port, removed afterwards.
 """
 
 from __future__ import annotations

@@ -1,0 +1,342 @@
+"""A Redis channel layer built for fan-out to sockets: one subscription per process, local fan-out.
+
+Each event loop (a daphne process has one) holds one Redis connection for
+publishing and one pub/sub connection. A group is one Redis pub/sub channel,
+subscribed to while the loop has a member; ``group_send`` is one PUBLISH
+whatever the number of members or processes; each process decodes a message
+once and hands a copy to each local member. Publishes issued together (one
+``group_send_many``, or many sockets' ``group_send`` in one loop turn) go out as
+one pipeline.
+
+Capacity and expiry are enforced where a message is queued: a send to a
+channel of the same loop raises ChannelFull; a message for a full channel of
+another process is dropped there, as group_send drops it in every layer.
+
+Delivery is at most once, as with any pub/sub: a publish while Redis is down
+fails loudly, and wsgateway's resync covers the gap. Channels without "!" (worker
+queues) are delivered to every process receiving on them: use
+channels_redis.core.RedisChannelLayer under another alias for work queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import types
+import weakref
+from typing import Any
+
+import msgpack
+from channels.layers import BaseChannelLayer
+from redis import asyncio as aioredis
+
+from .base import Inbox, LocalDelivery
+
+logger = logging.getLogger("wsgateway")
+
+SUBSCRIBE_TIMEOUT = 5.0
+
+
+class _Publisher:
+    """Coalesces the publishes of one loop turn into one pipeline; callers still await their result."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.pending: list[tuple[str, bytes]] = []
+        self.waiters: list[asyncio.Future[None]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def publish(self, items: list[tuple[str, bytes]]) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.pending.extend(items)
+        self.waiters.append(waiter)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self.flush())
+        await waiter
+
+    async def flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the rest of this loop turn add to the batch
+            while self.pending:
+                items, waiters = self.pending, self.waiters
+                self.pending, self.waiters = [], []
+                try:
+                    async with self.client.pipeline(transaction=False) as pipe:
+                        for channel, data in items:
+                            pipe.publish(channel, data)
+                        await pipe.execute()
+                except Exception as exc:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                else:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
+        finally:
+            self.task = None
+
+
+class _LoopState:
+    """Everything of the layer that belongs to one event loop."""
+
+    def __init__(self, layer: RedisChannelLayer) -> None:
+        self.layer = layer
+        self.id = secrets.token_hex(6)
+        self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity)
+        self.client = aioredis.Redis.from_url(layer.url, **layer.connection_kwargs)
+        self.publisher = _Publisher(self.client)
+        self.pubsub: Any = None
+        self.reader: asyncio.Task[None] | None = None
+        self.subscribed: set[str] = set()
+        self.confirmations: dict[str, asyncio.Future[None]] = {}
+
+    @property
+    def inbox_channel(self) -> str:
+        return f"{self.layer.prefix}:p:{self.id}"
+
+    async def ensure_subscriber(self) -> None:
+        if self.pubsub is None:
+            # No socket timeout: the reader waits for messages as long as the process lives.
+            subscriber = aioredis.Redis.from_url(
+                self.layer.url, **{**self.layer.connection_kwargs, "socket_timeout": None}
+            )
+            self.pubsub = subscriber.pubsub()
+            await self.subscribe(self.inbox_channel, start_reader=True)
+
+    async def subscribe(self, redis_channel: str, start_reader: bool = False) -> None:
+        if redis_channel in self.subscribed:
+            return
+        confirmed = asyncio.get_running_loop().create_future()
+        self.confirmations[redis_channel] = confirmed
+        await self.pubsub.subscribe(redis_channel)
+        self.subscribed.add(redis_channel)
+        if start_reader:
+            self.reader = asyncio.get_running_loop().create_task(self.read(), name="wsgateway-redis-reader")
+        # Return only once Redis has the subscription: a publish after group_add must arrive.
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
+        finally:
+            self.confirmations.pop(redis_channel, None)
+
+    async def unsubscribe(self, redis_channel: str) -> None:
+        if redis_channel in self.subscribed:
+            self.subscribed.discard(redis_channel)
+            await self.pubsub.unsubscribe(redis_channel)
+
+    async def read(self) -> None:
+        prefix_group = f"{self.layer.prefix}:g:"
+        unpackb = msgpack.unpackb
+        failing = False
+        while True:
+            try:
+                message = await self.pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # redis-py reconnects and re-subscribes on the next call; the gap is
+                # what wsgateway's watchdog notices and resyncs.
+                logger.log(logging.DEBUG if failing else logging.WARNING,
+                           "wsgateway: Redis subscriber connection failed: %s", exc)
+                failing = True
+                await asyncio.sleep(0.5)
+                continue
+            if failing:
+                logger.warning("wsgateway: Redis subscriber connection is back")
+                failing = False
+            if message is None:
+                continue
+            kind = message["type"]
+            channel = message["channel"]
+            if isinstance(channel, bytes):
+                channel = channel.decode()
+            if kind == "subscribe":
+                confirmed = self.confirmations.get(channel)
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(None)
+                continue
+            if kind != "message":
+                continue
+            try:
+                payload = unpackb(message["data"], raw=False)
+            except Exception:
+                logger.exception("wsgateway: undecodable message on %s", channel)
+                continue
+            if channel.startswith(prefix_group):
+                self.local.fan_out(channel[len(prefix_group):], payload)
+            elif channel == self.inbox_channel:
+                self.deliver(payload["c"], payload["m"])
+            else:  # a normal channel this loop receives on
+                self.deliver(channel[len(self.layer.prefix) + 3:], payload)
+
+    def deliver(self, channel: str, message: dict[str, Any]) -> None:
+        try:
+            self.local.put(channel, message, time.monotonic())
+        except Exception as exc:  # ChannelFull: the message is dropped, as a full channel drops it
+            logger.debug("wsgateway: dropped a message for %s: %r", channel, exc)
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            try:
+                await self.reader
+            except asyncio.CancelledError:
+                pass
+            self.reader = None
+        if self.pubsub is not None:
+            await self.pubsub.aclose()
+            await self.pubsub.connection_pool.disconnect() if self.pubsub.connection_pool else None
+            self.pubsub = None
+        self.local.flush()
+        await self.client.aclose()
+
+
+class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
+    """Channel layer on Redis pub/sub with per-process fan-out and batched publishes.
+
+    CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
+    connection options), ``prefix``, ``expiry``, ``group_expiry``, ``capacity``,
+    ``channel_capacity``; capacity and expiry apply to each process's inboxes.
+    """
+
+    extensions = ["groups", "flush"]
+
+    def __init__(
+        self,
+        hosts: list[Any] | None = None,
+        prefix: str = "wsgateway",
+        expiry: int = 60,
+        group_expiry: int = 86400,
+        capacity: int = 100,
+        channel_capacity: dict[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity, **kwargs)
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.group_expiry = group_expiry
+        self.prefix = prefix
+        host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
+        if isinstance(host, dict):
+            host = dict(host)
+            self.url = host.pop("address")
+            self.connection_kwargs = host
+        else:
+            self.url = host
+            self.connection_kwargs = {}
+        if len(hosts or []) > 1:
+            raise ValueError("wsgateway's RedisChannelLayer uses one Redis; shard with several aliases instead")
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            state = self._states[loop] = _LoopState(self)
+            self._close_with(loop)
+        return state
+
+    def _close_with(self, loop: asyncio.AbstractEventLoop) -> None:
+        # async_to_sync runs each call in a new loop and closes it: close our
+        # connections in that loop first, or they leak (as channels_redis does it).
+        original_close = loop.close
+        layer = self
+
+        def close(self_loop: asyncio.AbstractEventLoop) -> None:
+            state = layer._states.pop(self_loop, None)
+            if state is not None and not self_loop.is_closed():
+                try:
+                    self_loop.run_until_complete(state.close())
+                except Exception:  # closing a connection Redis already dropped
+                    pass
+            self_loop.close = original_close  # type: ignore[method-assign]
+            original_close()
+
+        loop.close = types.MethodType(close, loop)  # type: ignore[method-assign]
+
+    # -- channels ------------------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        state = self._state()
+        await state.ensure_subscriber()
+        channel = f"{prefix}{state.id}!{secrets.token_hex(8)}"
+        state.local.inboxes.setdefault(channel, Inbox())
+        return channel
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_channel_name(channel)
+        assert "__asgi_channel__" not in message
+        state = self._state()
+        if "!" in channel:
+            owner = channel[: channel.index("!")].rsplit(".", 1)[-1]
+            if owner == state.id:
+                # Ours: straight into the inbox, where capacity can be enforced for the sender.
+                state.local.put(channel, message, time.monotonic())
+                return
+            target = f"{self.prefix}:p:{owner}"
+            data = msgpack.packb({"c": channel, "m": message}, use_bin_type=True)
+        else:
+            target = f"{self.prefix}:c:{channel}"
+            data = msgpack.packb(message, use_bin_type=True)
+        await state.publisher.publish([(target, data)])
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        self.require_valid_channel_name(channel)
+        state = self._state()
+        await state.ensure_subscriber()
+        if "!" not in channel:
+            await state.subscribe(f"{self.prefix}:c:{channel}")
+        return await state.local.get(channel)
+
+    # -- groups --------------------------------------------------------------------------
+
+    def _group_channel(self, group: str) -> str:
+        return f"{self.prefix}:g:{group}"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        state = self._state()
+        await state.ensure_subscriber()
+        state.local.add(group, channel)
+        await state.subscribe(self._group_channel(group))
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self.require_valid_channel_name(channel)
+        self.require_valid_group_name(group)
+        state = self._state()
+        state.local.discard(group, channel)
+        if group not in state.local.groups and state.pubsub is not None:
+            await state.unsubscribe(self._group_channel(group))
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_group_name(group)
+        await self._state().publisher.publish(
+            [(self._group_channel(group), msgpack.packb(message, use_bin_type=True))]
+        )
+
+    async def group_send_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Extension: many group_sends as one pipeline (one round trip)."""
+        packb = msgpack.packb
+        for group, _ in items:
+            self.require_valid_group_name(group)
+        await self._state().publisher.publish(
+            [(self._group_channel(group), packb(message, use_bin_type=True)) for group, message in items]
+        )
+
+    # -- flush ---------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Forget this loop's channels and groups and close its connections (reopened on use)."""
+        loop = asyncio.get_running_loop()
+        state = self._states.pop(loop, None)
+        if state is not None:
+            await state.close()
+
+    async def close(self) -> None:
+        await self.flush()
