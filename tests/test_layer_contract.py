@@ -287,3 +287,15 @@ async def test_group_send_and_send_cross_processes(layer_factory: Any, kind: str
     assert await receive(there, member) == {"type": "test.across"}
     await here.send(member, {"type": "test.direct"})
     assert await receive(there, member) == {"type": "test.direct"}
+
+
+async def test_receive_nowait_hands_over_queued_messages_without_waiting(layer: BaseChannelLayer, kind: str) -> None:
+    if not hasattr(layer, "receive_nowait"):
+        pytest.skip(f"{kind} has no receive_nowait (a wsgateway extension)")
+    channel = await layer.new_channel()
+    assert layer.receive_nowait(channel) is None
+    await layer.send(channel, {"type": "test.one"})
+    await layer.send(channel, {"type": "test.two"})
+    assert await receive(layer, channel) == {"type": "test.one"}
+    assert layer.receive_nowait(channel) == {"type": "test.two"}
+    assert layer.receive_nowait(channel) is None

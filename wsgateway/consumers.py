@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.core.exceptions import ImproperlyConfigured
 
 from .auth import authenticate
@@ -26,6 +25,8 @@ from .signals import client_connected, client_disconnected
 logger = logging.getLogger("wsgateway")
 
 GATEWAY_CHANNEL = "gateway"
+#: Most queued layer messages dispatched in a row before the client's frames get a turn.
+DRAIN_LIMIT = 64
 
 #: Deepest nesting of arrays and objects in a client frame. Python's json raises
 #: RecursionError near 1000, and data stored a little below that cannot be encoded
@@ -64,9 +65,40 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         # Events from this process that must not depend on the layer (the resync after an outage).
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         try:
-            await await_many_dispatch([receive, self.receive_from_layer, self.inbox.get], self.dispatch)
+            await self.serve([receive, self.receive_from_layer, self.inbox.get])
         except StopConsumer:
             pass
+
+    async def serve(self, sources: list[Any]) -> None:
+        """Channels' await_many_dispatch, plus a drain of the layer.
+
+        Each received message normally costs a new task and an asyncio.wait; when
+        the layer can hand over what is already queued for this channel
+        (``receive_nowait``, an extension of wsgateway's layers), a burst of pushes
+        is dispatched in one go instead.
+        """
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(source()) for source in sources]
+        drain = getattr(self.channel_layer, "receive_nowait", None)
+        layer_source = sources.index(self.receive_from_layer)
+        try:
+            while True:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for index, task in enumerate(tasks):
+                    if not task.done():
+                        continue
+                    await self.dispatch(task.result())
+                    if index == layer_source and drain is not None:
+                        for _ in range(DRAIN_LIMIT):
+                            message = drain(self.channel_name)
+                            if message is None:
+                                break
+                            await self.dispatch(message)
+                    tasks[index] = loop.create_task(sources[index]())
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections() in the sync thread before every

@@ -97,6 +97,13 @@ class LocalDelivery:
                 if not waiter.done():
                     waiter.cancel()
 
+    def get_nowait(self, channel: str) -> dict[str, Any] | None:
+        inbox = self.inboxes.get(channel)
+        if inbox is None or not inbox.messages:
+            return None
+        self.drop_expired(channel, inbox, time.monotonic())
+        return inbox.messages.popleft()[1] if inbox.messages else None
+
     def drop_expired(self, channel: str, inbox: Inbox, now: float) -> None:
         expired = False
         while inbox.messages and inbox.messages[0][0] < now:

@@ -46,6 +46,10 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.require_valid_channel_name(channel)
         return await self.local.get(channel)
 
+    def receive_nowait(self, channel: str) -> dict[str, Any] | None:
+        """Extension: the next message already queued for ``channel``, or None; never waits."""
+        return self.local.get_nowait(channel)
+
     async def new_channel(self, prefix: str = "specific.") -> str:
         return f"{prefix}.inprocess!{secrets.token_hex(8)}"
 

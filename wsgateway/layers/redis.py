@@ -292,6 +292,11 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             await state.subscribe(f"{self.prefix}:c:{channel}")
         return await state.local.get(channel)
 
+    def receive_nowait(self, channel: str) -> dict[str, Any] | None:
+        """Extension: the next message already in this process for ``channel``, or None; never waits."""
+        state = self._states.get(asyncio.get_running_loop())
+        return state.local.get_nowait(channel) if state is not None else None
+
     # -- groups --------------------------------------------------------------------------
 
     def _group_channel(self, group: str) -> str:
