@@ -48,6 +48,28 @@ async def apush(
         await layer.group_send(user_group(user_id), event)
 
 
+async def apush_many(pushes: list[tuple[Any, str, Any]]) -> None:
+    """Many :func:`apush` of different payloads, ``(user_id, channel, payload)`` each, in one layer call.
+
+    wsgateway's layers take the batch at once (one pipeline to Redis); stock layers
+    get one group_send after another.
+    """
+    layer = channel_layer()
+    if layer is None or not pushes:
+        return
+    items = [
+        (user_group(user_id), {"type": PUSH_EVENT, "channel": channel, "text": encode_frame(channel, payload),
+                               "exclude": None})
+        for user_id, channel, payload in pushes
+    ]
+    send_many = getattr(layer, "group_send_many", None)
+    if send_many is not None:
+        await send_many(items)
+    else:
+        for group, event in items:
+            await layer.group_send(group, event)
+
+
 def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Synchronous :func:`apush`, for views, signal handlers and workers."""
     async_to_sync(apush)(list(user_ids), channel, payload, exclude=exclude)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from django.db import connection, transaction
@@ -21,14 +21,22 @@ _ADVISORY_NAMESPACE = 0x5753  # "WS": keeps our advisory keys apart from a site'
 
 
 @contextmanager
-def user_push_lock(user_id: Any) -> Iterator[None]:
-    key = zlib.crc32(str(user_id).encode())
-    with _STRIPES[key % len(_STRIPES)]:
+def user_push_lock(user_ids: Any) -> Iterator[None]:
+    """Hold the lock of one user, or of each of an iterable of users.
+
+    Users share stripes (64 of them), so a batch for any number of users takes
+    at most 64 locks, always in the same order, which rules out deadlocks.
+    """
+    if isinstance(user_ids, (str, int)):
+        user_ids = [user_ids]
+    stripes = sorted({zlib.crc32(str(user_id).encode()) % len(_STRIPES) for user_id in user_ids})
+    with ExitStack() as held:
+        for stripe in stripes:
+            held.enter_context(_STRIPES[stripe])
         if connection.vendor == "postgresql":
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    # Released at commit, after the push has been handed to the layer.
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ADVISORY_NAMESPACE, key - 2**31])
-                yield
-        else:
-            yield
+            # Released at commit, after the push has been handed to the layer.
+            held.enter_context(transaction.atomic())
+            with connection.cursor() as cursor:
+                for stripe in stripes:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ADVISORY_NAMESPACE, stripe])
+        yield

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db import router, transaction
+from django.db.models import QuerySet
+from django.db.models.signals import post_save
 
 from .models import Notification, category_level
 
 
-def _recipients(user_or_users: Any) -> list[Any]:
+#: Rows per INSERT, so a site-wide announcement never builds one huge statement.
+BATCH_SIZE = 1000
+
+
+def _recipients(user_or_users: Any) -> Iterable[Any]:
     # A user (even one behind request.user's lazy proxy, which is iterable) has a pk.
     if hasattr(user_or_users, "pk") or not isinstance(user_or_users, Iterable):
         return [user_or_users]
-    return list(user_or_users)
+    if isinstance(user_or_users, QuerySet):
+        return user_or_users.iterator(chunk_size=BATCH_SIZE)
+    return user_or_users
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def notify(
@@ -34,20 +49,33 @@ def notify(
     """
     level = category_level(category)
     action_list = [_action(item) for item in actions or ()]
-    with transaction.atomic():
-        # One save per recipient so that post_save (and so the push) fires for each.
-        return [
-            Notification.objects.create(
-                recipient=user,
-                category=level,
-                message=str(message),
-                data=dict(data or {}),
-                actions=action_list,
-                created_by=sender,
-                changed_by=sender,
+    created: list[Notification] = []
+    using = router.db_for_write(Notification)
+    with transaction.atomic(using=using):
+        for chunk in _chunks(_recipients(user_or_users), BATCH_SIZE):
+            batch = Notification.objects.using(using).bulk_create(
+                [
+                    Notification(
+                        recipient=user,
+                        category=level,
+                        message=str(message),
+                        data=dict(data or {}),
+                        actions=action_list,
+                        created_by=sender,
+                        changed_by=sender,
+                    )
+                    for user in chunk
+                ]
             )
-            for user in _recipients(user_or_users)
-        ]
+            for notification in batch:
+                if notification.pk is None:  # a database that returns no ids from a bulk insert
+                    notification.save(using=using)
+                else:
+                    # bulk_create sends no signals; the site's receivers and our push expect post_save.
+                    post_save.send(sender=Notification, instance=notification, created=True,
+                                   update_fields=None, raw=False, using=using)
+            created.extend(batch)
+    return created
 
 
 async def anotify(user_or_users: Any, message: str, **kwargs: Any) -> list[Notification]:

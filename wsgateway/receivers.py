@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -9,13 +10,35 @@ from django.db import transaction
 
 from .groups import aclose_session_sockets
 from .models import Notification
-from .services.notifier import push_saved_notification
+from .services.notifier import push_saved_notifications
+
+
+class _PendingPushes(threading.local):
+    """Ids saved in this thread's current transaction, per database alias."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, list[int]] = {}
+
+
+_pending = _PendingPushes()
 
 
 def notification_saved(sender: type[Notification], instance: Notification, **kwargs: Any) -> None:
     # After commit: a socket must never be told of a row a rollback takes back.
-    if not kwargs.get("raw"):
-        transaction.on_commit(lambda: push_saved_notification(instance))
+    # The saves of one transaction are pushed together, as one batch.
+    if kwargs.get("raw") or instance.pk is None:
+        return
+    using = kwargs.get("using") or "default"
+    _pending.ids.setdefault(using, []).append(instance.pk)
+    transaction.on_commit(lambda: _flush(using), using=using)
+
+
+def _flush(using: str) -> None:
+    # The first commit hook of a transaction takes the whole batch; the others find it empty.
+    # Ids left by a rolled-back transaction ride along and are dropped: they name no row.
+    ids = _pending.ids.pop(using, None)
+    if ids:
+        push_saved_notifications(ids)
 
 
 def user_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from ..codes import ErrorCode
 from ..conf import gateway_settings
 from ..exceptions import GatewayError
-from ..groups import apush
+from ..groups import apush, apush_many
 from ..locks import user_push_lock
 from ..models import Notification, category_tag
 from .base import ActionService
@@ -22,35 +24,67 @@ from .base import ActionService
 CHANNEL = "notifications"
 logger = logging.getLogger("wsgateway")
 MAX_PAGE_SIZE = 100
+#: Notifications pushed per query and layer call, to bound memory on a site-wide announcement.
+PUSH_CHUNK = 1000
 
 
 def unread_state(user_id: Any) -> dict[str, Any]:
     """``{"unread": N, "category": <tag of the newest unread or None>}``."""
-    unread = Notification.objects.filter(recipient_id=user_id, is_read=False)
-    newest = unread.order_by("-id").values_list("category", flat=True).first()
-    return {"unread": unread.count(), "category": category_tag(newest) if newest is not None else None}
+    return unread_states([user_id])[user_id]
 
 
-def notification_payload(notification: Notification) -> dict[str, Any]:
-    """The frame every socket of the recipient gets when a notification is saved."""
-    state = unread_state(notification.recipient_id)
-    return {"category": notification.category_tag, "last": notification.to_wire(), "unread": state["unread"]}
+def unread_states(user_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
+    """:func:`unread_state` of many users in two queries."""
+    user_ids = list(user_ids)
+    rows = (
+        Notification.objects.filter(recipient_id__in=user_ids, is_read=False)
+        .order_by()
+        .values("recipient_id")
+        .annotate(unread=Count("id"), newest=Max("id"))
+    )
+    counts = {row["recipient_id"]: (row["unread"], row["newest"]) for row in rows}
+    categories = dict(
+        Notification.objects.filter(pk__in=[newest for _, newest in counts.values()]).values_list("id", "category")
+    )
+    states = {}
+    for user_id in user_ids:
+        unread, newest = counts.get(user_id, (0, None))
+        states[user_id] = {
+            "unread": unread,
+            "category": category_tag(categories[newest]) if newest in categories else None,
+        }
+    return states
 
 
-def push_saved_notification(notification: Notification) -> None:
-    """Push a saved notification to its recipient; called once the transaction commits.
+def push_saved_notifications(ids: Iterable[int]) -> None:
+    """Push saved notifications to their recipients; run once the transaction commits.
 
-    A channel-layer failure is logged, not raised: the row is stored, and sockets
-    catch up through the resync that follows the layer's return (or on connect).
+    However many notifications and recipients, this is a few queries and one
+    call to the channel layer per chunk (one pipeline on wsgateway's Redis layer).
+    A channel-layer failure is logged, not raised: the rows are stored, and
+    sockets catch up through the resync after the layer returns, or on connect.
     """
-    with user_push_lock(notification.recipient_id):
-        fresh = Notification.objects.select_related("created_by", "changed_by").filter(pk=notification.pk).first()
-        if fresh is None:  # deleted before the commit hook ran: nothing to announce
-            return
-        try:
-            async_to_sync(apush)([fresh.recipient_id], CHANNEL, notification_payload(fresh))
-        except Exception as exc:
-            logger.warning("wsgateway: notification %s stored but not pushed: %s", fresh.pk, exc)
+    ids = sorted(set(ids))
+    for start in range(0, len(ids), PUSH_CHUNK):
+        chunk = ids[start : start + PUSH_CHUNK]
+        recipients = set(Notification.objects.filter(pk__in=chunk).values_list("recipient_id", flat=True))
+        if not recipients:  # rolled back or deleted before the commit hook ran: nothing to announce
+            continue
+        with user_push_lock(recipients):
+            notifications = Notification.objects.select_related("created_by", "changed_by").filter(pk__in=chunk)
+            states = unread_states(recipients)
+            pushes = [
+                (
+                    n.recipient_id,
+                    CHANNEL,
+                    {"category": n.category_tag, "last": n.to_wire(), "unread": states[n.recipient_id]["unread"]},
+                )
+                for n in notifications.order_by("id")
+            ]
+            try:
+                async_to_sync(apush_many)(pushes)
+            except Exception as exc:
+                logger.warning("wsgateway: %d notification(s) stored but not pushed: %s", len(pushes), exc)
 
 
 def push_unread_state(user_id: Any) -> dict[str, Any]:

@@ -1,0 +1,78 @@
+"""Notifying many users costs a handful of queries and one channel-layer call, not one per user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.test import override_settings
+
+from wsgateway import notify
+from wsgateway.layers import InProcessChannelLayer
+from wsgateway.models import Notification
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CALLS: list[tuple[str, int]] = []
+
+
+class CountingLayer(InProcessChannelLayer):
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        CALLS.append(("group_send", 1))
+        await super().group_send(group, message)
+
+    async def group_send_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        CALLS.append(("group_send_many", len(items)))
+        for group, message in items:
+            await super().group_send(group, message)
+
+
+@pytest.fixture
+def counting_layer() -> Any:
+    CALLS.clear()
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "tests.test_batching.CountingLayer"}}):
+        from channels.layers import channel_layers
+
+        channel_layers.backends.clear()
+        yield
+        channel_layers.backends.clear()
+
+
+def make_users(count: int) -> list[Any]:
+    return [get_user_model().objects.create(username=f"user{n}") for n in range(count)]
+
+
+def test_notify_to_many_users_is_one_layer_call_and_constant_queries(
+    counting_layer: Any, django_assert_max_num_queries: Any
+) -> None:
+    users = make_users(120)
+    with django_assert_max_num_queries(12):
+        notify(users, "Maintenance at noon", category="warning")
+    assert CALLS == [("group_send_many", 120)]
+    assert Notification.objects.filter(message="Maintenance at noon").count() == 120
+
+
+def test_a_site_wide_announcement_from_a_queryset_is_chunked_not_per_user(counting_layer: Any) -> None:
+    make_users(30)
+    notify(get_user_model().objects.all(), "Welcome to the new site")
+    assert CALLS == [("group_send_many", 30)]
+
+
+def test_saves_in_one_transaction_are_pushed_together_after_commit(counting_layer: Any) -> None:
+    (user,) = make_users(1)
+    with transaction.atomic():
+        for n in range(5):
+            Notification.objects.create(recipient=user, message=f"n{n}")
+        assert CALLS == []
+    assert CALLS == [("group_send_many", 5)]
+
+
+def test_a_rolled_back_batch_is_never_pushed_even_by_the_next_transaction(counting_layer: Any) -> None:
+    (user,) = make_users(1)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Notification.objects.create(recipient=user, message="rolled back")
+        raise RuntimeError
+    Notification.objects.create(recipient=user, message="kept")
+    assert CALLS == [("group_send_many", 1)]
