@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench production-shape clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS) || { status=$$?; \
 		[ $$status -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$status; }
+
+# Redis, PostgreSQL and two daphne processes on 127.0.0.1 (ports 8001 and 8002): see the README.
+production-shape: install
+	$(PY) scripts/production_shape.py
 
 lint: install
 	$(VENV)/bin/ruff check wsgateway project tests
