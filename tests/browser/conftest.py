@@ -63,15 +63,29 @@ class Site:
         return server
 
 
+NO_CHROMIUM = (
+    "browser tests NOT RUN: no Chromium found (set WSGATEWAY_CHROMIUM, or install the Debian "
+    "package chromium so that /usr/bin/chromium exists)"
+)
+
+
 @pytest.fixture(scope="package")
 def chromium() -> str:
     executable = chromium_executable()
     if executable is None:
-        pytest.skip(
-            "browser tests NOT RUN: no Chromium found (set WSGATEWAY_CHROMIUM, or install the Debian "
-            "package chromium so that /usr/bin/chromium exists)"
-        )
+        pytest.skip(NO_CHROMIUM)
     return executable
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
+    """Say it once more after the short summary, the last thing ``make test`` prints."""
+    result = yield
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any(NO_CHROMIUM in str(report.longrepr) for report in skipped):
+        terminalreporter.section("browser tests", sep="=", yellow=True, bold=True)
+        terminalreporter.write_line(NO_CHROMIUM.replace("browser tests NOT RUN: ", "NOT RUN: "), yellow=True)
+    return result
 
 
 @pytest.fixture(scope="package")

@@ -218,6 +218,7 @@ def test_another_user_sees_nothing_of_the_first(
     for extra in alice.locator(".toast").all()[1:]:
         extra.get_by_role("button", name="Dismiss").click()
     expect(alice.locator(".toast")).to_have_count(1)
+    expect(alice.locator("#notify-button")).not_to_have_class(re.compile(r"\bis-done\b"))  # the "sent" flash
     alice.set_viewport_size({"width": 1280, "height": 1000})
     alice.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
     alice.mouse.move(0, 0)

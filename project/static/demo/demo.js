@@ -80,8 +80,10 @@
     else if (state === "closed") text = info.reconnectIn === null ? "Disconnected" : "Offline · reconnecting";
     else if (state === "unauthorized") text = "Signed out";
     $(".connection-text", connection).textContent = text;
+    connection.title = text; // the text is hidden on narrow screens
     retryNow.hidden = !(state === "closed" && info.reconnectIn !== null && info.reconnectIn > 1500);
     for (const button of $$("[data-needs-socket]")) button.disabled = state !== "open";
+    $("#notify-button").disabled = state === "unauthorized"; // a plain POST, but it needs the session
     const signedOut = $("#signed-out");
     signedOut.hidden = state !== "unauthorized";
     if (state === "unauthorized") {
@@ -261,20 +263,25 @@
       headers: { "X-CSRFToken": body.get("csrfmiddlewaretoken"), Accept: "application/json" },
       credentials: "same-origin",
     })
-      .then((response) =>
-        response.json().then((data) => {
+      .then((response) => {
+        if (!(response.headers.get("Content-Type") || "").includes("json")) {
+          // A redirect to the login page: the session is gone.
+          throw new Error("Your session has ended: sign in again.");
+        }
+        return response.json().then((data) => {
           if (!response.ok) throw new Error(data.error || `The server answered ${response.status}.`);
           return data;
-        }),
-      )
+        });
+      })
       .then(() => {
-        $("#notify-message").value = "";
+        const input = $("#notify-message");
+        if (input.value === body.get("message")) input.value = ""; // unless typed over meanwhile
         button.classList.add("is-done");
         setTimeout(() => button.classList.remove("is-done"), 1200);
       })
       .catch(showError)
       .finally(() => {
-        button.disabled = false;
+        button.disabled = gw.state === "unauthorized";
       });
   });
 
@@ -340,7 +347,7 @@
     gw.clipboard
       .add(text)
       .then(() => {
-        input.value = "";
+        if (input.value.trim() === text) input.value = "";
       })
       .catch(showError);
   });
