@@ -41,7 +41,7 @@ def make_layer(kind: str, redis_url: str | None, **config: Any) -> BaseChannelLa
     return RedisChannelLayer(hosts=[redis_url], **config)
 
 
-@pytest.fixture(params=LAYERS)
+@pytest.fixture(params=[pytest.param(kind, marks=pytest.mark.redis) if "redis" in kind else kind for kind in LAYERS])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

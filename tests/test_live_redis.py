@@ -2,8 +2,9 @@
 
 Another process (``manage.py notify``, with the same ``REDIS_URL`` and
 ``DATABASE_URL``) reaches a socket live, and an idle socket outlives redis-py's
-default socket timeout. Each test runs on both layers the example project can
-select: ``RedisChannelLayer`` ("core") and ``RedisPubSubChannelLayer`` ("pubsub").
+default socket timeout. Each test runs on every layer the example project can
+select: ``RedisChannelLayer`` ("core"), ``RedisPubSubChannelLayer`` ("pubsub") and wsgateway's own
+``wsgateway.layers.redis.RedisChannelLayer`` ("wsgateway", the default).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Site:
         return f"{self.daphne.ws_url}/ws/"
 
 
-@pytest.fixture(scope="module", params=["core", "pubsub"])
+@pytest.fixture(scope="module", params=["core", "pubsub", "wsgateway"])
 def site(
     request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +12,7 @@ from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, gateway_settings
+from .services.notifier import MAX_PAGE_SIZE
 
 
 def _process_local(backend: str) -> bool:
@@ -38,11 +41,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="wsgateway.E002",
             )
         )
-    for key in ("MAX_MESSAGE_SIZE", "TOKEN_MAX_AGE", "CLIPBOARD_MAX_ENTRIES", "NOTIFICATIONS_PAGE_SIZE"):
-        if key in value and (type(value[key]) is not int or value[key] < 1):
+    for key, most in _POSITIVE_INTEGERS.items():
+        if key in value and (type(value[key]) is not int or not 1 <= value[key] <= most):
             errors.append(
                 Error(
-                    f"WSGATEWAY[{key!r}] must be a positive integer.",
+                    f"WSGATEWAY[{key!r}] must be a positive integer"
+                    + (f" of at most {most}." if most < sys.maxsize else "."),
                     hint=f"The default is {DEFAULTS[key]}.",
                     id="wsgateway.E003",
                 )
@@ -60,6 +64,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     return errors + _check_imports(set(malformed))
 
+
+# Each with its ceiling: a page size over what "list" accepts would fail every request.
+_POSITIVE_INTEGERS = {
+    "MAX_MESSAGE_SIZE": sys.maxsize,
+    "TOKEN_MAX_AGE": sys.maxsize,
+    "CLIPBOARD_MAX_ENTRIES": sys.maxsize,
+    "NOTIFICATIONS_PAGE_SIZE": MAX_PAGE_SIZE,
+}
 
 # A string where a list belongs would be read character by character, and a class
 # where a dotted path belongs would crash the import check: say so instead.
@@ -119,8 +131,8 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         return [
             Error(
                 f"No channel layer {alias!r} in CHANNEL_LAYERS: wsgateway cannot push to sockets.",
-                hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": '
-                '"channels_redis.core.RedisChannelLayer", ...}}, or the in-process layer for development.',
+                hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": "wsgateway.layers.redis.RedisChannelLayer", '
+                '"CONFIG": {"hosts": ["redis://..."]}}}, or wsgateway.layers.InProcessChannelLayer for one process.',
                 id="wsgateway.E006",
             )
         ]
@@ -129,7 +141,8 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             Warning(
                 "The in-process channel layer is configured while DEBUG is off.",
                 hint="Notifications sent from other processes (workers, manage.py, other daphnes) will be "
-                "stored but only seen on the next connect. Use channels_redis in production.",
+                "stored but only seen on the next connect. Use wsgateway.layers.redis.RedisChannelLayer "
+                "in production.",
                 id="wsgateway.W001",
             )
         ]

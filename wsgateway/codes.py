@@ -12,15 +12,14 @@ class CloseCode(IntEnum):
     the HTTP status a client would expect, so 4401 reads as "log in first".
     """
 
-    NORMAL = 1000
-    GOING_AWAY = 1001
+    #: A client frame over ``MAX_MESSAGE_SIZE``.
     MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
+    #: Not authenticated, bad token, or the session logged out: "log in first".
     UNAUTHORIZED = 4401
-    FORBIDDEN = 4403
-    #: 1009 where the server lets an application send only 1000 and 3000-4999
-    #: (daphne, through autobahn): there, run daphne with
-    #: ``--websocket-max-message-size`` so that daphne itself closes with 1009.
+    #: What is sent instead of 1009 where the server lets an application send only
+    #: 1000 and 3000-4999 (daphne, through autobahn). daphne's own
+    #: ``--websocket-max-message-size`` is no help: autobahn then drops the TCP
+    #: connection without any close code.
     CONTENT_TOO_LARGE = 4413
 
 

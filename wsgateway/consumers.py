@@ -227,7 +227,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             )
             return
         try:
-            frame = json.loads(text)
+            frame = json.loads(text, parse_constant=_reject_constant)
             readable = not _nested_too_deep(text, frame)
         except (ValueError, RecursionError):  # RecursionError: nested too deep for Python's json
             readable = False
@@ -255,7 +255,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             type(frame_id) not in (str, int) or (isinstance(frame_id, str) and len(frame_id) > 128)
         ):
             await self.send_error(
-                content.get("channel"), ErrorCode.INVALID_ID, '"id" must be a string or an integer.'
+                channel_or_none(content.get("channel")), ErrorCode.INVALID_ID,
+                '"id" must be a string or an integer.'
             )
             return
         channel = content.get("channel")
@@ -336,6 +337,16 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 
 _FAILED = object()
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON: they could be stored, but never sent back to a browser.
+    raise ValueError(f"{name} is not JSON")
+
+
+def channel_or_none(channel: Any) -> str | None:
+    """The frame's channel, if it is one, for echoing in an error frame."""
+    return channel if isinstance(channel, str) else None
 
 
 def _nested_too_deep(text: str, value: Any) -> bool:

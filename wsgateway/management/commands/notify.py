@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.messages.utils import get_level_tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from wsgateway.groups import layer_is_reachable, layer_reaches_other_processes
-from wsgateway.models import CATEGORY_CHOICES
 from wsgateway.notifications import notify
 
 
@@ -16,7 +16,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("usernames", nargs="+", metavar="username")
         parser.add_argument("message")
-        parser.add_argument("--category", default="info", choices=[tag for _, tag in CATEGORY_CHOICES])
+        # The tags in force (MESSAGE_TAGS may rename them), not the built-in names.
+        parser.add_argument("--category", default="info", choices=sorted(set(get_level_tags().values())))
 
     def handle(self, *args: Any, usernames: list[str], message: str, category: str, **options: Any) -> None:
         user_model = get_user_model()
