@@ -124,6 +124,17 @@ def test_e003_is_silent_for_a_positive_integer(key: str) -> None:
         assert check_settings() == []
 
 
+def test_e003_page_size_above_what_list_accepts() -> None:
+    with override_settings(WSGATEWAY={"NOTIFICATIONS_PAGE_SIZE": 101}):
+        message = only(check_settings(), "wsgateway.E003")
+    assert "at most 100" in message.msg
+
+
+def test_e003_is_silent_for_the_largest_page_size() -> None:
+    with override_settings(WSGATEWAY={"NOTIFICATIONS_PAGE_SIZE": 100}):
+        assert check_settings() == []
+
+
 # -- E004: cannot be imported -----------------------------------------------------------
 
 

@@ -108,6 +108,16 @@ async def test_text_that_is_not_json_is_invalid_json(socket: Any, text: str) -> 
     await assert_nothing_stored()
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_are_invalid_json(socket: Any, constant: str) -> None:
+    await socket.send_text(
+        '{"channel": "clipboard", "payload": {"action": "clipboard_add", "data": [%s]}}' % constant
+    )
+    assert await socket.receive() == error_frame(None, "invalid_json")
+    await socket.assert_open()
+    await assert_nothing_stored()
+
+
 def nested_frame(total_depth: int) -> str:
     """A clipboard_add nested ``total_depth`` deep, counting the frame's own two levels."""
     data_depth = total_depth - 2
