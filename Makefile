@@ -30,6 +30,11 @@ test: install
 production-shape: install
 	$(PY) scripts/production_shape.py
 
+# The benchmark (bench/): prints a table, writes bench-results/<timestamp>/ and bench-results/latest.json.
+# BENCH_ARGS="--quick" for a smoke run; "--only inprocess,stock-inmemory"; see `$(PY) -m bench --help`.
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check wsgateway project tests
 	$(VENV)/bin/mypy wsgateway

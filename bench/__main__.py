@@ -1,0 +1,692 @@
+"""``make bench``: wsgateway's push path on each channel layer, side by side, on this machine.
+
+    python -m bench [--users 1000] [--messages 20] [--connections 5000] [--rate 500] [--duration 5]
+                    [--repeat 3] [--only ROW,ROW] [--quick] [--output bench-results]
+
+Rows (see bench/layers.py): ceiling, stock-inmemory and inprocess on one daphne process; redis-core,
+redis-pubsub and redis on two daphne processes sharing one Redis (sockets split across both, pushes
+triggered on the first). For each row, on fresh servers: C sockets connect (connect rate, server memory
+per socket), U of them stay; fan-out (M pushes to each of U users, --repeat times, medians reported);
+end-to-end (notifications created at --rate/s for --duration s until received).
+
+Everything listens on 127.0.0.1, every load is bounded in count and time, and every process started
+here is stopped on the way out, Ctrl-C included. Results: a table on stdout, and JSON and a PNG under
+bench-results/<timestamp>/, with a copy of the JSON at bench-results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.client import Plan
+from bench.layers import ROWS, Row, availability
+from tests.support.postgres import PostgresServer, create_database
+from tests.support.servers import HOST, ROOT, Daphne, RedisServer, project_env, wait_for_port
+
+QUICK = {"users": 20, "messages": 3, "connections": 50, "rate": 50.0, "duration": 1.0, "repeat": 1}
+DEFAULTS = {"users": 1000, "messages": 20, "connections": 5000, "rate": 500.0, "duration": 5.0, "repeat": 3}
+PHASES = ("connections", "fanout", "e2e")
+MAX_CONNECTIONS = 5000
+#: A client using more than this share of one core may have been the bottleneck.
+CLIENT_CPU_LIMIT = 80.0
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class BenchDaphne(Daphne):
+    """tests.support.servers.Daphne serving bench.asgi, quietly, with a listen backlog for connect bursts."""
+
+    def __init__(self, env: dict[str, str], name: str, log_dir: Path) -> None:
+        super().__init__(env, name)
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+
+    def start(self, *extra_args: str) -> BenchDaphne:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-e",
+                    f"tcp:port={self.port}:interface={HOST}:backlog=1024",
+                    "-v",
+                    "0",
+                    *extra_args,
+                    "bench.asgi:application",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+
+class Resources:
+    """Everything started here, stopped in reverse order by close(), whatever happened."""
+
+    def __init__(self) -> None:
+        self.stops: list[Callable[[], None]] = []
+
+    def add(self, stop: Callable[[], None]) -> None:
+        self.stops.append(stop)
+
+    def close(self) -> None:
+        while self.stops:
+            stop = self.stops.pop()
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the others
+                say(f"bench: cleanup step failed: {exc!r}")
+
+
+# -- arguments ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--users", type=int, help=f"U: sockets (one per user) for fan-out ({DEFAULTS['users']})"
+    )
+    parser.add_argument(
+        "--messages", type=int, help=f"M: pushes to each user per round ({DEFAULTS['messages']})"
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help=f"C: sockets for the connect test, at most {MAX_CONNECTIONS} ({DEFAULTS['connections']})",
+    )
+    parser.add_argument(
+        "--rate", type=float, help=f"end-to-end notifications per second ({DEFAULTS['rate']:g})"
+    )
+    parser.add_argument("--duration", type=float, help=f"end-to-end seconds ({DEFAULTS['duration']:g})")
+    parser.add_argument(
+        "--repeat", type=int, help=f"fan-out rounds per row; the median is shown ({DEFAULTS['repeat']})"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny smoke: " + ", ".join(f"{k} {v:g}" for k, v in QUICK.items()),
+    )
+    parser.add_argument("--only", help=f"comma-separated rows, of: {', '.join(ROWS)}")
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma-separated, of: {', '.join(PHASES)}"
+    )
+    parser.add_argument(
+        "--db",
+        choices=["auto", "sqlite", "postgres"],
+        default="auto",
+        help="database of the Redis rows: auto = PostgreSQL when installed, else SQLite "
+        "(in-process rows always use SQLite)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        help="use this Redis (with a fresh key prefix per row) instead of starting a redis-server per row",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "bench-results",
+        help="results go to OUTPUT/<timestamp>/, and OUTPUT/latest.json",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the daphne processes with py-spy (pip install py-spy) during each measured phase "
+        "(the last fan-out round only); collapsed stacks go to "
+        "<results>/profile-<row>-<phase>-<daphne>.txt",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=10.0,
+        help="a round ends when nothing arrived for this long after the trigger returned",
+    )
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else DEFAULTS
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.rows = [name.strip() for name in (args.only or ",".join(ROWS)).split(",") if name.strip()]
+    unknown = [name for name in args.rows if name not in ROWS]
+    if unknown:
+        parser.error(f"unknown row(s) {', '.join(unknown)}; rows are {', '.join(ROWS)}")
+    args.phases = [phase.strip() for phase in args.phases.split(",") if phase.strip()]
+    if bad := [phase for phase in args.phases if phase not in PHASES]:
+        parser.error(f"unknown phase(s) {', '.join(bad)}")
+    if not 1 <= args.connections <= MAX_CONNECTIONS:
+        parser.error(f"--connections must be 1..{MAX_CONNECTIONS}")
+    if args.users < 1 or args.messages < 1 or args.repeat < 1 or args.rate <= 0 or args.duration <= 0:
+        parser.error("--users, --messages, --repeat, --rate and --duration must be positive")
+    if args.users > args.connections and "connections" in args.phases:
+        args.connections = args.users  # the fan-out sockets are the first U of the connect test's
+    return args
+
+
+# -- servers and databases ----------------------------------------------------------------------
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    env = project_env(**extra)
+    env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    env.pop("DJANGO_DEBUG", None)
+    return env
+
+
+def prepare_database(database_url: str, users: int, workdir: Path) -> list[list[Any]]:
+    """Migrate, create the users in bulk, return [[user_id, bearer token], ...]."""
+    out = workdir / f"tokens-{uuid.uuid4().hex[:8]}.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.prepare", "--users", str(users), "--out", str(out)],
+        cwd=ROOT,
+        env=bench_env(DATABASE_URL=database_url, BENCH_LAYER="stock-inmemory"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"bench.prepare failed:\n{result.stdout}\n{result.stderr}")
+    tokens: list[list[Any]] = json.loads(out.read_text())
+    return tokens
+
+
+class Databases:
+    """The SQLite file of the in-process rows and the database of the Redis rows, made on first use."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, resources: Resources) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.resources = resources
+        self.made: dict[str, tuple[str, list[list[Any]]]] = {}
+        self.users = max(args.users, args.connections) + 10
+
+    def for_row(self, row: Row) -> tuple[str, str, list[list[Any]]]:
+        """(engine, DATABASE_URL, tokens)."""
+        engine = "sqlite"
+        if row.kind == "redis" and self.args.db != "sqlite":
+            if PostgresServer.available():
+                engine = "postgres"
+            elif self.args.db == "postgres":
+                raise RuntimeError("--db postgres: PostgreSQL is not installed")
+        if engine not in self.made:
+            say(f"bench: preparing a {engine} database with {self.users} users")
+            if engine == "sqlite":
+                url = f"sqlite:///{self.workdir / 'bench.sqlite3'}"
+            else:
+                server_url = os.environ.get("WSGATEWAY_TEST_POSTGRES_URL")
+                if not server_url:
+                    server = PostgresServer().start()
+                    self.resources.add(server.stop)
+                    server_url = server.server_url
+                url = create_database(server_url)
+            self.made[engine] = (url, prepare_database(url, self.users, self.workdir))
+        url, tokens = self.made[engine]
+        return engine, url, tokens
+
+
+# -- one row ------------------------------------------------------------------------------------
+
+
+def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: Path) -> dict[str, Any]:
+    engine, database_url, tokens = databases.for_row(row)
+    resources = Resources()
+    try:
+        extra = {"DATABASE_URL": database_url, "BENCH_LAYER": row.name}
+        if row.kind == "redis":
+            if args.redis_url:
+                extra["REDIS_URL"] = args.redis_url
+                extra["BENCH_REDIS_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}"
+            else:
+                redis = RedisServer().start()  # a fresh one per row: no groups or queues left by another
+                resources.add(redis.stop)
+                extra["REDIS_URL"] = redis.url
+        env = bench_env(**extra)
+        daphnes = []
+        for i in range(2 if row.kind == "redis" else 1):
+            daphne = BenchDaphne(env, f"{row.name}-{i + 1}", out_dir)
+            resources.add(daphne.stop)
+            daphnes.append(daphne.start())
+        plan = Plan(
+            ports=[d.port for d in daphnes],
+            pids=[d.proc.pid for d in daphnes if d.proc is not None],
+            users=tokens,
+            connections=args.connections,
+            fanout_users=args.users,
+            messages=args.messages,
+            repeat=args.repeat,
+            rate=args.rate,
+            duration=args.duration,
+            e2e="none" if row.name == "ceiling" else ("worker" if row.kind == "redis" else "http"),
+            warmup_user=int(tokens[-1][0]),
+            worker={"argv": [sys.executable, "-m", "bench.worker"], "env": env, "cwd": str(ROOT)},
+            idle_timeout=args.idle_timeout,
+            phases=args.phases,
+            profile_dir=str(out_dir) if args.profile else None,
+            profile_name=row.name,
+        )
+        plan_path = databases.workdir / f"plan-{row.name}.json"
+        plan_path.write_text(json.dumps(asdict(plan)))
+        timeout = 120 + args.repeat * (plan.round_timeout + args.idle_timeout) + args.duration + 240
+        client = subprocess.Popen(
+            [sys.executable, "-m", "bench.client", str(plan_path)],
+            cwd=ROOT,
+            env=bench_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        resources.add(lambda: _stop_process(client))
+        try:
+            stdout, _ = client.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"the client did not finish within {timeout:.0f}s") from None
+        plan_path.unlink()
+        if client.returncode != 0:
+            raise RuntimeError(f"the client exited with {client.returncode}")
+        result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+        for daphne in daphnes:
+            if not daphne.alive():
+                result.setdefault("warnings", []).append(f"{daphne.name} exited; see {daphne.log_path}")
+        result.update(
+            database=engine, daphne_processes=len(daphnes), description=row.description, backend=row.backend
+        )
+        result["summary"] = summarise(result)
+        return result
+    finally:
+        resources.close()
+
+
+def _stop_process(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _median(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    rounds = result.get("fanout") or []
+    if rounds:
+        summary.update(
+            fanout_rate=_median([r["messages_per_s"] for r in rounds]),
+            fanout_p50_ms=_median([r["p50_ms"] for r in rounds]),
+            fanout_p99_ms=_median([r["p99_ms"] for r in rounds]),
+            fanout_exactly_m=all(r["exactly_m"] for r in rounds),
+            fanout_missing=sum(r["missing"] for r in rounds),
+            fanout_duplicates=sum(r["duplicates"] for r in rounds),
+            fanout_client_cpu_pct=max(r["client_cpu_pct"] for r in rounds),
+            fanout_server_cpu_pct=_median([sum(x for x in r["server_cpu_pct"] if x) for r in rounds]),
+            fanout_rates=[r["messages_per_s"] for r in rounds],
+        )
+    e2e = result.get("e2e")
+    if e2e:
+        summary.update(
+            e2e_p50_ms=e2e["p50_ms"],
+            e2e_p99_ms=e2e["p99_ms"],
+            e2e_received=e2e["received"],
+            e2e_expected=e2e["expected"],
+            e2e_complete=e2e["missing"] == 0 and e2e["duplicates"] == 0,
+            e2e_achieved_rate=e2e["producer"].get("achieved_rate"),
+            e2e_client_cpu_pct=e2e["client_cpu_pct"],
+        )
+    connections = result.get("connections")
+    if connections:
+        summary.update(
+            connect_rate=connections["connect_rate"],
+            kib_per_socket=connections["kib_per_socket"],
+            connected=connections["connected"],
+            connect_requested=connections["requested"],
+            connect_client_cpu_pct=connections["client_cpu_pct"],
+        )
+    return summary
+
+
+# -- report -------------------------------------------------------------------------------------
+
+RATIO_METRICS = {"fanout_rate": "fan-out msg/s", "connect_rate": "connects/s"}
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """{row: {other row: {metric: row / other}}} for each row's comparisons."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for name, result in results.items():
+        compare = ROWS[name].compare_to or {
+            "stock-inmemory": ("ceiling",),
+            "redis-pubsub": ("redis-core",),
+        }.get(name, ())
+        for other in compare:
+            if other not in results:
+                continue
+            mine, theirs = result["summary"], results[other]["summary"]
+            entry = {}
+            for metric in [*RATIO_METRICS, "kib_per_socket", "e2e_p99_ms"]:
+                if mine.get(metric) and theirs.get(metric):
+                    entry[metric] = mine[metric] / theirs[metric]
+            table.setdefault(name, {})[other] = entry
+    return table
+
+
+def _fmt(value: Any, spec: str = ",.0f", missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def render_table(
+    results: dict[str, Any], skipped: dict[str, str], ratio_table: dict[str, Any], args: argparse.Namespace
+) -> str:
+    lines = []
+    lines.append(
+        f"U={args.users} users/sockets, M={args.messages} pushes each, C={args.connections} sockets, "
+        f"end-to-end {args.rate:g}/s for {args.duration:g} s; fan-out medians of {args.repeat} round(s)"
+    )
+    lines.append("")
+    head = [
+        "row",
+        "daphnes",
+        "db",
+        "fan-out msg/s",
+        "p50 ms",
+        "p99 ms",
+        "exactly M",
+        "client CPU",
+        "server CPU",
+        "e2e p50 ms",
+        "e2e p99 ms",
+        "e2e delivered",
+        "connects/s",
+        "KiB/socket",
+        "ratio",
+    ]
+    rows = []
+    for name in ROWS:
+        if name in skipped:
+            rows.append([name, *["" for _ in head[1:-1]], skipped[name]])
+            continue
+        if name not in results:
+            continue
+        result = results[name]
+        s = result["summary"]
+        if "error" in result:
+            rows.append([name, *["" for _ in head[1:-1]], f"FAILED: {result['error'][:60]}"])
+            continue
+        exact = "-"
+        if "fanout_exactly_m" in s:
+            exact = (
+                "yes"
+                if s["fanout_exactly_m"]
+                else (f"LOSSES: {s['fanout_missing']} missing, {s['fanout_duplicates']} dup")
+            )
+        delivered = "-"
+        if "e2e_expected" in s:
+            delivered = f"{s['e2e_received']}/{s['e2e_expected']}" + ("" if s["e2e_complete"] else " LOSSES")
+        cpu = s.get("fanout_client_cpu_pct")
+        client_cpu = "-" if cpu is None else f"{cpu:.0f}%" + (" (!)" if cpu > CLIENT_CPU_LIMIT else "")
+        ratio_text = "; ".join(
+            f"{entry['fanout_rate']:.2f}x {other}"
+            for other, entry in ratio_table.get(name, {}).items()
+            if "fanout_rate" in entry
+        )
+        rows.append(
+            [
+                name,
+                str(result["daphne_processes"]),
+                result["database"],
+                _fmt(s.get("fanout_rate")),
+                _fmt(s.get("fanout_p50_ms"), ",.1f"),
+                _fmt(s.get("fanout_p99_ms"), ",.1f"),
+                exact,
+                client_cpu,
+                _fmt(s.get("fanout_server_cpu_pct"), ".0f") + ("%" if s.get("fanout_server_cpu_pct") else ""),
+                _fmt(s.get("e2e_p50_ms"), ",.1f"),
+                _fmt(s.get("e2e_p99_ms"), ",.1f"),
+                delivered,
+                _fmt(s.get("connect_rate")),
+                _fmt(s.get("kib_per_socket"), ",.1f"),
+                ratio_text or "-",
+            ]
+        )
+    widths = [
+        max(len(head[i]), *(len(r[i]) for r in rows)) if rows else len(head[i]) for i in range(len(head))
+    ]
+    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    lines.append("")
+    lines.append(
+        "ratio: fan-out msg/s of the row / that of the named row (higher is better). "
+        "client CPU: the client's CPU time / wall time over the fan-out window, the highest round; "
+        f"under {CLIENT_CPU_LIMIT:.0f}% of one core it was waiting on the server, not the bottleneck "
+        "((!) marks a round above). server CPU: the daphne processes' CPU time / wall time, summed."
+    )
+    for name, entries in ratio_table.items():
+        for other, entry in entries.items():
+            parts = [
+                f"{label} {entry[key]:.2f}x"
+                for key, label in [
+                    *RATIO_METRICS.items(),
+                    ("kib_per_socket", "KiB/socket"),
+                    ("e2e_p99_ms", "e2e p99"),
+                ]
+                if key in entry
+            ]
+            if parts:
+                lines.append(f"  {name} vs {other}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def _version(command: list[str]) -> str | None:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = None
+    try:
+        memory = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    packages: dict[str, str | None] = {}
+    for name in [
+        "django",
+        "channels",
+        "channels-redis",
+        "daphne",
+        "twisted",
+        "autobahn",
+        "asgiref",
+        "redis",
+        "psycopg",
+        "wsgateway",
+    ]:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
+    from tests.support.postgres import _pg_bin
+    from tests.support.servers import redis_server_binary
+
+    try:
+        redis_binary: str | None = redis_server_binary()
+    except Exception:
+        redis_binary = None
+    postgres = _pg_bin("postgres")
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory": memory,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": packages,
+        "redis_server": _version([redis_binary, "--version"]) if redis_binary else None,
+        "postgres": _version([postgres, "--version"]) if postgres else None,
+    }
+
+
+def render_machine(info: dict[str, Any]) -> str:
+    packages = ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v)
+    return (
+        f"machine: {info['nproc']} CPU(s), {info['cpu_model']}, {info['memory']} RAM, "
+        f"Linux {info['kernel']}, Python {info['python']}\npackages: {packages}\n"
+        f"redis: {info['redis_server'] or '-'}\npostgres: {info['postgres'] or '-'}"
+    )
+
+
+def plot(results: dict[str, Any], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    summaries = [results[name].get("summary", {}) for name in names]
+    colours = [
+        "#888888" if ROWS[n].name == "ceiling" else "#c0504d" if ROWS[n].optional else "#4f81bd"
+        for n in names
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+    panels = [
+        (axes[0][0], "fanout_rate", "fan-out: delivered messages/s (log)", True),
+        (axes[0][1], "e2e_p99_ms", "end-to-end p99 latency, ms", False),
+        (axes[1][0], "connect_rate", "authenticated connects/s", False),
+        (axes[1][1], "kib_per_socket", "server memory per socket, KiB", False),
+    ]
+    for ax, key, label, log in panels:
+        values = [s.get(key) or 0 for s in summaries]
+        bars = ax.bar(names, values, color=colours)
+        ax.set_title(label)
+        if log and any(values):
+            ax.set_yscale("log")
+        for bar, value in zip(bars, values, strict=True):
+            if value:
+                ax.annotate(
+                    f"{value:,.0f}" if value >= 100 else f"{value:.1f}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = args.output / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # SQLite in memory-backed /dev/shm when there is one: PostgreSQL runs with fsync=off too, and the
+    # benchmark measures the push path, not the disk.
+    shm = Path("/dev/shm")
+    workdir = Path(tempfile.mkdtemp(prefix="wsgateway-bench-", dir=shm if os.access(shm, os.W_OK) else None))
+    resources = Resources()
+    resources.add(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+    results: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    info = machine_info()
+    started = time.monotonic()
+    try:
+        databases = Databases(args, workdir, resources)
+        for name in args.rows:
+            row = ROWS[name]
+            reason = availability(name) if row.optional else None
+            if reason is not None:
+                say(f"bench: {name}: {reason}")
+                skipped[name] = reason
+                continue
+            say(f"bench: {name} ({row.description})")
+            try:
+                results[name] = run_row(row, args, databases, out_dir)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                say(f"bench: {name} failed: {exc}")
+                results[name] = {"error": str(exc), "summary": {}}
+    except KeyboardInterrupt:
+        say("bench: interrupted; stopping everything")
+        return 130
+    finally:
+        resources.close()
+        signal.signal(signal.SIGTERM, previous_sigterm)
+
+    ratio_table = ratios({k: v for k, v in results.items() if "error" not in v})
+    table = render_table(results, skipped, ratio_table, args)
+    report = {
+        "timestamp": stamp,
+        "elapsed_s": time.monotonic() - started,
+        "machine": info,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "rows": results,
+        "skipped": skipped,
+        "ratios": ratio_table,
+        "table": table,
+    }
+    json_path = out_dir / "results.json"
+    json_path.write_text(json.dumps(report, indent=2))
+    shutil.copyfile(json_path, args.output / "latest.json")
+    png_path = out_dir / "results.png"
+    plot(
+        {k: v for k, v in results.items() if "error" not in v},
+        png_path,
+        f"wsgateway bench {stamp}: {info['nproc']} CPU(s) {info['cpu_model']}; "
+        f"U={args.users} M={args.messages} C={args.connections} e2e {args.rate:g}/s",
+    )
+    print(render_machine(info))
+    print()
+    print(table)
+    print()
+    print(f"results: {json_path}\nplot: {png_path}\nlatest: {args.output / 'latest.json'}")
+    failed = [name for name, result in results.items() if "error" in result]
+    return 1 if failed else 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

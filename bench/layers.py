@@ -1,0 +1,103 @@
+"""The channel-layer rows the benchmark compares, and how each is configured.
+
+Kept free of Django imports: the orchestrator reads it before any settings exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    #: "in-process" rows run one daphne; "redis" rows run two on one Redis.
+    kind: str
+    #: Dotted path of the layer class; None for the ceiling's own plumbing (the stock in-memory layer).
+    backend: str
+    #: The stock layers this row is shown as a ratio to.
+    compare_to: tuple[str, ...] = ()
+    #: wsgateway's own layers: skipped with a note while they do not exist yet.
+    optional: bool = False
+    description: str = ""
+
+
+ROWS: dict[str, Row] = {
+    row.name: row
+    for row in [
+        Row(
+            "ceiling",
+            "in-process",
+            "channels.layers.InMemoryChannelLayer",
+            description="no layer on the push path: consumers in a process-local dict, sent directly",
+        ),
+        Row(
+            "stock-inmemory",
+            "in-process",
+            "channels.layers.InMemoryChannelLayer",
+            description="Channels' InMemoryChannelLayer",
+        ),
+        Row(
+            "inprocess",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            compare_to=("stock-inmemory", "ceiling"),
+            optional=True,
+            description="wsgateway's in-process layer",
+        ),
+        Row(
+            "redis-core",
+            "redis",
+            "channels_redis.core.RedisChannelLayer",
+            description="channels-redis RedisChannelLayer",
+        ),
+        Row(
+            "redis-pubsub",
+            "redis",
+            "channels_redis.pubsub.RedisPubSubChannelLayer",
+            description="channels-redis RedisPubSubChannelLayer",
+        ),
+        Row(
+            "redis",
+            "redis",
+            "wsgateway.layers.redis.RedisChannelLayer",
+            compare_to=("redis-core", "redis-pubsub"),
+            optional=True,
+            description="wsgateway's Redis layer",
+        ),
+    ]
+}
+
+
+def layer_config(name: str, redis_url: str | None, prefix: str | None = None) -> dict[str, Any]:
+    """The ``CHANNEL_LAYERS["default"]`` of one row."""
+    row = ROWS[name]
+    if row.kind == "in-process":
+        return {"BACKEND": row.backend}
+    if not redis_url:
+        raise RuntimeError(f"BENCH_LAYER={name} needs REDIS_URL")
+    config: dict[str, Any]
+    if name == "redis-core":
+        # As project/settings.py configures it: reads may block longer than the 5 s BZPOPMIN,
+        # and a burst of 20 pushes to one socket must not hit the default capacity of 100.
+        config = {"hosts": [{"address": redis_url, "socket_timeout": 15}], "capacity": 5000}
+    else:
+        config = {"hosts": [redis_url]}
+    if prefix:
+        config["prefix"] = prefix
+    return {"BACKEND": row.backend, "CONFIG": config}
+
+
+def availability(name: str) -> str | None:
+    """None when the row's layer can be imported, else why not."""
+    backend = ROWS[name].backend
+    module_name, _, class_name = backend.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a half-written module may fail in any way
+        return f"not available: {module_name} cannot be imported ({exc})"
+    if not hasattr(module, class_name):
+        return f"not available: {backend} does not exist yet"
+    return None

@@ -1,0 +1,42 @@
+"""Settings of the benchmark's daphne processes and worker: the example project, tuned to measure.
+
+``BENCH_LAYER`` picks the channel layer (see :data:`bench.layers.ROWS`); ``DATABASE_URL``
+and ``REDIS_URL`` come from the orchestrator.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bench.layers import ROWS, layer_config
+from project.settings import *  # noqa: F403
+from project.settings import DATABASES
+
+BENCH_LAYER = os.environ.get("BENCH_LAYER", "stock-inmemory")
+if BENCH_LAYER not in ROWS:
+    raise RuntimeError(f"BENCH_LAYER must be one of {', '.join(ROWS)}, not {BENCH_LAYER!r}")
+
+# DEBUG=True keeps every query in connection.queries: memory grows with the run and skews it.
+DEBUG = False
+ROOT_URLCONF = "bench.urls"
+ASGI_APPLICATION = "bench.asgi.application"
+ALLOWED_HOSTS = ["127.0.0.1"]
+
+CHANNEL_LAYERS = {
+    "default": layer_config(BENCH_LAYER, os.environ.get("REDIS_URL"), os.environ.get("BENCH_REDIS_PREFIX"))
+}
+
+# A deployment keeps its database connections; opening one per request would be measured instead.
+DATABASES["default"]["CONN_MAX_AGE"] = 600
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Two daphne processes and a worker write one file: WAL lets readers run beside the writer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", timeout=20
+    )
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}

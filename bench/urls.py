@@ -1,0 +1,10 @@
+from django.urls import path
+
+from bench import views
+from project.urls import urlpatterns as project_urlpatterns
+
+urlpatterns = [
+    path("bench/fanout/", views.fanout, name="bench-fanout"),
+    path("bench/notify/", views.notify, name="bench-notify"),
+    *project_urlpatterns,
+]
