@@ -351,6 +351,8 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         summary.update(
             e2e_p50_ms=e2e["p50_ms"],
             e2e_p99_ms=e2e["p99_ms"],
+            e2e_from_send_p50_ms=e2e.get("from_send_p50_ms"),
+            e2e_from_send_p99_ms=e2e.get("from_send_p99_ms"),
             e2e_received=e2e["received"],
             e2e_expected=e2e["expected"],
             e2e_complete=e2e["missing"] == 0 and e2e["duplicates"] == 0,
@@ -398,108 +400,168 @@ def _fmt(value: Any, spec: str = ",.0f", missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
+def markdown_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max([len(head[i]), *(len(row[i]) for row in rows)]) for i in range(len(head))]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"]
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    return lines
+
+
+def _pair(summary: dict[str, Any], first: str, second: str) -> str:
+    if summary.get(first) is None:
+        return "-"
+    return f"{_fmt(summary.get(first), ',.1f')} / {_fmt(summary.get(second), ',.1f')}"
+
+
+def _pct(value: float | None, limit: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}%" + (" (!)" if limit is not None and value > limit else "")
+
+
 def render_table(
-    results: dict[str, Any], skipped: dict[str, str], ratio_table: dict[str, Any], args: argparse.Namespace
+    results: dict[str, Any],
+    skipped: dict[str, str],
+    ratio_table: dict[str, Any],
+    args: argparse.Namespace,
+    capacity: dict[str, Any],
 ) -> str:
-    lines = []
-    lines.append(
-        f"U={args.users} users/sockets, M={args.messages} pushes each, C={args.connections} sockets, "
-        f"end-to-end {args.rate:g}/s for {args.duration:g} s; fan-out medians of {args.repeat} round(s)"
-    )
-    lines.append("")
+    lines = [
+        f"fan-out: U={args.users} sockets (one per user), M={args.messages} pushes to each, median of "
+        f"{args.repeat} round(s); end-to-end: notify() at {args.rate:g}/s for {args.duration:g} s; "
+        f"connections: C={args.connections} authenticated sockets",
+        "",
+    ]
     head = [
         "row",
-        "daphnes",
-        "db",
+        "servers",
         "fan-out msg/s",
-        "p50 ms",
-        "p99 ms",
-        "exactly M",
+        "p50 / p99 ms",
+        "every socket got M",
         "client CPU",
         "server CPU",
-        "e2e p50 ms",
-        "e2e p99 ms",
+        "e2e p50 / p99 ms",
+        "from send p50 / p99",
         "e2e delivered",
+        "e2e rate/s",
         "connects/s",
         "KiB/socket",
-        "ratio",
     ]
-    rows = []
+    rows: list[list[str]] = []
+    blank = ["" for _ in head[2:]]
     for name in ROWS:
         if name in skipped:
-            rows.append([name, *["" for _ in head[1:-1]], skipped[name]])
+            rows.append([name, skipped[name], *blank])
             continue
         if name not in results:
             continue
-        result = results[name]
-        s = result["summary"]
+        result, s = results[name], results[name]["summary"]
         if "error" in result:
-            rows.append([name, *["" for _ in head[1:-1]], f"FAILED: {result['error'][:60]}"])
+            rows.append([name, f"FAILED: {result['error'][:80]}", *blank])
             continue
         exact = "-"
         if "fanout_exactly_m" in s:
             exact = (
                 "yes"
                 if s["fanout_exactly_m"]
-                else (f"LOSSES: {s['fanout_missing']} missing, {s['fanout_duplicates']} dup")
+                else (f"LOSSES: {s['fanout_missing']} missing, {s['fanout_duplicates']} duplicated")
             )
         delivered = "-"
         if "e2e_expected" in s:
             delivered = f"{s['e2e_received']}/{s['e2e_expected']}" + ("" if s["e2e_complete"] else " LOSSES")
-        cpu = s.get("fanout_client_cpu_pct")
-        client_cpu = "-" if cpu is None else f"{cpu:.0f}%" + (" (!)" if cpu > CLIENT_CPU_LIMIT else "")
-        ratio_text = "; ".join(
-            f"{entry['fanout_rate']:.2f}x {other}"
-            for other, entry in ratio_table.get(name, {}).items()
-            if "fanout_rate" in entry
-        )
+        servers = f"{result['daphne_processes']} daphne, {result['database']}"
         rows.append(
             [
                 name,
-                str(result["daphne_processes"]),
-                result["database"],
+                servers,
                 _fmt(s.get("fanout_rate")),
-                _fmt(s.get("fanout_p50_ms"), ",.1f"),
-                _fmt(s.get("fanout_p99_ms"), ",.1f"),
+                _pair(s, "fanout_p50_ms", "fanout_p99_ms"),
                 exact,
-                client_cpu,
-                _fmt(s.get("fanout_server_cpu_pct"), ".0f") + ("%" if s.get("fanout_server_cpu_pct") else ""),
-                _fmt(s.get("e2e_p50_ms"), ",.1f"),
-                _fmt(s.get("e2e_p99_ms"), ",.1f"),
+                _pct(s.get("fanout_client_cpu_pct"), CLIENT_CPU_LIMIT),
+                _pct(s.get("fanout_server_cpu_pct")),
+                _pair(s, "e2e_p50_ms", "e2e_p99_ms"),
+                _pair(s, "e2e_from_send_p50_ms", "e2e_from_send_p99_ms"),
                 delivered,
+                _fmt(s.get("e2e_achieved_rate")),
                 _fmt(s.get("connect_rate")),
                 _fmt(s.get("kib_per_socket"), ",.1f"),
-                ratio_text or "-",
             ]
         )
-    widths = [
-        max(len(head[i]), *(len(r[i]) for r in rows)) if rows else len(head[i]) for i in range(len(head))
-    ]
-    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
-    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
-    lines.append("")
-    lines.append(
-        "ratio: fan-out msg/s of the row / that of the named row (higher is better). "
-        "client CPU: the client's CPU time / wall time over the fan-out window, the highest round; "
-        f"under {CLIENT_CPU_LIMIT:.0f}% of one core it was waiting on the server, not the bottleneck "
-        "((!) marks a round above). server CPU: the daphne processes' CPU time / wall time, summed."
-    )
+    lines += markdown_table(head, rows)
+    ratio_rows = []
     for name, entries in ratio_table.items():
         for other, entry in entries.items():
-            parts = [
-                f"{label} {entry[key]:.2f}x"
-                for key, label in [
-                    *RATIO_METRICS.items(),
-                    ("kib_per_socket", "KiB/socket"),
-                    ("e2e_p99_ms", "e2e p99"),
+            ratio_rows.append(
+                [
+                    name,
+                    other,
+                    *(
+                        f"{entry[key]:.2f}x" if key in entry else "-"
+                        for key in ("fanout_rate", "connect_rate", "kib_per_socket", "e2e_p99_ms")
+                    ),
                 ]
-                if key in entry
-            ]
-            if parts:
-                lines.append(f"  {name} vs {other}: " + ", ".join(parts))
+            )
+    if ratio_rows:
+        lines += [
+            "",
+            "Ratios (row / compared row; fan-out and connects: higher is better; memory and "
+            "latency: lower is better):",
+            "",
+        ]
+        lines += markdown_table(
+            ["row", "compared to", "fan-out msg/s", "connects/s", "KiB/socket", "e2e p99"], ratio_rows
+        )
+    lines.append("")
+    if capacity.get("messages_per_s"):
+        lines.append(
+            f"Client capacity (bench.selftest: the same client against a server that only sends): "
+            f"{capacity['messages_per_s']:,.0f} msg/s at {capacity['client_cpu_pct']:.0f}% of one core."
+        )
+    elif capacity:
+        lines.append(f"Client capacity: not measured ({capacity.get('error')}).")
+    lines.append(
+        "client CPU: the client's CPU time / wall time in the fan-out window (highest round); under "
+        f"{CLIENT_CPU_LIMIT:.0f}% of one core the client was waiting for the server, not the bottleneck; "
+        "(!) marks a row above. server CPU: the daphne processes' CPU time / wall time, summed "
+        "(100% = one core)."
+    )
+    lines.append(
+        "e2e: latency from the time each notification was due (open loop) to its arrival on the socket; "
+        "from send: from the time the producer sent it (request written / notify() called); e2e rate/s: "
+        "the rate the producer achieved (below the target: the producer side, notify() itself, was "
+        "saturated)."
+    )
     return "\n".join(lines)
+
+
+def client_capacity(args: argparse.Namespace) -> dict[str, Any]:
+    """bench.selftest: the client against a server that only sends. Its rate is the client's limit."""
+    users, messages = (args.users, 20) if args.quick else (args.users, max(args.messages, 100))
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.selftest",
+                "--users",
+                str(users),
+                "--messages",
+                str(messages),
+                "--repeat",
+                "2",
+                "--json",
+            ],
+            cwd=ROOT,
+            env=bench_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as exc:
+        return {"error": repr(exc)}
+    return summary
 
 
 def _version(command: list[str]) -> str | None:
@@ -557,6 +619,8 @@ def machine_info() -> dict[str, Any]:
         "packages": packages,
         "redis_server": _version([redis_binary, "--version"]) if redis_binary else None,
         "postgres": _version([postgres, "--version"]) if postgres else None,
+        # Anything else busy on the machine competes with the servers: check this before comparing runs.
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -565,7 +629,9 @@ def render_machine(info: dict[str, Any]) -> str:
     return (
         f"machine: {info['nproc']} CPU(s), {info['cpu_model']}, {info['memory']} RAM, "
         f"Linux {info['kernel']}, Python {info['python']}\npackages: {packages}\n"
-        f"redis: {info['redis_server'] or '-'}\npostgres: {info['postgres'] or '-'}"
+        f"redis: {info['redis_server'] or '-'}\npostgres: {info['postgres'] or '-'}\n"
+        f"load average (1, 5, 15 min) before the run: {info['loadavg_at_start']}, after: "
+        f"{info.get('loadavg_at_end')}"
     )
 
 
@@ -629,7 +695,10 @@ def main(argv: list[str] | None = None) -> int:
     skipped: dict[str, str] = {}
     info = machine_info()
     started = time.monotonic()
+    capacity: dict[str, Any] = {}
     try:
+        say("bench: the client's own limit (bench.selftest)")
+        capacity = client_capacity(args)
         databases = Databases(args, workdir, resources)
         for name in args.rows:
             row = ROWS[name]
@@ -653,8 +722,9 @@ def main(argv: list[str] | None = None) -> int:
         resources.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
 
+    info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     ratio_table = ratios({k: v for k, v in results.items() if "error" not in v})
-    table = render_table(results, skipped, ratio_table, args)
+    table = render_table(results, skipped, ratio_table, args, capacity)
     report = {
         "timestamp": stamp,
         "elapsed_s": time.monotonic() - started,
@@ -663,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": results,
         "skipped": skipped,
         "ratios": ratio_table,
+        "client_capacity": capacity,
         "table": table,
     }
     json_path = out_dir / "results.json"

@@ -82,7 +82,11 @@ def layer_config(name: str, redis_url: str | None, prefix: str | None = None) ->
     if name == "redis-core":
         # As project/settings.py configures it: reads may block longer than the 5 s BZPOPMIN,
         # and a burst of 20 pushes to one socket must not hit the default capacity of 100.
-        config = {"hosts": [{"address": redis_url, "socket_timeout": 15}], "capacity": 5000}
+        # Plus a bigger connection pool: redis-py 8's async pool holds 100 connections and raises
+        # MaxConnectionsError beyond (older redis-py did not cap it); a burst of connects, each with
+        # its group_add, exceeds that, and the baseline would be measured losing sockets.
+        host = {"address": redis_url, "socket_timeout": 15, "max_connections": 2000}
+        config = {"hosts": [host], "capacity": 5000}
     else:
         config = {"hosts": [redis_url]}
     if prefix:

@@ -104,13 +104,13 @@ def _notify_one(user_id: int, data: dict[str, Any]) -> None:
 
 @csrf_exempt
 async def notify(request: HttpRequest) -> HttpResponse:
-    """POST {"user", "t", "seq"}: one notify() (row, post_save, push on commit), as a site's view would."""
+    """POST {"user", "t", "ts", "seq"}: one notify() (row, post_save, push on commit), as a site's would."""
     if (refused := _refuse(request)) is not None:
         return refused
     body = json.loads(request.body)
     # DatabaseSyncToAsync, like wsgateway.anotify: old connections closed around the call, and the push
     # that notify() schedules on commit (async_to_sync) runs on this event loop.
     await DatabaseSyncToAsync(_notify_one, thread_sensitive=False, executor=_WRITER)(
-        int(body["user"]), {"t": body["t"], "seq": body["seq"]}
+        int(body["user"]), {"t": body["t"], "ts": body["ts"], "seq": body["seq"]}
     )
     return JsonResponse({"ok": True})

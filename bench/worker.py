@@ -4,8 +4,8 @@
 
 Like a task queue worker, it calls wsgateway.notify() from plain sync code; ``--threads`` of them
 share the schedule, so that one slow call does not hold back the next. Each notification carries
-``data={"t": the time.monotonic() it was due at, "seq": i}``: open loop, so a worker that falls behind
-shows as latency, as it would to a user. The summary goes to stdout.
+``data={"t": the time.monotonic() it was due at, "ts": when notify() was called, "seq": i}``: open
+loop, so a worker that falls behind shows as latency, as it would to a user. The summary goes to stdout.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def main() -> None:
                 notify(
                     users[user_ids[i % len(user_ids)]],
                     "Your export is ready.",
-                    data={"t": due, "seq": i},
+                    data={"t": due, "ts": now, "seq": i},
                     actions=[{"label": "Open", "url": "/"}],
                 )
             except Exception as exc:  # counted and reported: the client sees the loss
