@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from ..codes import ErrorCode
@@ -34,25 +34,25 @@ def unread_state(user_id: Any) -> dict[str, Any]:
 
 
 def unread_states(user_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
-    """:func:`unread_state` of many users in two queries."""
+    """:func:`unread_state` of many users, in one query."""
     user_ids = list(user_ids)
+    unread = Notification.objects.filter(is_read=False)
+    newest_category = unread.filter(recipient_id=OuterRef("recipient_id")).order_by("-id").values("category")[:1]
     rows = (
-        Notification.objects.filter(recipient_id__in=user_ids, is_read=False)
+        unread.filter(recipient_id__in=user_ids)
         .order_by()
         .values("recipient_id")
-        .annotate(unread=Count("id"), newest=Max("id"))
+        .annotate(unread=Count("id"), newest_category=Subquery(newest_category))
     )
-    counts = {row["recipient_id"]: (row["unread"], row["newest"]) for row in rows}
-    categories = dict(
-        Notification.objects.filter(pk__in=[newest for _, newest in counts.values()]).values_list("id", "category")
-    )
+    found = {row["recipient_id"]: row for row in rows}
     states = {}
     for user_id in user_ids:
-        unread, newest = counts.get(user_id, (0, None))
-        states[user_id] = {
-            "unread": unread,
-            "category": category_tag(categories[newest]) if newest in categories else None,
-        }
+        row = found.get(user_id)
+        states[user_id] = (
+            {"unread": row["unread"], "category": category_tag(row["newest_category"])}
+            if row is not None
+            else {"unread": 0, "category": None}
+        )
     return states
 
 
@@ -66,12 +66,17 @@ def push_saved_notifications(ids: Iterable[int]) -> None:
     """
     ids = sorted(set(ids))
     for start in range(0, len(ids), PUSH_CHUNK):
-        chunk = ids[start : start + PUSH_CHUNK]
-        recipients = set(Notification.objects.filter(pk__in=chunk).values_list("recipient_id", flat=True))
-        if not recipients:  # rolled back or deleted before the commit hook ran: nothing to announce
+        # Read again: ids of a rolled-back transaction may ride along, and they name no row.
+        notifications = list(
+            Notification.objects.select_related("created_by", "changed_by")
+            .filter(pk__in=ids[start : start + PUSH_CHUNK])
+            .order_by("id")
+        )
+        if not notifications:
             continue
+        recipients = {n.recipient_id for n in notifications}
         with user_push_lock(recipients):
-            notifications = Notification.objects.select_related("created_by", "changed_by").filter(pk__in=chunk)
+            # Counted under the lock, so that pushes leave in the order their counts were taken.
             states = unread_states(recipients)
             pushes = [
                 (
@@ -79,7 +84,7 @@ def push_saved_notifications(ids: Iterable[int]) -> None:
                     CHANNEL,
                     {"category": n.category_tag, "last": n.to_wire(), "unread": states[n.recipient_id]["unread"]},
                 )
-                for n in notifications.order_by("id")
+                for n in notifications
             ]
             try:
                 async_to_sync(apush_many)(pushes)
