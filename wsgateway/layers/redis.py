@@ -132,7 +132,8 @@ class _LoopState:
         failing = False
         while True:
             try:
-                message = await self.pubsub.get_message(timeout=1.0)
+                # Blocking read: no per-message timer, which costs more than the read itself.
+                message = await self.pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
