@@ -158,6 +158,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "<results>/profile-<row>-<phase>-<daphne>.txt",
     )
     parser.add_argument(
+        "--connect-window",
+        type=int,
+        default=100,
+        help="handshakes in flight at once in the connect test (100)",
+    )
+    parser.add_argument(
         "--idle-timeout",
         type=float,
         default=10.0,
@@ -253,6 +259,7 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
     resources = Resources()
     try:
         extra = {"DATABASE_URL": database_url, "BENCH_LAYER": row.name}
+        service_pids: dict[str, int] = {}
         if row.kind == "redis":
             if args.redis_url:
                 extra["REDIS_URL"] = args.redis_url
@@ -261,6 +268,8 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
                 redis = RedisServer().start()  # a fresh one per row: no groups or queues left by another
                 resources.add(redis.stop)
                 extra["REDIS_URL"] = redis.url
+                if redis.proc is not None:
+                    service_pids["redis"] = redis.proc.pid
         env = bench_env(**extra)
         daphnes = []
         for i in range(2 if row.kind == "redis" else 1):
@@ -281,7 +290,9 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
             warmup_user=int(tokens[-1][0]),
             worker={"argv": [sys.executable, "-m", "bench.worker"], "env": env, "cwd": str(ROOT)},
             idle_timeout=args.idle_timeout,
+            connect_window=args.connect_window,
             phases=args.phases,
+            service_pids=service_pids,
             profile_dir=str(out_dir) if args.profile else None,
             profile_name=row.name,
         )
@@ -344,6 +355,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             fanout_duplicates=sum(r["duplicates"] for r in rounds),
             fanout_client_cpu_pct=max(r["client_cpu_pct"] for r in rounds),
             fanout_server_cpu_pct=_median([sum(x for x in r["server_cpu_pct"] if x) for r in rounds]),
+            fanout_redis_cpu_pct=_median([r.get("service_cpu_pct", {}).get("redis") for r in rounds]),
             fanout_rates=[r["messages_per_s"] for r in rounds],
         )
     e2e = result.get("e2e")
@@ -479,7 +491,12 @@ def render_table(
                 _pair(s, "fanout_p50_ms", "fanout_p99_ms"),
                 exact,
                 _pct(s.get("fanout_client_cpu_pct"), CLIENT_CPU_LIMIT),
-                _pct(s.get("fanout_server_cpu_pct")),
+                _pct(s.get("fanout_server_cpu_pct"))
+                + (
+                    f" + redis {s['fanout_redis_cpu_pct']:.0f}%"
+                    if s.get("fanout_redis_cpu_pct") is not None
+                    else ""
+                ),
                 _pair(s, "e2e_p50_ms", "e2e_p99_ms"),
                 _pair(s, "e2e_from_send_p50_ms", "e2e_from_send_p99_ms"),
                 delivered,
@@ -524,7 +541,7 @@ def render_table(
         "client CPU: the client's CPU time / wall time in the fan-out window (highest round); under "
         f"{CLIENT_CPU_LIMIT:.0f}% of one core the client was waiting for the server, not the bottleneck; "
         "(!) marks a row above. server CPU: the daphne processes' CPU time / wall time, summed "
-        "(100% = one core)."
+        "(100% = one core), and redis-server's."
     )
     lines.append(
         "e2e: latency from the time each notification was due (open loop) to its arrival on the socket; "

@@ -381,14 +381,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 class CpuWindow:
-    """CPU used by this client and by the servers between start() and stop(), against wall time."""
+    """CPU used by this client, the servers and the backing services, between start() and stop()."""
 
-    def __init__(self, server_pids: list[int]) -> None:
+    def __init__(self, server_pids: list[int], service_pids: dict[str, int] | None = None) -> None:
         self.server_pids = server_pids
+        self.service_pids = service_pids or {}
 
     def start(self) -> CpuWindow:
         self.wall0, self.cpu0 = monotonic(), time.process_time()
         self.server0 = [cpu_seconds(pid) for pid in self.server_pids]
+        self.service0 = {name: cpu_seconds(pid) for name, pid in self.service_pids.items()}
         return self
 
     def stop(self, end: float | None = None) -> dict[str, Any]:
@@ -396,13 +398,19 @@ class CpuWindow:
         server = [
             cpu_seconds(pid) - before for pid, before in zip(self.server_pids, self.server0, strict=True)
         ]
+        services = {name: cpu_seconds(pid) - self.service0[name] for name, pid in self.service_pids.items()}
         wall = (end if end is not None else monotonic()) - self.wall0
         wall_now = monotonic() - self.wall0
+
+        def pct(seconds: float) -> float | None:
+            return 100 * seconds / wall_now if wall_now > 0 else None
+
         return {
             "wall_s": wall,
             "client_cpu_s": cpu,
-            "client_cpu_pct": 100 * cpu / wall_now if wall_now > 0 else None,
-            "server_cpu_pct": [100 * s / wall_now if wall_now > 0 else None for s in server],
+            "client_cpu_pct": pct(cpu),
+            "server_cpu_pct": [pct(s) for s in server],
+            "service_cpu_pct": {name: pct(s) for name, s in services.items()},
         }
 
 
@@ -425,6 +433,8 @@ class Plan:
     idle_timeout: float = 10.0
     round_timeout: float = 300.0
     phases: list[str] = field(default_factory=lambda: ["connections", "fanout", "e2e"])
+    #: Backing services whose CPU is reported beside the servers': {"redis": pid, "postgres": pid}.
+    service_pids: dict[str, int] = field(default_factory=dict)
     #: Set by ``--profile``: py-spy samples the servers during each measured phase, into this folder.
     profile_dir: str | None = None
     profile_name: str = "row"
@@ -527,7 +537,7 @@ class Client:
         await self.close_sockets(warm)
         await asyncio.sleep(0.5)
         before = [rss_kib(pid) for pid in plan.pids]
-        cpu = CpuWindow(plan.pids).start()
+        cpu = CpuWindow(plan.pids, plan.service_pids).start()
         start = monotonic()
         sockets, errors = await self.open_sockets(self.entries(plan.connections))
         end = max((sock.ready.result() for sock in sockets), default=monotonic())
@@ -596,7 +606,7 @@ class Client:
         user_ids = [sock.user_id for sock in sockets]
         phase = self.phase = FanoutRound(sockets, m, round_)
         http = Http(plan.ports[0])
-        cpu = CpuWindow(plan.pids).start()
+        cpu = CpuWindow(plan.pids, plan.service_pids).start()
         start = cpu.wall0
         trigger = asyncio.ensure_future(
             http.post("/bench/fanout/", {"m": m, "users": user_ids, "round": round_}, plan.round_timeout)
@@ -664,7 +674,7 @@ class Client:
                 )
             http.close()
         phase = self.phase = E2EPhase(total)
-        cpu = CpuWindow(plan.pids).start()
+        cpu = CpuWindow(plan.pids, plan.service_pids).start()
         producer: dict[str, Any] = {}
         if plan.e2e == "http":
             done = asyncio.ensure_future(self.paced_requests(total, user_ids, producer))
