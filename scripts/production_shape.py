@@ -17,12 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.postgres import PostgresServer, create_database  # noqa: E402
-from tests.support.servers import Daphne, RedisServer, manage, project_env  # noqa: E402
+from tests.support.postgres import PostgresServer, create_database
+from tests.support.servers import Daphne, RedisServer, manage, project_env
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ports", type=int, nargs="+", default=[8001, 8002], help="one daphne per port")
     args = parser.parse_args()
 
@@ -35,7 +37,9 @@ def main() -> None:
         print(manage(env, "demo_users").stdout, end="")
         for port in args.ports:
             # The flags a deployment needs: keep-alive pings through proxies, and a bound on dead peers.
-            daphnes.append(Daphne(env, "production-shape", port).start("--ping-interval", "20", "--ping-timeout", "30"))
+            daphnes.append(
+                Daphne(env, "production-shape", port).start("--ping-interval", "20", "--ping-timeout", "30")
+            )
         print(f"Redis {redis.url}\nPostgreSQL {env['DATABASE_URL']}")
         for daphne in daphnes:
             print(f"daphne {daphne.http_url}/  (log: {daphne.log_path})")

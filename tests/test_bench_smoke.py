@@ -26,9 +26,25 @@ def bench_run(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     env = project_env()
     env.pop("DJANGO_SETTINGS_MODULE")
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", ",".join(ROWS), "--db", "sqlite",
-         "--redis-url", redis_url, "--output", str(output)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=100,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            ",".join(ROWS),
+            "--db",
+            "sqlite",
+            "--redis-url",
+            redis_url,
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
     )
     assert result.returncode == 0, f"python -m bench failed:\n{result.stdout}\n{result.stderr}"
     runs = [path for path in output.iterdir() if path.is_dir()]
@@ -43,7 +59,9 @@ def test_writes_json_plot_and_latest(bench_run: dict[str, Any]) -> None:
     assert json.loads((bench_run["output"] / "latest.json").read_text()) == report
     assert report["machine"]["nproc"] >= 1
     assert set(report["rows"]) | set(report["skipped"]) == set(ROWS)
-    assert set(report["skipped"]) <= {"inprocess"}, report["skipped"]  # only wsgateway's own layers may be absent
+    assert set(report["skipped"]) <= {"inprocess"}, report[
+        "skipped"
+    ]  # only wsgateway's own layers may be absent
 
 
 def test_prints_the_table(bench_run: dict[str, Any]) -> None:
@@ -63,7 +81,9 @@ def test_every_socket_gets_exactly_m_messages(bench_run: dict[str, Any]) -> None
         for round_ in row["fanout"]:
             assert round_["sockets"] == users, name
             assert round_["received"] == users * messages, (name, round_)
-            assert (round_["missing"], round_["duplicates"], round_["sockets_not_exactly_m"]) == (0, 0, 0), name
+            assert (round_["missing"], round_["duplicates"], round_["sockets_not_exactly_m"]) == (0, 0, 0), (
+                name
+            )
             assert round_["exactly_m"] and round_["trigger_status"] == 200, (name, round_)
         assert row["summary"]["fanout_exactly_m"] is True, name
 

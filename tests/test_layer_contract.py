@@ -41,7 +41,9 @@ def make_layer(kind: str, redis_url: str | None, **config: Any) -> BaseChannelLa
     return RedisChannelLayer(hosts=[redis_url], **config)
 
 
-@pytest.fixture(params=[pytest.param(kind, marks=pytest.mark.redis) if "redis" in kind else kind for kind in LAYERS])
+@pytest.fixture(
+    params=[pytest.param(kind, marks=pytest.mark.redis) if "redis" in kind else kind for kind in LAYERS]
+)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -172,7 +174,9 @@ async def test_group_add_twice_delivers_once(layer: BaseChannelLayer) -> None:
     assert await receives_nothing(layer, channel)
 
 
-async def test_group_send_to_an_empty_group_and_discard_of_a_stranger_are_harmless(layer: BaseChannelLayer) -> None:
+async def test_group_send_to_an_empty_group_and_discard_of_a_stranger_are_harmless(
+    layer: BaseChannelLayer,
+) -> None:
     await layer.group_send("nobody-here", {"type": "test.void"})
     await layer.group_discard("nobody-here", await layer.new_channel())
 
@@ -201,9 +205,13 @@ async def test_group_send_skips_a_full_member_without_raising(
     layer_factory: Any, kind: str, request: pytest.FixtureRequest
 ) -> None:
     needs_capacity_and_expiry(kind)
-    stock_gap(request, kind, {"stock-redis-core"},
-              "RedisChannelLayer keeps all process-specific channels of a process in one Redis key, "
-              "so capacity is counted per process: one full channel blocks its neighbours")
+    stock_gap(
+        request,
+        kind,
+        {"stock-redis-core"},
+        "RedisChannelLayer keeps all process-specific channels of a process in one Redis key, "
+        "so capacity is counted per process: one full channel blocks its neighbours",
+    )
     layer = layer_factory(capacity=1)
     full, free = await layer.new_channel(), await layer.new_channel()
     await layer.send(full, {"type": "test.fill"})
@@ -219,8 +227,12 @@ async def test_channel_capacity_patterns_override_the_default(
     layer_factory: Any, kind: str, request: pytest.FixtureRequest
 ) -> None:
     needs_capacity_and_expiry(kind)
-    stock_gap(request, kind, {"stock-inmemory"},
-              "InMemoryChannelLayer never compiles channel_capacity, so any pattern raises ValueError")
+    stock_gap(
+        request,
+        kind,
+        {"stock-inmemory"},
+        "InMemoryChannelLayer never compiles channel_capacity, so any pattern raises ValueError",
+    )
     layer = layer_factory(capacity=100, channel_capacity={"tight.*": 1})
     tight = await layer.new_channel("tight.")
     await layer.send(tight, {"type": "test.fill"})
@@ -289,7 +301,9 @@ async def test_group_send_and_send_cross_processes(layer_factory: Any, kind: str
     assert await receive(there, member) == {"type": "test.direct"}
 
 
-async def test_receive_nowait_hands_over_queued_messages_without_waiting(layer: BaseChannelLayer, kind: str) -> None:
+async def test_receive_nowait_hands_over_queued_messages_without_waiting(
+    layer: BaseChannelLayer, kind: str
+) -> None:
     if not hasattr(layer, "receive_nowait"):
         pytest.skip(f"{kind} has no receive_nowait (a wsgateway extension)")
     channel = await layer.new_channel()

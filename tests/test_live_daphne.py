@@ -222,4 +222,3 @@ async def test_notify_command_in_another_process_is_stored_for_the_next_connect(
 
     async with await ws_connect(url, cookie=alice.cookie_header) as ws:
         assert (await connect_frames(ws))["notifications"] == {"unread": before + 1, "category": "error"}
-

@@ -111,7 +111,7 @@ async def test_text_that_is_not_json_is_invalid_json(socket: Any, text: str) -> 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 async def test_nan_and_infinity_are_invalid_json(socket: Any, constant: str) -> None:
     await socket.send_text(
-        '{"channel": "clipboard", "payload": {"action": "clipboard_add", "data": [%s]}}' % constant
+        '{"channel": "clipboard", "payload": {"action": "clipboard_add", "data": [' + constant + "]}}"
     )
     assert await socket.receive() == error_frame(None, "invalid_json")
     await socket.assert_open()

@@ -101,9 +101,7 @@ async def test_clipboard_change_on_one_process_reaches_the_other(cluster: Any) -
     session = login(second, "bob")
     on_first, on_second = await socket(first, session), await socket(second, session)
     reply = await on_first.request("clipboard", {"action": "clipboard_add", "data": {"text": "across"}})
-    pushed = await on_second.wait_for(
-        lambda frames: next((p for p in on_second.on("clipboard")[1:]), None)
-    )
+    pushed = await on_second.wait_for(lambda frames: next((p for p in on_second.on("clipboard")[1:]), None))
     assert pushed["clipboard"] == reply["payload"]["clipboard"]
     assert pushed["clipboard"][-1]["data"] == {"text": "across"}
     await on_first.close()
@@ -123,16 +121,26 @@ async def test_four_processes_create_100_notifications_each_delivered_exactly_on
     sockets = [await socket(first, session), await socket(second, session)]
     workers = [
         await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "manage.py"), "shell", "-c", CREATE_25.format(worker=w),
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "shell",
+            "-c",
+            CREATE_25.format(worker=w),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for w in range(4)
     ]
     for worker in workers:
         _, stderr = await asyncio.wait_for(worker.communicate(), 90)
         assert worker.returncode == 0, stderr.decode()
-    in_db = sql(env, "SELECT count(*) FROM wsgateway_notification n JOIN auth_user u ON u.id = n.recipient_id "
-                     "WHERE u.username = 'carol' AND NOT n.is_read")
+    in_db = sql(
+        env,
+        "SELECT count(*) FROM wsgateway_notification n JOIN auth_user u ON u.id = n.recipient_id "
+        "WHERE u.username = 'carol' AND NOT n.is_read",
+    )
     assert in_db == 100
     for client in sockets:
         await client.wait_for(lambda frames, c=client: len(set(notification_ids(c))) >= 100, timeout=30)
@@ -177,7 +185,9 @@ async def test_redis_restart_loses_nothing_and_kills_no_process(postgres_url: st
             if client.closed is not None and client.closed.done():
                 client = await socket(daphne, session)
             state = await client.wait_for(
-                lambda frames, c=client: next((p for p in reversed(c.on("notifications")) if p.get("unread")), None),
+                lambda frames, c=client: next(
+                    (p for p in reversed(c.on("notifications")) if p.get("unread")), None
+                ),
                 timeout=15,
             )
             assert state["unread"] == 1
@@ -188,8 +198,11 @@ async def test_redis_restart_loses_nothing_and_kills_no_process(postgres_url: st
         for client in clients:
             if not client.closed.done():  # type: ignore[union-attr]
                 await client.wait_for(
-                    lambda frames, c=client: any(p.get("last", {}).get("label") == "After the restart"
-                                                 for p in c.on("notifications")), timeout=10)
+                    lambda frames, c=client: any(
+                        p.get("last", {}).get("label") == "After the restart" for p in c.on("notifications")
+                    ),
+                    timeout=10,
+                )
             await client.close()
     finally:
         for daphne in daphnes:

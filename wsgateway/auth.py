@@ -107,7 +107,7 @@ class SessionAuthenticator(BaseAuthenticator):
 async def authenticate(scope: Scope) -> Identity | None:
     """Run the configured authenticators in order; see the module docstring."""
     for path in gateway_settings.AUTHENTICATORS:
-        identity = await import_from_setting(path)().authenticate(scope)
+        identity: Identity | None = await import_from_setting(path)().authenticate(scope)
         if identity is not None:
             return identity
     return None

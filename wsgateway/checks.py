@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-
 from typing import Any
 
 from django.conf import settings
@@ -30,8 +29,11 @@ def _process_local(backend: str) -> bool:
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     value = getattr(settings, "WSGATEWAY", {})
     if not isinstance(value, dict):
-        return [Error("WSGATEWAY must be a dict.", hint="See the settings table in the README.",
-                      id="wsgateway.E001")]
+        return [
+            Error(
+                "WSGATEWAY must be a dict.", hint="See the settings table in the README.", id="wsgateway.E001"
+            )
+        ]
     errors: list[CheckMessage] = []
     for key in sorted(set(value) - set(DEFAULTS)):
         errors.append(
@@ -76,8 +78,13 @@ _POSITIVE_INTEGERS = {
 # A string where a list belongs would be read character by character, and a class
 # where a dotted path belongs would crash the import check: say so instead.
 _LISTS_OF_STRINGS = ("SERVICES", "AUTHENTICATORS", "ALLOWED_ORIGINS")
-_SHAPED_KEYS = (*_LISTS_OF_STRINGS, "CLIPBOARD_PERMISSION", "TOKEN_COOKIE_NAME", "CHANNEL_LAYER",
-                "GROUP_PREFIX")
+_SHAPED_KEYS = (
+    *_LISTS_OF_STRINGS,
+    "CLIPBOARD_PERMISSION",
+    "TOKEN_COOKIE_NAME",
+    "CHANNEL_LAYER",
+    "GROUP_PREFIX",
+)
 _MAY_BE_NONE = ("ALLOWED_ORIGINS", "TOKEN_COOKIE_NAME")
 
 
@@ -103,8 +110,11 @@ def _check_imports(malformed: set[str]) -> list[CheckMessage]:
             imported = import_string(path)
         except Exception as exc:  # not only ImportError: ".services.X" raises TypeError; report, never crash
             errors.append(
-                Error(f"WSGATEWAY[{key!r}] names {path!r}, which cannot be imported: {exc}",
-                      hint="Use a dotted path to a class or function.", id="wsgateway.E004")
+                Error(
+                    f"WSGATEWAY[{key!r}] names {path!r}, which cannot be imported: {exc}",
+                    hint="Use a dotted path to a class or function.",
+                    id="wsgateway.E004",
+                )
             )
             continue
         if key == "SERVICES":
@@ -131,8 +141,9 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         return [
             Error(
                 f"No channel layer {alias!r} in CHANNEL_LAYERS: wsgateway cannot push to sockets.",
-                hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": "wsgateway.layers.redis.RedisChannelLayer", '
-                '"CONFIG": {"hosts": ["redis://..."]}}}, or wsgateway.layers.InProcessChannelLayer for one process.',
+                hint='Add CHANNEL_LAYERS = {"default": {"BACKEND": '
+                '"wsgateway.layers.redis.RedisChannelLayer", "CONFIG": {"hosts": ["redis://..."]}}}, '
+                "or wsgateway.layers.InProcessChannelLayer for one process.",
                 id="wsgateway.E006",
             )
         ]

@@ -50,7 +50,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.services = {}
 
     @property
-    def channel_layer_alias(self) -> str:  # type: ignore[override]
+    def channel_layer_alias(self) -> str:
         return gateway_settings.CHANNEL_LAYER
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -255,8 +255,9 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             type(frame_id) not in (str, int) or (isinstance(frame_id, str) and len(frame_id) > 128)
         ):
             await self.send_error(
-                channel_or_none(content.get("channel")), ErrorCode.INVALID_ID,
-                '"id" must be a string or an integer.'
+                channel_or_none(content.get("channel")),
+                ErrorCode.INVALID_ID,
+                '"id" must be a string or an integer.',
             )
             return
         channel = content.get("channel")
@@ -307,9 +308,10 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         try:
             await super().close(int(code), reason)
         except Exception:
-            if code not in PRIVATE_CLOSE_CODES:
+            fallback = next((to for sent, to in PRIVATE_CLOSE_CODES.items() if sent == code), None)
+            if fallback is None:
                 raise
-            await super().close(int(PRIVATE_CLOSE_CODES[code]), reason)
+            await super().close(int(fallback), reason)
 
     async def send_frame(self, channel: str, payload: Any, frame_id: Any = None) -> None:
         frame: dict[str, Any] = {"channel": channel, "payload": payload}

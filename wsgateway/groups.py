@@ -22,7 +22,7 @@ def user_group(user_id: Any) -> str:
 
 
 def channel_layer() -> BaseChannelLayer | None:
-    return get_channel_layer(gateway_settings.CHANNEL_LAYER)  # type: ignore[no-any-return]
+    return get_channel_layer(gateway_settings.CHANNEL_LAYER)
 
 
 def encode_frame(channel: str, payload: Any, *, id: str | int | None = None) -> str:
@@ -32,9 +32,7 @@ def encode_frame(channel: str, payload: Any, *, id: str | int | None = None) -> 
     return json.dumps(frame, separators=(",", ":"))
 
 
-async def apush(
-    user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None
-) -> None:
+async def apush(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Send one frame to every socket of each user, on every process sharing the layer.
 
     The frame is encoded once, here, rather than once per receiving socket.
@@ -43,7 +41,12 @@ async def apush(
     layer = channel_layer()
     if layer is None:
         return
-    event = {"type": PUSH_EVENT, "channel": channel, "text": encode_frame(channel, payload), "exclude": exclude}
+    event = {
+        "type": PUSH_EVENT,
+        "channel": channel,
+        "text": encode_frame(channel, payload),
+        "exclude": exclude,
+    }
     for user_id in user_ids:
         await layer.group_send(user_group(user_id), event)
 
@@ -58,8 +61,10 @@ async def apush_many(pushes: list[tuple[Any, str, Any]]) -> None:
     if layer is None or not pushes:
         return
     items = [
-        (user_group(user_id), {"type": PUSH_EVENT, "channel": channel, "text": encode_frame(channel, payload),
-                               "exclude": None})
+        (
+            user_group(user_id),
+            {"type": PUSH_EVENT, "channel": channel, "text": encode_frame(channel, payload), "exclude": None},
+        )
         for user_id, channel, payload in pushes
     ]
     send_many = getattr(layer, "group_send_many", None)
@@ -89,8 +94,10 @@ def layer_reaches_other_processes() -> bool:
 
     layer = channel_layer()
     # Looked up on the class: RedisPubSubChannelLayer forwards instance attributes to a per-loop layer.
-    return layer is not None and not isinstance(layer, InMemoryChannelLayer) and not getattr(
-        type(layer), "process_local", False
+    return (
+        layer is not None
+        and not isinstance(layer, InMemoryChannelLayer)
+        and not getattr(type(layer), "process_local", False)
     )
 
 

@@ -50,7 +50,9 @@ class LayerWatchdog:
         """Called by anything in this process that saw the layer fail."""
         logger.debug("wsgateway: channel layer failure: %r", exc)
         if self.healthy:
-            logger.warning("wsgateway: channel layer unavailable (%s); will resync sockets when it returns", exc)
+            logger.warning(
+                "wsgateway: channel layer unavailable (%s); will resync sockets when it returns", exc
+            )
         self.healthy = False
 
     async def probe(self) -> None:
@@ -68,10 +70,13 @@ class LayerWatchdog:
                 # holds; a channel of another prefix would not be read until that socket got a message.
                 self.probe_channel = await self.layer.new_channel()
                 self.probe_group = f"{PROBE_GROUP}.{uuid.uuid4().hex}"
-                await asyncio.wait_for(self.layer.group_add(self.probe_group, self.probe_channel), PROBE_TIMEOUT)
+                await asyncio.wait_for(
+                    self.layer.group_add(self.probe_group, self.probe_channel), PROBE_TIMEOUT
+                )
             token = uuid.uuid4().hex
             await asyncio.wait_for(
-                self.layer.group_send(self.probe_group, {"type": "gateway.probe", "token": token}), PROBE_TIMEOUT
+                self.layer.group_send(self.probe_group, {"type": "gateway.probe", "token": token}),
+                PROBE_TIMEOUT,
             )
             async with asyncio.timeout(PROBE_TIMEOUT):
                 while (await self.layer.receive(self.probe_channel)).get("token") != token:
@@ -93,7 +98,9 @@ class LayerWatchdog:
             if not self.healthy:
                 self.healthy = True
                 logger.warning("wsgateway: channel layer is back; resyncing %d socket(s)", len(self.sockets))
-                await asyncio.gather(*(socket.resync() for socket in list(self.sockets)), return_exceptions=True)
+                await asyncio.gather(
+                    *(socket.resync() for socket in list(self.sockets)), return_exceptions=True
+                )
 
 
 _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LayerWatchdog]] = (

@@ -13,7 +13,6 @@ from django.db.models.signals import post_save
 
 from .models import Notification, category_level
 
-
 #: Rows per INSERT, so a site-wide announcement never builds one huge statement.
 BATCH_SIZE = 1000
 
@@ -72,15 +71,22 @@ def notify(
                     notification.save(using=using)
                 else:
                     # bulk_create sends no signals; the site's receivers and our push expect post_save.
-                    post_save.send(sender=Notification, instance=notification, created=True,
-                                   update_fields=None, raw=False, using=using)
+                    post_save.send(
+                        sender=Notification,
+                        instance=notification,
+                        created=True,
+                        update_fields=None,
+                        raw=False,
+                        using=using,
+                    )
             created.extend(batch)
     return created
 
 
 async def anotify(user_or_users: Any, message: str, **kwargs: Any) -> list[Notification]:
     """:func:`notify` for async code."""
-    return await database_sync_to_async(notify)(user_or_users, message, **kwargs)
+    created: list[Notification] = await database_sync_to_async(notify)(user_or_users, message, **kwargs)
+    return created
 
 
 def _action(item: Any) -> dict[str, str]:

@@ -39,6 +39,8 @@ def verify_token(token: str) -> Any:
         user = user_model._default_manager.get(pk=claims["u"])
     except (user_model.DoesNotExist, KeyError, TypeError, ValueError):
         raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.") from None
-    if not getattr(user, "is_active", True) or not constant_time_compare(claims.get("h", ""), _auth_hash(user)):
+    if not getattr(user, "is_active", True) or not constant_time_compare(
+        claims.get("h", ""), _auth_hash(user)
+    ):
         raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.")
     return user

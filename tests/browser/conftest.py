@@ -34,6 +34,7 @@ CHROMIUM_ARGS = [
 #: counts notifications, so that no test depends on another's leftovers.
 EXTRA_USERS = ["carol", "dave", "erin", "frank", "grace", "heidi"]
 
+
 def chromium_executable() -> str | None:
     """The system Chromium, or None."""
     configured = os.environ.get("WSGATEWAY_CHROMIUM")
@@ -157,4 +158,3 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
 def screenshot_path() -> Callable[[str], Path]:
     OUTPUT.mkdir(exist_ok=True)
     return lambda name: OUTPUT / name
-

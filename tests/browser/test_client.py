@@ -123,7 +123,9 @@ def test_request_settles_with_the_reply_that_carries_its_id(client_page: Any) ->
     )
     one, two = result["sent"]
     assert one == {
-        "channel": "clipboard", "payload": {"action": "clipboard_add", "data": "a"}, "id": one["id"]
+        "channel": "clipboard",
+        "payload": {"action": "clipboard_add", "data": "a"},
+        "id": one["id"],
     }
     assert two["id"] != one["id"]
     assert result["first"] == {"clipboard": [{"id": 1, "data": "a"}]}
@@ -310,7 +312,8 @@ def test_notifications_helper_follows_snapshots_pushes_and_replies(client_page: 
     assert result["markFrame"]["payload"] == {"action": "mark_read", "data": [9]}
     assert result["allFrame"]["payload"] == {"action": "mark_all_read", "data": None}
     assert result["listFrame"]["payload"] == {
-        "action": "list", "data": {"before": 9, "limit": 5, "unread_only": True}
+        "action": "list",
+        "data": {"before": 9, "limit": 5, "unread_only": True},
     }
     assert result["page"] == {"notifications": [], "has_more": False, "unread": 0, "category": None}
     assert result["listChanged"] is False

@@ -319,4 +319,3 @@ def test_a_signed_out_tab_stops_reconnecting(site: Site, new_page: Callable[...,
     expect(staying.locator("#signed-out").get_by_role("link", name="Sign in again")).to_have_attribute(
         "href", "/accounts/login/?next=/"
     )
-

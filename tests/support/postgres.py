@@ -41,7 +41,9 @@ class PostgresServer:
 
     @staticmethod
     def available() -> bool:
-        return bool(os.environ.get("WSGATEWAY_TEST_POSTGRES_URL")) or bool(_pg_bin("initdb") and _pg_bin("postgres"))
+        return bool(os.environ.get("WSGATEWAY_TEST_POSTGRES_URL")) or bool(
+            _pg_bin("initdb") and _pg_bin("postgres")
+        )
 
     def start(self) -> PostgresServer:
         initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
@@ -51,12 +53,30 @@ class PostgresServer:
             shutil.chown(self.dir, "postgres")
         subprocess.run(
             _as_postgres_user([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
-            check=True, capture_output=True, timeout=120,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         self.proc = subprocess.Popen(
-            _as_postgres_user([postgres, "-D", str(data), "-h", HOST, "-p", str(self.port), "-k", str(self.dir),
-                               "-c", "max_connections=200", "-c", "fsync=off"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            _as_postgres_user(
+                [
+                    postgres,
+                    "-D",
+                    str(data),
+                    "-h",
+                    HOST,
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.dir),
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "fsync=off",
+                ]
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, timeout=30, proc=self.proc)
         return self

@@ -67,7 +67,11 @@ def manage(
     """Run ``manage.py`` in a subprocess and return its output."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -108,9 +112,21 @@ class Daphne:
     def start(self, *extra_args: str) -> Daphne:
         log = open(self.log_path, "ab")  # closed here: the child keeps its own descriptor
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(self.port), *extra_args,
-             "project.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                HOST,
+                "-p",
+                str(self.port),
+                *extra_args,
+                "project.asgi:application",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         wait_for_port(self.port, proc=self.proc)
@@ -160,7 +176,8 @@ class HttpSession:
     def post(self, path: str, data: dict[str, str] | None = None) -> tuple[int, str]:
         body = dict(data or {}, csrfmiddlewaretoken=self.cookie("csrftoken") or "")
         request = urllib.request.Request(
-            self.base_url + path, data=urllib.parse.urlencode(body).encode(),
+            self.base_url + path,
+            data=urllib.parse.urlencode(body).encode(),
             headers={"Referer": self.base_url + "/", "X-CSRFToken": body["csrfmiddlewaretoken"]},
         )
         try:
@@ -245,9 +262,23 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            [self.binary, "--bind", HOST, "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--bind",
+                HOST,
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, proc=self.proc)
         return self

@@ -25,8 +25,14 @@ class Client:
         self._next_id = 0
 
     async def connect(self, *, expect_frames: int = 3) -> Client:
-        self._ws = await websockets.connect(self.url, additional_headers=self.headers, open_timeout=10,
-                                            max_size=None, ping_interval=None, proxy=None)
+        self._ws = await websockets.connect(
+            self.url,
+            additional_headers=self.headers,
+            open_timeout=10,
+            max_size=None,
+            ping_interval=None,
+            proxy=None,
+        )
         self.closed = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read())
         if expect_frames:

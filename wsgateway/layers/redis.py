@@ -139,8 +139,11 @@ class _LoopState:
             except Exception as exc:
                 # redis-py reconnects and re-subscribes on the next call; the gap is
                 # what wsgateway's watchdog notices and resyncs.
-                logger.log(logging.DEBUG if failing else logging.WARNING,
-                           "wsgateway: Redis subscriber connection failed: %s", exc)
+                logger.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "wsgateway: Redis subscriber connection failed: %s",
+                    exc,
+                )
                 failing = True
                 await asyncio.sleep(0.5)
                 continue
@@ -166,11 +169,11 @@ class _LoopState:
                 logger.exception("wsgateway: undecodable message on %s", channel)
                 continue
             if channel.startswith(prefix_group):
-                self.local.fan_out(channel[len(prefix_group):], payload)
+                self.local.fan_out(channel[len(prefix_group) :], payload)
             elif channel == self.inbox_channel:
                 self.deliver(payload["c"], payload["m"])
             else:  # a normal channel this loop receives on
-                self.deliver(channel[len(self.layer.prefix) + 3:], payload)
+                self.deliver(channel[len(self.layer.prefix) + 3 :], payload)
 
     def deliver(self, channel: str, message: dict[str, Any]) -> None:
         try:
@@ -227,7 +230,9 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             self.url = host
             self.connection_kwargs = {}
         if len(hosts or []) > 1:
-            raise ValueError("wsgateway's RedisChannelLayer uses one Redis; shard with several aliases instead")
+            raise ValueError(
+                "wsgateway's RedisChannelLayer uses one Redis; shard with several aliases instead"
+            )
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )

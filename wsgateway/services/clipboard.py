@@ -72,8 +72,10 @@ class ClipboardService(ActionService):
 
     @staticmethod
     def _load(user: Any, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict) or not isinstance(data.get("model"), str) or not isinstance(
-            data.get("ids"), list
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("model"), str)
+            or not isinstance(data.get("ids"), list)
         ):
             raise GatewayError(
                 ErrorCode.INVALID_DATA, 'clipboard_load takes {"model": "app_label.model", "ids": [...]}.'

@@ -92,7 +92,11 @@ def push_saved_notifications(ids: Iterable[int]) -> None:
                 (
                     n.recipient_id,
                     CHANNEL,
-                    {"category": n.category_tag, "last": n.to_wire(), "unread": states[n.recipient_id]["unread"]},
+                    {
+                        "category": n.category_tag,
+                        "last": n.to_wire(),
+                        "unread": states[n.recipient_id]["unread"],
+                    },
                 )
                 for n in notifications
             ]
@@ -165,7 +169,9 @@ class NotifierService(ActionService):
         if before is not None and type(before) is not int:
             raise GatewayError(ErrorCode.INVALID_DATA, '"before" must be a notification id.')
         if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
-            raise GatewayError(ErrorCode.INVALID_DATA, f'"limit" must be an integer from 1 to {MAX_PAGE_SIZE}.')
+            raise GatewayError(
+                ErrorCode.INVALID_DATA, f'"limit" must be an integer from 1 to {MAX_PAGE_SIZE}.'
+            )
         if not isinstance(unread_only, bool):
             raise GatewayError(ErrorCode.INVALID_DATA, '"unread_only" must be true or false.')
         query = Notification.objects.for_user(user).select_related("created_by", "changed_by").order_by("-id")

@@ -22,7 +22,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, usernames: list[str], message: str, category: str, **options: Any) -> None:
         user_model = get_user_model()
         field = user_model.USERNAME_FIELD
-        users = {getattr(u, field): u for u in user_model._default_manager.filter(**{f"{field}__in": usernames})}
+        users = {
+            getattr(u, field): u for u in user_model._default_manager.filter(**{f"{field}__in": usernames})
+        }
         if missing := [name for name in usernames if name not in users]:
             raise CommandError(f"No such user: {', '.join(missing)}. Nothing was sent.")
         sent = notify([users[name] for name in dict.fromkeys(usernames)], message, category=category)
