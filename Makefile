@@ -36,7 +36,8 @@ bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check wsgateway project tests
+	$(VENV)/bin/ruff check wsgateway project tests scripts
+	$(VENV)/bin/ruff format --check wsgateway project tests scripts
 	$(VENV)/bin/mypy wsgateway
 
 clean:
