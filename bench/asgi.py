@@ -25,3 +25,32 @@ application = ProtocolTypeRouter(
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# Diagnostics, off by default: BENCH_GC_LOG=1 logs collections of the oldest generation (and any
+# over 10 ms) to the daphne log; BENCH_GC_THRESHOLD="a,b,c" calls gc.set_threshold(a, b, c).
+if os.environ.get("BENCH_GC_THRESHOLD"):
+    import gc
+
+    gc.set_threshold(*(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(",")))
+
+if os.environ.get("BENCH_GC_LOG"):
+    import gc
+    import sys
+    import time
+
+    _gc_start = [0.0]
+
+    def _log_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            _gc_start[0] = time.perf_counter()
+            return
+        took = time.perf_counter() - _gc_start[0]
+        if info["generation"] == 2 or took > 0.01:
+            print(
+                f"gc gen{info['generation']}: {1000 * took:.1f} ms, collected {info['collected']}, "
+                f"at monotonic {time.monotonic():.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    gc.callbacks.append(_log_gc)

@@ -67,6 +67,7 @@ class Phase:
         self.received = 0
         self.stray = 0
         self.latencies: array[float] = array("d")
+        self.latency = 0.0  # of the message being accounted
         self.first = 0.0
         self.last = 0.0
         self.done = asyncio.get_running_loop().create_future()
@@ -76,7 +77,8 @@ class Phase:
         if match is None:
             self.stray += 1
             return
-        self.latencies.append(now - float(match.group(1)))
+        self.latency = now - float(match.group(1))
+        self.latencies.append(self.latency)
         if not self.accept(sock, payload, now):
             return
         self.received += 1
@@ -130,6 +132,7 @@ class E2EPhase(Phase):
         self.seen = bytearray(expected)
         self.dups = 0
         self.from_send: array[float] = array("d")
+        self.arrivals: list[tuple[int, float]] = []
 
     def accept(self, sock: Socket, payload: bytes, now: float) -> bool:
         seq = SEQ_RE.search(payload)
@@ -144,6 +147,7 @@ class E2EPhase(Phase):
             self.dups += 1
             return False
         self.seen[i] = 1
+        self.arrivals.append((i, self.latency))
         sent = TS_RE.search(payload)
         if sent is not None:
             self.from_send.append(now - float(sent.group(1)))
@@ -699,6 +703,11 @@ class Client:
             "producer": producer,
             **latency_summary(phase.latencies),
             **{f"from_send_{k}": v for k, v in latency_summary(phase.from_send).items()},
+            # The slowest notifications: [seq, ms from due time]; where in the run they were says why.
+            "slowest": [
+                [i, round(1000 * latency, 1)]
+                for i, latency in sorted(phase.arrivals, key=lambda a: -a[1])[:10]
+            ],
             **window,
         }
         self.phase = Phase(0)
