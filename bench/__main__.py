@@ -185,6 +185,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--connections must be 1..{MAX_CONNECTIONS}")
     if args.users < 1 or args.messages < 1 or args.repeat < 1 or args.rate <= 0 or args.duration <= 0:
         parser.error("--users, --messages, --repeat, --rate and --duration must be positive")
+    if args.profile and not Path(sys.executable).with_name("py-spy").exists():
+        parser.error(f"--profile needs py-spy: {sys.executable} -m pip install py-spy")
     if args.users > args.connections and "connections" in args.phases:
         args.connections = args.users  # the fan-out sockets are the first U of the connect test's
     return args
@@ -721,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wsgateway-bench-", dir=shm if os.access(shm, os.W_OK) else None))
     resources = Resources()
     resources.add(lambda: shutil.rmtree(workdir, ignore_errors=True))
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Both stop the run and everything it started, even when started with SIGINT ignored (a background job).
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     info = machine_info()
@@ -751,7 +754,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         resources.close()
-        signal.signal(signal.SIGTERM, previous_sigterm)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     ratio_table = ratios({k: v for k, v in results.items() if "error" not in v})

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import resource
-import socket
+import signal
 import sys
 import time
 from array import array
@@ -844,6 +844,10 @@ async def amain(plan: Plan) -> dict[str, Any]:
     return await Client(plan).run()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     if len(sys.argv) != 2:
         sys.exit("usage: python -m bench.client PLAN.json")
@@ -852,7 +856,9 @@ def main() -> None:
     limit = raise_fd_limit()
     if plan.connections + 64 > limit:
         sys.exit(f"RLIMIT_NOFILE is {limit}: too low for {plan.connections} sockets")
-    socket.setdefaulttimeout(None)
+    # SIGTERM from the orchestrator unwinds like Ctrl-C: asyncio.run cancels the tasks, and the
+    # end-to-end worker this process started is killed in run_worker's finally.
+    signal.signal(signal.SIGTERM, _interrupt)
     result = asyncio.run(amain(plan))
     result["fd_limit"] = limit
     print(json.dumps(result))
