@@ -17,7 +17,7 @@ from tests.support.servers import ROOT, project_env
 
 pytestmark = [pytest.mark.daphne, pytest.mark.redis]
 
-ROWS = ["ceiling", "stock-inmemory", "inprocess", "redis-core"]
+ROWS = ["ceiling", "stock-inmemory", "inprocess", "redis-core", "redis"]
 
 
 @pytest.fixture(scope="module")

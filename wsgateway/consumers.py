@@ -171,9 +171,17 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def gateway_resync(self, event: dict[str, Any]) -> None:
         # Runs in this socket's own message loop, so it cannot interleave with a client frame.
-        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
-        await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
-        await self.send_service_snapshots()
+        # The watchdog's slots keep a thousand sockets from re-joining at once.
+        assert self.watchdog is not None
+        async with self.watchdog.resync_slots:
+            try:
+                await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+            except Exception as exc:
+                # Down again: the watchdog resyncs this socket on the next recovery.
+                self.watchdog.report_failure(exc)
+                return
+            await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
+            await self.send_service_snapshots()
 
     async def gateway_noop(self, event: dict[str, Any]) -> None:
         pass

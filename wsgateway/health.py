@@ -20,6 +20,7 @@ logger = logging.getLogger("wsgateway")
 
 PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 2.0
+RESYNC_CONCURRENCY = 32
 PROBE_GROUP = "wsgateway.health"  # for probes that only publish (manage.py notify)
 
 
@@ -36,6 +37,8 @@ class LayerWatchdog:
         self.healthy = True
         self.task: asyncio.Task[None] | None = None
         self.probe_channel: str | None = None
+        #: Sockets resyncing at once after an outage (each re-joins its group and reads the database).
+        self.resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self.probe_group = PROBE_GROUP
 
     def register(self, socket: Resyncable) -> None:

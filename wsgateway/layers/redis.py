@@ -92,34 +92,51 @@ class _LoopState:
         self.reader: asyncio.Task[None] | None = None
         self.subscribed: set[str] = set()
         self.confirmations: dict[str, asyncio.Future[None]] = {}
+        self.starting = asyncio.Lock()
 
     @property
     def inbox_channel(self) -> str:
         return f"{self.layer.prefix}:p:{self.id}"
 
     async def ensure_subscriber(self) -> None:
-        if self.pubsub is None:
-            # No socket timeout: the reader waits for messages as long as the process lives.
-            subscriber = aioredis.Redis.from_url(
-                self.layer.url, **{**self.layer.connection_kwargs, "socket_timeout": None}
-            )
-            self.pubsub = subscriber.pubsub()
+        if self.reader is not None:
+            return
+        # Many sockets connect at once: one of them starts the subscriber, the others wait for it.
+        async with self.starting:
+            if self.reader is not None:
+                return
+            if self.pubsub is None:
+                # No socket timeout: the reader waits for messages as long as the process lives.
+                subscriber = aioredis.Redis.from_url(
+                    self.layer.url, **{**self.layer.connection_kwargs, "socket_timeout": None}
+                )
+                self.pubsub = subscriber.pubsub()
             await self.subscribe(self.inbox_channel, start_reader=True)
 
     async def subscribe(self, redis_channel: str, start_reader: bool = False) -> None:
+        """Subscribe, and return only once Redis has confirmed: a publish after group_add must arrive.
+
+        Concurrent calls for one channel share one SUBSCRIBE and one confirmation.
+        """
         if redis_channel in self.subscribed:
             return
-        confirmed = asyncio.get_running_loop().create_future()
-        self.confirmations[redis_channel] = confirmed
-        await self.pubsub.subscribe(redis_channel)
-        self.subscribed.add(redis_channel)
-        if start_reader:
-            self.reader = asyncio.get_running_loop().create_task(self.read(), name="wsgateway-redis-reader")
-        # Return only once Redis has the subscription: a publish after group_add must arrive.
+        confirmed = self.confirmations.get(redis_channel)
+        if confirmed is None:
+            confirmed = self.confirmations[redis_channel] = asyncio.get_running_loop().create_future()
+            try:
+                await self.pubsub.subscribe(redis_channel)
+            except BaseException:
+                del self.confirmations[redis_channel]
+                raise
+            if start_reader:
+                self.reader = asyncio.get_running_loop().create_task(self.read(), name="wsgateway-redis-reader")
         try:
             await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
         finally:
-            self.confirmations.pop(redis_channel, None)
+            # Gone either way: after a timeout, the next caller sends SUBSCRIBE afresh.
+            if self.confirmations.get(redis_channel) is confirmed:
+                del self.confirmations[redis_channel]
+        self.subscribed.add(redis_channel)
 
     async def unsubscribe(self, redis_channel: str) -> None:
         if redis_channel in self.subscribed:
