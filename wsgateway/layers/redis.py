@@ -129,7 +129,9 @@ class _LoopState:
                 del self.confirmations[redis_channel]
                 raise
             if start_reader:
-                self.reader = asyncio.get_running_loop().create_task(self.read(), name="wsgateway-redis-reader")
+                self.reader = asyncio.get_running_loop().create_task(
+                    self.read(), name="wsgateway-redis-reader"
+                )
         try:
             await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
         finally:
