@@ -32,47 +32,44 @@ def encode_frame(channel: str, payload: Any, *, id: str | int | None = None) -> 
     return json.dumps(frame, separators=(",", ":"))
 
 
-async def apush(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
-    """Send one frame to every socket of each user, on every process sharing the layer.
+def push_event(channel: str, payload: Any, *, exclude: str | None = None) -> dict[str, Any]:
+    """The layer event of a push; the frame is encoded here, once, not once per receiving socket.
 
-    The frame is encoded once, here, rather than once per receiving socket.
     ``exclude`` is the channel name of a socket that already has the answer.
     """
-    layer = channel_layer()
-    if layer is None:
-        return
-    event = {
+    return {
         "type": PUSH_EVENT,
         "channel": channel,
         "text": encode_frame(channel, payload),
         "exclude": exclude,
     }
-    for user_id in user_ids:
-        await layer.group_send(user_group(user_id), event)
 
 
-async def apush_many(pushes: list[tuple[Any, str, Any]]) -> None:
-    """Many :func:`apush` of different payloads, ``(user_id, channel, payload)`` each, in one layer call.
-
-    wsgateway's layers take the batch at once (one pipeline to Redis); stock layers
-    get one group_send after another.
-    """
+async def send_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
+    """``group_send`` each ``(group, event)``: in one call to a layer with ``group_send_many``
+    (wsgateway's, one pipeline to Redis), else one after another (the stock layers)."""
     layer = channel_layer()
-    if layer is None or not pushes:
+    if layer is None or not items:
         return
-    items = [
-        (
-            user_group(user_id),
-            {"type": PUSH_EVENT, "channel": channel, "text": encode_frame(channel, payload), "exclude": None},
-        )
-        for user_id, channel, payload in pushes
-    ]
     send_many = getattr(layer, "group_send_many", None)
     if send_many is not None:
         await send_many(items)
     else:
         for group, event in items:
             await layer.group_send(group, event)
+
+
+async def apush(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
+    """Send one frame to every socket of each user, on every process sharing the layer."""
+    event = push_event(channel, payload, exclude=exclude)
+    await send_to_groups([(user_group(user_id), event) for user_id in user_ids])
+
+
+async def apush_many(pushes: list[tuple[Any, str, Any]]) -> None:
+    """Many pushes of different payloads, ``(user_id, channel, payload)`` each, in one layer call."""
+    await send_to_groups(
+        [(user_group(user_id), push_event(channel, payload)) for user_id, channel, payload in pushes]
+    )
 
 
 def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:

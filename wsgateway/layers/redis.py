@@ -210,7 +210,8 @@ class _LoopState:
             self.reader = None
         if self.pubsub is not None:
             await self.pubsub.aclose()
-            await self.pubsub.connection_pool.disconnect() if self.pubsub.connection_pool else None
+            # The subscriber's pool was made for this pub/sub alone.
+            await self.pubsub.connection_pool.disconnect()
             self.pubsub = None
         self.local.flush()
         await self.client.aclose()
