@@ -76,3 +76,45 @@ def test_a_rolled_back_batch_is_never_pushed_even_by_the_next_transaction(counti
         raise RuntimeError
     Notification.objects.create(recipient=user, message="kept")
     assert CALLS == [("group_send_many", 1)]
+
+
+def test_notify_pushes_what_it_inserted_without_reading_it_back(
+    counting_layer: Any, django_assert_num_queries: Any
+) -> None:
+    (user,) = make_users(1)
+    notify(user, "warm up the connection")
+    CALLS.clear()
+    # BEGIN, the INSERT, COMMIT, a check that the row is still there, the count; no SELECT of the row.
+    with django_assert_num_queries(5) as queries:
+        notify(user, "Your export is ready")
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert not any("wsgateway_notification.message" in sql.replace('"', "") for sql in selects)
+    assert CALLS == [("group_send_many", 1)]
+
+
+def test_notify_in_a_rolled_back_savepoint_is_not_pushed_but_its_neighbour_is(counting_layer: Any) -> None:
+    (user,) = make_users(1)
+    with transaction.atomic():
+        notify(user, "kept")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            notify(user, "rolled back")
+            raise RuntimeError
+    assert CALLS == [("group_send_many", 1)]
+    assert list(Notification.objects.values_list("message", flat=True)) == ["kept"]
+
+
+def test_notify_deleted_before_commit_is_not_pushed(counting_layer: Any) -> None:
+    (user,) = make_users(2)[:1]
+    with transaction.atomic():
+        (gone,) = notify(user, "gone before commit")
+        gone.delete()
+        notify(user, "kept")
+    assert CALLS == [("group_send_many", 1)]
+
+
+def test_a_notification_from_notify_saved_again_later_is_pushed_again(counting_layer: Any) -> None:
+    (user,) = make_users(1)
+    (notification,) = notify(user, "first")
+    notification.message = "edited"
+    notification.save()
+    assert CALLS == [("group_send_many", 1), ("group_send_many", 1)]

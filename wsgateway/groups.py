@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
 
+from .bridge import run_async
 from .conf import gateway_settings
 
 #: Channel-layer event types, handled by consumer methods of the same name with "_" for ".".
@@ -74,7 +74,7 @@ async def apush_many(pushes: list[tuple[Any, str, Any]]) -> None:
 
 def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Synchronous :func:`apush`, for views, signal handlers and workers."""
-    async_to_sync(apush)(list(user_ids), channel, payload, exclude=exclude)
+    run_async(apush, list(user_ids), channel, payload, exclude=exclude)
 
 
 async def aclose_session_sockets(user_id: Any, session_key: str) -> None:
@@ -106,7 +106,7 @@ def layer_is_reachable() -> bool:
     if layer is None:
         return False
     try:
-        async_to_sync(layer.group_send)(PROBE_GROUP, {"type": "gateway.probe"})
+        run_async(layer.group_send, PROBE_GROUP, {"type": "gateway.probe"})
     except Exception:
         return False
     return True

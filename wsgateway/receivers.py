@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.db import transaction
 
+from .bridge import run_async
 from .groups import aclose_session_sockets
 from .models import Notification
+from .notifications import PUSHED_ON_COMMIT
 from .services.notifier import push_saved_notifications
 
 
@@ -26,7 +27,7 @@ _pending = _PendingPushes()
 def notification_saved(sender: type[Notification], instance: Notification, **kwargs: Any) -> None:
     # After commit: a socket must never be told of a row a rollback takes back.
     # The saves of one transaction are pushed together, as one batch.
-    if kwargs.get("raw") or instance.pk is None:
+    if kwargs.get("raw") or instance.pk is None or getattr(instance, PUSHED_ON_COMMIT, False):
         return
     using = kwargs.get("using") or "default"
     _pending.ids.setdefault(using, []).append(instance.pk)
@@ -44,4 +45,4 @@ def _flush(using: str) -> None:
 def user_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if user is not None and session_key:
-        async_to_sync(aclose_session_sockets)(user.pk, session_key)
+        run_async(aclose_session_sockets, user.pk, session_key)

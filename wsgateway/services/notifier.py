@@ -6,12 +6,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
 from django.utils import timezone
 
+from ..bridge import run_async
 from ..codes import ErrorCode
 from ..conf import gateway_settings
 from ..exceptions import GatewayError
@@ -67,24 +67,48 @@ def _unread_sql(db: Any, count: int) -> str:
 
 
 def push_saved_notifications(ids: Iterable[int]) -> None:
-    """Push saved notifications to their recipients; run once the transaction commits.
+    """Push saved notifications, by id, to their recipients; run once the transaction commits.
 
-    However many notifications and recipients, this is a few queries and one
-    call to the channel layer per chunk (one pipeline on wsgateway's Redis layer).
-    A channel-layer failure is logged, not raised: the rows are stored, and
-    sockets catch up through the resync after the layer returns, or on connect.
+    The rows are read again: ids of a rolled-back transaction may ride along, and they name no row.
     """
     ids = sorted(set(ids))
     for start in range(0, len(ids), PUSH_CHUNK):
-        # Read again: ids of a rolled-back transaction may ride along, and they name no row.
-        notifications = list(
+        push_notifications(
             Notification.objects.select_related("created_by", "changed_by")
             .filter(pk__in=ids[start : start + PUSH_CHUNK])
             .order_by("id")
         )
-        if not notifications:
-            continue
-        recipients = {n.recipient_id for n in notifications}
+
+
+def push_created_notifications(notifications: list[Notification]) -> None:
+    """notify()'s commit hook: push the rows it inserted, from memory, but not those deleted since."""
+    for start in range(0, len(notifications), PUSH_CHUNK):
+        chunk = notifications[start : start + PUSH_CHUNK]
+        stored = _stored_ids([n.pk for n in chunk])
+        push_notifications(n for n in chunk if n.pk in stored)
+
+
+def _stored_ids(ids: list[int]) -> set[int]:
+    # Plain SQL for the same reason as unread_states(): it runs on every notify().
+    with connections[router.db_for_read(Notification)].cursor() as cursor:
+        qn = cursor.db.ops.quote_name
+        table, pk = qn(Notification._meta.db_table), qn(Notification._meta.pk.column)
+        cursor.execute(f"SELECT {pk} FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(ids))})", ids)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def push_notifications(notifications: Iterable[Notification]) -> None:
+    """Push committed notifications to their recipients, with each recipient's unread count.
+
+    However many notifications and recipients, this is one count query and one
+    call to the channel layer per chunk (one pipeline on wsgateway's Redis layer).
+    A channel-layer failure is logged, not raised: the rows are stored, and
+    sockets catch up through the resync after the layer returns, or on connect.
+    """
+    notifications = list(notifications)
+    for start in range(0, len(notifications), PUSH_CHUNK):
+        chunk = notifications[start : start + PUSH_CHUNK]
+        recipients = {n.recipient_id for n in chunk}
         with user_push_lock(recipients):
             # Counted under the lock, so that pushes leave in the order their counts were taken.
             states = unread_states(recipients)
@@ -98,10 +122,10 @@ def push_saved_notifications(ids: Iterable[int]) -> None:
                         "unread": states[n.recipient_id]["unread"],
                     },
                 )
-                for n in notifications
+                for n in chunk
             ]
             try:
-                async_to_sync(apush_many)(pushes)
+                run_async(apush_many, pushes)
             except Exception as exc:
                 logger.warning("wsgateway: %d notification(s) stored but not pushed: %s", len(pushes), exc)
 
@@ -110,7 +134,7 @@ def push_unread_state(user_id: Any) -> dict[str, Any]:
     """Push the unread count to every socket of the user, and return it."""
     with user_push_lock(user_id):
         state = unread_state(user_id)
-        async_to_sync(apush)([user_id], CHANNEL, state)
+        run_async(apush, [user_id], CHANNEL, state)
     return state
 
 
