@@ -7,7 +7,6 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()  # before importing anything that touches models
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from wsgateway.routing import websocket_urlpatterns  # noqa: E402
@@ -15,7 +14,8 @@ from wsgateway.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # wsgateway checks the Origin itself (WSGATEWAY["ALLOWED_ORIGINS"]), so no OriginValidator here.
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # wsgateway checks the Origin (WSGATEWAY["ALLOWED_ORIGINS"]) and reads the token and the session
+        # cookie itself: no OriginValidator, and no AuthMiddlewareStack (a trip to the database thread).
+        "websocket": URLRouter(websocket_urlpatterns),
     }
 )

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+from channels.db import DatabaseSyncToAsync
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
@@ -332,6 +333,38 @@ async def test_service_whose_on_connect_raises_sends_internal_error_in_its_place
                 frame("clipboard", {"clipboard": []}),
             ]
             await socket.assert_open()
+
+
+async def test_service_whose_snapshot_raises_sends_internal_error_and_the_others_still_arrive(
+    ann: Any, caplog: Any
+) -> None:
+    services = [DEFAULT_SERVICES[0], "tests.support.extensions.FaultySnapshotService", DEFAULT_SERVICES[1]]
+    with override_settings(WSGATEWAY={"SERVICES": services}), caplog.at_level(logging.ERROR, "wsgateway"):
+        async with connected_as(ann) as socket:
+            assert socket.connect_frames[1:] == [
+                frame("notifications", {"unread": 0, "category": None}),
+                error_frame("faulty_snapshot", "internal_error"),
+                frame("clipboard", {"clipboard": []}),
+            ]
+            await socket.assert_open()
+    assert "a bug in snapshot" in caplog.text
+
+
+async def test_the_snapshots_of_all_services_are_read_in_one_trip_to_the_database_thread(
+    ann: Any, monkeypatch: Any
+) -> None:
+    trips: list[str] = []
+    original = DatabaseSyncToAsync.thread_handler
+
+    def counting(self: Any, loop: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(self.func, "__name__", repr(self.func)))
+        return original(self, loop, *args, **kwargs)
+
+    monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler", counting)
+    async with connected_as(ann) as socket:
+        assert [f["channel"] for f in socket.connect_frames] == ["gateway", "notifications", "clipboard"]
+    # The user is in the scope already (as the middleware leaves it): the snapshots are the only trip.
+    assert trips == ["_read_snapshots"]
 
 
 async def test_service_whose_on_disconnect_raises_is_logged_and_the_socket_still_closes(

@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any, ClassVar
 
+from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -25,6 +26,8 @@ from .signals import client_connected, client_disconnected
 logger = logging.getLogger("wsgateway")
 
 GATEWAY_CHANNEL = "gateway"
+#: Prefixes of the message types whose handlers are this module's (see GatewayConsumer.dispatch).
+OWN_MESSAGE_TYPES = ("gateway.", "websocket.")
 #: Most queued layer messages dispatched in a row before the client's frames get a turn.
 DRAIN_LIMIT = 64
 
@@ -101,11 +104,12 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels runs close_old_connections() in the sync thread before every
-        # handler: one thread hop per message, serialised across all sockets.
-        # Pushes touch no database, and the services' database work goes through
-        # database_sync_to_async, which does its own cleanup, so our events skip it.
-        if message["type"].startswith("gateway."):
+        # Channels runs close_old_connections() in its database thread before every
+        # handler: one trip to that thread per message, serialised across all sockets.
+        # wsgateway's handlers do their database work through database_sync_to_async,
+        # which does the same cleanup around each call, so their messages skip it.
+        # A subclass's own event types keep Channels' behaviour.
+        if message["type"].startswith(OWN_MESSAGE_TYPES):
             handler = getattr(self, message["type"].replace(".", "_"), None)
             if handler is not None:
                 await handler(message)
@@ -160,8 +164,14 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         )
 
     async def send_service_snapshots(self) -> None:
+        read = [service for service in self.services.values() if service.has_snapshot()]
+        snapshots = await database_sync_to_async(_read_snapshots)(read, self.user) if read else {}
         for channel, service in self.services.items():
-            payload = await self.call_service(service.on_connect(self.user), channel)
+            if channel in snapshots:
+                outcome = _settled(*snapshots[channel])
+            else:
+                outcome = service.on_connect(self.user)
+            payload = await self.call_service(outcome, channel)
             if payload is not None and payload is not _FAILED:
                 await self.send_frame(channel, payload)
 
@@ -347,6 +357,23 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 
 _FAILED = object()
+
+
+def _read_snapshots(services: list[Service], user: Any) -> dict[str, tuple[Any, Exception | None]]:
+    # Each service's outcome apart: one that raises must not cost the others their frames.
+    outcomes: dict[str, tuple[Any, Exception | None]] = {}
+    for service in services:
+        try:
+            outcomes[service.channel] = (service.snapshot(user), None)
+        except Exception as exc:
+            outcomes[service.channel] = (None, exc)
+    return outcomes
+
+
+async def _settled(value: Any, error: Exception | None) -> Any:
+    if error is not None:
+        raise error
+    return value
 
 
 def _reject_constant(name: str) -> Any:

@@ -12,6 +12,7 @@ from django.utils.crypto import constant_time_compare
 from .codes import ErrorCode
 from .conf import gateway_settings
 from .exceptions import AuthenticationFailed
+from .reads import fetch
 
 SALT = "wsgateway.tokens"
 
@@ -36,8 +37,9 @@ def verify_token(token: str) -> Any:
         raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.") from None
     user_model = get_user_model()
     try:
-        user = user_model._default_manager.get(pk=claims["u"])
-    except (user_model.DoesNotExist, KeyError, TypeError, ValueError):
+        # Read on every token connect: plain SQL (see wsgateway.reads), by primary key.
+        (user,) = fetch(user_model, user_model._meta.pk.name, claims["u"])
+    except (KeyError, TypeError, ValueError, OverflowError):  # ValueError: no such user, or a bad pk
         raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.") from None
     if not getattr(user, "is_active", True) or not constant_time_compare(
         claims.get("h", ""), _auth_hash(user)

@@ -48,6 +48,13 @@ class FaultyOnConnectService(Service):
         raise RuntimeError("a bug in on_connect")
 
 
+class FaultySnapshotService(Service):
+    channel = "faulty_snapshot"
+
+    def snapshot(self, user: Any) -> Any:
+        raise RuntimeError("a bug in snapshot")
+
+
 class FaultyOnDisconnectService(Service):
     channel = "faulty_disconnect"
 

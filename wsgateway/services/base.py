@@ -29,8 +29,24 @@ class Service:
         self.connection = connection
 
     async def on_connect(self, user: Any) -> Any:
-        """Payload of the frame sent right after connect, or ``None`` for no frame."""
+        """Payload of the frame sent right after connect, or ``None`` for no frame.
+
+        A service that only reads the database should override :meth:`snapshot` instead.
+        """
         return None
+
+    def snapshot(self, user: Any) -> Any:
+        """Sync alternative to :meth:`on_connect`, run in Channels' database thread.
+
+        The consumer reads the snapshots of all services that override this in
+        one trip to that thread: a trip per service made the thread the
+        bottleneck of connects. Override this or ``on_connect``, not both.
+        """
+        return None
+
+    @classmethod
+    def has_snapshot(cls) -> bool:
+        return cls.snapshot is not Service.snapshot
 
     async def on_message(self, user: Any, payload: Any) -> Any:
         """Answer one client frame; the return value is sent back with the frame's id."""

@@ -14,6 +14,7 @@ from ..codes import ErrorCode
 from ..conf import gateway_settings, import_from_setting
 from ..exceptions import GatewayError
 from ..models import ClipboardEntry
+from ..reads import fetch
 from .base import ActionService
 
 CHANNEL = "clipboard"
@@ -27,7 +28,8 @@ def user_can_view(user: Any, obj: Any) -> bool:
 
 
 def clipboard_of(user: Any) -> list[dict[str, Any]]:
-    return [entry.to_wire() for entry in ClipboardEntry.objects.filter(user=user).order_by("id")]
+    # Read on every connect: plain SQL (see wsgateway.reads).
+    return [entry.to_wire() for entry in fetch(ClipboardEntry, "user", user.pk, order_by="id")]
 
 
 def _check_room(user: Any, adding: int) -> None:
@@ -39,8 +41,8 @@ def _check_room(user: Any, adding: int) -> None:
 class ClipboardService(ActionService):
     channel = CHANNEL
 
-    async def on_connect(self, user: Any) -> Any:
-        return {"clipboard": await database_sync_to_async(clipboard_of)(user)}
+    def snapshot(self, user: Any) -> Any:
+        return {"clipboard": clipboard_of(user)}
 
     async def _changed(self, user: Any, reply: dict[str, Any]) -> dict[str, Any]:
         # The asking socket gets ``reply``; the user's other sockets get the new state.

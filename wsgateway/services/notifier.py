@@ -156,8 +156,8 @@ def _storable_pk(pk: int) -> bool:
 class NotifierService(ActionService):
     channel = CHANNEL
 
-    async def on_connect(self, user: Any) -> Any:
-        return await database_sync_to_async(unread_state)(user.pk)
+    def snapshot(self, user: Any) -> Any:
+        return unread_state(user.pk)
 
     async def action_mark_read(self, user: Any, data: Any) -> Any:
         ids = set(_ids(data))
