@@ -9,6 +9,8 @@ from unittest import mock
 import pytest
 from asgiref.sync import sync_to_async
 from channels.auth import AuthMiddlewareStack
+from channels.db import DatabaseSyncToAsync
+from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.test import Client, override_settings
@@ -24,6 +26,7 @@ from tests.support.communicators import (
     refused,
 )
 from wsgateway.consumers import GatewayConsumer
+from wsgateway.groups import apush, user_group
 from wsgateway.tokens import SALT, issue_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -278,6 +281,34 @@ async def test_token_of_a_deleted_user_is_token_invalid(alice: Any) -> None:
     await alice.adelete()
     async with refused(headers=[bearer(token)]) as socket:
         await assert_refused(socket, "token_invalid")
+
+
+async def test_a_revoked_token_leaves_the_users_group_and_hears_no_push(alice: Any) -> None:
+    token = issue_token(alice)
+    alice.set_password("a new password")
+    await alice.asave()
+    layer = get_channel_layer()
+    async with refused(headers=[bearer(token)]) as socket:
+        await assert_refused(socket, "token_invalid")
+        await apush([alice.pk], "notifications", {"unread": 1})
+        assert await socket.receive_nothing(0.2)
+    assert not layer.local.groups.get(user_group(alice.pk))  # type: ignore[union-attr]
+
+
+async def test_a_token_connect_reads_its_user_and_the_snapshots_in_one_trip(
+    alice: Any, monkeypatch: Any
+) -> None:
+    trips: list[str] = []
+    original = DatabaseSyncToAsync.thread_handler
+
+    def counting(self: Any, loop: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(self.func, "__name__", repr(self.func)))
+        return original(self, loop, *args, **kwargs)
+
+    monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler", counting)
+    async with connected(headers=[bearer(issue_token(alice))]) as socket:
+        assert socket.connect_frames[0] == connected_as_frame(alice)
+    assert trips == ["_connect_reads"]
 
 
 # -- a site's own authenticator ---------------------------------------------------------

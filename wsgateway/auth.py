@@ -8,27 +8,42 @@ but wrong, which stops the search: a bad token never falls back to a session.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from channels.auth import get_user
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.utils.functional import empty
 from django.utils.module_loading import import_string
 
 from .conf import gateway_settings, import_from_setting
-from .tokens import verify_token
+from .tokens import token_claims, token_user
 
 Scope = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Identity:
-    user: Any
+    user: Any = None
     #: The Django session the socket belongs to, so that logging out closes it.
     session_key: str | None = None
+    #: Instead of ``user``, for a credential that names its user without the database (a signed
+    #: token): the user's primary key, and a sync function that reads the user, or raises
+    #: AuthenticationFailed. The consumer runs it in the same trip to the database thread as the
+    #: services' snapshots, after joining the group of ``user_id``; a refusal leaves the group.
+    user_id: Any = None
+    load_user: Callable[[], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.user is None) == (self.load_user is None or self.user_id is None):
+            raise ValueError("An Identity has a user, or a user_id and load_user, not both")
+
+    @property
+    def pk(self) -> Any:
+        return self.user.pk if self.user is not None else self.user_id
 
 
 class BaseAuthenticator:
@@ -70,8 +85,8 @@ class BearerTokenAuthenticator(BaseAuthenticator):
         token = self.get_token(scope)
         if token is None:
             return None
-        user = await database_sync_to_async(verify_token)(token)
-        return Identity(user)
+        claims = token_claims(token)  # the signature and age; the user is read with the snapshots
+        return Identity(user_id=claims["u"], load_user=partial(token_user, claims))
 
 
 class SessionAuthenticator(BaseAuthenticator):

@@ -13,7 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
-from .auth import authenticate
+from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings, import_from_setting
 from .exceptions import AuthenticationFailed, GatewayError
@@ -35,6 +35,9 @@ DRAIN_LIMIT = 64
 #: RecursionError near 1000, and data stored a little below that cannot be encoded
 #: again inside a reply or an on-connect frame: stop well short of both.
 MAX_NESTING = 100
+
+#: channel -> (payload, None) or (None, the exception the service's snapshot raised)
+Snapshots = dict[str, tuple[Any, Exception | None]]
 
 
 class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -142,11 +145,19 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if identity is None:
             await self.refuse(ErrorCode.UNAUTHORIZED, "Log in, or present a bearer token, to connect.")
             return
-        self.user, self.session_key = identity.user, identity.session_key
-        self.services = {cls.channel: cls(self) for cls in self.service_classes()}
+        services = {cls.channel: cls(self) for cls in self.service_classes()}
         # Join before the on-connect snapshots are read: a push racing this connect
         # is then queued behind them instead of falling between the two.
-        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        group = user_group(identity.pk)
+        await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            # One trip to the database thread: the token's user (if not read yet) and the snapshots.
+            self.user, snapshots = await database_sync_to_async(_connect_reads)(identity, services)
+        except AuthenticationFailed as exc:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.refuse(exc.code, exc.message)  # self.services stays empty: no push gets through
+            return
+        self.session_key, self.services = identity.session_key, services
         await self.accept()
         await self.send_frame(
             GATEWAY_CHANNEL,
@@ -155,7 +166,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 "services": list(self.services),
             },
         )
-        await self.send_service_snapshots()
+        await self.send_service_snapshots(snapshots)
         if layer_reaches_other_processes():
             self.watchdog = watchdog_for(self.channel_layer)
             self.watchdog.register(self)
@@ -163,9 +174,12 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             sender=self.__class__, user=self.user, channel_name=self.channel_name, scope=self.scope
         )
 
-    async def send_service_snapshots(self) -> None:
-        read = [service for service in self.services.values() if service.has_snapshot()]
-        snapshots = await database_sync_to_async(_read_snapshots)(read, self.user) if read else {}
+    async def send_service_snapshots(
+        self, snapshots: dict[str, tuple[Any, Exception | None]] | None = None
+    ) -> None:
+        """Send each service's connect frame, from ``snapshots`` when they were read with the user."""
+        if snapshots is None:
+            snapshots = await database_sync_to_async(_read_snapshots)(self.services, self.user)
         for channel, service in self.services.items():
             if channel in snapshots:
                 outcome = _settled(*snapshots[channel])
@@ -359,10 +373,20 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 _FAILED = object()
 
 
-def _read_snapshots(services: list[Service], user: Any) -> dict[str, tuple[Any, Exception | None]]:
+def _connect_reads(identity: Identity, services: dict[str, Service]) -> tuple[Any, Snapshots]:
+    user = identity.user
+    if user is None:
+        assert identity.load_user is not None
+        user = identity.load_user()
+    return user, _read_snapshots(services, user)
+
+
+def _read_snapshots(services: dict[str, Service], user: Any) -> Snapshots:
     # Each service's outcome apart: one that raises must not cost the others their frames.
-    outcomes: dict[str, tuple[Any, Exception | None]] = {}
-    for service in services:
+    outcomes: Snapshots = {}
+    for service in services.values():
+        if not service.has_snapshot():
+            continue
         try:
             outcomes[service.channel] = (service.snapshot(user), None)
         except Exception as exc:
