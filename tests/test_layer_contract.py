@@ -313,3 +313,30 @@ async def test_receive_nowait_hands_over_queued_messages_without_waiting(
     assert await receive(layer, channel) == {"type": "test.one"}
     assert layer.receive_nowait(channel) == {"type": "test.two"}
     assert layer.receive_nowait(channel) is None
+
+
+@pytest.mark.parametrize("groups", [3, 50], ids=["a few groups", "a broadcast batch"])
+async def test_group_send_many_reaches_each_groups_members_on_every_process_in_order(
+    layer_factory: Any, kind: str, groups: int
+) -> None:
+    probe = layer_factory()
+    if not hasattr(probe, "group_send_many"):
+        pytest.skip(f"{kind} has no group_send_many (a wsgateway extension)")
+    processes = [probe, layer_factory()] if "redis" in kind else [probe]
+    members: dict[str, tuple[BaseChannelLayer, str]] = {}
+    for n in range(groups):
+        process = processes[n % len(processes)]
+        channel = await process.new_channel()
+        await process.group_add(f"group-{n}", channel)
+        members[f"group-{n}"] = (process, channel)
+    stranger_process = processes[-1]
+    stranger = await stranger_process.new_channel()
+    await probe.group_send("group-0", {"type": "test.first"})
+    await probe.group_send_many([(f"group-{n}", {"type": "test.batch", "n": n}) for n in range(groups)])
+    await probe.group_send_many([("group-0", {"type": "test.last"})])
+    for n, (process, channel) in enumerate(members.values()):
+        if n == 0:
+            assert await receive(process, channel) == {"type": "test.first"}
+        assert await receive(process, channel) == {"type": "test.batch", "n": n}
+    assert await receive(*members["group-0"]) == {"type": "test.last"}
+    assert await receives_nothing(stranger_process, stranger)

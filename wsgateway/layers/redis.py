@@ -6,7 +6,8 @@ subscribed to while the loop has a member; ``group_send`` is one PUBLISH
 whatever the number of members or processes; each process decodes a message
 once and hands a copy to each local member. Publishes issued together (one
 ``group_send_many``, or many sockets' ``group_send`` in one loop turn) go out as
-one pipeline.
+one pipeline; a ``group_send_many`` to many groups goes to every process in a
+few large publishes instead of one per group (see there).
 
 Capacity and expiry are enforced where a message is queued: a send to a
 channel of the same loop raises ChannelFull; a message for a full channel of
@@ -37,6 +38,9 @@ from .base import Inbox, LocalDelivery
 logger = logging.getLogger("wsgateway")
 
 SUBSCRIBE_TIMEOUT = 5.0
+#: group_send_many of this many groups or more is broadcast (see there), in publishes of BROADCAST_CHUNK.
+BROADCAST_MIN = 16
+BROADCAST_CHUNK = 200
 
 
 class _Publisher:
@@ -112,6 +116,7 @@ class _LoopState:
                 )
                 self.pubsub = subscriber.pubsub()
             await self.subscribe(self.inbox_channel, start_reader=True)
+            await self.subscribe(self.layer.broadcast_channel)
 
     async def subscribe(self, redis_channel: str, start_reader: bool = False) -> None:
         """Subscribe, and return only once Redis has confirmed: a publish after group_add must arrive.
@@ -147,6 +152,7 @@ class _LoopState:
 
     async def read(self) -> None:
         prefix_group = f"{self.layer.prefix}:g:"
+        broadcast = self.layer.broadcast_channel
         unpackb = msgpack.unpackb
         failing = False
         while True:
@@ -189,6 +195,9 @@ class _LoopState:
                 continue
             if channel.startswith(prefix_group):
                 self.local.fan_out(channel[len(prefix_group) :], payload)
+            elif channel == broadcast:
+                for group, event in payload:
+                    self.local.fan_out(group, event)
             elif channel == self.inbox_channel:
                 self.deliver(payload["c"], payload["m"])
             else:  # a normal channel this loop receives on
@@ -325,6 +334,11 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     # -- groups --------------------------------------------------------------------------
 
+    @property
+    def broadcast_channel(self) -> str:
+        """Every receiving process subscribes here, for the batches of group_send_many."""
+        return f"{self.prefix}:b"
+
     def _group_channel(self, group: str) -> str:
         return f"{self.prefix}:g:{group}"
 
@@ -352,13 +366,26 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         )
 
     async def group_send_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
-        """Extension: many group_sends as one pipeline (one round trip)."""
+        """Extension: many group_sends in one round trip, in order.
+
+        A few go out as one PUBLISH per group, to the processes with members. More
+        than that go to every process, BROADCAST_CHUNK to a PUBLISH, and each process
+        hands out what its members should have: Redis and redis-py spend per message,
+        not per byte, and a site-wide announcement reaches most processes anyway.
+        """
         packb = msgpack.packb
         for group, _ in items:
             self.require_valid_group_name(group)
-        await self._state().publisher.publish(
-            [(self._group_channel(group), packb(message, use_bin_type=True)) for group, message in items]
-        )
+        if len(items) < BROADCAST_MIN:
+            publishes = [
+                (self._group_channel(group), packb(message, use_bin_type=True)) for group, message in items
+            ]
+        else:
+            publishes = [
+                (self.broadcast_channel, packb(items[start : start + BROADCAST_CHUNK], use_bin_type=True))
+                for start in range(0, len(items), BROADCAST_CHUNK)
+            ]
+        await self._state().publisher.publish(publishes)
 
     # -- flush ---------------------------------------------------------------------------
 
