@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 
 _STRIPES = [threading.Lock() for _ in range(64)]
 _ADVISORY_NAMESPACE = 0x5753  # "WS": keeps our advisory keys apart from a site's own
@@ -33,10 +33,22 @@ def user_push_lock(user_ids: Any) -> Iterator[None]:
     with ExitStack() as held:
         for stripe in stripes:
             held.enter_context(_STRIPES[stripe])
-        if connection.vendor == "postgresql":
+        if connection.vendor != "postgresql":
+            yield
+        elif connection.in_atomic_block:
             # Released at commit, after the push has been handed to the layer.
-            held.enter_context(transaction.atomic())
             with connection.cursor() as cursor:
                 for stripe in stripes:
                     cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ADVISORY_NAMESPACE, stripe])
-        yield
+            yield
+        else:
+            # In autocommit (a commit hook, the usual case) a session lock spares the
+            # BEGIN and COMMIT around the count: two round trips of every push.
+            with connection.cursor() as cursor:
+                for stripe in stripes:
+                    cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_ADVISORY_NAMESPACE, stripe])
+                try:
+                    yield
+                finally:
+                    for stripe in reversed(stripes):
+                        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_ADVISORY_NAMESPACE, stripe])

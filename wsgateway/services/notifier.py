@@ -33,37 +33,53 @@ def unread_state(user_id: Any) -> dict[str, Any]:
 
 
 def unread_states(user_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
-    """:func:`unread_state` of many users, in one query.
+    """:func:`unread_state` of many users, in one query."""
+    return _unread_states_and_stored(user_ids, [])[0]
+
+
+def _unread_states_and_stored(
+    user_ids: Iterable[Any], ids: list[int]
+) -> tuple[dict[Any, dict[str, Any]], set[int]]:
+    """The unread states of ``user_ids``, and which of the notifications ``ids`` exist, in one query.
 
     Plain SQL: this runs on every connect and every push, and building the
     equivalent ORM query (an aggregate with a correlated subquery) cost more
     than running it.
     """
     user_ids = list(user_ids)
-    if not user_ids:
-        return {}
     states: dict[Any, dict[str, Any]] = {user_id: {"unread": 0, "category": None} for user_id in user_ids}
+    stored: set[int] = set()
+    if not user_ids:
+        return states, stored
     with connections[router.db_for_read(Notification)].cursor() as cursor:
-        cursor.execute(_unread_sql(cursor.db, len(user_ids)), [False, False, *user_ids])
-        for recipient_id, unread, newest_category in cursor.fetchall():
-            states[recipient_id] = {"unread": unread, "category": category_tag(newest_category)}
-    return states
+        cursor.execute(_unread_sql(cursor.db, len(user_ids), len(ids)), [False, False, *user_ids, *ids])
+        for recipient_id, unread, newest_category, stored_id in cursor.fetchall():
+            if recipient_id is None:
+                stored.add(stored_id)
+            else:
+                states[recipient_id] = {"unread": unread, "category": category_tag(newest_category)}
+    return states, stored
 
 
-def _unread_sql(db: Any, count: int) -> str:
+def _unread_sql(db: Any, users: int, ids: int) -> str:
     qn = db.ops.quote_name
     meta = Notification._meta
     table, pk = qn(meta.db_table), qn(meta.pk.column)
     recipient, is_read = qn(meta.get_field("recipient").column), qn(meta.get_field("is_read").column)
     category = qn(meta.get_field("category").column)
-    placeholders = ", ".join(["%s"] * count)
-    return (
+    sql = (
         f"SELECT n.{recipient}, COUNT(*), "
         f"(SELECT m.{category} FROM {table} m WHERE m.{recipient} = n.{recipient} AND m.{is_read} = %s "
-        f"ORDER BY m.{pk} DESC LIMIT 1) "
-        f"FROM {table} n WHERE n.{is_read} = %s AND n.{recipient} IN ({placeholders}) "
+        f"ORDER BY m.{pk} DESC LIMIT 1), NULL "
+        f"FROM {table} n WHERE n.{is_read} = %s AND n.{recipient} IN ({', '.join(['%s'] * users)}) "
         f"GROUP BY n.{recipient}"
     )
+    if ids:
+        # One round trip for the existence check too (see push_created_notifications).
+        sql += (
+            f" UNION ALL SELECT NULL, NULL, NULL, {pk} FROM {table} WHERE {pk} IN ({', '.join(['%s'] * ids)})"
+        )
+    return sql
 
 
 def push_saved_notifications(ids: Iterable[int]) -> None:
@@ -82,26 +98,15 @@ def push_saved_notifications(ids: Iterable[int]) -> None:
 
 def push_created_notifications(notifications: list[Notification]) -> None:
     """notify()'s commit hook: push the rows it inserted, from memory, but not those deleted since."""
-    for start in range(0, len(notifications), PUSH_CHUNK):
-        chunk = notifications[start : start + PUSH_CHUNK]
-        stored = _stored_ids([n.pk for n in chunk])
-        push_notifications(n for n in chunk if n.pk in stored)
+    push_notifications(notifications, stored_only=True)
 
 
-def _stored_ids(ids: list[int]) -> set[int]:
-    # Plain SQL for the same reason as unread_states(): it runs on every notify().
-    with connections[router.db_for_read(Notification)].cursor() as cursor:
-        qn = cursor.db.ops.quote_name
-        table, pk = qn(Notification._meta.db_table), qn(Notification._meta.pk.column)
-        cursor.execute(f"SELECT {pk} FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(ids))})", ids)
-        return {row[0] for row in cursor.fetchall()}
-
-
-def push_notifications(notifications: Iterable[Notification]) -> None:
+def push_notifications(notifications: Iterable[Notification], *, stored_only: bool = False) -> None:
     """Push committed notifications to their recipients, with each recipient's unread count.
 
-    However many notifications and recipients, this is one count query and one
-    call to the channel layer per chunk (one pipeline on wsgateway's Redis layer).
+    However many notifications and recipients, this is one query and one call
+    to the channel layer per chunk (one pipeline on wsgateway's Redis layer).
+    ``stored_only`` drops those no longer in the database (in the same query).
     A channel-layer failure is logged, not raised: the rows are stored, and
     sockets catch up through the resync after the layer returns, or on connect.
     """
@@ -111,7 +116,9 @@ def push_notifications(notifications: Iterable[Notification]) -> None:
         recipients = {n.recipient_id for n in chunk}
         with user_push_lock(recipients):
             # Counted under the lock, so that pushes leave in the order their counts were taken.
-            states = unread_states(recipients)
+            states, stored = _unread_states_and_stored(
+                recipients, [n.pk for n in chunk] if stored_only else []
+            )
             pushes = [
                 (
                     n.recipient_id,
@@ -123,7 +130,10 @@ def push_notifications(notifications: Iterable[Notification]) -> None:
                     },
                 )
                 for n in chunk
+                if not stored_only or n.pk in stored
             ]
+            if not pushes:
+                continue
             try:
                 run_async(apush_many, pushes)
             except Exception as exc:
