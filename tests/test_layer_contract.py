@@ -340,3 +340,23 @@ async def test_group_send_many_reaches_each_groups_members_on_every_process_in_o
         assert await receive(process, channel) == {"type": "test.batch", "n": n}
     assert await receive(*members["group-0"]) == {"type": "test.last"}
     assert await receives_nothing(stranger_process, stranger)
+
+
+@pytest.mark.parametrize("groups", [1, 50], ids=["one group", "a broadcast batch"])
+async def test_group_send_many_sync_from_a_thread_reaches_members_in_order(
+    layer_factory: Any, kind: str, groups: int
+) -> None:
+    sender, receiver = layer_factory(), layer_factory()
+    if not hasattr(type(sender), "group_send_many_sync"):
+        pytest.skip(f"{kind} has no group_send_many_sync (a wsgateway extension)")
+    channels = []
+    for n in range(groups):
+        channel = await receiver.new_channel()
+        await receiver.group_add(f"group-{n}", channel)
+        channels.append(channel)
+    batch = [(f"group-{n}", {"type": "test.sync", "n": n}) for n in range(groups)]
+    await asyncio.to_thread(sender.group_send_many_sync, batch)
+    await asyncio.to_thread(sender.group_send_many_sync, [("group-0", {"type": "test.after"})])
+    for n, channel in enumerate(channels):
+        assert await receive(receiver, channel) == {"type": "test.sync", "n": n}
+    assert await receive(receiver, channels[0]) == {"type": "test.after"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -74,7 +75,35 @@ async def apush_many(pushes: list[tuple[Any, str, Any]]) -> None:
 
 def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Synchronous :func:`apush`, for views, signal handlers and workers."""
-    run_async(apush, list(user_ids), channel, payload, exclude=exclude)
+    event = push_event(channel, payload, exclude=exclude)
+    send_to_groups_sync([(user_group(user_id), event) for user_id in user_ids])
+
+
+def push_many(pushes: list[tuple[Any, str, Any]]) -> None:
+    """Synchronous :func:`apush_many`."""
+    send_to_groups_sync(
+        [(user_group(user_id), push_event(channel, payload)) for user_id, channel, payload in pushes]
+    )
+
+
+def send_to_groups_sync(items: list[tuple[str, dict[str, Any]]]) -> None:
+    """:func:`send_to_groups` from sync code: straight to a layer with ``group_send_many_sync``
+    (wsgateway's Redis layer), else through an event loop (:func:`wsgateway.bridge.run_async`)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("push() is for sync code; await apush() in async code")
+    layer = channel_layer()
+    if layer is None or not items:
+        return
+    # Looked up on the class: RedisPubSubChannelLayer forwards instance attributes to a per-loop
+    # layer, and outside a loop that lookup raises.
+    if hasattr(type(layer), "group_send_many_sync"):
+        layer.group_send_many_sync(items)
+    else:
+        run_async(send_to_groups, items)
 
 
 async def aclose_session_sockets(user_id: Any, session_key: str) -> None:

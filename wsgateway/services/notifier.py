@@ -11,11 +11,10 @@ from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from ..bridge import run_async
 from ..codes import ErrorCode
 from ..conf import gateway_settings
 from ..exceptions import GatewayError
-from ..groups import apush, apush_many
+from ..groups import push, push_many
 from ..locks import user_push_lock
 from ..models import Notification, category_tag
 from .base import ActionService
@@ -135,7 +134,7 @@ def push_notifications(notifications: Iterable[Notification], *, stored_only: bo
             if not pushes:
                 continue
             try:
-                run_async(apush_many, pushes)
+                push_many(pushes)
             except Exception as exc:
                 logger.warning("wsgateway: %d notification(s) stored but not pushed: %s", len(pushes), exc)
 
@@ -144,7 +143,7 @@ def push_unread_state(user_id: Any) -> dict[str, Any]:
     """Push the unread count to every socket of the user, and return it."""
     with user_push_lock(user_id):
         state = unread_state(user_id)
-        run_async(apush, [user_id], CHANNEL, state)
+        push([user_id], CHANNEL, state)
     return state
 
 
