@@ -244,7 +244,9 @@ class Databases:
             else:
                 server_url = os.environ.get("WSGATEWAY_TEST_POSTGRES_URL")
                 if not server_url:
-                    server = PostgresServer().start()
+                    # Beside the work folder (memory-backed /dev/shm when there is one): a shared
+                    # machine's disk stalls showed up as end-to-end latency; the push path is measured.
+                    server = PostgresServer(parent=self.workdir.parent).start()
                     self.resources.add(server.stop)
                     server_url = server.server_url
                 url = create_database(server_url)

@@ -34,10 +34,10 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, parent: str | Path | None = None) -> None:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.dir = Path(tempfile.mkdtemp(prefix="wsgateway-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="wsgateway-pg-", dir=parent))
 
     @staticmethod
     def available() -> bool:
