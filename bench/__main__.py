@@ -34,7 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.client import Plan
+from bench.client import HTTP_POOL, Plan
 from bench.layers import ROWS, Row, availability
 from tests.support.postgres import PostgresServer, create_database
 from tests.support.servers import HOST, ROOT, Daphne, RedisServer, project_env, wait_for_port
@@ -373,6 +373,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             e2e_expected=e2e["expected"],
             e2e_complete=e2e["missing"] == 0 and e2e["duplicates"] == 0,
             e2e_achieved_rate=e2e["producer"].get("achieved_rate"),
+            e2e_http_capacity=(e2e.get("http_capacity") or {}).get("requests_per_s"),
             e2e_client_cpu_pct=e2e["client_cpu_pct"],
         )
     connections = result.get("connections")
@@ -553,6 +554,14 @@ def render_table(
         "the rate the producer achieved (below the target: the producer side, notify() itself, was "
         "saturated)."
     )
+    for name, result in results.items():
+        http = result.get("summary", {}).get("e2e_http_capacity")
+        if http:
+            lines.append(
+                f"HTTP capacity of {name}'s daphne (the same middleware, a view that does nothing, "
+                f"{HTTP_POOL} connections, closed loop): {http:,.0f} requests/s; no producer by HTTP "
+                "gets past it."
+            )
     return "\n".join(lines)
 
 

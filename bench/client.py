@@ -677,6 +677,7 @@ class Client:
                     30,
                 )
             http.close()
+        http_capacity = await self.http_capacity(min(total, 1000)) if plan.e2e == "http" else None
         phase = self.phase = E2EPhase(total)
         cpu = CpuWindow(plan.pids, plan.service_pids).start()
         producer: dict[str, Any] = {}
@@ -701,6 +702,7 @@ class Client:
             "duplicates": phase.dups,
             "stray": phase.stray,
             "producer": producer,
+            "http_capacity": http_capacity,
             **latency_summary(phase.latencies),
             **{f"from_send_{k}": v for k, v in latency_summary(phase.from_send).items()},
             # The slowest notifications: [seq, ms from due time]; where in the run they were says why.
@@ -715,6 +717,31 @@ class Client:
             f"end-to-end ({plan.e2e}): {phase.received}/{total}, p50 {result['p50_ms'] or 0:.1f} ms, "
             f"p99 {result['p99_ms'] or 0:.1f} ms, client CPU {window['client_cpu_pct']:.0f}%"
         )
+        return result
+
+    async def http_capacity(self, requests: int) -> dict[str, Any]:
+        """The same daphne and middleware answering a view that does nothing, as fast as it can
+        (closed loop on HTTP_POOL connections): the most requests/s any view could be paced at."""
+        https = [Http(self.plan.ports[0]) for _ in range(HTTP_POOL)]
+        statuses: dict[int, int] = {}
+        left = requests
+
+        async def loop(http: Http) -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                status, _ = await http.post("/bench/noop/", {}, self.plan.round_timeout)
+                statuses[status] = statuses.get(status, 0) + 1
+
+        start = monotonic()
+        try:
+            await asyncio.gather(*(loop(http) for http in https))
+        finally:
+            for http in https:
+                http.close()
+        elapsed = monotonic() - start
+        result = {"requests": requests, "statuses": statuses, "requests_per_s": requests / elapsed}
+        log(f"HTTP capacity (a view that does nothing): {result['requests_per_s']:,.0f} requests/s")
         return result
 
     async def paced_requests(self, total: int, user_ids: list[int], report: dict[str, Any]) -> None:

@@ -6,5 +6,6 @@ from project.urls import urlpatterns as project_urlpatterns
 urlpatterns = [
     path("bench/fanout/", views.fanout, name="bench-fanout"),
     path("bench/notify/", views.notify, name="bench-notify"),
+    path("bench/noop/", views.noop, name="bench-noop"),
     *project_urlpatterns,
 ]

@@ -105,6 +105,14 @@ def _notify_one(user_id: int, data: dict[str, Any]) -> None:
 
 
 @csrf_exempt
+async def noop(request: HttpRequest) -> HttpResponse:
+    """POST: nothing but the site's middleware and a response: what the HTTP path costs alone."""
+    if (refused := _refuse(request)) is not None:
+        return refused
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
 async def notify(request: HttpRequest) -> HttpResponse:
     """POST {"user", "t", "ts", "seq"}: one notify() (row, post_save, push on commit), as a site's would."""
     if (refused := _refuse(request)) is not None:

@@ -346,7 +346,9 @@ async def test_group_send_many_reaches_each_groups_members_on_every_process_in_o
 async def test_group_send_many_sync_from_a_thread_reaches_members_in_order(
     layer_factory: Any, kind: str, groups: int
 ) -> None:
-    sender, receiver = layer_factory(), layer_factory()
+    sender = layer_factory()
+    # A process-local layer's other "process" is another thread of the same process.
+    receiver = sender if getattr(type(sender), "process_local", False) else layer_factory()
     if not hasattr(type(sender), "group_send_many_sync"):
         pytest.skip(f"{kind} has no group_send_many_sync (a wsgateway extension)")
     channels = []
@@ -360,3 +362,19 @@ async def test_group_send_many_sync_from_a_thread_reaches_members_in_order(
     for n, channel in enumerate(channels):
         assert await receive(receiver, channel) == {"type": "test.sync", "n": n}
     assert await receive(receiver, channels[0]) == {"type": "test.after"}
+
+
+async def test_group_send_many_sync_from_a_thread_wakes_a_waiting_receiver(
+    layer_factory: Any, kind: str
+) -> None:
+    sender = layer_factory()
+    receiver = sender if getattr(type(sender), "process_local", False) else layer_factory()
+    if not hasattr(type(sender), "group_send_many_sync"):
+        pytest.skip(f"{kind} has no group_send_many_sync (a wsgateway extension)")
+    channel = await receiver.new_channel()
+    await receiver.group_add("test-group", channel)
+    waiting = asyncio.ensure_future(receive(receiver, channel))
+    await asyncio.sleep(0.05)  # the receiver is parked on its inbox
+    assert not waiting.done()
+    await asyncio.to_thread(sender.group_send_many_sync, [("test-group", {"type": "test.wake"})])
+    assert await waiting == {"type": "test.wake"}

@@ -60,6 +60,9 @@ class LocalDelivery:
         self.groups: dict[str, dict[str, float]] = {}
         self.memberships: dict[str, set[str]] = {}
         self.next_sweep = time.monotonic() + expiry
+        #: The loop whose tasks join groups and wait here (daphne's): a sync caller in another
+        #: thread must hand its sends to it, never touch the inboxes itself.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- channels --------------------------------------------------------------------------
 
@@ -85,7 +88,8 @@ class LocalDelivery:
                 self.drop_expired(channel, inbox, time.monotonic())
                 if inbox.messages:
                     return inbox.messages.popleft()[1]
-            waiter = asyncio.get_running_loop().create_future()
+            loop = self.loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
             inbox.waiters.append(waiter)
             try:
                 await waiter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from typing import Any
@@ -56,6 +57,7 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def group_add(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        self.local.loop = asyncio.get_running_loop()
         self.local.add(group, channel)
 
     async def group_discard(self, group: str, channel: str) -> None:
@@ -72,6 +74,34 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         """Extension: several group_sends in one call (one round trip on networked layers)."""
         for group, message in items:
             await self.group_send(group, message)
+
+    def group_send_many_sync(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Extension: :meth:`group_send_many` for sync code in another thread (a view's).
+
+        The sends are queued onto the loop whose consumers are the members, in order, and the
+        caller goes on at once: waiting for that loop's next turn held a view's thread, and a
+        writer thread serving many requests, for as long as the loop was busy with everything else.
+        """
+        for group, message in items:
+            assert isinstance(message, dict), "message is not a dict"
+            self.require_valid_group_name(group)
+        loop = self.local.loop
+        if loop is None:
+            return  # no task ever joined a group here: no member to reach
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop.is_running() and running is not loop:
+            loop.call_soon_threadsafe(self._fan_out, items)
+        elif not loop.is_closed():
+            # On the members' loop itself, or while it is paused: nothing of it runs meanwhile.
+            self._fan_out(items)
+        # else: the members were tasks of a closed loop (a finished test's): nobody reads.
+
+    def _fan_out(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        for group, message in items:
+            self.local.fan_out(group, message)
 
     async def flush(self) -> None:
         self.local.flush()
