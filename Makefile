@@ -36,8 +36,8 @@ bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check wsgateway project tests scripts
-	$(VENV)/bin/ruff format --check wsgateway project tests scripts
+	$(VENV)/bin/ruff check wsgateway project tests scripts bench
+	$(VENV)/bin/ruff format --check wsgateway project tests scripts bench
 	$(VENV)/bin/mypy wsgateway
 
 clean:
