@@ -27,13 +27,23 @@ def copy_message(value: Any) -> Any:
 
 
 class Inbox:
-    """Messages waiting for one channel, with their expiry times, and who waits for them."""
+    """Messages waiting for one channel, with their expiry times, and who waits for them.
 
-    __slots__ = ("messages", "waiters")
+    The times sit in a deque of their own, not in a (time, message) pair per message: a
+    pair is an object the cyclic collector tracks, a dict of strings (a push) is not, and
+    a burst of queued pairs set off collections over the whole heap of a busy server.
+    """
+
+    __slots__ = ("expiries", "messages", "waiters")
 
     def __init__(self) -> None:
-        self.messages: deque[tuple[float, dict[str, Any]]] = deque()
+        self.messages: deque[dict[str, Any]] = deque()
+        self.expiries: deque[float] = deque()
         self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def pop(self) -> dict[str, Any]:
+        self.expiries.popleft()
+        return self.messages.popleft()
 
     def wake_one(self) -> None:
         while self.waiters:
@@ -75,7 +85,8 @@ class LocalDelivery:
             self.drop_expired(channel, inbox, now)
             if len(inbox.messages) >= self.capacity_of(channel):
                 raise ChannelFull(channel)
-        inbox.messages.append((now + self.expiry, copy_message(message)))
+        inbox.messages.append(copy_message(message))
+        inbox.expiries.append(now + self.expiry)
         if inbox.waiters:
             inbox.wake_one()
 
@@ -87,7 +98,7 @@ class LocalDelivery:
             if inbox.messages:
                 self.drop_expired(channel, inbox, time.monotonic())
                 if inbox.messages:
-                    return inbox.messages.popleft()[1]
+                    return inbox.pop()
             loop = self.loop = asyncio.get_running_loop()
             waiter = loop.create_future()
             inbox.waiters.append(waiter)
@@ -106,12 +117,12 @@ class LocalDelivery:
         if inbox is None or not inbox.messages:
             return None
         self.drop_expired(channel, inbox, time.monotonic())
-        return inbox.messages.popleft()[1] if inbox.messages else None
+        return inbox.pop() if inbox.messages else None
 
     def drop_expired(self, channel: str, inbox: Inbox, now: float) -> None:
         expired = False
-        while inbox.messages and inbox.messages[0][0] < now:
-            inbox.messages.popleft()
+        while inbox.expiries and inbox.expiries[0] < now:
+            inbox.pop()
             expired = True
         if expired:
             # An unread message means nobody is reading: the channel leaves its groups,
