@@ -40,3 +40,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+
+# Diagnostic, off by default: BENCH_NO_MIDDLEWARE=1 serves every view without the example project's
+# middleware, to tell Django's request path apart from wsgateway's push in the HTTP end-to-end rows.
+if os.environ.get("BENCH_NO_MIDDLEWARE"):
+    MIDDLEWARE: list[str] = []
