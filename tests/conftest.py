@@ -3,8 +3,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from channels.db import DatabaseSyncToAsync
 
 from tests.support.servers import RedisServer
 
@@ -27,3 +29,17 @@ def output_dir() -> Path:
     path = Path(__file__).resolve().parents[1] / "test-output"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture
+def database_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the functions run in Channels' database thread (database_sync_to_async), in order."""
+    trips: list[str] = []
+    original = DatabaseSyncToAsync.thread_handler
+
+    def counting(self: Any, loop: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(self.func, "__name__", repr(self.func)))
+        return original(self, loop, *args, **kwargs)
+
+    monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler", counting)
+    return trips

@@ -9,7 +9,6 @@ from unittest import mock
 import pytest
 from asgiref.sync import sync_to_async
 from channels.auth import AuthMiddlewareStack
-from channels.db import DatabaseSyncToAsync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
 from django.core import signing
@@ -296,19 +295,11 @@ async def test_a_revoked_token_leaves_the_users_group_and_hears_no_push(alice: A
 
 
 async def test_a_token_connect_reads_its_user_and_the_snapshots_in_one_trip(
-    alice: Any, monkeypatch: Any
+    alice: Any, database_trips: list[str]
 ) -> None:
-    trips: list[str] = []
-    original = DatabaseSyncToAsync.thread_handler
-
-    def counting(self: Any, loop: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(self.func, "__name__", repr(self.func)))
-        return original(self, loop, *args, **kwargs)
-
-    monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler", counting)
     async with connected(headers=[bearer(issue_token(alice))]) as socket:
         assert socket.connect_frames[0] == connected_as_frame(alice)
-    assert trips == ["_connect_reads"]
+    assert database_trips == ["_connect_reads"]
 
 
 # -- a site's own authenticator ---------------------------------------------------------

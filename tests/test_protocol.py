@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import pytest
-from channels.db import DatabaseSyncToAsync
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
@@ -351,20 +350,12 @@ async def test_service_whose_snapshot_raises_sends_internal_error_and_the_others
 
 
 async def test_the_snapshots_of_all_services_are_read_in_one_trip_to_the_database_thread(
-    ann: Any, monkeypatch: Any
+    ann: Any, database_trips: list[str]
 ) -> None:
-    trips: list[str] = []
-    original = DatabaseSyncToAsync.thread_handler
-
-    def counting(self: Any, loop: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(self.func, "__name__", repr(self.func)))
-        return original(self, loop, *args, **kwargs)
-
-    monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler", counting)
     async with connected_as(ann) as socket:
         assert [f["channel"] for f in socket.connect_frames] == ["gateway", "notifications", "clipboard"]
     # The user is in the scope already (as the middleware leaves it): the snapshots are the only trip.
-    assert trips == ["_connect_reads"]
+    assert database_trips == ["_connect_reads"]
 
 
 async def test_service_whose_on_disconnect_raises_is_logged_and_the_socket_still_closes(
