@@ -6,7 +6,8 @@ notifies hundreds of times a second, that was most of the cost of a push. So
 sync code outside any event loop shares one loop per process, kept in a daemon
 thread, where the layer keeps its connections. Sync code that a running loop
 called through ``sync_to_async`` (a view under daphne) still goes back to that
-loop: the in-process layer's queues belong to it.
+loop: a layer's per-loop state (the stock in-memory layer's queues) belongs to it.
+wsgateway's own layers need neither for a push: see their ``group_send_many_sync``.
 """
 
 from __future__ import annotations
@@ -54,14 +55,19 @@ def _called_from_running_loop() -> bool:
     return loop is not None and pid == os.getpid() and loop.is_running()
 
 
-def run_async(fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run ``await fn(*args, **kwargs)`` from sync code, and return its result."""
+def require_sync(advice: str) -> None:
+    """Raise RuntimeError, with ``advice``, when called on a running event loop's thread:
+    a sync call there would block every socket of the loop, or deadlock waiting for it."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        pass
-    else:
-        raise RuntimeError("run_async() is for sync code; await the coroutine function instead")
+        return
+    raise RuntimeError(advice)
+
+
+def run_async(fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``await fn(*args, **kwargs)`` from sync code, and return its result."""
+    require_sync("run_async() is for sync code; await the coroutine function instead")
     if _called_from_running_loop():
         return async_to_sync(fn)(*args, **kwargs)
 

@@ -174,9 +174,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             sender=self.__class__, user=self.user, channel_name=self.channel_name, scope=self.scope
         )
 
-    async def send_service_snapshots(
-        self, snapshots: dict[str, tuple[Any, Exception | None]] | None = None
-    ) -> None:
+    async def send_service_snapshots(self, snapshots: Snapshots | None = None) -> None:
         """Send each service's connect frame, from ``snapshots`` when they were read with the user."""
         if snapshots is None:
             snapshots = await database_sync_to_async(_read_snapshots)(self.services, self.user)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable
 from typing import Any
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
-from .bridge import run_async
+from .bridge import require_sync, run_async
 from .conf import gateway_settings
 
 #: Channel-layer event types, handled by consumer methods of the same name with "_" for ".".
@@ -89,12 +88,7 @@ def push_many(pushes: list[tuple[Any, str, Any]]) -> None:
 def send_to_groups_sync(items: list[tuple[str, dict[str, Any]]]) -> None:
     """:func:`send_to_groups` from sync code: straight to a layer with ``group_send_many_sync``
     (wsgateway's Redis layer), else through an event loop (:func:`wsgateway.bridge.run_async`)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise RuntimeError("push() is for sync code; await apush() in async code")
+    require_sync("push() is for sync code; await apush() in async code")
     layer = channel_layer()
     if layer is None or not items:
         return

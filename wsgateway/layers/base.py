@@ -70,9 +70,6 @@ class LocalDelivery:
         self.groups: dict[str, dict[str, float]] = {}
         self.memberships: dict[str, set[str]] = {}
         self.next_sweep = time.monotonic() + expiry
-        #: The loop whose tasks join groups and wait here (daphne's): a sync caller in another
-        #: thread must hand its sends to it, never touch the inboxes itself.
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- channels --------------------------------------------------------------------------
 
@@ -99,8 +96,7 @@ class LocalDelivery:
                 self.drop_expired(channel, inbox, time.monotonic())
                 if inbox.messages:
                     return inbox.pop()
-            loop = self.loop = asyncio.get_running_loop()
-            waiter = loop.create_future()
+            waiter = asyncio.get_running_loop().create_future()
             inbox.waiters.append(waiter)
             try:
                 await waiter

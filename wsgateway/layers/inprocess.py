@@ -36,6 +36,9 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.group_expiry = group_expiry
         self.local = LocalDelivery(expiry, group_expiry, self.get_capacity)
+        #: The loop whose tasks joined groups last (daphne's): a sync caller in another thread
+        #: hands its sends to it, and never touches the inboxes itself.
+        self.members_loop: asyncio.AbstractEventLoop | None = None
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "message is not a dict"
@@ -57,7 +60,7 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def group_add(self, group: str, channel: str) -> None:
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        self.local.loop = asyncio.get_running_loop()
+        self.members_loop = asyncio.get_running_loop()
         self.local.add(group, channel)
 
     async def group_discard(self, group: str, channel: str) -> None:
@@ -85,7 +88,7 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         for group, message in items:
             assert isinstance(message, dict), "message is not a dict"
             self.require_valid_group_name(group)
-        loop = self.local.loop
+        loop = self.members_loop
         if loop is None:
             return  # no task ever joined a group here: no member to reach
         try:
