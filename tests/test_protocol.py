@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -10,9 +11,18 @@ import pytest
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
+from tests.support.communicators import (
+    TIMEOUT,
+    Socket,
+    communicator,
+    create_user,
+    error_frame,
+    frame,
+    refused,
+)
 from tests.support.communicators import connected as connected_as
-from tests.support.communicators import create_user, error_frame, frame, refused
-from wsgateway.consumers import MAX_NESTING, ClipboardConsumer, NotifierConsumer
+from wsgateway.consumers import MAX_NESTING, ClipboardConsumer, GatewayConsumer, NotifierConsumer
+from wsgateway.groups import apush, user_group
 from wsgateway.models import ClipboardEntry, Notification
 from wsgateway.notifications import anotify
 from wsgateway.signals import client_connected, client_disconnected
@@ -528,3 +538,65 @@ async def test_signals_do_not_fire_for_a_refused_socket() -> None:
         client_connected.disconnect(receiver)
         client_disconnected.disconnect(receiver)
     assert events == []
+
+
+# -- the message loops: one handler at a time, no task per message ---------------------
+
+
+class SiteConsumer(GatewayConsumer):
+    """A site's subclass: an event type of its own, and a ping that waits for the test."""
+
+    release: asyncio.Event
+
+    async def site_explode(self, event: dict[str, Any]) -> None:
+        raise RuntimeError("a bug in a site's handler")
+
+    async def gateway_message(self, payload: Any) -> Any:
+        if payload == {"action": "slow"}:
+            await self.release.wait()
+            return {"action": "done"}
+        return await super().gateway_message(payload)
+
+
+async def test_a_layer_event_whose_handler_raises_ends_the_consumer_with_its_exception(ann: Any) -> None:
+    socket = Socket(communicator(ann, SiteConsumer))
+    accepted, _ = await socket.communicator.connect(timeout=TIMEOUT)
+    assert accepted
+    assert len([await socket.receive() for _ in range(3)]) == 3  # gateway, notifications, clipboard
+    await get_channel_layer().group_send(user_group(ann.pk), {"type": "site.explode"})
+    with pytest.raises(RuntimeError, match="a bug in a site's handler"):
+        await socket.communicator.wait(TIMEOUT)
+
+
+async def test_a_push_waits_while_a_client_frame_is_being_handled(ann: Any) -> None:
+    SiteConsumer.release = asyncio.Event()
+    async with connected_as(ann, SiteConsumer) as socket:
+        await socket.send("gateway", {"action": "slow"}, "s1")
+        await asyncio.sleep(0.05)  # the handler is waiting
+        await apush([ann.pk], "notifications", {"unread": 7})
+        assert await socket.receive_nothing(0.2)
+        SiteConsumer.release.set()
+        assert await socket.receive() == frame("gateway", {"action": "done"}, "s1")
+        assert await socket.receive() == frame("notifications", {"unread": 7})
+
+
+async def test_an_idle_socket_runs_two_tasks_and_pushes_start_none(ann: Any) -> None:
+    before = len(asyncio.all_tasks())
+    async with connected_as(ann) as socket:
+        # The consumer's own (daphne's application instance) and the one that reads the layer.
+        assert len(asyncio.all_tasks()) - before == 2
+        loop = asyncio.get_running_loop()
+        started: list[str] = []
+
+        def count_tasks(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            started.append(getattr(coro, "__qualname__", repr(coro)))
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(count_tasks)
+        try:
+            for n in range(20):
+                await apush([ann.pk], "notifications", {"n": n})
+                assert await socket.receive() == frame("notifications", {"n": n})
+        finally:
+            loop.set_task_factory(None)
+        assert started == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from functools import partial
 from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
@@ -50,6 +51,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     session_key: str | None = None
     services: dict[str, Service]
     watchdog: LayerWatchdog | None = None
+    #: Held by whichever loop is dispatching (see serve): one handler at a time, as in Channels.
+    turn: asyncio.Lock
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,51 +63,61 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return gateway_settings.CHANNEL_LAYER
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # AsyncConsumer.__call__, except that the channel layer is received from
-        # through receive_from_layer, which survives a layer outage.
+        # AsyncConsumer.__call__, except that messages are taken from the client and from
+        # the layer by two long-lived loops (see serve).
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         if self.channel_layer is None:
             raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
-        # Events from this process that must not depend on the layer (the resync after an outage).
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         try:
-            await self.serve([receive, self.receive_from_layer, self.inbox.get])
+            await self.serve(receive)
         except StopConsumer:
             pass
 
-    async def serve(self, sources: list[Any]) -> None:
-        """Channels' await_many_dispatch, plus a drain of the layer.
+    async def serve(self, receive: Any) -> None:
+        """Channels' await_many_dispatch, as two loops that take turns.
 
-        Each received message normally costs a new task and an asyncio.wait; when
-        the layer can hand over what is already queued for this channel
-        (``receive_nowait``, an extension of wsgateway's layers), a burst of pushes
-        is dispatched in one go instead.
+        This task dispatches the client's messages; one more task dispatches the layer's,
+        and drains what the layer already holds for this channel (``receive_nowait``, an
+        extension of wsgateway's layers) before the client gets a turn. The turn lock keeps
+        Channels' rule of one handler at a time. Channels instead makes a task and an
+        asyncio.wait for every message: objects that outlive a young collection, are
+        promoted, and make the full collections of a server with many sockets come sooner.
         """
-        loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(source()) for source in sources]
-        drain = getattr(self.channel_layer, "receive_nowait", None)
-        layer_source = sources.index(self.receive_from_layer)
+        self.turn = asyncio.Lock()
+        this = asyncio.current_task()
+        layer = asyncio.get_running_loop().create_task(self.serve_layer())
+        layer.add_done_callback(partial(_stop_on_failure, this))
         try:
             while True:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for index, task in enumerate(tasks):
-                    if not task.done():
-                        continue
-                    await self.dispatch(task.result())
-                    if index == layer_source and drain is not None:
-                        for _ in range(DRAIN_LIMIT):
-                            message = drain(self.channel_name)
-                            if message is None:
-                                break
-                            await self.dispatch(message)
-                    tasks[index] = loop.create_task(sources[index]())
+                message = await receive()
+                async with self.turn:
+                    await self.dispatch(message)
+        except asyncio.CancelledError:
+            failure = layer.exception() if layer.done() and not layer.cancelled() else None
+            if failure is None or this is None:
+                raise
+            # Cancelled by _stop_on_failure: end as Channels would, with the layer handler's exception.
+            this.uncancel()
+            raise failure from None
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            layer.cancel()
+            await asyncio.gather(layer, return_exceptions=True)
+
+    async def serve_layer(self) -> None:
+        drain = getattr(self.channel_layer, "receive_nowait", None)
+        while True:
+            message = await self.receive_from_layer()
+            async with self.turn:
+                await self.dispatch(message)
+                if drain is not None:
+                    for _ in range(DRAIN_LIMIT):
+                        message = drain(self.channel_name)
+                        if message is None:
+                            break
+                        await self.dispatch(message)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections() in its database thread before every
@@ -188,22 +201,25 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 await self.send_frame(channel, payload)
 
     async def resync(self) -> None:
-        """After a layer outage: re-join the user's group, then resend the on-connect frames."""
-        self.inbox.put_nowait({"type": "gateway.resync"})
+        """After a layer outage: re-join the user's group, then resend the on-connect frames.
+
+        Called by the watchdog, in its task. The watchdog's slots keep a thousand sockets from
+        re-joining at once; the turn keeps the resync from interleaving with this socket's handlers.
+        """
+        assert self.watchdog is not None
+        async with self.watchdog.resync_slots, self.turn:
+            await self.dispatch({"type": "gateway.resync"})
 
     async def gateway_resync(self, event: dict[str, Any]) -> None:
-        # Runs in this socket's own message loop, so it cannot interleave with a client frame.
-        # The watchdog's slots keep a thousand sockets from re-joining at once.
         assert self.watchdog is not None
-        async with self.watchdog.resync_slots:
-            try:
-                await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
-            except Exception as exc:
-                # Down again: the watchdog resyncs this socket on the next recovery.
-                self.watchdog.report_failure(exc)
-                return
-            await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
-            await self.send_service_snapshots()
+        try:
+            await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        except Exception as exc:
+            # Down again: the watchdog resyncs this socket on the next recovery.
+            self.watchdog.report_failure(exc)
+            return
+        await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
+        await self.send_service_snapshots()
 
     async def gateway_noop(self, event: dict[str, Any]) -> None:
         pass
@@ -369,6 +385,13 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 
 _FAILED = object()
+
+
+def _stop_on_failure(consumer_task: asyncio.Task[Any] | None, layer_loop: asyncio.Task[None]) -> None:
+    # A layer handler that raises ends the consumer, as in Channels: the client's loop is
+    # waiting on daphne's queue, so it is cancelled, and re-raises the handler's exception.
+    if consumer_task is not None and not layer_loop.cancelled() and layer_loop.exception() is not None:
+        consumer_task.cancel()
 
 
 def _connect_reads(identity: Identity, services: dict[str, Service]) -> tuple[Any, Snapshots]:
