@@ -122,6 +122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, help=f"end-to-end seconds ({DEFAULTS['duration']:g})")
     parser.add_argument(
+        "--worker",
+        default="2x2",
+        metavar="PxT",
+        help="the end-to-end notify() worker of the Redis rows: P processes of T threads (2x2)",
+    )
+    parser.add_argument(
         "--repeat", type=int, help=f"fan-out rounds per row; the median is shown ({DEFAULTS['repeat']})"
     )
     parser.add_argument(
@@ -185,6 +191,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--connections must be 1..{MAX_CONNECTIONS}")
     if args.users < 1 or args.messages < 1 or args.repeat < 1 or args.rate <= 0 or args.duration <= 0:
         parser.error("--users, --messages, --repeat, --rate and --duration must be positive")
+    try:
+        args.worker_processes, args.worker_threads = (int(n) for n in args.worker.lower().split("x"))
+    except ValueError:
+        parser.error("--worker is PxT, such as 2x2")
+    if args.worker_processes < 1 or args.worker_threads < 1:
+        parser.error("--worker needs at least one process of one thread")
     if args.profile and not Path(sys.executable).with_name("py-spy").exists():
         parser.error(f"--profile needs py-spy: {sys.executable} -m pip install py-spy")
     if args.users > args.connections and "connections" in args.phases:
@@ -292,7 +304,17 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
             duration=args.duration,
             e2e="none" if row.name == "ceiling" else ("worker" if row.kind == "redis" else "http"),
             warmup_user=int(tokens[-1][0]),
-            worker={"argv": [sys.executable, "-m", "bench.worker"], "env": env, "cwd": str(ROOT)},
+            worker={
+                "argv": [
+                    sys.executable,
+                    "-m",
+                    "bench.worker",
+                    f"--processes={args.worker_processes}",
+                    f"--threads={args.worker_threads}",
+                ],
+                "env": env,
+                "cwd": str(ROOT),
+            },
             idle_timeout=args.idle_timeout,
             connect_window=args.connect_window,
             phases=args.phases,
@@ -446,7 +468,8 @@ def render_table(
 ) -> str:
     lines = [
         f"fan-out: U={args.users} sockets (one per user), M={args.messages} pushes to each, median of "
-        f"{args.repeat} round(s); end-to-end: notify() at {args.rate:g}/s for {args.duration:g} s; "
+        f"{args.repeat} round(s); end-to-end: notify() at {args.rate:g}/s for {args.duration:g} s "
+        f"(Redis rows: a worker of {args.worker_processes} process(es) x {args.worker_threads} thread(s)); "
         f"connections: C={args.connections} authenticated sockets",
         "",
     ]

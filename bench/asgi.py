@@ -47,6 +47,7 @@ if os.environ.get("BENCH_GC_LOG"):
         if info["generation"] == 2 or took > 0.01:
             print(
                 f"gc gen{info['generation']}: {1000 * took:.1f} ms, collected {info['collected']}, "
+                f"tracked {len(gc.get_objects())}, "
                 f"at monotonic {time.monotonic():.3f}",
                 file=sys.stderr,
                 flush=True,
