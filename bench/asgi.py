@@ -1,5 +1,6 @@
 """ASGI entry point of the benchmark's daphne processes: project/asgi.py, plus the ceiling's consumer."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -25,15 +26,16 @@ application = ProtocolTypeRouter(
     }
 )
 
+# As project/asgi.py does; BENCH_GC_FREEZE=0 leaves it out, to measure what it does.
+if os.environ.get("BENCH_GC_FREEZE") != "0":
+    gc.freeze()
+
 # Diagnostics, off by default: BENCH_GC_LOG=1 logs collections of the oldest generation (and any
 # over 10 ms) to the daphne log; BENCH_GC_THRESHOLD="a,b,c" calls gc.set_threshold(a, b, c).
 if os.environ.get("BENCH_GC_THRESHOLD"):
-    import gc
-
     gc.set_threshold(*(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(",")))
 
 if os.environ.get("BENCH_GC_LOG"):
-    import gc
     import sys
     import time
 

@@ -1,5 +1,6 @@
 """ASGI entry point: Django for HTTP, wsgateway's consumers for WebSockets."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -19,3 +20,9 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
+
+# Everything loaded so far (Django, the apps, about 100,000 objects) lives as long as the process: take it
+# out of the cyclic collector's sight, so that a full collection walks little more than the sockets' own
+# objects. With 500 sockets per daphne, full collections took 36 to 81 ms with this line and 87 to 139 ms
+# without it (see the README, Deployment notes).
+gc.freeze()
