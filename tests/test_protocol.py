@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from channels.layers import get_channel_layer
@@ -23,6 +23,7 @@ from tests.support.communicators import (
 from tests.support.communicators import connected as connected_as
 from wsgateway.consumers import MAX_NESTING, ClipboardConsumer, GatewayConsumer, NotifierConsumer
 from wsgateway.groups import apush, user_group
+from wsgateway.health import LayerWatchdog
 from wsgateway.models import ClipboardEntry, Notification
 from wsgateway.notifications import anotify
 from wsgateway.signals import client_connected, client_disconnected
@@ -547,6 +548,11 @@ class SiteConsumer(GatewayConsumer):
     """A site's subclass: an event type of its own, and a ping that waits for the test."""
 
     release: asyncio.Event
+    connected: ClassVar[list[GatewayConsumer]] = []
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        await super().websocket_connect(message)
+        SiteConsumer.connected.append(self)
 
     async def site_explode(self, event: dict[str, Any]) -> None:
         raise RuntimeError("a bug in a site's handler")
@@ -600,3 +606,33 @@ async def test_an_idle_socket_runs_two_tasks_and_pushes_start_none(ann: Any) -> 
         finally:
             loop.set_task_factory(None)
         assert started == []
+
+
+async def test_a_resync_rejoins_the_users_group_and_resends_the_connect_frames(ann: Any) -> None:
+    async with connected_as(ann, SiteConsumer) as socket:
+        consumer = SiteConsumer.connected[-1]
+        consumer.watchdog = LayerWatchdog(consumer.channel_layer)  # as on a layer that can fail
+        # What an outage of Redis does to RedisChannelLayer's groups.
+        await consumer.channel_layer.group_discard(user_group(ann.pk), consumer.channel_name)
+        await consumer.resync()
+        assert await socket.receive() == frame("gateway", {"resync": True})
+        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None})
+        assert await socket.receive() == frame("clipboard", {"clipboard": []})
+        await apush([ann.pk], "notifications", {"unread": 3})
+        assert await socket.receive() == frame("notifications", {"unread": 3})
+
+
+async def test_a_resync_waits_while_a_client_frame_is_being_handled(ann: Any) -> None:
+    SiteConsumer.release = asyncio.Event()
+    async with connected_as(ann, SiteConsumer) as socket:
+        consumer = SiteConsumer.connected[-1]
+        consumer.watchdog = LayerWatchdog(consumer.channel_layer)
+        await socket.send("gateway", {"action": "slow"}, "s1")
+        await asyncio.sleep(0.05)  # the handler is waiting
+        resync = asyncio.ensure_future(consumer.resync())
+        assert await socket.receive_nothing(0.2)
+        SiteConsumer.release.set()
+        assert await socket.receive() == frame("gateway", {"action": "done"}, "s1")
+        assert await socket.receive() == frame("gateway", {"resync": True})
+        assert [(await socket.receive())["channel"] for _ in range(2)] == ["notifications", "clipboard"]
+        await resync
