@@ -65,8 +65,11 @@ async def apush(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude:
     await send_to_groups([(user_group(user_id), event) for user_id in user_ids])
 
 
-async def apush_many(pushes: list[tuple[Any, str, Any]]) -> None:
-    """Many pushes of different payloads, ``(user_id, channel, payload)`` each, in one layer call."""
+async def apush_many(pushes: Iterable[tuple[Any, str, Any]]) -> None:
+    """Many pushes of different payloads, ``(user_id, channel, payload)`` each, in one layer call.
+
+    Each payload is encoded as it is taken: from a generator, no more than one is alive at a time.
+    """
     await send_to_groups(
         [(user_group(user_id), push_event(channel, payload)) for user_id, channel, payload in pushes]
     )
@@ -78,7 +81,7 @@ def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | 
     send_to_groups_sync([(user_group(user_id), event) for user_id in user_ids])
 
 
-def push_many(pushes: list[tuple[Any, str, Any]]) -> None:
+def push_many(pushes: Iterable[tuple[Any, str, Any]]) -> None:
     """Synchronous :func:`apush_many`."""
     send_to_groups_sync(
         [(user_group(user_id), push_event(channel, payload)) for user_id, channel, payload in pushes]
