@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from functools import partial
 from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
@@ -88,8 +87,8 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         """
         self.turn = asyncio.Lock()
         this = asyncio.current_task()
-        layer = asyncio.get_running_loop().create_task(self.serve_layer())
-        layer.add_done_callback(partial(_stop_on_failure, this))
+        assert this is not None
+        layer = asyncio.get_running_loop().create_task(self.serve_layer(this))
         try:
             while True:
                 message = await receive()
@@ -97,27 +96,35 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                     await self.dispatch(message)
         except asyncio.CancelledError:
             failure = layer.exception() if layer.done() and not layer.cancelled() else None
-            if failure is None or this is None:
+            if failure is None:
                 raise
-            # Cancelled by _stop_on_failure: end as Channels would, with the layer handler's exception.
+            # serve_layer failed and cancelled this task: end as Channels would, with its exception.
             this.uncancel()
             raise failure from None
         finally:
             layer.cancel()
             await asyncio.gather(layer, return_exceptions=True)
 
-    async def serve_layer(self) -> None:
+    async def serve_layer(self, client_loop: asyncio.Task[Any]) -> None:
         drain = getattr(self.channel_layer, "receive_nowait", None)
-        while True:
-            message = await self.receive_from_layer()
-            async with self.turn:
-                await self.dispatch(message)
-                if drain is not None:
-                    for _ in range(DRAIN_LIMIT):
-                        message = drain(self.channel_name)
-                        if message is None:
-                            break
-                        await self.dispatch(message)
+        try:
+            while True:
+                message = await self.receive_from_layer()
+                async with self.turn:
+                    await self.dispatch(message)
+                    if drain is not None:
+                        for _ in range(DRAIN_LIMIT):
+                            message = drain(self.channel_name)
+                            if message is None:
+                                break
+                            await self.dispatch(message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            # A layer handler raised: the client's loop waits on daphne's queue, so wake it by
+            # cancelling it; it re-raises this exception once this task is done.
+            client_loop.cancel()
+            raise
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections() in its database thread before every
@@ -385,13 +392,6 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 
 _FAILED = object()
-
-
-def _stop_on_failure(consumer_task: asyncio.Task[Any] | None, layer_loop: asyncio.Task[None]) -> None:
-    # A layer handler that raises ends the consumer, as in Channels: the client's loop is
-    # waiting on daphne's queue, so it is cancelled, and re-raises the handler's exception.
-    if consumer_task is not None and not layer_loop.cancelled() and layer_loop.exception() is not None:
-        consumer_task.cancel()
 
 
 def _connect_reads(identity: Identity, services: dict[str, Service]) -> tuple[Any, Snapshots]:
