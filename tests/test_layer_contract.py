@@ -343,6 +343,21 @@ async def test_group_send_many_reaches_each_groups_members_on_every_process_in_o
     assert await receives_nothing(stranger_process, stranger)
 
 
+async def test_group_send_many_with_an_invalid_group_name_raises_and_sends_none_of_the_batch(
+    layer_factory: Any, kind: str
+) -> None:
+    layer = layer_factory()
+    if not hasattr(layer, "group_send_many"):
+        pytest.skip(f"{kind} has no group_send_many (a wsgateway extension)")
+    channel = await layer.new_channel()
+    await layer.group_add("group-ok", channel)
+    with pytest.raises(TypeError):
+        await layer.group_send_many(
+            [("group-ok", {"type": "test.first"}), ("bad name!", {"type": "test.bad"})]
+        )
+    assert await receives_nothing(layer, channel)
+
+
 @pytest.mark.parametrize("groups", [1, 50], ids=["one group", "a broadcast batch"])
 async def test_group_send_many_sync_from_a_thread_reaches_members_in_order(
     layer_factory: Any, kind: str, groups: int

@@ -75,8 +75,8 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     async def group_send_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Extension: several group_sends in one call (one round trip on networked layers)."""
-        for group, message in items:
-            await self.group_send(group, message)
+        self._check(items)
+        self._fan_out(items)
 
     def group_send_many_sync(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Extension: :meth:`group_send_many` for sync code in another thread (a view's).
@@ -85,9 +85,7 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         caller goes on at once: waiting for that loop's next turn held a view's thread, and a
         writer thread serving many requests, for as long as the loop was busy with everything else.
         """
-        for group, message in items:
-            assert isinstance(message, dict), "message is not a dict"
-            self.require_valid_group_name(group)
+        self._check(items)
         loop = self.members_loop
         if loop is None:
             return  # no task ever joined a group here: no member to reach
@@ -101,6 +99,12 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             # On the members' loop itself, or while it is paused: nothing of it runs meanwhile.
             self._fan_out(items)
         # else: the members were tasks of a closed loop (a finished test's): nobody reads.
+
+    def _check(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        # All of a batch, before any of it is sent: a bad item sends nothing, as group_send would.
+        for group, message in items:
+            assert isinstance(message, dict), "message is not a dict"
+            self.require_valid_group_name(group)
 
     def _fan_out(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         for group, message in items:
