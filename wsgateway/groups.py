@@ -70,9 +70,7 @@ async def apush_many(pushes: Iterable[tuple[Any, str, Any]]) -> None:
 
     Each payload is encoded as it is taken: from a generator, no more than one is alive at a time.
     """
-    await send_to_groups(
-        [(user_group(user_id), push_event(channel, payload)) for user_id, channel, payload in pushes]
-    )
+    await send_to_groups(_push_items(pushes))
 
 
 def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
@@ -83,9 +81,11 @@ def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | 
 
 def push_many(pushes: Iterable[tuple[Any, str, Any]]) -> None:
     """Synchronous :func:`apush_many`."""
-    send_to_groups_sync(
-        [(user_group(user_id), push_event(channel, payload)) for user_id, channel, payload in pushes]
-    )
+    send_to_groups_sync(_push_items(pushes))
+
+
+def _push_items(pushes: Iterable[tuple[Any, str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(user_group(user_id), push_event(channel, payload)) for user_id, channel, payload in pushes]
 
 
 def send_to_groups_sync(items: list[tuple[str, dict[str, Any]]]) -> None:
