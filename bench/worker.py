@@ -59,7 +59,9 @@ def main() -> None:
     go = context.Event()
     reports = context.SimpleQueue()
     children = [
-        context.Process(target=produce, args=(k, args, users, user_ids, ready, start, go, reports))
+        context.Process(
+            target=produce, args=(k, args, users, user_ids, ready, start, go, reports), daemon=True
+        )
         for k in range(args.processes)
     ]
     for child in children:
@@ -148,7 +150,8 @@ def produce(
         thread.start()
     warm.wait()
     ready.wait(timeout=60)
-    go.wait()
+    if not go.wait(timeout=60):  # the parent is gone: stop, do not linger
+        return
     for thread in threads:
         thread.join()
     reports.put(
