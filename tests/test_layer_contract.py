@@ -18,6 +18,14 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 
 from wsgateway.layers import InProcessChannelLayer
+from wsgateway.layers.extensions import (
+    GROUP_SEND_MANY,
+    GROUP_SEND_MANY_SYNC,
+    PROCESS_LOCAL,
+    RECEIVE_NOWAIT,
+    is_process_local,
+    supports,
+)
 
 LAYERS = ["stock-inmemory", "inprocess", "stock-redis-core", "stock-redis-pubsub", "redis"]
 NO_CAPACITY_OR_EXPIRY = {"stock-redis-pubsub"}
@@ -302,10 +310,23 @@ async def test_group_send_and_send_cross_processes(layer_factory: Any, kind: str
     assert await receive(there, member) == {"type": "test.direct"}
 
 
+async def test_each_declared_extension_is_there(layer: BaseChannelLayer, kind: str) -> None:
+    # Callers trust the list and never probe for the method: a name listed must be a method.
+    methods = [RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC]
+    declared = [name for name in methods if supports(layer, name)]
+    assert all(callable(getattr(type(layer), name, None)) for name in declared)
+    # RedisPubSubChannelLayer lists its extensions on its per-loop layer only, not on its own class.
+    assert supports(layer, "groups") == (kind != "stock-redis-pubsub")
+    # Only wsgateway's own layers declare its extensions; a stock layer declares none of them.
+    assert bool(declared) == (kind in ("inprocess", "redis"))
+    assert supports(layer, PROCESS_LOCAL) == (kind == "inprocess")
+    assert is_process_local(layer) == (kind in ("inprocess", "stock-inmemory"))
+
+
 async def test_receive_nowait_hands_over_queued_messages_without_waiting(
     layer: BaseChannelLayer, kind: str
 ) -> None:
-    if not hasattr(layer, "receive_nowait"):
+    if not supports(layer, RECEIVE_NOWAIT):
         pytest.skip(f"{kind} has no receive_nowait (a wsgateway extension)")
     channel = await layer.new_channel()
     assert layer.receive_nowait(channel) is None
@@ -321,7 +342,7 @@ async def test_group_send_many_reaches_each_groups_members_on_every_process_in_o
     layer_factory: Any, kind: str, groups: int
 ) -> None:
     probe = layer_factory()
-    if not hasattr(probe, "group_send_many"):
+    if not supports(probe, GROUP_SEND_MANY):
         pytest.skip(f"{kind} has no group_send_many (a wsgateway extension)")
     processes = [probe, layer_factory()] if "redis" in kind else [probe]
     members: dict[str, tuple[BaseChannelLayer, str]] = {}
@@ -347,7 +368,7 @@ async def test_group_send_many_with_an_invalid_group_name_raises_and_sends_none_
     layer_factory: Any, kind: str
 ) -> None:
     layer = layer_factory()
-    if not hasattr(layer, "group_send_many"):
+    if not supports(layer, GROUP_SEND_MANY):
         pytest.skip(f"{kind} has no group_send_many (a wsgateway extension)")
     channel = await layer.new_channel()
     await layer.group_add("group-ok", channel)
@@ -364,8 +385,8 @@ async def test_group_send_many_sync_from_a_thread_reaches_members_in_order(
 ) -> None:
     sender = layer_factory()
     # A process-local layer's other "process" is another thread of the same process.
-    receiver = sender if getattr(type(sender), "process_local", False) else layer_factory()
-    if not hasattr(type(sender), "group_send_many_sync"):
+    receiver = sender if is_process_local(sender) else layer_factory()
+    if not supports(sender, GROUP_SEND_MANY_SYNC):
         pytest.skip(f"{kind} has no group_send_many_sync (a wsgateway extension)")
     channels = []
     for n in range(groups):
@@ -384,8 +405,8 @@ async def test_group_send_many_sync_from_a_thread_wakes_a_waiting_receiver(
     layer_factory: Any, kind: str
 ) -> None:
     sender = layer_factory()
-    receiver = sender if getattr(type(sender), "process_local", False) else layer_factory()
-    if not hasattr(type(sender), "group_send_many_sync"):
+    receiver = sender if is_process_local(sender) else layer_factory()
+    if not supports(sender, GROUP_SEND_MANY_SYNC):
         pytest.skip(f"{kind} has no group_send_many_sync (a wsgateway extension)")
     channel = await receiver.new_channel()
     await receiver.group_add("test-group", channel)

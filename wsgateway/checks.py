@@ -10,20 +10,16 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, gateway_settings
-from .services.notifier import MAX_PAGE_SIZE
+from .conf import DEFAULTS, MAX_PAGE_SIZE, gateway_settings
+from .layers.extensions import is_process_local
 
 
 def _process_local(backend: str) -> bool:
-    from channels.layers import InMemoryChannelLayer
-
     try:
         cls = import_string(backend)
     except Exception:  # ImportError, or TypeError for ".relative.Path": Channels reports a bad BACKEND
         return False
-    return isinstance(cls, type) and (
-        issubclass(cls, InMemoryChannelLayer) or bool(getattr(cls, "process_local", False))
-    )
+    return isinstance(cls, type) and is_process_local(cls)
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

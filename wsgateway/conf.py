@@ -12,6 +12,9 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+#: Most notifications one "list" page may hold, whatever the client asks for.
+MAX_PAGE_SIZE = 100
+
 DEFAULTS: dict[str, Any] = {
     # Service classes, one per channel; the gateway endpoint serves all of them.
     "SERVICES": [

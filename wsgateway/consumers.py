@@ -19,6 +19,7 @@ from .conf import gateway_settings, import_from_setting
 from .exceptions import AuthenticationFailed, GatewayError
 from .groups import layer_reaches_other_processes, user_group
 from .health import LayerWatchdog, watchdog_for
+from .layers.extensions import RECEIVE_NOWAIT, supports
 from .origin import origin_allowed
 from .services.base import Service
 from .signals import client_connected, client_disconnected
@@ -106,7 +107,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await asyncio.gather(layer, return_exceptions=True)
 
     async def serve_layer(self, client_loop: asyncio.Task[Any]) -> None:
-        drain = getattr(self.channel_layer, "receive_nowait", None)
+        drain = self.channel_layer.receive_nowait if supports(self.channel_layer, RECEIVE_NOWAIT) else None
         try:
             while True:
                 message = await self.receive_from_layer()

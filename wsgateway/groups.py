@@ -10,6 +10,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 
 from .bridge import require_sync, run_async
 from .conf import gateway_settings
+from .layers.extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, is_process_local, supports
 
 #: Channel-layer event types, handled by consumer methods of the same name with "_" for ".".
 PUSH_EVENT = "gateway.push"
@@ -51,9 +52,8 @@ async def send_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
     layer = channel_layer()
     if layer is None or not items:
         return
-    send_many = getattr(layer, "group_send_many", None)
-    if send_many is not None:
-        await send_many(items)
+    if supports(layer, GROUP_SEND_MANY):
+        await layer.group_send_many(items)
     else:
         for group, event in items:
             await layer.group_send(group, event)
@@ -95,9 +95,7 @@ def send_to_groups_sync(items: list[tuple[str, dict[str, Any]]]) -> None:
     layer = channel_layer()
     if layer is None or not items:
         return
-    # Looked up on the class: RedisPubSubChannelLayer forwards instance attributes to a per-loop
-    # layer, and outside a loop that lookup raises.
-    if hasattr(type(layer), "group_send_many_sync"):
+    if supports(layer, GROUP_SEND_MANY_SYNC):
         layer.group_send_many_sync(items)
     else:
         run_async(send_to_groups, items)
@@ -113,15 +111,8 @@ async def aclose_session_sockets(user_id: Any, session_key: str) -> None:
 
 def layer_reaches_other_processes() -> bool:
     """False for the in-process layer, whose groups live in this process alone."""
-    from channels.layers import InMemoryChannelLayer
-
     layer = channel_layer()
-    # Looked up on the class: RedisPubSubChannelLayer forwards instance attributes to a per-loop layer.
-    return (
-        layer is not None
-        and not isinstance(layer, InMemoryChannelLayer)
-        and not getattr(type(layer), "process_local", False)
-    )
+    return layer is not None and not is_process_local(layer)
 
 
 def layer_is_reachable() -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from channels.layers import BaseChannelLayer
 
 from .base import LocalDelivery
+from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, PROCESS_LOCAL, RECEIVE_NOWAIT
 
 
 class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
@@ -19,9 +20,7 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     group_expiry), same single-process scope: messages never leave this process.
     """
 
-    extensions = ["groups", "flush"]
-    #: Read by wsgateway: groups here are invisible to other processes.
-    process_local = True
+    extensions = ["groups", "flush", RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, PROCESS_LOCAL]
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ from channels.layers import BaseChannelLayer
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery
+from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, RECEIVE_NOWAIT
 
 logger = logging.getLogger("wsgateway")
 
@@ -239,7 +240,7 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     ``channel_capacity``; capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = ["groups", "flush"]
+    extensions = ["groups", "flush", RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC]
 
     def __init__(
         self,

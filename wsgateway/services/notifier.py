@@ -12,7 +12,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from ..codes import ErrorCode
-from ..conf import gateway_settings
+from ..conf import MAX_PAGE_SIZE, gateway_settings
 from ..exceptions import GatewayError
 from ..groups import push, push_many
 from ..locks import user_push_lock
@@ -21,7 +21,6 @@ from .base import ActionService
 
 CHANNEL = "notifications"
 logger = logging.getLogger("wsgateway")
-MAX_PAGE_SIZE = 100
 #: Notifications pushed per query and layer call, to bound memory on a site-wide announcement.
 PUSH_CHUNK = 1000
 

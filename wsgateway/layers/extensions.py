@@ -1,0 +1,40 @@
+"""What a channel layer can do beyond Channels' contract, asked one way.
+
+Channels' layers list what they support in a class attribute ``extensions``
+(``"groups"``, ``"flush"``). wsgateway's layers add their own names to the same
+list, and every caller asks through :func:`supports`, never by probing for a
+method: an attribute lookup on an instance of channels_redis'
+RedisPubSubChannelLayer is forwarded to a per-loop layer, and outside a loop that
+lookup raises. So the question is put to the class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: ``receive_nowait(channel)``: the next message already queued, or None; never waits.
+RECEIVE_NOWAIT = "receive_nowait"
+#: ``async group_send_many([(group, message), ...])``: many group sends in one call.
+GROUP_SEND_MANY = "group_send_many"
+#: ``group_send_many_sync(items)``: the same from sync code outside the layer's loop.
+GROUP_SEND_MANY_SYNC = "group_send_many_sync"
+#: Groups and messages never leave this process (no method: a property of the layer).
+PROCESS_LOCAL = "process_local"
+
+
+def _layer_class(layer_or_class: Any) -> type:
+    return layer_or_class if isinstance(layer_or_class, type) else type(layer_or_class)
+
+
+def supports(layer_or_class: Any, extension: str) -> bool:
+    """True when the layer (an instance or its class) declares ``extension``."""
+    return extension in getattr(_layer_class(layer_or_class), "extensions", ())
+
+
+def is_process_local(layer_or_class: Any) -> bool:
+    """True for a layer whose groups live in one process: Channels' in-memory layer, or one that
+    declares :data:`PROCESS_LOCAL`. A push from a worker or another server never reaches its sockets."""
+    from channels.layers import InMemoryChannelLayer
+
+    cls = _layer_class(layer_or_class)
+    return issubclass(cls, InMemoryChannelLayer) or supports(cls, PROCESS_LOCAL)
