@@ -13,8 +13,9 @@ from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from wsgateway import frames
 from wsgateway import notify as wsgateway_notify
-from wsgateway.groups import apush_many, encode_frame
+from wsgateway.groups import apush_many
 
 CHANNEL = "notifications"
 _STAMP = "2025-01-01T12:00:00.000000+00:00"
@@ -78,7 +79,7 @@ async def fanout(request: HttpRequest) -> HttpResponse:
 
         for seq in range(m):
             for uid in users:
-                text = encode_frame(CHANNEL, bench_payload(round_, seq))
+                text = frames.data(CHANNEL, bench_payload(round_, seq))
                 for consumer in list(REGISTRY.get(uid, ())):
                     await consumer.send(text_data=text)
                     sent += 1

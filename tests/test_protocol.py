@@ -21,7 +21,8 @@ from tests.support.communicators import (
     refused,
 )
 from tests.support.communicators import connected as connected_as
-from wsgateway.consumers import MAX_NESTING, ClipboardConsumer, GatewayConsumer, NotifierConsumer
+from wsgateway.consumers import ClipboardConsumer, GatewayConsumer, NotifierConsumer
+from wsgateway.frames import MAX_NESTING
 from wsgateway.groups import apush, user_group
 from wsgateway.health import LayerWatchdog
 from wsgateway.models import ClipboardEntry, Notification
@@ -81,6 +82,19 @@ async def test_ping_is_answered_with_pong_and_the_same_id(socket: Any) -> None:
 async def test_ping_without_id_is_answered_without_id(socket: Any) -> None:
     await socket.send("gateway", {"action": "ping"})
     assert await socket.receive() == {"channel": "gateway", "payload": {"action": "pong"}}
+
+
+async def test_connect_frames_replies_and_errors_are_encoded_like_pushes(ann: Any) -> None:
+    # One encoder for the protocol: compact, whatever kind of frame.
+    async with connected_as(ann, read_connect_frames=False) as socket:
+        texts = [await socket.communicator.receive_from(TIMEOUT) for _ in range(3)]
+        await socket.send("gateway", {"action": "ping"}, "p")
+        texts.append(await socket.communicator.receive_from(TIMEOUT))
+        await socket.send("nope", {}, "e")
+        texts.append(await socket.communicator.receive_from(TIMEOUT))
+        await apush([ann.pk], "notifications", {"unread": 1})
+        texts.append(await socket.communicator.receive_from(TIMEOUT))
+    assert [json.dumps(json.loads(text), separators=(",", ":")) for text in texts] == texts
 
 
 # -- ids --------------------------------------------------------------------------------
@@ -549,6 +563,7 @@ class SiteConsumer(GatewayConsumer):
 
     release: asyncio.Event
     connected: ClassVar[list[GatewayConsumer]] = []
+    layer_events = GatewayConsumer.layer_events | {"site.explode"}
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         await super().websocket_connect(message)

@@ -15,14 +15,24 @@ from typing import Any
 
 from channels.auth import get_user
 from django.conf import settings
-from django.http.cookie import parse_cookie
 from django.utils.functional import empty
 from django.utils.module_loading import import_string
 
 from .conf import gateway_settings, import_from_setting
+from .scope import Scope, cookies, header
 from .tokens import token_claims, token_user
 
-Scope = dict[str, Any]
+# Authenticators of a site read the handshake with these too (``from wsgateway.auth import header``).
+__all__ = [
+    "BaseAuthenticator",
+    "BearerTokenAuthenticator",
+    "Identity",
+    "Scope",
+    "SessionAuthenticator",
+    "authenticate",
+    "cookies",
+    "header",
+]
 
 
 @dataclass(frozen=True)
@@ -49,20 +59,6 @@ class Identity:
 class BaseAuthenticator:
     async def authenticate(self, scope: Scope) -> Identity | None:
         raise NotImplementedError
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-def cookies(scope: Scope) -> dict[str, str]:
-    if "cookies" in scope:  # set by Channels' CookieMiddleware
-        return dict(scope["cookies"])
-    raw = header(scope, b"cookie")
-    return parse_cookie(raw) if raw else {}
 
 
 class BearerTokenAuthenticator(BaseAuthenticator):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
+from . import frames
 from .bridge import require_sync, run_async
 from .conf import gateway_settings
 from .layers.extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, is_process_local, supports
@@ -26,13 +26,6 @@ def channel_layer() -> BaseChannelLayer | None:
     return get_channel_layer(gateway_settings.CHANNEL_LAYER)
 
 
-def encode_frame(channel: str, payload: Any, *, id: str | int | None = None) -> str:
-    frame: dict[str, Any] = {"channel": channel, "payload": payload}
-    if id is not None:
-        frame["id"] = id
-    return json.dumps(frame, separators=(",", ":"))
-
-
 def push_event(channel: str, payload: Any, *, exclude: str | None = None) -> dict[str, Any]:
     """The layer event of a push; the frame is encoded here, once, not once per receiving socket.
 
@@ -41,7 +34,7 @@ def push_event(channel: str, payload: Any, *, exclude: str | None = None) -> dic
     return {
         "type": PUSH_EVENT,
         "channel": channel,
-        "text": encode_frame(channel, payload),
+        "text": frames.data(channel, payload),
         "exclude": exclude,
     }
 

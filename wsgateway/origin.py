@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http.request import validate_host
 
-from .auth import header
 from .conf import gateway_settings
+from .scope import header
 
 
 def _normalise(origin: str) -> str | None:

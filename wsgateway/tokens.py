@@ -27,11 +27,6 @@ def issue_token(user: AbstractBaseUser) -> str:
     return signing.dumps({"u": str(user.pk), "h": _auth_hash(user)}, salt=SALT, compress=True)
 
 
-def verify_token(token: str) -> Any:
-    """Return the active user a token names, or raise :class:`AuthenticationFailed`."""
-    return token_user(token_claims(token))
-
-
 def token_claims(token: str) -> dict[str, Any]:
     """The claims of a well-signed, unexpired token; no database access, so fit for the event loop."""
     try:

@@ -1,0 +1,120 @@
+"""The envelope on its own: decoding client messages and encoding server frames, with no socket."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from wsgateway import frames
+from wsgateway.codes import ErrorCode
+from wsgateway.frames import MAX_ID_LENGTH, MAX_NESTING, Frame, FrameError, MessageTooBig
+
+LIMIT = 1024
+
+
+def text(value: Any) -> dict[str, Any]:
+    return {"type": "websocket.receive", "text": json.dumps(value)}
+
+
+def refusal(message: dict[str, Any]) -> FrameError:
+    with pytest.raises(FrameError) as caught:
+        frames.decode(message, LIMIT)
+    return caught.value
+
+
+# -- decoding ---------------------------------------------------------------------------
+
+
+def test_a_valid_frame_decodes_to_channel_payload_and_id() -> None:
+    message = text({"channel": "clipboard", "payload": {"action": "clipboard_add", "data": 1}, "id": 4})
+    assert frames.decode(message, LIMIT) == Frame("clipboard", {"action": "clipboard_add", "data": 1}, 4)
+
+
+def test_payload_and_id_are_optional() -> None:
+    assert frames.decode(text({"channel": "gateway"}), LIMIT) == Frame("gateway", None, None)
+
+
+def test_size_is_checked_first_and_counts_utf8_bytes() -> None:
+    at_limit = "é" * (LIMIT // 2)  # two bytes each: exactly LIMIT bytes
+    with pytest.raises(MessageTooBig):
+        frames.decode({"type": "websocket.receive", "text": at_limit + "é"}, LIMIT)
+    with pytest.raises(MessageTooBig):
+        frames.decode({"type": "websocket.receive", "bytes": b"\0" * (LIMIT + 1)}, LIMIT)
+    assert refusal({"type": "websocket.receive", "text": at_limit}).code == ErrorCode.INVALID_JSON
+
+
+def test_binary_is_binary_not_supported() -> None:
+    error = refusal({"type": "websocket.receive", "bytes": b'{"channel": "gateway"}'})
+    assert (error.code, error.channel, error.id) == (ErrorCode.BINARY_NOT_SUPPORTED, None, None)
+
+
+@pytest.mark.parametrize("raw", ["", "nope", '{"channel": ', "NaN", '{"n": Infinity}', '{"n": -Infinity}'])
+def test_text_that_is_not_json_is_invalid_json(raw: str) -> None:
+    assert refusal({"type": "websocket.receive", "text": raw}).code == ErrorCode.INVALID_JSON
+
+
+def test_nesting_up_to_the_limit_is_read_and_deeper_is_invalid_json() -> None:
+    def nested(depth: int) -> str:
+        # The envelope is one level; the payload brings the rest.
+        return '{"channel": "gateway", "payload": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+    assert (
+        frames.decode({"type": "websocket.receive", "text": nested(MAX_NESTING)}, 10**6).channel == "gateway"
+    )
+    with pytest.raises(FrameError) as caught:
+        frames.decode({"type": "websocket.receive", "text": nested(MAX_NESTING + 1)}, 10**6)
+    assert caught.value.code == ErrorCode.INVALID_JSON
+
+
+@pytest.mark.parametrize("content", [[], "gateway", 3, None, True])
+def test_json_that_is_not_an_object_is_invalid_frame(content: Any) -> None:
+    assert refusal(text(content)).code == ErrorCode.INVALID_FRAME
+
+
+@pytest.mark.parametrize("frame_id", [True, 1.5, [1], {"n": 1}, None, "x" * (MAX_ID_LENGTH + 1)], ids=repr)
+def test_an_id_that_is_not_an_integer_or_a_short_string_is_invalid_id(frame_id: Any) -> None:
+    error = refusal(text({"channel": "clipboard", "id": frame_id}))
+    # The channel is echoed, so the client can tell which request failed; the bad id is not.
+    assert (error.code, error.channel, error.id) == (ErrorCode.INVALID_ID, "clipboard", None)
+
+
+@pytest.mark.parametrize("frame_id", [0, -3, "", "x" * MAX_ID_LENGTH])
+def test_integers_and_strings_up_to_the_limit_are_valid_ids(frame_id: Any) -> None:
+    assert frames.decode(text({"channel": "gateway", "id": frame_id}), LIMIT).id == frame_id
+
+
+@pytest.mark.parametrize("content", [{}, {"channel": ""}, {"channel": 5}, {"channel": None}])
+def test_a_frame_without_a_channel_name_is_missing_channel_with_its_id(content: dict[str, Any]) -> None:
+    error = refusal(text({**content, "id": "r1"}))
+    assert (error.code, error.channel, error.id) == (ErrorCode.MISSING_CHANNEL, None, "r1")
+
+
+# -- encoding ---------------------------------------------------------------------------
+
+
+def test_data_frames_are_compact_and_carry_the_id_only_when_given() -> None:
+    assert frames.data("gateway", {"action": "pong"}, "p1") == (
+        '{"channel":"gateway","payload":{"action":"pong"},"id":"p1"}'
+    )
+    assert frames.data("notifications", {"unread": 2}) == '{"channel":"notifications","payload":{"unread":2}}'
+    assert frames.data("x", None, 0) == '{"channel":"x","payload":null,"id":0}'
+
+
+def test_error_frames_have_code_and_message() -> None:
+    assert json.loads(frames.error(None, ErrorCode.INVALID_JSON, "Not JSON.")) == {
+        "channel": None,
+        "error": {"code": "invalid_json", "message": "Not JSON."},
+    }
+    assert json.loads(frames.error("clipboard", "not_found", "Gone.", 9)) == {
+        "channel": "clipboard",
+        "id": 9,
+        "error": {"code": "not_found", "message": "Gone."},
+    }
+
+
+def test_text_a_client_sent_comes_back_as_ascii_even_with_lone_surrogates() -> None:
+    sent = frames.data("clipboard", {"data": "caf\u00e9 \ud800"})
+    assert sent.isascii()
+    assert json.loads(sent)["payload"]["data"] == "caf\u00e9 \ud800"

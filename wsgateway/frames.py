@@ -1,0 +1,165 @@
+"""The wire envelope, ``{"channel", "payload", "id"}``: reading what a client sends, writing what the
+server sends. Pure functions, no socket and no Django: docs/protocol.md is their specification.
+
+Reading a client message is :func:`decode`: it returns a :class:`Frame`, or raises
+:class:`MessageTooBig` (the socket is closed) or :class:`FrameError` (answered with an error frame,
+the socket stays open). Writing is :func:`data` and :func:`error`, both through one encoder, so
+every frame the server sends, reply, push or connect frame, is encoded the same way
+(:func:`encode`, which is also the consumer's ``send_json`` encoder).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .codes import ErrorCode
+
+#: Longest string ``id`` a client may give a frame; the id is echoed in the reply.
+MAX_ID_LENGTH = 128
+
+#: Deepest nesting of arrays and objects in a client frame. Python's json raises
+#: RecursionError near 1000, and data stored a little below that cannot be encoded
+#: again inside a reply or an on-connect frame: stop well short of both.
+MAX_NESTING = 100
+
+#: Every frame the server sends: compact, ASCII-only (a lone surrogate a client sent
+#: comes back escaped instead of failing the transport's UTF-8 encoding).
+_encoder = json.JSONEncoder(separators=(",", ":"))
+
+FrameId = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A client frame that passed every envelope check."""
+
+    channel: str
+    payload: Any
+    id: FrameId | None = None
+
+
+class MessageTooBig(Exception):
+    """A client message over the size limit: the socket is closed with 1009."""
+
+
+class FrameError(Exception):
+    """A client message that is not a valid envelope: answered with an error frame.
+
+    ``channel`` and ``id`` are the frame's own, where it had usable ones, so the client
+    can match the error to its request.
+    """
+
+    def __init__(
+        self, code: ErrorCode, message: str, channel: str | None = None, id: FrameId | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.channel = channel
+        self.id = id
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def decode(message: Mapping[str, Any], max_size: int) -> Frame:
+    """The frame in an ASGI ``websocket.receive`` message, checked in the protocol's order:
+    size, then text, then JSON, then the envelope."""
+    text = message.get("text")
+    raw = text if text is not None else message.get("bytes") or b""
+    if too_big(raw, max_size):
+        raise MessageTooBig(max_size)
+    if text is None:
+        raise FrameError(ErrorCode.BINARY_NOT_SUPPORTED, "Frames must be JSON text, not binary.")
+    return envelope(parse_json(text))
+
+
+def too_big(raw: str | bytes, limit: int) -> bool:
+    """True when ``raw`` is over ``limit`` bytes, counting text as UTF-8."""
+    if len(raw) * 4 <= limit:  # no UTF-8 text of this many characters can be over the limit
+        return False
+    size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
+    return size > limit
+
+
+def parse_json(text: str) -> Any:
+    """``text`` as JSON nested at most :data:`MAX_NESTING` deep, or :class:`FrameError`."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+        readable = not _nested_too_deep(text, value)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for Python's json
+        readable = False
+    if not readable:
+        raise FrameError(
+            ErrorCode.INVALID_JSON, f"The frame is not valid JSON nested at most {MAX_NESTING} deep."
+        )
+    return value
+
+
+def envelope(content: Any) -> Frame:
+    """The :class:`Frame` of a parsed JSON value: an object with a valid ``id`` and a ``channel``."""
+    if not isinstance(content, dict):
+        raise FrameError(ErrorCode.INVALID_FRAME, 'A frame is a JSON object: {"channel", "payload", "id"}.')
+    channel = content.get("channel")
+    frame_id = content.get("id")
+    if "id" in content and not valid_id(frame_id):
+        raise FrameError(
+            ErrorCode.INVALID_ID,
+            f'"id" must be an integer or a string of at most {MAX_ID_LENGTH} characters.',
+            channel if isinstance(channel, str) else None,
+        )
+    if not isinstance(channel, str) or not channel:
+        raise FrameError(ErrorCode.MISSING_CHANNEL, 'The frame has no "channel".', None, frame_id)
+    return Frame(channel, content.get("payload"), frame_id)
+
+
+def valid_id(value: Any) -> bool:
+    """An id is an integer (not a boolean) or a string of at most :data:`MAX_ID_LENGTH` characters."""
+    return type(value) is int or (type(value) is str and len(value) <= MAX_ID_LENGTH)
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON: they could be stored, but never sent back to a browser.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _nested_too_deep(text: str, value: Any) -> bool:
+    """True when arrays and objects in ``value`` (parsed from ``text``) nest deeper than MAX_NESTING."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:  # cannot nest deeper than it has brackets
+        return False
+    stack = [(value, 1)]
+    while stack:  # not recursive: the point is to stay clear of the recursion limit
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_NESTING:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """The text of a frame the server sends; the one encoder of the protocol."""
+    return _encoder.encode(frame)
+
+
+def data(channel: str, payload: Any, id: FrameId | None = None) -> str:
+    """A data frame: a reply (with the request's ``id``), a push or a connect frame (without)."""
+    frame: dict[str, Any] = {"channel": channel, "payload": payload}
+    if id is not None:
+        frame["id"] = id
+    return encode(frame)
+
+
+def error(channel: str | None, code: ErrorCode | str, message: str, id: FrameId | None = None) -> str:
+    """An error frame: ``{"channel", "id"?, "error": {"code", "message"}}``."""
+    frame: dict[str, Any] = {"channel": channel}
+    if id is not None:
+        frame["id"] = id
+    frame["error"] = {"code": str(code), "message": message}
+    return encode(frame)

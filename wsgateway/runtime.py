@@ -1,0 +1,145 @@
+"""How a wsgateway consumer runs: two loops that take turns, dispatch, and layer failures.
+
+This is to ``consumers.py`` what Channels' ``consumer.py`` is to ``generic/websocket.py``:
+the machinery under the protocol. :class:`TurnTakingConsumer` replaces Channels'
+``AsyncConsumer.__call__`` and its ``await_many_dispatch``; the protocol (connect,
+frames, services) is the subclass's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, ClassVar
+
+from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
+
+from .layers.extensions import RECEIVE_NOWAIT, supports
+
+logger = logging.getLogger("wsgateway")
+
+#: Prefixes of the message types whose handlers skip Channels' per-message close_old_connections
+#: (see TurnTakingConsumer.dispatch).
+OWN_MESSAGE_TYPES = ("gateway.", "websocket.")
+#: Most queued layer messages dispatched in a row before the client's frames get a turn.
+DRAIN_LIMIT = 64
+#: Seconds the layer loop waits after the layer failed to deliver, before it asks again.
+LAYER_RETRY_DELAY = 1.0
+
+Message = dict[str, Any]
+
+
+class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
+    """Channels' ``AsyncConsumer``, with messages taken by two long-lived loops.
+
+    The application task dispatches the client's messages (from the server's ``receive``);
+    one more task dispatches the channel layer's, and drains what the layer already holds
+    for this channel (the ``receive_nowait`` extension) before the client gets a turn. The
+    ``turn`` lock keeps Channels' rule of one handler at a time. Channels instead makes a
+    task and an ``asyncio.wait`` for every message: objects that outlive a young collection,
+    are promoted, and make the full collections of a server with many sockets come sooner.
+
+    Only the event types in :attr:`layer_events` are dispatched from the layer. Anyone who
+    can ``group_send`` to a group this socket joined can put any ``type`` in an event; one
+    that names an internal step or a client message (``websocket.disconnect``) must not run
+    it, so any other type is logged and dropped.
+    """
+
+    #: The layer event types this consumer handles; a subclass adds its own to the set.
+    layer_events: ClassVar[frozenset[str]] = frozenset()
+
+    #: Held by whichever loop is dispatching: one handler at a time, as in Channels.
+    turn: asyncio.Lock
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is None:
+            raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        try:
+            await self.serve(receive)
+        except StopConsumer:
+            pass
+
+    async def serve(self, receive: Any) -> None:
+        """Dispatch the client's messages here, the layer's in a second task; end when either ends."""
+        self.turn = asyncio.Lock()
+        this = asyncio.current_task()
+        assert this is not None
+        layer = asyncio.get_running_loop().create_task(self.serve_layer(this))
+        try:
+            while True:
+                message = await receive()
+                async with self.turn:
+                    await self.dispatch(message)
+        except asyncio.CancelledError:
+            failure = layer.exception() if layer.done() and not layer.cancelled() else None
+            if failure is None:
+                raise
+            # serve_layer failed and cancelled this task: end as Channels would, with its exception.
+            this.uncancel()
+            raise failure from None
+        finally:
+            layer.cancel()
+            await asyncio.gather(layer, return_exceptions=True)
+
+    async def serve_layer(self, client_loop: asyncio.Task[Any]) -> None:
+        layer = self.channel_layer
+        drain = layer.receive_nowait if supports(layer, RECEIVE_NOWAIT) else None
+        try:
+            while True:
+                try:
+                    message = await layer.receive(self.channel_name)
+                except Exception as exc:
+                    # The layer is down: keep the socket, and ask again after a pause.
+                    self.layer_failed(exc)
+                    await asyncio.sleep(LAYER_RETRY_DELAY)
+                    continue
+                async with self.turn:
+                    await self.dispatch_layer_event(message)
+                    if drain is not None:
+                        for _ in range(DRAIN_LIMIT):
+                            message = drain(self.channel_name)
+                            if message is None:
+                                break
+                            await self.dispatch_layer_event(message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            # A layer handler raised: the client's loop waits on the server's queue, so wake it
+            # by cancelling it; it re-raises this exception once this task is done.
+            client_loop.cancel()
+            raise
+
+    async def dispatch_layer_event(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind in self.layer_events:
+            await self.dispatch(message)
+        else:
+            logger.warning("wsgateway: ignored a channel-layer event of type %r, which no socket takes", kind)
+
+    async def dispatch(self, message: Message) -> None:
+        # Channels runs close_old_connections() in its database thread before every
+        # handler: one trip to that thread per message, serialised across all sockets.
+        # wsgateway's handlers do their database work through database_sync_to_async,
+        # which does the same cleanup around each call, so their messages skip it.
+        # A subclass's own event types keep Channels' behaviour.
+        if message["type"].startswith(OWN_MESSAGE_TYPES):
+            handler = getattr(self, message["type"].replace(".", "_"), None)
+            if handler is not None:
+                await handler(message)
+                return
+        await super().dispatch(message)
+
+    def layer_failed(self, exc: Exception) -> None:
+        """The layer failed to deliver to this socket; it is asked again after LAYER_RETRY_DELAY.
+
+        Every socket of a process sees the same outage once a second: a subclass reports it
+        to something that logs it once (the gateway's watchdog), so this logs at debug only.
+        """
+        logger.debug("wsgateway: the channel layer failed to deliver: %r", exc)
