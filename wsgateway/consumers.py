@@ -116,7 +116,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             snapshots = await database_sync_to_async(_read_snapshots)(self.services, self.user)
         for channel, service in self.services.items():
             if channel in snapshots:
-                outcome = _settled(*snapshots[channel])
+                outcome = _asettled(*snapshots[channel])
             else:
                 outcome = service.on_connect(self.user)
             payload = await self.call_service(outcome, channel)
@@ -284,7 +284,7 @@ def _read_snapshots(services: dict[str, Service], user: Any) -> Snapshots:
     return outcomes
 
 
-async def _settled(value: Any, error: Exception | None) -> Any:
+async def _asettled(value: Any, error: Exception | None) -> Any:
     if error is not None:
         raise error
     return value

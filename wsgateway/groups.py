@@ -39,7 +39,7 @@ def push_event(channel: str, payload: Any, *, exclude: str | None = None) -> dic
     }
 
 
-async def send_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
+async def asend_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
     """``group_send`` each ``(group, event)``: in one call to a layer with ``group_send_many``
     (wsgateway's, one pipeline to Redis), else one after another (the stock layers)."""
     layer = channel_layer()
@@ -55,7 +55,7 @@ async def send_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
 async def apush(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Send one frame to every socket of each user, on every process sharing the layer."""
     event = push_event(channel, payload, exclude=exclude)
-    await send_to_groups([(user_group(user_id), event) for user_id in user_ids])
+    await asend_to_groups([(user_group(user_id), event) for user_id in user_ids])
 
 
 async def apush_many(pushes: Iterable[tuple[Any, str, Any]]) -> None:
@@ -63,26 +63,26 @@ async def apush_many(pushes: Iterable[tuple[Any, str, Any]]) -> None:
 
     Each payload is encoded as it is taken: from a generator, no more than one is alive at a time.
     """
-    await send_to_groups(_push_items(pushes))
+    await asend_to_groups(_push_items(pushes))
 
 
 def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Synchronous :func:`apush`, for views, signal handlers and workers."""
     event = push_event(channel, payload, exclude=exclude)
-    send_to_groups_sync([(user_group(user_id), event) for user_id in user_ids])
+    send_to_groups([(user_group(user_id), event) for user_id in user_ids])
 
 
 def push_many(pushes: Iterable[tuple[Any, str, Any]]) -> None:
     """Synchronous :func:`apush_many`."""
-    send_to_groups_sync(_push_items(pushes))
+    send_to_groups(_push_items(pushes))
 
 
 def _push_items(pushes: Iterable[tuple[Any, str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [(user_group(user_id), push_event(channel, payload)) for user_id, channel, payload in pushes]
 
 
-def send_to_groups_sync(items: list[tuple[str, dict[str, Any]]]) -> None:
-    """:func:`send_to_groups` from sync code: straight to a layer with ``group_send_many_sync``
+def send_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
+    """:func:`asend_to_groups` from sync code: straight to a layer with ``group_send_many_sync``
     (wsgateway's Redis layer), else through an event loop (:func:`wsgateway.bridge.run_async`)."""
     require_sync("push() is for sync code; await apush() in async code")
     layer = channel_layer()
@@ -91,7 +91,7 @@ def send_to_groups_sync(items: list[tuple[str, dict[str, Any]]]) -> None:
     if supports(layer, GROUP_SEND_MANY_SYNC):
         layer.group_send_many_sync(items)
     else:
-        run_async(send_to_groups, items)
+        run_async(asend_to_groups, items)
 
 
 async def aclose_session_sockets(user_id: Any, session_key: str) -> None:
