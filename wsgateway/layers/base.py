@@ -1,4 +1,4 @@
-"""Pieces shared by wsgateway's layers: local inboxes, local groups, message copies."""
+"""Pieces shared by wsgateway's layers: their common CONFIG, local inboxes, local groups, message copies."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
 
 _IMMUTABLE = (str, int, float, bool, bytes, type(None))
 
@@ -24,6 +25,24 @@ def copy_message(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [v if type(v) in _IMMUTABLE else copy_message(v) for v in value]
     return value
+
+
+class LocalDeliveryLayer(BaseChannelLayer):  # type: ignore[misc]
+    """The CONFIG both of wsgateway's layers take, as Channels' in-memory layer names it:
+    ``expiry``, ``group_expiry``, ``capacity``, ``channel_capacity``."""
+
+    def __init__(
+        self,
+        expiry: int = 60,
+        group_expiry: int = 86400,
+        capacity: int = 100,
+        channel_capacity: dict[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity, **kwargs)
+        # Compiled here: the stock in-memory layer forgets to, and then any pattern fails.
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.group_expiry = group_expiry
 
 
 class Inbox:

@@ -7,13 +7,11 @@ import secrets
 import time
 from typing import Any
 
-from channels.layers import BaseChannelLayer
-
-from .base import LocalDelivery
+from .base import LocalDelivery, LocalDeliveryLayer
 from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, PROCESS_LOCAL, RECEIVE_NOWAIT
 
 
-class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
+class InProcessChannelLayer(LocalDeliveryLayer):
     """Drop-in replacement for ``channels.layers.InMemoryChannelLayer``.
 
     Same contract (send, receive, new_channel, groups, flush, capacity, expiry,
@@ -22,19 +20,9 @@ class InProcessChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     extensions = ["groups", "flush", RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, PROCESS_LOCAL]
 
-    def __init__(
-        self,
-        expiry: int = 60,
-        group_expiry: int = 86400,
-        capacity: int = 100,
-        channel_capacity: dict[str, int] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(expiry=expiry, capacity=capacity, **kwargs)
-        # Compiled here: the stock in-memory layer forgets to, and then any pattern fails.
-        self.channel_capacity = self.compile_capacities(channel_capacity or {})
-        self.group_expiry = group_expiry
-        self.local = LocalDelivery(expiry, group_expiry, self.get_capacity)
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.local = LocalDelivery(self.expiry, self.group_expiry, self.get_capacity)
         #: The loop whose tasks joined groups last (daphne's): a sync caller in another thread
         #: hands its sends to it, and never touches the inboxes itself.
         self.members_loop: asyncio.AbstractEventLoop | None = None

@@ -32,10 +32,9 @@ from typing import Any
 
 import msgpack
 import redis
-from channels.layers import BaseChannelLayer
 from redis import asyncio as aioredis
 
-from .base import Inbox, LocalDelivery
+from .base import Inbox, LocalDelivery, LocalDeliveryLayer
 from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, RECEIVE_NOWAIT
 
 logger = logging.getLogger("wsgateway")
@@ -232,7 +231,7 @@ class _LoopState:
         await self.client.aclose()
 
 
-class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
+class RedisChannelLayer(LocalDeliveryLayer):
     """Channel layer on Redis pub/sub with per-process fan-out and batched publishes.
 
     CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
@@ -242,19 +241,8 @@ class RedisChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     extensions = ["groups", "flush", RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC]
 
-    def __init__(
-        self,
-        hosts: list[Any] | None = None,
-        prefix: str = "wsgateway",
-        expiry: int = 60,
-        group_expiry: int = 86400,
-        capacity: int = 100,
-        channel_capacity: dict[str, int] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(expiry=expiry, capacity=capacity, **kwargs)
-        self.channel_capacity = self.compile_capacities(channel_capacity or {})
-        self.group_expiry = group_expiry
+    def __init__(self, hosts: list[Any] | None = None, prefix: str = "wsgateway", **config: Any) -> None:
+        super().__init__(**config)
         self.prefix = prefix
         host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
         if isinstance(host, dict):
