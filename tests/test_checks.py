@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.core.checks import Error, Warning, run_checks
+from channels.layers import BaseChannelLayer
+from django.core.checks import Error, Tags, Warning, run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from wsgateway.checks import check_channel_layer, check_settings
+from wsgateway.checks import check_allowed_origins, check_channel_layer, check_settings
+from wsgateway.conf import KEYS, MAX_GROUP_PREFIX_LENGTH, Shape
+from wsgateway.groups import user_group
+from wsgateway.origin import origin_allowed
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REDIS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://x"]}}}
@@ -36,6 +42,7 @@ def only(messages: list[Any], check_id: str) -> Any:
 @override_settings(WSGATEWAY={}, DEBUG=True)
 def test_no_messages_for_the_defaults() -> None:
     assert check_settings() == []
+    assert check_allowed_origins() == []
     assert check_channel_layer() == []
 
 
@@ -60,6 +67,7 @@ def test_no_messages_for_the_defaults() -> None:
 )
 def test_no_messages_for_a_full_valid_configuration() -> None:
     assert check_settings() == []
+    assert check_allowed_origins() == []
     assert check_channel_layer() == []
 
 
@@ -94,6 +102,11 @@ def test_e002_unknown_key_names_the_key_and_the_known_ones() -> None:
 def test_e002_once_per_unknown_key() -> None:
     with override_settings(WSGATEWAY={"a": 1, "b": 2}):
         assert ids(check_settings()) == ["wsgateway.E002", "wsgateway.E002"]
+
+
+def test_e002_keys_that_are_not_strings_are_reported_not_raised() -> None:
+    with override_settings(WSGATEWAY={1: 2, "a": 3, None: 4}):
+        assert ids(check_settings()) == ["wsgateway.E002"] * 3
 
 
 def test_e002_is_silent_for_every_known_key() -> None:
@@ -252,6 +265,221 @@ def test_e007_is_silent_for_well_shaped_values(key: str, value: Any) -> None:
         assert check_settings() == []
 
 
+# -- generated from the table: every key's shape, None and bound -----------------------
+
+
+@pytest.mark.parametrize("name", list(KEYS))
+def test_every_key_refuses_a_value_of_no_shape_with_the_id_of_its_shape(name: str) -> None:
+    with override_settings(WSGATEWAY={name: object()}):
+        message = only(
+            check_settings(),
+            "wsgateway.E003" if KEYS[name].shape is Shape.POSITIVE_INTEGER else "wsgateway.E007",
+        )
+    assert repr(name) in message.msg
+    assert repr(KEYS[name].default) in message.hint
+
+
+@pytest.mark.parametrize("name", list(KEYS))
+def test_none_is_refused_unless_the_table_allows_it(name: str) -> None:
+    with override_settings(WSGATEWAY={name: None}):
+        messages = check_settings()
+    if KEYS[name].nullable:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and repr(name) in messages[0].msg, messages
+
+
+@pytest.mark.parametrize("name", [name for name, key in KEYS.items() if key.most is not None])
+def test_every_bound_in_the_table_is_checked(name: str) -> None:
+    key = KEYS[name]
+    assert key.most is not None
+    at_most, over = (
+        ("p" * key.most, "p" * (key.most + 1)) if key.shape is Shape.STRING else (key.most, key.most + 1)
+    )
+    with override_settings(WSGATEWAY={name: at_most}):
+        assert check_settings() == []
+    with override_settings(WSGATEWAY={name: over}):
+        (message,) = check_settings()
+    assert repr(name) in message.msg and str(key.most) in message.msg
+
+
+# -- E008: an allowed origin with no scheme or no host ----------------------------------
+
+NOT_ORIGINS = [
+    "example.com",
+    "localhost:8000",
+    "//example.com",
+    "https://",
+    "https://:8000",
+    "null",
+    "https://example.com:99999",
+    "https://example.com:port",
+    "http://[::1",
+    " * ",
+]
+
+
+@pytest.mark.parametrize("entry", NOT_ORIGINS)
+def test_e008_allowed_origin_that_is_not_an_origin(entry: str) -> None:
+    with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["https://ok.example", entry]}):
+        message = only(check_allowed_origins(), "wsgateway.E008")
+        assert check_settings() == []  # the shape is right: the contents are wrong
+    assert isinstance(message, Error)
+    assert repr(entry) in message.msg
+
+
+def test_e008_once_per_bad_entry() -> None:
+    with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["example.com", "https://ok.example", "b.example"]}):
+        messages = check_allowed_origins()
+    assert ids(messages) == ["wsgateway.E008", "wsgateway.E008"]
+    assert "'example.com'" in messages[0].msg and "'b.example'" in messages[1].msg
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [
+        ["*"],
+        ["https://example.com"],
+        ["http://localhost:8000", "https://example.com:8443"],
+        ["HTTPS://Example.COM"],
+        ["http://[::1]:8000"],
+        ["https://example.com/"],  # the trailing slash is dropped when origins are compared
+        ["*", "https://example.com"],
+        [],
+    ],
+)
+def test_e008_and_e009_are_silent_for_origins(origins: list[str]) -> None:
+    with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": origins}):
+        assert check_allowed_origins() == []
+
+
+@pytest.mark.parametrize(
+    "value", [None, "https://example.com", [None], ["https://example.com", 1], "example.com"]
+)
+def test_e008_leaves_a_missing_or_misshapen_setting_to_other_checks(value: Any) -> None:
+    with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": value}):
+        assert check_allowed_origins() == []
+    with override_settings(WSGATEWAY=["ALLOWED_ORIGINS"]):
+        assert check_allowed_origins() == []
+
+
+def test_e008_entries_are_refused_at_connect_time_and_good_ones_are_not() -> None:
+    """What the check is for: an entry it reports matches no browser; one it passes matches its origin."""
+
+    def allowed(entry: str, origin: str) -> bool:
+        with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": [entry]}):
+            return origin_allowed({"headers": [(b"origin", origin.encode())]})
+
+    assert not allowed("example.com", "https://example.com")
+    assert not allowed("example.com", "http://example.com")
+    assert not allowed("localhost:8000", "http://localhost:8000")
+    assert allowed("https://example.com", "https://example.com")
+    assert allowed("https://example.com/", "https://example.com")
+    assert allowed("http://localhost:8000", "http://localhost:8000")
+
+
+# -- E009: an allowed origin with a path, query or fragment -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "parts", "site"),
+    [
+        ("https://example.com/app", "with a path", "'https://example.com'"),
+        ("https://example.com/app/", "with a path", "'https://example.com'"),
+        ("https://example.com?next=1", "with a query", "'https://example.com'"),
+        ("https://example.com#top", "with a fragment", "'https://example.com'"),
+        ("http://localhost:8000/app?x=1", "with a path and a query", "'http://localhost:8000'"),
+        ("https://[::1]:8443/app", "with a path", "'https://[::1]:8443'"),
+    ],
+)
+def test_e009_allowed_origin_with_a_path_query_or_fragment(entry: str, parts: str, site: str) -> None:
+    with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": [entry]}):
+        message = only(check_allowed_origins(), "wsgateway.E009")
+    assert isinstance(message, Error)
+    assert repr(entry) in message.msg and parts in message.msg
+    assert site in message.hint
+
+
+def test_e009_is_what_it_says_a_path_allows_the_whole_site() -> None:
+    with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["https://example.com/app"]}):
+        assert "every page of 'https://example.com'" in only(check_allowed_origins(), "wsgateway.E009").msg
+        assert origin_allowed({"headers": [(b"origin", b"https://example.com")]})
+
+
+def test_e008_and_e009_are_security_checks() -> None:
+    with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["example.com", "https://example.com/app"]}):
+        assert ids(run_checks(tags=[Tags.security])) == ["wsgateway.E008", "wsgateway.E009"]
+
+
+# -- E010: a group prefix with characters Channels refuses ------------------------------
+
+REFUSED_PREFIXES = ["my app", "site:a", "a/b", "café", "tab\t", "line\n", "٣", "dash—"]
+
+
+@pytest.mark.parametrize("prefix", REFUSED_PREFIXES)
+def test_e010_group_prefix_with_characters_channels_refuses(prefix: str) -> None:
+    with override_settings(WSGATEWAY={"GROUP_PREFIX": prefix}):
+        message = only(check_settings(), "wsgateway.E010")
+    assert isinstance(message, Error)
+    assert repr(prefix) in message.msg
+
+
+def test_e010_names_the_characters_and_suggests_a_prefix() -> None:
+    with override_settings(WSGATEWAY={"GROUP_PREFIX": "my app:1"}):
+        message = only(check_settings(), "wsgateway.E010")
+    assert "' ', ':'" in message.msg
+    assert "'my_app_1'" in message.hint
+
+
+ACCEPTED_PREFIXES = ["wsgateway", "site-a", "my_app", "a.b", "Site.2-x_y"]
+
+
+@pytest.mark.parametrize("prefix", ACCEPTED_PREFIXES)
+def test_e010_is_silent_for_a_prefix_channels_accepts(prefix: str) -> None:
+    with override_settings(WSGATEWAY={"GROUP_PREFIX": prefix}):
+        assert check_settings() == []
+
+
+@pytest.mark.parametrize("prefix", REFUSED_PREFIXES + ACCEPTED_PREFIXES)
+def test_e010_agrees_with_channels(prefix: str) -> None:
+    with override_settings(WSGATEWAY={"GROUP_PREFIX": prefix}):
+        reported = check_settings() != []
+        try:
+            BaseChannelLayer().require_valid_group_name(user_group(2**63 - 1))
+        except TypeError:
+            refused_by_channels = True
+        else:
+            refused_by_channels = False
+    if prefix == "٣":  # an Arabic-Indic digit: Channels' \d takes it, though its own message says ASCII
+        assert reported and not refused_by_channels
+    else:
+        assert reported == refused_by_channels
+
+
+# -- E011: a string longer than the table allows (GROUP_PREFIX) -------------------------
+
+
+def test_e011_group_prefix_too_long_for_a_user_id() -> None:
+    with override_settings(WSGATEWAY={"GROUP_PREFIX": "p" * (MAX_GROUP_PREFIX_LENGTH + 1)}):
+        message = only(check_settings(), "wsgateway.E011")
+    assert isinstance(message, Error)
+    assert (
+        f"is {MAX_GROUP_PREFIX_LENGTH + 1} characters long, more than {MAX_GROUP_PREFIX_LENGTH}"
+        in message.msg
+    )
+    assert "user id" in message.hint
+
+
+def test_e011_is_silent_for_the_longest_prefix() -> None:
+    with override_settings(WSGATEWAY={"GROUP_PREFIX": "p" * MAX_GROUP_PREFIX_LENGTH}):
+        assert check_settings() == []
+
+
+def test_e010_and_e011_together() -> None:
+    with override_settings(WSGATEWAY={"GROUP_PREFIX": "my app " * 20}):
+        assert ids(check_settings()) == ["wsgateway.E011", "wsgateway.E010"]
+
+
 # -- E006: no channel layer -------------------------------------------------------------
 
 
@@ -262,6 +490,12 @@ def test_e006_no_channel_layer(layers: Any) -> None:
     with override_settings(CHANNEL_LAYERS=layers):
         message = only(check_channel_layer(), "wsgateway.E006")
     assert isinstance(message, Error)
+
+
+@pytest.mark.parametrize("layers", [["default"], {"default": "channels.layers.InMemoryChannelLayer"}])
+def test_e006_channel_layers_of_the_wrong_shape_are_reported_not_raised(layers: Any) -> None:
+    with override_settings(CHANNEL_LAYERS=layers):
+        only(check_channel_layer(), "wsgateway.E006")
 
 
 def test_e006_follows_the_channel_layer_setting() -> None:
@@ -336,3 +570,20 @@ def test_checks_are_registered_with_django() -> None:
 @override_settings(CHANNEL_LAYERS=IN_MEMORY, DEBUG=True)
 def test_registered_checks_are_silent_on_the_test_settings() -> None:
     assert run_checks(tags=["wsgateway"]) == []
+
+
+ISSUE_EXAMPLE = {"GROUP_PREFIX": "my app", "ALLOWED_ORIGINS": ["example.com"]}
+
+
+@override_settings(WSGATEWAY=ISSUE_EXAMPLE, CHANNEL_LAYERS=IN_MEMORY, DEBUG=True)
+def test_manage_py_check_reports_the_issue_example_with_ids_and_hints() -> None:
+    """Every origin refused and every group name invalid at connect time: now caught by ``check``."""
+    assert sorted(ids(run_checks(tags=["wsgateway"]))) == ["wsgateway.E008", "wsgateway.E010"]
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("check")
+    report = str(raised.value)
+    for check_id, setting in [("wsgateway.E008", "'example.com'"), ("wsgateway.E010", "'my app'")]:
+        (line,) = [line for line in report.splitlines() if f"({check_id})" in line]
+        assert setting in line
+        following = report.splitlines()[report.splitlines().index(line) + 1]
+        assert following.strip().startswith("HINT:")

@@ -5,14 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from channels.layers import BaseChannelLayer
 from django.conf import settings
 from django.test import override_settings
 
 from tests.support.communicators import connected, create_user, frame
-from wsgateway.conf import DEFAULTS, GatewaySettings, gateway_settings, import_from_setting
+from tests.support.extensions import ApiKeyAuthenticator, EchoService, nobody_may_view
+from wsgateway.auth import BearerTokenAuthenticator, SessionAuthenticator
+from wsgateway.conf import (
+    DEFAULTS,
+    IMPORT_STRINGS,
+    KEYS,
+    MAX_GROUP_PREFIX_LENGTH,
+    GatewaySettings,
+    Shape,
+    gateway_settings,
+    import_from_setting,
+)
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.groups import user_group
-from wsgateway.services.clipboard import ClipboardService
+from wsgateway.services.clipboard import ClipboardService, user_can_view
 from wsgateway.services.notifier import NotifierService
 
 EXPECTED_DEFAULTS = {
@@ -43,7 +55,68 @@ def test_defaults_are_the_documented_ones() -> None:
 
 def test_every_default_has_a_typed_accessor() -> None:
     accessors = {name for name, value in vars(GatewaySettings).items() if isinstance(value, property)}
-    assert accessors - {"user_settings"} == set(DEFAULTS)
+    assert {name for name in accessors if name.isupper()} == set(DEFAULTS)
+    assert {name for name in accessors if not name.isupper()} == {
+        "user_settings",
+        "service_classes",
+        "authenticator_classes",
+        "clipboard_permission",
+    }
+
+
+# -- the table --------------------------------------------------------------------------
+
+
+def test_defaults_and_import_strings_are_read_off_the_table() -> None:
+    assert DEFAULTS == {name: key.default for name, key in KEYS.items()}
+    assert IMPORT_STRINGS == ("SERVICES", "AUTHENTICATORS", "CLIPBOARD_PERMISSION")
+    assert all(KEYS[name].shape in (Shape.DOTTED_PATH, Shape.LIST_OF_DOTTED_PATHS) for name in IMPORT_STRINGS)
+
+
+@pytest.mark.parametrize("name", list(KEYS))
+def test_every_default_fits_its_own_row(name: str) -> None:
+    key = KEYS[name]
+    assert key.doc.strip()
+    if key.default is None:
+        assert key.nullable
+        return
+    assert key.shape.accepts(key.default)
+    if key.most is not None:
+        measure = len(key.default) if isinstance(key.default, str) else key.default
+        assert measure <= key.most
+
+
+def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
+    assert {name for name, key in KEYS.items() if key.nullable} == {"ALLOWED_ORIGINS", "TOKEN_COOKIE_NAME"}
+    assert {name: key.most for name, key in KEYS.items() if key.most is not None} == {
+        "GROUP_PREFIX": 73,
+        "NOTIFICATIONS_PAGE_SIZE": 100,
+    }
+
+
+@pytest.mark.parametrize(
+    ("shape", "good", "bad"),
+    [
+        (Shape.POSITIVE_INTEGER, [1, 2**40], [0, -1, True, 1.0, "1", None]),
+        (Shape.STRING, ["", "x"], [None, 1, b"x", ["x"]]),
+        (Shape.DOTTED_PATH, ["a.B"], [None, object, ["a.B"]]),
+        (Shape.LIST_OF_STRINGS, [[], ["a"], ("a", "b")], ["ab", None, [None], {"a": 1}, [b"a"]]),
+        (Shape.LIST_OF_DOTTED_PATHS, [["a.B"], ("a.B",)], ["a.B", [object], {"a.B"}]),
+    ],
+)
+def test_each_shape_accepts_its_values_and_no_others(shape: Shape, good: list[Any], bad: list[Any]) -> None:
+    assert [value for value in good if not shape.accepts(value)] == []
+    assert [value for value in bad if shape.accepts(value)] == []
+
+
+def test_the_longest_group_prefix_leaves_room_for_a_64_bit_user_id() -> None:
+    layer = BaseChannelLayer()
+    for user_id in (-(2**63), 2**64 - 1):
+        with override_settings(WSGATEWAY={"GROUP_PREFIX": "p" * MAX_GROUP_PREFIX_LENGTH}):
+            assert layer.require_valid_group_name(user_group(user_id))
+        with override_settings(WSGATEWAY={"GROUP_PREFIX": "p" * (MAX_GROUP_PREFIX_LENGTH + 1)}):
+            with pytest.raises(TypeError):
+                layer.require_valid_group_name(user_group(user_id))
 
 
 @override_settings(WSGATEWAY={})
@@ -93,6 +166,54 @@ def test_import_cache_is_dropped_when_the_setting_changes() -> None:
     assert import_from_setting.cache_info().currsize >= 1
     with override_settings(WSGATEWAY={"MAX_MESSAGE_SIZE": 10}):
         assert import_from_setting.cache_info().currsize == 0
+
+
+# -- the dotted paths, imported ----------------------------------------------------------
+
+
+def test_resolved_accessors_import_the_defaults() -> None:
+    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
+    assert gateway_settings.authenticator_classes == [BearerTokenAuthenticator, SessionAuthenticator]
+    assert gateway_settings.clipboard_permission is user_can_view
+
+
+def test_resolved_accessors_follow_override_settings() -> None:
+    override = {
+        "SERVICES": ["tests.support.extensions.EchoService", "wsgateway.services.notifier.NotifierService"],
+        "AUTHENTICATORS": ["tests.support.extensions.ApiKeyAuthenticator"],
+        "CLIPBOARD_PERMISSION": "tests.support.extensions.nobody_may_view",
+    }
+    with override_settings(WSGATEWAY=override):
+        assert gateway_settings.service_classes == [EchoService, NotifierService]  # in the setting's order
+        assert gateway_settings.authenticator_classes == [ApiKeyAuthenticator]
+        assert gateway_settings.clipboard_permission is nobody_may_view
+    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
+    assert gateway_settings.authenticator_classes == [BearerTokenAuthenticator, SessionAuthenticator]
+    assert gateway_settings.clipboard_permission is user_can_view
+
+
+def test_resolved_accessors_go_through_the_import_cache() -> None:
+    import_from_setting.cache_clear()
+    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
+    assert import_from_setting.cache_info().misses == 2
+    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
+    assert gateway_settings.clipboard_permission is user_can_view
+    assert gateway_settings.clipboard_permission is user_can_view
+    info = import_from_setting.cache_info()
+    assert (info.hits, info.misses) == (3, 3)
+
+
+def test_resolved_lists_are_fresh_copies() -> None:
+    gateway_settings.service_classes.clear()
+    gateway_settings.authenticator_classes.clear()
+    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
+    assert gateway_settings.authenticator_classes == [BearerTokenAuthenticator, SessionAuthenticator]
+
+
+def test_a_path_that_cannot_be_imported_raises_when_resolved() -> None:
+    with override_settings(WSGATEWAY={"CLIPBOARD_PERMISSION": "wsgateway.services.clipboard.may_view"}):
+        with pytest.raises(ImportError):
+            _ = gateway_settings.clipboard_permission
 
 
 def test_service_classes_follow_the_setting_with_no_stale_cache() -> None:

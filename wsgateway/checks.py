@@ -1,17 +1,26 @@
-"""System checks: ``wsgateway.E001`` and up for errors, ``wsgateway.W001`` and up for warnings."""
+"""System checks: ``wsgateway.E001`` and up for errors, ``wsgateway.W001`` and up for warnings.
+
+The shape, ``None`` and bound checks are generated from :data:`wsgateway.conf.KEYS`;
+the checks of contents (origins, the group prefix) are written out below.
+"""
 
 from __future__ import annotations
 
-import sys
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning
+from django.core.checks import CheckMessage, Error, Tags, Warning
 from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, MAX_PAGE_SIZE, gateway_settings
+from .conf import IMPORT_STRINGS, KEYS, Key, Shape, gateway_settings
 from .layers.extensions import is_process_local
+
+#: What Channels accepts in a group name (``BaseChannelLayer.group_name_regex``, whose ``\d``
+#: would also take non-ASCII digits that its own error message rules out).
+_GROUP_NAME_CHARACTER = re.compile(r"[A-Za-z0-9._-]")
 
 
 def _process_local(backend: str) -> bool:
@@ -31,75 +40,88 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         ]
     errors: list[CheckMessage] = []
-    for key in sorted(set(value) - set(DEFAULTS)):
+    for name in sorted(set(value) - set(KEYS), key=repr):  # repr: a key need not be a string
         errors.append(
             Error(
-                f"WSGATEWAY has an unknown key {key!r}.",
-                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+                f"WSGATEWAY has an unknown key {name!r}.",
+                hint=f"Known keys: {', '.join(sorted(KEYS))}.",
                 id="wsgateway.E002",
             )
         )
-    for key, most in _POSITIVE_INTEGERS.items():
-        if key in value and (type(value[key]) is not int or not 1 <= value[key] <= most):
-            errors.append(
-                Error(
-                    f"WSGATEWAY[{key!r}] must be a positive integer"
-                    + (f" of at most {most}." if most < sys.maxsize else "."),
-                    hint=f"The default is {DEFAULTS[key]}.",
-                    id="wsgateway.E003",
-                )
-            )
-    malformed = sorted(key for key in _SHAPED_KEYS if key in value and not _well_shaped(key, value[key]))
-    for key in malformed:
-        shape = "a list of strings" if key in _LISTS_OF_STRINGS else "a string"
-        errors.append(
+    malformed: set[str] = set()
+    for name, key in KEYS.items():
+        if name not in value:
+            continue
+        item = value[name]
+        errors += _check_against_table(name, key, item)
+        if not (key.shape.accepts(item) or (item is None and key.nullable)):
+            malformed.add(name)  # no import or content check on it, which could only crash or mislead
+        elif name == "GROUP_PREFIX" and isinstance(item, str):
+            errors += _check_group_prefix(item)
+    return errors + _check_imports(malformed)
+
+
+def _check_against_table(name: str, key: Key, item: Any) -> list[CheckMessage]:
+    """The value's shape, ``None`` and bound, as :data:`~wsgateway.conf.KEYS` declares them."""
+    if item is None and key.nullable:
+        return []
+    hint = f"{key.doc} The default is {key.default!r}."
+    if key.shape is Shape.POSITIVE_INTEGER:
+        if key.shape.accepts(item) and (key.most is None or item <= key.most):
+            return []
+        most = "" if key.most is None else f" of at most {key.most}"
+        return [
             Error(
-                f"WSGATEWAY[{key!r}] must be {shape}{' or None' if key in _MAY_BE_NONE else ''}, "
-                f"not {value[key]!r}.",
-                hint=f"The default is {DEFAULTS[key]!r}.",
+                f"WSGATEWAY[{name!r}] must be a positive integer{most}, not {item!r}.",
+                hint=hint,
+                id="wsgateway.E003",
+            )
+        ]
+    if not key.shape.accepts(item):
+        # Also what stops a class given where a dotted path belongs from crashing the import check.
+        return [
+            Error(
+                f"WSGATEWAY[{name!r}] must be {key.shape.value}{' or None' if key.nullable else ''}, "
+                f"not {item!r}.",
+                hint=hint,
                 id="wsgateway.E007",
             )
+        ]
+    if key.most is not None and isinstance(item, str) and len(item) > key.most:
+        return [
+            Error(
+                f"WSGATEWAY[{name!r}] is {len(item)} characters long, more than {key.most}.",
+                hint=hint,
+                id="wsgateway.E011",
+            )
+        ]
+    return []
+
+
+def _check_group_prefix(prefix: str) -> list[CheckMessage]:
+    """A character Channels refuses in group names would make every socket fail to join its group."""
+    refused = sorted({char for char in prefix if not _GROUP_NAME_CHARACTER.fullmatch(char)})
+    if not refused:
+        return []
+    suggestion = "".join(char if _GROUP_NAME_CHARACTER.fullmatch(char) else "_" for char in prefix)
+    return [
+        Error(
+            f"WSGATEWAY['GROUP_PREFIX'] is {prefix!r}, with {', '.join(map(repr, refused))}: Channels "
+            "refuses such group names, so no socket could join its user's group.",
+            hint=f"Use only ASCII letters, digits, hyphens, underscores and periods, like {suggestion!r}.",
+            id="wsgateway.E010",
         )
-    return errors + _check_imports(set(malformed))
-
-
-# Each with its ceiling: a page size over what "list" accepts would fail every request.
-_POSITIVE_INTEGERS = {
-    "MAX_MESSAGE_SIZE": sys.maxsize,
-    "TOKEN_MAX_AGE": sys.maxsize,
-    "CLIPBOARD_MAX_ENTRIES": sys.maxsize,
-    "NOTIFICATIONS_PAGE_SIZE": MAX_PAGE_SIZE,
-}
-
-# A string where a list belongs would be read character by character, and a class
-# where a dotted path belongs would crash the import check: say so instead.
-_LISTS_OF_STRINGS = ("SERVICES", "AUTHENTICATORS", "ALLOWED_ORIGINS")
-_SHAPED_KEYS = (
-    *_LISTS_OF_STRINGS,
-    "CLIPBOARD_PERMISSION",
-    "TOKEN_COOKIE_NAME",
-    "CHANNEL_LAYER",
-    "GROUP_PREFIX",
-)
-_MAY_BE_NONE = ("ALLOWED_ORIGINS", "TOKEN_COOKIE_NAME")
-
-
-def _well_shaped(key: str, item: Any) -> bool:
-    if item is None:
-        return key in _MAY_BE_NONE
-    if key in _LISTS_OF_STRINGS:
-        return isinstance(item, (list, tuple)) and all(isinstance(part, str) for part in item)
-    return isinstance(item, str)
+    ]
 
 
 def _check_imports(malformed: set[str]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     named: list[tuple[str, str]] = []
-    for key in ("SERVICES", "AUTHENTICATORS"):
-        if key not in malformed:
-            named += [(key, path) for path in getattr(gateway_settings, key)]
-    if "CLIPBOARD_PERMISSION" not in malformed:
-        named.append(("CLIPBOARD_PERMISSION", gateway_settings.CLIPBOARD_PERMISSION))
+    for name in IMPORT_STRINGS:
+        item = gateway_settings.get(name)
+        if name in malformed or item is None:
+            continue
+        named += [(name, path) for path in ([item] if isinstance(item, str) else item)]
     channels: dict[str, str] = {}
     for key, path in named:
         try:
@@ -129,11 +151,62 @@ def _check_imports(malformed: set[str]) -> list[CheckMessage]:
     return errors
 
 
+def check_allowed_origins(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Each entry of ``ALLOWED_ORIGINS`` is an origin as a browser sends it, or ``"*"``.
+
+    A wrong entry fails quietly at connect time: one without a scheme matches no
+    browser, and one with a path allows the whole site, since origins have no path.
+    """
+    value = getattr(settings, "WSGATEWAY", {})
+    origins = value.get("ALLOWED_ORIGINS") if isinstance(value, dict) else None
+    if origins is None or not KEYS["ALLOWED_ORIGINS"].shape.accepts(origins):
+        return []  # the default, or E001 or E007 from check_settings
+    errors: list[CheckMessage] = []
+    for origin in origins:
+        if origin != "*":
+            errors += _check_origin(origin)
+    return errors
+
+
+def _check_origin(origin: str) -> list[CheckMessage]:
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port  # ValueError for a port out of range or not a number
+    except ValueError:
+        parts, port = None, None
+    if parts is None or not parts.scheme or not parts.hostname:
+        return [
+            Error(
+                f"WSGATEWAY['ALLOWED_ORIGINS'] has {origin!r}, which is not an origin "
+                "(scheme://host[:port]): it matches no browser.",
+                hint="Write the scheme and the host, and the port if it is not the scheme's default, "
+                "as a browser sends them: 'https://example.com', 'http://localhost:8000'; "
+                "'*' allows every origin.",
+                id="wsgateway.E008",
+            )
+        ]
+    extra = [part for part in ("query", "fragment") if getattr(parts, part)]
+    if parts.path not in ("", "/"):  # a trailing "/" is harmless: it is dropped when origins are compared
+        extra.insert(0, "path")
+    if not extra:
+        return []
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    site = f"{parts.scheme}://{host}" + ("" if port is None else f":{port}")
+    return [
+        Error(
+            f"WSGATEWAY['ALLOWED_ORIGINS'] has {origin!r}, with a {' and a '.join(extra)}: an origin has "
+            f"none, so this entry allows every page of {site!r}.",
+            hint=f"Browsers send only the scheme, host and port: write {site!r}.",
+            id="wsgateway.E009",
+        )
+    ]
+
+
 def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     alias = gateway_settings.CHANNEL_LAYER
-    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
-    config = layers.get(alias)
-    if not config or not config.get("BACKEND"):
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    config = layers.get(alias) if isinstance(layers, dict) else None
+    if not isinstance(config, dict) or not config.get("BACKEND"):
         return [
             Error(
                 f"No channel layer {alias!r} in CHANNEL_LAYERS: wsgateway cannot push to sockets.",
@@ -158,4 +231,5 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 def register() -> None:
     register_check(check_settings, "wsgateway")
+    register_check(check_allowed_origins, "wsgateway", Tags.security)
     register_check(check_channel_layer, "wsgateway")

@@ -1,52 +1,157 @@
-"""The ``WSGATEWAY`` setting: its defaults, and one typed accessor per key.
+"""The ``WSGATEWAY`` setting: one table of its keys, and one typed accessor per key.
 
-Nothing is cached except imported classes, and that cache is dropped on
+:data:`KEYS` declares each key once: its default, its shape, whether ``None`` is
+allowed, its bound and what it is for. :data:`DEFAULTS` and :data:`IMPORT_STRINGS`
+are read off it, and :mod:`wsgateway.checks` generates its shape and bound checks
+from it, so a new key is declared in one place.
+
+Nothing is cached except imported dotted paths, and that cache is dropped on
 ``setting_changed``, so ``override_settings`` works in tests.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from channels.layers import BaseChannelLayer
 from django.conf import settings
 from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from .auth import BaseAuthenticator
+    from .services.base import Service
 
 #: Most notifications one "list" page may hold, whatever the client asks for.
 MAX_PAGE_SIZE = 100
 
-DEFAULTS: dict[str, Any] = {
-    # Service classes, one per channel; the gateway endpoint serves all of them.
-    "SERVICES": [
-        "wsgateway.services.notifier.NotifierService",
-        "wsgateway.services.clipboard.ClipboardService",
-    ],
-    # Tried in order; the first that recognises credentials decides. The token
-    # comes first so that an explicit token wins over an ambient session.
-    "AUTHENTICATORS": [
-        "wsgateway.auth.BearerTokenAuthenticator",
-        "wsgateway.auth.SessionAuthenticator",
-    ],
-    # Browser origins allowed to open a socket, e.g. ["https://example.com"].
-    # None: the hosts of ALLOWED_HOSTS, on any scheme and port.
-    "ALLOWED_ORIGINS": None,
-    # Largest client frame in bytes; a bigger one closes the socket with 1009.
-    "MAX_MESSAGE_SIZE": 64 * 1024,
-    # Lifetime of bearer tokens issued by wsgateway.auth.issue_token, seconds.
-    "TOKEN_MAX_AGE": 60 * 60,
-    # Cookie read by BearerTokenAuthenticator when there is no Authorization header.
-    "TOKEN_COOKIE_NAME": "wsgateway_token",
-    # Alias in CHANNEL_LAYERS used for per-user groups.
-    "CHANNEL_LAYER": "default",
-    # Prefix of the channel-layer group names, to share a Redis with other apps.
-    "GROUP_PREFIX": "wsgateway",
-    # Most clipboard entries one user may hold.
-    "CLIPBOARD_MAX_ENTRIES": 500,
-    # Callable (user, obj) -> bool deciding which objects a user may put on the clipboard.
-    "CLIPBOARD_PERMISSION": "wsgateway.services.clipboard.user_can_view",
-    # Default page size of the notifications "list" action (the client may ask up to 100).
-    "NOTIFICATIONS_PAGE_SIZE": 20,
+#: Longest user id a group name leaves room for: a 64-bit integer primary key,
+#: "-9223372036854775808" or "18446744073709551615", is 20 characters.
+MAX_USER_ID_LENGTH = 20
+
+#: Longest ``GROUP_PREFIX``: Channels refuses a group name of ``MAX_NAME_LENGTH``
+#: (100) characters or more, and :func:`wsgateway.groups.user_group` appends
+#: ``".user."`` and the user id. A site whose user model has a longer primary key
+#: (a UUID is 36 characters) needs a prefix that much shorter.
+MAX_GROUP_PREFIX_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH - 1 - len(".user.") - MAX_USER_ID_LENGTH
+
+
+class Shape(enum.Enum):
+    """What a key's value must be; the value is how a check message names it."""
+
+    POSITIVE_INTEGER = "a positive integer"
+    STRING = "a string"
+    LIST_OF_STRINGS = "a list of strings"
+    DOTTED_PATH = "a dotted path"
+    LIST_OF_DOTTED_PATHS = "a list of dotted paths"
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` has this shape (``None`` is the table's business, not the shape's)."""
+        if self is Shape.POSITIVE_INTEGER:
+            return type(value) is int and value >= 1  # not True, which is an int
+        if self in (Shape.LIST_OF_STRINGS, Shape.LIST_OF_DOTTED_PATHS):
+            # A string where a list belongs would be read character by character.
+            return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+        return isinstance(value, str)
+
+    @property
+    def imports(self) -> bool:
+        return self in (Shape.DOTTED_PATH, Shape.LIST_OF_DOTTED_PATHS)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of ``WSGATEWAY``."""
+
+    default: Any
+    shape: Shape
+    doc: str
+    #: ``None`` is a meaningful value, not a mistake.
+    nullable: bool = False
+    #: Largest value of an integer, longest string; ``None``: no bound beyond the shape.
+    most: int | None = None
+
+
+KEYS: dict[str, Key] = {
+    "SERVICES": Key(
+        [
+            "wsgateway.services.notifier.NotifierService",
+            "wsgateway.services.clipboard.ClipboardService",
+        ],
+        Shape.LIST_OF_DOTTED_PATHS,
+        "Service classes, one per channel, in the order their connect frames are sent.",
+    ),
+    # The token comes first so that an explicit token wins over an ambient session.
+    "AUTHENTICATORS": Key(
+        ["wsgateway.auth.BearerTokenAuthenticator", "wsgateway.auth.SessionAuthenticator"],
+        Shape.LIST_OF_DOTTED_PATHS,
+        "Authenticator classes, tried in order; the first that recognises credentials decides.",
+    ),
+    "ALLOWED_ORIGINS": Key(
+        None,
+        Shape.LIST_OF_STRINGS,
+        'Browser origins that may open a socket, like "https://example.com", or "*" for any; '
+        "None: the hosts of ALLOWED_HOSTS, on any scheme and port.",
+        nullable=True,
+    ),
+    "MAX_MESSAGE_SIZE": Key(
+        64 * 1024,
+        Shape.POSITIVE_INTEGER,
+        "Largest client frame in bytes; a bigger one closes the socket with 1009.",
+    ),
+    "TOKEN_MAX_AGE": Key(
+        60 * 60,
+        Shape.POSITIVE_INTEGER,
+        "Lifetime in seconds of bearer tokens issued by wsgateway.auth.issue_token.",
+    ),
+    "TOKEN_COOKIE_NAME": Key(
+        "wsgateway_token",
+        Shape.STRING,
+        "Cookie read by BearerTokenAuthenticator when there is no Authorization header; "
+        'None or "": no cookie.',
+        nullable=True,
+    ),
+    "CHANNEL_LAYER": Key(
+        "default",
+        Shape.STRING,
+        "Alias in CHANNEL_LAYERS of the layer wsgateway uses.",
+    ),
+    "GROUP_PREFIX": Key(
+        "wsgateway",
+        Shape.STRING,
+        'Prefix of the per-user group names, "<prefix>.user.<id>", to share a layer with other apps; '
+        f"at most {MAX_GROUP_PREFIX_LENGTH} characters, so that a 20-character user id still fits "
+        "within Channels' limit on names.",
+        most=MAX_GROUP_PREFIX_LENGTH,
+    ),
+    "CLIPBOARD_MAX_ENTRIES": Key(
+        500,
+        Shape.POSITIVE_INTEGER,
+        "Most clipboard entries one user may hold.",
+    ),
+    "CLIPBOARD_PERMISSION": Key(
+        "wsgateway.services.clipboard.user_can_view",
+        Shape.DOTTED_PATH,
+        "Callable (user, obj) -> bool: may this user put this object on the clipboard?",
+    ),
+    # Over MAX_PAGE_SIZE, every "list" without a limit would be refused.
+    "NOTIFICATIONS_PAGE_SIZE": Key(
+        20,
+        Shape.POSITIVE_INTEGER,
+        f'Page size of the notifications "list" action when the client gives no limit; '
+        f"at most {MAX_PAGE_SIZE}, the largest limit a client may ask for.",
+        most=MAX_PAGE_SIZE,
+    ),
 }
+
+#: Each key's default.
+DEFAULTS: dict[str, Any] = {name: key.default for name, key in KEYS.items()}
+
+#: The keys that name things to import.
+IMPORT_STRINGS: tuple[str, ...] = tuple(name for name, key in KEYS.items() if key.shape.imports)
 
 
 class GatewaySettings:
@@ -105,6 +210,24 @@ class GatewaySettings:
     @property
     def NOTIFICATIONS_PAGE_SIZE(self) -> int:
         return int(self.get("NOTIFICATIONS_PAGE_SIZE"))
+
+    # -- the dotted paths, imported (through import_from_setting's cache) --------------
+
+    @property
+    def service_classes(self) -> list[type[Service]]:
+        """The classes named in ``SERVICES``, in order."""
+        return [import_from_setting(path) for path in self.SERVICES]
+
+    @property
+    def authenticator_classes(self) -> list[type[BaseAuthenticator]]:
+        """The classes named in ``AUTHENTICATORS``, in the order they are tried."""
+        return [import_from_setting(path) for path in self.AUTHENTICATORS]
+
+    @property
+    def clipboard_permission(self) -> Callable[[Any, Any], bool]:
+        """The callable named in ``CLIPBOARD_PERMISSION``."""
+        permission: Callable[[Any, Any], bool] = import_from_setting(self.CLIPBOARD_PERMISSION)
+        return permission
 
 
 gateway_settings = GatewaySettings()
