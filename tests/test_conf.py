@@ -18,6 +18,7 @@ from wsgateway.conf import (
     KEYS,
     MAX_GROUP_PREFIX_LENGTH,
     GatewaySettings,
+    Setting,
     Shape,
     gateway_settings,
     import_from_setting,
@@ -54,8 +55,9 @@ def test_defaults_are_the_documented_ones() -> None:
 
 
 def test_every_default_has_a_typed_accessor() -> None:
+    keys = {name for name, value in vars(GatewaySettings).items() if isinstance(value, Setting)}
+    assert keys == set(DEFAULTS)
     accessors = {name for name, value in vars(GatewaySettings).items() if isinstance(value, property)}
-    assert {name for name in accessors if name.isupper()} == set(DEFAULTS)
     assert {name for name in accessors if not name.isupper()} == {
         "user_settings",
         "service_classes",

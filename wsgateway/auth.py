@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils.functional import empty
 from django.utils.module_loading import import_string
 
-from .conf import gateway_settings, import_from_setting
+from .conf import gateway_settings
 from .scope import Scope, cookies, header
 from .tokens import token_claims, token_user
 
@@ -117,8 +117,8 @@ class SessionAuthenticator(BaseAuthenticator):
 
 async def authenticate(scope: Scope) -> Identity | None:
     """Run the configured authenticators in order; see the module docstring."""
-    for path in gateway_settings.AUTHENTICATORS:
-        identity: Identity | None = await import_from_setting(path)().authenticate(scope)
+    for authenticator in gateway_settings.authenticator_classes:
+        identity = await authenticator().authenticate(scope)
         if identity is not None:
             return identity
     return None

@@ -15,7 +15,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from channels.layers import BaseChannelLayer
 from django.conf import settings
@@ -154,6 +154,38 @@ DEFAULTS: dict[str, Any] = {name: key.default for name, key in KEYS.items()}
 IMPORT_STRINGS: tuple[str, ...] = tuple(name for name, key in KEYS.items() if key.shape.imports)
 
 
+T = TypeVar("T")
+
+
+class Setting(Generic[T]):
+    """One key of ``WSGATEWAY`` as an attribute of :class:`GatewaySettings`, read on every access
+    and converted by ``convert`` (a fresh list each time: a caller may change what it gets)."""
+
+    def __init__(self, convert: Callable[[Any], T]) -> None:
+        self.convert = convert
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Setting[T]: ...
+    @overload
+    def __get__(self, instance: GatewaySettings, owner: type) -> T: ...
+    def __get__(self, instance: GatewaySettings | None, owner: type) -> Setting[T] | T:
+        if instance is None:
+            return self
+        return self.convert(instance.get(self.name))
+
+
+def _optional_list(value: Any) -> list[str] | None:
+    return None if value is None else list(value)
+
+
+def _optional_name(value: Any) -> str | None:
+    return str(value) if value else None
+
+
 class GatewaySettings:
     """Read-through view of ``settings.WSGATEWAY`` merged over :data:`DEFAULTS`."""
 
@@ -165,51 +197,17 @@ class GatewaySettings:
     def get(self, key: str) -> Any:
         return self.user_settings.get(key, DEFAULTS[key])
 
-    @property
-    def SERVICES(self) -> list[str]:
-        return list(self.get("SERVICES"))
-
-    @property
-    def AUTHENTICATORS(self) -> list[str]:
-        return list(self.get("AUTHENTICATORS"))
-
-    @property
-    def ALLOWED_ORIGINS(self) -> list[str] | None:
-        value = self.get("ALLOWED_ORIGINS")
-        return None if value is None else list(value)
-
-    @property
-    def MAX_MESSAGE_SIZE(self) -> int:
-        return int(self.get("MAX_MESSAGE_SIZE"))
-
-    @property
-    def TOKEN_MAX_AGE(self) -> int:
-        return int(self.get("TOKEN_MAX_AGE"))
-
-    @property
-    def TOKEN_COOKIE_NAME(self) -> str | None:
-        value = self.get("TOKEN_COOKIE_NAME")
-        return str(value) if value else None
-
-    @property
-    def CHANNEL_LAYER(self) -> str:
-        return str(self.get("CHANNEL_LAYER"))
-
-    @property
-    def GROUP_PREFIX(self) -> str:
-        return str(self.get("GROUP_PREFIX"))
-
-    @property
-    def CLIPBOARD_MAX_ENTRIES(self) -> int:
-        return int(self.get("CLIPBOARD_MAX_ENTRIES"))
-
-    @property
-    def CLIPBOARD_PERMISSION(self) -> str:
-        return str(self.get("CLIPBOARD_PERMISSION"))
-
-    @property
-    def NOTIFICATIONS_PAGE_SIZE(self) -> int:
-        return int(self.get("NOTIFICATIONS_PAGE_SIZE"))
+    SERVICES = Setting(list[str])
+    AUTHENTICATORS = Setting(list[str])
+    ALLOWED_ORIGINS = Setting(_optional_list)
+    MAX_MESSAGE_SIZE = Setting(int)
+    TOKEN_MAX_AGE = Setting(int)
+    TOKEN_COOKIE_NAME = Setting(_optional_name)
+    CHANNEL_LAYER = Setting(str)
+    GROUP_PREFIX = Setting(str)
+    CLIPBOARD_MAX_ENTRIES = Setting(int)
+    CLIPBOARD_PERMISSION = Setting(str)
+    NOTIFICATIONS_PAGE_SIZE = Setting(int)
 
     # -- the dotted paths, imported (through import_from_setting's cache) --------------
 

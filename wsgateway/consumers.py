@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from . import frames
 from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
-from .conf import gateway_settings, import_from_setting
+from .conf import gateway_settings
 from .exceptions import AuthenticationFailed, GatewayError
 from .groups import LOGOUT_EVENT, PUSH_EVENT, layer_reaches_other_processes, user_group
 from .health import LayerWatchdog, watchdog_for
@@ -172,7 +172,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     @classmethod
     def service_classes(cls) -> list[type[Service]]:
-        classes = [import_from_setting(path) for path in gateway_settings.SERVICES]
+        classes = gateway_settings.service_classes
         if cls.service_channels is not None:
             classes = [service for service in classes if service.channel in cls.service_channels]
         return classes
