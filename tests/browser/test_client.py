@@ -26,9 +26,8 @@ PAGE = """<!doctype html><title>client</title>
     close(code) {{ this.readyState = 3; this.closedWith = code; }}
     open() {{ this.readyState = 1; }}
     receive(frame) {{ this.onmessage({{data: JSON.stringify(frame)}}); }}
-    hello(username = "ann") {{
+    hello(username = "ann", services = ["notifications", "clipboard"]) {{
       this.open();
-      const services = ["notifications", "clipboard"];
       this.receive({{channel: "gateway", payload: {{user: {{id: 7, username}}, services}}}});
     }}
     drop(code = 1006) {{ this.readyState = 3; this.onclose({{code, reason: "", wasClean: code !== 1006}}); }}
@@ -42,10 +41,10 @@ PAGE = """<!doctype html><title>client</title>
     gw.on("state", (state, info) => gw.states.push([state, info]));
     return gw;
   }}
-  async function connected(options) {{
+  async function connected(options, services) {{
     const gw = gateway(options);
     await sleep(0);
-    FakeSocket.all[FakeSocket.all.length - 1].hello();
+    FakeSocket.all[FakeSocket.all.length - 1].hello("ann", services);
     return [gw, FakeSocket.all[FakeSocket.all.length - 1]];
   }}
 </script>"""
@@ -400,3 +399,295 @@ def test_a_failing_handler_does_not_stop_the_others(client_page: Any) -> None:
     assert len(result["errors"]) == 2 and all("broken handler" in error for error in result["errors"])
     assert result["state"] == "open"
     client_page.uncaught_errors.clear()
+
+
+# A site's own service, the "echo" of docs/protocol.md ("Adding a service"): actions "echo" (replies
+# {echo: data}) and "shout" (replies {shouted: data}, pushes {shout: data} to the user's other sockets).
+ECHO_SERVICES = '["notifications", "clipboard", "echo"]'
+
+
+def test_channel_is_one_object_per_name(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """() => {
+            const gw = gateway({autoConnect: false});
+            const other = gateway({autoConnect: false});
+            let refused = null;
+            try { gw.channel(7); } catch (error) { refused = error.name; }
+            return {same: gw.channel("echo") === gw.channel("echo"),
+                    distinct: gw.channel("echo") !== gw.channel("echo2"),
+                    perGateway: gw.channel("echo") !== other.channel("echo"),
+                    name: gw.channel("echo").name,
+                    methods: ["on", "request", "action"].map((m) => typeof gw.channel("echo")[m]),
+                    builtIn: [gw.notifications.channel === gw.channel("notifications"),
+                              gw.clipboard.channel === gw.channel("clipboard")],
+                    refused};
+        }"""
+    )
+    assert result == {
+        "same": True,
+        "distinct": True,
+        "perGateway": True,
+        "name": "echo",
+        "methods": ["function", "function", "function"],
+        "builtIn": [True, True],
+        "refused": "TypeError",
+    }
+
+
+def test_channel_on_gets_what_the_server_sends_by_itself_on_that_channel_only(client_page: Any) -> None:
+    result = client_page.evaluate(
+        f"""async () => {{
+            const [gw, socket] = await connected({{}}, {ECHO_SERVICES});
+            const echo = gw.channel("echo");
+            const first = [], second = [], errors = [];
+            const offFirst = echo.on((payload, frame) => first.push([payload, frame]));
+            echo.on((payload) => second.push(payload));
+            gw.on("error", (error) => errors.push(error.code));
+
+            socket.receive({{channel: "echo", payload: {{hello: "ann", notes: 3}}}});  // on-connect frame
+            socket.receive({{channel: "clipboard", payload: {{clipboard: []}}}});  // other channels
+            socket.receive({{channel: "echo2", payload: {{shout: "not mine"}}}});
+            socket.receive({{channel: "gateway", payload: {{action: "pong"}}}});
+            socket.receive({{channel: "echo", payload: {{shout: "from another tab"}}}});  // a push
+            // An error frame goes to gw.on("error"), not to the channel's handlers.
+            socket.receive({{channel: "echo", error: {{code: "internal_error", message: "Oops."}}}});
+            offFirst();
+            socket.receive({{channel: "echo", payload: {{shout: "after off"}}}});
+            return {{first, second, errors}};
+        }}"""
+    )
+    assert result["first"] == [
+        [{"hello": "ann", "notes": 3}, {"channel": "echo", "payload": {"hello": "ann", "notes": 3}}],
+        [{"shout": "from another tab"}, {"channel": "echo", "payload": {"shout": "from another tab"}}],
+    ]
+    # Unsubscribing one handler leaves the others.
+    assert result["second"] == [
+        {"hello": "ann", "notes": 3},
+        {"shout": "from another tab"},
+        {"shout": "after off"},
+    ]
+    assert result["errors"] == ["internal_error"]
+
+
+def test_gw_on_and_off_reach_the_same_handlers_as_the_channel(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const got = [];
+            const handler = (payload) => got.push(payload.n);
+            gw.channel("echo").on(handler);
+            socket.receive({channel: "echo", payload: {n: 1}});
+            gw.off("echo", handler);
+            socket.receive({channel: "echo", payload: {n: 2}});
+            const offAgain = gw.on("echo", handler);
+            socket.receive({channel: "echo", payload: {n: 3}});
+            offAgain();
+            socket.receive({channel: "echo", payload: {n: 4}});
+            return got;
+        }"""
+    )
+    assert result == [1, 3]
+
+
+def test_channel_action_and_request_send_a_frame_with_an_id_and_resolve_with_the_replys_payload(
+    client_page: Any,
+) -> None:
+    result = client_page.evaluate(
+        f"""async () => {{
+            const [gw, socket] = await connected({{}}, {ECHO_SERVICES});
+            const echo = gw.channel("echo");
+            const pushed = [];
+            echo.on((payload) => pushed.push(payload));
+
+            const echoing = echo.action("echo", {{n: [1, 2]}});
+            const echoFrame = socket.last;
+            const shouting = echo.request({{action: "shout", data: "hi"}});
+            const shoutFrame = socket.last;
+            const bare = echo.action("echo");
+            const bareFrame = socket.last;
+            // A push may come between a request and its reply; replies may come in any order.
+            socket.receive({{channel: "echo", payload: {{shout: "from another tab"}}}});
+            socket.receive({{channel: "echo", id: shoutFrame.id, payload: {{shouted: "hi"}}}});
+            socket.receive({{channel: "echo", id: echoFrame.id, payload: {{echo: {{n: [1, 2]}}}}}});
+            socket.receive({{channel: "echo", id: bareFrame.id, payload: {{echo: null}}}});
+            return {{echoFrame, shoutFrame, bareFrame, echoed: await echoing, shouted: await shouting,
+                     bare: await bare, pushed}};
+        }}"""
+    )
+    assert result["echoFrame"] == {
+        "channel": "echo",
+        "payload": {"action": "echo", "data": {"n": [1, 2]}},
+        "id": result["echoFrame"]["id"],
+    }
+    assert result["shoutFrame"] == {
+        "channel": "echo",
+        "payload": {"action": "shout", "data": "hi"},
+        "id": result["shoutFrame"]["id"],
+    }
+    assert isinstance(result["echoFrame"]["id"], int)
+    assert result["shoutFrame"]["id"] != result["echoFrame"]["id"]
+    # Without data the payload is {"action"} alone, as in the protocol's examples.
+    assert result["bareFrame"]["payload"] == {"action": "echo"}
+    assert result["echoed"] == {"echo": {"n": [1, 2]}}
+    assert result["shouted"] == {"shouted": "hi"}
+    assert result["bare"] == {"echo": None}
+    assert result["pushed"] == [{"shout": "from another tab"}]  # replies go to their Promise, not to on()
+
+
+def test_channel_request_is_rejected_with_the_servers_error_code(client_page: Any) -> None:
+    result = client_page.evaluate(
+        f"""async () => {{
+            const outcome = (promise) => promise.then(
+                (value) => ({{resolved: value}}),
+                (error) => ({{name: error.name, code: error.code, message: error.message, frame: error.frame,
+                             isError: error instanceof WSGatewayError && error instanceof WSGateway.Error}}));
+            const [gw, socket] = await connected({{}}, {ECHO_SERVICES});
+            const echo = gw.channel("echo");
+            const errors = [];
+            gw.on("error", (error) => errors.push(error.code));
+            const whisper = outcome(echo.action("whisper", "psst"));
+            const error = {{code: "unknown_action", message: "No action 'whisper' on channel echo."}};
+            socket.receive({{channel: "echo", id: socket.last.id, error}});
+            // The options reach the request: 30 ms, not the default 10 s.
+            const started = Date.now();
+            const timedOut = await outcome(echo.action("shout", "hi", {{timeout: 30}}));
+            timedOut.elapsed = Date.now() - started;
+            const results = {{whisper: await whisper, timedOut, errors}};
+            socket.drop(1006);
+            results.offline = await outcome(echo.action("echo", 1));
+            return results;
+        }}"""
+    )
+    assert result["whisper"] == {
+        "name": "WSGatewayError",
+        "code": "unknown_action",
+        "message": "No action 'whisper' on channel echo.",
+        "frame": {
+            "channel": "echo",
+            "id": result["whisper"]["frame"]["id"],
+            "error": {"code": "unknown_action", "message": "No action 'whisper' on channel echo."},
+        },
+        "isError": True,
+    }
+    assert result["errors"] == []  # the request's error, not one for gw.on("error")
+    assert result["timedOut"]["code"] == "timeout"
+    assert result["timedOut"]["elapsed"] < 1000
+    assert result["offline"]["code"] == "not_connected"
+
+
+def test_a_service_named_like_an_event_is_reached_through_its_channel(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const frames = [], events = [];
+            gw.channel("state").on((payload) => frames.push(payload));
+            gw.on("state", (state) => events.push(state));
+            socket.receive({channel: "state", payload: {level: 3}});
+            gw.close();
+            return {frames, events};
+        }"""
+    )
+    assert result["frames"] == [{"level": 3}]
+    assert result["events"] == ["closed"]
+
+
+def test_states_are_one_frozen_table_and_the_state_events_use_its_values(client_page: Any) -> None:
+    table = client_page.evaluate(
+        """() => {
+            "use strict";
+            const attempt = (change) => {
+                try { change(); return "changed"; } catch (error) { return error.name; }
+            };
+            return {
+                states: Object.assign({}, WSGateway.STATES),
+                frozen: Object.isFrozen(WSGateway.STATES),
+                assign: attempt(() => { WSGateway.STATES.OPEN = "ready"; }),
+                add: attempt(() => { WSGateway.STATES.PAUSED = "paused"; }),
+                open: WSGateway.STATES.OPEN,
+            };
+        }"""
+    )
+    assert table == {
+        "states": {
+            "CONNECTING": "connecting",
+            "OPEN": "open",
+            "CLOSED": "closed",
+            "UNAUTHORIZED": "unauthorized",
+        },
+        "frozen": True,
+        "assign": "TypeError",
+        "add": "TypeError",
+        "open": "open",
+    }
+
+    result = client_page.evaluate(
+        """async () => {
+            const names = Object.fromEntries(Object.entries(WSGateway.STATES).map(([k, v]) => [v, k]));
+            const gw = gateway({minDelay: 10});
+            const initial = names[gw.state];
+            await sleep(0);
+            FakeSocket.all[0].hello();
+            FakeSocket.all[0].drop(1006);
+            const deadline = Date.now() + 2000;
+            while (FakeSocket.all.length === 1 && Date.now() < deadline) await sleep(5);
+            FakeSocket.all[1].open();
+            FakeSocket.all[1].drop(4401);
+            const events = gw.states.map(([state]) => names[state] || state);
+            return {initial, events, last: names[gw.state]};
+        }"""
+    )
+    assert result == {
+        "initial": "CLOSED",
+        "events": ["CONNECTING", "OPEN", "CLOSED", "CONNECTING", "UNAUTHORIZED"],
+        "last": "UNAUTHORIZED",
+    }
+
+
+def test_a_failed_helper_action_leaves_the_helpers_state_alone(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const changes = [];
+            gw.clipboard.onChange((entries) => changes.push(entries.length));
+            gw.notifications.onChange((state) => changes.push(state.unread));
+            socket.receive({channel: "clipboard", payload: {clipboard: [{id: 1, data: "a"}]}});
+            socket.receive({channel: "notifications", payload: {unread: 2, category: "info"}});
+            const removing = gw.clipboard.remove(99).catch((error) => error.code);
+            socket.receive({channel: "clipboard", id: socket.last.id,
+                            error: {code: "not_found", message: "No clipboard entry of yours with id 99."}});
+            const marking = gw.notifications.markRead(99).catch((error) => error.code);
+            socket.receive({channel: "notifications", id: socket.last.id,
+                            error: {code: "not_found", message: "No notifications of yours with ids [99]."}});
+            return {codes: [await removing, await marking], changes,
+                    entries: gw.clipboard.entries.map((entry) => entry.id), unread: gw.notifications.unread};
+        }"""
+    )
+    assert result == {"codes": ["not_found", "not_found"], "changes": [1, 2], "entries": [1], "unread": 2}
+
+
+def test_a_helper_action_is_its_channels_action(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const seen = [];
+            gw.clipboard.onChange((entries) => seen.push(entries.map((entry) => entry.id)));
+            // The site may talk to a built-in service itself; the helper follows the pushes all the same.
+            const raw = gw.channel("clipboard").action("clipboard_add", "x");
+            const rawFrame = socket.last;
+            const viaHelper = gw.clipboard.add("x");
+            const helperFrame = socket.last;
+            const entries = [{id: 1, data: "x"}, {id: 2, data: "x"}];
+            const first = entries.slice(0, 1);
+            socket.receive({channel: "clipboard", id: rawFrame.id, payload: {clipboard: first}});
+            socket.receive({channel: "clipboard", id: helperFrame.id, payload: {clipboard: entries}});
+            await raw;
+            const reply = await viaHelper;
+            socket.receive({channel: "clipboard", payload: {clipboard: entries}});  // the push that follows
+            return {rawPayload: rawFrame.payload, helperPayload: helperFrame.payload, seen,
+                    reply: reply.clipboard.length};
+        }"""
+    )
+    assert result["rawPayload"] == result["helperPayload"] == {"action": "clipboard_add", "data": "x"}
+    # The raw action's reply is the caller's; the helper's reply and the push update the helper.
+    assert result["seen"] == [[1, 2], [1, 2]]
+    assert result["reply"] == 2

@@ -4,6 +4,7 @@
 
   const gw = new WSGateway();
   window.gateway = gw; // for the browser console
+  const { CONNECTING, OPEN, CLOSED, UNAUTHORIZED } = WSGateway.STATES;
 
   const $ = (selector, root) => (root || document).querySelector(selector);
   const $$ = (selector, root) => Array.from((root || document).querySelectorAll(selector));
@@ -76,21 +77,21 @@
     document.body.dataset.gwState = state;
     connection.dataset.state = state;
     let text = "Live";
-    if (state === "connecting") text = gw.attempt > 0 ? "Reconnecting…" : "Connecting…";
-    else if (state === "closed") text = info.reconnectIn === null ? "Disconnected" : "Offline · reconnecting";
-    else if (state === "unauthorized") text = "Signed out";
+    if (state === CONNECTING) text = gw.attempt > 0 ? "Reconnecting…" : "Connecting…";
+    else if (state === CLOSED) text = info.reconnectIn === null ? "Disconnected" : "Offline · reconnecting";
+    else if (state === UNAUTHORIZED) text = "Signed out";
     $(".connection-text", connection).textContent = text;
     connection.title = text; // the text is hidden on narrow screens
-    retryNow.hidden = !(state === "closed" && info.reconnectIn !== null && info.reconnectIn > 1500);
-    for (const button of $$("[data-needs-socket]")) button.disabled = state !== "open";
-    $("#notify-button").disabled = state === "unauthorized"; // a plain POST, but it needs the session
+    retryNow.hidden = !(state === CLOSED && info.reconnectIn !== null && info.reconnectIn > 1500);
+    for (const button of $$("[data-needs-socket]")) button.disabled = state !== OPEN;
+    $("#notify-button").disabled = state === UNAUTHORIZED; // a plain POST, but it needs the session
     const signedOut = $("#signed-out");
-    signedOut.hidden = state !== "unauthorized";
-    if (state === "unauthorized") {
+    signedOut.hidden = state !== UNAUTHORIZED;
+    if (state === UNAUTHORIZED) {
       $("#signed-out-reason").textContent =
         info.error && info.error.code === "logged_out" ? "You logged out in another tab." : "Your session has ended.";
     }
-    if (state === "open") reloadList();
+    if (state === OPEN) reloadList();
   });
 
   // -- notifications: bell, list, toasts ----------------------------------------------
@@ -192,7 +193,7 @@
                 type: "button",
                 class: "button button--small button--ghost mark-read",
                 "data-needs-socket": true,
-                disabled: gw.state !== "open",
+                disabled: gw.state !== OPEN,
                 text: "Mark read",
                 onclick: () => gw.notifications.markRead([notification.id]).catch(showError),
               }),
@@ -281,7 +282,7 @@
       })
       .catch(showError)
       .finally(() => {
-        button.disabled = gw.state === "unauthorized";
+        button.disabled = gw.state === UNAUTHORIZED;
       });
   });
 
@@ -318,7 +319,7 @@
                 type: "button",
                 class: "icon-button clip-remove",
                 "data-needs-socket": true,
-                disabled: gw.state !== "open",
+                disabled: gw.state !== OPEN,
                 "aria-label": `Remove ${text}`,
                 title: "Remove",
                 onclick: () => gw.clipboard.remove(entry.id).catch(showError),
@@ -390,14 +391,14 @@
   }
 
   gw.on("state", (state, info) => {
-    if (state === "open") {
+    if (state === OPEN) {
       $("#socket-user").textContent = `${info.user.username} (id ${info.user.id})`;
       $("#socket-services").textContent = info.services.join(", ");
       logEvent("open", "Authenticated by the session cookie");
-    } else if (state === "closed") {
+    } else if (state === CLOSED) {
       const retry = info.reconnectIn === null ? "" : `; retrying in ${(info.reconnectIn / 1000).toFixed(1)} s`;
       logEvent("closed", `Close code ${info.code}${retry}`);
-    } else if (state === "unauthorized") {
+    } else if (state === UNAUTHORIZED) {
       logEvent("unauthorized", `${info.error.code}: not reconnecting`);
     } else {
       logEvent("connecting", gw.attempt ? `Attempt ${gw.attempt + 1}` : gw.url);

@@ -8,14 +8,29 @@
 (function (global) {
   "use strict";
 
+  // -- constants -----------------------------------------------------------------------
+
   /** Close code the server uses for "log in first": never reconnect after it. */
   const CLOSE_UNAUTHORIZED = 4401;
   /** Close code this client uses when it gives up on a socket that stopped answering pings. */
   const CLOSE_PING_TIMEOUT = 4000;
   const GATEWAY = "gateway";
-  /** Event names of `on()` that are not channels. */
+  /** Event names of `gw.on()` that are not channels. */
   const STATE_EVENT = "state";
   const ERROR_EVENT = "error";
+
+  /**
+   * Every value of `gw.state`, in one place: pages compare with `WSGateway.STATES.OPEN` rather
+   * than a string of their own, and freezing keeps a page from changing what the client compares with.
+   */
+  const STATES = Object.freeze({
+    CONNECTING: "connecting",
+    OPEN: "open",
+    CLOSED: "closed",
+    UNAUTHORIZED: "unauthorized",
+  });
+
+  // -- helpers -------------------------------------------------------------------------
 
   /** A rejected request: `code` is the server's error code, or "timeout", "closed", "not_connected". */
   class WSGatewayError extends Error {
@@ -75,6 +90,52 @@
     return config;
   }
 
+  /** The frame in a message, or null for text that is not a JSON object (nothing can be done with it). */
+  function parseFrame(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch (error) {
+      return null;
+    }
+    return frame !== null && typeof frame === "object" ? frame : null;
+  }
+
+  function frameError(frame) {
+    return new WSGatewayError(frame.error.code, frame.error.message, frame);
+  }
+
+  // -- channel -------------------------------------------------------------------------
+
+  /**
+   * One service's side of the socket, from `gw.channel(name)`. Built-in or a site's own, every
+   * service is reached the same way; the socket only routes frames by name.
+   */
+  class Channel {
+    constructor(gateway, name) {
+      this.gateway = gateway;
+      this.name = name;
+      this._listeners = new Listeners();
+    }
+
+    /** handler(payload, frame) for each frame the server sends on this channel by itself. */
+    on(handler) {
+      return this._listeners.add(handler);
+    }
+
+    /** Promise of the reply's payload; see `WSGateway.request`. */
+    request(payload, options) {
+      return this.gateway.request(this.name, payload, options);
+    }
+
+    /** `{"action": name, "data": data}`, the payload every ActionService reads. */
+    action(name, data, options) {
+      return this.request({ action: name, data }, options);
+    }
+  }
+
+  // -- socket --------------------------------------------------------------------------
+
   class WSGateway {
     /**
      * @param {object} [options] see WSGateway.defaults; `url` may be relative to the page.
@@ -82,8 +143,8 @@
     constructor(options) {
       this.options = Object.assign({}, WSGateway.defaults, options || {});
       this.url = resolveUrl(this.options.url);
-      /** "connecting", "open", "closed" or "unauthorized". */
-      this.state = "closed";
+      /** One of WSGateway.STATES. */
+      this.state = STATES.CLOSED;
       /** The server's hello: {id, username} and the channels it serves, once open. */
       this.user = null;
       this.services = [];
@@ -91,7 +152,12 @@
       this.attempt = 0;
 
       this._socket = null;
-      this._listeners = new Map();
+      // Apart from the channels, so that a site's service may be called "state" or "error".
+      this._events = new Map([
+        [STATE_EVENT, new Listeners()],
+        [ERROR_EVENT, new Listeners()],
+      ]);
+      this._channels = new Map();
       this._pending = new Map();
       this._nextId = 1;
       this._retryTimer = null;
@@ -111,38 +177,44 @@
       if (this.options.autoConnect) {
         // Later in this task, so that handlers added right after `new` see every event.
         queueMicrotask(() => {
-          if (this.state === "closed" && !this._stopped && this._socket === null) this.connect();
+          if (this.state === STATES.CLOSED && !this._stopped && this._socket === null) this.connect();
         });
       }
+    }
+
+    /** The channel `name`: the same object on every call, so its handlers live as long as the socket. */
+    channel(name) {
+      if (typeof name !== "string") throw new TypeError("A channel name must be a string.");
+      let channel = this._channels.get(name);
+      if (channel === undefined) {
+        channel = new Channel(this, name);
+        this._channels.set(name, channel);
+      }
+      return channel;
     }
 
     // -- events ----------------------------------------------------------------------
 
     /**
-     * `on(channel, handler)`: handler(payload, frame) for each frame the server sends on
-     * `channel` by itself (on-connect frames and pushes; replies go to `request`).
      * `on("state", handler)`: handler(state, info) on each change of `state`.
      * `on("error", handler)`: handler(error, frame) for error frames no request is waiting for.
+     * `on(channel, handler)`: the same as `channel(channel).on(handler)`.
      * Returns a function that removes the handler.
      */
     on(name, handler) {
-      if (!this._listeners.has(name)) this._listeners.set(name, new Listeners());
-      return this._listeners.get(name).add(handler);
+      const events = this._events.get(name);
+      return events ? events.add(handler) : this.channel(name).on(handler);
     }
 
     off(name, handler) {
-      const listeners = this._listeners.get(name);
+      const channel = this._channels.get(name);
+      const listeners = this._events.get(name) || (channel && channel._listeners);
       if (listeners) listeners.remove(handler);
-    }
-
-    _emit(name, ...args) {
-      const listeners = this._listeners.get(name);
-      if (listeners) listeners.emit(...args);
     }
 
     _setState(state, info) {
       this.state = state;
-      this._emit(STATE_EVENT, state, info || {});
+      this._events.get(STATE_EVENT).emit(state, info || {});
     }
 
     // -- connection ------------------------------------------------------------------
@@ -153,7 +225,7 @@
       this._clearRetry();
       if (this._socket !== null) return this;
       this._authError = null;
-      this._setState("connecting", { attempt: this.attempt });
+      this._setState(STATES.CONNECTING, { attempt: this.attempt });
       let socket;
       try {
         socket = new this.options.WebSocket(this.url);
@@ -193,7 +265,7 @@
       const socket = this._socket;
       if (socket === null) {
         // Nothing open: stop a pending retry from looking like one.
-        if (this.state !== "unauthorized") this._setState("closed", { code, reason, reconnectIn: null });
+        if (this.state !== STATES.UNAUTHORIZED) this._setState(STATES.CLOSED, { code, reason, reconnectIn: null });
         return;
       }
       socket.onmessage = socket.onclose = null;
@@ -216,11 +288,11 @@
       const info = { code: event.code, reason: event.reason || "", wasClean: !!event.wasClean };
       if (event.code === CLOSE_UNAUTHORIZED) {
         const error = this._authError || { code: "unauthorized", message: "Log in to connect." };
-        this._setState("unauthorized", Object.assign(info, { error }));
+        this._setState(STATES.UNAUTHORIZED, Object.assign(info, { error }));
         return;
       }
       if (this._stopped) {
-        this._setState("closed", Object.assign(info, { reconnectIn: null }));
+        this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: null }));
         return;
       }
       const delay = this.backoff(this.attempt);
@@ -229,7 +301,7 @@
         this._retryTimer = null;
         this.connect();
       }, delay);
-      this._setState("closed", Object.assign(info, { reconnectIn: delay, attempt: this.attempt }));
+      this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: this.attempt }));
     }
 
     _clearRetry() {
@@ -240,8 +312,10 @@
     _startPing() {
       this._stopPing();
       if (!(this.options.pingInterval > 0)) return;
+      const gateway = this.channel(GATEWAY);
       this._pingTimer = setInterval(() => {
-        this.request(GATEWAY, { action: "ping" }, { timeout: this.options.pingTimeout }).catch((error) => {
+        // Not action("ping"): the gateway answers exactly {"action": "ping"}, without "data".
+        gateway.request({ action: "ping" }, { timeout: this.options.pingTimeout }).catch((error) => {
           // A socket that cannot answer a ping is dead even if the browser has not noticed.
           if (error.code === "timeout") this._abandon(CLOSE_PING_TIMEOUT, "ping timeout");
         });
@@ -256,35 +330,37 @@
     // -- frames ----------------------------------------------------------------------
 
     _receive(text) {
-      let frame;
-      try {
-        frame = JSON.parse(text);
-      } catch (error) {
-        return;
-      }
-      if (frame === null || typeof frame !== "object") return;
-      const pending = frame.id !== undefined && frame.id !== null ? this._pending.get(frame.id) : undefined;
-      if (pending) {
-        this._pending.delete(frame.id);
-        clearTimeout(pending.timer);
-        if (frame.error) pending.reject(new WSGatewayError(frame.error.code, frame.error.message, frame));
-        else pending.resolve(frame.payload);
-        return;
-      }
+      const frame = parseFrame(text);
+      if (frame === null || this._settle(frame)) return;
       if (frame.error) {
         if (frame.channel === GATEWAY) this._authError = frame.error; // the reason of a 4401 that follows
-        this._emit(ERROR_EVENT, new WSGatewayError(frame.error.code, frame.error.message, frame), frame);
+        this._events.get(ERROR_EVENT).emit(frameError(frame), frame);
         return;
       }
-      const payload = frame.payload;
-      if (frame.channel === GATEWAY && payload && payload.user) {
-        this.user = payload.user;
-        this.services = Array.isArray(payload.services) ? payload.services : [];
-        this.attempt = 0;
-        this._startPing();
-        this._setState("open", { user: this.user, services: this.services });
-      }
-      this._emit(frame.channel, payload, frame);
+      if (frame.channel === GATEWAY) this._hello(frame.payload);
+      const channel = this._channels.get(frame.channel);
+      if (channel) channel._listeners.emit(frame.payload, frame);
+    }
+
+    /** Settle the request this frame answers; false when no request is waiting for it. */
+    _settle(frame) {
+      const pending = frame.id !== undefined && frame.id !== null ? this._pending.get(frame.id) : undefined;
+      if (!pending) return false;
+      this._pending.delete(frame.id);
+      clearTimeout(pending.timer);
+      if (frame.error) pending.reject(frameError(frame));
+      else pending.resolve(frame.payload);
+      return true;
+    }
+
+    /** The server's hello opens the client: the socket is authenticated, the on-connect frames follow. */
+    _hello(payload) {
+      if (!payload || !payload.user) return;
+      this.user = payload.user;
+      this.services = Array.isArray(payload.services) ? payload.services : [];
+      this.attempt = 0;
+      this._startPing();
+      this._setState(STATES.OPEN, { user: this.user, services: this.services });
     }
 
     /** Send a frame without waiting for a reply. False when the socket is not open. */
@@ -335,20 +411,40 @@
     },
     scriptConfig(),
   );
+  WSGateway.STATES = STATES;
   WSGateway.Error = WSGatewayError;
   WSGateway.CLOSE_UNAUTHORIZED = CLOSE_UNAUTHORIZED;
 
+  // -- built-in services ---------------------------------------------------------------
+
+  /**
+   * A built-in helper: a channel and local state that follows the server. The reply to one of
+   * its actions carries the same state as the push that follows it, so `_apply` takes both, and the
+   * helper is right as soon as the action's Promise resolves, before the push arrives.
+   */
+  class Service {
+    constructor(gateway, name) {
+      this.channel = gateway.channel(name);
+      this.channel.on((payload) => this._apply(payload));
+    }
+
+    _act(action, data) {
+      return this.channel.action(action, data).then((reply) => {
+        this._apply(reply);
+        return reply;
+      });
+    }
+  }
+
   /** The "notifications" channel: unread count, newest unread category, list, read state. */
-  class Notifications {
+  class Notifications extends Service {
     constructor(gateway) {
-      this.gateway = gateway;
-      this.channel = "notifications";
+      super(gateway, "notifications");
       this.unread = 0;
       this.category = null;
       this.last = null;
       this._change = new Listeners();
       this._notification = new Listeners();
-      gateway.on(this.channel, (payload) => this._update(payload));
     }
 
     /** handler({unread, category}) after every frame that carries the unread state. */
@@ -361,7 +457,7 @@
       return this._notification.add(handler);
     }
 
-    _update(payload) {
+    _apply(payload) {
       if (!payload || typeof payload !== "object") return;
       if (typeof payload.unread === "number") this.unread = payload.unread;
       const last = payload.last;
@@ -370,13 +466,6 @@
       if (this.unread === 0) this.category = null;
       if (last) this._notification.emit(last);
       this._change.emit({ unread: this.unread, category: this.category });
-    }
-
-    _action(action, data) {
-      return this.gateway.request(this.channel, { action, data }).then((reply) => {
-        this._update({ unread: reply.unread, category: reply.category });
-        return reply;
-      });
     }
 
     /**
@@ -389,28 +478,26 @@
       if (given.before !== undefined) data.before = given.before;
       if (given.limit !== undefined) data.limit = given.limit;
       if (given.unreadOnly !== undefined) data.unread_only = given.unreadOnly;
-      return this.gateway.request(this.channel, { action: "list", data });
+      return this.channel.action("list", data);
     }
 
     /** Mark notifications read by id; resolves with {unread, category}. */
     markRead(ids) {
-      return this._action("mark_read", Array.isArray(ids) ? ids : [ids]);
+      return this._act("mark_read", Array.isArray(ids) ? ids : [ids]);
     }
 
     markAllRead() {
-      return this._action("mark_all_read", null);
+      return this._act("mark_all_read", null);
     }
   }
 
   /** The "clipboard" channel: the user's clipboard, the same in every tab. */
-  class Clipboard {
+  class Clipboard extends Service {
     constructor(gateway) {
-      this.gateway = gateway;
-      this.channel = "clipboard";
+      super(gateway, "clipboard");
       /** [{id, data, created}] or [{id, model, pk, label, created}], oldest first. */
       this.entries = [];
       this._change = new Listeners();
-      gateway.on(this.channel, (payload) => this._set(payload));
     }
 
     /** handler(entries) whenever the clipboard changes, here or in another tab. */
@@ -418,35 +505,28 @@
       return this._change.add(handler);
     }
 
-    _set(payload) {
+    _apply(payload) {
       if (!payload || !Array.isArray(payload.clipboard)) return;
       this.entries = payload.clipboard;
       this._change.emit(this.entries);
     }
 
-    _action(action, data) {
-      return this.gateway.request(this.channel, { action, data }).then((reply) => {
-        this._set(reply);
-        return reply;
-      });
-    }
-
     /** Store any JSON value. */
     add(data) {
-      return this._action("clipboard_add", data);
+      return this._act("clipboard_add", data);
     }
 
     /** Add references to objects: load("app_label.model", [pk, ...]); the reply lists "refused" ids. */
     load(model, ids) {
-      return this._action("clipboard_load", { model, ids: Array.isArray(ids) ? ids : [ids] });
+      return this._act("clipboard_load", { model, ids: Array.isArray(ids) ? ids : [ids] });
     }
 
     remove(id) {
-      return this._action("clipboard_remove", id);
+      return this._act("clipboard_remove", id);
     }
 
     flush() {
-      return this._action("clipboard_flush", null);
+      return this._act("clipboard_flush", null);
     }
   }
 
