@@ -7,10 +7,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from ..codes import ErrorCode
+from ..columns import fits_column
 from ..conf import gateway_settings, import_from_setting
 from ..exceptions import GatewayError
 from ..models import ClipboardEntry
@@ -95,13 +95,9 @@ class ClipboardService(ActionService):
         refused: list[dict[str, Any]] = []
         wanted: dict[str, Any] = {}
         for raw in ids:
-            try:
-                key = pk_field.to_python(raw)
-                # The field's validators bound integer keys to the column's range: a key beyond it
-                # names no row, and SQLite raises OverflowError on it in a lookup.
-                pk_field.run_validators(key)
-                wanted[str(key)] = raw
-            except ValidationError:
+            if fits_column(pk_field, raw):
+                wanted[str(pk_field.to_python(raw))] = raw
+            else:
                 refused.append({"id": raw, "code": ErrorCode.INVALID_DATA, "message": "Not a valid key."})
         objects = {str(obj.pk): obj for obj in model._default_manager.filter(pk__in=list(wanted))}
         with transaction.atomic():

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from ..codes import ErrorCode
+from ..columns import fits_column
 from ..conf import MAX_PAGE_SIZE, gateway_settings
 from ..exceptions import GatewayError
 from ..models import Notification
@@ -24,15 +24,6 @@ def _ids(data: Any) -> list[int]:
     if not isinstance(data, list) or not all(type(item) is int for item in data):
         raise GatewayError(ErrorCode.INVALID_DATA, "mark_read takes a list of notification ids.")
     return data
-
-
-def _storable_pk(pk: int) -> bool:
-    # An id out of the column's range names no row, and SQLite raises OverflowError on it.
-    try:
-        Notification._meta.pk.run_validators(pk)
-    except ValidationError:
-        return False
-    return True
 
 
 class NotifierService(ActionService):
@@ -56,7 +47,7 @@ class NotifierService(ActionService):
         with transaction.atomic():
             mine = Notification.objects.for_user(user)
             if ids is not None:
-                storable = [pk for pk in ids if _storable_pk(pk)]
+                storable = [pk for pk in ids if fits_column(Notification._meta.pk, pk)]
                 found = set(mine.filter(pk__in=storable).values_list("pk", flat=True))
                 if missing := sorted(ids - found):
                     raise GatewayError(ErrorCode.NOT_FOUND, f"No notifications of yours with ids {missing}.")
