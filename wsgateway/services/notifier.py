@@ -5,7 +5,7 @@ The pushes of new notifications are the domain's (:mod:`wsgateway.notifications`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
 from django.db import transaction
@@ -20,12 +20,6 @@ from ..notifications import CHANNEL, push_unread_state, unread_state
 from .base import ActionService
 
 
-def _ids(data: Any) -> list[int]:
-    if not isinstance(data, list) or not all(type(item) is int for item in data):
-        raise GatewayError(ErrorCode.INVALID_DATA, "mark_read takes a list of notification ids.")
-    return data
-
-
 class NotifierService(ActionService):
     channel = CHANNEL
 
@@ -33,7 +27,7 @@ class NotifierService(ActionService):
         return unread_state(user.pk)
 
     async def action_mark_read(self, user: Any, data: Any) -> Any:
-        ids = set(_ids(data))
+        ids = set(_parse_ids(data))
         return await database_sync_to_async(self._mark_read)(user, ids)
 
     async def action_mark_all_read(self, user: Any, data: Any) -> Any:
@@ -58,27 +52,44 @@ class NotifierService(ActionService):
 
     @staticmethod
     def _list(user: Any, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise GatewayError(ErrorCode.INVALID_DATA, 'list takes {"before", "limit", "unread_only"}.')
-        before = data.get("before")
-        limit = data.get("limit", gateway_settings.NOTIFICATIONS_PAGE_SIZE)
-        unread_only = data.get("unread_only", False)
-        if before is not None and type(before) is not int:
-            raise GatewayError(ErrorCode.INVALID_DATA, '"before" must be a notification id.')
-        if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
-            raise GatewayError(
-                ErrorCode.INVALID_DATA, f'"limit" must be an integer from 1 to {MAX_PAGE_SIZE}.'
-            )
-        if not isinstance(unread_only, bool):
-            raise GatewayError(ErrorCode.INVALID_DATA, '"unread_only" must be true or false.')
+        page = _parse_page(data)
         query = Notification.objects.for_user(user).select_related("created_by", "changed_by").order_by("-id")
-        if unread_only:
+        if page.unread_only:
             query = query.unread()
-        if before is not None:
-            query = query.filter(pk__lt=before)
-        page = list(query[: limit + 1])
+        if page.before is not None:
+            query = query.filter(pk__lt=page.before)
+        rows = list(query[: page.limit + 1])
         return {
-            "notifications": [item.to_wire() for item in page[:limit]],
-            "has_more": len(page) > limit,
+            "notifications": [item.to_wire() for item in rows[: page.limit]],
+            "has_more": len(rows) > page.limit,
             **unread_state(user.pk),
         }
+
+
+class _Page(NamedTuple):
+    """A list request: up to ``limit`` notifications, newest first, with ids below ``before``."""
+
+    before: int | None
+    limit: int
+    unread_only: bool
+
+
+def _parse_page(data: Any) -> _Page:
+    if not isinstance(data, dict):
+        raise GatewayError(ErrorCode.INVALID_DATA, 'list takes {"before", "limit", "unread_only"}.')
+    before = data.get("before")
+    limit = data.get("limit", gateway_settings.NOTIFICATIONS_PAGE_SIZE)
+    unread_only = data.get("unread_only", False)
+    if before is not None and type(before) is not int:
+        raise GatewayError(ErrorCode.INVALID_DATA, '"before" must be a notification id.')
+    if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise GatewayError(ErrorCode.INVALID_DATA, f'"limit" must be an integer from 1 to {MAX_PAGE_SIZE}.')
+    if not isinstance(unread_only, bool):
+        raise GatewayError(ErrorCode.INVALID_DATA, '"unread_only" must be true or false.')
+    return _Page(before, limit, unread_only)
+
+
+def _parse_ids(data: Any) -> list[int]:
+    if not isinstance(data, list) or not all(type(item) is int for item in data):
+        raise GatewayError(ErrorCode.INVALID_DATA, "mark_read takes a list of notification ids.")
+    return data
