@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models.signals import post_save
 from django.test import override_settings
 
 from wsgateway import notify
@@ -123,3 +124,22 @@ def test_a_notification_from_notify_saved_again_later_is_pushed_again(counting_l
     notification.message = "edited"
     notification.save()
     assert CALLS == [("group_send_many", 1), ("group_send_many", 1)]
+
+
+def test_notify_sends_each_row_one_post_save_as_a_save_would_and_still_pushes_once(
+    counting_layer: Any,
+) -> None:
+    users = make_users(3)
+    seen: list[tuple[int, bool, bool]] = []
+
+    def site_receiver(sender: Any, instance: Notification, created: bool, raw: bool, **kwargs: Any) -> None:
+        seen.append((instance.recipient_id, created, raw))
+
+    post_save.connect(site_receiver, sender=Notification)
+    try:
+        notify(users, "Deploy at 18:00")
+    finally:
+        post_save.disconnect(site_receiver, sender=Notification)
+    assert seen == [(user.pk, True, False) for user in users]
+    # The rows' own post_save did not queue a second push: notify() pushes them, from memory, once.
+    assert CALLS == [("group_send_many", 3)]

@@ -11,6 +11,7 @@ from django.test import override_settings
 
 from project.demo.models import Document
 from tests.support.communicators import connected, create_user, error_frame, frame
+from wsgateway.columns import fits_column
 from wsgateway.models import ClipboardEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -380,3 +381,34 @@ async def test_limit_is_per_user(ann: Any, bob: Any) -> None:
     async with connected(ann) as socket:
         reply = await socket.action("clipboard", "clipboard_add", "ann's", id=1)
         assert [entry["data"] for entry in reply["payload"]["clipboard"]] == ["ann's"]
+
+
+# -- keys that fit the column (wsgateway.columns.fits_column, shared with mark_read) -------
+
+
+@pytest.mark.parametrize(
+    ("value", "fits"),
+    [
+        (1, True),
+        ("12", True),
+        (2**63 - 1, True),
+        (-(2**63), True),
+        (2**63, False),
+        (-(2**63) - 1, False),
+        (str(2**63), False),
+        ("abc", False),
+        ("1.5", False),
+        ("", False),
+    ],
+    ids=repr,
+)
+def test_an_integer_key_fits_its_column_if_the_field_reads_it_within_the_columns_range(
+    value: Any, fits: bool
+) -> None:
+    assert fits_column(Document._meta.pk, value) is fits
+
+
+def test_a_text_value_fits_its_column_up_to_the_fields_max_length() -> None:
+    field = ClipboardEntry._meta.get_field("object_id")
+    assert fits_column(field, "k" * 255)
+    assert not fits_column(field, "k" * 256)

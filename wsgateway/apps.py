@@ -16,10 +16,11 @@ class WsGatewayConfig(AppConfig):
         from . import checks, receivers
         from .conf import reset_caches
         from .models import Notification
+        from .notifications.delivery import notification_saved
 
         checks.register()
         setting_changed.connect(reset_caches, dispatch_uid="wsgateway.conf.reset_caches")
         post_save.connect(
-            receivers.notification_saved, sender=Notification, dispatch_uid="wsgateway.notification_saved"
+            notification_saved, sender=Notification, dispatch_uid="wsgateway.notification_saved"
         )
         user_logged_out.connect(receivers.user_logged_out, dispatch_uid="wsgateway.user_logged_out")

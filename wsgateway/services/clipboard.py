@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Field, Model
 
 from ..codes import ErrorCode
+from ..columns import fits_column
 from ..conf import gateway_settings, import_from_setting
 from ..exceptions import GatewayError
 from ..models import ClipboardEntry
@@ -44,7 +45,7 @@ class ClipboardService(ActionService):
     def snapshot(self, user: Any) -> Any:
         return {"clipboard": clipboard_of(user)}
 
-    async def _changed(self, user: Any, reply: dict[str, Any]) -> dict[str, Any]:
+    async def _apush_change(self, user: Any, reply: dict[str, Any]) -> dict[str, Any]:
         # The asking socket gets ``reply``; the user's other sockets get the new state.
         await self.push_to_user(user, {"clipboard": reply["clipboard"]})
         return reply
@@ -52,18 +53,18 @@ class ClipboardService(ActionService):
     async def action_clipboard_add(self, user: Any, data: Any) -> Any:
         if data is None:
             raise GatewayError(ErrorCode.INVALID_DATA, "clipboard_add takes the data to store.")
-        return await self._changed(user, await database_sync_to_async(self._add)(user, data))
+        return await self._apush_change(user, await database_sync_to_async(self._add)(user, data))
 
     async def action_clipboard_load(self, user: Any, data: Any) -> Any:
-        return await self._changed(user, await database_sync_to_async(self._load)(user, data))
+        return await self._apush_change(user, await database_sync_to_async(self._load)(user, data))
 
     async def action_clipboard_remove(self, user: Any, data: Any) -> Any:
         if type(data) is not int:
             raise GatewayError(ErrorCode.INVALID_DATA, "clipboard_remove takes an entry id.")
-        return await self._changed(user, await database_sync_to_async(self._remove)(user, data))
+        return await self._apush_change(user, await database_sync_to_async(self._remove)(user, data))
 
     async def action_clipboard_flush(self, user: Any, data: Any) -> Any:
-        return await self._changed(user, await database_sync_to_async(self._flush)(user))
+        return await self._apush_change(user, await database_sync_to_async(self._flush)(user))
 
     @staticmethod
     def _add(user: Any, data: Any) -> dict[str, Any]:
@@ -74,58 +75,9 @@ class ClipboardService(ActionService):
 
     @staticmethod
     def _load(user: Any, data: Any) -> dict[str, Any]:
-        if (
-            not isinstance(data, dict)
-            or not isinstance(data.get("model"), str)
-            or not isinstance(data.get("ids"), list)
-        ):
-            raise GatewayError(
-                ErrorCode.INVALID_DATA, 'clipboard_load takes {"model": "app_label.model", "ids": [...]}.'
-            )
-        ids = data["ids"]
-        if not ids or not all(type(pk) in (int, str) for pk in ids):
-            raise GatewayError(ErrorCode.INVALID_DATA, '"ids" must be a non-empty list of primary keys.')
-        try:
-            model = apps.get_model(data["model"])
-        except (LookupError, ValueError):
-            raise GatewayError(ErrorCode.INVALID_DATA, f"Unknown model {data['model']!r}.") from None
-        can_view = import_from_setting(gateway_settings.CLIPBOARD_PERMISSION)
-        content_type = ContentType.objects.get_for_model(model)
-        pk_field = model._meta.pk
-        refused: list[dict[str, Any]] = []
-        wanted: dict[str, Any] = {}
-        for raw in ids:
-            try:
-                key = pk_field.to_python(raw)
-                # The field's validators bound integer keys to the column's range: a key beyond it
-                # names no row, and SQLite raises OverflowError on it in a lookup.
-                pk_field.run_validators(key)
-                wanted[str(key)] = raw
-            except ValidationError:
-                refused.append({"id": raw, "code": ErrorCode.INVALID_DATA, "message": "Not a valid key."})
-        objects = {str(obj.pk): obj for obj in model._default_manager.filter(pk__in=list(wanted))}
-        with transaction.atomic():
-            present = set(
-                ClipboardEntry.objects.filter(user=user, content_type=content_type).values_list(
-                    "object_id", flat=True
-                )
-            )
-            new: list[ClipboardEntry] = []
-            for key, raw in wanted.items():
-                obj = objects.get(key)
-                if obj is None or not can_view(user, obj):
-                    code = ErrorCode.NOT_FOUND if obj is None else ErrorCode.FORBIDDEN
-                    refused.append({"id": raw, "code": code, "message": _REFUSALS[code]})
-                elif key not in present:
-                    present.add(key)
-                    new.append(
-                        ClipboardEntry(
-                            user=user, content_type=content_type, object_id=key, label=str(obj)[:255]
-                        )
-                    )
-            _check_room(user, len(new))
-            ClipboardEntry.objects.bulk_create(new)
-            return {"clipboard": clipboard_of(user), "refused": refused}
+        resolved = _resolve_load(user, *_parse_load(data))
+        clipboard = _store_references(user, resolved.content_type, resolved.objects)
+        return {"clipboard": clipboard, "refused": resolved.refused}
 
     @staticmethod
     def _remove(user: Any, entry_id: int) -> dict[str, Any]:
@@ -140,7 +92,97 @@ class ClipboardService(ActionService):
         return {"clipboard": []}
 
 
+# -- clipboard_load: parse, resolve, store ------------------------------------------------
+
+
+class _Resolved(NamedTuple):
+    """What a clipboard_load names: the model's content type, the objects to add by key, the refusals."""
+
+    content_type: ContentType
+    objects: dict[str, Any]
+    refused: list[dict[str, Any]]
+
+
+def _parse_load(data: Any) -> tuple[str, list[int | str]]:
+    """The model label and the ids of a clipboard_load request; INVALID_DATA if it has another shape."""
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("model"), str)
+        or not isinstance(data.get("ids"), list)
+    ):
+        raise GatewayError(
+            ErrorCode.INVALID_DATA, 'clipboard_load takes {"model": "app_label.model", "ids": [...]}.'
+        )
+    ids = data["ids"]
+    if not ids or not all(type(pk) in (int, str) for pk in ids):
+        raise GatewayError(ErrorCode.INVALID_DATA, '"ids" must be a non-empty list of primary keys.')
+    return data["model"], ids
+
+
+def _resolve_load(user: Any, label: str, ids: list[int | str]) -> _Resolved:
+    """The objects ``ids`` name that ``user`` may view; every other id refused, with its reason."""
+    model = _model(label)
+    can_view = import_from_setting(gateway_settings.CLIPBOARD_PERMISSION)
+    content_type = ContentType.objects.get_for_model(model)
+    wanted, refused = _keys(model._meta.pk, ids)
+    found = {str(obj.pk): obj for obj in model._default_manager.filter(pk__in=list(wanted))}
+    objects: dict[str, Any] = {}
+    for key, raw in wanted.items():
+        obj = found.get(key)
+        if obj is None:
+            refused.append(_refusal(raw, ErrorCode.NOT_FOUND))
+        elif not can_view(user, obj):
+            refused.append(_refusal(raw, ErrorCode.FORBIDDEN))
+        else:
+            objects[key] = obj
+    return _Resolved(content_type, objects, refused)
+
+
+def _model(label: str) -> type[Model]:
+    try:
+        return apps.get_model(label)
+    except (LookupError, ValueError):
+        raise GatewayError(ErrorCode.INVALID_DATA, f"Unknown model {label!r}.") from None
+
+
+def _keys(
+    pk_field: Field[Any, Any], ids: list[int | str]
+) -> tuple[dict[str, int | str], list[dict[str, Any]]]:
+    """The ids that are keys of the column, by the key as ``object_id`` stores it, and the others refused."""
+    wanted: dict[str, int | str] = {}
+    refused: list[dict[str, Any]] = []
+    for raw in ids:
+        if fits_column(pk_field, raw):
+            wanted[str(pk_field.to_python(raw))] = raw
+        else:
+            refused.append(_refusal(raw, ErrorCode.INVALID_DATA))
+    return wanted, refused
+
+
+def _refusal(raw: int | str, code: ErrorCode) -> dict[str, Any]:
+    return {"id": raw, "code": code, "message": _REFUSALS[code]}
+
+
 _REFUSALS = {
+    ErrorCode.INVALID_DATA: "Not a valid key.",
     ErrorCode.NOT_FOUND: "No such object.",
     ErrorCode.FORBIDDEN: "You may not view this object.",
 }
+
+
+def _store_references(user: Any, content_type: ContentType, objects: dict[str, Any]) -> list[dict[str, Any]]:
+    """Add the objects not on the user's clipboard yet, all or none (the limit); the clipboard after."""
+    with transaction.atomic():
+        present = set(
+            ClipboardEntry.objects.filter(user=user, content_type=content_type).values_list(
+                "object_id", flat=True
+            )
+        )
+        new = [
+            ClipboardEntry(user=user, content_type=content_type, object_id=key, label=str(obj)[:255])
+            for key, obj in objects.items()
+            if key not in present
+        ]
+        _check_room(user, len(new))
+        ClipboardEntry.objects.bulk_create(new)
+        return clipboard_of(user)

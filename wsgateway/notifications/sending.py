@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from functools import partial
 from itertools import islice
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import router, transaction
 from django.db.models import QuerySet
-from django.db.models.signals import post_save
 
-from .models import Notification, category_level
-from .services.notifier import push_created_notifications
+from ..models import Notification, category_level
+from .delivery import after_bulk_insert
 
-#: Set on an instance while notify() sends its post_save: the push is already arranged.
-PUSHED_ON_COMMIT = "_wsgateway_pushed_on_commit"
 #: Rows per INSERT, so a site-wide announcement never builds one huge statement.
 BATCH_SIZE = 1000
 
@@ -70,28 +66,7 @@ def notify(
                     for user in chunk
                 ]
             )
-            for notification in batch:
-                if notification.pk is None:  # a database that returns no ids from a bulk insert
-                    notification.save(using=using)
-                else:
-                    # bulk_create sends no signals, and the site's receivers expect post_save. Our own
-                    # receiver leaves these to the hook below, which has them in hand: no re-read.
-                    setattr(notification, PUSHED_ON_COMMIT, True)
-                    try:
-                        post_save.send(
-                            sender=Notification,
-                            instance=notification,
-                            created=True,
-                            update_fields=None,
-                            raw=False,
-                            using=using,
-                        )
-                    finally:
-                        delattr(notification, PUSHED_ON_COMMIT)
-            inserted = [notification for notification in batch if notification.pk is not None]
-            if inserted:
-                # Bound to this atomic block: if it (or a savepoint around it) rolls back, so does the push.
-                transaction.on_commit(partial(push_created_notifications, inserted), using=using)
+            after_bulk_insert(batch, using)
             created.extend(batch)
     return created
 
