@@ -12,7 +12,7 @@ from django.db.models import Field, Model
 
 from ..codes import ErrorCode
 from ..columns import fits_column
-from ..conf import gateway_settings, import_from_setting
+from ..conf import gateway_settings
 from ..exceptions import GatewayError
 from ..models import ClipboardEntry
 from ..reads import fetch
@@ -122,7 +122,7 @@ def _parse_load(data: Any) -> tuple[str, list[int | str]]:
 def _resolve_load(user: Any, label: str, ids: list[int | str]) -> _Resolved:
     """The objects ``ids`` name that ``user`` may view; every other id refused, with its reason."""
     model = _model(label)
-    can_view = import_from_setting(gateway_settings.CLIPBOARD_PERMISSION)
+    can_view = gateway_settings.clipboard_permission
     content_type = ContentType.objects.get_for_model(model)
     wanted, refused = _keys(model._meta.pk, ids)
     found = {str(obj.pk): obj for obj in model._default_manager.filter(pk__in=list(wanted))}
