@@ -4,7 +4,7 @@
 
 Each socket is a bare asyncio Protocol: the opening handshake carries ``Authorization: Bearer``,
 server frames (never masked) are parsed by hand, pings are answered with masked pongs, and of each
-text frame only ``"t"``, ``"seq"`` and ``"r"`` are read, with byte regexes. Latency is
+text frame only ``"t"``, ``"n"`` and ``"r"`` are read, with byte regexes. Latency is
 ``time.monotonic()`` at receipt minus ``t``: CLOCK_MONOTONIC is one clock for every process of the
 machine. The client's own CPU time over each measured window is reported beside the wall time: a
 client using well under one core was waiting for the server, not the other way round.
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 T_RE = re.compile(rb'"t": ?(-?[0-9][0-9.eE+-]*)')
-SEQ_RE = re.compile(rb'"seq": ?([0-9]+)')
+SEQ_RE = re.compile(rb'"n": ?([0-9]+)')
 ROUND_RE = re.compile(rb'"r": ?([0-9]+)')
 TS_RE = re.compile(rb'"ts": ?(-?[0-9][0-9.eE+-]*)')
 
@@ -673,7 +673,7 @@ class Client:
             for i in range(5):
                 await http.post(
                     "/bench/notify/",
-                    {"user": plan.warmup_user, "t": monotonic(), "ts": monotonic(), "seq": i},
+                    {"user": plan.warmup_user, "t": monotonic(), "ts": monotonic(), "n": i},
                     30,
                 )
             http.close()
@@ -769,7 +769,7 @@ class Client:
             try:
                 status, _ = await http.post(
                     "/bench/notify/",
-                    {"user": user_ids[i % len(user_ids)], "t": due, "ts": monotonic(), "seq": i},
+                    {"user": user_ids[i % len(user_ids)], "t": due, "ts": monotonic(), "n": i},
                     plan.round_timeout,
                 )
                 statuses[status] = statuses.get(status, 0) + 1

@@ -62,7 +62,7 @@ def serve(port: int) -> None:
             body = json.loads(await reader.readexactly(length))
             start = time.monotonic()
             prefix = json.dumps({"channel": "notifications", "payload": PAYLOAD}, separators=(",", ":"))[:-2]
-            template = prefix.encode() + b',"r":%d,"seq":%d,"t":%.9f}}'
+            template = prefix.encode() + b',"r":%d,"n":%d,"t":%.9f}}'
             for seq in range(body["m"]):
                 for uid in body["users"]:
                     sockets[uid].write(frame(template % (body["round"], seq, time.monotonic())))

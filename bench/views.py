@@ -45,7 +45,7 @@ def bench_payload(round_: int, seq: int) -> dict[str, Any]:
         },
         "unread": seq + 1,
         "r": round_,
-        "seq": seq,
+        "n": seq,
         "t": time.monotonic(),
     }
 
@@ -117,13 +117,13 @@ async def noop(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 async def notify(request: HttpRequest) -> HttpResponse:
-    """POST {"user", "t", "ts", "seq"}: one notify() (row, post_save, push on commit), as a site's would."""
+    """POST {"user", "t", "ts", "n"}: one notify() (row, post_save, push on commit), as a site's would."""
     if (refused := _refuse(request)) is not None:
         return refused
     body = json.loads(request.body)
     # DatabaseSyncToAsync, like wsgateway.anotify: old connections closed around the call, and the push
     # that notify() schedules on commit (async_to_sync) runs on this event loop.
     await DatabaseSyncToAsync(_notify_one, thread_sensitive=False, executor=_WRITER)(
-        int(body["user"]), {"t": body["t"], "ts": body["ts"], "seq": body["seq"]}
+        int(body["user"]), {"t": body["t"], "ts": body["ts"], "n": body["n"]}
     )
     return JsonResponse({"ok": True})

@@ -9,7 +9,7 @@ Processes rather than more threads: threads of one process share its GIL, and in
 four threads at 500/s put tens of milliseconds of waiting for it into the tail (see bench/README.md).
 
 Each notification carries ``data={"t": the time.monotonic() it was due at, "ts": when notify() was
-called, "seq": i}``: open loop, so a worker that falls behind shows as latency, as it would to a
+called, "n": i}``: open loop, so a worker that falls behind shows as latency, as it would to a
 user. CLOCK_MONOTONIC is shared by all processes. The summary goes to stdout as one JSON line.
 """
 
@@ -135,7 +135,7 @@ def produce(
                 notify(
                     users[user_ids[i % len(user_ids)]],
                     "Your export is ready.",
-                    data={"t": due, "ts": now, "seq": i},
+                    data={"t": due, "ts": now, "n": i},
                     actions=[{"label": "Open", "url": "/"}],
                 )
             except Exception as exc:  # counted and reported: the client sees the loss

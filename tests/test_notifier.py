@@ -37,6 +37,7 @@ async def wire(pk: int) -> dict[str, Any]:
     n = await stored(pk)
     return {
         "id": n.pk,
+        "seq": n.seq,
         "category": {10: "debug", 20: "info", 25: "success", 30: "warning", 40: "error"}[n.category],
         "label": n.message,
         "is_read": n.is_read,
@@ -61,6 +62,11 @@ def state(unread: int, category: str | None) -> dict[str, Any]:
     return frame("notifications", {"unread": unread, "category": category})
 
 
+def connect_state(unread: int, category: str | None, seq: int) -> dict[str, Any]:
+    """The connect frame: the unread state, and the user's latest ``seq`` (the client's cursor)."""
+    return frame("notifications", {"unread": unread, "category": category, "seq": seq})
+
+
 async def make(user: Any, message: str = "m", **fields: Any) -> Notification:
     """A stored notification, made without anyone listening."""
     return await Notification.objects.acreate(recipient=user, message=message, **fields)
@@ -71,7 +77,7 @@ async def make(user: Any, message: str = "m", **fields: Any) -> Notification:
 
 async def test_connect_frame_has_no_unread_and_no_category_for_a_new_user(ann: Any) -> None:
     async with connected(ann) as socket:
-        assert socket.connect_frames[1] == state(0, None)
+        assert socket.connect_frames[1] == connect_state(0, None, 0)
 
 
 async def test_connect_frame_has_unread_count_and_category_of_newest_unread(ann: Any, bob: Any) -> None:
@@ -80,7 +86,7 @@ async def test_connect_frame_has_unread_count_and_category_of_newest_unread(ann:
     await make(ann, category=levels.ERROR, is_read=True)
     await make(bob, category=levels.DEBUG)
     async with connected(ann) as socket:
-        assert socket.connect_frames[1] == state(2, "success")
+        assert socket.connect_frames[1] == connect_state(2, "success", 3)
 
 
 # -- pushes -----------------------------------------------------------------------------
@@ -124,6 +130,7 @@ async def test_push_frame_has_exactly_the_documented_shape(ann: Any) -> None:
                 "category": "warning",
                 "last": {
                     "id": n.pk,
+                    "seq": 1,
                     "category": "warning",
                     "label": "Export finished",
                     "is_read": False,

@@ -62,7 +62,7 @@ async def test_connect_sends_gateway_frame_then_each_service_frame(ann: Any) -> 
         assert await socket.receive() == frame(
             "gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["notifications", "clipboard"]}
         )
-        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None})
+        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None, "seq": 0})
         assert await socket.receive() == frame("clipboard", {"clipboard": []})
 
 
@@ -352,7 +352,7 @@ async def test_service_whose_on_connect_raises_sends_internal_error_in_its_place
     with override_settings(WSGATEWAY={"SERVICES": services}):
         async with connected_as(ann) as socket:
             assert socket.connect_frames[1:] == [
-                frame("notifications", {"unread": 0, "category": None}),
+                frame("notifications", {"unread": 0, "category": None, "seq": 0}),
                 error_frame("faulty_connect", "internal_error"),
                 frame("clipboard", {"clipboard": []}),
             ]
@@ -366,7 +366,7 @@ async def test_service_whose_snapshot_raises_sends_internal_error_and_the_others
     with override_settings(WSGATEWAY={"SERVICES": services}), caplog.at_level(logging.ERROR, "wsgateway"):
         async with connected_as(ann) as socket:
             assert socket.connect_frames[1:] == [
-                frame("notifications", {"unread": 0, "category": None}),
+                frame("notifications", {"unread": 0, "category": None, "seq": 0}),
                 error_frame("faulty_snapshot", "internal_error"),
                 frame("clipboard", {"clipboard": []}),
             ]
@@ -441,7 +441,7 @@ async def test_notifier_consumer_serves_only_notifications(ann: Any) -> None:
     async with connected_as(ann, NotifierConsumer) as socket:
         assert socket.connect_frames == [
             frame("gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["notifications"]}),
-            frame("notifications", {"unread": 0, "category": None}),
+            frame("notifications", {"unread": 0, "category": None, "seq": 0}),
         ]
         assert await socket.action("clipboard", "clipboard_add", 1, id=1) == error_frame(
             "clipboard", "unknown_channel", 1
@@ -635,7 +635,7 @@ async def test_a_resync_rejoins_the_users_group_and_resends_the_connect_frames(a
         await consumer.channel_layer.group_discard(user_group(ann.pk), consumer.channel_name)
         await consumer.resync()
         assert await socket.receive() == frame("gateway", {"resync": True})
-        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None})
+        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None, "seq": 0})
         assert await socket.receive() == frame("clipboard", {"clipboard": []})
         await apush([ann.pk], "notifications", {"unread": 3})
         assert await socket.receive() == frame("notifications", {"unread": 3})

@@ -122,6 +122,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             payload = await self.call_service(outcome, channel)
             if payload is not None and payload is not _FAILED:
                 await self.send_frame(channel, payload)
+                service.connect_frame_sent(payload)
 
     async def resync(self) -> None:
         """After a layer outage: re-join the user's group, then resend the on-connect frames.
@@ -251,8 +252,11 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     # -- channel-layer events -----------------------------------------------------------
 
     async def gateway_push(self, event: dict[str, Any]) -> None:
-        if event.get("exclude") != self.channel_name and event["channel"] in self.services:
+        service = self.services.get(event["channel"])
+        if service is not None and event.get("exclude") != self.channel_name:
             await self.send(text_data=event["text"])
+            if (seq := event.get("seq")) is not None:
+                service.push_sent(seq)
 
     async def gateway_logout(self, event: dict[str, Any]) -> None:
         if self.session_key is not None and event.get("session_key") == self.session_key:

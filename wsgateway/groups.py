@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
@@ -26,17 +26,32 @@ def channel_layer() -> BaseChannelLayer | None:
     return get_channel_layer(gateway_settings.CHANNEL_LAYER)
 
 
-def push_event(channel: str, payload: Any, *, exclude: str | None = None) -> dict[str, Any]:
+class Push(NamedTuple):
+    """One frame for every socket of one user. ``seq``: the number of what it carries in the
+    user's sequence on its channel (a notification's), so that a socket knows what it was sent."""
+
+    user_id: Any
+    channel: str
+    payload: Any
+    seq: int | None = None
+
+
+def push_event(
+    channel: str, payload: Any, *, exclude: str | None = None, seq: int | None = None
+) -> dict[str, Any]:
     """The layer event of a push; the frame is encoded here, once, not once per receiving socket.
 
     ``exclude`` is the channel name of a socket that already has the answer.
     """
-    return {
+    event: dict[str, Any] = {
         "type": PUSH_EVENT,
         "channel": channel,
         "text": frames.data(channel, payload),
         "exclude": exclude,
     }
+    if seq is not None:
+        event["seq"] = seq
+    return event
 
 
 async def asend_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
@@ -58,8 +73,8 @@ async def apush(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude:
     await asend_to_groups([(user_group(user_id), event) for user_id in user_ids])
 
 
-async def apush_many(pushes: Iterable[tuple[Any, str, Any]]) -> None:
-    """Many pushes of different payloads, ``(user_id, channel, payload)`` each, in one layer call.
+async def apush_many(pushes: Iterable[tuple[Any, ...]]) -> None:
+    """Many pushes of different payloads, each a :class:`Push` or a tuple of its fields, in one layer call.
 
     Each payload is encoded as it is taken: from a generator, no more than one is alive at a time.
     """
@@ -72,13 +87,17 @@ def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | 
     send_to_groups([(user_group(user_id), event) for user_id in user_ids])
 
 
-def push_many(pushes: Iterable[tuple[Any, str, Any]]) -> None:
+def push_many(pushes: Iterable[tuple[Any, ...]]) -> None:
     """Synchronous :func:`apush_many`."""
     send_to_groups(_push_items(pushes))
 
 
-def _push_items(pushes: Iterable[tuple[Any, str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(user_group(user_id), push_event(channel, payload)) for user_id, channel, payload in pushes]
+def _push_items(pushes: Iterable[tuple[Any, ...]]) -> list[tuple[str, dict[str, Any]]]:
+    items = []
+    for fields in pushes:
+        push = Push(*fields)
+        items.append((user_group(push.user_id), push_event(push.channel, push.payload, seq=push.seq)))
+    return items
 
 
 def send_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:

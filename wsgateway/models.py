@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -9,7 +10,7 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.messages import constants as message_levels
 from django.contrib.messages.utils import get_level_tags
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
@@ -52,6 +53,15 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
     def unread(self) -> NotificationQuerySet:
         return self.filter(is_read=False)
 
+    def bulk_create(self, objs: Iterable[Notification], *args: Any, **kwargs: Any) -> list[Notification]:
+        """Number the new rows (``seq``) in the same transaction as the insert."""
+        from .notifications import sequence
+
+        objs = list(objs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            sequence.assign(objs, self.db)
+            return super().bulk_create(objs, *args, **kwargs)
+
 
 class Notification(models.Model):
     recipient = models.ForeignKey(
@@ -70,11 +80,17 @@ class Notification(models.Model):
     changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    #: The recipient's running number of this notification, 1, 2, 3, ...: the client's cursor
+    #: (see wsgateway.notifications.sequence). Set when the row is inserted, never changed.
+    seq = models.PositiveBigIntegerField(editable=False)
 
     objects = NotificationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["recipient", "seq"], name="wsgw_notif_recipient_seq"),
+        ]
         indexes = [
             models.Index(
                 fields=["recipient", "-id"], name="wsgw_notif_unread_idx", condition=Q(is_read=False)
@@ -85,6 +101,18 @@ class Notification(models.Model):
     def __str__(self) -> str:
         return self.message[:80]
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding or self.seq is not None:
+            super().save(*args, **kwargs)
+            return
+        from .notifications import sequence
+
+        using = kwargs.get("using") or router.db_for_write(Notification, instance=self)
+        # One transaction for the number and the insert: the number's lock lasts until it commits.
+        with transaction.atomic(using=using, savepoint=False):
+            sequence.assign([self], using)
+            super().save(*args, **kwargs)
+
     @property
     def category_tag(self) -> str:
         return category_tag(self.category)
@@ -93,6 +121,7 @@ class Notification(models.Model):
         """The notification as the client sees it."""
         return {
             "id": self.pk,
+            "seq": self.seq,
             "category": self.category_tag,
             "label": self.message,
             "is_read": self.is_read,
@@ -105,6 +134,18 @@ class Notification(models.Model):
                 "changedUser": self.changed_by.get_username() if self.changed_by else None,
             },
         }
+
+
+class NotificationSequence(models.Model):
+    """The last ``Notification.seq`` given to a user; its row is the user's numbering lock."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    last = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.last}"
 
 
 class ClipboardEntry(models.Model):

@@ -19,15 +19,25 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+#: Most notifications one request of the demo may send itself (a burst, to watch the catch-up).
+MAX_BURST = 1000
+
+
 @require_POST
 @login_required
 def notify_me(request: HttpRequest) -> JsonResponse:
-    """A view that notifies: the notification reaches the user's sockets once this request commits."""
+    """A view that notifies: the notification reaches the user's sockets once this request commits.
+
+    ``count`` (1 to MAX_BURST) sends that many in one notify() call.
+    """
     category = request.POST.get("category", "info")
     message = request.POST.get("message") or "Your report is ready."
+    count = request.POST.get("count", "1")
+    if not count.isdigit() or not 1 <= int(count) <= MAX_BURST:
+        return JsonResponse({"error": f"count is a whole number from 1 to {MAX_BURST}."}, status=400)
     try:
-        (notification,) = notify(
-            request.user,
+        *_, notification = notify(
+            [request.user] * int(count),
             message,
             category=category,
             actions=[{"label": "Open", "url": "/"}],
@@ -35,4 +45,4 @@ def notify_me(request: HttpRequest) -> JsonResponse:
         )
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse({"id": notification.pk})
+    return JsonResponse({"id": notification.pk, "count": int(count)})

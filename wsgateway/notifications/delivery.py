@@ -24,14 +24,26 @@ from .pushing import push_created_notifications, push_saved_notifications
 _PUSH_ARRANGED = "_wsgateway_push_arranged"
 
 
-class _PendingPushes(threading.local):
-    """Ids saved in this thread's current transaction, per database alias."""
+class _Batch:
+    """The ids saved in one transaction, and its commit hook: pushes them all at once."""
+
+    __slots__ = ("ids",)
 
     def __init__(self) -> None:
-        self.ids: dict[str, list[int]] = {}
+        self.ids: list[int] = []
+
+    def __call__(self) -> None:
+        push_saved_notifications(self.ids)
 
 
-_pending = _PendingPushes()
+class _OpenBatches(threading.local):
+    """This thread's batch per database alias: the batch of the transaction it is in, if still open."""
+
+    def __init__(self) -> None:
+        self.by_alias: dict[str, _Batch] = {}
+
+
+_batches = _OpenBatches()
 
 
 def notification_saved(sender: type[Notification], instance: Notification, **kwargs: Any) -> None:
@@ -41,16 +53,25 @@ def notification_saved(sender: type[Notification], instance: Notification, **kwa
     if kwargs.get("raw") or instance.pk is None or getattr(instance, _PUSH_ARRANGED, False):
         return
     using = kwargs.get("using") or "default"
-    _pending.ids.setdefault(using, []).append(instance.pk)
-    transaction.on_commit(lambda: _flush(using), using=using)
+    connection = transaction.get_connection(using)
+    if not connection.in_atomic_block:  # autocommit: the row is committed already
+        push_saved_notifications([instance.pk])
+        return
+    batch = _batches.by_alias.get(using)
+    if batch is None or not _awaits_commit(connection, batch):
+        batch = _batches.by_alias[using] = _Batch()
+        transaction.on_commit(batch, using=using)
+    batch.ids.append(instance.pk)
 
 
-def _flush(using: str) -> None:
-    # The first commit hook of a transaction takes the whole batch; the others find it empty.
-    # Ids left by a rolled-back transaction ride along and are dropped: they name no row.
-    ids = _pending.ids.pop(using, None)
-    if ids:
-        push_saved_notifications(ids)
+def _awaits_commit(connection: Any, batch: _Batch) -> bool:
+    """Whether ``batch``'s hook is still among the connection's commit hooks.
+
+    Django drops a transaction's hooks when it rolls back (and a savepoint's when the savepoint
+    does), so a batch whose hook is gone belongs to a transaction that ended: its ids must
+    never ride along with the next one, where SQLite may have given a new row the same id.
+    """
+    return any(hook is batch for _savepoints, hook, _robust in connection.run_on_commit)
 
 
 def after_bulk_insert(batch: list[Notification], using: str) -> None:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..groups import push, push_many
+from ..groups import Push, push, push_many
 from ..locks import user_push_lock
 from ..models import Notification
 from .unread import unread_state, unread_states_and_stored
@@ -57,7 +57,7 @@ def _push_chunk(chunk: list[Notification], *, stored_only: bool) -> None:
         # Counted under the lock, so that pushes leave in the order their counts were taken.
         states, stored = unread_states_and_stored(recipients, [n.pk for n in chunk] if stored_only else [])
         pushes = [
-            (
+            Push(
                 n.recipient_id,
                 CHANNEL,
                 {
@@ -65,6 +65,7 @@ def _push_chunk(chunk: list[Notification], *, stored_only: bool) -> None:
                     "last": n.to_wire(),
                     "unread": states[n.recipient_id]["unread"],
                 },
+                n.seq,
             )
             for n in chunk
             if not stored_only or n.pk in stored

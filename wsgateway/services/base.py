@@ -55,6 +55,12 @@ class Service:
     async def on_disconnect(self, user: Any) -> None:
         """Called once when an accepted socket closes."""
 
+    def connect_frame_sent(self, payload: Any) -> None:
+        """This service's connect frame went to the socket (on connect, and again on a resync)."""
+
+    def push_sent(self, seq: int) -> None:
+        """A push that carried ``seq`` (see :class:`wsgateway.groups.Push`) went to the socket."""
+
     async def push_to_user(self, user: Any, payload: Any, *, include_self: bool = False) -> None:
         """Send ``payload`` on this channel to the user's sockets on every process."""
         exclude = None if include_self else self.connection.channel_name

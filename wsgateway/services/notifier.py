@@ -16,15 +16,49 @@ from ..columns import fits_column
 from ..conf import MAX_PAGE_SIZE, gateway_settings
 from ..exceptions import GatewayError
 from ..models import Notification
-from ..notifications import CHANNEL, push_unread_state, unread_state
-from .base import ActionService
+from ..notifications import CHANNEL, history, push_unread_state, sequence, unread_state
+from .base import ActionService, Connection
+
+#: Most pushes a socket may have been sent ahead of a gap before its record of them is dropped
+#: (the next resync then resends a little more, and the client drops what it has).
+MAX_AHEAD = 1000
 
 
 class NotifierService(ActionService):
     channel = CHANNEL
 
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        #: Every notification up to this seq was sent to this socket (None: nothing yet, not even
+        #: the connect frame); a resync resends what came after it.
+        self.delivered: int | None = None
+        #: Seqs sent past a gap (pushes of concurrent writers can cross): they move ``delivered``
+        #: on once the gap is filled.
+        self.ahead: set[int] = set()
+
     def snapshot(self, user: Any) -> Any:
-        return unread_state(user.pk)
+        state: dict[str, Any] = {**unread_state(user.pk), "seq": sequence.latest([user.pk])[user.pk]}
+        if self.delivered is not None and self.delivered < state["seq"]:
+            # A resync: what this socket was not sent while the layer was down or its queue was full.
+            page = history.since(user, self.delivered, MAX_PAGE_SIZE)
+            state["missed"], state["has_more"] = page["notifications"], page["has_more"]
+        return state
+
+    def connect_frame_sent(self, payload: Any) -> None:
+        missed = payload.get("missed")
+        # With more to come, the client pages on with "sync"; the next resync starts after this page.
+        self.delivered = missed[-1]["seq"] if missed and payload.get("has_more") else payload["seq"]
+        self.ahead = {seq for seq in self.ahead if seq > self.delivered}
+
+    def push_sent(self, seq: int) -> None:
+        if self.delivered is None or seq <= self.delivered:
+            return  # before the connect frame (which covers it), or a notification saved again
+        self.ahead.add(seq)
+        while self.delivered + 1 in self.ahead:
+            self.delivered += 1
+            self.ahead.discard(self.delivered)
+        if len(self.ahead) > MAX_AHEAD:
+            self.ahead.clear()
 
     async def action_mark_read(self, user: Any, data: Any) -> Any:
         ids = set(_parse_ids(data))
@@ -35,6 +69,24 @@ class NotifierService(ActionService):
 
     async def action_list(self, user: Any, data: Any) -> Any:
         return await database_sync_to_async(self._list)(user, {} if data is None else data)
+
+    async def action_sync(self, user: Any, data: Any) -> Any:
+        since, limit = _parse_sync(data)
+        return await database_sync_to_async(self._sync)(user, since, limit)
+
+    @staticmethod
+    def _sync(user: Any, since: int, limit: int) -> dict[str, Any]:
+        # The latest seq first: every row up to it is then committed, and the page, read after,
+        # holds all of them that it has room for.
+        latest = sequence.latest([user.pk])[user.pk]
+        page = history.since(user, since, limit)
+        found = page["notifications"]
+        # Where the client's cursor may move: past this page, or, with nothing more, to the
+        # latest seq (past rows deleted since they were numbered).
+        cursor = (
+            found[-1]["seq"] if page["has_more"] else max([latest, since, *(n["seq"] for n in found[-1:])])
+        )
+        return {**page, "seq": cursor, **unread_state(user.pk)}
 
     @staticmethod
     def _mark_read(user: Any, ids: set[int] | None) -> dict[str, Any]:
@@ -87,6 +139,20 @@ def _parse_page(data: Any) -> _Page:
     if not isinstance(unread_only, bool):
         raise GatewayError(ErrorCode.INVALID_DATA, '"unread_only" must be true or false.')
     return _Page(before, limit, unread_only)
+
+
+def _parse_sync(data: Any) -> tuple[int, int]:
+    if not isinstance(data, dict):
+        raise GatewayError(ErrorCode.INVALID_DATA, 'sync takes {"since": <the last seq you have>, "limit"}.')
+    since = data.get("since")
+    limit = data.get("limit", MAX_PAGE_SIZE)
+    if type(since) is not int or since < 0:
+        raise GatewayError(
+            ErrorCode.INVALID_DATA, '"since" must be the seq of the last notification you have, or 0.'
+        )
+    if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise GatewayError(ErrorCode.INVALID_DATA, f'"limit" must be an integer from 1 to {MAX_PAGE_SIZE}.')
+    return since, limit
 
 
 def _parse_ids(data: Any) -> list[int]:

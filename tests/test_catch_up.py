@@ -1,0 +1,138 @@
+"""Nothing lost: a page that follows the protocol's cursor ends up with every notification stored for
+its user, once each and in order, across a disconnect, a burst past the layer's queue, and a daphne
+killed and restarted while notifications are being created. Real daphne processes; SQLite files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.catchup import CursorPage
+from tests.support.servers import ROOT, Daphne, HttpSession, manage, project_env, sqlite_database
+from tests.support.wsclient import Client
+
+pytestmark = [pytest.mark.daphne, pytest.mark.timeout(120)]
+
+#: A worker: COUNT notifications for alice, one notify() each, PAUSE seconds apart.
+NOTIFY_IN_SHELL = (
+    "import time; from django.contrib.auth import get_user_model; from wsgateway import notify; "
+    "alice = get_user_model().objects.get(username='alice'); "
+    "[(notify(alice, f'from a worker {{n}}'), time.sleep({pause})) for n in range({count})]"
+)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return project_env(DATABASE_URL=sqlite_database(tmp_path_factory.mktemp("catch-up")))
+
+
+@pytest.fixture
+def daphne(env: dict[str, str]) -> Iterator[Daphne]:
+    server = Daphne(env, name="catch-up").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def stored_seqs(env: dict[str, str]) -> list[int]:
+    out = manage(
+        env,
+        "shell",
+        "-c",
+        "from wsgateway.models import Notification; "
+        "print(list(Notification.objects.filter(recipient__username='alice').order_by('seq')"
+        ".values_list('seq', flat=True)))",
+    ).stdout
+    listed = out.strip().splitlines()[-1]  # after what the shell says it imported
+    return [int(part) for part in listed.strip("[]").split(",") if part.strip()]
+
+
+def notify_in_another_process(env: dict[str, str], count: int, pause: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "shell",
+            "-c",
+            NOTIFY_IN_SHELL.format(count=count, pause=pause),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def open_page(daphne: Daphne, alice: HttpSession, page: CursorPage) -> Client:
+    client = await Client(f"{daphne.ws_url}/ws/", {"Cookie": alice.cookie_header}).connect()
+    await page.follow(client)
+    return client
+
+
+async def test_notifications_created_while_away_arrive_once_each_in_order(
+    env: dict[str, str], daphne: Daphne
+) -> None:
+    alice = HttpSession(daphne.http_url).login("alice", "alice-password")
+    page = CursorPage()
+    client = await open_page(daphne, alice, page)
+    start = page.cursor
+    await client.close()
+    await asyncio.to_thread(notify_in_another_process(env, 50, 0).communicate, timeout=60)
+    client = await open_page(daphne, alice, page)
+    await client.close()
+    assert start is not None
+    assert page.delivered == list(range(start + 1, start + 51))
+
+
+async def test_a_burst_past_the_layers_queue_reaches_the_page_live_or_by_the_catch_up(
+    env: dict[str, str], daphne: Daphne
+) -> None:
+    alice = HttpSession(daphne.http_url).login("alice", "alice-password")
+    page = CursorPage()
+    client = await open_page(daphne, alice, page)
+    start = page.cursor
+    assert start is not None
+    status, body = await asyncio.to_thread(alice.post, "/notify-me/", {"message": "burst", "count": "1000"})
+    assert status == 200, body
+    want = list(range(start + 1, start + 1001))
+
+    async def caught_up() -> None:
+        while page.delivered != want:
+            await client.wait_for(lambda frames: len(frames) > getattr(client, "_page_read", 0), timeout=10)
+            await page.follow(client)
+
+    await asyncio.wait_for(caught_up(), 60)
+    await client.close()
+    assert page.delivered == want
+
+
+async def test_a_daphne_killed_while_notifications_are_created_loses_none(
+    env: dict[str, str], daphne: Daphne
+) -> None:
+    alice = HttpSession(daphne.http_url).login("alice", "alice-password")
+    page = CursorPage()
+    client = await open_page(daphne, alice, page)
+    start = page.cursor
+    assert start is not None
+    writer = notify_in_another_process(env, 60, 0.05)
+    await asyncio.sleep(1)
+    daphne.proc.kill()  # SIGKILL: no close frame, nothing flushed
+    daphne.proc.wait(10)
+    await client.close_code(timeout=10)
+    await page.follow(client)
+    await asyncio.sleep(1)
+    daphne.start()  # on the same port, as a process manager would restart it
+    client = await open_page(daphne, alice, page)
+    _, err = await asyncio.to_thread(writer.communicate, timeout=60)
+    assert writer.returncode == 0, err
+    await page.sync(client)
+    await client.close()
+    assert page.delivered == list(range(start + 1, start + 61))
+    assert page.delivered == [seq for seq in stored_seqs(env) if seq > start]
