@@ -47,6 +47,43 @@ PAGE = """<!doctype html><title>client</title>
     FakeSocket.all[FakeSocket.all.length - 1].hello("ann", services);
     return [gw, FakeSocket.all[FakeSocket.all.length - 1]];
   }}
+  async function nextSocket(count) {{
+    const deadline = Date.now() + 2000;
+    while (FakeSocket.all.length < count && Date.now() < deadline) await sleep(5);
+    return FakeSocket.all[count - 1];
+  }}
+
+  // Notifications with a seq, and the frames of the catch-up (docs/protocol.md).
+  const note = (seq, extra = {{}}) => Object.assign(
+    {{id: 1000 + seq, seq, category: "info", label: `n${{seq}}`, is_read: false, actions: []}}, extra);
+  const notes = (from, to) => Array.from({{length: to - from + 1}}, (_, i) => note(from + i));
+  // Everything the page is handed, in order: ["new", seq, catchUp], ["update", seq], ["caughtUp", [seq]].
+  function record(gw) {{
+    const events = [];
+    gw.notifications.onNotification((n, info) => events.push(["new", n.seq, info.catchUp]));
+    gw.notifications.onUpdate((n) => events.push(["update", n.seq]));
+    gw.notifications.onCatchUp((list) => events.push(["caughtUp", list.map((n) => n.seq)]));
+    return events;
+  }}
+  const news = (events) => events.filter(([kind]) => kind === "new").map(([, seq]) => seq);
+  function connectFrame(socket, seq, extra = {{}}) {{
+    const payload = Object.assign({{unread: 0, category: null, seq}}, extra);
+    socket.receive({{channel: "notifications", payload}});
+  }}
+  function push(socket, notification, unread = 1) {{
+    const payload = {{category: notification.category, last: notification, unread}};
+    socket.receive({{channel: "notifications", payload}});
+  }}
+  const syncs = (socket) => socket.sent.filter((frame) => frame.payload.action === "sync");
+  const sinces = (socket) => syncs(socket).map((frame) => frame.payload.data);
+  // Answer the latest sync request, then let the client take the reply (and send the next page).
+  async function answerSync(socket, notifications, hasMore = false, extra = {{}}) {{
+    const request = syncs(socket).at(-1);
+    const latest = notifications.length ? notifications.at(-1).seq : request.payload.data.since;
+    const payload = {{notifications, has_more: hasMore, seq: latest, unread: 0, category: null}};
+    socket.receive({{channel: "notifications", id: request.id, payload: Object.assign(payload, extra)}});
+    await sleep(0);
+  }}
 </script>"""
 
 
@@ -297,7 +334,8 @@ def test_notifications_helper_follows_snapshots_pushes_and_replies(client_page: 
             const page = await listing;
             return {changes, pushed, afterPush, markFrame, allFrame, listFrame, page,
                     listChanged: changes.length !== changesBeforeList,
-                    final: [gw.notifications.unread, gw.notifications.category]};
+                    final: [gw.notifications.unread, gw.notifications.category],
+                    cursor: gw.notifications.seq, syncs: syncs(socket).length};
         }"""
     )
     assert result["changes"] == [
@@ -317,6 +355,9 @@ def test_notifications_helper_follows_snapshots_pushes_and_replies(client_page: 
     assert result["page"] == {"notifications": [], "has_more": False, "unread": 0, "category": None}
     assert result["listChanged"] is False
     assert result["final"] == [0, None]
+    # A server without seqs: no cursor, no sync, every push handed over as it comes.
+    assert result["cursor"] is None
+    assert result["syncs"] == 0
 
 
 def test_clipboard_helper_and_state_after_a_reconnect(client_page: Any) -> None:
@@ -691,3 +732,328 @@ def test_a_helper_action_is_its_channels_action(client_page: Any) -> None:
     # The raw action's reply is the caller's; the helper's reply and the push update the helper.
     assert result["seen"] == [[1, 2], [1, 2]]
     assert result["reply"] == 2
+
+
+# -- catching up: the cursor, sync, and each notification handed over once and in order ----------
+
+SYNC = {"action": "sync", "data": {"since": 10, "limit": 100}}
+
+
+def test_the_first_connect_starts_the_cursor_at_the_servers_seq_and_syncs_nothing(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const events = record(gw);
+            const before = gw.notifications.seq;
+            connectFrame(socket, 41, {unread: 3, category: "info"});
+            await sleep(0);
+            const atConnect = gw.notifications.seq;
+            push(socket, note(42), 4);
+            push(socket, note(42), 4);  // the same notification pushed again
+            await sleep(0);
+            return {before, atConnect, events, seq: gw.notifications.seq, sent: socket.sent,
+                    unread: gw.notifications.unread};
+        }"""
+    )
+    assert result["before"] is None
+    assert result["atConnect"] == 41  # history is list()'s to show, not a replay
+    assert result["events"] == [["new", 42, False], ["update", 42]]
+    assert result["seq"] == 42
+    assert result["sent"] == []  # no sync: nothing was missed
+    assert result["unread"] == 4
+
+
+def test_a_notification_saved_again_goes_to_on_update_only(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const events = record(gw);
+            const changes = [];
+            gw.notifications.onChange((state) => changes.push(state.unread));
+            connectFrame(socket, 41, {unread: 3, category: "info"});
+            const edited = note(40, {label: "edited", is_read: true});
+            const updated = [];
+            gw.notifications.onUpdate((n) => updated.push(n.label));
+            push(socket, edited, 2);
+            await sleep(0);
+            return {events, updated, changes, seq: gw.notifications.seq, syncs: syncs(socket).length};
+        }"""
+    )
+    assert result["events"] == [["update", 40]]
+    assert result["updated"] == ["edited"]
+    assert result["changes"] == [3, 2]  # the unread state still follows every frame
+    assert result["seq"] == 41
+    assert result["syncs"] == 0
+
+
+def test_a_gap_starts_one_sync_and_pushes_racing_it_reach_the_page_once_in_order(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const events = record(gw);
+            connectFrame(socket, 10);
+            push(socket, note(12));  // 11 never came
+            const requests = syncs(socket).map((frame) => frame.payload);
+            push(socket, note(13));  // racing the sync
+            push(socket, note(12));  // and 12 again
+            const beforeReply = events.slice();
+            const duringSync = syncs(socket).length;
+            await answerSync(socket, notes(11, 13));
+            push(socket, note(13));  // 13's push, late behind the sync that brought it
+            push(socket, note(14));
+            await sleep(0);
+            return {requests, beforeReply, duringSync, events, seq: gw.notifications.seq,
+                    syncs: syncs(socket).length};
+        }"""
+    )
+    assert result["requests"] == [SYNC]
+    assert result["beforeReply"] == []  # 12 and 13 wait for 11
+    assert result["duringSync"] == 1
+    assert result["events"] == [
+        ["new", 11, True],
+        ["new", 12, False],
+        ["new", 13, False],
+        ["caughtUp", [11]],
+        ["update", 13],  # not new again
+        ["new", 14, False],
+    ]
+    assert result["seq"] == 14
+    assert result["syncs"] == 1
+
+
+def test_sync_pages_on_from_the_last_seq_of_each_page_while_has_more(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const events = record(gw);
+            connectFrame(socket, 0);
+            push(socket, note(250));
+            await answerSync(socket, notes(1, 100), true, {seq: 250});
+            const afterFirstPage = news(events).length;
+            await answerSync(socket, notes(101, 200), true, {seq: 250});
+            await answerSync(socket, notes(201, 250), false, {seq: 250});
+            return {sinces: sinces(socket), afterFirstPage, news: news(events), seq: gw.notifications.seq,
+                    caughtUp: events.filter(([kind]) => kind === "caughtUp")};
+        }"""
+    )
+    assert [data["since"] for data in result["sinces"]] == [0, 100, 200]
+    assert all(data["limit"] == 100 for data in result["sinces"])
+    assert result["afterFirstPage"] == 100  # each page is handed over as it comes
+    assert result["news"] == list(range(1, 251))
+    assert result["seq"] == 250
+    # One event for the whole catch-up; 250 came as a push, live, so it is not in it.
+    assert result["caughtUp"] == [["caughtUp", list(range(1, 250))]]
+
+
+def test_a_reconnect_syncs_from_the_cursor(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected({minDelay: 10});
+            const events = record(gw);
+            connectFrame(socket, 5);
+            push(socket, note(6));
+            socket.drop(1006);
+            const next = await nextSocket(2);
+            next.hello();
+            connectFrame(next, 9, {unread: 4, category: "warning"});
+            const requests = sinces(next);
+            await answerSync(next, notes(7, 9), false, {unread: 4, category: "warning"});
+            const state = [gw.notifications.seq, gw.notifications.unread, gw.notifications.category];
+            next.drop(1006);  // and again, with nothing new this time
+            const third = await nextSocket(3);
+            third.hello();
+            connectFrame(third, 9, {unread: 4, category: "warning"});
+            await sleep(0);
+            return {requests, state, events, thirdSyncs: syncs(third).length};
+        }"""
+    )
+    assert result["requests"] == [{"since": 6, "limit": 100}]
+    assert result["state"] == [9, 4, "warning"]
+    assert result["events"] == [
+        ["new", 6, False],
+        ["new", 7, True],
+        ["new", 8, True],
+        ["new", 9, True],
+        ["caughtUp", [7, 8, 9]],
+    ]
+    assert result["thirdSyncs"] == 0  # the connect frame's seq is the cursor: nothing to fetch
+
+
+def test_a_sync_cut_by_a_closed_socket_is_retried_at_the_next_connect(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected({minDelay: 10});
+            const events = record(gw);
+            const errors = [];
+            gw.on("error", (error) => errors.push(error.code));
+            connectFrame(socket, 5);
+            push(socket, note(7));  // a gap: sync
+            const first = sinces(socket);
+            socket.drop(1006);
+            const next = await nextSocket(2);
+            next.hello();
+            connectFrame(next, 8);
+            const second = sinces(next);
+            await answerSync(next, notes(6, 8));
+            const afterRetry = events.slice();
+
+            // The same with the new socket's connect frame in the same task as the close, before the
+            // cut sync's failure is known: the sync still follows.
+            push(next, note(10));
+            next.drop(1006);
+            gw.connect();
+            const last = FakeSocket.all[2];
+            last.hello();
+            connectFrame(last, 10);
+            await sleep(0);
+            const third = sinces(last);
+            await answerSync(last, notes(9, 10));
+            return {first, second, third, afterRetry, events, errors, seq: gw.notifications.seq};
+        }"""
+    )
+    assert result["first"] == [{"since": 5, "limit": 100}]
+    assert result["second"] == [{"since": 5, "limit": 100}]
+    assert result["afterRetry"] == [
+        ["new", 6, True],
+        ["new", 7, False],
+        ["new", 8, True],
+        ["caughtUp", [6, 8]],
+    ]
+    assert result["third"] == [{"since": 8, "limit": 100}]
+    assert result["events"][4:] == [["new", 9, True], ["new", 10, False], ["caughtUp", [9]]]
+    assert result["errors"] == []  # a closed socket is no error: the next connect retries
+    assert result["seq"] == 10
+
+
+def test_a_resync_hands_over_the_missed_ones_and_syncs_the_rest(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const events = record(gw);
+            connectFrame(socket, 5);
+            socket.receive({channel: "gateway", payload: {resync: true}});
+            connectFrame(socket, 9, {unread: 4, category: "info", missed: notes(6, 7), has_more: true});
+            const afterFrame = events.slice();
+            const requests = sinces(socket);
+            await answerSync(socket, notes(8, 9));
+            // A resync whose missed list is all of it (9 was brought by the sync already): no sync.
+            socket.receive({channel: "gateway", payload: {resync: true}});
+            connectFrame(socket, 11, {unread: 6, category: "info", missed: notes(9, 11), has_more: false});
+            await sleep(0);
+            return {afterFrame, requests, events, syncs: syncs(socket).length, seq: gw.notifications.seq};
+        }"""
+    )
+    assert result["afterFrame"] == [["new", 6, True], ["new", 7, True]]
+    assert result["requests"] == [{"since": 7, "limit": 100}]
+    assert result["events"] == [
+        ["new", 6, True],
+        ["new", 7, True],
+        ["new", 8, True],
+        ["new", 9, True],
+        ["caughtUp", [6, 7, 8, 9]],
+        ["new", 10, True],
+        ["new", 11, True],
+        ["caughtUp", [10, 11]],
+    ]
+    assert result["syncs"] == 1
+    assert result["seq"] == 11
+
+
+def test_the_buffer_of_early_pushes_is_bounded_and_the_sync_brings_what_it_dropped(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const events = record(gw);
+            connectFrame(socket, 0);
+            for (let seq = 2; seq <= 300; seq++) push(socket, note(seq));  // 1 is missing
+            const duringSync = syncs(socket).length;
+            await answerSync(socket, notes(1, 2));  // answered before 3 existed
+            const afterFirstSync = news(events);
+            await answerSync(socket, notes(3, 102), true, {seq: 300});
+            await answerSync(socket, notes(103, 202), true, {seq: 300});
+            await answerSync(socket, notes(203, 300), false, {seq: 300});
+            return {duringSync, afterFirstSync, sinces: sinces(socket).map((data) => data.since),
+                    news: news(events), seq: gw.notifications.seq};
+        }"""
+    )
+    assert result["duringSync"] == 1
+    # 299 pushes waited for 1: more than the client keeps (256), so it let them go rather than
+    # hand them over from memory...
+    assert result["afterFirstSync"] == [1, 2]
+    # ...and synced again from the cursor for them.
+    assert result["sinces"] == [0, 2, 102, 202]
+    assert result["news"] == list(range(1, 301))
+    assert result["seq"] == 300
+
+
+def test_deleted_notifications_do_not_hold_the_cursor_back(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const events = record(gw);
+            connectFrame(socket, 5);
+            push(socket, note(8));  // 6 and 7 missed
+            await answerSync(socket, [note(6)], false, {seq: 8});  // 7 and 8 were deleted meanwhile
+            push(socket, note(9));
+            await sleep(0);
+            return {events, seq: gw.notifications.seq, syncs: syncs(socket).length};
+        }"""
+    )
+    assert result["events"] == [["new", 6, True], ["caughtUp", [6]], ["new", 9, False]]
+    assert result["seq"] == 9
+    assert result["syncs"] == 1  # not a sync for ever for 7
+
+
+def test_a_failed_sync_is_reported_and_retried_by_the_next_push_not_in_a_loop(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const events = record(gw);
+            const errors = [];
+            gw.on("error", (error) => errors.push(error.code));
+            connectFrame(socket, 5);
+            push(socket, note(7));
+            const error = {code: "invalid_data", message: "No."};
+            socket.receive({channel: "notifications", id: syncs(socket).at(-1).id, error});
+            await sleep(50);
+            const afterFailure = syncs(socket).length;
+            push(socket, note(8));
+            const afterPush = syncs(socket).length;
+            await answerSync(socket, notes(6, 8));
+            return {errors, afterFailure, afterPush, news: news(events), seq: gw.notifications.seq};
+        }"""
+    )
+    assert result["errors"] == ["invalid_data"]
+    assert result["afterFailure"] == 1
+    assert result["afterPush"] == 2
+    assert result["news"] == [6, 7, 8]
+    assert result["seq"] == 8
+
+
+def test_the_cursor_starts_over_for_a_new_count_or_another_user(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected({minDelay: 10});
+            const events = record(gw);
+            connectFrame(socket, 10);
+            push(socket, note(11));
+            // The server's count went back (a restored database): the old cursor would take 4 for an edit.
+            socket.receive({channel: "gateway", payload: {resync: true}});
+            connectFrame(socket, 3);
+            push(socket, note(4));
+            const restarted = [gw.notifications.seq, syncs(socket).length];
+            // Another user signed in in another tab, and this tab connects again as that user.
+            socket.drop(1006);
+            const next = await nextSocket(2);
+            next.open();
+            const bob = {user: {id: 8, username: "bob"}, services: ["notifications"]};
+            next.receive({channel: "gateway", payload: bob});
+            connectFrame(next, 50);
+            await sleep(0);
+            return {events, restarted, seq: gw.notifications.seq, syncs: syncs(next).length};
+        }"""
+    )
+    assert result["events"] == [["new", 11, False], ["new", 4, False]]
+    assert result["restarted"] == [4, 0]
+    assert result["seq"] == 50  # bob's latest, not a sync of bob's from ann's cursor
+    assert result["syncs"] == 0

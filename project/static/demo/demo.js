@@ -101,6 +101,8 @@
   const list = $("#notification-list");
   let shown = [];
   let hasMore = false;
+  /** Ids of the notifications a catch-up brought (they arrived while this tab was offline), marked in the list. */
+  const missed = new Set();
 
   gw.notifications.onChange(({ unread, category }) => {
     badge.hidden = unread === 0;
@@ -115,12 +117,45 @@
     reloadList(); // read state may have changed in another tab
   });
 
-  gw.notifications.onNotification((notification) => {
+  // Each new notification comes once and in order, live or after a reconnect: newest goes on top.
+  gw.notifications.onNotification((notification, { catchUp }) => {
     if (!shown.some((item) => item.id === notification.id)) {
       shown.unshift(notification);
       renderList();
     }
-    if (!notification.is_read) toast(notification);
+    // What a catch-up brings is summed up in one note (below), not a toast each.
+    if (!catchUp && !notification.is_read) toast(notification);
+  });
+
+  // Saved again (e.g. edited in the admin): the row changes in place, without a toast.
+  gw.notifications.onUpdate((notification) => {
+    const index = shown.findIndex((item) => item.id === notification.id);
+    if (index < 0) return;
+    shown[index] = notification;
+    renderList();
+  });
+
+  // -- what arrived while offline ------------------------------------------------------
+
+  const catchUpNote = $("#catch-up-note");
+  let caughtUp = 0;
+
+  gw.notifications.onCatchUp((notifications) => {
+    caughtUp += notifications.length;
+    for (const notification of notifications) missed.add(notification.id);
+    $(".catch-up-text", catchUpNote).textContent =
+      `${caughtUp} notification${caughtUp === 1 ? "" : "s"} arrived while you were offline`;
+    catchUpNote.hidden = false;
+    logEvent("sync", `caught up: ${notifications.length} missed notification${notifications.length === 1 ? "" : "s"}`);
+    renderList();
+    reloadList(); // their read state: another tab may have marked them read meanwhile
+  });
+
+  $("#catch-up-dismiss").addEventListener("click", () => {
+    catchUpNote.hidden = true;
+    caughtUp = 0;
+    missed.clear();
+    renderList();
   });
 
   let reloadTimer = null;
@@ -177,7 +212,11 @@
         el(
           "li",
           {
-            class: "notification notification--" + notification.category + (notification.is_read ? "" : " is-unread"),
+            class:
+              "notification notification--" +
+              notification.category +
+              (notification.is_read ? "" : " is-unread") +
+              (missed.has(notification.id) ? " is-missed" : ""),
             dataset: { id: notification.id, category: notification.category },
           },
           el("span", { class: "notification-icon" }, icon(notification.category)),
@@ -185,7 +224,13 @@
             "div",
             { class: "notification-body" },
             el("p", { class: "notification-message", text: notification.label }),
-            el("div", { class: "notification-footer" }, meta(notification), actionLinks(notification)),
+            el(
+              "div",
+              { class: "notification-footer" },
+              meta(notification),
+              missed.has(notification.id) ? el("span", { class: "pill pill--missed", text: "While offline" }) : null,
+              actionLinks(notification),
+            ),
           ),
           notification.is_read
             ? el("span", { class: "read-mark", title: "Read" }, "Read")

@@ -18,6 +18,13 @@
   /** Event names of `gw.on()` that are not channels. */
   const STATE_EVENT = "state";
   const ERROR_EVENT = "error";
+  /** Notifications per page of a `sync`: the most the server gives in one reply. */
+  const SYNC_LIMIT = 100;
+  /**
+   * Pushes kept while the client fills a gap before them. Past this it forgets them all and lets
+   * the sync bring them again: memory stays bounded however many pushes race a slow sync.
+   */
+  const MAX_BUFFERED = 256;
 
   /**
    * Every value of `gw.state`, in one place: pages compare with `WSGateway.STATES.OPEN` rather
@@ -103,6 +110,15 @@
 
   function frameError(frame) {
     return new WSGatewayError(frame.error.code, frame.error.message, frame);
+  }
+
+  function isObject(value) {
+    return value !== null && typeof value === "object";
+  }
+
+  /** A notification that carries its per-user sequence number (servers before "seq" send none). */
+  function hasSeq(notification) {
+    return isObject(notification) && Number.isInteger(notification.seq) && notification.seq > 0;
   }
 
   // -- channel -------------------------------------------------------------------------
@@ -334,12 +350,17 @@
       if (frame === null || this._settle(frame)) return;
       if (frame.error) {
         if (frame.channel === GATEWAY) this._authError = frame.error; // the reason of a 4401 that follows
-        this._events.get(ERROR_EVENT).emit(frameError(frame), frame);
+        this._reportError(frameError(frame));
         return;
       }
       if (frame.channel === GATEWAY) this._hello(frame.payload);
       const channel = this._channels.get(frame.channel);
       if (channel) channel._listeners.emit(frame.payload, frame);
+    }
+
+    /** To `on("error")`: an error no request of the page waits for (a stray error frame, a failed catch-up). */
+    _reportError(error) {
+      this._events.get(ERROR_EVENT).emit(error, error.frame);
     }
 
     /** Settle the request this frame answers; false when no request is waiting for it. */
@@ -424,8 +445,14 @@
    */
   class Service {
     constructor(gateway, name) {
+      this.gateway = gateway;
       this.channel = gateway.channel(name);
-      this.channel.on((payload) => this._apply(payload));
+      this.channel.on((payload) => this._receive(payload));
+    }
+
+    /** A frame the server sent by itself (a connect frame or a push); replies go to `_apply` alone. */
+    _receive(payload) {
+      this._apply(payload);
     }
 
     _act(action, data) {
@@ -436,15 +463,39 @@
     }
   }
 
-  /** The "notifications" channel: unread count, newest unread category, list, read state. */
+  /**
+   * The "notifications" channel: unread count, newest unread category, list, read state, and the
+   * notifications themselves, each handed to the page once and in order.
+   *
+   * The order is the server's `seq`, dense per user. `seq` is the cursor: every notification up to
+   * it has been handed over. A push just past the cursor is handed over; one at or below it is an
+   * edit of one the page has; one further on means pushes were missed (a reconnect, a layer
+   * outage), so it waits in a buffer while `sync` fetches what lies between. Whatever route a
+   * notification takes (push, a resync's `missed`, a sync page), the cursor lets it through once.
+   */
   class Notifications extends Service {
     constructor(gateway) {
       super(gateway, "notifications");
       this.unread = 0;
       this.category = null;
       this.last = null;
+      /** The cursor: the highest seq handed to the page, all below it handed too; null before the first connect. */
+      this.seq = null;
+      /** The highest seq known to exist: above the cursor, the page is behind. */
+      this._latest = null;
+      /** seq -> [notification, catchUp] for pushes past a gap, until the gap is filled. */
+      this._buffer = new Map();
+      this._syncing = false;
+      /** What the catch-up under way handed over, for onCatchUp once it ends. */
+      this._caughtUp = [];
+      this._userId = null;
       this._change = new Listeners();
       this._notification = new Listeners();
+      this._update = new Listeners();
+      this._catchUp = new Listeners();
+      gateway.on(STATE_EVENT, (state, info) => {
+        if (state === STATES.OPEN) this._opened(info.user);
+      });
     }
 
     /** handler({unread, category}) after every frame that carries the unread state. */
@@ -452,21 +503,213 @@
       return this._change.add(handler);
     }
 
-    /** handler(notification) for each notification the server pushes (created, or saved again). */
+    /**
+     * handler(notification, {catchUp}) once for each new notification, in the order they were
+     * created; catchUp is true when it came from a catch-up rather than its own push.
+     */
     onNotification(handler) {
       return this._notification.add(handler);
     }
 
+    /** handler(notification) when one the page already has is saved again (edited, e.g. in the admin). */
+    onUpdate(handler) {
+      return this._update.add(handler);
+    }
+
+    /** handler(notifications), oldest first, after a catch-up handed over some that were not pushed live. */
+    onCatchUp(handler) {
+      return this._catchUp.add(handler);
+    }
+
+    // -- frames ----------------------------------------------------------------------
+
+    _receive(payload) {
+      if (!isObject(payload)) return;
+      this._follow(payload);
+      if (isObject(payload.last)) {
+        this._take(payload.last, false);
+        this._sync();
+      } else if (Number.isInteger(payload.seq) && payload.seq >= 0) {
+        this._connected(payload);
+      }
+      this._changed();
+    }
+
+    /** A reply (mark_read, mark_all_read, a sync page): the unread state alone. */
     _apply(payload) {
-      if (!payload || typeof payload !== "object") return;
+      if (!isObject(payload)) return;
+      this._follow(payload);
+      this._changed();
+    }
+
+    _follow(payload) {
       if (typeof payload.unread === "number") this.unread = payload.unread;
       const last = payload.last;
       if (last) this.last = last;
       if ("category" in payload && !(last && last.is_read)) this.category = payload.category;
       if (this.unread === 0) this.category = null;
-      if (last) this._notification.emit(last);
+    }
+
+    _changed() {
       this._change.emit({ unread: this.unread, category: this.category });
     }
+
+    /** The cursor is one user's: a hello for another user (a login in another tab) starts it over. */
+    _opened(user) {
+      const id = user ? user.id : null;
+      if (this._userId !== null && id !== this._userId) this._restart(null);
+      this._userId = id;
+    }
+
+    /**
+     * A connect frame: the first of the page, after a reconnect, or after a resync (then perhaps
+     * with `missed`, the pushes the server knows this socket did not get).
+     */
+    _connected(payload) {
+      const missed = Array.isArray(payload.missed) ? payload.missed.filter(hasSeq) : [];
+      if (this.seq === null || payload.seq < this.seq) {
+        // The first connect starts at the server's latest: history is list()'s to show, not a flood
+        // of onNotification. A latest below the cursor means the server's count started over (a
+        // restored database), and the old cursor would take each new notification for an edit.
+        this._restart(missed.length ? Math.min(payload.seq, missed[0].seq - 1) : payload.seq);
+      }
+      for (const notification of missed) this._take(notification, true);
+      // Its `has_more` needs no look of its own: the frame's seq is then past the last missed one,
+      // and the sync below fetches the rest.
+      this._saw(payload.seq);
+      this._sync();
+    }
+
+    // -- the cursor ------------------------------------------------------------------
+
+    _restart(cursor) {
+      this.seq = cursor;
+      this._latest = cursor;
+      this._buffer.clear();
+    }
+
+    _saw(seq) {
+      if (this._latest === null || seq > this._latest) this._latest = seq;
+    }
+
+    /** A pushed (or `missed`) notification: handed over, an edit, or kept until the gap before it is filled. */
+    _take(notification, catchUp) {
+      if (!hasSeq(notification)) {
+        // A server without sequence numbers: every push is handed over as it comes, as before.
+        this._notification.emit(notification, { catchUp });
+        return;
+      }
+      const seq = notification.seq;
+      // No connect frame yet (its snapshot failed): the page starts here.
+      if (this.seq === null) this._restart(seq - 1);
+      this._saw(seq);
+      if (seq <= this.seq) {
+        // A push at or below the cursor is that notification saved again. A `missed` one is only the
+        // server not knowing what a sync already brought: nothing new.
+        if (!catchUp) this._update.emit(notification);
+      } else if (seq === this.seq + 1) this._hand(notification, catchUp);
+      else this._keep(notification, catchUp);
+    }
+
+    _keep(notification, catchUp) {
+      this._buffer.set(notification.seq, [notification, catchUp]);
+      // Forget them rather than grow without end: `_latest` remembers they exist, so a sync fetches them.
+      if (this._buffer.size > MAX_BUFFERED) this._buffer.clear();
+    }
+
+    /** Hand one over and move the cursor to it, then whatever waits right after it. */
+    _hand(notification, catchUp) {
+      this._advance(notification.seq);
+      this._emitNew(notification, catchUp);
+      for (let next = this._buffer.get(this.seq + 1); next; next = this._buffer.get(this.seq + 1)) {
+        this._advance(this.seq + 1);
+        this._emitNew(next[0], next[1]);
+      }
+    }
+
+    /** The cursor moves; what waits at or below it has been handed over, or no longer exists. */
+    _advance(seq) {
+      this.seq = seq;
+      for (const waiting of this._buffer.keys()) if (waiting <= seq) this._buffer.delete(waiting);
+    }
+
+    _emitNew(notification, catchUp) {
+      if (catchUp) this._caughtUp.push(notification);
+      this._notification.emit(notification, { catchUp });
+    }
+
+    // -- catching up -----------------------------------------------------------------
+
+    /**
+     * Sync from the cursor when the server has notifications the page lacks, one sync at a time:
+     * the one running looks again when it ends, so pushes that race it start none of their own.
+     */
+    _sync() {
+      if (this._syncing) return;
+      if (this.seq === null || this._latest <= this.seq || this.gateway.state !== STATES.OPEN) {
+        // Caught up, or offline (then the next connect frame syncs).
+        this._caughtUpEnd();
+        return;
+      }
+      this._syncing = true;
+      this._syncPages().then(
+        () => {
+          this._syncing = false;
+          this._sync(); // pushes during the sync may have shown more
+        },
+        (error) => {
+          this._syncing = false;
+          if (error.code === "closed" || error.code === "not_connected") {
+            // The socket went mid-sync. Its successor's connect frame syncs again; if that frame has
+            // already come (and found this sync still running), sync now.
+            this._sync();
+            return;
+          }
+          // The server refused or did not answer: the next connect frame, or the next push past
+          // the cursor, tries again; retrying here could loop against a server that always refuses.
+          this.gateway._reportError(error);
+          this._caughtUpEnd();
+        },
+      );
+    }
+
+    /** `sync` page after page from the cursor, each handed over as it comes. */
+    async _syncPages() {
+      // Everything known to exist now was stored before this request left, so the pages list it
+      // unless it has been deleted since: past the last page the cursor may skip what they left out.
+      const covered = this._latest;
+      let since = this.seq;
+      for (;;) {
+        const page = await this.channel.action("sync", { since, limit: SYNC_LIMIT });
+        const found = isObject(page) && Array.isArray(page.notifications) ? page.notifications.filter(hasSeq) : [];
+        for (const notification of found) {
+          // At or below the cursor: a push that raced the sync handed it over already. Past the cursor
+          // by more than one: the ones between are not in the page because they were deleted.
+          if (notification.seq > this.seq) this._hand(notification, true);
+        }
+        if (isObject(page) && Number.isInteger(page.seq)) this._saw(page.seq);
+        this._apply(page);
+        if (!(isObject(page) && page.has_more)) break;
+        const next = found.length ? found[found.length - 1].seq : since;
+        if (next <= since) {
+          // Asking again would get the same page for ever.
+          throw new WSGatewayError("bad_reply", `A sync page after seq ${since} said has_more but did not move on.`);
+        }
+        since = next;
+      }
+      if (covered > this.seq) this._advance(covered);
+      const next = this._buffer.get(this.seq + 1);
+      if (next) this._hand(next[0], next[1]);
+    }
+
+    _caughtUpEnd() {
+      if (!this._caughtUp.length) return;
+      const handed = this._caughtUp;
+      this._caughtUp = [];
+      this._catchUp.emit(handed);
+    }
+
+    // -- actions ---------------------------------------------------------------------
 
     /**
      * Newest first: resolves with {notifications, has_more, unread, category}. Reading a page
