@@ -175,6 +175,33 @@ def test_page_reconnects_by_itself_after_a_server_restart(site: Site, new_page: 
     expect(badge(page)).to_have_text("2", timeout=PUSH_TIMEOUT_MS)
 
 
+def test_a_tab_offline_while_notifications_arrive_shows_each_once_after_it_reconnects(
+    site: Site, new_page: Callable[..., Any]
+) -> None:
+    server = site.another_daphne("offline-daphne").start()
+    page = login(new_page(), server.http_url, "ivan")
+    # What the page's code is handed: each notification's seq, in order.
+    page.evaluate(
+        "() => { window.handed = [];"
+        " gateway.notifications.onNotification((n) => window.handed.push(n.seq)); }"
+    )
+    start = page.evaluate("gateway.notifications.seq")
+
+    server.stop()
+    expect(page.locator("#connection")).not_to_have_attribute("data-state", "open")
+    # Stored while no server runs: twenty, from another process, one notify() each.
+    for n in range(20):
+        manage(site.env, "notify", "ivan", f"While you were away {n}")
+
+    server.start()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=20_000)
+    expect(page.locator("#catch-up-note")).to_contain_text("20", timeout=PUSH_TIMEOUT_MS)
+    send_from_form(page, "Back online", "success")  # and a live one after the catch-up
+    expect(page.locator(".toast", has_text="Back online")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
+    assert page.evaluate("window.handed") == list(range(start + 1, start + 22))
+    expect(page.locator("#notification-list .notification", has_text="While you were away")).to_have_count(20)
+
+
 def test_another_user_sees_nothing_of_the_first(
     site: Site, new_page: Callable[..., Any], screenshot_path: Callable[[str], Path]
 ) -> None:
