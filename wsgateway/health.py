@@ -1,11 +1,18 @@
-"""Noticing a channel-layer outage and bringing this process's sockets back in sync.
+"""Keeping this process's sockets in step with the channel layer, one event loop at a time.
 
-While the layer (Redis) is down, pushes are lost: ``notify()`` stores the row but
-cannot publish. Sockets may well stay open, and on RedisChannelLayer their group
-memberships die with the Redis data. So one watchdog per process probes the
-layer; when a probe succeeds after a failure, every local socket re-joins its
-group and is sent its on-connect frames again (a "resync"), which carry
-whatever was missed.
+Two services, each a registry of the loop's live sockets and a task that runs while any is
+registered (:class:`SocketRegistry`):
+
+- :class:`LayerWatchdog`, on a layer that reaches other processes (Redis). While the layer
+  is down, pushes are lost: ``notify()`` stores the row but cannot publish. Sockets may well
+  stay open, and on RedisChannelLayer their group memberships die with the Redis data. So
+  one watchdog per process probes the layer; when a probe succeeds after a failure, every
+  local socket re-joins its group and is sent its on-connect frames again (a "resync"),
+  which carry whatever was missed.
+- :class:`MembershipRefresher`, on every layer. A layer ends a group membership
+  ``group_expiry`` seconds after it was made (a day by default), whether its socket is
+  still open or not; the refresher re-makes the memberships of registered sockets every
+  ``group_expiry / 2`` seconds, so a socket lives as long as its connection.
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ import asyncio
 import logging
 import uuid
 import weakref
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Any, Generic, Protocol, TypeVar
+
+from . import metrics
 
 logger = logging.getLogger("wsgateway")
 
@@ -22,32 +32,68 @@ PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 2.0
 RESYNC_CONCURRENCY = 32
 PROBE_GROUP = "wsgateway.health"  # for probes that only publish (manage.py notify)
+#: Channels' group_expiry, for a layer that names none (channels_redis' pub/sub layer never expires one).
+DEFAULT_GROUP_EXPIRY = 86400.0
+#: Sockets whose memberships are re-made together; the next batch waits up to REFRESH_PAUSE.
+REFRESH_BATCH = 100
+REFRESH_PAUSE = 0.1
+#: A round of refreshes spreads its batches over at most this share of the refresh interval.
+REFRESH_SPREAD = 0.25
 
 
 class Resyncable(Protocol):
     async def resync(self) -> None: ...
 
 
-class LayerWatchdog:
-    """Probes one channel layer from one event loop while any socket is registered."""
+class Member(Protocol):
+    def memberships(self) -> Iterable[tuple[str, str]]:
+        """The ``(group, channel_name)`` pairs this socket belongs to now."""
+        ...
+
+
+_Socket = TypeVar("_Socket")
+_Registry = TypeVar("_Registry", bound="SocketRegistry[Any]")
+
+
+class SocketRegistry(Generic[_Socket]):
+    """The live sockets of one event loop on one layer, and a task that serves them while there are any.
+
+    Sockets are held weakly: one that is collected without unregistering is forgotten.
+    A subclass's :meth:`run` returns once :attr:`sockets` is empty; the next registration
+    starts it again.
+    """
+
+    task_name = "wsgateway-socket-registry"
 
     def __init__(self, layer: Any) -> None:
         self.layer = layer
-        self.sockets: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.healthy = True
+        self.sockets: weakref.WeakSet[_Socket] = weakref.WeakSet()
         self.task: asyncio.Task[None] | None = None
+
+    def register(self, socket: _Socket) -> None:
+        self.sockets.add(socket)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.run(), name=self.task_name)
+
+    def unregister(self, socket: _Socket) -> None:
+        self.sockets.discard(socket)
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+
+class LayerWatchdog(SocketRegistry[Resyncable]):
+    """Probes one channel layer from one event loop while any socket is registered."""
+
+    task_name = "wsgateway-layer-watchdog"
+
+    def __init__(self, layer: Any) -> None:
+        super().__init__(layer)
+        self.healthy = True
         self.probe_channel: str | None = None
         #: Sockets resyncing at once after an outage (each re-joins its group and reads the database).
         self.resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self.probe_group = PROBE_GROUP
-
-    def register(self, socket: Resyncable) -> None:
-        self.sockets.add(socket)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self.run(), name="wsgateway-layer-watchdog")
-
-    def unregister(self, socket: Resyncable) -> None:
-        self.sockets.discard(socket)
 
     def report_failure(self, exc: BaseException) -> None:
         """Called by anything in this process that saw the layer fail."""
@@ -106,15 +152,115 @@ class LayerWatchdog:
                 )
 
 
-_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LayerWatchdog]] = (
+def group_expiry_of(layer: Any) -> float:
+    """Seconds a membership lasts on ``layer``: its ``group_expiry``, or Channels' default."""
+    value = getattr(layer, "group_expiry", None)
+    return float(value) if value else DEFAULT_GROUP_EXPIRY
+
+
+class MembershipRefresher(SocketRegistry[Member]):
+    """Re-makes the group memberships of one event loop's registered sockets before they expire.
+
+    Every ``group_expiry / 2`` seconds, each registered socket's :meth:`Member.memberships`
+    are added again (``group_add`` of a present member renews it on every layer: Channels'
+    in-memory layer and channels_redis' store the time of the latest add). A socket
+    registered just after a round is renewed by the next one, well inside ``group_expiry``.
+    The sockets go REFRESH_BATCH at a time, their batches spread over a quarter of the
+    interval at most: a thousand sockets do not re-join at the same instant.
+    """
+
+    task_name = "wsgateway-membership-refresher"
+
+    def __init__(self, layer: Any) -> None:
+        super().__init__(layer)
+        self.interval = group_expiry_of(layer) / 2
+        self.wakeup: asyncio.Future[None] | None = None
+
+    def unregister(self, socket: Member) -> None:
+        super().unregister(socket)
+        if not self.sockets and self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)  # end the task now, not at its next round (hours away)
+
+    async def run(self) -> None:
+        while self.sockets:
+            await self.pause(self.interval)
+            if self.sockets:
+                await self.refresh_all()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep, unless the last socket unregisters first."""
+        loop = asyncio.get_running_loop()
+        self.wakeup = wakeup = loop.create_future()
+        timer = loop.call_later(seconds, _settle, wakeup)
+        try:
+            await wakeup
+        finally:
+            timer.cancel()
+            self.wakeup = None
+
+    async def refresh_all(self) -> None:
+        sockets = list(self.sockets)  # strong references for the round
+        batches = -(-len(sockets) // REFRESH_BATCH)
+        pause = min(REFRESH_PAUSE, self.interval * REFRESH_SPREAD / max(batches, 1))
+        failures: list[BaseException] = []
+        for start in range(0, len(sockets), REFRESH_BATCH):
+            if start:
+                await asyncio.sleep(pause)
+            outcomes = await asyncio.gather(
+                *(self.refresh(socket) for socket in sockets[start : start + REFRESH_BATCH])
+            )
+            failures.extend(failure for failure in outcomes if failure is not None)
+        if failures:
+            metrics.increment(metrics.MEMBERSHIP_REFRESH_FAILED, len(failures))
+            logger.warning(
+                "wsgateway: %d of %d socket(s) could not renew their group memberships (%s); "
+                "they are retried in %s s",
+                len(failures),
+                len(sockets),
+                failures[-1],
+                self.interval,
+            )
+
+    async def refresh(self, socket: Member) -> BaseException | None:
+        """Re-add one socket's memberships; the layer's failure, if any, is returned."""
+        try:
+            memberships = list(socket.memberships())
+        except Exception:
+            logger.exception("wsgateway: memberships() of %r failed", socket)
+            return None
+        for group, channel in memberships:
+            if socket not in self.sockets:
+                return None  # unregistered meanwhile: it is closing, and discards its groups
+            try:
+                await self.layer.group_add(group, channel)
+            except Exception as exc:
+                return exc
+        return None
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[type[Any], int], Any]] = (
     weakref.WeakKeyDictionary()
 )
 
 
+def _registry_for(kind: type[_Registry], layer: Any) -> _Registry:
+    per_loop = _registries.setdefault(asyncio.get_running_loop(), {})
+    registry = per_loop.get((kind, id(layer)))
+    if not isinstance(registry, kind) or registry.layer is not layer:
+        registry = per_loop[(kind, id(layer))] = kind(layer)
+    return registry
+
+
 def watchdog_for(layer: Any) -> LayerWatchdog:
     """The watchdog of ``layer`` in the running event loop (one per loop and layer)."""
-    per_loop = _watchdogs.setdefault(asyncio.get_running_loop(), {})
-    watchdog = per_loop.get(id(layer))
-    if watchdog is None or watchdog.layer is not layer:
-        watchdog = per_loop[id(layer)] = LayerWatchdog(layer)
-    return watchdog
+    return _registry_for(LayerWatchdog, layer)
+
+
+def refresher_for(layer: Any) -> MembershipRefresher:
+    """The membership refresher of ``layer`` in the running event loop (one per loop and layer)."""
+    return _registry_for(MembershipRefresher, layer)

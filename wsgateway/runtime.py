@@ -17,7 +17,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
-from .layers.extensions import RECEIVE_NOWAIT, supports
+from .layers.extensions import OVERFLOW, RECEIVE_NOWAIT, supports
 
 logger = logging.getLogger("wsgateway")
 
@@ -46,6 +46,10 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     can ``group_send`` to a group this socket joined can put any ``type`` in an event; one
     that names an internal step or a client message (``websocket.disconnect``) must not run
     it, so any other type is logged and dropped.
+
+    On a layer with the ``overflow`` extension, a channel that lost messages (its queue was
+    full, or they expired unread) is reported to :meth:`layer_overflowed`, once per episode.
+    That is a question this loop asks the layer, not an event: nobody can send it.
     """
 
     #: The layer event types this consumer handles; a subclass adds its own to the set.
@@ -91,6 +95,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     async def serve_layer(self, client_loop: asyncio.Task[Any]) -> None:
         layer = self.channel_layer
         drain = layer.receive_nowait if supports(layer, RECEIVE_NOWAIT) else None
+        take_overflow = layer.take_overflow if supports(layer, OVERFLOW) else None
         try:
             while True:
                 try:
@@ -108,6 +113,8 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
                             if message is None:
                                 break
                             await self.dispatch_layer_event(message)
+                    if take_overflow is not None and take_overflow(self.channel_name):
+                        await self.layer_overflowed()
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -135,6 +142,19 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
                 await handler(message)
                 return
         await super().dispatch(message)
+
+    async def layer_overflowed(self) -> None:
+        """The layer dropped messages for this channel; called under the turn, after a batch of
+        layer events, once per overflow episode (the layer reports it once the queue is empty).
+
+        The layer has logged the episode. A subclass brings its client back in step here (the
+        gateway resends its connect frames); it must not take :attr:`turn`, which it holds.
+        """
+        logger.warning(
+            "wsgateway: messages for %s were dropped; %s does not resync its client",
+            self.channel_name,
+            type(self).__qualname__,
+        )
 
     def layer_failed(self, exc: Exception) -> None:
         """The layer failed to deliver to this socket; it is asked again after LAYER_RETRY_DELAY.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -10,6 +11,13 @@ from typing import Any
 
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
+
+from .. import metrics
+
+logger = logging.getLogger("wsgateway")
+
+#: Messages queued per channel by default: Channels' 100 cut a burst of notify() to one socket short.
+DEFAULT_CAPACITY = 1000
 
 _IMMUTABLE = (str, int, float, bool, bytes, type(None))
 
@@ -29,13 +37,17 @@ def copy_message(value: Any) -> Any:
 
 class LocalDeliveryLayer(BaseChannelLayer):  # type: ignore[misc]
     """The CONFIG both of wsgateway's layers take, as Channels' in-memory layer names it:
-    ``expiry``, ``group_expiry``, ``capacity``, ``channel_capacity``."""
+    ``expiry``, ``group_expiry``, ``capacity``, ``channel_capacity``.
+
+    Only ``capacity``'s default differs from Channels' (1000, not 100): past it, a message for
+    the channel is dropped, counted, and reported to its consumer (the ``overflow`` extension).
+    """
 
     def __init__(
         self,
         expiry: int = 60,
         group_expiry: int = 86400,
-        capacity: int = 100,
+        capacity: int = DEFAULT_CAPACITY,
         channel_capacity: dict[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -79,6 +91,12 @@ class LocalDelivery:
     group_send to expire entries, so a broadcast to N users costs N squared.
     Here expiry is checked where it matters (the head of an inbox, a member at
     send time) and a full sweep runs at most once per ``expiry`` seconds.
+
+    A message lost without its sender being told (for a full member of a group, or
+    expired unread) is counted in :mod:`wsgateway.metrics`, and its channel is marked
+    until its consumer asks (:meth:`take_overflow`): what it lost is for it to recover
+    (the gateway resyncs the socket). One warning per channel per such episode, not one
+    per message of a burst.
     """
 
     def __init__(self, expiry: float, group_expiry: float, capacity_of: Any) -> None:
@@ -88,6 +106,8 @@ class LocalDelivery:
         self.inboxes: dict[str, Inbox] = {}
         self.groups: dict[str, dict[str, float]] = {}
         self.memberships: dict[str, set[str]] = {}
+        #: Channels that lost messages since their consumer last asked, with when the first was lost.
+        self.overflowed: dict[str, float] = {}
         self.next_sweep = time.monotonic() + expiry
 
     # -- channels --------------------------------------------------------------------------
@@ -134,15 +154,61 @@ class LocalDelivery:
         self.drop_expired(channel, inbox, time.monotonic())
         return inbox.pop() if inbox.messages else None
 
+    def deliver(self, channel: str, message: dict[str, Any], now: float) -> None:
+        """Queue a message whose sender cannot be told it was refused (a group send, another
+        process's send): for a full channel, it is dropped and the loss recorded."""
+        try:
+            self.put(channel, message, now)
+        except ChannelFull:
+            metrics.increment(metrics.LAYER_DROPPED)
+            if channel not in self.overflowed:
+                logger.warning(
+                    "wsgateway: %s is full (%d messages queued): dropping its messages until its consumer "
+                    "catches up",
+                    channel,
+                    len(self.inboxes[channel].messages),
+                )
+                self.mark_overflowed(channel, now)
+
     def drop_expired(self, channel: str, inbox: Inbox, now: float) -> None:
-        expired = False
+        expired = 0
         while inbox.expiries and inbox.expiries[0] < now:
             inbox.pop()
-            expired = True
+            expired += 1
         if expired:
+            metrics.increment(metrics.LAYER_EXPIRED, expired)
+            if channel not in self.overflowed:
+                # A channel in no group is most likely a closed socket's (it left them as it closed),
+                # and what reached it after the close is no one's loss: counted, not warned of.
+                logger.log(
+                    logging.WARNING if channel in self.memberships else logging.INFO,
+                    "wsgateway: %d message(s) for %s expired unread after %s s; it leaves its groups",
+                    expired,
+                    channel,
+                    self.expiry,
+                )
+                self.mark_overflowed(channel, now)
             # An unread message means nobody is reading: the channel leaves its groups,
             # as in the stock layers.
             self.leave_all(channel)
+
+    def mark_overflowed(self, channel: str, now: float) -> None:
+        metrics.increment(metrics.LAYER_OVERFLOWED_CHANNELS)
+        self.overflowed[channel] = now
+
+    def take_overflow(self, channel: str) -> bool:
+        """True when ``channel`` lost messages since the last True, and nothing is queued for it now.
+
+        Not while messages are still queued: they are older than the loss, and whatever the
+        consumer does to recover (send fresh state) must come after them, not be overwritten by them.
+        """
+        if channel not in self.overflowed:
+            return False
+        inbox = self.inboxes.get(channel)
+        if inbox is not None and inbox.messages:
+            return False
+        del self.overflowed[channel]
+        return True
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -177,23 +243,29 @@ class LocalDelivery:
         return list(members)
 
     def fan_out(self, group: str, message: dict[str, Any]) -> None:
-        """Deliver to every local member of ``group``; a full member misses it, as in Channels."""
+        """Deliver to every local member of ``group``; a full member misses it, as in Channels,
+        but not silently (see :meth:`deliver`)."""
         now = time.monotonic()
         for channel in self.members(group, now):
-            try:
-                self.put(channel, message, now)
-            except ChannelFull:
-                pass
+            self.deliver(channel, message, now)
         if now >= self.next_sweep:
             self.sweep(now)
 
     def sweep(self, now: float) -> None:
-        """Expire old messages everywhere and forget idle inboxes nobody waits on."""
+        """Expire old messages everywhere and forget idle inboxes nobody waits on.
+
+        An overflow mark outlives its inbox (a busy consumer's inbox may be forgotten while it
+        dispatches, before it asks), but not past the next sweep after: its channel is gone.
+        """
         self.next_sweep = now + self.expiry
         for channel, inbox in list(self.inboxes.items()):
             self.drop_expired(channel, inbox, now)
             if not inbox.messages and not inbox.waiters:
                 del self.inboxes[channel]
+        oldest = now - self.expiry
+        for channel, since in list(self.overflowed.items()):
+            if since < oldest and channel not in self.inboxes:
+                del self.overflowed[channel]
 
     def flush(self) -> None:
         for inbox in self.inboxes.values():
@@ -202,3 +274,4 @@ class LocalDelivery:
         self.inboxes.clear()
         self.groups.clear()
         self.memberships.clear()
+        self.overflowed.clear()

@@ -20,6 +20,11 @@ GROUP_SEND_MANY = "group_send_many"
 GROUP_SEND_MANY_SYNC = "group_send_many_sync"
 #: Groups and messages never leave this process (no method: a property of the layer).
 PROCESS_LOCAL = "process_local"
+#: ``take_overflow(channel) -> bool``: whether messages for ``channel`` were dropped (its queue was
+#: full, or they expired unread) since it last said True; it says so once the queue is empty, and
+#: saying it resets it. Asked from the loop that receives on the channel, whose consumer then
+#: brings its client back in step.
+OVERFLOW = "overflow"
 
 
 def _layer_class(layer_or_class: Any) -> type:

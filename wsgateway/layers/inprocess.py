@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from .base import LocalDelivery, LocalDeliveryLayer
-from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, PROCESS_LOCAL, RECEIVE_NOWAIT
+from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, PROCESS_LOCAL, RECEIVE_NOWAIT
 
 
 class InProcessChannelLayer(LocalDeliveryLayer):
@@ -18,7 +18,15 @@ class InProcessChannelLayer(LocalDeliveryLayer):
     group_expiry), same single-process scope: messages never leave this process.
     """
 
-    extensions = ["groups", "flush", RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, PROCESS_LOCAL]
+    extensions = [
+        "groups",
+        "flush",
+        RECEIVE_NOWAIT,
+        GROUP_SEND_MANY,
+        GROUP_SEND_MANY_SYNC,
+        PROCESS_LOCAL,
+        OVERFLOW,
+    ]
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
@@ -40,6 +48,10 @@ class InProcessChannelLayer(LocalDeliveryLayer):
     def receive_nowait(self, channel: str) -> dict[str, Any] | None:
         """Extension: the next message already queued for ``channel``, or None; never waits."""
         return self.local.get_nowait(channel)
+
+    def take_overflow(self, channel: str) -> bool:
+        """Extension: whether messages for ``channel`` were dropped (see extensions.OVERFLOW); resets it."""
+        return self.local.take_overflow(channel)
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         return f"{prefix}.inprocess!{secrets.token_hex(8)}"

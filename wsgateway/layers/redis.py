@@ -11,7 +11,8 @@ few large publishes instead of one per group (see there).
 
 Capacity and expiry are enforced where a message is queued: a send to a
 channel of the same loop raises ChannelFull; a message for a full channel of
-another process is dropped there, as group_send drops it in every layer.
+another process is dropped there, as group_send drops it in every layer, and
+counted, logged and reported to the channel's consumer (the ``overflow`` extension).
 
 Delivery is at most once, as with any pub/sub: a publish while Redis is down
 fails loudly, and wsgateway's resync covers the gap. Channels without "!" (worker
@@ -35,7 +36,7 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer
-from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, RECEIVE_NOWAIT
+from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, RECEIVE_NOWAIT
 
 logger = logging.getLogger("wsgateway")
 
@@ -204,15 +205,9 @@ class _LoopState:
                 for group, event in payload:
                     self.local.fan_out(group, event)
             elif channel == self.inbox_channel:
-                self.deliver(payload["c"], payload["m"])
+                self.local.deliver(payload["c"], payload["m"], time.monotonic())
             else:  # a normal channel this loop receives on
-                self.deliver(channel[len(self.layer.prefix) + 3 :], payload)
-
-    def deliver(self, channel: str, message: dict[str, Any]) -> None:
-        try:
-            self.local.put(channel, message, time.monotonic())
-        except Exception as exc:  # ChannelFull: the message is dropped, as a full channel drops it
-            logger.debug("wsgateway: dropped a message for %s: %r", channel, exc)
+                self.local.deliver(channel[len(self.layer.prefix) + 3 :], payload, time.monotonic())
 
     async def close(self) -> None:
         if self.reader is not None:
@@ -239,7 +234,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
     ``channel_capacity``; capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = ["groups", "flush", RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC]
+    extensions = ["groups", "flush", RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW]
 
     def __init__(self, hosts: list[Any] | None = None, prefix: str = "wsgateway", **config: Any) -> None:
         super().__init__(**config)
@@ -327,6 +322,12 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: the next message already in this process for ``channel``, or None; never waits."""
         state = self._states.get(asyncio.get_running_loop())
         return state.local.get_nowait(channel) if state is not None else None
+
+    def take_overflow(self, channel: str) -> bool:
+        """Extension: whether messages for ``channel`` (a channel of this loop) were dropped in
+        this process (see extensions.OVERFLOW); resets it."""
+        state = self._states.get(asyncio.get_running_loop())
+        return state.local.take_overflow(channel) if state is not None else False
 
     # -- groups --------------------------------------------------------------------------
 

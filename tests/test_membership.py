@@ -1,0 +1,158 @@
+"""Memberships live as long as their sockets: the refresher renews a registered socket's groups
+before ``group_expiry`` ends them, on every layer wsgateway supports.
+
+``group_expiry`` is 2 s here; the tests wait 2.5 times that. A member that was unregistered
+is the control: it must have expired, or the test proves nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from channels.layers import BaseChannelLayer
+
+from tests.test_layer_contract import LAYERS, make_layer, receive, receives_nothing
+from wsgateway import health, metrics
+from wsgateway.health import MembershipRefresher, refresher_for
+
+GROUP_EXPIRY = 2
+
+
+class Member:
+    """What a consumer gives the refresher: the groups it belongs to."""
+
+    def __init__(self, group: str, channel: str) -> None:
+        self.group, self.channel = group, channel
+
+    def memberships(self) -> list[tuple[str, str]]:
+        return [(self.group, self.channel)]
+
+
+@pytest.fixture(
+    params=[pytest.param(kind, marks=pytest.mark.redis) if "redis" in kind else kind for kind in LAYERS]
+)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def layer(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[BaseChannelLayer]:
+    redis_url = str(request.getfixturevalue("redis_url")) if "redis" in kind else None
+    made = make_layer(kind, redis_url, group_expiry=GROUP_EXPIRY)
+    yield made
+    await made.flush()
+    if hasattr(made, "close_pools"):
+        await made.close_pools()
+    elif hasattr(made, "close"):
+        await made.close()
+
+
+async def test_a_registered_member_outlives_group_expiry_and_an_unregistered_one_does_not(
+    layer: BaseChannelLayer, kind: str
+) -> None:
+    refresher = refresher_for(layer)
+    assert refresher.interval == (health.DEFAULT_GROUP_EXPIRY if kind == "stock-redis-pubsub" else 2) / 2
+    kept = Member("members", await layer.new_channel())
+    left = Member("members", await layer.new_channel())
+    for member in (kept, left):
+        await layer.group_add(member.group, member.channel)
+        refresher.register(member)
+    # Halfway between two rounds (at 1 s and 2 s): "left" was last renewed at 1 s.
+    await asyncio.sleep(1.5 * GROUP_EXPIRY / 2)
+    refresher.unregister(left)
+    await asyncio.sleep(2.5 * GROUP_EXPIRY - 1.5 * GROUP_EXPIRY / 2)
+    await layer.group_send("members", {"type": "test.late", "n": 1})
+    assert await receive(layer, kept.channel) == {"type": "test.late", "n": 1}
+    if kind == "stock-redis-pubsub":
+        # This layer never ends a membership (no group_expiry): the control cannot expire on it.
+        assert await receive(layer, left.channel) == {"type": "test.late", "n": 1}
+    else:
+        assert await receives_nothing(layer, left.channel)
+    refresher.unregister(kept)
+    assert refresher.task is not None
+    await asyncio.wait_for(refresher.task, 1)  # no socket left: the refresher stops
+
+
+async def test_the_refresher_is_one_per_loop_and_layer(layer: BaseChannelLayer) -> None:
+    assert refresher_for(layer) is refresher_for(layer)
+    assert refresher_for(layer).layer is layer
+
+
+class CountingLayer:
+    """A layer that records each renewal and how many were in flight with it."""
+
+    group_expiry = 0.4
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.adds: list[tuple[float, str, str]] = []
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.001)
+            self.adds.append((asyncio.get_running_loop().time(), group, channel))
+        finally:
+            self.in_flight -= 1
+
+
+async def until(condition: Any, timeout: float = 2) -> None:
+    """Poll ``condition`` until it holds: the refresher runs on its own clock, with no event to wait on."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_a_thousand_sockets_are_renewed_in_batches_within_a_quarter_of_the_interval() -> None:
+    layer = CountingLayer()
+    refresher = MembershipRefresher(layer)
+    members = [Member(f"user-{n}", f"specific.x!{n}") for n in range(1000)]
+    for member in members:
+        refresher.register(member)
+    await until(lambda: len(layer.adds) >= len(members))  # the first round, at 0.2 s
+    for member in members:
+        refresher.unregister(member)
+    assert refresher.task is not None
+    await asyncio.wait_for(refresher.task, 1)
+    assert sorted(channel for _, _, channel in layer.adds) == sorted(m.channel for m in members)
+    assert layer.most_in_flight == health.REFRESH_BATCH
+    times = [at for at, _, _ in layer.adds]
+    assert max(times) - min(times) < refresher.interval * health.REFRESH_SPREAD + 0.1
+
+
+async def test_a_layer_failure_is_counted_and_the_round_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="wsgateway")
+
+    class FailingLayer(CountingLayer):
+        async def group_add(self, group: str, channel: str) -> None:
+            if group == "user-0":
+                raise ConnectionError("the layer is down")
+            await super().group_add(group, channel)
+
+    layer = FailingLayer()
+    refresher = MembershipRefresher(layer)
+    members = [Member(f"user-{n}", f"specific.x!{n}") for n in range(3)]
+    before = metrics.value(metrics.MEMBERSHIP_REFRESH_FAILED)
+    for member in members:
+        refresher.register(member)
+    await until(lambda: metrics.value(metrics.MEMBERSHIP_REFRESH_FAILED) > before)
+    for member in members:
+        refresher.unregister(member)
+    assert refresher.task is not None
+    await asyncio.wait_for(refresher.task, 1)
+    assert metrics.value(metrics.MEMBERSHIP_REFRESH_FAILED) - before == 1
+    assert sorted(group for _, group, _ in layer.adds) == ["user-1", "user-2"]
+    assert any("could not renew" in record.getMessage() for record in caplog.records)
+
+
+def test_a_layer_without_group_expiry_is_renewed_on_channels_default() -> None:
+    assert health.group_expiry_of(object()) == health.DEFAULT_GROUP_EXPIRY
+    assert health.group_expiry_of(CountingLayer()) == 0.4

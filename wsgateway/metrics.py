@@ -1,0 +1,39 @@
+"""Process-wide named counters: what went wrong, and how often, for a metrics endpoint to expose.
+
+A counter is a name and an integer that only grows; it exists once it was first incremented.
+Every thread of the process shares them (a layer's loop, a view's thread), so an increment
+takes a lock. Tests read a counter before and after, never reset it: other tests count too.
+"""
+
+from __future__ import annotations
+
+import threading
+
+#: Messages a layer dropped because their channel's queue was full (group sends, other processes' sends).
+LAYER_DROPPED = "layer.dropped"
+#: Queued messages a layer dropped because nobody read them within ``expiry`` seconds.
+LAYER_EXPIRED = "layer.expired"
+#: Overflow episodes: a channel lost its first message since its consumer last asked (``take_overflow``).
+LAYER_OVERFLOWED_CHANNELS = "layer.overflowed_channels"
+#: Group memberships the refresher failed to renew (the layer was down; the watchdog resyncs later).
+MEMBERSHIP_REFRESH_FAILED = "membership.refresh_failed"
+
+_lock = threading.Lock()
+_counters: dict[str, int] = {}
+
+
+def increment(name: str, by: int = 1) -> None:
+    with _lock:
+        _counters[name] = _counters.get(name, 0) + by
+
+
+def value(name: str) -> int:
+    """The counter's current value; 0 for one never incremented."""
+    with _lock:
+        return _counters.get(name, 0)
+
+
+def snapshot() -> dict[str, int]:
+    """Every counter, as one consistent copy."""
+    with _lock:
+        return dict(_counters)
