@@ -156,3 +156,21 @@ async def test_a_layer_failure_is_counted_and_the_round_goes_on(caplog: pytest.L
 def test_a_layer_without_group_expiry_is_renewed_on_channels_default() -> None:
     assert health.group_expiry_of(object()) == health.DEFAULT_GROUP_EXPIRY
     assert health.group_expiry_of(CountingLayer()) == 0.4
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_open_longer_than_group_expiry_keeps_receiving_pushes() -> None:
+    from channels.layers import channel_layers
+    from django.test import override_settings
+
+    from tests.support.communicators import connected, create_user, frame
+    from wsgateway.groups import apush
+
+    config = {"BACKEND": "wsgateway.layers.InProcessChannelLayer", "CONFIG": {"group_expiry": GROUP_EXPIRY}}
+    with override_settings(CHANNEL_LAYERS={"default": config}):
+        ann = await create_user("ann")
+        async with connected(ann) as socket:
+            await asyncio.sleep(GROUP_EXPIRY * 2.5)
+            await apush([ann.pk], "notifications", {"unread": 9})
+            assert await socket.receive() == frame("notifications", {"unread": 9})
+        channel_layers.backends.clear()

@@ -608,8 +608,13 @@ async def test_a_push_waits_while_a_client_frame_is_being_handled(ann: Any) -> N
 async def test_an_idle_socket_runs_two_tasks_and_pushes_start_none(ann: Any) -> None:
     before = len(asyncio.all_tasks())
     async with connected_as(ann) as socket:
-        # The consumer's own (daphne's application instance) and the one that reads the layer.
-        assert len(asyncio.all_tasks()) - before == 2
+        # The consumer's own (daphne's application instance) and the one that reads the layer;
+        # besides them, one membership refresher for the whole event loop, not one per socket.
+        refreshers = [t for t in asyncio.all_tasks() if t.get_name() == "wsgateway-membership-refresher"]
+        assert len(refreshers) == 1
+        assert len(asyncio.all_tasks()) - before == 2 + 1
+        async with connected_as(ann):
+            assert len(asyncio.all_tasks()) - before == 2 + 2 + 1
         loop = asyncio.get_running_loop()
         started: list[str] = []
 

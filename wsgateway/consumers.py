@@ -20,7 +20,7 @@ from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings
 from .exceptions import AuthenticationFailed, GatewayError
 from .groups import LOGOUT_EVENT, PUSH_EVENT, layer_reaches_other_processes, user_group
-from .health import LayerWatchdog, watchdog_for
+from .health import LayerWatchdog, MembershipRefresher, refresher_for, watchdog_for
 from .origin import origin_allowed
 from .runtime import TurnTakingConsumer
 from .services.base import Service
@@ -46,6 +46,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     session_key: str | None = None
     services: dict[str, Service]
     watchdog: LayerWatchdog | None = None
+    refresher: MembershipRefresher | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,6 +104,9 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             },
         )
         await self.send_service_snapshots(snapshots)
+        # Memberships expire after the layer's group_expiry, sockets need not: renewed while open.
+        self.refresher = refresher_for(self.channel_layer)
+        self.refresher.register(self)
         if layer_reaches_other_processes():
             self.watchdog = watchdog_for(self.channel_layer)
             self.watchdog.register(self)
@@ -125,7 +129,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
                 service.connect_frame_sent(payload)
 
     async def resync(self) -> None:
-        """After a layer outage: re-join the user's group, then resend the on-connect frames.
+        """After a layer outage: bring this socket back in step (see :meth:`catch_up`).
 
         Called by the watchdog, in its task. The watchdog's slots keep a thousand sockets from
         re-joining at once; the turn keeps the resync from interleaving with this socket's handlers.
@@ -134,14 +138,30 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         if watchdog is None:  # not registered, or already closed
             return
         async with watchdog.resync_slots, self.turn:
-            try:
-                await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
-            except Exception as exc:
-                # Down again: the watchdog resyncs this socket on the next recovery.
-                watchdog.report_failure(exc)
-                return
-            await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
-            await self.send_service_snapshots()
+            await self.catch_up()
+
+    async def layer_overflowed(self) -> None:
+        # The layer dropped pushes for this socket (its queue was full); the turn is held already.
+        await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Re-join the user's group, then resend the on-connect frames, which carry what was missed.
+
+        The group: an outage of Redis loses its memberships, and a queue that overflowed may have
+        been dropped from its groups. The caller holds the turn.
+        """
+        try:
+            await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        except Exception as exc:
+            # Down again: the watchdog resyncs this socket on the next recovery.
+            self.layer_failed(exc)
+            return
+        await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
+        await self.send_service_snapshots()
+
+    def memberships(self) -> list[tuple[str, str]]:
+        """The groups this socket is in, for the membership refresher."""
+        return [(user_group(self.user.pk), self.channel_name)] if self.user is not None else []
 
     async def refuse(self, code: str, message: str) -> None:
         """Accept, say why, and close with 4401: "log in first", not "network down"."""
@@ -151,6 +171,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         if self.user is not None:
+            if self.refresher is not None:
+                self.refresher.unregister(self)  # before the discard: no renewal may re-add it
             if self.watchdog is not None:
                 self.watchdog.unregister(self)
             try:
