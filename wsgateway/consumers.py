@@ -241,7 +241,15 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             await super().close(int(fallback), reason)
 
     async def send_frame(self, channel: str, payload: Any, frame_id: frames.FrameId | None = None) -> None:
-        await self.send(text_data=frames.data(channel, payload, frame_id))
+        """Send a data frame; a payload with no JSON form sends ``internal_error`` in its place."""
+        try:
+            text = frames.data(channel, payload, frame_id)
+        except frames.NotJSON:
+            logger.exception("wsgateway service %r answered with a value that is not JSON", channel)
+            text = frames.error(
+                channel, ErrorCode.INTERNAL_ERROR, "The server failed to encode its answer.", frame_id
+            )
+        await self.send(text_data=text)
 
     async def send_error(
         self, channel: str | None, code: str, message: str, frame_id: frames.FrameId | None = None
