@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -118,3 +121,53 @@ def test_text_a_client_sent_comes_back_as_ascii_even_with_lone_surrogates() -> N
     sent = frames.data("clipboard", {"data": "caf\u00e9 \ud800"})
     assert sent.isascii()
     assert json.loads(sent)["payload"]["data"] == "caf\u00e9 \ud800"
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ({"b", "a"}, ["a", "b"]),
+        (frozenset({1}), [1]),
+        ((1, (2, 3)), [1, [2, 3]]),
+        (datetime.datetime(2026, 11, 30, 8, 5, 9, 987654, tzinfo=datetime.UTC), "2026-11-30T08:05:09.987Z"),
+        (datetime.datetime(2026, 11, 30, 8, 5), "2026-11-30T08:05:00"),
+        (datetime.date(2026, 2, 1), "2026-02-01"),
+        (datetime.time(7, 30), "07:30:00"),
+        (datetime.timedelta(days=1, seconds=2), "P1DT00H00M02S"),
+        (decimal.Decimal("0.10"), "0.10"),
+        (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+        ({"deep": [{"at": datetime.date(2026, 1, 1)}]}, {"deep": [{"at": "2026-01-01"}]}),
+    ],
+    ids=repr,
+)
+def test_the_encoder_writes_what_djangos_json_encoder_does_and_sets_as_arrays(
+    value: Any, written: Any
+) -> None:
+    payload = json.loads(frames.data("x", value))["payload"]
+    assert (sorted(payload) if isinstance(value, set) else payload) == written
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), -float("inf"), [1.0, float("nan")], object(), {"key": b"bytes"}, {1j}],
+    ids=["nan", "infinity", "-infinity", "nan-in-a-list", "object", "bytes", "complex-in-a-set"],
+)
+def test_a_value_with_no_json_form_raises_not_json(value: Any) -> None:
+    with pytest.raises(frames.NotJSON):
+        frames.data("x", {"value": value}, 1)
+
+
+def test_a_cycle_and_nesting_too_deep_to_encode_raise_not_json() -> None:
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    deep: list[Any] = []
+    for _ in range(10_000):
+        deep = [deep]
+    for value in (cycle, deep):
+        with pytest.raises(frames.NotJSON):
+            frames.data("x", value)
+
+
+def test_an_error_frame_with_an_id_that_is_not_json_raises_not_json() -> None:
+    with pytest.raises(frames.NotJSON):
+        frames.error("x", ErrorCode.INTERNAL_ERROR, "Failed.", object())  # type: ignore[arg-type]

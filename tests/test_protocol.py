@@ -21,6 +21,7 @@ from tests.support.communicators import (
     refused,
 )
 from tests.support.communicators import connected as connected_as
+from wsgateway import frames
 from wsgateway.consumers import ClipboardConsumer, GatewayConsumer, NotifierConsumer
 from wsgateway.frames import MAX_NESTING
 from wsgateway.groups import apush, user_group
@@ -403,6 +404,65 @@ async def test_service_whose_on_disconnect_raises_is_logged_and_the_socket_still
         client_disconnected.disconnect(receiver)
     assert "a bug in on_disconnect" in caplog.text
     assert [kwargs["user"] for kwargs in disconnected] == [ann]
+
+
+# -- encoding replies -------------------------------------------------------------------
+
+VALUES = "tests.support.extensions.ValuesService"
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("set", ["only"]),
+        ("frozenset", [7]),
+        ("tuple", [1, "two", None]),
+        # What Django's JSON encoder makes of them: milliseconds, and Z for UTC.
+        ("datetime", "2026-11-30T20:15:01.123Z"),
+        ("date", "2026-11-30"),
+        ("decimal", "10.50"),
+        ("uuid", "12345678-1234-5678-1234-567812345678"),
+        ("nested", {"tags": ["a"], "at": ["2026-01-02"]}),
+    ],
+)
+async def test_a_reply_is_written_by_the_protocols_one_encoder(ann: Any, name: str, payload: Any) -> None:
+    with override_settings(WSGATEWAY={"SERVICES": [VALUES]}):
+        async with connected_as(ann) as socket:
+            await socket.send("values", name, "v1")
+            text = await socket.communicator.receive_from(TIMEOUT)
+            assert json.loads(text) == frame("values", payload, "v1")
+            assert text.isascii() and ", " not in text and ": " not in text  # compact
+
+
+@pytest.mark.parametrize("name", ["nan", "infinity", "object", "nested_nan"])
+async def test_a_reply_that_is_not_json_is_internal_error_and_the_socket_stays_open(
+    ann: Any, name: str, caplog: Any
+) -> None:
+    with override_settings(WSGATEWAY={"SERVICES": [VALUES]}), caplog.at_level(logging.ERROR, "wsgateway"):
+        async with connected_as(ann) as socket:
+            await socket.send("values", name, 5)
+            # Read as text: Python's json.loads would accept the NaN a browser's JSON.parse refuses.
+            text = await socket.communicator.receive_from(TIMEOUT)
+            assert json.loads(text, parse_constant=pytest.fail) == error_frame("values", "internal_error", 5)
+            await socket.assert_open()
+    (record,) = [r for r in caplog.records if r.name == "wsgateway"]
+    assert "'values'" in record.getMessage() and record.exc_info is not None
+    assert isinstance(record.exc_info[1], frames.NotJSON)
+
+
+async def test_a_connect_frame_that_is_not_json_is_internal_error_and_the_others_still_arrive(
+    ann: Any, caplog: Any
+) -> None:
+    services = ["tests.support.extensions.NaNOnConnectService", *DEFAULT_SERVICES]
+    with override_settings(WSGATEWAY={"SERVICES": services}), caplog.at_level(logging.ERROR, "wsgateway"):
+        async with connected_as(ann) as socket:
+            assert socket.connect_frames[1:] == [
+                error_frame("nan_connect", "internal_error"),
+                frame("notifications", {"unread": 0, "category": None}),
+                frame("clipboard", {"clipboard": []}),
+            ]
+            await socket.assert_open()
+    assert "'nan_connect'" in caplog.text
 
 
 # -- a site's own service ---------------------------------------------------------------

@@ -7,6 +7,8 @@ wsgateway.frames.
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import logging
 from typing import Any, ClassVar
 
@@ -33,6 +35,30 @@ GATEWAY_CHANNEL = "gateway"
 #: channel -> (payload, None) or (None, the exception the service's snapshot raised)
 Snapshots = dict[str, tuple[Any, Exception | None]]
 
+#: What the server's ``send`` raises for a socket that is already closing. ASGI 2.4 asks servers
+#: for an OSError (uvicorn's ClientDisconnected is one); daphne lets autobahn's Disconnected, a
+#: RuntimeError, through: measured when a client sent a stray continuation frame after a valid
+#: frame, and autobahn was closing the connection while the valid frame's reply was on its way.
+SOCKET_GONE: tuple[type[Exception], ...] = (OSError,)
+try:  # autobahn comes with daphne; a site on uvicorn or hypercorn has neither
+    from autobahn.exception import Disconnected
+except ImportError:  # pragma: no cover - daphne is installed wherever the suite runs
+    pass
+else:
+    SOCKET_GONE += (Disconnected,)
+
+
+class SocketState(enum.Enum):
+    """Where the socket is, as far as sending goes."""
+
+    #: The handshake is not answered yet.
+    CONNECTING = "connecting"
+    #: Accepted: frames go out.
+    OPEN = "open"
+    #: This side sent its close, the client's disconnect came, or the server said the socket is
+    #: gone. Anything sent from now on is dropped: the client would never read it.
+    CLOSED = "closed"
+
 
 class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Serves every configured service on one socket, routed by the frame's ``channel``."""
@@ -47,10 +73,25 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     services: dict[str, Service]
     watchdog: LayerWatchdog | None = None
     refresher: MembershipRefresher | None = None
+    socket_state = SocketState.CONNECTING
+    #: The user's group, from the moment this socket joined it until it leaves.
+    group: str | None = None
+    #: The one run of :meth:`undo_connect`, once the socket has ended.
+    ending: asyncio.Future[None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.services = {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.server_send = send
+        try:
+            await super().__call__(scope, receive, self.send_to_server)
+        finally:
+            # However the application ends: the client's disconnect (already done then), a handler
+            # or a layer handler that raised, or a cancel (daphne's application_close_timeout, its
+            # shutdown). An exception still reaches daphne, which logs it.
+            await self.end()
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -87,11 +128,12 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         # is then queued behind them instead of falling between the two.
         group = user_group(identity.pk)
         await self.channel_layer.group_add(group, self.channel_name)
+        self.group = group
         try:
             # One trip to the database thread: the token's user (if not read yet) and the snapshots.
             self.user, snapshots = await database_sync_to_async(_connect_reads)(identity, services)
         except AuthenticationFailed as exc:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.leave_group()
             await self.refuse(exc.code, exc.message)  # self.services stays empty: no push gets through
             return
         self.session_key, self.services = identity.session_key, services
@@ -110,7 +152,9 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         if layer_reaches_other_processes():
             self.watchdog = watchdog_for(self.channel_layer)
             self.watchdog.register(self)
-        await client_connected.asend(
+        # Robust: a receiver's exception is logged by Django (logger "django.dispatch", with its
+        # traceback) and costs neither this socket nor its cleanup.
+        await client_connected.asend_robust(
             sender=self.__class__, user=self.user, channel_name=self.channel_name, scope=self.scope
         )
 
@@ -150,6 +194,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         The group: an outage of Redis loses its memberships, and a queue that overflowed may have
         been dropped from its groups. The caller holds the turn.
         """
+        if self.socket_state is SocketState.CLOSED:  # ended while this waited for its turn
+            return
         try:
             await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
         except Exception as exc:
@@ -170,28 +216,54 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         await self.close(CloseCode.UNAUTHORIZED)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        if self.user is not None:
-            if self.refresher is not None:
-                self.refresher.unregister(self)  # before the discard: no renewal may re-add it
-            if self.watchdog is not None:
-                self.watchdog.unregister(self)
-            try:
-                await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
-            except Exception as exc:  # the layer is down; its membership dies with the channel anyway
-                logger.info("wsgateway: group_discard failed on disconnect: %s", exc)
-            for channel, service in self.services.items():
-                try:
-                    await service.on_disconnect(self.user)
-                except Exception:
-                    # Not call_service: the client is gone, so there is no one to send an error frame to.
-                    logger.exception("wsgateway service %r failed on disconnect", channel)
-            await client_disconnected.asend(
-                sender=self.__class__,
-                user=self.user,
-                channel_name=self.channel_name,
-                code=message.get("code"),
-            )
+        await self.end(message.get("code"))
         raise StopConsumer()
+
+    async def end(self, code: int | None = None) -> None:
+        """The socket has ended: drop what is still sent, and undo the connect, once.
+
+        Called on the client's disconnect and again when the application ends, whichever way it
+        ends; only the first call runs :meth:`undo_connect`, and the second waits for it.
+        """
+        self.socket_state = SocketState.CLOSED
+        if self.ending is None:
+            self.ending = asyncio.ensure_future(self.undo_connect(code))
+        # Shielded: daphne cancels an application that is slow to end, once a second; a second
+        # cancel must not cut the steps still to come.
+        await asyncio.shield(self.ending)
+
+    async def undo_connect(self, code: int | None) -> None:
+        """Leave the user's group, tell the services and the receivers of ``client_disconnected``.
+
+        Every step runs whatever the one before it did; none raises.
+        """
+        if self.refresher is not None:
+            self.refresher.unregister(self)  # before leaving: no renewal may re-add it
+            self.refresher = None
+        if self.watchdog is not None:
+            self.watchdog.unregister(self)
+            self.watchdog = None  # a resync asked for from now on has nothing to do
+        await self.leave_group()
+        if self.user is None:  # refused, or ended before it was authenticated: never accepted
+            return
+        for channel, service in self.services.items():
+            try:
+                await service.on_disconnect(self.user)
+            except Exception:
+                # Not call_service: the client is gone, so there is no one to send an error frame to.
+                logger.exception("wsgateway service %r failed on disconnect", channel)
+        await client_disconnected.asend_robust(
+            sender=self.__class__, user=self.user, channel_name=self.channel_name, code=code
+        )
+
+    async def leave_group(self) -> None:
+        group, self.group = self.group, None
+        if group is None:
+            return
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception as exc:  # the layer is down; its membership dies with the channel anyway
+            logger.info("wsgateway: group_discard failed on disconnect: %s", exc)
 
     @classmethod
     def service_classes(cls) -> list[type[Service]]:
@@ -264,12 +336,40 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             await super().close(int(fallback), reason)
 
     async def send_frame(self, channel: str, payload: Any, frame_id: frames.FrameId | None = None) -> None:
-        await self.send(text_data=frames.data(channel, payload, frame_id))
+        """Send a data frame; a payload with no JSON form sends ``internal_error`` in its place."""
+        try:
+            text = frames.data(channel, payload, frame_id)
+        except frames.NotJSON:
+            logger.exception("wsgateway service %r answered with a value that is not JSON", channel)
+            text = frames.error(
+                channel, ErrorCode.INTERNAL_ERROR, "The server failed to encode its answer.", frame_id
+            )
+        await self.send(text_data=text)
 
     async def send_error(
         self, channel: str | None, code: str, message: str, frame_id: frames.FrameId | None = None
     ) -> None:
         await self.send(text_data=frames.error(channel, code, message, frame_id))
+
+    async def send_to_server(self, message: dict[str, Any]) -> None:
+        """The server's ``send`` as this consumer's ``base_send``: every accept, frame and close
+        goes through here, and nothing goes out once the socket is closed."""
+        if self.socket_state is SocketState.CLOSED:
+            logger.debug("wsgateway: dropped a %r on a closed socket", message["type"])
+            return
+        try:
+            await self.server_send(message)
+        except SOCKET_GONE as exc:
+            # The client's disconnect is on its way and ends this consumer; this is not a failure.
+            logger.debug(
+                "wsgateway: the server refused a %r, the socket is closing: %r", message["type"], exc
+            )
+            self.socket_state = SocketState.CLOSED
+            return
+        if message["type"] == "websocket.accept":
+            self.socket_state = SocketState.OPEN
+        elif message["type"] == "websocket.close":
+            self.socket_state = SocketState.CLOSED
 
     # -- channel-layer events -----------------------------------------------------------
 

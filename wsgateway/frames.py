@@ -1,11 +1,13 @@
 """The wire envelope, ``{"channel", "payload", "id"}``: reading what a client sends, writing what the
-server sends. Pure functions, no socket and no Django: docs/protocol.md is their specification.
+server sends. Pure functions, with no socket and nothing of Django's but its JSON encoder:
+docs/protocol.md is their specification.
 
 Reading a client message is :func:`decode`: it returns a :class:`Frame`, or raises
 :class:`MessageTooBig` (the socket is closed) or :class:`FrameError` (answered with an error frame,
 the socket stays open). Writing is :func:`data` and :func:`error`, both through one encoder, so
 every frame the server sends, reply, push or connect frame, is encoded the same way
-(:func:`encode`, which is also the consumer's ``send_json`` encoder).
+(:func:`encode`, which is also the consumer's ``send_json`` encoder). A value it cannot write
+raises :class:`NotJSON`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
 
 from .codes import ErrorCode
 
@@ -25,10 +29,6 @@ MAX_ID_LENGTH = 128
 #: again inside a reply or an on-connect frame: stop well short of both.
 MAX_NESTING = 100
 
-#: Every frame the server sends: compact, ASCII-only (a lone surrogate a client sent
-#: comes back escaped instead of failing the transport's UTF-8 encoding).
-_encoder = json.JSONEncoder(separators=(",", ":"))
-
 FrameId = str | int
 
 
@@ -39,6 +39,11 @@ class Frame:
     channel: str
     payload: Any
     id: FrameId | None = None
+
+
+class NotJSON(ValueError):
+    """A frame the server was to send holds a value with no JSON form: NaN, an infinity, an
+    arbitrary object, a cycle, or nesting too deep to encode."""
 
 
 class MessageTooBig(Exception):
@@ -143,13 +148,39 @@ def _nested_too_deep(text: str, value: Any) -> bool:
 # -- writing ----------------------------------------------------------------------------
 
 
+class _Encoder(DjangoJSONEncoder):
+    """Django's JSON encoder (datetimes, dates, times and durations in ISO 8601, decimals and
+    UUIDs as strings, lazy translations as text), with sets and frozensets as arrays."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, set | frozenset):
+            return list(o)
+        return super().default(o)
+
+
+#: Every frame the server sends: compact; ASCII-only (a lone surrogate a client sent comes
+#: back escaped instead of failing the transport's UTF-8 encoding); no NaN or Infinity,
+#: which Python would write and a browser's JSON.parse refuses.
+_encoder = _Encoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode(frame: dict[str, Any]) -> str:
-    """The text of a frame the server sends; the one encoder of the protocol."""
-    return _encoder.encode(frame)
+    """The text of a frame the server sends; the one encoder of the protocol.
+
+    Raises :class:`NotJSON` for a value with no JSON form.
+    """
+    try:
+        return _encoder.encode(frame)
+    except (TypeError, ValueError, RecursionError) as exc:
+        # TypeError: an object the encoder does not know; ValueError: NaN, an infinity or a cycle.
+        raise NotJSON(f"The frame cannot be written as JSON: {exc}") from exc
 
 
 def data(channel: str, payload: Any, id: FrameId | None = None) -> str:
-    """A data frame: a reply (with the request's ``id``), a push or a connect frame (without)."""
+    """A data frame: a reply (with the request's ``id``), a push or a connect frame (without).
+
+    Raises :class:`NotJSON` when ``payload`` has no JSON form.
+    """
     frame: dict[str, Any] = {"channel": channel, "payload": payload}
     if id is not None:
         frame["id"] = id

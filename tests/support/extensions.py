@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import uuid
 from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
@@ -63,6 +66,44 @@ class FaultyOnDisconnectService(Service):
 
     async def on_disconnect(self, user: Any) -> None:
         raise RuntimeError("a bug in on_disconnect")
+
+
+#: What ValuesService answers to each name: the values the protocol's one encoder has to write.
+VALUES: dict[str, Any] = {
+    "set": {"only"},
+    "frozenset": frozenset({7}),
+    "tuple": (1, "two", None),
+    "datetime": datetime.datetime(2026, 11, 30, 20, 15, 1, 123456, tzinfo=datetime.UTC),
+    "date": datetime.date(2026, 11, 30),
+    "decimal": decimal.Decimal("10.50"),
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "nested": {"tags": {"a"}, "at": [datetime.date(2026, 1, 2)]},
+    "nan": float("nan"),
+    "infinity": float("inf"),
+    "object": object(),
+    "nested_nan": {"ratios": [0.5, float("nan")]},
+}
+
+
+class ValuesService(Service):
+    """Answers a frame whose payload names one of VALUES with that value."""
+
+    channel = "values"
+
+    async def on_connect(self, user: Any) -> Any:
+        return {}
+
+    async def on_message(self, user: Any, payload: Any) -> Any:
+        return VALUES[payload]
+
+
+class NaNOnConnectService(Service):
+    """A service with a bug: its connect frame holds a NaN, which has no JSON form."""
+
+    channel = "nan_connect"
+
+    async def on_connect(self, user: Any) -> Any:
+        return {"ratio": float("nan")}
 
 
 class NoChannelService(Service):
