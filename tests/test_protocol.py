@@ -458,7 +458,7 @@ async def test_a_connect_frame_that_is_not_json_is_internal_error_and_the_others
         async with connected_as(ann) as socket:
             assert socket.connect_frames[1:] == [
                 error_frame("nan_connect", "internal_error"),
-                frame("notifications", {"unread": 0, "category": None}),
+                frame("notifications", {"unread": 0, "category": None, "seq": 0}),
                 frame("clipboard", {"clipboard": []}),
             ]
             await socket.assert_open()
