@@ -6,24 +6,15 @@ killed and restarted while notifications are being created. Real daphne processe
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.catchup import CursorPage
-from tests.support.servers import ROOT, Daphne, HttpSession, manage, project_env, sqlite_database
+from tests.support.catchup import CursorPage, follow_until, notify_in_another_process
+from tests.support.servers import Daphne, HttpSession, manage, project_env, sqlite_database
 from tests.support.wsclient import Client
 
 pytestmark = [pytest.mark.daphne, pytest.mark.timeout(120)]
-
-#: A worker: COUNT notifications for alice, one notify() each, PAUSE seconds apart.
-NOTIFY_IN_SHELL = (
-    "import time; from django.contrib.auth import get_user_model; from wsgateway import notify; "
-    "alice = get_user_model().objects.get(username='alice'); "
-    "[(notify(alice, f'from a worker {{n}}'), time.sleep({pause})) for n in range({count})]"
-)
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +42,6 @@ def stored_seqs(env: dict[str, str]) -> list[int]:
     ).stdout
     listed = out.strip().splitlines()[-1]  # after what the shell says it imported
     return [int(part) for part in listed.strip("[]").split(",") if part.strip()]
-
-
-def notify_in_another_process(env: dict[str, str], count: int, pause: float) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "manage.py"),
-            "shell",
-            "-c",
-            NOTIFY_IN_SHELL.format(count=count, pause=pause),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 async def open_page(daphne: Daphne, alice: HttpSession, page: CursorPage) -> Client:
@@ -103,12 +77,7 @@ async def test_a_burst_past_the_layers_queue_reaches_the_page_live_or_by_the_cat
     assert status == 200, body
     want = list(range(start + 1, start + 1001))
 
-    async def caught_up() -> None:
-        while page.delivered != want:
-            await client.wait_for(lambda frames: len(frames) > getattr(client, "_page_read", 0), timeout=10)
-            await page.follow(client)
-
-    await asyncio.wait_for(caught_up(), 60)
+    await follow_until(page, client, want, timeout=60)
     await client.close()
     assert page.delivered == want
 

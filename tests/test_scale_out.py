@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.catchup import CursorPage, follow_until, notify_in_another_process
 from tests.support.postgres import PostgresServer, create_database
 from tests.support.servers import ROOT, Daphne, HttpSession, RedisServer, manage, project_env
 from tests.support.wsclient import Client
@@ -204,6 +205,41 @@ async def test_redis_restart_loses_nothing_and_kills_no_process(postgres_url: st
                     timeout=10,
                 )
             await client.close()
+    finally:
+        for daphne in daphnes:
+            daphne.stop()
+        redis.stop()
+
+
+async def test_redis_down_8_s_under_20_notifications_a_second_loses_none_on_either_process(
+    postgres_url: str,
+) -> None:
+    redis = RedisServer().start()
+    env = cluster_env(postgres_url, redis.url)
+    daphnes = [Daphne(env, "outage-a").start(), Daphne(env, "outage-b").start()]
+    try:
+        session = login(daphnes[0], "alice")
+        pages = [CursorPage(), CursorPage()]
+        clients = [await socket(d, session) for d in daphnes]
+        for page, client in zip(pages, clients, strict=True):
+            await page.follow(client)
+        start = pages[0].cursor
+        assert start is not None and pages[1].cursor == start
+        writer = notify_in_another_process(env, 280, 0.05)  # about 20 a second for 14 s
+        await asyncio.sleep(3)
+        redis.stop()
+        await asyncio.sleep(8)
+        redis.start()
+        _, err = await asyncio.to_thread(writer.communicate, timeout=90)
+        assert writer.returncode == 0, err
+        want = list(range(start + 1, start + 281))
+        for daphne, page, client in zip(daphnes, pages, clients, strict=True):
+            assert daphne.alive(), daphne.log()
+            assert not client.closed.done(), "the socket should have stayed open through the outage"  # type: ignore[union-attr]
+            await follow_until(page, client, want, timeout=30)
+            await client.close()
+        # Nothing was pushed while Redis was down: the pages got it from the resync and its sync.
+        assert all(page.syncs >= 1 for page in pages)
     finally:
         for daphne in daphnes:
             daphne.stop()

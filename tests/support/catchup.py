@@ -8,9 +8,38 @@ page got, in order; a test compares it with what was stored.
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from typing import Any
 
+from tests.support.servers import ROOT
 from tests.support.wsclient import Client
+
+#: A worker: COUNT notifications for alice, one notify() each, PAUSE seconds apart.
+NOTIFY_IN_SHELL = (
+    "import time; from django.contrib.auth import get_user_model; from wsgateway import notify; "
+    "alice = get_user_model().objects.get(username='alice'); "
+    "[(notify(alice, f'from a worker {{n}}'), time.sleep({pause})) for n in range({count})]"
+)
+
+
+def notify_in_another_process(env: dict[str, str], count: int, pause: float) -> subprocess.Popen[str]:
+    """Start a worker process that notifies alice ``count`` times, ``pause`` seconds apart."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "shell",
+            "-c",
+            NOTIFY_IN_SHELL.format(count=count, pause=pause),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 class CursorPage:
@@ -59,3 +88,23 @@ class CursorPage:
             if notification["seq"] > self.cursor:
                 self.delivered.append(notification["seq"])
                 self.cursor = notification["seq"]
+
+
+async def follow_until(page: CursorPage, client: Client, want: list[int], timeout: float) -> None:
+    """Let ``page`` follow ``client`` until it has delivered exactly ``want`` (or fail at ``timeout``)."""
+
+    async def caught_up() -> None:
+        await page.follow(client)
+        while page.delivered != want:
+            await client.wait_for(
+                lambda frames: len(frames) > getattr(client, "_page_read", 0), timeout=timeout
+            )
+            await page.follow(client)
+
+    try:
+        await asyncio.wait_for(caught_up(), timeout)
+    except TimeoutError:
+        missing = sorted(set(want) - set(page.delivered))
+        raise AssertionError(
+            f"page has {len(page.delivered)} of {len(want)}; missing {missing[:20]}"
+        ) from None
