@@ -98,7 +98,8 @@ if REDIS_URL:
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "wsgateway.layers.redis.RedisChannelLayer",
-                # A burst of pushes to one socket must not overflow its inbox.
+                # Above the default 1000: a burst of pushes to one socket is then never cut short
+                # (past capacity a socket catches up from the database; README, "Past capacity").
                 "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000},
             }
         }

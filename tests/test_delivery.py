@@ -64,3 +64,13 @@ def test_a_save_in_a_rolled_back_savepoint_is_not_pushed(ann: Any, pushed: list[
 def test_a_save_in_autocommit_is_pushed_at_once(ann: Any, pushed: list[Any]) -> None:
     notification = Notification.objects.create(recipient=ann, message="now")
     assert pushed == [(notification.pk, 1)]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), object()], ids=["nan", "infinity", "object"])
+def test_notify_refuses_data_the_protocol_cannot_write_and_stores_nothing(
+    ann: Any, pushed: list[Any], value: Any
+) -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        notify(ann, "bad data", data={"value": value})
+    assert not Notification.objects.exists()
+    assert pushed == []

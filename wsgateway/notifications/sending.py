@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from django.db import router, transaction
 from django.db.models import QuerySet
 
+from .. import frames
 from ..models import Notification, category_level
 from .delivery import after_bulk_insert
 
@@ -43,11 +44,16 @@ def notify(
 ) -> list[Notification]:
     """Store a notification for each user and push it live once the transaction commits.
 
-    ``category`` is a django.contrib.messages level or its tag ("success").
+    ``category`` is a django.contrib.messages level or its tag ("success"). ``data`` that the protocol
+    cannot write (NaN, an arbitrary object) raises :class:`wsgateway.frames.NotJSON`, a ValueError,
+    and nothing is stored.
     ``actions`` is a list of ``{"label", "url"}``. ``sender`` becomes ``created_by``.
     """
     level = category_level(category)
     action_list = [_action(item) for item in actions or ()]
+    data = dict(data or {})
+    # Refused before anything is stored: a row whose push cannot be written would never arrive.
+    frames.encode({"data": data, "actions": action_list})
     created: list[Notification] = []
     using = router.db_for_write(Notification)
     with transaction.atomic(using=using):
@@ -58,7 +64,7 @@ def notify(
                         recipient=user,
                         category=level,
                         message=str(message),
-                        data=dict(data or {}),
+                        data=data,
                         actions=action_list,
                         created_by=sender,
                         changed_by=sender,
