@@ -74,3 +74,20 @@ def test_notify_refuses_data_the_protocol_cannot_write_and_stores_nothing(
         notify(ann, "bad data", data={"value": value})
     assert not Notification.objects.exists()
     assert pushed == []
+
+
+def test_a_push_the_layer_refuses_is_logged_and_counted_and_the_row_stays(
+    ann: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from wsgateway import metrics
+
+    def layer_down(pushes: Any) -> None:
+        list(pushes)
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(pushing, "push_many", layer_down)
+    before = metrics.value(metrics.PUSH_FAILED)
+    notify([ann, ann], "stored anyway")
+    assert metrics.value(metrics.PUSH_FAILED) - before == 2
+    assert "2 notification(s) stored but not pushed: Redis is down" in caplog.text
+    assert Notification.objects.count() == 2

@@ -277,3 +277,29 @@ async def test_the_runtime_calls_layer_overflowed_once_per_overflow_episode(
         assert len(hook_warnings) == 2
     finally:
         await communicator.disconnect(TIMEOUT)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_gateway_socket_whose_queue_overflowed_is_sent_what_it_missed() -> None:
+    from channels.db import database_sync_to_async
+    from channels.layers import channel_layers
+
+    from tests.support.communicators import connected, create_user, frame
+    from wsgateway.notifications import notify
+
+    config = {"BACKEND": BACKENDS["inprocess"], "CONFIG": {"capacity": 10}}
+    with override_settings(CHANNEL_LAYERS={"default": config}):
+        ann = await create_user("ann")
+        async with connected(ann) as socket:
+            # From a worker thread: the 30 pushes reach the layer in one callback of the loop, so 20
+            # find the socket's queue full.
+            await database_sync_to_async(notify)([ann] * 30, "burst")
+            live = [await socket.receive() for _ in range(10)]
+            assert [f["payload"]["last"]["seq"] for f in live] == list(range(1, 11))
+            assert await socket.receive() == frame("gateway", {"resync": True})
+            caught_up = await socket.receive()
+            assert caught_up["channel"] == "notifications"
+            assert [n["seq"] for n in caught_up["payload"]["missed"]] == list(range(11, 31))
+            assert (caught_up["payload"]["seq"], caught_up["payload"]["has_more"]) == (30, False)
+            assert (await socket.receive())["channel"] == "clipboard"
+        channel_layers.backends.clear()

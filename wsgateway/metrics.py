@@ -15,6 +15,8 @@ LAYER_DROPPED = "layer.dropped"
 LAYER_EXPIRED = "layer.expired"
 #: Overflow episodes: a channel lost its first message since its consumer last asked (``take_overflow``).
 LAYER_OVERFLOWED_CHANNELS = "layer.overflowed_channels"
+#: Notifications stored but not pushed, because the channel layer failed (sockets catch up by resync).
+PUSH_FAILED = "push.failed"
 #: Group memberships the refresher failed to renew (the layer was down; the watchdog resyncs later).
 MEMBERSHIP_REFRESH_FAILED = "membership.refresh_failed"
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from .. import metrics
 from ..groups import Push, push, push_many
 from ..locks import user_push_lock
 from ..models import Notification
@@ -75,6 +76,7 @@ def _push_chunk(chunk: list[Notification], *, stored_only: bool) -> None:
         try:
             push_many(pushes)
         except Exception as exc:
+            metrics.increment(metrics.PUSH_FAILED, len(pushes))
             logger.warning("wsgateway: %d notification(s) stored but not pushed: %s", len(pushes), exc)
 
 
