@@ -141,6 +141,46 @@ async def test_add_of_null_is_invalid_data_and_stores_nothing(ann: Any) -> None:
     assert await ClipboardEntry.objects.acount() == 0
 
 
+@pytest.mark.parametrize(
+    "data",
+    ["nul \x00 inside", "\ud800", ["fine", {"deep": "\udfff"}], {"key\x00": "value"}, {"\udc00": 1}],
+    ids=repr,
+)
+async def test_add_of_text_no_database_can_store_is_invalid_data_and_stores_nothing(
+    ann: Any, data: Any
+) -> None:
+    async with connected(ann) as socket, connected(ann) as other:
+        assert await socket.action("clipboard", "clipboard_add", data, id=1) == error_frame(
+            "clipboard", "invalid_data", 1
+        )
+        assert await other.receive_nothing()
+        await socket.assert_open()
+    assert await ClipboardEntry.objects.acount() == 0
+
+
+async def test_unstorable_text_sent_as_json_escapes_is_invalid_data(ann: Any) -> None:
+    """The wire form: JSON escapes decode to NUL and a lone surrogate, which reached the database."""
+    async with connected(ann) as socket:
+        for escaped in (r'"a\u0000b"', r'{"t": "\ud800"}', r'{"\u0000": 1}'):
+            await socket.send_text(
+                '{"channel": "clipboard", "id": 2, "payload": {"action": "clipboard_add", "data": '
+                + escaped
+                + "}}"
+            )
+            assert await socket.receive() == error_frame("clipboard", "invalid_data", 2)
+        reply = await socket.action("clipboard", "clipboard_add", "\u00e9 \U0001f600", id=3)
+        assert [entry["data"] for entry in reply["payload"]["clipboard"]] == ["\u00e9 \U0001f600"]
+    assert await ClipboardEntry.objects.acount() == 1
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "\ud800"], ids=repr)
+async def test_load_of_a_key_no_database_can_store_is_invalid_data(ann: Any, key: str) -> None:
+    async with connected(ann) as socket:
+        reply = await socket.action("clipboard", "clipboard_load", load("sessions.session", [key]), id=5)
+        assert reply == error_frame("clipboard", "invalid_data", 5)
+    assert await ClipboardEntry.objects.acount() == 0
+
+
 # -- clipboard_load ---------------------------------------------------------------------
 
 
@@ -179,7 +219,10 @@ async def test_load_model_name_is_case_insensitive_like_django(ann: Any, documen
         assert [entry["model"] for entry in reply["payload"]["clipboard"]] == ["demo.document"]
 
 
-async def test_load_without_view_permission_refuses_each_id_as_forbidden(documents: list[Document]) -> None:
+NOT_FOUND = "No such object, or you may not view it."
+
+
+async def test_load_without_view_permission_refuses_each_id_as_not_found(documents: list[Document]) -> None:
     carl = await create_user("carl")
     ids = [documents[0].pk, documents[1].pk]
     async with connected(carl) as socket, connected(carl) as other:
@@ -188,8 +231,8 @@ async def test_load_without_view_permission_refuses_each_id_as_forbidden(documen
             [],
             "f",
             refused=[
-                {"id": ids[0], "code": "forbidden", "message": "You may not view this object."},
-                {"id": ids[1], "code": "forbidden", "message": "You may not view this object."},
+                {"id": ids[0], "code": "not_found", "message": NOT_FOUND},
+                {"id": ids[1], "code": "not_found", "message": NOT_FOUND},
             ],
         )
         assert await other.receive() == clipboard([])
@@ -211,7 +254,7 @@ async def test_load_follows_the_clipboard_permission_setting(documents: list[Doc
             reply = await socket.action(
                 "clipboard", "clipboard_load", load("demo.document", [documents[0].pk])
             )
-            assert [item["code"] for item in reply["payload"]["refused"]] == ["forbidden"]
+            assert [item["code"] for item in reply["payload"]["refused"]] == ["not_found"]
             assert reply["payload"]["clipboard"] == []
 
 
@@ -227,11 +270,38 @@ async def test_load_refuses_ids_that_do_not_exist_as_not_found_and_adds_the_rest
             await entries_of(ann),
             1,
             refused=[
-                {"id": missing, "code": "not_found", "message": "No such object."},
-                {"id": 2**63 - 1, "code": "not_found", "message": "No such object."},
+                {"id": missing, "code": "not_found", "message": NOT_FOUND},
+                {"id": 2**63 - 1, "code": "not_found", "message": NOT_FOUND},
             ],
         )
     assert [entry.object_id async for entry in ClipboardEntry.objects.all()] == [str(documents[0].pk)]
+
+
+@pytest.mark.parametrize(
+    ("model", "existing"),
+    [("auth.user", "ann"), ("sessions.session", "session"), ("demo.document", "document")],
+)
+async def test_load_answers_the_same_for_rows_that_exist_and_rows_that_do_not(
+    ann: Any, documents: list[Document], model: str, existing: str
+) -> None:
+    """No existence oracle: for a row the user may not view, the reply is the one for no row at all."""
+    from django.contrib.sessions.backends.db import SessionStore
+
+    carl = await create_user("carl")  # no view permission on anything
+    if existing == "session":
+        store = SessionStore()
+        await sync_to_async(store.create)()
+        present: Any = store.session_key
+        absent: Any = "x" * len(present)
+    else:
+        present = ann.pk if existing == "ann" else documents[0].pk
+        absent = 10**9
+    async with connected(carl) as socket, connected(carl) as other:
+        for key in (present, absent):
+            reply = await socket.action("clipboard", "clipboard_load", load(model, [key]), id=1)
+            assert reply == clipboard([], 1, refused=[{"id": key, "code": "not_found", "message": NOT_FOUND}])
+            assert await other.receive() == clipboard([])
+    assert await ClipboardEntry.objects.acount() == 0
 
 
 @pytest.mark.parametrize("key", ["abc", "1.5", "", " ", 2**63, 2**70, -(2**70), str(2**70)], ids=repr)

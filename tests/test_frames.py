@@ -58,6 +58,20 @@ def test_text_that_is_not_json_is_invalid_json(raw: str) -> None:
     assert refusal({"type": "websocket.receive", "text": raw}).code == ErrorCode.INVALID_JSON
 
 
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1E400", "123456789e301", "-0.1e310"])
+def test_a_number_too_big_for_a_float_is_invalid_json_not_an_infinity(number: str) -> None:
+    message = {"type": "websocket.receive", "text": '{"channel": "clipboard", "payload": [' + number + "]}"}
+    assert refusal(message).code == ErrorCode.INVALID_JSON
+
+
+@pytest.mark.parametrize(("number", "value"), [("1e308", 1e308), ("-2.5e-400", -0.0), ("1E2", 100.0)])
+def test_finite_numbers_in_exponent_form_are_read(number: str, value: float) -> None:
+    frame = frames.decode(
+        {"type": "websocket.receive", "text": '{"channel": "x", "payload": ' + number + "}"}, LIMIT
+    )
+    assert frame.payload == value
+
+
 def test_nesting_up_to_the_limit_is_read_and_deeper_is_invalid_json() -> None:
     def nested(depth: int) -> str:
         # The envelope is one level; the payload brings the rest.
@@ -92,6 +106,45 @@ def test_integers_and_strings_up_to_the_limit_are_valid_ids(frame_id: Any) -> No
 def test_a_frame_without_a_channel_name_is_missing_channel_with_its_id(content: dict[str, Any]) -> None:
     error = refusal(text({**content, "id": "r1"}))
     assert (error.code, error.channel, error.id) == (ErrorCode.MISSING_CHANNEL, None, "r1")
+
+
+# -- what a database can store ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "culprit"),
+    [
+        ("a\x00b", "a\x00b"),
+        ("\ud800", "\ud800"),
+        ("x\udfff", "x\udfff"),
+        ({"text": ["fine", {"deep": "\x00"}]}, "\x00"),
+        ({"key\x00": 1}, "key\x00"),
+        ({"\udc80": None}, "\udc80"),
+        ([1, 2.5, True, None, "\ud83d"], "\ud83d"),
+    ],
+    ids=repr,
+)
+def test_unstorable_finds_nul_and_lone_surrogates_anywhere_keys_included(value: Any, culprit: str) -> None:
+    assert frames.unstorable(value) == culprit
+
+
+@pytest.mark.parametrize(
+    "value", ["", "caf\u00e9", "\U0001f600", {"\u00e9": ["\u2028", 1]}, None, 3, [], {}], ids=repr
+)
+def test_unstorable_passes_any_other_text(value: Any) -> None:
+    assert frames.unstorable(value) is None
+
+
+def test_a_surrogate_pair_sent_escaped_is_one_character_and_storable() -> None:
+    frame = frames.decode(
+        {"type": "websocket.receive", "text": r'{"channel": "x", "payload": "\ud83d\ude00"}'}, LIMIT
+    )
+    assert frame.payload == "\U0001f600"
+    assert frames.unstorable(frame.payload) is None
+    lone = frames.decode(
+        {"type": "websocket.receive", "text": r'{"channel": "x", "payload": "\ud83d"}'}, LIMIT
+    )
+    assert frames.unstorable(lone.payload) == "\ud83d"
 
 
 # -- encoding ---------------------------------------------------------------------------

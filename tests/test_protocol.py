@@ -134,7 +134,7 @@ async def test_text_that_is_not_json_is_invalid_json(socket: Any, text: str) -> 
     await assert_nothing_stored()
 
 
-@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "1.5E+400"])
 async def test_nan_and_infinity_are_invalid_json(socket: Any, constant: str) -> None:
     await socket.send_text(
         '{"channel": "clipboard", "payload": {"action": "clipboard_add", "data": [' + constant + "]}}"

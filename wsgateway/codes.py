@@ -48,6 +48,5 @@ class ErrorCode(StrEnum):
     UNKNOWN_ACTION = "unknown_action"
     INVALID_DATA = "invalid_data"
     NOT_FOUND = "not_found"
-    FORBIDDEN = "forbidden"
     LIMIT_EXCEEDED = "limit_exceeded"
     INTERNAL_ERROR = "internal_error"

@@ -13,6 +13,7 @@ raises :class:`NotJSON`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +94,7 @@ def too_big(raw: str | bytes, limit: int) -> bool:
 def parse_json(text: str) -> Any:
     """``text`` as JSON nested at most :data:`MAX_NESTING` deep, or :class:`FrameError`."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         readable = not _nested_too_deep(text, value)
     except (ValueError, RecursionError):  # RecursionError: nested too deep for Python's json
         readable = False
@@ -131,6 +132,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(literal: str) -> float:
+    # 1e999 is valid JSON syntax that Python reads as an infinity: no more storable or sendable
+    # than the Infinity _reject_constant refuses.
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal} is not a finite number")
+    return value
+
+
 def _nested_too_deep(text: str, value: Any) -> bool:
     """True when arrays and objects in ``value`` (parsed from ``text``) nest deeper than MAX_NESTING."""
     if text.count("[") + text.count("{") <= MAX_NESTING:  # cannot nest deeper than it has brackets
@@ -143,6 +153,37 @@ def _nested_too_deep(text: str, value: Any) -> bool:
                 return True
             stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
     return False
+
+
+def unstorable(value: Any) -> str | None:
+    """The first string in ``value`` (keys included) that a database cannot store, or ``None``.
+
+    NUL and lone surrogates are valid in JSON text (``"\\u0000"``, ``"\\ud800"``) but not in a
+    PostgreSQL ``text`` or ``jsonb`` value, and a lone surrogate is not even UTF-8, which every
+    database driver encodes to.
+    """
+    stack = [value]
+    while stack:  # not recursive, as _nested_too_deep
+        item = stack.pop()
+        if isinstance(item, str):
+            if not _storable(item):
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: json.loads joins the halves of a pair
+        return False
+    return True
 
 
 # -- writing ----------------------------------------------------------------------------

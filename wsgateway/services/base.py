@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol
 
+from .. import frames
 from ..codes import ErrorCode
 from ..exceptions import GatewayError
 from ..groups import apush
@@ -71,7 +72,8 @@ class ActionService(Service):
     """A service whose payloads are ``{"action": name, "data": ...}``.
 
     ``action_<name>(user, data)`` methods are the actions; anything else is
-    ``unknown_action``.
+    ``unknown_action``. ``data`` holding a string no database can store (a NUL, a lone
+    surrogate, in a value or a key) is ``invalid_data`` before any action sees it.
     """
 
     async def on_message(self, user: Any, payload: Any) -> Any:
@@ -81,4 +83,9 @@ class ActionService(Service):
         handler = getattr(self, f"action_{action}", None) if action.isidentifier() else None
         if handler is None:
             raise GatewayError(ErrorCode.UNKNOWN_ACTION, f"Unknown {self.channel} action: {action!r}.")
-        return await handler(user, payload.get("data"))
+        data = payload.get("data")
+        if frames.unstorable(data) is not None:
+            raise GatewayError(
+                ErrorCode.INVALID_DATA, "Text in data may hold no NUL character and no lone surrogate."
+            )
+        return await handler(user, data)

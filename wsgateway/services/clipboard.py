@@ -129,10 +129,10 @@ def _resolve_load(user: Any, label: str, ids: list[int | str]) -> _Resolved:
     objects: dict[str, Any] = {}
     for key, raw in wanted.items():
         obj = found.get(key)
-        if obj is None:
+        # One answer for "no such object" and "not yours to see": two would tell anyone whether
+        # a row exists in any installed model (a user, a session).
+        if obj is None or not can_view(user, obj):
             refused.append(_refusal(raw, ErrorCode.NOT_FOUND))
-        elif not can_view(user, obj):
-            refused.append(_refusal(raw, ErrorCode.FORBIDDEN))
         else:
             objects[key] = obj
     return _Resolved(content_type, objects, refused)
@@ -165,8 +165,7 @@ def _refusal(raw: int | str, code: ErrorCode) -> dict[str, Any]:
 
 _REFUSALS = {
     ErrorCode.INVALID_DATA: "Not a valid key.",
-    ErrorCode.NOT_FOUND: "No such object.",
-    ErrorCode.FORBIDDEN: "You may not view this object.",
+    ErrorCode.NOT_FOUND: "No such object, or you may not view it.",
 }
 
 
