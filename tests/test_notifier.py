@@ -266,6 +266,51 @@ async def test_bad_actions_are_a_value_error_and_nothing_is_stored(ann: Any, act
     assert await Notification.objects.acount() == 0
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "java\nscript:alert(1)",
+        "\x00javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "file:///etc/passwd",
+        "/x/ ",
+        "http://[::1",
+    ],
+    ids=repr,
+)
+async def test_an_action_url_that_is_not_http_or_relative_is_a_value_error_and_nothing_is_stored(
+    ann: Any, url: str
+) -> None:
+    with pytest.raises(ValueError, match="url"):
+        await anotify(ann, "m", actions=[{"label": "Fine", "url": "/ok/"}, {"label": "Open", "url": url}])
+    assert await Notification.objects.acount() == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/exports/7/",
+        "exports/7",
+        "?page=2",
+        "#top",
+        "",
+        "https://example.com/a?b#c",
+        "HTTP://example.com",
+        "//cdn.example.com/file",
+        "/files/my report.pdf",
+    ],
+    ids=repr,
+)
+async def test_http_and_relative_action_urls_are_stored_as_given(ann: Any, url: str) -> None:
+    (notification,) = await anotify(ann, "m", actions=[{"label": "Open", "url": url}])
+    assert (await stored(notification.pk)).actions == [{"label": "Open", "url": url}]
+
+
 async def test_actions_keep_only_label_and_url(ann: Any) -> None:
     (notification,) = await anotify(
         ann, "m", actions=[{"label": "Open", "url": "/x/", "onclick": "alert(1)"}]

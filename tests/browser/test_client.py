@@ -121,6 +121,26 @@ def test_endpoint_comes_from_the_script_tag_and_relative_urls_resolve(client_pag
     )
 
 
+def test_safe_url_lets_only_http_and_relative_urls_through(client_page: Any) -> None:
+    urls = {
+        "/exports/7/": "http://client.test/exports/7/",
+        "exports/7": "http://client.test/exports/7",
+        "?page=2": "http://client.test/?page=2",
+        "https://example.com/a": "https://example.com/a",
+        "//cdn.example.com/f": "http://cdn.example.com/f",
+        "javascript:alert(1)": None,
+        " JavaScript:alert(1)": None,
+        "java\tscript:alert(1)": None,
+        "data:text/html,x": None,
+        "vbscript:x": None,
+        "http://[::1": None,
+    }
+    for url, expected in urls.items():
+        assert client_page.evaluate("(url) => WSGateway.safeUrl(url)", url) == expected, url
+    assert client_page.evaluate("WSGateway.safeUrl(null)") is None
+    assert client_page.evaluate("WSGateway.safeUrl({toString: () => 'javascript:x'})") is None
+
+
 def test_connects_by_itself_and_is_open_after_the_servers_hello(client_page: Any) -> None:
     result = client_page.evaluate(
         """async () => {

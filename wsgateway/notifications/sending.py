@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
+from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from django.db import router, transaction
@@ -47,7 +48,8 @@ def notify(
     ``category`` is a django.contrib.messages level or its tag ("success"). ``data`` that the protocol
     cannot write (NaN, an arbitrary object) raises :class:`wsgateway.frames.NotJSON`, a ValueError,
     and nothing is stored.
-    ``actions`` is a list of ``{"label", "url"}``. ``sender`` becomes ``created_by``.
+    ``actions`` is a list of ``{"label", "url"}``; a ``url`` is ``http(s)`` or relative, else
+    ValueError and nothing is stored. ``sender`` becomes ``created_by``.
     """
     level = category_level(category)
     action_list = [_action(item) for item in actions or ()]
@@ -86,4 +88,24 @@ async def anotify(user_or_users: Any, message: str, **kwargs: Any) -> list[Notif
 def _action(item: Any) -> dict[str, str]:
     if not isinstance(item, dict) or not {"label", "url"} <= item.keys():
         raise ValueError(f'An action is {{"label": ..., "url": ...}}, not {item!r}.')
-    return {"label": str(item["label"]), "url": str(item["url"])}
+    url = str(item["url"])
+    if not safe_url(url):
+        raise ValueError(f"An action's url is http(s) or relative, not {url!r}.")
+    return {"label": str(item["label"]), "url": url}
+
+
+def safe_url(url: str) -> bool:
+    """Whether a page may put ``url`` in a link: ``http``, ``https``, or relative to the page.
+
+    Not ``javascript:``, ``data:`` or any other scheme that runs or renders something of its
+    own when clicked. Browsers drop tabs and newlines anywhere in a URL and control characters
+    and spaces at its ends (``"java\\tscript:"`` is ``javascript:``): a URL with any of them is
+    refused rather than parsed differently here and there.
+    """
+    if url != url.strip(" ") or any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        return False
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:  # an unbalanced "[" in the host
+        return False
+    return scheme in ("", "http", "https")

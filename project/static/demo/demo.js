@@ -192,7 +192,13 @@
     return el(
       "div",
       { class: "actions" },
-      actions.map((action) => el("a", { href: action.url, class: "action-link", text: action.label })),
+      actions.map((action) => {
+        // Only http(s) and relative URLs become links: a javascript: URL would run on a click.
+        const href = WSGateway.safeUrl(action.url);
+        return href
+          ? el("a", { href, class: "action-link", text: action.label })
+          : el("span", { class: "action-link is-disabled", text: action.label });
+      }),
     );
   }
 

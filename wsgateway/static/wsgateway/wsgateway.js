@@ -89,6 +89,25 @@
     return resolved.href;
   }
 
+  /** Schemes a link may have: nothing that runs script (`javascript:`) or renders a page of its own (`data:`). */
+  const LINK_PROTOCOLS = ["http:", "https:"];
+
+  /**
+   * `url` resolved against the page, when it is an http(s) URL or relative to an http(s) page;
+   * else null. What to put in an `href` from a notification's action: the server refuses other
+   * URLs in `notify()`, but a row saved some other way is not checked.
+   */
+  function safeUrl(url) {
+    if (typeof url !== "string") return null;
+    let resolved;
+    try {
+      resolved = new URL(url, global.location ? global.location.href : undefined);
+    } catch (error) {
+      return null;
+    }
+    return LINK_PROTOCOLS.includes(resolved.protocol) ? resolved.href : null;
+  }
+
   /** What {% wsgateway_script %} put on the script tag that loaded this file. */
   function scriptConfig() {
     const script = global.document && global.document.currentScript;
@@ -435,6 +454,7 @@
   WSGateway.STATES = STATES;
   WSGateway.Error = WSGatewayError;
   WSGateway.CLOSE_UNAUTHORIZED = CLOSE_UNAUTHORIZED;
+  WSGateway.safeUrl = safeUrl;
 
   // -- built-in services ---------------------------------------------------------------
 
