@@ -11,7 +11,14 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from wsgateway.checks import check_allowed_origins, check_channel_layer, check_settings
+from wsgateway.checks import (
+    MAX_ADVISED_TOKEN_AGE,
+    check_allowed_origins,
+    check_channel_layer,
+    check_origin_policy,
+    check_settings,
+    check_token_max_age,
+)
 from wsgateway.conf import KEYS, MAX_GROUP_PREFIX_LENGTH, Shape
 from wsgateway.groups import user_group
 from wsgateway.origin import origin_allowed
@@ -43,6 +50,8 @@ def only(messages: list[Any], check_id: str) -> Any:
 def test_no_messages_for_the_defaults() -> None:
     assert check_settings() == []
     assert check_allowed_origins() == []
+    assert check_origin_policy() == []
+    assert check_token_max_age() == []
     assert check_channel_layer() == []
 
 
@@ -478,6 +487,124 @@ def test_e011_is_silent_for_the_longest_prefix() -> None:
 def test_e010_and_e011_together() -> None:
     with override_settings(WSGATEWAY={"GROUP_PREFIX": "my app " * 20}):
         assert ids(check_settings()) == ["wsgateway.E011", "wsgateway.E010"]
+
+
+# -- W002: any origin, with session cookies -------------------------------------------
+
+SESSION_ONLY = ["wsgateway.auth.SessionAuthenticator"]
+TOKEN_ONLY = ["wsgateway.auth.BearerTokenAuthenticator"]
+
+
+@pytest.mark.parametrize("origins", [["*"], ["https://app.example.com", "*"]])
+@pytest.mark.parametrize(
+    "authenticators",
+    [
+        None,
+        SESSION_ONLY,
+        ["tests.support.extensions.ApiKeyAuthenticator", "tests.support.extensions.MySession"],
+    ],
+    ids=["the default", "sessions only", "a subclass"],
+)
+def test_w002_any_origin_while_sessions_authenticate(origins: list[str], authenticators: Any) -> None:
+    value: dict[str, Any] = {"ALLOWED_ORIGINS": origins}
+    if authenticators is not None:
+        value["AUTHENTICATORS"] = authenticators
+    with override_settings(WSGATEWAY=value):
+        message = only(check_origin_policy(), "wsgateway.W002")
+        assert check_settings() == []
+    assert isinstance(message, Warning)
+    assert "cookie" in message.msg
+
+
+def test_w002_is_what_it_says_a_foreign_page_gets_in() -> None:
+    with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["*"]}):
+        only(check_origin_policy(), "wsgateway.W002")
+        assert origin_allowed({"headers": [(b"origin", b"https://evil.example"), (b"host", b"testserver")]})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"ALLOWED_ORIGINS": ["*"], "AUTHENTICATORS": TOKEN_ONLY},
+        {"ALLOWED_ORIGINS": ["https://app.example.com"]},
+        {"ALLOWED_ORIGINS": []},
+        {"ALLOWED_ORIGINS": "*"},  # E007's business
+        {"ALLOWED_ORIGINS": ["*"], "AUTHENTICATORS": ["no.such.SessionAuthenticator"]},  # E004's
+    ],
+)
+def test_w002_is_silent_without_sessions_or_without_a_star(value: dict[str, Any]) -> None:
+    with override_settings(WSGATEWAY=value):
+        assert check_origin_policy() == []
+
+
+# -- W003: ALLOWED_HOSTS = ["*"] under the default origin rule, with session cookies ----
+
+
+@override_settings(ALLOWED_HOSTS=["*"], WSGATEWAY={})
+def test_w003_wildcard_allowed_hosts_while_sessions_authenticate() -> None:
+    message = only(check_origin_policy(), "wsgateway.W003")
+    assert isinstance(message, Warning)
+    assert "ALLOWED_HOSTS" in message.msg and "ALLOWED_ORIGINS" in message.hint
+    # What it warns of: any host name that reaches the server passes, on its own socket.
+    assert origin_allowed({"headers": [(b"origin", b"https://other.example"), (b"host", b"other.example")]})
+
+
+@pytest.mark.parametrize(
+    ("hosts", "value"),
+    [
+        (["*"], {"AUTHENTICATORS": TOKEN_ONLY}),
+        (["*"], {"ALLOWED_ORIGINS": ["https://app.example.com"]}),  # the list decides, not ALLOWED_HOSTS
+        ([".example.com", "testserver"], {}),
+        ([], {}),
+    ],
+)
+def test_w003_is_silent_without_sessions_a_wildcard_or_the_default_rule(
+    hosts: list[str], value: dict[str, Any]
+) -> None:
+    with override_settings(ALLOWED_HOSTS=hosts, WSGATEWAY=value):
+        assert check_origin_policy() == []
+
+
+@override_settings(ALLOWED_HOSTS=["*"], WSGATEWAY={"ALLOWED_ORIGINS": ["*"]})
+def test_w002_and_not_w003_when_both_are_wildcards() -> None:
+    only(check_origin_policy(), "wsgateway.W002")
+
+
+# -- W004: tokens that live more than a day --------------------------------------------
+
+
+@pytest.mark.parametrize("age", [MAX_ADVISED_TOKEN_AGE + 1, 7 * 24 * 3600, 10**9])
+def test_w004_token_lifetime_over_a_day(age: int) -> None:
+    with override_settings(WSGATEWAY={"TOKEN_MAX_AGE": age}):
+        message = only(check_token_max_age(), "wsgateway.W004")
+        assert check_settings() == []
+    assert isinstance(message, Warning)
+    assert str(age) in message.msg and "more than a day" in message.msg
+
+
+@pytest.mark.parametrize("value", [{}, {"TOKEN_MAX_AGE": MAX_ADVISED_TOKEN_AGE}, {"TOKEN_MAX_AGE": 60}])
+def test_w004_is_silent_for_a_day_or_less(value: dict[str, Any]) -> None:
+    with override_settings(WSGATEWAY=value):
+        assert check_token_max_age() == []
+
+
+@pytest.mark.parametrize("age", ["999999", 10.0**9, True, None, 0])
+def test_w004_leaves_a_value_of_the_wrong_shape_to_e003(age: Any) -> None:
+    with override_settings(WSGATEWAY={"TOKEN_MAX_AGE": age}):
+        assert check_token_max_age() == []
+        only(check_settings(), "wsgateway.E003")
+
+
+@override_settings(
+    ALLOWED_HOSTS=["*"],
+    WSGATEWAY={"TOKEN_MAX_AGE": 2 * MAX_ADVISED_TOKEN_AGE},
+    CHANNEL_LAYERS=IN_MEMORY,
+    DEBUG=True,
+)
+def test_w003_and_w004_are_registered_security_checks() -> None:
+    assert sorted(ids(run_checks(tags=[Tags.security]))) == ["wsgateway.W003", "wsgateway.W004"]
+    with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["*"]}):
+        assert ids(run_checks(tags=[Tags.security])) == ["wsgateway.W002"]
 
 
 # -- E006: no channel layer -------------------------------------------------------------

@@ -145,6 +145,18 @@ async def test_foreign_origin_is_refused_with_403(daphne: Daphne, alice: HttpSes
     assert refused.value.response.status_code == 403
 
 
+async def test_a_page_on_another_port_of_the_same_host_is_refused_with_403(
+    daphne: Daphne, alice: HttpSession
+) -> None:
+    """The browser sends alice's cookie to every port of the host: the port must be the socket's own."""
+    scheme_and_host, port = daphne.http_url.rsplit(":", 1)
+    with pytest.raises(InvalidStatus) as refused:
+        await ws_connect(
+            gateway_url(daphne), cookie=alice.cookie_header, origin=f"{scheme_and_host}:{int(port) + 1}"
+        )
+    assert refused.value.response.status_code == 403
+
+
 async def test_frame_over_64_kib_closes_with_4413_under_daphne(daphne: Daphne, alice: HttpSession) -> None:
     async with await ws_connect(gateway_url(daphne), cookie=alice.cookie_header) as ws:
         await connect_frames(ws)

@@ -1,7 +1,8 @@
 """System checks: ``wsgateway.E001`` and up for errors, ``wsgateway.W001`` and up for warnings.
 
 The shape, ``None`` and bound checks are generated from :data:`wsgateway.conf.KEYS`;
-the checks of contents (origins, the group prefix) are written out below.
+the checks of contents (origins, the group prefix) and of security (W002 to W004,
+tagged ``security``) are written out below.
 """
 
 from __future__ import annotations
@@ -229,7 +230,84 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     return []
 
 
+#: Longest ``TOKEN_MAX_AGE`` that passes without a warning: a day.
+MAX_ADVISED_TOKEN_AGE = 24 * 60 * 60
+
+
+def _sessions_authenticate() -> bool:
+    """Whether ``SessionAuthenticator`` (or a subclass) is in ``AUTHENTICATORS``: the browser's cookie
+    then authenticates any page's socket that the origin check lets through."""
+    from .auth import SessionAuthenticator  # not at import time: auth reads the app registry
+
+    paths = gateway_settings.get("AUTHENTICATORS")
+    if not KEYS["AUTHENTICATORS"].shape.accepts(paths):
+        return False  # E007 from check_settings
+    for path in paths:
+        try:
+            cls = import_string(path)
+        except Exception:  # E004 from check_settings
+            continue
+        if isinstance(cls, type) and issubclass(cls, SessionAuthenticator):
+            return True
+    return False
+
+
+def check_origin_policy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A setting that lets a page of any site open a socket with the user's session cookie."""
+    value = getattr(settings, "WSGATEWAY", {})
+    origins = value.get("ALLOWED_ORIGINS") if isinstance(value, dict) else None
+    if origins is not None and not KEYS["ALLOWED_ORIGINS"].shape.accepts(origins):
+        return []  # E007 from check_settings
+    if not _sessions_authenticate():
+        return []
+    if origins is not None:
+        if "*" not in origins:
+            return []
+        return [
+            Warning(
+                "WSGATEWAY['ALLOWED_ORIGINS'] has '*' while SessionAuthenticator authenticates sockets: "
+                "a page of any site may open a socket with the user's session cookie, read what is "
+                "pushed to it and act as the user.",
+                hint="List the origins of your pages instead, like ['https://app.example.com'], or "
+                "authenticate cross-site clients by bearer token only.",
+                id="wsgateway.W002",
+            )
+        ]
+    if "*" not in settings.ALLOWED_HOSTS:
+        return []
+    return [
+        Warning(
+            "ALLOWED_HOSTS has '*' while SessionAuthenticator authenticates sockets: the default origin "
+            "rule (the page on the socket's host and port) then trusts any host name that reaches this "
+            "server, such as another subdomain that gets the session cookie, or a DNS rebinding page.",
+            hint="List your hosts in ALLOWED_HOSTS, or set WSGATEWAY['ALLOWED_ORIGINS'] to the origins "
+            "of your pages.",
+            id="wsgateway.W003",
+        )
+    ]
+
+
+def check_token_max_age(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A bearer token lives until it expires: nothing but a password change revokes it."""
+    value = getattr(settings, "WSGATEWAY", {})
+    age: Any = value.get("TOKEN_MAX_AGE") if isinstance(value, dict) else None
+    if not KEYS["TOKEN_MAX_AGE"].shape.accepts(age) or age <= MAX_ADVISED_TOKEN_AGE:
+        return []  # the default, a day or less, or E003 from check_settings
+    return [
+        Warning(
+            f"WSGATEWAY['TOKEN_MAX_AGE'] is {age} seconds, more than a day ({MAX_ADVISED_TOKEN_AGE}): "
+            "a token that leaks opens sockets as its user for that long, and only a password change "
+            "revokes it.",
+            hint="Issue short-lived tokens (the default is an hour) and fetch a fresh one from the "
+            "token view before reconnecting.",
+            id="wsgateway.W004",
+        )
+    ]
+
+
 def register() -> None:
     register_check(check_settings, "wsgateway")
     register_check(check_allowed_origins, "wsgateway", Tags.security)
+    register_check(check_origin_policy, "wsgateway", Tags.security)
+    register_check(check_token_max_age, "wsgateway", Tags.security)
     register_check(check_channel_layer, "wsgateway")

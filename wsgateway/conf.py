@@ -94,7 +94,7 @@ KEYS: dict[str, Key] = {
         None,
         Shape.LIST_OF_STRINGS,
         'Browser origins that may open a socket, like "https://example.com", or "*" for any; '
-        "None: the hosts of ALLOWED_HOSTS, on any scheme and port.",
+        "None: a page on the socket's own host and port (the Host header), if ALLOWED_HOSTS allows it.",
         nullable=True,
     ),
     "MAX_MESSAGE_SIZE": Key(

@@ -278,15 +278,17 @@ class _ForeignPage(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def foreign_origin(site: Site) -> Iterator[str]:
-    """http://127.0.0.2:<port>/: loopback too, but a host the project does not allow."""
+@pytest.fixture(params=["127.0.0.2", "127.0.0.1"], ids=["another host", "another port of the same host"])
+def foreign_origin(site: Site, request: pytest.FixtureRequest) -> Iterator[str]:
+    """http://127.0.0.2:<port>/: loopback too, but a host the project does not allow; or
+    http://127.0.0.1:<port>/: the site's own host, which the project allows, on another port
+    (the browser sends the site's cookies there too: cookies do not tell ports apart)."""
     handler = type("ForeignPage", (_ForeignPage,), {"target": site.daphne.ws_url + "/ws/"})
-    server = ThreadingHTTPServer(("127.0.0.2", 0), handler)
+    server = ThreadingHTTPServer((request.param, 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.2:{server.server_address[1]}/"
+        yield f"http://{request.param}:{server.server_address[1]}/"
     finally:
         server.shutdown()
         server.server_close()
@@ -296,6 +298,7 @@ def foreign_origin(site: Site) -> Iterator[str]:
 def test_a_foreign_origin_cannot_open_a_socket(
     site: Site, new_page: Callable[..., Any], foreign_origin: str
 ) -> None:
+    assert site.url.startswith("http://127.0.0.1:")  # the second page is on the same host
     page = login(new_page(), site.url, "heidi")  # the browser holds heidi's session cookie
     rejected_before = site.daphne.log().count("WSREJECT /ws/")
 
@@ -346,3 +349,31 @@ def test_a_signed_out_tab_stops_reconnecting(site: Site, new_page: Callable[...,
     expect(staying.locator("#signed-out").get_by_role("link", name="Sign in again")).to_have_attribute(
         "href", "/accounts/login/?next=/"
     )
+
+
+def test_an_action_url_that_is_not_http_is_shown_but_never_a_link(
+    site: Site, new_page: Callable[..., Any]
+) -> None:
+    """notify() refuses such a URL; a row saved another way (the admin, the ORM) is rendered safely."""
+    create = (
+        "from django.contrib.auth.models import User\n"
+        "from wsgateway.models import Notification\n"
+        "Notification.objects.create(recipient=User.objects.get(username='judy'), message='Odd actions', "
+        "actions=[{'label': 'Run', 'url': 'javascript:window.pwned=1'}, "
+        "{'label': 'Data', 'url': 'data:text/html,<script>parent.pwned=1</script>'}, "
+        "{'label': 'Open', 'url': '/accounts/login/'}])\n"
+    )
+    manage(site.env, "shell", "-c", create)
+    page = login(new_page(), site.url, "judy")
+    row = page.locator("#notification-list .notification", has_text="Odd actions")
+    expect(row).to_have_count(1, timeout=PUSH_TIMEOUT_MS)
+    expect(row.locator("a.action-link")).to_have_text(["Open"])
+    assert row.locator("a.action-link").get_attribute("href") == site.url + "/accounts/login/"
+    for label in ("Run", "Data"):
+        action = row.locator(".action-link", has_text=label)
+        expect(action).to_have_count(1)
+        assert action.evaluate("node => node.tagName") == "SPAN"
+        assert action.get_attribute("href") is None
+        action.click()
+    assert page.evaluate("window.pwned") is None
+    assert page.url == site.url + "/"

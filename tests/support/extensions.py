@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer
 from django.contrib.auth import get_user_model
 
-from wsgateway.auth import BaseAuthenticator, Identity, Scope, header
+from wsgateway.auth import BaseAuthenticator, Identity, Scope, SessionAuthenticator, header
 from wsgateway.exceptions import AuthenticationFailed
 from wsgateway.services import ActionService, Service
 
@@ -132,6 +132,10 @@ class ApiKeyAuthenticator(BaseAuthenticator):
             raise AuthenticationFailed("api_key_invalid", "Unknown API key.")
         user = await database_sync_to_async(get_user_model().objects.get)(username=username)
         return Identity(user)
+
+
+class MySession(SessionAuthenticator):
+    """A site's own session authenticator: cookies authenticate through it as through its base."""
 
 
 def nobody_may_view(user: Any, obj: Any) -> bool:
