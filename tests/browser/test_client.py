@@ -123,11 +123,11 @@ def test_endpoint_comes_from_the_script_tag_and_relative_urls_resolve(client_pag
 
 def test_safe_url_lets_only_http_and_relative_urls_through(client_page: Any) -> None:
     urls = {
-        "/exports/7/": "http://client.test/exports/7/",
-        "exports/7": "http://client.test/exports/7",
-        "?page=2": "http://client.test/?page=2",
+        "/exports/7/": "/exports/7/",
+        "exports/7": "exports/7",
+        "?page=2": "?page=2",
         "https://example.com/a": "https://example.com/a",
-        "//cdn.example.com/f": "http://cdn.example.com/f",
+        "//cdn.example.com/f": "//cdn.example.com/f",
         "javascript:alert(1)": None,
         " JavaScript:alert(1)": None,
         "java\tscript:alert(1)": None,

@@ -93,9 +93,10 @@
   const LINK_PROTOCOLS = ["http:", "https:"];
 
   /**
-   * `url` resolved against the page, when it is an http(s) URL or relative to an http(s) page;
-   * else null. What to put in an `href` from a notification's action: the server refuses other
-   * URLs in `notify()`, but a row saved some other way is not checked.
+   * `url` as given when the browser reads it, against this page, as an http(s) URL (an absolute
+   * one, or one relative to an http(s) page); else null. What to put in an `href` from a
+   * notification's action: the server refuses other URLs in `notify()`, but a row saved some
+   * other way is not checked.
    */
   function safeUrl(url) {
     if (typeof url !== "string") return null;
@@ -105,7 +106,7 @@
     } catch (error) {
       return null;
     }
-    return LINK_PROTOCOLS.includes(resolved.protocol) ? resolved.href : null;
+    return LINK_PROTOCOLS.includes(resolved.protocol) ? url : null;
   }
 
   /** What {% wsgateway_script %} put on the script tag that loaded this file. */
