@@ -13,6 +13,7 @@ from django.test import override_settings
 
 from tests.support.communicators import connected, create_user, error_frame, frame
 from wsgateway import metrics
+from wsgateway.consumers import GatewayConsumer
 from wsgateway.limits import SharedBuckets, TokenBucket, take
 from wsgateway.models import ClipboardEntry
 
@@ -108,13 +109,13 @@ async def test_frames_over_the_burst_are_rate_limited_unhandled_then_the_socket_
         async with connected(ann) as socket:
             for n in range(3):
                 await socket.send_json(ping(n))
+            assert [await socket.receive() for _ in range(3)] == [pong(0), pong(1), pong(2)]
             await socket.send_json(clipboard_add("a"))
             await socket.send_json(clipboard_add(7))
             await socket.send_json(clipboard_add("closes"))
-            # Queued behind the close: dropped unread.
+            # Behind the close: dropped unread.
             await socket.send_json(clipboard_add("after"))
             await socket.send_json(ping("after"))
-            assert [await socket.receive() for _ in range(3)] == [pong(0), pong(1), pong(2)]
             first = await socket.receive()
             assert first == error_frame("clipboard", "rate_limited", "a")
             assert re.search(r"Retry in [01]\.\d\d s", first["error"]["message"]), first
@@ -183,3 +184,31 @@ async def test_a_frame_after_the_server_closed_the_socket_is_not_handled() -> No
         assert await socket.receive_nothing()
     assert await ClipboardEntry.objects.acount() == 0
     assert metrics.value(metrics.INBOUND_DROPPED_AFTER_CLOSE) - dropped == 1
+
+
+class SlowConsumer(GatewayConsumer):
+    """A ping that waits for the test."""
+
+    release: asyncio.Event
+
+    async def gateway_message(self, payload: Any) -> Any:
+        if payload == {"action": "slow"}:
+            await self.release.wait()
+            return {"action": "done"}
+        return await super().gateway_message(payload)
+
+
+@pytestmark_db
+async def test_frames_are_screened_while_a_handler_runs_and_at_most_the_burst_wait_for_their_turn() -> None:
+    ann = await create_user("ann")
+    SlowConsumer.release = asyncio.Event()
+    with override_settings(WSGATEWAY={"RATE_LIMIT": 1000, "RATE_BURST": 2}):
+        async with connected(ann, SlowConsumer) as socket:
+            for frame_id, action in [("s", "slow"), (1, "ping"), (2, "ping"), (3, "ping")]:
+                await socket.send("gateway", {"action": action}, frame_id)
+                await asyncio.sleep(0.02)  # the bucket is full again: only the wait bounds them
+            # The third ping found two frames waiting: refused at once, while the slow one still runs.
+            assert await socket.receive() == error_frame("gateway", "rate_limited", 3)
+            SlowConsumer.release.set()
+            assert await socket.receive() == frame("gateway", {"action": "done"}, "s")
+            assert [await socket.receive() for _ in range(2)] == [pong(1), pong(2)]

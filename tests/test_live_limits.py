@@ -4,7 +4,7 @@ daphne puts every frame it reads on the application's queue, without bound, and 
 disconnect behind them: before the rate limits, such a flood was still being executed hours
 after the client left. What is asserted: the flooding socket is closed with 4429; daphne goes
 quiet once the client has left; another user's socket still answers. What is measured and
-written to ``test-output/inbound-flood.json`` (not asserted): frames sent and answered a second,
+written to ``test-output/inbound-flood-<kind>.json`` (not asserted): frames sent and answered a second,
 daphne's memory before and after, and the other user's ping latency during the flood.
 """
 
@@ -42,10 +42,16 @@ pytestmark = [pytest.mark.daphne, pytest.mark.timeout(90)]
 
 #: The flood's bound: it stops at the close, or after this many seconds.
 FLOOD_SECONDS = 5.0
-#: The measured flood: a page of 100 notifications, from the database, per frame.
-LIST = json.dumps(
-    {"channel": "notifications", "id": 1, "payload": {"action": "list", "data": {"limit": 100}}}
-)
+#: The measured floods: a page of 100 notifications, from the database, per frame; and 60 KB frames
+#: of ids to mark read.
+FLOODS = {
+    "list": json.dumps(
+        {"channel": "notifications", "id": 1, "payload": {"action": "list", "data": {"limit": 100}}}
+    ),
+    "mark_read_60kb": json.dumps(
+        {"channel": "notifications", "id": 1, "payload": {"action": "mark_read", "data": [10**6] * 6600}}
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +127,9 @@ def flood(daphne: Daphne, cookie: str, text: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("kind", list(FLOODS))
 async def test_a_flooding_socket_is_closed_with_4429_and_nothing_of_it_runs_after_it_left(
-    daphne: Daphne,
+    daphne: Daphne, kind: str
 ) -> None:
     alice = HttpSession(daphne.http_url).login("alice", "alice-password")
     bob = HttpSession(daphne.http_url).login("bob", "bob-password")
@@ -132,7 +139,7 @@ async def test_a_flooding_socket_is_closed_with_4429_and_nothing_of_it_runs_afte
     async with await ws_connect(f"{daphne.ws_url}/ws/", cookie=bob.cookie_header) as bobs:
         await connect_frames(bobs)
         rss_before = rss_kib(pid)
-        flooding = asyncio.ensure_future(asyncio.to_thread(flood, daphne, alice.cookie_header, LIST))
+        flooding = asyncio.ensure_future(asyncio.to_thread(flood, daphne, alice.cookie_header, FLOODS[kind]))
         while not flooding.done():
             sent = time.monotonic()
             assert (await ping(bobs))["payload"] == {"action": "pong"}
@@ -148,6 +155,8 @@ async def test_a_flooding_socket_is_closed_with_4429_and_nothing_of_it_runs_afte
         assert (await ping(bobs))["payload"] == {"action": "pong"}
         latency_after = time.monotonic() - sent
     measured = {
+        "flood": kind,
+        "frame_bytes": len(FLOODS[kind]),
         **result,
         "frames_sent_per_s": round(result["frames_sent"] / max(result["seconds"], 1e-3)),
         "daphne_rss_kib_before": rss_before,
@@ -158,7 +167,7 @@ async def test_a_flooding_socket_is_closed_with_4429_and_nothing_of_it_runs_afte
         "host": HOST,
     }
     OUTPUT.mkdir(exist_ok=True)
-    (OUTPUT / "inbound-flood.json").write_text(json.dumps(measured, indent=2))
+    (OUTPUT / f"inbound-flood-{kind}.json").write_text(json.dumps(measured, indent=2))
     print(json.dumps(measured, indent=2))
     assert result["close_code"] == 4429, measured
     # What went through: at most the burst of the socket's bucket and what the rate added meanwhile.

@@ -159,7 +159,8 @@ KEYS: dict[str, Key] = {
     "RATE_BURST": Key(
         40,
         Shape.POSITIVE_INTEGER,
-        "Client frames one socket may send at once, over RATE_LIMIT (the size of its token bucket).",
+        "Client frames one socket may send at once, over RATE_LIMIT (the size of its token bucket), "
+        "and the most that wait to be handled.",
         most=MAX_RATE,
     ),
     "USER_RATE_LIMIT": Key(

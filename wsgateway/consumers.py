@@ -277,15 +277,33 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     # -- client frames ------------------------------------------------------------------
 
-    async def websocket_receive(self, message: dict[str, Any]) -> None:
+    async def screen(self, message: dict[str, Any]) -> bool:
+        """The rate limits, applied as each client message is read (see TurnTakingConsumer.serve)."""
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            # The client has gone: the frames still waiting for their turn are dropped, not handled.
+            self.socket_state = SocketState.CLOSED
+            return True
+        if kind != "websocket.receive" or self.socket_state is SocketState.CONNECTING:
+            return True
         if self.socket_state is SocketState.CLOSED:
-            # Closed by either side: what the server still holds for this socket is dropped unread.
-            # daphne queues a client's frames without bound and puts the disconnect behind them.
             metrics.increment(metrics.INBOUND_DROPPED_AFTER_CLOSE)
-            return
-        wait = limits.take(*self.inbound_buckets())
+            return False
+        buckets = self.inbound_buckets()
+        if len(self.inbox) >= buckets[0].burst:
+            # Handled slower than they come: at most RATE_BURST frames wait for their turn.
+            await self.refuse_frame(message, 1 / buckets[0].rate)
+            return False
+        wait = limits.take(*buckets)
         if wait:
             await self.refuse_frame(message, wait)
+            return False
+        return True
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self.socket_state is SocketState.CLOSED:
+            # Closed by either side while it waited for its turn: dropped unread.
+            metrics.increment(metrics.INBOUND_DROPPED_AFTER_CLOSE)
             return
         try:
             frame = frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
