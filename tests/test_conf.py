@@ -43,6 +43,11 @@ EXPECTED_DEFAULTS = {
     "CLIPBOARD_MAX_ENTRIES": 500,
     "CLIPBOARD_PERMISSION": "wsgateway.services.clipboard.user_can_view",
     "NOTIFICATIONS_PAGE_SIZE": 20,
+    "RATE_LIMIT": 20,
+    "RATE_BURST": 40,
+    "USER_RATE_LIMIT": 50,
+    "USER_RATE_BURST": 100,
+    "RATE_LIMIT_CLOSE_AFTER": 50,
 }
 
 
@@ -93,6 +98,11 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
     assert {name: key.most for name, key in KEYS.items() if key.most is not None} == {
         "GROUP_PREFIX": 73,
         "NOTIFICATIONS_PAGE_SIZE": 100,
+        "RATE_LIMIT": 10_000,
+        "RATE_BURST": 10_000,
+        "USER_RATE_LIMIT": 10_000,
+        "USER_RATE_BURST": 10_000,
+        "RATE_LIMIT_CLOSE_AFTER": 10_000,
     }
 
 

@@ -11,10 +11,7 @@ cannot do without a shared channel layer.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
 import time
 from collections.abc import Iterator
 
@@ -22,14 +19,16 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.support.servers import (
-    HOST,
     Daphne,
     HttpSession,
+    client_frame,
     close_code,
     connect_frames,
     manage,
     ping,
     project_env,
+    raw_websocket,
+    read_until_closed,
     recv_json,
     sqlite_database,
     ws_connect,
@@ -244,46 +243,6 @@ async def test_notify_command_in_another_process_is_stored_for_the_next_connect(
             "category": "error",
             "seq": seq + 1,  # the page that reconnects asks for what is over its cursor: this one
         }
-
-
-def raw_websocket(daphne: Daphne, cookie: str) -> socket.socket:
-    """A WebSocket to ``/ws/`` on a plain TCP socket, past the handshake: for frames no client
-    library will send."""
-    sock = socket.create_connection((HOST, daphne.port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws/ HTTP/1.1\r\nHost: {HOST}:{daphne.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Cookie: {cookie}\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        assert chunk, f"daphne closed the handshake: {response!r}"
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
-
-
-def client_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """One masked client frame of under 126 bytes (RFC 6455, section 5.2)."""
-    assert len(payload) < 126
-    mask = os.urandom(4)
-    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + masked
-
-
-def read_until_closed(sock: socket.socket, within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if not sock.recv(65536):
-                return
-        except ConnectionResetError:
-            return
-    raise AssertionError(f"daphne kept the connection open for {within}s")
 
 
 def test_a_stray_continuation_frame_after_a_valid_frame_ends_the_socket_without_a_traceback(

@@ -21,6 +21,9 @@ class CloseCode(IntEnum):
     #: ``--websocket-max-message-size`` is no help: autobahn then drops the TCP
     #: connection without any close code.
     CONTENT_TOO_LARGE = 4413
+    #: ``RATE_LIMIT_CLOSE_AFTER`` frames in a row were refused ``rate_limited``: "too many
+    #: requests". A client may reconnect, after a pause.
+    TOO_MANY_REQUESTS = 4429
 
 
 #: What to send instead of a code the server refuses from an application.
@@ -49,4 +52,7 @@ class ErrorCode(StrEnum):
     INVALID_DATA = "invalid_data"
     NOT_FOUND = "not_found"
     LIMIT_EXCEEDED = "limit_exceeded"
+
+    # Limits: the frame was not handled; its message says when to try again.
+    RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"

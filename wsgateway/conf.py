@@ -39,6 +39,10 @@ MAX_USER_ID_LENGTH = 20
 MAX_GROUP_PREFIX_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH - 1 - len(".user.") - MAX_USER_ID_LENGTH
 
 
+#: Largest value of the rate-limit keys: a client may not be allowed to flood.
+MAX_RATE = 10_000
+
+
 class Shape(enum.Enum):
     """What a key's value must be; the value is how a check message names it."""
 
@@ -145,6 +149,38 @@ KEYS: dict[str, Key] = {
         f"at most {MAX_PAGE_SIZE}, the largest limit a client may ask for.",
         most=MAX_PAGE_SIZE,
     ),
+    "RATE_LIMIT": Key(
+        20,
+        Shape.POSITIVE_INTEGER,
+        "Client frames a second one socket may send, sustained; a frame over it is answered "
+        "rate_limited and not handled.",
+        most=MAX_RATE,
+    ),
+    "RATE_BURST": Key(
+        40,
+        Shape.POSITIVE_INTEGER,
+        "Client frames one socket may send at once, over RATE_LIMIT (the size of its token bucket), "
+        "and the most that wait to be handled.",
+        most=MAX_RATE,
+    ),
+    "USER_RATE_LIMIT": Key(
+        50,
+        Shape.POSITIVE_INTEGER,
+        "Client frames a second all of one user's sockets on one process may send, sustained.",
+        most=MAX_RATE,
+    ),
+    "USER_RATE_BURST": Key(
+        100,
+        Shape.POSITIVE_INTEGER,
+        "Client frames all of one user's sockets on one process may send at once, over USER_RATE_LIMIT.",
+        most=MAX_RATE,
+    ),
+    "RATE_LIMIT_CLOSE_AFTER": Key(
+        50,
+        Shape.POSITIVE_INTEGER,
+        "Frames refused in a row (rate_limited) after which the socket is closed with 4429.",
+        most=MAX_RATE,
+    ),
 }
 
 #: Each key's default.
@@ -208,6 +244,11 @@ class GatewaySettings:
     CLIPBOARD_MAX_ENTRIES = Setting(int)
     CLIPBOARD_PERMISSION = Setting(str)
     NOTIFICATIONS_PAGE_SIZE = Setting(int)
+    RATE_LIMIT = Setting(int)
+    RATE_BURST = Setting(int)
+    USER_RATE_LIMIT = Setting(int)
+    USER_RATE_BURST = Setting(int)
+    RATE_LIMIT_CLOSE_AFTER = Setting(int)
 
     # -- the dotted paths, imported (through import_from_setting's cache) --------------
 

@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import frames
+from . import frames, limits, metrics
 from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings
@@ -78,6 +78,9 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     group: str | None = None
     #: The one run of :meth:`undo_connect`, once the socket has ended.
     ending: asyncio.Future[None] | None = None
+    #: This socket's token bucket and its user's, and what is left of its refusals (see inbound_buckets).
+    _inbound_buckets: tuple[limits.TokenBucket, limits.TokenBucket] | None = None
+    _refusals: limits.TokenBucket
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -274,7 +277,34 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     # -- client frames ------------------------------------------------------------------
 
+    async def screen(self, message: dict[str, Any]) -> bool:
+        """The rate limits, applied as each client message is read (see TurnTakingConsumer.serve)."""
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            # The client has gone: the frames still waiting for their turn are dropped, not handled.
+            self.socket_state = SocketState.CLOSED
+            return True
+        if kind != "websocket.receive" or self.socket_state is SocketState.CONNECTING:
+            return True
+        if self.socket_state is SocketState.CLOSED:
+            metrics.increment(metrics.INBOUND_DROPPED_AFTER_CLOSE)
+            return False
+        buckets = self.inbound_buckets()
+        if len(self.inbox) >= buckets[0].burst:
+            # Handled slower than they come: at most RATE_BURST frames wait for their turn.
+            await self.refuse_frame(message, 1 / buckets[0].rate)
+            return False
+        wait = limits.take(*buckets)
+        if wait:
+            await self.refuse_frame(message, wait)
+            return False
+        return True
+
     async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self.socket_state is SocketState.CLOSED:
+            # Closed by either side while it waited for its turn: dropped unread.
+            metrics.increment(metrics.INBOUND_DROPPED_AFTER_CLOSE)
+            return
         try:
             frame = frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
         except frames.MessageTooBig:
@@ -284,6 +314,59 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             await self.send(text_data=frames.error(exc.channel, exc.code, exc.message, exc.id))
             return
         await self.receive_frame(frame)
+
+    def inbound_buckets(self) -> tuple[limits.TokenBucket, limits.TokenBucket]:
+        """This socket's bucket and its user's (see wsgateway.limits), made on the first frame."""
+        buckets = self._inbound_buckets
+        if buckets is None:
+            settings = gateway_settings
+            buckets = self._inbound_buckets = (
+                limits.TokenBucket(settings.RATE_LIMIT, settings.RATE_BURST),
+                limits.user_buckets.get(
+                    getattr(self.user, "pk", None), settings.USER_RATE_LIMIT, settings.USER_RATE_BURST
+                ),
+            )
+            # RATE_LIMIT_CLOSE_AFTER refusals a minute are answered; the next one closes the socket.
+            close_after = settings.RATE_LIMIT_CLOSE_AFTER
+            self._refusals = limits.TokenBucket(close_after / 60, close_after)
+        return buckets
+
+    async def refuse_frame(self, message: dict[str, Any], wait: float) -> None:
+        """Answer a frame over the rate limits with ``rate_limited``, unhandled; or close with 4429.
+
+        The frame is read only for its channel and id, so that the client can match the error to
+        its request; at most RATE_LIMIT_CLOSE_AFTER a minute are, which bounds what a flood costs.
+        """
+        metrics.increment(metrics.INBOUND_RATE_LIMITED)
+        refusals = self._refusals
+        first = refusals.refill() >= refusals.burst  # of an episode: none refused in the last minute
+        if limits.take(refusals):
+            metrics.increment(metrics.INBOUND_CLOSED)
+            logger.warning(
+                "wsgateway: closed the socket of user %r with 4429: over %d frames refused in a minute",
+                getattr(self.user, "pk", None),
+                int(refusals.burst),
+            )
+            await self.close(CloseCode.TOO_MANY_REQUESTS, "Too many frames.")
+            return
+        if first:
+            logger.info("wsgateway: rate-limited the socket of user %r", getattr(self.user, "pk", None))
+        channel: str | None
+        frame_id: frames.FrameId | None
+        try:
+            frame = frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
+            channel, frame_id = frame.channel, frame.id
+        except frames.MessageTooBig:
+            await self.close(CloseCode.MESSAGE_TOO_BIG)
+            return
+        except frames.FrameError as exc:
+            channel, frame_id = exc.channel, exc.id
+        await self.send_error(
+            channel,
+            ErrorCode.RATE_LIMITED,
+            f"Too many frames: this one was not handled. Retry in {wait:.2f} s.",
+            frame_id,
+        )
 
     async def receive_frame(self, frame: frames.Frame) -> None:
         """Answer one client frame through the service of its channel."""

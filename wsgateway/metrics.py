@@ -19,6 +19,12 @@ LAYER_OVERFLOWED_CHANNELS = "layer.overflowed_channels"
 PUSH_FAILED = "push.failed"
 #: Group memberships the refresher failed to renew (the layer was down; the watchdog resyncs later).
 MEMBERSHIP_REFRESH_FAILED = "membership.refresh_failed"
+#: Client frames refused ``rate_limited`` (their socket's or their user's bucket was empty).
+INBOUND_RATE_LIMITED = "inbound.rate_limited"
+#: Sockets closed with 4429 after ``RATE_LIMIT_CLOSE_AFTER`` refused frames in a row.
+INBOUND_CLOSED = "inbound.closed"
+#: Client frames dropped unread because their socket had closed (the server still held them).
+INBOUND_DROPPED_AFTER_CLOSE = "inbound.dropped_after_close"
 
 _lock = threading.Lock()
 _counters: dict[str, int] = {}

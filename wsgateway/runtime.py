@@ -9,6 +9,7 @@ frames, services) is the subclass's.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any, ClassVar
 
@@ -35,9 +36,10 @@ Message = dict[str, Any]
 class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     """Channels' ``AsyncConsumer``, with messages taken by two long-lived loops.
 
-    The application task dispatches the client's messages (from the server's ``receive``);
-    one more task dispatches the channel layer's, and drains what the layer already holds
-    for this channel (the ``receive_nowait`` extension) before the client gets a turn. The
+    The application task reads the client's messages (from the server's ``receive``) and
+    passes each through :meth:`screen` as it comes; a task that lives while any wait dispatches
+    them (see :meth:`serve`). One more task dispatches the channel layer's, and drains what the
+    layer already holds for this channel (the ``receive_nowait`` extension) before the client gets a turn. The
     ``turn`` lock keeps Channels' rule of one handler at a time. Channels instead makes a
     task and an ``asyncio.wait`` for every message: objects that outlive a young collection,
     are promoted, and make the full collections of a server with many sockets come sooner.
@@ -57,6 +59,10 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
 
     #: Held by whichever loop is dispatching: one handler at a time, as in Channels.
     turn: asyncio.Lock
+    #: The client's messages read and screened, waiting for their turn.
+    inbox: collections.deque[Message]
+    #: The task dispatching :attr:`inbox`, while it holds anything.
+    dispatcher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -71,26 +77,69 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             pass
 
     async def serve(self, receive: Any) -> None:
-        """Dispatch the client's messages here, the layer's in a second task; end when either ends."""
+        """Read the client's messages here, the layer's in a second task; end when either ends.
+
+        The client's messages are read as soon as the server has them, and :meth:`screen`ed
+        then, even while a handler runs: one that passes waits in :attr:`inbox` for its turn, and
+        a task dispatches the inbox while it holds anything (it ends once the inbox is empty, so
+        an idle socket has none). The server's own queue (daphne's is unbounded) is thus kept
+        empty, and a subclass bounds what waits here.
+        """
         self.turn = asyncio.Lock()
+        self.inbox = collections.deque()
         this = asyncio.current_task()
         assert this is not None
-        layer = asyncio.get_running_loop().create_task(self.serve_layer(this))
+        loop = asyncio.get_running_loop()
+        layer = loop.create_task(self.serve_layer(this))
         try:
             while True:
                 message = await receive()
-                async with self.turn:
-                    await self.dispatch(message)
+                if not await self.screen(message):
+                    continue
+                self.inbox.append(message)
+                if self.dispatcher is None:
+                    self.dispatcher = loop.create_task(self.dispatch_inbox(this))
         except asyncio.CancelledError:
-            failure = layer.exception() if layer.done() and not layer.cancelled() else None
+            failure = next(
+                (
+                    task.exception()
+                    for task in (layer, self.dispatcher)
+                    if task is not None and task.done() and not task.cancelled() and task.exception()
+                ),
+                None,
+            )
             if failure is None:
                 raise
-            # serve_layer failed and cancelled this task: end as Channels would, with its exception.
+            # A handler failed (or a disconnect's StopConsumer) and cancelled this task: end as
+            # Channels would, with its exception.
             this.uncancel()
             raise failure from None
         finally:
-            layer.cancel()
-            await asyncio.gather(layer, return_exceptions=True)
+            tasks = [task for task in (layer, self.dispatcher) if task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def screen(self, message: Message) -> bool:
+        """Whether a client message is to be dispatched; called as soon as it is read, without the
+        turn, while a handler may be running. A subclass answers or drops a message here (cheaply:
+        a flood goes through it at the rate the client sends) and returns False."""
+        return True
+
+    async def dispatch_inbox(self, client_loop: asyncio.Task[Any]) -> None:
+        """Dispatch the client's messages in :attr:`inbox`, in order, each under the turn."""
+        try:
+            while self.inbox:
+                message = self.inbox.popleft()
+                async with self.turn:
+                    await self.dispatch(message)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            # As in serve_layer: wake the client's loop, which re-raises this (StopConsumer too).
+            client_loop.cancel()
+            raise
+        self.dispatcher = None
 
     async def serve_layer(self, client_loop: asyncio.Task[Any]) -> None:
         layer = self.channel_layer

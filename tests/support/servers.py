@@ -8,6 +8,7 @@ configured in the environment and bound every wait with a timeout.
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.cookiejar
 import json
 import os
@@ -232,6 +233,73 @@ async def close_code(ws: ClientConnection, within: float = 10) -> int | None:
     """Wait until the server closes the socket and return the close code it sent."""
     await asyncio.wait_for(ws.wait_closed(), within)
     return ws.close_code
+
+
+def raw_websocket(daphne: Daphne, cookie: str, path: str = "/ws/") -> socket.socket:
+    """A WebSocket to ``/ws/`` on a plain TCP socket, past the handshake: for frames no client
+    library will send."""
+    sock = socket.create_connection((HOST, daphne.port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{daphne.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Cookie: {cookie}\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        assert chunk, f"daphne closed the handshake: {response!r}"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One masked client frame (RFC 6455, section 5.2)."""
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    first = (0x80 if fin else 0) | opcode
+    if len(payload) < 126:
+        header = bytes([first, 0x80 | len(payload)])
+    elif len(payload) < 1 << 16:
+        header = bytes([first, 0x80 | 126]) + len(payload).to_bytes(2, "big")
+    else:
+        header = bytes([first, 0x80 | 127]) + len(payload).to_bytes(8, "big")
+    return header + mask + masked
+
+
+def server_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
+    """The complete (unmasked) server frames at the start of ``buffer``, as (opcode, payload);
+    removes them from ``buffer`` and leaves an incomplete one there."""
+    found: list[tuple[int, bytes]] = []
+    while len(buffer) >= 2:
+        length, offset = buffer[1] & 0x7F, 2
+        if length == 126:
+            if len(buffer) < 4:
+                break
+            length, offset = int.from_bytes(buffer[2:4], "big"), 4
+        elif length == 127:
+            if len(buffer) < 10:
+                break
+            length, offset = int.from_bytes(buffer[2:10], "big"), 10
+        if len(buffer) < offset + length:
+            break
+        found.append((buffer[0] & 0x0F, bytes(buffer[offset : offset + length])))
+        del buffer[: offset + length]
+    return found
+
+
+def read_until_closed(sock: socket.socket, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return
+        except ConnectionResetError:
+            return
+    raise AssertionError(f"daphne kept the connection open for {within}s")
 
 
 def redis_server_binary() -> str:

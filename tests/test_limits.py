@@ -1,0 +1,214 @@
+"""Inbound limits: the token bucket on a fake clock, then rate limits through the real consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import re
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from tests.support.communicators import connected, create_user, error_frame, frame
+from wsgateway import metrics
+from wsgateway.consumers import GatewayConsumer
+from wsgateway.limits import SharedBuckets, TokenBucket, take
+from wsgateway.models import ClipboardEntry
+
+# -- the bucket, on a fake clock --------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_starts_full_and_refuses_once_empty_with_the_wait_for_one_token() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=4, burst=3, clock=clock)
+    assert [take(bucket) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert take(bucket) == pytest.approx(0.25)
+    clock.now += 0.1
+    assert take(bucket) == pytest.approx(0.15)
+
+
+def test_a_bucket_refills_at_its_rate_up_to_its_burst() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10, burst=5, clock=clock)
+    for _ in range(5):
+        take(bucket)
+    clock.now += 0.2  # two tokens
+    assert [take(bucket) for _ in range(2)] == [0.0, 0.0]
+    assert take(bucket) > 0
+    clock.now += 60  # long idle: still at most the burst
+    assert bucket.refill() == 5
+
+
+def test_a_clock_that_goes_back_adds_nothing() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10, burst=1, clock=clock)
+    take(bucket)
+    clock.now -= 5
+    assert take(bucket) > 0
+    clock.now += 0.1
+    assert take(bucket) == 0.0
+
+
+def test_take_takes_from_every_bucket_or_from_none() -> None:
+    clock = FakeClock()
+    socket, user = TokenBucket(1, 5, clock), TokenBucket(2, 1, clock)
+    assert take(socket, user) == 0.0
+    assert take(socket, user) == pytest.approx(0.5)  # the user's is empty
+    assert socket.tokens == 4  # and the socket's was not charged for the refused frame
+    clock.now += 0.5
+    assert take(socket, user) == 0.0
+    assert socket.tokens == pytest.approx(3.5)
+
+
+def test_shared_buckets_are_one_per_key_and_go_with_their_last_holder() -> None:
+    shared = SharedBuckets(FakeClock())
+    first = shared.get(1, 2, 3)
+    assert shared.get(1, 2, 3) is first
+    assert shared.get(2, 2, 3) is not first
+    del first
+    gc.collect()
+    assert 1 not in shared.buckets
+
+
+# -- through the consumer ---------------------------------------------------------------
+
+pytestmark_db = pytest.mark.django_db(transaction=True)
+
+
+def ping(frame_id: Any) -> dict[str, Any]:
+    return {"channel": "gateway", "payload": {"action": "ping"}, "id": frame_id}
+
+
+def pong(frame_id: Any) -> dict[str, Any]:
+    return frame("gateway", {"action": "pong"}, frame_id)
+
+
+def clipboard_add(frame_id: Any) -> dict[str, Any]:
+    return {"channel": "clipboard", "payload": {"action": "clipboard_add", "data": "x"}, "id": frame_id}
+
+
+@pytestmark_db
+async def test_frames_over_the_burst_are_rate_limited_unhandled_then_the_socket_closes_with_4429(
+    caplog: Any,
+) -> None:
+    ann = await create_user("ann")
+    limited, closed = metrics.value(metrics.INBOUND_RATE_LIMITED), metrics.value(metrics.INBOUND_CLOSED)
+    dropped = metrics.value(metrics.INBOUND_DROPPED_AFTER_CLOSE)
+    settings = {"RATE_LIMIT": 1, "RATE_BURST": 3, "RATE_LIMIT_CLOSE_AFTER": 2}
+    with override_settings(WSGATEWAY=settings), caplog.at_level(logging.INFO, "wsgateway"):
+        async with connected(ann) as socket:
+            for n in range(3):
+                await socket.send_json(ping(n))
+            assert [await socket.receive() for _ in range(3)] == [pong(0), pong(1), pong(2)]
+            await socket.send_json(clipboard_add("a"))
+            await socket.send_json(clipboard_add(7))
+            await socket.send_json(clipboard_add("closes"))
+            # Behind the close: dropped unread.
+            await socket.send_json(clipboard_add("after"))
+            await socket.send_json(ping("after"))
+            first = await socket.receive()
+            assert first == error_frame("clipboard", "rate_limited", "a")
+            assert re.search(r"Retry in [01]\.\d\d s", first["error"]["message"]), first
+            assert await socket.receive() == error_frame("clipboard", "rate_limited", 7)
+            assert await socket.close_code() == 4429
+            assert await socket.receive_nothing()
+    assert await ClipboardEntry.objects.acount() == 0
+    assert metrics.value(metrics.INBOUND_RATE_LIMITED) - limited == 3
+    assert metrics.value(metrics.INBOUND_CLOSED) - closed == 1
+    assert metrics.value(metrics.INBOUND_DROPPED_AFTER_CLOSE) - dropped == 2
+    messages = [r.getMessage() for r in caplog.records if r.name == "wsgateway"]
+    assert f"rate-limited the socket of user {ann.pk}" in messages[0], messages
+    assert any("4429" in m and "over 2 frames refused" in m for m in messages)
+
+
+@pytestmark_db
+async def test_a_socket_that_stays_under_the_rate_is_never_limited() -> None:
+    ann = await create_user("ann")
+    # A bucket of one: each frame needs the one token the rate brings back between two frames.
+    with override_settings(WSGATEWAY={"RATE_LIMIT": 20, "RATE_BURST": 1, "RATE_LIMIT_CLOSE_AFTER": 1}):
+        async with connected(ann) as socket:
+            for n in range(15):
+                assert await socket.request("gateway", {"action": "ping"}, n) == pong(n)
+                await asyncio.sleep(0.06)  # under 20 a second
+
+
+@pytestmark_db
+async def test_the_sockets_of_one_user_share_the_users_bucket_and_others_are_not_charged() -> None:
+    ann, bob = await create_user("ann"), await create_user("bob")
+    settings = {"USER_RATE_LIMIT": 1, "USER_RATE_BURST": 4, "RATE_BURST": 10}
+    with override_settings(WSGATEWAY=settings):
+        async with connected(ann) as tab, connected(ann) as other_tab, connected(bob) as bobs:
+            for n in range(2):
+                assert await tab.request("gateway", {"action": "ping"}, n) == pong(n)
+                assert await other_tab.request("gateway", {"action": "ping"}, n) == pong(n)
+            assert await tab.request("gateway", {"action": "ping"}, "t") == error_frame(
+                "gateway", "rate_limited", "t"
+            )
+            assert await other_tab.request("clipboard", {"action": "clipboard_flush"}, "o") == error_frame(
+                "clipboard", "rate_limited", "o"
+            )
+            for n in range(4):
+                assert await bobs.request("gateway", {"action": "ping"}, n) == pong(n)
+
+
+@pytestmark_db
+async def test_a_refused_frame_that_is_not_an_envelope_is_rate_limited_without_channel_or_id() -> None:
+    ann = await create_user("ann")
+    with override_settings(WSGATEWAY={"RATE_LIMIT": 1, "RATE_BURST": 1}):
+        async with connected(ann) as socket:
+            await socket.assert_open()
+            await socket.send_text("not json")
+            assert await socket.receive() == error_frame(None, "rate_limited")
+            await socket.send_json({"payload": {}, "id": "no-channel"})
+            assert await socket.receive() == error_frame(None, "rate_limited", "no-channel")
+
+
+@pytestmark_db
+async def test_a_frame_after_the_server_closed_the_socket_is_not_handled() -> None:
+    ann = await create_user("ann")
+    dropped = metrics.value(metrics.INBOUND_DROPPED_AFTER_CLOSE)
+    async with connected(ann) as socket:
+        await socket.send_text("x" * (64 * 1024 + 1))
+        assert await socket.close_code() == 1009
+        await socket.send_json(clipboard_add("late"))
+        assert await socket.receive_nothing()
+    assert await ClipboardEntry.objects.acount() == 0
+    assert metrics.value(metrics.INBOUND_DROPPED_AFTER_CLOSE) - dropped == 1
+
+
+class SlowConsumer(GatewayConsumer):
+    """A ping that waits for the test."""
+
+    release: asyncio.Event
+
+    async def gateway_message(self, payload: Any) -> Any:
+        if payload == {"action": "slow"}:
+            await self.release.wait()
+            return {"action": "done"}
+        return await super().gateway_message(payload)
+
+
+@pytestmark_db
+async def test_frames_are_screened_while_a_handler_runs_and_at_most_the_burst_wait_for_their_turn() -> None:
+    ann = await create_user("ann")
+    SlowConsumer.release = asyncio.Event()
+    with override_settings(WSGATEWAY={"RATE_LIMIT": 1000, "RATE_BURST": 2}):
+        async with connected(ann, SlowConsumer) as socket:
+            for frame_id, action in [("s", "slow"), (1, "ping"), (2, "ping"), (3, "ping")]:
+                await socket.send("gateway", {"action": action}, frame_id)
+                await asyncio.sleep(0.02)  # the bucket is full again: only the wait bounds them
+            # The third ping found two frames waiting: refused at once, while the slow one still runs.
+            assert await socket.receive() == error_frame("gateway", "rate_limited", 3)
+            SlowConsumer.release.set()
+            assert await socket.receive() == frame("gateway", {"action": "done"}, "s")
+            assert [await socket.receive() for _ in range(2)] == [pong(1), pong(2)]

@@ -1,0 +1,179 @@
+"""A flood against a real daphne: one socket sends as fast as it can, for at most 5 s, from a raw client.
+
+daphne puts every frame it reads on the application's queue, without bound, and the client's
+disconnect behind them: before the rate limits, such a flood was still being executed hours
+after the client left. What is asserted: the flooding socket is closed with 4429; daphne goes
+quiet once the client has left; another user's socket still answers. What is measured and
+written to ``test-output/inbound-flood-<kind>.json`` (not asserted): frames sent and answered a second,
+daphne's memory before and after, and the other user's ping latency during the flood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.servers import (
+    HOST,
+    OUTPUT,
+    Daphne,
+    HttpSession,
+    client_frame,
+    connect_frames,
+    ping,
+    project_env,
+    raw_websocket,
+    read_until_closed,
+    server_frames,
+    sqlite_database,
+    ws_connect,
+)
+
+pytestmark = [pytest.mark.daphne, pytest.mark.timeout(90)]
+
+#: The flood's bound: it stops at the close, or after this many seconds.
+FLOOD_SECONDS = 5.0
+#: The measured floods: a page of 100 notifications, from the database, per frame; and 60 KB frames
+#: of ids to mark read.
+FLOODS = {
+    "list": json.dumps(
+        {"channel": "notifications", "id": 1, "payload": {"action": "list", "data": {"limit": 100}}}
+    ),
+    "mark_read_60kb": json.dumps(
+        {"channel": "notifications", "id": 1, "payload": {"action": "mark_read", "data": [10**6] * 6600}}
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daphne]:
+    env = project_env(DATABASE_URL=sqlite_database(tmp_path_factory.mktemp("live-limits")))
+    server = Daphne(env, name="live-limits").start()
+    try:
+        yield server
+    finally:
+        alive = server.alive()
+        server.stop()
+    assert alive, f"daphne died during the tests; see {server.log_path}"
+    assert "Traceback" not in server.log(), f"daphne logged an exception; see {server.log_path}"
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def flood(daphne: Daphne, cookie: str, text: str) -> dict[str, Any]:
+    """Send ``text`` as fast as the socket takes it, until the server closes or FLOOD_SECONDS pass."""
+    frame = client_frame(0x1, text.encode())
+    batch = frame * max(1, 65536 // len(frame))
+    sock = raw_websocket(daphne, cookie)
+    replies: Counter[str] = Counter()
+    close_code: int | None = None
+    sent_bytes, pending = 0, memoryview(batch)
+    inbox = bytearray()
+    started = time.monotonic()
+    deadline = started + FLOOD_SECONDS
+    sock.setblocking(False)
+    try:
+        while close_code is None and time.monotonic() < deadline:
+            readable, writable, _ = select.select([sock], [sock], [], 0.1)
+            if writable:
+                try:
+                    written = sock.send(pending)
+                except BlockingIOError:
+                    written = 0
+                sent_bytes += written
+                pending = pending[written:] or memoryview(batch)
+            if readable:
+                data = sock.recv(1 << 20)
+                if not data:
+                    break
+                inbox += data
+                for opcode, payload in server_frames(inbox):
+                    if opcode == 0x8:
+                        close_code = int.from_bytes(payload[:2], "big")
+                    elif opcode == 0x1:
+                        reply = json.loads(payload)
+                        replies[reply["error"]["code"] if "error" in reply else reply["channel"]] += 1
+        elapsed = time.monotonic() - started
+        sock.setblocking(True)
+        if close_code is not None:
+            sock.sendall(client_frame(0x8, (1000).to_bytes(2, "big")))
+        read_until_closed(sock)
+    finally:
+        sock.close()
+    return {
+        "close_code": close_code,
+        "seconds": round(elapsed, 3),
+        "frames_sent": sent_bytes // len(frame),
+        "replies": dict(replies),
+    }
+
+
+@pytest.mark.parametrize("kind", list(FLOODS))
+async def test_a_flooding_socket_is_closed_with_4429_and_nothing_of_it_runs_after_it_left(
+    daphne: Daphne, kind: str
+) -> None:
+    alice = HttpSession(daphne.http_url).login("alice", "alice-password")
+    bob = HttpSession(daphne.http_url).login("bob", "bob-password")
+    assert daphne.proc is not None
+    pid = daphne.proc.pid
+    latencies: list[float] = []
+    async with await ws_connect(f"{daphne.ws_url}/ws/", cookie=bob.cookie_header) as bobs:
+        await connect_frames(bobs)
+        rss_before = rss_kib(pid)
+        flooding = asyncio.ensure_future(asyncio.to_thread(flood, daphne, alice.cookie_header, FLOODS[kind]))
+        while not flooding.done():
+            sent = time.monotonic()
+            assert (await ping(bobs))["payload"] == {"action": "pong"}
+            latencies.append(time.monotonic() - sent)
+            await asyncio.sleep(0.1)  # under bob's own rate limit
+        result = await flooding
+        rss_after = rss_kib(pid)
+        log_length = len(daphne.log())
+        cpu_before = cpu_seconds(pid)
+        await asyncio.sleep(2)
+        quiet_cpu = cpu_seconds(pid) - cpu_before
+        sent = time.monotonic()
+        assert (await ping(bobs))["payload"] == {"action": "pong"}
+        latency_after = time.monotonic() - sent
+    measured = {
+        "flood": kind,
+        "frame_bytes": len(FLOODS[kind]),
+        **result,
+        "frames_sent_per_s": round(result["frames_sent"] / max(result["seconds"], 1e-3)),
+        "daphne_rss_kib_before": rss_before,
+        "daphne_rss_kib_after": rss_after,
+        "daphne_cpu_s_in_2s_after_the_client_left": round(quiet_cpu, 3),
+        "other_users_ping_ms": sorted(round(s * 1000, 1) for s in latencies),
+        "other_users_ping_ms_after": round(latency_after * 1000, 1),
+        "host": HOST,
+    }
+    OUTPUT.mkdir(exist_ok=True)
+    (OUTPUT / f"inbound-flood-{kind}.json").write_text(json.dumps(measured, indent=2))
+    print(json.dumps(measured, indent=2))
+    assert result["close_code"] == 4429, measured
+    # What went through: at most the burst of the socket's bucket and what the rate added meanwhile.
+    assert result["replies"].get("notifications", 0) <= 40 + 20 * result["seconds"] + 1, measured
+    assert result["replies"].get("rate_limited", 0) <= 50, measured
+    # Quiet once the client left: no frame of it is still being executed.
+    assert quiet_cpu < 0.5, measured
+    assert daphne.log()[log_length:].count("wsgateway") == 0, daphne.log()[log_length:]
+    assert "closed the socket of user" in daphne.log()
