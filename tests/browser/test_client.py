@@ -865,6 +865,30 @@ def test_sync_pages_on_from_the_last_seq_of_each_page_while_has_more(client_page
     assert result["caughtUp"] == [["caughtUp", list(range(1, 250))]]
 
 
+def test_a_sync_page_the_server_rate_limits_is_asked_for_again_after_a_pause(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const events = record(gw);
+            const errors = [];
+            gw.on("error", (error) => errors.push(error.code));
+            connectFrame(socket, 0);
+            push(socket, note(3));
+            const first = syncs(socket).at(-1);
+            socket.receive({channel: "notifications", id: first.id,
+                            error: {code: "rate_limited", message: "Too many frames. Retry in 0.05 s."}});
+            await sleep(600);  // the client's first pause is 500 ms
+            await answerSync(socket, notes(1, 3));
+            return {sinces: sinces(socket).map((data) => data.since), news: news(events), errors,
+                    seq: gw.notifications.seq};
+        }"""
+    )
+    assert result["sinces"] == [0, 0]  # the same page again, not an error
+    assert result["news"] == [1, 2, 3]
+    assert result["errors"] == []
+    assert result["seq"] == 3
+
+
 def test_a_reconnect_syncs_from_the_cursor(client_page: Any) -> None:
     result = client_page.evaluate(
         """async () => {

@@ -21,6 +21,12 @@
   /** Notifications per page of a `sync`: the most the server gives in one reply. */
   const SYNC_LIMIT = 100;
   /**
+   * A sync page the server answers `rate_limited` (its inbound limit: a long catch-up asks for page
+   * after page faster than a socket may send) is asked for again after a pause, this many times.
+   */
+  const SYNC_RETRIES = 10;
+  const SYNC_RETRY_DELAY = 500;
+  /**
    * Pushes kept while the client fills a gap before them. Past this it forgets them all and lets
    * the sync bring them again: memory stays bounded however many pushes race a slow sync.
    */
@@ -701,7 +707,7 @@
       const covered = this._latest;
       let since = this.seq;
       for (;;) {
-        const page = await this.channel.action("sync", { since, limit: SYNC_LIMIT });
+        const page = await this._syncPage(since);
         const found = isObject(page) && Array.isArray(page.notifications) ? page.notifications.filter(hasSeq) : [];
         for (const notification of found) {
           // At or below the cursor: a push that raced the sync handed it over already. Past the cursor
@@ -721,6 +727,17 @@
       if (covered > this.seq) this._advance(covered);
       const next = this._buffer.get(this.seq + 1);
       if (next) this._hand(next[0], next[1]);
+    }
+
+    async _syncPage(since) {
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          return await this.channel.action("sync", { since, limit: SYNC_LIMIT });
+        } catch (error) {
+          if (error.code !== "rate_limited" || attempt >= SYNC_RETRIES) throw error;
+          await new Promise((resolve) => setTimeout(resolve, SYNC_RETRY_DELAY * attempt));
+        }
+      }
     }
 
     _caughtUpEnd() {
