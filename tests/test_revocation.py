@@ -26,6 +26,7 @@ from tests.support.communicators import (
     refused,
 )
 from tests.test_auth import issued_ago, log_in, session_of, with_auth_middleware
+from wsgateway import revocation
 from wsgateway.models import ClipboardEntry
 from wsgateway.tokens import SALT, issue_token, unseal_session_key
 
@@ -294,3 +295,37 @@ async def test_a_token_with_a_bad_sealed_session_is_token_invalid(alice: Any, se
     )
     async with refused(headers=[bearer(token)]) as socket:
         await assert_closed(socket, "token_invalid")
+
+
+async def test_a_re_check_that_fails_keeps_the_socket_and_runs_again(
+    alice: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_check, calls = revocation.check, []
+
+    def failing_once(credentials: Any) -> Any:
+        calls.append(credentials)
+        if len(calls) == 1:
+            raise ConnectionError("the database is down")
+        return real_check(credentials)
+
+    monkeypatch.setattr(revocation, "check", failing_once)
+    with override_settings(WSGATEWAY={"REVALIDATE_INTERVAL": 1}):
+        async with token_socket(alice) as socket:
+            await asyncio.sleep(1.3)
+            assert len(calls) == 1 and "re-check of a socket's login failed" in caplog.text
+            await assert_still_open(socket)
+            await get_user_model().objects.filter(pk=alice.pk).aupdate(is_active=False)
+            await assert_closed(socket, "revoked", within=2)
+    assert len(calls) == 2
+
+
+@override_settings(SESSION_ENGINE="django.contrib.sessions.backends.cache")
+async def test_a_cache_session_closes_its_socket_when_it_expires_and_on_logout(alice: Any) -> None:
+    with override_settings(SESSION_COOKIE_AGE=2):
+        browser = await log_in(alice)
+        async with session_socket(browser) as tab:
+            await assert_closed(tab, "session_ended", within=4)
+    browser = await log_in(alice)
+    async with session_socket(browser) as tab:
+        await sync_to_async(browser.post)("/accounts/logout/")
+        await assert_closed(tab, "logged_out")
