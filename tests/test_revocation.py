@@ -178,7 +178,8 @@ async def test_a_session_extended_before_it_expires_keeps_its_socket(alice: Any)
 
 
 async def test_an_expiring_token_closes_its_socket_when_it_expires(alice: Any, bob: Any) -> None:
-    token = issued_ago(alice, 60 * 60 - 1.5)  # TOKEN_MAX_AGE is an hour
+    # TOKEN_MAX_AGE is an hour; a token's time is in whole seconds, so it expires in 1.5 to 2.5 s.
+    token = issued_ago(alice, 60 * 60 - 2.5)
     started = time.monotonic()
     async with connected(headers=[bearer(token)]) as socket, token_socket(bob) as bobs:
         await assert_closed(socket, "token_expired", within=4)
