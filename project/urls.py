@@ -10,6 +10,12 @@ urlpatterns = [
     path("notify-me/", views.notify_me, name="notify-me"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path(
+        "accounts/password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
     path("wsgateway/", include("wsgateway.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -65,6 +65,7 @@ def test_no_messages_for_the_defaults() -> None:
         "ALLOWED_ORIGINS": ["https://example.com"],
         "MAX_MESSAGE_SIZE": 1,
         "TOKEN_MAX_AGE": 60,
+        "REVALIDATE_INTERVAL": 30,
         "TOKEN_COOKIE_NAME": None,
         "CHANNEL_LAYER": "default",
         "GROUP_PREFIX": "site",
@@ -129,7 +130,14 @@ def test_e002_is_silent_for_every_known_key() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["MAX_MESSAGE_SIZE", "TOKEN_MAX_AGE", "CLIPBOARD_MAX_ENTRIES", "NOTIFICATIONS_PAGE_SIZE"]
+    "key",
+    [
+        "MAX_MESSAGE_SIZE",
+        "TOKEN_MAX_AGE",
+        "REVALIDATE_INTERVAL",
+        "CLIPBOARD_MAX_ENTRIES",
+        "NOTIFICATIONS_PAGE_SIZE",
+    ],
 )
 @pytest.mark.parametrize("value", [0, -1, "100", 1.5, None, True])
 def test_e003_not_a_positive_integer(key: str, value: Any) -> None:
@@ -139,7 +147,14 @@ def test_e003_not_a_positive_integer(key: str, value: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["MAX_MESSAGE_SIZE", "TOKEN_MAX_AGE", "CLIPBOARD_MAX_ENTRIES", "NOTIFICATIONS_PAGE_SIZE"]
+    "key",
+    [
+        "MAX_MESSAGE_SIZE",
+        "TOKEN_MAX_AGE",
+        "REVALIDATE_INTERVAL",
+        "CLIPBOARD_MAX_ENTRIES",
+        "NOTIFICATIONS_PAGE_SIZE",
+    ],
 )
 def test_e003_is_silent_for_a_positive_integer(key: str) -> None:
     with override_settings(WSGATEWAY={key: 1}):

@@ -37,6 +37,7 @@ EXPECTED_DEFAULTS = {
     "ALLOWED_ORIGINS": None,
     "MAX_MESSAGE_SIZE": 64 * 1024,
     "TOKEN_MAX_AGE": 3600,
+    "REVALIDATE_INTERVAL": 300,
     "TOKEN_COOKIE_NAME": "wsgateway_token",
     "CHANNEL_LAYER": "default",
     "GROUP_PREFIX": "wsgateway",

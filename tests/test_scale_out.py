@@ -168,6 +168,54 @@ async def test_logout_closes_that_users_sockets_on_every_process_and_only_theirs
     await bob_socket.close()
 
 
+SET_PASSWORD = (
+    "from django.contrib.auth import get_user_model; "
+    "u = get_user_model().objects.get(username='{username}'); "
+    "u.set_password('{username}-password'); u.save()"  # the same password, a new salt: a new hash
+)
+DELETE_SESSION = (
+    "from django.contrib.sessions.models import Session; Session.objects.get(session_key='{key}').delete()"
+)
+
+
+async def closed_within(clients: list[Client], seconds: float) -> list[tuple[int | None, str | None]]:
+    """Each client's close code and the code of its last error frame, once all closed within ``seconds``."""
+    async with asyncio.timeout(seconds):
+        codes = [await client.close_code() for client in clients]
+    return [
+        (code, next((f["error"]["code"] for f in reversed(c.frames) if "error" in f), None))
+        for code, c in zip(codes, clients, strict=True)
+    ]
+
+
+async def test_a_password_change_in_another_process_closes_the_users_sockets_on_both_within_a_second(
+    cluster: Any,
+) -> None:
+    env, first, second = cluster
+    alice, bob = login(first, "alice"), login(second, "bob")
+    alice_sockets = [await socket(first, alice), await socket(second, alice)]
+    bob_socket = await socket(first, bob)
+    # A worker process, neither daphne: the change is saved, and its signal goes through Redis.
+    await asyncio.to_thread(manage, env, "shell", "-c", SET_PASSWORD.format(username="alice"))
+    assert await closed_within(alice_sockets, 1) == [(4401, "revoked")] * 2
+    reply = await bob_socket.request("gateway", {"action": "ping"})
+    assert reply["payload"] == {"action": "pong"}
+    await bob_socket.close()
+
+
+async def test_deleting_a_session_closes_its_sockets_on_both_processes_and_no_other(cluster: Any) -> None:
+    env, first, second = cluster
+    laptop, phone = login(first, "bob"), login(second, "bob")
+    laptop_sockets = [await socket(first, laptop), await socket(second, laptop)]
+    phone_socket = await socket(first, phone)
+    key = laptop.cookie("sessionid")
+    await asyncio.to_thread(manage, env, "shell", "-c", DELETE_SESSION.format(key=key))
+    assert await closed_within(laptop_sockets, 1) == [(4401, "session_ended")] * 2
+    reply = await phone_socket.request("gateway", {"action": "ping"})
+    assert reply["payload"] == {"action": "pong"}
+    await phone_socket.close()
+
+
 async def test_redis_restart_loses_nothing_and_kills_no_process(postgres_url: str, tmp_path: Path) -> None:
     redis = RedisServer().start()
     env = cluster_env(postgres_url, redis.url)

@@ -1,6 +1,7 @@
 """wsgateway: real-time WebSocket services for Django on Channels.
 
-Public API: :func:`notify`, :func:`anotify`, :func:`issue_token`; the consumers
+Public API: :func:`notify`, :func:`anotify`, :func:`issue_token`, :func:`close_user_sockets`,
+:func:`aclose_user_sockets`; the consumers
 live in ``wsgateway.consumers`` and the URL patterns in ``wsgateway.routing``.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["anotify", "issue_token", "notify"]
+__all__ = ["aclose_user_sockets", "anotify", "close_user_sockets", "issue_token", "notify"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from .tokens import issue_token
 
         return issue_token
+    if name in ("close_user_sockets", "aclose_user_sockets"):
+        from . import revocation
+
+        return getattr(revocation, name)
     raise AttributeError(f"module 'wsgateway' has no attribute {name!r}")

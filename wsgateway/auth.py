@@ -20,7 +20,7 @@ from django.utils.module_loading import import_string
 
 from .conf import gateway_settings
 from .scope import Scope, cookies, header
-from .tokens import token_claims, token_user
+from .tokens import token_claims, token_expiry, token_user, unseal_session_key
 
 # Authenticators of a site read the handshake with these too (``from wsgateway.auth import header``).
 __all__ = [
@@ -46,6 +46,9 @@ class Identity:
     #: services' snapshots, after joining the group of ``user_id``; a refusal leaves the group.
     user_id: Any = None
     load_user: Callable[[], Any] | None = None
+    #: Unix time the credential expires, if it does (a token's): the socket closes then. A
+    #: ``session_key``'s expiry is read from the session itself.
+    expires_at: float | None = None
 
     def __post_init__(self) -> None:
         if (self.user is None) == (self.load_user is None or self.user_id is None):
@@ -82,7 +85,14 @@ class BearerTokenAuthenticator(BaseAuthenticator):
         if token is None:
             return None
         claims = token_claims(token)  # the signature and age; the user is read with the snapshots
-        return Identity(user_id=claims["u"], load_user=partial(token_user, claims))
+        # A token issued in a session is tied to it (wsgateway.tokens): its socket too.
+        session_key = unseal_session_key(claims["s"]) if "s" in claims else None
+        return Identity(
+            user_id=claims["u"],
+            load_user=partial(token_user, claims),
+            session_key=session_key,
+            expires_at=token_expiry(token),
+        )
 
 
 class SessionAuthenticator(BaseAuthenticator):

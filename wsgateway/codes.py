@@ -14,7 +14,8 @@ class CloseCode(IntEnum):
 
     #: A client frame over ``MAX_MESSAGE_SIZE``.
     MESSAGE_TOO_BIG = 1009
-    #: Not authenticated, bad token, or the session logged out: "log in first".
+    #: Not authenticated, bad token, or the login the socket was opened with ended (logged out,
+    #: revoked, expired): "log in first".
     UNAUTHORIZED = 4401
     #: What is sent instead of 1009 where the server lets an application send only
     #: 1000 and 3000-4999 (daphne, through autobahn). daphne's own
@@ -38,6 +39,11 @@ class ErrorCode(StrEnum):
     TOKEN_INVALID = "token_invalid"
     TOKEN_EXPIRED = "token_expired"
     LOGGED_OUT = "logged_out"
+    # An open socket's login ended (see wsgateway.revocation): then 4401.
+    #: The password changed, the user was made inactive or deleted, or a site called close_user_sockets.
+    REVOKED = "revoked"
+    #: The Django session was deleted or expired.
+    SESSION_ENDED = "session_ended"
 
     # Framing: the frame could not be read as an envelope.
     INVALID_JSON = "invalid_json"

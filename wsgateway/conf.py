@@ -111,6 +111,12 @@ KEYS: dict[str, Key] = {
         Shape.POSITIVE_INTEGER,
         "Lifetime in seconds of bearer tokens issued by wsgateway.auth.issue_token.",
     ),
+    "REVALIDATE_INTERVAL": Key(
+        5 * 60,
+        Shape.POSITIVE_INTEGER,
+        "Seconds between the re-checks of an open socket's login (the user still active, the same "
+        "password, the session still there); a session's or token's expiry is checked when it passes.",
+    ),
     "TOKEN_COOKIE_NAME": Key(
         "wsgateway_token",
         Shape.STRING,
@@ -238,6 +244,7 @@ class GatewaySettings:
     ALLOWED_ORIGINS = Setting(_optional_list)
     MAX_MESSAGE_SIZE = Setting(int)
     TOKEN_MAX_AGE = Setting(int)
+    REVALIDATE_INTERVAL = Setting(int)
     TOKEN_COOKIE_NAME = Setting(_optional_name)
     CHANNEL_LAYER = Setting(str)
     GROUP_PREFIX = Setting(str)

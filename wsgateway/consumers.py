@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import frames, limits, metrics
+from . import frames, limits, metrics, revocation
 from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings
 from .exceptions import AuthenticationFailed, GatewayError
-from .groups import LOGOUT_EVENT, PUSH_EVENT, layer_reaches_other_processes, user_group
+from .groups import LOGOUT_EVENT, PUSH_EVENT, REVOKE_EVENT, layer_reaches_other_processes, user_group
 from .health import LayerWatchdog, MembershipRefresher, refresher_for, watchdog_for
 from .origin import origin_allowed
 from .runtime import TurnTakingConsumer
@@ -65,8 +66,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     #: Channels this endpoint serves; ``None`` means every service in ``WSGATEWAY["SERVICES"]``.
     service_channels: ClassVar[tuple[str, ...] | None] = None
-    #: Only pushes and logouts come from the layer; see TurnTakingConsumer.layer_events.
-    layer_events: ClassVar[frozenset[str]] = frozenset({PUSH_EVENT, LOGOUT_EVENT})
+    #: Only pushes, logouts and revocations come from the layer; see TurnTakingConsumer.layer_events.
+    layer_events: ClassVar[frozenset[str]] = frozenset({PUSH_EVENT, LOGOUT_EVENT, REVOKE_EVENT})
 
     user: Any = None
     session_key: str | None = None
@@ -81,6 +82,11 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     #: This socket's token bucket and its user's, and what is left of its refusals (see inbound_buckets).
     _inbound_buckets: tuple[limits.TokenBucket, limits.TokenBucket] | None = None
     _refusals: limits.TokenBucket
+    #: What the socket authenticated with, from the connect on (see wsgateway.revocation).
+    credentials: revocation.Credentials | None = None
+    #: The next re-check of the credentials: a timer, then the task of its one database trip.
+    recheck_timer: asyncio.TimerHandle | None = None
+    rechecking: asyncio.Task[None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -134,7 +140,9 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         self.group = group
         try:
             # One trip to the database thread: the token's user (if not read yet) and the snapshots.
-            self.user, snapshots = await database_sync_to_async(_connect_reads)(identity, services)
+            self.user, snapshots, self.credentials = await database_sync_to_async(_connect_reads)(
+                identity, services
+            )
         except AuthenticationFailed as exc:
             await self.leave_group()
             await self.refuse(exc.code, exc.message)  # self.services stays empty: no push gets through
@@ -155,6 +163,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         if layer_reaches_other_processes():
             self.watchdog = watchdog_for(self.channel_layer)
             self.watchdog.register(self)
+        self.schedule_recheck()
         # Robust: a receiver's exception is logged by Django (logger "django.dispatch", with its
         # traceback) and costs neither this socket nor its cleanup.
         await client_connected.asend_robust(
@@ -246,6 +255,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         if self.watchdog is not None:
             self.watchdog.unregister(self)
             self.watchdog = None  # a resync asked for from now on has nothing to do
+        self.cancel_recheck()
         await self.leave_group()
         if self.user is None:  # refused, or ended before it was authenticated: never accepted
             return
@@ -370,6 +380,10 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     async def receive_frame(self, frame: frames.Frame) -> None:
         """Answer one client frame through the service of its channel."""
+        if self.socket_state is SocketState.CLOSED:
+            # This side closed (a revoked login, say): a frame the client sent before reading the
+            # close reaches no service, so a clipboard_add from a revoked socket is not stored.
+            return
         channel, frame_id = frame.channel, frame.id
         if channel == GATEWAY_CHANNEL:
             reply = await self.call_service(self.gateway_message(frame.payload), channel, frame_id)
@@ -465,19 +479,90 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     async def gateway_logout(self, event: dict[str, Any]) -> None:
         if self.session_key is not None and event.get("session_key") == self.session_key:
-            await self.send_error(GATEWAY_CHANNEL, ErrorCode.LOGGED_OUT, "The session was logged out.")
-            await self.close(CloseCode.UNAUTHORIZED)
+            await self.revoke(ErrorCode.LOGGED_OUT, "The session was logged out.")
+
+    async def gateway_revoke(self, event: dict[str, Any]) -> None:
+        """:func:`wsgateway.revocation.close_user_sockets`, and the signals that end a login."""
+        if self.credentials is not None and revocation.matches(event, self.credentials):
+            await self.revoke(event["error"], event["reason"], event["code"])
+
+    # -- the login's end ------------------------------------------------------------------
+
+    async def revoke(self, error: str, message: str, code: int = CloseCode.UNAUTHORIZED) -> None:
+        """The login this socket was opened with has ended: say why, and close."""
+        if self.socket_state is not SocketState.OPEN:  # closed already, by an earlier revocation
+            return
+        self.cancel_recheck()
+        await self.send_error(GATEWAY_CHANNEL, error, message)
+        await self.close(code)
+
+    def schedule_recheck(self) -> None:
+        """Re-check the credentials when they expire, or in ``REVALIDATE_INTERVAL`` seconds if sooner.
+
+        One timer per socket; the task that reads the database exists only while it does.
+        """
+        assert self.credentials is not None
+        delay = float(gateway_settings.REVALIDATE_INTERVAL)
+        if (expiry := self.credentials.next_expiry) is not None:
+            # Just after the expiry, not on it: a check a hair early would find it still valid.
+            delay = min(delay, expiry - time.time() + RECHECK_MARGIN)
+        self.recheck_timer = asyncio.get_running_loop().call_later(
+            max(delay, RECHECK_MARGIN), self.start_recheck
+        )
+
+    def start_recheck(self) -> None:
+        self.recheck_timer = None
+        if self.socket_state is SocketState.OPEN:
+            self.rechecking = asyncio.get_running_loop().create_task(self.recheck())
+
+    async def recheck(self) -> None:
+        """Read whether the login still holds; close the socket if not, else schedule the next check."""
+        assert self.credentials is not None
+        try:
+            verdict = await database_sync_to_async(revocation.check)(self.credentials)
+        except Exception:
+            # The database is down, say: the socket stays, and its check is retried (not at once,
+            # past an expiry: that would be a loop of failures).
+            logger.exception("wsgateway: the re-check of a socket's login failed; retried later")
+            self.rechecking = None
+            if self.socket_state is SocketState.OPEN:
+                self.recheck_timer = asyncio.get_running_loop().call_later(
+                    min(RECHECK_RETRY, gateway_settings.REVALIDATE_INTERVAL), self.start_recheck
+                )
+            return
+        self.rechecking = None
+        if verdict is not None:
+            async with self.turn:
+                await self.revoke(verdict.error, verdict.message)
+        elif self.socket_state is SocketState.OPEN:
+            self.schedule_recheck()
+
+    def cancel_recheck(self) -> None:
+        if self.recheck_timer is not None:
+            self.recheck_timer.cancel()
+            self.recheck_timer = None
+        task, self.rechecking = self.rechecking, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
 
 _FAILED = object()
 
+#: Seconds after an expiry that its re-check runs, and the least delay of any re-check.
+RECHECK_MARGIN = 0.05
+#: Seconds before a re-check that failed (not a login that ended: the check itself) runs again.
+RECHECK_RETRY = 5.0
 
-def _connect_reads(identity: Identity, services: dict[str, Service]) -> tuple[Any, Snapshots]:
+
+def _connect_reads(
+    identity: Identity, services: dict[str, Service]
+) -> tuple[Any, Snapshots, revocation.Credentials]:
     user = identity.user
     if user is None:
         assert identity.load_user is not None
         user = identity.load_user()
-    return user, _read_snapshots(services, user)
+    credentials = revocation.credentials_of(user, identity.session_key, identity.expires_at)
+    return user, _read_snapshots(services, user), credentials
 
 
 def _read_snapshots(services: dict[str, Service], user: Any) -> Snapshots:

@@ -15,6 +15,8 @@ from .layers.extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, is_process
 #: Channel-layer event types, handled by consumer methods of the same name with "_" for ".".
 PUSH_EVENT = "gateway.push"
 LOGOUT_EVENT = "gateway.logout"
+#: Close the sockets of a login that ended (wsgateway.revocation builds it).
+REVOKE_EVENT = "gateway.revoke"
 
 
 def user_group(user_id: Any) -> str:

@@ -1,13 +1,23 @@
-"""Signed, expiring bearer tokens for clients that have no session cookie."""
+"""Signed, expiring bearer tokens for clients that have no session cookie.
+
+A token issued in a Django session (the token view's) is tied to it: logging out, or the session
+ending otherwise, ends the token too, and the sockets opened with it. The token carries the session
+key sealed (:func:`seal_session_key`), never in the clear: a token is read by the page's scripts,
+where the session cookie is ``HttpOnly``, so a readable key would make a leaked token a stolen session.
+"""
 
 from __future__ import annotations
 
+import binascii
+import secrets
+import time
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
-from django.utils.crypto import constant_time_compare
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from .codes import ErrorCode
 from .conf import gateway_settings
@@ -22,9 +32,48 @@ def _auth_hash(user: AbstractBaseUser) -> str:
     return user.get_session_auth_hash()[:20]
 
 
-def issue_token(user: AbstractBaseUser) -> str:
-    """A token that authenticates ``user`` for ``WSGATEWAY["TOKEN_MAX_AGE"]`` seconds."""
-    return signing.dumps({"u": str(user.pk), "h": _auth_hash(user)}, salt=SALT, compress=True)
+def issue_token(user: AbstractBaseUser, session_key: str | None = None) -> str:
+    """A token that authenticates ``user`` for ``WSGATEWAY["TOKEN_MAX_AGE"]`` seconds.
+
+    With ``session_key``, only while that Django session lasts: it is refused once the session has
+    ended, and its sockets close with it (logging out closes them with ``logged_out``).
+    """
+    claims = {"u": str(user.pk), "h": _auth_hash(user)}
+    if session_key:
+        claims["s"] = seal_session_key(session_key)
+    return signing.dumps(claims, salt=SALT, compress=True)
+
+
+#: Bytes of the random nonce that starts a sealed session key.
+NONCE_BYTES = 16
+
+
+def _pad(nonce: bytes) -> bytes:
+    # A pseudo-random function of the nonce, keyed by SECRET_KEY: 64 bytes, more than a session key
+    # (Django's are 32 characters, at most 40). A fresh nonce per token: no pad is used twice.
+    return salted_hmac(SALT + ".session", nonce, algorithm="sha512").digest()
+
+
+def seal_session_key(session_key: str) -> str:
+    """The session key, encrypted (XOR with a keyed pad); the token's signature keeps it intact."""
+    data = session_key.encode()
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    pad = _pad(nonce)
+    if len(data) > len(pad):
+        raise ValueError("A session key longer than 64 bytes cannot be sealed into a token")
+    return urlsafe_b64encode(nonce + bytes(a ^ b for a, b in zip(data, pad, strict=False))).decode()
+
+
+def unseal_session_key(sealed: Any) -> str:
+    """The key :func:`seal_session_key` sealed; AuthenticationFailed if it is not one."""
+    try:
+        raw = urlsafe_b64decode(str(sealed).encode())
+        nonce, body = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
+        if len(nonce) < NONCE_BYTES or not body:
+            raise ValueError
+        return bytes(a ^ b for a, b in zip(body, _pad(nonce), strict=False)).decode("ascii")
+    except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
+        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.") from None
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -40,6 +89,13 @@ def token_claims(token: str) -> dict[str, Any]:
     return claims
 
 
+def token_expiry(token: str) -> float:
+    """When a token that :func:`token_claims` accepted expires (Unix time), by ``TOKEN_MAX_AGE`` now."""
+    # The signed value is "<payload>:<timestamp in base 62>:<signature>" (signing.TimestampSigner).
+    _, timestamp, _ = token.rsplit(":", 2)
+    return float(signing.b62_decode(timestamp) + gateway_settings.TOKEN_MAX_AGE)
+
+
 def token_user(claims: dict[str, Any]) -> Any:
     """The user :func:`token_claims` name, if active and with the same password; reads the database."""
     user_model = get_user_model()
@@ -52,4 +108,12 @@ def token_user(claims: dict[str, Any]) -> Any:
         claims.get("h", ""), _auth_hash(user)
     ):
         raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.")
+    if "s" in claims:
+        from .revocation import session_expiry
+
+        expires_at = session_expiry(unseal_session_key(claims["s"]))
+        if expires_at is None or expires_at <= time.time():
+            raise AuthenticationFailed(
+                ErrorCode.TOKEN_INVALID, "The session this token was issued in has ended; log in again."
+            )
     return user

@@ -1,0 +1,217 @@
+"""Sockets tied to the login they were opened with.
+
+A socket remembers what it authenticated with (:class:`Credentials`): its user, the user's
+session auth hash (which changes with the password), the Django session's key, and when the
+credential expires. Two ways end it:
+
+- **Events**, pushed to the user's group on every process (:data:`~wsgateway.groups.REVOKE_EVENT`):
+  :func:`close_user_sockets`, the one public call, and the receivers of Django's signals in
+  :mod:`wsgateway.receivers` (the password changed, the user made inactive or deleted, the
+  session row deleted), which use it.
+- **Re-checks**, :func:`check`, one trip to the database thread: when the session's or the
+  token's expiry passes, and every ``WSGATEWAY["REVALIDATE_INTERVAL"]`` seconds, which also
+  catches what no signal reports (a session in a cache that was evicted, an ``UPDATE`` that
+  bypassed the ORM, an event lost while the layer was down).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
+from django.utils.module_loading import import_string
+
+from .bridge import run_async
+from .codes import CloseCode, ErrorCode
+from .groups import REVOKE_EVENT, channel_layer, user_group
+
+__all__ = ["Credentials", "aclose_user_sockets", "check", "close_user_sockets"]
+
+DEFAULT_REASON = "Your login was revoked; log in again."
+
+
+@dataclass
+class Credentials:
+    """What one open socket authenticated with."""
+
+    user_id: Any
+    #: ``user.get_session_auth_hash()`` at connect: another one means the password changed.
+    auth_hash: str | None
+    #: The Django session, for a socket opened with one (or with a token issued in one).
+    session_key: str | None
+    #: Unix time the session expires, re-read at each re-check: a session that is used is extended.
+    session_expires_at: float | None
+    #: Unix time the credential itself expires (a token's), fixed.
+    expires_at: float | None
+
+    @property
+    def next_expiry(self) -> float | None:
+        """The sooner of the two expiries."""
+        known = [at for at in (self.session_expires_at, self.expires_at) if at is not None]
+        return min(known) if known else None
+
+
+class Verdict(NamedTuple):
+    """Why a socket's login has ended: the error frame's code and message."""
+
+    error: ErrorCode
+    message: str
+
+
+DELETED = Verdict(ErrorCode.REVOKED, "The account was deleted.")
+DEACTIVATED = Verdict(ErrorCode.REVOKED, "The account was deactivated.")
+PASSWORD_CHANGED = Verdict(ErrorCode.REVOKED, "The password changed; log in again.")
+SESSION_ENDED = Verdict(ErrorCode.SESSION_ENDED, "The session ended; log in again.")
+TOKEN_EXPIRED = Verdict(ErrorCode.TOKEN_EXPIRED, "The token has expired; get a new one.")
+
+
+def auth_hash_of(user: Any) -> str | None:
+    get_hash = getattr(user, "get_session_auth_hash", None)
+    return get_hash() if get_hash is not None else None
+
+
+def credentials_of(user: Any, session_key: str | None, expires_at: float | None) -> Credentials:
+    """A connecting socket's credentials; reads the session's expiry (sync, the database thread)."""
+    session_expires_at = None
+    if session_key is not None:
+        session_expires_at = session_expiry(session_key) or time.time()  # gone already: checked at once
+    return Credentials(user.pk, auth_hash_of(user), session_key, session_expires_at, expires_at)
+
+
+def session_expiry(session_key: str) -> float | None:
+    """When the session ends (Unix time), or ``None`` when it is gone; reads the session store.
+
+    A database-backed engine (``db``, ``cached_db``) answers from its row, whose expiry is the
+    one ``clearsessions`` and the session middleware honour. Another engine answers with what its
+    store reports (``get_expiry_date()``: for a session without its own expiry, that is
+    ``SESSION_COOKIE_AGE`` from now, so only the periodic re-check ends such a socket).
+    """
+    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
+    if hasattr(store_class, "get_model_class"):
+        expire_date = (
+            store_class.get_model_class()
+            .objects.filter(session_key=session_key)
+            .values_list("expire_date", flat=True)
+            .first()
+        )
+        return expire_date.timestamp() if expire_date is not None else None
+    store = store_class(session_key)
+    if SESSION_KEY not in store:  # loads it; an unknown or expired key loads as empty
+        return None
+    return float(store.get_expiry_date().timestamp())
+
+
+def check(credentials: Credentials) -> Verdict | None:
+    """Whether the login behind ``credentials`` still holds (sync: run it in the database thread).
+
+    Reads the user and, for a session, its expiry, which it stores in ``credentials``.
+    """
+    user = get_user_model()._default_manager.filter(pk=credentials.user_id).first()
+    if user is None:
+        return DELETED
+    if not getattr(user, "is_active", True):
+        return DEACTIVATED
+    auth_hash = auth_hash_of(user)
+    if credentials.auth_hash is not None and not constant_time_compare(
+        auth_hash or "", credentials.auth_hash
+    ):
+        return PASSWORD_CHANGED
+    now = time.time()
+    if credentials.session_key is not None:
+        credentials.session_expires_at = session_expiry(credentials.session_key)
+        if credentials.session_expires_at is None or credentials.session_expires_at <= now:
+            return SESSION_ENDED
+    if credentials.expires_at is not None and credentials.expires_at <= now:
+        return TOKEN_EXPIRED
+    return None
+
+
+# -- the event ----------------------------------------------------------------------------
+
+
+def revoke_event(
+    *,
+    error: str = ErrorCode.REVOKED,
+    reason: str = DEFAULT_REASON,
+    code: int = CloseCode.UNAUTHORIZED,
+    session_key: str | None = None,
+    keep_auth_hash: str | None = None,
+) -> dict[str, Any]:
+    """The layer event that closes the matching sockets of a user's group.
+
+    ``session_key``: only the sockets of that session. ``keep_auth_hash``: only the sockets whose
+    auth hash is another (they were opened before the password changed to this one).
+    """
+    if not (code == 1000 or 3000 <= code <= 4999):
+        raise ValueError(f"An application may close a WebSocket with 1000 or 3000-4999, not {code}")
+    return {
+        "type": REVOKE_EVENT,
+        "error": str(error),
+        "reason": str(reason),
+        "code": int(code),
+        "session_key": session_key,
+        "keep_auth_hash": keep_auth_hash,
+    }
+
+
+def matches(event: dict[str, Any], credentials: Credentials) -> bool:
+    """Whether a socket with ``credentials`` is one that ``event`` closes."""
+    session_key = event.get("session_key")
+    if session_key is not None and session_key != credentials.session_key:
+        return False
+    keep = event.get("keep_auth_hash")
+    if keep is not None and credentials.auth_hash is not None:
+        return not constant_time_compare(keep, credentials.auth_hash)
+    return True
+
+
+def _user_id(user_or_id: Any) -> Any:
+    return getattr(user_or_id, "pk", user_or_id)
+
+
+async def aclose_user_sockets(
+    user_or_id: Any,
+    *,
+    code: int = CloseCode.UNAUTHORIZED,
+    reason: str = DEFAULT_REASON,
+    error: str = ErrorCode.REVOKED,
+    session_key: str | None = None,
+) -> None:
+    """Close a user's sockets on every process sharing the channel layer.
+
+    Each sends ``{"channel": "gateway", "error": {"code": error, "message": reason}}``, then closes
+    with ``code`` (1000 or 3000-4999; 4401 by default, which a client reads as "log in first").
+    With ``session_key``, only the sockets opened with that Django session close.
+    """
+    await _asend(
+        _user_id(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
+    )
+
+
+def close_user_sockets(
+    user_or_id: Any,
+    *,
+    code: int = CloseCode.UNAUTHORIZED,
+    reason: str = DEFAULT_REASON,
+    error: str = ErrorCode.REVOKED,
+    session_key: str | None = None,
+) -> None:
+    """Synchronous :func:`aclose_user_sockets`, for views, signal receivers and workers."""
+    send_revoke_event(
+        _user_id(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
+    )
+
+
+async def _asend(user_id: Any, event: dict[str, Any]) -> None:
+    layer = channel_layer()
+    if layer is not None:
+        await layer.group_send(user_group(user_id), event)
+
+
+def send_revoke_event(user_id: Any, event: dict[str, Any]) -> None:
+    """Sync: send an event built by :func:`revoke_event` (for the signal receivers)."""
+    run_async(_asend, user_id, event)
