@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from channels.db import DatabaseSyncToAsync
+from channels.layers import BaseChannelLayer
 
+from tests.support.layers import make_layer
 from tests.support.servers import RedisServer
 
 
@@ -43,3 +45,29 @@ def database_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler", counting)
     return trips
+
+
+# -- channel layers by kind: a module that uses these defines the fixture ``kind`` ------------------
+
+
+@pytest.fixture
+def redis_for(kind: str, request: pytest.FixtureRequest) -> str | None:
+    return str(request.getfixturevalue("redis_url")) if "redis" in kind else None
+
+
+@pytest.fixture
+async def layer_factory(kind: str, redis_for: str | None) -> AsyncIterator[Any]:
+    made: list[BaseChannelLayer] = []
+
+    def factory(**config: Any) -> BaseChannelLayer:
+        layer = make_layer(kind, redis_for, **config)
+        made.append(layer)
+        return layer
+
+    yield factory
+    for layer in made:
+        await layer.flush()
+        if hasattr(layer, "close_pools"):
+            await layer.close_pools()
+        elif hasattr(layer, "close"):
+            await layer.close()

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from channels.exceptions import ChannelFull
-from channels.layers import BaseChannelLayer, InMemoryChannelLayer
+from channels.layers import BaseChannelLayer
 
 from wsgateway.layers import InProcessChannelLayer
 from wsgateway.layers.extensions import (
@@ -32,53 +31,11 @@ LAYERS = ["stock-inmemory", "inprocess", "stock-redis-core", "stock-redis-pubsub
 NO_CAPACITY_OR_EXPIRY = {"stock-redis-pubsub"}
 
 
-def make_layer(kind: str, redis_url: str | None, **config: Any) -> BaseChannelLayer:
-    if kind == "stock-inmemory":
-        return InMemoryChannelLayer(**config)
-    if kind == "inprocess":
-        return InProcessChannelLayer(**config)
-    assert redis_url is not None
-    if kind == "stock-redis-core":
-        from channels_redis.core import RedisChannelLayer
-
-        return RedisChannelLayer(hosts=[redis_url], **config)
-    if kind == "stock-redis-pubsub":
-        from channels_redis.pubsub import RedisPubSubChannelLayer
-
-        return RedisPubSubChannelLayer(hosts=[redis_url], **config)
-    from wsgateway.layers.redis import RedisChannelLayer
-
-    return RedisChannelLayer(hosts=[redis_url], **config)
-
-
 @pytest.fixture(
     params=[pytest.param(kind, marks=pytest.mark.redis) if "redis" in kind else kind for kind in LAYERS]
 )
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def redis_for(kind: str, request: pytest.FixtureRequest) -> str | None:
-    return str(request.getfixturevalue("redis_url")) if "redis" in kind else None
-
-
-@pytest.fixture
-async def layer_factory(kind: str, redis_for: str | None) -> AsyncIterator[Any]:
-    made: list[BaseChannelLayer] = []
-
-    def factory(**config: Any) -> BaseChannelLayer:
-        layer = make_layer(kind, redis_for, **config)
-        made.append(layer)
-        return layer
-
-    yield factory
-    for layer in made:
-        await layer.flush()
-        if hasattr(layer, "close_pools"):
-            await layer.close_pools()
-        elif hasattr(layer, "close"):
-            await layer.close()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from tests.support.servers import (
     raw_websocket,
     read_until_closed,
     recv_json,
+    serving,
     sqlite_database,
     ws_connect,
 )
@@ -48,14 +49,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def daphne(env: dict[str, str]) -> Iterator[Daphne]:
-    server = Daphne(env, name="live-daphne").start()
-    try:
+    with serving(env, "live-daphne") as server:
         yield server
-    finally:
-        alive = server.alive()
-        server.stop()
-    assert alive, f"daphne died during the tests; see {server.log_path}"
-    assert "Traceback" not in server.log(), f"daphne logged an exception; see {server.log_path}"
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from tests.support.servers import (
     raw_websocket,
     read_until_closed,
     server_frames,
+    serving,
     sqlite_database,
     ws_connect,
 )
@@ -57,14 +58,8 @@ FLOODS = {
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daphne]:
     env = project_env(DATABASE_URL=sqlite_database(tmp_path_factory.mktemp("live-limits")))
-    server = Daphne(env, name="live-limits").start()
-    try:
+    with serving(env, "live-limits") as server:
         yield server
-    finally:
-        alive = server.alive()
-        server.stop()
-    assert alive, f"daphne died during the tests; see {server.log_path}"
-    assert "Traceback" not in server.log(), f"daphne logged an exception; see {server.log_path}"
 
 
 def rss_kib(pid: int) -> int:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from channels.layers import BaseChannelLayer
 
-from tests.test_layer_contract import LAYERS, make_layer, receive, receives_nothing
+from tests.support.layers import make_layer
+from tests.test_layer_contract import LAYERS, receive, receives_nothing
 from wsgateway import health, metrics
 from wsgateway.health import MembershipRefresher, refresher_for
 

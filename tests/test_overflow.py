@@ -17,7 +17,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from tests.test_layer_contract import make_layer, receive, receives_nothing
+from tests.test_layer_contract import receive, receives_nothing
 from wsgateway import metrics
 from wsgateway.layers.extensions import OVERFLOW, supports
 from wsgateway.runtime import TurnTakingConsumer
@@ -33,26 +33,6 @@ TIMEOUT = 2
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def redis_for(kind: str, request: pytest.FixtureRequest) -> str | None:
-    return str(request.getfixturevalue("redis_url")) if kind == "redis" else None
-
-
-@pytest.fixture
-async def layer_factory(kind: str, redis_for: str | None) -> AsyncIterator[Any]:
-    made: list[BaseChannelLayer] = []
-
-    def factory(**config: Any) -> BaseChannelLayer:
-        layer = make_layer(kind, redis_for, **config)
-        made.append(layer)
-        return layer
-
-    yield factory
-    for layer in made:
-        await layer.flush()
-        await layer.close()
 
 
 async def counted(name: str, before: dict[str, int], expected: int) -> None:

@@ -23,6 +23,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,19 @@ class Daphne:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def serving(env: dict[str, str], name: str) -> Iterator[Daphne]:
+    """A daphne for a module's tests; on the way out, fails if it died or logged an exception."""
+    server = Daphne(env, name=name).start()
+    try:
+        yield server
+    finally:
+        alive = server.alive()
+        server.stop()
+    assert alive, f"daphne died during the tests; see {server.log_path}"
+    assert "Traceback" not in server.log(), f"daphne logged an exception; see {server.log_path}"
 
 
 class HttpSession:
