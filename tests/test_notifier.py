@@ -537,3 +537,34 @@ async def test_notification_added_in_the_admin_is_pushed(ann: Any) -> None:
         assert frame_ == await pushed(notification.pk, unread=1)
         assert frame_["payload"]["last"]["metainfo"]["createdUser"] == "root"
         assert frame_["payload"]["last"]["data"] == {"from": "admin"}
+
+
+# -- what a socket was sent, for the resync's "missed" ----------------------------------
+
+
+class _Connection:
+    channel_name = "test!socket"
+    scope: dict[str, Any] = {}
+
+
+def test_the_record_of_what_a_socket_was_sent_moves_over_crossed_pushes_and_stays_bounded() -> None:
+    from wsgateway.services.notifier import MAX_AHEAD, NotifierService
+
+    service = NotifierService(_Connection())
+    service.push_sent(5)  # before the connect frame: covered by it
+    assert service.delivered is None
+    service.connect_frame_sent({"unread": 0, "category": None, "seq": 10})
+    service.push_sent(12)  # 11 not sent yet: two writers' pushes crossed
+    assert (service.delivered, service.ahead) == (10, {12})
+    service.push_sent(11)
+    assert (service.delivered, service.ahead) == (12, set())
+    service.push_sent(7)  # a notification saved again: nothing moves
+    assert service.delivered == 12
+    # Past a gap that never fills, the record of what came after it is bounded, then dropped: the
+    # next resync resends from the gap, and the client drops what it has.
+    for seq in range(14, 14 + MAX_AHEAD + 1):
+        service.push_sent(seq)
+    assert service.delivered == 12
+    assert service.ahead == set()
+    service.connect_frame_sent({"seq": 30, "missed": [{"seq": 13}, {"seq": 20}], "has_more": True})
+    assert service.delivered == 20  # the client pages on with sync from there
