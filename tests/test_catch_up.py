@@ -50,29 +50,30 @@ async def open_page(daphne: Daphne, alice: HttpSession, page: CursorPage) -> Cli
     return client
 
 
-async def test_notifications_created_while_away_arrive_once_each_in_order(
-    env: dict[str, str], daphne: Daphne
-) -> None:
+async def a_page_of_alice(daphne: Daphne) -> tuple[HttpSession, CursorPage, Client, int]:
+    """alice logged in, a page following her socket, and where its cursor starts."""
     alice = HttpSession(daphne.http_url).login("alice", "alice-password")
     page = CursorPage()
     client = await open_page(daphne, alice, page)
-    start = page.cursor
+    assert page.cursor is not None
+    return alice, page, client, page.cursor
+
+
+async def test_notifications_created_while_away_arrive_once_each_in_order(
+    env: dict[str, str], daphne: Daphne
+) -> None:
+    alice, page, client, start = await a_page_of_alice(daphne)
     await client.close()
     await asyncio.to_thread(notify_in_another_process(env, 50, 0).communicate, timeout=60)
     client = await open_page(daphne, alice, page)
     await client.close()
-    assert start is not None
     assert page.delivered == list(range(start + 1, start + 51))
 
 
 async def test_a_burst_past_the_layers_queue_reaches_the_page_live_or_by_the_catch_up(
     env: dict[str, str], daphne: Daphne
 ) -> None:
-    alice = HttpSession(daphne.http_url).login("alice", "alice-password")
-    page = CursorPage()
-    client = await open_page(daphne, alice, page)
-    start = page.cursor
-    assert start is not None
+    alice, page, client, start = await a_page_of_alice(daphne)
     status, body = await asyncio.to_thread(alice.post, "/notify-me/", {"message": "burst", "count": "1000"})
     assert status == 200, body
     want = list(range(start + 1, start + 1001))
@@ -85,11 +86,7 @@ async def test_a_burst_past_the_layers_queue_reaches_the_page_live_or_by_the_cat
 async def test_a_daphne_killed_while_notifications_are_created_loses_none(
     env: dict[str, str], daphne: Daphne
 ) -> None:
-    alice = HttpSession(daphne.http_url).login("alice", "alice-password")
-    page = CursorPage()
-    client = await open_page(daphne, alice, page)
-    start = page.cursor
-    assert start is not None
+    alice, page, client, start = await a_page_of_alice(daphne)
     writer = notify_in_another_process(env, 60, 0.05)
     await asyncio.sleep(1)
     daphne.proc.kill()  # SIGKILL: no close frame, nothing flushed
