@@ -76,7 +76,11 @@ def issued_ago(user: Any, seconds: float) -> str:
 def connected_as_frame(user: Any) -> dict[str, Any]:
     return frame(
         "gateway",
-        {"user": {"id": user.pk, "username": user.username}, "services": ["notifications", "clipboard"]},
+        {
+            "user": {"id": user.pk, "username": user.username},
+            "services": ["notifications", "clipboard"],
+            "window": 1024 * 1024,
+        },
     )
 
 

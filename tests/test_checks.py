@@ -172,6 +172,19 @@ def test_e003_is_silent_for_the_largest_page_size() -> None:
         assert check_settings() == []
 
 
+@pytest.mark.parametrize("window", [64 * 1024 - 1, 64 * 1024 * 1024 + 1])
+def test_e003_outbound_window_out_of_its_bounds(window: int) -> None:
+    with override_settings(WSGATEWAY={"OUTBOUND_WINDOW": window}):
+        message = only(check_settings(), "wsgateway.E003")
+    assert "of at least 65536 and at most 67108864" in message.msg
+
+
+@pytest.mark.parametrize("window", [64 * 1024, 64 * 1024 * 1024])
+def test_e003_is_silent_for_an_outbound_window_on_its_bounds(window: int) -> None:
+    with override_settings(WSGATEWAY={"OUTBOUND_WINDOW": window}):
+        assert check_settings() == []
+
+
 # -- E004: cannot be imported -----------------------------------------------------------
 
 

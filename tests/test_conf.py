@@ -49,6 +49,8 @@ EXPECTED_DEFAULTS = {
     "USER_RATE_LIMIT": 50,
     "USER_RATE_BURST": 100,
     "RATE_LIMIT_CLOSE_AFTER": 50,
+    "OUTBOUND_WINDOW": 1024 * 1024,
+    "ACK_TIMEOUT": 10,
 }
 
 
@@ -92,6 +94,8 @@ def test_every_default_fits_its_own_row(name: str) -> None:
     if key.most is not None:
         measure = len(key.default) if isinstance(key.default, str) else key.default
         assert measure <= key.most
+    if key.least is not None:
+        assert key.default >= key.least
 
 
 def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
@@ -104,6 +108,11 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "USER_RATE_LIMIT": 10_000,
         "USER_RATE_BURST": 10_000,
         "RATE_LIMIT_CLOSE_AFTER": 10_000,
+        "OUTBOUND_WINDOW": 64 * 1024 * 1024,
+        "ACK_TIMEOUT": 300,
+    }
+    assert {name: key.least for name, key in KEYS.items() if key.least is not None} == {
+        "OUTBOUND_WINDOW": 64 * 1024,
     }
 
 
@@ -242,7 +251,14 @@ async def test_a_socket_opened_under_an_override_uses_it() -> None:
     with override_settings(WSGATEWAY={"SERVICES": ["wsgateway.services.clipboard.ClipboardService"]}):
         async with connected(ann) as socket:
             assert socket.connect_frames == [
-                frame("gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["clipboard"]}),
+                frame(
+                    "gateway",
+                    {
+                        "user": {"id": ann.pk, "username": "ann"},
+                        "services": ["clipboard"],
+                        "window": 1024 * 1024,
+                    },
+                ),
                 frame("clipboard", {"clipboard": []}),
             ]
     async with connected(ann) as socket:

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import select
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from tests.support.servers import (
     sqlite_database,
     ws_connect,
 )
+from tests.support.wsclient import Client
 
 pytestmark = [pytest.mark.daphne, pytest.mark.timeout(90)]
 
@@ -172,3 +174,73 @@ async def test_a_flooding_socket_is_closed_with_4429_and_nothing_of_it_runs_afte
     assert quiet_cpu < 0.5, measured
     assert daphne.log()[log_length:].count("wsgateway") == 0, daphne.log()[log_length:]
     assert "closed the socket of user" in daphne.log()
+
+
+def read_frames_until_closed(sock: socket.socket, within: float = 10) -> tuple[int, int | None]:
+    """Read a socket that was left unread: the bytes of its text frames, and the close code at the end
+    (``None`` if the connection was dropped first)."""
+    sock.settimeout(within)
+    inbox, text_bytes = bytearray(), 0
+    try:
+        while chunk := sock.recv(1 << 20):
+            inbox += chunk
+            for opcode, payload in server_frames(inbox):
+                if opcode == 0x1:
+                    text_bytes += len(payload)
+                elif opcode == 0x8:
+                    return text_bytes, int.from_bytes(payload[:2], "big")
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return text_bytes, None
+
+
+async def test_a_socket_that_does_not_read_is_closed_with_4408_and_its_users_reading_socket_gets_all(
+    daphne: Daphne,
+) -> None:
+    """The red team's slow reader: one socket of alice's never reads, while her other socket does
+    (and acknowledges, as wsgateway.js does) and 10,000 notifications of about 1 KB are pushed."""
+    alice = HttpSession(daphne.http_url).login("alice", "alice-password")
+    assert daphne.proc is not None
+    pid = daphne.proc.pid
+    reader = await Client(f"{daphne.ws_url}/ws/", {"Cookie": alice.cookie_header}).connect()
+    stuck = raw_websocket(daphne, alice.cookie_header)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    rss_before = rss_kib(pid)
+    log_length = len(daphne.log())
+    pushes = 10_000
+    for _ in range(pushes // 1000):
+        status, body = await asyncio.to_thread(
+            alice.post, "/notify-me/", {"count": "1000", "message": "m" * 1000}
+        )
+        assert status == 200, body
+
+    def pushed(frames: list[dict[str, Any]]) -> int:
+        return sum(
+            1 for f in frames if f.get("channel") == "notifications" and "last" in f.get("payload", {})
+        )
+
+    await reader.wait_for(lambda frames: pushed(frames) >= pushes, timeout=60)
+    rss_after = rss_kib(pid)
+    # The stuck socket's pushes wait for its acknowledgement, ACK_TIMEOUT (10 s) at most.
+    deadline = time.monotonic() + 30
+    while "with 4408" not in daphne.log()[log_length:] and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)  # daphne's log is a file: nothing to wait on
+    stuck_bytes, stuck_close = await asyncio.to_thread(read_frames_until_closed, stuck)
+    stuck.close()
+    assert reader.closed is not None and not reader.closed.done(), "the reading socket was closed"
+    await reader.close()
+    measured = {
+        "pushes": pushes,
+        "push_bytes": len(json.dumps(reader.frames[-1], separators=(",", ":"))),
+        "daphne_rss_kib_before": rss_before,
+        "daphne_rss_kib_after": rss_after,
+        "stuck_socket_text_bytes_read_at_the_end": stuck_bytes,
+        "stuck_socket_close_code": stuck_close,
+    }
+    OUTPUT.mkdir(exist_ok=True)
+    (OUTPUT / "slow-reader.json").write_text(json.dumps(measured, indent=2))
+    print(json.dumps(measured, indent=2))
+    assert "with 4408" in daphne.log()[log_length:], measured
+    # What reached the stuck socket before its close is within its window (1 MiB, the default).
+    assert stuck_bytes <= 1024 * 1024, measured
+    assert stuck_close in (4408, None), measured

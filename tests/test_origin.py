@@ -276,7 +276,12 @@ async def test_accepted_origin_gets_the_normal_connect_frames(ann: Any) -> None:
     try:
         assert await ws.connect() == (True, None)
         assert await ws.receive_json_from() == frame(
-            "gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["notifications", "clipboard"]}
+            "gateway",
+            {
+                "user": {"id": ann.pk, "username": "ann"},
+                "services": ["notifications", "clipboard"],
+                "window": 1024 * 1024,
+            },
         )
     finally:
         await ws.disconnect()

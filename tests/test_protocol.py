@@ -61,7 +61,12 @@ async def assert_nothing_stored() -> None:
 async def test_connect_sends_gateway_frame_then_each_service_frame(ann: Any) -> None:
     async with connected_as(ann, read_connect_frames=False) as socket:
         assert await socket.receive() == frame(
-            "gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["notifications", "clipboard"]}
+            "gateway",
+            {
+                "user": {"id": ann.pk, "username": "ann"},
+                "services": ["notifications", "clipboard"],
+                "window": 1024 * 1024,
+            },
         )
         assert await socket.receive() == frame("notifications", {"unread": 0, "category": None, "seq": 0})
         assert await socket.receive() == frame("clipboard", {"clipboard": []})
@@ -500,7 +505,14 @@ async def test_service_added_in_settings_pushes_to_the_users_other_sockets(ann: 
 async def test_notifier_consumer_serves_only_notifications(ann: Any) -> None:
     async with connected_as(ann, NotifierConsumer) as socket:
         assert socket.connect_frames == [
-            frame("gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["notifications"]}),
+            frame(
+                "gateway",
+                {
+                    "user": {"id": ann.pk, "username": "ann"},
+                    "services": ["notifications"],
+                    "window": 1024 * 1024,
+                },
+            ),
             frame("notifications", {"unread": 0, "category": None, "seq": 0}),
         ]
         assert await socket.action("clipboard", "clipboard_add", 1, id=1) == error_frame(
@@ -518,7 +530,10 @@ async def test_notifier_consumer_serves_only_notifications(ann: Any) -> None:
 async def test_clipboard_consumer_serves_only_the_clipboard(ann: Any) -> None:
     async with connected_as(ann, ClipboardConsumer) as socket:
         assert socket.connect_frames == [
-            frame("gateway", {"user": {"id": ann.pk, "username": "ann"}, "services": ["clipboard"]}),
+            frame(
+                "gateway",
+                {"user": {"id": ann.pk, "username": "ann"}, "services": ["clipboard"], "window": 1024 * 1024},
+            ),
             frame("clipboard", {"clipboard": []}),
         ]
         assert await socket.action("notifications", "mark_all_read", id=1) == error_frame(

@@ -68,12 +68,18 @@ def _check_against_table(name: str, key: Key, item: Any) -> list[CheckMessage]:
         return []
     hint = f"{key.doc} The default is {key.default!r}."
     if key.shape is Shape.POSITIVE_INTEGER:
-        if key.shape.accepts(item) and (key.most is None or item <= key.most):
+        if (
+            key.shape.accepts(item)
+            and (key.most is None or item <= key.most)
+            and (key.least is None or item >= key.least)
+        ):
             return []
-        most = "" if key.most is None else f" of at most {key.most}"
+        bounds = [f"at least {key.least}"] if key.least is not None else []
+        bounds += [f"at most {key.most}"] if key.most is not None else []
+        of = f" of {' and '.join(bounds)}" if bounds else ""
         return [
             Error(
-                f"WSGATEWAY[{name!r}] must be a positive integer{most}, not {item!r}.",
+                f"WSGATEWAY[{name!r}] must be a positive integer{of}, not {item!r}.",
                 hint=hint,
                 id="wsgateway.E003",
             )

@@ -22,6 +22,9 @@ class CloseCode(IntEnum):
     #: ``--websocket-max-message-size`` is no help: autobahn then drops the TCP
     #: connection without any close code.
     CONTENT_TOO_LARGE = 4413
+    #: The client left more than ``OUTBOUND_WINDOW`` bytes unacknowledged: it does not read what it
+    #: is sent (see "Flow control" in docs/protocol.md). A client reconnects, and catches up.
+    NOT_READING = 4408
     #: ``RATE_LIMIT_CLOSE_AFTER`` frames in a row were refused ``rate_limited``: "too many
     #: requests". A client may reconnect, after a pause.
     TOO_MANY_REQUESTS = 4429

@@ -42,6 +42,13 @@ MAX_GROUP_PREFIX_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH - 1 - len(".user.") -
 #: Largest value of the rate-limit keys: a client may not be allowed to flood.
 MAX_RATE = 10_000
 
+#: Bounds of ``OUTBOUND_WINDOW``: below the least, a connect frame with a full clipboard would not
+#: fit; over the most, a few thousand sockets that do not read would hold the server's memory.
+MIN_OUTBOUND_WINDOW = 64 * 1024
+MAX_OUTBOUND_WINDOW = 64 * 1024 * 1024
+#: Longest ``ACK_TIMEOUT``: a socket that does not read holds its window and its turn this long.
+MAX_ACK_TIMEOUT = 300
+
 
 class Shape(enum.Enum):
     """What a key's value must be; the value is how a check message names it."""
@@ -77,6 +84,8 @@ class Key:
     nullable: bool = False
     #: Largest value of an integer, longest string; ``None``: no bound beyond the shape.
     most: int | None = None
+    #: Least value of an integer; ``None``: 1, as the shape says.
+    least: int | None = None
 
 
 KEYS: dict[str, Key] = {
@@ -187,6 +196,24 @@ KEYS: dict[str, Key] = {
         "Frames refused in a row (rate_limited) after which the socket is closed with 4429.",
         most=MAX_RATE,
     ),
+    # daphne's send never blocks and its transport buffers without bound: this is the only
+    # bound on what a socket that does not read costs the server.
+    "OUTBOUND_WINDOW": Key(
+        1024 * 1024,
+        Shape.POSITIVE_INTEGER,
+        "Bytes the server may have sent a socket that the client has not acknowledged yet; a frame "
+        "past it waits for an acknowledgement (ACK_TIMEOUT), then the socket is closed with 4408 "
+        "(the client reconnects and catches up).",
+        least=MIN_OUTBOUND_WINDOW,
+        most=MAX_OUTBOUND_WINDOW,
+    ),
+    "ACK_TIMEOUT": Key(
+        10,
+        Shape.POSITIVE_INTEGER,
+        "Seconds a frame waits for the client to acknowledge enough of its window; then the socket "
+        "is closed with 4408. Its pushes wait in the channel layer meanwhile.",
+        most=MAX_ACK_TIMEOUT,
+    ),
 }
 
 #: Each key's default.
@@ -256,6 +283,8 @@ class GatewaySettings:
     USER_RATE_LIMIT = Setting(int)
     USER_RATE_BURST = Setting(int)
     RATE_LIMIT_CLOSE_AFTER = Setting(int)
+    OUTBOUND_WINDOW = Setting(int)
+    ACK_TIMEOUT = Setting(int)
 
     # -- the dotted paths, imported (through import_from_setting's cache) --------------
 

@@ -87,6 +87,14 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     #: The next re-check of the credentials: a timer, then the task of its one database trip.
     recheck_timer: asyncio.TimerHandle | None = None
     rechecking: asyncio.Task[None] | None = None
+    #: Flow control (see send_to_server): the ``OUTBOUND_WINDOW`` told to the client on connect (0
+    #: before: nothing is bounded until then), the bytes of text frames sent since the accept, and
+    #: how many of them the client has acknowledged.
+    window = 0
+    sent_bytes = 0
+    acked_bytes = 0
+    #: Set by each acknowledgement (and the socket's end): what a send waiting for room waits on.
+    window_moved: asyncio.Event | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,11 +157,13 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             return
         self.session_key, self.services = identity.session_key, services
         await self.accept()
+        self.window = gateway_settings.OUTBOUND_WINDOW
         await self.send_frame(
             GATEWAY_CHANNEL,
             {
                 "user": {"id": self.user.pk, "username": self.user.get_username()},
                 "services": list(self.services),
+                "window": self.window,
             },
         )
         await self.send_service_snapshots(snapshots)
@@ -291,8 +301,11 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         """The rate limits, applied as each client message is read (see TurnTakingConsumer.serve)."""
         kind = message["type"]
         if kind == "websocket.disconnect":
-            # The client has gone: the frames still waiting for their turn are dropped, not handled.
+            # The client has gone: the frames still waiting for their turn are dropped, not handled,
+            # and a send waiting for an acknowledgement gives up.
             self.socket_state = SocketState.CLOSED
+            if self.window_moved is not None:
+                self.window_moved.set()
             return True
         if kind != "websocket.receive" or self.socket_state is SocketState.CONNECTING:
             return True
@@ -300,7 +313,10 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             metrics.increment(metrics.INBOUND_DROPPED_AFTER_CLOSE)
             return False
         buckets = self.inbound_buckets()
-        if len(self.inbox) >= buckets[0].burst:
+        ack = self.ack_in(message)
+        # An ack never waits for a turn, so a full inbox does not refuse it: a handler or a push
+        # may be waiting for exactly this ack (see send_to_server).
+        if ack is None and len(self.inbox) >= buckets[0].burst:
             # Handled slower than they come: at most RATE_BURST frames wait for their turn.
             await self.refuse_frame(message, 1 / buckets[0].rate)
             return False
@@ -308,21 +324,51 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         if wait:
             await self.refuse_frame(message, wait)
             return False
+        if ack is not None:
+            await self.take_ack(ack)
+            return False
         return True
+
+    def ack_in(self, message: dict[str, Any]) -> frames.Frame | None:
+        """The frame, if the message is an acknowledgement (see :meth:`acknowledge`).
+
+        Read here, as the message comes, not in its turn. Any other frame that reads well is kept
+        on the message for :meth:`websocket_receive`, so it is decoded once.
+        """
+        try:
+            frame = frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
+        except (frames.MessageTooBig, frames.FrameError):
+            return None  # answered in its turn, in order with the replies before it
+        if frame.channel == GATEWAY_CHANNEL and isinstance(frame.payload, dict):
+            if frame.payload.get("action") == "ack":
+                return frame
+        message[DECODED] = frame
+        return None
+
+    async def take_ack(self, frame: frames.Frame) -> None:
+        try:
+            self.acknowledge(frame.payload.get("data"))
+        except GatewayError as exc:
+            await self.send_error(GATEWAY_CHANNEL, exc.code, exc.message, frame.id)
+            return
+        if frame.id is not None:
+            await self.send_frame(GATEWAY_CHANNEL, {}, frame.id)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         if self.socket_state is SocketState.CLOSED:
             # Closed by either side while it waited for its turn: dropped unread.
             metrics.increment(metrics.INBOUND_DROPPED_AFTER_CLOSE)
             return
-        try:
-            frame = frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
-        except frames.MessageTooBig:
-            await self.close(CloseCode.MESSAGE_TOO_BIG)
-            return
-        except frames.FrameError as exc:
-            await self.send(text_data=frames.error(exc.channel, exc.code, exc.message, exc.id))
-            return
+        frame = message.get(DECODED)
+        if frame is None:
+            try:
+                frame = frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
+            except frames.MessageTooBig:
+                await self.close(CloseCode.MESSAGE_TOO_BIG)
+                return
+            except frames.FrameError as exc:
+                await self.send(text_data=frames.error(exc.channel, exc.code, exc.message, exc.id))
+                return
         await self.receive_frame(frame)
 
     def inbound_buckets(self) -> tuple[limits.TokenBucket, limits.TokenBucket]:
@@ -399,9 +445,25 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             await self.send_frame(channel, reply if reply is not None else {}, frame_id)
 
     async def gateway_message(self, payload: Any) -> Any:
-        if isinstance(payload, dict) and payload.get("action") == "ping":
+        action = payload.get("action") if isinstance(payload, dict) else None
+        if action == "ping":
             return {"action": "pong"}
-        raise GatewayError(ErrorCode.UNKNOWN_ACTION, 'The gateway channel answers only {"action": "ping"}.')
+        raise GatewayError(
+            ErrorCode.UNKNOWN_ACTION, 'The gateway channel takes only {"action": "ping"} and "ack".'
+        )
+
+    def acknowledge(self, received: Any) -> None:
+        """The client has read ``received`` bytes of text frames since the connect: those no longer
+        count against its window."""
+        if type(received) is not int or not self.acked_bytes <= received <= self.sent_bytes:
+            raise GatewayError(
+                ErrorCode.INVALID_DATA,
+                f"ack takes the bytes of text frames received since the connect, from "
+                f"{self.acked_bytes} (the last ack) to {self.sent_bytes} (what was sent).",
+            )
+        self.acked_bytes = received
+        if self.window_moved is not None:
+            self.window_moved.set()
 
     async def call_service(self, awaitable: Any, channel: str, frame_id: Any = None) -> Any:
         """Await a service hook; its errors become error frames and never reach Channels."""
@@ -454,6 +516,19 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         if self.socket_state is SocketState.CLOSED:
             logger.debug("wsgateway: dropped a %r on a closed socket", message["type"])
             return
+        if self.window and message["type"] == "websocket.send":
+            # Every frame wsgateway writes is ASCII (see frames.encode): its length is its size in
+            # bytes, as daphne writes it and as the client counts it.
+            size = len(message.get("text") or message.get("bytes") or "")
+            if (
+                self.sent_bytes + size - self.acked_bytes > self.window
+                and asyncio.current_task() is not self.client_reader
+                and not await self.room_for(size)
+            ):
+                if self.socket_state is not SocketState.CLOSED:
+                    await self.close_not_reading(size)
+                return
+            self.sent_bytes += size
         try:
             await self.server_send(message)
         except SOCKET_GONE as exc:
@@ -467,6 +542,47 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             self.socket_state = SocketState.OPEN
         elif message["type"] == "websocket.close":
             self.socket_state = SocketState.CLOSED
+
+    async def room_for(self, size: int) -> bool:
+        """Wait until the client has acknowledged enough for ``size`` more bytes to fit its window;
+        False if that takes over ``ACK_TIMEOUT`` seconds, or the socket ends first.
+
+        The sender holds the turn meanwhile, so the socket's pushes wait in the channel layer, whose
+        capacity bounds them (past it, the layer's overflow brings a catch-up once the client reads
+        again). The task that reads the client never waits here: the acks come through it, and the
+        few frames it sends itself (a rate_limited error, the reply to an ack) are counted but let
+        through, which is at most RATE_LIMIT_CLOSE_AFTER a minute.
+        """
+        if self.window_moved is None:
+            self.window_moved = asyncio.Event()
+        try:
+            async with asyncio.timeout(gateway_settings.ACK_TIMEOUT):
+                while self.sent_bytes + size - self.acked_bytes > self.window:
+                    if self.socket_state is SocketState.CLOSED:
+                        return False
+                    self.window_moved.clear()
+                    await self.window_moved.wait()
+        except TimeoutError:
+            return False
+        return self.socket_state is not SocketState.CLOSED
+
+    async def close_not_reading(self, size: int) -> None:
+        """Close instead of sending a frame that would leave more than the window unacknowledged.
+
+        daphne's ``send`` never waits: what a client does not read stays in the server's memory,
+        however much it is. The window bounds it; the client reconnects, and what it missed comes
+        with the connect frames and the catch-up.
+        """
+        metrics.increment(metrics.OUTBOUND_CLOSED)
+        logger.warning(
+            "wsgateway: closed a socket of user %r with 4408: %d bytes unacknowledged, and a "
+            "frame of %d more over its window of %d",
+            getattr(self.user, "pk", None),
+            self.sent_bytes - self.acked_bytes,
+            size,
+            self.window,
+        )
+        await self.close(CloseCode.NOT_READING, "Not reading: reconnect.")
 
     # -- channel-layer events -----------------------------------------------------------
 
@@ -547,6 +663,9 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
 
 _FAILED = object()
+
+#: Where :meth:`GatewayConsumer.ack_in` keeps a frame it decoded, on the server's message.
+DECODED = "wsgateway.frame"
 
 #: Seconds after an expiry that its re-check runs, and the least delay of any re-check.
 RECHECK_MARGIN = 0.05

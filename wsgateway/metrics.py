@@ -26,6 +26,9 @@ INBOUND_CLOSED = "inbound.closed"
 #: Client frames dropped unread because their socket had closed (the server still held them).
 INBOUND_DROPPED_AFTER_CLOSE = "inbound.dropped_after_close"
 
+#: Sockets closed with 4408: they left more than ``OUTBOUND_WINDOW`` bytes unacknowledged.
+OUTBOUND_CLOSED = "outbound.closed"
+
 _lock = threading.Lock()
 _counters: dict[str, int] = {}
 

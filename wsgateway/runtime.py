@@ -63,6 +63,8 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     inbox: collections.deque[Message]
     #: The task dispatching :attr:`inbox`, while it holds anything.
     dispatcher: asyncio.Task[None] | None = None
+    #: The task that reads the client's messages (and calls :meth:`screen`).
+    client_reader: asyncio.Task[Any] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -87,7 +89,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         """
         self.turn = asyncio.Lock()
         self.inbox = collections.deque()
-        this = asyncio.current_task()
+        this = self.client_reader = asyncio.current_task()
         assert this is not None
         loop = asyncio.get_running_loop()
         layer = loop.create_task(self.serve_layer(this))

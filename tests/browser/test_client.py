@@ -1101,3 +1101,49 @@ def test_the_cursor_starts_over_for_a_new_count_or_another_user(client_page: Any
     assert result["restarted"] == [4, 0]
     assert result["seq"] == 50  # bob's latest, not a sync of bob's from ann's cursor
     assert result["syncs"] == 0
+
+
+def test_acknowledges_what_it_read_each_quarter_of_the_window_the_hello_announced(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway();
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            socket.open();
+            const user = {id: 7, username: "ann"};
+            const hello = {channel: "gateway", payload: {user, services: [], window: 4000}};
+            socket.receive(hello);
+            const frame = {channel: "echo", payload: "x".repeat(469)};  // 500 bytes as JSON
+            const acks = [];
+            for (let n = 0; n < 8; n++) {
+                socket.receive(frame);
+                const last = socket.last;
+                const acked = last && last.payload.action === "ack" ? last.payload.data : null;
+                if (acked !== null && !acks.includes(acked)) acks.push(acked);
+            }
+            return {helloBytes: JSON.stringify(hello).length, frameBytes: JSON.stringify(frame).length, acks,
+                    frames: socket.sent.filter((f) => f.channel === "gateway").map((f) => f.payload)};
+        }"""
+    )
+    hello, size = result["helloBytes"], result["frameBytes"]
+    assert size == 500
+    # An ack once 1000 bytes (a quarter of 4000) came since the last: everything read up to then.
+    expected, received, acked = [], hello, 0
+    for _ in range(8):
+        received += size
+        if received - acked >= 1000:
+            acked = received
+            expected.append(acked)
+    assert result["acks"] == expected and len(expected) >= 3
+    assert result["frames"] == [{"action": "ack", "data": n} for n in expected]
+
+
+def test_a_server_that_announces_no_window_is_sent_no_acknowledgement(client_page: Any) -> None:
+    sent = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            for (let n = 0; n < 50; n++) socket.receive({channel: "echo", payload: "x".repeat(10000)});
+            return socket.sent;
+        }"""
+    )
+    assert sent == []

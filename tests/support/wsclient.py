@@ -41,9 +41,21 @@ class Client:
 
     async def _read(self) -> None:
         assert self._ws is not None and self.closed is not None
+        # Flow control as docs/protocol.md asks of a client: acknowledge what was read, each time a
+        # quarter of the window the hello announced has come since the last acknowledgement.
+        received = acked = window = 0
         try:
             async for text in self._ws:
-                self.frames.append(json.loads(text))
+                frame = json.loads(text)
+                self.frames.append(frame)
+                received += len(text)
+                if frame.get("channel") == "gateway" and isinstance(frame.get("payload"), dict):
+                    window = frame["payload"].get("window", window)
+                if window and received - acked >= window // 4:
+                    acked = received
+                    await self._ws.send(
+                        json.dumps({"channel": "gateway", "payload": {"action": "ack", "data": acked}})
+                    )
                 self._new.set()
         except ConnectionClosed:
             pass

@@ -206,6 +206,7 @@
       this._pingTimer = null;
       this._stopped = false;
       this._authError = null;
+      this._flow = null;
 
       this.notifications = new Notifications(this);
       this.clipboard = new Clipboard(this);
@@ -276,6 +277,9 @@
         return this;
       }
       this._socket = socket;
+      // Flow control: bytes of text read on this socket, how many were acknowledged, and the
+      // window the hello announces (0 until then, and from a server that announces none).
+      this._flow = { received: 0, acked: 0, window: 0 };
       socket.onmessage = (event) => {
         if (socket === this._socket) this._receive(event.data);
       };
@@ -372,6 +376,7 @@
     // -- frames ----------------------------------------------------------------------
 
     _receive(text) {
+      this._countReceived(text);
       const frame = parseFrame(text);
       if (frame === null || this._settle(frame)) return;
       if (frame.error) {
@@ -382,6 +387,21 @@
       if (frame.channel === GATEWAY) this._hello(frame.payload);
       const channel = this._channels.get(frame.channel);
       if (channel) channel._listeners.emit(frame.payload, frame);
+    }
+
+    /**
+     * Acknowledge what was read, each time a quarter of the window came since the last time: the
+     * server closes a socket that leaves more than the window unacknowledged (4408). Every frame
+     * the server writes is ASCII, so a string's length is its size in bytes.
+     */
+    _countReceived(text) {
+      const flow = this._flow;
+      if (flow === null || typeof text !== "string") return;
+      flow.received += text.length;
+      if (flow.window > 0 && flow.received - flow.acked >= flow.window / 4) {
+        flow.acked = flow.received;
+        this.send(GATEWAY, { action: "ack", data: flow.acked });
+      }
     }
 
     /** To `on("error")`: an error no request of the page waits for (a stray error frame, a failed catch-up). */
@@ -405,6 +425,7 @@
       if (!payload || !payload.user) return;
       this.user = payload.user;
       this.services = Array.isArray(payload.services) ? payload.services : [];
+      if (this._flow !== null && Number.isInteger(payload.window)) this._flow.window = payload.window;
       this.attempt = 0;
       this._startPing();
       this._setState(STATES.OPEN, { user: this.user, services: this.services });

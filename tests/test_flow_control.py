@@ -1,0 +1,174 @@
+"""Flow control: a client acknowledges what it read, and a socket that does not is closed with 4408.
+
+daphne's ``send`` never waits for the client, so what a socket does not read stays in the
+server's memory. The hello tells the client its window (``OUTBOUND_WINDOW`` bytes); the client
+acknowledges the bytes of text frames it has read with ``{"action": "ack", "data": <bytes>}`` on
+the gateway channel; a frame that would leave more than the window unacknowledged waits for an ack,
+``ACK_TIMEOUT`` seconds at most, and then the socket is closed with 4408 instead. The client
+reconnects and catches up (tests/test_catch_up.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from tests.support.communicators import TIMEOUT, Socket, connected, create_user, error_frame, frame
+from wsgateway import frames, metrics
+from wsgateway.codes import CloseCode
+from wsgateway.groups import apush
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+#: The least window the settings allow: small enough that a test fills it with a few pushes.
+WINDOW = 64 * 1024
+#: Each test's settings: the least window, and a frame waits a second for an ack.
+FLOW = {"OUTBOUND_WINDOW": WINDOW, "ACK_TIMEOUT": 1}
+#: A push payload that makes a frame of about 8 KB.
+BIG = {"blob": "x" * 8000}
+
+
+def connect_bytes(socket: Socket) -> int:
+    """Bytes of the connect frames the socket has read, as the server wrote them (compact JSON)."""
+    return sum(len(frames.data(f["channel"], f["payload"])) for f in socket.connect_frames)
+
+
+def push_bytes(payload: Any) -> int:
+    return len(frames.data("notifications", payload))
+
+
+async def receive_text(socket: Socket) -> str | None:
+    """The next frame's text; ``None`` for a close, which stays for ``close_code()`` to read."""
+    message = await socket.communicator.receive_output(TIMEOUT)
+    if message["type"] == "websocket.close":
+        await socket.communicator.output_queue.put(message)
+        return None
+    return message["text"]  # type: ignore[no-any-return]
+
+
+async def ack(socket: Socket, received: Any, id: str | None = None) -> None:
+    await socket.send("gateway", {"action": "ack", "data": received}, id)
+
+
+@override_settings(WSGATEWAY=FLOW)
+async def test_the_hello_tells_the_client_its_window() -> None:
+    ann = await create_user("ann")
+    async with connected(ann) as socket:
+        assert socket.connect_frames[0]["payload"]["window"] == WINDOW
+
+
+@override_settings(WSGATEWAY=FLOW)
+async def test_a_socket_that_does_not_acknowledge_is_closed_with_4408_once_its_window_stays_full() -> None:
+    ann = await create_user("ann")
+    closed_before = metrics.value(metrics.OUTBOUND_CLOSED)
+    async with connected(ann) as socket:
+        for _ in range(20):  # 160 KB of pushes: well over the window
+            await apush([ann.pk], "notifications", BIG)
+        received = []
+        while (text := await receive_text(socket)) is not None:
+            received.append(text)
+        # Every push that fitted in the window came, then the close, and nothing after it.
+        assert len(received) == (WINDOW - connect_bytes(socket)) // push_bytes(BIG)
+        assert await socket.close_code() == CloseCode.NOT_READING
+        assert socket.unread_output() == []
+    assert metrics.value(metrics.OUTBOUND_CLOSED) == closed_before + 1
+
+
+@override_settings(WSGATEWAY=FLOW)
+async def test_a_socket_that_acknowledges_what_it_read_gets_many_windows_and_stays_open() -> None:
+    ann = await create_user("ann")
+    async with connected(ann) as socket:
+        received = connect_bytes(socket)
+        for n in range(5 * WINDOW // push_bytes(BIG)):
+            await apush([ann.pk], "notifications", BIG)
+            text = await receive_text(socket)
+            assert text is not None, "closed, though it acknowledged"
+            received += len(text)
+            if n % 2:  # every other frame: always well within the window
+                await ack(socket, received)
+        await socket.assert_open()
+
+
+@override_settings(WSGATEWAY=FLOW)
+async def test_a_push_past_the_window_waits_for_the_ack_and_then_goes_out() -> None:
+    ann = await create_user("ann")
+    async with connected(ann) as socket:
+        received = connect_bytes(socket)
+        fit = (WINDOW - received) // push_bytes(BIG)
+        for _ in range(fit + 3):
+            await apush([ann.pk], "notifications", BIG)
+        for _ in range(fit):
+            text = await receive_text(socket)
+            assert text is not None
+            received += len(text)
+        assert await socket.receive_nothing(0.3), "a push went past the window"
+        # The ack comes while a push waits for room, its socket's turn held: it is read all the same.
+        await ack(socket, received)
+        for _ in range(3):
+            assert await receive_text(socket) is not None
+        await socket.assert_open()
+
+
+@override_settings(WSGATEWAY=FLOW)
+async def test_an_acknowledgement_with_an_id_is_answered_with_an_empty_reply() -> None:
+    ann = await create_user("ann")
+    async with connected(ann) as socket:
+        await ack(socket, connect_bytes(socket), "a1")
+        assert await socket.receive() == frame("gateway", {}, "a1")
+
+
+@pytest.mark.parametrize(
+    ("received", "why"),
+    [
+        ("12", "not a number of bytes"),
+        (1.5, "not a whole number"),
+        (True, "not a number"),
+        (None, "nothing acknowledged"),
+        (10**9, "more than was sent"),
+        (-1, "before the start"),
+    ],
+)
+@override_settings(WSGATEWAY=FLOW)
+async def test_an_acknowledgement_of_what_was_not_sent_is_invalid_data(received: Any, why: str) -> None:
+    ann = await create_user("ann")
+    async with connected(ann) as socket:
+        await ack(socket, received, "a1")
+        assert await socket.receive() == error_frame("gateway", "invalid_data", "a1"), why
+        await socket.assert_open()
+
+
+@override_settings(WSGATEWAY=FLOW)
+async def test_an_acknowledgement_may_not_go_back() -> None:
+    ann = await create_user("ann")
+    async with connected(ann) as socket:
+        everything = connect_bytes(socket)
+        await ack(socket, everything)
+        await ack(socket, everything - 1, "a2")
+        assert await socket.receive() == error_frame("gateway", "invalid_data", "a2")
+
+
+#: Rate limits out of the way, for a test that sends a thousand frames at once.
+UNLIMITED = {"RATE_LIMIT": 10_000, "RATE_BURST": 10_000, "USER_RATE_LIMIT": 10_000, "USER_RATE_BURST": 10_000}
+
+
+@override_settings(WSGATEWAY={**FLOW, **UNLIMITED})
+async def test_replies_count_against_the_window_as_pushes_do() -> None:
+    ann = await create_user("ann")
+    async with connected(ann) as socket:
+        sent = connect_bytes(socket)
+        # A pong is 51 bytes or so: the window holds over a thousand of them unacknowledged, and
+        # then the socket is closed rather than answered.
+        pings = 0
+        while True:
+            await socket.send("gateway", {"action": "ping"}, pings)
+            message = await socket.communicator.receive_output(TIMEOUT)
+            if message["type"] == "websocket.close":
+                assert message["code"] == CloseCode.NOT_READING
+                break
+            sent += len(message["text"])
+            pings += 1
+            assert sent <= WINDOW
+        # The pong that did not fit is the one that closed it.
+        assert sent + len(frames.data("gateway", {"action": "pong"}, pings)) > WINDOW
