@@ -525,8 +525,6 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
                 and asyncio.current_task() is not self.client_reader
                 and not await self.room_for(size)
             ):
-                if self.socket_state is not SocketState.CLOSED:
-                    await self.close_not_reading(size)
                 return
             self.sent_bytes += size
         try:
@@ -545,7 +543,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     async def room_for(self, size: int) -> bool:
         """Wait until the client has acknowledged enough for ``size`` more bytes to fit its window;
-        False if that takes over ``ACK_TIMEOUT`` seconds, or the socket ends first.
+        False if the socket ends first, or if that takes over ``ACK_TIMEOUT`` seconds (then this
+        closes it with 4408).
 
         The sender holds the turn meanwhile, so the socket's pushes wait in the channel layer, whose
         capacity bounds them (past it, the layer's overflow brings a catch-up once the client reads
@@ -563,6 +562,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
                     self.window_moved.clear()
                     await self.window_moved.wait()
         except TimeoutError:
+            await self.close_not_reading(size)
             return False
         return self.socket_state is not SocketState.CLOSED
 
