@@ -530,6 +530,9 @@ def summarise_attack(result: dict[str, Any]) -> dict[str, Any]:
             received_at_end=result["received_at_end"],
             close_code=result["close_code"],
             closed_after_push_s=result["closed_after_push_s"],
+            kernel_queued=sum(
+                result[key] or 0 for key in ("server_send_queue_bytes", "client_receive_queue_bytes")
+            ),
             tcp_state=result["tcp_state"],
             tcp_state_changed_at_s=result["tcp_state_changed_at_s"],
         )
@@ -735,7 +738,15 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
         ),
         (
             "slow-reader",
-            ["pushed", "MiB pushed", "read at the end", "close code", "closed after push at s", "TCP end"],
+            [
+                "pushed",
+                "MiB pushed",
+                "MiB in kernel buffers",
+                "read at the end",
+                "close code",
+                "closed after push at s",
+                "TCP end",
+            ],
         ),
     ]:
         rows: list[list[str]] = []
@@ -763,6 +774,7 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
                 cells = [
                     f"{s['pushed']:,}",
                     f"{s['bytes_pushed'] / 2**20:,.1f}",
+                    f"{s['kernel_queued'] / 2**20:,.1f}",
                     f"{s['received_at_end']:,}",
                     "none" if s["close_code"] is None else str(s["close_code"]),
                     _fmt(s["closed_after_push_s"], ",.1f"),
@@ -790,7 +802,9 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
             f"Other user: notify() at {OTHER_RATE:g}/s to a second user's socket, alone (half the attack's "
             "time) then during the attack, on the same daphne; latency from the request's sending to the "
             "push's arrival. Flood: accepted = frames written to TCP (the kernel took them); processed = "
-            "real replies; a closed socket is reopened at once. Slow reader: read at the end = frames "
+            "real replies; a closed socket is reopened at once. Slow reader: in kernel buffers = the "
+            "server end's send queue and the reader's receive queue when the pushing ended, bytes not in "
+            "daphne's RSS; read at the end = frames "
             "the socket read once it read again; closed after push at = the push stamped last before the "
             "close frame; TCP end = the client end's TCP state when the pushing ended (CLOSE_WAIT: the "
             "server closed).",

@@ -465,6 +465,8 @@ class Attacks:
             http.close()
             watcher.cancel()
         rss_after = memory_kib(plan.pid)["VmRSS"]
+        # Bytes the kernel holds on the server's side (not in daphne's RSS) and on the reader's.
+        queues = tcp_queues(plan.port, sock.transport.get_extra_info("sockname")[1])
         # Now read what reached the socket, until nothing came for a second, for at most read_timeout.
         read_start = monotonic()
         sock.transport.resume_reading()
@@ -490,6 +492,8 @@ class Attacks:
             "connection_lost_while_reading": lost,
             # The push stamped last before the close frame: the close came after it.
             "closed_after_push_s": (sock.last_t - start) if closed and sock.last_t is not None else None,
+            "server_send_queue_bytes": queues[0],
+            "client_receive_queue_bytes": queues[1],
             "tcp_state": tcp["state"],
             "tcp_state_changed_at_s": tcp["changed_at_s"],
             "rss_after_kib": rss_after,
@@ -515,6 +519,25 @@ TCP_STATES = {
     10: "LISTEN",
     11: "CLOSING",
 }
+
+
+def tcp_queues(server_port: int, client_port: int) -> tuple[int | None, int | None]:
+    """(the server end's send queue, the client end's receive queue) of one loopback connection,
+    in bytes, from /proc/net/tcp: what the kernel holds of the pushes, outside daphne's memory."""
+    send = receive = None
+    try:
+        with open("/proc/net/tcp") as table:
+            for line in table.readlines()[1:]:
+                fields = line.split()
+                local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
+                tx, rx = (int(n, 16) for n in fields[4].split(":"))
+                if (local, remote) == (server_port, client_port):
+                    send = tx
+                elif (local, remote) == (client_port, server_port):
+                    receive = rx
+    except OSError:
+        pass
+    return send, receive
 
 
 def tcp_state(sock: Socket) -> str:
