@@ -1,13 +1,17 @@
 """``make bench``: wsgateway's push path on each channel layer, side by side, on this machine.
 
     python -m bench [--users 1000] [--messages 20] [--connections 5000] [--rate 500] [--duration 5]
-                    [--repeat 3] [--only ROW,ROW] [--quick] [--output bench-results]
+                    [--repeat 3] [--attack-duration 10] [--pushes 20000] [--only ROW,ROW] [--quick]
+                    [--output bench-results]
 
-Rows (see bench/layers.py): ceiling, stock-inmemory and inprocess on one daphne process; redis-core,
-redis-pubsub and redis on two daphne processes sharing one Redis (sockets split across both, pushes
-triggered on the first). For each row, on fresh servers: C sockets connect (connect rate, server memory
-per socket), U of them stay; fan-out (M pushes to each of U users, --repeat times, medians reported);
-end-to-end (notifications created at --rate/s for --duration s until received).
+Rows (see bench/layers.py): ceiling, stock-inmemory, inprocess and inprocess-nolimits (the limits at
+their largest values) on one daphne process; redis-core, redis-pubsub and redis on two daphne processes
+sharing one Redis (sockets split across both, pushes triggered on the first). For each row, on fresh
+servers: C sockets connect (connect rate, server memory per socket), U of them stay; fan-out (M pushes
+to each of U users, --repeat times, medians reported); end-to-end (notifications created at --rate/s
+for --duration s until received). Then the attack rows, flood and slow-reader, on one daphne each
+(bench/attacks.py): another user's push latency alone and during --attack-duration s of attack, and
+daphne's memory.
 
 Everything listens on 127.0.0.1, every load is bounded in count and time, and every process started
 here is stopped on the way out, Ctrl-C included. Results: a table on stdout, and JSON and a PNG under

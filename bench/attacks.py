@@ -56,6 +56,8 @@ CODE_RE = re.compile(rb'"code": ?"([a-z_]+)"')
 LIST_FRAME = b'{"channel":"notifications","payload":{"action":"list","data":{"limit":100}},"id":%d}'
 #: The gateway's own ping (docs/protocol.md): a text frame, so daphne counts the socket as alive.
 PING_FRAME = b'{"channel":"gateway","payload":{"action":"ping"}}'
+#: Most frames one flood writes, whatever its duration (about 30,000 a second were written on 2 cores).
+MAX_FLOOD_FRAMES = 2_000_000
 #: Frames the flooder builds and writes at once.
 FLOOD_BATCH = 64
 #: The slow reader's receive buffer: the kernel holds little, daphne's buffer holds the rest.
@@ -345,7 +347,7 @@ class Attacks:
         end = start + plan.duration
         connect_errors: list[str] = []
         n = 0
-        while monotonic() < end:
+        while monotonic() < end and n < MAX_FLOOD_FRAMES:
             sock = Flooder(self.client, plan.attacker, plan.port, stats)
             try:
                 connect_s = await connect(sock)
@@ -356,7 +358,7 @@ class Attacks:
                 continue
             opened = monotonic()
             written = 0
-            while monotonic() < end and not sock.lost.done():
+            while monotonic() < end and n < MAX_FLOOD_FRAMES and not sock.lost.done():
                 if sock.transport is None or sock.transport.is_closing():
                     break
                 if not sock.writable.is_set():
