@@ -163,6 +163,7 @@ class Flooder(Socket):
         self.stats = stats
         self.writable = asyncio.Event()
         self.writable.set()
+        self.closed_at: float | None = None  # when its close frame was read
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -192,6 +193,7 @@ class Flooder(Socket):
         if opcode == OP_CLOSE and self.ready.done():
             # Answer and drop the connection at once, frames still buffered included.
             self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            self.closed_at = monotonic()
             self.write(client_frame(OP_CLOSE, payload[:2]))
             self.drop()
             return
@@ -205,14 +207,16 @@ class Flooder(Socket):
 
 
 class SlowReader(Socket):
-    """Reads nothing once connected (see :meth:`stop_reading`) until :meth:`read_back`."""
+    """Counts the frames and bytes it reads, and the push stamp of the last frame it read.
+
+    The attack pauses its reading once it is connected, and resumes it at the end.
+    """
 
     def __init__(self, client: Client, user: list[Any], port: int) -> None:
         super().__init__(client, 0, int(user[0]), str(user[1]), port)
         self.frames = 0
         self.bytes = 0
         self.last_t: float | None = None  # the push stamp of the last frame before the close
-        self.closed_at: float | None = None  # when the reader saw the close frame
 
     def data_received(self, data: bytes) -> None:
         if self.upgraded:
@@ -227,11 +231,6 @@ class SlowReader(Socket):
         match = T_RE.search(payload)
         if match is not None:
             self.last_t = float(match.group(1))
-
-    def on_control_or_fragment(self, b0: int, opcode: int, payload: bytes) -> None:
-        if opcode == OP_CLOSE:
-            self.closed_at = monotonic()
-        super().on_control_or_fragment(b0, opcode, payload)
 
 
 async def connect(sock: Socket, rcvbuf: int | None = None) -> float:
@@ -377,7 +376,7 @@ class Attacks:
             stats.connections.append(
                 {
                     "connect_ms": round(1000 * connect_s, 1),
-                    "open_ms": round(1000 * (monotonic() - opened), 1),
+                    "open_ms": round(1000 * ((sock.closed_at or monotonic()) - opened), 1),
                     "frames_written": written,
                     "close_code": sock.close_code,
                 }
@@ -423,6 +422,7 @@ class Attacks:
         await connect(sock, rcvbuf=SLOW_RCVBUF)
         assert sock.transport is not None
         sock.transport.pause_reading()
+        sock.bytes = 0  # the connect frames are not the attack's
         start = monotonic()
         end = start + plan.duration
         # Unread, the close frame stays behind the pushes; the TCP state shows when daphne let go.
