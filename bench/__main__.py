@@ -1,13 +1,17 @@
 """``make bench``: wsgateway's push path on each channel layer, side by side, on this machine.
 
     python -m bench [--users 1000] [--messages 20] [--connections 5000] [--rate 500] [--duration 5]
-                    [--repeat 3] [--only ROW,ROW] [--quick] [--output bench-results]
+                    [--repeat 3] [--attack-duration 10] [--pushes 20000] [--only ROW,ROW] [--quick]
+                    [--output bench-results]
 
-Rows (see bench/layers.py): ceiling, stock-inmemory and inprocess on one daphne process; redis-core,
-redis-pubsub and redis on two daphne processes sharing one Redis (sockets split across both, pushes
-triggered on the first). For each row, on fresh servers: C sockets connect (connect rate, server memory
-per socket), U of them stay; fan-out (M pushes to each of U users, --repeat times, medians reported);
-end-to-end (notifications created at --rate/s for --duration s until received).
+Rows (see bench/layers.py): ceiling, stock-inmemory, inprocess and inprocess-nolimits (the limits at
+their largest values) on one daphne process; redis-core, redis-pubsub and redis on two daphne processes
+sharing one Redis (sockets split across both, pushes triggered on the first). For each row, on fresh
+servers: C sockets connect (connect rate, server memory per socket), U of them stay; fan-out (M pushes
+to each of U users, --repeat times, medians reported); end-to-end (notifications created at --rate/s
+for --duration s until received). Then the attack rows, flood and slow-reader, on one daphne each
+(bench/attacks.py): another user's push latency alone and during --attack-duration s of attack, and
+daphne's memory.
 
 Everything listens on 127.0.0.1, every load is bounded in count and time, and every process started
 here is stopped on the way out, Ctrl-C included. Results: a table on stdout, and JSON and a PNG under
@@ -34,15 +38,38 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.attacks import AttackPlan
 from bench.client import HTTP_POOL, Plan
 from bench.layers import ROWS, Row, availability
 from tests.support.postgres import PostgresServer, create_database
 from tests.support.servers import HOST, ROOT, Daphne, RedisServer, project_env, wait_for_port
 
-QUICK = {"users": 20, "messages": 3, "connections": 50, "rate": 50.0, "duration": 1.0, "repeat": 1}
-DEFAULTS = {"users": 1000, "messages": 20, "connections": 5000, "rate": 500.0, "duration": 5.0, "repeat": 3}
+QUICK = {
+    "users": 20,
+    "messages": 3,
+    "connections": 50,
+    "rate": 50.0,
+    "duration": 1.0,
+    "repeat": 1,
+    "attack_duration": 2.0,
+    "pushes": 500,
+}
+DEFAULTS = {
+    "users": 1000,
+    "messages": 20,
+    "connections": 5000,
+    "rate": 500.0,
+    "duration": 5.0,
+    "repeat": 3,
+    "attack_duration": 10.0,
+    "pushes": 20000,
+}
 PHASES = ("connections", "fanout", "e2e")
 MAX_CONNECTIONS = 5000
+#: Most notifications the slow-reader row pushes to the socket that does not read.
+MAX_PUSHES = 200_000
+#: notify() calls a second to the other user of an attack row, with and without the attack.
+OTHER_RATE = 20.0
 #: A client using more than this share of one core may have been the bottleneck.
 CLIENT_CPU_LIMIT = 80.0
 
@@ -131,6 +158,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeat", type=int, help=f"fan-out rounds per row; the median is shown ({DEFAULTS['repeat']})"
     )
     parser.add_argument(
+        "--attack-duration",
+        type=float,
+        help="seconds of each attack row's attack; its baseline lasts half as long "
+        f"({DEFAULTS['attack_duration']:g})",
+    )
+    parser.add_argument(
+        "--pushes",
+        type=int,
+        help=f"slow-reader: notifications pushed to the socket that does not read ({DEFAULTS['pushes']})",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="tiny smoke: " + ", ".join(f"{k} {v:g}" for k, v in QUICK.items()),
@@ -191,6 +229,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--connections must be 1..{MAX_CONNECTIONS}")
     if args.users < 1 or args.messages < 1 or args.repeat < 1 or args.rate <= 0 or args.duration <= 0:
         parser.error("--users, --messages, --repeat, --rate and --duration must be positive")
+    if args.attack_duration <= 0 or not 1 <= args.pushes <= MAX_PUSHES:
+        parser.error(f"--attack-duration must be positive, --pushes 1..{MAX_PUSHES}")
     try:
         args.worker_processes, args.worker_threads = (int(n) for n in args.worker.lower().split("x"))
     except ValueError:
@@ -287,6 +327,8 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
                 if redis.proc is not None:
                     service_pids["redis"] = redis.proc.pid
         env = bench_env(**extra)
+        if row.attack:
+            return run_attack(row, args, env, tokens, databases.workdir, out_dir, resources)
         daphnes = []
         for i in range(2 if row.kind == "redis" else 1):
             daphne = BenchDaphne(env, f"{row.name}-{i + 1}", out_dir)
@@ -317,7 +359,7 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
             },
             idle_timeout=args.idle_timeout,
             connect_window=args.connect_window,
-            phases=args.phases,
+            phases=[phase for phase in args.phases if phase in row.phases],
             service_pids=service_pids,
             profile_dir=str(out_dir) if args.profile else None,
             profile_name=row.name,
@@ -351,6 +393,58 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
         return result
     finally:
         resources.close()
+
+
+def run_attack(
+    row: Row,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    tokens: list[list[Any]],
+    workdir: Path,
+    out_dir: Path,
+    resources: Resources,
+) -> dict[str, Any]:
+    """An attack row: one daphne, bench.attacks against it (the attacker is the first user)."""
+    daphne = BenchDaphne(env, f"{row.name}-1", out_dir)
+    resources.add(daphne.stop)
+    daphne.start()
+    assert daphne.proc is not None
+    plan = AttackPlan(
+        attack=str(row.attack),
+        port=daphne.port,
+        pid=daphne.proc.pid,
+        attacker=tokens[0],
+        other=tokens[1],
+        warmup=tokens[-1],
+        duration=args.attack_duration,
+        baseline=args.attack_duration / 2,
+        other_rate=OTHER_RATE,
+        pushes=args.pushes,
+    )
+    plan_path = workdir / f"plan-{row.name}.json"
+    plan_path.write_text(json.dumps(asdict(plan)))
+    timeout = 120 + 3 * args.attack_duration + plan.read_timeout
+    client = subprocess.Popen(
+        [sys.executable, "-m", "bench.attacks", str(plan_path)],
+        cwd=ROOT,
+        env=bench_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    resources.add(lambda: _stop_process(client))
+    try:
+        stdout, _ = client.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"bench.attacks did not finish within {timeout:.0f}s") from None
+    plan_path.unlink()
+    if client.returncode != 0:
+        raise RuntimeError(f"bench.attacks exited with {client.returncode}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    if not daphne.alive():
+        result.setdefault("warnings", []).append(f"{daphne.name} exited; see {daphne.log_path}")
+    result.update(database="sqlite", daphne_processes=1, description=row.description, backend=row.backend)
+    result["summary"] = summarise_attack(result)
+    return result
 
 
 def _stop_process(proc: subprocess.Popen[Any]) -> None:
@@ -406,6 +500,45 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             connected=connections["connected"],
             connect_requested=connections["requested"],
             connect_client_cpu_pct=connections["client_cpu_pct"],
+        )
+    return summary
+
+
+def summarise_attack(result: dict[str, Any]) -> dict[str, Any]:
+    base, during = result["baseline"], result["during"]
+    summary: dict[str, Any] = {
+        "other_p50_ms": base["from_send"]["p50_ms"],
+        "other_p99_ms": base["from_send"]["p99_ms"],
+        "other_attack_p50_ms": during["from_send"]["p50_ms"],
+        "other_attack_p99_ms": during["from_send"]["p99_ms"],
+        "other_p99_ratio": result.get("p99_ratio"),
+        "other_delivered": [base["received"], base["expected"], during["received"], during["expected"]],
+        "other_complete": base["received"] == base["expected"] and during["received"] == during["expected"],
+        "rss_before_mib": result["rss_kib"]["before"] / 1024,
+        "rss_after_mib": result["rss_kib"]["after"] / 1024,
+        "rss_peak_mib": result["rss_kib"]["peak"] / 1024,
+    }
+    if result["attack"] == "flood":
+        summary.update(
+            accepted_per_s=result["accepted_per_s"],
+            processed_per_s=result["processed_per_s"],
+            rate_limited_per_s=result["rate_limited_per_s"],
+            reconnects=result["reconnects"],
+            close_codes=result["close_codes"],
+            first_close_after_ms=result["first_close_after_ms"],
+        )
+    else:
+        summary.update(
+            pushed=result["pushed"],
+            bytes_pushed=result["bytes_pushed"],
+            received_at_end=result["received_at_end"],
+            close_code=result["close_code"],
+            closed_after_push_s=result["closed_after_push_s"],
+            kernel_queued=sum(
+                result[key] or 0 for key in ("server_send_queue_bytes", "client_receive_queue_bytes")
+            ),
+            tcp_state=result["tcp_state"],
+            tcp_state_changed_at_s=result["tcp_state_changed_at_s"],
         )
     return summary
 
@@ -466,6 +599,8 @@ def render_table(
     args: argparse.Namespace,
     capacity: dict[str, Any],
 ) -> str:
+    if all(ROWS[name].attack for name in results):  # only attack rows: their tables alone
+        return "\n".join(render_attacks(results, skipped)).lstrip("\n")
     lines = [
         f"fan-out: U={args.users} sockets (one per user), M={args.messages} pushes to each, median of "
         f"{args.repeat} round(s); end-to-end: notify() at {args.rate:g}/s for {args.duration:g} s "
@@ -494,7 +629,7 @@ def render_table(
         if name in skipped:
             rows.append([name, skipped[name], *blank])
             continue
-        if name not in results:
+        if name not in results or ROWS[name].attack:
             continue
         result, s = results[name], results[name]["summary"]
         if "error" in result:
@@ -557,6 +692,7 @@ def render_table(
         lines += markdown_table(
             ["row", "compared to", "fan-out msg/s", "connects/s", "KiB/socket", "e2e p99"], ratio_rows
         )
+    lines += render_attacks(results, skipped)
     lines.append("")
     if capacity.get("messages_per_s"):
         lines.append(
@@ -586,6 +722,98 @@ def render_table(
                 "gets past it."
             )
     return "\n".join(lines)
+
+
+def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str]:
+    """The flood and slow-reader rows: a table each, under the main one."""
+    lines: list[str] = []
+    other_head = ["other user p50 / p99 ms, alone", "during the attack", "p99 ratio", "other got"]
+    for attack, head in [
+        (
+            "flood",
+            [
+                "frames/s accepted",
+                "processed/s",
+                "rate_limited/s",
+                "reconnects",
+                "close codes",
+                "first close after ms",
+            ],
+        ),
+        (
+            "slow-reader",
+            [
+                "pushed",
+                "MiB pushed",
+                "MiB in kernel buffers",
+                "read at the end",
+                "close code",
+                "closed after push at s",
+                "TCP end",
+            ],
+        ),
+    ]:
+        rows: list[list[str]] = []
+        for name in [n for n, row in ROWS.items() if row.attack == attack]:
+            if name in skipped:
+                rows.append([name, skipped[name], *["" for _ in range(len(head) + 4)]])
+                continue
+            if name not in results:
+                continue
+            result, s = results[name], results[name]["summary"]
+            if "error" in result:
+                rows.append([name, f"FAILED: {result['error'][:80]}", *["" for _ in range(len(head) + 4)]])
+                continue
+            if attack == "flood":
+                cells = [
+                    _fmt(s["accepted_per_s"]),
+                    _fmt(s["processed_per_s"], ",.1f"),
+                    _fmt(s["rate_limited_per_s"], ",.1f"),
+                    str(s["reconnects"]),
+                    ", ".join(f"{code} x{count}" for code, count in s["close_codes"].items()) or "-",
+                    _fmt(s["first_close_after_ms"], ",.1f"),
+                ]
+            else:
+                changed = s["tcp_state_changed_at_s"]
+                cells = [
+                    f"{s['pushed']:,}",
+                    f"{s['bytes_pushed'] / 2**20:,.1f}",
+                    f"{s['kernel_queued'] / 2**20:,.1f}",
+                    f"{s['received_at_end']:,}",
+                    "none" if s["close_code"] is None else str(s["close_code"]),
+                    _fmt(s["closed_after_push_s"], ",.1f"),
+                    s["tcp_state"] + ("" if changed is None else f" at {changed:.1f} s"),
+                ]
+            got = s["other_delivered"]
+            rows.append(
+                [
+                    name,
+                    f"{s['rss_before_mib']:,.1f} -> {s['rss_after_mib']:,.1f} ({s['rss_peak_mib']:,.1f})",
+                    *cells,
+                    _pair(s, "other_p50_ms", "other_p99_ms"),
+                    _pair(s, "other_attack_p50_ms", "other_attack_p99_ms"),
+                    _fmt(s["other_p99_ratio"], ".2f") + ("x" if s["other_p99_ratio"] else ""),
+                    f"{got[0]}/{got[1]}, {got[2]}/{got[3]}" + ("" if s["other_complete"] else " LOSSES"),
+                ]
+            )
+        if rows:
+            lines += ["", f"Attack: {attack} ({ROWS[attack].description})", ""]
+            head = ["row", "daphne RSS MiB before -> after (peak)", *head, *other_head]
+            lines += markdown_table(head, rows)
+    if lines:
+        lines += [
+            "",
+            f"Other user: notify() at {OTHER_RATE:g}/s to a second user's socket, alone (half the attack's "
+            "time) then during the attack, on the same daphne; latency from the request's sending to the "
+            "push's arrival. Flood: accepted = frames written to TCP (the kernel took them); processed = "
+            "real replies; a closed socket is reopened at once. Slow reader: in kernel buffers = the "
+            "server end's send queue and the reader's receive queue when the pushing ended, bytes not in "
+            "daphne's RSS; read at the end = frames "
+            "the socket read once it read again; closed after push at = the push stamped last before the "
+            "close frame; TCP end = the client end's TCP state when the pushing ended (CLOSE_WAIT: the "
+            "server closed).",
+        ]
+    return lines
 
 
 def client_capacity(args: argparse.Namespace) -> dict[str, Any]:
@@ -810,7 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copyfile(json_path, args.output / "latest.json")
     png_path = out_dir / "results.png"
     plot(
-        {k: v for k, v in results.items() if "error" not in v},
+        {k: v for k, v in results.items() if "error" not in v and not ROWS[k].attack},
         png_path,
         f"wsgateway bench {stamp}: {info['nproc']} CPU(s) {info['cpu_model']}; "
         f"U={args.users} M={args.messages} C={args.connections} e2e {args.rate:g}/s",

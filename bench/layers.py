@@ -22,6 +22,12 @@ class Row:
     #: wsgateway's own layers: skipped with a note while they do not exist yet.
     optional: bool = False
     description: str = ""
+    #: The phases this row runs (of those asked for).
+    phases: tuple[str, ...] = ("connections", "fanout", "e2e")
+    #: False: the inbound limits at their largest values, the login re-check daily (bench/settings.py).
+    limits: bool = True
+    #: An attack row ("flood", "slow-reader") runs bench.attacks instead of the phases.
+    attack: str | None = None
 
 
 ROWS: dict[str, Row] = {
@@ -43,9 +49,18 @@ ROWS: dict[str, Row] = {
             "inprocess",
             "in-process",
             "wsgateway.layers.InProcessChannelLayer",
-            compare_to=("stock-inmemory", "ceiling"),
+            compare_to=("stock-inmemory", "ceiling", "inprocess-nolimits"),
             optional=True,
             description="wsgateway's in-process layer",
+        ),
+        Row(
+            "inprocess-nolimits",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="wsgateway's in-process layer, the limits at their largest values (off)",
+            phases=("connections", "fanout"),
+            limits=False,
         ),
         Row(
             "redis-core",
@@ -66,6 +81,22 @@ ROWS: dict[str, Row] = {
             compare_to=("redis-core", "redis-pubsub"),
             optional=True,
             description="wsgateway's Redis layer",
+        ),
+        Row(
+            "flood",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="a socket floods list requests, reconnecting when closed; another user's pushes",
+            attack="flood",
+        ),
+        Row(
+            "slow-reader",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="pushes to a socket that never reads; another user's pushes",
+            attack="slow-reader",
         ),
     ]
 }

@@ -10,7 +10,8 @@ import os
 
 from bench.layers import ROWS, layer_config
 from project.settings import *  # noqa: F403
-from project.settings import DATABASES
+from project.settings import DATABASES, WSGATEWAY
+from wsgateway.conf import MAX_RATE
 
 BENCH_LAYER = os.environ.get("BENCH_LAYER", "stock-inmemory")
 if BENCH_LAYER not in ROWS:
@@ -25,6 +26,18 @@ ALLOWED_HOSTS = ["127.0.0.1"]
 CHANNEL_LAYERS = {
     "default": layer_config(BENCH_LAYER, os.environ.get("REDIS_URL"), os.environ.get("BENCH_REDIS_PREFIX"))
 }
+
+# A row with limits=False (inprocess-nolimits) runs with the inbound limits at the largest values the
+# checks allow and the login re-check once a day: what the limits cost is that row against its twin.
+if not ROWS[BENCH_LAYER].limits:
+    WSGATEWAY = {
+        **WSGATEWAY,
+        **dict.fromkeys(
+            ["RATE_LIMIT", "RATE_BURST", "USER_RATE_LIMIT", "USER_RATE_BURST", "RATE_LIMIT_CLOSE_AFTER"],
+            MAX_RATE,
+        ),
+        "REVALIDATE_INTERVAL": 24 * 60 * 60,
+    }
 
 # A deployment keeps its database connections; opening one per request would be measured instead.
 DATABASES["default"]["CONN_MAX_AGE"] = 600

@@ -92,7 +92,9 @@ async def fanout(request: HttpRequest) -> HttpResponse:
         for seq in range(m):
             await apush_many((uid, CHANNEL, bench_payload(round_, seq)) for uid in users)
             sent += len(users)
-    return JsonResponse({"sent": sent, "elapsed": time.monotonic() - start})
+    # The size of one of these frames (they differ by a few digits): what a push put on the wire.
+    frame_bytes = len(frames.data(CHANNEL, bench_payload(round_, m - 1)).encode())
+    return JsonResponse({"sent": sent, "elapsed": time.monotonic() - start, "frame_bytes": frame_bytes})
 
 
 #: notify() calls of all requests run here, one at a time, on one database connection: the way a site

@@ -17,7 +17,11 @@ from tests.support.servers import ROOT, project_env
 
 pytestmark = [pytest.mark.daphne, pytest.mark.redis]
 
-ROWS = ["ceiling", "stock-inmemory", "inprocess", "redis-core", "redis"]
+LAYER_ROWS = ["ceiling", "stock-inmemory", "inprocess", "inprocess-nolimits", "redis-core", "redis"]
+ATTACK_ROWS = ["flood", "slow-reader"]
+ROWS = LAYER_ROWS + ATTACK_ROWS
+#: wsgateway's own layers, which may be absent (the attack rows run on its in-process layer).
+OPTIONAL = {"inprocess", "inprocess-nolimits", *ATTACK_ROWS}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,7 @@ def bench_run(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
         env=env,
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=150,
     )
     assert result.returncode == 0, f"python -m bench failed:\n{result.stdout}\n{result.stderr}"
     runs = [path for path in output.iterdir() if path.is_dir()]
@@ -59,9 +63,7 @@ def test_writes_json_plot_and_latest(bench_run: dict[str, Any]) -> None:
     assert json.loads((bench_run["output"] / "latest.json").read_text()) == report
     assert report["machine"]["nproc"] >= 1
     assert set(report["rows"]) | set(report["skipped"]) == set(ROWS)
-    assert set(report["skipped"]) <= {"inprocess"}, report[
-        "skipped"
-    ]  # only wsgateway's own layers may be absent
+    assert set(report["skipped"]) <= OPTIONAL, report["skipped"]  # only wsgateway's own layers may be absent
 
 
 def test_prints_the_table(bench_run: dict[str, Any]) -> None:
@@ -77,6 +79,8 @@ def test_every_socket_gets_exactly_m_messages(bench_run: dict[str, Any]) -> None
     messages, users = report["args"]["messages"], report["args"]["users"]
     for name, row in report["rows"].items():
         assert "error" not in row, f"{name}: {row.get('error')}"
+        if name in ATTACK_ROWS:
+            continue
         assert row["fanout"], name
         for round_ in row["fanout"]:
             assert round_["sockets"] == users, name
@@ -91,12 +95,44 @@ def test_every_socket_gets_exactly_m_messages(bench_run: dict[str, Any]) -> None
 def test_end_to_end_and_connections_complete(bench_run: dict[str, Any]) -> None:
     report = json.loads((bench_run["folder"] / "results.json").read_text())
     for name, row in report["rows"].items():
+        if name in ATTACK_ROWS:
+            continue
         connections = row["connections"]
         assert connections["connected"] == connections["requested"] == report["args"]["connections"], name
         assert connections["kib_per_socket"] is not None, name
-        if name == "ceiling":  # the ceiling has no notify() path of its own
+        if name in ("ceiling", "inprocess-nolimits"):  # connects and fan-out only
             assert "e2e" not in row
             continue
         e2e = row["e2e"]
         assert (e2e["received"], e2e["missing"], e2e["duplicates"]) == (e2e["expected"], 0, 0), (name, e2e)
         assert e2e["producer"].get("error_count") == 0, (name, e2e["producer"])
+
+
+def test_limits_off_row_is_compared(bench_run: dict[str, Any]) -> None:
+    report = json.loads((bench_run["folder"] / "results.json").read_text())
+    if "inprocess" in report["skipped"]:
+        pytest.skip("wsgateway's in-process layer is not available")
+    assert set(report["ratios"]["inprocess"]["inprocess-nolimits"]) >= {"fanout_rate", "connect_rate"}
+
+
+def test_attack_rows_report(bench_run: dict[str, Any]) -> None:
+    report = json.loads((bench_run["folder"] / "results.json").read_text())
+    for name in ATTACK_ROWS:
+        if name in report["skipped"]:
+            continue
+        row = report["rows"][name]
+        assert "error" not in row, f"{name}: {row.get('error')}"
+        for window in ("baseline", "during"):  # the other user got every push, alone and under attack
+            assert (row[window]["received"], row[window]["duplicates"]) == (row[window]["expected"], 0), name
+            assert row[window]["from_send"]["p99_ms"] is not None, name
+        assert row["rss_kib"]["before"] > 0 and row["rss_kib"]["peak"] >= row["rss_kib"]["after"] > 0, name
+    flood = report["rows"].get("flood")
+    if flood is not None:
+        assert flood["frames_accepted"] > 0 and flood["connections"] >= 1
+        assert flood["processed"] + flood["rate_limited"] > 0, flood
+        assert sum(flood["close_codes"].values()) == flood["connections"]
+    slow = report["rows"].get("slow-reader")
+    if slow is not None:
+        assert slow["pushed"] == report["args"]["pushes"], slow
+        # Everything pushed reached the socket once it read, or the server closed it (an outbound bound).
+        assert slow["received_at_end"] >= slow["pushed"] or slow["close_code"] is not None, slow
