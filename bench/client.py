@@ -179,6 +179,10 @@ class Socket(asyncio.Protocol):
         self.seen: bytearray | None = None
         self.count = 0
         self.dups = 0
+        # Flow control, as wsgateway.js does it: bytes read, bytes acknowledged, the hello's window.
+        self.received = 0
+        self.acked = 0
+        self.window = 0
 
     # asyncio.Protocol
 
@@ -269,6 +273,11 @@ class Socket(asyncio.Protocol):
                     self.on_text(message)
 
     def on_text(self, payload: bytes) -> None:
+        self.received += len(payload)
+        if self.window and self.received - self.acked >= self.window // 4:
+            self.acked = self.received
+            ack = {"channel": "gateway", "payload": {"action": "ack", "data": self.acked}}
+            self.write(client_frame(OP_TEXT, json.dumps(ack).encode()))
         if self.connect_frames < self.connect_expected or not self.connect_expected:
             self.on_connect_frame(payload)
             return
@@ -283,6 +292,7 @@ class Socket(asyncio.Protocol):
                 return
             # The gateway frame first, then one on-connect frame per service.
             self.connect_expected = 1 + len(frame["payload"]["services"])
+            self.window = frame["payload"].get("window", 0)
         if self.connect_frames == self.connect_expected and not self.ready.done():
             self.ready.set_result(monotonic())
 
