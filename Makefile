@@ -10,7 +10,7 @@ PORT ?= 8000
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
-	$(PY) -m pip install --quiet -e ".[redis]" --group dev
+	$(PY) -m pip install --quiet -e ".[daphne,redis]" --group dev
 	touch $@
 
 install: $(VENV)/.installed

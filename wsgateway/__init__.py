@@ -11,6 +11,9 @@ from typing import Any
 
 __all__ = ["aclose_user_sockets", "anotify", "close_user_sockets", "issue_token", "notify"]
 
+#: The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.2.0.dev0"
+
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that importing the package does not import models before apps are ready.
