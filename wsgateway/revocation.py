@@ -34,7 +34,7 @@ __all__ = ["Credentials", "aclose_user_sockets", "check", "close_user_sockets"]
 DEFAULT_REASON = "Your login was revoked; log in again."
 
 
-@dataclass
+@dataclass(slots=True)  # one per open socket: 72 bytes with slots, 352 with a __dict__
 class Credentials:
     """What one open socket authenticated with."""
 
