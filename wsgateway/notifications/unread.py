@@ -7,12 +7,26 @@ from typing import Any
 
 from django.db import connections, router
 
-from ..models import Notification, category_tag
+from ..models import Notification, NotificationSequence, category_tag
 
 
 def unread_state(user_id: Any) -> dict[str, Any]:
     """``{"unread": N, "category": <tag of the newest unread or None>}``."""
     return unread_states([user_id])[user_id]
+
+
+def connect_state(user_id: Any) -> dict[str, Any]:
+    """:func:`unread_state` and the user's latest ``seq`` (see ``sequence.latest``): a connect frame.
+
+    One statement, read on every connect: the two were a query each, and one snapshot of the
+    database holds both, so the count never includes a notification past the ``seq``.
+    """
+    db = router.db_for_read(Notification)
+    with connections[db].cursor() as cursor:
+        cursor.execute(_connect_sql(cursor.db), [user_id, False, user_id, False, user_id])
+        unread, newest_category, seq = cursor.fetchone()
+    category = None if newest_category is None else category_tag(newest_category)
+    return {"unread": unread, "category": category, "seq": seq or 0}
 
 
 def unread_states(user_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
@@ -42,6 +56,21 @@ def unread_states_and_stored(
             else:
                 states[recipient_id] = {"unread": unread, "category": category_tag(newest_category)}
     return states, stored
+
+
+def _connect_sql(db: Any) -> str:
+    qn = db.ops.quote_name
+    meta, sequence = Notification._meta, NotificationSequence._meta
+    table, pk = qn(meta.db_table), qn(meta.pk.column)
+    recipient, is_read = qn(meta.get_field("recipient").column), qn(meta.get_field("is_read").column)
+    category = qn(meta.get_field("category").column)
+    return (
+        f"SELECT (SELECT COUNT(*) FROM {table} WHERE {recipient} = %s AND {is_read} = %s), "
+        f"(SELECT {category} FROM {table} WHERE {recipient} = %s AND {is_read} = %s "
+        f"ORDER BY {pk} DESC LIMIT 1), "
+        f"(SELECT {qn(sequence.get_field('last').column)} FROM {qn(sequence.db_table)} "
+        f"WHERE {qn(sequence.pk.column)} = %s)"
+    )
 
 
 def _unread_sql(db: Any, users: int, ids: int) -> str:

@@ -17,6 +17,7 @@ from ..conf import MAX_PAGE_SIZE, gateway_settings
 from ..exceptions import GatewayError
 from ..models import Notification
 from ..notifications import CHANNEL, history, push_unread_state, sequence, unread_state
+from ..notifications.unread import connect_state
 from .base import ActionService, Connection
 
 #: Most pushes a socket may have been sent ahead of a gap before its record of them is dropped
@@ -40,7 +41,7 @@ class NotifierService(ActionService):
         self.ahead: set[int] | frozenset[int] = NOTHING_AHEAD
 
     def snapshot(self, user: Any) -> Any:
-        state: dict[str, Any] = {**unread_state(user.pk), "seq": sequence.latest([user.pk])[user.pk]}
+        state = connect_state(user.pk)
         if self.delivered is not None and self.delivered < state["seq"]:
             # A resync: what this socket was not sent while the layer was down or its queue was full.
             page = history.since(user, self.delivered, MAX_PAGE_SIZE)
