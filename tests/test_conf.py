@@ -49,6 +49,7 @@ EXPECTED_DEFAULTS = {
     "USER_RATE_LIMIT": 50,
     "USER_RATE_BURST": 100,
     "RATE_LIMIT_CLOSE_AFTER": 50,
+    "MAX_CONNECTIONS_PER_USER": 20,
 }
 
 
@@ -104,6 +105,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "USER_RATE_LIMIT": 10_000,
         "USER_RATE_BURST": 10_000,
         "RATE_LIMIT_CLOSE_AFTER": 10_000,
+        "MAX_CONNECTIONS_PER_USER": 1000,
     }
 
 

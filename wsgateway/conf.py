@@ -42,6 +42,10 @@ MAX_GROUP_PREFIX_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH - 1 - len(".user.") -
 #: Largest value of the rate-limit keys: a client may not be allowed to flood.
 MAX_RATE = 10_000
 
+#: Largest ``MAX_CONNECTIONS_PER_USER``: far above one person's tabs and devices, and half the 2000
+#: sockets one session was seen to open before there was a cap (issue 13).
+MAX_CONNECTIONS_BOUND = 1000
+
 
 class Shape(enum.Enum):
     """What a key's value must be; the value is how a check message names it."""
@@ -187,6 +191,13 @@ KEYS: dict[str, Key] = {
         "Frames refused in a row (rate_limited) after which the socket is closed with 4429.",
         most=MAX_RATE,
     ),
+    "MAX_CONNECTIONS_PER_USER": Key(
+        20,
+        Shape.POSITIVE_INTEGER,
+        "Sockets one user may have open at once, on all processes sharing the channel layer (per process "
+        "on a layer without the connections extension); the next is refused with 4409.",
+        most=MAX_CONNECTIONS_BOUND,
+    ),
 }
 
 #: Each key's default.
@@ -256,6 +267,7 @@ class GatewaySettings:
     USER_RATE_LIMIT = Setting(int)
     USER_RATE_BURST = Setting(int)
     RATE_LIMIT_CLOSE_AFTER = Setting(int)
+    MAX_CONNECTIONS_PER_USER = Setting(int)
 
     # -- the dotted paths, imported (through import_from_setting's cache) --------------
 
