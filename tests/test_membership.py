@@ -204,3 +204,29 @@ async def test_a_socket_open_longer_than_group_expiry_keeps_receiving_pushes() -
             await apush([ann.pk], "notifications", {"unread": 9})
             assert await socket.receive() == frame("notifications", {"unread": 9})
         channel_layers.backends.clear()
+
+
+@pytest.mark.redis
+async def test_a_socket_whose_registrations_fail_costs_the_others_nothing(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(Member):
+        def registrations(self) -> list[tuple[str, str]]:
+            raise RuntimeError("a bug in a site's consumer")
+
+    layer: Any = make_layer("redis", redis_url, connection_expiry=1)
+    try:
+        refresher = refresher_for(layer)
+        user = f"user-{uuid.uuid4().hex}"
+        kept = Member("members", await layer.new_channel(), user)
+        broken = Broken("members", await layer.new_channel(), user)
+        assert await layer.connection_add(user, kept.channel, 5)
+        for member in (kept, broken):
+            refresher.register(member)
+        await asyncio.sleep(1.5)
+        assert await layer.connections(user) == [kept.channel]
+        assert any("registrations() of" in record.getMessage() for record in caplog.records)
+        for member in (kept, broken):
+            refresher.unregister(member)
+    finally:
+        await layer.close()

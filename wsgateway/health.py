@@ -259,7 +259,14 @@ class MembershipRefresher(SocketRegistry[Member]):
         """
         if not self.renews_registrations:
             return None
-        items = [item for socket in batch if socket in self.sockets for item in socket.registrations()]
+        items: list[tuple[str, str]] = []
+        for socket in batch:
+            if socket not in self.sockets:
+                continue
+            try:
+                items.extend(socket.registrations())
+            except Exception:  # as for memberships(): one socket's bug costs the others nothing
+                logger.exception("wsgateway: registrations() of %r failed", socket)
         try:
             await self.layer.connection_renew(items)
         except Exception as exc:
