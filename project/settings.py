@@ -100,13 +100,20 @@ if REDIS_URL:
                 "BACKEND": "wsgateway.layers.redis.RedisChannelLayer",
                 # Above the default 1000: a burst of pushes to one socket is then never cut short
                 # (past capacity a socket catches up from the database; README, "Past capacity").
-                "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000},
+                "CONFIG": {
+                    "hosts": [REDIS_URL],
+                    "capacity": 5000,
+                    # How long the places of a process that died stay taken (tests shorten it).
+                    "connection_expiry": float(os.environ.get("WSGATEWAY_CONNECTION_EXPIRY", "60")),
+                },
             }
         }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "wsgateway.layers.InProcessChannelLayer"}}
 
 WSGATEWAY: dict[str, object] = {}
+if os.environ.get("WSGATEWAY_MAX_CONNECTIONS_PER_USER"):
+    WSGATEWAY["MAX_CONNECTIONS_PER_USER"] = int(os.environ["WSGATEWAY_MAX_CONNECTIONS_PER_USER"])
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LOGIN_URL = "login"

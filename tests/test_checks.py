@@ -15,6 +15,7 @@ from wsgateway.checks import (
     MAX_ADVISED_TOKEN_AGE,
     check_allowed_origins,
     check_channel_layer,
+    check_connection_cap,
     check_origin_policy,
     check_settings,
     check_token_max_age,
@@ -53,6 +54,7 @@ def test_no_messages_for_the_defaults() -> None:
     assert check_origin_policy() == []
     assert check_token_max_age() == []
     assert check_channel_layer() == []
+    assert check_connection_cap() == []
 
 
 @override_settings(
@@ -742,3 +744,37 @@ def test_manage_py_check_reports_the_issue_example_with_ids_and_hints() -> None:
         assert setting in line
         following = report.splitlines()[report.splitlines().index(line) + 1]
         assert following.strip().startswith("HINT:")
+
+
+# -- W005: a cap on each user's sockets that only each process can count ------------------
+
+
+@pytest.mark.parametrize(
+    "backend", ["channels_redis.core.RedisChannelLayer", "channels_redis.pubsub.RedisPubSubChannelLayer"]
+)
+def test_w005_a_layer_that_cannot_count_sockets_across_processes(backend: str) -> None:
+    with override_settings(
+        CHANNEL_LAYERS={"default": {"BACKEND": backend}}, WSGATEWAY={"MAX_CONNECTIONS_PER_USER": 5}
+    ):
+        message = only(check_connection_cap(), "wsgateway.W005")
+    assert isinstance(message, Warning)
+    assert "per server process" in message.msg and "(5)" in message.msg
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "wsgateway.layers.redis.RedisChannelLayer",  # counts on every process
+        "wsgateway.layers.InProcessChannelLayer",  # one process: its count is the count
+        "channels.layers.InMemoryChannelLayer",
+        "no.such.Layer",  # Channels' error, not a warning of ours
+    ],
+)
+def test_w005_is_silent_where_the_count_is_the_whole_count(backend: str) -> None:
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": backend}}):
+        assert check_connection_cap() == []
+
+
+@override_settings(CHANNEL_LAYERS=REDIS)
+def test_w005_is_a_registered_security_check() -> None:
+    assert ids(run_checks(tags=[Tags.security])) == ["wsgateway.W005"]

@@ -51,6 +51,7 @@ EXPECTED_DEFAULTS = {
     "RATE_LIMIT_CLOSE_AFTER": 50,
     "OUTBOUND_WINDOW": 1024 * 1024,
     "ACK_TIMEOUT": 10,
+    "MAX_CONNECTIONS_PER_USER": 20,
 }
 
 
@@ -110,6 +111,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "RATE_LIMIT_CLOSE_AFTER": 10_000,
         "OUTBOUND_WINDOW": 64 * 1024 * 1024,
         "ACK_TIMEOUT": 300,
+        "MAX_CONNECTIONS_PER_USER": 1000,
     }
     assert {name: key.least for name, key in KEYS.items() if key.least is not None} == {
         "OUTBOUND_WINDOW": 64 * 1024,

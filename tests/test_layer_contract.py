@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import uuid
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from channels.layers import BaseChannelLayer
 
 from wsgateway.layers import InProcessChannelLayer
 from wsgateway.layers.extensions import (
+    CONNECTIONS,
     GROUP_SEND_MANY,
     GROUP_SEND_MANY_SYNC,
     OVERFLOW,
@@ -270,10 +272,17 @@ async def test_group_send_and_send_cross_processes(layer_factory: Any, kind: str
 
 async def test_each_declared_extension_is_there(layer: BaseChannelLayer, kind: str) -> None:
     # Callers trust the list and never probe for the method: a name listed must be a method.
-    methods = [RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW]
+    methods = [RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, CONNECTIONS]
     declared = [name for name in methods if supports(layer, name)]
-    method_names = {OVERFLOW: "take_overflow"}
-    assert all(callable(getattr(type(layer), method_names.get(name, name), None)) for name in declared)
+    method_names = {
+        OVERFLOW: ["take_overflow"],
+        CONNECTIONS: ["connection_add", "connection_discard", "connection_renew", "connections"],
+    }
+    assert all(
+        callable(getattr(type(layer), method, None))
+        for name in declared
+        for method in method_names.get(name, [name])
+    )
     # RedisPubSubChannelLayer lists its extensions on its per-loop layer only, not on its own class.
     assert supports(layer, "groups") == (kind != "stock-redis-pubsub")
     # Only wsgateway's own layers declare its extensions; a stock layer declares none of them.
@@ -374,6 +383,85 @@ async def test_group_send_many_sync_from_a_thread_wakes_a_waiting_receiver(
     assert not waiting.done()
     await asyncio.to_thread(sender.group_send_many_sync, [("test-group", {"type": "test.wake"})])
     assert await waiting == {"type": "test.wake"}
+
+
+# -- the connections extension: each user's sockets, on every process, under a cap ----------------
+
+
+def needs_connections(layer: BaseChannelLayer, kind: str) -> None:
+    if not supports(layer, CONNECTIONS):
+        pytest.skip(f"{kind} has no connections extension (wsgateway counts per process on it)")
+
+
+def fresh_user() -> str:
+    # Registrations in Redis outlive a test's layers (until they expire): each test has its own user.
+    return f"user-{uuid.uuid4().hex}"
+
+
+async def test_connection_add_admits_up_to_the_limit_and_discard_frees_a_place(
+    layer: BaseChannelLayer, kind: str
+) -> None:
+    needs_connections(layer, kind)
+    user = fresh_user()
+    channels = [await layer.new_channel() for _ in range(4)]
+    assert [await layer.connection_add(user, channel, 3) for channel in channels] == [True, True, True, False]
+    assert await layer.connections(user) == sorted(channels[:3])
+    assert await layer.connection_add(user, channels[0], 3)  # already registered: still fits
+    await layer.connection_discard(user, channels[1])
+    await layer.connection_discard(user, "specific.never!registered")  # harmless
+    assert await layer.connection_add(user, channels[3], 3)
+    assert await layer.connections(user) == sorted([channels[0], channels[2], channels[3]])
+    assert await layer.connections(fresh_user()) == []
+
+
+async def test_connection_add_racing_for_the_last_places_admits_exactly_the_limit(
+    layer_factory: Any, kind: str
+) -> None:
+    layer = layer_factory()
+    needs_connections(layer, kind)
+    # Two processes as far as Redis can tell, where the layer reaches other processes.
+    processes = [layer, layer_factory()] if "redis" in kind else [layer]
+    user = fresh_user()
+    attempts = [(processes[n % len(processes)], f"specific.race!{n}") for n in range(60)]
+    admitted = await asyncio.gather(*(process.connection_add(user, ch, 20) for process, ch in attempts))
+    assert admitted.count(True) == 20
+    assert await processes[-1].connections(user) == sorted(
+        ch for (_, ch), ok in zip(attempts, admitted, strict=True) if ok
+    )
+
+
+async def test_registrations_are_shared_by_every_process_of_the_layer(layer_factory: Any, kind: str) -> None:
+    if "redis" not in kind:
+        pytest.skip(f"{kind} is one process's layer by design")
+    here, there = layer_factory(), layer_factory()
+    needs_connections(here, kind)
+    user = fresh_user()
+    assert await here.connection_add(user, "specific.here!1", 2)
+    assert await there.connection_add(user, "specific.there!1", 2)
+    assert not await here.connection_add(user, "specific.here!2", 2)
+    assert (
+        await here.connections(user)
+        == await there.connections(user)
+        == ["specific.here!1", "specific.there!1"]
+    )
+
+
+async def test_a_registration_not_renewed_expires_and_a_renewed_one_does_not(
+    layer_factory: Any, kind: str
+) -> None:
+    layer = layer_factory(connection_expiry=1) if kind == "redis" else layer_factory()
+    needs_connections(layer, kind)
+    if kind != "redis":
+        pytest.skip(f"{kind} keeps registrations in its process: they end with it, and never expire")
+    user = fresh_user()
+    assert await layer.connection_add(user, "specific.kept!1", 2)
+    assert await layer.connection_add(user, "specific.dead!1", 2)  # its process dies: never renewed
+    await asyncio.sleep(0.6)
+    await layer.connection_renew([(user, "specific.kept!1")])
+    await asyncio.sleep(0.6)
+    assert await layer.connections(user) == ["specific.kept!1"]
+    assert await layer.connection_add(user, "specific.new!1", 2)  # the dead one's place is free again
+    assert not await layer.connection_add(user, "specific.new!2", 2)
 
 
 async def test_queued_pushes_give_the_cyclic_collector_nothing_to_track() -> None:

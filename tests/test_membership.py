@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,11 +27,15 @@ GROUP_EXPIRY = 2
 class Member:
     """What a consumer gives the refresher: the groups it belongs to."""
 
-    def __init__(self, group: str, channel: str) -> None:
-        self.group, self.channel = group, channel
+    def __init__(self, group: str, channel: str, user: str | None = None) -> None:
+        self.group, self.channel, self.user = group, channel, user
 
     def memberships(self) -> list[tuple[str, str]]:
         return [(self.group, self.channel)]
+
+    def registrations(self) -> list[tuple[str, str]]:
+        """Its place among its user's sockets (the connections extension), if it took one."""
+        return [(self.user, self.channel)] if self.user is not None else []
 
 
 @pytest.fixture(
@@ -76,6 +81,30 @@ async def test_a_registered_member_outlives_group_expiry_and_an_unregistered_one
     refresher.unregister(kept)
     assert refresher.task is not None
     await asyncio.wait_for(refresher.task, 1)  # no socket left: the refresher stops
+
+
+@pytest.mark.redis
+async def test_a_registered_sockets_place_outlives_connection_expiry_and_an_unregistered_ones_does_not(
+    redis_url: str,
+) -> None:
+    layer: Any = make_layer("redis", redis_url, connection_expiry=1)
+    try:
+        refresher = refresher_for(layer)
+        assert refresher.interval == 0.5  # connection_expiry / 2, sooner than group_expiry / 2
+        user = f"user-{uuid.uuid4().hex}"
+        kept = Member("members", await layer.new_channel(), user)
+        left = Member("members", await layer.new_channel(), user)  # as if its process had died
+        for member in (kept, left):
+            assert await layer.connection_add(user, member.channel, 5)
+            refresher.register(member)
+        refresher.unregister(left)
+        await asyncio.sleep(2.5)
+        assert await layer.connections(user) == [kept.channel]
+        refresher.unregister(kept)
+        assert refresher.task is not None
+        await asyncio.wait_for(refresher.task, 1)
+    finally:
+        await layer.close()
 
 
 async def test_the_refresher_is_one_per_loop_and_layer(layer: BaseChannelLayer) -> None:
@@ -175,3 +204,29 @@ async def test_a_socket_open_longer_than_group_expiry_keeps_receiving_pushes() -
             await apush([ann.pk], "notifications", {"unread": 9})
             assert await socket.receive() == frame("notifications", {"unread": 9})
         channel_layers.backends.clear()
+
+
+@pytest.mark.redis
+async def test_a_socket_whose_registrations_fail_costs_the_others_nothing(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(Member):
+        def registrations(self) -> list[tuple[str, str]]:
+            raise RuntimeError("a bug in a site's consumer")
+
+    layer: Any = make_layer("redis", redis_url, connection_expiry=1)
+    try:
+        refresher = refresher_for(layer)
+        user = f"user-{uuid.uuid4().hex}"
+        kept = Member("members", await layer.new_channel(), user)
+        broken = Broken("members", await layer.new_channel(), user)
+        assert await layer.connection_add(user, kept.channel, 5)
+        for member in (kept, broken):
+            refresher.register(member)
+        await asyncio.sleep(1.5)
+        assert await layer.connections(user) == [kept.channel]
+        assert any("registrations() of" in record.getMessage() for record in caplog.records)
+        for member in (kept, broken):
+            refresher.unregister(member)
+    finally:
+        await layer.close()

@@ -1,7 +1,7 @@
 """System checks: ``wsgateway.E001`` and up for errors, ``wsgateway.W001`` and up for warnings.
 
 The shape, ``None`` and bound checks are generated from :data:`wsgateway.conf.KEYS`;
-the checks of contents (origins, the group prefix) and of security (W002 to W004,
+the checks of contents (origins, the group prefix) and of security (W002 to W005,
 tagged ``security``) are written out below.
 """
 
@@ -17,7 +17,7 @@ from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
 from .conf import IMPORT_STRINGS, KEYS, Key, Shape, gateway_settings
-from .layers.extensions import is_process_local
+from .layers.extensions import CONNECTIONS, is_process_local, supports
 
 #: What Channels accepts in a group name (``BaseChannelLayer.group_name_regex``, whose ``\d``
 #: would also take non-ASCII digits that its own error message rules out).
@@ -311,9 +311,35 @@ def check_token_max_age(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     ]
 
 
+def check_connection_cap(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A layer that reaches other processes but cannot count their sockets: the cap is then per process."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    config = layers.get(gateway_settings.CHANNEL_LAYER) if isinstance(layers, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("BACKEND"), str):
+        return []  # E006 from check_channel_layer
+    try:
+        cls = import_string(config["BACKEND"])
+    except Exception:  # Channels reports a bad BACKEND
+        return []
+    if not isinstance(cls, type) or is_process_local(cls) or supports(cls, CONNECTIONS):
+        return []
+    limit = gateway_settings.get("MAX_CONNECTIONS_PER_USER")
+    return [
+        Warning(
+            f"The channel layer {config['BACKEND']!r} cannot count a user's sockets across processes: "
+            f"MAX_CONNECTIONS_PER_USER ({limit!r}) is then enforced per server process, so a user may "
+            "open that many on each.",
+            hint='Use wsgateway.layers.redis.RedisChannelLayer (its "connections" extension counts on all '
+            "processes), or set MAX_CONNECTIONS_PER_USER to the per-process share you want.",
+            id="wsgateway.W005",
+        )
+    ]
+
+
 def register() -> None:
     register_check(check_settings, "wsgateway")
     register_check(check_allowed_origins, "wsgateway", Tags.security)
     register_check(check_origin_policy, "wsgateway", Tags.security)
     register_check(check_token_max_age, "wsgateway", Tags.security)
     register_check(check_channel_layer, "wsgateway")
+    register_check(check_connection_cap, "wsgateway", Tags.security)

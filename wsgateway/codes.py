@@ -28,6 +28,9 @@ class CloseCode(IntEnum):
     #: ``RATE_LIMIT_CLOSE_AFTER`` frames in a row were refused ``rate_limited``: "too many
     #: requests". A client may reconnect, after a pause.
     TOO_MANY_REQUESTS = 4429
+    #: The user has ``MAX_CONNECTIONS_PER_USER`` sockets open already, on all processes: "conflict"
+    #: with the user's other sockets. A client may reconnect, after a pause (one may have closed by then).
+    TOO_MANY_CONNECTIONS = 4409
 
 
 #: What to send instead of a code the server refuses from an application.
@@ -64,4 +67,6 @@ class ErrorCode(StrEnum):
 
     # Limits: the frame was not handled; its message says when to try again.
     RATE_LIMITED = "rate_limited"
+    #: Sent on channel "gateway" just before a 4409 close: the user has too many sockets open.
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     INTERNAL_ERROR = "internal_error"

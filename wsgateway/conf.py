@@ -48,6 +48,9 @@ MIN_OUTBOUND_WINDOW = 64 * 1024
 MAX_OUTBOUND_WINDOW = 64 * 1024 * 1024
 #: Longest ``ACK_TIMEOUT``: a socket that does not read holds its window and its turn this long.
 MAX_ACK_TIMEOUT = 300
+#: Largest ``MAX_CONNECTIONS_PER_USER``: far above one person's tabs and devices, and half the 2000
+#: sockets one session was seen to open before there was a cap (issue 13).
+MAX_CONNECTIONS_BOUND = 1000
 
 
 class Shape(enum.Enum):
@@ -214,6 +217,13 @@ KEYS: dict[str, Key] = {
         "is closed with 4408. Its pushes wait in the channel layer meanwhile.",
         most=MAX_ACK_TIMEOUT,
     ),
+    "MAX_CONNECTIONS_PER_USER": Key(
+        20,
+        Shape.POSITIVE_INTEGER,
+        "Sockets one user may have open at once, on all processes sharing the channel layer (per process "
+        "on a layer without the connections extension); the next is refused with 4409.",
+        most=MAX_CONNECTIONS_BOUND,
+    ),
 }
 
 #: Each key's default.
@@ -285,6 +295,7 @@ class GatewaySettings:
     RATE_LIMIT_CLOSE_AFTER = Setting(int)
     OUTBOUND_WINDOW = Setting(int)
     ACK_TIMEOUT = Setting(int)
+    MAX_CONNECTIONS_PER_USER = Setting(int)
 
     # -- the dotted paths, imported (through import_from_setting's cache) --------------
 

@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import frames, limits, metrics, revocation
+from . import connections, frames, limits, metrics, revocation
 from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings
@@ -95,6 +95,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     acked_bytes = 0
     #: Set by each acknowledgement (and the socket's end): what a send waiting for room waits on.
     window_moved: asyncio.Event | None = None
+    #: ``(user, channel_name)``: this socket's place under MAX_CONNECTIONS_PER_USER, until it is given back.
+    registration: tuple[str, str] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,6 +141,9 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             return
         if identity is None:
             await self.refuse(ErrorCode.UNAUTHORIZED, "Log in, or present a bearer token, to connect.")
+            return
+        # Before anything costlier (the group, the database): a socket over the cap costs one round trip.
+        if not await self.register_connection(identity.pk):
             return
         services = {cls.channel: cls(self) for cls in self.service_classes()}
         # Join before the on-connect snapshots are read: a push racing this connect
@@ -231,11 +236,39 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         """The groups this socket is in, for the membership refresher."""
         return [(user_group(self.user.pk), self.channel_name)] if self.user is not None else []
 
-    async def refuse(self, code: str, message: str) -> None:
-        """Accept, say why, and close with 4401: "log in first", not "network down"."""
+    def registrations(self) -> list[tuple[str, str]]:
+        """This socket's registration with the layer's ``connections`` extension, for the refresher."""
+        return [self.registration] if self.registration is not None else []
+
+    async def register_connection(self, user_id: Any) -> bool:
+        """Take one of the user's MAX_CONNECTIONS_PER_USER places, or refuse the socket with 4409."""
+        limit = gateway_settings.MAX_CONNECTIONS_PER_USER
+        # Set before the layer is asked: a connect cancelled during the call still gives the place back.
+        self.registration = (str(user_id), self.channel_name)
+        # A layer that fails here fails the connect, as the group_add right after it would: without the
+        # layer the socket would get no push, and the client's reconnect is the retry. Failing open would
+        # also let a client that can bring Redis down past the cap.
+        if await connections.register(self.channel_layer, *self.registration, limit):
+            return True
+        self.registration = None
+        metrics.increment(metrics.CONNECTIONS_REFUSED)
+        logger.warning(
+            "wsgateway: refused a socket of user %r with 4409: %d open already (MAX_CONNECTIONS_PER_USER)",
+            user_id,
+            limit,
+        )
+        await self.refuse(
+            ErrorCode.TOO_MANY_CONNECTIONS,
+            f"Too many connections: at most {limit} per user. Close another tab or device, or retry later.",
+            CloseCode.TOO_MANY_CONNECTIONS,
+        )
+        return False
+
+    async def refuse(self, code: str, message: str, close_code: int = CloseCode.UNAUTHORIZED) -> None:
+        """Accept, say why, and close: by default with 4401, "log in first", not "network down"."""
         await self.accept()
         await self.send_error(GATEWAY_CHANNEL, code, message)
-        await self.close(CloseCode.UNAUTHORIZED)
+        await self.close(close_code)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         await self.end(message.get("code"))
@@ -267,6 +300,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             self.watchdog = None  # a resync asked for from now on has nothing to do
         self.cancel_recheck()
         await self.leave_group()
+        await self.unregister_connection()
         if self.user is None:  # refused, or ended before it was authenticated: never accepted
             return
         for channel, service in self.services.items():
@@ -287,6 +321,15 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             await self.channel_layer.group_discard(group, self.channel_name)
         except Exception as exc:  # the layer is down; its membership dies with the channel anyway
             logger.info("wsgateway: group_discard failed on disconnect: %s", exc)
+
+    async def unregister_connection(self) -> None:
+        registration, self.registration = self.registration, None
+        if registration is None:
+            return
+        try:
+            await connections.unregister(self.channel_layer, *registration)
+        except Exception as exc:  # the layer is down; the registration expires unrenewed
+            logger.info("wsgateway: could not give back a socket's place on disconnect: %s", exc)
 
     @classmethod
     def service_classes(cls) -> list[type[Service]]:

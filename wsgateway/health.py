@@ -12,7 +12,9 @@ registered (:class:`SocketRegistry`):
 - :class:`MembershipRefresher`, on every layer. A layer ends a group membership
   ``group_expiry`` seconds after it was made (a day by default), whether its socket is
   still open or not; the refresher re-makes the memberships of registered sockets every
-  ``group_expiry / 2`` seconds, so a socket lives as long as its connection.
+  ``group_expiry / 2`` seconds, so a socket lives as long as its connection. On a layer whose
+  socket registrations expire (the ``connections`` extension's ``connection_expiry``), it renews
+  them too, and runs every ``connection_expiry / 2`` seconds if that is sooner.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import metrics
+from .layers.extensions import CONNECTIONS, supports
 
 logger = logging.getLogger("wsgateway")
 
@@ -48,6 +51,10 @@ class Resyncable(Protocol):
 class Member(Protocol):
     def memberships(self) -> Iterable[tuple[str, str]]:
         """The ``(group, channel_name)`` pairs this socket belongs to now."""
+        ...
+
+    def registrations(self) -> Iterable[tuple[str, str]]:
+        """The ``(user, channel_name)`` pairs this socket registered with the ``connections`` extension."""
         ...
 
 
@@ -158,6 +165,12 @@ def group_expiry_of(layer: Any) -> float:
     return float(value) if value else DEFAULT_GROUP_EXPIRY
 
 
+def connection_expiry_of(layer: Any) -> float | None:
+    """Seconds a socket's registration lasts on ``layer`` unless renewed; None: as long as its process."""
+    value = getattr(layer, "connection_expiry", None) if supports(layer, CONNECTIONS) else None
+    return float(value) if value else None
+
+
 class MembershipRefresher(SocketRegistry[Member]):
     """Re-makes the group memberships of one event loop's registered sockets before they expire.
 
@@ -173,7 +186,9 @@ class MembershipRefresher(SocketRegistry[Member]):
 
     def __init__(self, layer: Any) -> None:
         super().__init__(layer)
-        self.interval = group_expiry_of(layer) / 2
+        #: Registrations to renew, on a layer where they expire.
+        self.renews_registrations = connection_expiry_of(layer) is not None
+        self.interval = min(group_expiry_of(layer), connection_expiry_of(layer) or DEFAULT_GROUP_EXPIRY) / 2
         self.wakeup: asyncio.Future[None] | None = None
 
     def unregister(self, socket: Member) -> None:
@@ -206,9 +221,8 @@ class MembershipRefresher(SocketRegistry[Member]):
         for start in range(0, len(sockets), REFRESH_BATCH):
             if start:
                 await asyncio.sleep(pause)
-            outcomes = await asyncio.gather(
-                *(self.refresh(socket) for socket in sockets[start : start + REFRESH_BATCH])
-            )
+            batch = sockets[start : start + REFRESH_BATCH]
+            outcomes = await asyncio.gather(*(self.refresh(socket) for socket in batch), self.renew(batch))
             failures.extend(failure for failure in outcomes if failure is not None)
         if failures:
             metrics.increment(metrics.MEMBERSHIP_REFRESH_FAILED, len(failures))
@@ -235,6 +249,28 @@ class MembershipRefresher(SocketRegistry[Member]):
                 await self.layer.group_add(group, channel)
             except Exception as exc:
                 return exc
+        return None
+
+    async def renew(self, batch: list[Member]) -> BaseException | None:
+        """Renew the registrations of a batch of sockets in one call; returns the layer's failure, if any.
+
+        A socket that unregisters while the call is on its way may have its entry renewed after it
+        discarded it: the entry then expires unrenewed, ``connection_expiry`` later.
+        """
+        if not self.renews_registrations:
+            return None
+        items: list[tuple[str, str]] = []
+        for socket in batch:
+            if socket not in self.sockets:
+                continue
+            try:
+                items.extend(socket.registrations())
+            except Exception:  # as for memberships(): one socket's bug costs the others nothing
+                logger.exception("wsgateway: registrations() of %r failed", socket)
+        try:
+            await self.layer.connection_renew(items)
+        except Exception as exc:
+            return exc
         return None
 
 

@@ -25,6 +25,8 @@ INBOUND_RATE_LIMITED = "inbound.rate_limited"
 INBOUND_CLOSED = "inbound.closed"
 #: Client frames dropped unread because their socket had closed (the server still held them).
 INBOUND_DROPPED_AFTER_CLOSE = "inbound.dropped_after_close"
+#: Sockets refused with 4409: their user had ``MAX_CONNECTIONS_PER_USER`` open already.
+CONNECTIONS_REFUSED = "connections.refused"
 
 #: Sockets closed with 4408: they left more than ``OUTBOUND_WINDOW`` bytes unacknowledged.
 OUTBOUND_CLOSED = "outbound.closed"

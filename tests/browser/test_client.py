@@ -291,6 +291,29 @@ def test_4401_means_unauthorized_and_no_reconnect_loop(client_page: Any) -> None
     assert result["stateAfterConnect"] == "connecting"
 
 
+def test_4409_means_too_many_sockets_and_the_retry_waits_as_after_five_failures(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 40, maxDelay: 100000});
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            socket.open();
+            const error = {code: "too_many_connections", message: "Too many connections."};
+            socket.receive({channel: "gateway", error});
+            socket.drop(4409);
+            const [state, info] = gw.states[gw.states.length - 1];
+            const constant = WSGateway.CLOSE_TOO_MANY_CONNECTIONS;
+            return {state, info, constant, sockets: FakeSocket.all.length};
+        }"""
+    )
+    assert result["constant"] == 4409
+    assert result["state"] == "closed"  # not "unauthorized": it reconnects, later
+    assert result["info"]["code"] == 4409
+    assert result["info"]["attempt"] == 6
+    assert 0 <= result["info"]["reconnectIn"] <= 40 * 2**5
+    assert result["sockets"] == 1
+
+
 def test_close_stops_reconnecting(client_page: Any) -> None:
     result = client_page.evaluate(
         """async () => {

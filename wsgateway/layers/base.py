@@ -275,3 +275,29 @@ class LocalDelivery:
         self.groups.clear()
         self.memberships.clear()
         self.overflowed.clear()
+
+
+class LocalConnections:
+    """The sockets of each user in one process: the ``connections`` extension of a process-local layer,
+    and wsgateway's per-process count on a layer without it. Exact, and never expires: it dies with its
+    process, and one event loop's consumers are its only writers, so check and add are one step."""
+
+    def __init__(self) -> None:
+        self.by_user: dict[str, set[str]] = {}
+
+    def add(self, user: str, channel: str, limit: int) -> bool:
+        channels = self.by_user.setdefault(user, set())
+        if channel not in channels and len(channels) >= limit:
+            return False
+        channels.add(channel)
+        return True
+
+    def discard(self, user: str, channel: str) -> None:
+        channels = self.by_user.get(user)
+        if channels is not None:
+            channels.discard(channel)
+            if not channels:
+                del self.by_user[user]
+
+    def of(self, user: str) -> list[str]:
+        return sorted(self.by_user.get(user, ()))

@@ -25,6 +25,21 @@ PROCESS_LOCAL = "process_local"
 #: saying it resets it. Asked from the loop that receives on the channel, whose consumer then
 #: brings its client back in step.
 OVERFLOW = "overflow"
+#: The sockets of each user, counted on all the layer's processes, with a cap checked as one is added:
+#:
+#: - ``async connection_add(user, channel, limit) -> bool``: register ``channel`` as a socket of ``user``
+#:   (a string) if fewer than ``limit`` are registered, or if it is already; False, and nothing added,
+#:   when it does not fit. Check and add are one step: two sockets racing for the last place never
+#:   both get it.
+#: - ``async connection_discard(user, channel)``: unregister it; harmless for a channel not registered.
+#: - ``async connection_renew([(user, channel), ...])``: keep registrations alive (see below).
+#: - ``async connections(user) -> list[str]``: the channels registered for ``user`` now, on every process.
+#:
+#: A layer whose registrations outlive their process in a shared store (Redis) ends each one
+#: ``connection_expiry`` seconds (an attribute of the layer) after its last add or renewal, so that a
+#: process that dies without unregistering frees its users' places; its sockets are renewed more often
+#: than that. A process-local layer has no ``connection_expiry``: its registrations die with it.
+CONNECTIONS = "connections"
 
 
 def _layer_class(layer_or_class: Any) -> type:

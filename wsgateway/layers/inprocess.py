@@ -7,8 +7,15 @@ import secrets
 import time
 from typing import Any
 
-from .base import LocalDelivery, LocalDeliveryLayer
-from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, PROCESS_LOCAL, RECEIVE_NOWAIT
+from .base import LocalConnections, LocalDelivery, LocalDeliveryLayer
+from .extensions import (
+    CONNECTIONS,
+    GROUP_SEND_MANY,
+    GROUP_SEND_MANY_SYNC,
+    OVERFLOW,
+    PROCESS_LOCAL,
+    RECEIVE_NOWAIT,
+)
 
 
 class InProcessChannelLayer(LocalDeliveryLayer):
@@ -26,11 +33,13 @@ class InProcessChannelLayer(LocalDeliveryLayer):
         GROUP_SEND_MANY_SYNC,
         PROCESS_LOCAL,
         OVERFLOW,
+        CONNECTIONS,
     ]
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         self.local = LocalDelivery(self.expiry, self.group_expiry, self.get_capacity)
+        self.local_connections = LocalConnections()
         #: The loop whose tasks joined groups last (daphne's): a sync caller in another thread
         #: hands its sends to it, and never touches the inboxes itself.
         self.members_loop: asyncio.AbstractEventLoop | None = None
@@ -109,8 +118,26 @@ class InProcessChannelLayer(LocalDeliveryLayer):
         for group, message in items:
             self.local.fan_out(group, message)
 
+    # -- the connections extension: exact, as everything here is one process's --------------
+
+    async def connection_add(self, user: str, channel: str, limit: int) -> bool:
+        """Extension: register a socket of ``user`` if it fits under ``limit`` (extensions.CONNECTIONS)."""
+        return self.local_connections.add(user, channel, limit)
+
+    async def connection_discard(self, user: str, channel: str) -> None:
+        """Extension: unregister a socket of ``user``."""
+        self.local_connections.discard(user, channel)
+
+    async def connection_renew(self, items: list[tuple[str, str]]) -> None:
+        """Extension: nothing to do, registrations here end only with their process."""
+
+    async def connections(self, user: str) -> list[str]:
+        """Extension: the sockets registered for ``user``."""
+        return self.local_connections.of(user)
+
     async def flush(self) -> None:
         self.local.flush()
+        self.local_connections = LocalConnections()
 
     async def close(self) -> None:
         pass

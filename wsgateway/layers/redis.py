@@ -36,7 +36,7 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer
-from .extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, RECEIVE_NOWAIT
+from .extensions import CONNECTIONS, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, RECEIVE_NOWAIT
 
 logger = logging.getLogger("wsgateway")
 
@@ -44,6 +44,47 @@ SUBSCRIBE_TIMEOUT = 5.0
 #: group_send_many of this many groups or more is broadcast (see there), in publishes of BROADCAST_CHUNK.
 BROADCAST_MIN = 16
 BROADCAST_CHUNK = 200
+
+# The connections extension: one sorted set per user, "<prefix>:u:<user>", of its sockets' channel
+# names, each scored by the time it expires. The scripts read the time from Redis, not from the
+# process: the processes of a site need not agree on the time, only on Redis. The key itself expires
+# with its last entry, so a user who left leaves nothing behind.
+_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
+#: KEYS: the user's set; ARGV: channel, limit, expiry. Prune, check and add, atomically: the place a
+#: script takes cannot be taken by another connect between its check and its add.
+_CONNECTION_ADD = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 1000))
+return 1
+"""
+)
+#: KEYS: users' sets; ARGV: expiry, then one channel per key. Adds back what is missing (Redis was
+#: restarted, say), past the limit if need be: the sockets are open, and the cap is for new ones.
+_CONNECTION_RENEW = (
+    _NOW
+    + """
+local expiry = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + expiry, ARGV[i + 1])
+  redis.call('PEXPIRE', key, math.ceil(expiry * 1000))
+end
+return #KEYS
+"""
+)
+#: KEYS: the user's set.
+_CONNECTIONS = (
+    _NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+)
 
 
 class _Publisher:
@@ -98,6 +139,9 @@ class _LoopState:
         self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity)
         self.client = aioredis.Redis.from_url(layer.url, **layer.connection_kwargs)
         self.publisher = _Publisher(self.client)
+        self.connection_add = self.client.register_script(_CONNECTION_ADD)
+        self.connection_renew = self.client.register_script(_CONNECTION_RENEW)
+        self.connections = self.client.register_script(_CONNECTIONS)
         self.pubsub: Any = None
         self.reader: asyncio.Task[None] | None = None
         self.subscribed: set[str] = set()
@@ -231,14 +275,31 @@ class RedisChannelLayer(LocalDeliveryLayer):
 
     CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
     connection options), ``prefix``, ``expiry``, ``group_expiry``, ``capacity``,
-    ``channel_capacity``; capacity and expiry apply to each process's inboxes.
+    ``channel_capacity``, ``connection_expiry``; capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = ["groups", "flush", RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW]
+    extensions = [
+        "groups",
+        "flush",
+        RECEIVE_NOWAIT,
+        GROUP_SEND_MANY,
+        GROUP_SEND_MANY_SYNC,
+        OVERFLOW,
+        CONNECTIONS,
+    ]
 
-    def __init__(self, hosts: list[Any] | None = None, prefix: str = "wsgateway", **config: Any) -> None:
+    def __init__(
+        self,
+        hosts: list[Any] | None = None,
+        prefix: str = "wsgateway",
+        connection_expiry: float = 60,
+        **config: Any,
+    ) -> None:
         super().__init__(**config)
         self.prefix = prefix
+        #: Seconds a socket's registration (the connections extension) lasts unless renewed: how long
+        #: the places of a process that died without unregistering stay taken.
+        self.connection_expiry = connection_expiry
         host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
         if isinstance(host, dict):
             host = dict(host)
@@ -405,6 +466,37 @@ class RedisChannelLayer(LocalDeliveryLayer):
                 if self._sync is None:
                     self._sync = redis.Redis.from_url(self.url, **self.connection_kwargs)
         return self._sync
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _user_key(self, user: str) -> str:
+        return f"{self.prefix}:u:{user}"
+
+    async def connection_add(self, user: str, channel: str, limit: int) -> bool:
+        """Extension: register a socket of ``user`` if it fits under ``limit`` on every process
+        (see extensions.CONNECTIONS); one script, one round trip."""
+        state = self._state()
+        added = await state.connection_add(
+            keys=[self._user_key(user)], args=[channel, limit, self.connection_expiry]
+        )
+        return bool(added)
+
+    async def connection_discard(self, user: str, channel: str) -> None:
+        """Extension: unregister a socket of ``user``."""
+        await self._state().client.zrem(self._user_key(user), channel)
+
+    async def connection_renew(self, items: list[tuple[str, str]]) -> None:
+        """Extension: push back the expiry of these registrations, in one round trip."""
+        if items:
+            await self._state().connection_renew(
+                keys=[self._user_key(user) for user, _ in items],
+                args=[self.connection_expiry, *(channel for _, channel in items)],
+            )
+
+    async def connections(self, user: str) -> list[str]:
+        """Extension: the sockets registered for ``user`` on every process, expired ones left out."""
+        channels = await self._state().connections(keys=[self._user_key(user)])
+        return sorted(c.decode() if isinstance(c, bytes) else c for c in channels)
 
     # -- flush ---------------------------------------------------------------------------
 

@@ -12,6 +12,10 @@
 
   /** Close code the server uses for "log in first": never reconnect after it. */
   const CLOSE_UNAUTHORIZED = 4401;
+  /** Close code the server uses when the user has too many sockets open: reconnect, but not soon. */
+  const CLOSE_TOO_MANY_CONNECTIONS = 4409;
+  /** After a 4409 the backoff goes on from this attempt at least: up to about 16 s, not 0.5 s. */
+  const TOO_MANY_CONNECTIONS_ATTEMPT = 5;
   /** Close code this client uses when it gives up on a socket that stopped answering pings. */
   const CLOSE_PING_TIMEOUT = 4000;
   const GATEWAY = "gateway";
@@ -341,6 +345,10 @@
         this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: null }));
         return;
       }
+      if (event.code === CLOSE_TOO_MANY_CONNECTIONS) {
+        // An attempt at once would find the user's other sockets still open.
+        this.attempt = Math.max(this.attempt, TOO_MANY_CONNECTIONS_ATTEMPT);
+      }
       const delay = this.backoff(this.attempt);
       this.attempt += 1;
       this._retryTimer = setTimeout(() => {
@@ -482,6 +490,7 @@
   WSGateway.STATES = STATES;
   WSGateway.Error = WSGatewayError;
   WSGateway.CLOSE_UNAUTHORIZED = CLOSE_UNAUTHORIZED;
+  WSGateway.CLOSE_TOO_MANY_CONNECTIONS = CLOSE_TOO_MANY_CONNECTIONS;
   WSGateway.safeUrl = safeUrl;
 
   // -- built-in services ---------------------------------------------------------------
