@@ -49,6 +49,9 @@ EXPECTED_DEFAULTS = {
     "USER_RATE_LIMIT": 50,
     "USER_RATE_BURST": 100,
     "RATE_LIMIT_CLOSE_AFTER": 50,
+    "MAX_SEND_SIZE": 512 * 1024,
+    "CLIPBOARD_MAX_ENTRY_BYTES": 64 * 1024,
+    "CLIPBOARD_MAX_BYTES": 256 * 1024,
 }
 
 
@@ -104,6 +107,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "USER_RATE_LIMIT": 10_000,
         "USER_RATE_BURST": 10_000,
         "RATE_LIMIT_CLOSE_AFTER": 10_000,
+        "MAX_SEND_SIZE": 4 * 1024 * 1024,
     }
 
 

@@ -25,6 +25,9 @@ INBOUND_RATE_LIMITED = "inbound.rate_limited"
 INBOUND_CLOSED = "inbound.closed"
 #: Client frames dropped unread because their socket had closed (the server still held them).
 INBOUND_DROPPED_AFTER_CLOSE = "inbound.dropped_after_close"
+#: Frames not sent because they were over ``MAX_SEND_SIZE``: replies and connect frames (answered
+#: ``too_large`` instead) and pushes (dropped; a notification's stays listable, trimmed).
+SEND_TOO_LARGE = "send.too_large"
 
 _lock = threading.Lock()
 _counters: dict[str, int] = {}
