@@ -54,18 +54,23 @@ def check_new(prototype: Notification) -> None:
 
 def page(items: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], bool]:
     """The first of ``items`` (wire forms, up to ``limit + 1`` read) that one frame can carry, and
-    whether more remain: at most ``limit``, cut short by bytes, and never none while any remain."""
+    whether more remain: at most ``limit``, cut short by bytes, an item too large for any frame
+    trimmed, and never none while any remain."""
     kept, has_more = items[:limit], len(items) > limit
-    room = budget()
-    if frames.size(frames.encode({"notifications": kept})) <= room:  # one encoding, the common case
+    full = budget()
+    if frames.size(frames.encode({"notifications": kept})) <= full:  # one encoding, the common case
         return kept, has_more
-    for count, item in enumerate(kept):
-        room -= frames.size(frames.encode(item)) + 1
-        if room < 0:
-            if count == 0:
-                return [trimmed(item)], len(items) > 1
-            return kept[:count], True
-    return kept, has_more  # pragma: no cover - the whole list did not fit, so one item cannot
+    room, fitted = full, []
+    for item in kept:
+        cost = frames.size(frames.encode(item)) + 1
+        if cost > full:
+            item = trimmed(item)
+            cost = frames.size(frames.encode(item)) + 1
+        if cost > room and fitted:
+            return fitted, True
+        fitted.append(item)
+        room -= cost
+    return fitted, has_more
 
 
 def trimmed(item: dict[str, Any]) -> dict[str, Any]:

@@ -24,14 +24,20 @@ from .base import ActionService
 
 CHANNEL = "clipboard"
 
-#: Bytes an entry takes in a clipboard frame beyond :func:`entry_bytes`: its id and time at their
-#: longest, and the comma before it.
+#: Bytes an entry takes in a clipboard frame beyond :func:`entry_bytes`: its id, key and time at
+#: their longest, and the comma before it. A data entry's are the most: ``{"id":…,"data":`` and
+#: ``,"created":"…"}`` around its data, where a reference's braces are counted in its bytes.
 ENTRY_OVERHEAD = (
     frames.size(
         frames.encode(
-            {"id": 2**63 - 1, "created": datetime.datetime.max.replace(tzinfo=datetime.UTC).isoformat()}
+            {
+                "id": 2**63 - 1,
+                "data": None,
+                "created": datetime.datetime.max.replace(tzinfo=datetime.UTC).isoformat(),
+            }
         )
     )
+    - len("null")
     + 1
 )
 
@@ -57,9 +63,11 @@ def clipboard_of(user: Any) -> list[dict[str, Any]]:
 
 
 def entry_bytes(wire: dict[str, Any]) -> int:
-    """What an entry counts against the byte quotas: its wire form as JSON, without its id and time
-    (which :data:`ENTRY_OVERHEAD` bounds), as it is sent."""
-    return frames.size(frames.encode({k: v for k, v in wire.items() if k not in ("id", "created")}))
+    """What an entry counts against the byte quotas, as it is sent: its data as JSON, or its
+    reference (``{"model", "pk", "label"}``) as JSON; its id and time are :data:`ENTRY_OVERHEAD`'s."""
+    if "data" in wire:
+        return frames.size(frames.encode(wire["data"]))
+    return frames.size(frames.encode({key: wire[key] for key in ("model", "pk", "label")}))
 
 
 def _check_room(user: Any, adding: Iterable[dict[str, Any]]) -> None:
