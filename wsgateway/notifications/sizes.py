@@ -60,7 +60,8 @@ def page(items: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]],
     full = budget()
     if frames.size(frames.encode({"notifications": kept})) <= full:  # one encoding, the common case
         return kept, has_more
-    room, fitted = full, []
+    room = full
+    fitted: list[dict[str, Any]] = []
     for item in kept:
         cost = frames.size(frames.encode(item)) + 1
         if cost > full:
