@@ -73,7 +73,7 @@ async def test_a_user_at_the_clipboard_byte_quota_connects_gets_the_clipboard_an
         for index in range(4):
             await ws.send(request("clipboard_add", "x" * (SENDABLE - 2), id=f"add-{index}"))
             assert "added" in (await recv_json(ws))["payload"]
-        # 4 × SENDABLE leaves 800 bytes of the 256 KiB.
+        # Four of SENDABLE leave 800 bytes of the 256 KiB.
         await ws.send(request("clipboard_add", "x" * 1000, id="over"))
         refused = await recv_json(ws)
         assert refused["error"]["code"] == "limit_exceeded"

@@ -9,6 +9,10 @@ be too large is answered ``too_large`` with the socket left open.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +21,8 @@ from django.test import override_settings
 
 from project.demo.models import Document
 from tests.support.communicators import connected, create_user, error_frame, frame
+from tests.support.postgres import PostgresServer, create_database
+from tests.support.servers import ROOT, manage, project_env
 from wsgateway import anotify, metrics, notify
 from wsgateway.conf import DAPHNE_MAX_SEND
 from wsgateway.exceptions import FrameTooLarge
@@ -251,3 +257,63 @@ async def test_a_clipboard_too_large_to_send_on_connect_is_too_large_and_can_sti
 
 def test_daphne_sends_a_mebibyte_by_default() -> None:
     assert DAPHNE_MAX_SEND == 1024 * 1024
+
+
+# -- a push encoded elsewhere -------------------------------------------------------------
+
+
+async def test_a_push_over_this_processs_limit_is_dropped_not_sent(ann: Any) -> None:
+    """Encoded by a process with a larger MAX_SEND_SIZE: sent, it would close the socket."""
+    from channels.layers import get_channel_layer
+
+    from wsgateway.groups import PUSH_EVENT, user_group
+
+    with override_settings(WSGATEWAY={"MAX_SEND_SIZE": 1000}):
+        async with connected(ann) as socket:
+            before = metrics.value(metrics.SEND_TOO_LARGE)
+            event = {"type": PUSH_EVENT, "channel": "clipboard", "text": "x" * 1001, "exclude": None}
+            await get_channel_layer().group_send(user_group(ann.pk), event)
+            assert await socket.receive_nothing()
+            assert metrics.value(metrics.SEND_TOO_LARGE) == before + 1
+            await socket.assert_open()
+
+
+# -- concurrent adds on PostgreSQL ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres_env() -> Iterator[dict[str, str]]:
+    if not PostgresServer.available():
+        pytest.skip("PostgreSQL is not installed")
+    server = PostgresServer().start()
+    try:
+        env = project_env(DATABASE_URL=create_database(server.server_url))
+        manage(env, "migrate", "--noinput")
+        manage(env, "demo_users")
+        yield env
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_adds_from_four_processes_at_once_never_pass_the_quota_together(postgres_env: dict[str, str]) -> None:
+    """Each checks the quota, then waits 0.3 s before inserting: only the lock of the user's row
+    keeps all four from finding room for one more."""
+    start = str(time.time() + 5)  # every process started and set up by then
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.support.clipboard_race", "alice", "2", start],
+            cwd=ROOT,
+            env=postgres_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        outcomes.append(out.strip())
+    assert sorted(outcomes) == ["added", "added", "limit_exceeded", "limit_exceeded"]
