@@ -17,6 +17,7 @@ from wsgateway.checks import (
     check_channel_layer,
     check_connection_cap,
     check_origin_policy,
+    check_send_size,
     check_settings,
     check_token_max_age,
 )
@@ -55,6 +56,7 @@ def test_no_messages_for_the_defaults() -> None:
     assert check_token_max_age() == []
     assert check_channel_layer() == []
     assert check_connection_cap() == []
+    assert check_send_size() == []
 
 
 @override_settings(
@@ -778,3 +780,84 @@ def test_w005_is_silent_where_the_count_is_the_whole_count(backend: str) -> None
 @override_settings(CHANNEL_LAYERS=REDIS)
 def test_w005_is_a_registered_security_check() -> None:
     assert ids(run_checks(tags=[Tags.security])) == ["wsgateway.W005"]
+
+
+# -- E012 and W006: what the server sends -------------------------------------------------
+
+
+@override_settings(WSGATEWAY={"CLIPBOARD_MAX_BYTES": 600 * 1024})
+def test_e012_a_full_clipboard_would_not_fit_in_max_send_size() -> None:
+    message = only(check_send_size(), "wsgateway.E012")
+    assert isinstance(message, Error)
+    assert "CLIPBOARD_MAX_ENTRIES 500, CLIPBOARD_MAX_BYTES 614400" in message.msg
+    assert "over WSGATEWAY['MAX_SEND_SIZE'] (524288)" in message.msg
+
+
+def test_e012_counts_each_entrys_id_and_time() -> None:
+    # 10 000 entries of nothing are 10 000 ids and times: over 512 KiB on their own.
+    with override_settings(WSGATEWAY={"CLIPBOARD_MAX_ENTRIES": 10_000, "CLIPBOARD_MAX_BYTES": 1}):
+        assert ids(check_send_size()) == ["wsgateway.E012"]
+    with override_settings(WSGATEWAY={"CLIPBOARD_MAX_ENTRIES": 500, "CLIPBOARD_MAX_BYTES": 400 * 1024}):
+        assert check_send_size() == []
+
+
+def test_e012_is_silent_without_the_clipboard_service_or_with_a_larger_max_send_size() -> None:
+    with override_settings(WSGATEWAY={"CLIPBOARD_MAX_BYTES": 600 * 1024, "SERVICES": DEFAULT_SERVICES[:1]}):
+        assert check_send_size() == []
+    with override_settings(
+        WSGATEWAY={
+            "CLIPBOARD_MAX_BYTES": 600 * 1024,
+            "MAX_SEND_SIZE": 1024 * 1024,
+            "OUTBOUND_WINDOW": 2 * 1024 * 1024,  # E013: a frame of MAX_SEND_SIZE must fit in it
+        }
+    ):
+        assert check_send_size() == []
+
+
+@override_settings(WSGATEWAY={"MAX_SEND_SIZE": 1024 * 1024 + 1, "OUTBOUND_WINDOW": 4 * 1024 * 1024})
+def test_w006_max_send_size_over_what_daphne_sends_by_default() -> None:
+    message = only(check_send_size(), "wsgateway.W006")
+    assert isinstance(message, Warning)
+    assert "1048577 bytes, over the 1048576 that daphne sends by default" in message.msg
+    assert "--websocket-max-message-size" in message.hint
+
+
+@override_settings(WSGATEWAY={"MAX_SEND_SIZE": 1024 * 1024, "OUTBOUND_WINDOW": 2 * 1024 * 1024})
+def test_w006_is_silent_up_to_daphnes_default() -> None:
+    assert check_send_size() == []
+
+
+def test_w006_is_registered_and_e003_bounds_max_send_size_at_4_mib() -> None:
+    with override_settings(
+        WSGATEWAY={"MAX_SEND_SIZE": 2 * 1024 * 1024, "OUTBOUND_WINDOW": 4 * 1024 * 1024},
+        CHANNEL_LAYERS=IN_MEMORY,
+        DEBUG=True,
+    ):
+        assert ids(run_checks()) == ["wsgateway.W006"]
+    with override_settings(WSGATEWAY={"MAX_SEND_SIZE": 4 * 1024 * 1024 + 1}):
+        assert ids(check_settings()) == ["wsgateway.E003"]
+        assert check_send_size() == []  # left to E003
+
+
+# -- E013: a frame of MAX_SEND_SIZE must fit in what a client leaves unacknowledged -------
+
+
+@pytest.mark.parametrize(
+    ("window", "send"), [(64 * 1024, 512 * 1024), (1024 * 1024, 512 * 1024 + 1), (64 * 1024, 32 * 1024 + 1)]
+)
+def test_e013_an_outbound_window_under_twice_max_send_size(window: int, send: int) -> None:
+    # Without the clipboard service: its quotas (E012) are another matter.
+    with override_settings(
+        WSGATEWAY={"OUTBOUND_WINDOW": window, "MAX_SEND_SIZE": send, "SERVICES": DEFAULT_SERVICES[:1]}
+    ):
+        message = only(check_send_size(), "wsgateway.E013")
+    assert isinstance(message, Error)
+    assert f"({window}) is under twice MAX_SEND_SIZE ({send})" in message.msg
+
+
+@pytest.mark.parametrize(("window", "send"), [(1024 * 1024, 512 * 1024), (64 * 1024, 32 * 1024)])
+def test_e013_is_silent_for_a_window_of_twice_max_send_size(window: int, send: int) -> None:
+    with override_settings(
+        WSGATEWAY={"OUTBOUND_WINDOW": window, "MAX_SEND_SIZE": send, "SERVICES": DEFAULT_SERVICES[:1]}
+    ):
+        assert check_send_size() == []

@@ -1,4 +1,8 @@
-"""The "clipboard" channel: entries on connect, add, load, remove, flush, the limit, the sync of sockets."""
+"""The "clipboard" channel: entries on connect, add, load, remove, flush, the quotas, the sync of sockets.
+
+The connect frame carries the whole clipboard; a change carries only itself, ``{"added": [...]}`` or
+``{"removed": [...]}``, to the asker as its reply and to the user's other sockets as a push.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +66,21 @@ def clipboard(entries: list[dict[str, Any]], id: str | int | None = None, **extr
     return frame("clipboard", {"clipboard": entries, **extra}, id)
 
 
+def added(entries: list[dict[str, Any]], id: str | int | None = None, **extra: Any) -> dict[str, Any]:
+    return frame("clipboard", {"added": entries, **extra}, id)
+
+
+def removed(ids: list[int], id: str | int | None = None) -> dict[str, Any]:
+    return frame("clipboard", {"removed": ids}, id)
+
+
+async def connected_clipboard(user: Any) -> list[dict[str, Any]]:
+    """The clipboard a new socket of ``user`` is sent on connect."""
+    async with connected(user) as socket:
+        entries: list[dict[str, Any]] = socket.connect_frames[2]["payload"]["clipboard"]
+    return entries
+
+
 def load(model: str, ids: list[Any]) -> dict[str, Any]:
     return {"model": model, "ids": ids}
 
@@ -108,8 +127,8 @@ async def test_add_answers_the_asker_and_pushes_to_the_users_other_sockets_only(
         reply = await asker.action("clipboard", "clipboard_add", {"text": "copied"}, id="add-1")
         expected = await entries_of(ann)
         assert [entry["data"] for entry in expected] == [{"text": "copied"}]
-        assert reply == clipboard(expected, "add-1")
-        assert await other.receive() == clipboard(expected)
+        assert reply == added(expected, "add-1")
+        assert await other.receive() == added(expected)
         assert await asker.receive_nothing()
         assert await bob_socket.receive_nothing()
 
@@ -120,16 +139,22 @@ async def test_add_answers_the_asker_and_pushes_to_the_users_other_sockets_only(
 async def test_add_stores_any_json_value_but_null(ann: Any, data: Any) -> None:
     async with connected(ann) as socket:
         reply = await socket.action("clipboard", "clipboard_add", data, id=1)
-        (entry,) = reply["payload"]["clipboard"]
+        (entry,) = reply["payload"]["added"]
         assert entry == await data_entry(entry["id"])
         assert entry["data"] == data
 
 
 async def test_add_appends_after_existing_entries(ann: Any) -> None:
     async with connected(ann) as socket:
-        await socket.action("clipboard", "clipboard_add", "first", id=1)
-        reply = await socket.action("clipboard", "clipboard_add", "second", id=2)
-        assert [entry["data"] for entry in reply["payload"]["clipboard"]] == ["first", "second"]
+        first = await socket.action("clipboard", "clipboard_add", "first", id=1)
+        second = await socket.action("clipboard", "clipboard_add", "second", id=2)
+        assert [entry["data"] for entry in second["payload"]["added"]] == ["second"]
+        assert second["payload"]["added"][0]["id"] > first["payload"]["added"][0]["id"]
+    async with connected(ann) as socket:
+        assert [entry["data"] for entry in socket.connect_frames[2]["payload"]["clipboard"]] == [
+            "first",
+            "second",
+        ]
 
 
 async def test_add_of_null_is_invalid_data_and_stores_nothing(ann: Any) -> None:
@@ -169,7 +194,7 @@ async def test_unstorable_text_sent_as_json_escapes_is_invalid_data(ann: Any) ->
             )
             assert await socket.receive() == error_frame("clipboard", "invalid_data", 2)
         reply = await socket.action("clipboard", "clipboard_add", "\u00e9 \U0001f600", id=3)
-        assert [entry["data"] for entry in reply["payload"]["clipboard"]] == ["\u00e9 \U0001f600"]
+        assert [entry["data"] for entry in reply["payload"]["added"]] == ["\u00e9 \U0001f600"]
     assert await ClipboardEntry.objects.acount() == 1
 
 
@@ -197,8 +222,8 @@ async def test_load_adds_references_and_pushes_them_to_the_other_sockets(
             (report.pk, "Report"),
             (roadmap.pk, "Roadmap"),
         ]
-        assert reply == clipboard(expected, 4, refused=[])
-        assert await other.receive() == clipboard(expected)
+        assert reply == added(expected, 4, refused=[])
+        assert await other.receive() == added(expected)
         assert await asker.receive_nothing()
 
 
@@ -210,13 +235,13 @@ async def test_load_accepts_keys_as_strings_and_sends_integer_keys_back(
             "clipboard", "clipboard_load", load("demo.document", [str(documents[0].pk)])
         )
         assert reply["payload"]["refused"] == []
-        assert [entry["pk"] for entry in reply["payload"]["clipboard"]] == [documents[0].pk]
+        assert [entry["pk"] for entry in reply["payload"]["added"]] == [documents[0].pk]
 
 
 async def test_load_model_name_is_case_insensitive_like_django(ann: Any, documents: list[Document]) -> None:
     async with connected(ann) as socket:
         reply = await socket.action("clipboard", "clipboard_load", load("demo.Document", [documents[0].pk]))
-        assert [entry["model"] for entry in reply["payload"]["clipboard"]] == ["demo.document"]
+        assert [entry["model"] for entry in reply["payload"]["added"]] == ["demo.document"]
 
 
 NOT_FOUND = "No such object, or you may not view it."
@@ -227,7 +252,7 @@ async def test_load_without_view_permission_refuses_each_id_as_not_found(documen
     ids = [documents[0].pk, documents[1].pk]
     async with connected(carl) as socket, connected(carl) as other:
         reply = await socket.action("clipboard", "clipboard_load", load("demo.document", ids), id="f")
-        assert reply == clipboard(
+        assert reply == added(
             [],
             "f",
             refused=[
@@ -235,7 +260,7 @@ async def test_load_without_view_permission_refuses_each_id_as_not_found(documen
                 {"id": ids[1], "code": "not_found", "message": NOT_FOUND},
             ],
         )
-        assert await other.receive() == clipboard([])
+        assert await other.receive_nothing()  # nothing changed
     assert await ClipboardEntry.objects.acount() == 0
 
 
@@ -244,7 +269,7 @@ async def test_superuser_may_load_without_an_explicit_permission(documents: list
     async with connected(root) as socket:
         reply = await socket.action("clipboard", "clipboard_load", load("demo.document", [documents[2].pk]))
         assert reply["payload"]["refused"] == []
-        assert [entry["label"] for entry in reply["payload"]["clipboard"]] == ["Review"]
+        assert [entry["label"] for entry in reply["payload"]["added"]] == ["Review"]
 
 
 async def test_load_follows_the_clipboard_permission_setting(documents: list[Document]) -> None:
@@ -255,7 +280,7 @@ async def test_load_follows_the_clipboard_permission_setting(documents: list[Doc
                 "clipboard", "clipboard_load", load("demo.document", [documents[0].pk])
             )
             assert [item["code"] for item in reply["payload"]["refused"]] == ["not_found"]
-            assert reply["payload"]["clipboard"] == []
+            assert reply["payload"]["added"] == []
 
 
 async def test_load_refuses_ids_that_do_not_exist_as_not_found_and_adds_the_rest(
@@ -266,7 +291,7 @@ async def test_load_refuses_ids_that_do_not_exist_as_not_found_and_adds_the_rest
         reply = await socket.action(
             "clipboard", "clipboard_load", load("demo.document", [missing, documents[0].pk, 2**63 - 1]), id=1
         )
-        assert reply == clipboard(
+        assert reply == added(
             await entries_of(ann),
             1,
             refused=[
@@ -299,8 +324,8 @@ async def test_load_answers_the_same_for_rows_that_exist_and_rows_that_do_not(
     async with connected(carl) as socket, connected(carl) as other:
         for key in (present, absent):
             reply = await socket.action("clipboard", "clipboard_load", load(model, [key]), id=1)
-            assert reply == clipboard([], 1, refused=[{"id": key, "code": "not_found", "message": NOT_FOUND}])
-            assert await other.receive() == clipboard([])
+            assert reply == added([], 1, refused=[{"id": key, "code": "not_found", "message": NOT_FOUND}])
+            assert await other.receive_nothing()
     assert await ClipboardEntry.objects.acount() == 0
 
 
@@ -312,12 +337,12 @@ async def test_load_refuses_invalid_keys_as_invalid_data(
         reply = await socket.action(
             "clipboard", "clipboard_load", load("demo.document", [key, documents[0].pk]), id="k"
         )
-        assert reply == clipboard(
+        assert reply == added(
             await entries_of(ann),
             "k",
             refused=[{"id": key, "code": "invalid_data", "message": "Not a valid key."}],
         )
-        assert len(reply["payload"]["clipboard"]) == 1
+        assert len(reply["payload"]["added"]) == 1
 
 
 @pytest.mark.parametrize("model", ["demo.nothing", "nowhere.document", "document", "", "demo.document.extra"])
@@ -341,11 +366,11 @@ async def test_loading_the_same_object_twice_does_not_duplicate_it(
         first = await socket.action(
             "clipboard", "clipboard_load", load("demo.document", [pk, pk, str(pk)]), id=1
         )
-        assert len(first["payload"]["clipboard"]) == 1
-        assert await other.receive() == clipboard(first["payload"]["clipboard"])
+        assert len(first["payload"]["added"]) == 1
+        assert await other.receive() == added(first["payload"]["added"])
         second = await socket.action("clipboard", "clipboard_load", load("demo.document", [str(pk)]), id=2)
-        assert second == clipboard(first["payload"]["clipboard"], 2, refused=[])
-        assert await other.receive() == clipboard(first["payload"]["clipboard"])
+        assert second == added([], 2, refused=[])
+        assert await other.receive_nothing()
     assert await ClipboardEntry.objects.acount() == 1
 
 
@@ -354,7 +379,7 @@ async def test_the_same_object_on_two_users_clipboards(ann: Any, bob: Any, docum
     async with connected(ann) as ann_socket, connected(bob) as bob_socket:
         await ann_socket.action("clipboard", "clipboard_load", load("demo.document", [pk]))
         reply = await bob_socket.action("clipboard", "clipboard_load", load("demo.document", [pk]))
-        assert [entry["pk"] for entry in reply["payload"]["clipboard"]] == [pk]
+        assert [entry["pk"] for entry in reply["payload"]["added"]] == [pk]
         assert await ann_socket.receive_nothing()
     assert await ClipboardEntry.objects.acount() == 2
 
@@ -362,14 +387,15 @@ async def test_the_same_object_on_two_users_clipboards(ann: Any, bob: Any, docum
 # -- clipboard_remove -------------------------------------------------------------------
 
 
-async def test_remove_deletes_an_own_entry_and_pushes_the_new_clipboard(ann: Any) -> None:
+async def test_remove_deletes_an_own_entry_and_pushes_its_id(ann: Any) -> None:
     keep = await ClipboardEntry.objects.acreate(user=ann, data="keep")
     drop = await ClipboardEntry.objects.acreate(user=ann, data="drop")
     async with connected(ann) as asker, connected(ann) as other:
-        reply = await asker.action("clipboard", "clipboard_remove", drop.pk, id="rm")
-        expected = [await data_entry(keep.pk)]
-        assert reply == clipboard(expected, "rm")
-        assert await other.receive() == clipboard(expected)
+        assert await asker.action("clipboard", "clipboard_remove", drop.pk, id="rm") == removed(
+            [drop.pk], "rm"
+        )
+        assert await other.receive() == removed([drop.pk])
+        assert [entry["id"] for entry in (await connected_clipboard(ann))] == [keep.pk]
         assert await asker.receive_nothing()
     assert not await ClipboardEntry.objects.filter(pk=drop.pk).aexists()
 
@@ -399,15 +425,21 @@ async def test_remove_of_an_id_that_does_not_exist_is_not_found(ann: Any, entry_
 
 
 async def test_flush_empties_only_the_users_clipboard(ann: Any, bob: Any) -> None:
-    await ClipboardEntry.objects.acreate(user=ann, data=1)
-    await ClipboardEntry.objects.acreate(user=ann, data=2)
+    one = await ClipboardEntry.objects.acreate(user=ann, data=1)
+    two = await ClipboardEntry.objects.acreate(user=ann, data=2)
     await ClipboardEntry.objects.acreate(user=bob, data=3)
     async with connected(ann) as asker, connected(ann) as other, connected(bob) as bob_socket:
-        assert await asker.action("clipboard", "clipboard_flush", id="fl") == clipboard([], "fl")
-        assert await other.receive() == clipboard([])
+        assert await asker.action("clipboard", "clipboard_flush", id="fl") == removed([one.pk, two.pk], "fl")
+        assert await other.receive() == removed([one.pk, two.pk])
         assert await asker.receive_nothing()
         assert await bob_socket.receive_nothing()
     assert [entry.data async for entry in ClipboardEntry.objects.all()] == [3]
+
+
+async def test_flush_of_an_empty_clipboard_answers_and_pushes_nothing(ann: Any) -> None:
+    async with connected(ann) as asker, connected(ann) as other:
+        assert await asker.action("clipboard", "clipboard_flush", id="fl") == removed([], "fl")
+        assert await other.receive_nothing()
 
 
 # -- the limit --------------------------------------------------------------------------
@@ -418,8 +450,8 @@ async def test_add_over_the_limit_is_limit_exceeded_and_stores_nothing(ann: Any)
     async with connected(ann) as socket, connected(ann) as other:
         await socket.action("clipboard", "clipboard_add", 1, id=1)
         await socket.action("clipboard", "clipboard_add", 2, id=2)
-        assert await other.receive() == clipboard((await entries_of(ann))[:1])
-        assert await other.receive() == clipboard(await entries_of(ann))
+        assert await other.receive() == added((await entries_of(ann))[:1])
+        assert await other.receive() == added((await entries_of(ann))[1:])
         assert await socket.action("clipboard", "clipboard_add", 3, id=3) == error_frame(
             "clipboard", "limit_exceeded", 3
         )
@@ -441,7 +473,7 @@ async def test_load_over_the_limit_is_limit_exceeded_and_stores_none_of_it(
         # What is already there takes no room again.
         await socket.action("clipboard", "clipboard_load", load("demo.document", ids[:1]), id=2)
         reply = await socket.action("clipboard", "clipboard_load", load("demo.document", ids[:1]), id=3)
-        assert reply == clipboard(await entries_of(ann), 3, refused=[])
+        assert reply == added([], 3, refused=[])
     assert await ClipboardEntry.objects.acount() == 2
 
 
@@ -450,7 +482,7 @@ async def test_limit_is_per_user(ann: Any, bob: Any) -> None:
     await ClipboardEntry.objects.acreate(user=bob, data="bob's")
     async with connected(ann) as socket:
         reply = await socket.action("clipboard", "clipboard_add", "ann's", id=1)
-        assert [entry["data"] for entry in reply["payload"]["clipboard"]] == ["ann's"]
+        assert [entry["data"] for entry in reply["payload"]["added"]] == ["ann's"]
 
 
 # -- keys that fit the column (wsgateway.columns.fits_column, shared with mark_read) -------

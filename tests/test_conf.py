@@ -52,6 +52,9 @@ EXPECTED_DEFAULTS = {
     "OUTBOUND_WINDOW": 1024 * 1024,
     "ACK_TIMEOUT": 10,
     "MAX_CONNECTIONS_PER_USER": 20,
+    "MAX_SEND_SIZE": 512 * 1024,
+    "CLIPBOARD_MAX_ENTRY_BYTES": 64 * 1024,
+    "CLIPBOARD_MAX_BYTES": 256 * 1024,
 }
 
 
@@ -112,6 +115,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "OUTBOUND_WINDOW": 64 * 1024 * 1024,
         "ACK_TIMEOUT": 300,
         "MAX_CONNECTIONS_PER_USER": 1000,
+        "MAX_SEND_SIZE": 4 * 1024 * 1024,
     }
     assert {name: key.least for name, key in KEYS.items() if key.least is not None} == {
         "OUTBOUND_WINDOW": 64 * 1024,

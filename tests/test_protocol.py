@@ -343,7 +343,7 @@ async def test_service_that_raises_answers_internal_error_and_stays_open(ann: An
                 )
             await socket.assert_open()
             assert await socket.action("clipboard", "clipboard_add", "still works", id=10) == frame(
-                "clipboard", {"clipboard": [await only_entry()]}, 10
+                "clipboard", {"added": [await only_entry()]}, 10
             )
     assert "a bug in a site's service" in caplog.text
 
@@ -540,7 +540,7 @@ async def test_clipboard_consumer_serves_only_the_clipboard(ann: Any) -> None:
             "notifications", "unknown_channel", 1
         )
         assert await socket.action("clipboard", "clipboard_flush", id=2) == frame(
-            "clipboard", {"clipboard": []}, 2
+            "clipboard", {"removed": []}, 2
         )
         await socket.assert_open()
 

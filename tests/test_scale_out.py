@@ -103,8 +103,8 @@ async def test_clipboard_change_on_one_process_reaches_the_other(cluster: Any) -
     on_first, on_second = await socket(first, session), await socket(second, session)
     reply = await on_first.request("clipboard", {"action": "clipboard_add", "data": {"text": "across"}})
     pushed = await on_second.wait_for(lambda frames: next((p for p in on_second.on("clipboard")[1:]), None))
-    assert pushed["clipboard"] == reply["payload"]["clipboard"]
-    assert pushed["clipboard"][-1]["data"] == {"text": "across"}
+    assert pushed == reply["payload"]
+    assert [entry["data"] for entry in pushed["added"]] == [{"text": "across"}]
     await on_first.close()
     await on_second.close()
 

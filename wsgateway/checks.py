@@ -1,8 +1,8 @@
 """System checks: ``wsgateway.E001`` and up for errors, ``wsgateway.W001`` and up for warnings.
 
 The shape, ``None`` and bound checks are generated from :data:`wsgateway.conf.KEYS`;
-the checks of contents (origins, the group prefix) and of security (W002 to W005,
-tagged ``security``) are written out below.
+the checks of contents (origins, the group prefix, the sizes of frames: E012, W006) and of
+security (W002 to W005, tagged ``security``) are written out below.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning
 from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
-from .conf import IMPORT_STRINGS, KEYS, Key, Shape, gateway_settings
+from .conf import DAPHNE_MAX_SEND, IMPORT_STRINGS, KEYS, Key, Shape, gateway_settings
 from .layers.extensions import CONNECTIONS, is_process_local, supports
 
 #: What Channels accepts in a group name (``BaseChannelLayer.group_name_regex``, whose ``\d``
@@ -336,6 +336,85 @@ def check_connection_cap(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     ]
 
 
+def _integer_setting(name: str) -> int | None:
+    """The key's value if it is a valid positive integer (the default if unset); else None (E003)."""
+    item = gateway_settings.get(name)
+    key = KEYS[name]
+    if (
+        not key.shape.accepts(item)
+        or (key.most is not None and item > key.most)
+        or (key.least is not None and item < key.least)
+    ):
+        return None
+    return int(item)
+
+
+def _serves_clipboard() -> bool:
+    """Whether ``SERVICES`` has the clipboard service (or a subclass), whose quotas then matter."""
+    from .services.clipboard import ClipboardService  # not at import time: it reads the app registry
+
+    paths = gateway_settings.get("SERVICES")
+    if not KEYS["SERVICES"].shape.accepts(paths):
+        return False  # E007 from check_settings
+    for path in paths:
+        try:
+            cls = import_string(path)
+        except Exception:  # E004 from check_settings
+            continue
+        if isinstance(cls, type) and issubclass(cls, ClipboardService):
+            return True
+    return False
+
+
+def check_send_size(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every frame the server sends fits in ``MAX_SEND_SIZE``, and that in what daphne sends."""
+    value = getattr(settings, "WSGATEWAY", {})
+    if not isinstance(value, dict):
+        return []  # E001
+    limit = _integer_setting("MAX_SEND_SIZE")
+    sizes = [_integer_setting(name) for name in ("CLIPBOARD_MAX_ENTRIES", "CLIPBOARD_MAX_BYTES")]
+    if limit is None:
+        return []
+    errors: list[CheckMessage] = []
+    if limit > DAPHNE_MAX_SEND:
+        errors.append(
+            Warning(
+                f"WSGATEWAY['MAX_SEND_SIZE'] is {limit} bytes, over the {DAPHNE_MAX_SEND} that daphne "
+                "sends by default: a frame over daphne's limit closes its socket with 1011.",
+                hint="Run daphne with --websocket-max-message-size of at least MAX_SEND_SIZE (it also "
+                "raises what clients may send daphne) and silence wsgateway.W006, or lower MAX_SEND_SIZE.",
+                id="wsgateway.W006",
+            )
+        )
+    window = _integer_setting("OUTBOUND_WINDOW")
+    if window is not None and window < 2 * limit:
+        errors.append(
+            Error(
+                f"WSGATEWAY['OUTBOUND_WINDOW'] ({window}) is under twice MAX_SEND_SIZE ({limit}): a "
+                "client acknowledges each quarter of its window, so up to a quarter stays "
+                "unacknowledged, and a frame of MAX_SEND_SIZE past it might never fit; its socket "
+                "would be closed with 4408 however fast its client reads.",
+                hint="Raise OUTBOUND_WINDOW to at least twice MAX_SEND_SIZE, or lower MAX_SEND_SIZE.",
+                id="wsgateway.E013",
+            )
+        )
+    entries, total = sizes
+    if entries is not None and total is not None and _serves_clipboard():
+        from .services.clipboard import snapshot_bound
+
+        if (bound := snapshot_bound(entries, total)) > limit:
+            errors.append(
+                Error(
+                    f"A clipboard at its quotas (CLIPBOARD_MAX_ENTRIES {entries}, CLIPBOARD_MAX_BYTES "
+                    f"{total}) is a connect frame of up to {bound} bytes, over WSGATEWAY['MAX_SEND_SIZE'] "
+                    f"({limit}): its user's sockets could not be sent their clipboard.",
+                    hint="Lower CLIPBOARD_MAX_BYTES or CLIPBOARD_MAX_ENTRIES, or raise MAX_SEND_SIZE.",
+                    id="wsgateway.E012",
+                )
+            )
+    return errors
+
+
 def register() -> None:
     register_check(check_settings, "wsgateway")
     register_check(check_allowed_origins, "wsgateway", Tags.security)
@@ -343,3 +422,4 @@ def register() -> None:
     register_check(check_token_max_age, "wsgateway", Tags.security)
     register_check(check_channel_layer, "wsgateway")
     register_check(check_connection_cap, "wsgateway", Tags.security)
+    register_check(check_send_size, "wsgateway")

@@ -64,6 +64,8 @@ class ErrorCode(StrEnum):
     INVALID_DATA = "invalid_data"
     NOT_FOUND = "not_found"
     LIMIT_EXCEEDED = "limit_exceeded"
+    #: The answer would be a frame over ``MAX_SEND_SIZE``: it was not sent, and the socket stays open.
+    TOO_LARGE = "too_large"
 
     # Limits: the frame was not handled; its message says when to try again.
     RATE_LIMITED = "rate_limited"

@@ -51,6 +51,24 @@ MAX_ACK_TIMEOUT = 300
 #: Largest ``MAX_CONNECTIONS_PER_USER``: far above one person's tabs and devices, and half the 2000
 #: sockets one session was seen to open before there was a cap (issue 13).
 MAX_CONNECTIONS_BOUND = 1000
+#: Largest message daphne sends by default, in bytes: 1 MiB.
+#:
+#: What limits a send, read in daphne 4.2.3 and autobahn 26.10.2 and measured on a live daphne:
+#: daphne gives autobahn one ``websocket_max_message_size`` (its ``--websocket-max-message-size``,
+#: default 1048576) as ``maxMessagePayloadSize``, and autobahn's ``sendMessage`` applies that same
+#: bound to what the server *sends* (after compression, which daphne does not enable): a frame of
+#: 1048576 bytes arrives, one of 1048577 raises ``PayloadExceededError`` inside the application's
+#: ``send``. The consumer dies of it, daphne closes the socket with 1011 and logs the traceback.
+#: ``maxFramePayloadSize`` bounds only what the server receives. Raising daphne's option raises
+#: both directions at once; 0 removes both.
+DAPHNE_MAX_SEND = 1024 * 1024
+
+#: Largest ``MAX_SEND_SIZE`` at all, whatever daphne allows: every push crosses the channel layer,
+#: and Redis drops a pub/sub subscriber (every socket of a daphne) whose output buffer holds over
+#: 8 MB for 60 s or 32 MB at once (``client-output-buffer-limit pubsub``). Measured by the red team:
+#: a 32 MB push dropped every daphne's subscriber. A quarter of the soft limit leaves room for the
+#: frames to other sockets queued behind it.
+MAX_SEND_CEILING = 4 * 1024 * 1024
 
 
 class Shape(enum.Enum):
@@ -224,6 +242,28 @@ KEYS: dict[str, Key] = {
         "on a layer without the connections extension); the next is refused with 4409.",
         most=MAX_CONNECTIONS_BOUND,
     ),
+    # Bounded by MAX_SEND_CEILING; above DAPHNE_MAX_SEND, W006 until the site says daphne sends more.
+    "MAX_SEND_SIZE": Key(
+        512 * 1024,
+        Shape.POSITIVE_INTEGER,
+        "Largest frame in bytes the server sends: notify() refuses a bigger notification, a list or "
+        "sync page is cut short, and a reply that would be bigger is answered too_large. At most "
+        f"what the server can send: daphne sends {DAPHNE_MAX_SEND} bytes unless its "
+        f"--websocket-max-message-size says more, and nothing over {MAX_SEND_CEILING} ever (Redis' "
+        "pub/sub buffer).",
+        most=MAX_SEND_CEILING,
+    ),
+    "CLIPBOARD_MAX_ENTRY_BYTES": Key(
+        64 * 1024,
+        Shape.POSITIVE_INTEGER,
+        "Largest clipboard entry in bytes: its data as JSON, or its reference (model, key and label).",
+    ),
+    "CLIPBOARD_MAX_BYTES": Key(
+        256 * 1024,
+        Shape.POSITIVE_INTEGER,
+        "Most bytes of clipboard entries one user may hold, counted as CLIPBOARD_MAX_ENTRY_BYTES counts "
+        "them; with CLIPBOARD_MAX_ENTRIES, the whole clipboard must fit in MAX_SEND_SIZE (E012).",
+    ),
 }
 
 #: Each key's default.
@@ -296,6 +336,9 @@ class GatewaySettings:
     OUTBOUND_WINDOW = Setting(int)
     ACK_TIMEOUT = Setting(int)
     MAX_CONNECTIONS_PER_USER = Setting(int)
+    MAX_SEND_SIZE = Setting(int)
+    CLIPBOARD_MAX_ENTRY_BYTES = Setting(int)
+    CLIPBOARD_MAX_BYTES = Setting(int)
 
     # -- the dotted paths, imported (through import_from_setting's cache) --------------
 

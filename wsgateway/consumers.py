@@ -538,13 +538,25 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             await super().close(int(fallback), reason)
 
     async def send_frame(self, channel: str, payload: Any, frame_id: frames.FrameId | None = None) -> None:
-        """Send a data frame; a payload with no JSON form sends ``internal_error`` in its place."""
+        """Send a data frame; a payload with no JSON form sends ``internal_error`` in its place, and
+        one over ``MAX_SEND_SIZE`` ``too_large``: the server would refuse it and close the socket."""
         try:
             text = frames.data(channel, payload, frame_id)
         except frames.NotJSON:
             logger.exception("wsgateway service %r answered with a value that is not JSON", channel)
             text = frames.error(
                 channel, ErrorCode.INTERNAL_ERROR, "The server failed to encode its answer.", frame_id
+            )
+        if frames.size(text) > (limit := gateway_settings.MAX_SEND_SIZE):
+            metrics.increment(metrics.SEND_TOO_LARGE)
+            logger.warning(
+                "wsgateway: a %d-byte frame on channel %r was not sent", frames.size(text), channel
+            )
+            text = frames.error(
+                channel,
+                ErrorCode.TOO_LARGE,
+                f"The answer is over the server's limit of {limit} bytes.",
+                frame_id,
             )
         await self.send(text_data=text)
 
@@ -632,6 +644,11 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     async def gateway_push(self, event: dict[str, Any]) -> None:
         service = self.services.get(event["channel"])
         if service is not None and event.get("exclude") != self.channel_name:
+            if frames.size(event["text"]) > gateway_settings.MAX_SEND_SIZE:
+                # Encoded by a process with a larger MAX_SEND_SIZE: sent, it would close this socket.
+                metrics.increment(metrics.SEND_TOO_LARGE)
+                logger.warning("wsgateway: a push on channel %r was too large to send", event["channel"])
+                return
             await self.send(text_data=event["text"])
             if (seq := event.get("seq")) is not None:
                 service.push_sent(seq)

@@ -1,4 +1,5 @@
-"""Exceptions a service or an authenticator raises to answer a client."""
+"""Exceptions a service or an authenticator raises to answer a client, and the one a sender of data
+the server could not send gets."""
 
 from __future__ import annotations
 
@@ -16,3 +17,15 @@ class GatewayError(Exception):
 
 class AuthenticationFailed(GatewayError):
     """Credentials were presented but are not valid: the socket is closed with 4401."""
+
+
+class FrameTooLarge(ValueError):
+    """What was to be sent would make a frame over ``MAX_SEND_SIZE``, which the server cannot send
+    (see :data:`wsgateway.conf.DAPHNE_MAX_SEND`); nothing was stored or sent."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{what} would be a frame of {size} bytes, over WSGATEWAY['MAX_SEND_SIZE'] ({limit} bytes)."
+        )
+        self.size = size
+        self.limit = limit

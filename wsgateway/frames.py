@@ -217,6 +217,11 @@ def encode(frame: dict[str, Any]) -> str:
         raise NotJSON(f"The frame cannot be written as JSON: {exc}") from exc
 
 
+def size(text: str) -> int:
+    """Bytes of a frame :func:`encode` wrote: its text is ASCII, one byte a character."""
+    return len(text)
+
+
 def data(channel: str, payload: Any, id: FrameId | None = None) -> str:
     """A data frame: a reply (with the request's ``id``), a push or a connect frame (without).
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
-from . import frames
+from . import frames, metrics
 from .bridge import require_sync, run_async
 from .conf import gateway_settings
+from .exceptions import FrameTooLarge
 from .layers.extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, is_process_local, supports
 
 #: Channel-layer event types, handled by consumer methods of the same name with "_" for ".".
@@ -17,6 +19,8 @@ PUSH_EVENT = "gateway.push"
 LOGOUT_EVENT = "gateway.logout"
 #: Close the sockets of a login that ended (wsgateway.revocation builds it).
 REVOKE_EVENT = "gateway.revoke"
+
+logger = logging.getLogger("wsgateway")
 
 
 def user_group(user_id: Any) -> str:
@@ -43,14 +47,13 @@ def push_event(
 ) -> dict[str, Any]:
     """The layer event of a push; the frame is encoded here, once, not once per receiving socket.
 
-    ``exclude`` is the channel name of a socket that already has the answer.
+    ``exclude`` is the channel name of a socket that already has the answer. A frame over
+    ``MAX_SEND_SIZE`` raises :class:`~wsgateway.exceptions.FrameTooLarge`: no socket could be sent it.
     """
-    event: dict[str, Any] = {
-        "type": PUSH_EVENT,
-        "channel": channel,
-        "text": frames.data(channel, payload),
-        "exclude": exclude,
-    }
+    text = frames.data(channel, payload)
+    if frames.size(text) > (limit := gateway_settings.MAX_SEND_SIZE):
+        raise FrameTooLarge(f"A push on channel {channel!r}", frames.size(text), limit)
+    event: dict[str, Any] = {"type": PUSH_EVENT, "channel": channel, "text": text, "exclude": exclude}
     if seq is not None:
         event["seq"] = seq
     return event
@@ -98,7 +101,14 @@ def _push_items(pushes: Iterable[tuple[Any, ...]]) -> list[tuple[str, dict[str, 
     items = []
     for fields in pushes:
         push = Push(*fields)
-        items.append((user_group(push.user_id), push_event(push.channel, push.payload, seq=push.seq)))
+        try:
+            event = push_event(push.channel, push.payload, seq=push.seq)
+        except FrameTooLarge as exc:
+            # One push among many (rows saved past notify()'s check): the others still go out.
+            metrics.increment(metrics.SEND_TOO_LARGE)
+            logger.warning("wsgateway: a push to user %s was not sent: %s", push.user_id, exc)
+            continue
+        items.append((user_group(push.user_id), event))
     return items
 
 

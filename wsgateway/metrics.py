@@ -30,6 +30,9 @@ CONNECTIONS_REFUSED = "connections.refused"
 
 #: Sockets closed with 4408: they left more than ``OUTBOUND_WINDOW`` bytes unacknowledged.
 OUTBOUND_CLOSED = "outbound.closed"
+#: Frames not sent because they were over ``MAX_SEND_SIZE``: replies and connect frames (answered
+#: ``too_large`` instead) and pushes (dropped; a notification's stays listable, trimmed).
+SEND_TOO_LARGE = "send.too_large"
 
 _lock = threading.Lock()
 _counters: dict[str, int] = {}

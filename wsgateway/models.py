@@ -185,7 +185,7 @@ class ClipboardEntry(models.Model):
             ct = ContentType.objects.get_for_id(self.content_type_id)
             entry.update(
                 model=f"{ct.app_label}.{ct.model}",
-                pk=_wire_pk(self.object_id),
+                pk=wire_pk(self.object_id),
                 label=self.label,
             )
         else:
@@ -194,6 +194,6 @@ class ClipboardEntry(models.Model):
         return entry
 
 
-def _wire_pk(object_id: str) -> int | str:
+def wire_pk(object_id: str) -> int | str:
     # Integer keys go back as integers, the way the client sent them.
     return int(object_id) if object_id.isdigit() else object_id

@@ -173,7 +173,7 @@ def test_request_settles_with_the_reply_that_carries_its_id(client_page: Any) ->
             const second = gw.request("gateway", {action: "ping"});
             const [one, two] = socket.sent;
             socket.receive({channel: "gateway", id: two.id, payload: {action: "pong"}});  // out of order
-            socket.receive({channel: "clipboard", id: one.id, payload: {clipboard: [{id: 1, data: "a"}]}});
+            socket.receive({channel: "clipboard", id: one.id, payload: {added: [{id: 1, data: "a"}]}});
             return {sent: socket.sent, first: await first, second: await second};
         }"""
     )
@@ -184,7 +184,7 @@ def test_request_settles_with_the_reply_that_carries_its_id(client_page: Any) ->
         "id": one["id"],
     }
     assert two["id"] != one["id"]
-    assert result["first"] == {"clipboard": [{"id": 1, "data": "a"}]}
+    assert result["first"] == {"added": [{"id": 1, "data": "a"}]}
     assert result["second"] == {"action": "pong"}
 
 
@@ -416,22 +416,27 @@ def test_clipboard_helper_and_state_after_a_reconnect(client_page: Any) -> None:
                 socket.receive({channel: "clipboard", id: socket.last.id, payload});
             };
             let pending = gw.clipboard.add({text: "b"});
-            answer({clipboard: [{id: 1, data: "a"}, {id: 2, data: {text: "b"}}]});
+            answer({added: [{id: 2, data: {text: "b"}}]});
             await pending;
             pending = gw.clipboard.load("demo.document", 3);
-            answer({clipboard: [{id: 1, data: "a"}, {id: 2, data: {text: "b"}},
-                                {id: 3, model: "demo.document", pk: 3, label: "Roadmap"}],
+            answer({added: [{id: 3, model: "demo.document", pk: 3, label: "Roadmap"}],
                     refused: [{id: 4, code: "not_found", message: "No such object."}]});
             const loaded = await pending;
             pending = gw.clipboard.remove(1);
-            answer({clipboard: [{id: 2, data: {text: "b"}},
-                                {id: 3, model: "demo.document", pk: 3, label: "Roadmap"}]});
+            answer({removed: [1]});
             await pending;
+            // Another tab's changes arrive as pushes: crossed adds land in id order, a repeat once.
+            socket.receive({channel: "clipboard", payload: {added: [{id: 8, data: "later"}]}});
+            socket.receive({channel: "clipboard", payload: {added: [{id: 7, data: "earlier"}]}});
+            socket.receive({channel: "clipboard", payload: {added: [{id: 7, data: "earlier"}]}});
             pending = gw.clipboard.flush();
-            answer({clipboard: []});
+            answer({removed: [2, 3, 7, 8]});
             await pending;
-            // Another tab's change arrives as a push.
-            socket.receive({channel: "clipboard", payload: {clipboard: [{id: 5, data: "other tab"}]}});
+            socket.receive({channel: "clipboard", payload: {added: [{id: 5, data: "other tab"}]}});
+            // A reply that changed nothing (every id refused) tells no one.
+            pending = gw.clipboard.load("demo.document", 9);
+            answer({added: [], refused: [{id: 9, code: "not_found", message: "No such object."}]});
+            await pending;
 
             // The server restarts; the new socket's on-connect frames are the truth.
             socket.drop(1006);
@@ -451,9 +456,21 @@ def test_clipboard_helper_and_state_after_a_reconnect(client_page: Any) -> None:
         {"action": "clipboard_load", "data": {"model": "demo.document", "ids": [3]}},
         {"action": "clipboard_remove", "data": 1},
         {"action": "clipboard_flush", "data": None},
+        {"action": "clipboard_load", "data": {"model": "demo.document", "ids": [9]}},
     ]
     assert result["refused"] == [{"id": 4, "code": "not_found", "message": "No such object."}]
-    assert result["seen"] == [[1], [1, 2], [1, 2, 3], [2, 3], [], [5], [5, 6]]
+    assert result["seen"] == [
+        [1],
+        [1, 2],
+        [1, 2, 3],
+        [2, 3],
+        [2, 3, 8],
+        [2, 3, 7, 8],
+        [2, 3, 7, 8],
+        [],
+        [5],
+        [5, 6],
+    ]
     assert result["entries"] == [5, 6]
     assert result["unread"] == 4
     assert result["state"] == "open"

@@ -58,16 +58,7 @@ def _push_chunk(chunk: list[Notification], *, stored_only: bool) -> None:
         # Counted under the lock, so that pushes leave in the order their counts were taken.
         states, stored = unread_states_and_stored(recipients, [n.pk for n in chunk] if stored_only else [])
         pushes = [
-            Push(
-                n.recipient_id,
-                CHANNEL,
-                {
-                    "category": n.category_tag,
-                    "last": n.to_wire(),
-                    "unread": states[n.recipient_id]["unread"],
-                },
-                n.seq,
-            )
+            Push(n.recipient_id, CHANNEL, push_payload(n, states[n.recipient_id]["unread"]), n.seq)
             for n in chunk
             if not stored_only or n.pk in stored
         ]
@@ -78,6 +69,11 @@ def _push_chunk(chunk: list[Notification], *, stored_only: bool) -> None:
         except Exception as exc:
             metrics.increment(metrics.PUSH_FAILED, len(pushes))
             logger.warning("wsgateway: %d notification(s) stored but not pushed: %s", len(pushes), exc)
+
+
+def push_payload(notification: Notification, unread: int) -> dict[str, Any]:
+    """What a new notification is pushed as, with its recipient's unread count."""
+    return {"category": notification.category_tag, "last": notification.to_wire(), "unread": unread}
 
 
 def push_unread_state(user_id: Any) -> dict[str, Any]:

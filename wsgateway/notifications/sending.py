@@ -11,8 +11,8 @@ from channels.db import database_sync_to_async
 from django.db import router, transaction
 from django.db.models import QuerySet
 
-from .. import frames
 from ..models import Notification, category_level
+from . import sizes
 from .delivery import after_bulk_insert
 
 #: Rows per INSERT, so a site-wide announcement never builds one huge statement.
@@ -49,13 +49,25 @@ def notify(
     cannot write (NaN, an arbitrary object) raises :class:`wsgateway.frames.NotJSON`, a ValueError,
     and nothing is stored.
     ``actions`` is a list of ``{"label", "url"}``; a ``url`` is ``http(s)`` or relative, else
-    ValueError and nothing is stored. ``sender`` becomes ``created_by``.
+    ValueError and nothing is stored. ``sender`` becomes ``created_by``. A notification whose push,
+    or a page holding it, would be a frame over ``MAX_SEND_SIZE`` raises
+    :class:`wsgateway.exceptions.FrameTooLarge`, a ValueError, and nothing is stored.
     """
     level = category_level(category)
     action_list = [_action(item) for item in actions or ()]
     data = dict(data or {})
-    # Refused before anything is stored: a row whose push cannot be written would never arrive.
-    frames.encode({"data": data, "actions": action_list})
+    # Refused before anything is stored: a row whose push cannot be written, or sent, would never
+    # arrive. One encoding, of the frame itself (NotJSON or FrameTooLarge).
+    sizes.check_new(
+        Notification(
+            category=level,
+            message=str(message),
+            data=data,
+            actions=action_list,
+            created_by=sender,
+            changed_by=sender,
+        )
+    )
     created: list[Notification] = []
     using = router.db_for_write(Notification)
     with transaction.atomic(using=using):

@@ -2,23 +2,52 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
 from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import Field, Model
 
+from .. import frames
 from ..codes import ErrorCode
 from ..columns import fits_column
 from ..conf import gateway_settings
 from ..exceptions import GatewayError
-from ..models import ClipboardEntry
+from ..models import ClipboardEntry, wire_pk
 from ..reads import fetch
 from .base import ActionService
 
 CHANNEL = "clipboard"
+
+#: Bytes an entry takes in a clipboard frame beyond :func:`entry_bytes`: its id, key and time at
+#: their longest, and the comma before it. A data entry's are the most: ``{"id":…,"data":`` and
+#: ``,"created":"…"}`` around its data, where a reference's braces are counted in its bytes.
+ENTRY_OVERHEAD = (
+    frames.size(
+        frames.encode(
+            {
+                "id": 2**63 - 1,
+                "data": None,
+                "created": datetime.datetime.max.replace(tzinfo=datetime.UTC).isoformat(),
+            }
+        )
+    )
+    - len("null")
+    + 1
+)
+
+#: Bytes of the connect frame of an empty clipboard.
+SNAPSHOT_OVERHEAD = frames.size(frames.data(CHANNEL, {"clipboard": []}))
+
+
+def snapshot_bound(entries: int, total_bytes: int) -> int:
+    """The largest connect frame of a clipboard of ``entries`` entries of ``total_bytes`` bytes."""
+    return SNAPSHOT_OVERHEAD + entries * ENTRY_OVERHEAD + total_bytes
 
 
 def user_can_view(user: Any, obj: Any) -> bool:
@@ -33,10 +62,47 @@ def clipboard_of(user: Any) -> list[dict[str, Any]]:
     return [entry.to_wire() for entry in fetch(ClipboardEntry, "user", user.pk, order_by="id")]
 
 
-def _check_room(user: Any, adding: int) -> None:
-    limit = gateway_settings.CLIPBOARD_MAX_ENTRIES
-    if ClipboardEntry.objects.filter(user=user).count() + adding > limit:
-        raise GatewayError(ErrorCode.LIMIT_EXCEEDED, f"The clipboard holds at most {limit} entries.")
+def entry_bytes(wire: dict[str, Any]) -> int:
+    """What an entry counts against the byte quotas, as it is sent: its data as JSON, or its
+    reference (``{"model", "pk", "label"}``) as JSON; its id and time are :data:`ENTRY_OVERHEAD`'s."""
+    if "data" in wire:
+        return frames.size(frames.encode(wire["data"]))
+    return frames.size(frames.encode({key: wire[key] for key in ("model", "pk", "label")}))
+
+
+def _check_room(user: Any, adding: Iterable[dict[str, Any]]) -> None:
+    """``limit_exceeded`` unless the user's clipboard has room for the entries ``adding`` (wire forms
+    without id and time): their number, each one's bytes and the total. Run in the transaction that
+    stores them: it locks the user's clipboard (:func:`_lock_clipboard`) until that commits."""
+    _lock_clipboard(user)
+    entry_limit = gateway_settings.CLIPBOARD_MAX_ENTRY_BYTES
+    sizes = [entry_bytes(wire) for wire in adding]
+    if any(size > entry_limit for size in sizes):
+        raise GatewayError(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"A clipboard entry is at most {entry_limit} bytes as JSON; this one is {max(sizes)}.",
+        )
+    stored = clipboard_of(user)
+    count_limit = gateway_settings.CLIPBOARD_MAX_ENTRIES
+    if len(stored) + len(sizes) > count_limit:
+        raise GatewayError(ErrorCode.LIMIT_EXCEEDED, f"The clipboard holds at most {count_limit} entries.")
+    byte_limit = gateway_settings.CLIPBOARD_MAX_BYTES
+    total = sum(map(entry_bytes, stored)) + sum(sizes)
+    if total > byte_limit:
+        raise GatewayError(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"The clipboard holds at most {byte_limit} bytes of entries; this would make it {total}.",
+        )
+
+
+def _lock_clipboard(user: Any) -> None:
+    """Lock the user's row until the transaction ends, so that two adds from two sockets check the
+    quotas one after the other. On PostgreSQL ``FOR NO KEY UPDATE``, which foreign keys to the row
+    do not wait for; SQLite has no row locks, and serialises writing transactions instead."""
+    model = get_user_model()
+    connection = transaction.get_connection(router.db_for_write(ClipboardEntry))
+    rows = model._default_manager.select_for_update(no_key=connection.features.has_select_for_no_key_update)
+    list(rows.filter(pk=user.pk).values_list("pk", flat=True))
 
 
 class ClipboardService(ActionService):
@@ -46,8 +112,10 @@ class ClipboardService(ActionService):
         return {"clipboard": clipboard_of(user)}
 
     async def _apush_change(self, user: Any, reply: dict[str, Any]) -> dict[str, Any]:
-        # The asking socket gets ``reply``; the user's other sockets get the new state.
-        await self.push_to_user(user, {"clipboard": reply["clipboard"]})
+        # The asking socket gets ``reply``; the user's other sockets get the change, if any.
+        change = {key: reply[key] for key in ("added", "removed") if key in reply}
+        if any(change.values()):
+            await self.push_to_user(user, change)
         return reply
 
     async def action_clipboard_add(self, user: Any, data: Any) -> Any:
@@ -69,27 +137,32 @@ class ClipboardService(ActionService):
     @staticmethod
     def _add(user: Any, data: Any) -> dict[str, Any]:
         with transaction.atomic():
-            _check_room(user, 1)
-            ClipboardEntry.objects.create(user=user, data=data)
-            return {"clipboard": clipboard_of(user)}
+            _check_room(user, [{"data": data}])
+            entry = ClipboardEntry.objects.create(user=user, data=data)
+        return {"added": [entry.to_wire()]}
 
     @staticmethod
     def _load(user: Any, data: Any) -> dict[str, Any]:
         resolved = _resolve_load(user, *_parse_load(data))
-        clipboard = _store_references(user, resolved.content_type, resolved.objects)
-        return {"clipboard": clipboard, "refused": resolved.refused}
+        added = _store_references(user, resolved.content_type, resolved.objects)
+        return {"added": added, "refused": resolved.refused}
 
     @staticmethod
     def _remove(user: Any, entry_id: int) -> dict[str, Any]:
         deleted, _ = ClipboardEntry.objects.filter(user=user, pk=entry_id).delete()
         if not deleted:
             raise GatewayError(ErrorCode.NOT_FOUND, f"No clipboard entry of yours with id {entry_id}.")
-        return {"clipboard": clipboard_of(user)}
+        return {"removed": [entry_id]}
 
     @staticmethod
     def _flush(user: Any) -> dict[str, Any]:
-        ClipboardEntry.objects.filter(user=user).delete()
-        return {"clipboard": []}
+        # The ids, not "everything": an entry another socket adds meanwhile is not flushed, and
+        # must not vanish from this socket's copy either.
+        with transaction.atomic():
+            entries = ClipboardEntry.objects.filter(user=user)
+            removed = sorted(entries.values_list("pk", flat=True))
+            ClipboardEntry.objects.filter(pk__in=removed).delete()
+        return {"removed": removed}
 
 
 # -- clipboard_load: parse, resolve, store ------------------------------------------------
@@ -170,8 +243,9 @@ _REFUSALS = {
 
 
 def _store_references(user: Any, content_type: ContentType, objects: dict[str, Any]) -> list[dict[str, Any]]:
-    """Add the objects not on the user's clipboard yet, all or none (the limit); the clipboard after."""
+    """Add the objects not on the user's clipboard yet, all or none (the quotas); the entries added."""
     with transaction.atomic():
+        _lock_clipboard(user)  # before reading what is present: a concurrent load adds no duplicate
         present = set(
             ClipboardEntry.objects.filter(user=user, content_type=content_type).values_list(
                 "object_id", flat=True
@@ -182,6 +256,20 @@ def _store_references(user: Any, content_type: ContentType, objects: dict[str, A
             for key, obj in objects.items()
             if key not in present
         ]
-        _check_room(user, len(new))
-        ClipboardEntry.objects.bulk_create(new)
-        return clipboard_of(user)
+        _check_room(user, [_reference(content_type, entry) for entry in new])
+        created = ClipboardEntry.objects.bulk_create(new)
+    if any(entry.pk is None for entry in created):  # a database that returns no ids from a bulk insert
+        keys = [entry.object_id for entry in new]
+        created = list(
+            ClipboardEntry.objects.filter(user=user, content_type=content_type, object_id__in=keys)
+        )
+    return [entry.to_wire() for entry in sorted(created, key=lambda entry: entry.pk)]
+
+
+def _reference(content_type: ContentType, entry: ClipboardEntry) -> dict[str, Any]:
+    """The wire form of an unsaved reference entry, without id and time, to count its bytes."""
+    return {
+        "model": f"{content_type.app_label}.{content_type.model}",
+        "pk": wire_pk(entry.object_id),
+        "label": entry.label,
+    }

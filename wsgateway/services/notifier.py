@@ -16,7 +16,7 @@ from ..columns import fits_column
 from ..conf import MAX_PAGE_SIZE, gateway_settings
 from ..exceptions import GatewayError
 from ..models import Notification
-from ..notifications import CHANNEL, history, push_unread_state, sequence, unread_state
+from ..notifications import CHANNEL, history, push_unread_state, sequence, sizes, unread_state
 from ..notifications.unread import connect_state
 from .base import ActionService, Connection
 
@@ -117,12 +117,8 @@ class NotifierService(ActionService):
             query = query.unread()
         if page.before is not None:
             query = query.filter(pk__lt=page.before)
-        rows = list(query[: page.limit + 1])
-        return {
-            "notifications": [item.to_wire() for item in rows[: page.limit]],
-            "has_more": len(rows) > page.limit,
-            **unread_state(user.pk),
-        }
+        found, has_more = sizes.page([row.to_wire() for row in query[: page.limit + 1]], page.limit)
+        return {"notifications": found, "has_more": has_more, **unread_state(user.pk)}
 
 
 class _Page(NamedTuple):

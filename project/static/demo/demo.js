@@ -468,9 +468,13 @@
     if (payload.last) logEvent(kind, `notifications: ${payload.last.category} “${payload.last.label}”`);
     else logEvent(kind, `notifications: ${payload.unread} unread`);
   });
+  const entries = (count) => `${count} entr${count === 1 ? "y" : "ies"}`;
   gw.on("clipboard", (payload) => {
-    const count = payload.clipboard.length;
-    logEvent(frameKind("clipboard"), `clipboard: ${count} entr${count === 1 ? "y" : "ies"}`);
+    // The snapshot is the whole clipboard; a push is a change: entries added, or ids removed.
+    const kind = frameKind("clipboard");
+    if (payload.clipboard) logEvent(kind, `clipboard: ${entries(payload.clipboard.length)}`);
+    else if (payload.added) logEvent(kind, `clipboard: ${entries(payload.added.length)} added`);
+    else if (payload.removed) logEvent(kind, `clipboard: ${entries(payload.removed.length)} removed`);
   });
   gw.on("error", (error) => logEvent("error", `${error.code}: ${error.message}`));
 })();

@@ -816,9 +816,23 @@
       return this._change.add(handler);
     }
 
+    /**
+     * A connect frame (and a resync) carries the whole clipboard; a reply or a push carries a change:
+     * {added: [entries]} and {removed: [ids]}, applied to the local copy, which stays in id order.
+     */
     _apply(payload) {
-      if (!payload || !Array.isArray(payload.clipboard)) return;
-      this.entries = payload.clipboard;
+      if (!isObject(payload)) return;
+      if (Array.isArray(payload.clipboard)) {
+        this.entries = payload.clipboard;
+      } else {
+        const removed = new Set(Array.isArray(payload.removed) ? payload.removed : []);
+        const added = Array.isArray(payload.added) ? payload.added.filter(isObject) : [];
+        if (!removed.size && !added.length) return;
+        const kept = this.entries.filter((entry) => !removed.has(entry.id));
+        // Idempotent: an entry the copy has already (after a resync that crossed its push) is not doubled.
+        const known = new Set(kept.map((entry) => entry.id));
+        this.entries = kept.concat(added.filter((entry) => !known.has(entry.id))).sort((a, b) => a.id - b.id);
+      }
       this._change.emit(this.entries);
     }
 
