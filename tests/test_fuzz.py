@@ -9,7 +9,8 @@ nesting, long ids), and binary frames. Each draw opens a fresh socket and, for e
   reply on the frame's channel with the frame's id (a ``mark_read`` reply is followed by the push of
   the unread state, as the protocol says);
 - the notifications and clipboard rows change only under a reply to an action that writes them;
-  a frame answered with an error leaves them as they were;
+  a frame answered with an error leaves them as they were; what clipboard_add stores is what it
+  was sent;
 - the user's other socket is sent the new state after each write, and nothing else;
 - the socket answers a ping once the frames are through.
 
@@ -380,6 +381,29 @@ def check_answer(thrown: Thrown, answer: dict[str, Any]) -> None:
         }
 
 
+def as_browser_reads(value: Any) -> Any:
+    """A JSON value as JavaScript reads it, every number a double: PostgreSQL's jsonb writes 1e308
+    back as a 1 and 308 zeros, which is not the float 1e308 in Python but is the same double."""
+    if isinstance(value, list):
+        return [as_browser_reads(item) for item in value]
+    if isinstance(value, dict):
+        return {key: as_browser_reads(item) for key, item in value.items()}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # an integer past any double: compared as it is
+            return value
+    return value
+
+
+def check_stored_as_sent(thrown: Thrown, answer: dict[str, Any]) -> None:
+    """A clipboard_add's reply ends with an entry holding the data sent."""
+    content = sent_object(thrown)
+    assert content is not None
+    newest = max(answer["payload"]["clipboard"], key=lambda entry: entry["id"])
+    assert as_browser_reads(newest["data"]) == as_browser_reads(content["payload"].get("data")), newest
+
+
 def stored() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every notification and clipboard row, every column: what a refused frame must leave alone."""
     return (
@@ -439,6 +463,8 @@ async def throw(frames: list[Thrown], log: ErrorLog) -> list[str]:
             )
             if "error" in answer or request_of(sent_object(thrown)) not in WRITES:
                 assert await database_sync_to_async(stored)() == before, f"{answer!r} changed the database"
+            if "error" not in answer and request_of(sent_object(thrown)) == ("clipboard", "clipboard_add"):
+                check_stored_as_sent(thrown, answer)
             pushes = pushes_after(thrown, answer)
             if request_of(sent_object(thrown)) in PUSHES_UNREAD_STATE:
                 # The unread state goes to the asking socket too (after its reply): it may have
@@ -462,7 +488,8 @@ def request(channel: str, action: str, data: Any = None, *, ascii: bool = True) 
 
 
 #: What the issue names, tried on every run whatever the draws: NUL and lone surrogates (escaped,
-#: and raw in the text), 1e999, nesting around the limit, ids too long, keys past a 64-bit column.
+#: and raw in the text), 1e999, nesting around the limit, numbers jsonb rewrites, ids too long,
+#: keys past a 64-bit column.
 HOSTILE = [
     request("clipboard", "clipboard_add", {"text": "a\x00b"}),
     request("clipboard", "clipboard_add", {"\ud800": 1}),
@@ -470,6 +497,7 @@ HOSTILE = [
     request("clipboard", "clipboard_add", Raw("1e999")),
     request("clipboard", "clipboard_add", Raw("[" * 98 + "]" * 98)),
     request("clipboard", "clipboard_add", Raw("[" * 99 + "]" * 99)),
+    request("clipboard", "clipboard_add", [1e308, -0.0, 5e-324, 2**64, 10**400, "\u2028"]),
     request("clipboard", "clipboard_remove", 2**64),
     request("clipboard", "clipboard_load", {"model": "demo.document", "ids": [2**64, "9" * 30, "\uff11"]}),
     request("clipboard", "clipboard_load", {"model": "sessions.session", "ids": ["x" * 41, ""]}),
