@@ -47,6 +47,7 @@ from tests.support.postgres import PostgresServer, create_database
 from tests.support.servers import ROOT
 from wsgateway.codes import CloseCode, ErrorCode
 from wsgateway.conf import MAX_RATE
+from wsgateway.consumers import GATEWAY_CHANNEL, ClipboardConsumer, GatewayConsumer, NotifierConsumer
 from wsgateway.frames import MAX_ID_LENGTH
 from wsgateway.models import ClipboardEntry, Notification
 from wsgateway.notifications import notify
@@ -354,7 +355,8 @@ def same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def check_answer(thrown: Thrown, answer: dict[str, Any]) -> None:
+def check_answer(thrown: Thrown, answer: dict[str, Any], served: set[str]) -> None:
+    """``answer`` is a documented answer to ``thrown`` on a socket serving the channels ``served``."""
     content = sent_object(thrown)
     if "error" in answer:
         assert set(answer) <= {"channel", "id", "error"}, answer
@@ -373,8 +375,8 @@ def check_answer(thrown: Thrown, answer: dict[str, Any]) -> None:
         channel, frame_id = thrown.envelope
         assert answer["channel"] == channel, answer
         assert same(answer.get("id"), frame_id), answer
-        if channel not in ("gateway", "notifications", "clipboard"):
-            assert answer["error"]["code"] == ErrorCode.UNKNOWN_CHANNEL, answer
+        if channel not in served:
+            assert answer.get("error", {}).get("code") == ErrorCode.UNKNOWN_CHANNEL, answer
     if thrown.data is not None:
         assert answer == {
             "channel": None,
@@ -444,15 +446,17 @@ def pushes_after(thrown: Thrown, answer: dict[str, Any]) -> list[dict[str, Any]]
     return [{"channel": "clipboard", "payload": {"clipboard": answer["payload"]["clipboard"]}}]
 
 
-async def throw(frames: list[Thrown], log: ErrorLog) -> list[str]:
+async def throw(frames: list[Thrown], consumer: type[GatewayConsumer], log: ErrorLog) -> list[str]:
     """Send ``frames`` on a new socket, checking each answer; what the answers were, in short.
 
-    A second socket of the same user only listens: it must be sent each write's new state, in
-    order, and nothing else.
+    ``consumer`` serves the frames: every service, or one (``ws/notifications/``, ``ws/clipboard/``).
+    A second socket of the same user, on every service, only listens: it must be sent each write's
+    new state, in order, and nothing else.
     """
     answers: list[str] = []
     user = await database_sync_to_async(fuzz_user)()
-    async with connected(user) as socket, connected(user) as other:
+    served = {GATEWAY_CHANNEL, *(service.channel for service in consumer.service_classes())}
+    async with connected(user, consumer) as socket, connected(user) as other:
         # Each draw's socket reads what the draws before it stored: it must still be sent.
         assert not [frame for frame in socket.connect_frames if "error" in frame], socket.connect_frames
         pushed: list[dict[str, Any]] = []
@@ -460,7 +464,7 @@ async def throw(frames: list[Thrown], log: ErrorLog) -> list[str]:
             before = await database_sync_to_async(stored)()
             await send(socket, thrown)
             answer = await next_frame(socket)
-            check_answer(thrown, answer)
+            check_answer(thrown, answer, served)
             answers.append(
                 f"error {answer['error']['code']}" if "error" in answer else f"reply on {answer['channel']}"
             )
@@ -514,8 +518,8 @@ HOSTILE = [
 
 
 @pytest.mark.timeout(0 if LONG_RUN else 90)  # 0: none
-@example(frames=HOSTILE[:MAX_FRAMES])
-@example(frames=HOSTILE[MAX_FRAMES:])
+@example(frames=HOSTILE[:MAX_FRAMES], consumer=GatewayConsumer)
+@example(frames=HOSTILE[MAX_FRAMES:], consumer=GatewayConsumer)
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -531,12 +535,15 @@ HOSTILE = [
         HealthCheck.data_too_large,
     ],
 )
-@given(frames=st.lists(FRAMES, min_size=1, max_size=MAX_FRAMES))
+@given(
+    frames=st.lists(FRAMES, min_size=1, max_size=MAX_FRAMES),
+    consumer=mostly(st.just(GatewayConsumer), st.sampled_from([NotifierConsumer, ClipboardConsumer])),
+)
 def test_random_frames_are_each_answered_once_and_leave_the_socket_usable(
-    frames: list[Thrown], error_log: ErrorLog
+    frames: list[Thrown], consumer: type[GatewayConsumer], error_log: ErrorLog
 ) -> None:
     with override_settings(WSGATEWAY=NO_RATE_LIMITS):
-        answers = async_to_sync(throw)(frames, error_log)
+        answers = async_to_sync(throw)(frames, consumer, error_log)
     # What the draws reach, for --hypothesis-show-statistics (events belong to this thread, not the loop's).
     for answer in answers:
         event(answer)
