@@ -182,6 +182,8 @@ def json_values(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 #: Any JSON value; one in five has numbers or nesting the server refuses somewhere in it.
 VALUES = mostly(json_values(SCALARS), json_values(SCALARS | NASTY_NUMBERS | DEEP))
 
+#: Model labels for clipboard_load: the one the user may view (twice, to be drawn more), models
+#: the user may not view, and labels that name no model.
 MODELS = st.sampled_from(
     [
         "demo.document",
@@ -199,9 +201,8 @@ MODELS = st.sampled_from(
         "nothing.document",
     ]
 )
+#: Primary keys as a client may send them: integers, and strings an integer column may or may not read.
 KEYS = INTEGERS | TEXT | st.sampled_from(["1", "01", " 2", "\uff11", "1.0", "-1", "9" * 30])
-
-
 LIMITS = st.integers(0, 101) | INTEGERS
 
 
