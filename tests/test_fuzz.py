@@ -550,6 +550,61 @@ def test_random_frames_are_each_answered_once_and_leave_the_socket_usable(
         event(answer)
 
 
+# -- frames sent at once -----------------------------------------------------------------------
+
+
+async def throw_at_once(frames: list[Thrown], log: ErrorLog) -> None:
+    """Send ``frames`` without waiting for answers, as a client that pipelines: they wait their
+    turn, and are answered in the order sent, each once. Nothing a refusal stores, as above."""
+    user = await database_sync_to_async(fuzz_user)()
+    served = {GATEWAY_CHANNEL, "notifications", "clipboard"}
+    async with connected(user) as socket, connected(user) as other:
+        before = await database_sync_to_async(stored)()
+        for thrown in frames:
+            await send(socket, thrown)
+        pushed: list[dict[str, Any]] = []
+        for thrown in frames:
+            answer = await next_frame(socket)
+            check_answer(thrown, answer, served)
+            if "error" not in answer and request_of(sent_object(thrown)) == ("clipboard", "clipboard_add"):
+                check_stored_as_sent(thrown, answer)
+            pushed += pushes_after(thrown, answer)
+        if not pushed:  # no write was answered: no write happened
+            assert await database_sync_to_async(stored)() == before
+        await socket.assert_open()
+        assert [await next_frame(other) for _ in pushed] == pushed
+        assert all(await asyncio.gather(socket.receive_nothing(0.01), other.receive_nothing(0.01)))
+    logged = log.take()
+    assert not logged, f"logged: {logged}"
+
+
+def pushes_to_the_asker(thrown: Thrown) -> bool:
+    return request_of(sent_object(thrown)) in PUSHES_UNREAD_STATE
+
+
+@pytest.mark.timeout(0 if LONG_RUN else 60)
+@settings(
+    max_examples=EXAMPLES // 5,
+    deadline=None,
+    derandomize=not LONG_RUN,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
+# Without mark_read and mark_all_read, whose pushes of the unread state to the asking socket itself
+# would interleave with the answers still to come: sequential frames (above) check those.
+@given(
+    frames=st.lists(FRAMES.filter(lambda thrown: not pushes_to_the_asker(thrown)), min_size=2, max_size=20)
+)
+def test_frames_sent_at_once_are_answered_in_order(frames: list[Thrown], error_log: ErrorLog) -> None:
+    with override_settings(WSGATEWAY=NO_RATE_LIMITS):
+        async_to_sync(throw_at_once)(frames, error_log)
+
+
 # -- frames over the size limit --------------------------------------------------------------
 
 
@@ -614,6 +669,7 @@ def test_random_frames_on_postgresql(postgres_url: str) -> None:
             "--ds",
             "tests.settings_postgres",
             f"{__file__}::test_random_frames_are_each_answered_once_and_leave_the_socket_usable",
+            f"{__file__}::test_frames_sent_at_once_are_answered_in_order",
             f"{__file__}::test_a_frame_closes_the_socket_exactly_when_its_utf8_is_over_max_message_size",
         ],
         cwd=ROOT,
@@ -623,5 +679,5 @@ def test_random_frames_on_postgresql(postgres_url: str) -> None:
         timeout=None if LONG_RUN else 110,
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
-    assert "2 passed" in result.stdout, result.stdout
+    assert "3 passed" in result.stdout, result.stdout
     print(f"on PostgreSQL in {time.monotonic() - started:.1f} s")
