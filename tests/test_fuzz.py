@@ -14,6 +14,8 @@ nesting, long ids), and binary frames. Each draw opens a fresh socket and, for e
 - the user's other socket is sent the new state after each write, and nothing else;
 - the socket answers a ping once the frames are through.
 
+The same draws sent at once, without waiting for answers, are answered in the order sent.
+
 The suite's in-process database is SQLite, and one process cannot switch its database, so the
 run on PostgreSQL (which refuses what SQLite stores, NUL among it) is the same test in a child
 pytest with ``tests.settings_postgres``.
@@ -55,8 +57,9 @@ from wsgateway.notifications import notify
 pytestmark = pytest.mark.django_db(transaction=True)
 
 #: Draws of the main test; each is a fresh socket and up to MAX_FRAMES frames (about 850 frames in
-#: all). About 15 s on SQLite on a 2-core machine, so that the module, PostgreSQL included, stays
-#: under a minute. ``WSGATEWAY_FUZZ_EXAMPLES=5000`` runs longer, and on new draws every time.
+#: all). About 10 s on SQLite and 15 s on PostgreSQL on a 2-core machine: the module, a PostgreSQL
+#: started and the child pytest included, takes about 35 s. ``WSGATEWAY_FUZZ_EXAMPLES=5000`` runs
+#: longer, and on new draws every time.
 LONG_RUN = os.environ.get("WSGATEWAY_FUZZ_EXAMPLES")
 EXAMPLES = int(LONG_RUN or 200)
 MAX_FRAMES = 10
