@@ -91,6 +91,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     #: before: nothing is bounded until then), the bytes of text frames sent since the accept, and
     #: how many of them the client has acknowledged.
     window = 0
+    #: ``MAX_SEND_SIZE`` as it was at the connect: read once, not on every push (0: not connected).
+    send_limit = 0
     sent_bytes = 0
     acked_bytes = 0
     #: Set by each acknowledgement (and the socket's end): what a send waiting for room waits on.
@@ -163,6 +165,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         self.session_key, self.services = identity.session_key, services
         await self.accept()
         self.window = gateway_settings.OUTBOUND_WINDOW
+        self.send_limit = gateway_settings.MAX_SEND_SIZE
         await self.send_frame(
             GATEWAY_CHANNEL,
             {
@@ -547,7 +550,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             text = frames.error(
                 channel, ErrorCode.INTERNAL_ERROR, "The server failed to encode its answer.", frame_id
             )
-        if frames.size(text) > (limit := gateway_settings.MAX_SEND_SIZE):
+        if frames.size(text) > (limit := self.send_limit or gateway_settings.MAX_SEND_SIZE):
             metrics.increment(metrics.SEND_TOO_LARGE)
             logger.warning(
                 "wsgateway: a %d-byte frame on channel %r was not sent", frames.size(text), channel
@@ -644,7 +647,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     async def gateway_push(self, event: dict[str, Any]) -> None:
         service = self.services.get(event["channel"])
         if service is not None and event.get("exclude") != self.channel_name:
-            if frames.size(event["text"]) > gateway_settings.MAX_SEND_SIZE:
+            if frames.size(event["text"]) > self.send_limit:
                 # Encoded by a process with a larger MAX_SEND_SIZE: sent, it would close this socket.
                 metrics.increment(metrics.SEND_TOO_LARGE)
                 logger.warning("wsgateway: a push on channel %r was too large to send", event["channel"])
