@@ -121,6 +121,13 @@ def _check_group_prefix(prefix: str) -> list[CheckMessage]:
     ]
 
 
+#: What to install for the parts of wsgateway that need an optional package (an extra), when it is missing.
+EXTRA_HINTS = {
+    "wsgateway.authenticators.simplejwt.SimpleJWTAuthenticator": "Install djangorestframework-simplejwt: "
+    "pip install 'wsgateway[simplejwt]'.",
+}
+
+
 def _check_imports(malformed: set[str]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     named: list[tuple[str, str]] = []
@@ -137,7 +144,7 @@ def _check_imports(malformed: set[str]) -> list[CheckMessage]:
             errors.append(
                 Error(
                     f"WSGATEWAY[{key!r}] names {path!r}, which cannot be imported: {exc}",
-                    hint="Use a dotted path to a class or function.",
+                    hint=EXTRA_HINTS.get(path, "Use a dotted path to a class or function."),
                     id="wsgateway.E004",
                 )
             )
