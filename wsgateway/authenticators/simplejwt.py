@@ -65,7 +65,9 @@ class SimpleJWTAuthenticator(BaseAuthenticator):
         raw = self.get_token(scope)
         if raw is None or not JWT.fullmatch(raw):
             return None  # not a JWT: another authenticator's
-        token = self.validate(raw)  # the signature and claims, no database: fit for the event loop
+        # In the event loop: an access token's signature and claims need no database (a token class that
+        # checks simplejwt's blacklist, or SIMPLE_JWT["JWK_URL"], would block it: neither is supported).
+        token = self.validate(raw)
         expires_at = float(token["exp"])  # every token simplejwt validates has one (Token.check_exp)
         if _user_id_is_the_primary_key():
             # The user is read with the services' snapshots, in the consumer's one trip to the database.
