@@ -14,6 +14,7 @@ from django.test import override_settings
 from wsgateway.checks import (
     MAX_ADVISED_TOKEN_AGE,
     check_allowed_origins,
+    check_authenticator_order,
     check_channel_layer,
     check_connection_cap,
     check_origin_policy,
@@ -778,3 +779,41 @@ def test_w005_is_silent_where_the_count_is_the_whole_count(backend: str) -> None
 @override_settings(CHANNEL_LAYERS=REDIS)
 def test_w005_is_a_registered_security_check() -> None:
     assert ids(run_checks(tags=[Tags.security])) == ["wsgateway.W005"]
+
+
+# -- W006: a token authenticator after the bearer one, which refuses its tokens ----------------
+
+SIMPLEJWT = "wsgateway.authenticators.simplejwt.SimpleJWTAuthenticator"
+BEARER = "wsgateway.auth.BearerTokenAuthenticator"
+SESSION = "wsgateway.auth.SessionAuthenticator"
+
+
+@pytest.mark.parametrize(
+    "authenticators",
+    [
+        [BEARER, SIMPLEJWT],
+        [SESSION, BEARER, SESSION, SIMPLEJWT],
+        [BEARER, "tests.support.jwt.SiteJWTAuthenticator"],
+    ],
+    ids=["after", "after, not next to it", "a subclass"],
+)
+def test_w006_simplejwt_after_the_bearer_authenticator(authenticators: list[str]) -> None:
+    with override_settings(WSGATEWAY={"AUTHENTICATORS": authenticators}):
+        message = only(check_authenticator_order(), "wsgateway.W006")
+    assert isinstance(message, Warning)
+    assert repr(authenticators[-1]) in message.msg and repr(BEARER) in message.msg
+
+
+@pytest.mark.parametrize(
+    "authenticators",
+    [[SIMPLEJWT, BEARER, SESSION], [SIMPLEJWT], [BEARER, SESSION], [BEARER, "no.such.Authenticator"], "nope"],
+    ids=["before", "alone", "no simplejwt", "E004's", "E007's"],
+)
+def test_w006_is_silent_for_a_good_order(authenticators: Any) -> None:
+    with override_settings(WSGATEWAY={"AUTHENTICATORS": authenticators}):
+        assert check_authenticator_order() == []
+
+
+@override_settings(WSGATEWAY={"AUTHENTICATORS": [BEARER, SIMPLEJWT]})
+def test_w006_is_registered() -> None:
+    assert "wsgateway.W006" in ids(run_checks())
