@@ -201,6 +201,17 @@ async def test_an_inactive_user_is_refused(alice: Any, check_user_is_active: boo
             await assert_refused(socket, "token_invalid")
 
 
+async def test_a_password_change_refuses_the_token_with_check_revoke_token(alice: Any) -> None:
+    with simple_jwt(CHECK_REVOKE_TOKEN=True):
+        token = access(alice)
+        alice.set_password("a new password")
+        await alice.asave()
+        async with refused(headers=[bearer(token)]) as socket:
+            await assert_refused(socket, "token_invalid")
+        async with connected(headers=[bearer(access(alice))]) as socket:
+            assert socket.connect_frames[0] == connected_as_frame(alice)
+
+
 async def test_a_deleted_user_is_refused(alice: Any) -> None:
     token = access(alice)
     await alice.adelete()
