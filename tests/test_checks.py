@@ -781,7 +781,7 @@ def test_w005_is_a_registered_security_check() -> None:
     assert ids(run_checks(tags=[Tags.security])) == ["wsgateway.W005"]
 
 
-# -- W006: a token authenticator after the bearer one, which refuses its tokens ----------------
+# -- W007: a token authenticator after the bearer one, which refuses its tokens ----------------
 
 SIMPLEJWT = "wsgateway.authenticators.simplejwt.SimpleJWTAuthenticator"
 BEARER = "wsgateway.auth.BearerTokenAuthenticator"
@@ -797,9 +797,9 @@ SESSION = "wsgateway.auth.SessionAuthenticator"
     ],
     ids=["after", "after, not next to it", "a subclass"],
 )
-def test_w006_simplejwt_after_the_bearer_authenticator(authenticators: list[str]) -> None:
+def test_w007_simplejwt_after_the_bearer_authenticator(authenticators: list[str]) -> None:
     with override_settings(WSGATEWAY={"AUTHENTICATORS": authenticators}):
-        message = only(check_authenticator_order(), "wsgateway.W006")
+        message = only(check_authenticator_order(), "wsgateway.W007")
     assert isinstance(message, Warning)
     assert repr(authenticators[-1]) in message.msg and repr(BEARER) in message.msg
 
@@ -809,11 +809,11 @@ def test_w006_simplejwt_after_the_bearer_authenticator(authenticators: list[str]
     [[SIMPLEJWT, BEARER, SESSION], [SIMPLEJWT], [BEARER, SESSION], [BEARER, "no.such.Authenticator"], "nope"],
     ids=["before", "alone", "no simplejwt", "E004's", "E007's"],
 )
-def test_w006_is_silent_for_a_good_order(authenticators: Any) -> None:
+def test_w007_is_silent_for_a_good_order(authenticators: Any) -> None:
     with override_settings(WSGATEWAY={"AUTHENTICATORS": authenticators}):
         assert check_authenticator_order() == []
 
 
 @override_settings(WSGATEWAY={"AUTHENTICATORS": [BEARER, SIMPLEJWT]})
-def test_w006_is_registered() -> None:
-    assert "wsgateway.W006" in ids(run_checks())
+def test_w007_is_registered() -> None:
+    assert "wsgateway.W007" in ids(run_checks())

@@ -292,7 +292,7 @@ def check_authenticator_order(app_configs: Any = None, **kwargs: Any) -> list[Ch
                     f"WSGATEWAY['AUTHENTICATORS'] lists {path!r} after {bearer!r}, which refuses the "
                     "tokens it reads (token_invalid) before they reach it: no socket connects with one.",
                     hint=f"List {path!r} before {bearer!r}; it passes a token that is not its own.",
-                    id="wsgateway.W006",
+                    id="wsgateway.W007",
                 )
             )
     return warnings
