@@ -114,6 +114,15 @@ else:
 WSGATEWAY: dict[str, object] = {}
 if os.environ.get("WSGATEWAY_MAX_CONNECTIONS_PER_USER"):
     WSGATEWAY["MAX_CONNECTIONS_PER_USER"] = int(os.environ["WSGATEWAY_MAX_CONNECTIONS_PER_USER"])
+# WSGATEWAY_SIMPLEJWT=1: an app's way in (the simplejwt extra): POST /api/token/ (username, password) gives
+# simplejwt's access and refresh tokens, and sockets accept the access token (tests/test_live_simplejwt.py).
+SIMPLEJWT = os.environ.get("WSGATEWAY_SIMPLEJWT") == "1"
+if SIMPLEJWT:
+    WSGATEWAY["AUTHENTICATORS"] = [
+        "wsgateway.authenticators.simplejwt.SimpleJWTAuthenticator",
+        "wsgateway.auth.BearerTokenAuthenticator",
+        "wsgateway.auth.SessionAuthenticator",
+    ]
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LOGIN_URL = "login"

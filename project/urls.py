@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
@@ -19,6 +20,11 @@ urlpatterns = [
     path("wsgateway/", include("wsgateway.urls")),
     path("admin/", admin.site.urls),
 ]
+
+if settings.SIMPLEJWT:
+    from rest_framework_simplejwt.views import TokenObtainPairView
+
+    urlpatterns.append(path("api/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"))
 
 # daphne serves no static files itself; with DEBUG on, Django does (the demo's CSS and wsgateway.js).
 urlpatterns += staticfiles_urlpatterns()

@@ -16,6 +16,7 @@ from django.test import Client, override_settings
 
 from tests.support.communicators import (
     PASSWORD,
+    AnyText,
     bearer,
     connected,
     cookie,
@@ -355,11 +356,14 @@ async def test_token_view_reports_the_token_max_age_setting(alice: Any) -> None:
     assert response.json()["expires_in"] == 300
 
 
-async def test_token_view_refuses_anonymous() -> None:
-    response = await sync_to_async(Client().post)("/wsgateway/token/")
-    assert response.status_code == 302
-    assert response["Location"].startswith("/accounts/login/")
-    assert b"token" not in response.content
+@pytest.mark.parametrize("enforce_csrf_checks", [False, True], ids=["csrf not checked", "csrf checked"])
+async def test_token_view_answers_anonymous_with_json_401(enforce_csrf_checks: bool) -> None:
+    # An app with no session has no CSRF cookie either: 401 all the same, not the CSRF middleware's 403.
+    client = Client(enforce_csrf_checks=enforce_csrf_checks)
+    response = await sync_to_async(client.post)("/wsgateway/token/")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"error": {"code": "unauthorized", "message": AnyText()}}
 
 
 async def test_token_view_refuses_get(alice: Any) -> None:
@@ -376,6 +380,33 @@ async def test_token_view_needs_the_csrf_token(alice: Any) -> None:
         return browser.post("/wsgateway/token/").status_code
 
     assert await post_without_csrf() == 403
+
+
+async def test_token_view_without_the_csrf_token_answers_json_and_issues_nothing(alice: Any) -> None:
+    @sync_to_async
+    def post_without_csrf() -> Any:
+        browser = Client(enforce_csrf_checks=True)
+        browser.force_login(alice)
+        return browser.post("/wsgateway/token/")
+
+    response = await post_without_csrf()
+    assert response.status_code == 403
+    assert response.json() == {"error": {"code": "csrf_failed", "message": AnyText()}}
+
+
+async def test_token_view_issues_a_token_with_the_csrf_token(alice: Any) -> None:
+    @sync_to_async
+    def post_with_csrf() -> Any:
+        browser = Client(enforce_csrf_checks=True)
+        browser.force_login(alice)
+        browser.get("/accounts/login/")  # a page with a form: it sets the CSRF cookie
+        csrf_token = browser.cookies["csrftoken"].value
+        return browser.post("/wsgateway/token/", headers={"X-CSRFToken": csrf_token})
+
+    response = await post_with_csrf()
+    assert response.status_code == 200
+    async with connected(headers=[bearer(response.json()["token"])]) as socket:
+        assert socket.connect_frames[0] == connected_as_frame(alice)
 
 
 # -- logging out ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from django.test import override_settings
 from wsgateway.checks import (
     MAX_ADVISED_TOKEN_AGE,
     check_allowed_origins,
+    check_authenticator_order,
     check_channel_layer,
     check_connection_cap,
     check_origin_policy,
@@ -861,3 +862,41 @@ def test_e013_is_silent_for_a_window_of_twice_max_send_size(window: int, send: i
         WSGATEWAY={"OUTBOUND_WINDOW": window, "MAX_SEND_SIZE": send, "SERVICES": DEFAULT_SERVICES[:1]}
     ):
         assert check_send_size() == []
+
+
+# -- W007: a token authenticator after the bearer one, which refuses its tokens ----------------
+
+SIMPLEJWT = "wsgateway.authenticators.simplejwt.SimpleJWTAuthenticator"
+BEARER = "wsgateway.auth.BearerTokenAuthenticator"
+SESSION = "wsgateway.auth.SessionAuthenticator"
+
+
+@pytest.mark.parametrize(
+    "authenticators",
+    [
+        [BEARER, SIMPLEJWT],
+        [SESSION, BEARER, SESSION, SIMPLEJWT],
+        [BEARER, "tests.support.jwt.SiteJWTAuthenticator"],
+    ],
+    ids=["after", "after, not next to it", "a subclass"],
+)
+def test_w007_simplejwt_after_the_bearer_authenticator(authenticators: list[str]) -> None:
+    with override_settings(WSGATEWAY={"AUTHENTICATORS": authenticators}):
+        message = only(check_authenticator_order(), "wsgateway.W007")
+    assert isinstance(message, Warning)
+    assert repr(authenticators[-1]) in message.msg and repr(BEARER) in message.msg
+
+
+@pytest.mark.parametrize(
+    "authenticators",
+    [[SIMPLEJWT, BEARER, SESSION], [SIMPLEJWT], [BEARER, SESSION], [BEARER, "no.such.Authenticator"], "nope"],
+    ids=["before", "alone", "no simplejwt", "E004's", "E007's"],
+)
+def test_w007_is_silent_for_a_good_order(authenticators: Any) -> None:
+    with override_settings(WSGATEWAY={"AUTHENTICATORS": authenticators}):
+        assert check_authenticator_order() == []
+
+
+@override_settings(WSGATEWAY={"AUTHENTICATORS": [BEARER, SIMPLEJWT]})
+def test_w007_is_registered() -> None:
+    assert "wsgateway.W007" in ids(run_checks())

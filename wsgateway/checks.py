@@ -121,6 +121,13 @@ def _check_group_prefix(prefix: str) -> list[CheckMessage]:
     ]
 
 
+#: What to install for the parts of wsgateway that need an optional package (an extra), when it is missing.
+EXTRA_HINTS = {
+    "wsgateway.authenticators.simplejwt.SimpleJWTAuthenticator": "Install djangorestframework-simplejwt: "
+    "pip install 'wsgateway[simplejwt]'.",
+}
+
+
 def _check_imports(malformed: set[str]) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     named: list[tuple[str, str]] = []
@@ -137,7 +144,7 @@ def _check_imports(malformed: set[str]) -> list[CheckMessage]:
             errors.append(
                 Error(
                     f"WSGATEWAY[{key!r}] names {path!r}, which cannot be imported: {exc}",
-                    hint="Use a dotted path to a class or function.",
+                    hint=EXTRA_HINTS.get(path, "Use a dotted path to a class or function."),
                     id="wsgateway.E004",
                 )
             )
@@ -240,22 +247,55 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 MAX_ADVISED_TOKEN_AGE = 24 * 60 * 60
 
 
-def _sessions_authenticate() -> bool:
-    """Whether ``SessionAuthenticator`` (or a subclass) is in ``AUTHENTICATORS``: the browser's cookie
-    then authenticates any page's socket that the origin check lets through."""
-    from .auth import SessionAuthenticator  # not at import time: auth reads the app registry
-
+def _authenticator_classes() -> list[tuple[str, type]]:
+    """The classes of ``AUTHENTICATORS`` that import, in order, with their paths."""
     paths = gateway_settings.get("AUTHENTICATORS")
     if not KEYS["AUTHENTICATORS"].shape.accepts(paths):
-        return False  # E007 from check_settings
+        return []  # E007 from check_settings
+    classes = []
     for path in paths:
         try:
             cls = import_string(path)
         except Exception:  # E004 from check_settings
             continue
-        if isinstance(cls, type) and issubclass(cls, SessionAuthenticator):
-            return True
-    return False
+        if isinstance(cls, type):
+            classes.append((path, cls))
+    return classes
+
+
+def _sessions_authenticate() -> bool:
+    """Whether ``SessionAuthenticator`` (or a subclass) is in ``AUTHENTICATORS``: the browser's cookie
+    then authenticates any page's socket that the origin check lets through."""
+    from .auth import SessionAuthenticator  # not at import time: auth reads the app registry
+
+    return any(issubclass(cls, SessionAuthenticator) for _, cls in _authenticator_classes())
+
+
+#: Authenticators of tokens that ``BearerTokenAuthenticator`` cannot read, and refuses: they go before it.
+TOKENS_THE_BEARER_REFUSES = ["wsgateway.authenticators.simplejwt.SimpleJWTAuthenticator"]
+
+
+def check_authenticator_order(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A JWT that ``BearerTokenAuthenticator`` sees first is refused as ``token_invalid``."""
+    from .auth import BearerTokenAuthenticator  # not at import time: auth reads the app registry
+
+    bearer: str | None = None
+    warnings: list[CheckMessage] = []
+    for path, cls in _authenticator_classes():
+        if bearer is None and issubclass(cls, BearerTokenAuthenticator):
+            bearer = path
+        elif bearer is not None and any(
+            f"{base.__module__}.{base.__qualname__}" in TOKENS_THE_BEARER_REFUSES for base in cls.__mro__
+        ):
+            warnings.append(
+                Warning(
+                    f"WSGATEWAY['AUTHENTICATORS'] lists {path!r} after {bearer!r}, which refuses the "
+                    "tokens it reads (token_invalid) before they reach it: no socket connects with one.",
+                    hint=f"List {path!r} before {bearer!r}; it passes a token that is not its own.",
+                    id="wsgateway.W007",
+                )
+            )
+    return warnings
 
 
 def check_origin_policy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -423,3 +463,4 @@ def register() -> None:
     register_check(check_channel_layer, "wsgateway")
     register_check(check_connection_cap, "wsgateway", Tags.security)
     register_check(check_send_size, "wsgateway")
+    register_check(check_authenticator_order, "wsgateway")

@@ -72,3 +72,7 @@ class ErrorCode(StrEnum):
     #: Sent on channel "gateway" just before a 4409 close: the user has too many sockets open.
     TOO_MANY_CONNECTIONS = "too_many_connections"
     INTERNAL_ERROR = "internal_error"
+
+    # The token view (HTTP), in the same body: {"error": {"code", "message"}}.
+    #: A session-authenticated POST without its CSRF token (403); an anonymous one is ``unauthorized`` (401).
+    CSRF_FAILED = "csrf_failed"
