@@ -111,6 +111,12 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "wsgateway.layers.InProcessChannelLayer"}}
 
+# Celery (project/celery.py reads the CELERY_ settings). The broker is its own Redis database: a
+# queue of tasks, not the channel layer's traffic. No result backend: the tasks' results are not read.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
 WSGATEWAY: dict[str, object] = {}
 if os.environ.get("WSGATEWAY_MAX_CONNECTIONS_PER_USER"):
     WSGATEWAY["MAX_CONNECTIONS_PER_USER"] = int(os.environ["WSGATEWAY_MAX_CONNECTIONS_PER_USER"])
