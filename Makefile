@@ -44,11 +44,12 @@ lint: install typecheck-js
 # wsgateway.js against tests/js/. It needs node and npm; without them it fails and says so, unless
 # TYPECHECK_JS=skip (what .ci/run passes when it could not install them), which skips it loudly.
 TYPECHECK_JS ?= run
+NEED_NODE = command -v node >/dev/null && command -v npm >/dev/null || { \
+	echo "make typecheck-js: node and npm are needed (Debian: apt-get install nodejs npm)," \
+		"or run with TYPECHECK_JS=skip" >&2; exit 1; }
 
 node_modules/.installed: package.json package-lock.json
-	@command -v node >/dev/null && command -v npm >/dev/null || { \
-		echo "make typecheck-js: node and npm are needed (Debian: apt-get install nodejs npm)," \
-			"or run with TYPECHECK_JS=skip" >&2; exit 1; }
+	@$(NEED_NODE)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -57,6 +58,7 @@ typecheck-js:
 	@echo "make typecheck-js: SKIPPED (TYPECHECK_JS=skip): the TypeScript declarations are NOT checked" >&2
 else
 typecheck-js: node_modules/.installed
+	@$(NEED_NODE)
 	node_modules/.bin/tsc -p tsconfig.json
 endif
 
