@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint bench production-shape clean
+.PHONY: install run test lint typecheck-js bench production-shape clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,10 +35,32 @@ production-shape: install
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
-lint: install
+lint: install typecheck-js
 	$(VENV)/bin/ruff check wsgateway project tests scripts bench
 	$(VENV)/bin/ruff format --check wsgateway project tests scripts bench
 	$(VENV)/bin/mypy wsgateway
 
+# tsc (pinned in package.json, installed by `npm ci` into node_modules/) checks the declarations of
+# wsgateway.js against tests/js/. It needs node and npm; without them it fails and says so, unless
+# TYPECHECK_JS=skip (what .ci/run passes when it could not install them), which skips it loudly.
+TYPECHECK_JS ?= run
+NEED_NODE = command -v node >/dev/null && command -v npm >/dev/null || { \
+	echo "make typecheck-js: node and npm are needed (Debian: apt-get install nodejs npm)," \
+		"or run with TYPECHECK_JS=skip" >&2; exit 1; }
+
+node_modules/.installed: package.json package-lock.json
+	@$(NEED_NODE)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ifeq ($(TYPECHECK_JS),skip)
+typecheck-js:
+	@echo "make typecheck-js: SKIPPED (TYPECHECK_JS=skip): the TypeScript declarations are NOT checked" >&2
+else
+typecheck-js: node_modules/.installed
+	@$(NEED_NODE)
+	node_modules/.bin/tsc -p tsconfig.json
+endif
+
 clean:
-	rm -rf $(VENV) db.sqlite3 test-output bench-results
+	rm -rf $(VENV) node_modules db.sqlite3 test-output bench-results

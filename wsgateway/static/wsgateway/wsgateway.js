@@ -4,9 +4,22 @@
  * Plain JavaScript for current browsers: no build step, no dependencies.
  * Load it with {% load wsgateway %}{% wsgateway_script %}, which also tells it the endpoint.
  * The API is documented in docs/client.md.
+ *
+ * The one source of the client, run two ways: as a classic script (the tag), and as a module
+ * when wsgateway.mjs imports it for `import { WSGateway } from ".../wsgateway.mjs"`. So it holds
+ * nothing a module refuses (no top-level `this`, nothing sloppy-mode only) and exports nothing:
+ * it sets the globals either way, and wsgateway.mjs re-exports them.
  */
 (function (global) {
   "use strict";
+
+  /**
+   * Set once the globals are: a page that loads the script and imports the module runs this file
+   * twice (classic scripts and modules are cached apart), and the second run keeps the first's
+   * class, so that there is one `WSGateway` on the page and `instanceof` holds across both.
+   */
+  const LOADED = Symbol.for("wsgateway.client");
+  if (global[LOADED]) return;
 
   // -- constants -----------------------------------------------------------------------
 
@@ -119,9 +132,14 @@
     return LINK_PROTOCOLS.includes(resolved.protocol) ? url : null;
   }
 
-  /** What {% wsgateway_script %} put on the script tag that loaded this file. */
+  /**
+   * What {% wsgateway_script %} put on the script tag that loaded this file. Run as a module (see
+   * wsgateway.mjs) there is no current script: then the first script tag of the page that has
+   * `data-wsgateway-url`, if any.
+   */
   function scriptConfig() {
-    const script = global.document && global.document.currentScript;
+    const document = global.document;
+    const script = document && (document.currentScript || document.querySelector("script[data-wsgateway-url]"));
     const config = {};
     if (script && script.dataset && script.dataset.wsgatewayUrl) config.url = script.dataset.wsgatewayUrl;
     return config;
@@ -857,4 +875,5 @@
 
   global.WSGateway = WSGateway;
   global.WSGatewayError = WSGatewayError;
+  global[LOADED] = true;
 })(typeof window !== "undefined" ? window : globalThis);

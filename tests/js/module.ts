@@ -1,0 +1,133 @@
+// The module's API the way docs/client.md uses it. `make typecheck-js` compiles this with --strict
+// and emits nothing; each `@ts-expect-error` must meet an error, or tsc fails ("unused directive").
+import DefaultGateway, {
+  WSGateway,
+  WSGatewayError,
+  type ClipboardEntry,
+  type Notification,
+  type State,
+  type WSGatewayOptions,
+} from "../../wsgateway/static/wsgateway/wsgateway.mjs";
+
+const same: typeof WSGateway = DefaultGateway;
+
+// -- the socket ---------------------------------------------------------------------------
+
+const gw = new WSGateway({ url: "/ws/", pingInterval: 0, requestTimeout: 2000 });
+new same();
+WSGateway.defaults.maxDelay = 60000;
+const defaults: WSGatewayOptions = WSGateway.defaults;
+const backoffs: number[] = [0, 1, 2].map((attempt) => gw.backoff(attempt));
+const where: string = gw.url;
+const open: boolean = gw.connected;
+const username: string | undefined = gw.user?.username;
+const services: string[] = gw.services;
+gw.connect().close(1000, "bye").connect();
+gw.close();
+
+// @ts-expect-error: an option that does not exist
+new WSGateway({ reconnect: true });
+// @ts-expect-error: options are typed
+new WSGateway({ minDelay: "500" });
+// @ts-expect-error: the state is read-only to the page
+gw.state = "open";
+
+// -- states ---------------------------------------------------------------------------------
+
+const { CONNECTING, OPEN, CLOSED, UNAUTHORIZED } = WSGateway.STATES;
+const states: State[] = [CONNECTING, OPEN, CLOSED, UNAUTHORIZED];
+// @ts-expect-error: STATES is frozen
+WSGateway.STATES.OPEN = "opened";
+// @ts-expect-error: not a state
+const notAState: State = "reconnecting";
+
+const offState = gw.on("state", (state, info) => {
+  if (state === WSGateway.STATES.OPEN) {
+    const user: string = info.user.username; // the hello's user goes with "open"
+    console.log(user, info.services);
+  } else if (state === "closed") {
+    const delay: number | null = info.reconnectIn;
+    console.log(info.code, info.reason, delay);
+  } else if (state === "unauthorized") {
+    console.log(info.error.code, info.error.message);
+  } else {
+    const attempt: number = info.attempt;
+    // @ts-expect-error: only "open" carries the user
+    console.log(attempt, info.user);
+  }
+});
+offState();
+
+gw.on("error", (error, frame) => {
+  const code: string = error.code;
+  console.warn(code, error.message, frame?.error.code);
+});
+
+// -- requests and channels -----------------------------------------------------------------
+
+async function requests(): Promise<void> {
+  try {
+    await gw.request("gateway", { action: "ping" }, { timeout: 2000 });
+  } catch (error) {
+    if (error instanceof WSGatewayError && error.code === "timeout") console.log("no pong");
+    if (error instanceof WSGateway.Error) console.log(error.frame?.error.message);
+  }
+  const sent: boolean = gw.send("echo", { action: "echo", data: 1 });
+
+  const echo = gw.channel("echo");
+  const stop = echo.on((payload, frame) => {
+    if ("shout" in payload) console.log("shouted elsewhere:", payload.shout, frame.channel);
+  });
+  const reply = await echo.action("echo", { n: [1, 2] });
+  console.log(reply.echo, sent);
+  await echo.action("shout", "hi", { timeout: 2000 });
+  const typed = await echo.request<{ echo: number[] }>({ action: "echo", data: [1] });
+  const numbers: number[] = typed.echo;
+  console.log(numbers);
+  stop();
+  gw.on("notifications", (payload) => console.log("unread:", payload.unread));
+
+  // @ts-expect-error: a channel's name is a string
+  gw.channel(7);
+  // @ts-expect-error: the timeout is in ms
+  await echo.action("echo", null, { timeout: "2s" });
+}
+
+// -- helpers ----------------------------------------------------------------------------------
+
+const href: string | null = WSGateway.safeUrl("https://example.com/");
+const close4401: 4401 = WSGateway.CLOSE_UNAUTHORIZED;
+const close4409: 4409 = WSGateway.CLOSE_TOO_MANY_CONNECTIONS;
+
+gw.notifications.onChange(({ unread, category }) => {
+  console.log(unread === 0, String(unread), category ?? "");
+});
+gw.notifications.onNotification((n: Notification, { catchUp }) => {
+  if (!catchUp && !n.is_read) console.log(n.label, n.category, n.actions.map((a) => WSGateway.safeUrl(a.url)));
+});
+gw.notifications.onUpdate((n) => console.log(n.seq, n.metainfo.changedDatetime));
+gw.notifications.onCatchUp((missed) => console.log(`${missed.length} arrived while you were offline`));
+const cursor: number | null = gw.notifications.seq;
+
+async function helpers(): Promise<void> {
+  const page = await gw.notifications.list({ before: 10, limit: 20, unreadOnly: true });
+  const more: boolean = page.has_more;
+  const first: Notification | undefined = page.notifications[0];
+  const { unread } = await gw.notifications.markRead([1, 2]);
+  await gw.notifications.markRead(3);
+  await gw.notifications.markAllRead();
+  // @ts-expect-error: ids, not notifications
+  await gw.notifications.markRead(first);
+
+  gw.clipboard.onChange((entries: ClipboardEntry[]) => console.log(entries.length));
+  const { added } = await gw.clipboard.add({ any: ["json"] });
+  const { refused } = await gw.clipboard.load("demo.document", [1, 2]);
+  console.log(refused.map((r) => `${r.id}: ${r.code}`), more, unread, added);
+  await gw.clipboard.remove(added[0]!.id);
+  await gw.clipboard.flush();
+  for (const entry of gw.clipboard.entries) console.log("model" in entry ? entry.label : entry.data);
+  // @ts-expect-error: load takes a model label first
+  await gw.clipboard.load([1, 2]);
+}
+
+export { backoffs, close4401, close4409, cursor, defaults, helpers, href, notAState, open, requests, services, states, username, where };

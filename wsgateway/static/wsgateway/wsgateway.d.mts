@@ -1,0 +1,278 @@
+/**
+ * Types of wsgateway.js, the browser client of wsgateway, as docs/client.md documents it.
+ *
+ * This file describes the module (`import { WSGateway } from ".../wsgateway.mjs"`);
+ * wsgateway.d.ts declares the same classes as the globals the classic script sets.
+ * Checked by `make typecheck-js` against tests/js/, which use the API as the docs show.
+ */
+
+/** Every value of `gw.state`. */
+export interface States {
+  readonly CONNECTING: "connecting";
+  readonly OPEN: "open";
+  readonly CLOSED: "closed";
+  readonly UNAUTHORIZED: "unauthorized";
+}
+
+export type State = States[keyof States];
+
+/** The options of `new WSGateway(options)`; `WSGateway.defaults` holds one of each. */
+export interface WSGatewayOptions {
+  /** The endpoint; may be relative to the page. Default: from `{% wsgateway_script %}`, else "/ws/". */
+  url: string;
+  /** Connect right away (after the current task). Default true. */
+  autoConnect: boolean;
+  /** ms, the cap of the first reconnect delay. Default 500. */
+  minDelay: number;
+  /** ms, the largest reconnect delay. Default 30000. */
+  maxDelay: number;
+  /** ms, the default timeout of `request()`; 0 waits for ever. Default 10000. */
+  requestTimeout: number;
+  /** ms between keep-alive pings on the `gateway` channel; 0 turns them off. Default 25000. */
+  pingInterval: number;
+  /** ms to wait for the pong before the socket is given up and replaced. Default 10000. */
+  pingTimeout: number;
+  /** The constructor to use. Default `window.WebSocket`. */
+  WebSocket: new (url: string) => WebSocket;
+}
+
+/** The user of the server's hello. */
+export interface User {
+  id: number;
+  username: string;
+}
+
+/** `{code, message}` of an error frame. */
+export interface ErrorInfo {
+  code: string;
+  message: string;
+}
+
+/** A frame the server sends: `{channel, payload}`, with the request's `id` on a reply. */
+export interface Frame<Payload = any> {
+  channel: string;
+  payload: Payload;
+  id?: number;
+}
+
+export interface ErrorFrame {
+  channel: string;
+  error: ErrorInfo;
+  id?: number;
+}
+
+export interface ConnectingInfo {
+  attempt: number;
+}
+
+export interface OpenInfo {
+  user: User;
+  services: string[];
+}
+
+export interface ClosedInfo {
+  code: number;
+  reason: string;
+  wasClean?: boolean;
+  /** ms before the next attempt, or null after `close()`. */
+  reconnectIn: number | null;
+  attempt?: number;
+}
+
+export interface UnauthorizedInfo {
+  code: number;
+  reason: string;
+  wasClean: boolean;
+  /** `unauthorized`, `token_invalid`, `token_expired`, `logged_out`, ... */
+  error: ErrorInfo;
+}
+
+/** The arguments of a `gw.on("state", handler)` handler: `info` goes with the state. */
+export type StateChange =
+  | [state: "connecting", info: ConnectingInfo]
+  | [state: "open", info: OpenInfo]
+  | [state: "closed", info: ClosedInfo]
+  | [state: "unauthorized", info: UnauthorizedInfo];
+
+/** Calling it removes the handler. */
+export type Unsubscribe = () => void;
+
+export interface RequestOptions {
+  /** ms; the default is the gateway's `requestTimeout`, 0 waits for ever. */
+  timeout?: number;
+}
+
+/** A request the server refused or that got no reply. */
+export declare class WSGatewayError extends Error {
+  constructor(code: string, message: string, frame?: ErrorFrame | null);
+  name: "WSGatewayError";
+  /** The server's error code, or "timeout", "closed", "not_connected", "bad_reply". */
+  code: string;
+  /** The whole error frame, for an error the server sent. */
+  frame: ErrorFrame | null;
+}
+
+/** One service's side of the socket, from `gw.channel(name)`. */
+export declare class Channel {
+  readonly gateway: WSGateway;
+  readonly name: string;
+  /** handler(payload, frame) for each frame the server sends on this channel by itself. */
+  on<Payload = any>(handler: (payload: Payload, frame: Frame<Payload>) => void): Unsubscribe;
+  /** Promise of the reply's payload; rejected with a WSGatewayError. */
+  request<Reply = any>(payload: unknown, options?: RequestOptions): Promise<Reply>;
+  /** `request({action, data})`: the payload every ActionService reads. */
+  action<Reply = any>(action: string, data?: unknown, options?: RequestOptions): Promise<Reply>;
+}
+
+/** The category tag of a notification: Django's message tags, or a site's own (MESSAGE_TAGS). */
+export type Category = "info" | "success" | "warning" | "error" | "debug" | (string & {});
+
+export interface NotificationAction {
+  label: string;
+  url: string;
+}
+
+export interface Notification {
+  id: number;
+  seq: number;
+  category: Category;
+  label: string;
+  is_read: boolean;
+  data: unknown;
+  actions: NotificationAction[];
+  metainfo: {
+    createdDatetime: string;
+    changedDatetime: string;
+    createdUser: string | null;
+    changedUser: string | null;
+  };
+}
+
+export interface UnreadState {
+  unread: number;
+  category: Category | null;
+}
+
+export interface NotificationPage extends UnreadState {
+  notifications: Notification[];
+  has_more: boolean;
+}
+
+export interface ListOptions {
+  /** A notification id: the page starts after it. */
+  before?: number;
+  /** Up to 100. */
+  limit?: number;
+  unreadOnly?: boolean;
+}
+
+/** `gw.notifications`: the "notifications" channel. */
+export declare class Notifications {
+  readonly gateway: WSGateway;
+  readonly channel: Channel;
+  unread: number;
+  category: Category | null;
+  /** The last notification the server pushed. */
+  last: Notification | null;
+  /** The cursor: the highest seq handed to onNotification; null before the first connect. */
+  seq: number | null;
+  onChange(handler: (state: UnreadState) => void): Unsubscribe;
+  onNotification(handler: (notification: Notification, info: { catchUp: boolean }) => void): Unsubscribe;
+  onUpdate(handler: (notification: Notification) => void): Unsubscribe;
+  onCatchUp(handler: (notifications: Notification[]) => void): Unsubscribe;
+  list(options?: ListOptions): Promise<NotificationPage>;
+  markRead(ids: number | number[]): Promise<UnreadState>;
+  markAllRead(): Promise<UnreadState>;
+}
+
+/** Raw data stored with `add()`. */
+export interface DataEntry {
+  id: number;
+  data: unknown;
+  created: string;
+}
+
+/** A reference to a model instance, added with `load()`. */
+export interface ReferenceEntry {
+  id: number;
+  model: string;
+  pk: string | number;
+  label: string;
+  created: string;
+}
+
+export type ClipboardEntry = DataEntry | ReferenceEntry;
+
+/** An id `load()` did not add. */
+export interface Refused {
+  id: string | number;
+  code: string;
+  message: string;
+}
+
+/** `gw.clipboard`: the "clipboard" channel. */
+export declare class Clipboard {
+  readonly gateway: WSGateway;
+  readonly channel: Channel;
+  /** Oldest first (id order). */
+  entries: ClipboardEntry[];
+  onChange(handler: (entries: ClipboardEntry[]) => void): Unsubscribe;
+  add(data: unknown): Promise<{ added: ClipboardEntry[] }>;
+  load(model: string, ids: string | number | Array<string | number>): Promise<{ added: ClipboardEntry[]; refused: Refused[] }>;
+  remove(id: number): Promise<{ removed: number[] }>;
+  flush(): Promise<{ removed: number[] }>;
+}
+
+/** The page's one socket to the gateway. */
+export declare class WSGateway {
+  constructor(options?: Partial<WSGatewayOptions>);
+
+  /** Defaults of every new instance; `url` is the one `{% wsgateway_script %}` gave, if any. */
+  static defaults: WSGatewayOptions;
+  static readonly STATES: States;
+  /** The same class as `WSGatewayError`. */
+  static readonly Error: typeof WSGatewayError;
+  /** 4401: "log in first"; the client does not reconnect after it. */
+  static readonly CLOSE_UNAUTHORIZED: 4401;
+  /** 4409: too many sockets for the user; the client reconnects, later. */
+  static readonly CLOSE_TOO_MANY_CONNECTIONS: 4409;
+  /** `url` when the browser reads it as http(s), else null: what to put in an `href`. */
+  static safeUrl(url: unknown): string | null;
+
+  readonly options: WSGatewayOptions;
+  /** The absolute ws:// or wss:// endpoint. */
+  readonly url: string;
+  readonly state: State;
+  /** True while the socket can send. */
+  readonly connected: boolean;
+  /** From the server's hello, once open. */
+  readonly user: User | null;
+  /** The channels the endpoint serves. */
+  readonly services: string[];
+  /** Failed attempts since the last successful connect. */
+  readonly attempt: number;
+  readonly notifications: Notifications;
+  readonly clipboard: Clipboard;
+
+  /** The channel `name`: the same object on every call. */
+  channel(name: string): Channel;
+  /** Every change of `gw.state`. */
+  on(event: "state", handler: (...change: StateChange) => void): Unsubscribe;
+  /** Error frames no request is waiting for, and a catch-up that failed. */
+  on(event: "error", handler: (error: WSGatewayError, frame: ErrorFrame | null) => void): Unsubscribe;
+  /** `gw.channel(channel).on(handler)`. */
+  on<Payload = any>(channel: string, handler: (payload: Payload, frame: Frame<Payload>) => void): Unsubscribe;
+  off(name: string, handler: (...args: any[]) => void): void;
+  /** Send without waiting for a reply; false (and nothing sent) when the socket is not open. */
+  send(channel: string, payload: unknown): boolean;
+  /** `gw.channel(channel).request(payload, options)`. */
+  request<Reply = any>(channel: string, payload: unknown, options?: RequestOptions): Promise<Reply>;
+  /** Open the socket (again); also the way to retry after "unauthorized". */
+  connect(): this;
+  /** Close the socket and stay closed until `connect()`. */
+  close(code?: number, reason?: string): this;
+  /** ms before reconnect attempt `attempt` (0 for the first). */
+  backoff(attempt: number): number;
+}
+
+export default WSGateway;
