@@ -36,7 +36,7 @@ from tests.support.servers import (
     ws_connect,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
 
 LIMIT = 64 * 1024  # WSGATEWAY["MAX_MESSAGE_SIZE"] by default
 WINDOW = 1024 * 1024  # WSGATEWAY["OUTBOUND_WINDOW"] by default
