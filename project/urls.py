@@ -20,5 +20,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-# daphne serves no static files itself; with DEBUG on, Django does (the demo's CSS and wsgateway.js).
+# No ASGI server (daphne, uvicorn, hypercorn) serves static files itself; with DEBUG on, Django does (the
+# demo's CSS and wsgateway.js). tests/test_servers.py fetches wsgateway.js through this.
 urlpatterns += staticfiles_urlpatterns()
