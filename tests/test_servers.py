@@ -177,3 +177,31 @@ def test_a_client_that_leaves_while_it_is_answered_leaves_no_traceback(
         assert "the server refused" not in log
     else:
         assert f"the socket is closing: {raised}" in log
+
+
+def own_limit(kind: type[Server], size: int, directory: Path) -> tuple[str, ...]:
+    """The server's arguments for its own message limit: a flag for uvicorn, a configuration
+    file for hypercorn, which has no flag for it."""
+    if kind is Uvicorn:
+        return ("--ws-max-size", str(size))
+    config = directory / "hypercorn.toml"
+    config.write_text(f"websocket_max_message_size = {size}\n")
+    return ("-c", str(config))
+
+
+@pytest.mark.parametrize("kind", [Uvicorn, Hypercorn], ids=lambda kind: kind.program)
+async def test_a_message_over_the_servers_own_limit_is_closed_by_the_server_with_1009(
+    kind: type[Server], database: str, tmp_path: Path
+) -> None:
+    """The server's limit set below MAX_MESSAGE_SIZE, so that the close can only be the server's:
+    1009 too, where daphne drops the connection without a close code (see the README)."""
+    own = LIMIT // 2
+    env = project_env(DATABASE_URL=database)
+    with running(kind(env, name=f"servers-limit-{kind.program}"), *own_limit(kind, own, tmp_path)) as server:
+        alice = await asyncio.to_thread(HttpSession(server.http_url).login, "alice", "alice-password")
+        async with await ws_connect(gateway_url(server), cookie=alice.cookie_header) as ws:
+            await connect_frames(ws)
+            await ws.send("x" * own)  # at the server's limit: it reaches wsgateway
+            assert (await recv_json(ws))["error"]["code"] == "invalid_json"
+            await ws.send("x" * (own + 1))
+            assert await close_code(ws) == 1009
