@@ -26,5 +26,6 @@ if settings.SIMPLEJWT:
 
     urlpatterns.append(path("api/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"))
 
-# daphne serves no static files itself; with DEBUG on, Django does (the demo's CSS and wsgateway.js).
+# No ASGI server (daphne, uvicorn, hypercorn) serves static files itself; with DEBUG on, Django does (the
+# demo's CSS and wsgateway.js). tests/test_servers.py fetches wsgateway.js through this.
 urlpatterns += staticfiles_urlpatterns()

@@ -37,9 +37,13 @@ GATEWAY_CHANNEL = "gateway"
 Snapshots = dict[str, tuple[Any, Exception | None]]
 
 #: What the server's ``send`` raises for a socket that is already closing. ASGI 2.4 asks servers
-#: for an OSError (uvicorn's ClientDisconnected is one); daphne lets autobahn's Disconnected, a
-#: RuntimeError, through: measured when a client sent a stray continuation frame after a valid
-#: frame, and autobahn was closing the connection while the valid frame's reply was on its way.
+#: for an OSError: uvicorn's ClientDisconnected is one (measured: frames answered after uvicorn read
+#: the client's close, see tests/test_servers.py; uvicorn swallows it silently if it escapes, and the
+#: consumer would end without its clean-up). hypercorn raises nothing: it drops a send to a closing
+#: socket (wsproto's LocalProtocolError and the writer's ConnectionError are caught inside it), so it
+#: needs no entry here. daphne lets autobahn's Disconnected, a RuntimeError, through: measured when a
+#: client sent a stray continuation frame after a valid frame, and autobahn was closing the
+#: connection while the valid frame's reply was on its way.
 SOCKET_GONE: tuple[type[Exception], ...] = (OSError,)
 try:  # autobahn comes with daphne; a site on uvicorn or hypercorn has neither
     from autobahn.exception import Disconnected

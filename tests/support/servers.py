@@ -1,4 +1,5 @@
-"""Real servers for tests that cross a process boundary: daphne and redis-server.
+"""Real servers for tests that cross a process boundary: ASGI servers (daphne, uvicorn,
+hypercorn) and redis-server.
 
 Everything listens on 127.0.0.1 only, on a free port, and is stopped by the
 fixture that started it. The clients here (HTTP and WebSocket) bypass any proxy
@@ -24,9 +25,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -34,6 +35,7 @@ from websockets.asyncio.client import ClientConnection
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output"
 HOST = "127.0.0.1"
+APPLICATION = "project.asgi:application"
 
 
 def free_port() -> int:
@@ -90,16 +92,23 @@ def sqlite_database(directory: Path) -> str:
     return url
 
 
-class Daphne:
-    """One daphne process serving the example project."""
+class Server:
+    """One ASGI server process serving the example project (``project.asgi:application``).
 
-    def __init__(self, env: dict[str, str], name: str = "daphne", port: int | None = None) -> None:
+    A subclass names its program and its command line; starting, stopping, the log file and
+    the URLs are the same for every server.
+    """
+
+    #: The name of the log file and of the server in failure messages.
+    program = "server"
+
+    def __init__(self, env: dict[str, str], name: str | None = None, port: int | None = None) -> None:
         self.env = env
-        self.name = name
+        self.name = name or self.program
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         OUTPUT.mkdir(exist_ok=True)
-        self.log_path = OUTPUT / f"{name}-{self.port}.log"
+        self.log_path = OUTPUT / f"{self.name}-{self.port}.log"
         # A fresh log per server; restarts of this one append to it. An old run's log on a
         # reused port would otherwise show its tracebacks as this run's.
         self.log_path.write_bytes(b"")
@@ -112,24 +121,14 @@ class Daphne:
     def ws_url(self) -> str:
         return f"ws://{HOST}:{self.port}"
 
-    def start(self, *extra_args: str) -> Daphne:
+    def command(self, *extra_args: str) -> list[str]:
+        """The server's command line, listening on ``HOST`` and ``self.port`` only."""
+        raise NotImplementedError
+
+    def start(self, *extra_args: str) -> Self:
         log = open(self.log_path, "ab")  # closed here: the child keeps its own descriptor
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                HOST,
-                "-p",
-                str(self.port),
-                *extra_args,
-                "project.asgi:application",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            self.command(*extra_args), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         wait_for_port(self.port, proc=self.proc)
@@ -154,17 +153,52 @@ class Daphne:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+ServerT = TypeVar("ServerT", bound=Server)
+
+
+class Daphne(Server):
+    program = "daphne"
+
+    def command(self, *extra_args: str) -> list[str]:
+        return [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(self.port), *extra_args, APPLICATION]
+
+
+class Uvicorn(Server):
+    program = "uvicorn"
+
+    def command(self, *extra_args: str) -> list[str]:
+        # --lifespan off: Channels' ProtocolTypeRouter has no "lifespan" route, so uvicorn's "auto"
+        # would try it, fail, and log that it is unsupported.
+        return [
+            *(sys.executable, "-m", "uvicorn", "--host", HOST, "--port", str(self.port)),
+            *("--lifespan", "off", *extra_args, APPLICATION),
+        ]
+
+
+class Hypercorn(Server):
+    program = "hypercorn"
+
+    def command(self, *extra_args: str) -> list[str]:
+        return [sys.executable, "-m", "hypercorn", "--bind", f"{HOST}:{self.port}", *extra_args, APPLICATION]
+
+
 @contextmanager
-def serving(env: dict[str, str], name: str) -> Iterator[Daphne]:
-    """A daphne for a module's tests; on the way out, fails if it died or logged an exception."""
-    server = Daphne(env, name=name).start()
+def running(server: ServerT, *extra_args: str) -> Iterator[ServerT]:
+    """``server``, started, for a module's tests; on the way out, fails if it died or logged an
+    exception."""
+    server.start(*extra_args)
     try:
         yield server
     finally:
         alive = server.alive()
         server.stop()
-    assert alive, f"daphne died during the tests; see {server.log_path}"
-    assert "Traceback" not in server.log(), f"daphne logged an exception; see {server.log_path}"
+    assert alive, f"{server.program} died during the tests; see {server.log_path}"
+    assert "Traceback" not in server.log(), f"{server.program} logged an exception; see {server.log_path}"
+
+
+def serving(env: dict[str, str], name: str) -> AbstractContextManager[Daphne]:
+    """A daphne for a module's tests, as :func:`running` starts it."""
+    return running(Daphne(env, name=name))
 
 
 class HttpSession:
@@ -250,14 +284,14 @@ async def close_code(ws: ClientConnection, within: float = 10) -> int | None:
     return ws.close_code
 
 
-def raw_websocket(daphne: Daphne, cookie: str, path: str = "/ws/") -> socket.socket:
+def raw_websocket(server: Server, cookie: str, path: str = "/ws/") -> socket.socket:
     """A WebSocket to ``/ws/`` on a plain TCP socket, past the handshake: for frames no client
     library will send."""
-    sock = socket.create_connection((HOST, daphne.port), timeout=10)
+    sock = socket.create_connection((HOST, server.port), timeout=10)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
-            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{daphne.port}\r\nUpgrade: websocket\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{server.port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             f"Cookie: {cookie}\r\n\r\n"
         ).encode()
@@ -265,7 +299,7 @@ def raw_websocket(daphne: Daphne, cookie: str, path: str = "/ws/") -> socket.soc
     response = b""
     while b"\r\n\r\n" not in response:
         chunk = sock.recv(4096)
-        assert chunk, f"daphne closed the handshake: {response!r}"
+        assert chunk, f"the server closed the handshake: {response!r}"
         response += chunk
     assert response.startswith(b"HTTP/1.1 101"), response
     return sock
@@ -314,7 +348,7 @@ def read_until_closed(sock: socket.socket, within: float = 10) -> None:
                 return
         except ConnectionResetError:
             return
-    raise AssertionError(f"daphne kept the connection open for {within}s")
+    raise AssertionError(f"the server kept the connection open for {within}s")
 
 
 def redis_server_binary() -> str:
