@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from websockets.protocol import State
@@ -20,6 +19,7 @@ from websockets.protocol import State
 from tests.support.servers import (
     Daphne,
     HttpSession,
+    Site,
     connect_frames,
     manage,
     ping,
@@ -35,17 +35,6 @@ PONG = {"channel": "gateway", "id": "ping", "payload": {"action": "pong"}}
 
 #: redis-py's default socket_timeout is 5 s; stay idle for three times that.
 IDLE_SECONDS = 16
-
-
-@dataclass
-class Site:
-    env: dict[str, str]
-    daphne: Daphne
-    alice: HttpSession
-
-    @property
-    def gateway_url(self) -> str:
-        return f"{self.daphne.ws_url}/ws/"
 
 
 @pytest.fixture(scope="module", params=["core", "pubsub", "wsgateway"])

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from tests.support.servers import (
-    Daphne,
     HttpSession,
+    Site,
     connect_frames,
     manage,
     ping,
@@ -35,17 +34,6 @@ ENTRY = 64 * 1024  # CLIPBOARD_MAX_ENTRY_BYTES by default; four of them are CLIP
 #: What a client frame of at most MAX_MESSAGE_SIZE (also 64 KiB) can carry of an entry: the
 #: envelope around it takes the rest.
 SENDABLE = ENTRY - 200
-
-
-@dataclass
-class Site:
-    env: dict[str, str]
-    daphne: Daphne
-    alice: HttpSession
-
-    @property
-    def gateway_url(self) -> str:
-        return f"{self.daphne.ws_url}/ws/"
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
-from tests.support.postgres import PostgresServer, create_database
-from tests.support.servers import ROOT, manage, project_env
+from tests.support.postgres import migrated_project_database
+from tests.support.servers import ROOT
 from wsgateway.models import Notification, NotificationSequence
 from wsgateway.notifications import history, notify, sequence
 
@@ -99,16 +99,8 @@ def test_history_pages_from_a_cursor_oldest_first(ann: object, bob: object) -> N
 
 @pytest.fixture(scope="module")
 def postgres_env() -> Iterator[dict[str, str]]:
-    if not PostgresServer.available():
-        pytest.skip("PostgreSQL is not installed")
-    server = PostgresServer().start()
-    try:
-        env = project_env(DATABASE_URL=create_database(server.server_url))
-        manage(env, "migrate", "--noinput")
-        manage(env, "demo_users")
+    with migrated_project_database() as env:
         yield env
-    finally:
-        server.stop()
 
 
 @pytest.mark.timeout(120)

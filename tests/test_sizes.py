@@ -21,8 +21,8 @@ from django.test import override_settings
 
 from project.demo.models import Document
 from tests.support.communicators import connected, create_user, error_frame, frame
-from tests.support.postgres import PostgresServer, create_database
-from tests.support.servers import ROOT, manage, project_env
+from tests.support.postgres import migrated_project_database
+from tests.support.servers import ROOT
 from wsgateway import anotify, metrics, notify
 from wsgateway.conf import DAPHNE_MAX_SEND
 from wsgateway.exceptions import FrameTooLarge
@@ -283,16 +283,8 @@ async def test_a_push_over_this_processs_limit_is_dropped_not_sent(ann: Any) -> 
 
 @pytest.fixture(scope="module")
 def postgres_env() -> Iterator[dict[str, str]]:
-    if not PostgresServer.available():
-        pytest.skip("PostgreSQL is not installed")
-    server = PostgresServer().start()
-    try:
-        env = project_env(DATABASE_URL=create_database(server.server_url))
-        manage(env, "migrate", "--noinput")
-        manage(env, "demo_users")
+    with migrated_project_database() as env:
         yield env
-    finally:
-        server.stop()
 
 
 @pytest.mark.timeout(120)

@@ -13,9 +13,13 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.servers import HOST, free_port, wait_for_port
+import pytest
+
+from tests.support.servers import HOST, free_port, manage, project_env, wait_for_port
 
 
 def _pg_bin(name: str) -> str | None:
@@ -100,3 +104,19 @@ def create_database(server_url: str) -> str:
     with psycopg.connect(server_url.rstrip("/") + "/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return server_url.rstrip("/") + f"/{name}"
+
+
+@contextmanager
+def migrated_project_database() -> Iterator[dict[str, str]]:
+    """The example project's environment on a fresh PostgreSQL server, migrated, with the demo
+    users: for tests whose processes must race on a real row lock. Skips without PostgreSQL."""
+    if not PostgresServer.available():
+        pytest.skip("PostgreSQL is not installed")
+    server = PostgresServer().start()
+    try:
+        env = project_env(DATABASE_URL=create_database(server.server_url))
+        manage(env, "migrate", "--noinput")
+        manage(env, "demo_users")
+        yield env
+    finally:
+        server.stop()

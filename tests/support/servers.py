@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -199,6 +200,19 @@ def running(server: ServerT, *extra_args: str) -> Iterator[ServerT]:
 def serving(env: dict[str, str], name: str) -> AbstractContextManager[Daphne]:
     """A daphne for a module's tests, as :func:`running` starts it."""
     return running(Daphne(env, name=name))
+
+
+@dataclass
+class Site:
+    """A daphne of the example project, the environment it runs with, and alice logged in to it."""
+
+    env: dict[str, str]
+    daphne: Daphne
+    alice: HttpSession
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.daphne.ws_url}/ws/"
 
 
 class HttpSession:
