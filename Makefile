@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint typecheck-js bench production-shape clean
+.PHONY: install run test lint docs typecheck-js bench production-shape clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS) || { status=$$?; \
 		[ $$status -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$status; }
 
-# Redis, PostgreSQL and two daphne processes on 127.0.0.1 (ports 8001 and 8002): see the README.
+# Redis, PostgreSQL and two daphne processes on 127.0.0.1 (ports 8001 and 8002): see docs/processes.md.
 production-shape: install
 	$(PY) scripts/production_shape.py
 
@@ -35,10 +35,15 @@ production-shape: install
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
-lint: install typecheck-js
+lint: install typecheck-js docs
 	$(VENV)/bin/ruff check wsgateway project tests scripts bench
 	$(VENV)/bin/ruff format --check wsgateway project tests scripts bench
 	$(VENV)/bin/mypy wsgateway
+
+# The documentation site (mkdocs.yml) into site/. Strict: a broken link or anchor, or a page missing from
+# the nav, fails the build, and with it `make lint` and CI.
+docs: install
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 # tsc (pinned in package.json, installed by `npm ci` into node_modules/) checks the declarations of
 # wsgateway.js against tests/js/. It needs node and npm; without them it fails and says so, unless
@@ -63,4 +68,4 @@ typecheck-js: node_modules/.installed
 endif
 
 clean:
-	rm -rf $(VENV) node_modules db.sqlite3 test-output bench-results
+	rm -rf $(VENV) node_modules db.sqlite3 test-output bench-results site

@@ -48,7 +48,7 @@ def main() -> None:
     user_ids = [int(uid) for uid in args.users.split(",")]
     users = {user.pk: user for user in get_user_model()._default_manager.filter(pk__in=user_ids)}
     connections.close_all()  # each child opens its own
-    # As the README advises for workers: everything loaded so far (Django and the app, about 110,000
+    # As docs/deployment.md advises for workers: everything loaded so far (Django and the app, about 110,000
     # objects) leaves the cyclic collector's view. A full collection over them took 70 to 100 ms here,
     # once every few thousand notify() calls, and stalled every thread of the worker.
     gc.freeze()

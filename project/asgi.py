@@ -24,5 +24,5 @@ application = ProtocolTypeRouter(
 # Everything loaded so far (Django, the apps, about 100,000 objects) lives as long as the process: take it
 # out of the cyclic collector's sight, so that a full collection walks little more than the sockets' own
 # objects. With 500 sockets per daphne, full collections took 36 to 81 ms with this line and 87 to 139 ms
-# without it (see the README, Deployment notes).
+# without it (see docs/deployment.md, "Freeze what start-up loaded").
 gc.freeze()

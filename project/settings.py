@@ -70,7 +70,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
     # WSGATEWAY_REDIS_LAYER picks the layer: "wsgateway" (default), "pubsub" or "core" (channels_redis);
-    # see "Choosing the Redis layer" in the README for the measurements behind the default.
+    # see "Choosing the Redis layer" in docs/channel-layers.md for the measurements behind the default.
     REDIS_LAYER = os.environ.get("WSGATEWAY_REDIS_LAYER", "wsgateway")
     if REDIS_LAYER == "core":
         CHANNEL_LAYERS = {
@@ -99,7 +99,8 @@ if REDIS_URL:
             "default": {
                 "BACKEND": "wsgateway.layers.redis.RedisChannelLayer",
                 # Above the default 1000: a burst of pushes to one socket is then never cut short
-                # (past capacity a socket catches up from the database; README, "Past capacity").
+                # (past capacity a socket catches up from the database; "Past capacity" in
+                # docs/channel-layers.md).
                 "CONFIG": {
                     "hosts": [REDIS_URL],
                     "capacity": 5000,

@@ -1,8 +1,8 @@
 """notify() from a real Celery worker reaches a socket on a daphne, live, once each and in order.
 
 "Event loop is closed", sending to channels-redis from Celery, is among its most reported problems;
-notify() is sync code that reaches the layer without async_to_sync's loop per call (README, "From a
-Celery worker"). Here a real ``celery -A project worker`` runs the example project's task
+notify() is sync code that reaches the layer without async_to_sync's loop per call (docs/notifications.md,
+"From a Celery worker"). Here a real ``celery -A project worker`` runs the example project's task
 ``project.demo.tasks.notify_user``, on both pools: solo (the tasks in the worker's own process) and
 prefork (two children, each reused for many tasks and then replaced). One redis-server is the channel
 layer (db 0) and the broker (db 1); the processes share an SQLite file.

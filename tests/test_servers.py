@@ -1,4 +1,4 @@
-"""The example project under uvicorn and under hypercorn: what the README promises on each.
+"""The example project under uvicorn and under hypercorn: what docs/deployment.md promises on each.
 
 daphne has its own module (test_live_daphne.py). Here each server is started as a site would
 start it, on the in-process channel layer and a migrated SQLite file with the demo users, and
@@ -194,7 +194,7 @@ async def test_a_message_over_the_servers_own_limit_is_closed_by_the_server_with
     kind: type[Server], database: str, tmp_path: Path
 ) -> None:
     """The server's limit set below MAX_MESSAGE_SIZE, so that the close can only be the server's:
-    1009 too, where daphne drops the connection without a close code (see the README)."""
+    1009 too, where daphne drops the connection without a close code (see docs/deployment.md)."""
     own = LIMIT // 2
     env = project_env(DATABASE_URL=database)
     with running(kind(env, name=f"servers-limit-{kind.program}"), *own_limit(kind, own, tmp_path)) as server:
