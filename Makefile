@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint typecheck-js bench production-shape clean
+.PHONY: install run test lint package typecheck-js bench production-shape clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ lint: install typecheck-js
 	$(VENV)/bin/ruff format --check wsgateway project tests scripts bench
 	$(VENV)/bin/mypy wsgateway
 
+# The sdist and, built from it, the wheel, in dist/ (emptied first); twine checks both as PyPI would take
+# them (--strict: a warning, such as a README that will not render, fails too).
+package: install
+	rm -rf dist
+	$(PY) -m build --quiet --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+
 # tsc (pinned in package.json, installed by `npm ci` into node_modules/) checks the declarations of
 # wsgateway.js against tests/js/. It needs node and npm; without them it fails and says so, unless
 # TYPECHECK_JS=skip (what .ci/run passes when it could not install them), which skips it loudly.
@@ -63,4 +70,4 @@ typecheck-js: node_modules/.installed
 endif
 
 clean:
-	rm -rf $(VENV) node_modules db.sqlite3 test-output bench-results
+	rm -rf $(VENV) node_modules db.sqlite3 test-output bench-results dist build *.egg-info
