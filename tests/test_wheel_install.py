@@ -263,7 +263,10 @@ async def test_the_readme_view_notifies_the_logged_in_users_socket(site: Site) -
         status, body = await asyncio.to_thread(session.post, "/hello/")
         assert status == 200, body  # the view's redirect, followed to the page
 
-        frame = await recv_json(ws)
+        try:
+            frame = await recv_json(ws, within=10)
+        except TimeoutError:
+            pytest.fail("the README's view answered, but no notification reached the socket within 10 s")
         assert frame["channel"] == "notifications", frame
         assert frame["payload"]["unread"] == unread + 1
         last = frame["payload"]["last"]
