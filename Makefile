@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint docs typecheck-js bench production-shape clean
+.PHONY: install run test lint docs package typecheck-js bench production-shape clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ lint: install typecheck-js docs
 docs: install
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
+# The sdist and, built from it, the wheel, in dist/ (emptied first); twine checks both as PyPI would take
+# them (--strict: a warning, such as a README that will not render, fails too).
+package: install
+	rm -rf dist
+	$(PY) -m build --quiet --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+
 # tsc (pinned in package.json, installed by `npm ci` into node_modules/) checks the declarations of
 # wsgateway.js against tests/js/. It needs node and npm; without them it fails and says so, unless
 # TYPECHECK_JS=skip (what .ci/run passes when it could not install them), which skips it loudly.
@@ -68,4 +75,4 @@ typecheck-js: node_modules/.installed
 endif
 
 clean:
-	rm -rf $(VENV) node_modules db.sqlite3 test-output bench-results site
+	rm -rf $(VENV) node_modules db.sqlite3 test-output bench-results site dist build *.egg-info

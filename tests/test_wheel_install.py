@@ -1,0 +1,285 @@
+"""The README's installation, done to the letter: the wheel in a fresh virtualenv, a project made by
+``django-admin startproject mysite``, the README's snippets (read from their markers, see
+``tests/support/readme.py``), daphne, a login, the README's view, and its notification on a socket.
+
+The first tests read the markers only (no network, no processes). The last builds the wheel from an
+sdist (as pip would), installs it with the README's extras from the package index, and is marked
+``packaging`` and ``daphne``: about a minute with pip's cache warm; the first run downloads daphne and
+its dependencies (Twisted, autobahn, cryptography) and the Redis extra's packages. It skips only when
+the package index cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.readme import ReadmeStepError, Step, install_steps, pip_extras
+from tests.support.servers import (
+    HOST,
+    OUTPUT,
+    ROOT,
+    HttpSession,
+    connect_frames,
+    free_port,
+    recv_json,
+    wait_for_port,
+    ws_connect,
+)
+
+README = ROOT / "README.md"
+USERNAME, PASSWORD = "alice", "alice-password-for-the-readme"
+
+
+# -- the markers ---------------------------------------------------------------------------------
+
+
+def test_the_readme_marks_every_installation_step() -> None:
+    steps = install_steps(README.read_text())
+    assert "daphne" in pip_extras(steps["pip"]), "the README's pip install must bring the daphne extra"
+
+
+MARKED = """\
+Intro.
+
+<!-- wsgateway-install: pip -->
+```sh
+pip install "wsgateway[daphne]"
+```
+<!-- wsgateway-install: settings -->
+```python
+WSGATEWAY = {}
+```
+<!-- wsgateway-install: asgi -->
+```python
+application = None
+```
+<!-- wsgateway-install: urls -->
+```python
+urlpatterns = []
+```
+<!-- wsgateway-install: view -->
+```python
+def page(request): ...
+```
+<!-- wsgateway-install: template site/page.html -->
+```django
+{% load wsgateway %}
+```
+"""
+
+
+def test_markers_give_code_and_paths() -> None:
+    steps = install_steps(MARKED)
+    assert steps["settings"] == Step("settings", "mysite/settings.py", "WSGATEWAY = {}\n", 7)
+    assert steps["template"].path == "site/page.html"
+    assert pip_extras(steps["pip"]) == ["daphne"]
+
+
+def test_a_missing_marker_is_named() -> None:
+    with pytest.raises(ReadmeStepError, match=r"no <!-- wsgateway-install: view --> \(the views"):
+        install_steps(MARKED.replace("<!-- wsgateway-install: view -->\n", ""))
+
+
+def test_a_marker_without_its_code_block_is_named() -> None:
+    broken = MARKED.replace("<!-- wsgateway-install: urls -->\n", "<!-- wsgateway-install: urls -->\n\n")
+    with pytest.raises(
+        ReadmeStepError, match=r"line 15: <!-- wsgateway-install: urls --> is not followed by"
+    ):
+        install_steps(broken)
+
+
+def test_a_repeated_or_unknown_marker_is_named() -> None:
+    with pytest.raises(ReadmeStepError, match=r"line 1: unknown marker 'setings'"):
+        install_steps("<!-- wsgateway-install: setings -->\n```python\nX = 1\n```\n" + MARKED)
+    with pytest.raises(ReadmeStepError, match=r"wsgateway-install: pip --> again \(first on line 3\)"):
+        install_steps(MARKED + '<!-- wsgateway-install: pip -->\n```sh\npip install "x[daphne]"\n```\n')
+
+
+# -- the installation ----------------------------------------------------------------------------
+
+
+def index_unreachable() -> str | None:
+    """Why pip cannot reach its package index (the one it is told to use, else PyPI), or None."""
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{index}/daphne/", timeout=10):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered: pip will say what is wrong
+    except OSError as exc:  # URLError, a timeout, a refused connection
+        return f"the package index {index} cannot be reached ({exc})"
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
+    """Run one step; fail with its command and output."""
+    try:
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(
+            f"{' '.join(command)} took over {timeout}s:\n{exc.stdout}\n{exc.stderr}"
+        ) from None
+    assert result.returncode == 0, (
+        f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
+    return result.stdout
+
+
+@dataclass
+class Site:
+    http_url: str
+    ws_url: str
+    steps: dict[str, Step]
+
+
+def apply_steps(steps: dict[str, Step], site: Path) -> None:
+    """The README's snippets, each where its marker says: settings appended, the rest written whole."""
+    for step in steps.values():
+        if step.name == "pip":
+            continue
+        assert step.path is not None
+        target = site / step.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if step.name == "settings":
+            with target.open("a") as settings:
+                settings.write("\n\n" + step.code)
+        else:
+            target.write_text(step.code)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    steps = install_steps(README.read_text())  # a missing marker fails here, before any download
+    reason = index_unreachable()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("wheel-install")
+    times: dict[str, float] = {}
+    started = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal started
+        times[name], started = round(time.monotonic() - started, 1), time.monotonic()
+
+    # The sdist, then the wheel built from it, as pip builds one from an sdist.
+    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH"}}
+    run([sys.executable, "-m", "build", "--quiet", "--outdir", str(work / "dist"), str(ROOT)], work, env, 180)
+    (wheel,) = (work / "dist").glob("wsgateway-*.whl")
+    lap("build")
+
+    run([sys.executable, "-m", "venv", str(work / "venv")], work, env, 120)
+    bin_dir = work / "venv" / "bin"
+    env.pop("VIRTUAL_ENV", None)
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", PYTHONUNBUFFERED="1")
+    extras = ",".join(pip_extras(steps["pip"]))
+    # pip's own cache (the user's) makes a rerun fast; nothing here turns it off.
+    pip = [str(bin_dir / "python"), "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    run([*pip, "install", "--progress-bar", "off", f"{wheel}[{extras}]"], work, env, 360)
+    lap("venv and pip install")
+
+    run([str(bin_dir / "django-admin"), "startproject", "mysite"], work, env, 60)
+    project = work / "mysite"
+    apply_steps(steps, project)
+    manage = [str(bin_dir / "python"), "manage.py"]
+    checked = run([*manage, "check"], project, env, 60)
+    assert "System check identified no issues" in checked, checked
+    run([*manage, "migrate", "--noinput"], project, env, 120)
+    user = ["--username", USERNAME, "--email", f"{USERNAME}@example.com"]
+    run(
+        [*manage, "createsuperuser", "--noinput", *user],
+        project,
+        dict(env, DJANGO_SUPERUSER_PASSWORD=PASSWORD),
+        60,
+    )
+    lap("startproject, check, migrate, createsuperuser")
+
+    port = free_port()
+    OUTPUT.mkdir(exist_ok=True)
+    log_path = OUTPUT / f"wheel-install-daphne-{port}.log"
+    with log_path.open("wb") as log:
+        daphne = subprocess.Popen(
+            [str(bin_dir / "daphne"), "-b", HOST, "-p", str(port), "mysite.asgi:application"],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, proc=daphne)
+        lap("daphne")
+        yield Site(f"http://{HOST}:{port}", f"ws://{HOST}:{port}", steps)
+    finally:
+        alive = daphne.poll() is None
+        daphne.send_signal(signal.SIGTERM)
+        try:
+            daphne.wait(10)
+        except subprocess.TimeoutExpired:
+            daphne.kill()
+            daphne.wait(5)
+        (OUTPUT / "wheel-install-times.txt").write_text("".join(f"{k}: {v}s\n" for k, v in times.items()))
+    assert alive, f"daphne died during the test; see {log_path}"
+    assert "Traceback" not in log_path.read_text(errors="replace"), (
+        f"daphne logged an exception; see {log_path}"
+    )
+
+
+def notifying_url(steps: dict[str, Step]) -> str:
+    """The URL of the README's view that calls notify(): its function in the views step, and the
+    ``path()`` of the urls step that routes to it."""
+    body_then_notify = r"^def (\w+)\(request[^)]*\):\n(?:(?:    .*)?\n)*?    notify\("
+    view = re.search(body_then_notify, steps["view"].code, re.M)
+    assert view, f"no view that calls notify() in the README's views:\n{steps['view'].code}"
+    route = re.search(rf'path\("([^"]*)",\s*views\.{view[1]}\b', steps["urls"].code)
+    assert route, f"no path() to views.{view[1]} in the README's urls:\n{steps['urls'].code}"
+    return "/" + route[1]
+
+
+def admin_login(site: Site) -> HttpSession:
+    """Log in where the README's views send an anonymous user: the admin's login page."""
+    session = HttpSession(site.http_url)
+    assert "csrfmiddlewaretoken" in session.get("/admin/login/")
+    status, _ = session.post(
+        "/admin/login/?next=/", {"username": USERNAME, "password": PASSWORD, "next": "/"}
+    )
+    assert status == 200 and session.cookie("sessionid"), f"login failed ({status})"
+    return session
+
+
+@pytest.mark.packaging
+@pytest.mark.daphne
+@pytest.mark.timeout(600)  # cold: the downloads; warm, about a minute
+async def test_the_readme_view_notifies_the_logged_in_users_socket(site: Site) -> None:
+    session = await asyncio.to_thread(admin_login, site)
+    page = await asyncio.to_thread(session.get, "/")
+    assert "/static/wsgateway/wsgateway.js" in page and "new WSGateway()" in page, page
+
+    async with await ws_connect(
+        f"{site.ws_url}/ws/", cookie=session.cookie_header, origin=site.http_url
+    ) as ws:
+        frames = await connect_frames(ws)
+        assert frames["gateway"]["user"]["username"] == USERNAME
+        unread = frames["notifications"]["unread"]
+
+        status, body = await asyncio.to_thread(session.post, notifying_url(site.steps))
+        assert 200 <= status < 300, (status, body)
+
+        try:
+            frame = await recv_json(ws, within=10)
+        except TimeoutError:
+            pytest.fail("the README's view answered, but no notification reached the socket within 10 s")
+        assert frame["channel"] == "notifications", frame
+        assert frame["payload"]["unread"] == unread + 1
+        last = frame["payload"]["last"]
+        assert f'"{last["label"]}"' in site.steps["view"].code, (last, site.steps["view"].code)
