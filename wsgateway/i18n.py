@@ -1,0 +1,35 @@
+"""The language a socket speaks: chosen once, from its handshake, as Django's LocaleMiddleware
+chooses a request's.
+
+LocaleMiddleware is HTTP middleware: it never runs for a WebSocket. :func:`language_of` asks
+Django's own :func:`~django.utils.translation.get_language_from_request` about the handshake (the
+``LANGUAGE_COOKIE_NAME`` cookie, then ``Accept-Language``, then ``LANGUAGE_CODE``), so a socket
+and a page of the same browser agree. The consumer activates that language around what can answer
+the client with words (its connect, its client frames, its refusals and closes), never around a
+push, which is forwarded as the text it was encoded to.
+
+Only the ``message`` of an error frame, a close's reason and the token view's JSON errors are
+translated: the ``code`` next to them is the contract (wsgateway.codes), and does not change.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils import translation
+
+from .scope import Scope, cookies, header
+
+
+def language_of(scope: Scope) -> str:
+    """The language of ``settings.LANGUAGES`` the handshake asks for, or ``LANGUAGE_CODE``."""
+    if not settings.USE_I18N:
+        return str(settings.LANGUAGE_CODE)
+    # A bare HttpRequest with the two things the negotiation reads; no path: a socket's URL names
+    # no language (i18n_patterns is for pages).
+    request = HttpRequest()
+    request.COOKIES = cookies(scope)
+    accept = header(scope, b"accept-language")
+    if accept is not None:
+        request.META["HTTP_ACCEPT_LANGUAGE"] = accept
+    return translation.get_language_from_request(request, check_path=False)
