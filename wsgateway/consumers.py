@@ -547,8 +547,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         if type(received) is not int or not self.acked_bytes <= received <= self.sent_bytes:
             # Called as the ack comes, outside the turn and so outside dispatch's language.
             with self.speaking():
-                # Translators: "ack" is the name of an action: keep it as it is.
                 message = gettext(
+                    # Translators: "ack" is the name of an action: keep it as it is.
                     "ack takes the bytes of text frames received since the connect, from "
                     "%(acked)d (the last ack) to %(sent)d (what was sent)."
                 ) % {"acked": self.acked_bytes, "sent": self.sent_bytes}
