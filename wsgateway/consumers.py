@@ -127,13 +127,19 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.server_send = send
         self.language = i18n.language_of(scope)
-        try:
-            await super().__call__(scope, receive, self.send_to_server)
-        finally:
-            # However the application ends: the client's disconnect (already done then), a handler
-            # or a layer handler that raised, or a cancel (daphne's application_close_timeout, its
-            # shutdown). An exception still reaches daphne, which logs it.
-            await self.end()
+        # Active for the socket's whole life, set once: the language is a context variable, which
+        # every task the socket starts (its loops, its timers, the database thread's calls) copies.
+        # A handler's gettext() answers in it, as a view's does under LocaleMiddleware, and no frame
+        # pays for it (see wsgateway.i18n).
+        with translation.override(self.language):
+            try:
+                await super().__call__(scope, receive, self.send_to_server)
+            finally:
+                # However the application ends: the client's disconnect (already done then), a
+                # handler or a layer handler that raised, or a cancel (daphne's
+                # application_close_timeout, its shutdown). An exception still reaches daphne, which
+                # logs it.
+                await self.end()
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -144,19 +150,9 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     def channel_layer_alias(self) -> str:
         return gateway_settings.CHANNEL_LAYER
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        if message["type"] == PUSH_EVENT:
-            # The fan-out's hot path: a push is sent as the text notify() encoded, and has no words
-            # of this socket's to translate (see wsgateway.i18n).
-            await super().dispatch(message)
-            return
-        # The connect, each client frame and the layer's other events run in the socket's language,
-        # so that a service's gettext() answers in it, as a view's does under LocaleMiddleware.
-        with self.speaking():
-            await super().dispatch(message)
-
     def speaking(self) -> translation.override:
-        """Translate to this socket's language, in a ``with`` block."""
+        """This socket's language, for code that may run in a task the socket did not start (the
+        watchdog's resync): every error frame and close reason is written in it."""
         return translation.override(self.language)
 
     def layer_failed(self, exc: Exception) -> None:
@@ -247,8 +243,10 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         watchdog = self.watchdog
         if watchdog is None:  # not registered, or already closed
             return
-        async with watchdog.resync_slots, self.turn:
-            await self.catch_up()
+        # The watchdog's task has the language of the socket that started it: this one's instead.
+        with self.speaking():
+            async with watchdog.resync_slots, self.turn:
+                await self.catch_up()
 
     async def layer_overflowed(self) -> None:
         # The layer dropped pushes for this socket (its queue was full); the turn is held already.
@@ -505,12 +503,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             return
         except frames.FrameError as exc:
             channel, frame_id = exc.channel, exc.id
-        # Read as the frame comes, outside the turn and so outside dispatch's language.
-        with self.speaking():
-            message_text = gettext("Too many frames: this one was not handled. Retry in %(seconds).2f s.") % {
-                "seconds": wait
-            }
-        await self.send_error(channel, ErrorCode.RATE_LIMITED, message_text, frame_id)
+        message_text = gettext("Too many frames: this one was not handled. Retry in %(seconds).2f s.")
+        await self.send_error(channel, ErrorCode.RATE_LIMITED, message_text % {"seconds": wait}, frame_id)
 
     async def receive_frame(self, frame: frames.Frame) -> None:
         """Answer one client frame through the service of its channel."""
@@ -545,14 +539,14 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         """The client has read ``received`` bytes of text frames since the connect: those no longer
         count against its window."""
         if type(received) is not int or not self.acked_bytes <= received <= self.sent_bytes:
-            # Called as the ack comes, outside the turn and so outside dispatch's language.
-            with self.speaking():
-                message = gettext(
-                    # Translators: "ack" is the name of an action: keep it as it is.
-                    "ack takes the bytes of text frames received since the connect, from "
-                    "%(acked)d (the last ack) to %(sent)d (what was sent)."
-                ) % {"acked": self.acked_bytes, "sent": self.sent_bytes}
-            raise GatewayError(ErrorCode.INVALID_DATA, message)
+            message = gettext(
+                # Translators: "ack" is the name of an action: keep it as it is.
+                "ack takes the bytes of text frames received since the connect, from "
+                "%(acked)d (the last ack) to %(sent)d (what was sent)."
+            )
+            raise GatewayError(
+                ErrorCode.INVALID_DATA, message % {"acked": self.acked_bytes, "sent": self.sent_bytes}
+            )
         self.acked_bytes = received
         if self.window_moved is not None:
             self.window_moved.set()
@@ -602,10 +596,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             logger.warning(
                 "wsgateway: a %d-byte frame on channel %r was not sent", frames.size(text), channel
             )
-            with self.speaking():  # a resync's snapshots are sent outside dispatch
-                message = gettext("The answer is over the server's limit of %(limit)d bytes.") % {
-                    "limit": limit
-                }
+            message = gettext("The answer is over the server's limit of %(limit)d bytes.") % {"limit": limit}
             text = self.error_text(channel, ErrorCode.TOO_LARGE, message, frame_id)
         await self.send(text_data=text)
 

@@ -4,9 +4,11 @@ chooses a request's.
 LocaleMiddleware is HTTP middleware: it never runs for a WebSocket. :func:`language_of` asks
 Django's own :func:`~django.utils.translation.get_language_from_request` about the handshake (the
 ``LANGUAGE_COOKIE_NAME`` cookie, then ``Accept-Language``, then ``LANGUAGE_CODE``), so a socket
-and a page of the same browser agree. The consumer activates that language around what can answer
-the client with words (its connect, its client frames, its refusals and closes), never around a
-push, which is forwarded as the text it was encoded to.
+and a page of the same browser agree. The consumer activates that language once, for the socket's
+whole life: Django keeps the active language in a context variable, which every task the socket
+starts copies (and the database thread's calls), so a service's ``gettext()`` answers in the
+socket's language, as a view's does under LocaleMiddleware, and no frame pays for it. A push costs
+nothing either: it is forwarded as the text ``notify()`` encoded, once for every socket.
 
 Only the ``message`` of an error frame, a close's reason and the token view's JSON errors are
 translated: the ``code`` next to them is the contract (wsgateway.codes), and does not change.
