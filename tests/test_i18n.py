@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy
 import wsgateway
 from tests.support.communicators import Socket, connected, cookie, create_user, error_frame, refused
 from wsgateway import anotify, revocation
+from wsgateway.consumers import GatewayConsumer
 from wsgateway.i18n import language_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -214,3 +215,15 @@ def test_every_message_is_translated_and_the_compiled_catalog_is_up_to_date(lang
         assert found == msgstr, f"{msgid!r}: run `make messages` to compile the .po again"
         # The placeholders a message fills are the translation's too.
         assert sorted(re.findall(r"%\(\w+\)", msgid)) == sorted(re.findall(r"%\(\w+\)", msgstr)), msgid
+
+
+async def test_a_close_reason_longer_than_a_close_frame_holds_is_cut_to_fit() -> None:
+    consumer = GatewayConsumer()
+    sent: list[dict[str, Any]] = []
+
+    async def record(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    consumer.base_send = record
+    await consumer.close(4000, "ü" * 100)  # two bytes each
+    assert sent == [{"type": "websocket.close", "code": 4000, "reason": "ü" * 61}]

@@ -43,6 +43,7 @@ INTERNAL_ERROR_MESSAGE = gettext_lazy("The server failed to handle this frame.")
 NOT_ENCODABLE_MESSAGE = gettext_lazy("The server failed to encode its answer.")
 LOGGED_OUT_MESSAGE = gettext_lazy("The session was logged out.")
 #: Close reasons: a close frame holds at most 123 bytes of reason, so a translation stays short.
+MAX_CLOSE_REASON = 123
 TOO_MANY_FRAMES_REASON = pgettext_lazy("close reason, at most 123 bytes", "Too many frames.")
 NOT_READING_REASON = pgettext_lazy("close reason, at most 123 bytes", "Not reading: reconnect.")
 
@@ -569,7 +570,9 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     async def close(self, code: int | bool | None = None, reason: str | Promise | None = None) -> None:
         if reason is not None:
             with self.speaking():
-                reason = str(reason)
+                # A close frame has room for 123 bytes of reason (RFC 6455): a translation cut to fit,
+                # not a send that raises.
+                reason = str(reason).encode()[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
         if code is None or code is True:
             await super().close(code, reason)
             return
