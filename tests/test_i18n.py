@@ -98,6 +98,18 @@ async def test_an_envelope_error_and_a_service_error_in_the_database_thread_are_
         assert reply["error"]["message"] == "Ihre Zwischenablage hat keinen Eintrag mit der ID 99999."
 
 
+async def test_internal_error_is_in_the_sockets_language(alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def fails(self: GatewayConsumer, payload: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(GatewayConsumer, "gateway_message", fails)
+    async with connected(alice, headers=[GERMAN]) as socket:
+        await socket.send("gateway", {"action": "ping"}, id=1)
+        assert await error_of(socket, "gateway", "internal_error", 1) == (
+            "Der Server konnte diesen Frame nicht verarbeiten."
+        )
+
+
 @override_settings(WSGATEWAY={"RATE_LIMIT": 1, "RATE_BURST": 1, "RATE_LIMIT_CLOSE_AFTER": 1})
 async def test_rate_limited_and_the_4429_close_reason_are_in_the_sockets_language(alice: Any) -> None:
     async with connected(alice, headers=[GERMAN]) as socket:

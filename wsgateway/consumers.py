@@ -560,9 +560,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             await self.send_error(channel, exc.code, exc.message, frame_id)
         except Exception:
             logger.exception("wsgateway service %r failed", channel)
-            await self.send_error(
-                channel, ErrorCode.INTERNAL_ERROR, "The server failed to handle this frame.", frame_id
-            )
+            await self.send_error(channel, ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, frame_id)
         return _FAILED
 
     # -- frames to the client -----------------------------------------------------------
