@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint docs package typecheck-js bench production-shape clean
+.PHONY: install run test lint docs package typecheck-js messages bench production-shape clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,15 @@ typecheck-js: node_modules/.installed
 	@$(NEED_NODE)
 	node_modules/.bin/tsc -p tsconfig.json
 endif
+
+# The catalogs of the words a client reads (wsgateway/locale/, see docs/protocol.md, "Languages"):
+# extract the messages into each language's .po, then compile the .mo files the package ships.
+# Both steps need GNU gettext (Debian: apt-get install gettext). LOCALES="de fr" adds a language.
+LOCALES ?= de
+messages: install
+	cd wsgateway && $(abspath $(PY)) -m django makemessages $(foreach l,$(LOCALES),-l $(l)) \
+		--add-location=never --no-obsolete
+	cd wsgateway && $(abspath $(PY)) -m django compilemessages
 
 clean:
 	rm -rf $(VENV) node_modules db.sqlite3 test-output bench-results site dist build *.egg-info

@@ -16,8 +16,11 @@ from typing import Any, ClassVar
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
-from . import connections, frames, limits, metrics, revocation
+from . import connections, frames, i18n, limits, metrics, revocation
 from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings
@@ -32,6 +35,17 @@ from .signals import client_connected, client_disconnected
 logger = logging.getLogger("wsgateway")
 
 GATEWAY_CHANNEL = "gateway"
+
+#: The words a client reads (see wsgateway.i18n); translated when they are sent, in the socket's language.
+UNAUTHORIZED_MESSAGE = gettext_lazy("Log in, or present a bearer token, to connect.")
+UNKNOWN_GATEWAY_ACTION = gettext_lazy('The gateway channel takes only {"action": "ping"} and "ack".')
+INTERNAL_ERROR_MESSAGE = gettext_lazy("The server failed to handle this frame.")
+NOT_ENCODABLE_MESSAGE = gettext_lazy("The server failed to encode its answer.")
+LOGGED_OUT_MESSAGE = gettext_lazy("The session was logged out.")
+#: Close reasons: a close frame holds at most 123 bytes of reason, so a translation stays short.
+MAX_CLOSE_REASON = 123
+TOO_MANY_FRAMES_REASON = pgettext_lazy("close reason, at most 123 bytes", "Too many frames.")
+NOT_READING_REASON = pgettext_lazy("close reason, at most 123 bytes", "Not reading: reconnect.")
 
 #: channel -> (payload, None) or (None, the exception the service's snapshot raised)
 Snapshots = dict[str, tuple[Any, Exception | None]]
@@ -103,6 +117,9 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     window_moved: asyncio.Event | None = None
     #: ``(user, channel_name)``: this socket's place under MAX_CONNECTIONS_PER_USER, until it is given back.
     registration: tuple[str, str] | None = None
+    #: The language of the words this socket sends, chosen from its handshake (see wsgateway.i18n);
+    #: None until then, which sends the untranslated (English) text.
+    language: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -110,13 +127,20 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.server_send = send
-        try:
-            await super().__call__(scope, receive, self.send_to_server)
-        finally:
-            # However the application ends: the client's disconnect (already done then), a handler
-            # or a layer handler that raised, or a cancel (daphne's application_close_timeout, its
-            # shutdown). An exception still reaches daphne, which logs it.
-            await self.end()
+        self.language = i18n.language_of(scope)
+        # Active for the socket's whole life, set once: the language is a context variable, which
+        # every task the socket starts (its loops, its timers, the database thread's calls) copies.
+        # A handler's gettext() answers in it, as a view's does under LocaleMiddleware, and no frame
+        # pays for it (see wsgateway.i18n).
+        with translation.override(self.language):
+            try:
+                await super().__call__(scope, receive, self.send_to_server)
+            finally:
+                # However the application ends: the client's disconnect (already done then), a
+                # handler or a layer handler that raised, or a cancel (daphne's
+                # application_close_timeout, its shutdown). An exception still reaches daphne, which
+                # logs it.
+                await self.end()
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -126,6 +150,11 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     @property
     def channel_layer_alias(self) -> str:
         return gateway_settings.CHANNEL_LAYER
+
+    def speaking(self) -> translation.override:
+        """This socket's language, for code that may run in a task the socket did not start (the
+        watchdog's resync): every error frame and close reason is written in it."""
+        return translation.override(self.language)
 
     def layer_failed(self, exc: Exception) -> None:
         # Keep the socket; the watchdog resyncs it once the layer returns.
@@ -146,7 +175,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             await self.refuse(exc.code, exc.message)
             return
         if identity is None:
-            await self.refuse(ErrorCode.UNAUTHORIZED, "Log in, or present a bearer token, to connect.")
+            await self.refuse(ErrorCode.UNAUTHORIZED, UNAUTHORIZED_MESSAGE)
             return
         # Before anything costlier (the group, the database): a socket over the cap costs one round trip.
         if not await self.register_connection(identity.pk):
@@ -215,8 +244,10 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         watchdog = self.watchdog
         if watchdog is None:  # not registered, or already closed
             return
-        async with watchdog.resync_slots, self.turn:
-            await self.catch_up()
+        # The watchdog's task has the language of the socket that started it: this one's instead.
+        with self.speaking():
+            async with watchdog.resync_slots, self.turn:
+                await self.catch_up()
 
     async def layer_overflowed(self) -> None:
         # The layer dropped pushes for this socket (its queue was full); the turn is held already.
@@ -266,12 +297,18 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         )
         await self.refuse(
             ErrorCode.TOO_MANY_CONNECTIONS,
-            f"Too many connections: at most {limit} per user. Close another tab or device, or retry later.",
+            gettext(
+                "Too many connections: at most %(limit)d per user. Close another tab or device, "
+                "or retry later."
+            )
+            % {"limit": limit},
             CloseCode.TOO_MANY_CONNECTIONS,
         )
         return False
 
-    async def refuse(self, code: str, message: str, close_code: int = CloseCode.UNAUTHORIZED) -> None:
+    async def refuse(
+        self, code: str, message: str | Promise, close_code: int = CloseCode.UNAUTHORIZED
+    ) -> None:
         """Accept, say why, and close: by default with 4401, "log in first", not "network down"."""
         await self.accept()
         await self.send_error(GATEWAY_CHANNEL, code, message)
@@ -417,7 +454,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
                 await self.close(CloseCode.MESSAGE_TOO_BIG)
                 return
             except frames.FrameError as exc:
-                await self.send(text_data=frames.error(exc.channel, exc.code, exc.message, exc.id))
+                await self.send_error(exc.channel, exc.code, exc.message, exc.id)
                 return
         await self.receive_frame(frame)
 
@@ -453,7 +490,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
                 getattr(self.user, "pk", None),
                 int(refusals.burst),
             )
-            await self.close(CloseCode.TOO_MANY_REQUESTS, "Too many frames.")
+            await self.close(CloseCode.TOO_MANY_REQUESTS, TOO_MANY_FRAMES_REASON)
             return
         if first:
             logger.info("wsgateway: rate-limited the socket of user %r", getattr(self.user, "pk", None))
@@ -467,12 +504,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             return
         except frames.FrameError as exc:
             channel, frame_id = exc.channel, exc.id
-        await self.send_error(
-            channel,
-            ErrorCode.RATE_LIMITED,
-            f"Too many frames: this one was not handled. Retry in {wait:.2f} s.",
-            frame_id,
-        )
+        message_text = gettext("Too many frames: this one was not handled. Retry in %(seconds).2f s.")
+        await self.send_error(channel, ErrorCode.RATE_LIMITED, message_text % {"seconds": wait}, frame_id)
 
     async def receive_frame(self, frame: frames.Frame) -> None:
         """Answer one client frame through the service of its channel."""
@@ -488,7 +521,10 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             reply = await self.call_service(service.on_message(self.user, frame.payload), channel, frame_id)
         else:
             await self.send_error(
-                channel, ErrorCode.UNKNOWN_CHANNEL, f"No service on channel {channel!r}.", frame_id
+                channel,
+                ErrorCode.UNKNOWN_CHANNEL,
+                gettext("No service on channel %(channel)s.") % {"channel": repr(channel)},
+                frame_id,
             )
             return
         if reply is not _FAILED and (reply is not None or frame_id is not None):
@@ -498,18 +534,19 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         action = payload.get("action") if isinstance(payload, dict) else None
         if action == "ping":
             return {"action": "pong"}
-        raise GatewayError(
-            ErrorCode.UNKNOWN_ACTION, 'The gateway channel takes only {"action": "ping"} and "ack".'
-        )
+        raise GatewayError(ErrorCode.UNKNOWN_ACTION, UNKNOWN_GATEWAY_ACTION)
 
     def acknowledge(self, received: Any) -> None:
         """The client has read ``received`` bytes of text frames since the connect: those no longer
         count against its window."""
         if type(received) is not int or not self.acked_bytes <= received <= self.sent_bytes:
+            message = gettext(
+                # Translators: "ack" is the name of an action: keep it as it is.
+                "ack takes the bytes of text frames received since the connect, from "
+                "%(acked)d (the last ack) to %(sent)d (what was sent)."
+            )
             raise GatewayError(
-                ErrorCode.INVALID_DATA,
-                f"ack takes the bytes of text frames received since the connect, from "
-                f"{self.acked_bytes} (the last ack) to {self.sent_bytes} (what was sent).",
+                ErrorCode.INVALID_DATA, message % {"acked": self.acked_bytes, "sent": self.sent_bytes}
             )
         self.acked_bytes = received
         if self.window_moved is not None:
@@ -523,14 +560,17 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             await self.send_error(channel, exc.code, exc.message, frame_id)
         except Exception:
             logger.exception("wsgateway service %r failed", channel)
-            await self.send_error(
-                channel, ErrorCode.INTERNAL_ERROR, "The server failed to handle this frame.", frame_id
-            )
+            await self.send_error(channel, ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE, frame_id)
         return _FAILED
 
     # -- frames to the client -----------------------------------------------------------
 
-    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+    async def close(self, code: int | bool | None = None, reason: str | Promise | None = None) -> None:
+        if reason is not None:
+            with self.speaking():
+                # A close frame has room for 123 bytes of reason (RFC 6455): a translation cut to fit,
+                # not a send that raises.
+                reason = str(reason).encode()[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
         if code is None or code is True:
             await super().close(code, reason)
             return
@@ -551,26 +591,31 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             text = frames.data(channel, payload, frame_id)
         except frames.NotJSON:
             logger.exception("wsgateway service %r answered with a value that is not JSON", channel)
-            text = frames.error(
-                channel, ErrorCode.INTERNAL_ERROR, "The server failed to encode its answer.", frame_id
-            )
+            text = self.error_text(channel, ErrorCode.INTERNAL_ERROR, NOT_ENCODABLE_MESSAGE, frame_id)
         if frames.size(text) > (limit := self.send_limit or gateway_settings.MAX_SEND_SIZE):
             metrics.increment(metrics.SEND_TOO_LARGE)
             logger.warning(
                 "wsgateway: a %d-byte frame on channel %r was not sent", frames.size(text), channel
             )
-            text = frames.error(
-                channel,
-                ErrorCode.TOO_LARGE,
-                f"The answer is over the server's limit of {limit} bytes.",
-                frame_id,
-            )
+            message = gettext("The answer is over the server's limit of %(limit)d bytes.") % {"limit": limit}
+            text = self.error_text(channel, ErrorCode.TOO_LARGE, message, frame_id)
         await self.send(text_data=text)
 
     async def send_error(
-        self, channel: str | None, code: str, message: str, frame_id: frames.FrameId | None = None
+        self, channel: str | None, code: str, message: str | Promise, frame_id: frames.FrameId | None = None
     ) -> None:
-        await self.send(text_data=frames.error(channel, code, message, frame_id))
+        await self.send(text_data=self.error_text(channel, code, message, frame_id))
+
+    def error_text(
+        self, channel: str | None, code: str, message: str | Promise, frame_id: frames.FrameId | None = None
+    ) -> str:
+        """An error frame, a lazy ``message`` (``gettext_lazy``) rendered in the socket's language.
+
+        Every error frame is written here, wherever its message was made: a frame the envelope
+        refused, a refusal as the frame came, or a service's error in a resync.
+        """
+        with self.speaking():
+            return frames.error(channel, code, message, frame_id)
 
     async def send_to_server(self, message: dict[str, Any]) -> None:
         """The server's ``send`` as this consumer's ``base_send``: every accept, frame and close
@@ -644,7 +689,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             size,
             self.window,
         )
-        await self.close(CloseCode.NOT_READING, "Not reading: reconnect.")
+        await self.close(CloseCode.NOT_READING, NOT_READING_REASON)
 
     # -- channel-layer events -----------------------------------------------------------
 
@@ -662,7 +707,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     async def gateway_logout(self, event: dict[str, Any]) -> None:
         if self.session_key is not None and event.get("session_key") == self.session_key:
-            await self.revoke(ErrorCode.LOGGED_OUT, "The session was logged out.")
+            await self.revoke(ErrorCode.LOGGED_OUT, LOGGED_OUT_MESSAGE)
 
     async def gateway_revoke(self, event: dict[str, Any]) -> None:
         """:func:`wsgateway.revocation.close_user_sockets`, and the signals that end a login."""
@@ -671,11 +716,18 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     # -- the login's end ------------------------------------------------------------------
 
-    async def revoke(self, error: str, message: str, code: int = CloseCode.UNAUTHORIZED) -> None:
-        """The login this socket was opened with has ended: say why, and close."""
+    async def revoke(self, error: str, message: str | Promise, code: int = CloseCode.UNAUTHORIZED) -> None:
+        """The login this socket was opened with has ended: say why, and close.
+
+        A ``message`` that came through the layer is text, in English (see revocation.revoke_event):
+        translated here, in this socket's language, if the catalogs know it.
+        """
         if self.socket_state is not SocketState.OPEN:  # closed already, by an earlier revocation
             return
         self.cancel_recheck()
+        if isinstance(message, str) and message:  # gettext("") is the catalog's header
+            with self.speaking():
+                message = gettext(message)
         await self.send_error(GATEWAY_CHANNEL, error, message)
         await self.close(code)
 

@@ -3,13 +3,19 @@ the server could not send gets."""
 
 from __future__ import annotations
 
+from django.utils.functional import Promise
+
 from .codes import ErrorCode
 
 
 class GatewayError(Exception):
-    """Answered with an error frame; the socket stays open."""
+    """Answered with an error frame; the socket stays open.
 
-    def __init__(self, code: ErrorCode | str, message: str) -> None:
+    ``message`` is for people, in the socket's language: ``gettext(...)`` in a service's hook (which
+    runs in that language), or ``gettext_lazy(...)`` for a constant (see wsgateway.i18n).
+    """
+
+    def __init__(self, code: ErrorCode | str, message: str | Promise) -> None:
         super().__init__(message)
         self.code = str(code)
         self.message = message

@@ -1,6 +1,7 @@
 """The wire envelope, ``{"channel", "payload", "id"}``: reading what a client sends, writing what the
-server sends. Pure functions, with no socket and nothing of Django's but its JSON encoder:
-docs/protocol.md is their specification.
+server sends. Pure functions, with no socket and nothing of Django's but its JSON encoder and
+gettext: docs/protocol.md is their specification. A :class:`FrameError`'s message is in the
+language active when the frame was read: the socket's (see wsgateway.i18n).
 
 Reading a client message is :func:`decode`: it returns a :class:`Frame`, or raises
 :class:`MessageTooBig` (the socket is closed) or :class:`FrameError` (answered with an error frame,
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.functional import Promise
+from django.utils.translation import gettext, pgettext
 
 from .codes import ErrorCode
 
@@ -59,7 +62,7 @@ class FrameError(Exception):
     """
 
     def __init__(
-        self, code: ErrorCode, message: str, channel: str | None = None, id: FrameId | None = None
+        self, code: ErrorCode, message: str | Promise, channel: str | None = None, id: FrameId | None = None
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -79,7 +82,7 @@ def decode(message: Mapping[str, Any], max_size: int) -> Frame:
     if too_big(raw, max_size):
         raise MessageTooBig(max_size)
     if text is None:
-        raise FrameError(ErrorCode.BINARY_NOT_SUPPORTED, "Frames must be JSON text, not binary.")
+        raise FrameError(ErrorCode.BINARY_NOT_SUPPORTED, gettext("Frames must be JSON text, not binary."))
     return envelope(parse_json(text))
 
 
@@ -100,7 +103,8 @@ def parse_json(text: str) -> Any:
         readable = False
     if not readable:
         raise FrameError(
-            ErrorCode.INVALID_JSON, f"The frame is not valid JSON nested at most {MAX_NESTING} deep."
+            ErrorCode.INVALID_JSON,
+            gettext("The frame is not valid JSON nested at most %(depth)d deep.") % {"depth": MAX_NESTING},
         )
     return value
 
@@ -108,17 +112,32 @@ def parse_json(text: str) -> Any:
 def envelope(content: Any) -> Frame:
     """The :class:`Frame` of a parsed JSON value: an object with a valid ``id`` and a ``channel``."""
     if not isinstance(content, dict):
-        raise FrameError(ErrorCode.INVALID_FRAME, 'A frame is a JSON object: {"channel", "payload", "id"}.')
+        raise FrameError(
+            ErrorCode.INVALID_FRAME,
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                'A frame is a JSON object: {"channel", "payload", "id"}.',
+            ),
+        )
     channel = content.get("channel")
     frame_id = content.get("id")
     if "id" in content and not valid_id(frame_id):
         raise FrameError(
             ErrorCode.INVALID_ID,
-            f'"id" must be an integer or a string of at most {MAX_ID_LENGTH} characters.',
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                '"id" must be an integer or a string of at most %(length)d characters.',
+            )
+            % {"length": MAX_ID_LENGTH},
             channel if isinstance(channel, str) else None,
         )
     if not isinstance(channel, str) or not channel:
-        raise FrameError(ErrorCode.MISSING_CHANNEL, 'The frame has no "channel".', None, frame_id)
+        raise FrameError(
+            ErrorCode.MISSING_CHANNEL,
+            pgettext("JSON names of the protocol: kept as they are", 'The frame has no "channel".'),
+            None,
+            frame_id,
+        )
     return Frame(channel, content.get("payload"), frame_id)
 
 
@@ -233,8 +252,11 @@ def data(channel: str, payload: Any, id: FrameId | None = None) -> str:
     return encode(frame)
 
 
-def error(channel: str | None, code: ErrorCode | str, message: str, id: FrameId | None = None) -> str:
-    """An error frame: ``{"channel", "id"?, "error": {"code", "message"}}``."""
+def error(
+    channel: str | None, code: ErrorCode | str, message: str | Promise, id: FrameId | None = None
+) -> str:
+    """An error frame: ``{"channel", "id"?, "error": {"code", "message"}}``; a lazy ``message``
+    (``gettext_lazy``) is rendered in the active language."""
     frame: dict[str, Any] = {"channel": channel}
     if id is not None:
         frame["id"] = id

@@ -22,8 +22,11 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
+from django.utils import translation
 from django.utils.crypto import constant_time_compare
+from django.utils.functional import Promise
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext_noop
 
 from .bridge import run_async
 from .codes import CloseCode, ErrorCode
@@ -31,7 +34,10 @@ from .groups import REVOKE_EVENT, channel_layer, user_group
 
 __all__ = ["Credentials", "aclose_user_sockets", "check", "close_user_sockets"]
 
-DEFAULT_REASON = "Your login was revoked; log in again."
+# The reasons travel through the layer in English, marked for makemessages: each socket translates
+# them into its own language when it sends them (GatewayConsumer.revoke), as the sender's language
+# (a request's, say) need not be the socket's.
+DEFAULT_REASON = gettext_noop("Your login was revoked; log in again.")
 
 
 @dataclass(slots=True)  # one per open socket: 72 bytes with slots, 352 with a __dict__
@@ -62,11 +68,11 @@ class Verdict(NamedTuple):
     message: str
 
 
-DELETED = Verdict(ErrorCode.REVOKED, "The account was deleted.")
-DEACTIVATED = Verdict(ErrorCode.REVOKED, "The account was deactivated.")
-PASSWORD_CHANGED = Verdict(ErrorCode.REVOKED, "The password changed; log in again.")
-SESSION_ENDED = Verdict(ErrorCode.SESSION_ENDED, "The session ended; log in again.")
-TOKEN_EXPIRED = Verdict(ErrorCode.TOKEN_EXPIRED, "The token has expired; get a new one.")
+DELETED = Verdict(ErrorCode.REVOKED, gettext_noop("The account was deleted."))
+DEACTIVATED = Verdict(ErrorCode.REVOKED, gettext_noop("The account was deactivated."))
+PASSWORD_CHANGED = Verdict(ErrorCode.REVOKED, gettext_noop("The password changed; log in again."))
+SESSION_ENDED = Verdict(ErrorCode.SESSION_ENDED, gettext_noop("The session ended; log in again."))
+TOKEN_EXPIRED = Verdict(ErrorCode.TOKEN_EXPIRED, gettext_noop("The token has expired; get a new one."))
 
 
 def auth_hash_of(user: Any) -> str | None:
@@ -136,7 +142,7 @@ def check(credentials: Credentials) -> Verdict | None:
 def revoke_event(
     *,
     error: str = ErrorCode.REVOKED,
-    reason: str = DEFAULT_REASON,
+    reason: str | Promise = DEFAULT_REASON,
     code: int = CloseCode.UNAUTHORIZED,
     session_key: str | None = None,
     keep_auth_hash: str | None = None,
@@ -144,14 +150,17 @@ def revoke_event(
     """The layer event that closes the matching sockets of a user's group.
 
     ``session_key``: only the sockets of that session. ``keep_auth_hash``: only the sockets whose
-    auth hash is another (they were opened before the password changed to this one).
+    auth hash is another (they were opened before the password changed to this one). ``reason`` goes
+    in English: a ``gettext_lazy`` one as its msgid, which each socket translates into its language.
     """
     if not (code == 1000 or 3000 <= code <= 4999):
         raise ValueError(f"An application may close a WebSocket with 1000 or 3000-4999, not {code}")
+    with translation.override(None):  # no language: a lazy reason's msgid, untranslated
+        reason = str(reason)
     return {
         "type": REVOKE_EVENT,
         "error": str(error),
-        "reason": str(reason),
+        "reason": reason,
         "code": int(code),
         "session_key": session_key,
         "keep_auth_hash": keep_auth_hash,
@@ -177,13 +186,15 @@ async def aclose_user_sockets(
     user_or_id: Any,
     *,
     code: int = CloseCode.UNAUTHORIZED,
-    reason: str = DEFAULT_REASON,
+    reason: str | Promise = DEFAULT_REASON,
     error: str = ErrorCode.REVOKED,
     session_key: str | None = None,
 ) -> None:
     """Close a user's sockets on every process sharing the channel layer.
 
-    Each sends ``{"channel": "gateway", "error": {"code": error, "message": reason}}``, then closes
+    Each sends ``{"channel": "gateway", "error": {"code": error, "message": reason}}``, ``reason``
+    translated into the socket's language (give ``gettext_lazy(...)``, or text marked with
+    ``gettext_noop``, for a reason the site's catalogs translate), then closes
     with ``code`` (1000 or 3000-4999; 4401 by default, which a client reads as "log in first").
     With ``session_key``, only the sockets opened with that Django session close.
     """
@@ -196,7 +207,7 @@ def close_user_sockets(
     user_or_id: Any,
     *,
     code: int = CloseCode.UNAUTHORIZED,
-    reason: str = DEFAULT_REASON,
+    reason: str | Promise = DEFAULT_REASON,
     error: str = ErrorCode.REVOKED,
     session_key: str | None = None,
 ) -> None:

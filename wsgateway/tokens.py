@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
 from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.translation import gettext
 
 from .codes import ErrorCode
 from .conf import gateway_settings
@@ -73,7 +74,7 @@ def unseal_session_key(sealed: Any) -> str:
             raise ValueError
         return bytes(a ^ b for a, b in zip(body, _pad(nonce), strict=False)).decode("ascii")
     except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
-        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.") from None
+        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, gettext("The token is not valid.")) from None
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -81,11 +82,13 @@ def token_claims(token: str) -> dict[str, Any]:
     try:
         claims = signing.loads(token, salt=SALT, max_age=gateway_settings.TOKEN_MAX_AGE)
     except signing.SignatureExpired:
-        raise AuthenticationFailed(ErrorCode.TOKEN_EXPIRED, "The token has expired; get a new one.") from None
+        raise AuthenticationFailed(
+            ErrorCode.TOKEN_EXPIRED, gettext("The token has expired; get a new one.")
+        ) from None
     except signing.BadSignature:
-        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.") from None
+        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, gettext("The token is not valid.")) from None
     if not isinstance(claims, dict) or not isinstance(claims.get("u"), str):
-        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.")
+        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, gettext("The token is not valid."))
     return claims
 
 
@@ -103,17 +106,18 @@ def token_user(claims: dict[str, Any]) -> Any:
         # Read on every token connect: plain SQL (see wsgateway.reads), by primary key.
         (user,) = fetch(user_model, user_model._meta.pk.name, claims["u"])
     except (TypeError, ValueError, OverflowError):  # ValueError: no such user, or a bad pk
-        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.") from None
+        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, gettext("The token is not valid.")) from None
     if not getattr(user, "is_active", True) or not constant_time_compare(
         claims.get("h", ""), _auth_hash(user)
     ):
-        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, "The token is not valid.")
+        raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, gettext("The token is not valid."))
     if "s" in claims:
         from .revocation import session_expiry
 
         expires_at = session_expiry(unseal_session_key(claims["s"]))
         if expires_at is None or expires_at <= time.time():
             raise AuthenticationFailed(
-                ErrorCode.TOKEN_INVALID, "The session this token was issued in has ended; log in again."
+                ErrorCode.TOKEN_INVALID,
+                gettext("The session this token was issued in has ended; log in again."),
             )
     return user

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.functional import Promise
+from django.utils.translation import gettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -12,8 +14,9 @@ from .conf import gateway_settings
 from .tokens import issue_token
 
 
-def error(status: int, code: ErrorCode, message: str) -> JsonResponse:
-    """An error as a socket's error frame carries it: ``{"error": {"code", "message"}}``."""
+def error(status: int, code: ErrorCode, message: str | Promise) -> JsonResponse:
+    """An error as a socket's error frame carries it: ``{"error": {"code", "message"}}``; the message in
+    the request's language (LocaleMiddleware's, where the site has it)."""
     return JsonResponse({"error": {"code": str(code), "message": message}}, status=status)
 
 
@@ -43,8 +46,8 @@ def token(request: HttpRequest) -> HttpResponse:
     401 ``{"error": {"code": "unauthorized", ...}}``; no CSRF token: 403 ``csrf_failed``.
     """
     if not request.user.is_authenticated:
-        return error(401, ErrorCode.UNAUTHORIZED, "Log in to get a token.")
+        return error(401, ErrorCode.UNAUTHORIZED, gettext("Log in to get a token."))
     if _csrf_failure(request) is not None:
-        return error(403, ErrorCode.CSRF_FAILED, "The CSRF token is missing or incorrect.")
+        return error(403, ErrorCode.CSRF_FAILED, gettext("The CSRF token is missing or incorrect."))
     token = issue_token(request.user, session_key=request.session.session_key)
     return JsonResponse({"token": token, "expires_in": gateway_settings.TOKEN_MAX_AGE})

@@ -21,6 +21,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
+from django.utils.translation import gettext_lazy
 from rest_framework_simplejwt import settings as simplejwt_settings
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed as SimpleJWTAuthenticationFailed
@@ -43,8 +44,10 @@ def api_settings() -> Any:
 #: A JWS in compact form: three base64url parts. A wsgateway token has colons, so it is never one.
 JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
-INVALID = "The token is not valid."
-EXPIRED = "The token has expired; get a new one."
+# Rendered when the refusal is sent, in the socket's language (wsgateway.i18n); the same msgids as
+# wsgateway.tokens', so one translation serves both.
+INVALID = gettext_lazy("The token is not valid.")
+EXPIRED = gettext_lazy("The token has expired; get a new one.")
 
 
 class SimpleJWTAuthenticator(BaseAuthenticator):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol
 
+from django.utils.translation import gettext, pgettext
+
 from .. import frames
 from ..codes import ErrorCode
 from ..exceptions import GatewayError
@@ -51,7 +53,10 @@ class Service:
 
     async def on_message(self, user: Any, payload: Any) -> Any:
         """Answer one client frame; the return value is sent back with the frame's id."""
-        raise GatewayError(ErrorCode.UNKNOWN_ACTION, f"The {self.channel} channel takes no messages.")
+        raise GatewayError(
+            ErrorCode.UNKNOWN_ACTION,
+            gettext("The %(channel)s channel takes no messages.") % {"channel": self.channel},
+        )
 
     async def on_disconnect(self, user: Any) -> None:
         """Called once when an accepted socket closes."""
@@ -78,14 +83,25 @@ class ActionService(Service):
 
     async def on_message(self, user: Any, payload: Any) -> Any:
         if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
-            raise GatewayError(ErrorCode.INVALID_DATA, 'The payload must be {"action": "...", "data": ...}.')
+            raise GatewayError(
+                ErrorCode.INVALID_DATA,
+                pgettext(
+                    "JSON names of the protocol: kept as they are",
+                    'The payload must be {"action": "...", "data": ...}.',
+                ),
+            )
         action = payload["action"]
         handler = getattr(self, f"action_{action}", None) if action.isidentifier() else None
         if handler is None:
-            raise GatewayError(ErrorCode.UNKNOWN_ACTION, f"Unknown {self.channel} action: {action!r}.")
+            raise GatewayError(
+                ErrorCode.UNKNOWN_ACTION,
+                gettext("Unknown %(channel)s action: %(action)s.")
+                % {"channel": self.channel, "action": repr(action)},
+            )
         data = payload.get("data")
         if frames.unstorable(data) is not None:
             raise GatewayError(
-                ErrorCode.INVALID_DATA, "Text in data may hold no NUL character and no lone surrogate."
+                ErrorCode.INVALID_DATA,
+                gettext("Text in data may hold no NUL character and no lone surrogate."),
             )
         return await handler(user, data)

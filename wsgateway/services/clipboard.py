@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.db import router, transaction
 from django.db.models import Field, Model
+from django.utils.translation import gettext, gettext_lazy, pgettext
 
 from .. import frames
 from ..codes import ErrorCode
@@ -80,18 +81,23 @@ def _check_room(user: Any, adding: Iterable[dict[str, Any]]) -> None:
     if any(size > entry_limit for size in sizes):
         raise GatewayError(
             ErrorCode.LIMIT_EXCEEDED,
-            f"A clipboard entry is at most {entry_limit} bytes as JSON; this one is {max(sizes)}.",
+            gettext("A clipboard entry is at most %(limit)d bytes as JSON; this one is %(size)d.")
+            % {"limit": entry_limit, "size": max(sizes)},
         )
     stored = clipboard_of(user)
     count_limit = gateway_settings.CLIPBOARD_MAX_ENTRIES
     if len(stored) + len(sizes) > count_limit:
-        raise GatewayError(ErrorCode.LIMIT_EXCEEDED, f"The clipboard holds at most {count_limit} entries.")
+        raise GatewayError(
+            ErrorCode.LIMIT_EXCEEDED,
+            gettext("The clipboard holds at most %(limit)d entries.") % {"limit": count_limit},
+        )
     byte_limit = gateway_settings.CLIPBOARD_MAX_BYTES
     total = sum(map(entry_bytes, stored)) + sum(sizes)
     if total > byte_limit:
         raise GatewayError(
             ErrorCode.LIMIT_EXCEEDED,
-            f"The clipboard holds at most {byte_limit} bytes of entries; this would make it {total}.",
+            gettext("The clipboard holds at most %(limit)d bytes of entries; this would make it %(total)d.")
+            % {"limit": byte_limit, "total": total},
         )
 
 
@@ -120,7 +126,12 @@ class ClipboardService(ActionService):
 
     async def action_clipboard_add(self, user: Any, data: Any) -> Any:
         if data is None:
-            raise GatewayError(ErrorCode.INVALID_DATA, "clipboard_add takes the data to store.")
+            raise GatewayError(
+                ErrorCode.INVALID_DATA,
+                pgettext(
+                    "JSON names of the protocol: kept as they are", "clipboard_add takes the data to store."
+                ),
+            )
         return await self._apush_change(user, await database_sync_to_async(self._add)(user, data))
 
     async def action_clipboard_load(self, user: Any, data: Any) -> Any:
@@ -128,7 +139,12 @@ class ClipboardService(ActionService):
 
     async def action_clipboard_remove(self, user: Any, data: Any) -> Any:
         if type(data) is not int:
-            raise GatewayError(ErrorCode.INVALID_DATA, "clipboard_remove takes an entry id.")
+            raise GatewayError(
+                ErrorCode.INVALID_DATA,
+                pgettext(
+                    "JSON names of the protocol: kept as they are", "clipboard_remove takes an entry id."
+                ),
+            )
         return await self._apush_change(user, await database_sync_to_async(self._remove)(user, data))
 
     async def action_clipboard_flush(self, user: Any, data: Any) -> Any:
@@ -151,7 +167,9 @@ class ClipboardService(ActionService):
     def _remove(user: Any, entry_id: int) -> dict[str, Any]:
         deleted, _ = ClipboardEntry.objects.filter(user=user, pk=entry_id).delete()
         if not deleted:
-            raise GatewayError(ErrorCode.NOT_FOUND, f"No clipboard entry of yours with id {entry_id}.")
+            raise GatewayError(
+                ErrorCode.NOT_FOUND, gettext("No clipboard entry of yours with id %(id)s.") % {"id": entry_id}
+            )
         return {"removed": [entry_id]}
 
     @staticmethod
@@ -184,11 +202,21 @@ def _parse_load(data: Any) -> tuple[str, list[int | str]]:
         or not isinstance(data.get("ids"), list)
     ):
         raise GatewayError(
-            ErrorCode.INVALID_DATA, 'clipboard_load takes {"model": "app_label.model", "ids": [...]}.'
+            ErrorCode.INVALID_DATA,
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                'clipboard_load takes {"model": "app_label.model", "ids": [...]}.',
+            ),
         )
     ids = data["ids"]
     if not ids or not all(type(pk) in (int, str) for pk in ids):
-        raise GatewayError(ErrorCode.INVALID_DATA, '"ids" must be a non-empty list of primary keys.')
+        raise GatewayError(
+            ErrorCode.INVALID_DATA,
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                '"ids" must be a non-empty list of primary keys.',
+            ),
+        )
     return data["model"], ids
 
 
@@ -215,7 +243,9 @@ def _model(label: str) -> type[Model]:
     try:
         return apps.get_model(label)
     except (LookupError, ValueError):
-        raise GatewayError(ErrorCode.INVALID_DATA, f"Unknown model {label!r}.") from None
+        raise GatewayError(
+            ErrorCode.INVALID_DATA, gettext("Unknown model %(label)s.") % {"label": repr(label)}
+        ) from None
 
 
 def _keys(
@@ -233,12 +263,13 @@ def _keys(
 
 
 def _refusal(raw: int | str, code: ErrorCode) -> dict[str, Any]:
-    return {"id": raw, "code": code, "message": _REFUSALS[code]}
+    # Rendered now, in the language of the socket whose request this is (see wsgateway.i18n).
+    return {"id": raw, "code": code, "message": str(_REFUSALS[code])}
 
 
 _REFUSALS = {
-    ErrorCode.INVALID_DATA: "Not a valid key.",
-    ErrorCode.NOT_FOUND: "No such object, or you may not view it.",
+    ErrorCode.INVALID_DATA: gettext_lazy("Not a valid key."),
+    ErrorCode.NOT_FOUND: gettext_lazy("No such object, or you may not view it."),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext
 
 from ..codes import ErrorCode
 from ..columns import fits_column
@@ -103,7 +104,10 @@ class NotifierService(ActionService):
                 storable = [pk for pk in ids if fits_column(Notification._meta.pk, pk)]
                 found = set(mine.filter(pk__in=storable).values_list("pk", flat=True))
                 if missing := sorted(ids - found):
-                    raise GatewayError(ErrorCode.NOT_FOUND, f"No notifications of yours with ids {missing}.")
+                    raise GatewayError(
+                        ErrorCode.NOT_FOUND,
+                        gettext("No notifications of yours with ids %(ids)s.") % {"ids": missing},
+                    )
                 mine = mine.filter(pk__in=ids)
             # update() rather than save(): a read-state change is not a new notification to push.
             mine.unread().update(is_read=True, changed=timezone.now(), changed_by=user)
@@ -131,34 +135,75 @@ class _Page(NamedTuple):
 
 def _parse_page(data: Any) -> _Page:
     if not isinstance(data, dict):
-        raise GatewayError(ErrorCode.INVALID_DATA, 'list takes {"before", "limit", "unread_only"}.')
+        raise GatewayError(
+            ErrorCode.INVALID_DATA,
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                'list takes {"before", "limit", "unread_only"}.',
+            ),
+        )
     before = data.get("before")
     limit = data.get("limit", gateway_settings.NOTIFICATIONS_PAGE_SIZE)
     unread_only = data.get("unread_only", False)
     if before is not None and type(before) is not int:
-        raise GatewayError(ErrorCode.INVALID_DATA, '"before" must be a notification id.')
+        raise GatewayError(
+            ErrorCode.INVALID_DATA,
+            pgettext("JSON names of the protocol: kept as they are", '"before" must be a notification id.'),
+        )
     if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise GatewayError(ErrorCode.INVALID_DATA, f'"limit" must be an integer from 1 to {MAX_PAGE_SIZE}.')
+        raise GatewayError(
+            ErrorCode.INVALID_DATA,
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                '"limit" must be an integer from 1 to %(max)d.',
+            )
+            % {"max": MAX_PAGE_SIZE},
+        )
     if not isinstance(unread_only, bool):
-        raise GatewayError(ErrorCode.INVALID_DATA, '"unread_only" must be true or false.')
+        raise GatewayError(
+            ErrorCode.INVALID_DATA,
+            pgettext("JSON names of the protocol: kept as they are", '"unread_only" must be true or false.'),
+        )
     return _Page(before, limit, unread_only)
 
 
 def _parse_sync(data: Any) -> tuple[int, int]:
     if not isinstance(data, dict):
-        raise GatewayError(ErrorCode.INVALID_DATA, 'sync takes {"since": <the last seq you have>, "limit"}.')
+        raise GatewayError(
+            ErrorCode.INVALID_DATA,
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                'sync takes {"since": <the last seq you have>, "limit"}.',
+            ),
+        )
     since = data.get("since")
     limit = data.get("limit", MAX_PAGE_SIZE)
     if type(since) is not int or since < 0:
         raise GatewayError(
-            ErrorCode.INVALID_DATA, '"since" must be the seq of the last notification you have, or 0.'
+            ErrorCode.INVALID_DATA,
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                '"since" must be the seq of the last notification you have, or 0.',
+            ),
         )
     if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise GatewayError(ErrorCode.INVALID_DATA, f'"limit" must be an integer from 1 to {MAX_PAGE_SIZE}.')
+        raise GatewayError(
+            ErrorCode.INVALID_DATA,
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                '"limit" must be an integer from 1 to %(max)d.',
+            )
+            % {"max": MAX_PAGE_SIZE},
+        )
     return since, limit
 
 
 def _parse_ids(data: Any) -> list[int]:
     if not isinstance(data, list) or not all(type(item) is int for item in data):
-        raise GatewayError(ErrorCode.INVALID_DATA, "mark_read takes a list of notification ids.")
+        raise GatewayError(
+            ErrorCode.INVALID_DATA,
+            pgettext(
+                "JSON names of the protocol: kept as they are", "mark_read takes a list of notification ids."
+            ),
+        )
     return data
