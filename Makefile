@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint bench production-shape clean
+.PHONY: install run test matrix lint bench production-shape clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS) || { status=$$?; \
 		[ $$status -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$status; }
 
+# The other cells of the test matrix (noxfile.py): Django 6.0 and 6.1, and 5.2 on Python 3.12 and 3.13,
+# each in its own virtualenv under .nox/. The primary cell (3.11, Django 5.2) is `make test`.
+# A Python missing here skips its cells with a warning; NOX_ARGS="-s 'tests(py3.13-django6.1)'" picks one.
+matrix: install
+	$(VENV)/bin/nox -t matrix $(NOX_ARGS)
+
 # Redis, PostgreSQL and two daphne processes on 127.0.0.1 (ports 8001 and 8002): see the README.
 production-shape: install
 	$(PY) scripts/production_shape.py
@@ -36,9 +42,9 @@ bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check wsgateway project tests scripts bench
-	$(VENV)/bin/ruff format --check wsgateway project tests scripts bench
+	$(VENV)/bin/ruff check wsgateway project tests scripts bench noxfile.py
+	$(VENV)/bin/ruff format --check wsgateway project tests scripts bench noxfile.py
 	$(VENV)/bin/mypy wsgateway
 
 clean:
-	rm -rf $(VENV) db.sqlite3 test-output bench-results
+	rm -rf $(VENV) .nox db.sqlite3 test-output bench-results
