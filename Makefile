@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint docs package typecheck-js messages bench production-shape clean
+.PHONY: install run test matrix lint docs package typecheck-js messages bench production-shape clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS) || { status=$$?; \
 		[ $$status -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$status; }
 
+# The other cells of the test matrix (noxfile.py): Django 6.0 and 6.1, and 5.2 on Python 3.12 and 3.13,
+# each in its own virtualenv under .nox/. The primary cell (3.11, Django 5.2) is `make test`.
+# A Python missing here skips its cells with a warning; NOX_ARGS="-s 'tests(py3.13-django6.1)'" picks one.
+matrix: install
+	$(VENV)/bin/nox -t matrix $(NOX_ARGS)
+
 # Redis, PostgreSQL and two daphne processes on 127.0.0.1 (ports 8001 and 8002): see docs/processes.md.
 production-shape: install
 	$(PY) scripts/production_shape.py
@@ -36,8 +42,8 @@ bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
 lint: install typecheck-js docs
-	$(VENV)/bin/ruff check wsgateway project tests scripts bench
-	$(VENV)/bin/ruff format --check wsgateway project tests scripts bench
+	$(VENV)/bin/ruff check wsgateway project tests scripts bench noxfile.py
+	$(VENV)/bin/ruff format --check wsgateway project tests scripts bench noxfile.py
 	$(VENV)/bin/mypy wsgateway
 
 # The documentation site (mkdocs.yml) into site/. Strict: a broken link or anchor, or a page missing from
@@ -84,4 +90,4 @@ messages: install
 	cd wsgateway && $(abspath $(PY)) -m django compilemessages
 
 clean:
-	rm -rf $(VENV) node_modules db.sqlite3 test-output bench-results site dist build *.egg-info
+	rm -rf $(VENV) .nox node_modules db.sqlite3 test-output bench-results site dist build *.egg-info

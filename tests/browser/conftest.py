@@ -78,6 +78,14 @@ def chromium() -> str:
     return executable
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``browser`` every test that drives Chromium (it uses the ``browser`` fixture), so that
+    ``-m "not browser"`` leaves them out and keeps the template tag's tests, which need none."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
     """Say it once more after the short summary, the last thing ``make test`` prints."""

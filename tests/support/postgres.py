@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,7 +84,23 @@ class PostgresServer:
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, timeout=30, proc=self.proc)
+        self._wait_until_accepting(timeout=30)
         return self
+
+    def _wait_until_accepting(self, timeout: float) -> None:
+        """The port opens before the server takes connections: until then it answers "FATAL: the
+        database system is starting up", which failed test_scale_out's setup on a loaded machine."""
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.server_url + "/postgres", connect_timeout=5).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or (self.proc is not None and self.proc.poll() is not None):
+                    raise
+                time.sleep(0.2)
 
     @property
     def server_url(self) -> str:
