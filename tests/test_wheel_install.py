@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import CHROMIUM_ARGS, NO_CHROMIUM, chromium_executable
 from tests.support.readme import ReadmeStepError, Step, install_steps, pip_extras
 from tests.support.servers import (
     HOST,
@@ -77,6 +78,10 @@ def page(request): ...
 <!-- wsgateway-install: template site/page.html -->
 ```django
 {% load wsgateway %}
+```
+<!-- wsgateway-install: run -->
+```sh
+python manage.py runserver
 ```
 """
 
@@ -135,6 +140,15 @@ def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> s
         f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )
     return result.stdout
+
+
+def run_commands(step: Step) -> list[str]:
+    """The ``manage.py`` commands of a shell step, in order, without their arguments."""
+    return [
+        line.split("#")[0].split()[2]
+        for line in step.code.splitlines()
+        if line.strip().startswith("python manage.py ")
+    ]
 
 
 @dataclass
@@ -196,6 +210,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     checked = run([*manage, "check"], project, env, 60)
     assert "System check identified no issues" in checked, checked
     run([*manage, "migrate", "--noinput"], project, env, 120)
+    # The README's "Run it", command by command (createsuperuser without its prompts).
+    commands = run_commands(steps["run"])
+    assert commands == ["migrate", "createsuperuser", "runserver"], commands
     user = ["--username", USERNAME, "--email", f"{USERNAME}@example.com"]
     run(
         [*manage, "createsuperuser", "--noinput", *user],
@@ -210,7 +227,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     log_path = OUTPUT / f"wheel-install-daphne-{port}.log"
     with log_path.open("wb") as log:
         daphne = subprocess.Popen(
-            [str(bin_dir / "daphne"), "-b", HOST, "-p", str(port), "mysite.asgi:application"],
+            # daphne's runserver (daphne first in INSTALLED_APPS), which also serves wsgateway.js.
+            [*manage, "runserver", f"{HOST}:{port}", "--noreload"],
             cwd=project,
             env=env,
             stdout=log,
@@ -283,3 +301,42 @@ async def test_the_readme_view_notifies_the_logged_in_users_socket(site: Site) -
         assert frame["payload"]["unread"] == unread + 1
         last = frame["payload"]["last"]
         assert f'"{last["label"]}"' in site.steps["view"].code, (last, site.steps["view"].code)
+
+
+@pytest.mark.packaging
+@pytest.mark.daphne
+@pytest.mark.browser
+@pytest.mark.timeout(600)
+def test_the_readme_page_in_chromium_shows_the_notification_its_button_asks_for(site: Site) -> None:
+    """The template's script as a browser runs it: the count goes up, and the label is listed."""
+    executable = chromium_executable()
+    if executable is None:
+        pytest.skip(NO_CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    label = re.search(r'notify\(request\.user, "([^"]+)"', site.steps["view"].code)
+    assert label, f"the README's view sends no literal label:\n{site.steps['view'].code}"
+    session = admin_login(site)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+            context.add_cookies(
+                [{"name": c.name, "value": c.value or "", "url": site.http_url} for c in session.jar]
+            )
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(site.http_url + "/")
+            # The page's own `gw` (a const of its script), open once the server's hello came.
+            page.wait_for_function("typeof gw !== 'undefined' && gw.state === 'open'", timeout=10_000)
+            before = int(page.text_content("#unread") or "0")
+            page.click("#notify-me")
+            page.wait_for_function(
+                f"document.getElementById('unread').textContent === '{before + 1}'", timeout=10_000
+            )
+            listed = page.locator("#received li").all_text_contents()
+            assert label[1] in listed, listed
+            assert errors == [], errors
+        finally:
+            browser.close()

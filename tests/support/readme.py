@@ -25,6 +25,7 @@ STEPS: dict[str, tuple[str, str | None]] = {
     "urls": ("the whole urls.py", "mysite/urls.py"),
     "view": ("the views: the page, and the view that sends a notification", "mysite/views.py"),
     "template": ("the page's template, which loads the client", "templates/page.html"),
+    "run": ("the commands that migrate, make a user and serve the site", None),
 }
 
 MARKER = re.compile(r"^<!--\s*wsgateway-install:\s*(?P<name>[\w-]+)(?:\s+(?P<path>\S+))?\s*-->\s*$")
