@@ -161,7 +161,7 @@ class Site:
 def apply_steps(steps: dict[str, Step], site: Path) -> None:
     """The README's snippets, each where its marker says: settings appended, the rest written whole."""
     for step in steps.values():
-        if step.name == "pip":
+        if step.name in ("pip", "run"):  # commands, run by the fixture
             continue
         assert step.path is not None
         target = site / step.path
