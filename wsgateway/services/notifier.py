@@ -150,6 +150,17 @@ def _parse_page(data: Any) -> _Page:
             ErrorCode.INVALID_DATA,
             pgettext("JSON names of the protocol: kept as they are", '"before" must be a notification id.'),
         )
+    _check_limit(limit)
+    if not isinstance(unread_only, bool):
+        raise GatewayError(
+            ErrorCode.INVALID_DATA,
+            pgettext("JSON names of the protocol: kept as they are", '"unread_only" must be true or false.'),
+        )
+    return _Page(before, limit, unread_only)
+
+
+def _check_limit(limit: Any) -> None:
+    """A page's ``limit``, for ``list`` and ``sync`` alike: INVALID_DATA unless 1 to MAX_PAGE_SIZE."""
     if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
         raise GatewayError(
             ErrorCode.INVALID_DATA,
@@ -159,12 +170,6 @@ def _parse_page(data: Any) -> _Page:
             )
             % {"max": MAX_PAGE_SIZE},
         )
-    if not isinstance(unread_only, bool):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
-            pgettext("JSON names of the protocol: kept as they are", '"unread_only" must be true or false.'),
-        )
-    return _Page(before, limit, unread_only)
 
 
 def _parse_sync(data: Any) -> tuple[int, int]:
@@ -186,15 +191,7 @@ def _parse_sync(data: Any) -> tuple[int, int]:
                 '"since" must be the seq of the last notification you have, or 0.',
             ),
         )
-    if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
-            pgettext(
-                "JSON names of the protocol: kept as they are",
-                '"limit" must be an integer from 1 to %(max)d.',
-            )
-            % {"max": MAX_PAGE_SIZE},
-        )
+    _check_limit(limit)
     return since, limit
 
 
