@@ -497,7 +497,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         channel: str | None
         frame_id: frames.FrameId | None
         try:
-            frame = frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
+            # ack_in has decoded it already, unless it was an ack or did not read well.
+            frame = message.get(DECODED) or frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
             channel, frame_id = frame.channel, frame.id
         except frames.MessageTooBig:
             await self.close(CloseCode.MESSAGE_TOO_BIG)
