@@ -10,6 +10,8 @@ reconnects and catches up (tests/test_catch_up.py).
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -172,3 +174,54 @@ async def test_replies_count_against_the_window_as_pushes_do() -> None:
             assert sent <= WINDOW
         # The pong that did not fit is the one that closed it.
         assert sent + len(frames.data("gateway", {"action": "pong"}, pings)) > WINDOW
+
+
+async def test_pushes_that_overflow_the_layer_while_a_socket_waits_for_its_ack_come_by_the_catch_up() -> None:
+    """The window's bound and the layer's capacity together: while a push waits for room, the socket's
+    queue in the layer (capacity 10) overflows; once the client acknowledges again, it is sent what
+    fitted live, then a resync carrying the rest. Every notification comes once."""
+    from channels.db import database_sync_to_async
+    from channels.layers import channel_layers
+
+    from wsgateway.notifications import notify
+
+    config = {"BACKEND": "wsgateway.layers.InProcessChannelLayer", "CONFIG": {"capacity": 10}}
+    # A valid pair (check E013): a page of what was missed, at most MAX_SEND_SIZE, fits in the window.
+    settings = {**FLOW, "MAX_SEND_SIZE": WINDOW // 2}
+    with override_settings(CHANNEL_LAYERS={"default": config}, WSGATEWAY=settings):
+        ann = await create_user("ann")
+        async with connected(ann) as socket:
+            received = connect_bytes(socket)
+            # From a worker thread, all at once: 30 pushes of about 8 KB, over three windows.
+            await database_sync_to_async(notify)([ann] * 30, "burst", data=BIG)
+            # Reads nothing for a while: the window fills, and the layer's queue overflows behind it.
+            await asyncio.sleep(0.3)
+            live: list[int] = []
+            missed: list[int] = []
+            more = False
+            while True:
+                text = await receive_text(socket)
+                assert text is not None, "closed, though it acknowledged"
+                received += len(text)
+                await ack(socket, received)
+                payload = json.loads(text)["payload"]
+                if "last" in payload:
+                    live.append(payload["last"]["seq"])
+                elif "missed" in payload:
+                    missed = [n["seq"] for n in payload["missed"]]
+                    more = payload["has_more"]
+                elif "clipboard" in payload:
+                    break  # the resync's last connect frame
+            assert missed, "no resync: the layer's queue did not overflow"
+            while more:  # the page was cut to MAX_SEND_SIZE: the rest by sync, as a client does
+                await socket.send("notifications", {"action": "sync", "data": {"since": missed[-1]}}, "s")
+                text = await receive_text(socket)
+                assert text is not None
+                received += len(text)
+                await ack(socket, received)
+                page = json.loads(text)["payload"]
+                missed += [n["seq"] for n in page["notifications"]]
+                more = page["has_more"]
+            assert sorted(live + missed) == list(range(1, 31)), (live, missed)
+            assert live == sorted(live)
+        channel_layers.backends.clear()
