@@ -1,7 +1,7 @@
 """wsgateway: real-time WebSocket services for Django on Channels.
 
 Public API: :func:`notify`, :func:`anotify`, :func:`issue_token`, :func:`close_user_sockets`,
-:func:`aclose_user_sockets`; the consumers
+:func:`aclose_user_sockets`, :func:`ask`, :func:`aask`; the consumers
 live in ``wsgateway.consumers`` and the URL patterns in ``wsgateway.routing``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["aclose_user_sockets", "anotify", "close_user_sockets", "issue_token", "notify"]
+__all__ = ["aask", "aclose_user_sockets", "anotify", "ask", "close_user_sockets", "issue_token", "notify"]
 
 #: The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.2.0.dev0"
@@ -29,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from . import revocation
 
         return getattr(revocation, name)
+    if name in ("ask", "aask"):
+        from . import asking
+
+        return getattr(asking, name)
     raise AttributeError(f"module 'wsgateway' has no attribute {name!r}")

@@ -70,6 +70,11 @@ DAPHNE_MAX_SEND = 1024 * 1024
 #: frames to other sockets queued behind it.
 MAX_SEND_CEILING = 4 * 1024 * 1024
 
+#: Largest ``MAX_PENDING_REQUESTS``: each entry is a few hundred bytes, but a page answers them one by one.
+MAX_PENDING_BOUND = 1000
+#: Largest ``MAX_REQUEST_TIMEOUT``: an hour; a request waits for a person at most, not for a process.
+MAX_REQUEST_TIMEOUT_BOUND = 3600
+
 
 class Shape(enum.Enum):
     """What a key's value must be; the value is how a check message names it."""
@@ -264,6 +269,20 @@ KEYS: dict[str, Key] = {
         "Most bytes of clipboard entries one user may hold, counted as CLIPBOARD_MAX_ENTRY_BYTES counts "
         "them; with CLIPBOARD_MAX_ENTRIES, the whole clipboard must fit in MAX_SEND_SIZE (E012).",
     ),
+    # Server requests (wsgateway.asking): what one socket holds for requesters, however many ask.
+    "MAX_PENDING_REQUESTS": Key(
+        32,
+        Shape.POSITIVE_INTEGER,
+        "Requests from the server (ask()) one socket may have unanswered at once; the next is not sent "
+        "to its client, and its requester is told at once (RequestDropped, code busy).",
+        most=MAX_PENDING_BOUND,
+    ),
+    "MAX_REQUEST_TIMEOUT": Key(
+        300,
+        Shape.POSITIVE_INTEGER,
+        "Longest timeout in seconds ask() accepts: how long a socket may hold a request unanswered.",
+        most=MAX_REQUEST_TIMEOUT_BOUND,
+    ),
 }
 
 #: Each key's default.
@@ -339,6 +358,8 @@ class GatewaySettings:
     MAX_SEND_SIZE = Setting(int)
     CLIPBOARD_MAX_ENTRY_BYTES = Setting(int)
     CLIPBOARD_MAX_BYTES = Setting(int)
+    MAX_PENDING_REQUESTS = Setting(int)
+    MAX_REQUEST_TIMEOUT = Setting(int)
 
     # -- the dotted paths, imported (through import_from_setting's cache) --------------
 

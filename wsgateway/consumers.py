@@ -20,7 +20,7 @@ from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
-from . import connections, frames, i18n, limits, metrics, revocation
+from . import asking, connections, frames, i18n, limits, metrics, revocation
 from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings
@@ -84,8 +84,11 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
 
     #: Channels this endpoint serves; ``None`` means every service in ``WSGATEWAY["SERVICES"]``.
     service_channels: ClassVar[tuple[str, ...] | None] = None
-    #: Only pushes, logouts and revocations come from the layer; see TurnTakingConsumer.layer_events.
-    layer_events: ClassVar[frozenset[str]] = frozenset({PUSH_EVENT, LOGOUT_EVENT, REVOKE_EVENT})
+    #: Only pushes, logouts, revocations and requests to the client (and their cancels) come from the
+    #: layer; see TurnTakingConsumer.layer_events.
+    layer_events: ClassVar[frozenset[str]] = frozenset(
+        {PUSH_EVENT, LOGOUT_EVENT, REVOKE_EVENT, asking.REQUEST_EVENT, asking.CANCEL_EVENT}
+    )
 
     user: Any = None
     session_key: str | None = None
@@ -120,10 +123,13 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     #: The language of the words this socket sends, chosen from its handshake (see wsgateway.i18n);
     #: None until then, which sends the untranslated (English) text.
     language: str | None = None
+    #: The requests from the server (wsgateway.asking) this socket sent its client, unanswered.
+    asked: asking.PendingRequests
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.services = {}
+        self.asked = asking.PendingRequests()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.server_send = send
@@ -343,6 +349,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             self.watchdog.unregister(self)
             self.watchdog = None  # a resync asked for from now on has nothing to do
         self.cancel_recheck()
+        await self.drop_requests()
         await self.leave_group()
         await self.unregister_connection()
         if self.user is None:  # refused, or ended before it was authenticated: never accepted
@@ -513,6 +520,11 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         if self.socket_state is SocketState.CLOSED:
             # This side closed (a revoked login, say): a frame the client sent before reading the
             # close reaches no service, so a clipboard_add from a revoked socket is not stored.
+            return
+        if self.asked.next_deadline <= (now := time.time()):
+            await self.expire_requests(now)
+        if frame.reply is not None:
+            await self.take_reply(frame)
             return
         channel, frame_id = frame.channel, frame.id
         if channel == GATEWAY_CHANNEL:
@@ -714,6 +726,81 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         """:func:`wsgateway.revocation.close_user_sockets`, and the signals that end a login."""
         if self.credentials is not None and revocation.matches(event, self.credentials):
             await self.revoke(event["error"], event["reason"], event["code"])
+
+    # -- requests to the client (wsgateway.asking) -------------------------------------------
+
+    async def gateway_request(self, event: dict[str, Any]) -> None:
+        """Pass a request on to the client and hold it until it is answered; or tell the requester
+        at once why not."""
+        request_id, reply_to = event["request"], event["reply_to"]
+        if self.socket_state is not SocketState.OPEN or self.user is None:
+            await self.tell_requester(
+                reply_to, asking.dropped_message(request_id, self.channel_name, asking.Dropped.CLOSED)
+            )
+            return
+        now = time.time()
+        await self.expire_requests(now)
+        if event["deadline"] <= now:
+            return  # its requester has given up already: nobody to tell
+        reason = None
+        if frames.size(event["text"]) > self.send_limit:
+            reason = asking.Dropped.TOO_LARGE
+        elif not self.asked.add(
+            request_id,
+            asking.Pending(event["channel"], reply_to, event["deadline"]),
+            gateway_settings.MAX_PENDING_REQUESTS,
+        ):
+            metrics.increment(metrics.REQUESTS_BUSY)
+            reason = asking.Dropped.BUSY
+        if reason is not None:
+            await self.tell_requester(reply_to, asking.dropped_message(request_id, self.channel_name, reason))
+            return
+        await self.send(text_data=event["text"])
+
+    async def gateway_request_cancel(self, event: dict[str, Any]) -> None:
+        """Another socket answered (or the requester gave up): drop it, and tell the client."""
+        request_id = event["request"]
+        entry = self.asked.pop(request_id)
+        if entry is not None:
+            await self.send(text_data=frames.cancel(entry.channel, request_id))
+
+    async def take_reply(self, frame: frames.Frame) -> None:
+        """The client's answer to a request: to its requester. One to a request this socket no longer
+        holds (late, cancelled, unknown) is dropped: the normal end of a race, not an error."""
+        assert frame.reply is not None
+        entry = self.asked.take(frame.reply, frame.channel)
+        if entry is None:
+            metrics.increment(metrics.REQUESTS_UNMATCHED_REPLY)
+            logger.debug(
+                "wsgateway: dropped a reply to request %r, which this socket does not hold", frame.reply
+            )
+            return
+        await self.tell_requester(
+            entry.reply_to, asking.answer_message(frame.reply, self.channel_name, frame)
+        )
+
+    async def expire_requests(self, now: float) -> None:
+        """Forget the requests past their deadline, whose requesters have given up, and tell the client."""
+        for request_id, entry in self.asked.expire(now):
+            metrics.increment(metrics.REQUESTS_EXPIRED)
+            await self.send(text_data=frames.cancel(entry.channel, request_id))
+
+    async def drop_requests(self) -> None:
+        """The socket has ended: every requester still waiting on it learns so at once."""
+        now = time.time()
+        for request_id, entry in self.asked.drain():
+            if entry.deadline > now:
+                await self.tell_requester(
+                    entry.reply_to,
+                    asking.dropped_message(request_id, self.channel_name, asking.Dropped.CLOSED),
+                )
+
+    async def tell_requester(self, reply_to: str, message: dict[str, Any]) -> None:
+        try:
+            await self.channel_layer.send(reply_to, message)
+        except Exception as exc:
+            # The layer is down, or the reply channel full: its requester times out instead.
+            logger.info("wsgateway: could not answer request %s: %r", message["request"], exc)
 
     # -- the login's end ------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Exceptions a service or an authenticator raises to answer a client, and the one a sender of data
-the server could not send gets."""
+"""Exceptions a service or an authenticator raises to answer a client, the one a sender of data
+the server could not send gets, and those of a request to a client (:func:`wsgateway.ask`)."""
 
 from __future__ import annotations
 
@@ -35,3 +35,27 @@ class FrameTooLarge(ValueError):
         )
         self.size = size
         self.limit = limit
+
+
+class RequestFailed(Exception):
+    """A request to a client (:func:`wsgateway.ask`) got no answer: ``code`` says why, for code;
+    ``message`` for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class RequestTimeout(RequestFailed):
+    """No socket answered within the timeout (``code`` ``"timeout"``)."""
+
+
+class RequestDropped(RequestFailed):
+    """No socket could take the request, and no other will: the user has none open (``"no_socket"``),
+    or each one that had it closed (``"closed"``), held too many (``"busy"``), or could not be sent
+    a frame that big (``"too_large"``); ``code`` is the first socket's reason."""
+
+
+class RequestRejected(RequestFailed):
+    """The client answered with an error: ``code`` and ``message`` are the client's own."""

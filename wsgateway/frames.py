@@ -43,6 +43,10 @@ class Frame:
     channel: str
     payload: Any
     id: FrameId | None = None
+    #: A client's answer to a server request (see :func:`reply_of`): the request's id, and the
+    #: client's error ``(code, message)`` instead of a payload.
+    reply: str | None = None
+    error: tuple[str, str] | None = None
 
 
 class NotJSON(ValueError):
@@ -138,7 +142,40 @@ def envelope(content: Any) -> Frame:
             None,
             frame_id,
         )
+    if "reply" in content:
+        return reply_of(content, channel, frame_id)
     return Frame(channel, content.get("payload"), frame_id)
+
+
+def reply_of(content: dict[str, Any], channel: str, frame_id: FrameId | None) -> Frame:
+    """A client's answer to a server request: ``{"channel", "reply": "<id>", "payload"}``, or with
+    ``"error": {"code", "message"}`` (two strings) instead of the payload. Anything else is
+    ``invalid_frame``."""
+    reply, error = content["reply"], content.get("error")
+    if not (type(reply) is str and len(reply) <= MAX_ID_LENGTH) or (
+        "error" in content
+        and (
+            "payload" in content
+            or not isinstance(error, dict)
+            or not isinstance(error.get("code"), str)
+            or not isinstance(error.get("message"), str)
+        )
+    ):
+        raise FrameError(
+            ErrorCode.INVALID_FRAME,
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                'A reply is {"channel", "reply": "<request id>", "payload"} or {"channel", "reply", '
+                '"error": {"code": "...", "message": "..."}}, with a "reply" string of at most '
+                "%(length)d characters.",
+            )
+            % {"length": MAX_ID_LENGTH},
+            channel,
+            frame_id,
+        )
+    if error is not None:
+        return Frame(channel, None, frame_id, reply, (error["code"], error["message"]))
+    return Frame(channel, content.get("payload"), frame_id, reply)
 
 
 def valid_id(value: Any) -> bool:
@@ -250,6 +287,17 @@ def data(channel: str, payload: Any, id: FrameId | None = None) -> str:
     if id is not None:
         frame["id"] = id
     return encode(frame)
+
+
+def request(channel: str, payload: Any, request_id: str) -> str:
+    """A server request: ``{"channel", "payload", "request": "<id>"}``, which the client answers with
+    a reply carrying that id (see wsgateway.asking). Raises :class:`NotJSON`."""
+    return encode({"channel": channel, "payload": payload, "request": request_id})
+
+
+def cancel(channel: str, request_id: str) -> str:
+    """The server no longer waits for the answer to a request: ``{"channel", "cancel": "<id>"}``."""
+    return encode({"channel": channel, "cancel": request_id})
 
 
 def error(

@@ -34,6 +34,13 @@ OUTBOUND_CLOSED = "outbound.closed"
 #: ``too_large`` instead) and pushes (dropped; a notification's stays listable, trimmed).
 SEND_TOO_LARGE = "send.too_large"
 
+#: Server requests (wsgateway.asking) a socket did not send its client: it held MAX_PENDING_REQUESTS already.
+REQUESTS_BUSY = "requests.busy"
+#: Server requests a socket forgot unanswered at their deadline (their requester had given up).
+REQUESTS_EXPIRED = "requests.expired"
+#: Client replies to no request the socket holds: late (after the deadline, or a cancel), or unknown.
+REQUESTS_UNMATCHED_REPLY = "requests.unmatched_reply"
+
 _lock = threading.Lock()
 _counters: dict[str, int] = {}
 

@@ -146,6 +146,11 @@ class LocalDelivery:
             finally:
                 if not waiter.done():
                     waiter.cancel()
+                # A receive cancelled while it waited (a closed socket's, a request that timed out)
+                # must not stay in the inbox: the sweep forgets only an inbox nobody waits on, and
+                # each one left behind was an Inbox and a future for the process's life.
+                if waiter in inbox.waiters:
+                    inbox.waiters.remove(waiter)
 
     def get_nowait(self, channel: str) -> dict[str, Any] | None:
         inbox = self.inboxes.get(channel)

@@ -1,0 +1,303 @@
+"""Requests to a client: the server asks one socket, or every socket of a user, and waits for the answer.
+
+``ask``/``aask``, not ``request``: ``request`` is every Django view's first argument.
+
+How a request travels (docs/protocol.md, "Requests from the server"). The requester makes a reply
+channel (``new_channel``), encodes the frame once, and sends one layer event, :data:`REQUEST_EVENT`,
+to the user's group or to the one socket; the event carries the request's id, the reply channel
+and a deadline on the wall clock (the processes share no other clock). Each socket that takes it
+sends the frame to its client and holds a :class:`PendingRequests` entry; the client's answer, its
+error answer, or the socket's "dropped" (it closed, it held too many, the frame was too big for it)
+goes back to the reply channel, tagged with the socket's channel name. For a user, the first answer
+wins, and the user's other sockets are told :data:`CANCEL_EVENT`, which they pass on to their
+client; an error answer wins only when no socket answers otherwise.
+
+What nobody waits for any more is forgotten: a socket's entries at their deadline (checked as a
+request is added and as a client frame comes, so a socket that holds none costs nothing), on the
+answer, on a cancel, and on the close. A reply that reaches a reply channel after its requester gave
+up (a second tab's answer racing the cancel) is never read: wsgateway's layers expire it after the
+layer's ``expiry`` (60 s), and drop the empty inbox in their next sweep (see
+wsgateway.layers.base.LocalDelivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from django.core.exceptions import ImproperlyConfigured
+
+from . import connections, frames
+from .bridge import require_sync, run_async
+from .conf import gateway_settings
+from .exceptions import FrameTooLarge, RequestDropped, RequestRejected, RequestTimeout
+from .groups import channel_layer, user_group
+from .layers.extensions import is_process_local
+
+logger = logging.getLogger("wsgateway")
+
+#: Layer events: a request for a socket, and "drop it" for a user's sockets once one answered.
+REQUEST_EVENT = "gateway.request"
+CANCEL_EVENT = "gateway.request.cancel"
+#: What a socket sends to a requester's reply channel; no consumer takes it.
+REPLY_EVENT = "gateway.reply"
+
+DEFAULT_TIMEOUT = 10.0
+
+#: The channel no request may use: the gateway's own.
+GATEWAY_CHANNEL = "gateway"
+
+
+class Dropped(enum.StrEnum):
+    """Why a socket did not pass a request on (the ``code`` of :class:`RequestDropped`)."""
+
+    #: The user had no socket open when the request was made.
+    NO_SOCKET = "no_socket"
+    #: The socket closed, before or after it sent the request to its client.
+    CLOSED = "closed"
+    #: The socket held ``MAX_PENDING_REQUESTS`` unanswered already.
+    BUSY = "busy"
+    #: The frame is over the ``MAX_SEND_SIZE`` this socket connected with.
+    TOO_LARGE = "too_large"
+
+
+_DROPPED_MESSAGES = {
+    Dropped.NO_SOCKET: "The user has no socket open.",
+    Dropped.CLOSED: "Every socket that had the request closed before answering.",
+    Dropped.BUSY: "The socket holds MAX_PENDING_REQUESTS unanswered requests already.",
+    Dropped.TOO_LARGE: "The request is over the socket's MAX_SEND_SIZE.",
+}
+
+
+# -- the socket's side -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request a socket sent its client: where its answer goes, and until when."""
+
+    channel: str
+    reply_to: str
+    deadline: float
+
+
+class PendingRequests:
+    """The requests one socket sent its client and holds until they are answered.
+
+    At most ``MAX_PENDING_REQUESTS``, each forgotten at its deadline at the latest. No timer per
+    entry: :meth:`expire` is called as a request comes and as a client frame comes, and costs one
+    comparison until the earliest deadline has passed.
+    """
+
+    __slots__ = ("entries", "next_deadline")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Pending] = {}
+        self.next_deadline = math.inf
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, request_id: str, entry: Pending, limit: int) -> bool:
+        """Hold ``entry``; False, and nothing held, when ``limit`` are held already."""
+        if len(self.entries) >= limit:
+            return False
+        self.entries[request_id] = entry
+        self.next_deadline = min(self.next_deadline, entry.deadline)
+        return True
+
+    def take(self, request_id: str, channel: str) -> Pending | None:
+        """The entry a reply on ``channel`` answers, no longer held; None for none."""
+        entry = self.entries.get(request_id)
+        if entry is None or entry.channel != channel:
+            return None
+        del self.entries[request_id]
+        return entry
+
+    def pop(self, request_id: str) -> Pending | None:
+        return self.entries.pop(request_id, None)
+
+    def expire(self, now: float) -> list[tuple[str, Pending]]:
+        """Forget and return the entries whose deadline has passed."""
+        if now < self.next_deadline:
+            return []
+        expired = [(key, entry) for key, entry in self.entries.items() if entry.deadline <= now]
+        for key, _ in expired:
+            del self.entries[key]
+        self.next_deadline = min((entry.deadline for entry in self.entries.values()), default=math.inf)
+        return expired
+
+    def drain(self) -> list[tuple[str, Pending]]:
+        """Every entry, none held any more (the socket has closed)."""
+        entries = list(self.entries.items())
+        self.entries.clear()
+        self.next_deadline = math.inf
+        return entries
+
+
+def answer_message(request_id: str, socket: str, frame: frames.Frame) -> dict[str, Any]:
+    """What a socket sends the requester for its client's reply ``frame``."""
+    message: dict[str, Any] = {"type": REPLY_EVENT, "request": request_id, "socket": socket}
+    if frame.error is not None:
+        message["error"] = list(frame.error)
+    else:
+        message["payload"] = frame.payload
+    return message
+
+
+def dropped_message(request_id: str, socket: str, reason: Dropped) -> dict[str, Any]:
+    """What a socket sends the requester when it cannot pass the request on, or closed with it."""
+    return {"type": REPLY_EVENT, "request": request_id, "socket": socket, "dropped": str(reason)}
+
+
+# -- the requester's side ----------------------------------------------------------------
+
+
+# The timeout is the request's own, carried to the sockets as its deadline: not a caller's asyncio.timeout.
+async def aask(
+    target: Any,
+    channel: str,
+    payload: Any,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+) -> Any:
+    """Send ``payload`` as a request on ``channel`` and return the client's answer (its payload).
+
+    ``target``: a user (an instance, or a primary key that is not a ``str``): every socket of theirs,
+    on every process; the first to answer wins, and the others are told to drop it. A ``str``: one
+    socket's channel name, as ``client_connected`` gives it. ``channel`` is any channel name but
+    ``"gateway"``: a service's or the site's own.
+
+    Raises :class:`~wsgateway.exceptions.RequestTimeout` after ``timeout`` seconds (more than 0, at
+    most ``MAX_REQUEST_TIMEOUT``, else ValueError) without an answer;
+    :class:`~wsgateway.exceptions.RequestRejected` for the client's error answer (for a user: when
+    none of their sockets answered otherwise); :class:`~wsgateway.exceptions.RequestDropped` at once
+    when no socket can answer (see there); :class:`~wsgateway.exceptions.FrameTooLarge` for a
+    request over ``MAX_SEND_SIZE``, before anything is sent.
+    """
+    _check(channel, timeout)
+    request_id = secrets.token_urlsafe(16)
+    text = frames.request(channel, payload, request_id)
+    if frames.size(text) > (limit := gateway_settings.MAX_SEND_SIZE):
+        raise FrameTooLarge(f"A request on channel {channel!r}", frames.size(text), limit)
+    layer = channel_layer()
+    if layer is None:
+        raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
+    deadline = time.time() + timeout
+    group: str | None = None
+    # The sockets that may answer, when the layer can say: each that reports "dropped" is one less,
+    # and none left fails the request at once instead of at its timeout.
+    expected: set[str] | None
+    if isinstance(target, str):
+        expected = {target}
+    else:
+        user_id = getattr(target, "pk", target)
+        group = user_group(user_id)
+        expected = None
+        if connections.counted_by_layer(layer) or is_process_local(layer):
+            expected = set(await connections.user_sockets(layer, str(user_id)))
+            if not expected:
+                raise _dropped(Dropped.NO_SOCKET)
+    reply_to = await layer.new_channel()
+    event = {
+        "type": REQUEST_EVENT,
+        "request": request_id,
+        "channel": channel,
+        "text": text,
+        "reply_to": reply_to,
+        "deadline": deadline,
+    }
+    try:
+        if group is not None:
+            await layer.group_send(group, event)
+        else:
+            await layer.send(target, event)
+    except ChannelFull:
+        raise _dropped(Dropped.BUSY) from None
+    try:
+        async with asyncio.timeout(timeout):
+            return await _first_answer(layer, reply_to, request_id, expected, group)
+    except TimeoutError:
+        await _cancel(layer, request_id, group, target)
+        raise RequestTimeout("timeout", f"No answer within {timeout:g} s.") from None
+
+
+def ask(target: Any, channel: str, payload: Any, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """Synchronous :func:`aask`, for views, signal handlers and workers.
+
+    It holds its thread until the answer comes: in an ASGI site's sync view that is the thread the
+    other sync views share. Prefer ``await aask(...)`` in an async view.
+    """
+    require_sync("ask() is for sync code; await aask() in async code")
+    layer = channel_layer()
+    loop = getattr(layer, "members_loop", None)
+    if is_process_local(layer) and loop is not None and loop.is_running():
+        # The in-process layer's inboxes belong to the loop of its sockets: wait for the answer there.
+        return asyncio.run_coroutine_threadsafe(
+            aask(target, channel, payload, timeout=timeout), loop
+        ).result()
+    return run_async(aask, target, channel, payload, timeout=timeout)
+
+
+def _check(channel: str, timeout: float) -> None:
+    if not isinstance(channel, str) or not channel or channel == GATEWAY_CHANNEL:
+        raise ValueError(f"A request's channel is a non-empty string other than 'gateway', not {channel!r}.")
+    most = gateway_settings.MAX_REQUEST_TIMEOUT
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= most:
+        raise ValueError(
+            f"timeout is a number of seconds over 0 and at most {most} (MAX_REQUEST_TIMEOUT), "
+            f"not {timeout!r}."
+        )
+
+
+async def _first_answer(
+    layer: Any, reply_to: str, request_id: str, expected: set[str] | None, group: str | None
+) -> Any:
+    """Read the reply channel until an answer wins, or no socket that may answer is left."""
+    done: set[str] = set()
+    error: list[str] | None = None
+    reasons: list[str] = []
+    while True:
+        message = await layer.receive(reply_to)
+        if message.get("type") != REPLY_EVENT or message.get("request") != request_id:
+            continue
+        socket = message.get("socket")
+        if "payload" in message:
+            if group is not None and (expected is None or expected - done - {socket}):
+                await _cancel(layer, request_id, group, None)
+            return message["payload"]
+        done.add(socket)
+        if "error" in message:
+            # Not yet: another socket of the user may have a handler (a tab with no handler for it
+            # answers unknown_action at once, before a tab that asks a person).
+            error = error or message["error"]
+        else:
+            reasons.append(message.get("dropped", Dropped.CLOSED))
+        if expected is not None and expected <= done:
+            if error is not None:
+                raise RequestRejected(str(error[0]), str(error[1]))
+            raise _dropped(Dropped(reasons[0]))
+
+
+async def _cancel(layer: Any, request_id: str, group: str | None, socket: str | None) -> None:
+    """Tell the sockets still holding the request to drop it (and their clients); best effort: a
+    socket that misses it forgets the request at its deadline."""
+    event = {"type": CANCEL_EVENT, "request": request_id}
+    try:
+        if group is not None:
+            await layer.group_send(group, event)
+        elif socket is not None:
+            await layer.send(socket, event)
+    except Exception as exc:
+        logger.info("wsgateway: could not cancel request %s: %r", request_id, exc)
+
+
+def _dropped(reason: Dropped) -> RequestDropped:
+    return RequestDropped(str(reason), _DROPPED_MESSAGES[reason])
