@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 import gc
 import time
 import tracemalloc
+from collections import Counter
 from typing import Any, ClassVar
 
 import pytest
@@ -274,7 +274,8 @@ async def test_a_long_run_leaves_no_pending_request_and_no_reply_inbox(ann: Any)
         async with connected(ann) as first, connected(ann) as second:
             modes = MODES[index % len(MODES)]
             readers = [
-                asyncio.create_task(answer(socket, mode)) for socket, mode in zip((first, second), modes)
+                asyncio.create_task(answer(socket, mode))
+                for socket, mode in zip((first, second), modes, strict=True)
             ]
             try:
                 outcomes = await asyncio.gather(
