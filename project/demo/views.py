@@ -3,7 +3,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from wsgateway import notify
+from wsgateway import aask, notify
+from wsgateway.exceptions import RequestFailed, RequestRejected
 from wsgateway.models import CATEGORY_CHOICES
 
 from .models import Document
@@ -46,3 +47,31 @@ def notify_me(request: HttpRequest) -> JsonResponse:
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"id": notification.pk, "count": int(count)})
+
+
+#: Seconds the demo waits for another tab: a tab in the background answers as fast as one in front.
+ASK_TIMEOUT = 5.0
+
+
+@require_POST
+@login_required
+async def ask_tabs(request: HttpRequest) -> JsonResponse:
+    """Ask the user's other tabs something only a browser knows: which page each has open.
+
+    An async view, with ``aask``: a sync view's ``ask()`` would hold the thread that the site's sync
+    views share for as long as the tabs take. The asking tab sends its own id (``tab``), and its
+    handler declines with an error answer, which loses to any other tab's answer.
+    """
+    user = await request.auser()
+    try:
+        answer = await aask(
+            user,
+            "demo",
+            {"action": "where", "data": {"asker": request.POST.get("tab", "")}},
+            timeout=ASK_TIMEOUT,
+        )
+    except RequestRejected as exc:  # every tab declined: this one is the only one open
+        return JsonResponse({"answer": None, "code": exc.code, "message": exc.message})
+    except RequestFailed as exc:
+        return JsonResponse({"error": exc.message, "code": exc.code}, status=504)
+    return JsonResponse({"answer": answer})

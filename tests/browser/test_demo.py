@@ -380,3 +380,23 @@ def test_an_action_url_that_is_not_http_is_shown_but_never_a_link(
         action.click()
     assert page.evaluate("window.pwned") is None
     assert page.url == site.url + "/"
+
+
+def test_a_view_asks_another_tab_which_page_it_has_open_and_shows_its_answer(
+    site: Site, new_page: Callable[..., Any]
+) -> None:
+    """A request from the server, answered by a real tab: the view's aask() reaches both of the
+    user's tabs, the asking tab declines, and the other tab's handler answers with what only that
+    browser knows (its address, and the text typed in its form)."""
+    asking = login(new_page(), site.url, "ivan")
+    asking.get_by_role("button", name="Ask my other tabs which page they have open").click()
+    expect(asking.locator("#ask-answer")).to_have_text("No other tab of yours is open.")
+
+    other = new_page(tab_of=asking)
+    other.goto(site.url + "/#drafts")
+    expect(other.locator("#connection")).to_have_attribute("data-state", "open")
+    other.locator("#notify-message").fill("Half-written message")
+    asking.get_by_role("button", name="Ask my other tabs which page they have open").click()
+    expect(asking.locator("#ask-answer")).to_contain_text("has /#drafts open")
+    expect(asking.locator("#ask-answer")).to_contain_text("with “Half-written message” typed")
+    expect(other.locator("#activity-log")).to_contain_text("another tab asked which page this one has open")

@@ -87,6 +87,15 @@ async function requests(): Promise<void> {
   stop();
   gw.on("notifications", (payload) => console.log("unread:", payload.unread));
 
+  const editor = gw.channel("editor");
+  const unhandle = editor.handle<{ draft: boolean }>("which", async (data, { signal, frame }) => {
+    if (signal.aborted) throw Object.assign(new Error("too late"), { code: "cancelled" });
+    return { path: location.pathname, draft: data.draft, request: frame.request };
+  });
+  unhandle();
+  // @ts-expect-error: a handler is a function
+  editor.handle("which", "answer");
+
   // @ts-expect-error: a channel's name is a string
   gw.channel(7);
   // @ts-expect-error: the timeout is in ms

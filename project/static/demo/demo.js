@@ -337,6 +337,51 @@
       });
   });
 
+  // -- "Ask my other tabs": a Django view asks this user's sockets, and a tab answers -----------
+
+  /** This tab, so that it declines the question it asks itself. */
+  const TAB = Math.random().toString(36).slice(2);
+  const OPENED = Date.now();
+  gw.channel("demo").handle("where", (data) => {
+    if (data && data.asker === TAB) {
+      throw Object.assign(new Error("This is the tab that asks."), { code: "asking_tab" });
+    }
+    logEvent("request", "request: another tab asked which page this one has open");
+    return {
+      title: document.title,
+      path: location.pathname + location.search + location.hash,
+      visible: document.visibilityState === "visible",
+      openFor: Math.round((Date.now() - OPENED) / 1000),
+      draft: $("#notify-message").value,
+    };
+  });
+  const askForm = $("#ask-form");
+  askForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = new FormData(askForm);
+    body.set("tab", TAB);
+    const output = $("#ask-answer");
+    output.textContent = "Asking…";
+    fetch(askForm.action, {
+      method: "POST",
+      body,
+      headers: { "X-CSRFToken": body.get("csrfmiddlewaretoken"), Accept: "application/json" },
+      credentials: "same-origin",
+    })
+      .then((response) => response.json())
+      .then((data) => {
+        const answer = data.answer;
+        if (answer) {
+          const where = answer.visible ? "in front" : "in the background";
+          const draft = answer.draft ? `, with “${answer.draft}” typed` : "";
+          output.textContent = `A tab ${where} has ${answer.path} open (“${answer.title}”, for ${answer.openFor} s${draft}).`;
+        } else {
+          output.textContent = data.code === "asking_tab" ? "No other tab of yours is open." : data.error || data.message;
+        }
+      })
+      .catch(showError);
+  });
+
   // -- clipboard --------------------------------------------------------------------------
 
   const clipboardList = $("#clipboard-list");

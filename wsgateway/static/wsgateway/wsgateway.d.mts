@@ -122,7 +122,26 @@ export declare class Channel {
   request<Reply = any>(payload: unknown, options?: RequestOptions): Promise<Reply>;
   /** `request({action, data})`: the payload every ActionService reads. */
   action<Reply = any>(action: string, data?: unknown, options?: RequestOptions): Promise<Reply>;
+  /**
+   * Answer the server's requests on this channel whose payload is `{action, data}`: the handler's
+   * value is the answer, an error it throws (its `code`, else "client_error", and `message`) the
+   * error answer. `signal` aborts when the server cancels the request or the socket closes.
+   */
+  handle<Data = any>(action: string, handler: RequestHandler<Data>): Unsubscribe;
 }
+
+/** A server request: `{"channel", "payload": {"action", "data"}, "request": "<id>"}`. */
+export interface RequestFrame<Data = any> {
+  channel: string;
+  payload: { action: string; data: Data };
+  request: string;
+}
+
+/** What `channel.handle(action, handler)` calls for each of the server's requests. */
+export type RequestHandler<Data = any> = (
+  data: Data,
+  context: { signal: AbortSignal; frame: RequestFrame<Data> },
+) => unknown;
 
 /** The category tag of a notification: Django's message tags, or a site's own (MESSAGE_TAGS). */
 export type Category = "info" | "success" | "warning" | "error" | "debug" | (string & {});

@@ -62,6 +62,11 @@
 
   // -- helpers -------------------------------------------------------------------------
 
+  /** The error answer to a server request whose channel has no handler for its action. */
+  const UNKNOWN_ACTION = "unknown_action";
+  /** The error answer's code for a handler that threw an error without a string `code`. */
+  const CLIENT_ERROR = "client_error";
+
   /** A rejected request: `code` is the server's error code, or "timeout", "closed", "not_connected". */
   class WSGatewayError extends Error {
     constructor(code, message, frame) {
@@ -180,6 +185,8 @@
       this.gateway = gateway;
       this.name = name;
       this._listeners = new Listeners();
+      /** action -> fn, for the server's requests on this channel (see `handle`). */
+      this._handlers = new Map();
     }
 
     /** handler(payload, frame) for each frame the server sends on this channel by itself. */
@@ -195,6 +202,21 @@
     /** `{"action": name, "data": data}`, the payload every ActionService reads. */
     action(name, data, options) {
       return this.request({ action: name, data }, options);
+    }
+
+    /**
+     * fn(data, {signal, frame}) answers the server's requests on this channel whose payload is
+     * `{"action": action, "data": data}`: its value (or what its Promise resolves to) is the answer,
+     * an error it throws the error answer. `signal` aborts when the server cancels the request or
+     * the socket closes. One handler per action; returns a function that removes it.
+     */
+    handle(action, fn) {
+      if (typeof action !== "string") throw new TypeError("An action must be a string.");
+      if (typeof fn !== "function") throw new TypeError("A handler must be a function.");
+      this._handlers.set(action, fn);
+      return () => {
+        if (this._handlers.get(action) === fn) this._handlers.delete(action);
+      };
     }
   }
 
@@ -223,6 +245,8 @@
       ]);
       this._channels = new Map();
       this._pending = new Map();
+      /** The server's requests being answered: their id -> the AbortController of their handler. */
+      this._asked = new Map();
       this._nextId = 1;
       this._retryTimer = null;
       this._pingTimer = null;
@@ -353,6 +377,9 @@
         pending.reject(new WSGatewayError("closed", "The connection closed before the reply arrived."));
         this._pending.delete(id);
       }
+      // The server has forgotten them with the socket: nobody is left to answer.
+      for (const controller of this._asked.values()) controller.abort();
+      this._asked.clear();
       const info = { code: event.code, reason: event.reason || "", wasClean: !!event.wasClean };
       if (event.code === CLOSE_UNAUTHORIZED) {
         const error = this._authError || { code: "unauthorized", message: "Log in to connect." };
@@ -405,6 +432,17 @@
       this._countReceived(text);
       const frame = parseFrame(text);
       if (frame === null || this._settle(frame)) return;
+      // A request from the server, or its cancel: for the channel's handlers, never its `on` listeners.
+      if (typeof frame.request === "string") {
+        this._answer(frame);
+        return;
+      }
+      if (typeof frame.cancel === "string") {
+        const controller = this._asked.get(frame.cancel);
+        this._asked.delete(frame.cancel);
+        if (controller) controller.abort();
+        return;
+      }
       if (frame.error) {
         if (frame.channel === GATEWAY) this._authError = frame.error; // the reason of a 4401 that follows
         this._reportError(frameError(frame));
@@ -446,6 +484,41 @@
       return true;
     }
 
+    /**
+     * Answer a request from the server with its channel's handler for the action: the handler's
+     * value, or its error; `unknown_action` when there is none. Nothing once it is cancelled, or
+     * once its socket is gone (the server forgot it with the socket).
+     */
+    _answer(frame) {
+      const id = frame.request;
+      const payload = frame.payload;
+      const channel = this._channels.get(frame.channel);
+      const action = isObject(payload) ? payload.action : undefined;
+      const handler = channel && typeof action === "string" ? channel._handlers.get(action) : undefined;
+      const reply = { channel: frame.channel, reply: id };
+      if (handler === undefined) {
+        const message = `No handler for ${JSON.stringify(action)} on channel ${JSON.stringify(frame.channel)}.`;
+        this._sendFrame(Object.assign(reply, { error: { code: UNKNOWN_ACTION, message } }));
+        return;
+      }
+      const controller = new AbortController();
+      const socket = this._socket;
+      this._asked.set(id, controller);
+      const settle = (fields) => {
+        if (this._asked.get(id) !== controller || this._socket !== socket) return;
+        this._asked.delete(id);
+        this._sendFrame(Object.assign(reply, fields));
+      };
+      new Promise((resolve) => resolve(handler(payload.data, { signal: controller.signal, frame }))).then(
+        (value) => settle({ payload: value === undefined ? null : value }),
+        (error) => {
+          const code = error && typeof error.code === "string" && error.code ? error.code : CLIENT_ERROR;
+          const message = error && typeof error.message === "string" ? error.message : String(error);
+          settle({ error: { code, message } });
+        },
+      );
+    }
+
     /** The server's hello opens the client: the socket is authenticated, the on-connect frames follow. */
     _hello(payload) {
       if (!payload || !payload.user) return;
@@ -459,9 +532,13 @@
 
     /** Send a frame without waiting for a reply. False when the socket is not open. */
     send(channel, payload, id) {
-      if (!this.connected) return false;
       const frame = { channel, payload };
       if (id !== undefined && id !== null) frame.id = id;
+      return this._sendFrame(frame);
+    }
+
+    _sendFrame(frame) {
+      if (!this.connected) return false;
       this._socket.send(JSON.stringify(frame));
       return true;
     }
