@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -292,3 +293,49 @@ async def test_redis_down_8_s_under_20_notifications_a_second_loses_none_on_eith
         for daphne in daphnes:
             daphne.stop()
         redis.stop()
+
+
+def ask_tabs(session: HttpSession, tab: str = "") -> tuple[int, dict[str, Any]]:
+    """The demo's view that asks the user's tabs (``aask``), from a thread: the test's loop answers."""
+    status, body = session.post("/ask-tabs/", {"tab": tab})
+    return status, json.loads(body)
+
+
+async def test_a_request_made_on_one_process_is_answered_by_a_socket_on_the_other(cluster: Any) -> None:
+    _, first, second = cluster
+    session = login(first, "alice")
+    on_second = await socket(second, session)
+    asking = asyncio.create_task(asyncio.to_thread(ask_tabs, session, "the view's tab"))
+    request = await on_second.server_request("demo")
+    assert request["payload"] == {"action": "where", "data": {"asker": "the view's tab"}}
+    await on_second.send({"channel": "demo", "reply": request["request"], "payload": {"path": "/b"}})
+    assert await asking == (200, {"answer": {"path": "/b"}})
+    await on_second.close()
+
+
+async def test_the_first_answer_wins_across_processes_and_the_other_socket_is_told_to_cancel(
+    cluster: Any,
+) -> None:
+    _, first, second = cluster
+    session = login(second, "bob")
+    on_first, on_second = await socket(first, session), await socket(second, session)
+    asking = asyncio.create_task(asyncio.to_thread(ask_tabs, session))
+    request = await on_first.server_request("demo")
+    assert (await on_second.server_request("demo"))["request"] == request["request"]
+    await on_first.send({"channel": "demo", "reply": request["request"], "payload": "first"})
+    assert await asking == (200, {"answer": "first"})
+    cancel = {"channel": "demo", "cancel": request["request"]}
+    await on_second.wait_for(lambda frames: cancel in frames)
+    await on_first.close()
+    await on_second.close()
+
+
+async def test_a_socket_on_the_other_process_closing_with_the_request_fails_it_at_once(cluster: Any) -> None:
+    _, first, second = cluster
+    session = login(first, "carol")
+    on_second = await socket(second, session)
+    asking = asyncio.create_task(asyncio.to_thread(ask_tabs, session))
+    await on_second.server_request("demo")
+    await on_second.close()
+    status, body = await asking
+    assert (status, body["code"]) == (504, "closed")  # not "timeout": the view's 5 s did not run out

@@ -85,6 +85,18 @@ class Client:
             lambda frames: next((f for f in frames if f.get("id") == frame_id), None), timeout
         )
 
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Send one frame as it is (a reply to a server request, say)."""
+        assert self._ws is not None
+        await self._ws.send(json.dumps(frame))
+
+    async def server_request(self, channel: str, timeout: float = 10) -> dict[str, Any]:
+        """The first request the server sent on ``channel`` (a frame with ``"request"``)."""
+        return await self.wait_for(  # type: ignore[no-any-return]
+            lambda frames: next((f for f in frames if f.get("channel") == channel and "request" in f), None),
+            timeout,
+        )
+
     async def close_code(self, timeout: float = 10) -> int | None:
         assert self.closed is not None
         return await asyncio.wait_for(asyncio.shield(self.closed), timeout)
