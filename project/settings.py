@@ -7,6 +7,7 @@ channels-redis, the production shape.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -121,6 +122,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 WSGATEWAY: dict[str, object] = {}
 if os.environ.get("WSGATEWAY_MAX_CONNECTIONS_PER_USER"):
     WSGATEWAY["MAX_CONNECTIONS_PER_USER"] = int(os.environ["WSGATEWAY_MAX_CONNECTIONS_PER_USER"])
+# WSGATEWAY_EXTRA: more keys, as a JSON object, for a live test that moves a limit.
+if os.environ.get("WSGATEWAY_EXTRA"):
+    WSGATEWAY.update(json.loads(os.environ["WSGATEWAY_EXTRA"]))
 # WSGATEWAY_SIMPLEJWT=1: an app's way in (the simplejwt extra): POST /api/token/ (username, password) gives
 # simplejwt's access and refresh tokens, and sockets accept the access token (tests/test_live_simplejwt.py).
 SIMPLEJWT = os.environ.get("WSGATEWAY_SIMPLEJWT") == "1"

@@ -15,9 +15,10 @@ client; an error answer wins only when no socket answers otherwise.
 What nobody waits for any more is forgotten: a socket's entries at their deadline (checked as a
 request is added and as a client frame comes, so a socket that holds none costs nothing), on the
 answer, on a cancel, and on the close. A reply that reaches a reply channel after its requester gave
-up (a second tab's answer racing the cancel) is never read: wsgateway's layers expire it after the
-layer's ``expiry`` (60 s), and drop the empty inbox in their next sweep (see
-wsgateway.layers.base.LocalDelivery).
+up (a second tab's answer racing the cancel) is never read: the requester has its inbox dropped as it
+returns (the ``forget_channel`` extension of wsgateway's layers), and what comes later expires after
+the layer's ``expiry`` (60 s) and is dropped in its next sweep (see wsgateway.layers.base.LocalDelivery).
+On another layer the reply channel is left to that layer's own expiry.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .bridge import require_sync, run_async
 from .conf import gateway_settings
 from .exceptions import FrameTooLarge, RequestDropped, RequestRejected, RequestTimeout
 from .groups import channel_layer, user_group
-from .layers.extensions import is_process_local
+from .layers.extensions import FORGET_CHANNEL, is_process_local, supports
 
 logger = logging.getLogger("wsgateway")
 
@@ -227,6 +228,11 @@ async def aask(
     except TimeoutError:
         await _cancel(layer, request_id, group, target)
         raise RequestTimeout("timeout", f"No answer within {timeout:g} s.") from None
+    finally:
+        # Now, not at the layer's next sweep: a process that asks a thousand times a second would
+        # otherwise hold a minute's worth of empty inboxes.
+        if supports(layer, FORGET_CHANNEL):
+            layer.forget_channel(reply_to)
 
 
 def ask(target: Any, channel: str, payload: Any, *, timeout: float = DEFAULT_TIMEOUT) -> Any:

@@ -127,6 +127,7 @@ class LocalDelivery:
             inbox.wake_one()
 
     async def get(self, channel: str) -> dict[str, Any]:
+        self.sweep_if_due(time.monotonic())
         inbox = self.inboxes.get(channel)
         if inbox is None:
             inbox = self.inboxes[channel] = Inbox()
@@ -162,6 +163,7 @@ class LocalDelivery:
     def deliver(self, channel: str, message: dict[str, Any], now: float) -> None:
         """Queue a message whose sender cannot be told it was refused (a group send, another
         process's send): for a full channel, it is dropped and the loss recorded."""
+        self.sweep_if_due(now)
         try:
             self.put(channel, message, now)
         except ChannelFull:
@@ -253,8 +255,20 @@ class LocalDelivery:
         now = time.monotonic()
         for channel in self.members(group, now):
             self.deliver(channel, message, now)
+        self.sweep_if_due(now)
+
+    def sweep_if_due(self, now: float) -> None:
+        # Not only on group sends: a process that only asks (wsgateway.asking) and receives
+        # replies joins no group, and its reply channels would never be swept.
         if now >= self.next_sweep:
             self.sweep(now)
+
+    def forget(self, channel: str) -> None:
+        """Drop ``channel``'s inbox and what it holds, unless someone waits on it: its receiver
+        is done with it. A message that comes later is queued anew, and expires unread."""
+        inbox = self.inboxes.get(channel)
+        if inbox is not None and not inbox.waiters:
+            del self.inboxes[channel]
 
     def sweep(self, now: float) -> None:
         """Expire old messages everywhere and forget idle inboxes nobody waits on.

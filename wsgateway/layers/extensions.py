@@ -42,6 +42,12 @@ OVERFLOW = "overflow"
 CONNECTIONS = "connections"
 
 
+#: ``forget_channel(channel)``: the caller will not receive on ``channel`` (one of this process's,
+#: from ``new_channel``) again: its inbox is dropped now, not at the next sweep. A message that
+#: reaches it later is queued anew and expires unread. A requester's reply channel (wsgateway.asking).
+FORGET_CHANNEL = "forget_channel"
+
+
 def _layer_class(layer_or_class: Any) -> type:
     return layer_or_class if isinstance(layer_or_class, type) else type(layer_or_class)
 

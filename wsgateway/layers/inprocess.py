@@ -10,6 +10,7 @@ from typing import Any
 from .base import LocalConnections, LocalDelivery, LocalDeliveryLayer
 from .extensions import (
     CONNECTIONS,
+    FORGET_CHANNEL,
     GROUP_SEND_MANY,
     GROUP_SEND_MANY_SYNC,
     OVERFLOW,
@@ -34,6 +35,7 @@ class InProcessChannelLayer(LocalDeliveryLayer):
         PROCESS_LOCAL,
         OVERFLOW,
         CONNECTIONS,
+        FORGET_CHANNEL,
     ]
 
     def __init__(self, **config: Any) -> None:
@@ -61,6 +63,10 @@ class InProcessChannelLayer(LocalDeliveryLayer):
     def take_overflow(self, channel: str) -> bool:
         """Extension: whether messages for ``channel`` were dropped (see extensions.OVERFLOW); resets it."""
         return self.local.take_overflow(channel)
+
+    def forget_channel(self, channel: str) -> None:
+        """Extension: drop the inbox of a channel nobody will receive on again (extensions.FORGET_CHANNEL)."""
+        self.local.forget(channel)
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         return f"{prefix}.inprocess!{secrets.token_hex(8)}"

@@ -36,7 +36,14 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer
-from .extensions import CONNECTIONS, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, RECEIVE_NOWAIT
+from .extensions import (
+    CONNECTIONS,
+    FORGET_CHANNEL,
+    GROUP_SEND_MANY,
+    GROUP_SEND_MANY_SYNC,
+    OVERFLOW,
+    RECEIVE_NOWAIT,
+)
 
 logger = logging.getLogger("wsgateway")
 
@@ -286,6 +293,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
         GROUP_SEND_MANY_SYNC,
         OVERFLOW,
         CONNECTIONS,
+        FORGET_CHANNEL,
     ]
 
     def __init__(
@@ -383,6 +391,13 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: the next message already in this process for ``channel``, or None; never waits."""
         state = self._states.get(asyncio.get_running_loop())
         return state.local.get_nowait(channel) if state is not None else None
+
+    def forget_channel(self, channel: str) -> None:
+        """Extension: drop the inbox of a channel of this loop that nobody will receive on again
+        (extensions.FORGET_CHANNEL)."""
+        state = self._states.get(asyncio.get_running_loop())
+        if state is not None:
+            state.local.forget(channel)
 
     def take_overflow(self, channel: str) -> bool:
         """Extension: whether messages for ``channel`` (a channel of this loop) were dropped in
