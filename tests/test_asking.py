@@ -333,3 +333,23 @@ async def test_a_long_run_leaves_no_pending_request_and_no_reply_inbox(ann: Any)
     assert (local.inboxes, local.groups, local.memberships, local.overflowed) == ({}, {}, {}, {})
     print(f"long run: {dict(kinds)}, memory grown by {grown} bytes")
     assert grown < 256 * 1024, [str(stat) for stat in stats[:5]]
+
+
+async def test_a_cancelled_receive_and_a_forgotten_reply_channel_leave_no_inbox() -> None:
+    """What a request that timed out leaves in wsgateway's layers: nothing, once swept or forgotten."""
+    layer = get_channel_layer()
+    local = layer.local
+    waiting = await layer.new_channel()
+    receive = asyncio.create_task(layer.receive(waiting))
+    await asyncio.sleep(0)
+    receive.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await receive
+    local.sweep(time.monotonic() + local.expiry + 1)
+    assert waiting not in local.inboxes
+    answered = await layer.new_channel()
+    await layer.send(answered, {"type": "gateway.reply"})
+    await layer.send(answered, {"type": "gateway.reply", "late": True})
+    assert await layer.receive(answered) == {"type": "gateway.reply"}
+    layer.forget_channel(answered)
+    assert answered not in local.inboxes
