@@ -733,13 +733,15 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         """Pass a request on to the client and hold it until it is answered; or tell the requester
         at once why not."""
         request_id, reply_to = event["request"], event["reply_to"]
+        now = time.time()
+        await self.expire_requests(now)
+        # After the expiry's sends, with no await from here to the add: a socket that ended meanwhile
+        # has drained its table already, and an entry added now would be nobody's to report.
         if self.socket_state is not SocketState.OPEN or self.user is None:
             await self.tell_requester(
                 reply_to, asking.dropped_message(request_id, self.channel_name, asking.Dropped.CLOSED)
             )
             return
-        now = time.time()
-        await self.expire_requests(now)
         if event["deadline"] <= now:
             return  # its requester has given up already: nobody to tell
         reason = None
