@@ -70,6 +70,12 @@ DAPHNE_MAX_SEND = 1024 * 1024
 #: frames to other sockets queued behind it.
 MAX_SEND_CEILING = 4 * 1024 * 1024
 
+#: Longest ``MAINTENANCE_CHECK_INTERVAL``: ``on`` and ``off`` take effect within it on every process.
+MAX_MAINTENANCE_CHECK_INTERVAL = 60
+#: Longest ``retry_after`` of a maintenance, in seconds (an hour): a client told to come back later than
+#: that would sit offline after the site is back; the next refusal tells it again anyway.
+MAX_RETRY_AFTER = 60 * 60
+
 
 class Shape(enum.Enum):
     """What a key's value must be; the value is how a check message names it."""
@@ -264,6 +270,22 @@ KEYS: dict[str, Key] = {
         "Most bytes of clipboard entries one user may hold, counted as CLIPBOARD_MAX_ENTRY_BYTES counts "
         "them; with CLIPBOARD_MAX_ENTRIES, the whole clipboard must fit in MAX_SEND_SIZE (E012).",
     ),
+    # Read once per interval per process, not per connect: a connect storm costs no database work.
+    "MAINTENANCE_CHECK_INTERVAL": Key(
+        2,
+        Shape.POSITIVE_INTEGER,
+        "Seconds each process keeps the maintenance state (wsgateway.maintenance) it read from the "
+        "database; `manage.py wsgateway_maintenance on` and `off` take effect on every process within "
+        f"this many seconds. At most {MAX_MAINTENANCE_CHECK_INTERVAL}.",
+        most=MAX_MAINTENANCE_CHECK_INTERVAL,
+    ),
+    "MAINTENANCE_RETRY_AFTER": Key(
+        30,
+        Shape.POSITIVE_INTEGER,
+        "Seconds a client refused for maintenance waits before it reconnects, when the maintenance "
+        f"was switched on without --retry-after. At most {MAX_RETRY_AFTER}.",
+        most=MAX_RETRY_AFTER,
+    ),
 }
 
 #: Each key's default.
@@ -339,6 +361,8 @@ class GatewaySettings:
     MAX_SEND_SIZE = Setting(int)
     CLIPBOARD_MAX_ENTRY_BYTES = Setting(int)
     CLIPBOARD_MAX_BYTES = Setting(int)
+    MAINTENANCE_CHECK_INTERVAL = Setting(int)
+    MAINTENANCE_RETRY_AFTER = Setting(int)
 
     # -- the dotted paths, imported (through import_from_setting's cache) --------------
 
