@@ -55,6 +55,8 @@ EXPECTED_DEFAULTS = {
     "MAX_SEND_SIZE": 512 * 1024,
     "CLIPBOARD_MAX_ENTRY_BYTES": 64 * 1024,
     "CLIPBOARD_MAX_BYTES": 256 * 1024,
+    "MAINTENANCE_CHECK_INTERVAL": 2,
+    "MAINTENANCE_RETRY_AFTER": 30,
 }
 
 
@@ -116,6 +118,8 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "ACK_TIMEOUT": 300,
         "MAX_CONNECTIONS_PER_USER": 1000,
         "MAX_SEND_SIZE": 4 * 1024 * 1024,
+        "MAINTENANCE_CHECK_INTERVAL": 60,
+        "MAINTENANCE_RETRY_AFTER": 3600,
     }
     assert {name: key.least for name, key in KEYS.items() if key.least is not None} == {
         "OUTBOUND_WINDOW": 64 * 1024,
