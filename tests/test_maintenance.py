@@ -318,3 +318,11 @@ async def test_a_served_socket_with_the_subprotocol_speaks_the_same_protocol(ali
         assert await ws.receive_json_from() == frame("gateway", {"action": "pong"}, 1)
     finally:
         await ws.disconnect()
+
+
+def test_the_models_and_their_migrations_agree() -> None:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)  # exits 1 if a migration is missing
+    assert "No changes detected" in out.getvalue()
