@@ -100,6 +100,8 @@ class Handshake:
         await super().accept(subprotocol or self.subprotocol, headers)  # type: ignore[misc]
 
     async def close(self, code: int | bool | None = None, reason: str | Promise | None = None) -> None:
+        # Only so that handshake_allowed's close is typed: the consumer's own close (GatewayConsumer's,
+        # or Channels') does the work.
         await super().close(code, reason)  # type: ignore[misc]
 
     async def handshake_allowed(self) -> bool:
