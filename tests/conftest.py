@@ -26,6 +26,20 @@ def redis_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(autouse=True)
+def maintenance_known_off() -> None:
+    """Every test starts with this process knowing that maintenance is off, for the whole test.
+
+    The consumer reads the state once per MAINTENANCE_CHECK_INTERVAL (wsgateway.maintenance): without
+    this, whether a test's connect makes that read would depend on how long ago the test before it did,
+    and a test counting a connect's trips to the database would pass or fail by its order.
+    tests/test_maintenance.py forgets it, and reads the state as a server does.
+    """
+    from wsgateway import maintenance
+
+    maintenance._cache.state, maintenance._cache.read_at = None, float("inf")
+
+
 @pytest.fixture
 def output_dir() -> Path:
     path = Path(__file__).resolve().parents[1] / "test-output"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -339,3 +340,56 @@ async def test_a_socket_on_the_other_process_closing_with_the_request_fails_it_a
     await on_second.close()
     status, body = await asking
     assert (status, body["code"]) == (504, "closed")  # not "timeout": the view's 5 s did not run out
+
+
+# -- maintenance ------------------------------------------------------------------------------
+
+#: How long `on` or `off` may take to reach both daphnes: MAINTENANCE_CHECK_INTERVAL (2 s by default)
+#: and a loaded machine's slack. A bound on a wait, not a measurement.
+SWITCH_BOUND = 20.0
+
+
+async def first_frame(daphne: Daphne, session: HttpSession) -> tuple[dict[str, Any], int | None]:
+    """A new socket's first frame, and its close code if the server closed it after that frame."""
+    client = Client(f"{daphne.ws_url}/ws/", {"Cookie": session.cookie_header}, subprotocols=["wsgateway.v1"])
+    await client.connect(expect_frames=1)
+    first = client.frames[0]
+    code = await client.close_code() if "error" in first else None
+    await client.close()
+    return first, code
+
+
+async def until(daphne: Daphne, session: HttpSession, refused: bool) -> tuple[dict[str, Any], int | None]:
+    deadline = time.monotonic() + SWITCH_BOUND
+    while True:
+        first, code = await first_frame(daphne, session)
+        if ("error" in first) is refused:
+            return first, code
+        assert time.monotonic() < deadline, f"{daphne.name}: the switch did not arrive in {SWITCH_BOUND} s"
+        await asyncio.sleep(0.2)
+
+
+async def test_maintenance_switched_by_manage_py_reaches_both_processes_and_off_brings_them_back(
+    cluster: Any,
+) -> None:
+    env, first, second = cluster
+    session = login(first, "carol")
+    try:
+        result = await asyncio.to_thread(
+            manage, env, "wsgateway_maintenance", "on", "--reason", "Deploying 2.0", "--retry-after", "5"
+        )
+        assert "retry after 5 s" in result.stdout
+        for daphne in (first, second):
+            frame, code = await until(daphne, session, refused=True)
+            assert frame == {
+                "channel": "gateway",
+                "error": {"code": "maintenance", "message": "Deploying 2.0", "retry_after": 5},
+            }
+            assert code == 4503
+        status = await asyncio.to_thread(manage, env, "wsgateway_maintenance", "status")
+        assert "Maintenance is on since" in status.stdout
+    finally:
+        await asyncio.to_thread(manage, env, "wsgateway_maintenance", "off")
+    for daphne in (first, second):
+        hello, _ = await until(daphne, session, refused=False)
+        assert hello["payload"]["user"]["username"] == "carol"

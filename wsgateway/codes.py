@@ -31,6 +31,11 @@ class CloseCode(IntEnum):
     #: The user has ``MAX_CONNECTIONS_PER_USER`` sockets open already, on all processes: "conflict"
     #: with the user's other sockets. A client may reconnect, after a pause (one may have closed by then).
     TOO_MANY_CONNECTIONS = 4409
+    #: The path is retired (wsgateway.consumers.RefusingConsumer): "gone". A client does not reconnect.
+    GONE = 4410
+    #: The site is in maintenance (wsgateway.maintenance): "service unavailable". A client reconnects
+    #: after the ``retry_after`` seconds the error frame before the close gives, not sooner.
+    SERVICE_UNAVAILABLE = 4503
 
 
 #: What to send instead of a code the server refuses from an application.
@@ -71,6 +76,11 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     #: Sent on channel "gateway" just before a 4409 close: the user has too many sockets open.
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    #: Sent on channel "gateway" just before a 4503 close, with ``retry_after`` (seconds) next to the
+    #: message: the site is in maintenance.
+    MAINTENANCE = "maintenance"
+    #: Sent on channel "gateway" just before a 4410 close: the path is retired; do not reconnect.
+    GONE = "gone"
     INTERNAL_ERROR = "internal_error"
 
     # The token view (HTTP), in the same body: {"error": {"code", "message"}}.

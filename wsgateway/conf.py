@@ -74,6 +74,11 @@ MAX_SEND_CEILING = 4 * 1024 * 1024
 MAX_PENDING_BOUND = 1000
 #: Largest ``MAX_REQUEST_TIMEOUT``: an hour; a request waits for a person at most, not for a process.
 MAX_REQUEST_TIMEOUT_BOUND = 3600
+#: Longest ``MAINTENANCE_CHECK_INTERVAL``: ``on`` and ``off`` take effect within it on every process.
+MAX_MAINTENANCE_CHECK_INTERVAL = 60
+#: Longest ``retry_after`` of a maintenance, in seconds (an hour): a client told to come back later than
+#: that would sit offline after the site is back; the next refusal tells it again anyway.
+MAX_RETRY_AFTER = 60 * 60
 
 
 class Shape(enum.Enum):
@@ -283,6 +288,22 @@ KEYS: dict[str, Key] = {
         "Longest timeout in seconds ask() accepts: how long a socket may hold a request unanswered.",
         most=MAX_REQUEST_TIMEOUT_BOUND,
     ),
+    # Read once per interval per process, not per connect: a connect storm costs no database work.
+    "MAINTENANCE_CHECK_INTERVAL": Key(
+        2,
+        Shape.POSITIVE_INTEGER,
+        "Seconds each process keeps the maintenance state (wsgateway.maintenance) it read from the "
+        "database; `manage.py wsgateway_maintenance on` and `off` take effect on every process within "
+        f"this many seconds. At most {MAX_MAINTENANCE_CHECK_INTERVAL}.",
+        most=MAX_MAINTENANCE_CHECK_INTERVAL,
+    ),
+    "MAINTENANCE_RETRY_AFTER": Key(
+        30,
+        Shape.POSITIVE_INTEGER,
+        "Seconds a client refused for maintenance waits before it reconnects, when the maintenance "
+        f"was switched on without --retry-after. At most {MAX_RETRY_AFTER}.",
+        most=MAX_RETRY_AFTER,
+    ),
 }
 
 #: Each key's default.
@@ -360,6 +381,8 @@ class GatewaySettings:
     CLIPBOARD_MAX_BYTES = Setting(int)
     MAX_PENDING_REQUESTS = Setting(int)
     MAX_REQUEST_TIMEOUT = Setting(int)
+    MAINTENANCE_CHECK_INTERVAL = Setting(int)
+    MAINTENANCE_RETRY_AFTER = Setting(int)
 
     # -- the dotted paths, imported (through import_from_setting's cache) --------------
 

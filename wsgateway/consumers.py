@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
-from . import asking, connections, frames, i18n, limits, metrics, revocation
+from . import asking, connections, frames, i18n, limits, maintenance, metrics, revocation
 from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings
@@ -46,6 +46,11 @@ LOGGED_OUT_MESSAGE = gettext_lazy("The session was logged out.")
 MAX_CLOSE_REASON = 123
 TOO_MANY_FRAMES_REASON = pgettext_lazy("close reason, at most 123 bytes", "Too many frames.")
 NOT_READING_REASON = pgettext_lazy("close reason, at most 123 bytes", "Not reading: reconnect.")
+#: What a refused client reads when the maintenance was switched on without a reason.
+MAINTENANCE_MESSAGE = gettext_lazy("The site is down for maintenance. Please come back later.")
+MAINTENANCE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Maintenance: come back later.")
+GONE_MESSAGE = gettext_lazy("This address is no longer served.")
+GONE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Gone: do not reconnect.")
 
 #: channel -> (payload, None) or (None, the exception the service's snapshot raised)
 Snapshots = dict[str, tuple[Any, Exception | None]]
@@ -79,7 +84,49 @@ class SocketState(enum.Enum):
     CLOSED = "closed"
 
 
-class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class Handshake:
+    """What every wsgateway endpoint does first with a handshake, before any other work: the origin
+    check, then the subprotocol (see "Subprotocol" in docs/protocol.md); and every accept selects
+    the subprotocol the client was granted."""
+
+    scope: dict[str, Any]
+    #: The subprotocol selected for this socket: :data:`frames.SUBPROTOCOL`, or None for a client
+    #: that offered none.
+    subprotocol: str | None = None
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        # Every accept, a refusal's too: a browser that offered the subprotocol fails a connection
+        # whose answer selects none, before it could read why it was refused.
+        await super().accept(subprotocol or self.subprotocol, headers)  # type: ignore[misc]
+
+    async def close(self, code: int | bool | None = None, reason: str | Promise | None = None) -> None:
+        # Only so that handshake_allowed's close is typed: the consumer's own close (GatewayConsumer's,
+        # or Channels') does the work.
+        await super().close(code, reason)  # type: ignore[misc]
+
+    async def handshake_allowed(self) -> bool:
+        """Whether to go on with this handshake; if not, it is closed before accept (HTTP 403)."""
+        if not origin_allowed(self.scope):
+            await self.close()  # before accept: daphne answers the handshake with HTTP 403
+            return False
+        offered = self.scope.get("subprotocols") or []
+        try:
+            self.subprotocol = frames.subprotocol(offered)
+        except frames.UnsupportedSubprotocol:
+            # A client that asked for another protocol (a later version, say) is not served this
+            # one silently; a browser would fail the connection anyway (see frames.subprotocol).
+            metrics.increment(metrics.CONNECTIONS_SUBPROTOCOL_REFUSED)
+            logger.info(
+                "wsgateway: refused a handshake offering the subprotocols %r, not %r",
+                [str(name)[:40] for name in offered[:8]],
+                frames.SUBPROTOCOL,
+            )
+            await self.close()
+            return False
+        return True
+
+
+class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Serves every configured service on one socket, routed by the frame's ``channel``."""
 
     #: Channels this endpoint serves; ``None`` means every service in ``WSGATEWAY["SERVICES"]``.
@@ -172,8 +219,12 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     # -- connect and disconnect ---------------------------------------------------------
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
-        if not origin_allowed(self.scope):
-            await self.close()  # before accept: daphne answers the handshake with HTTP 403
+        if not await self.handshake_allowed():
+            return
+        # Before authentication: a socket refused for maintenance costs no session or database
+        # work (the state is read once per MAINTENANCE_CHECK_INTERVAL per process).
+        if (state := await maintenance.in_effect()) is not None:
+            await self.refuse_maintenance(state)
             return
         try:
             identity = await authenticate(self.scope)
@@ -319,6 +370,22 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         await self.accept()
         await self.send_error(GATEWAY_CHANNEL, code, message)
         await self.close(close_code)
+
+    async def refuse_maintenance(self, state: maintenance.State) -> None:
+        """Accept, say why and when to come back, and close with 4503 (see wsgateway.maintenance)."""
+        maintenance.refused(state)
+        await self.accept()
+        with self.speaking():
+            # The operator's words, translated if the catalogs know them (as a revocation's reason).
+            message = gettext(state.reason) if state.reason else str(MAINTENANCE_MESSAGE)
+            text = frames.error(
+                GATEWAY_CHANNEL,
+                ErrorCode.MAINTENANCE,
+                message,
+                details={"retry_after": state.retry_after},
+            )
+        await self.send(text_data=text)
+        await self.close(CloseCode.SERVICE_UNAVAILABLE, MAINTENANCE_REASON)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         await self.end(message.get("code"))
@@ -922,3 +989,48 @@ class ClipboardConsumer(GatewayConsumer):
     """Only the "clipboard" channel, for ``ws/clipboard/``."""
 
     service_channels = ("clipboard",)
+
+
+class RefusingConsumer(Handshake, AsyncWebsocketConsumer):  # type: ignore[misc]
+    """For a retired path: accepts, says why, and closes with a code that tells the client not to
+    reconnect, as the reference's ``RejectWebSocketHandler``. No authentication, no channel layer,
+    no database::
+
+        path("ws/old/", RefusingConsumer.as_asgi(reason=_("Use /ws/ instead."))),
+
+    ``as_asgi`` takes ``reason`` (what the client reads, a lazy translation or text), ``code`` (the
+    close code: :attr:`CloseCode.GONE` by default) and ``error`` (the error frame's code).
+    """
+
+    reason: str | Promise = GONE_MESSAGE
+    code: int = CloseCode.GONE
+    error: str = ErrorCode.GONE
+    #: No channel layer: nothing reaches this socket but its own refusal.
+    channel_layer_alias = None
+
+    def __init__(self, **initkwargs: Any) -> None:
+        super().__init__()
+        for name, value in initkwargs.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Any:
+        # As Django's View.as_view: a misspelt argument fails where the route is written, not on a connect.
+        for name in initkwargs:
+            if name not in ("reason", "code", "error"):
+                raise TypeError(f"{cls.__name__}.as_asgi() takes reason, code and error, not {name!r}")
+        if "code" in initkwargs and not 4000 <= int(initkwargs["code"]) <= 4999:
+            raise ValueError(f"A refusal's close code is one of 4000 to 4999, not {initkwargs['code']!r}")
+        return super().as_asgi(**initkwargs)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        if not await self.handshake_allowed():
+            return
+        metrics.increment(metrics.CONNECTIONS_GONE)
+        with translation.override(i18n.language_of(self.scope)):
+            text = frames.error(GATEWAY_CHANNEL, self.error, self.reason)
+            reason = str(GONE_REASON) if self.code == CloseCode.GONE else None
+        await self.accept()
+        await self.send(text_data=text)
+        # Autobahn (under daphne) refuses an int subclass such as a CloseCode member.
+        await super().close(int(self.code), reason)

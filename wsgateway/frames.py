@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,10 @@ MAX_ID_LENGTH = 128
 MAX_NESTING = 100
 
 FrameId = str | int
+
+#: The subprotocol a client may offer in ``Sec-WebSocket-Protocol``: this protocol, version 1. Named
+#: here only; see "Subprotocol" in docs/protocol.md and :func:`subprotocol`.
+SUBPROTOCOL = "wsgateway.v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +246,30 @@ def _storable(text: str) -> bool:
     return True
 
 
+class UnsupportedSubprotocol(Exception):
+    """A client offered subprotocols, none of them :data:`SUBPROTOCOL`: the handshake is refused."""
+
+    def __init__(self, offered: Sequence[str]) -> None:
+        super().__init__(f"none of the subprotocols offered is {SUBPROTOCOL}: {list(offered)!r}")
+        self.offered = list(offered)
+
+
+def subprotocol(offered: Sequence[str]) -> str | None:
+    """The subprotocol the server selects for a client that offered ``offered``.
+
+    None for a client that offers none (it is served version 1, as before there was a name);
+    :data:`SUBPROTOCOL` when it is among those offered. A client that offers others only asked for
+    something this server does not speak: :class:`UnsupportedSubprotocol`. Serving it anyway would
+    not work either, as a browser fails a connection whose answer selects none of the offered
+    subprotocols (WHATWG WebSockets, "establish a WebSocket connection").
+    """
+    if not offered:
+        return None
+    if SUBPROTOCOL in offered:
+        return SUBPROTOCOL
+    raise UnsupportedSubprotocol(offered)
+
+
 # -- writing ----------------------------------------------------------------------------
 
 
@@ -301,12 +329,18 @@ def cancel(channel: str, request_id: str) -> str:
 
 
 def error(
-    channel: str | None, code: ErrorCode | str, message: str | Promise, id: FrameId | None = None
+    channel: str | None,
+    code: ErrorCode | str,
+    message: str | Promise,
+    id: FrameId | None = None,
+    *,
+    details: Mapping[str, Any] | None = None,
 ) -> str:
-    """An error frame: ``{"channel", "id"?, "error": {"code", "message"}}``; a lazy ``message``
-    (``gettext_lazy``) is rendered in the active language."""
+    """An error frame: ``{"channel", "id"?, "error": {"code", "message", ...details}}``; a lazy
+    ``message`` (``gettext_lazy``) is rendered in the active language. ``details`` are the fields
+    an error code adds (``maintenance``'s ``retry_after``)."""
     frame: dict[str, Any] = {"channel": channel}
     if id is not None:
         frame["id"] = id
-    frame["error"] = {"code": str(code), "message": message}
+    frame["error"] = {"code": str(code), "message": message, **(details or {})}
     return encode(frame)

@@ -27,6 +27,12 @@ INBOUND_CLOSED = "inbound.closed"
 INBOUND_DROPPED_AFTER_CLOSE = "inbound.dropped_after_close"
 #: Sockets refused with 4409: their user had ``MAX_CONNECTIONS_PER_USER`` open already.
 CONNECTIONS_REFUSED = "connections.refused"
+#: Sockets accepted only to be told the site is in maintenance, and closed with 4503.
+CONNECTIONS_MAINTENANCE = "connections.maintenance"
+#: Sockets refused on a retired path (RefusingConsumer), closed with 4410.
+CONNECTIONS_GONE = "connections.gone"
+#: Handshakes refused before accept: the client offered subprotocols, none of them wsgateway.v1.
+CONNECTIONS_SUBPROTOCOL_REFUSED = "connections.subprotocol_refused"
 
 #: Sockets closed with 4408: they left more than ``OUTBOUND_WINDOW`` bytes unacknowledged.
 OUTBOUND_CLOSED = "outbound.closed"

@@ -197,3 +197,30 @@ class ClipboardEntry(models.Model):
 def wire_pk(object_id: str) -> int | str:
     # Integer keys go back as integers, the way the client sent them.
     return int(object_id) if object_id.isdigit() else object_id
+
+
+class Maintenance(models.Model):
+    """The site's maintenance, while it is on: one row, or none (see wsgateway.maintenance).
+
+    In the database so that every process and worker sees the same state, and a restart keeps it.
+    """
+
+    #: Always :data:`MAINTENANCE_ROW`: there is one maintenance at a time.
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    reason = models.TextField(
+        blank=True, help_text=_("What a refused client is told; empty: a default message.")
+    )
+    retry_after = models.PositiveIntegerField(
+        help_text=_("Seconds a refused client waits before it reconnects.")
+    )
+    since = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("maintenance")
+
+    def __str__(self) -> str:
+        return self.reason[:80]
+
+
+#: The primary key of the one :class:`Maintenance` row.
+MAINTENANCE_ROW = 1

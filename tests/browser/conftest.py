@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
 
 #: Users made for the browser tests besides the demo's alice and bob, one per test that
 #: counts notifications, so that no test depends on another's leftovers.
-EXTRA_USERS = ["carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
+EXTRA_USERS = ["carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "olivia"]
 
 
 def chromium_executable() -> str | None:

@@ -16,8 +16,9 @@ PAGE = """<!doctype html><title>client</title>
 <script>
   // A WebSocket the test drives: open(), hello(), receive(frame), drop(code).
   class FakeSocket {{
-    constructor(url) {{
+    constructor(url, protocols) {{
       this.url = url;
+      this.protocols = protocols;
       this.readyState = 0;
       this.sent = [];
       FakeSocket.all.push(this);
@@ -312,6 +313,74 @@ def test_4409_means_too_many_sockets_and_the_retry_waits_as_after_five_failures(
     assert result["info"]["attempt"] == 6
     assert 0 <= result["info"]["reconnectIn"] <= 40 * 2**5
     assert result["sockets"] == 1
+
+
+def test_4410_means_gone_and_no_reconnect_with_the_servers_reason(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 10});
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            socket.open();
+            socket.receive({channel: "gateway", error: {code: "gone", message: "Use /ws/ instead."}});
+            socket.drop(4410);
+            await sleep(300);  // thirty times the first backoff
+            const [state, info] = gw.states[gw.states.length - 1];
+            return {state, info, sockets: FakeSocket.all.length, constant: WSGateway.CLOSE_GONE};
+        }"""
+    )
+    assert result["constant"] == 4410
+    assert result["sockets"] == 1
+    assert result["state"] == "gone"
+    assert result["info"]["code"] == 4410
+    assert result["info"]["error"] == {"code": "gone", "message": "Use /ws/ instead."}
+
+
+def test_maintenance_waits_retry_after_spread_and_says_why_then_reconnects_by_itself(
+    client_page: Any,
+) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 1, maxDelay: 5});  // a backoff would be back within 5 ms
+            const seen = [];
+            gw.on("maintenance", (info) => seen.push(info));
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            socket.open();
+            const error = {code: "maintenance", message: "Upgrading", retry_after: 0.2};
+            socket.receive({channel: "gateway", error});
+            socket.drop(4503);
+            const [state, info] = gw.states[gw.states.length - 1];
+            await sleep(150);
+            const socketsBefore = FakeSocket.all.length;  // still 1: 200 ms were asked for
+            const next = await nextSocket(2);
+            return {state, info, seen, socketsBefore, reconnected: !!next,
+                    constant: WSGateway.CLOSE_SERVICE_UNAVAILABLE};
+        }"""
+    )
+    assert result["constant"] == 4503
+    assert result["state"] == "closed"
+    assert result["seen"] == [result["info"]["maintenance"]]
+    maintenance = result["info"]["maintenance"]
+    assert maintenance["reason"] == "Upgrading" and maintenance["retryAfter"] == 0.2
+    # retry_after, and a spread of up to a second (at least MAINTENANCE_MIN_SPREAD) on top.
+    assert 200 <= maintenance["reconnectIn"] <= 1200
+    assert result["info"]["reconnectIn"] == maintenance["reconnectIn"]
+    assert result["socketsBefore"] == 1
+    assert result["reconnected"]
+
+
+def test_offers_the_wsgateway_v1_subprotocol_unless_told_to_offer_none(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            gateway();
+            gateway({protocols: []});
+            await sleep(0);
+            return {offered: FakeSocket.all.map((socket) => socket.protocols ?? null),
+                    constant: WSGateway.SUBPROTOCOL};
+        }"""
+    )
+    assert result == {"offered": [["wsgateway.v1"], None], "constant": "wsgateway.v1"}
 
 
 def test_close_stops_reconnecting(client_page: Any) -> None:
@@ -714,6 +783,7 @@ def test_states_are_one_frozen_table_and_the_state_events_use_its_values(client_
             "OPEN": "open",
             "CLOSED": "closed",
             "UNAUTHORIZED": "unauthorized",
+            "GONE": "gone",
         },
         "frozen": True,
         "assign": "TypeError",

@@ -400,3 +400,30 @@ def test_a_view_asks_another_tab_which_page_it_has_open_and_shows_its_answer(
     expect(asking.locator("#ask-answer")).to_contain_text("has /#drafts open")
     expect(asking.locator("#ask-answer")).to_contain_text("with “Half-written message” typed")
     expect(other.locator("#activity-log")).to_contain_text("another tab asked which page this one has open")
+
+
+def test_maintenance_shows_its_reason_and_the_tab_comes_back_by_itself_after_retry_after(
+    site: Site, new_page: Callable[..., Any]
+) -> None:
+    page = login(new_page(), site.url, "olivia")
+    connection = page.locator("#connection")
+    manage(site.env, "wsgateway_maintenance", "on", "--reason", "Upgrading the inbox", "--retry-after", "2")
+    try:
+        # The open socket stays open; a reload's new one is refused once this daphne has read the
+        # state, within MAINTENANCE_CHECK_INTERVAL (2 s): a few reloads at most.
+        for _ in range(10):
+            page.reload()
+            try:
+                expect(connection).to_have_attribute("data-maintenance", "on", timeout=3000)
+                break
+            except AssertionError:
+                continue
+        # The server's reason, and the wait wsgateway.js took from retry_after (2 s, spread by up to 1 s).
+        expect(connection).to_contain_text(re.compile(r"Maintenance: Upgrading the inbox · back in [23] s"))
+        expect(connection).to_have_attribute("data-state", "closed")
+    finally:
+        manage(site.env, "wsgateway_maintenance", "off")
+    # No reload: the tab reconnects by itself once the server accepts again.
+    expect(connection).to_have_attribute("data-state", "open", timeout=20_000)
+    expect(connection).to_have_text(re.compile("Live"))
+    expect(connection).to_have_attribute("data-maintenance", "")

@@ -34,8 +34,8 @@ gw.state = "open";
 
 // -- states ---------------------------------------------------------------------------------
 
-const { CONNECTING, OPEN, CLOSED, UNAUTHORIZED } = WSGateway.STATES;
-const states: State[] = [CONNECTING, OPEN, CLOSED, UNAUTHORIZED];
+const { CONNECTING, OPEN, CLOSED, UNAUTHORIZED, GONE } = WSGateway.STATES;
+const states: State[] = [CONNECTING, OPEN, CLOSED, UNAUTHORIZED, GONE];
 // @ts-expect-error: STATES is frozen
 WSGateway.STATES.OPEN = "opened";
 // @ts-expect-error: not a state
@@ -47,9 +47,12 @@ const offState = gw.on("state", (state, info) => {
     console.log(user, info.services);
   } else if (state === "closed") {
     const delay: number | null = info.reconnectIn;
-    console.log(info.code, info.reason, delay);
+    console.log(info.code, info.reason, delay, info.maintenance?.reason);
   } else if (state === "unauthorized") {
     console.log(info.error.code, info.error.message);
+  } else if (state === "gone") {
+    const message: string = info.error.message; // the retired path's reason: do not reconnect
+    console.log(info.code, message);
   } else {
     const attempt: number = info.attempt;
     // @ts-expect-error: only "open" carries the user
@@ -57,6 +60,11 @@ const offState = gw.on("state", (state, info) => {
   }
 });
 offState();
+
+gw.on("maintenance", ({ reason, retryAfter, reconnectIn }) => {
+  const seconds: number = retryAfter;
+  console.log(reason, seconds, Math.round(reconnectIn / 1000));
+});
 
 gw.on("error", (error, frame) => {
   const code: string = error.code;
@@ -107,6 +115,9 @@ async function requests(): Promise<void> {
 const href: string | null = WSGateway.safeUrl("https://example.com/");
 const close4401: 4401 = WSGateway.CLOSE_UNAUTHORIZED;
 const close4409: 4409 = WSGateway.CLOSE_TOO_MANY_CONNECTIONS;
+const close4410: 4410 = WSGateway.CLOSE_GONE;
+const close4503: 4503 = WSGateway.CLOSE_SERVICE_UNAVAILABLE;
+const offered: string[] = new WSGateway({ protocols: [WSGateway.SUBPROTOCOL] }).options.protocols;
 
 gw.notifications.onChange(({ unread, category }) => {
   console.log(unread === 0, String(unread), category ?? "");
@@ -139,4 +150,4 @@ async function helpers(): Promise<void> {
   await gw.clipboard.load([1, 2]);
 }
 
-export { backoffs, close4401, close4409, cursor, defaults, helpers, href, notAState, open, requests, services, states, username, where };
+export { backoffs, close4401, close4409, close4410, close4503, cursor, defaults, helpers, href, notAState, offered, open, requests, services, states, username, where };

@@ -14,9 +14,13 @@ from websockets.exceptions import ConnectionClosed
 class Client:
     """One socket; frames are collected in the background so none is missed while a test waits."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, subprotocols: list[str] | None = None
+    ) -> None:
         self.url = url
         self.headers = dict(headers or {})
+        #: Offered in Sec-WebSocket-Protocol ("wsgateway.v1", as wsgateway.js does); None offers none.
+        self.subprotocols = subprotocols
         self.frames: list[dict[str, Any]] = []
         self.closed: asyncio.Future[int | None] | None = None
         self._new = asyncio.Event()
@@ -28,6 +32,7 @@ class Client:
         self._ws = await websockets.connect(
             self.url,
             additional_headers=self.headers,
+            subprotocols=self.subprotocols,  # type: ignore[arg-type]
             open_timeout=10,
             max_size=None,
             ping_interval=None,

@@ -4,7 +4,7 @@
 
   const gw = new WSGateway();
   window.gateway = gw; // for the browser console
-  const { CONNECTING, OPEN, CLOSED, UNAUTHORIZED } = WSGateway.STATES;
+  const { CONNECTING, OPEN, CLOSED, UNAUTHORIZED, GONE } = WSGateway.STATES;
 
   const $ = (selector, root) => (root || document).querySelector(selector);
   const $$ = (selector, root) => Array.from((root || document).querySelectorAll(selector));
@@ -78,8 +78,14 @@
     connection.dataset.state = state;
     let text = "Live";
     if (state === CONNECTING) text = gw.attempt > 0 ? "Reconnecting…" : "Connecting…";
-    else if (state === CLOSED) text = info.reconnectIn === null ? "Disconnected" : "Offline · reconnecting";
+    else if (state === CLOSED && info.maintenance) {
+      // The server's reason, and when this tab comes back by itself (wsgateway.js waits retry_after).
+      const seconds = Math.ceil(info.maintenance.reconnectIn / 1000);
+      text = `Maintenance: ${info.maintenance.reason} · back in ${seconds} s`;
+    } else if (state === CLOSED) text = info.reconnectIn === null ? "Disconnected" : "Offline · reconnecting";
     else if (state === UNAUTHORIZED) text = "Signed out";
+    else if (state === GONE) text = `Unavailable: ${info.error.message}`;
+    connection.dataset.maintenance = state === CLOSED && info.maintenance ? "on" : "";
     $(".connection-text", connection).textContent = text;
     connection.title = text; // the text is hidden on narrow screens
     retryNow.hidden = !(state === CLOSED && info.reconnectIn !== null && info.reconnectIn > 1500);

@@ -12,6 +12,8 @@ export interface States {
   readonly OPEN: "open";
   readonly CLOSED: "closed";
   readonly UNAUTHORIZED: "unauthorized";
+  /** The endpoint is retired (4410): the client does not reconnect. */
+  readonly GONE: "gone";
 }
 
 export type State = States[keyof States];
@@ -32,8 +34,10 @@ export interface WSGatewayOptions {
   pingInterval: number;
   /** ms to wait for the pong before the socket is given up and replaced. Default 10000. */
   pingTimeout: number;
+  /** Offered in Sec-WebSocket-Protocol. Default `["wsgateway.v1"]`; `[]` offers none. */
+  protocols: string[];
   /** The constructor to use. Default `window.WebSocket`. */
-  WebSocket: new (url: string) => WebSocket;
+  WebSocket: new (url: string, protocols?: string | string[]) => WebSocket;
 }
 
 /** The user of the server's hello. */
@@ -42,10 +46,21 @@ export interface User {
   username: string;
 }
 
-/** `{code, message}` of an error frame. */
+/** `{code, message}` of an error frame; `maintenance` adds `retry_after` (seconds). */
 export interface ErrorInfo {
   code: string;
   message: string;
+  retry_after?: number;
+}
+
+/** What `gw.on("maintenance")` is given: the server refused the socket for maintenance. */
+export interface MaintenanceInfo {
+  /** The server's message, in the socket's language. */
+  reason: string;
+  /** Seconds the server asked the client to wait. */
+  retryAfter: number;
+  /** ms before the client reconnects by itself: `retryAfter` and a little random spread. */
+  reconnectIn: number;
 }
 
 /** A frame the server sends: `{channel, payload}`, with the request's `id` on a reply. */
@@ -77,6 +92,16 @@ export interface ClosedInfo {
   /** ms before the next attempt, or null after `close()`. */
   reconnectIn: number | null;
   attempt?: number;
+  /** Set when the server refused the socket for maintenance (close code 4503). */
+  maintenance?: MaintenanceInfo;
+}
+
+export interface GoneInfo {
+  code: number;
+  reason: string;
+  wasClean: boolean;
+  /** `gone` (or the code the retired path was given), and its message. */
+  error: ErrorInfo;
 }
 
 export interface UnauthorizedInfo {
@@ -92,7 +117,8 @@ export type StateChange =
   | [state: "connecting", info: ConnectingInfo]
   | [state: "open", info: OpenInfo]
   | [state: "closed", info: ClosedInfo]
-  | [state: "unauthorized", info: UnauthorizedInfo];
+  | [state: "unauthorized", info: UnauthorizedInfo]
+  | [state: "gone", info: GoneInfo];
 
 /** Calling it removes the handler. */
 export type Unsubscribe = () => void;
@@ -255,6 +281,12 @@ export declare class WSGateway {
   static readonly CLOSE_UNAUTHORIZED: 4401;
   /** 4409: too many sockets for the user; the client reconnects, later. */
   static readonly CLOSE_TOO_MANY_CONNECTIONS: 4409;
+  /** 4410: the endpoint is retired; the client does not reconnect (state "gone"). */
+  static readonly CLOSE_GONE: 4410;
+  /** 4503: maintenance; the client reconnects after the server's `retry_after`. */
+  static readonly CLOSE_SERVICE_UNAVAILABLE: 4503;
+  /** "wsgateway.v1", offered by default (`options.protocols`). */
+  static readonly SUBPROTOCOL: "wsgateway.v1";
   /** `url` when the browser reads it as http(s), else null: what to put in an `href`. */
   static safeUrl(url: unknown): string | null;
 
@@ -279,6 +311,8 @@ export declare class WSGateway {
   on(event: "state", handler: (...change: StateChange) => void): Unsubscribe;
   /** Error frames no request is waiting for, and a catch-up that failed. */
   on(event: "error", handler: (error: WSGatewayError, frame: ErrorFrame | null) => void): Unsubscribe;
+  /** The server refused the socket for maintenance; the client reconnects by itself after `reconnectIn` ms. */
+  on(event: "maintenance", handler: (info: MaintenanceInfo) => void): Unsubscribe;
   /** `gw.channel(channel).on(handler)`. */
   on<Payload = any>(channel: string, handler: (payload: Payload, frame: Frame<Payload>) => void): Unsubscribe;
   off(name: string, handler: (...args: any[]) => void): void;

@@ -29,12 +29,28 @@
   const CLOSE_TOO_MANY_CONNECTIONS = 4409;
   /** After a 4409 the backoff goes on from this attempt at least: up to about 16 s, not 0.5 s. */
   const TOO_MANY_CONNECTIONS_ATTEMPT = 5;
+  /** Close code of a retired path (the server's RefusingConsumer): "gone", never reconnect after it. */
+  const CLOSE_GONE = 4410;
+  /**
+   * Close code of a site in maintenance: reconnect after the `retry_after` seconds the error frame
+   * before the close gave, not sooner (and not on the backoff).
+   */
+  const CLOSE_SERVICE_UNAVAILABLE = 4503;
+  /** The subprotocol this client offers: the server selects it, or refuses a version it does not speak. */
+  const SUBPROTOCOL = "wsgateway.v1";
+  /**
+   * After a maintenance refusal, the wait is `retry_after` plus up to this share of it at random (at
+   * least MAINTENANCE_MIN_SPREAD ms), so that a thousand tabs do not come back in the same second.
+   */
+  const MAINTENANCE_SPREAD = 0.2;
+  const MAINTENANCE_MIN_SPREAD = 1000;
   /** Close code this client uses when it gives up on a socket that stopped answering pings. */
   const CLOSE_PING_TIMEOUT = 4000;
   const GATEWAY = "gateway";
   /** Event names of `gw.on()` that are not channels. */
   const STATE_EVENT = "state";
   const ERROR_EVENT = "error";
+  const MAINTENANCE_EVENT = "maintenance";
   /** Notifications per page of a `sync`: the most the server gives in one reply. */
   const SYNC_LIMIT = 100;
   /**
@@ -58,6 +74,8 @@
     OPEN: "open",
     CLOSED: "closed",
     UNAUTHORIZED: "unauthorized",
+    /** The endpoint is retired (4410): the client does not reconnect; `connect()` tries again. */
+    GONE: "gone",
   });
 
   // -- helpers -------------------------------------------------------------------------
@@ -242,6 +260,7 @@
       this._events = new Map([
         [STATE_EVENT, new Listeners()],
         [ERROR_EVENT, new Listeners()],
+        [MAINTENANCE_EVENT, new Listeners()],
       ]);
       this._channels = new Map();
       this._pending = new Map();
@@ -249,9 +268,13 @@
       this._asked = new Map();
       this._nextId = 1;
       this._retryTimer = null;
+      /** The retry timer is a maintenance's wait, which coming back online does not cut short. */
+      this._waitingOut = false;
       this._pingTimer = null;
       this._stopped = false;
       this._authError = null;
+      /** The error frame of a refusal on channel "gateway" (maintenance, gone): read at the close. */
+      this._refusal = null;
       this._flow = null;
 
       this.notifications = new Notifications(this);
@@ -260,7 +283,8 @@
       if (global.addEventListener) {
         // Back online: retry now rather than at the end of a long backoff.
         global.addEventListener("online", () => {
-          if (this._retryTimer !== null) this.connect();
+          // Not a maintenance's wait: the server said when to come back, and the network was not why.
+          if (this._retryTimer !== null && !this._waitingOut) this.connect();
         });
       }
       if (this.options.autoConnect) {
@@ -287,6 +311,8 @@
     /**
      * `on("state", handler)`: handler(state, info) on each change of `state`.
      * `on("error", handler)`: handler(error, frame) for error frames no request is waiting for.
+     * `on("maintenance", handler)`: handler({reason, retryAfter, reconnectIn}) when the server refused
+     * the socket for maintenance; the client reconnects in `reconnectIn` ms, by itself.
      * `on(channel, handler)`: the same as `channel(channel).on(handler)`.
      * Returns a function that removes the handler.
      */
@@ -314,10 +340,15 @@
       this._clearRetry();
       if (this._socket !== null) return this;
       this._authError = null;
+      this._refusal = null;
       this._setState(STATES.CONNECTING, { attempt: this.attempt });
       let socket;
       try {
-        socket = new this.options.WebSocket(this.url);
+        const protocols = this.options.protocols;
+        socket =
+          protocols && protocols.length
+            ? new this.options.WebSocket(this.url, protocols)
+            : new this.options.WebSocket(this.url);
       } catch (error) {
         this._handleClose({ code: 1006, reason: String(error), wasClean: false });
         return this;
@@ -357,7 +388,9 @@
       const socket = this._socket;
       if (socket === null) {
         // Nothing open: stop a pending retry from looking like one.
-        if (this.state !== STATES.UNAUTHORIZED) this._setState(STATES.CLOSED, { code, reason, reconnectIn: null });
+        if (this.state !== STATES.UNAUTHORIZED && this.state !== STATES.GONE) {
+          this._setState(STATES.CLOSED, { code, reason, reconnectIn: null });
+        }
         return;
       }
       socket.onmessage = socket.onclose = null;
@@ -386,11 +419,21 @@
         this._setState(STATES.UNAUTHORIZED, Object.assign(info, { error }));
         return;
       }
+      if (event.code === CLOSE_GONE) {
+        const error = this._refusal || { code: "gone", message: "This address is no longer served." };
+        this._setState(STATES.GONE, Object.assign(info, { error }));
+        return;
+      }
       if (this._stopped) {
         this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: null }));
         return;
       }
-      if (event.code === CLOSE_TOO_MANY_CONNECTIONS) {
+      const refusal = this._refusal;
+      if (refusal && refusal.code === "maintenance" && Number.isFinite(refusal.retry_after) && refusal.retry_after > 0) {
+        this._maintenance(info, refusal);
+        return;
+      }
+      if (event.code === CLOSE_TOO_MANY_CONNECTIONS || event.code === CLOSE_SERVICE_UNAVAILABLE) {
         // An attempt at once would find the user's other sockets still open.
         this.attempt = Math.max(this.attempt, TOO_MANY_CONNECTIONS_ATTEMPT);
       }
@@ -403,9 +446,28 @@
       this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: this.attempt }));
     }
 
+    /**
+     * Refused for maintenance: come back after the server's `retry_after`, spread a little, instead
+     * of the backoff; the backoff's attempts start over, as nothing failed.
+     */
+    _maintenance(info, refusal) {
+      const wait = refusal.retry_after * 1000;
+      const delay = wait + Math.random() * Math.max(MAINTENANCE_MIN_SPREAD, wait * MAINTENANCE_SPREAD);
+      const maintenance = { reason: String(refusal.message || ""), retryAfter: refusal.retry_after, reconnectIn: delay };
+      this.attempt = 0;
+      this._retryTimer = setTimeout(() => {
+        this._retryTimer = null;
+        this.connect();
+      }, delay);
+      this._waitingOut = true;
+      this._events.get(MAINTENANCE_EVENT).emit(maintenance);
+      this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: 0, maintenance }));
+    }
+
     _clearRetry() {
       if (this._retryTimer !== null) clearTimeout(this._retryTimer);
       this._retryTimer = null;
+      this._waitingOut = false;
     }
 
     _startPing() {
@@ -444,7 +506,11 @@
         return;
       }
       if (frame.error) {
-        if (frame.channel === GATEWAY) this._authError = frame.error; // the reason of a 4401 that follows
+        if (frame.channel === GATEWAY) {
+          // The reason of the close that follows: 4401, 4410, or 4503 (with its retry_after).
+          this._authError = frame.error;
+          this._refusal = frame.error;
+        }
         this._reportError(frameError(frame));
         return;
       }
@@ -578,6 +644,8 @@
       requestTimeout: 10000,
       pingInterval: 25000,
       pingTimeout: 10000,
+      /** Offered in Sec-WebSocket-Protocol; [] offers none (a server before wsgateway.v1 had a name). */
+      protocols: [SUBPROTOCOL],
       WebSocket: global.WebSocket,
     },
     scriptConfig(),
@@ -586,6 +654,9 @@
   WSGateway.Error = WSGatewayError;
   WSGateway.CLOSE_UNAUTHORIZED = CLOSE_UNAUTHORIZED;
   WSGateway.CLOSE_TOO_MANY_CONNECTIONS = CLOSE_TOO_MANY_CONNECTIONS;
+  WSGateway.CLOSE_GONE = CLOSE_GONE;
+  WSGateway.CLOSE_SERVICE_UNAVAILABLE = CLOSE_SERVICE_UNAVAILABLE;
+  WSGateway.SUBPROTOCOL = SUBPROTOCOL;
   WSGateway.safeUrl = safeUrl;
 
   // -- built-in services ---------------------------------------------------------------

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.translation import gettext as _
+
+from wsgateway import maintenance
+from wsgateway.conf import MAX_RETRY_AFTER, gateway_settings
+
+
+class Command(BaseCommand):
+    help = (
+        "Switch wsgateway's maintenance mode on or off, or show it. While it is on, every process "
+        "refuses new sockets (code 4503) with the reason and the seconds to wait before reconnecting; "
+        "on and off take effect within WSGATEWAY['MAINTENANCE_CHECK_INTERVAL'] seconds."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        commands = parser.add_subparsers(dest="action", required=True, metavar="{on,off,status}")
+        on = commands.add_parser("on", help="Refuse new sockets, telling them why and when to come back.")
+        on.add_argument(
+            "--reason", default="", help="What refused clients read (default: a generic message)."
+        )
+        on.add_argument(
+            "--retry-after",
+            type=int,
+            default=None,
+            metavar="SECONDS",
+            help=f"Seconds a refused client waits before reconnecting, 1 to {MAX_RETRY_AFTER} "
+            "(default: WSGATEWAY['MAINTENANCE_RETRY_AFTER']).",
+        )
+        # Closing the sockets already open is for close_sockets (another part of issue 15); see handle_on.
+        commands.add_parser("off", help="Accept new sockets again.")
+        commands.add_parser("status", help="Show whether maintenance is on, and its reason.")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        if action == "on":
+            self.handle_on(options["reason"], options["retry_after"])
+        elif action == "off":
+            was_on = maintenance.disable()
+            self.stdout.write(_("Maintenance is off.") if was_on else _("Maintenance was off already."))
+            self.stdout.write(self.within())
+        else:
+            self.show(maintenance.current())
+
+    def handle_on(self, reason: str, retry_after: int | None) -> None:
+        try:
+            state = maintenance.enable(reason, retry_after)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        # TODO(issue 15, helper B): `on --close-existing` closes the sockets already open, everywhere,
+        # with aclose_sockets(code=CloseCode.SERVICE_UNAVAILABLE, error=ErrorCode.MAINTENANCE, ...):
+        # wired when close_sockets is merged.
+        self.show(state)
+        self.stdout.write(self.within())
+
+    def show(self, state: maintenance.State | None) -> None:
+        if state is None:
+            self.stdout.write(_("Maintenance is off: sockets are accepted."))
+            return
+        self.stdout.write(
+            _(
+                "Maintenance is on since %(since)s: new sockets are refused, told to retry after "
+                "%(seconds)d s."
+            )
+            % {"since": state.since.isoformat(timespec="seconds"), "seconds": state.retry_after}
+        )
+        self.stdout.write(_("Reason: %(reason)s") % {"reason": state.reason or _("(the default message)")})
+
+    def within(self) -> str:
+        return _("Every process sees it within %(seconds)d s (MAINTENANCE_CHECK_INTERVAL).") % {
+            "seconds": gateway_settings.MAINTENANCE_CHECK_INTERVAL
+        }
