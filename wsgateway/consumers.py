@@ -20,12 +20,19 @@ from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
-from . import connections, frames, i18n, limits, metrics, revocation
+from . import connections, frames, i18n, limits, metrics, revocation, sockets
 from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings
 from .exceptions import AuthenticationFailed, GatewayError
-from .groups import LOGOUT_EVENT, PUSH_EVENT, REVOKE_EVENT, layer_reaches_other_processes, user_group
+from .groups import (
+    LOGOUT_EVENT,
+    PUSH_EVENT,
+    REVOKE_EVENT,
+    all_group,
+    layer_reaches_other_processes,
+    user_group,
+)
 from .health import LayerWatchdog, MembershipRefresher, refresher_for, watchdog_for
 from .origin import origin_allowed
 from .runtime import TurnTakingConsumer
@@ -95,6 +102,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     socket_state = SocketState.CONNECTING
     #: The user's group, from the moment this socket joined it until it leaves.
     group: str | None = None
+    #: The group of every socket (broadcasts, close_sockets()), joined and left with the user's.
+    broadcast_group: str | None = None
     #: The one run of :meth:`undo_connect`, once the socket has ended.
     ending: asyncio.Future[None] | None = None
     #: This socket's token bucket and its user's, and what is left of its refusals (see inbound_buckets).
@@ -183,9 +192,10 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         services = {cls.channel: cls(self) for cls in self.service_classes()}
         # Join before the on-connect snapshots are read: a push racing this connect
         # is then queued behind them instead of falling between the two.
-        group = user_group(identity.pk)
-        await self.channel_layer.group_add(group, self.channel_name)
-        self.group = group
+        # Named before they are joined: a connect cancelled or failed half-way still leaves both
+        # (a discard of a group a channel is not in does nothing on any layer).
+        self.group, self.broadcast_group = user_group(identity.pk), all_group()
+        await self.join_groups()
         try:
             # One trip to the database thread: the token's user (if not read yet) and the snapshots.
             self.user, snapshots, self.credentials = await database_sync_to_async(_connect_reads)(
@@ -197,6 +207,8 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             return
         self.session_key, self.services = identity.session_key, services
         await self.accept()
+        if self.ending is None:  # not ended during the accept: undo_connect would not take it out
+            sockets.add(self.user.pk, self.channel_name, self.scope.get("path", ""), tuple(services))
         self.window = gateway_settings.OUTBOUND_WINDOW
         self.send_limit = gateway_settings.MAX_SEND_SIZE
         await self.send_frame(
@@ -262,7 +274,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         if self.socket_state is SocketState.CLOSED:  # ended while this waited for its turn
             return
         try:
-            await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+            await self.join_groups()
         except Exception as exc:
             # Down again: the watchdog resyncs this socket on the next recovery.
             self.layer_failed(exc)
@@ -270,9 +282,21 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
         await self.send_service_snapshots()
 
+    async def join_groups(self) -> None:
+        """Join the user's group and the group of every socket: both in one round trip on a layer
+        that makes one per ``group_add`` (channels_redis' core layer); wsgateway's layers make none
+        but a process's first subscription to each group."""
+        assert self.group is not None and self.broadcast_group is not None
+        await asyncio.gather(
+            self.channel_layer.group_add(self.group, self.channel_name),
+            self.channel_layer.group_add(self.broadcast_group, self.channel_name),
+        )
+
     def memberships(self) -> list[tuple[str, str]]:
         """The groups this socket is in, for the membership refresher."""
-        return [(user_group(self.user.pk), self.channel_name)] if self.user is not None else []
+        if self.user is None:
+            return []
+        return [(user_group(self.user.pk), self.channel_name), (all_group(), self.channel_name)]
 
     def registrations(self) -> list[tuple[str, str]]:
         """This socket's registration with the layer's ``connections`` extension, for the refresher."""
@@ -347,6 +371,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         await self.unregister_connection()
         if self.user is None:  # refused, or ended before it was authenticated: never accepted
             return
+        sockets.discard(self.user.pk, self.channel_name)  # before the receivers, who may ask
         for channel, service in self.services.items():
             try:
                 await service.on_disconnect(self.user)
@@ -358,13 +383,19 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         )
 
     async def leave_group(self) -> None:
-        group, self.group = self.group, None
-        if group is None:
-            return
-        try:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        except Exception as exc:  # the layer is down; its membership dies with the channel anyway
-            logger.info("wsgateway: group_discard failed on disconnect: %s", exc)
+        """Leave the user's group and the group of every socket."""
+        groups = [group for group in (self.group, self.broadcast_group) if group is not None]
+        self.group = self.broadcast_group = None
+        outcomes = await asyncio.gather(
+            *(self.channel_layer.group_discard(group, self.channel_name) for group in groups),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                # The layer is down; its membership dies with the channel anyway.
+                logger.info("wsgateway: group_discard failed on disconnect: %s", outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     async def unregister_connection(self) -> None:
         registration, self.registration = self.registration, None
@@ -713,15 +744,25 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
     async def gateway_revoke(self, event: dict[str, Any]) -> None:
         """:func:`wsgateway.revocation.close_user_sockets`, and the signals that end a login."""
         if self.credentials is not None and revocation.matches(event, self.credentials):
-            await self.revoke(event["error"], event["reason"], event["code"])
+            await self.revoke(
+                event["error"], event["reason"], event["code"], in_close=bool(event.get("reason_in_close"))
+            )
 
     # -- the login's end ------------------------------------------------------------------
 
-    async def revoke(self, error: str, message: str | Promise, code: int = CloseCode.UNAUTHORIZED) -> None:
-        """The login this socket was opened with has ended: say why, and close.
+    async def revoke(
+        self,
+        error: str,
+        message: str | Promise,
+        code: int = CloseCode.UNAUTHORIZED,
+        *,
+        in_close: bool = False,
+    ) -> None:
+        """The login this socket was opened with has ended, or the site closes it: say why, and close.
 
         A ``message`` that came through the layer is text, in English (see revocation.revoke_event):
-        translated here, in this socket's language, if the catalogs know it.
+        translated here, in this socket's language, if the catalogs know it. ``in_close``: the close
+        frame carries it too (``close_sockets()``), cut to the 123 bytes it holds.
         """
         if self.socket_state is not SocketState.OPEN:  # closed already, by an earlier revocation
             return
@@ -730,7 +771,7 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
             with self.speaking():
                 message = gettext(message)
         await self.send_error(GATEWAY_CHANNEL, error, message)
-        await self.close(code)
+        await self.close(code, message if in_close else None)
 
     def schedule_recheck(self) -> None:
         """Re-check the credentials when they expire, or in ``REVALIDATE_INTERVAL`` seconds if sooner.

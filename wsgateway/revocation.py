@@ -146,11 +146,14 @@ def revoke_event(
     code: int = CloseCode.UNAUTHORIZED,
     session_key: str | None = None,
     keep_auth_hash: str | None = None,
+    reason_in_close: bool = False,
 ) -> dict[str, Any]:
-    """The layer event that closes the matching sockets of a user's group.
+    """The layer event that closes the matching sockets of a user's group (or, from
+    :func:`wsgateway.broadcasts.close_sockets`, of every socket's group).
 
     ``session_key``: only the sockets of that session. ``keep_auth_hash``: only the sockets whose
-    auth hash is another (they were opened before the password changed to this one). ``reason`` goes
+    auth hash is another (they were opened before the password changed to this one).
+    ``reason_in_close``: the reason is the close frame's too, not only the error frame's. ``reason`` goes
     in English: a ``gettext_lazy`` one as its msgid, which each socket translates into its language.
     """
     if not (code == 1000 or 3000 <= code <= 4999):
@@ -164,6 +167,7 @@ def revoke_event(
         "code": int(code),
         "session_key": session_key,
         "keep_auth_hash": keep_auth_hash,
+        "reason_in_close": reason_in_close,
     }
 
 
