@@ -124,14 +124,14 @@ async def assert_closed(socket: Any, code: int, error: str = ErrorCode.CLOSING) 
     assert await socket.close_code() == code
 
 
-async def test_close_sockets_closes_every_socket_with_4000_closing(alice: Any, bob: Any, layer: str) -> None:
+async def test_close_sockets_closes_every_socket_with_4001_closing(alice: Any, bob: Any, layer: str) -> None:
     async with refused(alice) as first, refused(alice) as second, refused(bob) as third:
         for socket in (first, second, third):
             await read_connect_frames(socket)
         await wsgateway.aclose_sockets()
         for socket in (first, second, third):
             await assert_closed(socket, CloseCode.RECONNECT)
-    assert CloseCode.RECONNECT == 4000
+    assert CloseCode.RECONNECT == 4001
 
 
 async def test_close_sockets_of_a_user_closes_only_theirs(alice: Any, bob: Any, layer: str) -> None:
@@ -167,7 +167,7 @@ async def test_close_sockets_reason_is_the_close_frames_too_cut_to_123_bytes(ali
         await wsgateway.aclose_sockets(reason="é" * 100)
         assert (await socket.receive())["error"]["message"] == "é" * 100
         message = await socket.communicator.receive_output()
-        assert message["code"] == 4000 and message["reason"] == "é" * 61  # 122 bytes of 2-byte characters
+        assert message["code"] == 4001 and message["reason"] == "é" * 61  # 122 bytes of 2-byte characters
 
 
 async def test_close_user_sockets_is_unchanged_4401_revoked_without_a_close_reason(alice: Any) -> None:
@@ -218,7 +218,7 @@ async def test_a_socket_closed_by_the_server_leaves_the_list(alice: Any) -> None
         await read_connect_frames(socket)
         assert len(wsgateway.local_sockets(alice)) == 1
         await wsgateway.aclose_sockets(alice)
-        await assert_closed(socket, 4000)
+        await assert_closed(socket, 4001)
     assert wsgateway.local_sockets(alice) == []
 
 

@@ -278,12 +278,12 @@ def user_sockets_of(env: dict[str, str], username: str) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-async def test_close_sockets_closes_every_socket_on_both_processes_with_4000(cluster: Any) -> None:
+async def test_close_sockets_closes_every_socket_on_both_processes_with_4001(cluster: Any) -> None:
     env, first, second = cluster
     alice, bob = login(first, "alice"), login(second, "bob")
     clients = [await socket(first, alice), await socket(second, alice), await socket(first, bob)]
     await asyncio.to_thread(manage, env, "shell", "-c", CLOSE_ALL)
-    assert await closed_within(clients, 5) == [(4000, "closing")] * 3
+    assert await closed_within(clients, 5) == [(4001, "closing")] * 3
     for client in clients:
         error = next(f["error"] for f in reversed(client.frames) if "error" in f)
         assert error["message"] == "Deploying; reconnect."
@@ -300,7 +300,7 @@ async def test_close_sockets_of_one_user_closes_theirs_on_both_processes_and_no_
     alices = [await socket(first, alice), await socket(second, alice)]
     bob_id = bobs[0].on("gateway")[0]["user"]["id"]
     await asyncio.to_thread(manage, env, "shell", "-c", CLOSE_BOB.format(pk=bob_id))
-    assert await closed_within(bobs, 5) == [(4000, "closing")] * 2
+    assert await closed_within(bobs, 5) == [(4001, "closing")] * 2
     for client in alices:
         reply = await client.request("gateway", {"action": "ping"})
         assert reply["payload"] == {"action": "pong"}

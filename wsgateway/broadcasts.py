@@ -59,7 +59,7 @@ async def aclose_sockets(
     Each sends ``{"channel": "gateway", "error": {"code": error, "message": reason}}``, ``reason``
     translated into the socket's language (as :func:`~wsgateway.revocation.aclose_user_sockets`
     does), then closes with ``code`` and ``reason`` (cut to the 123 bytes a close frame holds).
-    ``code``: 1000 or 3000-4999, else ``ValueError``; 4000 by default, "reconnect", which
+    ``code``: 1000 or 3000-4999, else ``ValueError``; 4001 by default, "reconnect", which
     wsgateway.js does within half a second (its first backoff), jittered so that a thousand tabs do not
     come back in the same instant. For a login that ended, use ``close_user_sockets()`` (4401: the client
     stays closed until the user logs in again).

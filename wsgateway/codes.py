@@ -32,11 +32,11 @@ class CloseCode(IntEnum):
     #: with the user's other sockets. A client may reconnect, after a pause (one may have closed by then).
     TOO_MANY_CONNECTIONS = 4409
     #: The server closed the socket on purpose (``close_sockets()``: a deploy, a changed setting, a
-    #: user's permissions), and the client should reconnect at once. No HTTP status says "reconnect",
-    #: so not 4xxx mirroring one: 4000, the first code RFC 6455 leaves to applications, the generic
-    #: server close. Clients that know no 4000 (wsgateway.js before it, and any that reconnect on
-    #: all but 4401) reconnect after it too.
-    RECONNECT = 4000
+    #: user's permissions), and the client should reconnect, soon. No HTTP status says "reconnect",
+    #: so not a 4xxx that mirrors one; and not 4000, which wsgateway.js sends itself when it gives up
+    #: on a socket that stopped answering pings (``client_disconnected`` reports that code): 4001.
+    #: Clients that know no 4001 (any that reconnect on all but 4401) reconnect after it too.
+    RECONNECT = 4001
 
 
 #: What to send instead of a code the server refuses from an application.
@@ -78,7 +78,7 @@ class ErrorCode(StrEnum):
     #: Sent on channel "gateway" just before a 4409 close: the user has too many sockets open.
     TOO_MANY_CONNECTIONS = "too_many_connections"
     #: Sent on channel "gateway" just before the server closes an open socket on purpose
-    #: (``close_sockets()``), with 4000 unless the site chose another code. Not "closed": wsgateway.js
+    #: (``close_sockets()``), with 4001 unless the site chose another code. Not "closed": wsgateway.js
     #: rejects a request with that code, on the client's side, when its socket closes.
     CLOSING = "closing"
     INTERNAL_ERROR = "internal_error"

@@ -314,6 +314,33 @@ def test_4409_means_too_many_sockets_and_the_retry_waits_as_after_five_failures(
     assert result["sockets"] == 1
 
 
+def test_4001_means_closed_by_the_server_and_reconnects_from_the_first_backoff(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 40, maxDelay: 100000});
+            const errors = [];
+            gw.on("error", (error) => errors.push(error.code));
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            socket.hello("ann");
+            const error = {code: "closing", message: "The server closed the connection; reconnect."};
+            socket.receive({channel: "gateway", error});
+            socket.drop(4001);
+            const [state, info] = gw.states[gw.states.length - 1];
+            const deadline = Date.now() + 2000;
+            while (FakeSocket.all.length === 1 && Date.now() < deadline) await sleep(5);
+            return {state, info, errors, constant: WSGateway.CLOSE_RECONNECT, sockets: FakeSocket.all.length};
+        }"""
+    )
+    assert result["constant"] == 4001
+    assert result["errors"] == ["closing"]
+    assert result["state"] == "closed"  # not "unauthorized"
+    assert result["info"]["code"] == 4001
+    assert result["info"]["attempt"] == 1
+    assert 0 <= result["info"]["reconnectIn"] <= 40
+    assert result["sockets"] == 2  # the client reconnected by itself
+
+
 def test_close_stops_reconnecting(client_page: Any) -> None:
     result = client_page.evaluate(
         """async () => {

@@ -236,6 +236,8 @@ export declare class WSGateway {
   static readonly CLOSE_UNAUTHORIZED: 4401;
   /** 4409: too many sockets for the user; the client reconnects, later. */
   static readonly CLOSE_TOO_MANY_CONNECTIONS: 4409;
+  /** 4001: the server closed the socket on purpose (after a "closing" error); the client reconnects. */
+  static readonly CLOSE_RECONNECT: 4001;
   /** `url` when the browser reads it as http(s), else null: what to put in an `href`. */
   static safeUrl(url: unknown): string | null;
 

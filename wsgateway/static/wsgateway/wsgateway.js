@@ -29,6 +29,12 @@
   const CLOSE_TOO_MANY_CONNECTIONS = 4409;
   /** After a 4409 the backoff goes on from this attempt at least: up to about 16 s, not 0.5 s. */
   const TOO_MANY_CONNECTIONS_ATTEMPT = 5;
+  /**
+   * Close code the server uses when it closes a socket on purpose (close_sockets(): a deploy, say)
+   * and asks for a reconnect: the client reconnects as after any other close but 4401, from the
+   * backoff it is at (about 0.5 s after a hello), jittered so that every tab does not return at once.
+   */
+  const CLOSE_RECONNECT = 4001;
   /** Close code this client uses when it gives up on a socket that stopped answering pings. */
   const CLOSE_PING_TIMEOUT = 4000;
   const GATEWAY = "gateway";
@@ -509,6 +515,7 @@
   WSGateway.Error = WSGatewayError;
   WSGateway.CLOSE_UNAUTHORIZED = CLOSE_UNAUTHORIZED;
   WSGateway.CLOSE_TOO_MANY_CONNECTIONS = CLOSE_TOO_MANY_CONNECTIONS;
+  WSGateway.CLOSE_RECONNECT = CLOSE_RECONNECT;
   WSGateway.safeUrl = safeUrl;
 
   // -- built-in services ---------------------------------------------------------------
