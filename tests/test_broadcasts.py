@@ -271,3 +271,30 @@ async def test_presence_sees_the_first_socket_and_the_last_and_none_between(
         # Alice's second socket ended, bob's only one: alice has one left.
         assert presence.events == [("online", alice.pk), ("online", bob.pk), ("offline", bob.pk)]
     assert presence.events[-1] == ("offline", alice.pk)
+
+
+class LayerPresence:
+    """The docs' example across processes: an async receiver stores what the layer's count says."""
+
+    def __init__(self) -> None:
+        self.online: dict[Any, bool] = {}
+
+    async def changed(self, user: Any, **kwargs: Any) -> None:
+        self.online[user.pk] = bool(await wsgateway.auser_sockets(user))
+
+
+async def test_presence_from_the_layers_count_is_online_while_any_socket_is_open(alice: Any) -> None:
+    tracker = LayerPresence()
+    client_connected.connect(tracker.changed)
+    client_disconnected.connect(tracker.changed)
+    try:
+        async with connected(alice) as first:
+            await first.assert_open()
+            assert tracker.online == {alice.pk: True}
+            async with connected(alice) as second:
+                await second.assert_open()
+            assert tracker.online == {alice.pk: True}  # one socket is left
+        assert tracker.online == {alice.pk: False}
+    finally:
+        client_connected.disconnect(tracker.changed)
+        client_disconnected.disconnect(tracker.changed)
