@@ -298,3 +298,30 @@ async def test_presence_from_the_layers_count_is_online_while_any_socket_is_open
     finally:
         client_connected.disconnect(tracker.changed)
         client_disconnected.disconnect(tracker.changed)
+
+
+async def test_a_catch_up_re_joins_the_group_of_every_socket() -> None:
+    """A socket whose queue overflowed may have been dropped from its groups: its catch-up re-joins both."""
+    from channels.db import database_sync_to_async
+    from channels.layers import get_channel_layer
+
+    from wsgateway.groups import all_group
+    from wsgateway.notifications import notify
+
+    config = {"BACKEND": "wsgateway.layers.InProcessChannelLayer", "CONFIG": {"capacity": 10}}
+    with override_settings(CHANNEL_LAYERS={"default": config}):
+        try:
+            ann = await create_user("ann")
+            async with connected(ann) as socket:
+                [mine] = wsgateway.local_sockets(ann)
+                await get_channel_layer().group_discard(all_group(), mine.channel_name)
+                await wsgateway.abroadcast("notifications", NEWS)
+                assert await socket.receive_nothing()  # out of the group: the broadcast missed it
+                # 30 pushes at once into a queue of 10: an overflow, and the catch-up.
+                await database_sync_to_async(notify)([ann] * 30, "burst")
+                frames = [await socket.receive() for _ in range(10 + 3)]  # live, resync, 2 connect frames
+                assert frame("gateway", {"resync": True}) in frames
+                await wsgateway.abroadcast("notifications", NEWS)
+                assert await socket.receive() == frame("notifications", NEWS)
+        finally:
+            channel_layers.backends.clear()
