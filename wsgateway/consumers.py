@@ -287,10 +287,16 @@ class GatewayConsumer(TurnTakingConsumer, AsyncJsonWebsocketConsumer):  # type: 
         that makes one per ``group_add`` (channels_redis' core layer); wsgateway's layers make none
         but a process's first subscription to each group."""
         assert self.group is not None and self.broadcast_group is not None
-        await asyncio.gather(
+        # Both settle before a failure is raised: a join still on its way could otherwise land after
+        # the leave_group() of a connect that failed.
+        outcomes = await asyncio.gather(
             self.channel_layer.group_add(self.group, self.channel_name),
             self.channel_layer.group_add(self.broadcast_group, self.channel_name),
+            return_exceptions=True,
         )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def memberships(self) -> list[tuple[str, str]]:
         """The groups this socket is in, for the membership refresher."""
