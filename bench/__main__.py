@@ -64,7 +64,7 @@ DEFAULTS = {
     "attack_duration": 10.0,
     "pushes": 20000,
 }
-PHASES = ("connections", "fanout", "e2e")
+PHASES = ("connections", "fanout", "e2e", "broadcast")
 MAX_CONNECTIONS = 5000
 #: Most notifications the slow-reader row pushes to the socket that does not read.
 MAX_PUSHES = 200_000
@@ -492,6 +492,19 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             e2e_http_capacity=(e2e.get("http_capacity") or {}).get("requests_per_s"),
             e2e_client_cpu_pct=e2e["client_cpu_pct"],
         )
+    broadcasts = result.get("broadcast") or []
+    if broadcasts:
+        everyone = [r["broadcast"] for r in broadcasts]
+        one_user = [r["one_user"] for r in broadcasts]
+        summary.update(
+            broadcast_sockets=everyone[0]["expected"],
+            broadcast_last_ms=_median([r["last_ms"] for r in everyone]),
+            broadcast_p50_ms=_median([r["p50_ms"] for r in everyone]),
+            broadcast_one_user_ms=_median([r["last_ms"] for r in one_user]),
+            broadcast_complete=all(
+                r["received"] == r["expected"] and not r["duplicates"] for r in everyone + one_user
+            ),
+        )
     connections = result.get("connections")
     if connections:
         summary.update(
@@ -692,6 +705,7 @@ def render_table(
         lines += markdown_table(
             ["row", "compared to", "fan-out msg/s", "connects/s", "KiB/socket", "e2e p99"], ratio_rows
         )
+    lines += render_broadcasts(results, args)
     lines += render_attacks(results, skipped)
     lines.append("")
     if capacity.get("messages_per_s"):
@@ -722,6 +736,40 @@ def render_table(
                 "gets past it."
             )
     return "\n".join(lines)
+
+
+def render_broadcasts(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """The broadcast phase: one abroadcast() to every socket, beside one push to one user's socket."""
+    rows = []
+    for name, result in results.items():
+        s = result.get("summary", {})
+        if "broadcast_last_ms" not in s:
+            continue
+        last, one = s["broadcast_last_ms"], s["broadcast_one_user_ms"]
+        rows.append(
+            [
+                name,
+                _fmt(s["broadcast_sockets"]),
+                _fmt(last, ",.1f"),
+                _fmt(s["broadcast_p50_ms"], ",.1f"),
+                _fmt(one, ",.1f"),
+                f"{last / one:.1f}x" if last and one else "-",
+                "yes" if s["broadcast_complete"] else "LOSSES or duplicates",
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        f"Broadcast: one abroadcast() to the U={args.users} sockets, from a view; ms from the call until "
+        f"the last socket had it (median of {args.repeat}), beside one push to one user's socket, the "
+        "same frame on the same servers (the ratio: what reaching every socket costs over reaching one):",
+        "",
+        *markdown_table(
+            ["row", "sockets", "last socket ms", "p50 ms", "one user ms", "ratio", "every socket once"],
+            rows,
+        ),
+    ]
 
 
 def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str]:

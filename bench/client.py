@@ -10,7 +10,8 @@ machine. The client's own CPU time over each measured window is reported beside 
 client using well under one core was waiting for the server, not the other way round.
 
 Phases, in order, on one set of servers: ``connections`` (C sockets, connect rate, server RSS per
-socket), then the sockets beyond U are closed; ``fanout`` (repeated); ``e2e``.
+socket), then the sockets beyond U are closed; ``fanout`` (repeated); ``broadcast`` (repeated: one
+``abroadcast()`` to the U sockets, and as its baseline one push to one user's socket); ``e2e``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 monotonic = time.monotonic
 #: Round number of the unmeasured warm-up burst.
 WARMUP_ROUND = 999
+#: Round numbers of the broadcast phase's broadcasts and of their baselines (plus the repetition).
+BROADCAST_ROUND = 1000
+ONE_USER_ROUND = 2000
 #: Keep-alive connections the end-to-end requests share (a request waits for a free one).
 HTTP_POOL = 32
 
@@ -672,6 +676,49 @@ class Client:
         )
         return result
 
+    # broadcast
+
+    async def broadcasts(self, sockets: list[Socket]) -> list[dict[str, Any]]:
+        """Each repetition: one push to the first socket's user (the baseline: the same frame, one
+        socket), then one broadcast to all U sockets; the time from the call until the last socket
+        had it. Both warmed up once, unmeasured."""
+        rounds = []
+        for r in [-1, *range(self.plan.repeat)]:
+            one_user = await self.one_frame(sockets[:1], ONE_USER_ROUND + r, "/bench/fanout/")
+            everyone = await self.one_frame(sockets, BROADCAST_ROUND + r, "/bench/broadcast/")
+            if r >= 0:
+                rounds.append({"round": r, "one_user": one_user, "broadcast": everyone})
+                log(
+                    f"broadcast round {r}: {everyone['received']}/{everyone['expected']} sockets, "
+                    f"the last after {everyone['last_ms'] or 0:.1f} ms; "
+                    f"one user's push {one_user['last_ms'] or 0:.1f} ms"
+                )
+        return rounds
+
+    async def one_frame(self, sockets: list[Socket], round_: int, path: str) -> dict[str, Any]:
+        """One frame (seq 0 of ``round_``) that every socket of ``sockets`` should get once."""
+        phase = self.phase = FanoutRound(sockets, 1, round_)
+        body = {"m": 1, "users": [sockets[0].user_id], "round": round_}
+        http = Http(self.plan.ports[0])
+        trigger = asyncio.ensure_future(http.post(path, body, self.plan.round_timeout))
+        await self.wait_phase(phase, trigger)
+        try:
+            status, _ = await asyncio.wait_for(trigger, 5)
+        except (TimeoutError, OSError) as exc:
+            status = 0
+            log(f"{path} failed: {exc!r}")
+        http.close()
+        self.phase = Phase(0)
+        return {
+            "expected": phase.expected,
+            "received": phase.received,
+            "duplicates": sum(sock.dups for sock in sockets),
+            "trigger_status": status,
+            # "t" is the view's clock as it made the frame: the latest latency is the last socket's.
+            "last_ms": 1000 * max(phase.latencies) if phase.latencies else None,
+            "p50_ms": latency_summary(phase.latencies)["p50_ms"],
+        }
+
     # end-to-end
 
     async def e2e(self, sockets: list[Socket]) -> dict[str, Any]:
@@ -851,7 +898,7 @@ class Client:
         if "connections" in plan.phases:
             async with Profiler(plan, "connections"):
                 result["connections"] = await self.connections()
-        if "fanout" in plan.phases or "e2e" in plan.phases:
+        if {"fanout", "e2e", "broadcast"} & set(plan.phases):
             sockets = await self.ensure_fanout_sockets()
             result["fanout_sockets"] = len(sockets)
             if "fanout" in plan.phases:
@@ -863,6 +910,8 @@ class Client:
                         plan if r == plan.repeat - 1 else replace(plan, profile_dir=None), "fanout"
                     ):
                         result["fanout"].append(await self.fanout(sockets, r))
+            if "broadcast" in plan.phases and sockets:
+                result["broadcast"] = await self.broadcasts(sockets)
             if "e2e" in plan.phases and plan.e2e != "none":
                 async with Profiler(plan, "e2e"):
                     result["e2e"] = await self.e2e(sockets)

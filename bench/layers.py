@@ -23,7 +23,7 @@ class Row:
     optional: bool = False
     description: str = ""
     #: The phases this row runs (of those asked for).
-    phases: tuple[str, ...] = ("connections", "fanout", "e2e")
+    phases: tuple[str, ...] = ("connections", "fanout", "e2e", "broadcast")
     #: False: the inbound limits at their largest values, the login re-check daily (bench/settings.py).
     limits: bool = True
     #: An attack row ("flood", "slow-reader") runs bench.attacks instead of the phases.
@@ -38,6 +38,7 @@ ROWS: dict[str, Row] = {
             "in-process",
             "channels.layers.InMemoryChannelLayer",
             description="no layer on the push path: consumers in a process-local dict, sent directly",
+            phases=("connections", "fanout", "e2e"),  # a broadcast goes through a layer
         ),
         Row(
             "stock-inmemory",

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from wsgateway import frames
+from wsgateway import abroadcast, frames
 from wsgateway import notify as wsgateway_notify
 from wsgateway.groups import apush_many
 
@@ -95,6 +95,17 @@ async def fanout(request: HttpRequest) -> HttpResponse:
     # The size of one of these frames (they differ by a few digits): what a push put on the wire.
     frame_bytes = len(frames.data(CHANNEL, bench_payload(round_, m - 1)).encode())
     return JsonResponse({"sent": sent, "elapsed": time.monotonic() - start, "frame_bytes": frame_bytes})
+
+
+@csrf_exempt
+async def broadcast(request: HttpRequest) -> HttpResponse:
+    """POST {"round"}: one abroadcast() of a fan-out frame (seq 0 of the round) to every socket."""
+    if (refused := _refuse(request)) is not None:
+        return refused
+    round_ = int(json.loads(request.body).get("round", 0))
+    start = time.monotonic()
+    await abroadcast(CHANNEL, bench_payload(round_, 0))
+    return JsonResponse({"elapsed": time.monotonic() - start})
 
 
 #: notify() calls of all requests run here, one at a time, on one database connection: the way a site

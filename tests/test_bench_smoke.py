@@ -115,6 +115,27 @@ def test_end_to_end_and_connections_complete(bench_run: dict[str, Any]) -> None:
         assert e2e["producer"].get("error_count") == 0, (name, e2e["producer"])
 
 
+def test_a_broadcast_reaches_every_socket_once_on_every_layer_row(bench_run: dict[str, Any]) -> None:
+    report = json.loads((bench_run["folder"] / "results.json").read_text())
+    users, repeat = report["args"]["users"], report["args"]["repeat"]
+    for name, row in report["rows"].items():
+        if name in ATTACK_ROWS or name in ("ceiling", "inprocess-nolimits"):  # no broadcast phase
+            assert "broadcast" not in row, name
+            continue
+        assert len(row["broadcast"]) == repeat, name
+        for round_ in row["broadcast"]:
+            everyone, one_user = round_["broadcast"], round_["one_user"]
+            assert (everyone["expected"], everyone["received"], everyone["duplicates"]) == (
+                users,
+                users,
+                0,
+            ), name
+            assert (one_user["expected"], one_user["received"], one_user["duplicates"]) == (1, 1, 0), name
+            assert everyone["trigger_status"] == one_user["trigger_status"] == 200, (name, round_)
+        assert row["summary"]["broadcast_complete"] is True, name
+    assert "Broadcast: one abroadcast()" in bench_run["stdout"]
+
+
 def test_limits_off_row_is_compared(bench_run: dict[str, Any]) -> None:
     report = json.loads((bench_run["folder"] / "results.json").read_text())
     if "inprocess" in report["skipped"]:

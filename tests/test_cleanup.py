@@ -27,6 +27,7 @@ from wsgateway.consumers import GatewayConsumer, SocketState
 from wsgateway.groups import user_group
 from wsgateway.services import Service
 from wsgateway.signals import client_connected, client_disconnected
+from wsgateway.sockets import local_sockets
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,6 +166,7 @@ def assert_cleaned_up_once(user: Any, consumer: GatewayConsumer, signals: list[A
     assert ON_DISCONNECT == [name]
     assert signals == [("connected", name, None), ("disconnected", name, code)]
     assert not in_group(user, name)
+    assert local_sockets(user) == []
 
 
 # -- signal receivers that raise --------------------------------------------------------
@@ -282,6 +284,7 @@ async def test_a_connect_that_fails_after_joining_the_group_leaves_it(
     assert isinstance(failure, RuntimeError) and "database" in str(failure)
     consumer = SiteConsumer.instances[-1]
     assert not in_group(ann, consumer.channel_name)
+    assert local_sockets(ann) == []
     # Never accepted: no on_disconnect, no signals.
     assert (ON_DISCONNECT, signals) == ([], [])
     assert socket.unread_output() == []

@@ -55,6 +55,12 @@ def maintenance_frame(message: Any, retry_after: int) -> dict[str, Any]:
     }
 
 
+async def read_connect_frames(socket: Any) -> None:
+    hello = await socket.receive()
+    for _ in hello["payload"]["services"]:
+        await socket.receive()
+
+
 # -- maintenance ------------------------------------------------------------------------------
 
 
@@ -159,6 +165,34 @@ async def test_open_sockets_stay_open_when_maintenance_starts(alice: Any) -> Non
     async with connected(alice) as socket:
         await sync_to_async(maintenance.enable)("Only new ones", 2)
         await socket.assert_open()
+
+
+async def test_close_existing_tells_the_open_sockets_the_same_and_closes_them_4503(alice: Any) -> None:
+    bob = await create_user("bob")
+    async with refused(alice) as alices, refused(bob) as bobs:
+        for socket in (alices, bobs):
+            await read_connect_frames(socket)
+        await sync_to_async(maintenance.enable)("Moving to a new server", 40, close_existing=True)
+        for socket in (alices, bobs):
+            # The frame a new socket is refused with: wsgateway.js waits retry_after, the same way.
+            assert await socket.receive() == maintenance_frame("Moving to a new server", 40)
+            assert await socket.close_code() == CloseCode.SERVICE_UNAVAILABLE
+    async with refused(alice) as again:
+        assert await again.receive() == maintenance_frame("Moving to a new server", 40)
+
+
+async def test_the_command_closes_existing_sockets_only_when_asked(alice: Any) -> None:
+    async with connected(alice) as kept:
+        await sync_to_async(run_command)("on", "--retry-after", "9")
+        assert await kept.receive_nothing()
+        await kept.assert_open()
+    await sync_to_async(maintenance.disable)()
+    async with refused(alice) as socket:
+        await read_connect_frames(socket)
+        out = await sync_to_async(run_command)("on", "--retry-after", "9", "--close-existing")
+        assert "closed, on every process" in out
+        assert await socket.receive() == maintenance_frame(AnyText(), 9)
+        assert await socket.close_code() == 4503
 
 
 async def test_the_command_switches_it_on_shows_it_and_off() -> None:

@@ -189,11 +189,12 @@ def test_a_layer_without_group_expiry_is_renewed_on_channels_default() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_socket_open_longer_than_group_expiry_keeps_receiving_pushes() -> None:
+async def test_a_socket_open_longer_than_group_expiry_keeps_receiving_pushes_and_broadcasts() -> None:
     from channels.layers import channel_layers
     from django.test import override_settings
 
     from tests.support.communicators import connected, create_user, frame
+    from wsgateway.broadcasts import abroadcast
     from wsgateway.groups import apush
 
     config = {"BACKEND": "wsgateway.layers.InProcessChannelLayer", "CONFIG": {"group_expiry": GROUP_EXPIRY}}
@@ -203,6 +204,9 @@ async def test_a_socket_open_longer_than_group_expiry_keeps_receiving_pushes() -
             await asyncio.sleep(GROUP_EXPIRY * 2.5)
             await apush([ann.pk], "notifications", {"unread": 9})
             assert await socket.receive() == frame("notifications", {"unread": 9})
+            # The group of every socket is renewed too.
+            await abroadcast("notifications", {"announcement": "still here"})
+            assert await socket.receive() == frame("notifications", {"announcement": "still here"})
         channel_layers.backends.clear()
 
 

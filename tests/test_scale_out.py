@@ -218,6 +218,121 @@ async def test_deleting_a_session_closes_its_sockets_on_both_processes_and_no_ot
     await phone_socket.close()
 
 
+# -- to every socket: broadcast(), close_sockets(), user_sockets() ---------------------------
+
+BROADCAST = "import wsgateway; wsgateway.broadcast('notifications', {'announcement': 'Deploy at 22:00'})"
+
+
+def broadcasts(client: Client) -> list[dict[str, Any]]:
+    return [p for p in client.on("notifications") if "announcement" in p]
+
+
+async def test_a_broadcast_from_a_manage_py_run_reaches_every_socket_on_both_processes_once(
+    cluster: Any,
+) -> None:
+    env, first, second = cluster
+    alice, bob = login(first, "alice"), login(second, "bob")
+    clients = [await socket(first, alice), await socket(second, alice), await socket(second, bob)]
+    await asyncio.to_thread(manage, env, "shell", "-c", BROADCAST)
+    for client in clients:
+        await client.wait_for(lambda frames, c=client: broadcasts(c))
+    await asyncio.sleep(0.5)  # room for a duplicate to show up
+    for client in clients:
+        assert broadcasts(client) == [{"announcement": "Deploy at 22:00"}]
+        [pushed] = [f for f in client.frames if f.get("payload") == broadcasts(client)[0]]
+        assert pushed == {"channel": "notifications", "payload": {"announcement": "Deploy at 22:00"}}
+        await client.close()
+
+
+@pytest.mark.parametrize("layer", ["core", "pubsub"])
+async def test_a_broadcast_reaches_both_processes_on_channels_redis_too(
+    postgres_url: str, redis_url: str, layer: str
+) -> None:
+    env = {**cluster_env(postgres_url, redis_url), "WSGATEWAY_REDIS_LAYER": layer}
+    daphnes = [Daphne(env, f"{layer}-a").start(), Daphne(env, f"{layer}-b").start()]
+    try:
+        session = login(daphnes[0], "carol")
+        clients = [await socket(d, session) for d in daphnes]
+        await asyncio.to_thread(manage, env, "shell", "-c", BROADCAST)
+        for client in clients:
+            await client.wait_for(lambda frames, c=client: broadcasts(c))
+        await asyncio.sleep(0.5)
+        for client in clients:
+            assert broadcasts(client) == [{"announcement": "Deploy at 22:00"}]
+            await client.close()
+    finally:
+        for daphne in daphnes:
+            daphne.stop()
+
+
+CLOSE_ALL = "import wsgateway; wsgateway.close_sockets(reason='Deploying; reconnect.')"
+CLOSE_BOB = "import wsgateway; wsgateway.close_sockets('{pk}')"
+USER_SOCKETS = (
+    "import json, wsgateway; from django.contrib.auth import get_user_model; "
+    "print(json.dumps(wsgateway.user_sockets(get_user_model().objects.get(username='{username}'))))"
+)
+
+
+def user_sockets_of(env: dict[str, str], username: str) -> list[str]:
+    """What ``wsgateway.user_sockets(user)`` answers in a manage.py run, a process with no socket."""
+    result = manage(env, "shell", "-c", USER_SOCKETS.format(username=username))
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+async def test_close_sockets_closes_every_socket_on_both_processes_with_4001(cluster: Any) -> None:
+    env, first, second = cluster
+    alice, bob = login(first, "alice"), login(second, "bob")
+    clients = [await socket(first, alice), await socket(second, alice), await socket(first, bob)]
+    await asyncio.to_thread(manage, env, "shell", "-c", CLOSE_ALL)
+    assert await closed_within(clients, 5) == [(4001, "closing")] * 3
+    for client in clients:
+        error = next(f["error"] for f in reversed(client.frames) if "error" in f)
+        assert error["message"] == "Deploying; reconnect."
+    again = await socket(second, alice)  # nothing refuses the reconnect
+    reply = await again.request("gateway", {"action": "ping"})
+    assert reply["payload"] == {"action": "pong"}
+    await again.close()
+
+
+async def test_close_sockets_of_one_user_closes_theirs_on_both_processes_and_no_other(cluster: Any) -> None:
+    env, first, second = cluster
+    alice, bob = login(first, "alice"), login(second, "bob")
+    bobs = [await socket(first, bob), await socket(second, bob)]
+    alices = [await socket(first, alice), await socket(second, alice)]
+    bob_id = bobs[0].on("gateway")[0]["user"]["id"]
+    await asyncio.to_thread(manage, env, "shell", "-c", CLOSE_BOB.format(pk=bob_id))
+    assert await closed_within(bobs, 5) == [(4001, "closing")] * 2
+    for client in alices:
+        reply = await client.request("gateway", {"action": "ping"})
+        assert reply["payload"] == {"action": "pong"}
+        await client.close()
+
+
+async def test_user_sockets_lists_a_users_sockets_on_both_processes(cluster: Any) -> None:
+    env, first, second = cluster
+    carol = login(second, "carol")
+    clients = [await socket(first, carol), await socket(second, carol)]
+    names = await asyncio.to_thread(user_sockets_of, env, "carol")
+    assert len(names) == len(set(names)) == 2
+    # Channel names of two processes: each names its process apart ("specific.<process>!<socket>").
+    assert len({name.split("!")[0] for name in names}) == 2
+    # Each close is the client's: the socket's process unregisters it as the disconnect comes.
+    await clients[0].close()
+    left = await listed_until(env, "carol", 1)
+    assert len(left) == 1 and left[0] in names
+    await clients[1].close()
+    assert await listed_until(env, "carol", 0) == []
+
+
+async def listed_until(env: dict[str, str], username: str, count: int) -> list[str]:
+    """user_sockets_of(), asked again (at most 20 times) until it lists ``count`` sockets."""
+    for _ in range(20):
+        names = await asyncio.to_thread(user_sockets_of, env, username)
+        if len(names) == count:
+            break
+    return names
+
+
 async def test_redis_restart_loses_nothing_and_kills_no_process(postgres_url: str, tmp_path: Path) -> None:
     redis = RedisServer().start()
     env = cluster_env(postgres_url, redis.url)
@@ -374,11 +489,29 @@ async def test_maintenance_switched_by_manage_py_reaches_both_processes_and_off_
 ) -> None:
     env, first, second = cluster
     session = login(first, "carol")
+    # Open before the switch, one on each process: --close-existing reaches them through the layer.
+    open_before = [await socket(daphne, session) for daphne in (first, second)]
     try:
         result = await asyncio.to_thread(
-            manage, env, "wsgateway_maintenance", "on", "--reason", "Deploying 2.0", "--retry-after", "5"
+            manage,
+            env,
+            "wsgateway_maintenance",
+            "on",
+            "--reason",
+            "Deploying 2.0",
+            "--retry-after",
+            "5",
+            "--close-existing",
         )
         assert "retry after 5 s" in result.stdout
+        refusal = {
+            "channel": "gateway",
+            "error": {"code": "maintenance", "message": "Deploying 2.0", "retry_after": 5},
+        }
+        for client in open_before:
+            assert client.closed is not None
+            assert await asyncio.wait_for(asyncio.shield(client.closed), 10) == 4503
+            assert client.frames[-1] == refusal
         for daphne in (first, second):
             frame, code = await until(daphne, session, refused=True)
             assert frame == {

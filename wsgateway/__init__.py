@@ -1,7 +1,9 @@
 """wsgateway: real-time WebSocket services for Django on Channels.
 
 Public API: :func:`notify`, :func:`anotify`, :func:`issue_token`, :func:`close_user_sockets`,
-:func:`aclose_user_sockets`, :func:`ask`, :func:`aask`; the consumers
+:func:`aclose_user_sockets`, :func:`ask`, :func:`aask`, :func:`broadcast`, :func:`abroadcast`,
+:func:`close_sockets`, :func:`aclose_sockets`, :func:`local_sockets`, :func:`user_sockets`,
+:func:`auser_sockets`; the consumers
 live in ``wsgateway.consumers`` and the URL patterns in ``wsgateway.routing``.
 """
 
@@ -9,7 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["aask", "aclose_user_sockets", "anotify", "ask", "close_user_sockets", "issue_token", "notify"]
+__all__ = [
+    "aask",
+    "abroadcast",
+    "aclose_sockets",
+    "aclose_user_sockets",
+    "anotify",
+    "ask",
+    "auser_sockets",
+    "broadcast",
+    "close_sockets",
+    "close_user_sockets",
+    "issue_token",
+    "local_sockets",
+    "notify",
+    "user_sockets",
+]
 
 #: The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.2.0.dev0"
@@ -33,4 +50,12 @@ def __getattr__(name: str) -> Any:
         from . import asking
 
         return getattr(asking, name)
+    if name in ("broadcast", "abroadcast", "close_sockets", "aclose_sockets"):
+        from . import broadcasts
+
+        return getattr(broadcasts, name)
+    if name in ("local_sockets", "user_sockets", "auser_sockets"):
+        from . import sockets
+
+        return getattr(sockets, name)
     raise AttributeError(f"module 'wsgateway' has no attribute {name!r}")

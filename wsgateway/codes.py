@@ -36,6 +36,12 @@ class CloseCode(IntEnum):
     #: The site is in maintenance (wsgateway.maintenance): "service unavailable". A client reconnects
     #: after the ``retry_after`` seconds the error frame before the close gives, not sooner.
     SERVICE_UNAVAILABLE = 4503
+    #: The server closed the socket on purpose (``close_sockets()``: a deploy, a changed setting, a
+    #: user's permissions), and the client should reconnect, soon. No HTTP status says "reconnect",
+    #: so not a 4xxx that mirrors one; and not 4000, which wsgateway.js sends itself when it gives up
+    #: on a socket that stopped answering pings (``client_disconnected`` reports that code): 4001.
+    #: Clients that know no 4001 (any that reconnect on all but 4401) reconnect after it too.
+    RECONNECT = 4001
 
 
 #: What to send instead of a code the server refuses from an application.
@@ -81,6 +87,10 @@ class ErrorCode(StrEnum):
     MAINTENANCE = "maintenance"
     #: Sent on channel "gateway" just before a 4410 close: the path is retired; do not reconnect.
     GONE = "gone"
+    #: Sent on channel "gateway" just before the server closes an open socket on purpose
+    #: (``close_sockets()``), with 4001 unless the site chose another code. Not "closed": wsgateway.js
+    #: rejects a request with that code, on the client's side, when its socket closes.
+    CLOSING = "closing"
     INTERNAL_ERROR = "internal_error"
 
     # The token view (HTTP), in the same body: {"error": {"code", "message"}}.

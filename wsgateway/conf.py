@@ -35,7 +35,8 @@ MAX_USER_ID_LENGTH = 20
 #: Longest ``GROUP_PREFIX``: Channels refuses a group name of ``MAX_NAME_LENGTH``
 #: (100) characters or more, and :func:`wsgateway.groups.user_group` appends
 #: ``".user."`` and the user id. A site whose user model has a longer primary key
-#: (a UUID is 36 characters) needs a prefix that much shorter.
+#: (a UUID is 36 characters) needs a prefix that much shorter. The one other group every
+#: socket joins, :func:`wsgateway.groups.all_group` (``".all"`` appended), is shorter than any of these.
 MAX_GROUP_PREFIX_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH - 1 - len(".user.") - MAX_USER_ID_LENGTH
 
 

@@ -20,12 +20,19 @@ from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
-from . import asking, connections, frames, i18n, limits, maintenance, metrics, revocation
+from . import asking, connections, frames, i18n, limits, maintenance, metrics, revocation, sockets
 from .auth import Identity, authenticate
 from .codes import PRIVATE_CLOSE_CODES, CloseCode, ErrorCode
 from .conf import gateway_settings
 from .exceptions import AuthenticationFailed, GatewayError
-from .groups import LOGOUT_EVENT, PUSH_EVENT, REVOKE_EVENT, layer_reaches_other_processes, user_group
+from .groups import (
+    LOGOUT_EVENT,
+    PUSH_EVENT,
+    REVOKE_EVENT,
+    all_group,
+    layer_reaches_other_processes,
+    user_group,
+)
 from .health import LayerWatchdog, MembershipRefresher, refresher_for, watchdog_for
 from .origin import origin_allowed
 from .runtime import TurnTakingConsumer
@@ -46,8 +53,6 @@ LOGGED_OUT_MESSAGE = gettext_lazy("The session was logged out.")
 MAX_CLOSE_REASON = 123
 TOO_MANY_FRAMES_REASON = pgettext_lazy("close reason, at most 123 bytes", "Too many frames.")
 NOT_READING_REASON = pgettext_lazy("close reason, at most 123 bytes", "Not reading: reconnect.")
-#: What a refused client reads when the maintenance was switched on without a reason.
-MAINTENANCE_MESSAGE = gettext_lazy("The site is down for maintenance. Please come back later.")
 MAINTENANCE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Maintenance: come back later.")
 GONE_MESSAGE = gettext_lazy("This address is no longer served.")
 GONE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Gone: do not reconnect.")
@@ -145,6 +150,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
     socket_state = SocketState.CONNECTING
     #: The user's group, from the moment this socket joined it until it leaves.
     group: str | None = None
+    #: The group of every socket (broadcasts, close_sockets()), joined and left with the user's.
+    broadcast_group: str | None = None
     #: The one run of :meth:`undo_connect`, once the socket has ended.
     ending: asyncio.Future[None] | None = None
     #: This socket's token bucket and its user's, and what is left of its refusals (see inbound_buckets).
@@ -240,9 +247,10 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         services = {cls.channel: cls(self) for cls in self.service_classes()}
         # Join before the on-connect snapshots are read: a push racing this connect
         # is then queued behind them instead of falling between the two.
-        group = user_group(identity.pk)
-        await self.channel_layer.group_add(group, self.channel_name)
-        self.group = group
+        # Named before they are joined: a connect cancelled or failed half-way still leaves both
+        # (a discard of a group a channel is not in does nothing on any layer).
+        self.group, self.broadcast_group = user_group(identity.pk), all_group()
+        await self.join_groups()
         try:
             # One trip to the database thread: the token's user (if not read yet) and the snapshots.
             self.user, snapshots, self.credentials = await database_sync_to_async(_connect_reads)(
@@ -254,6 +262,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             return
         self.session_key, self.services = identity.session_key, services
         await self.accept()
+        if self.ending is None:  # not ended during the accept: undo_connect would not take it out
+            sockets.add(self.user.pk, self.channel_name, self.scope.get("path", ""), tuple(services))
         self.window = gateway_settings.OUTBOUND_WINDOW
         self.send_limit = gateway_settings.MAX_SEND_SIZE
         await self.send_frame(
@@ -319,7 +329,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         if self.socket_state is SocketState.CLOSED:  # ended while this waited for its turn
             return
         try:
-            await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+            await self.join_groups()
         except Exception as exc:
             # Down again: the watchdog resyncs this socket on the next recovery.
             self.layer_failed(exc)
@@ -327,9 +337,27 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
         await self.send_service_snapshots()
 
+    async def join_groups(self) -> None:
+        """Join the user's group and the group of every socket: both in one round trip on a layer
+        that makes one per ``group_add`` (channels_redis' core layer); wsgateway's layers make none
+        but a process's first subscription to each group."""
+        assert self.group is not None and self.broadcast_group is not None
+        # Both settle before a failure is raised: a join still on its way could otherwise land after
+        # the leave_group() of a connect that failed.
+        outcomes = await asyncio.gather(
+            self.channel_layer.group_add(self.group, self.channel_name),
+            self.channel_layer.group_add(self.broadcast_group, self.channel_name),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
     def memberships(self) -> list[tuple[str, str]]:
         """The groups this socket is in, for the membership refresher."""
-        return [(user_group(self.user.pk), self.channel_name)] if self.user is not None else []
+        if self.user is None:
+            return []
+        return [(user_group(self.user.pk), self.channel_name), (all_group(), self.channel_name)]
 
     def registrations(self) -> list[tuple[str, str]]:
         """This socket's registration with the layer's ``connections`` extension, for the refresher."""
@@ -377,7 +405,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         await self.accept()
         with self.speaking():
             # The operator's words, translated if the catalogs know them (as a revocation's reason).
-            message = gettext(state.reason) if state.reason else str(MAINTENANCE_MESSAGE)
+            message = gettext(state.reason) if state.reason else str(maintenance.DEFAULT_MESSAGE)
             text = frames.error(
                 GATEWAY_CHANNEL,
                 ErrorCode.MAINTENANCE,
@@ -421,6 +449,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         await self.unregister_connection()
         if self.user is None:  # refused, or ended before it was authenticated: never accepted
             return
+        sockets.discard(self.user.pk, self.channel_name)  # before the receivers, who may ask
         for channel, service in self.services.items():
             try:
                 await service.on_disconnect(self.user)
@@ -432,13 +461,19 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         )
 
     async def leave_group(self) -> None:
-        group, self.group = self.group, None
-        if group is None:
-            return
-        try:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        except Exception as exc:  # the layer is down; its membership dies with the channel anyway
-            logger.info("wsgateway: group_discard failed on disconnect: %s", exc)
+        """Leave the user's group and the group of every socket."""
+        groups = [group for group in (self.group, self.broadcast_group) if group is not None]
+        self.group = self.broadcast_group = None
+        outcomes = await asyncio.gather(
+            *(self.channel_layer.group_discard(group, self.channel_name) for group in groups),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                # The layer is down; its membership dies with the channel anyway.
+                logger.info("wsgateway: group_discard failed on disconnect: %s", outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     async def unregister_connection(self) -> None:
         registration, self.registration = self.registration, None
@@ -687,7 +722,13 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         await self.send(text_data=self.error_text(channel, code, message, frame_id))
 
     def error_text(
-        self, channel: str | None, code: str, message: str | Promise, frame_id: frames.FrameId | None = None
+        self,
+        channel: str | None,
+        code: str,
+        message: str | Promise,
+        frame_id: frames.FrameId | None = None,
+        *,
+        details: dict[str, Any] | None = None,
     ) -> str:
         """An error frame, a lazy ``message`` (``gettext_lazy``) rendered in the socket's language.
 
@@ -695,7 +736,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         refused, a refusal as the frame came, or a service's error in a resync.
         """
         with self.speaking():
-            return frames.error(channel, code, message, frame_id)
+            return frames.error(channel, code, message, frame_id, details=details)
 
     async def send_to_server(self, message: dict[str, Any]) -> None:
         """The server's ``send`` as this consumer's ``base_send``: every accept, frame and close
@@ -792,7 +833,13 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
     async def gateway_revoke(self, event: dict[str, Any]) -> None:
         """:func:`wsgateway.revocation.close_user_sockets`, and the signals that end a login."""
         if self.credentials is not None and revocation.matches(event, self.credentials):
-            await self.revoke(event["error"], event["reason"], event["code"])
+            await self.revoke(
+                event["error"],
+                event["reason"],
+                event["code"],
+                in_close=bool(event.get("reason_in_close")),
+                details=event.get("details"),
+            )
 
     # -- requests to the client (wsgateway.asking) -------------------------------------------
 
@@ -873,11 +920,21 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
 
     # -- the login's end ------------------------------------------------------------------
 
-    async def revoke(self, error: str, message: str | Promise, code: int = CloseCode.UNAUTHORIZED) -> None:
-        """The login this socket was opened with has ended: say why, and close.
+    async def revoke(
+        self,
+        error: str,
+        message: str | Promise,
+        code: int = CloseCode.UNAUTHORIZED,
+        *,
+        in_close: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """The login this socket was opened with has ended, or the site closes it: say why, and close.
 
         A ``message`` that came through the layer is text, in English (see revocation.revoke_event):
-        translated here, in this socket's language, if the catalogs know it.
+        translated here, in this socket's language, if the catalogs know it. ``in_close``: the close
+        frame carries it too (``close_sockets()``), cut to the 123 bytes it holds. ``details``: the
+        error frame's other fields (``retry_after``).
         """
         if self.socket_state is not SocketState.OPEN:  # closed already, by an earlier revocation
             return
@@ -885,8 +942,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         if isinstance(message, str) and message:  # gettext("") is the catalog's header
             with self.speaking():
                 message = gettext(message)
-        await self.send_error(GATEWAY_CHANNEL, error, message)
-        await self.close(code)
+        await self.send(text_data=self.error_text(GATEWAY_CHANNEL, error, message, details=details))
+        await self.close(code, message if in_close else None)
 
     def schedule_recheck(self) -> None:
         """Re-check the credentials when they expire, or in ``REVALIDATE_INTERVAL`` seconds if sooner.

@@ -28,6 +28,16 @@ def user_group(user_id: Any) -> str:
     return f"{gateway_settings.GROUP_PREFIX}.user.{user_id}"
 
 
+def all_group() -> str:
+    """Name of the group every socket joins, on every process: one ``group_send`` reaches them all
+    (:func:`wsgateway.broadcasts.broadcast`, :func:`wsgateway.broadcasts.close_sockets`).
+
+    Shorter than any :func:`user_group`, so ``MAX_GROUP_PREFIX_LENGTH`` bounds it too; a user whose
+    id is ``"all"`` has the group ``<prefix>.user.all``, not this one.
+    """
+    return f"{gateway_settings.GROUP_PREFIX}.all"
+
+
 def channel_layer() -> BaseChannelLayer | None:
     return get_channel_layer(gateway_settings.CHANNEL_LAYER)
 

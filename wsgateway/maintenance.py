@@ -19,13 +19,18 @@ from datetime import datetime
 
 from channels.db import database_sync_to_async
 from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy
 
 from . import metrics
+from .codes import CloseCode, ErrorCode
 from .conf import MAX_RETRY_AFTER, gateway_settings
 
 logger = logging.getLogger("wsgateway")
 
 __all__ = ["State", "current", "disable", "enable", "in_effect"]
+
+#: What a refused client reads when the maintenance was switched on without a reason.
+DEFAULT_MESSAGE = gettext_lazy("The site is down for maintenance. Please come back later.")
 
 
 @dataclass(frozen=True)
@@ -39,14 +44,18 @@ class State:
     since: datetime
 
 
-def enable(reason: str | Promise = "", retry_after: int | None = None) -> State:
+def enable(
+    reason: str | Promise = "", retry_after: int | None = None, *, close_existing: bool = False
+) -> State:
     """Switch maintenance on (or change its reason and ``retry_after``); every process refuses new
     sockets within ``MAINTENANCE_CHECK_INTERVAL`` seconds.
 
     ``reason`` is what refused clients read, translated into a socket's language if the catalogs
     know it; none: "The site is down for maintenance. Please come back later.", translated.
     ``retry_after`` defaults to ``MAINTENANCE_RETRY_AFTER``; from 1 to :data:`MAX_RETRY_AFTER`, or
-    ValueError.
+    ValueError. ``close_existing``: the sockets already open, on every process, are sent the same
+    refusal and closed with 4503 too (:func:`wsgateway.broadcasts.close_sockets`); their clients come
+    back after ``retry_after``, and are refused until the maintenance is off.
     """
     from .models import MAINTENANCE_ROW, Maintenance
 
@@ -60,6 +69,15 @@ def enable(reason: str | Promise = "", retry_after: int | None = None) -> State:
     )
     state = _state(row)
     _cache.remember(state)
+    if close_existing:
+        from .broadcasts import close_sockets
+
+        close_sockets(
+            code=CloseCode.SERVICE_UNAVAILABLE,
+            reason=state.reason or DEFAULT_MESSAGE,
+            error=ErrorCode.MAINTENANCE,
+            retry_after=state.retry_after,
+        )
     return state
 
 

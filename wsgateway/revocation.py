@@ -17,6 +17,7 @@ credential expires. Two ways end it:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -146,12 +147,18 @@ def revoke_event(
     code: int = CloseCode.UNAUTHORIZED,
     session_key: str | None = None,
     keep_auth_hash: str | None = None,
+    reason_in_close: bool = False,
+    details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The layer event that closes the matching sockets of a user's group.
+    """The layer event that closes the matching sockets of a user's group (or, from
+    :func:`wsgateway.broadcasts.close_sockets`, of every socket's group).
 
     ``session_key``: only the sockets of that session. ``keep_auth_hash``: only the sockets whose
-    auth hash is another (they were opened before the password changed to this one). ``reason`` goes
-    in English: a ``gettext_lazy`` one as its msgid, which each socket translates into its language.
+    auth hash is another (they were opened before the password changed to this one).
+    ``reason_in_close``: the reason is the close frame's too, not only the error frame's. ``details``:
+    fields the error frame carries besides its code and message (a maintenance's ``retry_after``).
+    ``reason`` goes in English: a ``gettext_lazy`` one as its msgid, which each socket translates into its
+    language.
     """
     if not (code == 1000 or 3000 <= code <= 4999):
         raise ValueError(f"An application may close a WebSocket with 1000 or 3000-4999, not {code}")
@@ -164,6 +171,8 @@ def revoke_event(
         "code": int(code),
         "session_key": session_key,
         "keep_auth_hash": keep_auth_hash,
+        "reason_in_close": reason_in_close,
+        "details": dict(details or {}),
     }
 
 

@@ -383,6 +383,60 @@ def test_offers_the_wsgateway_v1_subprotocol_unless_told_to_offer_none(client_pa
     assert result == {"offered": [["wsgateway.v1"], None], "constant": "wsgateway.v1"}
 
 
+def test_4001_means_closed_by_the_server_and_reconnects_from_the_first_backoff(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 40, maxDelay: 100000});
+            const errors = [];
+            gw.on("error", (error) => errors.push(error.code));
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            socket.hello("ann");
+            const error = {code: "closing", message: "The server closed the connection; reconnect."};
+            socket.receive({channel: "gateway", error});
+            socket.drop(4001);
+            const [state, info] = gw.states[gw.states.length - 1];
+            const deadline = Date.now() + 2000;
+            while (FakeSocket.all.length === 1 && Date.now() < deadline) await sleep(5);
+            return {state, info, errors, constant: WSGateway.CLOSE_RECONNECT, sockets: FakeSocket.all.length};
+        }"""
+    )
+    assert result["constant"] == 4001
+    assert result["errors"] == ["closing"]
+    assert result["state"] == "closed"  # not "unauthorized"
+    assert result["info"]["code"] == 4001
+    assert result["info"]["attempt"] == 1
+    assert 0 <= result["info"]["reconnectIn"] <= 40
+    assert result["sockets"] == 2  # the client reconnected by itself
+
+
+def test_a_close_with_retry_after_waits_that_long_without_a_maintenance_event(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 1, maxDelay: 5});  // a backoff would be back within 5 ms
+            const seen = [];
+            gw.on("maintenance", (info) => seen.push(info));
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            socket.hello("ann");
+            const error = {code: "closing", message: "Back in a moment.", retry_after: 0.2};
+            socket.receive({channel: "gateway", error});
+            socket.drop(4001);
+            const [state, info] = gw.states[gw.states.length - 1];
+            await sleep(150);
+            const socketsBefore = FakeSocket.all.length;
+            const next = await nextSocket(2);
+            return {state, info, seen, socketsBefore, reconnected: !!next};
+        }"""
+    )
+    assert result["state"] == "closed"
+    assert result["seen"] == []  # not a maintenance: no maintenance event, no maintenance info
+    assert "maintenance" not in result["info"]
+    assert 200 <= result["info"]["reconnectIn"] <= 1200  # retry_after and its spread, not the 5 ms backoff
+    assert result["socketsBefore"] == 1
+    assert result["reconnected"]
+
+
 def test_close_stops_reconnecting(client_page: Any) -> None:
     result = client_page.evaluate(
         """async () => {

@@ -30,13 +30,17 @@ class Command(BaseCommand):
             help=f"Seconds a refused client waits before reconnecting, 1 to {MAX_RETRY_AFTER} "
             "(default: WSGATEWAY['MAINTENANCE_RETRY_AFTER']).",
         )
-        # Closing the sockets already open is for close_sockets (another part of issue 15); see handle_on.
+        on.add_argument(
+            "--close-existing",
+            action="store_true",
+            help="Also close the sockets already open, on every process, with the same reason and wait.",
+        )
         commands.add_parser("off", help="Accept new sockets again.")
         commands.add_parser("status", help="Show whether maintenance is on, and its reason.")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "on":
-            self.handle_on(options["reason"], options["retry_after"])
+            self.handle_on(options["reason"], options["retry_after"], options["close_existing"])
         elif action == "off":
             was_on = maintenance.disable()
             self.stdout.write(_("Maintenance is off.") if was_on else _("Maintenance was off already."))
@@ -44,15 +48,14 @@ class Command(BaseCommand):
         else:
             self.show(maintenance.current())
 
-    def handle_on(self, reason: str, retry_after: int | None) -> None:
+    def handle_on(self, reason: str, retry_after: int | None, close_existing: bool) -> None:
         try:
-            state = maintenance.enable(reason, retry_after)
+            state = maintenance.enable(reason, retry_after, close_existing=close_existing)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        # TODO(issue 15, helper B): `on --close-existing` closes the sockets already open, everywhere,
-        # with aclose_sockets(code=CloseCode.SERVICE_UNAVAILABLE, error=ErrorCode.MAINTENANCE, ...):
-        # wired when close_sockets is merged.
         self.show(state)
+        if close_existing:
+            self.stdout.write(_("The sockets already open were told so, and closed, on every process."))
         self.stdout.write(self.within())
 
     def show(self, state: maintenance.State | None) -> None:

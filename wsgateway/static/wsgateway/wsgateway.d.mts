@@ -287,6 +287,8 @@ export declare class WSGateway {
   static readonly CLOSE_SERVICE_UNAVAILABLE: 4503;
   /** "wsgateway.v1", offered by default (`options.protocols`). */
   static readonly SUBPROTOCOL: "wsgateway.v1";
+  /** 4001: the server closed the socket on purpose (after a "closing" error); the client reconnects. */
+  static readonly CLOSE_RECONNECT: 4001;
   /** `url` when the browser reads it as http(s), else null: what to put in an `href`. */
   static safeUrl(url: unknown): string | null;
 

@@ -44,6 +44,12 @@
    */
   const MAINTENANCE_SPREAD = 0.2;
   const MAINTENANCE_MIN_SPREAD = 1000;
+  /**
+   * Close code the server uses when it closes a socket on purpose (close_sockets(): a deploy, say)
+   * and asks for a reconnect: the client reconnects as after any other close but 4401, from the
+   * backoff it is at (about 0.5 s after a hello), jittered so that every tab does not return at once.
+   */
+  const CLOSE_RECONNECT = 4001;
   /** Close code this client uses when it gives up on a socket that stopped answering pings. */
   const CLOSE_PING_TIMEOUT = 4000;
   const GATEWAY = "gateway";
@@ -429,7 +435,8 @@
         return;
       }
       const refusal = this._refusal;
-      if (refusal && refusal.code === "maintenance" && Number.isFinite(refusal.retry_after) && refusal.retry_after > 0) {
+      if (refusal && Number.isFinite(refusal.retry_after) && refusal.retry_after > 0) {
+        // A maintenance refusal, or a close_sockets() that said when to come back.
         this._maintenance(info, refusal);
         return;
       }
@@ -447,8 +454,9 @@
     }
 
     /**
-     * Refused for maintenance: come back after the server's `retry_after`, spread a little, instead
-     * of the backoff; the backoff's attempts start over, as nothing failed.
+     * Refused for maintenance (or closed with a `retry_after`): come back after the server's
+     * `retry_after`, spread a little, instead of the backoff; the backoff's attempts start over, as
+     * nothing failed. The "maintenance" event is for a maintenance only.
      */
     _maintenance(info, refusal) {
       const wait = refusal.retry_after * 1000;
@@ -460,6 +468,10 @@
         this.connect();
       }, delay);
       this._waitingOut = true;
+      if (refusal.code !== "maintenance") {
+        this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: 0 }));
+        return;
+      }
       this._events.get(MAINTENANCE_EVENT).emit(maintenance);
       this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: 0, maintenance }));
     }
@@ -657,6 +669,7 @@
   WSGateway.CLOSE_GONE = CLOSE_GONE;
   WSGateway.CLOSE_SERVICE_UNAVAILABLE = CLOSE_SERVICE_UNAVAILABLE;
   WSGateway.SUBPROTOCOL = SUBPROTOCOL;
+  WSGateway.CLOSE_RECONNECT = CLOSE_RECONNECT;
   WSGateway.safeUrl = safeUrl;
 
   // -- built-in services ---------------------------------------------------------------
