@@ -72,8 +72,8 @@ async def aclose_sockets(
     wsgateway.js does within half a second (its first backoff), jittered so that a thousand tabs do not
     come back in the same instant. ``retry_after`` (seconds, 1 to 3600): the error frame says when to come
     back, and wsgateway.js waits that long (as after a maintenance refusal) instead of its backoff. For a
-    login that ended, use ``close_user_sockets()`` (4401: the client
-    stays closed until the user logs in again).
+    login that ended, use ``close_user_sockets()`` (4401: the client stays closed until the user logs in
+    again).
     """
     await asend_to_groups([(_group_of(user), close_event(code, reason, error, retry_after))])
 
