@@ -189,6 +189,62 @@ def test_request_settles_with_the_reply_that_carries_its_id(client_page: Any) ->
     assert result["second"] == {"action": "pong"}
 
 
+def test_handle_answers_a_server_request_with_its_value_its_error_or_unknown_action(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            const editor = gw.channel("editor");
+            const heard = [];
+            editor.on((payload) => heard.push(payload));
+            editor.handle("where", async (data) => ({path: "/doc/" + data.doc}));
+            editor.handle("nothing", () => undefined);
+            editor.handle("fail", () => { throw new Error("No document is open."); });
+            editor.handle("decline", async () => {
+                throw Object.assign(new Error("The user said no."), {code: "declined"});
+            });
+            const ask = (request, action, data) =>
+                socket.receive({channel: "editor", payload: {action, data}, request});
+            ask("r1", "where", {doc: 7});
+            ask("r2", "nothing", null);
+            ask("r3", "fail", null);
+            ask("r4", "decline", null);
+            ask("r5", "unheard_of", null);
+            await sleep(20);
+            return {sent: socket.sent, heard};
+        }"""
+    )
+    by_reply = {frame["reply"]: frame for frame in result["sent"]}
+    assert by_reply["r1"] == {"channel": "editor", "reply": "r1", "payload": {"path": "/doc/7"}}
+    assert by_reply["r2"] == {"channel": "editor", "reply": "r2", "payload": None}
+    assert by_reply["r3"]["error"] == {"code": "client_error", "message": "No document is open."}
+    assert by_reply["r4"]["error"] == {"code": "declined", "message": "The user said no."}
+    assert by_reply["r5"]["error"]["code"] == "unknown_action"
+    assert len(result["sent"]) == 5  # one answer each
+    assert result["heard"] == []  # a request is not a push: the channel's listeners never see it
+
+
+def test_a_cancel_aborts_the_handlers_signal_and_nothing_is_answered(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const [gw, socket] = await connected();
+            let release;
+            const aborted = [];
+            gw.channel("editor").handle("confirm", (data, {signal}) => {
+                signal.addEventListener("abort", () => aborted.push(data.n));
+                return new Promise((resolve) => { release = resolve; });
+            });
+            socket.receive({channel: "editor", payload: {action: "confirm", data: {n: 1}}, request: "r1"});
+            await sleep(0);
+            socket.receive({channel: "editor", cancel: "r1"});
+            release(true);  // the person answers after all: too late, the server dropped it
+            await sleep(20);
+            return {sent: socket.sent, aborted};
+        }"""
+    )
+    assert result["aborted"] == [1]
+    assert result["sent"] == []
+
+
 def test_request_is_rejected_by_an_error_frame_a_timeout_a_close_or_no_socket(client_page: Any) -> None:
     result = client_page.evaluate(
         """async () => {
