@@ -220,7 +220,7 @@ class MembershipRefresher(SocketRegistry[Member]):
         failures: list[BaseException] = []
         for start in range(0, len(sockets), REFRESH_BATCH):
             if start:
-                await asyncio.sleep(pause)
+                await self.between_batches(pause)
             batch = sockets[start : start + REFRESH_BATCH]
             outcomes = await asyncio.gather(*(self.refresh(socket) for socket in batch), self.renew(batch))
             failures.extend(failure for failure in outcomes if failure is not None)
@@ -234,6 +234,10 @@ class MembershipRefresher(SocketRegistry[Member]):
                 failures[-1],
                 self.interval,
             )
+
+    async def between_batches(self, seconds: float) -> None:
+        """The pause between two batches of a round: what spreads the round's load on the layer."""
+        await asyncio.sleep(seconds)
 
     async def refresh(self, socket: Member) -> BaseException | None:
         """Re-add one socket's memberships; the layer's failure, if any, is returned."""
