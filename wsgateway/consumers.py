@@ -392,28 +392,35 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         return False
 
     async def refuse(
-        self, code: str, message: str | Promise, close_code: int = CloseCode.UNAUTHORIZED
+        self,
+        code: str,
+        message: str | Promise,
+        close_code: int = CloseCode.UNAUTHORIZED,
+        *,
+        details: dict[str, Any] | None = None,
+        reason: str | Promise | None = None,
     ) -> None:
-        """Accept, say why, and close: by default with 4401, "log in first", not "network down"."""
+        """Accept, say why, and close: by default with 4401, "log in first", not "network down".
+
+        ``details``: the error frame's other fields (a maintenance's ``retry_after``); ``reason``:
+        the close frame's."""
         await self.accept()
-        await self.send_error(GATEWAY_CHANNEL, code, message)
-        await self.close(close_code)
+        await self.send(text_data=self.error_text(GATEWAY_CHANNEL, code, message, details=details))
+        await self.close(close_code, reason)
 
     async def refuse_maintenance(self, state: maintenance.State) -> None:
         """Accept, say why and when to come back, and close with 4503 (see wsgateway.maintenance)."""
         maintenance.refused(state)
-        await self.accept()
         with self.speaking():
             # The operator's words, translated if the catalogs know them (as a revocation's reason).
             message = gettext(state.reason) if state.reason else str(maintenance.DEFAULT_MESSAGE)
-            text = frames.error(
-                GATEWAY_CHANNEL,
-                ErrorCode.MAINTENANCE,
-                message,
-                details={"retry_after": state.retry_after},
-            )
-        await self.send(text_data=text)
-        await self.close(CloseCode.SERVICE_UNAVAILABLE, MAINTENANCE_REASON)
+        await self.refuse(
+            ErrorCode.MAINTENANCE,
+            message,
+            CloseCode.SERVICE_UNAVAILABLE,
+            details={"retry_after": state.retry_after},
+            reason=MAINTENANCE_REASON,
+        )
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         await self.end(message.get("code"))

@@ -446,10 +446,7 @@
       }
       const delay = this.backoff(this.attempt);
       this.attempt += 1;
-      this._retryTimer = setTimeout(() => {
-        this._retryTimer = null;
-        this.connect();
-      }, delay);
+      this._retryIn(delay);
       this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: this.attempt }));
     }
 
@@ -463,10 +460,7 @@
       const delay = wait + Math.random() * Math.max(MAINTENANCE_MIN_SPREAD, wait * MAINTENANCE_SPREAD);
       const maintenance = { reason: String(refusal.message || ""), retryAfter: refusal.retry_after, reconnectIn: delay };
       this.attempt = 0;
-      this._retryTimer = setTimeout(() => {
-        this._retryTimer = null;
-        this.connect();
-      }, delay);
+      this._retryIn(delay);
       this._waitingOut = true;
       if (refusal.code !== "maintenance") {
         this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: 0 }));
@@ -474,6 +468,14 @@
       }
       this._events.get(MAINTENANCE_EVENT).emit(maintenance);
       this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: 0, maintenance }));
+    }
+
+    /** The next attempt, in `delay` ms: one timer, which `connect()` and `close()` clear. */
+    _retryIn(delay) {
+      this._retryTimer = setTimeout(() => {
+        this._retryTimer = null;
+        this.connect();
+      }, delay);
     }
 
     _clearRetry() {
