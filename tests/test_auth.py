@@ -304,7 +304,7 @@ async def test_a_token_connect_reads_its_user_and_the_snapshots_in_one_trip(
 ) -> None:
     async with connected(headers=[bearer(issue_token(alice))]) as socket:
         assert socket.connect_frames[0] == connected_as_frame(alice)
-    assert database_trips == ["_connect_reads"]
+    assert database_trips == ["connect_reads"]
 
 
 # -- a site's own authenticator ---------------------------------------------------------

@@ -22,9 +22,10 @@ from django.test import override_settings
 
 from tests.support.communicators import TIMEOUT, Socket, communicator, create_user, error_frame
 from tests.support.communicators import connected as connected_as
-from wsgateway import consumers
-from wsgateway.consumers import GatewayConsumer, SocketState
+from wsgateway import snapshots
+from wsgateway.consumers import GatewayConsumer
 from wsgateway.groups import user_group
+from wsgateway.runtime import SocketState
 from wsgateway.services import Service
 from wsgateway.signals import client_connected, client_disconnected
 from wsgateway.sockets import local_sockets
@@ -277,7 +278,7 @@ async def test_a_connect_that_fails_after_joining_the_group_leaves_it(
     def failing_reads(*args: Any) -> Any:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(consumers, "_connect_reads", failing_reads)
+    monkeypatch.setattr(snapshots, "connect_reads", failing_reads)
     socket = Socket(communicator(ann, SiteConsumer))
     await socket.communicator.send_input({"type": "websocket.connect"})
     failure = await ended(socket)
@@ -304,8 +305,9 @@ async def test_nothing_is_sent_after_the_server_closed_the_socket(ann: Any, sign
             assert await socket.receive_nothing()
             await consumer.send_frame("gateway", {"late": True})
             assert await socket.receive_nothing()
-            assert consumer.socket_state is SocketState.CLOSED
-    assert_cleaned_up_once(ann, consumer, signals, 1000)
+            assert consumer.transport.state is SocketState.CLOSED
+    # The code the socket was closed with, by this side: not the client's answer to it.
+    assert_cleaned_up_once(ann, consumer, signals, 1009)
 
 
 async def test_a_send_after_the_client_disconnected_does_not_raise_and_sends_nothing(
@@ -350,7 +352,7 @@ async def test_a_send_the_server_refuses_as_closed_ends_the_socket_cleanly(
     # The first reply was refused; the second was not even tried; the consumer still runs.
     assert attempts == ["websocket.send"]
     assert not socket.communicator.future.done()
-    assert consumer.socket_state is SocketState.CLOSED
+    assert consumer.transport.state is SocketState.CLOSED
     # Then the server's disconnect ends it, cleanly.
     await socket.communicator.disconnect(code=1002)
     assert await ended(socket) is None

@@ -21,6 +21,7 @@ from tests.support.communicators import TIMEOUT, Socket, connected, create_user,
 from wsgateway import frames, metrics
 from wsgateway.codes import CloseCode
 from wsgateway.groups import apush
+from wsgateway.signals import client_disconnected
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -76,6 +77,30 @@ async def test_a_socket_that_does_not_acknowledge_is_closed_with_4408_once_its_w
         assert await socket.close_code() == CloseCode.NOT_READING
         assert socket.unread_output() == []
     assert metrics.value(metrics.OUTBOUND_CLOSED) == closed_before + 1
+
+
+@override_settings(WSGATEWAY=FLOW)
+async def test_client_disconnected_reports_4408_for_a_socket_closed_for_not_reading() -> None:
+    """The code the socket was closed with, by the server: not the 1006 a server reports when the
+    client never answers its close (daphne), nor the client's code."""
+    ann = await create_user("ann")
+    codes: list[Any] = []
+
+    def on_disconnected(sender: Any, code: Any, **kwargs: Any) -> None:
+        codes.append(code)
+
+    client_disconnected.connect(on_disconnected)
+    try:
+        async with connected(ann) as socket:
+            for _ in range(20):
+                await apush([ann.pk], "notifications", BIG)
+            while await receive_text(socket) is not None:
+                pass
+            assert await socket.close_code() == CloseCode.NOT_READING
+            await socket.communicator.disconnect(code=1006)
+    finally:
+        client_disconnected.disconnect(on_disconnected)
+    assert codes == [CloseCode.NOT_READING]
 
 
 @override_settings(WSGATEWAY=FLOW)

@@ -49,8 +49,8 @@ from tests.support.postgres import PostgresServer, create_database
 from tests.support.servers import ROOT
 from wsgateway.codes import CloseCode, ErrorCode
 from wsgateway.conf import MAX_RATE
-from wsgateway.consumers import GATEWAY_CHANNEL, ClipboardConsumer, GatewayConsumer, NotifierConsumer
-from wsgateway.frames import MAX_ID_LENGTH
+from wsgateway.consumers import ClipboardConsumer, GatewayConsumer, NotifierConsumer
+from wsgateway.frames import GATEWAY_CHANNEL, MAX_ID_LENGTH
 from wsgateway.models import ClipboardEntry, Notification
 from wsgateway.notifications import notify
 

@@ -386,7 +386,7 @@ async def test_the_snapshots_of_all_services_are_read_in_one_trip_to_the_databas
     async with connected_as(ann) as socket:
         assert [f["channel"] for f in socket.connect_frames] == ["gateway", "notifications", "clipboard"]
     # The user is in the scope already (as the middleware leaves it): the snapshots are the only trip.
-    assert database_trips == ["_connect_reads"]
+    assert database_trips == ["connect_reads"]
 
 
 async def test_service_whose_on_disconnect_raises_is_logged_and_the_socket_still_closes(

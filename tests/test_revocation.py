@@ -211,7 +211,7 @@ async def test_a_recheck_is_one_trip_to_the_database_thread(alice: Any, database
         async with token_socket(alice) as socket:
             await asyncio.sleep(1.3)
             await assert_still_open(socket)
-    assert database_trips == ["_connect_reads", "check"]
+    assert database_trips == ["connect_reads", "check"]
 
 
 # -- the public call ----------------------------------------------------------------------

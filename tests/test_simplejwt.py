@@ -115,7 +115,7 @@ async def test_a_connect_reads_the_user_and_the_snapshots_in_one_trip(
 ) -> None:
     async with connected(headers=[bearer(access(alice))]) as socket:
         assert socket.connect_frames[0] == connected_as_frame(alice)
-    assert database_trips == ["_connect_reads"]
+    assert database_trips == ["connect_reads"]
 
 
 async def test_wsgateway_tokens_still_work_behind_it(alice: Any) -> None:

@@ -266,12 +266,13 @@ async def test_a_push_over_this_processs_limit_is_dropped_not_sent(ann: Any) -> 
     """Encoded by a process with a larger MAX_SEND_SIZE: sent, it would close the socket."""
     from channels.layers import get_channel_layer
 
-    from wsgateway.groups import PUSH_EVENT, user_group
+    from wsgateway import events
+    from wsgateway.groups import user_group
 
     with override_settings(WSGATEWAY={"MAX_SEND_SIZE": 1000}):
         async with connected(ann) as socket:
             before = metrics.value(metrics.SEND_TOO_LARGE)
-            event = {"type": PUSH_EVENT, "channel": "clipboard", "text": "x" * 1001, "exclude": None}
+            event = {"type": events.PUSH, "channel": "clipboard", "text": "x" * 1001, "exclude": None}
             await get_channel_layer().group_send(user_group(ann.pk), event)
             assert await socket.receive_nothing()
             assert metrics.value(metrics.SEND_TOO_LARGE) == before + 1

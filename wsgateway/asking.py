@@ -3,14 +3,15 @@
 ``ask``/``aask``, not ``request``: ``request`` is every Django view's first argument.
 
 How a request travels (docs/protocol.md, "Requests from the server"). The requester makes a reply
-channel (``new_channel``), encodes the frame once, and sends one layer event, :data:`REQUEST_EVENT`,
-to the user's group or to the one socket; the event carries the request's id, the reply channel
-and a deadline on the wall clock (the processes share no other clock). Each socket that takes it
-sends the frame to its client and holds a :class:`PendingRequests` entry; the client's answer, its
+channel (``new_channel``), encodes the frame once, and sends one layer event,
+:data:`~wsgateway.events.REQUEST`, to the user's group or to the one socket; the event carries the
+request's id, the reply channel and a deadline on the wall clock (the processes share no other
+clock). Each socket that takes it sends the frame to its client and holds it (wsgateway.answering);
+the client's answer, its
 error answer, or the socket's "dropped" (it closed, it held too many, the frame was too big for it)
 goes back to the reply channel, tagged with the socket's channel name. For a user, the first answer
-wins, and the user's other sockets are told :data:`CANCEL_EVENT`, which they pass on to their
-client; an error answer wins only when no socket answers otherwise.
+wins, and the user's other sockets are told :data:`~wsgateway.events.REQUEST_CANCEL`, which they
+pass on to their client; an error answer wins only when no socket answers otherwise.
 
 What nobody waits for any more is forgotten: a socket's entries at their deadline (checked as a
 request is added and as a client frame comes, so a socket that holds none costs nothing), on the
@@ -26,16 +27,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import math
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from channels.exceptions import ChannelFull
 from django.core.exceptions import ImproperlyConfigured
 
-from . import connections, frames
+from . import connections, events, frames
 from .bridge import require_sync, run_async
 from .conf import gateway_settings
 from .exceptions import FrameTooLarge, RequestDropped, RequestRejected, RequestTimeout
@@ -44,16 +43,7 @@ from .layers.extensions import FORGET_CHANNEL, is_process_local, supports
 
 logger = logging.getLogger("wsgateway")
 
-#: Layer events: a request for a socket, and "drop it" for a user's sockets once one answered.
-REQUEST_EVENT = "gateway.request"
-CANCEL_EVENT = "gateway.request.cancel"
-#: What a socket sends to a requester's reply channel; no consumer takes it.
-REPLY_EVENT = "gateway.reply"
-
 DEFAULT_TIMEOUT = 10.0
-
-#: The channel no request may use: the gateway's own.
-GATEWAY_CHANNEL = "gateway"
 
 
 class Dropped(enum.StrEnum):
@@ -75,87 +65,6 @@ _DROPPED_MESSAGES = {
     Dropped.BUSY: "The socket holds MAX_PENDING_REQUESTS unanswered requests already.",
     Dropped.TOO_LARGE: "The request is over the socket's MAX_SEND_SIZE.",
 }
-
-
-# -- the socket's side -------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Pending:
-    """A request a socket sent its client: where its answer goes, and until when."""
-
-    channel: str
-    reply_to: str
-    deadline: float
-
-
-class PendingRequests:
-    """The requests one socket sent its client and holds until they are answered.
-
-    At most ``MAX_PENDING_REQUESTS``, each forgotten at its deadline at the latest. No timer per
-    entry: :meth:`expire` is called as a request comes and as a client frame comes, and costs one
-    comparison until the earliest deadline has passed.
-    """
-
-    __slots__ = ("entries", "next_deadline")
-
-    def __init__(self) -> None:
-        self.entries: dict[str, Pending] = {}
-        self.next_deadline = math.inf
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def add(self, request_id: str, entry: Pending, limit: int) -> bool:
-        """Hold ``entry``; False, and nothing held, when ``limit`` are held already."""
-        if len(self.entries) >= limit:
-            return False
-        self.entries[request_id] = entry
-        self.next_deadline = min(self.next_deadline, entry.deadline)
-        return True
-
-    def take(self, request_id: str, channel: str) -> Pending | None:
-        """The entry a reply on ``channel`` answers, no longer held; None for none."""
-        entry = self.entries.get(request_id)
-        if entry is None or entry.channel != channel:
-            return None
-        del self.entries[request_id]
-        return entry
-
-    def pop(self, request_id: str) -> Pending | None:
-        return self.entries.pop(request_id, None)
-
-    def expire(self, now: float) -> list[tuple[str, Pending]]:
-        """Forget and return the entries whose deadline has passed."""
-        if now < self.next_deadline:
-            return []
-        expired = [(key, entry) for key, entry in self.entries.items() if entry.deadline <= now]
-        for key, _ in expired:
-            del self.entries[key]
-        self.next_deadline = min((entry.deadline for entry in self.entries.values()), default=math.inf)
-        return expired
-
-    def drain(self) -> list[tuple[str, Pending]]:
-        """Every entry, none held any more (the socket has closed)."""
-        entries = list(self.entries.items())
-        self.entries.clear()
-        self.next_deadline = math.inf
-        return entries
-
-
-def answer_message(request_id: str, socket: str, frame: frames.Frame) -> dict[str, Any]:
-    """What a socket sends the requester for its client's reply ``frame``."""
-    message: dict[str, Any] = {"type": REPLY_EVENT, "request": request_id, "socket": socket}
-    if frame.error is not None:
-        message["error"] = list(frame.error)
-    else:
-        message["payload"] = frame.payload
-    return message
-
-
-def dropped_message(request_id: str, socket: str, reason: Dropped) -> dict[str, Any]:
-    """What a socket sends the requester when it cannot pass the request on, or closed with it."""
-    return {"type": REPLY_EVENT, "request": request_id, "socket": socket, "dropped": str(reason)}
 
 
 # -- the requester's side ----------------------------------------------------------------
@@ -208,7 +117,7 @@ async def aask(
                 raise _dropped(Dropped.NO_SOCKET)
     reply_to = await layer.new_channel()
     event = {
-        "type": REQUEST_EVENT,
+        "type": events.REQUEST,
         "request": request_id,
         "channel": channel,
         "text": text,
@@ -253,7 +162,7 @@ def ask(target: Any, channel: str, payload: Any, *, timeout: float = DEFAULT_TIM
 
 
 def _check(channel: str, timeout: float) -> None:
-    if not isinstance(channel, str) or not channel or channel == GATEWAY_CHANNEL:
+    if not isinstance(channel, str) or not channel or channel == frames.GATEWAY_CHANNEL:
         raise ValueError(f"A request's channel is a non-empty string other than 'gateway', not {channel!r}.")
     most = gateway_settings.MAX_REQUEST_TIMEOUT
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= most:
@@ -272,7 +181,7 @@ async def _first_answer(
     reasons: list[str] = []
     while True:
         message = await layer.receive(reply_to)
-        if message.get("type") != REPLY_EVENT or message.get("request") != request_id:
+        if message.get("type") != events.REPLY or message.get("request") != request_id:
             continue
         socket = message.get("socket")
         if "payload" in message:
@@ -295,7 +204,7 @@ async def _first_answer(
 async def _cancel(layer: Any, request_id: str, group: str | None, socket: str | None) -> None:
     """Tell the sockets still holding the request to drop it (and their clients); best effort: a
     socket that misses it forgets the request at its deadline."""
-    event = {"type": CANCEL_EVENT, "request": request_id}
+    event = {"type": events.REQUEST_CANCEL, "request": request_id}
     try:
         if group is not None:
             await layer.group_send(group, event)

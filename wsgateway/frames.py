@@ -39,6 +39,10 @@ FrameId = str | int
 #: here only; see "Subprotocol" in docs/protocol.md and :func:`subprotocol`.
 SUBPROTOCOL = "wsgateway.v1"
 
+#: The gateway's own channel: the connect frame, pings, acknowledgements, and every error that
+#: belongs to no service (a refusal, a revocation). No service and no request may use it.
+GATEWAY_CHANNEL = "gateway"
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
@@ -92,6 +96,12 @@ def decode(message: Mapping[str, Any], max_size: int) -> Frame:
     if text is None:
         raise FrameError(ErrorCode.BINARY_NOT_SUPPORTED, gettext("Frames must be JSON text, not binary."))
     return envelope(parse_json(text))
+
+
+def is_ack(frame: Frame) -> bool:
+    """Whether ``frame`` is an acknowledgement (see "Flow control" in docs/protocol.md)."""
+    payload = frame.payload
+    return frame.channel == GATEWAY_CHANNEL and isinstance(payload, dict) and payload.get("action") == "ack"
 
 
 def too_big(raw: str | bytes, limit: int) -> bool:

@@ -8,17 +8,11 @@ from typing import Any, NamedTuple
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
-from . import frames, metrics
+from . import events, frames, metrics
 from .bridge import require_sync, run_async
 from .conf import gateway_settings
 from .exceptions import FrameTooLarge
 from .layers.extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, is_process_local, supports
-
-#: Channel-layer event types, handled by consumer methods of the same name with "_" for ".".
-PUSH_EVENT = "gateway.push"
-LOGOUT_EVENT = "gateway.logout"
-#: Close the sockets of a login that ended (wsgateway.revocation builds it).
-REVOKE_EVENT = "gateway.revoke"
 
 logger = logging.getLogger("wsgateway")
 
@@ -63,7 +57,7 @@ def push_event(
     text = frames.data(channel, payload)
     if frames.size(text) > (limit := gateway_settings.MAX_SEND_SIZE):
         raise FrameTooLarge(f"A push on channel {channel!r}", frames.size(text), limit)
-    event: dict[str, Any] = {"type": PUSH_EVENT, "channel": channel, "text": text, "exclude": exclude}
+    event: dict[str, Any] = {"type": events.PUSH, "channel": channel, "text": text, "exclude": exclude}
     if seq is not None:
         event["seq"] = seq
     return event
@@ -135,14 +129,6 @@ def send_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
         run_async(asend_to_groups, items)
 
 
-async def aclose_session_sockets(user_id: Any, session_key: str) -> None:
-    """Close the sockets one Django session opened, on every process."""
-    layer = channel_layer()
-    if layer is None:
-        return
-    await layer.group_send(user_group(user_id), {"type": LOGOUT_EVENT, "session_key": session_key})
-
-
 def layer_reaches_other_processes() -> bool:
     """False for the in-process layer, whose groups live in this process alone."""
     layer = channel_layer()
@@ -157,7 +143,7 @@ def layer_is_reachable() -> bool:
     if layer is None:
         return False
     try:
-        run_async(layer.group_send, PROBE_GROUP, {"type": "gateway.probe"})
+        run_async(layer.group_send, PROBE_GROUP, {"type": events.PROBE})
     except Exception:
         return False
     return True

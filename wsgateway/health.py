@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
-from . import metrics
+from . import events, metrics
 from .layers.extensions import CONNECTIONS, supports
 
 logger = logging.getLogger("wsgateway")
@@ -131,7 +131,7 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
                 )
             token = uuid.uuid4().hex
             await asyncio.wait_for(
-                self.layer.group_send(self.probe_group, {"type": "gateway.probe", "token": token}),
+                self.layer.group_send(self.probe_group, {"type": events.PROBE, "token": token}),
                 PROBE_TIMEOUT,
             )
             async with asyncio.timeout(PROBE_TIMEOUT):

@@ -5,6 +5,8 @@ token from its socket's bucket and one from its user's, or is refused (``rate_li
 being parsed for anything but its channel and id. The clock is :func:`time.monotonic`, or any
 callable a test passes.
 
+:class:`InboundLimiter` is one socket's share of them, made on its first frame.
+
 The user's bucket is per process: two daphnes each give a user ``USER_RATE_LIMIT``. It lives as
 long as one of the user's sockets on this process holds it (a weak mapping), so a user with no
 socket left costs nothing.
@@ -12,9 +14,17 @@ socket left costs nothing.
 
 from __future__ import annotations
 
+import enum
+import logging
 import time
 import weakref
 from collections.abc import Callable, Hashable
+from typing import Any
+
+from . import metrics
+from .conf import gateway_settings
+
+logger = logging.getLogger("wsgateway")
 
 Clock = Callable[[], float]
 
@@ -75,3 +85,69 @@ class SharedBuckets:
 
 #: The per-user buckets of this process.
 user_buckets = SharedBuckets()
+
+
+class Refusal(enum.Enum):
+    """What to do with a frame over the limits."""
+
+    #: Answer it ``rate_limited``.
+    ANSWER = "answer"
+    #: Close the socket with 4429: over ``RATE_LIMIT_CLOSE_AFTER`` refused in a minute.
+    CLOSE = "close"
+
+
+class InboundLimiter:
+    """One socket's inbound limits: its bucket, its user's (shared), and its refusals.
+
+    A client frame takes a token from both buckets, or is refused. ``close_after`` refusals a minute
+    are answered; the next closes the socket. That bounds what a flood costs: every frame past the
+    limits costs a bucket's arithmetic and nothing else, and the answers are few.
+    """
+
+    __slots__ = ("refusals", "socket", "user")
+
+    def __init__(
+        self, socket: TokenBucket, user: TokenBucket, close_after: int, clock: Clock = time.monotonic
+    ) -> None:
+        self.socket = socket
+        self.user = user
+        self.refusals = TokenBucket(close_after / 60, close_after, clock)
+
+    @classmethod
+    def for_user(cls, user_key: Hashable) -> InboundLimiter:
+        """The limiter of a socket of ``user_key``, with the settings as they are now."""
+        settings = gateway_settings
+        return cls(
+            TokenBucket(settings.RATE_LIMIT, settings.RATE_BURST),
+            user_buckets.get(user_key, settings.USER_RATE_LIMIT, settings.USER_RATE_BURST),
+            settings.RATE_LIMIT_CLOSE_AFTER,
+        )
+
+    def admit(self, waiting: int, *, ack: bool = False) -> float:
+        """0.0 when a frame may go on, else the seconds the client should wait before the next.
+
+        ``waiting``: the frames read and not yet handled. At most a burst wait: a client that sends
+        faster than its frames are handled is refused, not queued. An acknowledgement is not held
+        to that (it never waits for a turn, and a send may be waiting for exactly it), only to the
+        buckets.
+        """
+        if not ack and waiting >= self.socket.burst:
+            return 1 / self.socket.rate
+        return take(self.socket, self.user)
+
+    def refuse(self, user_id: Any) -> Refusal:
+        """One more frame of a socket of ``user_id`` refused: answer it, or close. Counted, and
+        logged once an episode (the first refusal after a quiet minute) and at the close."""
+        metrics.increment(metrics.INBOUND_RATE_LIMITED)
+        first = self.refusals.refill() >= self.refusals.burst
+        if take(self.refusals):
+            metrics.increment(metrics.INBOUND_CLOSED)
+            logger.warning(
+                "wsgateway: closed the socket of user %r with 4429: over %d frames refused in a minute",
+                user_id,
+                int(self.refusals.burst),
+            )
+            return Refusal.CLOSE
+        if first:
+            logger.info("wsgateway: rate-limited the socket of user %r", user_id)
+        return Refusal.ANSWER

@@ -18,8 +18,6 @@ from django.db import router, transaction
 from django.utils import timezone
 
 from . import revocation
-from .bridge import run_async
-from .groups import aclose_session_sockets
 
 logger = logging.getLogger("wsgateway")
 
@@ -31,7 +29,10 @@ LOGIN_FIELDS = frozenset({"password", "is_active"})
 def user_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if user is not None and session_key:
-        run_async(aclose_session_sockets, user.pk, session_key)
+        # At once, not on commit: a logout is no transaction's change, and its session is flushed next.
+        verdict = revocation.LOGGED_OUT
+        event = revocation.revoke_event(error=verdict.error, reason=verdict.message, session_key=session_key)
+        revocation.send_revoke_event(user.pk, event)
 
 
 def user_saved(sender: Any, instance: Any, created: bool, update_fields: Any = None, **kwargs: Any) -> None:

@@ -4,7 +4,7 @@ A socket remembers what it authenticated with (:class:`Credentials`): its user, 
 session auth hash (which changes with the password), the Django session's key, and when the
 credential expires. Two ways end it:
 
-- **Events**, pushed to the user's group on every process (:data:`~wsgateway.groups.REVOKE_EVENT`):
+- **Events**, pushed to the user's group on every process (:data:`~wsgateway.events.REVOKE`):
   :func:`close_user_sockets`, the one public call, and the receivers of Django's signals in
   :mod:`wsgateway.receivers` (the password changed, the user made inactive or deleted, the
   session row deleted), which use it.
@@ -29,9 +29,10 @@ from django.utils.functional import Promise
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_noop
 
+from . import events
 from .bridge import run_async
 from .codes import CloseCode, ErrorCode
-from .groups import REVOKE_EVENT, channel_layer, user_group
+from .groups import channel_layer, user_group
 
 __all__ = ["Credentials", "aclose_user_sockets", "check", "close_user_sockets"]
 
@@ -74,6 +75,7 @@ DEACTIVATED = Verdict(ErrorCode.REVOKED, gettext_noop("The account was deactivat
 PASSWORD_CHANGED = Verdict(ErrorCode.REVOKED, gettext_noop("The password changed; log in again."))
 SESSION_ENDED = Verdict(ErrorCode.SESSION_ENDED, gettext_noop("The session ended; log in again."))
 TOKEN_EXPIRED = Verdict(ErrorCode.TOKEN_EXPIRED, gettext_noop("The token has expired; get a new one."))
+LOGGED_OUT = Verdict(ErrorCode.LOGGED_OUT, gettext_noop("The session was logged out."))
 
 
 def auth_hash_of(user: Any) -> str | None:
@@ -165,7 +167,7 @@ def revoke_event(
     with translation.override(None):  # no language: a lazy reason's msgid, untranslated
         reason = str(reason)
     return {
-        "type": REVOKE_EVENT,
+        "type": events.REVOKE,
         "error": str(error),
         "reason": reason,
         "code": int(code),

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.functional import Promise
 
+from . import frames, metrics
+from .codes import CloseCode
+from .conf import gateway_settings
 from .layers.extensions import OVERFLOW, RECEIVE_NOWAIT, supports
+from .transport import Message, SocketState, Transport
 
 logger = logging.getLogger("wsgateway")
 
@@ -29,17 +34,19 @@ DRAIN_LIMIT = 64
 #: Seconds the layer loop waits after the layer failed to deliver, before it asks again.
 LAYER_RETRY_DELAY = 1.0
 
-Message = dict[str, Any]
+#: What the door makes of a client message (see TurnTakingConsumer.screen).
+Inbound = frames.Frame | frames.FrameError | frames.MessageTooBig | Message
 
 
 class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     """Channels' ``AsyncConsumer``, with messages taken by two long-lived loops.
 
-    The application task reads the client's messages (from the server's ``receive``) and
-    passes each through :meth:`screen` as it comes; a task that lives while any wait dispatches
-    them (see :meth:`serve`). One more task dispatches the channel layer's, and drains what the
-    layer already holds for this channel (the ``receive_nowait`` extension) before the client gets a turn. The
-    ``turn`` lock keeps Channels' rule of one handler at a time. Channels instead makes a
+    The application task reads the client's messages (from the server's ``receive``) and passes
+    each through :meth:`screen` as it comes, which decodes it once; a task that lives while any
+    wait hands what it made of them to :meth:`handle` (see :meth:`serve`). One more task
+    dispatches the channel layer's, and drains what the layer already holds for this channel (the
+    ``receive_nowait`` extension) before the client gets a turn. The ``turn`` lock keeps
+    Channels' rule of one handler at a time. Channels instead makes a
     task and an ``asyncio.wait`` for every message: objects that outlive a young collection,
     are promoted, and make the full collections of a server with many sockets come sooner.
 
@@ -58,48 +65,76 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
 
     #: Held by whichever loop is dispatching: one handler at a time, as in Channels.
     turn: asyncio.Lock
-    #: The client's messages read and screened, waiting for their turn.
-    #: A list, not a deque: it holds a few frames at most, and an empty deque costs every socket
-    #: 760 bytes against a list's 56.
-    inbox: list[Message]
+    #: What :meth:`screen` made of the client's messages (a decoded frame, say), waiting for their
+    #: turn. A list, not a deque: it holds a few items at most, and an empty deque costs every
+    #: socket 760 bytes against a list's 56.
+    inbox: list[Any]
     #: The task dispatching :attr:`inbox`, while it holds anything.
     dispatcher: asyncio.Task[None] | None = None
-    #: The task that reads the client's messages (and calls :meth:`screen`).
-    client_reader: asyncio.Task[Any] | None = None
+    #: Everything sent goes through it (see wsgateway.transport).
+    transport: Transport
+    #: The one run of :meth:`undo_connect`, once the socket has ended.
+    ending: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
+        self.transport = Transport(send)
+        self.base_send = self.send_to_server
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         if self.channel_layer is None:
             raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
         self.channel_name = await self.channel_layer.new_channel()
-        self.base_send = send
         try:
             await self.serve(receive)
         except StopConsumer:
             pass
+        finally:
+            # However the application ends: the client's disconnect (already done then), a handler
+            # that raised, or a cancel (daphne's application_close_timeout, its shutdown). An
+            # exception still reaches the server, which logs it.
+            await self.end()
+
+    async def websocket_disconnect(self, message: Message) -> None:
+        await self.end(message.get("code"))
+        raise StopConsumer()
+
+    async def end(self, code: int | None = None) -> None:
+        """The socket has ended: drop what is still sent, and :meth:`undo_connect`, once.
+
+        Called on the client's disconnect and again when the application ends, whichever way it
+        ends; only the first call runs :meth:`undo_connect`, and the second waits for it.
+        """
+        self.transport.end(code)
+        if self.ending is None:
+            self.ending = asyncio.ensure_future(self.undo_connect())
+        # Shielded: daphne cancels an application that is slow to end, once a second; a second
+        # cancel must not cut the steps still to come.
+        await asyncio.shield(self.ending)
+
+    async def undo_connect(self) -> None:
+        """Give back what the connect took; a subclass's steps must not raise."""
 
     async def serve(self, receive: Any) -> None:
         """Read the client's messages here, the layer's in a second task; end when either ends.
 
         The client's messages are read as soon as the server has them, and :meth:`screen`ed
-        then, even while a handler runs: one that passes waits in :attr:`inbox` for its turn, and
-        a task dispatches the inbox while it holds anything (it ends once the inbox is empty, so
-        an idle socket has none). The server's own queue (daphne's is unbounded) is thus kept
-        empty, and a subclass bounds what waits here.
+        then, even while a handler runs: what it lets through waits in :attr:`inbox` for its turn,
+        and a task hands the inbox to :meth:`handle` while it holds anything (it ends once the
+        inbox is empty, so an idle socket has none). The server's own queue (daphne's is
+        unbounded) is thus kept empty, and a subclass bounds what waits here.
         """
         self.turn = asyncio.Lock()
         self.inbox = []
-        this = self.client_reader = asyncio.current_task()
+        this = asyncio.current_task()
         assert this is not None
         loop = asyncio.get_running_loop()
         layer = loop.create_task(self.serve_layer(this))
         try:
             while True:
-                message = await receive()
-                if not await self.screen(message):
+                item = await self.screen(await receive())
+                if item is None:
                     continue
-                self.inbox.append(message)
+                self.inbox.append(item)
                 if self.dispatcher is None:
                     self.dispatcher = loop.create_task(self.dispatch_inbox(this))
         except asyncio.CancelledError:
@@ -123,19 +158,84 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def screen(self, message: Message) -> bool:
-        """Whether a client message is to be dispatched; called as soon as it is read, without the
-        turn, while a handler may be running. A subclass answers or drops a message here (cheaply:
-        a flood goes through it at the rate the client sends) and returns False."""
+    async def screen(self, message: Message) -> Inbound | None:
+        """What to queue for :meth:`handle` of a client message, or None to drop it; called as soon
+        as it is read, without the turn, while a handler may be running.
+
+        A frame is decoded here, once: what is queued is the frame, or why it could not be read
+        (answered in its turn, in order with the replies before it). Once the socket is open,
+        :meth:`admit` may answer it at once or drop it, cheaply: a flood goes through here at the
+        rate the client sends.
+        """
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            # The client has gone: the frames still waiting for their turn are dropped, not handled.
+            self.transport.end(message.get("code"))
+            return message
+        if kind != "websocket.receive":
+            return message
+        if self.transport.closed:
+            metrics.increment(metrics.INBOUND_DROPPED_AFTER_CLOSE)
+            return None
+        item: frames.Frame | frames.FrameError | frames.MessageTooBig
+        try:
+            item = frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
+        except (frames.MessageTooBig, frames.FrameError) as exc:
+            item = exc
+        if self.transport.state is SocketState.CONNECTING or await self.admit(item):
+            return item
+        return None
+
+    async def admit(self, item: frames.Frame | frames.FrameError | frames.MessageTooBig) -> bool:
+        """Whether a decoded client frame of an open socket waits for its turn (False: it was
+        answered, or refused, at once)."""
         return True
 
+    async def handle(self, item: Inbound) -> None:
+        """Handle what :meth:`screen` queued, under the turn."""
+        if isinstance(item, dict):
+            await self.dispatch(item)
+        elif self.transport.closed:
+            # Closed by either side while it waited for its turn (a revoked login, say): a frame the
+            # client sent before reading the close reaches no service, so nothing of it is stored.
+            metrics.increment(metrics.INBOUND_DROPPED_AFTER_CLOSE)
+        elif isinstance(item, frames.MessageTooBig):
+            await self.close(CloseCode.MESSAGE_TOO_BIG)
+        elif isinstance(item, frames.FrameError):
+            await self.send_error(item.channel, item.code, item.message, item.id)
+        else:
+            await self.receive_frame(item)
+
+    async def receive_frame(self, frame: frames.Frame) -> None:
+        """Answer a client frame that reads well, in its turn."""
+        raise NotImplementedError
+
+    async def send_error(
+        self, channel: str | None, code: str, message: str | Promise, frame_id: frames.FrameId | None = None
+    ) -> None:
+        await self.transport.send_text(frames.error(channel, code, message, frame_id))
+
+    if TYPE_CHECKING:  # the WebSocket consumer's (wsgateway.refusals.Handshake's, for wsgateway's)
+
+        async def close(
+            self, code: int | bool | None = None, reason: str | Promise | None = None
+        ) -> None: ...
+
+    async def send_to_server(self, message: Message) -> None:
+        """This consumer's ``base_send``: Channels' accept and close, and a subclass's ``send_json``,
+        through the transport."""
+        if message["type"] == "websocket.send" and "text" in message:
+            await self.transport.send_text(message["text"])
+        else:
+            await self.transport.send(message)
+
     async def dispatch_inbox(self, client_loop: asyncio.Task[Any]) -> None:
-        """Dispatch the client's messages in :attr:`inbox`, in order, each under the turn."""
+        """Handle what waits in :attr:`inbox`, in order, each under the turn."""
         try:
             while self.inbox:
-                message = self.inbox.pop(0)
+                item = self.inbox.pop(0)
                 async with self.turn:
-                    await self.dispatch(message)
+                    await self.handle(item)
         except asyncio.CancelledError:
             raise
         except BaseException:

@@ -1,0 +1,403 @@
+"""The parts a socket is wired from, each a plain object tested without a socket or a communicator:
+the transport (wsgateway.transport), the outbound window (flow), the inbound limiter (limits), the
+requests a socket holds (answering), the login's re-checks (rechecks) and the memberships
+(membership). The consumer's tests (test_protocol.py and the others) show them wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from wsgateway import frames, metrics, revocation
+from wsgateway.answering import Pending, PendingRequests
+from wsgateway.codes import CloseCode, ErrorCode
+from wsgateway.exceptions import GatewayError
+from wsgateway.flow import OutboundWindow
+from wsgateway.layers import InProcessChannelLayer
+from wsgateway.limits import InboundLimiter, Refusal, TokenBucket
+from wsgateway.membership import Membership
+from wsgateway.rechecks import RECHECK_MARGIN, LoginRecheck
+from wsgateway.transport import SocketState, Transport, send_close
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Server:
+    """An ASGI server's ``send``: records what it is sent; may refuse codes, or say the socket is gone."""
+
+    def __init__(self, refuse_codes: tuple[int, ...] = (), gone: bool = False) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.refuse_codes = refuse_codes
+        self.gone = gone
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if self.gone:
+            raise ConnectionResetError("the client left")
+        if message.get("code") in self.refuse_codes:
+            raise ValueError(f"refused close code {message['code']}")
+        self.sent.append(message)
+
+
+# -- the transport ------------------------------------------------------------------------
+
+
+async def test_the_transport_opens_on_accept_and_sends_nothing_after_its_close() -> None:
+    server = Server()
+    transport = Transport(server)
+    assert transport.state is SocketState.CONNECTING
+    await transport.send({"type": "websocket.accept"})
+    assert transport.state is SocketState.OPEN
+    await transport.send_text("one")
+    await send_close(transport.send, CloseCode.NOT_READING, "bye")
+    await transport.send_text("after")
+    assert [m["type"] for m in server.sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert transport.closed and transport.close_code == 4408
+
+
+async def test_the_close_code_is_this_sides_close_whoever_disconnects_after() -> None:
+    transport = Transport(Server())
+    await transport.send({"type": "websocket.accept"})
+    await send_close(transport.send, CloseCode.TOO_MANY_REQUESTS, None)
+    transport.end(1006)  # daphne's code for a close the client never answered
+    assert transport.close_code == 4429
+
+
+async def test_without_a_close_from_this_side_the_close_code_is_the_clients() -> None:
+    transport = Transport(Server())
+    await transport.send({"type": "websocket.accept"})
+    transport.end(1001)
+    transport.end(None)  # the application's end, after the disconnect
+    assert transport.close_code == 1001
+
+
+async def test_a_code_the_server_refuses_is_sent_as_its_private_code_with_the_reason_cut() -> None:
+    server = Server(refuse_codes=(1009,))
+    transport = Transport(server)
+    await send_close(transport.send, CloseCode.MESSAGE_TOO_BIG, "é" * 100)
+    (close,) = server.sent
+    assert close["code"] == 4413 and type(close["code"]) is int
+    assert len(close["reason"].encode()) <= 123 and close["reason"] == "é" * 61
+
+
+async def test_a_refused_code_with_no_private_code_raises() -> None:
+    transport = Transport(Server(refuse_codes=(4429,)))
+    with pytest.raises(ValueError, match="4429"):
+        await send_close(transport.send, CloseCode.TOO_MANY_REQUESTS, None)
+
+
+async def test_a_send_the_server_refuses_as_gone_closes_the_transport_without_raising() -> None:
+    server = Server()
+    transport = Transport(server)
+    await transport.send({"type": "websocket.accept"})
+    server.gone = True
+    await transport.send_text("lost")
+    assert transport.closed and transport.close_code is None
+
+
+async def test_a_frame_too_large_for_the_socket_is_replaced_by_a_too_large_error() -> None:
+    server = Server()
+    transport = Transport(server)
+    transport.send_limit = 200
+    await transport.send_frame("clipboard", {"pad": "x" * 500}, "q1")
+    error = frames.parse_json(server.sent[0]["text"])
+    assert error["channel"] == "clipboard" and error["id"] == "q1"
+    assert error["error"]["code"] == ErrorCode.TOO_LARGE
+
+
+# -- the outbound window ------------------------------------------------------------------
+
+
+def test_the_window_counts_what_was_sent_less_what_was_acknowledged() -> None:
+    window = OutboundWindow(100)
+    assert window.fits(100) and not window.fits(101)
+    window.count(80)
+    assert not window.fits(21)
+    window.acknowledge(50)
+    assert window.unacknowledged == 30 and window.fits(70)
+
+
+@pytest.mark.parametrize("forged", [-1, 81, 10.0, "80", True, None, 2**70])
+def test_an_acknowledgement_outside_the_last_ack_and_what_was_sent_is_invalid_data(forged: Any) -> None:
+    window = OutboundWindow(100)
+    window.count(80)
+    window.acknowledge(20)
+    with pytest.raises(GatewayError) as raised:
+        window.acknowledge(forged if forged != -1 else 19)
+    assert raised.value.code == ErrorCode.INVALID_DATA
+    assert window.acked == 20
+
+
+async def test_a_send_waiting_for_room_goes_on_at_the_acknowledgement() -> None:
+    window = OutboundWindow(100)
+    window.count(100)
+    waiting = asyncio.ensure_future(window.room_for(10, lambda: False))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    window.acknowledge(10)
+    assert await waiting is True
+
+
+async def test_a_send_waiting_for_room_gives_up_when_the_socket_ends() -> None:
+    window = OutboundWindow(100)
+    window.count(100)
+    closed = False
+    waiting = asyncio.ensure_future(window.room_for(10, lambda: closed))
+    await asyncio.sleep(0)
+    closed = True
+    window.wake()
+    assert await waiting is False
+
+
+async def test_a_send_waiting_past_the_ack_timeout_raises() -> None:
+    window = OutboundWindow(100)
+    window.count(100)
+    with override_settings(WSGATEWAY={"ACK_TIMEOUT": 0.05}), pytest.raises(TimeoutError):
+        await window.room_for(10, lambda: False)
+
+
+async def test_a_transport_that_waits_past_the_ack_timeout_closes_with_4408() -> None:
+    server = Server()
+    transport = Transport(server)
+    await transport.send({"type": "websocket.accept"})
+    transport.open(OutboundWindow(10, owner="ann"), 1000)
+    await transport.send_text("x" * 10)
+    before = metrics.value(metrics.OUTBOUND_CLOSED)
+    with override_settings(WSGATEWAY={"ACK_TIMEOUT": 0.05}):
+        await transport.send_text("more")
+    assert [m["type"] for m in server.sent][-1] == "websocket.close"
+    assert transport.close_code == 4408
+    assert metrics.value(metrics.OUTBOUND_CLOSED) == before + 1
+
+
+async def test_what_the_door_sends_is_counted_but_never_waits() -> None:
+    server = Server()
+    transport = Transport(server)
+    await transport.send({"type": "websocket.accept"})
+    transport.open(OutboundWindow(10), 1000)
+    await transport.send_text("x" * 10)
+    await transport.send_text("error", wait=False)
+    assert transport.window is not None and transport.window.sent == 15
+    assert not transport.closed
+
+
+# -- the inbound limiter ------------------------------------------------------------------
+
+
+def limiter(clock: FakeClock, *, rate: float = 10, burst: float = 3, close_after: int = 2) -> InboundLimiter:
+    return InboundLimiter(TokenBucket(rate, burst, clock), TokenBucket(100, 100, clock), close_after, clock)
+
+
+def test_the_limiter_admits_a_burst_then_gives_the_wait() -> None:
+    clock = FakeClock()
+    part = limiter(clock)
+    assert [part.admit(0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert part.admit(0) == pytest.approx(0.1)
+
+
+def test_a_full_inbox_refuses_a_frame_but_not_an_acknowledgement() -> None:
+    part = limiter(FakeClock())
+    assert part.admit(3) == pytest.approx(0.1)
+    assert part.admit(3, ack=True) == 0.0
+
+
+def test_the_users_bucket_limits_every_socket_of_the_user() -> None:
+    clock = FakeClock()
+    shared = TokenBucket(10, 2, clock)
+    first = InboundLimiter(TokenBucket(10, 10, clock), shared, 5, clock)
+    second = InboundLimiter(TokenBucket(10, 10, clock), shared, 5, clock)
+    assert (first.admit(0), second.admit(0)) == (0.0, 0.0)
+    assert second.admit(0) > 0 and first.admit(0) > 0
+
+
+def test_refusals_are_answered_then_close_and_a_quiet_minute_forgives_them() -> None:
+    clock = FakeClock()
+    part = limiter(clock, close_after=2)
+    assert [part.refuse("ann") for _ in range(3)] == [Refusal.ANSWER, Refusal.ANSWER, Refusal.CLOSE]
+    clock.now += 60
+    assert part.refuse("ann") is Refusal.ANSWER
+
+
+# -- the requests a socket holds ----------------------------------------------------------
+
+
+class Outlet:
+    """A socket as the requests see it: its frames and what its requesters are told."""
+
+    channel_name = "socket-1"
+
+    def __init__(self) -> None:
+        self.is_open = True
+        self.frames: list[str] = []
+        self.told: list[tuple[str, dict[str, Any]]] = []
+        outlet = self
+
+        class Layer:
+            async def send(self, channel: str, message: dict[str, Any]) -> None:
+                outlet.told.append((channel, message))
+
+        self.channel_layer = Layer()
+
+    async def send_text(self, text: str) -> None:
+        self.frames.append(text)
+
+
+def request_event(request_id: str, *, deadline: float = math.inf, text: str = "{}") -> dict[str, Any]:
+    return {
+        "request": request_id,
+        "reply_to": f"reply-{request_id}",
+        "channel": "tabs",
+        "text": text,
+        "deadline": deadline,
+    }
+
+
+async def test_a_request_is_passed_on_and_its_answer_goes_to_its_requester() -> None:
+    outlet, pending = Outlet(), PendingRequests()
+    await pending.on_request(outlet, request_event("r1"), 1000)
+    assert outlet.frames == ["{}"] and len(pending) == 1
+    await pending.on_reply(outlet, frames.Frame(channel="tabs", payload={"page": 1}, reply="r1"))
+    assert outlet.told == [
+        ("reply-r1", {"type": "gateway.reply", "request": "r1", "socket": "socket-1", "payload": {"page": 1}})
+    ]
+    assert len(pending) == 0
+
+
+async def test_a_reply_on_another_channel_or_to_an_unknown_request_is_dropped() -> None:
+    outlet, pending = Outlet(), PendingRequests()
+    await pending.on_request(outlet, request_event("r1"), 1000)
+    before = metrics.value(metrics.REQUESTS_UNMATCHED_REPLY)
+    await pending.on_reply(outlet, frames.Frame(channel="other", payload=1, reply="r1"))
+    await pending.on_reply(outlet, frames.Frame(channel="tabs", payload=1, reply="nope"))
+    assert outlet.told == [] and len(pending) == 1
+    assert metrics.value(metrics.REQUESTS_UNMATCHED_REPLY) == before + 2
+
+
+async def test_past_the_limit_a_request_is_refused_busy_and_too_large_ones_too_large() -> None:
+    outlet, pending = Outlet(), PendingRequests()
+    with override_settings(WSGATEWAY={"MAX_PENDING_REQUESTS": 1}):
+        await pending.on_request(outlet, request_event("r1"), 1000)
+        await pending.on_request(outlet, request_event("r2"), 1000)
+        await pending.on_request(outlet, request_event("r3", text="x" * 2000), 1000)
+    assert [message["dropped"] for _, message in outlet.told] == ["busy", "too_large"]
+    assert len(pending) == 1 and outlet.frames == ["{}"]
+
+
+async def test_a_closed_socket_tells_the_requester_at_once() -> None:
+    outlet, pending = Outlet(), PendingRequests()
+    outlet.is_open = False
+    await pending.on_request(outlet, request_event("r1"), 1000)
+    assert [message["dropped"] for _, message in outlet.told] == ["closed"]
+    assert len(pending) == 0
+
+
+async def test_expired_requests_are_cancelled_to_the_client_and_the_rest_dropped_on_close() -> None:
+    outlet, pending = Outlet(), PendingRequests()
+    now = asyncio.get_running_loop().time()  # any clock: deadlines are compared with what is given
+    pending.add("old", Pending("tabs", "reply-old", now - 1), 10)
+    pending.add("new", Pending("tabs", "reply-new", math.inf), 10)
+    await pending.expire_due(outlet, now)
+    assert [frames.parse_json(text) for text in outlet.frames] == [{"channel": "tabs", "cancel": "old"}]
+    await pending.drop_all(outlet)
+    assert [(to, message["dropped"]) for to, message in outlet.told] == [("reply-new", "closed")]
+    assert len(pending) == 0 and pending.next_deadline == math.inf
+
+
+async def test_a_cancel_drops_the_request_and_tells_the_client_once() -> None:
+    outlet, pending = Outlet(), PendingRequests()
+    await pending.on_request(outlet, request_event("r1"), 1000)
+    await pending.on_cancel(outlet, "r1")
+    await pending.on_cancel(outlet, "r1")
+    assert [frames.parse_json(text) for text in outlet.frames[1:]] == [{"channel": "tabs", "cancel": "r1"}]
+
+
+# -- the login's re-checks ----------------------------------------------------------------
+
+
+def credentials(*, expires_at: float | None = None) -> revocation.Credentials:
+    return revocation.Credentials(1, None, None, None, expires_at)
+
+
+def test_the_next_check_is_the_expiry_when_it_comes_before_the_interval() -> None:
+    clock = FakeClock(1000.0)
+
+    async def ended(verdict: revocation.Verdict) -> None:
+        raise AssertionError
+
+    with override_settings(WSGATEWAY={"REVALIDATE_INTERVAL": 300}):
+        assert LoginRecheck(credentials(), ended, clock=clock).delay() == 300
+        soon = LoginRecheck(credentials(expires_at=1010.0), ended, clock=clock)
+        assert soon.delay() == pytest.approx(10 + RECHECK_MARGIN)
+        past = LoginRecheck(credentials(expires_at=900.0), ended, clock=clock)
+        assert past.delay() == RECHECK_MARGIN
+
+
+async def test_a_login_that_ended_is_reported_once_and_nothing_is_scheduled_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verdicts: list[revocation.Verdict] = []
+
+    async def ended(verdict: revocation.Verdict) -> None:
+        verdicts.append(verdict)
+
+    monkeypatch.setattr(revocation, "check", lambda credentials: revocation.TOKEN_EXPIRED)
+    part = LoginRecheck(credentials(), ended)
+    part.schedule(0.01)
+    await asyncio.sleep(0.2)
+    assert verdicts == [revocation.TOKEN_EXPIRED] and part.timer is None and part.task is None
+
+
+async def test_a_stopped_recheck_runs_no_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks: list[Any] = []
+    monkeypatch.setattr(revocation, "check", checks.append)
+
+    async def ended(verdict: revocation.Verdict) -> None:
+        raise AssertionError
+
+    part = LoginRecheck(credentials(), ended)
+    part.schedule(0.01)
+    part.stop()
+    part.schedule()
+    await asyncio.sleep(0.1)
+    assert checks == [] and part.timer is None
+
+
+# -- the memberships ----------------------------------------------------------------------
+
+
+async def test_membership_joins_both_groups_and_leaves_them_with_its_place() -> None:
+    layer = InProcessChannelLayer()
+    channel = await layer.new_channel()
+    part = Membership(layer, channel)
+    assert await part.register(7, limit=1)
+    assert not await Membership(layer, await layer.new_channel()).register(7, limit=1)
+    await part.join(7)
+    assert {group for group, _ in part.memberships()} == {"wsgateway.user.7", "wsgateway.all"}
+    assert part.registrations() == [("7", channel)]
+    await part.leave()
+    assert part.memberships() == [] and part.registrations() == []
+    assert await Membership(layer, await layer.new_channel()).register(7, limit=1)
+
+
+async def test_a_failed_join_raises_only_after_both_joins_settled() -> None:
+    settled: list[str] = []
+
+    class Layer:
+        async def group_add(self, group: str, channel: str) -> None:
+            if group.endswith(".all"):
+                raise ConnectionError("down")
+            await asyncio.sleep(0.01)
+            settled.append(group)
+
+    with pytest.raises(ConnectionError):
+        await Membership(Layer(), "c").join(7)
+    assert settled == ["wsgateway.user.7"]

@@ -1,0 +1,26 @@
+"""The types of the channel-layer events wsgateway sends, named once.
+
+A consumer handles an event with the method of the same name, "." read as "_" (``gateway.push``
+is ``gateway_push``). Only the types a socket takes from the layer are dispatched from it (see
+:attr:`wsgateway.runtime.TurnTakingConsumer.layer_events`); the others go to a requester's reply
+channel or to a group no socket joins.
+"""
+
+from __future__ import annotations
+
+#: A frame for the sockets of a group (wsgateway.groups builds it, encoded once).
+PUSH = "gateway.push"
+#: Close the matching sockets of a group: a login that ended, a logout, ``close_sockets()``
+#: (wsgateway.revocation builds it).
+REVOKE = "gateway.revoke"
+#: A request for a socket to pass on to its client (wsgateway.asking).
+REQUEST = "gateway.request"
+#: "Drop that request": another socket answered it, or its requester gave up.
+REQUEST_CANCEL = "gateway.request.cancel"
+#: A socket's answer, on a requester's reply channel; no socket takes it.
+REPLY = "gateway.reply"
+#: A health probe, sent to a group no socket joins (wsgateway.health).
+PROBE = "gateway.probe"
+
+#: What a socket takes from the layer; anything else is logged and dropped.
+SOCKET_EVENTS = frozenset({PUSH, REVOKE, REQUEST, REQUEST_CANCEL})

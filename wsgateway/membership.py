@@ -1,0 +1,103 @@
+"""A socket's places in the channel layer: its user's group, the group of every socket, and its
+place under ``MAX_CONNECTIONS_PER_USER`` (wsgateway.connections).
+
+What the membership refresher (wsgateway.health) renews while the socket is open, and what the
+socket gives back, whatever way it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from . import connections
+from .groups import all_group, user_group
+from .health import MembershipRefresher, refresher_for
+
+logger = logging.getLogger("wsgateway")
+
+
+class Membership:
+    """One socket's groups and registration. It holds a group from the moment it is named (before
+    the join: a connect cancelled half-way still leaves it; a discard of a group a channel is not in
+    does nothing on any layer) until :meth:`leave`."""
+
+    __slots__ = ("__weakref__", "channel_name", "groups", "layer", "refresher", "registration")
+
+    def __init__(self, layer: Any, channel_name: str) -> None:
+        self.layer = layer
+        self.channel_name = channel_name
+        self.groups: tuple[str, ...] = ()
+        #: ``(user, channel_name)``: this socket's place under the cap, until it is given back.
+        self.registration: tuple[str, str] | None = None
+        self.refresher: MembershipRefresher | None = None
+
+    def keep(self) -> None:
+        """Renew the groups and the place while the socket is open: they expire after the layer's
+        ``group_expiry`` and ``connection_expiry``, and a socket need not."""
+        self.refresher = refresher_for(self.layer)
+        self.refresher.register(self)
+
+    async def register(self, user_id: Any, limit: int) -> bool:
+        """Take one of the user's ``limit`` places; False, and none taken, if they are all taken.
+
+        A layer that fails here fails the connect (it raises), as the group_add right after it would:
+        without the layer the socket would get no push, and the client's reconnect is the retry.
+        Failing open would let a client that can bring Redis down past the cap.
+        """
+        # Set before the layer is asked: a connect cancelled during the call still gives the place back.
+        self.registration = (str(user_id), self.channel_name)
+        if await connections.register(self.layer, *self.registration, limit):
+            return True
+        self.registration = None
+        return False
+
+    async def join(self, user_id: Any | None = None) -> None:
+        """Join the user's group and the group of every socket (again, on a catch-up: no ``user_id``).
+
+        Both in one round trip on a layer that makes one per ``group_add`` (channels_redis' core
+        layer); wsgateway's layers make none but a process's first subscription to each group.
+        Both settle before a failure is raised: a join still on its way could otherwise land after
+        the :meth:`leave` of a connect that failed.
+        """
+        if user_id is not None:
+            self.groups = (user_group(user_id), all_group())
+        outcomes = await asyncio.gather(
+            *(self.layer.group_add(group, self.channel_name) for group in self.groups),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def leave(self) -> None:
+        """Leave both groups and give the place back; a layer that is down costs nothing (the
+        memberships and the registration expire unrenewed)."""
+        if self.refresher is not None:
+            self.refresher.unregister(self)  # first: no renewal may re-add what is left
+            self.refresher = None
+        groups, self.groups = self.groups, ()
+        registration, self.registration = self.registration, None
+        outcomes = await asyncio.gather(
+            *(self.layer.group_discard(group, self.channel_name) for group in groups),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                logger.info("wsgateway: group_discard failed on disconnect: %s", outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        if registration is not None:
+            try:
+                await connections.unregister(self.layer, *registration)
+            except Exception as exc:
+                logger.info("wsgateway: could not give back a socket's place on disconnect: %s", exc)
+
+    # -- what the membership refresher renews (wsgateway.health.Member) --------------------
+
+    def memberships(self) -> list[tuple[str, str]]:
+        return [(group, self.channel_name) for group in self.groups]
+
+    def registrations(self) -> list[tuple[str, str]]:
+        return [self.registration] if self.registration is not None else []

@@ -1,0 +1,98 @@
+"""When an open socket re-checks the login it was opened with (see wsgateway.revocation).
+
+Events close a socket at once when a login ends on this site (a logout, a password change); a
+re-check catches the rest: an expiry, a session evicted from a cache, an ``UPDATE`` that bypassed
+the ORM, an event lost while the layer was down. Each socket re-checks when its credentials
+expire, and every ``REVALIDATE_INTERVAL`` seconds if that is sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from channels.db import database_sync_to_async
+
+from . import revocation
+from .conf import gateway_settings
+
+logger = logging.getLogger("wsgateway")
+
+#: Seconds after an expiry that its re-check runs, and the least delay of any re-check.
+RECHECK_MARGIN = 0.05
+#: Seconds before a re-check that failed (not a login that ended: the check itself) runs again.
+RECHECK_RETRY = 5.0
+
+
+class LoginRecheck:
+    """One socket's re-checks: what it logged in with, and the next check.
+
+    One timer per socket; the task that reads the database exists only while it does. ``ended`` is
+    called with the verdict of a login that no longer holds (it takes the socket's turn and closes
+    it); after :meth:`stop`, nothing is checked or called again.
+    """
+
+    __slots__ = ("clock", "credentials", "ended", "stopped", "task", "timer")
+
+    def __init__(
+        self,
+        credentials: revocation.Credentials,
+        ended: Callable[[revocation.Verdict], Awaitable[None]],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.credentials = credentials
+        self.ended = ended
+        self.clock = clock
+        self.stopped = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def delay(self) -> float:
+        """Seconds to the next check: the credentials' expiry, or ``REVALIDATE_INTERVAL`` if sooner."""
+        delay = float(gateway_settings.REVALIDATE_INTERVAL)
+        if (expiry := self.credentials.next_expiry) is not None:
+            # Just after the expiry, not on it: a check a hair early would find it still valid.
+            delay = min(delay, expiry - self.clock() + RECHECK_MARGIN)
+        return max(delay, RECHECK_MARGIN)
+
+    def schedule(self, delay: float | None = None) -> None:
+        if not self.stopped:
+            self.timer = asyncio.get_running_loop().call_later(
+                self.delay() if delay is None else delay, self.start
+            )
+
+    def start(self) -> None:
+        self.timer = None
+        if not self.stopped:
+            self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        """Read whether the login still holds: ``ended`` if not, else schedule the next check."""
+        try:
+            verdict = await database_sync_to_async(revocation.check)(self.credentials)
+        except Exception:
+            # The database is down, say: the socket stays, and its check is retried (not at once,
+            # past an expiry: that would be a loop of failures).
+            logger.exception("wsgateway: the re-check of a socket's login failed; retried later")
+            self.task = None
+            self.schedule(min(RECHECK_RETRY, gateway_settings.REVALIDATE_INTERVAL))
+            return
+        self.task = None
+        if verdict is not None:
+            await self.ended(verdict)
+        else:
+            self.schedule()
+
+    def stop(self) -> None:
+        """No more checks: the socket is closing. A check in flight is cancelled, unless it is the
+        caller (its verdict is closing the socket)."""
+        self.stopped = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        task, self.task = self.task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
