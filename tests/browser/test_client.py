@@ -880,6 +880,48 @@ def test_a_failing_handler_does_not_stop_the_others(client_page: Any) -> None:
 ECHO_SERVICES = '["notifications", "clipboard", "echo"]'
 
 
+def test_services_register_with_the_socket_and_a_sites_own_the_same_way(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            class Chat {
+                constructor(gateway) { this.channel = gateway.channel("chat"); this.heard = [];
+                                       this.channel.on((payload) => this.heard.push(payload)); }
+            }
+            WSGateway.addService("chat", (gateway) => new Chat(gateway));
+            const refused = [];
+            for (const property of ["chat", "notifications", "clipboard", "connect", "attempt", "", 7]) {
+                try { WSGateway.addService(property, () => null); } catch (error) {
+                    refused.push([property, error instanceof TypeError]);
+                }
+            }
+            try { WSGateway.addService("other", "not a function"); } catch (error) {
+                refused.push(["other", error instanceof TypeError]);
+            }
+            const [gw, socket] = await connected();
+            socket.receive({channel: "chat", payload: {text: "hi"}});
+            return {refused, heard: gw.chat.heard, sameChannel: gw.chat.channel === gw.channel("chat"),
+                    builtIn: [typeof gw.notifications.onNotification, typeof gw.clipboard.onChange],
+                    own: Object.keys(gw).filter((key) => !key.startsWith("_"))};
+        }"""
+    )
+    assert result["refused"] == [
+        ["chat", True],
+        ["notifications", True],
+        ["clipboard", True],
+        ["connect", True],
+        ["attempt", True],
+        ["", True],
+        [7, True],
+        ["other", True],
+    ]
+    assert result["heard"] == [{"text": "hi"}]
+    assert result["sameChannel"]
+    assert result["builtIn"] == ["function", "function"]
+    # In the order they registered; "states" is this page's gateway() recording them.
+    own = ["options", "url", "state", "user", "services", "notifications", "clipboard", "chat", "states"]
+    assert result["own"] == own
+
+
 def test_channel_is_one_object_per_name(client_page: Any) -> None:
     result = client_page.evaluate(
         """() => {
