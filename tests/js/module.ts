@@ -173,6 +173,12 @@ class Chat {
     return this.gateway.channel("chat").action("say", text);
   }
 }
+declare module "../../wsgateway/static/wsgateway/wsgateway.mjs" {
+  interface WSGateway {
+    chat: Chat;
+  }
+}
 WSGateway.addService("chat", (gateway) => new Chat(gateway));
+const said: Promise<unknown> = gw.chat.say("hello");
 // @ts-expect-error: build takes the gateway and returns the service
 WSGateway.addService("chat", "Chat");
