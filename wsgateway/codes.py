@@ -1,8 +1,12 @@
-"""Every close code and error code wsgateway puts on the wire, named once."""
+"""Every close code and error code wsgateway puts on the wire, named once, and what a client does
+after each close: one table, ``RECONNECT``, which wsgateway.js holds a copy of (``tests/test_codes.py``
+fails when the two differ)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum, StrEnum
+from types import MappingProxyType
 
 
 class CloseCode(IntEnum):
@@ -23,10 +27,12 @@ class CloseCode(IntEnum):
     #: connection without any close code.
     CONTENT_TOO_LARGE = 4413
     #: The client left more than ``OUTBOUND_WINDOW`` bytes unacknowledged: it does not read what it
-    #: is sent (see "Flow control" in docs/protocol.md). A client reconnects, and catches up.
+    #: is sent (see "Flow control" in docs/protocol.md). A client reconnects after a pause
+    #: (``Reconnect.PAUSE``), and catches up.
     NOT_READING = 4408
     #: ``RATE_LIMIT_CLOSE_AFTER`` frames in a row were refused ``rate_limited``: "too many
-    #: requests". A client may reconnect, after a pause.
+    #: requests". A client may reconnect, after a pause (``Reconnect.PAUSE``), which a quick hello
+    #: does not cut short.
     TOO_MANY_REQUESTS = 4429
     #: The user has ``MAX_CONNECTIONS_PER_USER`` sockets open already, on all processes: "conflict"
     #: with the user's other sockets. A client may reconnect, after a pause (one may have closed by then).
@@ -46,6 +52,124 @@ class CloseCode(IntEnum):
 
 #: What to send instead of a code the server refuses from an application.
 PRIVATE_CLOSE_CODES = {CloseCode.MESSAGE_TOO_BIG: CloseCode.CONTENT_TOO_LARGE}
+
+
+class ClientCloseCode(IntEnum):
+    """Close codes a client sees that wsgateway's server does not choose: the browser's, a proxy's,
+    an ASGI server's, and the one wsgateway.js closes with itself. Named here for ``RECONNECT``."""
+
+    #: A close without a reason to give: an ASGI server's ``websocket.close`` without a code (daphne
+    #: after its ``--websocket_timeout``), ``gw.close()``.
+    NORMAL_CLOSURE = 1000
+    #: The server is shutting down (a deploy), or the page is leaving.
+    GOING_AWAY = 1001
+    #: Never on the wire: what a browser reports for a connection lost without a close frame, and for
+    #: a handshake that failed (a refused origin's HTTP 403, a server that is down).
+    ABNORMAL_CLOSURE = 1006
+    #: The ASGI server's own answer to an application that raised.
+    INTERNAL_ERROR = 1011
+    #: A server or proxy restarting.
+    SERVICE_RESTART = 1012
+    #: A server or proxy overloaded: "try again later".
+    TRY_AGAIN_LATER = 1013
+    #: Sent by wsgateway.js when it gives up on a socket that stopped answering its pings.
+    PING_TIMEOUT = 4000
+
+
+class Reconnect(StrEnum):
+    """What a client does after a close: the values of ``RECONNECT``, written as wsgateway.js writes them.
+
+    The waits are wsgateway.js's (its options ``minDelay``, 500 ms, and ``maxDelay``, 30 s); another
+    client may choose its own, but not come back sooner than ``PAUSE`` and ``RETRY_AFTER`` say.
+    """
+
+    #: Do not reconnect by itself: nothing changes by trying again until the person does something
+    #: (logs in, loads another page). ``gw.connect()`` tries again.
+    STOP = "stop"
+    #: Reconnect at once, give or take the backoff: full jitter over ``minDelay`` x 2^n (n failed
+    #: attempts since the last hello), so within 0.5 s after a connection that said hello. Coming back
+    #: online cuts the wait short.
+    NOW = "now"
+    #: Reconnect after a pause: the server asked this client to slow down, and coming back at once
+    #: would be closed again for the same reason. The wait is at least half of the backoff's sixth
+    #: step and at most all of it (8 to 16 s with the defaults), then grows with each ``PAUSE`` close
+    #: in a row (15 to 30 s, capped by ``maxDelay``). The hello of the next connection does not reset
+    #: it: only a connection that stays open as long as the pause before it does, so that a client
+    #: closed 4429 again right after its hello waits as long again, or longer. Coming back online does
+    #: not cut it short.
+    PAUSE = "pause"
+    #: Reconnect after the ``retry_after`` seconds of the error frame sent just before the close, and a
+    #: random spread (a fifth of it, at least a second); without one, after a pause (``PAUSE``).
+    #: Any close that reconnects and follows an error frame with ``retry_after`` waits for it too.
+    RETRY_AFTER = "retry_after"
+
+
+#: The rule after each close code a client knows, the server's and the others; wsgateway.js's
+#: ``RECONNECT`` is the same table. The comments say why.
+RECONNECT: Mapping[int, Reconnect] = MappingProxyType(
+    {
+        # The network or the server went away, not this client's doing: the backoff's jitter spreads
+        # a thousand tabs over ``minDelay``, and its growth keeps a dead server from being hammered.
+        ClientCloseCode.NORMAL_CLOSURE: Reconnect.NOW,
+        ClientCloseCode.GOING_AWAY: Reconnect.NOW,
+        ClientCloseCode.ABNORMAL_CLOSURE: Reconnect.NOW,
+        ClientCloseCode.INTERNAL_ERROR: Reconnect.NOW,
+        ClientCloseCode.SERVICE_RESTART: Reconnect.NOW,
+        # The server says it is overloaded: coming back at once adds to it.
+        ClientCloseCode.TRY_AGAIN_LATER: Reconnect.PAUSE,
+        # The client dropped a socket that stopped answering: a new one may well answer.
+        ClientCloseCode.PING_TIMEOUT: Reconnect.NOW,
+        # One frame was too big. It is not sent again (its request is rejected "closed"), so a new
+        # socket is as good as the old one was before it.
+        CloseCode.MESSAGE_TOO_BIG: Reconnect.NOW,
+        CloseCode.CONTENT_TOO_LARGE: Reconnect.NOW,
+        # The server asks for it (close_sockets(): a deploy, a changed permission).
+        CloseCode.RECONNECT: Reconnect.NOW,
+        # "Log in first": the same credentials get the same answer, and a logged-out tab must not
+        # hammer the server. A login (then gw.connect()) is what changes it.
+        CloseCode.UNAUTHORIZED: Reconnect.STOP,
+        # The path is retired: it will not come back; the page needs another address.
+        CloseCode.GONE: Reconnect.STOP,
+        # The tab did not read what it was sent (a blocked main thread, a starved machine): coming back
+        # at once, it would be sent the same backlog by the catch-up, and be closed again.
+        CloseCode.NOT_READING: Reconnect.PAUSE,
+        # The client went on sending after rate_limited: a reconnect at once would get the same close
+        # (the page's loop that sent them is still running), with a hello in between every time.
+        CloseCode.TOO_MANY_REQUESTS: Reconnect.PAUSE,
+        # The user's other sockets are all still open: one of them must close first.
+        CloseCode.TOO_MANY_CONNECTIONS: Reconnect.PAUSE,
+        # Maintenance: the server says when it will be back.
+        CloseCode.SERVICE_UNAVAILABLE: Reconnect.RETRY_AFTER,
+    }
+)
+
+#: The rule for a code ``RECONNECT`` does not name, by range (first, last, rule), as centrifuge decides
+#: by range: a newer server's code, or one a site chose for ``close_sockets()`` or a revocation.
+#: No range stops: a code this client does not know must not strand a page until it is reloaded.
+RECONNECT_RANGES: tuple[tuple[int, int, Reconnect], ...] = (
+    # RFC 6455's own codes, and the browser's: the transport's business, not a refusal.
+    (1000, 2999, Reconnect.NOW),
+    # Registered to libraries and frameworks (a proxy's): nothing says the client did wrong.
+    (3000, 3999, Reconnect.NOW),
+    # wsgateway's signals that mirror no HTTP status (4000, 4001), and a site's close_sockets() codes.
+    (4000, 4399, Reconnect.NOW),
+    # Mirrors HTTP 4xx, the client's side: a refusal that coming back at once would not change.
+    (4400, 4499, Reconnect.PAUSE),
+    # Mirrors HTTP 5xx, the server's side: give it room.
+    (4500, 4999, Reconnect.PAUSE),
+)
+
+
+def reconnect_rule(code: int) -> Reconnect:
+    """What a client does after closing with ``code``: its entry in ``RECONNECT``, else its range's
+    rule, else (a code outside 1000-4999, which no server should send) reconnect as after 1006."""
+    rule = RECONNECT.get(code)
+    if rule is not None:
+        return rule
+    for first, last, by_range in RECONNECT_RANGES:
+        if first <= code <= last:
+            return by_range
+    return Reconnect.NOW
 
 
 class ErrorCode(StrEnum):

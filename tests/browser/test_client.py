@@ -21,6 +21,7 @@ PAGE = """<!doctype html><title>client</title>
       this.protocols = protocols;
       this.readyState = 0;
       this.sent = [];
+      this.at = performance.now();  // when the client opened it
       FakeSocket.all.push(this);
     }}
     send(text) {{ this.sent.push(JSON.parse(text)); }}
@@ -371,6 +372,199 @@ def test_4409_means_too_many_sockets_and_the_retry_waits_as_after_five_failures(
     assert result["sockets"] == 1
 
 
+def test_4429_waits_a_pause_that_a_quick_hello_does_not_reset(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 10, maxDelay: 100000});
+            await sleep(0);
+            const closes = [];
+            const online = FakeSocket.all.length;
+            async function tooManyFrames(socket, count) {
+                socket.hello();
+                const attemptAfterHello = gw.attempt;
+                const closedAt = performance.now();
+                socket.drop(4429);
+                const info = gw.states[gw.states.length - 1][1];
+                if (count === 1) window.dispatchEvent(new Event("online"));  // does not cut a pause short
+                const socketsAfterOnline = FakeSocket.all.length;
+                const next = await nextSocket(count + 1);
+                closes.push({attemptAfterHello, rule: info.rule, attempt: info.attempt,
+                             delay: info.reconnectIn, waited: next.at - closedAt, socketsAfterOnline});
+                return next;
+            }
+            let socket = await tooManyFrames(FakeSocket.all[0], 1);
+            socket = await tooManyFrames(socket, 2);  // its hello came at once, and so did a 4429
+            socket = await tooManyFrames(socket, 3);
+            // A connection that stays open as long as the last pause resets the step.
+            socket.hello();
+            const heldFor = closes[2].delay;
+            const stillHeld = gw.attempt;
+            await sleep(heldFor + 50);
+            const afterHolding = gw.attempt;
+            socket.drop(1006);
+            const afterHealthy = gw.states[gw.states.length - 1][1];
+            return {closes, stillHeld, afterHolding, afterHealthy, online};
+        }"""
+    )
+    first, second, third = result["closes"]
+    # minDelay 10: the first pause is half to all of 10 x 2^5 ms, then of 10 x 2^6, 10 x 2^7.
+    assert first["rule"] == "pause"
+    assert first["attemptAfterHello"] == 0
+    assert 160 <= first["delay"] <= 320
+    assert first["attempt"] == 6
+    assert first["socketsAfterOnline"] == 1
+    for close in result["closes"]:
+        assert close["waited"] >= close["delay"] - 1  # the next socket was opened after the pause, not before
+    # The hello of the socket that came back did not reset the step: the next pause is longer.
+    assert second["attemptAfterHello"] == 6
+    assert second["attempt"] == 7
+    assert 320 <= second["delay"] <= 640
+    assert second["delay"] >= first["delay"]
+    assert third["attemptAfterHello"] == 7
+    assert 640 <= third["delay"] <= 1280
+    assert third["delay"] >= second["delay"]
+    assert result["stillHeld"] == 8
+    assert result["afterHolding"] == 0
+    assert result["afterHealthy"]["rule"] == "now"
+    assert result["afterHealthy"]["attempt"] == 1
+    assert 0 <= result["afterHealthy"]["reconnectIn"] <= 10
+
+
+def test_the_pause_is_several_seconds_with_the_defaults_and_grows_up_to_max_delay(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway();  // minDelay 500, maxDelay 30000
+            await sleep(0);
+            const delays = [];
+            for (let close = 0; close < 4; close++) {
+                FakeSocket.all[FakeSocket.all.length - 1].hello();
+                FakeSocket.all[FakeSocket.all.length - 1].drop(4429);
+                delays.push(gw.states[gw.states.length - 1][1].reconnectIn);
+                gw.connect();  // the page's own retry, without waiting: it does not reset the step either
+            }
+            const sockets = FakeSocket.all.length;
+            gw.close();
+            return {delays, sockets};
+        }"""
+    )
+    first, second, third, fourth = result["delays"]
+    assert 8000 <= first <= 16000
+    assert 15000 <= second <= 30000  # 500 x 2^6 is over maxDelay: half of it to all of it
+    assert 15000 <= third <= 30000
+    assert 15000 <= fourth <= 30000
+    assert result["sockets"] == 5
+
+
+def test_4408_waits_a_pause_that_a_quick_hello_does_not_reset(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 10, maxDelay: 100000});
+            await sleep(0);
+            const closes = [];
+            let socket = FakeSocket.all[0];
+            for (let count = 1; count <= 2; count++) {
+                socket.hello();
+                const closedAt = performance.now();
+                socket.drop(4408);
+                const info = gw.states[gw.states.length - 1][1];
+                socket = await nextSocket(count + 1);
+                closes.push({rule: info.rule, delay: info.reconnectIn, attempt: info.attempt,
+                             waited: socket.at - closedAt});
+            }
+            return {closes, constant: WSGateway.RECONNECT[4408]};
+        }"""
+    )
+    first, second = result["closes"]
+    assert result["constant"] == "pause"
+    assert first["rule"] == second["rule"] == "pause"
+    assert 160 <= first["delay"] <= 320
+    assert 320 <= second["delay"] <= 640  # not sooner than the first: the hello between did not reset it
+    assert (first["attempt"], second["attempt"]) == (6, 7)
+    for close in result["closes"]:
+        assert close["waited"] >= close["delay"] - 1
+
+
+def test_close_codes_follow_one_frozen_table_and_unknown_ones_go_by_range(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const table = WSGateway.RECONNECT;
+            const frozen = Object.isFrozen(table) && Object.isFrozen(WSGateway.RECONNECT_RANGES);
+            try { table[4429] = "now"; } catch (error) { /* strict mode throws; either way it stays */ }
+            const rules = [1006, 4000, 4001, 4401, 4403, 4410, 4429, 4503, 4002, 3000, 4999, 999]
+                .map((code) => [code, WSGateway.reconnectRule(code)]);
+            // An unknown 4xxx refusal waits a pause; an unknown 4002 reconnects on the backoff.
+            const gw = gateway({minDelay: 10, maxDelay: 100000});
+            await sleep(0);
+            FakeSocket.all[0].hello();
+            FakeSocket.all[0].drop(4403);
+            const refused = gw.states[gw.states.length - 1][1];
+            gw.close();
+            const other = gateway({minDelay: 10, maxDelay: 100000});
+            await sleep(0);
+            FakeSocket.all[FakeSocket.all.length - 1].hello();
+            FakeSocket.all[FakeSocket.all.length - 1].drop(4002);
+            const own = other.states[other.states.length - 1][1];
+            other.close();
+            return {frozen, still: table[4429], rules, refused, own, names: WSGateway.RULES};
+        }"""
+    )
+    assert result["frozen"]
+    assert result["still"] == "pause"
+    assert result["names"] == {"STOP": "stop", "NOW": "now", "PAUSE": "pause", "RETRY_AFTER": "retry_after"}
+    assert dict(result["rules"]) == {
+        1006: "now",
+        4000: "now",
+        4001: "now",
+        4401: "stop",
+        4403: "pause",
+        4410: "stop",
+        4429: "pause",
+        4503: "retry_after",
+        4002: "now",
+        3000: "now",
+        4999: "pause",
+        999: "now",
+    }
+    assert result["refused"]["rule"] == "pause"
+    assert 160 <= result["refused"]["reconnectIn"] <= 320
+    assert result["own"]["rule"] == "now"
+    assert 0 <= result["own"]["reconnectIn"] <= 10
+
+
+def test_the_close_reason_comes_from_the_error_frame_when_the_server_drops_it(client_page: Any) -> None:
+    """daphne sends every close frame without its reason: the error frame before it says the same."""
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 10});
+            await sleep(0);
+            let socket = FakeSocket.all[0];
+            socket.hello();
+            const closing = {code: "closing", message: "Deploying; reconnect."};
+            socket.receive({channel: "gateway", error: closing});
+            socket.drop(4001);  // "" as daphne sends it
+            const underDaphne = gw.states[gw.states.length - 1][1];
+            socket = await nextSocket(2);
+            socket.hello();
+            socket.receive({channel: "gateway", error: closing});
+            socket.readyState = 3;
+            socket.onclose({code: 4001, reason: "Deploying; reconnect (uvicorn).", wasClean: true});
+            const underUvicorn = gw.states[gw.states.length - 1][1];
+            socket = await nextSocket(3);
+            socket.hello();
+            socket.drop(1006);
+            const noFrame = gw.states[gw.states.length - 1][1];
+            gw.close();
+            return {underDaphne, underUvicorn, noFrame};
+        }"""
+    )
+    assert result["underDaphne"]["reason"] == "Deploying; reconnect."
+    assert result["underDaphne"]["error"] == {"code": "closing", "message": "Deploying; reconnect."}
+    assert result["underUvicorn"]["reason"] == "Deploying; reconnect (uvicorn)."
+    assert result["underUvicorn"]["error"] == {"code": "closing", "message": "Deploying; reconnect."}
+    assert result["noFrame"]["reason"] == ""
+    assert "error" not in result["noFrame"]
+
+
 def test_4410_means_gone_and_no_reconnect_with_the_servers_reason(client_page: Any) -> None:
     result = client_page.evaluate(
         """async () => {
@@ -684,6 +878,48 @@ def test_a_failing_handler_does_not_stop_the_others(client_page: Any) -> None:
 # A site's own service, the "echo" of docs/protocol.md ("Adding a service"): actions "echo" (replies
 # {echo: data}) and "shout" (replies {shouted: data}, pushes {shout: data} to the user's other sockets).
 ECHO_SERVICES = '["notifications", "clipboard", "echo"]'
+
+
+def test_services_register_with_the_socket_and_a_sites_own_the_same_way(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            class Chat {
+                constructor(gateway) { this.channel = gateway.channel("chat"); this.heard = [];
+                                       this.channel.on((payload) => this.heard.push(payload)); }
+            }
+            WSGateway.addService("chat", (gateway) => new Chat(gateway));
+            const refused = [];
+            for (const property of ["chat", "notifications", "clipboard", "connect", "attempt", "", 7]) {
+                try { WSGateway.addService(property, () => null); } catch (error) {
+                    refused.push([property, error instanceof TypeError]);
+                }
+            }
+            try { WSGateway.addService("other", "not a function"); } catch (error) {
+                refused.push(["other", error instanceof TypeError]);
+            }
+            const [gw, socket] = await connected();
+            socket.receive({channel: "chat", payload: {text: "hi"}});
+            return {refused, heard: gw.chat.heard, sameChannel: gw.chat.channel === gw.channel("chat"),
+                    builtIn: [typeof gw.notifications.onNotification, typeof gw.clipboard.onChange],
+                    own: Object.keys(gw).filter((key) => !key.startsWith("_"))};
+        }"""
+    )
+    assert result["refused"] == [
+        ["chat", True],
+        ["notifications", True],
+        ["clipboard", True],
+        ["connect", True],
+        ["attempt", True],
+        ["", True],
+        [7, True],
+        ["other", True],
+    ]
+    assert result["heard"] == [{"text": "hi"}]
+    assert result["sameChannel"]
+    assert result["builtIn"] == ["function", "function"]
+    # In the order they registered; "states" is this page's gateway() recording them.
+    own = ["options", "url", "state", "user", "services", "notifications", "clipboard", "chat", "states"]
+    assert result["own"] == own
 
 
 def test_channel_is_one_object_per_name(client_page: Any) -> None:

@@ -5,6 +5,7 @@ import DefaultGateway, {
   WSGatewayError,
   type ClipboardEntry,
   type Notification,
+  type Rule,
   type State,
   type WSGatewayOptions,
 } from "../../wsgateway/static/wsgateway/wsgateway.mjs";
@@ -47,7 +48,8 @@ const offState = gw.on("state", (state, info) => {
     console.log(user, info.services);
   } else if (state === "closed") {
     const delay: number | null = info.reconnectIn;
-    console.log(info.code, info.reason, delay, info.maintenance?.reason);
+    const paused: boolean = info.rule === WSGateway.RULES.PAUSE; // 4429, 4408: a pause, not the backoff
+    console.log(info.code, info.reason, delay, info.maintenance?.reason, info.error?.message, paused);
   } else if (state === "unauthorized") {
     console.log(info.error.code, info.error.message);
   } else if (state === "gone") {
@@ -151,3 +153,32 @@ async function helpers(): Promise<void> {
 }
 
 export { backoffs, close4401, close4409, close4410, close4503, cursor, defaults, helpers, href, notAState, offered, open, requests, services, states, username, where };
+
+// -- close codes ------------------------------------------------------------------------------
+
+const afterTooManyFrames: Rule = WSGateway.reconnectRule(4429);
+const known: Rule | undefined = WSGateway.RECONNECT[4401];
+const [first, last, byRange] = WSGateway.RECONNECT_RANGES[0]!;
+console.log(afterTooManyFrames, known, first + last, byRange);
+// @ts-expect-error: the table is frozen
+WSGateway.RECONNECT[4429] = "now";
+// @ts-expect-error: not a rule
+const notARule: Rule = "later";
+
+// -- a site's own service ---------------------------------------------------------------------
+
+class Chat {
+  constructor(readonly gateway: WSGateway) {}
+  say(text: string): Promise<unknown> {
+    return this.gateway.channel("chat").action("say", text);
+  }
+}
+declare module "../../wsgateway/static/wsgateway/wsgateway.mjs" {
+  interface WSGateway {
+    chat: Chat;
+  }
+}
+WSGateway.addService("chat", (gateway) => new Chat(gateway));
+const said: Promise<unknown> = gw.chat.say("hello");
+// @ts-expect-error: build takes the gateway and returns the service
+WSGateway.addService("chat", "Chat");

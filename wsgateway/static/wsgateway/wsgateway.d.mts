@@ -18,6 +18,20 @@ export interface States {
 
 export type State = States[keyof States];
 
+/** What the client does after a close (`WSGateway.RULES`; wsgateway.codes.Reconnect on the server). */
+export interface Rules {
+  /** No reconnect by itself (4401, 4410); `connect()` tries again. */
+  readonly STOP: "stop";
+  /** On the backoff: within `minDelay` after a hello. */
+  readonly NOW: "now";
+  /** After a pause that a quick hello does not reset (4429, 4408, 4409). */
+  readonly PAUSE: "pause";
+  /** After the error frame's `retry_after` (4503); a pause without one. */
+  readonly RETRY_AFTER: "retry_after";
+}
+
+export type Rule = Rules[keyof Rules];
+
 /** The options of `new WSGateway(options)`; `WSGateway.defaults` holds one of each. */
 export interface WSGatewayOptions {
   /** The endpoint; may be relative to the page. Default: from `{% wsgateway_script %}`, else "/ws/". */
@@ -87,8 +101,13 @@ export interface OpenInfo {
 
 export interface ClosedInfo {
   code: number;
+  /** The close frame's reason, or (under daphne, which drops it) the message of the error frame before it. */
   reason: string;
   wasClean?: boolean;
+  /** The close code's rule: "now", "pause" or "retry_after" (a close the page asked for has its code's too). */
+  rule: Rule;
+  /** The error frame on channel "gateway" that came just before the close, if one did. */
+  error?: ErrorInfo;
   /** ms before the next attempt, or null after `close()`. */
   reconnectIn: number | null;
   attempt?: number;
@@ -100,6 +119,7 @@ export interface GoneInfo {
   code: number;
   reason: string;
   wasClean: boolean;
+  rule: "stop";
   /** `gone` (or the code the retired path was given), and its message. */
   error: ErrorInfo;
 }
@@ -108,6 +128,7 @@ export interface UnauthorizedInfo {
   code: number;
   reason: string;
   wasClean: boolean;
+  rule: "stop";
   /** `unauthorized`, `token_invalid`, `token_expired`, `logged_out`, ... */
   error: ErrorInfo;
 }
@@ -291,6 +312,20 @@ export declare class WSGateway {
   static readonly CLOSE_RECONNECT: 4001;
   /** `url` when the browser reads it as http(s), else null: what to put in an `href`. */
   static safeUrl(url: unknown): string | null;
+  /** The rules a close code may have. */
+  static readonly RULES: Rules;
+  /** The rule after each close code the client knows (frozen; the same table as wsgateway.codes.RECONNECT). */
+  static readonly RECONNECT: Readonly<Record<number, Rule>>;
+  /** `[first, last, rule]`: the rule for a code RECONNECT does not name. */
+  static readonly RECONNECT_RANGES: ReadonlyArray<readonly [first: number, last: number, rule: Rule]>;
+  /** The rule after a close with `code`: its entry in RECONNECT, else its range's. */
+  static reconnectRule(code: number): Rule;
+  /**
+   * Every new WSGateway gets `gw[property] = build(gw)`, as `notifications` and `clipboard` do.
+   * Register before `new WSGateway`; a property the socket has already throws a TypeError. To type
+   * it, merge it into the class: `declare module "…/wsgateway.mjs" { interface WSGateway { chat: Chat } }`.
+   */
+  static addService(property: string, build: (gateway: WSGateway) => unknown): void;
 
   readonly options: WSGatewayOptions;
   /** The absolute ws:// or wss:// endpoint. */
@@ -302,7 +337,10 @@ export declare class WSGateway {
   readonly user: User | null;
   /** The channels the endpoint serves. */
   readonly services: string[];
-  /** Failed attempts since the last successful connect. */
+  /**
+   * The backoff's step: closes since the last healthy connection. A hello resets it, except after a
+   * PAUSE close: then only a connection that stays open as long as the pause was.
+   */
   readonly attempt: number;
   readonly notifications: Notifications;
   readonly clipboard: Clipboard;

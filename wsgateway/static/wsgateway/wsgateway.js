@@ -25,33 +25,82 @@
 
   /** Close code the server uses for "log in first": never reconnect after it. */
   const CLOSE_UNAUTHORIZED = 4401;
-  /** Close code the server uses when the user has too many sockets open: reconnect, but not soon. */
+  /** Close code the server uses when the user has too many sockets open: reconnect after a pause. */
   const CLOSE_TOO_MANY_CONNECTIONS = 4409;
-  /** After a 4409 the backoff goes on from this attempt at least: up to about 16 s, not 0.5 s. */
-  const TOO_MANY_CONNECTIONS_ATTEMPT = 5;
   /** Close code of a retired path (the server's RefusingConsumer): "gone", never reconnect after it. */
   const CLOSE_GONE = 4410;
-  /**
-   * Close code of a site in maintenance: reconnect after the `retry_after` seconds the error frame
-   * before the close gave, not sooner (and not on the backoff).
-   */
+  /** Close code of a site in maintenance: reconnect after the error frame's `retry_after`. */
   const CLOSE_SERVICE_UNAVAILABLE = 4503;
+  /** Close code of a socket the server closed on purpose (close_sockets(): a deploy): reconnect. */
+  const CLOSE_RECONNECT = 4001;
+  /** Close code this client uses when it gives up on a socket that stopped answering pings. */
+  const CLOSE_PING_TIMEOUT = 4000;
   /** The subprotocol this client offers: the server selects it, or refuses a version it does not speak. */
   const SUBPROTOCOL = "wsgateway.v1";
+
+  /**
+   * What the client does after a close (wsgateway.codes.Reconnect): STOP, no reconnect by itself;
+   * NOW, on the backoff (within `minDelay` after a hello); PAUSE, after a pause that a quick hello
+   * does not cut short (see Backoff); RETRY_AFTER, after the error frame's `retry_after`, and after
+   * a pause when it gave none.
+   */
+  const RULES = Object.freeze({ STOP: "stop", NOW: "now", PAUSE: "pause", RETRY_AFTER: "retry_after" });
+
+  /**
+   * The rule after each close code, the same table as wsgateway/codes.py's RECONNECT (why each
+   * rule is what it is is written there); tests/test_codes.py fails when the two differ. A code
+   * not in it goes by RECONNECT_RANGES.
+   */
+  const RECONNECT = Object.freeze({
+    1000: "now", // a close without a reason: daphne's websocket_timeout, a server's plain close()
+    1001: "now", // going away: a server shutting down
+    1006: "now", // the connection was lost, or the handshake failed (a refused origin, a server down)
+    1009: "now", // one frame was too big; it is not sent again
+    1011: "now", // the ASGI server's answer to an application that raised
+    1012: "now", // a server or proxy restarting
+    1013: "pause", // "try again later": the server is overloaded
+    4000: "now", // this client gave up on a socket that stopped answering pings
+    4001: "now", // the server closed it on purpose and asks for a reconnect (close_sockets())
+    4401: "stop", // log in first: the same credentials get the same answer
+    4408: "pause", // not reading: coming back at once, the catch-up would bring the same backlog
+    4409: "pause", // too many sockets: one of the user's others must close first
+    4410: "stop", // the path is retired
+    4413: "now", // 1009 under daphne
+    4429: "pause", // too many frames: the page's loop that sent them is still running
+    4503: "retry_after", // maintenance: the server says when to come back
+  });
+
+  /**
+   * [first, last, rule] for a code RECONNECT does not name (a newer server's, a site's own), as
+   * wsgateway/codes.py's RECONNECT_RANGES. None stops: a code this client does not know must not
+   * strand the page until it is reloaded.
+   */
+  const RECONNECT_RANGES = Object.freeze([
+    Object.freeze([1000, 2999, "now"]), // the WebSocket protocol's and the browser's
+    Object.freeze([3000, 3999, "now"]), // registered to libraries and frameworks
+    Object.freeze([4000, 4399, "now"]), // wsgateway's own signals and a site's close_sockets() codes
+    Object.freeze([4400, 4499, "pause"]), // mirrors HTTP 4xx: a refusal of this client
+    Object.freeze([4500, 4999, "pause"]), // mirrors HTTP 5xx: the server is in trouble
+  ]);
+
+  /** The rule after a close with `code`: its entry, its range's, or (outside 1000-4999) as after 1006. */
+  function reconnectRule(code) {
+    if (Object.prototype.hasOwnProperty.call(RECONNECT, code)) return RECONNECT[code];
+    for (const [first, last, rule] of RECONNECT_RANGES) if (code >= first && code <= last) return rule;
+    return RULES.NOW;
+  }
+
+  /**
+   * A PAUSE starts at this step of the backoff at least (a wait of half to all of minDelay × 2⁵:
+   * 8 to 16 s with the defaults), and each PAUSE in a row goes one step on, up to maxDelay.
+   */
+  const PAUSE_ATTEMPT = 5;
   /**
    * After a maintenance refusal, the wait is `retry_after` plus up to this share of it at random (at
    * least MAINTENANCE_MIN_SPREAD ms), so that a thousand tabs do not come back in the same second.
    */
   const MAINTENANCE_SPREAD = 0.2;
   const MAINTENANCE_MIN_SPREAD = 1000;
-  /**
-   * Close code the server uses when it closes a socket on purpose (close_sockets(): a deploy, say)
-   * and asks for a reconnect: the client reconnects as after any other close but 4401, from the
-   * backoff it is at (about 0.5 s after a hello), jittered so that every tab does not return at once.
-   */
-  const CLOSE_RECONNECT = 4001;
-  /** Close code this client uses when it gives up on a socket that stopped answering pings. */
-  const CLOSE_PING_TIMEOUT = 4000;
   const GATEWAY = "gateway";
   /** Event names of `gw.on()` that are not channels. */
   const STATE_EVENT = "state";
@@ -129,6 +178,143 @@
           });
         }
       }
+    }
+  }
+
+  /**
+   * A request waiting for the frame that carries its id. It settles once: by that frame, by its
+   * timeout, or by its socket's close; whichever comes first clears the timer, so nothing fires late.
+   */
+  class PendingRequest {
+    constructor(resolve, reject) {
+      this._resolve = resolve;
+      this._reject = reject;
+      this._timer = null;
+    }
+
+    /** Reject with "timeout" after `ms` (never for 0), once `expired` has forgotten the request. */
+    startTimeout(ms, expired) {
+      if (!(ms > 0)) return;
+      this._timer = setTimeout(() => {
+        this._timer = null;
+        expired();
+        this._reject(new WSGatewayError("timeout", `No reply within ${ms} ms.`));
+      }, ms);
+    }
+
+    resolve(payload) {
+      this._stopTimeout();
+      this._resolve(payload);
+    }
+
+    reject(error) {
+      this._stopTimeout();
+      this._reject(error);
+    }
+
+    _stopTimeout() {
+      if (this._timer !== null) clearTimeout(this._timer);
+      this._timer = null;
+    }
+  }
+
+  /**
+   * The reconnect timer, and the backoff step it reached: one attempt pending at a time.
+   *
+   * `attempt` counts the closes since the last healthy connection, and sets the next wait: full
+   * jitter over min(maxDelay, minDelay × 2^attempt) after a NOW close, half of that to all of it
+   * (from PAUSE_ATTEMPT on) after a PAUSE close. A hello resets it, except after a PAUSE: a client
+   * the server told to slow down (4429, 4408) would otherwise be told again right after its hello,
+   * and be back within `minDelay` every time. So after a PAUSE the step goes back to 0 only once a
+   * connection has stayed open as long as the pause was (`holdFor`).
+   */
+  class Backoff {
+    /** `options`: the gateway's, read on each use (`minDelay`, `maxDelay`). */
+    constructor(options) {
+      this.options = options;
+      this.attempt = 0;
+      /** ms a connection must stay open to reset the step; 0 when a hello resets it at once. */
+      this.holdFor = 0;
+      this._timer = null;
+      /** The pending wait is one the server asked for, which coming back online does not cut short. */
+      this.firm = false;
+      this._holding = null;
+    }
+
+    /** The cap of the wait before attempt `attempt` (0 for the first). */
+    cap(attempt) {
+      return Math.min(this.options.maxDelay, this.options.minDelay * 2 ** attempt);
+    }
+
+    /** Full jitter: anywhere between 0 and the cap, so that a thousand tabs do not return in step. */
+    delay(attempt) {
+      return Math.random() * this.cap(attempt);
+    }
+
+    /** The wait after a close whose rule is NOW or PAUSE; the step goes on by one. */
+    next(rule) {
+      let delay;
+      if (rule === RULES.PAUSE) {
+        this.attempt = Math.max(this.attempt, PAUSE_ATTEMPT);
+        const cap = this.cap(this.attempt);
+        delay = cap / 2 + (Math.random() * cap) / 2;
+        this.holdFor = delay;
+      } else {
+        delay = this.delay(this.attempt);
+      }
+      this.attempt += 1;
+      return delay;
+    }
+
+    /** Call `retry` in `delay` ms, instead of any wait pending; `firm`: see `this.firm`. */
+    schedule(delay, retry, firm) {
+      this.clear();
+      this.firm = !!firm;
+      this._timer = setTimeout(() => {
+        this._timer = null;
+        this.firm = false;
+        retry();
+      }, delay);
+    }
+
+    get pending() {
+      return this._timer !== null;
+    }
+
+    clear() {
+      if (this._timer !== null) clearTimeout(this._timer);
+      this._timer = null;
+      this.firm = false;
+    }
+
+    /** A hello: the step goes back to 0 now, or once the connection has stayed open `holdFor` ms. */
+    opened() {
+      this._stopHolding();
+      if (!(this.holdFor > 0)) {
+        this.attempt = 0;
+        return;
+      }
+      this._holding = setTimeout(() => {
+        this._holding = null;
+        this.reset();
+      }, this.holdFor);
+    }
+
+    /** The connection closed: it did not stay open long enough to reset the step, if it had to. */
+    closed() {
+      this._stopHolding();
+    }
+
+    /** Nothing failed (a maintenance's wait): the next close starts from the first step. */
+    reset() {
+      this._stopHolding();
+      this.attempt = 0;
+      this.holdFor = 0;
+    }
+
+    _stopHolding() {
+      if (this._holding !== null) clearTimeout(this._holding);
+      this._holding = null;
     }
   }
 
@@ -246,6 +432,9 @@
 
   // -- socket --------------------------------------------------------------------------
 
+  /** property -> build(gateway), in the order they were added: see `WSGateway.addService`. */
+  const SERVICES = new Map();
+
   class WSGateway {
     /**
      * @param {object} [options] see WSGateway.defaults; `url` may be relative to the page.
@@ -258,8 +447,6 @@
       /** The server's hello: {id, username} and the channels it serves, once open. */
       this.user = null;
       this.services = [];
-      /** Failed attempts since the last successful connect; drives the backoff. */
-      this.attempt = 0;
 
       this._socket = null;
       // Apart from the channels, so that a site's service may be called "state" or "error".
@@ -273,24 +460,27 @@
       /** The server's requests being answered: their id -> the AbortController of their handler. */
       this._asked = new Map();
       this._nextId = 1;
-      this._retryTimer = null;
-      /** The retry timer is a maintenance's wait, which coming back online does not cut short. */
-      this._waitingOut = false;
+      /** The reconnect timer and the backoff step. */
+      this._backoff = new Backoff(this.options);
       this._pingTimer = null;
       this._stopped = false;
-      this._authError = null;
-      /** The error frame of a refusal on channel "gateway" (maintenance, gone): read at the close. */
+      /**
+       * The error frame on channel "gateway" that came just before the close (unauthorized, gone,
+       * maintenance, closing): the close's reason, which daphne does not pass on.
+       */
       this._refusal = null;
       this._flow = null;
 
-      this.notifications = new Notifications(this);
-      this.clipboard = new Clipboard(this);
+      for (const [property, build] of SERVICES) {
+        if (property in this) throw new TypeError(`WSGateway already has a property ${JSON.stringify(property)}.`);
+        this[property] = build(this);
+      }
 
       if (global.addEventListener) {
         // Back online: retry now rather than at the end of a long backoff.
         global.addEventListener("online", () => {
-          // Not a maintenance's wait: the server said when to come back, and the network was not why.
-          if (this._retryTimer !== null && !this._waitingOut) this.connect();
+          // Not a wait the server asked for (a pause, a retry_after): the network was not why.
+          if (this._backoff.pending && !this._backoff.firm) this.connect();
         });
       }
       if (this.options.autoConnect) {
@@ -299,6 +489,20 @@
           if (this.state === STATES.CLOSED && !this._stopped && this._socket === null) this.connect();
         });
       }
+    }
+
+    /**
+     * Every new WSGateway gets `gw[property] = build(gw)`: how the built-in services (`gw.notifications`,
+     * `gw.clipboard`) join the socket, which knows none of them, and how a site's own may. Register
+     * before `new WSGateway`; a property the socket has already is refused.
+     */
+    static addService(property, build) {
+      if (typeof property !== "string" || !property) throw new TypeError("A service's property must be a string.");
+      if (typeof build !== "function") throw new TypeError("A service's build must be a function.");
+      if (SERVICES.has(property) || property in WSGateway.prototype) {
+        throw new TypeError(`WSGateway already has a property ${JSON.stringify(property)}.`);
+      }
+      SERVICES.set(property, build);
     }
 
     /** The channel `name`: the same object on every call, so its handlers live as long as the socket. */
@@ -343,9 +547,8 @@
     /** Open the socket (again); also the way to retry after "unauthorized", e.g. after a login. */
     connect() {
       this._stopped = false;
-      this._clearRetry();
+      this._backoff.clear();
       if (this._socket !== null) return this;
-      this._authError = null;
       this._refusal = null;
       this._setState(STATES.CONNECTING, { attempt: this.attempt });
       let socket;
@@ -375,7 +578,7 @@
     /** Close the socket and stay closed until `connect()` is called. */
     close(code, reason) {
       this._stopped = true;
-      this._clearRetry();
+      this._backoff.clear();
       this._abandon(code || 1000, reason || "closed by the client");
       return this;
     }
@@ -384,10 +587,14 @@
       return this._socket !== null && this._socket.readyState === 1;
     }
 
-    /** Milliseconds before the next attempt: full jitter over an exponentially growing cap. */
+    /** Closes since the last healthy connection: the backoff's step (see Backoff). */
+    get attempt() {
+      return this._backoff.attempt;
+    }
+
+    /** Milliseconds before attempt `attempt` after a NOW close: full jitter over an exponentially growing cap. */
     backoff(attempt) {
-      const cap = Math.min(this.options.maxDelay, this.options.minDelay * 2 ** attempt);
-      return Math.random() * cap;
+      return this._backoff.delay(attempt);
     }
 
     _abandon(code, reason) {
@@ -411,57 +618,62 @@
     _handleClose(event) {
       this._socket = null;
       this._stopPing();
-      for (const [id, pending] of this._pending) {
-        clearTimeout(pending.timer);
-        pending.reject(new WSGatewayError("closed", "The connection closed before the reply arrived."));
-        this._pending.delete(id);
+      this._backoff.closed();
+      const pending = Array.from(this._pending.values());
+      this._pending.clear();
+      for (const request of pending) {
+        request.reject(new WSGatewayError("closed", "The connection closed before the reply arrived."));
       }
       // The server has forgotten them with the socket: nobody is left to answer.
       for (const controller of this._asked.values()) controller.abort();
       this._asked.clear();
-      const info = { code: event.code, reason: event.reason || "", wasClean: !!event.wasClean };
-      if (event.code === CLOSE_UNAUTHORIZED) {
-        const error = this._authError || { code: "unauthorized", message: "Log in to connect." };
-        this._setState(STATES.UNAUTHORIZED, Object.assign(info, { error }));
-        return;
-      }
-      if (event.code === CLOSE_GONE) {
-        const error = this._refusal || { code: "gone", message: "This address is no longer served." };
-        this._setState(STATES.GONE, Object.assign(info, { error }));
+      const refusal = this._refusal;
+      const rule = reconnectRule(event.code);
+      // daphne sends every close without its reason; the error frame before it said the same.
+      const reason = event.reason || (refusal && typeof refusal.message === "string" ? refusal.message : "");
+      const info = { code: event.code, reason, wasClean: !!event.wasClean, rule };
+      if (refusal) info.error = refusal;
+      if (rule === RULES.STOP) {
+        this._stop(info);
         return;
       }
       if (this._stopped) {
         this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: null }));
         return;
       }
-      const refusal = this._refusal;
       if (refusal && Number.isFinite(refusal.retry_after) && refusal.retry_after > 0) {
         // A maintenance refusal, or a close_sockets() that said when to come back.
         this._maintenance(info, refusal);
         return;
       }
-      if (event.code === CLOSE_TOO_MANY_CONNECTIONS || event.code === CLOSE_SERVICE_UNAVAILABLE) {
-        // An attempt at once would find the user's other sockets still open.
-        this.attempt = Math.max(this.attempt, TOO_MANY_CONNECTIONS_ATTEMPT);
-      }
-      const delay = this.backoff(this.attempt);
-      this.attempt += 1;
-      this._retryIn(delay);
+      // A RETRY_AFTER close without its retry_after (another server) waits a pause.
+      const delay = this._backoff.next(rule === RULES.NOW ? RULES.NOW : RULES.PAUSE);
+      this._retryIn(delay, rule !== RULES.NOW);
       this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: this.attempt }));
+    }
+
+    /** A STOP close: 4401 is "unauthorized", any other "gone"; no reconnect until `connect()`. */
+    _stop(info) {
+      if (info.code === CLOSE_UNAUTHORIZED) {
+        info.error = info.error || { code: "unauthorized", message: "Log in to connect." };
+        this._setState(STATES.UNAUTHORIZED, info);
+      } else {
+        info.error = info.error || { code: "gone", message: "This address is no longer served." };
+        this._setState(STATES.GONE, info);
+      }
     }
 
     /**
      * Refused for maintenance (or closed with a `retry_after`): come back after the server's
-     * `retry_after`, spread a little, instead of the backoff; the backoff's attempts start over, as
+     * `retry_after`, spread a little, instead of the backoff; the backoff's steps start over, as
      * nothing failed. The "maintenance" event is for a maintenance only.
      */
     _maintenance(info, refusal) {
       const wait = refusal.retry_after * 1000;
       const delay = wait + Math.random() * Math.max(MAINTENANCE_MIN_SPREAD, wait * MAINTENANCE_SPREAD);
       const maintenance = { reason: String(refusal.message || ""), retryAfter: refusal.retry_after, reconnectIn: delay };
-      this.attempt = 0;
-      this._retryIn(delay);
-      this._waitingOut = true;
+      this._backoff.reset();
+      this._retryIn(delay, true);
       if (refusal.code !== "maintenance") {
         this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: 0 }));
         return;
@@ -470,18 +682,9 @@
       this._setState(STATES.CLOSED, Object.assign(info, { reconnectIn: delay, attempt: 0, maintenance }));
     }
 
-    /** The next attempt, in `delay` ms: one timer, which `connect()` and `close()` clear. */
-    _retryIn(delay) {
-      this._retryTimer = setTimeout(() => {
-        this._retryTimer = null;
-        this.connect();
-      }, delay);
-    }
-
-    _clearRetry() {
-      if (this._retryTimer !== null) clearTimeout(this._retryTimer);
-      this._retryTimer = null;
-      this._waitingOut = false;
+    /** The next attempt, in `delay` ms; a `firm` wait is the server's, and coming back online keeps it. */
+    _retryIn(delay, firm) {
+      this._backoff.schedule(delay, () => this.connect(), firm);
     }
 
     _startPing() {
@@ -521,8 +724,7 @@
       }
       if (frame.error) {
         if (frame.channel === GATEWAY) {
-          // The reason of the close that follows: 4401, 4410, or 4503 (with its retry_after).
-          this._authError = frame.error;
+          // The reason of the close that follows: 4401, 4410, 4001, or 4503 (with its retry_after).
           this._refusal = frame.error;
         }
         this._reportError(frameError(frame));
@@ -558,7 +760,6 @@
       const pending = frame.id !== undefined && frame.id !== null ? this._pending.get(frame.id) : undefined;
       if (!pending) return false;
       this._pending.delete(frame.id);
-      clearTimeout(pending.timer);
       if (frame.error) pending.reject(frameError(frame));
       else pending.resolve(frame.payload);
       return true;
@@ -605,7 +806,7 @@
       this.user = payload.user;
       this.services = Array.isArray(payload.services) ? payload.services : [];
       if (this._flow !== null && Number.isInteger(payload.window)) this._flow.window = payload.window;
-      this.attempt = 0;
+      this._backoff.opened();
       this._startPing();
       this._setState(STATES.OPEN, { user: this.user, services: this.services });
     }
@@ -636,14 +837,9 @@
           return;
         }
         const id = this._nextId++;
-        const timer =
-          timeout > 0
-            ? setTimeout(() => {
-                this._pending.delete(id);
-                reject(new WSGatewayError("timeout", `No reply within ${timeout} ms.`));
-              }, timeout)
-            : null;
-        this._pending.set(id, { resolve, reject, timer });
+        const pending = new PendingRequest(resolve, reject);
+        this._pending.set(id, pending);
+        pending.startTimeout(timeout, () => this._pending.delete(id));
         this.send(channel, payload, id);
       });
     }
@@ -666,6 +862,10 @@
   );
   WSGateway.STATES = STATES;
   WSGateway.Error = WSGatewayError;
+  WSGateway.RULES = RULES;
+  WSGateway.RECONNECT = RECONNECT;
+  WSGateway.RECONNECT_RANGES = RECONNECT_RANGES;
+  WSGateway.reconnectRule = reconnectRule;
   WSGateway.CLOSE_UNAUTHORIZED = CLOSE_UNAUTHORIZED;
   WSGateway.CLOSE_TOO_MANY_CONNECTIONS = CLOSE_TOO_MANY_CONNECTIONS;
   WSGateway.CLOSE_GONE = CLOSE_GONE;
@@ -983,6 +1183,8 @@
     }
   }
 
+  WSGateway.addService("notifications", (gateway) => new Notifications(gateway));
+
   /** The "clipboard" channel: the user's clipboard, the same in every tab. */
   class Clipboard extends Service {
     constructor(gateway) {
@@ -1035,6 +1237,8 @@
       return this._act("clipboard_flush", null);
     }
   }
+
+  WSGateway.addService("clipboard", (gateway) => new Clipboard(gateway));
 
   global.WSGateway = WSGateway;
   global.WSGatewayError = WSGatewayError;
