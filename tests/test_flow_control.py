@@ -72,8 +72,11 @@ async def test_a_socket_that_does_not_acknowledge_is_closed_with_4408_once_its_w
         received = []
         while (text := await receive_text(socket)) is not None:
             received.append(text)
-        # Every push that fitted in the window came, then the close, and nothing after it.
-        assert len(received) == (WINDOW - connect_bytes(socket)) // push_bytes(BIG)
+        # Every push that fitted in the window came, then the reason in an error frame (daphne drops a
+        # close's), then the close, and nothing after it.
+        *pushes, closing = received
+        assert len(pushes) == (WINDOW - connect_bytes(socket)) // push_bytes(BIG)
+        assert json.loads(closing) == error_frame("gateway", "not_reading")
         assert await socket.close_code() == CloseCode.NOT_READING
         assert socket.unread_output() == []
     assert metrics.value(metrics.OUTBOUND_CLOSED) == closed_before + 1
@@ -191,7 +194,10 @@ async def test_replies_count_against_the_window_as_pushes_do() -> None:
         while True:
             await socket.send("gateway", {"action": "ping"}, pings)
             message = await socket.communicator.receive_output(TIMEOUT)
-            if message["type"] == "websocket.close":
+            if "not_reading" in message.get("text", ""):
+                assert json.loads(message["text"]) == error_frame("gateway", "not_reading")
+                message = await socket.communicator.receive_output(TIMEOUT)
+                assert message["type"] == "websocket.close"
                 assert message["code"] == CloseCode.NOT_READING
                 break
             sent += len(message["text"])

@@ -120,6 +120,10 @@ async def test_frames_over_the_burst_are_rate_limited_unhandled_then_the_socket_
             assert first == error_frame("clipboard", "rate_limited", "a")
             assert re.search(r"Retry in [01]\.\d\d s", first["error"]["message"]), first
             assert await socket.receive() == error_frame("clipboard", "rate_limited", 7)
+            # The close's reason, in an error frame before it: daphne drops a close's reason.
+            closing = await socket.receive()
+            assert closing == error_frame("gateway", "too_many_frames")
+            assert closing["error"]["message"] == "Too many frames."
             assert await socket.close_code() == 4429
             assert await socket.receive_nothing()
     assert await ClipboardEntry.objects.acount() == 0

@@ -341,6 +341,7 @@ def test_the_next_check_is_the_expiry_when_it_comes_before_the_interval() -> Non
         assert past.delay() == RECHECK_MARGIN
 
 
+@pytest.mark.django_db  # the check runs in Channels' database thread, which closes old connections
 async def test_a_login_that_ended_is_reported_once_and_nothing_is_scheduled_after(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

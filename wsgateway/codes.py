@@ -204,6 +204,10 @@ class ErrorCode(StrEnum):
 
     # Limits: the frame was not handled; its message says when to try again.
     RATE_LIMITED = "rate_limited"
+    #: Sent on channel "gateway" just before a 4429 close: too many frames were refused.
+    TOO_MANY_FRAMES = "too_many_frames"
+    #: Sent on channel "gateway" just before a 4408 close: the client did not acknowledge what it read.
+    NOT_READING = "not_reading"
     #: Sent on channel "gateway" just before a 4409 close: the user has too many sockets open.
     TOO_MANY_CONNECTIONS = "too_many_connections"
     #: Sent on channel "gateway" just before a 4503 close, with ``retry_after`` (seconds) next to the

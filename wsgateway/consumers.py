@@ -261,6 +261,9 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         """Answer a frame over the rate limits with ``rate_limited``, unhandled; or close with 4429."""
         assert self.limiter is not None
         if self.limiter.refuse(getattr(self.user, "pk", None)) is Refusal.CLOSE:
+            # The reason in an error frame too: daphne drops a close's reason (see docs/protocol.md).
+            error = self.error_text(GATEWAY_CHANNEL, ErrorCode.TOO_MANY_FRAMES, TOO_MANY_FRAMES_REASON)
+            await self.transport.send_text(error, wait=False)
             await self.close(CloseCode.TOO_MANY_REQUESTS, TOO_MANY_FRAMES_REASON)
         elif isinstance(item, frames.MessageTooBig):
             await self.close(CloseCode.MESSAGE_TOO_BIG)

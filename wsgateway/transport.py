@@ -140,6 +140,10 @@ class Transport:
             return await window.room_for(size, lambda: self.closed)
         except TimeoutError:
             window.not_reading(size)
+            # The reason in an error frame too, past the window (its last frame, and a small one):
+            # daphne drops a close's reason (see docs/protocol.md).
+            error = frames.error(frames.GATEWAY_CHANNEL, ErrorCode.NOT_READING, NOT_READING_REASON)
+            await self.send({"type": "websocket.send", "text": error})
             await send_close(self.send, CloseCode.NOT_READING, NOT_READING_REASON)
             return False
 
