@@ -21,17 +21,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from django.conf import settings
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import get_user_model
 from django.utils import translation
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import Promise
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext_noop
 
 from .bridge import run_async
 from .codes import CloseCode, ErrorCode
 from .groups import REVOKE_EVENT, channel_layer, user_group
+from .sessions import session_expiry
 
 __all__ = ["Credentials", "aclose_user_sockets", "check", "close_user_sockets"]
 
@@ -87,29 +86,6 @@ def credentials_of(user: Any, session_key: str | None, expires_at: float | None)
     if session_key is not None:
         session_expires_at = session_expiry(session_key) or time.time()  # gone already: checked at once
     return Credentials(user.pk, auth_hash_of(user), session_key, session_expires_at, expires_at)
-
-
-def session_expiry(session_key: str) -> float | None:
-    """When the session ends (Unix time), or ``None`` when it is gone; reads the session store.
-
-    A database-backed engine (``db``, ``cached_db``) answers from its row, whose expiry is the
-    one ``clearsessions`` and the session middleware honour. Another engine answers with what its
-    store reports (``get_expiry_date()``: for a session without its own expiry, that is
-    ``SESSION_COOKIE_AGE`` from now, so only the periodic re-check ends such a socket).
-    """
-    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
-    if hasattr(store_class, "get_model_class"):
-        expire_date = (
-            store_class.get_model_class()
-            .objects.filter(session_key=session_key)
-            .values_list("expire_date", flat=True)
-            .first()
-        )
-        return expire_date.timestamp() if expire_date is not None else None
-    store = store_class(session_key)
-    if SESSION_KEY not in store:  # loads it; an unknown or expired key loads as empty
-        return None
-    return float(store.get_expiry_date().timestamp())
 
 
 def check(credentials: Credentials) -> Verdict | None:

@@ -8,6 +8,7 @@ from django.utils.translation import gettext, pgettext
 
 from .. import frames
 from ..codes import ErrorCode
+from ..conf import gateway_settings, import_from_setting
 from ..exceptions import GatewayError
 from ..groups import apush
 
@@ -105,3 +106,9 @@ class ActionService(Service):
                 gettext("Text in data may hold no NUL character and no lone surrogate."),
             )
         return await handler(user, data)
+
+
+def service_classes() -> list[type[Service]]:
+    """The classes named in ``SERVICES``, in order; each imported once, until a setting changes
+    (:func:`wsgateway.conf.import_from_setting`)."""
+    return [import_from_setting(path) for path in gateway_settings.SERVICES]
