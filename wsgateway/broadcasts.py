@@ -15,7 +15,7 @@ from django.utils.translation import gettext_noop
 from .bridge import require_sync
 from .codes import CloseCode, ErrorCode
 from .conf import MAX_RETRY_AFTER
-from .groups import all_group, asend_to_groups, push_event, send_to_groups, user_group
+from .groups import all_group, asend_to_groups, push_event, send_to_groups, user_group, user_pk
 from .revocation import revoke_event
 
 __all__ = ["abroadcast", "aclose_sockets", "broadcast", "close_sockets"]
@@ -92,4 +92,4 @@ def close_sockets(
 
 
 def _group_of(user: Any) -> str:
-    return all_group() if user is None else user_group(getattr(user, "pk", user))
+    return all_group() if user is None else user_group(user_pk(user))

@@ -29,7 +29,7 @@ from django.utils.translation import gettext_noop
 
 from .bridge import run_async
 from .codes import CloseCode, ErrorCode
-from .groups import REVOKE_EVENT, channel_layer, user_group
+from .groups import REVOKE_EVENT, channel_layer, user_group, user_pk
 from .sessions import session_expiry
 
 __all__ = ["Credentials", "aclose_user_sockets", "check", "close_user_sockets"]
@@ -163,10 +163,6 @@ def matches(event: dict[str, Any], credentials: Credentials) -> bool:
     return True
 
 
-def _user_id(user_or_id: Any) -> Any:
-    return getattr(user_or_id, "pk", user_or_id)
-
-
 async def aclose_user_sockets(
     user_or_id: Any,
     *,
@@ -184,7 +180,7 @@ async def aclose_user_sockets(
     With ``session_key``, only the sockets opened with that Django session close.
     """
     await _asend(
-        _user_id(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
+        user_pk(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
     )
 
 
@@ -198,7 +194,7 @@ def close_user_sockets(
 ) -> None:
     """Synchronous :func:`aclose_user_sockets`, for views, signal receivers and workers."""
     send_revoke_event(
-        _user_id(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
+        user_pk(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
     )
 
 
