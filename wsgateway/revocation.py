@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 from django.contrib.auth import get_user_model
 from django.utils import translation
@@ -32,7 +32,14 @@ from .codes import CloseCode, ErrorCode
 from .groups import REVOKE_EVENT, channel_layer, user_group, user_pk
 from .sessions import session_expiry
 
-__all__ = ["Credentials", "aclose_user_sockets", "check", "close_user_sockets"]
+__all__ = [
+    "CloseOptions",
+    "Credentials",
+    "UserCloseOptions",
+    "aclose_user_sockets",
+    "check",
+    "close_user_sockets",
+]
 
 # The reasons travel through the layer in English, marked for makemessages: each socket translates
 # them into its own language when it sends them (GatewayConsumer.revoke), as the sender's language
@@ -163,39 +170,37 @@ def matches(event: dict[str, Any], credentials: Credentials) -> bool:
     return True
 
 
-async def aclose_user_sockets(
-    user_or_id: Any,
-    *,
-    code: int = CloseCode.UNAUTHORIZED,
-    reason: str | Promise = DEFAULT_REASON,
-    error: str = ErrorCode.REVOKED,
-    session_key: str | None = None,
-) -> None:
+class CloseOptions(TypedDict, total=False):
+    """What a site may say of a close: the close code, the error frame's message and code."""
+
+    code: int
+    reason: str | Promise
+    error: str
+
+
+class UserCloseOptions(CloseOptions, total=False):
+    """How :func:`close_user_sockets` and :func:`aclose_user_sockets` close; the defaults are
+    :func:`revoke_event`'s."""
+
+    session_key: str | None
+
+
+async def aclose_user_sockets(user_or_id: Any, **options: Unpack[UserCloseOptions]) -> None:
     """Close a user's sockets on every process sharing the channel layer.
 
     Each sends ``{"channel": "gateway", "error": {"code": error, "message": reason}}``, ``reason``
     translated into the socket's language (give ``gettext_lazy(...)``, or text marked with
-    ``gettext_noop``, for a reason the site's catalogs translate), then closes
-    with ``code`` (1000 or 3000-4999; 4401 by default, which a client reads as "log in first").
-    With ``session_key``, only the sockets opened with that Django session close.
+    ``gettext_noop``, for a reason the site's catalogs translate; "Your login was revoked; log in
+    again." by default), then closes with ``code`` (1000 or 3000-4999; 4401 by default, which a client
+    reads as "log in first"). ``error``: ``revoked`` by default. With ``session_key``, only the sockets
+    opened with that Django session close.
     """
-    await _asend(
-        user_pk(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
-    )
+    await _asend(user_pk(user_or_id), revoke_event(**options))
 
 
-def close_user_sockets(
-    user_or_id: Any,
-    *,
-    code: int = CloseCode.UNAUTHORIZED,
-    reason: str | Promise = DEFAULT_REASON,
-    error: str = ErrorCode.REVOKED,
-    session_key: str | None = None,
-) -> None:
+def close_user_sockets(user_or_id: Any, **options: Unpack[UserCloseOptions]) -> None:
     """Synchronous :func:`aclose_user_sockets`, for views, signal receivers and workers."""
-    send_revoke_event(
-        user_pk(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
-    )
+    send_revoke_event(user_pk(user_or_id), revoke_event(**options))
 
 
 async def _asend(user_id: Any, event: dict[str, Any]) -> None:
