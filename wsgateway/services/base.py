@@ -9,7 +9,7 @@ from django.utils.translation import gettext, pgettext
 from .. import frames
 from ..codes import ErrorCode
 from ..conf import gateway_settings, import_from_setting
-from ..exceptions import GatewayError
+from ..exceptions import GatewayError, InvalidData
 from ..groups import apush
 
 
@@ -84,8 +84,7 @@ class ActionService(Service):
 
     async def on_message(self, user: Any, payload: Any) -> Any:
         if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
-            raise GatewayError(
-                ErrorCode.INVALID_DATA,
+            raise InvalidData(
                 pgettext(
                     "JSON names of the protocol: kept as they are",
                     'The payload must be {"action": "...", "data": ...}.',
@@ -101,10 +100,7 @@ class ActionService(Service):
             )
         data = payload.get("data")
         if frames.unstorable(data) is not None:
-            raise GatewayError(
-                ErrorCode.INVALID_DATA,
-                gettext("Text in data may hold no NUL character and no lone surrogate."),
-            )
+            raise InvalidData(gettext("Text in data may hold no NUL character and no lone surrogate."))
         return await handler(user, data)
 
 

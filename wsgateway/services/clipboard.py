@@ -18,7 +18,7 @@ from .. import frames
 from ..codes import ErrorCode
 from ..columns import fits_column
 from ..conf import gateway_settings, import_from_setting
-from ..exceptions import GatewayError
+from ..exceptions import GatewayError, InvalidData
 from ..models import ClipboardEntry, wire_pk
 from ..reads import fetch
 from .base import ActionService
@@ -133,8 +133,7 @@ class ClipboardService(ActionService):
 
     async def action_clipboard_add(self, user: Any, data: Any) -> Any:
         if data is None:
-            raise GatewayError(
-                ErrorCode.INVALID_DATA,
+            raise InvalidData(
                 pgettext(
                     "JSON names of the protocol: kept as they are", "clipboard_add takes the data to store."
                 ),
@@ -146,8 +145,7 @@ class ClipboardService(ActionService):
 
     async def action_clipboard_remove(self, user: Any, data: Any) -> Any:
         if type(data) is not int:
-            raise GatewayError(
-                ErrorCode.INVALID_DATA,
+            raise InvalidData(
                 pgettext(
                     "JSON names of the protocol: kept as they are", "clipboard_remove takes an entry id."
                 ),
@@ -208,8 +206,7 @@ def _parse_load(data: Any) -> tuple[str, list[int | str]]:
         or not isinstance(data.get("model"), str)
         or not isinstance(data.get("ids"), list)
     ):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 'clipboard_load takes {"model": "app_label.model", "ids": [...]}.',
@@ -217,8 +214,7 @@ def _parse_load(data: Any) -> tuple[str, list[int | str]]:
         )
     ids = data["ids"]
     if not ids or not all(type(pk) in (int, str) for pk in ids):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 '"ids" must be a non-empty list of primary keys.',
@@ -250,9 +246,7 @@ def _model(label: str) -> type[Model]:
     try:
         return apps.get_model(label)
     except (LookupError, ValueError):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA, gettext("Unknown model %(label)s.") % {"label": repr(label)}
-        ) from None
+        raise InvalidData(gettext("Unknown model %(label)s.") % {"label": repr(label)}) from None
 
 
 def _keys(

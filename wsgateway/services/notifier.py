@@ -15,7 +15,7 @@ from django.utils.translation import gettext, pgettext
 from ..codes import ErrorCode
 from ..columns import fits_column
 from ..conf import MAX_PAGE_SIZE, gateway_settings
-from ..exceptions import GatewayError
+from ..exceptions import GatewayError, InvalidData
 from ..models import Notification
 from ..notifications import CHANNEL, history, push_unread_state, sequence, sizes, unread_state
 from ..notifications.unread import connect_state
@@ -135,8 +135,7 @@ class _Page(NamedTuple):
 
 def _parse_page(data: Any) -> _Page:
     if not isinstance(data, dict):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 'list takes {"before", "limit", "unread_only"}.',
@@ -146,15 +145,13 @@ def _parse_page(data: Any) -> _Page:
     limit = data.get("limit", gateway_settings.NOTIFICATIONS_PAGE_SIZE)
     unread_only = data.get("unread_only", False)
     if before is not None and type(before) is not int:
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
-            pgettext("JSON names of the protocol: kept as they are", '"before" must be a notification id.'),
+        raise InvalidData(
+            pgettext("JSON names of the protocol: kept as they are", '"before" must be a notification id.')
         )
     _check_limit(limit)
     if not isinstance(unread_only, bool):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
-            pgettext("JSON names of the protocol: kept as they are", '"unread_only" must be true or false.'),
+        raise InvalidData(
+            pgettext("JSON names of the protocol: kept as they are", '"unread_only" must be true or false.')
         )
     return _Page(before, limit, unread_only)
 
@@ -162,8 +159,7 @@ def _parse_page(data: Any) -> _Page:
 def _check_limit(limit: Any) -> None:
     """A page's ``limit``, for ``list`` and ``sync`` alike: INVALID_DATA unless 1 to MAX_PAGE_SIZE."""
     if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 '"limit" must be an integer from 1 to %(max)d.',
@@ -174,8 +170,7 @@ def _check_limit(limit: Any) -> None:
 
 def _parse_sync(data: Any) -> tuple[int, int]:
     if not isinstance(data, dict):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 'sync takes {"since": <the last seq you have>, "limit"}.',
@@ -184,8 +179,7 @@ def _parse_sync(data: Any) -> tuple[int, int]:
     since = data.get("since")
     limit = data.get("limit", MAX_PAGE_SIZE)
     if type(since) is not int or since < 0:
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 '"since" must be the seq of the last notification you have, or 0.',
@@ -197,8 +191,7 @@ def _parse_sync(data: Any) -> tuple[int, int]:
 
 def _parse_ids(data: Any) -> list[int]:
     if not isinstance(data, list) or not all(type(item) is int for item in data):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are", "mark_read takes a list of notification ids."
             ),
