@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext, pgettext
+from django.utils.functional import Promise
+from django.utils.translation import gettext, pgettext, pgettext_lazy
 
 from ..codes import ErrorCode
 from ..columns import fits_column
@@ -133,14 +134,24 @@ class _Page(NamedTuple):
     unread_only: bool
 
 
-def _parse_page(data: Any) -> _Page:
+#: What "list" and "sync" take, said when their data is not an object (rendered in the socket's language).
+LIST_TAKES = pgettext_lazy(
+    "JSON names of the protocol: kept as they are", 'list takes {"before", "limit", "unread_only"}.'
+)
+SYNC_TAKES = pgettext_lazy(
+    "JSON names of the protocol: kept as they are", 'sync takes {"since": <the last seq you have>, "limit"}.'
+)
+
+
+def _fields(data: Any, takes: Promise) -> dict[str, Any]:
+    """``data`` if it is an object; else ``invalid_data``, saying what the action ``takes``."""
     if not isinstance(data, dict):
-        raise InvalidData(
-            pgettext(
-                "JSON names of the protocol: kept as they are",
-                'list takes {"before", "limit", "unread_only"}.',
-            ),
-        )
+        raise InvalidData(takes)
+    return data
+
+
+def _parse_page(data: Any) -> _Page:
+    data = _fields(data, LIST_TAKES)
     before = data.get("before")
     limit = data.get("limit", gateway_settings.NOTIFICATIONS_PAGE_SIZE)
     unread_only = data.get("unread_only", False)
@@ -169,13 +180,7 @@ def _check_limit(limit: Any) -> None:
 
 
 def _parse_sync(data: Any) -> tuple[int, int]:
-    if not isinstance(data, dict):
-        raise InvalidData(
-            pgettext(
-                "JSON names of the protocol: kept as they are",
-                'sync takes {"since": <the last seq you have>, "limit"}.',
-            ),
-        )
+    data = _fields(data, SYNC_TAKES)
     since = data.get("since")
     limit = data.get("limit", MAX_PAGE_SIZE)
     if type(since) is not int or since < 0:
