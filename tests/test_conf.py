@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from tests.support.communicators import connected, create_user, frame
 from tests.support.extensions import ApiKeyAuthenticator, EchoService, nobody_may_view
-from wsgateway.auth import BearerTokenAuthenticator, SessionAuthenticator
+from wsgateway.auth import BearerTokenAuthenticator, SessionAuthenticator, authenticator_classes
 from wsgateway.conf import (
     DEFAULTS,
     IMPORT_STRINGS,
@@ -25,7 +25,8 @@ from wsgateway.conf import (
 )
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.groups import user_group
-from wsgateway.services.clipboard import ClipboardService, user_can_view
+from wsgateway.services.base import service_classes
+from wsgateway.services.clipboard import ClipboardService, clipboard_permission, user_can_view
 from wsgateway.services.notifier import NotifierService
 
 EXPECTED_DEFAULTS = {
@@ -74,12 +75,7 @@ def test_every_default_has_a_typed_accessor() -> None:
     keys = {name for name, value in vars(GatewaySettings).items() if isinstance(value, Setting)}
     assert keys == set(DEFAULTS)
     accessors = {name for name, value in vars(GatewaySettings).items() if isinstance(value, property)}
-    assert {name for name in accessors if not name.isupper()} == {
-        "user_settings",
-        "service_classes",
-        "authenticator_classes",
-        "clipboard_permission",
-    }
+    assert {name for name in accessors if not name.isupper()} == {"user_settings"}
 
 
 # -- the table --------------------------------------------------------------------------
@@ -208,9 +204,9 @@ def test_import_cache_is_dropped_when_the_setting_changes() -> None:
 
 
 def test_resolved_accessors_import_the_defaults() -> None:
-    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
-    assert gateway_settings.authenticator_classes == [BearerTokenAuthenticator, SessionAuthenticator]
-    assert gateway_settings.clipboard_permission is user_can_view
+    assert service_classes() == [NotifierService, ClipboardService]
+    assert authenticator_classes() == [BearerTokenAuthenticator, SessionAuthenticator]
+    assert clipboard_permission() is user_can_view
 
 
 def test_resolved_accessors_follow_override_settings() -> None:
@@ -220,36 +216,36 @@ def test_resolved_accessors_follow_override_settings() -> None:
         "CLIPBOARD_PERMISSION": "tests.support.extensions.nobody_may_view",
     }
     with override_settings(WSGATEWAY=override):
-        assert gateway_settings.service_classes == [EchoService, NotifierService]  # in the setting's order
-        assert gateway_settings.authenticator_classes == [ApiKeyAuthenticator]
-        assert gateway_settings.clipboard_permission is nobody_may_view
-    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
-    assert gateway_settings.authenticator_classes == [BearerTokenAuthenticator, SessionAuthenticator]
-    assert gateway_settings.clipboard_permission is user_can_view
+        assert service_classes() == [EchoService, NotifierService]  # in the setting's order
+        assert authenticator_classes() == [ApiKeyAuthenticator]
+        assert clipboard_permission() is nobody_may_view
+    assert service_classes() == [NotifierService, ClipboardService]
+    assert authenticator_classes() == [BearerTokenAuthenticator, SessionAuthenticator]
+    assert clipboard_permission() is user_can_view
 
 
 def test_resolved_accessors_go_through_the_import_cache() -> None:
     import_from_setting.cache_clear()
-    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
+    assert service_classes() == [NotifierService, ClipboardService]
     assert import_from_setting.cache_info().misses == 2
-    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
-    assert gateway_settings.clipboard_permission is user_can_view
-    assert gateway_settings.clipboard_permission is user_can_view
+    assert service_classes() == [NotifierService, ClipboardService]
+    assert clipboard_permission() is user_can_view
+    assert clipboard_permission() is user_can_view
     info = import_from_setting.cache_info()
     assert (info.hits, info.misses) == (3, 3)
 
 
 def test_resolved_lists_are_fresh_copies() -> None:
-    gateway_settings.service_classes.clear()
-    gateway_settings.authenticator_classes.clear()
-    assert gateway_settings.service_classes == [NotifierService, ClipboardService]
-    assert gateway_settings.authenticator_classes == [BearerTokenAuthenticator, SessionAuthenticator]
+    service_classes().clear()
+    authenticator_classes().clear()
+    assert service_classes() == [NotifierService, ClipboardService]
+    assert authenticator_classes() == [BearerTokenAuthenticator, SessionAuthenticator]
 
 
 def test_a_path_that_cannot_be_imported_raises_when_resolved() -> None:
     with override_settings(WSGATEWAY={"CLIPBOARD_PERMISSION": "wsgateway.services.clipboard.may_view"}):
         with pytest.raises(ImportError):
-            _ = gateway_settings.clipboard_permission
+            clipboard_permission()
 
 
 def test_service_classes_follow_the_setting_with_no_stale_cache() -> None:

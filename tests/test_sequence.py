@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 
 from tests.support.postgres import migrated_project_database
 from tests.support.servers import ROOT
-from wsgateway.models import Notification, NotificationSequence
+from wsgateway.models import Notification, NotificationSequence, number_notifications
 from wsgateway.notifications import history, notify, sequence
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,7 +80,7 @@ def test_two_rows_of_one_user_cannot_share_a_number(ann: object) -> None:
 
 def test_numbering_outside_the_inserting_transaction_is_refused(ann: object) -> None:
     with pytest.raises(RuntimeError, match="inside the inserting transaction"):
-        sequence.assign([Notification(recipient=ann, message="x")], "default")
+        number_notifications([Notification(recipient=ann, message="x")], "default")
     assert not NotificationSequence.objects.exists()
 
 

@@ -38,7 +38,7 @@ from . import connections, events, frames
 from .bridge import require_sync, run_async
 from .conf import gateway_settings
 from .exceptions import FrameTooLarge, RequestDropped, RequestRejected, RequestTimeout
-from .groups import channel_layer, user_group
+from .groups import channel_layer, user_group, user_pk
 from .layers.extensions import FORGET_CHANNEL, is_process_local, supports
 
 logger = logging.getLogger("wsgateway")
@@ -108,7 +108,7 @@ async def aask(
     if isinstance(target, str):
         expected = {target}
     else:
-        user_id = getattr(target, "pk", target)
+        user_id = user_pk(target)
         group = user_group(user_id)
         expected = None
         if connections.counted_by_layer(layer) or is_process_local(layer):

@@ -8,7 +8,7 @@ but wrong, which stops the search: a bad token never falls back to a session.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -16,10 +16,10 @@ from typing import Any
 from channels.auth import get_user
 from django.conf import settings
 from django.utils.functional import empty
-from django.utils.module_loading import import_string
 
-from .conf import gateway_settings
+from .conf import gateway_settings, import_from_setting
 from .scope import Scope, cookies, header
+from .sessions import session_store
 from .tokens import token_claims, token_expiry, token_user, unseal_session_key
 
 # Authenticators of a site read the handshake with these too (``from wsgateway.auth import header``).
@@ -30,6 +30,8 @@ __all__ = [
     "Scope",
     "SessionAuthenticator",
     "authenticate",
+    "authenticator_classes",
+    "bearer_token",
     "cookies",
     "header",
 ]
@@ -70,15 +72,7 @@ class BearerTokenAuthenticator(BaseAuthenticator):
     keyword = "bearer"
 
     def get_token(self, scope: Scope) -> str | None:
-        authorization = header(scope, b"authorization")
-        if authorization:
-            keyword, _, token = authorization.strip().partition(" ")
-            if keyword.lower() == self.keyword and token.strip():
-                return token.strip()
-        cookie_name = gateway_settings.TOKEN_COOKIE_NAME
-        if cookie_name:
-            return cookies(scope).get(cookie_name) or None
-        return None
+        return bearer_token(scope, {self.keyword})
 
     async def authenticate(self, scope: Scope) -> Identity | None:
         token = self.get_token(scope)
@@ -122,12 +116,36 @@ class SessionAuthenticator(BaseAuthenticator):
         session_key = cookies(scope).get(settings.SESSION_COOKIE_NAME)
         if not session_key:
             return None
-        return import_string(settings.SESSION_ENGINE + ".SessionStore")(session_key)
+        return session_store(session_key)
+
+
+def bearer_token(scope: Scope, keywords: Collection[str]) -> str | None:
+    """The token of an ``Authorization: <keyword> <token>`` header whose keyword is one of ``keywords``
+    (lower case; the header's is compared without case), else the ``TOKEN_COOKIE_NAME`` cookie's.
+
+    The cookie is for browsers, which cannot set headers on a WebSocket. Never the query string: a
+    URL is written to the access logs of the server and of every proxy on the way.
+    """
+    authorization = header(scope, b"authorization")
+    if authorization:
+        keyword, _, token = authorization.strip().partition(" ")
+        if keyword.lower() in keywords and token.strip():
+            return token.strip()
+    cookie_name = gateway_settings.TOKEN_COOKIE_NAME
+    if cookie_name:
+        return cookies(scope).get(cookie_name) or None
+    return None
+
+
+def authenticator_classes() -> list[type[BaseAuthenticator]]:
+    """The classes named in ``AUTHENTICATORS``, in the order they are tried; each imported once, until
+    a setting changes (:func:`wsgateway.conf.import_from_setting`)."""
+    return [import_from_setting(path) for path in gateway_settings.AUTHENTICATORS]
 
 
 async def authenticate(scope: Scope) -> Identity | None:
     """Run the configured authenticators in order; see the module docstring."""
-    for authenticator in gateway_settings.authenticator_classes:
+    for authenticator in authenticator_classes():
         identity = await authenticator().authenticate(scope)
         if identity is not None:
             return identity

@@ -24,17 +24,30 @@ from .layers.extensions import CONNECTIONS, is_process_local, supports
 _GROUP_NAME_CHARACTER = re.compile(r"[A-Za-z0-9._-]")
 
 
-def _process_local(backend: str) -> bool:
-    try:
-        cls = import_string(backend)
-    except Exception:  # ImportError, or TypeError for ".relative.Path": Channels reports a bad BACKEND
-        return False
-    return isinstance(cls, type) and is_process_local(cls)
+def _raw_setting() -> dict[Any, Any] | None:
+    """``settings.WSGATEWAY`` as the site wrote it ({} when unset), without the defaults; None if it
+    is not a dict (E001). The checks of contents read what the site wrote, not the defaults."""
+    value = getattr(settings, "WSGATEWAY", {})
+    return value if isinstance(value, dict) else None
+
+
+def _written(name: str) -> Any:
+    """The value the site wrote for ``name``, or None (unset, or no dict at all)."""
+    return (_raw_setting() or {}).get(name)
+
+
+def _integer_fits(key: Key, item: Any) -> bool:
+    """Whether ``item`` is a positive integer within the key's bounds (E003 otherwise)."""
+    return (
+        key.shape.accepts(item)
+        and (key.most is None or item <= key.most)
+        and (key.least is None or item >= key.least)
+    )
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    value = getattr(settings, "WSGATEWAY", {})
-    if not isinstance(value, dict):
+    value = _raw_setting()
+    if value is None:
         return [
             Error(
                 "WSGATEWAY must be a dict.", hint="See the settings table in the README.", id="wsgateway.E001"
@@ -68,11 +81,7 @@ def _check_against_table(name: str, key: Key, item: Any) -> list[CheckMessage]:
         return []
     hint = f"{key.doc} The default is {key.default!r}."
     if key.shape is Shape.POSITIVE_INTEGER:
-        if (
-            key.shape.accepts(item)
-            and (key.most is None or item <= key.most)
-            and (key.least is None or item >= key.least)
-        ):
+        if _integer_fits(key, item):
             return []
         bounds = [f"at least {key.least}"] if key.least is not None else []
         bounds += [f"at most {key.most}"] if key.most is not None else []
@@ -171,8 +180,7 @@ def check_allowed_origins(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     A wrong entry fails quietly at connect time: one without a scheme matches no
     browser, and one with a path allows the whole site, since origins have no path.
     """
-    value = getattr(settings, "WSGATEWAY", {})
-    origins = value.get("ALLOWED_ORIGINS") if isinstance(value, dict) else None
+    origins = _written("ALLOWED_ORIGINS")
     if origins is None or not KEYS["ALLOWED_ORIGINS"].shape.accepts(origins):
         return []  # the default, or E001 or E007 from check_settings
     errors: list[CheckMessage] = []
@@ -216,11 +224,26 @@ def _check_origin(origin: str) -> list[CheckMessage]:
     ]
 
 
+def _layer_config() -> dict[str, Any] | None:
+    """The ``CHANNEL_LAYERS`` entry of wsgateway's layer, if there is one with a ``BACKEND`` (E006)."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    config = layers.get(gateway_settings.CHANNEL_LAYER) if isinstance(layers, dict) else None
+    return config if isinstance(config, dict) and config.get("BACKEND") else None
+
+
+def _backend_class(config: dict[str, Any]) -> type | None:
+    """The layer's class, or None when its ``BACKEND`` does not import as one (Channels reports that)."""
+    try:
+        cls = import_string(config["BACKEND"])
+    except Exception:  # ImportError, or TypeError for ".relative.Path" and a BACKEND that is no string
+        return None
+    return cls if isinstance(cls, type) else None
+
+
 def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     alias = gateway_settings.CHANNEL_LAYER
-    layers = getattr(settings, "CHANNEL_LAYERS", None)
-    config = layers.get(alias) if isinstance(layers, dict) else None
-    if not isinstance(config, dict) or not config.get("BACKEND"):
+    config = _layer_config()
+    if config is None:
         return [
             Error(
                 f"No channel layer {alias!r} in CHANNEL_LAYERS: wsgateway cannot push to sockets.",
@@ -230,7 +253,8 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                 id="wsgateway.E006",
             )
         ]
-    if _process_local(config["BACKEND"]) and not settings.DEBUG:
+    cls = _backend_class(config)
+    if cls is not None and is_process_local(cls) and not settings.DEBUG:
         return [
             Warning(
                 "The in-process channel layer is configured while DEBUG is off.",
@@ -247,10 +271,11 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 MAX_ADVISED_TOKEN_AGE = 24 * 60 * 60
 
 
-def _authenticator_classes() -> list[tuple[str, type]]:
-    """The classes of ``AUTHENTICATORS`` that import, in order, with their paths."""
-    paths = gateway_settings.get("AUTHENTICATORS")
-    if not KEYS["AUTHENTICATORS"].shape.accepts(paths):
+def _imported_classes(name: str) -> list[tuple[str, type]]:
+    """The classes of a list of dotted paths (``AUTHENTICATORS``, ``SERVICES``) that import, in order,
+    with their paths; the others are E004's or E007's from check_settings."""
+    paths = gateway_settings.get(name)
+    if not KEYS[name].shape.accepts(paths):
         return []  # E007 from check_settings
     classes = []
     for path in paths:
@@ -268,7 +293,7 @@ def _sessions_authenticate() -> bool:
     then authenticates any page's socket that the origin check lets through."""
     from .auth import SessionAuthenticator  # not at import time: auth reads the app registry
 
-    return any(issubclass(cls, SessionAuthenticator) for _, cls in _authenticator_classes())
+    return any(issubclass(cls, SessionAuthenticator) for _, cls in _imported_classes("AUTHENTICATORS"))
 
 
 #: Authenticators of tokens that ``BearerTokenAuthenticator`` cannot read, and refuses: they go before it.
@@ -281,7 +306,7 @@ def check_authenticator_order(app_configs: Any = None, **kwargs: Any) -> list[Ch
 
     bearer: str | None = None
     warnings: list[CheckMessage] = []
-    for path, cls in _authenticator_classes():
+    for path, cls in _imported_classes("AUTHENTICATORS"):
         if bearer is None and issubclass(cls, BearerTokenAuthenticator):
             bearer = path
         elif bearer is not None and any(
@@ -300,8 +325,7 @@ def check_authenticator_order(app_configs: Any = None, **kwargs: Any) -> list[Ch
 
 def check_origin_policy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """A setting that lets a page of any site open a socket with the user's session cookie."""
-    value = getattr(settings, "WSGATEWAY", {})
-    origins = value.get("ALLOWED_ORIGINS") if isinstance(value, dict) else None
+    origins = _written("ALLOWED_ORIGINS")
     if origins is not None and not KEYS["ALLOWED_ORIGINS"].shape.accepts(origins):
         return []  # E007 from check_settings
     if not _sessions_authenticate():
@@ -335,8 +359,7 @@ def check_origin_policy(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 def check_token_max_age(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """A bearer token lives until it expires: nothing but a password change revokes it."""
-    value = getattr(settings, "WSGATEWAY", {})
-    age: Any = value.get("TOKEN_MAX_AGE") if isinstance(value, dict) else None
+    age = _written("TOKEN_MAX_AGE")
     if not KEYS["TOKEN_MAX_AGE"].shape.accepts(age) or age <= MAX_ADVISED_TOKEN_AGE:
         return []  # the default, a day or less, or E003 from check_settings
     return [
@@ -353,15 +376,11 @@ def check_token_max_age(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 def check_connection_cap(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """A layer that reaches other processes but cannot count their sockets: the cap is then per process."""
-    layers = getattr(settings, "CHANNEL_LAYERS", None)
-    config = layers.get(gateway_settings.CHANNEL_LAYER) if isinstance(layers, dict) else None
-    if not isinstance(config, dict) or not isinstance(config.get("BACKEND"), str):
+    config = _layer_config()
+    if config is None:
         return []  # E006 from check_channel_layer
-    try:
-        cls = import_string(config["BACKEND"])
-    except Exception:  # Channels reports a bad BACKEND
-        return []
-    if not isinstance(cls, type) or is_process_local(cls) or supports(cls, CONNECTIONS):
+    cls = _backend_class(config)  # None: Channels reports a bad BACKEND
+    if cls is None or is_process_local(cls) or supports(cls, CONNECTIONS):
         return []
     limit = gateway_settings.get("MAX_CONNECTIONS_PER_USER")
     return [
@@ -379,37 +398,19 @@ def check_connection_cap(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 def _integer_setting(name: str) -> int | None:
     """The key's value if it is a valid positive integer (the default if unset); else None (E003)."""
     item = gateway_settings.get(name)
-    key = KEYS[name]
-    if (
-        not key.shape.accepts(item)
-        or (key.most is not None and item > key.most)
-        or (key.least is not None and item < key.least)
-    ):
-        return None
-    return int(item)
+    return int(item) if _integer_fits(KEYS[name], item) else None
 
 
 def _serves_clipboard() -> bool:
     """Whether ``SERVICES`` has the clipboard service (or a subclass), whose quotas then matter."""
     from .services.clipboard import ClipboardService  # not at import time: it reads the app registry
 
-    paths = gateway_settings.get("SERVICES")
-    if not KEYS["SERVICES"].shape.accepts(paths):
-        return False  # E007 from check_settings
-    for path in paths:
-        try:
-            cls = import_string(path)
-        except Exception:  # E004 from check_settings
-            continue
-        if isinstance(cls, type) and issubclass(cls, ClipboardService):
-            return True
-    return False
+    return any(issubclass(cls, ClipboardService) for _, cls in _imported_classes("SERVICES"))
 
 
 def check_send_size(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Every frame the server sends fits in ``MAX_SEND_SIZE``, and that in what daphne sends."""
-    value = getattr(settings, "WSGATEWAY", {})
-    if not isinstance(value, dict):
+    if _raw_setting() is None:
         return []  # E001
     limit = _integer_setting("MAX_SEND_SIZE")
     sizes = [_integer_setting(name) for name in ("CLIPBOARD_MAX_ENTRIES", "CLIPBOARD_MAX_BYTES")]

@@ -6,7 +6,10 @@ are read off it, and :mod:`wsgateway.checks` generates its shape and bound check
 from it, so a new key is declared in one place.
 
 Nothing is cached except imported dotted paths, and that cache is dropped on
-``setting_changed``, so ``override_settings`` works in tests.
+``setting_changed``, so ``override_settings`` works in tests. This module knows none of
+what it names: the code that uses a dotted path imports it through :func:`import_from_setting`
+(``wsgateway.auth.authenticator_classes``, ``wsgateway.services.base.service_classes``,
+``wsgateway.services.clipboard.clipboard_permission``).
 """
 
 from __future__ import annotations
@@ -15,15 +18,11 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from channels.layers import BaseChannelLayer
 from django.conf import settings
 from django.utils.module_loading import import_string
-
-if TYPE_CHECKING:
-    from .auth import BaseAuthenticator
-    from .services.base import Service
 
 #: Most notifications one "list" page may hold, whatever the client asks for.
 MAX_PAGE_SIZE = 100
@@ -384,24 +383,6 @@ class GatewaySettings:
     MAX_REQUEST_TIMEOUT = Setting(int)
     MAINTENANCE_CHECK_INTERVAL = Setting(int)
     MAINTENANCE_RETRY_AFTER = Setting(int)
-
-    # -- the dotted paths, imported (through import_from_setting's cache) --------------
-
-    @property
-    def service_classes(self) -> list[type[Service]]:
-        """The classes named in ``SERVICES``, in order."""
-        return [import_from_setting(path) for path in self.SERVICES]
-
-    @property
-    def authenticator_classes(self) -> list[type[BaseAuthenticator]]:
-        """The classes named in ``AUTHENTICATORS``, in the order they are tried."""
-        return [import_from_setting(path) for path in self.AUTHENTICATORS]
-
-    @property
-    def clipboard_permission(self) -> Callable[[Any, Any], bool]:
-        """The callable named in ``CLIPBOARD_PERMISSION``."""
-        permission: Callable[[Any, Any], bool] = import_from_setting(self.CLIPBOARD_PERMISSION)
-        return permission
 
 
 gateway_settings = GatewaySettings()

@@ -33,7 +33,7 @@ from .membership import Membership
 from .rechecks import LoginRecheck
 from .refusals import Handshake, RefusingConsumer
 from .runtime import TurnTakingConsumer
-from .services.base import Service
+from .services.base import Service, service_classes
 from .signals import client_connected, client_disconnected
 from .transport import Message, SocketState
 
@@ -233,7 +233,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
 
     @classmethod
     def service_classes(cls) -> list[type[Service]]:
-        classes = gateway_settings.service_classes
+        classes = service_classes()
         if cls.service_channels is not None:
             classes = [service for service in classes if service.channel in cls.service_channels]
         return classes

@@ -21,6 +21,13 @@ class GatewayError(Exception):
         self.message = message
 
 
+class InvalidData(GatewayError):
+    """A frame's data is not what its action takes: answered ``invalid_data``."""
+
+    def __init__(self, message: str | Promise) -> None:
+        super().__init__(ErrorCode.INVALID_DATA, message)
+
+
 class AuthenticationFailed(GatewayError):
     """Credentials were presented but are not valid: the socket is closed with 4401."""
 

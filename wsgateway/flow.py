@@ -19,9 +19,8 @@ from typing import Any
 from django.utils.translation import gettext, pgettext_lazy
 
 from . import metrics
-from .codes import ErrorCode
 from .conf import gateway_settings
-from .exceptions import GatewayError
+from .exceptions import InvalidData
 
 logger = logging.getLogger("wsgateway")
 
@@ -72,7 +71,7 @@ class OutboundWindow:
                 "ack takes the bytes of text frames received since the connect, from "
                 "%(acked)d (the last ack) to %(sent)d (what was sent)."
             )
-            raise GatewayError(ErrorCode.INVALID_DATA, message % {"acked": self.acked, "sent": self.sent})
+            raise InvalidData(message % {"acked": self.acked, "sent": self.sent})
         self.acked = received
         self.wake()
 

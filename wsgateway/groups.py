@@ -17,6 +17,11 @@ from .layers.extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, is_process
 logger = logging.getLogger("wsgateway")
 
 
+def user_pk(user_or_pk: Any) -> Any:
+    """The primary key of ``user_or_pk``: a user (anything with a ``pk``), or a primary key already."""
+    return getattr(user_or_pk, "pk", user_or_pk)
+
+
 def user_group(user_id: Any) -> str:
     """Name of the group every socket of one user joins."""
     return f"{gateway_settings.GROUP_PREFIX}.user.{user_id}"

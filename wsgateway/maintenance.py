@@ -22,8 +22,9 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy
 
 from . import metrics
+from .broadcasts import close_sockets, valid_retry_after
 from .codes import CloseCode, ErrorCode
-from .conf import MAX_RETRY_AFTER, gateway_settings
+from .conf import gateway_settings
 
 logger = logging.getLogger("wsgateway")
 
@@ -61,8 +62,7 @@ def enable(
 
     if retry_after is None:
         retry_after = gateway_settings.MAINTENANCE_RETRY_AFTER
-    if type(retry_after) is not int or not 1 <= retry_after <= MAX_RETRY_AFTER:
-        raise ValueError(f"retry_after must be an integer from 1 to {MAX_RETRY_AFTER}, not {retry_after!r}")
+    retry_after = valid_retry_after(retry_after)
     reason = str(reason).strip()
     row, _ = Maintenance.objects.update_or_create(
         pk=MAINTENANCE_ROW, defaults={"reason": reason, "retry_after": retry_after}
@@ -70,8 +70,6 @@ def enable(
     state = _state(row)
     _cache.remember(state)
     if close_existing:
-        from .broadcasts import close_sockets
-
         close_sockets(
             code=CloseCode.SERVICE_UNAVAILABLE,
             reason=state.reason or DEFAULT_MESSAGE,

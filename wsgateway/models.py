@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +12,7 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.messages import constants as message_levels
 from django.contrib.messages.utils import get_level_tags
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
@@ -55,11 +57,9 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
 
     def bulk_create(self, objs: Iterable[Notification], *args: Any, **kwargs: Any) -> list[Notification]:
         """Number the new rows (``seq``) in the same transaction as the insert."""
-        from .notifications import sequence
-
         objs = list(objs)
         with transaction.atomic(using=self.db, savepoint=False):
-            sequence.assign(objs, self.db)
+            number_notifications(objs, self.db)
             return super().bulk_create(objs, *args, **kwargs)
 
 
@@ -81,7 +81,7 @@ class Notification(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     #: The recipient's running number of this notification, 1, 2, 3, ...: the client's cursor
-    #: (see wsgateway.notifications.sequence). Set when the row is inserted, never changed.
+    #: (see :class:`NotificationSequence`). Set when the row is inserted, never changed.
     seq = models.PositiveBigIntegerField(editable=False)
 
     objects = NotificationQuerySet.as_manager()
@@ -105,12 +105,10 @@ class Notification(models.Model):
         if not self._state.adding or self.seq is not None:
             super().save(*args, **kwargs)
             return
-        from .notifications import sequence
-
         using = kwargs.get("using") or router.db_for_write(Notification, instance=self)
         # One transaction for the number and the insert: the number's lock lasts until it commits.
         with transaction.atomic(using=using, savepoint=False):
-            sequence.assign([self], using)
+            number_notifications([self], using)
             super().save(*args, **kwargs)
 
     @property
@@ -136,16 +134,97 @@ class Notification(models.Model):
         }
 
 
+# -- each user's numbering ---------------------------------------------------------------
+
+#: Users per upsert statement.
+SEQ_CHUNK = 500
+
+
+class NotificationSequenceQuerySet(models.QuerySet["NotificationSequence"]):
+    def reserve(self, counts: dict[Any, int]) -> dict[Any, int]:
+        """Add ``counts[user_id]`` to each user's last number and return the new last numbers.
+
+        Users are locked in ascending order, so two transactions that number overlapping sets of
+        users never wait for each other in a circle.
+        """
+        user_ids = sorted(counts)
+        connection = connections[self.db]
+        if connection.vendor not in ("postgresql", "sqlite"):
+            return self._reserve_with_orm(counts, user_ids)
+        qn = connection.ops.quote_name
+        meta = NotificationSequence._meta
+        table, user, last = qn(meta.db_table), qn(meta.pk.attname), qn(meta.get_field("last").attname)
+        result: dict[Any, int] = {}
+        iterator = iter(user_ids)
+        with connection.cursor() as cursor:
+            while chunk := list(islice(iterator, SEQ_CHUNK)):
+                cursor.execute(
+                    f"INSERT INTO {table} ({user}, {last}) VALUES {', '.join(['(%s, %s)'] * len(chunk))} "
+                    f"ON CONFLICT ({user}) DO UPDATE SET {last} = {table}.{last} + excluded.{last} "
+                    f"RETURNING {user}, {last}",
+                    [value for user_id in chunk for value in (user_id, counts[user_id])],
+                )
+                result.update(cursor.fetchall())
+        return result
+
+    def _reserve_with_orm(self, counts: dict[Any, int], user_ids: list[Any]) -> dict[Any, int]:
+        # Any other database: three statements instead of one, the row lock by SELECT ... FOR UPDATE.
+        self.bulk_create(
+            [NotificationSequence(user_id=user_id) for user_id in user_ids], ignore_conflicts=True
+        )
+        rows = list(self.select_for_update().filter(user_id__in=user_ids).order_by("user_id"))
+        for row in rows:
+            row.last += counts[row.user_id]
+        self.bulk_update(rows, ["last"])
+        return {row.user_id: row.last for row in rows}
+
+
 class NotificationSequence(models.Model):
-    """The last ``Notification.seq`` given to a user; its row is the user's numbering lock."""
+    """The last ``Notification.seq`` given to a user; its row is the user's numbering lock.
+
+    Each user's notifications are numbered 1, 2, 3, ...: ``Notification.seq``, the client's cursor.
+    Why not the primary key: ids drawn from one sequence by concurrent transactions can commit out of
+    order (101 becomes visible after 102), so a client that has seen 102 and asks for "after 102"
+    would never get 101. A per-user number taken under a per-user lock cannot: the number is taken
+    by an upsert of the user's row here (:meth:`NotificationSequenceQuerySet.reserve`), which locks
+    that row (PostgreSQL) or the database (SQLite) until the transaction ends, so the next number of
+    the same user is taken, inserted and committed after this one. Numbers of a rolled-back
+    transaction are given back with it. Rows of different users never wait for each other on
+    PostgreSQL.
+
+    The numbers are taken here, with the model, as rows are inserted (:func:`number_notifications`,
+    from ``Notification.save`` and ``bulk_create``), so that every way a row is made gets one;
+    :func:`wsgateway.notifications.sequence.latest` reads them.
+    """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+"
     )
     last = models.PositiveBigIntegerField(default=0)
 
+    objects = NotificationSequenceQuerySet.as_manager()
+
     def __str__(self) -> str:
         return f"{self.user_id}: {self.last}"
+
+
+def number_notifications(notifications: Iterable[Notification], using: str) -> None:
+    """Give each notification without a ``seq`` the next numbers of its recipient, in order.
+
+    Must run inside the transaction that inserts them (it raises otherwise): the lock it takes is
+    what keeps the numbers in commit order.
+    """
+    pending = [n for n in notifications if n.seq is None]
+    if not pending:
+        return
+    if not transaction.get_connection(using).in_atomic_block:
+        raise RuntimeError("wsgateway: notification numbers are taken inside the inserting transaction")
+    counts = Counter(n.recipient_id for n in pending)
+    last = NotificationSequence.objects.using(using).reserve(counts)
+    first = {user_id: last[user_id] - count + 1 for user_id, count in counts.items()}
+    for notification in pending:
+        notification.seq = first[notification.recipient_id]
+        first[notification.recipient_id] += 1
 
 
 class ClipboardEntry(models.Model):

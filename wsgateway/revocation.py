@@ -19,22 +19,28 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, Unpack
 
-from django.conf import settings
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import get_user_model
 from django.utils import translation
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import Promise
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext_noop
 
 from . import events
 from .bridge import run_async
 from .codes import CloseCode, ErrorCode
-from .groups import channel_layer, user_group
+from .groups import channel_layer, user_group, user_pk
+from .sessions import session_expiry
 
-__all__ = ["Credentials", "aclose_user_sockets", "check", "close_user_sockets"]
+__all__ = [
+    "CloseOptions",
+    "Credentials",
+    "UserCloseOptions",
+    "aclose_user_sockets",
+    "check",
+    "close_user_sockets",
+]
 
 # The reasons travel through the layer in English, marked for makemessages: each socket translates
 # them into its own language when it sends them (GatewayConsumer.revoke), as the sender's language
@@ -89,29 +95,6 @@ def credentials_of(user: Any, session_key: str | None, expires_at: float | None)
     if session_key is not None:
         session_expires_at = session_expiry(session_key) or time.time()  # gone already: checked at once
     return Credentials(user.pk, auth_hash_of(user), session_key, session_expires_at, expires_at)
-
-
-def session_expiry(session_key: str) -> float | None:
-    """When the session ends (Unix time), or ``None`` when it is gone; reads the session store.
-
-    A database-backed engine (``db``, ``cached_db``) answers from its row, whose expiry is the
-    one ``clearsessions`` and the session middleware honour. Another engine answers with what its
-    store reports (``get_expiry_date()``: for a session without its own expiry, that is
-    ``SESSION_COOKIE_AGE`` from now, so only the periodic re-check ends such a socket).
-    """
-    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
-    if hasattr(store_class, "get_model_class"):
-        expire_date = (
-            store_class.get_model_class()
-            .objects.filter(session_key=session_key)
-            .values_list("expire_date", flat=True)
-            .first()
-        )
-        return expire_date.timestamp() if expire_date is not None else None
-    store = store_class(session_key)
-    if SESSION_KEY not in store:  # loads it; an unknown or expired key loads as empty
-        return None
-    return float(store.get_expiry_date().timestamp())
 
 
 def check(credentials: Credentials) -> Verdict | None:
@@ -189,43 +172,37 @@ def matches(event: dict[str, Any], credentials: Credentials) -> bool:
     return True
 
 
-def _user_id(user_or_id: Any) -> Any:
-    return getattr(user_or_id, "pk", user_or_id)
+class CloseOptions(TypedDict, total=False):
+    """What a site may say of a close: the close code, the error frame's message and code."""
+
+    code: int
+    reason: str | Promise
+    error: str
 
 
-async def aclose_user_sockets(
-    user_or_id: Any,
-    *,
-    code: int = CloseCode.UNAUTHORIZED,
-    reason: str | Promise = DEFAULT_REASON,
-    error: str = ErrorCode.REVOKED,
-    session_key: str | None = None,
-) -> None:
+class UserCloseOptions(CloseOptions, total=False):
+    """How :func:`close_user_sockets` and :func:`aclose_user_sockets` close; the defaults are
+    :func:`revoke_event`'s."""
+
+    session_key: str | None
+
+
+async def aclose_user_sockets(user_or_id: Any, **options: Unpack[UserCloseOptions]) -> None:
     """Close a user's sockets on every process sharing the channel layer.
 
     Each sends ``{"channel": "gateway", "error": {"code": error, "message": reason}}``, ``reason``
     translated into the socket's language (give ``gettext_lazy(...)``, or text marked with
-    ``gettext_noop``, for a reason the site's catalogs translate), then closes
-    with ``code`` (1000 or 3000-4999; 4401 by default, which a client reads as "log in first").
-    With ``session_key``, only the sockets opened with that Django session close.
+    ``gettext_noop``, for a reason the site's catalogs translate; "Your login was revoked; log in
+    again." by default), then closes with ``code`` (1000 or 3000-4999; 4401 by default, which a client
+    reads as "log in first"). ``error``: ``revoked`` by default. With ``session_key``, only the sockets
+    opened with that Django session close.
     """
-    await _asend(
-        _user_id(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
-    )
+    await _asend(user_pk(user_or_id), revoke_event(**options))
 
 
-def close_user_sockets(
-    user_or_id: Any,
-    *,
-    code: int = CloseCode.UNAUTHORIZED,
-    reason: str | Promise = DEFAULT_REASON,
-    error: str = ErrorCode.REVOKED,
-    session_key: str | None = None,
-) -> None:
+def close_user_sockets(user_or_id: Any, **options: Unpack[UserCloseOptions]) -> None:
     """Synchronous :func:`aclose_user_sockets`, for views, signal receivers and workers."""
-    send_revoke_event(
-        _user_id(user_or_id), revoke_event(error=error, reason=reason, code=code, session_key=session_key)
-    )
+    send_revoke_event(user_pk(user_or_id), revoke_event(**options))
 
 
 async def _asend(user_id: Any, event: dict[str, Any]) -> None:

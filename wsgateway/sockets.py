@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .bridge import require_sync, run_async
+from .groups import channel_layer, user_pk
 
 __all__ = ["SocketInfo", "auser_sockets", "local_sockets", "user_sockets"]
 
@@ -66,7 +67,7 @@ def local_sockets(user: Any = None) -> list[SocketInfo]:
     if user is None:
         found = [info for sockets in _registry.values() for info in sockets.values()]
         return sorted(found, key=lambda info: info.connected_at)
-    return list(_registry.get(str(_user_id(user)), {}).values())
+    return list(_registry.get(str(user_pk(user)), {}).values())
 
 
 async def auser_sockets(user: Any) -> list[str]:
@@ -78,19 +79,14 @@ async def auser_sockets(user: Any) -> list[str]:
     channel names of :func:`local_sockets`.
     """
     from . import connections
-    from .groups import channel_layer
 
     layer = channel_layer()
     if layer is None:
         return []
-    return await connections.user_sockets(layer, str(_user_id(user)))
+    return await connections.user_sockets(layer, str(user_pk(user)))
 
 
 def user_sockets(user: Any) -> list[str]:
     """Synchronous :func:`auser_sockets`, for views and workers."""
     require_sync("user_sockets() is for sync code; await auser_sockets() in async code")
     return run_async(auser_sockets, user)
-
-
-def _user_id(user_or_id: Any) -> Any:
-    return getattr(user_or_id, "pk", user_or_id)

@@ -24,6 +24,7 @@ from .codes import ErrorCode
 from .conf import gateway_settings
 from .exceptions import AuthenticationFailed
 from .reads import fetch
+from .sessions import session_expiry
 
 SALT = "wsgateway.tokens"
 
@@ -112,8 +113,6 @@ def token_user(claims: dict[str, Any]) -> Any:
     ):
         raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, gettext("The token is not valid."))
     if "s" in claims:
-        from .revocation import session_expiry
-
         expires_at = session_expiry(unseal_session_key(claims["s"]))
         if expires_at is None or expires_at <= time.time():
             raise AuthenticationFailed(

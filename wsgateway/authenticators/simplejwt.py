@@ -28,9 +28,8 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed as SimpleJW
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import Token
 
-from ..auth import BaseAuthenticator, Identity, Scope, cookies, header
+from ..auth import BaseAuthenticator, Identity, Scope, bearer_token
 from ..codes import ErrorCode
-from ..conf import gateway_settings
 from ..exceptions import AuthenticationFailed
 
 __all__ = ["SimpleJWTAuthenticator"]
@@ -84,15 +83,7 @@ class SimpleJWTAuthenticator(BaseAuthenticator):
         return Identity(user, expires_at=expires_at)
 
     def get_token(self, scope: Scope) -> str | None:
-        authorization = header(scope, b"authorization")
-        if authorization:
-            keyword, _, token = authorization.strip().partition(" ")
-            if keyword.lower() in _header_types() and token.strip():
-                return token.strip()
-        cookie_name = gateway_settings.TOKEN_COOKIE_NAME
-        if cookie_name:
-            return cookies(scope).get(cookie_name) or None
-        return None
+        return bearer_token(scope, _header_types())
 
     def validate(self, raw: str) -> Token:
         """The token, as the first of ``AUTH_TOKEN_CLASSES`` that accepts it.

@@ -47,6 +47,19 @@ CONNECTIONS = "connections"
 #: reaches it later is queued anew and expires unread. A requester's reply channel (wsgateway.asking).
 FORGET_CHANNEL = "forget_channel"
 
+#: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and
+#: ``flush``, and every extension above but :data:`PROCESS_LOCAL`, which only the in-process one adds.
+WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (
+    "groups",
+    "flush",
+    RECEIVE_NOWAIT,
+    GROUP_SEND_MANY,
+    GROUP_SEND_MANY_SYNC,
+    OVERFLOW,
+    CONNECTIONS,
+    FORGET_CHANNEL,
+)
+
 
 def _layer_class(layer_or_class: Any) -> type:
     return layer_or_class if isinstance(layer_or_class, type) else type(layer_or_class)

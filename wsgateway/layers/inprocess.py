@@ -8,15 +8,7 @@ import time
 from typing import Any
 
 from .base import LocalConnections, LocalDelivery, LocalDeliveryLayer
-from .extensions import (
-    CONNECTIONS,
-    FORGET_CHANNEL,
-    GROUP_SEND_MANY,
-    GROUP_SEND_MANY_SYNC,
-    OVERFLOW,
-    PROCESS_LOCAL,
-    RECEIVE_NOWAIT,
-)
+from .extensions import PROCESS_LOCAL, WSGATEWAY_LAYER_EXTENSIONS
 
 
 class InProcessChannelLayer(LocalDeliveryLayer):
@@ -26,17 +18,7 @@ class InProcessChannelLayer(LocalDeliveryLayer):
     group_expiry), same single-process scope: messages never leave this process.
     """
 
-    extensions = [
-        "groups",
-        "flush",
-        RECEIVE_NOWAIT,
-        GROUP_SEND_MANY,
-        GROUP_SEND_MANY_SYNC,
-        PROCESS_LOCAL,
-        OVERFLOW,
-        CONNECTIONS,
-        FORGET_CHANNEL,
-    ]
+    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PROCESS_LOCAL]
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)

@@ -36,14 +36,7 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer
-from .extensions import (
-    CONNECTIONS,
-    FORGET_CHANNEL,
-    GROUP_SEND_MANY,
-    GROUP_SEND_MANY_SYNC,
-    OVERFLOW,
-    RECEIVE_NOWAIT,
-)
+from .extensions import WSGATEWAY_LAYER_EXTENSIONS
 
 logger = logging.getLogger("wsgateway")
 
@@ -285,16 +278,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
     ``channel_capacity``, ``connection_expiry``; capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = [
-        "groups",
-        "flush",
-        RECEIVE_NOWAIT,
-        GROUP_SEND_MANY,
-        GROUP_SEND_MANY_SYNC,
-        OVERFLOW,
-        CONNECTIONS,
-        FORGET_CHANNEL,
-    ]
+    extensions = list(WSGATEWAY_LAYER_EXTENSIONS)
 
     def __init__(
         self,

@@ -53,38 +53,24 @@ def notify(
     or a page holding it, would be a frame over ``MAX_SEND_SIZE`` raises
     :class:`wsgateway.exceptions.FrameTooLarge`, a ValueError, and nothing is stored.
     """
-    level = category_level(category)
-    action_list = [_action(item) for item in actions or ()]
-    data = dict(data or {})
+    # What every recipient's row holds (the same data and actions objects for all), checked in this order.
+    fields: dict[str, Any] = {
+        "category": category_level(category),
+        "actions": [_action(item) for item in actions or ()],
+        "data": dict(data or {}),
+        "message": str(message),
+        "created_by": sender,
+        "changed_by": sender,
+    }
     # Refused before anything is stored: a row whose push cannot be written, or sent, would never
     # arrive. One encoding, of the frame itself (NotJSON or FrameTooLarge).
-    sizes.check_new(
-        Notification(
-            category=level,
-            message=str(message),
-            data=data,
-            actions=action_list,
-            created_by=sender,
-            changed_by=sender,
-        )
-    )
+    sizes.check_new(Notification(**fields))
     created: list[Notification] = []
     using = router.db_for_write(Notification)
     with transaction.atomic(using=using):
         for chunk in _chunks(_recipients(user_or_users), BATCH_SIZE):
             batch = Notification.objects.using(using).bulk_create(
-                [
-                    Notification(
-                        recipient=user,
-                        category=level,
-                        message=str(message),
-                        data=data,
-                        actions=action_list,
-                        created_by=sender,
-                        changed_by=sender,
-                    )
-                    for user in chunk
-                ]
+                [Notification(recipient=user, **fields) for user in chunk]
             )
             after_bulk_insert(batch, using)
             created.extend(batch)

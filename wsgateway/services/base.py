@@ -8,7 +8,8 @@ from django.utils.translation import gettext, pgettext
 
 from .. import frames
 from ..codes import ErrorCode
-from ..exceptions import GatewayError
+from ..conf import gateway_settings, import_from_setting
+from ..exceptions import GatewayError, InvalidData
 from ..groups import apush
 
 
@@ -83,8 +84,7 @@ class ActionService(Service):
 
     async def on_message(self, user: Any, payload: Any) -> Any:
         if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
-            raise GatewayError(
-                ErrorCode.INVALID_DATA,
+            raise InvalidData(
                 pgettext(
                     "JSON names of the protocol: kept as they are",
                     'The payload must be {"action": "...", "data": ...}.',
@@ -100,8 +100,11 @@ class ActionService(Service):
             )
         data = payload.get("data")
         if frames.unstorable(data) is not None:
-            raise GatewayError(
-                ErrorCode.INVALID_DATA,
-                gettext("Text in data may hold no NUL character and no lone surrogate."),
-            )
+            raise InvalidData(gettext("Text in data may hold no NUL character and no lone surrogate."))
         return await handler(user, data)
+
+
+def service_classes() -> list[type[Service]]:
+    """The classes named in ``SERVICES``, in order; each imported once, until a setting changes
+    (:func:`wsgateway.conf.import_from_setting`)."""
+    return [import_from_setting(path) for path in gateway_settings.SERVICES]

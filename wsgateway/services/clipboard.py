@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
@@ -17,8 +17,8 @@ from django.utils.translation import gettext, gettext_lazy, pgettext
 from .. import frames
 from ..codes import ErrorCode
 from ..columns import fits_column
-from ..conf import gateway_settings
-from ..exceptions import GatewayError
+from ..conf import gateway_settings, import_from_setting
+from ..exceptions import GatewayError, InvalidData
 from ..models import ClipboardEntry, wire_pk
 from ..reads import fetch
 from .base import ActionService
@@ -56,6 +56,13 @@ def user_can_view(user: Any, obj: Any) -> bool:
     opts = obj._meta
     perm = f"{opts.app_label}.view_{opts.model_name}"
     return bool(user.has_perm(perm) or user.has_perm(perm, obj))
+
+
+def clipboard_permission() -> Callable[[Any, Any], bool]:
+    """The callable named in ``CLIPBOARD_PERMISSION``; imported once, until a setting changes
+    (:func:`wsgateway.conf.import_from_setting`)."""
+    permission: Callable[[Any, Any], bool] = import_from_setting(gateway_settings.CLIPBOARD_PERMISSION)
+    return permission
 
 
 def clipboard_of(user: Any) -> list[dict[str, Any]]:
@@ -126,8 +133,7 @@ class ClipboardService(ActionService):
 
     async def action_clipboard_add(self, user: Any, data: Any) -> Any:
         if data is None:
-            raise GatewayError(
-                ErrorCode.INVALID_DATA,
+            raise InvalidData(
                 pgettext(
                     "JSON names of the protocol: kept as they are", "clipboard_add takes the data to store."
                 ),
@@ -139,8 +145,7 @@ class ClipboardService(ActionService):
 
     async def action_clipboard_remove(self, user: Any, data: Any) -> Any:
         if type(data) is not int:
-            raise GatewayError(
-                ErrorCode.INVALID_DATA,
+            raise InvalidData(
                 pgettext(
                     "JSON names of the protocol: kept as they are", "clipboard_remove takes an entry id."
                 ),
@@ -201,8 +206,7 @@ def _parse_load(data: Any) -> tuple[str, list[int | str]]:
         or not isinstance(data.get("model"), str)
         or not isinstance(data.get("ids"), list)
     ):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 'clipboard_load takes {"model": "app_label.model", "ids": [...]}.',
@@ -210,8 +214,7 @@ def _parse_load(data: Any) -> tuple[str, list[int | str]]:
         )
     ids = data["ids"]
     if not ids or not all(type(pk) in (int, str) for pk in ids):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 '"ids" must be a non-empty list of primary keys.',
@@ -223,7 +226,7 @@ def _parse_load(data: Any) -> tuple[str, list[int | str]]:
 def _resolve_load(user: Any, label: str, ids: list[int | str]) -> _Resolved:
     """The objects ``ids`` name that ``user`` may view; every other id refused, with its reason."""
     model = _model(label)
-    can_view = gateway_settings.clipboard_permission
+    can_view = clipboard_permission()
     content_type = ContentType.objects.get_for_model(model)
     wanted, refused = _keys(model._meta.pk, ids)
     found = {str(obj.pk): obj for obj in model._default_manager.filter(pk__in=list(wanted))}
@@ -243,9 +246,7 @@ def _model(label: str) -> type[Model]:
     try:
         return apps.get_model(label)
     except (LookupError, ValueError):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA, gettext("Unknown model %(label)s.") % {"label": repr(label)}
-        ) from None
+        raise InvalidData(gettext("Unknown model %(label)s.") % {"label": repr(label)}) from None
 
 
 def _keys(

@@ -10,12 +10,13 @@ from typing import Any, NamedTuple
 from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext, pgettext
+from django.utils.functional import Promise
+from django.utils.translation import gettext, pgettext, pgettext_lazy
 
 from ..codes import ErrorCode
 from ..columns import fits_column
 from ..conf import MAX_PAGE_SIZE, gateway_settings
-from ..exceptions import GatewayError
+from ..exceptions import GatewayError, InvalidData
 from ..models import Notification
 from ..notifications import CHANNEL, history, push_unread_state, sequence, sizes, unread_state
 from ..notifications.unread import connect_state
@@ -133,28 +134,35 @@ class _Page(NamedTuple):
     unread_only: bool
 
 
-def _parse_page(data: Any) -> _Page:
+#: What "list" and "sync" take, said when their data is not an object (rendered in the socket's language).
+LIST_TAKES = pgettext_lazy(
+    "JSON names of the protocol: kept as they are", 'list takes {"before", "limit", "unread_only"}.'
+)
+SYNC_TAKES = pgettext_lazy(
+    "JSON names of the protocol: kept as they are", 'sync takes {"since": <the last seq you have>, "limit"}.'
+)
+
+
+def _fields(data: Any, takes: Promise) -> dict[str, Any]:
+    """``data`` if it is an object; else ``invalid_data``, saying what the action ``takes``."""
     if not isinstance(data, dict):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
-            pgettext(
-                "JSON names of the protocol: kept as they are",
-                'list takes {"before", "limit", "unread_only"}.',
-            ),
-        )
+        raise InvalidData(takes)
+    return data
+
+
+def _parse_page(data: Any) -> _Page:
+    data = _fields(data, LIST_TAKES)
     before = data.get("before")
     limit = data.get("limit", gateway_settings.NOTIFICATIONS_PAGE_SIZE)
     unread_only = data.get("unread_only", False)
     if before is not None and type(before) is not int:
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
-            pgettext("JSON names of the protocol: kept as they are", '"before" must be a notification id.'),
+        raise InvalidData(
+            pgettext("JSON names of the protocol: kept as they are", '"before" must be a notification id.')
         )
     _check_limit(limit)
     if not isinstance(unread_only, bool):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
-            pgettext("JSON names of the protocol: kept as they are", '"unread_only" must be true or false.'),
+        raise InvalidData(
+            pgettext("JSON names of the protocol: kept as they are", '"unread_only" must be true or false.')
         )
     return _Page(before, limit, unread_only)
 
@@ -162,8 +170,7 @@ def _parse_page(data: Any) -> _Page:
 def _check_limit(limit: Any) -> None:
     """A page's ``limit``, for ``list`` and ``sync`` alike: INVALID_DATA unless 1 to MAX_PAGE_SIZE."""
     if type(limit) is not int or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 '"limit" must be an integer from 1 to %(max)d.',
@@ -173,19 +180,11 @@ def _check_limit(limit: Any) -> None:
 
 
 def _parse_sync(data: Any) -> tuple[int, int]:
-    if not isinstance(data, dict):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
-            pgettext(
-                "JSON names of the protocol: kept as they are",
-                'sync takes {"since": <the last seq you have>, "limit"}.',
-            ),
-        )
+    data = _fields(data, SYNC_TAKES)
     since = data.get("since")
     limit = data.get("limit", MAX_PAGE_SIZE)
     if type(since) is not int or since < 0:
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are",
                 '"since" must be the seq of the last notification you have, or 0.',
@@ -197,8 +196,7 @@ def _parse_sync(data: Any) -> tuple[int, int]:
 
 def _parse_ids(data: Any) -> list[int]:
     if not isinstance(data, list) or not all(type(item) is int for item in data):
-        raise GatewayError(
-            ErrorCode.INVALID_DATA,
+        raise InvalidData(
             pgettext(
                 "JSON names of the protocol: kept as they are", "mark_read takes a list of notification ids."
             ),

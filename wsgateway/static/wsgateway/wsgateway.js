@@ -860,19 +860,21 @@
     },
     scriptConfig(),
   );
-  WSGateway.STATES = STATES;
-  WSGateway.Error = WSGatewayError;
-  WSGateway.RULES = RULES;
-  WSGateway.RECONNECT = RECONNECT;
-  WSGateway.RECONNECT_RANGES = RECONNECT_RANGES;
-  WSGateway.reconnectRule = reconnectRule;
-  WSGateway.CLOSE_UNAUTHORIZED = CLOSE_UNAUTHORIZED;
-  WSGateway.CLOSE_TOO_MANY_CONNECTIONS = CLOSE_TOO_MANY_CONNECTIONS;
-  WSGateway.CLOSE_GONE = CLOSE_GONE;
-  WSGateway.CLOSE_SERVICE_UNAVAILABLE = CLOSE_SERVICE_UNAVAILABLE;
-  WSGateway.SUBPROTOCOL = SUBPROTOCOL;
-  WSGateway.CLOSE_RECONNECT = CLOSE_RECONNECT;
-  WSGateway.safeUrl = safeUrl;
+  Object.assign(WSGateway, {
+    STATES,
+    Error: WSGatewayError,
+    RULES,
+    RECONNECT,
+    RECONNECT_RANGES,
+    reconnectRule,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_TOO_MANY_CONNECTIONS,
+    CLOSE_GONE,
+    CLOSE_SERVICE_UNAVAILABLE,
+    CLOSE_RECONNECT,
+    SUBPROTOCOL,
+    safeUrl,
+  });
 
   // -- built-in services ---------------------------------------------------------------
 

@@ -1,0 +1,48 @@
+"""The Django session a socket or a token belongs to: its store, by key, and when it ends.
+
+Read by the session authenticator (the cookie's session), by tokens (a token issued in a session is
+refused once it has ended) and by revocation (a socket's re-check). It imports none of them, so each
+reads the session here without reaching into another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.utils.module_loading import import_string
+
+__all__ = ["session_expiry", "session_store"]
+
+
+def _store_class() -> Any:
+    return import_string(settings.SESSION_ENGINE + ".SessionStore")
+
+
+def session_store(session_key: str) -> Any:
+    """The ``SESSION_ENGINE``'s store of ``session_key``, not loaded yet."""
+    return _store_class()(session_key)
+
+
+def session_expiry(session_key: str) -> float | None:
+    """When the session ends (Unix time), or ``None`` when it is gone; reads the session store.
+
+    A database-backed engine (``db``, ``cached_db``) answers from its row, whose expiry is the
+    one ``clearsessions`` and the session middleware honour. Another engine answers with what its
+    store reports (``get_expiry_date()``: for a session without its own expiry, that is
+    ``SESSION_COOKIE_AGE`` from now, so only the periodic re-check ends such a socket).
+    """
+    store_class = _store_class()
+    if hasattr(store_class, "get_model_class"):
+        expire_date = (
+            store_class.get_model_class()
+            .objects.filter(session_key=session_key)
+            .values_list("expire_date", flat=True)
+            .first()
+        )
+        return expire_date.timestamp() if expire_date is not None else None
+    store = store_class(session_key)
+    if SESSION_KEY not in store:  # loads it; an unknown or expired key loads as empty
+        return None
+    return float(store.get_expiry_date().timestamp())
