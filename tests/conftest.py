@@ -9,6 +9,7 @@ import pytest
 from channels.db import DatabaseSyncToAsync
 from channels.layers import BaseChannelLayer
 
+from tests.support.clock import Clock, FakeClock, RealClock
 from tests.support.layers import make_layer
 from tests.support.servers import RedisServer
 
@@ -70,11 +71,32 @@ def redis_for(kind: str, request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-async def layer_factory(kind: str, redis_for: str | None) -> AsyncIterator[Any]:
+def clock(kind: str, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """What the layers of ``layer_factory`` measure their expiry on, in a test that asks for it.
+
+    A fake clock for the layers of this process: wsgateway's in-process layer is given it, and
+    Channels' in-memory layer reads it through its module's ``time``; ``await clock.sleep(s)``
+    moves it on without waiting. The real clock for a Redis layer, whose expiry is Redis's own.
+    """
+    if "redis" in kind:
+        return RealClock()
+    fake = FakeClock()
+    if kind == "stock-inmemory":
+        monkeypatch.setattr("channels.layers.time", fake)
+    return fake
+
+
+@pytest.fixture
+async def layer_factory(
+    kind: str, redis_for: str | None, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
     made: list[BaseChannelLayer] = []
+    # The in-process layer on the test's fake clock, when the test has one (see ``clock``).
+    on_fake_clock = kind == "inprocess" and "clock" in request.fixturenames
+    on_clock = {"clock": request.getfixturevalue("clock")} if on_fake_clock else {}
 
     def factory(**config: Any) -> BaseChannelLayer:
-        layer = make_layer(kind, redis_for, **config)
+        layer = make_layer(kind, redis_for, **on_clock, **config)
         made.append(layer)
         return layer
 
