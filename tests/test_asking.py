@@ -248,6 +248,7 @@ MODES = [
 UNLIMITED = {key: 10_000 for key in ("RATE_LIMIT", "RATE_BURST", "USER_RATE_LIMIT", "USER_RATE_BURST")}
 
 
+@pytest.mark.slow  # about 8 s
 @override_settings(WSGATEWAY=UNLIMITED)
 async def test_a_long_run_leaves_no_pending_request_and_no_reply_inbox(ann: Any) -> None:
     """Thousands of requests, answered, refused, timing out, cancelled, refused busy, and sockets

@@ -120,6 +120,7 @@ async def test_a_connect_that_fails_after_taking_its_place_gives_it_back(
         await again.assert_open()
 
 
+@pytest.mark.slow  # 5 s: the cancelled connect waits out its timeout
 @override_settings(WSGATEWAY={"MAX_CONNECTIONS_PER_USER": 1})
 async def test_a_socket_cancelled_while_connecting_gives_its_place_back(
     alice: Any, monkeypatch: pytest.MonkeyPatch

@@ -103,6 +103,8 @@ def postgres_env() -> Iterator[dict[str, str]]:
         yield env
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_concurrent_writers_never_let_a_cursor_step_over_a_late_commit(postgres_env: dict[str, str]) -> None:
     writers, each = 4, 30
