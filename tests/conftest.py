@@ -10,6 +10,7 @@ from channels.db import DatabaseSyncToAsync
 from channels.layers import BaseChannelLayer
 
 from tests.support.clock import Clock, FakeClock, RealClock
+from tests.support.communicators import create_user
 from tests.support.layers import make_layer
 from tests.support.servers import RedisServer
 
@@ -66,6 +67,26 @@ def maintenance_known_off() -> None:
     from wsgateway import maintenance
 
     maintenance._cache.state, maintenance._cache.read_at = None, float("inf")
+
+
+# -- users: one in the database, with the password of tests.support.communicators --------------------
+# A module that needs another kind (permissions, the sync ORM of a sync test, a logged-in HTTP session
+# of a live server) defines its own, under the same name, and says why.
+
+
+@pytest.fixture
+async def ann() -> Any:
+    return await create_user("ann")
+
+
+@pytest.fixture
+async def alice() -> Any:
+    return await create_user("alice")
+
+
+@pytest.fixture
+async def bob() -> Any:
+    return await create_user("bob")
 
 
 @pytest.fixture

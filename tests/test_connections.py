@@ -26,11 +26,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
-@pytest.fixture
-async def alice() -> Any:
-    return await create_user("alice")
-
-
 async def places_taken(user: Any) -> int:
     return len(await connections.user_sockets(get_channel_layer(), str(user.pk)))
 

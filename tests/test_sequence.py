@@ -26,11 +26,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def ann() -> object:
+    """Not tests/conftest.py's: made with the sync ORM, for the sync tests here."""
     return get_user_model().objects.create_user("ann")
 
 
 @pytest.fixture
 def bob() -> object:
+    """Not tests/conftest.py's, as ``ann``."""
     return get_user_model().objects.create_user("bob")
 
 

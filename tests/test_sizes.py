@@ -40,6 +40,7 @@ DEFAULT_SERVICES = [
 
 @pytest.fixture
 async def ann() -> Any:
+    """Not tests/conftest.py's: one who may view the documents she copies."""
     return await create_user("ann", perms=["demo.view_document"])
 
 
