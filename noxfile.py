@@ -20,8 +20,8 @@ what can differ with its Django or its Python (the markers are in pyproject.toml
   consumer, the layers (the Redis layer's asyncio client is what a new Python changes most) and
   the domain, in-process. The process boundary on Django 5.2 is the primary cell's.
 
-Every cell runs on two pytest-xdist workers, as `make test` does (``--dist loadgroup``: the tests
-that start processes one after another on one of them; see tests/conftest.py).
+Every cell runs on two pytest-xdist workers, a module's tests on one of them, as `make test` does
+(``--dist loadfile``).
 
 A Python this machine lacks skips its cells, loudly, rather than failing: CI's machine may have
 only 3.11. pyenv keeps versions it does not make global behind shims that refuse to run, so the
@@ -119,6 +119,6 @@ def tests(session: nox.Session, django: str) -> None:
     else:
         selection = ["-m", "not browser and not servers and not packaging"]
     # posargs come last: a -m among them replaces the cell's own, a -n the number of workers.
-    session.run("python", "-m", "pytest", "-n", "2", "--dist", "loadgroup", *selection, *session.posargs)
+    session.run("python", "-m", "pytest", "-n", "2", "--dist", "loadfile", *selection, *session.posargs)
     if cell == MYPY_CELL:
         session.run("mypy", "wsgateway")

@@ -14,21 +14,6 @@ from tests.support.communicators import create_user
 from tests.support.layers import make_layer
 from tests.support.servers import RedisServer
 
-#: The markers of tests that start real processes (servers, Redis, PostgreSQL, a browser, pip).
-LIVE_MARKERS = ("daphne", "redis", "servers", "postgres", "browser", "packaging")
-
-
-@pytest.hookimpl(trylast=True)  # after tests/browser/conftest.py has marked its tests ``browser``
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist with ``--dist loadgroup`` (``make test``), the tests that start real processes
-    run one after another on one worker, as in a serial run: their timings (a socket closed within a
-    second, a flood measured) are not shared with another live test's servers, and two of them never
-    compete for a port or a test-output file. The in-process tests go to the other workers.
-    Without xdist the group is an unused marker."""
-    for item in items:
-        if any(item.get_closest_marker(name) for name in LIVE_MARKERS):
-            item.add_marker(pytest.mark.xdist_group("live"))
-
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist the controller collects nothing, so it loads tests/browser/conftest.py only when
