@@ -5,16 +5,23 @@
     .venv/bin/nox -l                 # the cells, by name
 
 The primary cell (Python 3.11, Django 5.2, the whole suite) is what `make test` runs in .venv;
-CI runs it there, and the others through `make matrix`, so no cell runs twice. The others leave out:
+CI runs it there, and the others through `make matrix`, so no cell runs twice. A cell runs only
+what can differ with its Django or its Python (the markers are in pyproject.toml):
 
-- everywhere, the browser tests (``-m "not browser"``): they exercise wsgateway.js in Chromium,
-  and the script does not change with the Python or the Django underneath (the template tag's
-  tests in tests/browser/test_script_tag.py need no browser and still run);
-- in the Django 5.2 cells on 3.12 and 3.13, also the tests that start daphne processes (``-m "not
-  daphne"``): they are the slow part of the suite (about 4 of a cell's 7 minutes here, on two
-  cores), and what they add is the process boundary (daphne, Redis, PostgreSQL, Django's login
-  views and sessions over HTTP), which the primary cell covers for Django 5.2. The Django 6.x cells
-  keep them, as the only runs of that boundary on 6.x.
+- the Django 6.x cells (6.0 on 3.12, 6.1 on 3.13): everything but the browser tests, the other
+  ASGI servers and the wheel's install (``-m "not browser and not servers and not packaging"``).
+  They keep the tests that start daphne and PostgreSQL: the process boundary (Django's login
+  views and sessions over HTTP, the ORM's row locks on PostgreSQL) is where a new Django shows,
+  and these are its only runs on 6.x. What they leave out does not change with Django: the
+  browser tests exercise wsgateway.js in Chromium; uvicorn and hypercorn differ from daphne in
+  how they speak ASGI, which the primary cell covers; the wheel's contents are the same.
+- the Django 5.2 cells on 3.12 and 3.13: the tests that start no server process, Redis aside
+  (``-m "not daphne and not servers and not postgres and not packaging and not browser"``): the
+  consumer, the layers (the Redis layer's asyncio client is what a new Python changes most) and
+  the domain, in-process. The process boundary on Django 5.2 is the primary cell's.
+
+Every cell runs on two pytest-xdist workers, a module's tests on one of them, as `make test` does
+(``--dist loadfile``).
 
 A Python this machine lacks skips its cells, loudly, rather than failing: CI's machine may have
 only 3.11. pyenv keeps versions it does not make global behind shims that refuse to run, so the
@@ -108,10 +115,10 @@ def tests(session: nox.Session, django: str) -> None:
     if cell == PRIMARY:
         selection = []
     elif django == "5.2":
-        selection = ["-m", "not browser and not daphne"]
+        selection = ["-m", "not daphne and not servers and not postgres and not packaging and not browser"]
     else:
-        selection = ["-m", "not browser"]
-    # posargs come last: a -m among them replaces the cell's own.
-    session.run("python", "-m", "pytest", *selection, *session.posargs)
+        selection = ["-m", "not browser and not servers and not packaging"]
+    # posargs come last: a -m among them replaces the cell's own, a -n the number of workers.
+    session.run("python", "-m", "pytest", "-n", "2", "--dist", "loadfile", *selection, *session.posargs)
     if cell == MYPY_CELL:
         session.run("mypy", "wsgateway")

@@ -9,8 +9,22 @@ import pytest
 from channels.db import DatabaseSyncToAsync
 from channels.layers import BaseChannelLayer
 
+from tests.support.clock import Clock, FakeClock, RealClock
+from tests.support.communicators import create_user
 from tests.support.layers import make_layer
 from tests.support.servers import RedisServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist the controller collects nothing, so it loads tests/browser/conftest.py only when
+    that directory is named on the command line; its closing "browser tests NOT RUN" section is printed
+    by the controller, so it is registered here for it."""
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None):
+        if not hasattr(config, "workerinput"):  # the controller, not a worker
+            import tests.browser.conftest as browser
+
+            if not config.pluginmanager.is_registered(browser):
+                config.pluginmanager.register(browser, "tests.browser.conftest")
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +52,26 @@ def maintenance_known_off() -> None:
     from wsgateway import maintenance
 
     maintenance._cache.state, maintenance._cache.read_at = None, float("inf")
+
+
+# -- users: one in the database, with the password of tests.support.communicators --------------------
+# A module that needs another kind (permissions, the sync ORM of a sync test, a logged-in HTTP session
+# of a live server) defines its own, under the same name, and says why.
+
+
+@pytest.fixture
+async def ann() -> Any:
+    return await create_user("ann")
+
+
+@pytest.fixture
+async def alice() -> Any:
+    return await create_user("alice")
+
+
+@pytest.fixture
+async def bob() -> Any:
+    return await create_user("bob")
 
 
 @pytest.fixture
@@ -70,11 +104,32 @@ def redis_for(kind: str, request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-async def layer_factory(kind: str, redis_for: str | None) -> AsyncIterator[Any]:
+def clock(kind: str, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """What the layers of ``layer_factory`` measure their expiry on, in a test that asks for it.
+
+    A fake clock for the layers of this process: wsgateway's in-process layer is given it, and
+    Channels' in-memory layer reads it through its module's ``time``; ``await clock.sleep(s)``
+    moves it on without waiting. The real clock for a Redis layer, whose expiry is Redis's own.
+    """
+    if "redis" in kind:
+        return RealClock()
+    fake = FakeClock()
+    if kind == "stock-inmemory":
+        monkeypatch.setattr("channels.layers.time", fake)
+    return fake
+
+
+@pytest.fixture
+async def layer_factory(
+    kind: str, redis_for: str | None, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
     made: list[BaseChannelLayer] = []
+    # The in-process layer on the test's fake clock, when the test has one (see ``clock``).
+    on_fake_clock = kind == "inprocess" and "clock" in request.fixturenames
+    on_clock = {"clock": request.getfixturevalue("clock")} if on_fake_clock else {}
 
     def factory(**config: Any) -> BaseChannelLayer:
-        layer = make_layer(kind, redis_for, **config)
+        layer = make_layer(kind, redis_for, **on_clock, **config)
         made.append(layer)
         return layer
 

@@ -13,7 +13,7 @@ import pytest
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from tests.support.communicators import Socket, create_user, error_frame
+from tests.support.communicators import Socket, error_frame
 from tests.support.communicators import connected as connected_as
 from wsgateway import aask, ask, metrics
 from wsgateway.consumers import GatewayConsumer
@@ -37,11 +37,6 @@ def forget_instances() -> Any:
     Tracked.instances.clear()
     yield
     Tracked.instances.clear()
-
-
-@pytest.fixture
-async def ann() -> Any:
-    return await create_user("ann")
 
 
 def connected(user: Any) -> Any:
@@ -248,6 +243,7 @@ MODES = [
 UNLIMITED = {key: 10_000 for key in ("RATE_LIMIT", "RATE_BURST", "USER_RATE_LIMIT", "USER_RATE_BURST")}
 
 
+@pytest.mark.slow  # about 8 s
 @override_settings(WSGATEWAY=UNLIMITED)
 async def test_a_long_run_leaves_no_pending_request_and_no_reply_inbox(ann: Any) -> None:
     """Thousands of requests, answered, refused, timing out, cancelled, refused busy, and sockets

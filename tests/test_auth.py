@@ -40,16 +40,6 @@ API_KEY_AUTH = {
 }
 
 
-@pytest.fixture
-async def alice() -> Any:
-    return await create_user("alice")
-
-
-@pytest.fixture
-async def bob() -> Any:
-    return await create_user("bob")
-
-
 def with_auth_middleware() -> Any:
     """The consumer as a site mounts it: behind Channels' AuthMiddlewareStack."""
     return AuthMiddlewareStack(GatewayConsumer.as_asgi())

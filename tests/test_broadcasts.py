@@ -27,16 +27,6 @@ IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 NEWS = {"kind": "announcement", "text": "Maintenance at 22:00."}
 
 
-@pytest.fixture
-async def alice() -> Any:
-    return await create_user("alice")
-
-
-@pytest.fixture
-async def bob() -> Any:
-    return await create_user("bob")
-
-
 @pytest.fixture(params=["inprocess", "stock-inmemory"])
 def layer(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each test on wsgateway's in-process layer and on Channels' InMemoryChannelLayer."""

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.catchup import CursorPage, follow_until, notify_in_another_process
-from tests.support.servers import Daphne, HttpSession, manage, project_env, sqlite_database
+from tests.support.servers import Daphne, HttpSession, manage, site_env
 from tests.support.wsclient import Client
 
 pytestmark = [pytest.mark.daphne, pytest.mark.timeout(120)]
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.daphne, pytest.mark.timeout(120)]
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return project_env(DATABASE_URL=sqlite_database(tmp_path_factory.mktemp("catch-up")))
+    return site_env(tmp_path_factory.mktemp("catch-up"))
 
 
 @pytest.fixture

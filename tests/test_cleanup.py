@@ -20,7 +20,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from tests.support.communicators import TIMEOUT, Socket, communicator, create_user, error_frame
+from tests.support.communicators import TIMEOUT, Socket, communicator, error_frame
 from tests.support.communicators import connected as connected_as
 from wsgateway import snapshots
 from wsgateway.consumers import GatewayConsumer
@@ -115,11 +115,6 @@ def signals() -> Iterator[list[tuple[str, str, Any]]]:
     finally:
         client_connected.disconnect(on_connected)
         client_disconnected.disconnect(on_disconnected)
-
-
-@pytest.fixture
-async def ann() -> Any:
-    return await create_user("ann")
 
 
 def in_group(user: Any, channel_name: str) -> bool:

@@ -25,11 +25,13 @@ VIEW = "demo.view_document"
 
 @pytest.fixture
 async def ann() -> Any:
+    """Not tests/conftest.py's: one who may view the documents she copies."""
     return await create_user("ann", perms=[VIEW])
 
 
 @pytest.fixture
 async def bob() -> Any:
+    """Not tests/conftest.py's: one who may view the documents, as ``ann``."""
     return await create_user("bob", perms=[VIEW])
 
 

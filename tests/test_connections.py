@@ -26,11 +26,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
-@pytest.fixture
-async def alice() -> Any:
-    return await create_user("alice")
-
-
 async def places_taken(user: Any) -> int:
     return len(await connections.user_sockets(get_channel_layer(), str(user.pk)))
 
@@ -120,6 +115,7 @@ async def test_a_connect_that_fails_after_taking_its_place_gives_it_back(
         await again.assert_open()
 
 
+@pytest.mark.slow  # 5 s: the cancelled connect waits out its timeout
 @override_settings(WSGATEWAY={"MAX_CONNECTIONS_PER_USER": 1})
 async def test_a_socket_cancelled_while_connecting_gives_its_place_back(
     alice: Any, monkeypatch: pytest.MonkeyPatch

@@ -29,6 +29,7 @@ def pushed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
 @pytest.fixture
 def ann() -> Any:
+    """Not tests/conftest.py's: made with the sync ORM, for the sync tests here."""
     return get_user_model().objects.create_user("ann")
 
 

@@ -523,6 +523,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.slow  # about 11 s: two hundred draws
 @pytest.mark.timeout(0 if LONG_RUN else 90)  # 0: none
 @example(frames=HOSTILE[:MAX_FRAMES], consumer=GatewayConsumer)
 @example(frames=HOSTILE[MAX_FRAMES:], consumer=GatewayConsumer)
@@ -659,6 +660,8 @@ def postgres_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.timeout(0 if LONG_RUN else 120)
 def test_random_frames_on_postgresql(postgres_url: str) -> None:
     env = {**os.environ, "WSGATEWAY_TEST_DATABASE_URL": create_database(postgres_url)}

@@ -17,7 +17,7 @@ from django.utils import translation
 from django.utils.translation import gettext_lazy
 
 import wsgateway
-from tests.support.communicators import Socket, connected, cookie, create_user, error_frame, refused
+from tests.support.communicators import Socket, connected, cookie, error_frame, refused
 from wsgateway import anotify, revocation
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.i18n import language_of
@@ -30,11 +30,6 @@ LOCALE = Path(wsgateway.__file__).parent / "locale"
 
 def handshake(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
     return {"type": "websocket", "headers": list(headers)}
-
-
-@pytest.fixture
-async def alice() -> Any:
-    return await create_user("alice")
 
 
 async def error_of(socket: Socket, channel: str | None, code: str, id: Any = None) -> str:

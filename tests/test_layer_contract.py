@@ -17,6 +17,7 @@ import pytest
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
+from tests.support.clock import Clock
 from wsgateway.layers import InProcessChannelLayer
 from wsgateway.layers.extensions import (
     CONNECTIONS,
@@ -209,22 +210,24 @@ async def test_channel_capacity_patterns_override_the_default(
         await layer.send(tight, {"type": "test.fill"})
 
 
-async def test_messages_older_than_expiry_are_not_delivered(layer_factory: Any, kind: str) -> None:
+async def test_messages_older_than_expiry_are_not_delivered(
+    layer_factory: Any, kind: str, clock: Clock
+) -> None:
     needs_capacity_and_expiry(kind)
     layer = layer_factory(expiry=1)
     channel = await layer.new_channel()
     await layer.send(channel, {"type": "test.stale"})
-    await asyncio.sleep(1.5)
+    await clock.sleep(1.5)
     await layer.send(channel, {"type": "test.fresh"})
     assert await receive(layer, channel) == {"type": "test.fresh"}
 
 
-async def test_memberships_older_than_group_expiry_end(layer_factory: Any, kind: str) -> None:
+async def test_memberships_older_than_group_expiry_end(layer_factory: Any, kind: str, clock: Clock) -> None:
     needs_capacity_and_expiry(kind)
     layer = layer_factory(group_expiry=1)
     channel = await layer.new_channel()
     await layer.group_add("test-group", channel)
-    await asyncio.sleep(2.1)
+    await clock.sleep(2.1)
     await layer.group_send("test-group", {"type": "test.after-expiry"})
     assert await receives_nothing(layer, channel)
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from tests.support.servers import Daphne, HttpSession, manage, project_env, sqlite_database
+from tests.support.servers import Daphne, HttpSession, manage, site_env
 from tests.support.wsclient import Client
 from wsgateway import aask, connections
 from wsgateway.exceptions import RequestDropped, RequestFailed, RequestTimeout
@@ -48,8 +48,8 @@ MODES = [
 
 @pytest.fixture(scope="module")
 def daphne(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daphne, str]]:
-    env = project_env(
-        DATABASE_URL=sqlite_database(tmp_path_factory.mktemp("live-asking")),
+    env = site_env(
+        tmp_path_factory.mktemp("live-asking"),
         REDIS_URL=redis_url,
         WSGATEWAY_EXTRA=json.dumps(EXTRA),
     )

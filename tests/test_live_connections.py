@@ -11,7 +11,6 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +23,9 @@ from tests.support.servers import (
     close_code,
     connect_frames,
     ping,
-    project_env,
     recv_json,
     serving,
-    sqlite_database,
+    site_env,
     ws_connect,
 )
 
@@ -50,8 +48,8 @@ class Cluster:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     redis = RedisServer().start()
     try:
-        yield project_env(
-            DATABASE_URL=sqlite_database(Path(tmp_path_factory.mktemp("live-connections"))),
+        yield site_env(
+            tmp_path_factory.mktemp("live-connections"),
             REDIS_URL=redis.url,
             WSGATEWAY_MAX_CONNECTIONS_PER_USER=str(CAP),
             WSGATEWAY_CONNECTION_EXPIRY=str(CONNECTION_EXPIRY),

@@ -26,12 +26,11 @@ from tests.support.servers import (
     connect_frames,
     manage,
     ping,
-    project_env,
     raw_websocket,
     read_until_closed,
     recv_json,
     serving,
-    sqlite_database,
+    site_env,
     ws_connect,
 )
 
@@ -43,8 +42,7 @@ PONG = {"channel": "gateway", "id": "ping", "payload": {"action": "pong"}}
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    database_url = sqlite_database(tmp_path_factory.mktemp("live-daphne"))
-    return project_env(DATABASE_URL=database_url)
+    return site_env(tmp_path_factory.mktemp("live-daphne"))
 
 
 @pytest.fixture(scope="module")

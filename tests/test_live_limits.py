@@ -31,12 +31,11 @@ from tests.support.servers import (
     client_frame,
     connect_frames,
     ping,
-    project_env,
     raw_websocket,
     read_until_closed,
     server_frames,
     serving,
-    sqlite_database,
+    site_env,
     ws_connect,
 )
 from tests.support.wsclient import Client
@@ -59,7 +58,7 @@ FLOODS = {
 
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daphne]:
-    env = project_env(DATABASE_URL=sqlite_database(tmp_path_factory.mktemp("live-limits")))
+    env = site_env(tmp_path_factory.mktemp("live-limits"))
     with serving(env, "live-limits") as server:
         yield server
 

@@ -23,9 +23,8 @@ from tests.support.servers import (
     connect_frames,
     manage,
     ping,
-    project_env,
     recv_json,
-    sqlite_database,
+    site_env,
     ws_connect,
 )
 
@@ -42,8 +41,9 @@ def site(
     request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
     layer = request.param
-    database_url = sqlite_database(tmp_path_factory.mktemp(f"live-redis-{layer}"))
-    env = project_env(DATABASE_URL=database_url, REDIS_URL=redis_url, WSGATEWAY_REDIS_LAYER=layer)
+    env = site_env(
+        tmp_path_factory.mktemp(f"live-redis-{layer}"), REDIS_URL=redis_url, WSGATEWAY_REDIS_LAYER=layer
+    )
     server = Daphne(env, name=f"live-redis-{layer}").start()
     try:
         yield Site(env, server, HttpSession(server.http_url).login("alice", "alice-password"))

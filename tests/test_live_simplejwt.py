@@ -12,10 +12,9 @@ from tests.support.servers import (
     HttpSession,
     close_code,
     connect_frames,
-    project_env,
     recv_json,
     serving,
-    sqlite_database,
+    site_env,
     ws_connect,
 )
 
@@ -24,8 +23,9 @@ pytestmark = [pytest.mark.daphne, pytest.mark.timeout(90)]
 
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daphne]:
-    database_url = sqlite_database(tmp_path_factory.mktemp("live-simplejwt"))
-    with serving(project_env(DATABASE_URL=database_url, WSGATEWAY_SIMPLEJWT="1"), "live-simplejwt") as server:
+    with serving(
+        site_env(tmp_path_factory.mktemp("live-simplejwt"), WSGATEWAY_SIMPLEJWT="1"), "live-simplejwt"
+    ) as server:
         yield server
 
 

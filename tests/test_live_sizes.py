@@ -15,18 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.servers import (
-    HttpSession,
-    Site,
-    connect_frames,
-    manage,
-    ping,
-    project_env,
-    recv_json,
-    serving,
-    sqlite_database,
-    ws_connect,
-)
+from tests.support.servers import Site, connect_frames, live_site, manage, ping, recv_json, ws_connect
 
 pytestmark = [pytest.mark.daphne, pytest.mark.redis, pytest.mark.timeout(90)]
 
@@ -38,11 +27,8 @@ SENDABLE = ENTRY - 200
 
 @pytest.fixture(scope="module")
 def site(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    env = project_env(
-        DATABASE_URL=sqlite_database(tmp_path_factory.mktemp("live-sizes")), REDIS_URL=redis_url
-    )
-    with serving(env, "live-sizes") as server:
-        yield Site(env, server, HttpSession(server.http_url).login("alice", "alice-password"))
+    with live_site(tmp_path_factory.mktemp("live-sizes"), "live-sizes", REDIS_URL=redis_url) as site:
+        yield site
 
 
 async def shell(site: Site, code: str) -> str:

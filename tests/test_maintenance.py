@@ -43,11 +43,6 @@ def fresh_state() -> Iterator[None]:
     maintenance._cache.state = None
 
 
-@pytest.fixture
-async def alice() -> Any:
-    return await create_user("alice")
-
-
 def maintenance_frame(message: Any, retry_after: int) -> dict[str, Any]:
     return {
         "channel": "gateway",

@@ -57,6 +57,7 @@ async def layer(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Base
         await made.close()
 
 
+@pytest.mark.slow  # 5 s: the refresher's rounds run on the event loop's clock
 async def test_a_registered_member_outlives_group_expiry_and_an_unregistered_one_does_not(
     layer: BaseChannelLayer, kind: str
 ) -> None:
@@ -203,6 +204,7 @@ def test_a_layer_without_group_expiry_is_renewed_on_channels_default() -> None:
     assert health.group_expiry_of(CountingLayer()) == 0.4
 
 
+@pytest.mark.slow  # 5 s, as above
 @pytest.mark.django_db(transaction=True)
 async def test_a_socket_open_longer_than_group_expiry_keeps_receiving_pushes_and_broadcasts() -> None:
     from channels.layers import channel_layers

@@ -18,16 +18,6 @@ from wsgateway.models import Notification
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-async def ann() -> Any:
-    return await create_user("ann")
-
-
-@pytest.fixture
-async def bob() -> Any:
-    return await create_user("bob")
-
-
 async def stored(pk: int) -> Notification:
     return await Notification.objects.select_related("created_by", "changed_by").aget(pk=pk)
 

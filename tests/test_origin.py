@@ -13,16 +13,11 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import override_settings
 
-from tests.support.communicators import bearer, communicator, create_user, frame, origin
+from tests.support.communicators import bearer, communicator, frame, origin
 from wsgateway.consumers import ClipboardConsumer, GatewayConsumer, NotifierConsumer
 from wsgateway.tokens import issue_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def ann() -> Any:
-    return await create_user("ann")
 
 
 async def accepted(

@@ -17,6 +17,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
+from tests.support.clock import Clock
 from tests.test_layer_contract import receive, receives_nothing
 from wsgateway import metrics
 from wsgateway.layers.extensions import OVERFLOW, supports
@@ -113,7 +114,7 @@ async def test_a_burst_to_one_member_leaves_the_others_unmarked(layer_factory: A
 
 
 async def test_a_message_that_expires_unread_is_counted_and_reported(
-    layer_factory: Any, caplog: pytest.LogCaptureFixture
+    layer_factory: Any, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="wsgateway")
     layer = layer_factory(expiry=1)
@@ -122,7 +123,7 @@ async def test_a_message_that_expires_unread_is_counted_and_reported(
     before = metrics.snapshot()
     await layer.group_send("members", {"type": "test.stale"})
     await layer.send(closed, {"type": "test.stale"})
-    await asyncio.sleep(1.2)
+    await clock.sleep(1.2)
     assert layer.receive_nowait(member) is None
     assert layer.receive_nowait(closed) is None
     assert grown(metrics.LAYER_EXPIRED, before) == 2

@@ -15,7 +15,6 @@ from tests.support.communicators import (
     TIMEOUT,
     Socket,
     communicator,
-    create_user,
     error_frame,
     frame,
     refused,
@@ -37,11 +36,6 @@ DEFAULT_SERVICES = [
     "wsgateway.services.clipboard.ClipboardService",
 ]
 ECHO = "tests.support.extensions.EchoService"
-
-
-@pytest.fixture
-async def ann() -> Any:
-    return await create_user("ann")
 
 
 @pytest.fixture

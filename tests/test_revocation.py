@@ -21,7 +21,6 @@ from tests.support.communicators import (
     Socket,
     bearer,
     connected,
-    create_user,
     error_frame,
     refused,
 )
@@ -31,16 +30,6 @@ from wsgateway.models import ClipboardEntry
 from wsgateway.tokens import SALT, issue_token, unseal_session_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def alice() -> Any:
-    return await create_user("alice")
-
-
-@pytest.fixture
-async def bob() -> Any:
-    return await create_user("bob")
 
 
 async def assert_closed(socket: Socket, code: str, within: float = 2) -> None:

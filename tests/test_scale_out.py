@@ -18,7 +18,7 @@ from tests.support.postgres import PostgresServer, create_database
 from tests.support.servers import ROOT, Daphne, HttpSession, RedisServer, manage, project_env
 from tests.support.wsclient import Client
 
-pytestmark = [pytest.mark.daphne, pytest.mark.redis]
+pytestmark = [pytest.mark.daphne, pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
 if not PostgresServer.available():
     pytest.skip("PostgreSQL is not installed: the multi-process tests were not run", allow_module_level=True)

@@ -26,11 +26,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def ann() -> object:
+    """Not tests/conftest.py's: made with the sync ORM, for the sync tests here."""
     return get_user_model().objects.create_user("ann")
 
 
 @pytest.fixture
 def bob() -> object:
+    """Not tests/conftest.py's, as ``ann``."""
     return get_user_model().objects.create_user("bob")
 
 
@@ -103,6 +105,8 @@ def postgres_env() -> Iterator[dict[str, str]]:
         yield env
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_concurrent_writers_never_let_a_cursor_step_over_a_late_commit(postgres_env: dict[str, str]) -> None:
     writers, each = 4, 30

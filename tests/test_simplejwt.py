@@ -22,7 +22,7 @@ from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.utils import aware_utcnow
 
-from tests.support.communicators import bearer, connected, cookie, create_user, error_frame, frame, refused
+from tests.support.communicators import bearer, connected, cookie, error_frame, frame, refused
 from wsgateway.checks import check_settings
 from wsgateway.groups import user_group
 from wsgateway.tokens import issue_token
@@ -38,16 +38,6 @@ AUTHENTICATORS = [SIMPLEJWT, "wsgateway.auth.BearerTokenAuthenticator", "wsgatew
 def jwt_first() -> Iterator[None]:
     with override_settings(WSGATEWAY={"AUTHENTICATORS": AUTHENTICATORS}):
         yield
-
-
-@pytest.fixture
-async def alice() -> Any:
-    return await create_user("alice")
-
-
-@pytest.fixture
-async def bob() -> Any:
-    return await create_user("bob")
 
 
 def access(user: Any, lifetime: timedelta | None = None, issued: timedelta = timedelta(0)) -> str:

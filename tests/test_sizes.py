@@ -40,6 +40,7 @@ DEFAULT_SERVICES = [
 
 @pytest.fixture
 async def ann() -> Any:
+    """Not tests/conftest.py's: one who may view the documents she copies."""
     return await create_user("ann", perms=["demo.view_document"])
 
 
@@ -288,6 +289,8 @@ def postgres_env() -> Iterator[dict[str, str]]:
         yield env
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_adds_from_four_processes_at_once_never_pass_the_quota_together(postgres_env: dict[str, str]) -> None:
     """Each checks the quota, then waits 0.3 s before inserting: only the lock of the user's row

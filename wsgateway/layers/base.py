@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -41,6 +41,9 @@ class LocalDeliveryLayer(BaseChannelLayer):  # type: ignore[misc]
 
     Only ``capacity``'s default differs from Channels' (1000, not 100): past it, a message for
     the channel is dropped, counted, and reported to its consumer (the ``overflow`` extension).
+
+    ``clock`` is what ``expiry`` and ``group_expiry`` are measured on (``time.monotonic``): a test
+    passes one it advances itself, rather than sleeping until a message or a membership expires.
     """
 
     def __init__(
@@ -49,12 +52,14 @@ class LocalDeliveryLayer(BaseChannelLayer):  # type: ignore[misc]
         group_expiry: int = 86400,
         capacity: int = DEFAULT_CAPACITY,
         channel_capacity: dict[str, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
         super().__init__(expiry=expiry, capacity=capacity, **kwargs)
         # Compiled here: the stock in-memory layer forgets to, and then any pattern fails.
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.group_expiry = group_expiry
+        self.clock = clock
 
 
 class Inbox:
@@ -99,7 +104,13 @@ class LocalDelivery:
     per message of a burst.
     """
 
-    def __init__(self, expiry: float, group_expiry: float, capacity_of: Any) -> None:
+    def __init__(
+        self,
+        expiry: float,
+        group_expiry: float,
+        capacity_of: Any,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.expiry = expiry
         self.group_expiry = group_expiry
         self.capacity_of = capacity_of
@@ -108,7 +119,9 @@ class LocalDelivery:
         self.memberships: dict[str, set[str]] = {}
         #: Channels that lost messages since their consumer last asked, with when the first was lost.
         self.overflowed: dict[str, float] = {}
-        self.next_sweep = time.monotonic() + expiry
+        #: Monotonic seconds, what every ``now`` here is measured on.
+        self.clock = clock
+        self.next_sweep = clock() + expiry
 
     # -- channels --------------------------------------------------------------------------
 
@@ -127,13 +140,13 @@ class LocalDelivery:
             inbox.wake_one()
 
     async def get(self, channel: str) -> dict[str, Any]:
-        self.sweep_if_due(time.monotonic())
+        self.sweep_if_due(self.clock())
         inbox = self.inboxes.get(channel)
         if inbox is None:
             inbox = self.inboxes[channel] = Inbox()
         while True:
             if inbox.messages:
-                self.drop_expired(channel, inbox, time.monotonic())
+                self.drop_expired(channel, inbox, self.clock())
                 if inbox.messages:
                     return inbox.pop()
             waiter = asyncio.get_running_loop().create_future()
@@ -157,7 +170,7 @@ class LocalDelivery:
         inbox = self.inboxes.get(channel)
         if inbox is None or not inbox.messages:
             return None
-        self.drop_expired(channel, inbox, time.monotonic())
+        self.drop_expired(channel, inbox, self.clock())
         return inbox.pop() if inbox.messages else None
 
     def deliver(self, channel: str, message: dict[str, Any], now: float) -> None:
@@ -220,7 +233,7 @@ class LocalDelivery:
     # -- groups ----------------------------------------------------------------------------
 
     def add(self, group: str, channel: str) -> None:
-        self.groups.setdefault(group, {})[channel] = time.monotonic()
+        self.groups.setdefault(group, {})[channel] = self.clock()
         self.memberships.setdefault(channel, set()).add(group)
 
     def discard(self, group: str, channel: str) -> None:
@@ -252,7 +265,7 @@ class LocalDelivery:
     def fan_out(self, group: str, message: dict[str, Any]) -> None:
         """Deliver to every local member of ``group``; a full member misses it, as in Channels,
         but not silently (see :meth:`deliver`)."""
-        now = time.monotonic()
+        now = self.clock()
         for channel in self.members(group, now):
             self.deliver(channel, message, now)
         self.sweep_if_due(now)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from typing import Any
 
 from .base import LocalConnections, LocalDelivery, LocalDeliveryLayer
@@ -22,7 +21,7 @@ class InProcessChannelLayer(LocalDeliveryLayer):
 
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
-        self.local = LocalDelivery(self.expiry, self.group_expiry, self.get_capacity)
+        self.local = LocalDelivery(self.expiry, self.group_expiry, self.get_capacity, self.clock)
         self.local_connections = LocalConnections()
         #: The loop whose tasks joined groups last (daphne's): a sync caller in another thread
         #: hands its sends to it, and never touches the inboxes itself.
@@ -32,7 +31,7 @@ class InProcessChannelLayer(LocalDeliveryLayer):
         assert isinstance(message, dict), "message is not a dict"
         self.require_valid_channel_name(channel)
         assert "__asgi_channel__" not in message
-        self.local.put(channel, message, time.monotonic())
+        self.local.put(channel, message, self.clock())
 
     async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel)

@@ -26,7 +26,6 @@ import asyncio
 import logging
 import secrets
 import threading
-import time
 import types
 import weakref
 from typing import Any
@@ -136,7 +135,7 @@ class _LoopState:
     def __init__(self, layer: RedisChannelLayer) -> None:
         self.layer = layer
         self.id = secrets.token_hex(6)
-        self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity)
+        self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity, layer.clock)
         self.client = aioredis.Redis.from_url(layer.url, **layer.connection_kwargs)
         self.publisher = _Publisher(self.client)
         self.connection_add = self.client.register_script(_CONNECTION_ADD)
@@ -249,9 +248,9 @@ class _LoopState:
                 for group, event in payload:
                     self.local.fan_out(group, event)
             elif channel == self.inbox_channel:
-                self.local.deliver(payload["c"], payload["m"], time.monotonic())
+                self.local.deliver(payload["c"], payload["m"], self.local.clock())
             else:  # a normal channel this loop receives on
-                self.local.deliver(channel[len(self.layer.prefix) + 3 :], payload, time.monotonic())
+                self.local.deliver(channel[len(self.layer.prefix) + 3 :], payload, self.local.clock())
 
     async def close(self) -> None:
         if self.reader is not None:
@@ -354,7 +353,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
             owner = channel[: channel.index("!")].rsplit(".", 1)[-1]
             if owner == state.id:
                 # Ours: straight into the inbox, where capacity can be enforced for the sender.
-                state.local.put(channel, message, time.monotonic())
+                state.local.put(channel, message, state.local.clock())
                 return
             target = f"{self.prefix}:p:{owner}"
             data = msgpack.packb({"c": channel, "m": message}, use_bin_type=True)
