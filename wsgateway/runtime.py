@@ -1,4 +1,5 @@
-"""How a wsgateway consumer runs: two loops that take turns, dispatch, and layer failures.
+"""How a wsgateway consumer runs: two loops that take turns, the door (a client frame decoded once,
+as it is read), dispatch, the end (run once, however the consumer ends), and layer failures.
 
 This is to ``consumers.py`` what Channels' ``consumer.py`` is to ``generic/websocket.py``:
 the machinery under the protocol. :class:`TurnTakingConsumer` replaces Channels'
