@@ -39,7 +39,16 @@ OVERFLOW = "overflow"
 #: ``connection_expiry`` seconds (an attribute of the layer) after its last add or renewal, so that a
 #: process that dies without unregistering frees its users' places; its sockets are renewed more often
 #: than that. A process-local layer has no ``connection_expiry``: its registrations die with it.
+#:
+#: Such a layer can also lose them all at once (Redis flushed, or restarted without persistence), and
+#: then must not give new places until the open sockets' are back: ``connection_add`` raises
+#: :class:`PlacesLost` instead, until ``async connection_restore([(user, channel), ...])`` has put back
+#: every registration of the calling loop; ``async connections_intact() -> bool`` asks without adding.
 CONNECTIONS = "connections"
+
+
+class PlacesLost(Exception):
+    """The layer lost this process's registrations (``connections``): restore them, then add again."""
 
 
 #: ``forget_channel(channel)``: the caller will not receive on ``channel`` (one of this process's,

@@ -35,7 +35,7 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer
-from .extensions import WSGATEWAY_LAYER_EXTENSIONS
+from .extensions import WSGATEWAY_LAYER_EXTENSIONS, PlacesLost
 
 logger = logging.getLogger("wsgateway")
 
@@ -49,31 +49,49 @@ BROADCAST_CHUNK = 200
 # process: the processes of a site need not agree on the time, only on Redis. The key itself expires
 # with its last entry, so a user who left leaves nothing behind.
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
-#: KEYS: the user's set; ARGV: channel, limit, expiry. Prune, check and add, atomically: the place a
-#: script takes cannot be taken by another connect between its check and its add.
+# The marker: "<prefix>:e:<loop id>", set by a loop's first place and kept as long as its places. Redis
+# loses it with them (FLUSHALL, a restart without persistence): a loop that had set it and finds it
+# gone knows its sockets' places are gone too, and must put them back before it gives a new one.
+#: KEYS: the user's set, the loop's marker; ARGV: channel, limit, expiry, "1" if the marker should be
+#: there. Prune, check and add, atomically: the place a script takes cannot be taken by another
+#: connect between its check and its add. -1: the marker is gone, nothing done.
 _CONNECTION_ADD = (
     _NOW
     + """
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
+  return -1
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
+local ms = math.ceil(tonumber(ARGV[3]) * 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 1000))
+redis.call('PEXPIRE', KEYS[1], ms)
+redis.call('SET', KEYS[2], '1', 'PX', ms)
 return 1
 """
 )
-#: KEYS: users' sets; ARGV: expiry, then one channel per key. Adds back what is missing (Redis was
-#: restarted, say), past the limit if need be: the sockets are open, and the cap is for new ones.
+#: KEYS: the loop's marker, then users' sets; ARGV: expiry, "1" to set the marker, then one channel per
+#: user's set. Adds back what is missing (Redis lost it), past the limit if need be: the sockets are
+#: open, and the cap is for new ones. A renewal extends the marker only if it is there: it renews
+#: one batch of the loop's places, and a marker set then would vouch for the batches not yet back.
+#: A restore (every place of the loop, in one call) sets it.
 _CONNECTION_RENEW = (
     _NOW
     + """
 local expiry = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now + expiry, ARGV[i + 1])
-  redis.call('PEXPIRE', key, math.ceil(expiry * 1000))
+local ms = math.ceil(expiry * 1000)
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], now + expiry, ARGV[i + 1])
+  redis.call('PEXPIRE', KEYS[i], ms)
 end
-return #KEYS
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[1], '1', 'PX', ms)
+else
+  redis.call('PEXPIRE', KEYS[1], ms)
+end
+return #KEYS - 1
 """
 )
 #: KEYS: the user's set.
@@ -141,11 +159,17 @@ class _LoopState:
         self.connection_add = self.client.register_script(_CONNECTION_ADD)
         self.connection_renew = self.client.register_script(_CONNECTION_RENEW)
         self.connections = self.client.register_script(_CONNECTIONS)
+        #: Whether this loop set its marker (took a place): from then on, a marker gone is data lost.
+        self.marked = False
         self.pubsub: Any = None
         self.reader: asyncio.Task[None] | None = None
         self.subscribed: set[str] = set()
         self.confirmations: dict[str, asyncio.Future[None]] = {}
         self.starting = asyncio.Lock()
+
+    @property
+    def marker(self) -> str:
+        return f"{self.layer.prefix}:e:{self.id}"
 
     @property
     def inbox_channel(self) -> str:
@@ -472,11 +496,17 @@ class RedisChannelLayer(LocalDeliveryLayer):
 
     async def connection_add(self, user: str, channel: str, limit: int) -> bool:
         """Extension: register a socket of ``user`` if it fits under ``limit`` on every process
-        (see extensions.CONNECTIONS); one script, one round trip."""
+        (see extensions.CONNECTIONS); one script, one round trip. Raises PlacesLost, and adds
+        nothing, when Redis lost this loop's places since it took its first."""
         state = self._state()
         added = await state.connection_add(
-            keys=[self._user_key(user)], args=[channel, limit, self.connection_expiry]
+            keys=[self._user_key(user), state.marker],
+            args=[channel, limit, self.connection_expiry, "1" if state.marked else "0"],
         )
+        if added == -1:
+            raise PlacesLost(f"Redis lost this process's connection registrations ({state.marker} is gone)")
+        if added:
+            state.marked = True
         return bool(added)
 
     async def connection_discard(self, user: str, channel: str) -> None:
@@ -486,10 +516,25 @@ class RedisChannelLayer(LocalDeliveryLayer):
     async def connection_renew(self, items: list[tuple[str, str]]) -> None:
         """Extension: push back the expiry of these registrations, in one round trip."""
         if items:
-            await self._state().connection_renew(
-                keys=[self._user_key(user) for user, _ in items],
-                args=[self.connection_expiry, *(channel for _, channel in items)],
-            )
+            await self._renew(items, restore=False)
+
+    async def connection_restore(self, items: list[tuple[str, str]]) -> None:
+        """Extension: put back every registration of this loop's open sockets, after PlacesLost or
+        :meth:`connections_intact` said False; from then on new places are given again."""
+        await self._renew(items, restore=True)
+        self._state().marked = True
+
+    async def connections_intact(self) -> bool:
+        """Extension: False when Redis lost this loop's registrations since it took its first place."""
+        state = self._state()
+        return not state.marked or bool(await state.client.exists(state.marker))
+
+    async def _renew(self, items: list[tuple[str, str]], restore: bool) -> None:
+        state = self._state()
+        await state.connection_renew(
+            keys=[state.marker, *(self._user_key(user) for user, _ in items)],
+            args=[self.connection_expiry, "1" if restore else "0", *(channel for _, channel in items)],
+        )
 
     async def connections(self, user: str) -> list[str]:
         """Extension: the sockets registered for ``user`` on every process, expired ones left out."""
