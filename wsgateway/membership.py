@@ -18,10 +18,14 @@ from .layers.extensions import PlacesLost
 
 logger = logging.getLogger("wsgateway")
 
-#: Times a connect asks for a place again after its process's places were put back (the layer lost
-#: them once more meanwhile: a second FLUSHALL); then it is refused as over the cap. Each wait is
-#: bounded by health.RESTORE_TIMEOUT.
-RESTORE_ATTEMPTS = 3
+#: Times a connect asks the layer for a place while the layer says its places are being put back
+#: (once to learn this process's are lost, once after restoring them while the other processes restore
+#: theirs, and spares for a second FLUSHALL); then it is refused as over the cap. Each wait is bounded:
+#: health.RESTORE_TIMEOUT for this process's restore, RESTORE_SETTLE_MAX for the others'.
+RESTORE_ATTEMPTS = 4
+#: Longest wait, in seconds, for other processes to put back their places (the layer's
+#: ``restore_grace``, 3 s on wsgateway's Redis layer, says how long; this caps a site's setting).
+RESTORE_SETTLE_MAX = 10.0
 
 
 class Membership:
@@ -63,8 +67,8 @@ class Membership:
         for _ in range(RESTORE_ATTEMPTS):
             try:
                 self.placed = await connections.register(self.layer, *self.registration, limit)
-            except PlacesLost:
-                if not await self.wait_for_restore():
+            except PlacesLost as lost:
+                if not await self.wait_for_restore(lost):
                     break
                 continue
             if self.placed:
@@ -76,13 +80,16 @@ class Membership:
             self.refresher = None
         return False
 
-    async def wait_for_restore(self) -> bool:
-        """After the layer lost its places: wait until this process's open sockets have theirs back,
-        so that the cap counts them before this socket is counted. False: not within
-        health.RESTORE_TIMEOUT (the connect is then refused as over the cap, not failed)."""
+    async def wait_for_restore(self, lost: PlacesLost) -> bool:
+        """After the layer lost its places: wait until this process's open sockets have theirs back
+        (and the other processes' had the time to), so that the cap counts them before this socket
+        is counted. False: not within health.RESTORE_TIMEOUT (the connect is then refused as over
+        the cap, not failed)."""
         assert self.refresher is not None
         try:
-            await self.refresher.restore_places()
+            if lost.own:
+                await self.refresher.restore_places()
+            await asyncio.sleep(min(lost.settle, RESTORE_SETTLE_MAX))
         except TimeoutError:
             logger.warning(
                 "wsgateway: the sockets' places were not put back within the timeout; a connect is refused"

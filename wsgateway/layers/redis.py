@@ -51,27 +51,43 @@ BROADCAST_CHUNK = 200
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
 # The marker: "<prefix>:e:<loop id>", set by a loop's first place and kept as long as its places. Redis
 # loses it with them (FLUSHALL, a restart without persistence): a loop that had set it and finds it
-# gone knows its sockets' places are gone too, and must put them back before it gives a new one.
-#: KEYS: the user's set, the loop's marker; ARGV: channel, limit, expiry, "1" if the marker should be
-#: there. Prune, check and add, atomically: the place a script takes cannot be taken by another
-#: connect between its check and its add. -1: the marker is gone, nothing done.
+# gone knows its sockets' places are gone too, and must put them back before it gives a new one. The
+# other processes' places are gone as well, and each puts back its own when it notices (its watchdog
+# asks every second); so the first to notice sets "<prefix>:restoring" for ``restore_grace`` seconds,
+# during which no process gives a new place: time for every other one to put back its own.
+_LOST = """
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2])
+  return {-1, redis.call('PTTL', KEYS[2])}
+end
+"""
+#: KEYS: the loop's marker, the site's restoring key, the user's set; ARGV: "1" if the marker should
+#: be there, restore_grace in ms, channel, limit, expiry. Prune, check and add, atomically: the place a
+#: script takes cannot be taken by another connect between its check and its add. {1, 0}: added;
+#: {0, 0}: over the limit; {-1, ms}: this loop's places are lost; {-2, ms}: places are being put back,
+#: ask again in ms. Nothing is added but for {1, 0}.
 _CONNECTION_ADD = (
     _NOW
+    + _LOST
     + """
-if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
-  return -1
+local settling = redis.call('PTTL', KEYS[2])
+if settling > 0 then
+  return {-2, settling}
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if not redis.call('ZSCORE', KEYS[3], ARGV[3]) and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
+  return {0, 0}
 end
-local ms = math.ceil(tonumber(ARGV[3]) * 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ms)
-redis.call('SET', KEYS[2], '1', 'PX', ms)
-return 1
+local ms = math.ceil(tonumber(ARGV[5]) * 1000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ms)
+redis.call('SET', KEYS[1], '1', 'PX', ms)
+return {1, 0}
 """
 )
+#: KEYS: the loop's marker, the site's restoring key; ARGV: "1" if the marker should be there,
+#: restore_grace in ms. {-1, ms} as for _CONNECTION_ADD, else {1, 0}.
+_CONNECTION_CHECK = _LOST + "return {1, 0}"
 #: KEYS: the loop's marker, then users' sets; ARGV: expiry, "1" to set the marker, then one channel per
 #: user's set. Adds back what is missing (Redis lost it), past the limit if need be: the sockets are
 #: open, and the cap is for new ones. A renewal extends the marker only if it is there: it renews
@@ -158,6 +174,7 @@ class _LoopState:
         self.publisher = _Publisher(self.client)
         self.connection_add = self.client.register_script(_CONNECTION_ADD)
         self.connection_renew = self.client.register_script(_CONNECTION_RENEW)
+        self.connection_check = self.client.register_script(_CONNECTION_CHECK)
         self.connections = self.client.register_script(_CONNECTIONS)
         #: Whether this loop set its marker (took a place): from then on, a marker gone is data lost.
         self.marked = False
@@ -298,7 +315,8 @@ class RedisChannelLayer(LocalDeliveryLayer):
 
     CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
     connection options), ``prefix``, ``expiry``, ``group_expiry``, ``capacity``,
-    ``channel_capacity``, ``connection_expiry``; capacity and expiry apply to each process's inboxes.
+    ``channel_capacity``, ``connection_expiry``, ``restore_grace``; capacity and expiry apply to
+    each process's inboxes.
     """
 
     extensions = list(WSGATEWAY_LAYER_EXTENSIONS)
@@ -308,6 +326,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
         hosts: list[Any] | None = None,
         prefix: str = "wsgateway",
         connection_expiry: float = 60,
+        restore_grace: float = 3,
         **config: Any,
     ) -> None:
         super().__init__(**config)
@@ -315,6 +334,10 @@ class RedisChannelLayer(LocalDeliveryLayer):
         #: Seconds a socket's registration (the connections extension) lasts unless renewed: how long
         #: the places of a process that died without unregistering stay taken.
         self.connection_expiry = connection_expiry
+        #: Seconds no new place is given, on any process, after one noticed that Redis lost them: at
+        #: least the watchdog's PROBE_INTERVAL and a probe, so that every process with sockets has
+        #: noticed too and put back its own.
+        self.restore_grace = restore_grace
         host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
         if isinstance(host, dict):
             host = dict(host)
@@ -497,17 +520,18 @@ class RedisChannelLayer(LocalDeliveryLayer):
     async def connection_add(self, user: str, channel: str, limit: int) -> bool:
         """Extension: register a socket of ``user`` if it fits under ``limit`` on every process
         (see extensions.CONNECTIONS); one script, one round trip. Raises PlacesLost, and adds
-        nothing, when Redis lost this loop's places since it took its first."""
+        nothing, when Redis lost this loop's places since it took its first, or while the places
+        of some process are being put back (``restore_grace``)."""
         state = self._state()
-        added = await state.connection_add(
-            keys=[self._user_key(user), state.marker],
-            args=[channel, limit, self.connection_expiry, "1" if state.marked else "0"],
+        status, wait_ms = await state.connection_add(
+            keys=[state.marker, self.restoring_key, self._user_key(user)],
+            args=[self._expect(state), self._grace_ms(), channel, limit, self.connection_expiry],
         )
-        if added == -1:
-            raise PlacesLost(f"Redis lost this process's connection registrations ({state.marker} is gone)")
-        if added:
+        if status < 0:
+            raise PlacesLost(own=status == -1, settle=max(int(wait_ms), 0) / 1000)
+        if status:
             state.marked = True
-        return bool(added)
+        return bool(status)
 
     async def connection_discard(self, user: str, channel: str) -> None:
         """Extension: unregister a socket of ``user``."""
@@ -525,9 +549,24 @@ class RedisChannelLayer(LocalDeliveryLayer):
         self._state().marked = True
 
     async def connections_intact(self) -> bool:
-        """Extension: False when Redis lost this loop's registrations since it took its first place."""
+        """Extension: False when Redis lost this loop's registrations since it took its first place
+        (and then no process gives a new place for ``restore_grace`` seconds)."""
         state = self._state()
-        return not state.marked or bool(await state.client.exists(state.marker))
+        status, _ = await state.connection_check(
+            keys=[state.marker, self.restoring_key], args=[self._expect(state), self._grace_ms()]
+        )
+        return bool(status == 1)
+
+    @property
+    def restoring_key(self) -> str:
+        return f"{self.prefix}:restoring"
+
+    def _grace_ms(self) -> int:
+        return max(int(self.restore_grace * 1000), 1)
+
+    @staticmethod
+    def _expect(state: _LoopState) -> str:
+        return "1" if state.marked else "0"
 
     async def _renew(self, items: list[tuple[str, str]], restore: bool) -> None:
         state = self._state()
