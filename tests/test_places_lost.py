@@ -79,6 +79,23 @@ async def test_a_fresh_layer_gives_places_without_waiting(layer: RedisChannelLay
     assert await layer.connections_intact()
 
 
+async def test_a_loop_that_gave_back_all_its_places_has_nothing_to_lose(
+    layer: RedisChannelLayer, own_redis: str, prefix: str
+) -> None:
+    # Its marker may expire unrenewed once its sockets are gone (no refresher runs): that, or a
+    # FLUSHALL, must not hold up every process's connects for the grace.
+    assert await layer.connection_add("u", "specific.a!1", CAP)
+    await layer.connection_discard("u", "specific.a!1")
+    flushall(own_redis)
+    assert await layer.connections_intact()
+    assert await layer.connection_add("u", "specific.a!2", CAP)
+    client = redis.Redis.from_url(own_redis)
+    try:
+        assert not client.exists(f"{prefix}:restoring")
+    finally:
+        client.close()
+
+
 async def test_after_a_flushall_the_layer_gives_no_place_until_the_loops_are_restored(
     layer: RedisChannelLayer, own_redis: str
 ) -> None:

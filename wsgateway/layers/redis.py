@@ -176,8 +176,10 @@ class _LoopState:
         self.connection_renew = self.client.register_script(_CONNECTION_RENEW)
         self.connection_check = self.client.register_script(_CONNECTION_CHECK)
         self.connections = self.client.register_script(_CONNECTIONS)
-        #: Whether this loop set its marker (took a place): from then on, a marker gone is data lost.
-        self.marked = False
+        #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
+        #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
+        #: may expire unrenewed).
+        self.places: set[tuple[str, str]] = set()
         self.pubsub: Any = None
         self.reader: asyncio.Task[None] | None = None
         self.subscribed: set[str] = set()
@@ -530,12 +532,14 @@ class RedisChannelLayer(LocalDeliveryLayer):
         if status < 0:
             raise PlacesLost(own=status == -1, settle=max(int(wait_ms), 0) / 1000)
         if status:
-            state.marked = True
+            state.places.add((user, channel))
         return bool(status)
 
     async def connection_discard(self, user: str, channel: str) -> None:
         """Extension: unregister a socket of ``user``."""
-        await self._state().client.zrem(self._user_key(user), channel)
+        state = self._state()
+        state.places.discard((user, channel))  # first: gone from here even if Redis is down
+        await state.client.zrem(self._user_key(user), channel)
 
     async def connection_renew(self, items: list[tuple[str, str]]) -> None:
         """Extension: push back the expiry of these registrations, in one round trip."""
@@ -546,7 +550,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: put back every registration of this loop's open sockets, after PlacesLost or
         :meth:`connections_intact` said False; from then on new places are given again."""
         await self._renew(items, restore=True)
-        self._state().marked = True
+        self._state().places = set(items)
 
     async def connections_intact(self) -> bool:
         """Extension: False when Redis lost this loop's registrations since it took its first place
@@ -566,7 +570,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
 
     @staticmethod
     def _expect(state: _LoopState) -> str:
-        return "1" if state.marked else "0"
+        return "1" if state.places else "0"
 
     async def _renew(self, items: list[tuple[str, str]], restore: bool) -> None:
         state = self._state()
