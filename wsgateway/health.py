@@ -15,6 +15,12 @@ registered (:class:`SocketRegistry`):
   ``group_expiry / 2`` seconds, so a socket lives as long as its connection. On a layer whose
   socket registrations expire (the ``connections`` extension's ``connection_expiry``), it renews
   them too, and runs every ``connection_expiry / 2`` seconds if that is sooner.
+
+When the layer loses those registrations (Redis flushed, or restarted without persistence), the
+refresher puts back every place of its loop's open sockets (:meth:`MembershipRefresher.restore_places`)
+before a new socket of the loop gets one: a connect that finds them lost waits for it, and so does the
+watchdog, which asks the layer at each probe, so a loss is repaired within PROBE_INTERVAL even when no
+socket connects.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ REFRESH_BATCH = 100
 REFRESH_PAUSE = 0.1
 #: A round of refreshes spreads its batches over at most this share of the refresh interval.
 REFRESH_SPREAD = 0.25
+#: Seconds the places of a loop's sockets may take to be put back after the layer lost them, and so
+#: the longest a connect waits on it; past it, the connect is refused as over the cap (4409).
+RESTORE_TIMEOUT = 5.0
 
 
 class Resyncable(Protocol):
@@ -146,6 +155,8 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             await asyncio.sleep(PROBE_INTERVAL)
             try:
                 await self.probe()
+                # Before the resync below: after a restart, the places come back before anything else.
+                await self.check_places()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -157,6 +168,15 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
                 await asyncio.gather(
                     *(socket.resync() for socket in list(self.sockets)), return_exceptions=True
                 )
+
+    async def check_places(self) -> None:
+        """Put back this loop's sockets' places if the layer lost them (a FLUSHALL, a restart without
+        persistence): a probe succeeds on an empty Redis, and no connect may be there to notice."""
+        refresher = refresher_for(self.layer)
+        if refresher.renews_registrations and not await asyncio.wait_for(
+            self.layer.connections_intact(), PROBE_TIMEOUT
+        ):
+            await refresher.restore_places()
 
 
 def group_expiry_of(layer: Any) -> float:
@@ -190,6 +210,8 @@ class MembershipRefresher(SocketRegistry[Member]):
         self.renews_registrations = connection_expiry_of(layer) is not None
         self.interval = min(group_expiry_of(layer), connection_expiry_of(layer) or DEFAULT_GROUP_EXPIRY) / 2
         self.wakeup: asyncio.Future[None] | None = None
+        #: The restore under way, shared by every connect and the watchdog that found the places lost.
+        self.restoring: asyncio.Task[None] | None = None
 
     def unregister(self, socket: Member) -> None:
         super().unregister(socket)
@@ -276,6 +298,36 @@ class MembershipRefresher(SocketRegistry[Member]):
         except Exception as exc:
             return exc
         return None
+
+    async def restore_places(self) -> None:
+        """Put back the place of every registered socket that holds one, after the layer lost them
+        (it raised PlacesLost, or said the places are not intact). One restore at a time for the
+        loop: callers that arrive while one runs wait for it. Raises TimeoutError past RESTORE_TIMEOUT
+        (the restore goes on), and the layer's failure.
+
+        A connect whose place is not taken yet is not among them (its ``registrations()`` is empty
+        until the layer said yes): it asks again once this returns, under the cap like any other.
+        """
+        if self.restoring is None or self.restoring.done():
+            self.restoring = asyncio.get_running_loop().create_task(
+                self._restore(), name="wsgateway-restore-places"
+            )
+        await asyncio.wait_for(asyncio.shield(self.restoring), RESTORE_TIMEOUT)
+
+    async def _restore(self) -> None:
+        items: list[tuple[str, str]] = []
+        for socket in list(self.sockets):
+            try:
+                items.extend(socket.registrations())
+            except Exception:
+                logger.exception("wsgateway: registrations() of %r failed", socket)
+        await self.layer.connection_restore(items)
+        metrics.increment(metrics.PLACES_RESTORED, len(items))
+        logger.warning(
+            "wsgateway: the channel layer lost the sockets' places under MAX_CONNECTIONS_PER_USER; "
+            "put back the %d of this process before any new one",
+            len(items),
+        )
 
 
 def _settle(future: asyncio.Future[None]) -> None:

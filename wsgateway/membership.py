@@ -14,8 +14,18 @@ from typing import Any
 from . import connections
 from .groups import all_group, user_group
 from .health import MembershipRefresher, refresher_for
+from .layers.extensions import PlacesLost
 
 logger = logging.getLogger("wsgateway")
+
+#: Times a connect asks the layer for a place while the layer says its places are being put back
+#: (once to learn this process's are lost, once after restoring them while the other processes restore
+#: theirs, and spares for a second FLUSHALL); then it is refused as over the cap. Each wait is bounded:
+#: health.RESTORE_TIMEOUT for this process's restore, RESTORE_SETTLE_MAX for the others'.
+RESTORE_ATTEMPTS = 4
+#: Longest wait, in seconds, for other processes to put back their places (the layer's
+#: ``restore_grace``, 3 s on wsgateway's Redis layer, says how long; this caps a site's setting).
+RESTORE_SETTLE_MAX = 10.0
 
 
 class Membership:
@@ -23,7 +33,7 @@ class Membership:
     the join: a connect cancelled half-way still leaves it; a discard of a group a channel is not in
     does nothing on any layer) until :meth:`leave`."""
 
-    __slots__ = ("__weakref__", "channel_name", "groups", "layer", "refresher", "registration")
+    __slots__ = ("__weakref__", "channel_name", "groups", "layer", "placed", "refresher", "registration")
 
     def __init__(self, layer: Any, channel_name: str) -> None:
         self.layer = layer
@@ -31,11 +41,14 @@ class Membership:
         self.groups: tuple[str, ...] = ()
         #: ``(user, channel_name)``: this socket's place under the cap, until it is given back.
         self.registration: tuple[str, str] | None = None
+        #: Whether the layer gave the place: only then is it renewed, or put back after a loss.
+        self.placed = False
         self.refresher: MembershipRefresher | None = None
 
     def keep(self) -> None:
         """Renew the groups and the place while the socket is open: they expire after the layer's
-        ``group_expiry`` and ``connection_expiry``, and a socket need not."""
+        ``group_expiry`` and ``connection_expiry``, and a socket need not. :meth:`register` has
+        done it already on the way (idempotent)."""
         self.refresher = refresher_for(self.layer)
         self.refresher.register(self)
 
@@ -48,10 +61,41 @@ class Membership:
         """
         # Set before the layer is asked: a connect cancelled during the call still gives the place back.
         self.registration = (str(user_id), self.channel_name)
-        if await connections.register(self.layer, *self.registration, limit):
-            return True
+        # Known to the refresher from now, not from keep(): a place given while the layer's data is
+        # lost must be among those put back, even if its socket has not finished connecting.
+        self.keep()
+        for _ in range(RESTORE_ATTEMPTS):
+            try:
+                self.placed = await connections.register(self.layer, *self.registration, limit)
+            except PlacesLost as lost:
+                if not await self.wait_for_restore(lost):
+                    break
+                continue
+            if self.placed:
+                return True
+            break
         self.registration = None
+        if self.refresher is not None:  # nothing to renew: a refused socket is left to end
+            self.refresher.unregister(self)
+            self.refresher = None
         return False
+
+    async def wait_for_restore(self, lost: PlacesLost) -> bool:
+        """After the layer lost its places: wait until this process's open sockets have theirs back
+        (and the other processes' had the time to), so that the cap counts them before this socket
+        is counted. False: not within health.RESTORE_TIMEOUT (the connect is then refused as over
+        the cap, not failed)."""
+        assert self.refresher is not None
+        try:
+            if lost.own:
+                await self.refresher.restore_places()
+            await asyncio.sleep(min(lost.settle, RESTORE_SETTLE_MAX))
+        except TimeoutError:
+            logger.warning(
+                "wsgateway: the sockets' places were not put back within the timeout; a connect is refused"
+            )
+            return False
+        return True
 
     async def join(self, user_id: Any | None = None) -> None:
         """Join the user's group and the group of every socket (again, on a catch-up: no ``user_id``).
@@ -79,6 +123,7 @@ class Membership:
             self.refresher = None
         groups, self.groups = self.groups, ()
         registration, self.registration = self.registration, None
+        self.placed = False
         outcomes = await asyncio.gather(
             *(self.layer.group_discard(group, self.channel_name) for group in groups),
             return_exceptions=True,
@@ -100,4 +145,4 @@ class Membership:
         return [(group, self.channel_name) for group in self.groups]
 
     def registrations(self) -> list[tuple[str, str]]:
-        return [self.registration] if self.registration is not None else []
+        return [self.registration] if self.registration is not None and self.placed else []

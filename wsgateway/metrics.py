@@ -19,6 +19,9 @@ LAYER_OVERFLOWED_CHANNELS = "layer.overflowed_channels"
 PUSH_FAILED = "push.failed"
 #: Group memberships the refresher failed to renew (the layer was down; the watchdog resyncs later).
 MEMBERSHIP_REFRESH_FAILED = "membership.refresh_failed"
+#: Sockets' places under ``MAX_CONNECTIONS_PER_USER`` put back after the layer lost them (Redis flushed
+#: or restarted without persistence), before any new place was given.
+PLACES_RESTORED = "connections.places_restored"
 #: Client frames refused ``rate_limited`` (their socket's or their user's bucket was empty).
 INBOUND_RATE_LIMITED = "inbound.rate_limited"
 #: Sockets closed with 4429 after ``RATE_LIMIT_CLOSE_AFTER`` refused frames in a row.

@@ -39,7 +39,30 @@ OVERFLOW = "overflow"
 #: ``connection_expiry`` seconds (an attribute of the layer) after its last add or renewal, so that a
 #: process that dies without unregistering frees its users' places; its sockets are renewed more often
 #: than that. A process-local layer has no ``connection_expiry``: its registrations die with it.
+#:
+#: Such a layer can also lose them all at once (Redis flushed, or restarted without persistence), and
+#: then must not give new places until the open sockets' are back: ``connection_add`` raises
+#: :class:`PlacesLost` instead, until ``async connection_restore([(user, channel), ...])`` has put back
+#: every registration of the calling loop (and, on a layer shared by processes, until the others have
+#: had the time to put back theirs); ``async connections_intact() -> bool`` asks without adding.
 CONNECTIONS = "connections"
+
+
+class PlacesLost(Exception):
+    """``connection_add`` gave no place: the layer lost the registrations (``connections``).
+
+    ``own``: this process's are lost, and it must restore them (``connection_restore``) before it
+    asks again; ``settle``: seconds to wait, after that, for other processes to restore theirs.
+    """
+
+    def __init__(self, own: bool, settle: float = 0.0) -> None:
+        super().__init__(
+            "the channel layer lost this process's connection registrations"
+            if own
+            else f"the channel layer's connection registrations are being restored ({settle:.3f} s left)"
+        )
+        self.own = own
+        self.settle = settle
 
 
 #: ``forget_channel(channel)``: the caller will not receive on ``channel`` (one of this process's,

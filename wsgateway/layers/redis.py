@@ -35,7 +35,7 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer
-from .extensions import WSGATEWAY_LAYER_EXTENSIONS
+from .extensions import WSGATEWAY_LAYER_EXTENSIONS, PlacesLost
 
 logger = logging.getLogger("wsgateway")
 
@@ -49,31 +49,65 @@ BROADCAST_CHUNK = 200
 # process: the processes of a site need not agree on the time, only on Redis. The key itself expires
 # with its last entry, so a user who left leaves nothing behind.
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
-#: KEYS: the user's set; ARGV: channel, limit, expiry. Prune, check and add, atomically: the place a
-#: script takes cannot be taken by another connect between its check and its add.
+# The marker: "<prefix>:e:<loop id>", set by a loop's first place and kept as long as its places. Redis
+# loses it with them (FLUSHALL, a restart without persistence): a loop that had set it and finds it
+# gone knows its sockets' places are gone too, and must put them back before it gives a new one. The
+# other processes' places are gone as well, and each puts back its own when it notices (its watchdog
+# asks every second); so the first to notice sets "<prefix>:restoring" for ``restore_grace`` seconds,
+# during which no process gives a new place: time for every other one to put back its own.
+_LOST = """
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2])
+  return {-1, redis.call('PTTL', KEYS[2])}
+end
+"""
+#: KEYS: the loop's marker, the site's restoring key, the user's set; ARGV: "1" if the marker should
+#: be there, restore_grace in ms, channel, limit, expiry. Prune, check and add, atomically: the place a
+#: script takes cannot be taken by another connect between its check and its add. {1, 0}: added;
+#: {0, 0}: over the limit; {-1, ms}: this loop's places are lost; {-2, ms}: places are being put back,
+#: ask again in ms. Nothing is added but for {1, 0}.
 _CONNECTION_ADD = (
     _NOW
+    + _LOST
     + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
+local settling = redis.call('PTTL', KEYS[2])
+if settling > 0 then
+  return {-2, settling}
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 1000))
-return 1
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if not redis.call('ZSCORE', KEYS[3], ARGV[3]) and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
+  return {0, 0}
+end
+local ms = math.ceil(tonumber(ARGV[5]) * 1000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ms)
+redis.call('SET', KEYS[1], '1', 'PX', ms)
+return {1, 0}
 """
 )
-#: KEYS: users' sets; ARGV: expiry, then one channel per key. Adds back what is missing (Redis was
-#: restarted, say), past the limit if need be: the sockets are open, and the cap is for new ones.
+#: KEYS: the loop's marker, the site's restoring key; ARGV: "1" if the marker should be there,
+#: restore_grace in ms. {-1, ms} as for _CONNECTION_ADD, else {1, 0}.
+_CONNECTION_CHECK = _LOST + "return {1, 0}"
+#: KEYS: the loop's marker, then users' sets; ARGV: expiry, "1" to set the marker, then one channel per
+#: user's set. Adds back what is missing (Redis lost it), past the limit if need be: the sockets are
+#: open, and the cap is for new ones. A renewal extends the marker only if it is there: it renews
+#: one batch of the loop's places, and a marker set then would vouch for the batches not yet back.
+#: A restore (every place of the loop, in one call) sets it.
 _CONNECTION_RENEW = (
     _NOW
     + """
 local expiry = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now + expiry, ARGV[i + 1])
-  redis.call('PEXPIRE', key, math.ceil(expiry * 1000))
+local ms = math.ceil(expiry * 1000)
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], now + expiry, ARGV[i + 1])
+  redis.call('PEXPIRE', KEYS[i], ms)
 end
-return #KEYS
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[1], '1', 'PX', ms)
+else
+  redis.call('PEXPIRE', KEYS[1], ms)
+end
+return #KEYS - 1
 """
 )
 #: KEYS: the user's set.
@@ -140,12 +174,21 @@ class _LoopState:
         self.publisher = _Publisher(self.client)
         self.connection_add = self.client.register_script(_CONNECTION_ADD)
         self.connection_renew = self.client.register_script(_CONNECTION_RENEW)
+        self.connection_check = self.client.register_script(_CONNECTION_CHECK)
         self.connections = self.client.register_script(_CONNECTIONS)
+        #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
+        #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
+        #: may expire unrenewed).
+        self.places: set[tuple[str, str]] = set()
         self.pubsub: Any = None
         self.reader: asyncio.Task[None] | None = None
         self.subscribed: set[str] = set()
         self.confirmations: dict[str, asyncio.Future[None]] = {}
         self.starting = asyncio.Lock()
+
+    @property
+    def marker(self) -> str:
+        return f"{self.layer.prefix}:e:{self.id}"
 
     @property
     def inbox_channel(self) -> str:
@@ -274,7 +317,8 @@ class RedisChannelLayer(LocalDeliveryLayer):
 
     CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
     connection options), ``prefix``, ``expiry``, ``group_expiry``, ``capacity``,
-    ``channel_capacity``, ``connection_expiry``; capacity and expiry apply to each process's inboxes.
+    ``channel_capacity``, ``connection_expiry``, ``restore_grace``; capacity and expiry apply to
+    each process's inboxes.
     """
 
     extensions = list(WSGATEWAY_LAYER_EXTENSIONS)
@@ -284,6 +328,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
         hosts: list[Any] | None = None,
         prefix: str = "wsgateway",
         connection_expiry: float = 60,
+        restore_grace: float = 3,
         **config: Any,
     ) -> None:
         super().__init__(**config)
@@ -291,6 +336,10 @@ class RedisChannelLayer(LocalDeliveryLayer):
         #: Seconds a socket's registration (the connections extension) lasts unless renewed: how long
         #: the places of a process that died without unregistering stay taken.
         self.connection_expiry = connection_expiry
+        #: Seconds no new place is given, on any process, after one noticed that Redis lost them: at
+        #: least the watchdog's PROBE_INTERVAL and a probe, so that every process with sockets has
+        #: noticed too and put back its own.
+        self.restore_grace = restore_grace
         host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
         if isinstance(host, dict):
             host = dict(host)
@@ -472,24 +521,63 @@ class RedisChannelLayer(LocalDeliveryLayer):
 
     async def connection_add(self, user: str, channel: str, limit: int) -> bool:
         """Extension: register a socket of ``user`` if it fits under ``limit`` on every process
-        (see extensions.CONNECTIONS); one script, one round trip."""
+        (see extensions.CONNECTIONS); one script, one round trip. Raises PlacesLost, and adds
+        nothing, when Redis lost this loop's places since it took its first, or while the places
+        of some process are being put back (``restore_grace``)."""
         state = self._state()
-        added = await state.connection_add(
-            keys=[self._user_key(user)], args=[channel, limit, self.connection_expiry]
+        status, wait_ms = await state.connection_add(
+            keys=[state.marker, self.restoring_key, self._user_key(user)],
+            args=[self._expect(state), self._grace_ms(), channel, limit, self.connection_expiry],
         )
-        return bool(added)
+        if status < 0:
+            raise PlacesLost(own=status == -1, settle=max(int(wait_ms), 0) / 1000)
+        if status:
+            state.places.add((user, channel))
+        return bool(status)
 
     async def connection_discard(self, user: str, channel: str) -> None:
         """Extension: unregister a socket of ``user``."""
-        await self._state().client.zrem(self._user_key(user), channel)
+        state = self._state()
+        state.places.discard((user, channel))  # first: gone from here even if Redis is down
+        await state.client.zrem(self._user_key(user), channel)
 
     async def connection_renew(self, items: list[tuple[str, str]]) -> None:
         """Extension: push back the expiry of these registrations, in one round trip."""
         if items:
-            await self._state().connection_renew(
-                keys=[self._user_key(user) for user, _ in items],
-                args=[self.connection_expiry, *(channel for _, channel in items)],
-            )
+            await self._renew(items, restore=False)
+
+    async def connection_restore(self, items: list[tuple[str, str]]) -> None:
+        """Extension: put back every registration of this loop's open sockets, after PlacesLost or
+        :meth:`connections_intact` said False; from then on new places are given again."""
+        await self._renew(items, restore=True)
+        self._state().places = set(items)
+
+    async def connections_intact(self) -> bool:
+        """Extension: False when Redis lost this loop's registrations since it took its first place
+        (and then no process gives a new place for ``restore_grace`` seconds)."""
+        state = self._state()
+        status, _ = await state.connection_check(
+            keys=[state.marker, self.restoring_key], args=[self._expect(state), self._grace_ms()]
+        )
+        return bool(status == 1)
+
+    @property
+    def restoring_key(self) -> str:
+        return f"{self.prefix}:restoring"
+
+    def _grace_ms(self) -> int:
+        return max(int(self.restore_grace * 1000), 1)
+
+    @staticmethod
+    def _expect(state: _LoopState) -> str:
+        return "1" if state.places else "0"
+
+    async def _renew(self, items: list[tuple[str, str]], restore: bool) -> None:
+        state = self._state()
+        await state.connection_renew(
+            keys=[state.marker, *(self._user_key(user) for user, _ in items)],
+            args=[self.connection_expiry, "1" if restore else "0", *(channel for _, channel in items)],
+        )
 
     async def connections(self, user: str) -> list[str]:
         """Extension: the sockets registered for ``user`` on every process, expired ones left out."""
