@@ -36,6 +36,7 @@ from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer
 from .extensions import WSGATEWAY_LAYER_EXTENSIONS, PlacesLost
+from .redis_scripts import CONNECTION_ADD, CONNECTION_CHECK, CONNECTION_RENEW, CONNECTIONS
 
 logger = logging.getLogger("wsgateway")
 
@@ -43,81 +44,6 @@ SUBSCRIBE_TIMEOUT = 5.0
 #: group_send_many of this many groups or more is broadcast (see there), in publishes of BROADCAST_CHUNK.
 BROADCAST_MIN = 16
 BROADCAST_CHUNK = 200
-
-# The connections extension: one sorted set per user, "<prefix>:u:<user>", of its sockets' channel
-# names, each scored by the time it expires. The scripts read the time from Redis, not from the
-# process: the processes of a site need not agree on the time, only on Redis. The key itself expires
-# with its last entry, so a user who left leaves nothing behind.
-_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
-# The marker: "<prefix>:e:<loop id>", set by a loop's first place and kept as long as its places. Redis
-# loses it with them (FLUSHALL, a restart without persistence): a loop that had set it and finds it
-# gone knows its sockets' places are gone too, and must put them back before it gives a new one. The
-# other processes' places are gone as well, and each puts back its own when it notices (its watchdog
-# asks every second); so the first to notice sets "<prefix>:restoring" for ``restore_grace`` seconds,
-# during which no process gives a new place: time for every other one to put back its own.
-_LOST = """
-if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2])
-  return {-1, redis.call('PTTL', KEYS[2])}
-end
-"""
-#: KEYS: the loop's marker, the site's restoring key, the user's set; ARGV: "1" if the marker should
-#: be there, restore_grace in ms, channel, limit, expiry. Prune, check and add, atomically: the place a
-#: script takes cannot be taken by another connect between its check and its add. {1, 0}: added;
-#: {0, 0}: over the limit; {-1, ms}: this loop's places are lost; {-2, ms}: places are being put back,
-#: ask again in ms. Nothing is added but for {1, 0}.
-_CONNECTION_ADD = (
-    _NOW
-    + _LOST
-    + """
-local settling = redis.call('PTTL', KEYS[2])
-if settling > 0 then
-  return {-2, settling}
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if not redis.call('ZSCORE', KEYS[3], ARGV[3]) and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
-  return {0, 0}
-end
-local ms = math.ceil(tonumber(ARGV[5]) * 1000)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[3])
-redis.call('PEXPIRE', KEYS[3], ms)
-redis.call('SET', KEYS[1], '1', 'PX', ms)
-return {1, 0}
-"""
-)
-#: KEYS: the loop's marker, the site's restoring key; ARGV: "1" if the marker should be there,
-#: restore_grace in ms. {-1, ms} as for _CONNECTION_ADD, else {1, 0}.
-_CONNECTION_CHECK = _LOST + "return {1, 0}"
-#: KEYS: the loop's marker, then users' sets; ARGV: expiry, "1" to set the marker, then one channel per
-#: user's set. Adds back what is missing (Redis lost it), past the limit if need be: the sockets are
-#: open, and the cap is for new ones. A renewal extends the marker only if it is there: it renews
-#: one batch of the loop's places, and a marker set then would vouch for the batches not yet back.
-#: A restore (every place of the loop, in one call) sets it.
-_CONNECTION_RENEW = (
-    _NOW
-    + """
-local expiry = tonumber(ARGV[1])
-local ms = math.ceil(expiry * 1000)
-for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], now + expiry, ARGV[i + 1])
-  redis.call('PEXPIRE', KEYS[i], ms)
-end
-if ARGV[2] == '1' then
-  redis.call('SET', KEYS[1], '1', 'PX', ms)
-else
-  redis.call('PEXPIRE', KEYS[1], ms)
-end
-return #KEYS - 1
-"""
-)
-#: KEYS: the user's set.
-_CONNECTIONS = (
-    _NOW
-    + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"""
-)
 
 
 class _Publisher:
@@ -172,10 +98,10 @@ class _LoopState:
         self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity, layer.clock)
         self.client = aioredis.Redis.from_url(layer.url, **layer.connection_kwargs)
         self.publisher = _Publisher(self.client)
-        self.connection_add = self.client.register_script(_CONNECTION_ADD)
-        self.connection_renew = self.client.register_script(_CONNECTION_RENEW)
-        self.connection_check = self.client.register_script(_CONNECTION_CHECK)
-        self.connections = self.client.register_script(_CONNECTIONS)
+        self.connection_add = self.client.register_script(CONNECTION_ADD)
+        self.connection_renew = self.client.register_script(CONNECTION_RENEW)
+        self.connection_check = self.client.register_script(CONNECTION_CHECK)
+        self.connections = self.client.register_script(CONNECTIONS)
         #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
         #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
         #: may expire unrenewed).
