@@ -341,6 +341,10 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
                 event["error"], event["reason"], event["code"], in_close=in_close, details=details
             )
 
+    async def gateway_recheck(self, event: dict[str, Any]) -> None:
+        if self.recheck is not None:  # recheck_user_sockets(): a change that sent no signal
+            self.recheck.now()
+
     async def gateway_request(self, event: dict[str, Any]) -> None:
         await self.asked.on_request(self, event, self.transport.send_limit)
 
