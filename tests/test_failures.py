@@ -95,6 +95,39 @@ async def test_a_layer_failure_is_not_a_refusal_of_the_user(
     await assert_unavailable(alice)
 
 
+async def test_a_layer_that_gives_no_channel_is_refused_unavailable_too(
+    alice: Any, outage: LayerOutage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # wsgateway's Redis layer subscribes on a process's first socket: with Redis down, new_channel()
+    # fails before the consumer has read the handshake.
+    async def no_channel(prefix: str = "specific.") -> str:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    before = metrics.value(metrics.CONNECTIONS_UNAVAILABLE)
+    with monkeypatch.context() as down:
+        down.setattr(get_channel_layer(), "new_channel", no_channel)
+        await assert_unavailable(alice)
+        # The origin is checked first, as on every handshake: a foreign page is refused before accept.
+        foreign = communicator(alice, headers=[(b"origin", b"https://attacker.example")])
+        assert not (await foreign.connect(timeout=2))[0]
+        await foreign.disconnect()
+    assert metrics.value(metrics.CONNECTIONS_UNAVAILABLE) - before == 2
+    async with connected(alice) as socket:
+        await socket.assert_open()
+
+
+async def test_a_failure_after_the_channel_is_not_taken_for_the_layers(
+    alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug of the site's, say, in a handler's connect: raised as ever, for the server to log.
+    async def broken(scope: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("wsgateway.consumers.authenticate", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        await communicator(alice).connect(timeout=2)
+
+
 # -- unrouted paths -------------------------------------------------------------------------
 
 ROUTER = URLRouter([*websocket_urlpatterns, unrouted])

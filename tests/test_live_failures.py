@@ -56,10 +56,7 @@ measured: dict[str, Any] = {}
 class Live:
     def __init__(self, redis: RedisServer, daphne: Daphne, alice: HttpSession, bob: HttpSession) -> None:
         self.redis, self.daphne, self.alice, self.bob = redis, daphne, alice, bob
-
-    @property
-    def url(self) -> str:
-        return f"{self.daphne.ws_url}/ws/"
+        self.url = f"{daphne.ws_url}/ws/"
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +130,23 @@ async def test_redis_down_at_connect_is_refused_unavailable_logged_once_and_back
     back = await assert_connects(live)
     assert log_lines(live, "the channel layer serves connects again") >= 1
     measured["redis_down"] = {"refusals": len(refusals), "slowest_refusal_s": max(refusals), "back_s": back}
+
+
+async def test_a_process_whose_first_connect_finds_redis_down_refuses_it_too(live: Live) -> None:
+    # Its layer has no subscriber yet: new_channel() fails, before the handshake is read.
+    live.redis.stop()
+    try:
+        with running(Daphne(live.daphne.env, name="live-failures-fresh")) as fresh:
+            alice = HttpSession(fresh.http_url).login("alice", "alice-password")
+            on_fresh = Live(live.redis, fresh, alice, live.bob)
+            refusals = [await assert_refused_unavailable(on_fresh) for _ in range(5)]
+            assert log_lines(on_fresh, "the channel layer failed a connect") == 1
+            live.redis.start()
+            back = await assert_connects(on_fresh)
+    finally:
+        if live.redis.proc is None:
+            live.redis.start()
+    measured["redis_down_fresh_process"] = {"slowest_refusal_s": max(refusals), "back_s": back}
 
 
 async def test_redis_paused_at_connect_is_refused_within_the_timeout(live: Live) -> None:

@@ -100,6 +100,25 @@ class Handshake:
     #: None until then, which sends the untranslated (English) text.
     language: str | None = None
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        except Exception as exc:
+            # Only a layer that gave this socket no channel: wsgateway's Redis layer subscribes on
+            # a process's first socket, and fails it while Redis is down. Refused as a connect the
+            # layer failed, not raised (HTTP 500, a traceback per connect, 1006 in the browser).
+            if getattr(self, "channel_layer", None) is None or hasattr(self, "channel_name"):
+                raise
+            layer_outage.failed(exc)
+            await self.refuse_without_channel(receive, send)
+
+    async def refuse_without_channel(self, receive: Any, send: Any) -> None:
+        """The handshake's checks, then :meth:`refuse_unavailable`, through the server's own
+        ``send``: the consumer's run has ended, and its way of sending with it."""
+        self.base_send = send
+        if (await receive())["type"] == "websocket.connect" and await self.handshake_allowed():
+            await self.refuse_unavailable()
+
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
         await super().accept(subprotocol or self.subprotocol, headers)  # type: ignore[misc]
 
