@@ -42,7 +42,7 @@ UNAVAILABLE_RETRY_AFTER = 5
 class LayerOutage:
     """The channel layer failing connects, as this process sees it: the first refusal of an outage
     is logged (a warning with the failure's words, no traceback), the rest only counted, and the
-    first connect the layer serves again logs the end. A traceback per connect is what an outage of
+    first connect the layer serves again logs the end (at INFO). A traceback per connect is what an outage of
     Redis cost before: eleven in ten seconds, and the client saw a failed handshake (1006), not a
     reason to come back."""
 
@@ -71,7 +71,7 @@ class LayerOutage:
     def served(self) -> None:
         if self.since is None:
             return
-        logger.warning(
+        logger.info(
             "wsgateway: the channel layer serves connects again, after %.1f s; %d refused meanwhile",
             time.monotonic() - self.since,
             self.refused,
