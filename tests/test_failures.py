@@ -116,6 +116,24 @@ async def test_a_layer_that_gives_no_channel_is_refused_unavailable_too(
         await socket.assert_open()
 
 
+@override_settings(WSGATEWAY={"LAYER_CONNECT_TIMEOUT": 1})
+async def test_a_layer_that_gives_no_channel_in_time_is_refused_within_layer_connect_timeout(
+    alice: Any, outage: LayerOutage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def paused(prefix: str = "specific.") -> str:
+        await asyncio.sleep(30)
+        raise AssertionError
+
+    started = time.monotonic()
+    with monkeypatch.context() as slow:
+        slow.setattr(get_channel_layer(), "new_channel", paused)
+        await assert_unavailable(alice)
+    assert 1 <= time.monotonic() - started < 2
+    async with connected(alice) as socket:  # a socket that got its channel is not cut at 1 s
+        await asyncio.sleep(1.2)
+        await socket.assert_open()
+
+
 async def test_a_failure_after_the_channel_is_not_taken_for_the_layers(
     alice: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,8 @@ module stops and pauses.
   failed handshake the browser sees as 1006, and a traceback per connect), logged once per outage;
   the first connect after Redis is back gets through.
 - Redis paused (SIGSTOP) at connect: refused the same way within ``LAYER_CONNECT_TIMEOUT``.
+- Both again on a daphne started meanwhile, whose layer has no subscription yet: its first sockets
+  get no channel (down: at once; paused: the wait) and are refused the same way.
 - 200 handshakes to paths nothing routes (``/ws``, ``//ws/``, ``/WS/``, ``/ws/x/``), from this site's
   origin and a foreign one: each refused with HTTP 403 (before: 500 and a traceback each).
 - ``recheck_user_sockets()`` after a ``QuerySet.update()`` in another process closes the user's
@@ -147,6 +149,23 @@ async def test_a_process_whose_first_connect_finds_redis_down_refuses_it_too(liv
         if live.redis.proc is None:
             live.redis.start()
     measured["redis_down_fresh_process"] = {"slowest_refusal_s": max(refusals), "back_s": back}
+
+
+async def test_a_process_whose_first_connect_finds_redis_paused_refuses_it_in_time(live: Live) -> None:
+    # Its layer's first SUBSCRIBE waits on Redis; daphne would drop the handshake after 5 s, unanswered.
+    assert live.redis.proc is not None
+    os.kill(live.redis.proc.pid, signal.SIGSTOP)
+    try:
+        with running(Daphne(live.daphne.env, name="live-failures-fresh-paused")) as fresh:
+            alice = HttpSession(fresh.http_url).login("alice", "alice-password")
+            on_fresh = Live(live.redis, fresh, alice, live.bob)
+            took = await assert_refused_unavailable(on_fresh)
+            os.kill(live.redis.proc.pid, signal.SIGCONT)
+            back = await assert_connects(on_fresh)
+    finally:
+        os.kill(live.redis.proc.pid, signal.SIGCONT)
+    assert CONNECT_TIMEOUT <= took < CONNECT_TIMEOUT + 2
+    measured["redis_paused_fresh_process"] = {"refused_after_s": took, "back_s": back}
 
 
 async def test_redis_paused_at_connect_is_refused_within_the_timeout(live: Live) -> None:

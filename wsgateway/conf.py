@@ -291,9 +291,10 @@ KEYS: dict[str, Key] = {
         most=MAX_REQUEST_TIMEOUT_BOUND,
     ),
     # A paused Redis answers nothing and refuses nothing: without a bound, a connect waits on it for
-    # as long as the client does, and ends in a traceback instead of a refusal.
+    # as long as the client does, and ends in a traceback instead of a refusal. Under daphne's own
+    # bound on a handshake (--websocket_connect_timeout, 5 s), past which it drops it without a word.
     "LAYER_CONNECT_TIMEOUT": Key(
-        5,
+        2,
         Shape.POSITIVE_INTEGER,
         "Seconds a connect waits for the channel layer (its place under the cap, its groups); past it, "
         "or at once if the layer fails, the socket is refused with 4503 and `unavailable`. "
