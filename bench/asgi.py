@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from wsgateway.routing import websocket_urlpatterns  # noqa: E402
+from wsgateway.routing import unrouted, websocket_urlpatterns  # noqa: E402
 
 if getattr(settings, "BENCH_LAYER", None) == "ceiling":
     from bench.ceiling import CeilingConsumer
@@ -22,7 +22,7 @@ if getattr(settings, "BENCH_LAYER", None) == "ceiling":
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
+        "websocket": URLRouter([*websocket_urlpatterns, unrouted]),
     }
 )
 

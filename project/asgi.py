@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from wsgateway.consumers import RefusingConsumer  # noqa: E402
-from wsgateway.routing import websocket_urlpatterns  # noqa: E402
+from wsgateway.routing import unrouted, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -24,6 +24,8 @@ application = ProtocolTypeRouter(
                 *websocket_urlpatterns,
                 # A retired endpoint: its clients are told where to go, and do not reconnect (4410).
                 path("ws/v0/", RefusingConsumer.as_asgi(reason="This endpoint is retired: use /ws/.")),
+                # Last, as it matches every path: any other is refused (HTTP 403), without a traceback.
+                unrouted,
             ]
         ),
     }

@@ -58,6 +58,7 @@ EXPECTED_DEFAULTS = {
     "CLIPBOARD_MAX_BYTES": 256 * 1024,
     "MAX_PENDING_REQUESTS": 32,
     "MAX_REQUEST_TIMEOUT": 300,
+    "LAYER_CONNECT_TIMEOUT": 2,
     "MAINTENANCE_CHECK_INTERVAL": 2,
     "MAINTENANCE_RETRY_AFTER": 30,
 }
@@ -118,6 +119,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "MAX_SEND_SIZE": 4 * 1024 * 1024,
         "MAX_PENDING_REQUESTS": 1000,
         "MAX_REQUEST_TIMEOUT": 3600,
+        "LAYER_CONNECT_TIMEOUT": 60,
         "MAINTENANCE_CHECK_INTERVAL": 60,
         "MAINTENANCE_RETRY_AFTER": 3600,
     }

@@ -16,7 +16,7 @@ import pytest
 from channels.layers import channel_layers, get_channel_layer
 from django.test import override_settings
 
-from tests.support.communicators import communicator, connected, create_user, error_frame, refused
+from tests.support.communicators import AnyText, communicator, connected, create_user, error_frame, refused
 from wsgateway import connections, metrics
 from wsgateway.codes import CloseCode
 from wsgateway.revocation import aclose_user_sockets
@@ -106,9 +106,10 @@ async def test_a_connect_that_fails_after_taking_its_place_gives_it_back(
         raise ConnectionError("the layer is down")
 
     monkeypatch.setattr(layer, "group_add", layer_down)
-    socket = communicator(alice)
-    with pytest.raises(ConnectionError):
-        await socket.connect(timeout=2)
+    async with refused(alice) as socket:  # refused "unavailable", not raised (wsgateway.refusals)
+        unavailable = {"code": "unavailable", "message": AnyText(), "retry_after": 5}
+        assert await socket.receive() == {"channel": "gateway", "error": unavailable}
+        assert await socket.close_code() == CloseCode.SERVICE_UNAVAILABLE
     monkeypatch.undo()
     assert await places_taken(alice) == 0
     async with connected(alice) as again:

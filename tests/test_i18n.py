@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy
 
 import wsgateway
 from tests.support.communicators import Socket, connected, cookie, error_frame, refused
-from wsgateway import anotify, revocation
+from wsgateway import anotify, connections, refusals, revocation
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.i18n import language_of
 
@@ -137,6 +137,24 @@ async def test_the_4401_refusal_is_in_the_handshakes_language() -> None:
             "Log in, or present a bearer token, to connect."
         )
         assert await socket.close_code() == 4401
+
+
+async def test_the_unavailable_refusal_is_in_the_handshakes_language(
+    alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def layer_down(*args: Any, **kwargs: Any) -> bool:
+        raise ConnectionError("the layer is down")
+
+    monkeypatch.setattr(connections, "register", layer_down)
+    monkeypatch.setattr(refusals, "layer_outage", refusals.LayerOutage())
+    async with refused(alice, headers=[GERMAN]) as socket:
+        error = (await socket.receive())["error"]
+        assert (error["code"], error["message"]) == (
+            "unavailable",
+            "Der Server kann gerade keine Verbindungen annehmen. "
+            "Versuchen Sie es in einigen Sekunden erneut.",
+        )
+        assert await socket.close_code() == 4503
 
 
 @override_settings(LANGUAGES=[("en", "English"), ("de", "German")], LANGUAGE_CODE="en")

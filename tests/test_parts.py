@@ -1,12 +1,15 @@
 """The parts a socket is wired from, each a plain object tested without a socket or a communicator:
 the transport (wsgateway.transport), the outbound window (flow), the inbound limiter (limits), the
-requests a socket holds (answering), the login's re-checks (rechecks) and the memberships
-(membership). The consumer's tests (test_protocol.py and the others) show them wired together."""
+requests a socket holds (answering), the login's re-checks (rechecks), the layer outage as connects
+see it (refusals) and the memberships (membership). The consumer's tests (test_protocol.py and the
+others) show them wired together."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import time
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from wsgateway.layers import InProcessChannelLayer
 from wsgateway.limits import InboundLimiter, Refusal, TokenBucket
 from wsgateway.membership import Membership
 from wsgateway.rechecks import RECHECK_MARGIN, LoginRecheck
+from wsgateway.refusals import LayerOutage
 from wsgateway.transport import SocketState, Transport, send_close
 
 
@@ -370,6 +374,83 @@ async def test_a_stopped_recheck_runs_no_check(monkeypatch: pytest.MonkeyPatch) 
     part.schedule()
     await asyncio.sleep(0.1)
     assert checks == [] and part.timer is None
+
+
+@pytest.mark.django_db
+async def test_now_checks_at_once_and_then_on_the_usual_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks: list[Any] = []
+    monkeypatch.setattr(revocation, "check", checks.append)
+
+    async def ended(verdict: revocation.Verdict) -> None:
+        raise AssertionError
+
+    with override_settings(WSGATEWAY={"REVALIDATE_INTERVAL": 300}):
+        part = LoginRecheck(credentials(), ended)
+        part.schedule()
+        part.now()
+        await asyncio.sleep(0.2)
+        assert len(checks) == 1 and part.task is None
+        assert part.timer is not None and part.timer.when() - asyncio.get_running_loop().time() > 299
+        part.stop()
+
+
+@pytest.mark.django_db
+async def test_now_during_a_check_runs_one_more_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The running check may have read the row before the change the caller committed.
+    checks: list[Any] = []
+
+    def slow_check(credentials: Any) -> None:
+        checks.append(credentials)
+        time.sleep(0.1)
+
+    monkeypatch.setattr(revocation, "check", slow_check)
+
+    async def ended(verdict: revocation.Verdict) -> None:
+        raise AssertionError
+
+    part = LoginRecheck(credentials(), ended)
+    part.now()
+    await asyncio.sleep(0.02)
+    part.now()
+    part.now()  # one more, not two
+    await asyncio.sleep(0.5)
+    assert len(checks) == 2
+    part.stop()
+
+
+async def test_now_after_stop_checks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    checks: list[Any] = []
+    monkeypatch.setattr(revocation, "check", checks.append)
+
+    async def ended(verdict: revocation.Verdict) -> None:
+        raise AssertionError
+
+    part = LoginRecheck(credentials(), ended)
+    part.stop()
+    part.now()
+    await asyncio.sleep(0.05)
+    assert checks == [] and part.task is None
+
+
+# -- the layer outage, as connects see it -------------------------------------------------
+
+
+def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
+    outage = LayerOutage()
+    before = metrics.value(metrics.CONNECTIONS_UNAVAILABLE)
+    with caplog.at_level(logging.DEBUG, logger="wsgateway"):
+        for _ in range(5):
+            outage.failed(ConnectionError("Connection refused"))
+        outage.served()
+        outage.served()
+        outage.failed(TimeoutError())  # a new outage: a paused layer
+    assert metrics.value(metrics.CONNECTIONS_UNAVAILABLE) - before == 6
+    said = [(record.levelno, record.getMessage()) for record in caplog.records if not record.exc_info]
+    assert [level for level, _ in said] == [logging.WARNING, logging.INFO, logging.WARNING]
+    assert "Connection refused" in said[0][1] and "5 refused" in said[1][1]
+    assert "no answer in LAYER_CONNECT_TIMEOUT" in said[2][1]
+    # The traceback only at DEBUG, once per outage: the example project logs from INFO.
+    assert [record.levelno for record in caplog.records if record.exc_info] == [logging.DEBUG] * 2
 
 
 # -- the memberships ----------------------------------------------------------------------

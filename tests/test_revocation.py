@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.core import signing
+from django.db import transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -200,6 +201,57 @@ async def test_a_recheck_is_one_trip_to_the_database_thread(alice: Any, database
         async with token_socket(alice) as socket:
             await asyncio.sleep(1.3)
             await assert_still_open(socket)
+    assert database_trips == ["connect_reads", "check"]
+
+
+# -- what no signal reports, told by the site: recheck_user_sockets() ------------------------
+
+
+async def test_arecheck_user_sockets_closes_at_once_after_an_update_and_keeps_others(
+    alice: Any, bob: Any
+) -> None:
+    browser = await log_in(alice)
+    async with session_socket(browser) as tab, token_socket(alice) as api_client, token_socket(bob) as bobs:
+        await get_user_model().objects.filter(pk=alice.pk).aupdate(is_active=False)  # no signal
+        started = time.monotonic()
+        await wsgateway.arecheck_user_sockets(alice)
+        await assert_closed(tab, "revoked", within=1)
+        await assert_closed(api_client, "revoked", within=1)
+        assert time.monotonic() - started < 1
+        await wsgateway.arecheck_user_sockets(bob)  # bob's login holds: nothing is sent, it stays
+        await assert_still_open(bobs)
+
+
+async def test_recheck_user_sockets_waits_for_the_commit(alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+    send = revocation._asend
+
+    async def recorded(user_id: Any, event: dict[str, Any]) -> None:
+        sent.append(event["type"])
+        await send(user_id, event)
+
+    monkeypatch.setattr(revocation, "_asend", recorded)
+
+    def deactivate_and_recheck() -> None:
+        with transaction.atomic():
+            get_user_model().objects.filter(pk=alice.pk).update(is_active=False)
+            wsgateway.recheck_user_sockets(alice.pk)
+            # Not sent yet: a socket re-checking now could read the row from before the change.
+            assert sent == []
+
+    async with token_socket(alice) as socket:
+        await sync_to_async(deactivate_and_recheck)()
+        assert sent == ["gateway.recheck"]
+        await assert_closed(socket, "revoked", within=1)
+
+
+async def test_a_recheck_asked_for_is_one_trip_to_the_database_thread(
+    alice: Any, database_trips: list[str]
+) -> None:
+    async with token_socket(alice) as socket:
+        await revocation.arecheck_user_sockets(alice.pk)
+        await asyncio.sleep(0.2)
+        await assert_still_open(socket)
     assert database_trips == ["connect_reads", "check"]
 
 

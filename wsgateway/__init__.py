@@ -1,10 +1,10 @@
 """wsgateway: real-time WebSocket services for Django on Channels.
 
 Public API: :func:`notify`, :func:`anotify`, :func:`issue_token`, :func:`close_user_sockets`,
-:func:`aclose_user_sockets`, :func:`ask`, :func:`aask`, :func:`broadcast`, :func:`abroadcast`,
-:func:`close_sockets`, :func:`aclose_sockets`, :func:`local_sockets`, :func:`user_sockets`,
-:func:`auser_sockets`; the consumers
-live in ``wsgateway.consumers`` and the URL patterns in ``wsgateway.routing``.
+:func:`aclose_user_sockets`, :func:`recheck_user_sockets`, :func:`arecheck_user_sockets`, :func:`ask`,
+:func:`aask`, :func:`broadcast`, :func:`abroadcast`, :func:`close_sockets`, :func:`aclose_sockets`,
+:func:`local_sockets`, :func:`user_sockets`, :func:`auser_sockets`; the consumers live in
+``wsgateway.consumers`` and the URL patterns in ``wsgateway.routing``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ __all__ = [
     "aclose_sockets",
     "aclose_user_sockets",
     "anotify",
+    "arecheck_user_sockets",
     "ask",
     "auser_sockets",
     "broadcast",
@@ -25,6 +26,7 @@ __all__ = [
     "issue_token",
     "local_sockets",
     "notify",
+    "recheck_user_sockets",
     "user_sockets",
 ]
 
@@ -42,7 +44,7 @@ def __getattr__(name: str) -> Any:
         from .tokens import issue_token
 
         return issue_token
-    if name in ("close_user_sockets", "aclose_user_sockets"):
+    if name in ("close_user_sockets", "aclose_user_sockets", "recheck_user_sockets", "arecheck_user_sockets"):
         from . import revocation
 
         return getattr(revocation, name)

@@ -39,7 +39,8 @@ class CloseCode(IntEnum):
     TOO_MANY_CONNECTIONS = 4409
     #: The path is retired (wsgateway.consumers.RefusingConsumer): "gone". A client does not reconnect.
     GONE = 4410
-    #: The site is in maintenance (wsgateway.maintenance): "service unavailable". A client reconnects
+    #: The site is in maintenance (wsgateway.maintenance), or its channel layer failed the connect
+    #: (down, or slower than ``LAYER_CONNECT_TIMEOUT``): "service unavailable". A client reconnects
     #: after the ``retry_after`` seconds the error frame before the close gives, not sooner.
     SERVICE_UNAVAILABLE = 4503
     #: The server closed the socket on purpose (``close_sockets()``: a deploy, a changed setting, a
@@ -138,7 +139,8 @@ RECONNECT: Mapping[int, Reconnect] = MappingProxyType(
         CloseCode.TOO_MANY_REQUESTS: Reconnect.PAUSE,
         # The user's other sockets are all still open: one of them must close first.
         CloseCode.TOO_MANY_CONNECTIONS: Reconnect.PAUSE,
-        # Maintenance: the server says when it will be back.
+        # Maintenance, or the channel layer down: the server says when to come back (a few seconds
+        # for the layer: the refusal costs it little, and connects work again as soon as it answers).
         CloseCode.SERVICE_UNAVAILABLE: Reconnect.RETRY_AFTER,
     }
 )
@@ -213,6 +215,10 @@ class ErrorCode(StrEnum):
     #: Sent on channel "gateway" just before a 4503 close, with ``retry_after`` (seconds) next to the
     #: message: the site is in maintenance.
     MAINTENANCE = "maintenance"
+    #: Sent on channel "gateway" just before a 4503 close, with ``retry_after`` (seconds): the site
+    #: cannot take the socket now (its channel layer is down or too slow), whoever the user is. Not
+    #: ``unauthorized``: the client's login is fine, and it reconnects by itself.
+    UNAVAILABLE = "unavailable"
     #: Sent on channel "gateway" just before a 4410 close: the path is retired; do not reconnect.
     GONE = "gone"
     #: Sent on channel "gateway" just before the server closes an open socket on purpose

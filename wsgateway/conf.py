@@ -74,6 +74,8 @@ MAX_SEND_CEILING = 4 * 1024 * 1024
 MAX_PENDING_BOUND = 1000
 #: Largest ``MAX_REQUEST_TIMEOUT``: an hour; a request waits for a person at most, not for a process.
 MAX_REQUEST_TIMEOUT_BOUND = 3600
+#: Longest ``LAYER_CONNECT_TIMEOUT``: a connect past it waits on a layer that does not answer.
+MAX_LAYER_CONNECT_TIMEOUT = 60
 #: Longest ``MAINTENANCE_CHECK_INTERVAL``: ``on`` and ``off`` take effect within it on every process.
 MAX_MAINTENANCE_CHECK_INTERVAL = 60
 #: Longest ``retry_after`` of a maintenance, in seconds (an hour): a client told to come back later than
@@ -288,6 +290,17 @@ KEYS: dict[str, Key] = {
         "Longest timeout in seconds ask() accepts: how long a socket may hold a request unanswered.",
         most=MAX_REQUEST_TIMEOUT_BOUND,
     ),
+    # A paused Redis answers nothing and refuses nothing: without a bound, a connect waits on it for
+    # as long as the client does, and ends in a traceback instead of a refusal. Under daphne's own
+    # bound on a handshake (--websocket_connect_timeout, 5 s), past which it drops it without a word.
+    "LAYER_CONNECT_TIMEOUT": Key(
+        2,
+        Shape.POSITIVE_INTEGER,
+        "Seconds a connect waits for the channel layer (its place under the cap, its groups); past it, "
+        "or at once if the layer fails, the socket is refused with 4503 and `unavailable`. "
+        f"At most {MAX_LAYER_CONNECT_TIMEOUT}.",
+        most=MAX_LAYER_CONNECT_TIMEOUT,
+    ),
     # Read once per interval per process, not per connect: a connect storm costs no database work.
     "MAINTENANCE_CHECK_INTERVAL": Key(
         2,
@@ -381,6 +394,7 @@ class GatewaySettings:
     CLIPBOARD_MAX_BYTES = Setting(int)
     MAX_PENDING_REQUESTS = Setting(int)
     MAX_REQUEST_TIMEOUT = Setting(int)
+    LAYER_CONNECT_TIMEOUT = Setting(int)
     MAINTENANCE_CHECK_INTERVAL = Setting(int)
     MAINTENANCE_RETRY_AFTER = Setting(int)
 

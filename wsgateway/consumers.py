@@ -119,15 +119,11 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         if identity is None:
             await self.refuse(ErrorCode.UNAUTHORIZED, UNAUTHORIZED_MESSAGE)
             return
-        # Before anything costlier (the group, the database): a socket over the cap costs one round trip.
+        # Before the database: refused over the cap, or with the layer down, in a round trip or two.
         membership = self.membership = Membership(self.channel_layer, self.channel_name)
-        if not await membership.register(identity.pk, limit := gateway_settings.MAX_CONNECTIONS_PER_USER):
-            await self.refuse_over_cap(identity.pk, limit)
+        if not await self.take_place(membership, identity.pk):
             return
         services = {cls.channel: cls(self) for cls in self.service_classes()}
-        # Join before the on-connect snapshots are read: a push racing this connect is then queued
-        # behind them instead of falling between the two.
-        await membership.join(identity.pk)
         try:
             # One trip to the database thread: the token's user (if not read yet) and the snapshots.
             self.user, read, credentials = await database_sync_to_async(snapshots.connect_reads)(
@@ -344,6 +340,10 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             await self.revoke(
                 event["error"], event["reason"], event["code"], in_close=in_close, details=details
             )
+
+    async def gateway_recheck(self, event: dict[str, Any]) -> None:
+        if self.recheck is not None:  # recheck_user_sockets(): a change that sent no signal
+            self.recheck.now()
 
     async def gateway_request(self, event: dict[str, Any]) -> None:
         await self.asked.on_request(self, event, self.transport.send_limit)

@@ -13,6 +13,9 @@ PUSH = "gateway.push"
 #: Close the matching sockets of a group: a login that ended, a logout, ``close_sockets()``
 #: (wsgateway.revocation builds it).
 REVOKE = "gateway.revoke"
+#: "Re-check your login now": a change no signal reports (``QuerySet.update()``, raw SQL), told by
+#: the site (wsgateway.revocation.recheck_user_sockets); each socket of the user reads it at once.
+RECHECK = "gateway.recheck"
 #: A request for a socket to pass on to its client (wsgateway.asking).
 REQUEST = "gateway.request"
 #: "Drop that request": another socket answered it, or its requester gave up.
@@ -23,4 +26,4 @@ REPLY = "gateway.reply"
 PROBE = "gateway.probe"
 
 #: What a socket takes from the layer; anything else is logged and dropped.
-SOCKET_EVENTS = frozenset({PUSH, REVOKE, REQUEST, REQUEST_CANCEL})
+SOCKET_EVENTS = frozenset({PUSH, REVOKE, RECHECK, REQUEST, REQUEST_CANCEL})

@@ -32,6 +32,11 @@ INBOUND_DROPPED_AFTER_CLOSE = "inbound.dropped_after_close"
 CONNECTIONS_REFUSED = "connections.refused"
 #: Sockets accepted only to be told the site is in maintenance, and closed with 4503.
 CONNECTIONS_MAINTENANCE = "connections.maintenance"
+#: Sockets refused with 4503 ``unavailable``: the channel layer failed their connect, or did not
+#: answer within ``LAYER_CONNECT_TIMEOUT``.
+CONNECTIONS_UNAVAILABLE = "connections.unavailable"
+#: Handshakes to a path no route serves (wsgateway.routing.unrouted), refused before accept.
+CONNECTIONS_UNROUTED = "connections.unrouted"
 #: Sockets refused on a retired path (RefusingConsumer), closed with 4410.
 CONNECTIONS_GONE = "connections.gone"
 #: Handshakes refused before accept: the client offered subprotocols, none of them wsgateway.v1.

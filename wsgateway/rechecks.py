@@ -3,7 +3,8 @@
 Events close a socket at once when a login ends on this site (a logout, a password change); a
 re-check catches the rest: an expiry, a session evicted from a cache, an ``UPDATE`` that bypassed
 the ORM, an event lost while the layer was down. Each socket re-checks when its credentials
-expire, and every ``REVALIDATE_INTERVAL`` seconds if that is sooner.
+expire, every ``REVALIDATE_INTERVAL`` seconds if that is sooner, and at once when the site says a
+user changed (``recheck_user_sockets()``: :meth:`LoginRecheck.now`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class LoginRecheck:
     it); after :meth:`stop`, nothing is checked or called again.
     """
 
-    __slots__ = ("clock", "credentials", "ended", "stopped", "task", "timer")
+    __slots__ = ("again", "clock", "credentials", "ended", "stopped", "task", "timer")
 
     def __init__(
         self,
@@ -47,6 +48,8 @@ class LoginRecheck:
         self.ended = ended
         self.clock = clock
         self.stopped = False
+        #: :meth:`now` was called while a check ran: it may have read the row before the change.
+        self.again = False
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -69,6 +72,19 @@ class LoginRecheck:
         if not self.stopped:
             self.task = asyncio.get_running_loop().create_task(self.run())
 
+    def now(self) -> None:
+        """Check at once, whenever the next check was due: the site changed the user in a way no
+        signal reports. A check already running is followed by another: it may have read the row
+        before the change was committed."""
+        if self.stopped:
+            return
+        if self.task is not None:
+            self.again = True
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.start()
+
     async def run(self) -> None:
         """Read whether the login still holds: ``ended`` if not, else schedule the next check."""
         try:
@@ -81,10 +97,11 @@ class LoginRecheck:
             self.schedule(min(RECHECK_RETRY, gateway_settings.REVALIDATE_INTERVAL))
             return
         self.task = None
+        again, self.again = self.again, False
         if verdict is not None:
             await self.ended(verdict)
         else:
-            self.schedule()
+            self.schedule(0.0 if again else None)
 
     def stop(self) -> None:
         """No more checks: the socket is closing. A check in flight is cancelled, unless it is the

@@ -2,12 +2,15 @@
 refuses a socket: the origin check, the subprotocol, then accept, say why on the gateway channel,
 and close with a code that tells the client what to do (wsgateway.codes).
 
-:class:`RefusingConsumer` is that and nothing else, for a retired path.
+:class:`RefusingConsumer` is that and nothing else, for a retired path; :class:`UnroutedConsumer`
+refuses a path nothing routes, before accept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -17,6 +20,8 @@ from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
 from . import frames, i18n, maintenance, metrics
 from .codes import CloseCode, ErrorCode
+from .conf import gateway_settings
+from .membership import Membership
 from .origin import origin_allowed
 from .transport import send_close
 
@@ -26,6 +31,56 @@ GONE_MESSAGE = gettext_lazy("This address is no longer served.")
 #: Close reasons: a close frame holds at most 123 bytes of reason, so a translation stays short.
 GONE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Gone: do not reconnect.")
 MAINTENANCE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Maintenance: come back later.")
+UNAVAILABLE_MESSAGE = gettext_lazy("The server cannot take connections right now. Retry in a few seconds.")
+UNAVAILABLE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Unavailable: retry soon.")
+#: Seconds a client refused ``unavailable`` waits before it reconnects (wsgateway.js adds at least a
+#: second at random). Short: a refusal costs the server one accept and two frames, and connects
+#: work again as soon as the layer answers (0.03 s after a Redis restart, measured).
+UNAVAILABLE_RETRY_AFTER = 5
+
+
+class LayerOutage:
+    """The channel layer failing connects, as this process sees it: the first refusal of an outage
+    is logged (a warning with the failure's words, no traceback), the rest only counted, and the
+    first connect the layer serves again logs the end (at INFO). A traceback per connect is what an outage of
+    Redis cost before: eleven in ten seconds, and the client saw a failed handshake (1006), not a
+    reason to come back."""
+
+    __slots__ = ("refused", "since")
+
+    def __init__(self) -> None:
+        self.refused = 0
+        #: ``time.monotonic()`` of the outage's first refusal; None while connects get through.
+        self.since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        metrics.increment(metrics.CONNECTIONS_UNAVAILABLE)
+        self.refused += 1
+        if self.since is not None:
+            return
+        self.since = time.monotonic()
+        failure = "no answer in LAYER_CONNECT_TIMEOUT" if isinstance(exc, TimeoutError) else repr(exc)
+        logger.warning(
+            "wsgateway: the channel layer failed a connect (%s): sockets are refused with 4503 "
+            "until it answers again",
+            failure[:200],
+        )
+        # The traceback only for whoever asks for it: a layer's own bug is found here.
+        logger.debug("wsgateway: the connect's layer failure", exc_info=exc)
+
+    def served(self) -> None:
+        if self.since is None:
+            return
+        logger.info(
+            "wsgateway: the channel layer serves connects again, after %.1f s; %d refused meanwhile",
+            time.monotonic() - self.since,
+            self.refused,
+        )
+        self.since, self.refused = None, 0
+
+
+#: This process's: its sockets share one channel layer.
+layer_outage = LayerOutage()
 
 
 class Handshake:
@@ -44,6 +99,49 @@ class Handshake:
     #: The language of the words this socket sends, chosen from its handshake (see wsgateway.i18n);
     #: None until then, which sends the untranslated (English) text.
     language: str | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # The socket's channel is asked of the layer before the handshake is read: wsgateway's Redis
+        # layer subscribes on a process's first socket, which fails while Redis is down, and waits
+        # while it is paused, until the server drops the handshake without a word (daphne, after 5
+        # s). Either is refused as a connect the layer failed; a failure after that is not this.
+        task, timed_out = asyncio.current_task(), False
+
+        def no_channel_in_time() -> None:
+            nonlocal timed_out
+            if task is not None and self.waits_for_channel():
+                timed_out = True
+                task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(
+            gateway_settings.LAYER_CONNECT_TIMEOUT, no_channel_in_time
+        )
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        except asyncio.CancelledError:
+            if not timed_out or task is None or task.uncancel() > 0:  # the server's cancel, not this
+                raise
+            layer_outage.failed(TimeoutError())
+            await self.refuse_without_channel(receive, send)
+        except Exception as exc:
+            if not self.waits_for_channel():
+                raise
+            layer_outage.failed(exc)
+            await self.refuse_without_channel(receive, send)
+        finally:
+            timer.cancel()
+
+    def waits_for_channel(self) -> bool:
+        """Whether the consumer has a channel layer and no channel from it yet (Channels' and the
+        runtime's ``__call__`` set ``channel_name`` the moment the layer gives one)."""
+        return getattr(self, "channel_layer", None) is not None and not hasattr(self, "channel_name")
+
+    async def refuse_without_channel(self, receive: Any, send: Any) -> None:
+        """The handshake's checks, then :meth:`refuse_unavailable`, through the server's own
+        ``send``: the consumer's run has ended, and its way of sending with it."""
+        self.base_send = send
+        if (await receive())["type"] == "websocket.connect" and await self.handshake_allowed():
+            await self.refuse_unavailable()
 
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
         await super().accept(subprotocol or self.subprotocol, headers)  # type: ignore[misc]
@@ -135,6 +233,38 @@ class Handshake:
             ErrorCode.TOO_MANY_CONNECTIONS, message % {"limit": limit}, CloseCode.TOO_MANY_CONNECTIONS
         )
 
+    async def take_place(self, membership: Membership, user_id: Any) -> bool:
+        """Take the socket's place under the cap and join its groups, or refuse it: 4409 over the
+        cap, 4503 ``unavailable`` when the layer fails or does not answer within
+        ``LAYER_CONNECT_TIMEOUT`` (whatever leaves the membership half-made, the end gives back)."""
+        limit = gateway_settings.MAX_CONNECTIONS_PER_USER
+        try:
+            async with asyncio.timeout(gateway_settings.LAYER_CONNECT_TIMEOUT):
+                # The cap first: a socket over it costs one round trip. Then the join, before the
+                # on-connect snapshots are read: a push racing this connect is then queued behind
+                # them instead of falling between the two.
+                if placed := await membership.register(user_id, limit):
+                    await membership.join(user_id)
+        except Exception as exc:  # a layer raises its client's errors (redis-py's are not OSErrors)
+            layer_outage.failed(exc)
+            await self.refuse_unavailable()
+            return False
+        layer_outage.served()
+        if not placed:
+            await self.refuse_over_cap(user_id, limit)
+        return placed
+
+    async def refuse_unavailable(self) -> None:
+        """Accept, say "retry in a few seconds", and close with 4503: the site cannot take the
+        socket now, whoever the user is (not 4401: the login is fine, and the client comes back)."""
+        await self.refuse(
+            ErrorCode.UNAVAILABLE,
+            UNAVAILABLE_MESSAGE,
+            CloseCode.SERVICE_UNAVAILABLE,
+            details={"retry_after": UNAVAILABLE_RETRY_AFTER},
+            reason=UNAVAILABLE_REASON,
+        )
+
     async def refuse_maintenance(self, state: maintenance.State) -> None:
         """Accept, say why and when to come back, and close with 4503 (see wsgateway.maintenance)."""
         maintenance.refused(state)
@@ -190,3 +320,30 @@ class RefusingConsumer(Handshake, AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.refuse(
             self.error, self.reason, self.code, reason=GONE_REASON if self.code == CloseCode.GONE else None
         )
+
+
+class UnroutedConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    """The last route of a site's WebSocket routing (:data:`wsgateway.routing.unrouted`): a
+    handshake to a path no route before it serves is refused before accept (HTTP 403), whatever its
+    origin. Without it, Channels' ``URLRouter`` raises "No route found": HTTP 500, and a traceback
+    in the server's log for every handshake anyone sends (about 700 bytes each).
+
+    The first refusal of a process is logged at INFO, the others at DEBUG; all are counted
+    (``connections.unrouted``). No channel layer, no database.
+    """
+
+    channel_layer_alias = None
+    #: Whether this process logged an unrouted handshake at INFO already.
+    logged = False
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        metrics.increment(metrics.CONNECTIONS_UNROUTED)
+        level = logging.DEBUG if UnroutedConsumer.logged else logging.INFO
+        UnroutedConsumer.logged = True
+        logger.log(
+            level,
+            "wsgateway: refused a WebSocket handshake to %r: no route serves it (counted in "
+            "connections.unrouted; the next ones are logged at DEBUG)",
+            str(self.scope.get("path", ""))[:100],
+        )
+        await self.close()  # before accept: HTTP 403

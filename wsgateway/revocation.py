@@ -11,7 +11,8 @@ credential expires. Two ways end it:
 - **Re-checks**, :func:`check`, one trip to the database thread: when the session's or the
   token's expiry passes, and every ``WSGATEWAY["REVALIDATE_INTERVAL"]`` seconds, which also
   catches what no signal reports (a session in a cache that was evicted, an ``UPDATE`` that
-  bypassed the ORM, an event lost while the layer was down).
+  bypassed the ORM, an event lost while the layer was down). :func:`recheck_user_sockets` asks a
+  user's sockets for theirs at once, after a change the site made without a signal.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypedDict, Unpack
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import translation
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import Promise
@@ -38,8 +40,10 @@ __all__ = [
     "Credentials",
     "UserCloseOptions",
     "aclose_user_sockets",
+    "arecheck_user_sockets",
     "check",
     "close_user_sockets",
+    "recheck_user_sockets",
 ]
 
 # The reasons travel through the layer in English, marked for makemessages: each socket translates
@@ -203,6 +207,25 @@ async def aclose_user_sockets(user_or_id: Any, **options: Unpack[UserCloseOption
 def close_user_sockets(user_or_id: Any, **options: Unpack[UserCloseOptions]) -> None:
     """Synchronous :func:`aclose_user_sockets`, for views, signal receivers and workers."""
     send_revoke_event(user_pk(user_or_id), revoke_event(**options))
+
+
+async def arecheck_user_sockets(user_or_id: Any) -> None:
+    """Have every socket of a user, on every process, re-check its login now, as it would after
+    ``REVALIDATE_INTERVAL``: those whose login no longer holds close as a revocation closes them.
+
+    For a change that sends no signal: ``QuerySet.update()`` of ``is_active`` or ``password``, raw
+    SQL, a session deleted without its ``post_delete``. Call it after the change is committed: a
+    socket reading the row before then finds the login unchanged (:func:`recheck_user_sockets`
+    waits for the commit itself). A socket whose login holds stays open, and nothing is sent.
+    """
+    await _asend(user_pk(user_or_id), {"type": events.RECHECK})
+
+
+def recheck_user_sockets(user_or_id: Any, *, using: str | None = None) -> None:
+    """Synchronous :func:`arecheck_user_sockets`, sent once the transaction of ``using`` (the
+    default database) commits, or at once outside one."""
+    user_id = user_pk(user_or_id)
+    transaction.on_commit(lambda: run_async(_asend, user_id, {"type": events.RECHECK}), using=using)
 
 
 async def _asend(user_id: Any, event: dict[str, Any]) -> None:

@@ -304,7 +304,7 @@ export declare class WSGateway {
   static readonly CLOSE_TOO_MANY_CONNECTIONS: 4409;
   /** 4410: the endpoint is retired; the client does not reconnect (state "gone"). */
   static readonly CLOSE_GONE: 4410;
-  /** 4503: maintenance; the client reconnects after the server's `retry_after`. */
+  /** 4503: maintenance, or the server's channel layer down; the client reconnects after the server's `retry_after`. */
   static readonly CLOSE_SERVICE_UNAVAILABLE: 4503;
   /** "wsgateway.v1", offered by default (`options.protocols`). */
   static readonly SUBPROTOCOL: "wsgateway.v1";

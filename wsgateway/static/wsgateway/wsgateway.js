@@ -29,7 +29,7 @@
   const CLOSE_TOO_MANY_CONNECTIONS = 4409;
   /** Close code of a retired path (the server's RefusingConsumer): "gone", never reconnect after it. */
   const CLOSE_GONE = 4410;
-  /** Close code of a site in maintenance: reconnect after the error frame's `retry_after`. */
+  /** Close code of a site in maintenance or with its layer down: reconnect after the error frame's `retry_after`. */
   const CLOSE_SERVICE_UNAVAILABLE = 4503;
   /** Close code of a socket the server closed on purpose (close_sockets(): a deploy): reconnect. */
   const CLOSE_RECONNECT = 4001;
@@ -67,7 +67,7 @@
     4410: "stop", // the path is retired
     4413: "now", // 1009 under daphne
     4429: "pause", // too many frames: the page's loop that sent them is still running
-    4503: "retry_after", // maintenance: the server says when to come back
+    4503: "retry_after", // maintenance, or the channel layer down: the server says when to come back
   });
 
   /**
