@@ -130,14 +130,16 @@ class Membership:
         )
         for outcome in outcomes:
             if isinstance(outcome, Exception):
-                logger.info("wsgateway: group_discard failed on disconnect: %s", outcome)
+                # Debug only: the outage is logged once (the watchdog, the connect's refusal), and this
+                # would be a line per socket that ends during it.
+                logger.debug("wsgateway: group_discard failed on disconnect: %s", outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
         if registration is not None:
             try:
                 await connections.unregister(self.layer, *registration)
             except Exception as exc:
-                logger.info("wsgateway: could not give back a socket's place on disconnect: %s", exc)
+                logger.debug("wsgateway: could not give back a socket's place on disconnect: %s", exc)
 
     # -- what the membership refresher renews (wsgateway.health.Member) --------------------
 
