@@ -540,13 +540,18 @@ async def test_a_watched_channel_is_handed_urgent_events_as_they_come_and_nothin
     await layer.group_add("urgent", channel)
     await layer.group_send("urgent", {**REVOKE, "n": 0})  # before the watch: queued, handed over by it
     handed: list[dict[str, Any]] = []
-    layer.watch_urgent(channel, handed.append)
+    all_four = asyncio.Event()
+
+    def watcher(event: dict[str, Any]) -> None:
+        handed.append(event)
+        if len(handed) == 4:
+            all_four.set()
+
+    layer.watch_urgent(channel, watcher)
     for n in range(1, 4):
         await layer.group_send("urgent", {"type": "test.push", "n": n})
         await layer.group_send("urgent", {**REVOKE, "n": n})
-    async with asyncio.timeout(2):
-        while len(handed) < 4:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(all_four.wait(), 2)
     assert [event["n"] for event in handed] == [0, 1, 2, 3]
     assert [(await receive(layer, channel))["n"] for _ in range(2)] == [1, 2]  # the queue, as ever
     layer.watch_urgent(channel, None)

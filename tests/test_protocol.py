@@ -717,7 +717,7 @@ async def test_a_resync_rejoins_the_users_group_and_resends_the_connect_frames(a
         assert await socket.receive() == frame("notifications", {"unread": 3})
 
 
-async def test_a_resync_after_an_outage_rechecks_the_login_and_closes_a_revoked_one_unsynced(ann: Any) -> None:
+async def test_a_resync_after_an_outage_rechecks_the_login_and_closes_a_revoked_socket(ann: Any) -> None:
     """The outage lost the revocation with the rest (here: a password changed by an UPDATE, which
     sends none): the resync sends nothing of the user's, only why it closes."""
     async with connected_as(ann, SiteConsumer) as socket:
