@@ -117,8 +117,8 @@ class LocalDelivery:
     send time) and a full sweep runs at most once per ``expiry`` seconds.
 
     Urgent events (:data:`wsgateway.events.URGENT_EVENTS`, a revocation) are kept apart: outside
-    the capacity, never expired while their channel is watched or waited on, received first, and
-    handed to the channel's watcher as they come (see :meth:`watch`).
+    the capacity, never expired while their channel has a consumer (see :meth:`sweep`), received
+    first, and handed to the channel's watcher as they come (see :meth:`watch`).
 
     A message lost without its sender being told (for a full member of a group, or
     expired unread) is counted in :mod:`wsgateway.metrics`, and its channel is marked
@@ -202,10 +202,12 @@ class LocalDelivery:
             watcher(inbox.urgent.pop(0)[1])
 
     async def get(self, channel: str) -> dict[str, Any]:
-        self.sweep_if_due(self.clock())
         inbox = self.inboxes.get(channel)
         if inbox is None:
             inbox = self.inboxes[channel] = Inbox()
+        elif inbox.urgent:  # before the sweep: a channel read from is no closed socket's
+            return inbox.pop()
+        self.sweep_if_due(self.clock())
         while True:
             if inbox.urgent:
                 return inbox.pop()
@@ -356,13 +358,15 @@ class LocalDelivery:
 
         An overflow mark outlives its inbox (a busy consumer's inbox may be forgotten while it
         dispatches, before it asks), but not past the next sweep after: its channel is gone.
-        Urgent events expire only in an inbox nobody waits on or watches: a closed socket's.
+        Urgent events expire only in an inbox nobody waits on or watches, of a channel in no group:
+        a closed socket's (it left them as it closed, or as its messages expired unread). A
+        consumer that watches its channel (wsgateway's sockets) never leaves one queued.
         """
         self.next_sweep = now + self.expiry
         oldest = now - self.expiry
         for channel, inbox in list(self.inboxes.items()):
             self.drop_expired(channel, inbox, now)
-            if inbox.urgent and not inbox.waiters and inbox.watcher is None:
+            if inbox.urgent and not (inbox.waiters or inbox.watcher or channel in self.memberships):
                 inbox.urgent = [(at, event) for at, event in inbox.urgent if at >= oldest] or None
             if inbox.idle:
                 del self.inboxes[channel]
