@@ -37,7 +37,7 @@ from tests.support.servers import (
     ws_connect,
 )
 
-pytestmark = [pytest.mark.daphne, pytest.mark.redis, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.daphne, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(120)]
 
 #: The least window (64 KiB, about 430 of these pushes), a queue of 100 per socket in the layer, and
 #: an ACK_TIMEOUT long past each test, so that no 4408 can come first.

@@ -1,8 +1,8 @@
 """Writing to the socket and closing it: its state, its window, the code it was closed with.
 
 What the ASGI server is sent goes through one :class:`Transport` per socket, so that nothing is
-sent once the socket is closed, every text frame is counted against the window (wsgateway.flow),
-and a close is one the server can send.
+sent once the socket is closed, every text frame is counted against the window (wsgateway.flow)
+but a revocation's last two (:meth:`Transport.abort`), and a close is one the server can send.
 """
 
 from __future__ import annotations
