@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers
+from channels.layers import channel_layers, get_channel_layer
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.sessions.models import Session
@@ -29,7 +29,8 @@ from tests.support.communicators import (
 )
 from tests.test_auth import issued_ago, log_in, session_of, with_auth_middleware
 from wsgateway import frames, metrics, revocation
-from wsgateway.groups import apush
+from wsgateway.consumers import GatewayConsumer
+from wsgateway.groups import apush, user_group
 from wsgateway.models import ClipboardEntry
 from wsgateway.tokens import SALT, issue_token, unseal_session_key
 
@@ -429,3 +430,27 @@ async def test_the_catch_up_after_an_overflow_rechecks_the_login_before_it_sends
             read += len(frames.encode(message))
         assert message == error_frame("gateway", "revoked")
         assert await socket.close_code() == 4401
+
+
+class RacingConsumer(GatewayConsumer):
+    """A revocation comes while the connect is under way: joined, not yet re-checking."""
+
+    async def send_service_snapshots(self, read: Any = None) -> None:
+        await self.channel_layer.group_send(user_group(self.user.pk), revocation.revoke_event())
+        await asyncio.sleep(0.05)  # handed to the socket meanwhile
+        await super().send_service_snapshots(read)
+
+
+async def test_a_revocation_that_races_the_connect_closes_the_socket_once_it_is_accepted(alice: Any) -> None:
+    async with connected(alice, RacingConsumer) as socket:
+        await closed_at_once(socket, "revoked")
+
+
+async def test_a_revocation_sent_from_another_thread_is_handled_on_the_sockets_loop(alice: Any) -> None:
+    """Sync code outside any loop, on the in-process layer: the layer hands the event over in that
+    thread, and the socket takes it on its own loop."""
+    layer = get_channel_layer()
+    async with token_socket(alice) as socket:
+        event = revocation.revoke_event()
+        await asyncio.to_thread(lambda: asyncio.run(layer.group_send(user_group(alice.pk), event)))
+        await closed_at_once(socket, "revoked")

@@ -86,6 +86,10 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     urgent: list[Message] | None = None
     #: The task dispatching :attr:`urgent`, while it holds anything.
     urgent_dispatcher: asyncio.Task[None] | None = None
+    #: The loop this consumer runs on, where its urgent events are dispatched (see :meth:`take_urgent`).
+    home: asyncio.AbstractEventLoop
+    #: Whether the handler of ``websocket.connect`` has returned: what it sets up is there.
+    connect_handled = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -206,6 +210,8 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         """Handle what :meth:`screen` queued, under the turn."""
         if isinstance(item, dict):
             await self.dispatch(item)
+            if item["type"] == "websocket.connect":
+                self.connect_handled = True
         elif self.transport.closed:
             # Closed by either side while it waited for its turn (a revoked login, say): a frame the
             # client sent before reading the close reaches no service, so nothing of it is stored.
@@ -261,6 +267,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         take_overflow = layer.take_overflow if supports(layer, OVERFLOW) else None
         watch = layer.watch_urgent if supports(layer, URGENT) else None
         if watch is not None:
+            self.home = asyncio.get_running_loop()
             watch(self.channel_name, self.take_urgent)
         try:
             while True:
@@ -295,6 +302,14 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     def take_urgent(self, message: Message) -> None:
         """The layer's watcher of this channel: an urgent event, in its sender's call (see
         :meth:`dispatch_urgent`). Once the socket is closing, there is nothing left to do."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self.home:
+            # A sender in another thread (sync code on the in-process layer): this socket's loop decides.
+            self.home.call_soon_threadsafe(self.take_urgent, message)
+            return
         if self.transport.closed:
             return
         if self.urgent is None:
@@ -302,16 +317,23 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         self.urgent.append(message)
         if self.urgent_dispatcher is None:
             # A context of its own, not the sender's (the Redis reader's, another socket's handler's).
-            self.urgent_dispatcher = asyncio.get_running_loop().create_task(
+            self.urgent_dispatcher = self.home.create_task(
                 self.dispatch_urgent(), context=contextvars.Context()
             )
 
     async def dispatch_urgent(self) -> None:
-        """Dispatch the urgent events in order, without the turn."""
+        """Dispatch the urgent events in order: without the turn once the connect is handled, so
+        that nothing holding it delays them; before, in the connect's wake, which sets up what their
+        handlers read (a revocation racing a connect still closes the socket once it is accepted)."""
         try:
             while self.urgent:
+                message = self.urgent.pop(0)
                 try:
-                    await self.dispatch_layer_event(self.urgent.pop(0))
+                    if not self.connect_handled:
+                        async with self.turn:
+                            await self.dispatch_layer_event(message)
+                    else:
+                        await self.dispatch_layer_event(message)
                 except Exception:
                     # Not the layer loop's failure: the socket goes on, its re-check still ends a login.
                     logger.exception("wsgateway: an urgent layer event failed on %s", self.channel_name)
