@@ -577,3 +577,18 @@ async def test_urgent_events_queued_for_an_unwatched_channel_are_bounded_and_ded
     assert received == list(range(MAX_URGENT))
     assert await receives_nothing(layer, channel)
     assert layer.take_overflow(channel)  # what was dropped is reported: the socket re-checks its login
+
+
+async def test_a_receive_that_comes_when_a_sweep_is_due_still_gets_what_is_sent_next(
+    layer_factory: Any, kind: str, clock: Clock
+) -> None:
+    """The sweep forgets idle inboxes: a receive must wait on the inbox a later message goes to (a
+    requester's reply channel, read after an idle minute, waited for ever once)."""
+    needs_capacity_and_expiry(kind)
+    layer = layer_factory(expiry=1)
+    channel = await layer.new_channel()
+    await clock.sleep(1.5)  # a sweep is due, and this channel's inbox is idle
+    waiting = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.05)
+    await layer.send(channel, {"type": "test.after"})
+    assert await asyncio.wait_for(waiting, 2) == {"type": "test.after"}

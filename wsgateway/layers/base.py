@@ -203,11 +203,14 @@ class LocalDelivery:
 
     async def get(self, channel: str) -> dict[str, Any]:
         inbox = self.inboxes.get(channel)
-        if inbox is None:
-            inbox = self.inboxes[channel] = Inbox()
-        elif inbox.urgent:  # before the sweep: a channel read from is no closed socket's
+        if inbox is not None and inbox.urgent:  # before the sweep: a channel read from is no closed socket's
             return inbox.pop()
         self.sweep_if_due(self.clock())
+        # Looked up after the sweep, which forgets an idle inbox: waiting on a forgotten one would
+        # wait for ever, as what comes next is queued in a new one.
+        inbox = self.inboxes.get(channel)
+        if inbox is None:
+            inbox = self.inboxes[channel] = Inbox()
         while True:
             if inbox.urgent:
                 return inbox.pop()
