@@ -104,7 +104,8 @@ if REDIS_URL:
                 # docs/channel-layers.md).
                 "CONFIG": {
                     "hosts": [REDIS_URL],
-                    "capacity": 5000,
+                    # Tests shorten it, to overflow a stalled socket's queue with a few hundred pushes.
+                    "capacity": int(os.environ.get("WSGATEWAY_LAYER_CAPACITY", "5000")),
                     # How long the places of a process that died stay taken (tests shorten it).
                     "connection_expiry": float(os.environ.get("WSGATEWAY_CONNECTION_EXPIRY", "60")),
                 },

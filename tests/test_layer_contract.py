@@ -26,6 +26,7 @@ from wsgateway.layers.extensions import (
     OVERFLOW,
     PROCESS_LOCAL,
     RECEIVE_NOWAIT,
+    URGENT,
     is_process_local,
     supports,
 )
@@ -275,10 +276,11 @@ async def test_group_send_and_send_cross_processes(layer_factory: Any, kind: str
 
 async def test_each_declared_extension_is_there(layer: BaseChannelLayer, kind: str) -> None:
     # Callers trust the list and never probe for the method: a name listed must be a method.
-    methods = [RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, CONNECTIONS]
+    methods = [RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, CONNECTIONS, URGENT]
     declared = [name for name in methods if supports(layer, name)]
     method_names = {
         OVERFLOW: ["take_overflow"],
+        URGENT: ["watch_urgent"],
         CONNECTIONS: ["connection_add", "connection_discard", "connection_renew", "connections"],
     }
     assert all(
@@ -485,3 +487,108 @@ async def test_queued_pushes_give_the_cyclic_collector_nothing_to_track() -> Non
     )
     assert len(gc.get_objects()) - before < 20  # 2000 messages queued
     assert await receive(layer, channels[0]) == {"type": "gateway.push", "text": "frame 0"}
+
+
+# -- urgent events (a revocation): the ``urgent`` extension ---------------------------------------
+
+
+def needs_urgent(layer: BaseChannelLayer, kind: str) -> None:
+    if not supports(layer, URGENT):
+        pytest.skip(f"{kind} queues a revocation like any message (a documented gap of the stock layer)")
+
+
+REVOKE = {"type": "gateway.revoke", "error": "revoked", "reason": "", "code": 4401}
+
+
+async def test_an_urgent_event_is_outside_the_capacity_and_received_before_the_queue(
+    layer_factory: Any, kind: str
+) -> None:
+    layer = layer_factory(capacity=3)
+    needs_urgent(layer, kind)
+    channel = await layer.new_channel()
+    await layer.group_add("urgent", channel)
+    for n in range(5):  # two past the capacity: dropped
+        await layer.group_send("urgent", {"type": "test.push", "n": n})
+    await layer.group_send("urgent", REVOKE)
+    assert await receive(layer, channel) == REVOKE
+    assert [(await receive(layer, channel))["n"] for _ in range(3)] == [0, 1, 2]
+    assert await receives_nothing(layer, channel)
+
+
+async def test_an_urgent_event_outlives_the_expiry_of_the_messages_queued_with_it(
+    layer_factory: Any, kind: str, clock: Clock
+) -> None:
+    layer = layer_factory(expiry=1)
+    needs_urgent(layer, kind)
+    channel = await layer.new_channel()
+    await layer.group_add("urgent", channel)
+    await layer.group_send("urgent", {"type": "test.push"})
+    await layer.group_send("urgent", REVOKE)
+    await asyncio.sleep(0.2)  # the Redis layer delivers in its reader task
+    await clock.sleep(1.5)  # past the expiry
+    assert await receive(layer, channel) == REVOKE
+    assert await receives_nothing(layer, channel)  # the push expired
+    assert layer.take_overflow(channel)
+
+
+async def test_a_watched_channel_is_handed_urgent_events_as_they_come_and_nothing_else(
+    layer_factory: Any, kind: str
+) -> None:
+    layer = layer_factory(capacity=2)
+    needs_urgent(layer, kind)
+    channel = await layer.new_channel()
+    await layer.group_add("urgent", channel)
+    await layer.group_send("urgent", {**REVOKE, "n": 0})  # before the watch: queued, handed over by it
+    handed: list[dict[str, Any]] = []
+    all_four = asyncio.Event()
+
+    def watcher(event: dict[str, Any]) -> None:
+        handed.append(event)
+        if len(handed) == 4:
+            all_four.set()
+
+    layer.watch_urgent(channel, watcher)
+    for n in range(1, 4):
+        await layer.group_send("urgent", {"type": "test.push", "n": n})
+        await layer.group_send("urgent", {**REVOKE, "n": n})
+    await asyncio.wait_for(all_four.wait(), 2)
+    assert [event["n"] for event in handed] == [0, 1, 2, 3]
+    assert [(await receive(layer, channel))["n"] for _ in range(2)] == [1, 2]  # the queue, as ever
+    layer.watch_urgent(channel, None)
+    await layer.group_send("urgent", REVOKE)  # unwatched: queued again
+    assert await receive(layer, channel) == REVOKE
+    assert len(handed) == 4
+
+
+async def test_urgent_events_queued_for_an_unwatched_channel_are_bounded_and_deduplicated(
+    layer_factory: Any, kind: str
+) -> None:
+    from wsgateway.layers.base import MAX_URGENT
+
+    layer = layer_factory()
+    needs_urgent(layer, kind)
+    channel = await layer.new_channel()
+    await layer.group_add("urgent", channel)
+    for n in range(MAX_URGENT + 5):
+        await layer.group_send("urgent", {**REVOKE, "n": n})
+        await layer.group_send("urgent", {**REVOKE, "n": n})  # the same again: queued once
+    await asyncio.sleep(0.2)
+    received = [(await receive(layer, channel))["n"] for _ in range(MAX_URGENT)]
+    assert received == list(range(MAX_URGENT))
+    assert await receives_nothing(layer, channel)
+    assert layer.take_overflow(channel)  # what was dropped is reported: the socket re-checks its login
+
+
+async def test_a_receive_that_comes_when_a_sweep_is_due_still_gets_what_is_sent_next(
+    layer_factory: Any, kind: str, clock: Clock
+) -> None:
+    """The sweep forgets idle inboxes: a receive must wait on the inbox a later message goes to (a
+    requester's reply channel, read after an idle minute, waited for ever once)."""
+    needs_capacity_and_expiry(kind)
+    layer = layer_factory(expiry=1)
+    channel = await layer.new_channel()
+    await clock.sleep(1.5)  # a sweep is due, and this channel's inbox is idle
+    waiting = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.05)
+    await layer.send(channel, {"type": "test.after"})
+    assert await asyncio.wait_for(waiting, 2) == {"type": "test.after"}

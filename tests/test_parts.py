@@ -194,6 +194,63 @@ async def test_what_the_door_sends_is_counted_but_never_waits() -> None:
     assert not transport.closed
 
 
+async def test_an_abort_wakes_a_send_waiting_for_room_and_closes_past_the_window() -> None:
+    """A revocation: it needs no turn, waits for no room, and is the last thing sent."""
+    server = Server()
+    transport = Transport(server)
+    await transport.send({"type": "websocket.accept"})
+    transport.open(OutboundWindow(10), 1000)
+    await transport.send_text("x" * 10)
+    with override_settings(WSGATEWAY={"ACK_TIMEOUT": 60}):
+        waiting = asyncio.ensure_future(transport.send_text("a push that waits for room"))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        async with asyncio.timeout(1):
+            await transport.abort('{"error": "revoked"}', CloseCode.UNAUTHORIZED, None)
+            await waiting  # gave up: the socket is closing
+    await transport.send_text("sent after")
+    assert [m.get("text") or m["type"] for m in server.sent] == [
+        "websocket.accept",
+        "x" * 10,
+        '{"error": "revoked"}',
+        "websocket.close",
+    ]
+    assert transport.close_code == 4401 and transport.state is SocketState.CLOSED
+    assert transport.window is not None and transport.window.sent == 10  # neither counted
+
+
+async def test_frames_sent_while_an_abort_is_under_way_are_dropped_and_a_second_abort_sends_nothing() -> None:
+    release = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def slow_server(message: dict[str, Any]) -> None:
+        if message.get("text") == "error":
+            await release.wait()  # the server's send yields: others run meanwhile
+        sent.append(message)
+
+    transport = Transport(slow_server)
+    await transport.send({"type": "websocket.accept"})
+    aborting = asyncio.ensure_future(transport.abort("error", CloseCode.UNAUTHORIZED, "reason"))
+    await asyncio.sleep(0)
+    assert transport.state is SocketState.CLOSING and transport.closed
+    await transport.send_text("a push from a handler")
+    await transport.abort("another revocation", 4000, None)
+    release.set()
+    await aborting
+    assert [m.get("text") or m["code"] for m in sent[1:]] == ["error", 4401]
+    assert sent[-1]["reason"] == "reason"
+
+
+async def test_an_abort_of_a_socket_not_open_sends_nothing() -> None:
+    server = Server()
+    transport = Transport(server)
+    await transport.abort("error", CloseCode.UNAUTHORIZED, None)  # not accepted yet
+    await transport.send({"type": "websocket.accept"})
+    transport.end(1001)
+    await transport.abort("error", CloseCode.UNAUTHORIZED, None)  # the client has gone
+    assert [m["type"] for m in server.sent] == ["websocket.accept"]
+
+
 # -- the inbound limiter ------------------------------------------------------------------
 
 
@@ -451,6 +508,25 @@ def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixt
     assert "no answer in LAYER_CONNECT_TIMEOUT" in said[2][1]
     # The traceback only at DEBUG, once per outage: the example project logs from INFO.
     assert [record.levelno for record in caplog.records if record.exc_info] == [logging.DEBUG] * 2
+
+
+async def test_check_now_reads_the_login_at_once_whatever_the_schedule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a recovery from a loss asks before it sends anything."""
+    checked: list[revocation.Credentials] = []
+
+    def check(credentials: revocation.Credentials) -> revocation.Verdict:
+        checked.append(credentials)
+        return revocation.PASSWORD_CHANGED
+
+    async def ended(verdict: revocation.Verdict) -> None:
+        raise AssertionError  # check_now answers; the caller closes
+
+    monkeypatch.setattr(revocation, "check", check)
+    part = LoginRecheck(credentials(), ended)
+    assert await part.check_now() == revocation.PASSWORD_CHANGED
+    assert checked == [part.credentials] and part.timer is None
 
 
 # -- the memberships ----------------------------------------------------------------------

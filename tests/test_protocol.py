@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 import pytest
 from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.test import override_settings
 
 from tests.support.communicators import (
@@ -713,6 +715,18 @@ async def test_a_resync_rejoins_the_users_group_and_resends_the_connect_frames(a
         assert await socket.receive() == frame("clipboard", {"clipboard": []})
         await apush([ann.pk], "notifications", {"unread": 3})
         assert await socket.receive() == frame("notifications", {"unread": 3})
+
+
+async def test_a_resync_after_an_outage_rechecks_the_login_and_closes_a_revoked_socket(ann: Any) -> None:
+    """The outage lost the revocation with the rest (here: a password changed by an UPDATE, which
+    sends none): the resync sends nothing of the user's, only why it closes."""
+    async with connected_as(ann, SiteConsumer) as socket:
+        consumer = SiteConsumer.connected[-1]
+        consumer.watchdog = LayerWatchdog(consumer.channel_layer)
+        await get_user_model().objects.filter(pk=ann.pk).aupdate(password=make_password("changed"))
+        await consumer.resync()
+        assert await socket.receive() == error_frame("gateway", "revoked")
+        assert await socket.close_code() == 4401
 
 
 async def test_a_resync_waits_while_a_client_frame_is_being_handled(ann: Any) -> None:

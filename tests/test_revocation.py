@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import channel_layers, get_channel_layer
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.sessions.models import Session
 from django.core import signing
 from django.db import transaction
@@ -26,7 +29,9 @@ from tests.support.communicators import (
     refused,
 )
 from tests.test_auth import issued_ago, log_in, session_of, with_auth_middleware
-from wsgateway import revocation
+from wsgateway import frames, metrics, revocation
+from wsgateway.consumers import GatewayConsumer
+from wsgateway.groups import apush, user_group
 from wsgateway.models import ClipboardEntry
 from wsgateway.tokens import SALT, issue_token, unseal_session_key
 
@@ -371,3 +376,133 @@ async def test_a_cache_session_closes_its_socket_when_it_expires_and_on_logout(a
     async with session_socket(browser) as tab:
         await sync_to_async(browser.post)("/accounts/logout/")
         await assert_closed(tab, "logged_out")
+
+
+# -- whatever the socket is doing: a revocation waits for nothing ----------------------------------
+
+#: A window a few pushes fill, and an ACK_TIMEOUT long enough that no 4408 can come first.
+STALLED = {"OUTBOUND_WINDOW": 64 * 1024, "ACK_TIMEOUT": 30}
+#: A push of about 8 KB: eight fill the window.
+BIG = {"blob": "x" * 8000}
+
+
+@pytest.fixture
+def small_queues() -> Iterator[None]:
+    """The in-process layer with ten places per socket: a stalled socket's queue overflows at once."""
+    config = {"BACKEND": "wsgateway.layers.InProcessChannelLayer", "CONFIG": {"capacity": 10}}
+    channel_layers.backends.clear()
+    try:
+        with override_settings(CHANNEL_LAYERS={"default": config}, WSGATEWAY=STALLED):
+            yield
+    finally:
+        channel_layers.backends.clear()
+
+
+async def push_big(user: Any, count: int) -> None:
+    for _ in range(count):
+        await apush([user.pk], "notifications", BIG)
+
+
+async def read_until_stalled(socket: Socket) -> list[dict[str, Any]]:
+    """What the server sends until it stops (its window is full, or it is done)."""
+    received = []
+    while not await socket.receive_nothing(0.3):
+        received.append(await socket.receive())
+    return received
+
+
+async def closed_at_once(socket: Socket, code: str) -> float:
+    """The error frame and the 4401 within a second; the seconds it took."""
+    started = time.monotonic()
+    await assert_closed(socket, code, within=1)
+    took = time.monotonic() - started
+    assert took < 1, f"closed {took:.2f} s after the revocation"
+    return took
+
+
+async def end_login(how: str, user: Any, browser: Client) -> str:
+    """Change the password, or log the browser out; the error code its sockets are closed with."""
+    if how == "password":
+        user.set_password("a new password")
+        await user.asave()
+        return "revoked"
+    await sync_to_async(browser.post)("/accounts/logout/")
+    return "logged_out"
+
+
+@pytest.mark.parametrize("how", ["password", "logout"])
+async def test_a_revocation_closes_a_socket_whose_push_waits_for_room_at_once_with_4401(
+    alice: Any, how: str
+) -> None:
+    """Not with 4408 after ACK_TIMEOUT: the push waiting for room holds the turn, and the
+    revocation needs none; nothing sent after it reaches the client."""
+    browser = await log_in(alice)
+    with override_settings(WSGATEWAY=STALLED):
+        async with session_socket(browser) as socket:
+            await push_big(alice, 10)
+            assert len(await read_until_stalled(socket)) < 10  # the window is full: a push waits
+            code = await end_login(how, alice, browser)
+            await closed_at_once(socket, code)
+            await push_big(alice, 2)
+            assert await socket.receive_nothing(0.3)
+
+
+@pytest.mark.usefixtures("small_queues")
+@pytest.mark.parametrize("how", ["password", "logout"])
+async def test_a_socket_whose_queue_overflowed_is_still_revoked_at_once(alice: Any, how: str) -> None:
+    """The revocation comes when the socket's queue in the layer is full, and pushes come after it:
+    it is not dropped with them, nor queued behind them."""
+    browser = await log_in(alice)
+    dropped = metrics.value(metrics.LAYER_DROPPED)
+    async with session_socket(browser) as socket:
+        await push_big(alice, 30)  # 7 fit the window, one waits for room, 10 queued, the rest dropped
+        assert len(await read_until_stalled(socket)) < 10
+        assert metrics.value(metrics.LAYER_DROPPED) > dropped
+        code = await end_login(how, alice, browser)
+        await push_big(alice, 5)
+        await closed_at_once(socket, code)
+        assert await socket.receive_nothing(0.3)  # no push, no resync
+
+
+@pytest.mark.usefixtures("small_queues")
+async def test_the_catch_up_after_an_overflow_rechecks_the_login_before_it_sends_anything(alice: Any) -> None:
+    """A password changed where no signal tells (an UPDATE), while the socket's queue overflowed: once
+    the client reads again, it is sent what was queued, then closed, and never resynced."""
+    async with token_socket(alice) as socket:
+        await push_big(alice, 30)
+        received = await read_until_stalled(socket)
+        await get_user_model().objects.filter(pk=alice.pk).aupdate(password=make_password("changed"))
+        read = sum(len(frames.encode(f)) for f in socket.connect_frames + received)
+        while True:  # acknowledge all that comes, as a client that reads again does
+            await socket.send("gateway", {"action": "ack", "data": read})
+            message = await socket.receive()
+            if "error" in message:
+                break
+            assert message["channel"] == "notifications" and "blob" in message["payload"], message
+            read += len(frames.encode(message))
+        assert message == error_frame("gateway", "revoked")
+        assert await socket.close_code() == 4401
+
+
+class RacingConsumer(GatewayConsumer):
+    """A revocation comes while the connect is under way: joined, not yet re-checking."""
+
+    async def send_service_snapshots(self, read: Any = None) -> None:
+        await self.channel_layer.group_send(user_group(self.user.pk), revocation.revoke_event())
+        await asyncio.sleep(0.05)  # handed to the socket meanwhile
+        await super().send_service_snapshots(read)
+
+
+async def test_a_revocation_that_races_the_connect_closes_the_socket_once_it_is_accepted(alice: Any) -> None:
+    async with connected(alice, RacingConsumer) as socket:
+        await closed_at_once(socket, "revoked")
+
+
+async def test_a_revocation_sent_from_another_thread_is_handled_on_the_sockets_loop(alice: Any) -> None:
+    """Sync code outside any loop, on the in-process layer: the layer hands the event over in that
+    thread, and the socket takes it on its own loop."""
+    layer = get_channel_layer()
+    async with token_socket(alice) as socket:
+        event = revocation.revoke_event()
+        await asyncio.to_thread(lambda: asyncio.run(layer.group_send(user_group(alice.pk), event)))
+        await closed_at_once(socket, "revoked")

@@ -188,14 +188,18 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         await self.catch_up()  # the layer dropped pushes for this socket; the turn is held already
 
     async def catch_up(self) -> None:
-        """Re-join the groups (an outage of Redis loses them, an overflow may drop a queue from
-        them), then resend the on-connect frames, which carry what was missed. Under the turn."""
-        if self.transport.closed or self.membership is None:  # ended while this waited for its turn
+        """Re-join the groups (an outage of Redis loses them, an overflow may drop a queue from them),
+        re-check the login (a revocation may have been lost too), then resend the on-connect frames,
+        which carry what was missed. Under the turn."""
+        if self.transport.closed or self.membership is None or self.recheck is None:  # ended meanwhile
             return
         try:
             await self.membership.join()
         except Exception as exc:
             self.layer_failed(exc)  # down again: the watchdog resyncs this socket on the next recovery
+            return
+        if (verdict := await self.recheck.check_now()) is not None:
+            await self.login_ended(verdict)
             return
         await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
         await self.send_service_snapshots()
@@ -352,8 +356,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         await self.asked.on_cancel(self, event["request"])
 
     async def login_ended(self, verdict: revocation.Verdict) -> None:
-        async with self.turn:  # the re-check runs in its own task
-            await self.revoke(verdict.error, verdict.message)
+        await self.revoke(verdict.error, verdict.message)  # needs no turn: see revoke
 
     async def revoke(
         self,
@@ -364,20 +367,15 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         in_close: bool = False,
         details: dict[str, Any] | None = None,
     ) -> None:
-        """The login this socket was opened with has ended, or the site closes it: say why, and close.
-
-        A ``message`` from the layer is English text (see revocation.revoke_event), translated here
-        if the catalogs know it. ``in_close``: the close frame carries it too (``close_sockets()``).
-        """
-        if not self.is_open:  # closed already, by an earlier revocation
-            return
+        """The login ended, or the site closes the socket: say why, and close at once, with or without
+        the turn (see Transport.abort). A ``message`` from the layer is English (revocation.revoke_event),
+        translated here; ``in_close``: the close frame carries it too (``close_sockets()``)."""
         if self.recheck is not None:
             self.recheck.stop()
-        if isinstance(message, str) and message:  # gettext("") is the catalog's header
-            with self.speaking():
-                message = gettext(message)
-        await self.transport.send_text(self.error_text(GATEWAY_CHANNEL, error, message, details=details))
-        await self.close(code, message if in_close else None)
+        with self.speaking():  # gettext("") would be the catalog's header
+            text = gettext(message) if isinstance(message, str) and message else str(message)
+            error_frame = frames.error(GATEWAY_CHANNEL, error, text, details=details)
+        await self.transport.abort(error_frame, code, text if in_close else None)
 
     # -- frames to the client -----------------------------------------------------------
 

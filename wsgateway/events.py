@@ -25,5 +25,10 @@ REPLY = "gateway.reply"
 #: A health probe, sent to a group no socket joins (wsgateway.health).
 PROBE = "gateway.probe"
 
+#: Events that wait for nothing: wsgateway's layers keep them apart from a channel's queue, outside
+#: its capacity and expiry, and hand them to the socket as they arrive (the ``urgent`` extension).
+#: A revocation must reach a socket whose client stopped reading, however many pushes wait for it.
+URGENT_EVENTS = frozenset({REVOKE})
+
 #: What a socket takes from the layer; anything else is logged and dropped.
 SOCKET_EVENTS = frozenset({PUSH, REVOKE, RECHECK, REQUEST, REQUEST_CANCEL})

@@ -88,7 +88,7 @@ class LoginRecheck:
     async def run(self) -> None:
         """Read whether the login still holds: ``ended`` if not, else schedule the next check."""
         try:
-            verdict = await database_sync_to_async(revocation.check)(self.credentials)
+            verdict = await self.check_now()
         except Exception:
             # The database is down, say: the socket stays, and its check is retried (not at once,
             # past an expiry: that would be a loop of failures).
@@ -102,6 +102,12 @@ class LoginRecheck:
             await self.ended(verdict)
         else:
             self.schedule(0.0 if again else None)
+
+    async def check_now(self) -> revocation.Verdict | None:
+        """Whether the login still holds, read now in the database thread: what a recovery from a
+        loss asks before it sends anything (a revocation may have been lost with the rest)."""
+        verdict: revocation.Verdict | None = await database_sync_to_async(revocation.check)(self.credentials)
+        return verdict
 
     def stop(self) -> None:
         """No more checks: the socket is closing. A check in flight is cancelled, unless it is the

@@ -10,6 +10,7 @@ frames, services) is the subclass's.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,7 +23,7 @@ from django.utils.functional import Promise
 from . import frames, metrics
 from .codes import CloseCode
 from .conf import gateway_settings
-from .layers.extensions import OVERFLOW, RECEIVE_NOWAIT, supports
+from .layers.extensions import OVERFLOW, RECEIVE_NOWAIT, URGENT, supports
 from .transport import Message, SocketState, Transport
 
 logger = logging.getLogger("wsgateway")
@@ -59,6 +60,11 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     On a layer with the ``overflow`` extension, a channel that lost messages (its queue was
     full, or they expired unread) is reported to :meth:`layer_overflowed`, once per episode.
     That is a question this loop asks the layer, not an event: nobody can send it.
+
+    On a layer with the ``urgent`` extension, an urgent event (a revocation) is handed over as it
+    reaches the process, and dispatched at once by :meth:`dispatch_urgent`, without the turn: it
+    waits neither behind the queue nor behind a handler that holds the turn while it waits for room
+    in the window. Its handler must need no turn (the gateway's closes through Transport.abort).
     """
 
     #: The layer event types this consumer handles; a subclass adds its own to the set.
@@ -76,6 +82,15 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     transport: Transport
     #: The one run of :meth:`undo_connect`, once the socket has ended.
     ending: asyncio.Future[None] | None = None
+    #: Urgent layer events waiting for :meth:`dispatch_urgent`, made by the first. It holds more than
+    #: one only while a handler closes the socket, after which :meth:`take_urgent` drops them all.
+    urgent: list[Message] | None = None
+    #: The task dispatching :attr:`urgent`, while it holds anything.
+    urgent_dispatcher: asyncio.Task[None] | None = None
+    #: The loop this consumer runs on, where its urgent events are dispatched (see :meth:`take_urgent`).
+    home: asyncio.AbstractEventLoop
+    #: Whether the handler of ``websocket.connect`` has returned: what it sets up is there.
+    connect_handled = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
@@ -154,7 +169,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             this.uncancel()
             raise failure from None
         finally:
-            tasks = [task for task in (layer, self.dispatcher) if task is not None]
+            tasks = [task for task in (layer, self.dispatcher, self.urgent_dispatcher) if task is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -196,6 +211,8 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         """Handle what :meth:`screen` queued, under the turn."""
         if isinstance(item, dict):
             await self.dispatch(item)
+            if item["type"] == "websocket.connect":
+                self.connect_handled = True
         elif self.transport.closed:
             # Closed by either side while it waited for its turn (a revoked login, say): a frame the
             # client sent before reading the close reaches no service, so nothing of it is stored.
@@ -249,6 +266,10 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         layer = self.channel_layer
         drain = layer.receive_nowait if supports(layer, RECEIVE_NOWAIT) else None
         take_overflow = layer.take_overflow if supports(layer, OVERFLOW) else None
+        watch = layer.watch_urgent if supports(layer, URGENT) else None
+        if watch is not None:
+            self.home = asyncio.get_running_loop()
+            watch(self.channel_name, self.take_urgent)
         try:
             while True:
                 try:
@@ -275,6 +296,50 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             # by cancelling it; it re-raises this exception once this task is done.
             client_loop.cancel()
             raise
+        finally:
+            if watch is not None:
+                watch(self.channel_name, None)
+
+    def take_urgent(self, message: Message) -> None:
+        """The layer's watcher of this channel: an urgent event, in its sender's call (see
+        :meth:`dispatch_urgent`). Once the socket is closing, there is nothing left to do."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self.home:
+            # A sender in another thread (sync code on the in-process layer): this socket's loop decides.
+            self.home.call_soon_threadsafe(self.take_urgent, message)
+            return
+        if self.transport.closed:
+            return
+        if self.urgent is None:
+            self.urgent = []
+        self.urgent.append(message)
+        if self.urgent_dispatcher is None:
+            # A context of its own, not the sender's (the Redis reader's, another socket's handler's).
+            self.urgent_dispatcher = self.home.create_task(
+                self.dispatch_urgent(), context=contextvars.Context()
+            )
+
+    async def dispatch_urgent(self) -> None:
+        """Dispatch the urgent events in order: without the turn once the connect is handled, so
+        that nothing holding it delays them; before, in the connect's wake, which sets up what their
+        handlers read (a revocation racing a connect still closes the socket once it is accepted)."""
+        try:
+            while self.urgent:
+                message = self.urgent.pop(0)
+                try:
+                    if not self.connect_handled:
+                        async with self.turn:
+                            await self.dispatch_layer_event(message)
+                    else:
+                        await self.dispatch_layer_event(message)
+                except Exception:
+                    # Not the layer loop's failure: the socket goes on, its re-check still ends a login.
+                    logger.exception("wsgateway: an urgent layer event failed on %s", self.channel_name)
+        finally:
+            self.urgent_dispatcher = None
 
     async def dispatch_layer_event(self, message: Message) -> None:
         kind = message.get("type")

@@ -1,8 +1,8 @@
 """Writing to the socket and closing it: its state, its window, the code it was closed with.
 
 What the ASGI server is sent goes through one :class:`Transport` per socket, so that nothing is
-sent once the socket is closed, every text frame is counted against the window (wsgateway.flow),
-and a close is one the server can send.
+sent once the socket is closed, every text frame is counted against the window (wsgateway.flow)
+but a revocation's last two (:meth:`Transport.abort`), and a close is one the server can send.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ class SocketState(enum.Enum):
     CONNECTING = "connecting"
     #: Accepted: frames go out.
     OPEN = "open"
+    #: This side is closing at once (:meth:`Transport.abort`, a revocation): its last frames are on
+    #: their way, ahead of whatever else waits; nothing else is sent.
+    CLOSING = "closing"
     #: This side sent its close, the client's disconnect came, or the server said the socket is
     #: gone. Anything sent from now on is dropped: the client would never read it.
     CLOSED = "closed"
@@ -87,7 +90,8 @@ class Transport:
 
     @property
     def closed(self) -> bool:
-        return self.state is SocketState.CLOSED
+        """Nothing more goes out but a close under way: closing or closed."""
+        return self.state is SocketState.CLOSED or self.state is SocketState.CLOSING
 
     def end(self, client_code: int | None = None) -> None:
         """The socket has ended (the client's disconnect, or the application's end): a send waiting
@@ -106,7 +110,7 @@ class Transport:
         ``rate_limited`` error, the reply to an ack: at most ``RATE_LIMIT_CLOSE_AFTER`` a minute).
         """
         window = self.window
-        if window is not None and self.state is not SocketState.CLOSED:
+        if window is not None and not self.closed:
             size = len(text)  # every frame wsgateway writes is ASCII: its length is its size
             if wait and not window.fits(size) and not await self.room_for(window, size):
                 return
@@ -147,10 +151,31 @@ class Transport:
             await send_close(self.send, CloseCode.NOT_READING, NOT_READING_REASON)
             return False
 
+    async def abort(self, error: str, code: int, reason: str | None) -> None:
+        """Close now, whatever waits: the ``error`` frame, then a close with ``code`` and ``reason``.
+
+        A revocation must not wait behind a send waiting for room (it holds the turn, for up to
+        ``ACK_TIMEOUT``), so this needs no turn: it marks the socket closing first, which drops every
+        frame sent from then on and wakes that send, which gives up. Neither frame counts against
+        the window: a client that stopped reading still gets its close.
+        """
+        if self.state is not SocketState.OPEN:
+            return
+        self.state = SocketState.CLOSING
+        if self.window is not None:
+            self.window.wake()
+        await self.write({"type": "websocket.send", "text": error})
+        if self.state is SocketState.CLOSING:  # not gone meanwhile (the client's disconnect)
+            await send_close(self.write, code, reason)
+
     async def send(self, message: Message) -> None:
-        if self.state is SocketState.CLOSED:
+        if self.closed:
             logger.debug("wsgateway: dropped a %r on a closed socket", message["type"])
             return
+        await self.write(message)
+
+    async def write(self, message: Message) -> None:
+        """Hand ``message`` to the server, whatever the state: :meth:`send` and :meth:`abort` decide."""
         try:
             await self.server_send(message)
         except SOCKET_GONE as exc:

@@ -13,11 +13,19 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 from .. import metrics
+from ..events import URGENT_EVENTS
 
 logger = logging.getLogger("wsgateway")
 
 #: Messages queued per channel by default: Channels' 100 cut a burst of notify() to one socket short.
 DEFAULT_CAPACITY = 1000
+#: Urgent events (a revocation) queued per channel, apart from its capacity. A socket watches its
+#: channel (the ``urgent`` extension), so they are handed over as they come and this holds none; it
+#: bounds what waits for a consumer that does not watch. The same event twice is queued once: a
+#: flood of distinct revocations for one channel is not something a site sends.
+MAX_URGENT = 32
+
+UrgentWatcher = Callable[[dict[str, Any]], None]
 
 _IMMUTABLE = (str, int, float, bool, bytes, type(None))
 
@@ -70,16 +78,27 @@ class Inbox:
     a burst of queued pairs set off collections over the whole heap of a busy server.
     """
 
-    __slots__ = ("expiries", "messages", "waiters")
+    __slots__ = ("expiries", "messages", "urgent", "waiters", "watcher")
 
     def __init__(self) -> None:
         self.messages: deque[dict[str, Any]] = deque()
         self.expiries: deque[float] = deque()
         self.waiters: deque[asyncio.Future[None]] = deque()
+        #: Urgent events waiting (with when they came), ahead of :attr:`messages`; made by the first.
+        self.urgent: list[tuple[float, dict[str, Any]]] | None = None
+        #: Who takes urgent events as they come (see :meth:`LocalDelivery.watch`).
+        self.watcher: UrgentWatcher | None = None
 
     def pop(self) -> dict[str, Any]:
+        if self.urgent:
+            return self.urgent.pop(0)[1]
         self.expiries.popleft()
         return self.messages.popleft()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nobody waiting or watching: an inbox the sweep may forget."""
+        return not self.messages and not self.urgent and not self.waiters and self.watcher is None
 
     def wake_one(self) -> None:
         while self.waiters:
@@ -96,6 +115,10 @@ class LocalDelivery:
     group_send to expire entries, so a broadcast to N users costs N squared.
     Here expiry is checked where it matters (the head of an inbox, a member at
     send time) and a full sweep runs at most once per ``expiry`` seconds.
+
+    Urgent events (:data:`wsgateway.events.URGENT_EVENTS`, a revocation) are kept apart: outside
+    the capacity, never expired while their channel has a consumer (see :meth:`sweep`), received
+    first, and handed to the channel's watcher as they come (see :meth:`watch`).
 
     A message lost without its sender being told (for a full member of a group, or
     expired unread) is counted in :mod:`wsgateway.metrics`, and its channel is marked
@@ -130,7 +153,10 @@ class LocalDelivery:
         inbox = self.inboxes.get(channel)
         if inbox is None:
             inbox = self.inboxes[channel] = Inbox()
-        elif len(inbox.messages) >= self.capacity_of(channel):
+        if message.get("type") in URGENT_EVENTS:
+            self.put_urgent(channel, inbox, copy_message(message), now)
+            return
+        if inbox.messages and len(inbox.messages) >= self.capacity_of(channel):
             self.drop_expired(channel, inbox, now)
             if len(inbox.messages) >= self.capacity_of(channel):
                 raise ChannelFull(channel)
@@ -139,12 +165,55 @@ class LocalDelivery:
         if inbox.waiters:
             inbox.wake_one()
 
+    def put_urgent(self, channel: str, inbox: Inbox, message: dict[str, Any], now: float) -> None:
+        """Hand an urgent event to the channel's watcher, else queue it ahead of the rest."""
+        if inbox.watcher is not None:
+            try:
+                inbox.watcher(message)
+            except Exception:  # the sender (another socket, the Redis reader) must not pay for it
+                logger.exception("wsgateway: the watcher of %s failed to take an urgent event", channel)
+            return
+        urgent = inbox.urgent
+        if urgent is None:
+            urgent = inbox.urgent = []
+        if any(queued == message for _, queued in urgent):
+            return
+        if len(urgent) >= MAX_URGENT:
+            # Lost, but not silently: the consumer's catch-up re-checks the login before anything else.
+            metrics.increment(metrics.LAYER_DROPPED)
+            if channel not in self.overflowed:
+                logger.warning("wsgateway: %s holds %d urgent events: dropping more", channel, len(urgent))
+                self.mark_overflowed(channel, now)
+            return
+        urgent.append((now, message))
+        if inbox.waiters:
+            inbox.wake_one()
+
+    def watch(self, channel: str, watcher: UrgentWatcher | None) -> None:
+        """Hand ``channel``'s urgent events to ``watcher`` as they come (None: queue them again);
+        those already queued are handed over now. From the loop that receives on ``channel``."""
+        inbox = self.inboxes.get(channel)
+        if inbox is None:
+            if watcher is None:
+                return
+            inbox = self.inboxes[channel] = Inbox()
+        inbox.watcher = watcher
+        while watcher is not None and inbox.urgent and inbox.watcher is watcher:
+            watcher(inbox.urgent.pop(0)[1])
+
     async def get(self, channel: str) -> dict[str, Any]:
+        inbox = self.inboxes.get(channel)
+        if inbox is not None and inbox.urgent:  # before the sweep: a channel read from is no closed socket's
+            return inbox.pop()
         self.sweep_if_due(self.clock())
+        # Looked up after the sweep, which forgets an idle inbox: waiting on a forgotten one would
+        # wait for ever, as what comes next is queued in a new one.
         inbox = self.inboxes.get(channel)
         if inbox is None:
             inbox = self.inboxes[channel] = Inbox()
         while True:
+            if inbox.urgent:
+                return inbox.pop()
             if inbox.messages:
                 self.drop_expired(channel, inbox, self.clock())
                 if inbox.messages:
@@ -168,7 +237,11 @@ class LocalDelivery:
 
     def get_nowait(self, channel: str) -> dict[str, Any] | None:
         inbox = self.inboxes.get(channel)
-        if inbox is None or not inbox.messages:
+        if inbox is None:
+            return None
+        if inbox.urgent:
+            return inbox.pop()
+        if not inbox.messages:
             return None
         self.drop_expired(channel, inbox, self.clock())
         return inbox.pop() if inbox.messages else None
@@ -225,7 +298,7 @@ class LocalDelivery:
         if channel not in self.overflowed:
             return False
         inbox = self.inboxes.get(channel)
-        if inbox is not None and inbox.messages:
+        if inbox is not None and (inbox.messages or inbox.urgent):
             return False
         del self.overflowed[channel]
         return True
@@ -277,10 +350,10 @@ class LocalDelivery:
             self.sweep(now)
 
     def forget(self, channel: str) -> None:
-        """Drop ``channel``'s inbox and what it holds, unless someone waits on it: its receiver
-        is done with it. A message that comes later is queued anew, and expires unread."""
+        """Drop ``channel``'s inbox and what it holds, unless someone waits on it or watches it: its
+        receiver is done with it. A message that comes later is queued anew, and expires unread."""
         inbox = self.inboxes.get(channel)
-        if inbox is not None and not inbox.waiters:
+        if inbox is not None and not inbox.waiters and inbox.watcher is None:
             del self.inboxes[channel]
 
     def sweep(self, now: float) -> None:
@@ -288,13 +361,18 @@ class LocalDelivery:
 
         An overflow mark outlives its inbox (a busy consumer's inbox may be forgotten while it
         dispatches, before it asks), but not past the next sweep after: its channel is gone.
+        Urgent events expire only in an inbox nobody waits on or watches, of a channel in no group:
+        a closed socket's (it left them as it closed, or as its messages expired unread). A
+        consumer that watches its channel (wsgateway's sockets) never leaves one queued.
         """
         self.next_sweep = now + self.expiry
+        oldest = now - self.expiry
         for channel, inbox in list(self.inboxes.items()):
             self.drop_expired(channel, inbox, now)
-            if not inbox.messages and not inbox.waiters:
+            if inbox.urgent and not (inbox.waiters or inbox.watcher or channel in self.memberships):
+                inbox.urgent = [(at, event) for at, event in inbox.urgent if at >= oldest] or None
+            if inbox.idle:
                 del self.inboxes[channel]
-        oldest = now - self.expiry
         for channel, since in list(self.overflowed.items()):
             if since < oldest and channel not in self.inboxes:
                 del self.overflowed[channel]

@@ -70,6 +70,14 @@ class PlacesLost(Exception):
 #: reaches it later is queued anew and expires unread. A requester's reply channel (wsgateway.asking).
 FORGET_CHANNEL = "forget_channel"
 
+#: ``watch_urgent(channel, callback | None)``: the layer's urgent events (``gateway.revoke``: see
+#: :data:`wsgateway.events.URGENT_EVENTS`) never wait behind the rest. They do not count against a
+#: channel's capacity, do not expire while their channel is watched or waited on, and ``receive`` and
+#: ``receive_nowait`` return them before anything queued; while ``callback`` is set for ``channel`` (by
+#: the loop that receives on it), each is handed to it as it arrives instead of being queued. The
+#: callback runs on that loop, in the sender's call: it must be quick and must not raise.
+URGENT = "urgent"
+
 #: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and
 #: ``flush``, and every extension above but :data:`PROCESS_LOCAL`, which only the in-process one adds.
 WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (
@@ -81,6 +89,7 @@ WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (
     OVERFLOW,
     CONNECTIONS,
     FORGET_CHANNEL,
+    URGENT,
 )
 
 

@@ -6,7 +6,7 @@ import asyncio
 import secrets
 from typing import Any
 
-from .base import LocalConnections, LocalDelivery, LocalDeliveryLayer
+from .base import LocalConnections, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
 from .extensions import PROCESS_LOCAL, WSGATEWAY_LAYER_EXTENSIONS
 
 
@@ -44,6 +44,10 @@ class InProcessChannelLayer(LocalDeliveryLayer):
     def take_overflow(self, channel: str) -> bool:
         """Extension: whether messages for ``channel`` were dropped (see extensions.OVERFLOW); resets it."""
         return self.local.take_overflow(channel)
+
+    def watch_urgent(self, channel: str, callback: UrgentWatcher | None) -> None:
+        """Extension: hand ``channel``'s urgent events to ``callback`` as they come (extensions.URGENT)."""
+        self.local.watch(channel, callback)
 
     def forget_channel(self, channel: str) -> None:
         """Extension: drop the inbox of a channel nobody will receive on again (extensions.FORGET_CHANNEL)."""

@@ -34,7 +34,7 @@ import msgpack
 import redis
 from redis import asyncio as aioredis
 
-from .base import Inbox, LocalDelivery, LocalDeliveryLayer
+from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
 from .extensions import WSGATEWAY_LAYER_EXTENSIONS, PlacesLost
 from .redis_scripts import CONNECTION_ADD, CONNECTION_CHECK, CONNECTION_RENEW, CONNECTIONS
 
@@ -349,6 +349,13 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: the next message already in this process for ``channel``, or None; never waits."""
         state = self._states.get(asyncio.get_running_loop())
         return state.local.get_nowait(channel) if state is not None else None
+
+    def watch_urgent(self, channel: str, callback: UrgentWatcher | None) -> None:
+        """Extension: hand the urgent events of ``channel`` (a channel of this loop) to ``callback``
+        as they reach this process, from pub/sub or a send (extensions.URGENT)."""
+        state = self._state() if callback is not None else self._states.get(asyncio.get_running_loop())
+        if state is not None:
+            state.local.watch(channel, callback)
 
     def forget_channel(self, channel: str) -> None:
         """Extension: drop the inbox of a channel of this loop that nobody will receive on again
