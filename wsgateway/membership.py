@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from . import connections
+from .conf import gateway_settings
 from .groups import all_group, user_group
 from .health import MembershipRefresher, refresher_for
 from .layers.extensions import PlacesLost
@@ -66,7 +67,10 @@ class Membership:
         self.keep()
         for _ in range(RESTORE_ATTEMPTS):
             try:
-                self.placed = await connections.register(self.layer, *self.registration, limit)
+                # Each call to the layer bounded, not the whole: the wait for a restore below has
+                # bounds of its own, and a layer that does not answer is an outage (the caller's).
+                async with asyncio.timeout(gateway_settings.LAYER_CONNECT_TIMEOUT):
+                    self.placed = await connections.register(self.layer, *self.registration, limit)
             except PlacesLost as lost:
                 if not await self.wait_for_restore(lost):
                     break
@@ -107,10 +111,11 @@ class Membership:
         """
         if user_id is not None:
             self.groups = (user_group(user_id), all_group())
-        outcomes = await asyncio.gather(
-            *(self.layer.group_add(group, self.channel_name) for group in self.groups),
-            return_exceptions=True,
-        )
+        async with asyncio.timeout(gateway_settings.LAYER_CONNECT_TIMEOUT):
+            outcomes = await asyncio.gather(
+                *(self.layer.group_add(group, self.channel_name) for group in self.groups),
+                return_exceptions=True,
+            )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

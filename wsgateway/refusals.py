@@ -235,16 +235,17 @@ class Handshake:
 
     async def take_place(self, membership: Membership, user_id: Any) -> bool:
         """Take the socket's place under the cap and join its groups, or refuse it: 4409 over the
-        cap, 4503 ``unavailable`` when the layer fails or does not answer within
+        cap, 4503 ``unavailable`` when the layer fails or a call to it is not answered within
         ``LAYER_CONNECT_TIMEOUT`` (whatever leaves the membership half-made, the end gives back)."""
         limit = gateway_settings.MAX_CONNECTIONS_PER_USER
         try:
-            async with asyncio.timeout(gateway_settings.LAYER_CONNECT_TIMEOUT):
-                # The cap first: a socket over it costs one round trip. Then the join, before the
-                # on-connect snapshots are read: a push racing this connect is then queued behind
-                # them instead of falling between the two.
-                if placed := await membership.register(user_id, limit):
-                    await membership.join(user_id)
+            # The cap first: a socket over it costs one round trip. Then the join, before the
+            # on-connect snapshots are read: a push racing this connect is then queued behind them
+            # instead of falling between the two. Each call to the layer is bounded by
+            # LAYER_CONNECT_TIMEOUT (see Membership); after a loss of the layer's data, the wait for
+            # the open sockets' places to be put back has its own bounds (a few seconds).
+            if placed := await membership.register(user_id, limit):
+                await membership.join(user_id)
         except Exception as exc:  # a layer raises its client's errors (redis-py's are not OSErrors)
             layer_outage.failed(exc)
             await self.refuse_unavailable()
