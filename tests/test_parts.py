@@ -510,6 +510,7 @@ def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixt
     assert [record.levelno for record in caplog.records if record.exc_info] == [logging.DEBUG] * 2
 
 
+@pytest.mark.django_db  # the check runs in Channels' database thread, which closes old connections
 async def test_check_now_reads_the_login_at_once_whatever_the_schedule(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
