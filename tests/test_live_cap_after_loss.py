@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import redis
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.protocol import State
@@ -25,6 +24,7 @@ from tests.support.servers import (
     RedisServer,
     close_code,
     connect_frames,
+    flushall,
     recv_json,
     serving,
     site_env,
@@ -91,14 +91,6 @@ async def connect_many(cluster: Cluster, count: int) -> list[ClientConnection | 
             *(attempt(cluster.first if i % 2 else cluster.second, cluster.alice) for i in range(count))
         )
     )
-
-
-def flushall(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushall()
-    finally:
-        client.close()
 
 
 async def assert_cap_held(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, flushall
 from wsgateway import health, metrics
 from wsgateway.health import refresher_for, watchdog_for
 from wsgateway.layers.extensions import PlacesLost
@@ -41,14 +41,6 @@ def own_redis() -> Iterator[str]:
 @pytest.fixture
 def prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}"
-
-
-def flushall(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushall()
-    finally:
-        client.close()
 
 
 def make(url: str, prefix: str) -> RedisChannelLayer:

@@ -409,6 +409,17 @@ def redis_server_binary() -> str:
     return str(binary)
 
 
+def flushall(url: str) -> None:
+    """Empty the Redis at ``url``, as a loss of its data would (FLUSHALL)."""
+    import redis  # the tests that flush need Redis; the others may run without the client
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+
 class RedisServer:
     """A throwaway redis-server on 127.0.0.1; can be stopped and started again on the same port."""
 
