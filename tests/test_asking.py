@@ -349,3 +349,82 @@ async def test_a_cancelled_receive_and_a_forgotten_reply_channel_leave_no_inbox(
     assert await layer.receive(answered) == {"type": "gateway.reply"}
     layer.forget_channel(answered)
     assert answered not in local.inboxes
+
+
+def ping(frame_id: Any) -> dict[str, Any]:
+    return {"channel": "gateway", "payload": {"action": "ping"}, "id": frame_id}
+
+
+# A budget of 5 frames, one more a second: the burst's answers alone are twenty times that.
+TIGHT = {
+    "RATE_LIMIT": 1,
+    "RATE_BURST": 5,
+    "USER_RATE_LIMIT": 1,
+    "USER_RATE_BURST": 5,
+    "MAX_PENDING_REQUESTS": 100,
+}
+
+
+@override_settings(WSGATEWAY=TIGHT)
+async def test_a_tab_answering_a_burst_of_100_requests_spends_none_of_its_rate_budget(ann: Any) -> None:
+    before = metrics.value(metrics.INBOUND_RATE_LIMITED)
+    async with connected(ann) as socket:
+        held = [asyncio.create_task(aask(ann, "editor", n, timeout=30)) for n in range(100)]
+        ids = [(await asked(socket))[0] for _ in held]
+        for request_id in ids:
+            await socket.send_json({"channel": "editor", "reply": request_id, "payload": request_id})
+        assert await asyncio.gather(*held) == ids
+        # Its own budget is whole, and no more than whole: 5 frames, and the 6th refused.
+        for n in range(6):
+            await socket.send_json(ping(n))
+        # (A refusal is answered at the door, before the replies waiting for their turn.)
+        answers = {
+            answer["id"]: answer.get("error", {}).get("code")
+            for answer in [await socket.receive() for _ in range(6)]
+        }
+        assert answers == {0: None, 1: None, 2: None, 3: None, 4: None, 5: "rate_limited"}
+    assert metrics.value(metrics.INBOUND_RATE_LIMITED) - before == 1
+    assert pending() == [0]
+
+
+@override_settings(WSGATEWAY=TIGHT)
+async def test_a_client_gets_one_frame_over_its_limits_per_request_asked_and_no_more(ann: Any) -> None:
+    async with connected(ann) as socket:
+        held = [asyncio.create_task(aask(ann, "editor", n, timeout=30)) for n in range(3)]
+        ids = [(await asked(socket))[0] for _ in held]
+        # Its 5 tokens, then the 3 frames its 3 requests let through, spent on something else.
+        for n in range(9):
+            await socket.send_json(ping(n))
+        answers = {
+            answer["id"]: answer.get("error", {}).get("code")
+            for answer in [await socket.receive() for _ in range(9)]
+        }
+        assert answers == {**dict.fromkeys(range(8)), 8: "rate_limited"}
+        # So the answers come over the limits: refused, and their requests are not answered.
+        await socket.send_json({"channel": "editor", "reply": ids[0], "payload": 0, "id": "r"})
+        assert await socket.receive() == error_frame("editor", "rate_limited", "r")
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+
+
+@override_settings(WSGATEWAY={"MAX_PENDING_REQUESTS": 100})
+async def test_a_client_frame_waiting_has_its_turn_before_the_rest_of_a_burst_of_requests(ann: Any) -> None:
+    async with connected(ann) as socket:
+        consumer = Tracked.instances[0]
+        # The turn held (as by a long handler) while ten requests reach the socket's queue and a
+        # client frame its inbox; then let go.
+        await consumer.turn.acquire()
+        held = [asyncio.create_task(aask(ann, "editor", n, timeout=30)) for n in range(10)]
+        await asyncio.sleep(0.1)
+        await socket.send_json(ping("waiting"))
+        await asyncio.sleep(0.1)
+        consumer.turn.release()
+        frames = [await socket.receive() for _ in range(11)]
+        # One request was being dispatched already; the client's frame comes next, not after the burst.
+        assert ["request" in frame for frame in frames] == [True, False] + [True] * 9
+        assert frames[1] == {"channel": "gateway", "payload": {"action": "pong"}, "id": "waiting"}
+        for frame in frames:
+            if "request" in frame:
+                await socket.send_json({"channel": "editor", "reply": frame["request"], "payload": 1})
+        assert await asyncio.gather(*held) == [1] * 10

@@ -280,6 +280,33 @@ def test_the_users_bucket_limits_every_socket_of_the_user() -> None:
     assert second.admit(0) > 0 and first.admit(0) > 0
 
 
+def test_an_answer_owed_lets_one_frame_over_the_limits_and_an_answer_paid_gets_its_tokens_back() -> None:
+    part = limiter(FakeClock(), burst=2)
+    part.expect_answer(most=2)
+    part.expect_answer(most=2)
+    part.expect_answer(most=2)  # at most ``most`` owed
+    assert part.answers == 2
+    # Paid from the buckets while they hold tokens; given back when it answers a request.
+    assert part.admit(0) == 0.0 and not part.free
+    part.answered()
+    assert (part.socket.tokens, part.answers) == (2, 1)
+    assert [part.admit(0), part.admit(0)] == [0.0, 0.0]
+    # The buckets are empty: the one answer still owed lets one frame through, whatever it is.
+    assert part.admit(0) == 0.0 and part.free and part.answers == 0
+    part.answered()  # took no token: nothing to give back
+    assert part.socket.tokens == 0
+    assert part.admit(0) > 0  # and no more than was asked
+    part.answered()  # nothing owed: nothing given back
+    assert part.socket.tokens == 0
+
+
+def test_a_full_inbox_lets_an_answer_owed_through() -> None:
+    part = limiter(FakeClock())
+    part.expect_answer(most=5)
+    assert part.admit(3) == 0.0 and part.free
+    assert part.admit(3) > 0
+
+
 def test_refusals_are_answered_then_close_and_a_quiet_minute_forgives_them() -> None:
     clock = FakeClock()
     part = limiter(clock, close_after=2)

@@ -75,6 +75,11 @@ class PendingRequests:
         del self.entries[request_id]
         return entry
 
+    def holds(self, frame: frames.Frame) -> bool:
+        """Whether ``frame`` answers a request held here (on the request's channel)."""
+        entry = self.entries.get(frame.reply) if frame.reply is not None else None
+        return entry is not None and entry.channel == frame.channel
+
     def pop(self, request_id: str) -> Pending | None:
         return self.entries.pop(request_id, None)
 
@@ -97,9 +102,9 @@ class PendingRequests:
 
     # -- the steps, each given the socket it holds the requests of --------------------------
 
-    async def on_request(self, socket: Outlet, event: dict[str, Any], send_limit: int) -> None:
-        """Pass a request on to the client and hold it until it is answered; or tell the requester
-        at once why not."""
+    async def on_request(self, socket: Outlet, event: dict[str, Any], send_limit: int) -> bool:
+        """Pass a request on to the client and hold it until it is answered (True); or tell the
+        requester at once why not (False)."""
         request_id, reply_to = event["request"], event["reply_to"]
         now = time.time()
         await self.expire_due(socket, now)
@@ -107,9 +112,9 @@ class PendingRequests:
         # has drained its table already, and an entry added now would be nobody's to report.
         if not socket.is_open:
             await tell(socket, reply_to, dropped_message(request_id, socket.channel_name, Dropped.CLOSED))
-            return
+            return False
         if event["deadline"] <= now:
-            return  # its requester has given up already: nobody to tell
+            return False  # its requester has given up already: nobody to tell
         reason = None
         if frames.size(event["text"]) > send_limit:
             reason = Dropped.TOO_LARGE
@@ -122,8 +127,9 @@ class PendingRequests:
             reason = Dropped.BUSY
         if reason is not None:
             await tell(socket, reply_to, dropped_message(request_id, socket.channel_name, reason))
-            return
+            return False
         await socket.send_text(event["text"])
+        return True
 
     async def on_cancel(self, socket: Outlet, request_id: str) -> None:
         """Another socket answered (or the requester gave up): drop it, and tell the client."""

@@ -240,16 +240,23 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
 
     # -- client frames: at the door, then in their turn ------------------------------------
 
-    async def admit(self, item: frames.Frame | frames.FrameError | frames.MessageTooBig) -> bool:
-        """Hold a client frame to the rate limits, and take an acknowledgement at once."""
+    def limits(self) -> InboundLimiter:
+        """The socket's inbound limits, made when first needed."""
         if self.limiter is None:
             self.limiter = InboundLimiter.for_user(getattr(self.user, "pk", None))
+        return self.limiter
+
+    async def admit(self, item: frames.Frame | frames.FrameError | frames.MessageTooBig) -> bool:
+        """Hold a client frame to the rate limits, and take an acknowledgement at once."""
+        limiter = self.limits()
         ack = isinstance(item, frames.Frame) and frames.is_ack(item)
         # An ack never waits for a turn, so a full inbox does not refuse it: a handler or a push may
         # be waiting for exactly this ack (see wsgateway.flow).
-        if wait := self.limiter.admit(len(self.inbox), ack=ack):
+        if wait := limiter.admit(len(self.inbox), ack=ack):
             await self.refuse_frame(item, wait)
             return False
+        if isinstance(item, frames.Frame) and self.asked.holds(item):
+            limiter.answered()  # the server asked for it: it costs the client's budget nothing
         if ack:
             await self.take_ack(item)  # type: ignore[arg-type]
             return False
@@ -350,7 +357,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             self.recheck.now()
 
     async def gateway_request(self, event: dict[str, Any]) -> None:
-        await self.asked.on_request(self, event, self.transport.send_limit)
+        if await self.asked.on_request(self, event, self.transport.send_limit):
+            self.limits().expect_answer(gateway_settings.MAX_PENDING_REQUESTS)
 
     async def gateway_request_cancel(self, event: dict[str, Any]) -> None:
         await self.asked.on_cancel(self, event["request"])

@@ -102,9 +102,14 @@ class InboundLimiter:
     A client frame takes a token from both buckets, or is refused. ``close_after`` refusals a minute
     are answered; the next closes the socket. That bounds what a flood costs: every frame past the
     limits costs a bucket's arithmetic and nothing else, and the answers are few.
+
+    The server's own requests (wsgateway.answering) are the exception: their answers are the
+    server's doing, not the client's, so each request passed on to the client lets one frame through
+    whatever the buckets say (:meth:`expect_answer`), and an answer that took tokens gives them back
+    (:meth:`answered`). A client gains nothing beyond what it was asked: one frame per request.
     """
 
-    __slots__ = ("refusals", "socket", "user")
+    __slots__ = ("answers", "free", "refusals", "socket", "user")
 
     def __init__(
         self, socket: TokenBucket, user: TokenBucket, close_after: int, clock: Clock = time.monotonic
@@ -112,6 +117,10 @@ class InboundLimiter:
         self.socket = socket
         self.user = user
         self.refusals = TokenBucket(close_after / 60, close_after, clock)
+        #: Answers owed: requests passed on to the client, not yet matched by a frame let through.
+        self.answers = 0
+        #: Whether the last frame admitted was let through on an answer owed (it took no token).
+        self.free = False
 
     @classmethod
     def for_user(cls, user_key: Hashable) -> InboundLimiter:
@@ -132,8 +141,28 @@ class InboundLimiter:
         buckets.
         """
         if not ack and waiting >= self.socket.burst:
-            return 1 / self.socket.rate
-        return take(self.socket, self.user)
+            wait = 1 / self.socket.rate
+        else:
+            wait = take(self.socket, self.user)
+        self.free = bool(wait) and self.answers > 0
+        if self.free:
+            self.answers -= 1
+            return 0.0
+        return wait
+
+    def expect_answer(self, most: int) -> None:
+        """A request was passed on to the client: one more frame may come over the limits (at most
+        ``most`` owed, the most requests a socket holds)."""
+        self.answers = min(self.answers + 1, most)
+
+    def answered(self) -> None:
+        """The frame admitted last answers a request the socket holds: if it took tokens, they are
+        given back, against one answer owed."""
+        if self.free or not self.answers:
+            return
+        self.answers -= 1
+        for bucket in (self.socket, self.user):
+            bucket.tokens = min(bucket.burst, bucket.tokens + 1)
 
     def refuse(self, user_id: Any) -> Refusal:
         """One more frame of a socket of ``user_id`` refused: answer it, or close. Counted, and

@@ -8,7 +8,6 @@ refuses a path nothing routes, before accept.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -100,41 +99,11 @@ class Handshake:
     #: None until then, which sends the untranslated (English) text.
     language: str | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # The socket's channel is asked of the layer before the handshake is read: wsgateway's Redis
-        # layer subscribes on a process's first socket, which fails while Redis is down, and waits
-        # while it is paused, until the server drops the handshake without a word (daphne, after 5
-        # s). Either is refused as a connect the layer failed; a failure after that is not this.
-        task, timed_out = asyncio.current_task(), False
-
-        def no_channel_in_time() -> None:
-            nonlocal timed_out
-            if task is not None and self.waits_for_channel():
-                timed_out = True
-                task.cancel()
-
-        timer = asyncio.get_running_loop().call_later(
-            gateway_settings.LAYER_CONNECT_TIMEOUT, no_channel_in_time
-        )
-        try:
-            await super().__call__(scope, receive, send)  # type: ignore[misc]
-        except asyncio.CancelledError:
-            if not timed_out or task is None or task.uncancel() > 0:  # the server's cancel, not this
-                raise
-            layer_outage.failed(TimeoutError())
-            await self.refuse_without_channel(receive, send)
-        except Exception as exc:
-            if not self.waits_for_channel():
-                raise
-            layer_outage.failed(exc)
-            await self.refuse_without_channel(receive, send)
-        finally:
-            timer.cancel()
-
-    def waits_for_channel(self) -> bool:
-        """Whether the consumer has a channel layer and no channel from it yet (Channels' and the
-        runtime's ``__call__`` set ``channel_name`` the moment the layer gives one)."""
-        return getattr(self, "channel_layer", None) is not None and not hasattr(self, "channel_name")
+    async def no_channel(self, exc: Exception, receive: Any, send: Any) -> None:
+        """The layer gave the socket no channel (see runtime.TurnTakingConsumer.__call__): the
+        handshake is refused as a connect the layer failed."""
+        layer_outage.failed(exc)
+        await self.refuse_without_channel(receive, send)
 
     async def refuse_without_channel(self, receive: Any, send: Any) -> None:
         """The handshake's checks, then :meth:`refuse_unavailable`, through the server's own

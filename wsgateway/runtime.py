@@ -31,7 +31,8 @@ logger = logging.getLogger("wsgateway")
 #: Prefixes of the message types whose handlers skip Channels' per-message close_old_connections
 #: (see TurnTakingConsumer.dispatch).
 OWN_MESSAGE_TYPES = ("gateway.", "websocket.")
-#: Most queued layer messages dispatched in a row before the client's frames get a turn.
+#: Most queued layer messages dispatched in a row while no client frame waits (one waiting has its
+#: turn after the layer message being dispatched).
 DRAIN_LIMIT = 64
 #: Seconds the layer loop waits after the layer failed to deliver, before it asks again.
 LAYER_RETRY_DELAY = 1.0
@@ -99,7 +100,15 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         if self.channel_layer is None:
             raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
-        self.channel_name = await self.channel_layer.new_channel()
+        try:
+            # wsgateway's Redis layer subscribes on a process's first socket: that fails while Redis
+            # is down, and waits while it is paused, until the server drops the handshake without a
+            # word (daphne, after 5 s). Bounded, so that the subclass can refuse it properly.
+            async with asyncio.timeout(gateway_settings.LAYER_CONNECT_TIMEOUT):
+                self.channel_name = await self.channel_layer.new_channel()
+        except Exception as exc:
+            await self.no_channel(exc, receive, send)
+            return
         try:
             await self.serve(receive)
         except StopConsumer:
@@ -109,6 +118,12 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             # that raised, or a cancel (daphne's application_close_timeout, its shutdown). An
             # exception still reaches the server, which logs it.
             await self.end()
+
+    async def no_channel(self, exc: Exception, receive: Any, send: Any) -> None:
+        """The layer gave no channel for this socket (``exc``; TimeoutError after
+        ``LAYER_CONNECT_TIMEOUT``), before anything was read: a subclass refuses the handshake
+        through the server's ``send``. Nothing was set up, so there is nothing to end."""
+        raise exc
 
     async def websocket_disconnect(self, message: Message) -> None:
         await self.end(message.get("code"))
@@ -251,9 +266,9 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         """Handle what waits in :attr:`inbox`, in order, each under the turn."""
         try:
             while self.inbox:
-                item = self.inbox.pop(0)
                 async with self.turn:
-                    await self.handle(item)
+                    # Taken out in its turn: until then the layer loop sees it waiting (serve_layer).
+                    await self.handle(self.inbox.pop(0))
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -283,6 +298,10 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
                     await self.dispatch_layer_event(message)
                     if drain is not None:
                         for _ in range(DRAIN_LIMIT):
+                            if self.inbox:
+                                # Client frames wait: they have their turn first. An answer to a
+                                # request frees the place in the socket's table the next one needs.
+                                break
                             message = drain(self.channel_name)
                             if message is None:
                                 break
