@@ -87,3 +87,20 @@ def test_each_rows_imports_are_what_the_module_imports() -> None:
         if written != (actual := imported(PACKAGE / module)):
             wrong.append(f"{module}: the map says {written or 'nothing'}, the code imports {actual}")
     assert not wrong, "docs/contributing.md, 'Repository layout':\n" + "\n".join(wrong)
+
+
+def markdown_files() -> list[Path]:
+    return [*sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("*.md")), ROOT / "bench" / "README.md"]
+
+
+def test_every_nginx_block_passes_the_browsers_host_with_its_port() -> None:
+    """``$host`` is the host name without the port: behind a proxy on any other port than 80 or 443, the
+    login's POST fails Django's CSRF origin check and the page's socket URL loses its port."""
+    lines = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in markdown_files()
+        for line in path.read_text().splitlines()
+        if re.search(r"proxy_set_header\s+Host\s", line)
+    ]
+    assert lines, "no nginx block in the docs: this test looks in the wrong place"
+    assert [line for line in lines if "$http_host;" not in line] == []
