@@ -1,12 +1,15 @@
 """The README's installation, done to the letter: the wheel in a fresh virtualenv, a project made by
 ``django-admin startproject mysite``, the README's snippets (read from their markers, see
-``tests/support/readme.py``), daphne, a login, the README's view, and its notification on a socket.
+``tests/support/readme.py``), a login, the README's view, and its notification on a socket, with the
+site served each way the README serves it: ``runserver``, and daphne and uvicorn started on their own
+(which serve no static files by themselves: the page's script must still load).
 
-The first tests read the markers only (no network, no processes). The last builds the wheel from an
-sdist (as pip would), installs it with the README's extras from the package index, and is marked
+The first tests read the markers only (no network, no processes). The last build the wheel from an
+sdist (as pip would from the README's checkout), install it with the README's extras and uvicorn's
+from the package index (only the dependencies: wsgateway itself is not there), and are marked
 ``packaging`` and ``daphne``: about a minute with pip's cache warm; the first run downloads daphne and
-its dependencies (Twisted, autobahn, cryptography) and the Redis extra's packages. It skips only when
-the package index cannot be reached.
+its dependencies (Twisted, autobahn, cryptography) and uvicorn's. They skip only when the package index
+cannot be reached.
 """
 
 from __future__ import annotations
