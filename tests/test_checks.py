@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from channels.layers import BaseChannelLayer
+from django.conf import settings
 from django.core.checks import Error, Tags, Warning, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -14,10 +15,12 @@ from django.test import override_settings
 from wsgateway.checks import (
     MAX_ADVISED_TOKEN_AGE,
     check_allowed_origins,
+    check_asgi_routing,
     check_authenticator_order,
     check_channel_layer,
     check_connection_cap,
     check_origin_policy,
+    check_runserver,
     check_send_size,
     check_settings,
     check_token_max_age,
@@ -903,3 +906,95 @@ def test_w007_is_silent_for_a_good_order(authenticators: Any) -> None:
 @override_settings(WSGATEWAY={"AUTHENTICATORS": [BEARER, SIMPLEJWT]})
 def test_w007_is_registered() -> None:
     assert "wsgateway.W007" in ids(run_checks())
+
+
+# -- E014, E015: an ASGI application that routes no WebSocket, or does not import -----------------
+
+APPS = "tests.support.asgi_apps"
+
+
+@pytest.mark.parametrize(
+    ("application", "what"),
+    [
+        ("django_only", "Django's ASGIHandler"),  # startproject's own asgi.py
+        ("wrapped_django_only", "Django's ASGIHandler"),
+        ("http_only", 'a ProtocolTypeRouter without a "websocket" entry'),
+        ("validated_http_only", 'a ProtocolTypeRouter without a "websocket" entry'),
+    ],
+)
+def test_e014_an_asgi_application_without_websocket_routing(application: str, what: str) -> None:
+    with override_settings(ASGI_APPLICATION=f"{APPS}.{application}"):
+        message = only(check_asgi_routing(), "wsgateway.E014")
+    assert f"'{APPS}.{application}' is {what}" in message.msg
+    assert "websocket_urlpatterns" in message.hint
+    assert isinstance(message, Error)
+
+
+@pytest.mark.parametrize("application", ["routed", "validated_routed", "of_its_own", "looping"])
+def test_e014_is_silent_for_routed_or_unknown_applications(application: str) -> None:
+    with override_settings(ASGI_APPLICATION=f"{APPS}.{application}"):
+        assert check_asgi_routing() == []
+
+
+@pytest.mark.parametrize("value", [None, "", "asgi"])
+def test_e014_is_silent_without_an_asgi_application_setting(value: Any) -> None:
+    with override_settings(ASGI_APPLICATION=value):
+        assert check_asgi_routing() == []
+
+
+def test_e014_on_the_example_projects_own_routing_is_silent() -> None:
+    assert check_asgi_routing() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("tests.support.asgi_broken.application", "RuntimeError: REDIS_URL is not set"),
+        ("tests.support.no_such_module.application", "ModuleNotFoundError"),
+        (f"{APPS}.no_such_name", "ImportError"),
+    ],
+)
+def test_e015_an_asgi_application_that_does_not_import(path: str, error: str) -> None:
+    with override_settings(ASGI_APPLICATION=path):
+        message = only(check_asgi_routing(), "wsgateway.E015")
+    assert f"ASGI_APPLICATION {path!r} cannot be imported: {error}" in message.msg
+
+
+@pytest.mark.django_db  # `check` runs the model checks too (see the issue example above)
+@override_settings(ASGI_APPLICATION=f"{APPS}.django_only", CHANNEL_LAYERS=IN_MEMORY, DEBUG=True)
+def test_manage_py_check_fails_on_startprojects_own_asgi_py() -> None:
+    with pytest.raises(SystemCheckError, match=r"wsgateway\.E014"):
+        call_command("check")
+
+
+# -- W008: a runserver that serves no WebSocket --------------------------------------------------
+
+WITHOUT_DAPHNE = [app for app in settings.INSTALLED_APPS if app != "daphne"]
+
+
+@pytest.mark.parametrize(
+    ("installed", "runserver"),
+    [
+        (WITHOUT_DAPHNE, "django.contrib.staticfiles"),
+        ([*WITHOUT_DAPHNE, "daphne"], "django.contrib.staticfiles"),  # after staticfiles: daphne.E001 too
+        ([app for app in WITHOUT_DAPHNE if app != "django.contrib.staticfiles"], "django.core"),
+    ],
+)
+def test_w008_runserver_is_djangos_wsgi_server(installed: list[str], runserver: str) -> None:
+    with override_settings(INSTALLED_APPS=installed, DEBUG=True):
+        message = only(check_runserver(), "wsgateway.W008")
+    assert f"Django's WSGI server (from {runserver!r})" in message.msg
+    assert "daphne" in message.hint and isinstance(message, Warning)
+
+
+def test_w008_is_silent_with_daphne_first_or_debug_off() -> None:
+    with override_settings(DEBUG=True):
+        assert "daphne" == settings.INSTALLED_APPS[0]
+        assert check_runserver() == []
+    with override_settings(INSTALLED_APPS=WITHOUT_DAPHNE, DEBUG=False):
+        assert check_runserver() == []
+
+
+@override_settings(INSTALLED_APPS=WITHOUT_DAPHNE, CHANNEL_LAYERS=IN_MEMORY, DEBUG=True)
+def test_w008_is_registered_with_django() -> None:
+    assert ids(run_checks(tags=["wsgateway"])) == ["wsgateway.W008"]

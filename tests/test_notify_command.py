@@ -60,6 +60,9 @@ def test_with_the_in_process_layer_says_plainly_it_was_not_delivered_live(users:
     assert "Not delivered live" in output
     assert "next connect" in output
     assert "Pushed live" not in output
+    # wsgateway's own Redis layer, not channels_redis' (the hint named that one).
+    assert "set CHANNEL_LAYERS to wsgateway.layers.redis.RedisChannelLayer (the redis extra)" in output
+    assert "channels_redis" not in output
 
 
 @override_settings(CHANNEL_LAYERS=SHARED_LAYER)

@@ -1,12 +1,15 @@
 """The README's installation, done to the letter: the wheel in a fresh virtualenv, a project made by
 ``django-admin startproject mysite``, the README's snippets (read from their markers, see
-``tests/support/readme.py``), daphne, a login, the README's view, and its notification on a socket.
+``tests/support/readme.py``), a login, the README's view, and its notification on a socket, with the
+site served each way the README serves it: ``runserver``, and daphne and uvicorn started on their own
+(which serve no static files by themselves: the page's script must still load).
 
-The first tests read the markers only (no network, no processes). The last builds the wheel from an
-sdist (as pip would), installs it with the README's extras from the package index, and is marked
+The first tests read the markers only (no network, no processes). The last build the wheel from an
+sdist (as pip would from the README's checkout), install it with the README's extras and uvicorn's
+from the package index (only the dependencies: wsgateway itself is not there), and are marked
 ``packaging`` and ``daphne``: about a minute with pip's cache warm; the first run downloads daphne and
-its dependencies (Twisted, autobahn, cryptography) and the Redis extra's packages. It skips only when
-the package index cannot be reached.
+its dependencies (Twisted, autobahn, cryptography) and uvicorn's. They skip only when the package index
+cannot be reached.
 """
 
 from __future__ import annotations
@@ -27,7 +30,13 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import CHROMIUM_ARGS, NO_CHROMIUM, chromium_executable
-from tests.support.readme import ReadmeStepError, Step, install_steps, pip_extras
+from tests.support.readme import (
+    ReadmeStepError,
+    Step,
+    install_steps,
+    pip_extras,
+    pip_target_is_a_name,
+)
 from tests.support.servers import (
     HOST,
     OUTPUT,
@@ -50,6 +59,8 @@ USERNAME, PASSWORD = "alice", "alice-password-for-the-readme"
 def test_the_readme_marks_every_installation_step() -> None:
     steps = install_steps(README.read_text())
     assert "daphne" in pip_extras(steps["pip"]), "the README's pip install must bring the daphne extra"
+    # wsgateway has no release on the index: a name there would be whoever registers it.
+    assert not pip_target_is_a_name(steps["pip"]), steps["pip"].code
 
 
 MARKED = """\
@@ -83,6 +94,11 @@ def page(request): ...
 ```sh
 python manage.py runserver
 ```
+<!-- wsgateway-install: serve -->
+```sh
+daphne -p 8000 mysite.asgi:application
+uvicorn --port 8000 mysite.asgi:application  # the uvicorn extra
+```
 """
 
 
@@ -91,6 +107,23 @@ def test_markers_give_code_and_paths() -> None:
     assert steps["settings"] == Step("settings", "mysite/settings.py", "WSGATEWAY = {}\n", 7)
     assert steps["template"].path == "site/page.html"
     assert pip_extras(steps["pip"]) == ["daphne"]
+    assert serve_commands(steps)["uvicorn"] == ["uvicorn", "--port", "{port}", "mysite.asgi:application"]
+
+
+@pytest.mark.parametrize(
+    ("target", "a_name"),
+    [
+        ("wsgateway", True),
+        ("wsgateway-fork", True),
+        ("./wsgateway", False),
+        ("../checkouts/wsgateway", False),
+        ("/src/wsgateway", False),
+        ("dist/wsgateway-0.2.0-py3-none-any.whl", False),
+    ],
+)
+def test_a_pip_install_that_asks_the_index_for_a_name_is_caught(target: str, a_name: bool) -> None:
+    step = Step("pip", None, f'pip install "{target}[daphne]"\n', 1)
+    assert pip_target_is_a_name(step) is a_name
 
 
 def test_a_missing_marker_is_named() -> None:
@@ -158,10 +191,20 @@ class Site:
     steps: dict[str, Step]
 
 
+@dataclass
+class Project:
+    """The project made by the README's steps, its virtualenv and its environment."""
+
+    path: Path
+    bin_dir: Path
+    env: dict[str, str]
+    steps: dict[str, Step]
+
+
 def apply_steps(steps: dict[str, Step], site: Path) -> None:
     """The README's snippets, each where its marker says: settings appended, the rest written whole."""
     for step in steps.values():
-        if step.name in ("pip", "run"):  # commands, run by the fixture
+        if step.name in ("pip", "run", "serve"):  # commands, run by the fixtures
             continue
         assert step.path is not None
         target = site / step.path
@@ -173,8 +216,26 @@ def apply_steps(steps: dict[str, Step], site: Path) -> None:
             target.write_text(step.code)
 
 
+#: The servers the site is served with: the README's runserver, and the two it starts on their own.
+SERVERS = ["runserver", "daphne", "uvicorn"]
+
+
+def serve_commands(steps: dict[str, Step]) -> dict[str, list[str]]:
+    """Each server's command line from the README, ``{port}`` where its port is: runserver's from the
+    "run" step (without its reloader, which would outlive the test), daphne's and uvicorn's from "serve"."""
+    commands = {"runserver": ["python", "manage.py", "runserver", f"{HOST}:{{port}}", "--noreload"]}
+    assert "python manage.py runserver" in steps["run"].code, steps["run"].code
+    for line in steps["serve"].code.splitlines():
+        words = line.split("#")[0].split()
+        if words:
+            commands[words[0]] = [re.sub(r"^8000$", "{port}", word) for word in words]
+    assert sorted(commands) == sorted(SERVERS), commands
+    assert all(any("{port}" in word for word in command) for command in commands.values()), commands
+    return commands
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     steps = install_steps(README.read_text())  # a missing marker fails here, before any download
     reason = index_unreachable()
     if reason:
@@ -187,7 +248,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         nonlocal started
         times[name], started = round(time.monotonic() - started, 1), time.monotonic()
 
-    # The sdist, then the wheel built from it, as pip builds one from an sdist.
+    # The README installs from a checkout, of which pip builds a wheel; this builds the sdist, then the
+    # wheel from it, as pip builds one from an sdist: the same wheel, and a check that the sdist is whole.
     env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH"}}
     run([sys.executable, "-m", "build", "--quiet", "--outdir", str(work / "dist"), str(ROOT)], work, env, 180)
     (wheel,) = (work / "dist").glob("wsgateway-*.whl")
@@ -197,59 +259,61 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     bin_dir = work / "venv" / "bin"
     env.pop("VIRTUAL_ENV", None)
     env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", PYTHONUNBUFFERED="1")
-    extras = ",".join(pip_extras(steps["pip"]))
+    # The README's extras, and uvicorn's, which it names for uvicorn's command.
+    extras = ",".join([*pip_extras(steps["pip"]), "uvicorn"])
     # pip's own cache (the user's) makes a rerun fast; nothing here turns it off.
     pip = [str(bin_dir / "python"), "-m", "pip", "--disable-pip-version-check", "--no-input"]
     run([*pip, "install", "--progress-bar", "off", f"{wheel}[{extras}]"], work, env, 360)
     lap("venv and pip install")
 
     run([str(bin_dir / "django-admin"), "startproject", "mysite"], work, env, 60)
-    project = work / "mysite"
-    apply_steps(steps, project)
+    path = work / "mysite"
+    apply_steps(steps, path)
     manage = [str(bin_dir / "python"), "manage.py"]
-    checked = run([*manage, "check"], project, env, 60)
+    checked = run([*manage, "check"], path, env, 60)
     assert "System check identified no issues" in checked, checked
-    run([*manage, "migrate", "--noinput"], project, env, 120)
+    run([*manage, "migrate", "--noinput"], path, env, 120)
     # The README's "Run it", command by command (createsuperuser without its prompts).
     commands = run_commands(steps["run"])
     assert commands == ["migrate", "createsuperuser", "runserver"], commands
     user = ["--username", USERNAME, "--email", f"{USERNAME}@example.com"]
     run(
         [*manage, "createsuperuser", "--noinput", *user],
-        project,
+        path,
         dict(env, DJANGO_SUPERUSER_PASSWORD=PASSWORD),
         60,
     )
     lap("startproject, check, migrate, createsuperuser")
-
-    port = free_port()
     OUTPUT.mkdir(exist_ok=True)
-    log_path = OUTPUT / f"wheel-install-daphne-{port}.log"
+    (OUTPUT / "wheel-install-times.txt").write_text("".join(f"{k}: {v}s\n" for k, v in times.items()))
+    return Project(path, bin_dir, env, steps)
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def site(request: pytest.FixtureRequest, project: Project) -> Iterator[Site]:
+    """The project served by one server, as the README runs it."""
+    port = free_port()
+    command = [word.format(port=port) for word in serve_commands(project.steps)[request.param]]
+    command[0] = str(project.bin_dir / command[0])  # python, daphne, uvicorn: the virtualenv's
+    log_path = OUTPUT / f"wheel-install-{request.param}-{port}.log"
     with log_path.open("wb") as log:
-        daphne = subprocess.Popen(
-            # daphne's runserver (daphne first in INSTALLED_APPS), which also serves wsgateway.js.
-            [*manage, "runserver", f"{HOST}:{port}", "--noreload"],
-            cwd=project,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        server = subprocess.Popen(
+            command, cwd=project.path, env=project.env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        wait_for_port(port, proc=daphne)
-        lap("daphne")
-        yield Site(f"http://{HOST}:{port}", f"ws://{HOST}:{port}", steps)
+        wait_for_port(port, proc=server)
+        yield Site(f"http://{HOST}:{port}", f"ws://{HOST}:{port}", project.steps)
     finally:
-        alive = daphne.poll() is None
-        daphne.send_signal(signal.SIGTERM)
+        alive = server.poll() is None
+        server.send_signal(signal.SIGTERM)
         try:
-            daphne.wait(10)
+            server.wait(10)
         except subprocess.TimeoutExpired:
-            daphne.kill()
-            daphne.wait(5)
-        (OUTPUT / "wheel-install-times.txt").write_text("".join(f"{k}: {v}s\n" for k, v in times.items()))
-    assert alive, f"daphne died during the test; see {log_path}"
+            server.kill()
+            server.wait(5)
+    assert alive, f"{request.param} died during the test; see {log_path}"
     assert "Traceback" not in log_path.read_text(errors="replace"), (
-        f"daphne logged an exception; see {log_path}"
+        f"{request.param} logged an exception; see {log_path}"
     )
 
 
@@ -282,6 +346,9 @@ async def test_the_readme_view_notifies_the_logged_in_users_socket(site: Site) -
     session = await asyncio.to_thread(admin_login, site)
     page = await asyncio.to_thread(session.get, "/")
     assert "/static/wsgateway/wsgateway.js" in page and "new WSGateway()" in page, page
+    # Served by each server, not only by runserver (a 404 here was the page's "WSGateway is not defined").
+    script = await asyncio.to_thread(session.get, "/static/wsgateway/wsgateway.js")
+    assert "class WSGateway" in script, script[:200]
 
     async with await ws_connect(
         f"{site.ws_url}/ws/", cookie=session.cookie_header, origin=site.http_url

@@ -26,6 +26,7 @@ STEPS: dict[str, tuple[str, str | None]] = {
     "view": ("the views: the page, and the view that sends a notification", "mysite/views.py"),
     "template": ("the page's template, which loads the client", "templates/page.html"),
     "run": ("the commands that migrate, make a user and serve the site", None),
+    "serve": ("the commands that serve the site with ASGI servers started on their own", None),
 }
 
 MARKER = re.compile(r"^<!--\s*wsgateway-install:\s*(?P<name>[\w-]+)(?:\s+(?P<path>\S+))?\s*-->\s*$")
@@ -103,8 +104,8 @@ def fenced_block(lines: list[str], marker_index: int, name: str) -> str:
 PIP_INSTALL = re.compile(r"""^pip install ["']?(?P<target>[^\s"'\[]+)\[(?P<extras>[\w,-]+)\]["']?$""")
 
 
-def pip_extras(step: Step) -> list[str]:
-    """The extras the README's one ``pip install "<package>[extras]"`` line installs."""
+def pip_install(step: Step) -> re.Match[str]:
+    """The README's one ``pip install "<target>[extras]"`` line."""
     commands = [line.strip() for line in step.code.splitlines() if line.strip() and not line.startswith("#")]
     match = PIP_INSTALL.match(commands[0]) if len(commands) == 1 else None
     if not match:
@@ -112,4 +113,19 @@ def pip_extras(step: Step) -> list[str]:
             f"README.md line {step.line}: {marker_text('pip')} must mark one `pip install "
             f'"<package>[<extras>]"` line, not {step.code!r}'
         )
-    return match["extras"].split(",")
+    return match
+
+
+def pip_extras(step: Step) -> list[str]:
+    """The extras the README's one ``pip install "<package>[extras]"`` line installs."""
+    return pip_install(step)["extras"].split(",")
+
+
+#: What pip installs without asking a package index for a name: a folder, a wheel or a VCS URL.
+LOCAL_TARGET = re.compile(r"^(?:\.{1,2}/|/|~/|git\+)|\.whl$")
+
+
+def pip_target_is_a_name(step: Step) -> bool:
+    """Whether the README's ``pip install`` asks the package index for a name (``wsgateway``), which
+    installs whatever is registered under it, rather than a checkout, a wheel or a repository."""
+    return not LOCAL_TARGET.search(pip_install(step)["target"])

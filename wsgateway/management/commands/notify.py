@@ -9,6 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from wsgateway.groups import layer_is_reachable, layer_reaches_other_processes
 from wsgateway.notifications import notify
 
+#: The layer the hint names: wsgateway's own Redis layer, which the docs recommend over channels_redis'
+#: (docs/channel-layers.md, "Choosing the Redis layer").
+REDIS_LAYER = "wsgateway.layers.redis.RedisChannelLayer"
+
 
 class Command(BaseCommand):
     help = "Send a notification to one or more users, by username."
@@ -42,7 +46,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(
                     "Not delivered live: the in-process channel layer cannot reach sockets served by "
-                    "another process. Connected users will see it when they next connect; configure "
-                    "channels_redis for live delivery."
+                    "another process. Connected users will see it when they next connect. For live "
+                    f"delivery, set CHANNEL_LAYERS to {REDIS_LAYER} (the redis extra)."
                 )
             )

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from project.demo.models import Document
 
@@ -11,16 +11,28 @@ DOCUMENTS = ["Quarterly report", "Roadmap 2027", "Onboarding checklist", "Incide
 
 
 class Command(BaseCommand):
-    help = "Create (or reset) the demo users and a few documents."
+    help = "Create the demo users (alice, bob) and a few documents; existing users keep their passwords."
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--reset-passwords",
+            action="store_true",
+            help="Set the demo users' passwords back to the demo's, which signs out their sessions.",
+        )
+
+    def handle(self, *args: Any, reset_passwords: bool = False, **options: Any) -> None:
         view = Permission.objects.get(codename="view_document", content_type__app_label="demo")
         for username, password in DEMO_USERS:
-            user, _ = get_user_model().objects.get_or_create(username=username)
-            user.set_password(password)
+            user, created = get_user_model().objects.get_or_create(username=username)
+            # `make run` calls this on every start. Setting the password again would change its hash
+            # (a new salt), and with it the session auth hash every open tab's session holds: each
+            # restart would sign every tab out and close its socket with 4401.
+            if created or reset_passwords:
+                user.set_password(password)
             user.is_staff = user.is_superuser = username == "alice"
             user.save()
             user.user_permissions.add(view)
-            self.stdout.write(f"demo user: {username} / {password}")
+            kept = "" if created or reset_passwords else " (an existing user: password left as it is)"
+            self.stdout.write(f"demo user: {username} / {password}{kept}")
         for title in DOCUMENTS:
             Document.objects.get_or_create(title=title)
