@@ -25,6 +25,7 @@ from tests.support.servers import OUTPUT, HttpSession, manage
 from wsgateway.templatetags.wsgateway import inbox_html, inbox_strings
 
 from .conftest import CHROMIUM_ARGS, Site
+from .helpers import login
 
 ROOT = Path(__file__).resolve().parents[2]
 INBOX_JS = ROOT / "wsgateway" / "static" / "wsgateway" / "inbox.js"
@@ -513,3 +514,14 @@ def expect_text(locator: Any, text: str, hidden: bool = False) -> None:
 
 def expect_count(locator: Any, count: int, at_least: bool = False) -> None:
     wait_for(lambda: locator.count() >= count if at_least else locator.count() == count, PUSH_MS)
+
+
+@pytest.mark.daphne
+def test_the_demo_shares_its_socket_with_the_inbox(
+    site: Site, new_page: Callable[..., Any], inbox_users: list[str]
+) -> None:
+    """base.html's tag names the demo's global (gateway="gateway"): one socket per tab, not two."""
+    page = login(new_page(), site.url, "inbox-hal")
+    page.locator("wsgateway-inbox[data-state=open]").wait_for()
+    assert page.evaluate("document.querySelector('wsgateway-inbox').gateway === window.gateway")
+    page.screenshot(path=OUTPUT / "inbox-demo.png")

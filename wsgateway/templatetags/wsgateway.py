@@ -103,10 +103,12 @@ def inbox_html(
     theme: str = "auto",
     page_size: int | None = None,
     max_items: int | None = None,
+    gateway: str | None = None,
 ) -> SafeString:
     """The inbox's markup: its stylesheet, the element with its words, ``client`` (the script tag of
     ``wsgateway.js``, or None when the page loads it itself), and ``inbox.js``. ``page_size`` (the
-    ``list`` page, 1 to 100) and ``max_items`` (the most items the page keeps) default to the element's."""
+    ``list`` page, 1 to 100) and ``max_items`` (the most items the page keeps) default to the element's;
+    ``gateway`` names the global holding the page's own ``WSGateway``, whose socket the inbox then shares."""
     if theme not in THEMES:
         raise ValueError(f"The inbox's theme is one of {', '.join(THEMES)}, not {theme!r}.")
     for name, value in (("page_size", page_size), ("max_items", max_items)):
@@ -120,6 +122,7 @@ def inbox_html(
         "theme": theme,
         "page_size": page_size,
         "max_items": max_items,
+        "gateway": gateway,
         "strings": inbox_strings(),
     }
     return SafeString(render_to_string("wsgateway/inbox.html", context))
@@ -133,14 +136,15 @@ def wsgateway_inbox(
     client: bool = True,
     page_size: int | None = None,
     max_items: int | None = None,
+    gateway: str | None = None,
 ) -> SafeString:
     """The bell with its unread badge, the inbox it opens, and toasts for new notifications.
 
     ``{% wsgateway_inbox %}`` also loads ``wsgateway.js`` for ``path`` (as ``{% wsgateway_script %}``);
     ``client=False`` when the page has that tag already. ``theme``: ``"auto"``, ``"light"`` or ``"dark"``;
-    ``page_size`` and ``max_items``: see ``inbox_html``.
+    ``page_size``, ``max_items`` and ``gateway``: see ``inbox_html``.
     Under a Content-Security-Policy with nonces, every tag carries the page's (see ``csp_nonce``).
     """
     nonce = csp_nonce(context)
     script = wsgateway_script(context, path) if client else None
-    return inbox_html(script, nonce, theme, page_size, max_items)
+    return inbox_html(script, nonce, theme, page_size, max_items, gateway)

@@ -216,7 +216,8 @@
 
     /**
      * The WSGateway whose socket the inbox uses. A page that has one sets it (before or after the
-     * element is defined); else the inbox makes its own once the page's scripts have run.
+     * element is defined), or names the global that holds it in the `gateway` attribute; else the
+     * inbox makes its own once the page's scripts have run.
      */
     get gateway() {
       return this._gateway;
@@ -250,9 +251,18 @@
         this._attach();
       } else {
         setTimeout(() => {
-          if (this.isConnected && !this._gateway) this.gateway = new global.WSGateway();
+          if (this.isConnected && !this._gateway) this.gateway = this._pagesGateway() || new global.WSGateway();
         });
       }
+    }
+
+    /** The WSGateway in the global the `gateway` attribute names (`gateway="app.gw"` reads window.app.gw), if any. */
+    _pagesGateway() {
+      const path = this.getAttribute("gateway");
+      if (!path) return null;
+      let found = global;
+      for (const name of path.split(".")) found = found == null ? undefined : found[name];
+      return found instanceof global.WSGateway ? found : null;
     }
 
     disconnectedCallback() {
