@@ -31,7 +31,10 @@ NO_TESTS = { status=$$?; [ $$status -ne 5 ] || echo "make $@: pytest collected n
 # The tests that start servers are safe side by side: each takes its ports from the OS, its database and
 # files are its own (a worker's tmp_path, logs named by port). (--dist loadgroup, which would have kept
 # them on one worker, groups nothing on pytest 9.2: pytest-xdist issue 1386.)
-test: install
+# The inbox's browser tests inject axe-core from node_modules/ (package.json): the suite installs it where
+# npm is (.ci/run installs it); without npm, those tests fail and say so rather than skip.
+NODE_FOR_TESTS := $(if $(shell command -v npm 2>/dev/null),node_modules/.installed)
+test: install $(NODE_FOR_TESTS)
 	$(PYTEST_RUN) --dist loadfile $(PYTEST_ARGS) || $(NO_TESTS)
 
 # The edit-test loop: the tests that need no live server, browser, PostgreSQL or package index, and

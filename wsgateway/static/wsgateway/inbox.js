@@ -1,0 +1,856 @@
+/*!
+ * inbox.js: <wsgateway-inbox>, the drop-in bell, inbox and toasts of wsgateway.
+ *
+ * Plain JavaScript (ES2020) for current browsers: no build step, no dependencies but wsgateway.js,
+ * whose public API it uses (gw.notifications and gw.channel("notifications")). {% wsgateway_inbox %}
+ * renders the element with its words in the page's language; a page that is not a Django template
+ * writes <wsgateway-inbox> itself (docs/inbox.md). Strict-CSP safe: no inline script or style, every
+ * node is built with the DOM API, and what varies (state, category, theme) is in attributes that
+ * inbox.css selects on.
+ */
+(function (global) {
+  "use strict";
+
+  const TAG = "wsgateway-inbox";
+  if (!global.customElements || global.customElements.get(TAG)) return;
+
+  // -- words ---------------------------------------------------------------------------
+
+  /**
+   * English defaults. The template tag passes the page's translation as a JSON child
+   * (<script type="application/json">, data the CSP does not run); a page without it overrides one
+   * word with an attribute: `text-mark-all-read="..."` for `markAllRead`. `{count}`, `{label}` and
+   * `{message}` are filled in.
+   */
+  const STRINGS = Object.freeze({
+    bell: "Notifications",
+    bellUnread: "Notifications, {count} unread",
+    title: "Notifications",
+    close: "Close",
+    tabs: "Show",
+    tabUnread: "Unread",
+    tabAll: "All",
+    tabArchived: "Archived",
+    markAllRead: "Mark all read",
+    markRead: "Mark read",
+    markUnread: "Mark unread",
+    archive: "Archive",
+    unarchive: "Unarchive",
+    emptyUnread: "You're all caught up",
+    emptyAll: "No notifications yet",
+    emptyArchived: "Nothing archived",
+    loading: "Loading…",
+    showNewest: "Back to the newest",
+    newNotification: "New notification: {label}",
+    dismiss: "Dismiss",
+    failed: "That did not work: {message}",
+  });
+
+  // -- the tables: a new state is a row here --------------------------------------------
+
+  /**
+   * The tabs, in order. `needs`: a state the server must list in the notifications connect frame's
+   * `states` (servers that list none show the tab never). `query`: the `list` action's filter.
+   * `holds(n)`: whether a notification pushed live belongs at the top of this tab.
+   */
+  const TABS = [
+    { name: "unread", label: "tabUnread", empty: "emptyUnread", query: { unread_only: true }, holds: (n) => !n.is_read },
+    { name: "all", label: "tabAll", empty: "emptyAll", query: {}, holds: () => true },
+    {
+      name: "archived",
+      label: "tabArchived",
+      empty: "emptyArchived",
+      needs: "archived",
+      query: { archived: true },
+      holds: () => false,
+    },
+  ];
+
+  /**
+   * An item's actions. `tabs`: where its button shows; `shows(n)`: for which notifications;
+   * `run(inbox, n)`: the protocol call (a Promise of the reply); `after(n)`: the change to the local
+   * copy once the server said yes; `needs`: as for TABS. The names are the protocol's actions.
+   */
+  const ACTIONS = [
+    {
+      name: "mark_read",
+      label: "markRead",
+      tabs: ["unread", "all"],
+      shows: (n) => !n.is_read,
+      run: (inbox, n) => inbox.notifications.markRead([n.id]),
+      after: (n) => (n.is_read = true),
+    },
+    {
+      name: "mark_unread",
+      label: "markUnread",
+      needs: "unread",
+      tabs: ["unread", "all"],
+      shows: (n) => n.is_read,
+      run: (inbox, n) => inbox.channel.action("mark_unread", [n.id]),
+      after: (n) => (n.is_read = false),
+    },
+    {
+      name: "archive",
+      label: "archive",
+      needs: "archived",
+      tabs: ["unread", "all"],
+      shows: () => true,
+      run: (inbox, n) => inbox.channel.action("archive", [n.id]),
+      after: (n, inbox) => inbox.removeItem(n.id),
+    },
+    {
+      name: "unarchive",
+      label: "unarchive",
+      needs: "archived",
+      tabs: ["archived"],
+      shows: () => true,
+      run: (inbox, n) => inbox.channel.action("unarchive", [n.id]),
+      after: (n, inbox) => inbox.removeItem(n.id),
+    },
+  ];
+
+  // -- bounds and defaults (each an attribute of the element) ----------------------------
+
+  /** Notifications per `list` page (`page-size`, 1 to 100, the protocol's bound). */
+  const PAGE_SIZE = 20;
+  /** Items kept in the page at most (`max-items`): past it the far end is dropped. */
+  const MAX_ITEMS = 100;
+  /** ms a toast stays (`toast-timeout`), paused while the pointer or the focus is on it. */
+  const TOAST_TIMEOUT = 6000;
+  /** Toasts shown at once (`max-toasts`): a burst of pushes does not cover the page. */
+  const MAX_TOASTS = 3;
+  /** px from the list's end at which the next page is asked for. */
+  const SCROLL_MARGIN = 80;
+  /** The `list` page that tells which notifications are still unread after a read elsewhere. */
+  const RECONCILE_LIMIT = 100;
+  const BADGE_MAX = 99;
+
+  let instances = 0;
+
+  // -- helpers -------------------------------------------------------------------------
+
+  function node(tag, className, attributes, text) {
+    const element = global.document.createElement(tag);
+    if (className) element.className = className;
+    for (const [name, value] of Object.entries(attributes || {})) element.setAttribute(name, value);
+    if (text !== undefined) element.textContent = text;
+    return element;
+  }
+
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, (whole, key) => (key in values ? String(values[key]) : whole));
+  }
+
+  function integerAttribute(element, name, fallback, min, max) {
+    const value = Number.parseInt(element.getAttribute(name) || "", 10);
+    return Number.isInteger(value) ? Math.min(max, Math.max(min, value)) : fallback;
+  }
+
+  /** The bell, drawn with SVG attributes (not style), so that no CSP rule is needed for it. */
+  function bellIcon() {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = global.document.createElementNS(ns, "svg");
+    for (const [name, value] of Object.entries({
+      viewBox: "0 0 24 24",
+      width: "22",
+      height: "22",
+      fill: "none",
+      stroke: "currentColor",
+      "stroke-width": "2",
+      "stroke-linecap": "round",
+      "stroke-linejoin": "round",
+      "aria-hidden": "true",
+      focusable: "false",
+    })) {
+      svg.setAttribute(name, value);
+    }
+    for (const d of ["M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9", "M13.7 21a2 2 0 0 1-3.4 0"]) {
+      const path = global.document.createElementNS(ns, "path");
+      path.setAttribute("d", d);
+      svg.append(path);
+    }
+    return svg;
+  }
+
+  function relativeTime(iso, locale) {
+    const then = Date.parse(iso);
+    if (!Number.isFinite(then)) return "";
+    const seconds = Math.round((then - Date.now()) / 1000);
+    const format = new Intl.RelativeTimeFormat(locale || undefined, { numeric: "auto" });
+    for (const [unit, size] of [
+      ["day", 86400],
+      ["hour", 3600],
+      ["minute", 60],
+    ]) {
+      if (Math.abs(seconds) >= size) return format.format(Math.round(seconds / size), unit);
+    }
+    return format.format(0, "second");
+  }
+
+  // -- the element ---------------------------------------------------------------------
+
+  class WSGatewayInbox extends HTMLElement {
+    constructor() {
+      super();
+      this._built = false;
+      this._gateway = null;
+      this._unsubscribe = [];
+      /** id -> {n, item}: what the list shows, newest first in the DOM. */
+      this._items = new Map();
+      /** id -> {element, timer}. */
+      this._toasts = new Map();
+      this._tab = TABS[0].name;
+      /** The states the server supports (the connect frame's `states`): none until it says. */
+      this._states = new Set();
+      this._unread = 0;
+      /** Bumped on every reload: a page that arrives for an older list is dropped. */
+      this._generation = 0;
+      this._loading = false;
+      this._hasMore = false;
+      /** The newest items were dropped to keep the bound: live ones are not put on top then. */
+      this._droppedTop = false;
+      this._reconcileTimer = null;
+    }
+
+    // -- the gateway ---------------------------------------------------------------------
+
+    /**
+     * The WSGateway whose socket the inbox uses. A page that has one sets it (before or after the
+     * element is defined), or names the global that holds it in the `gateway` attribute; else the
+     * inbox makes its own once the page's scripts have run.
+     */
+    get gateway() {
+      return this._gateway;
+    }
+
+    set gateway(gateway) {
+      if (gateway === this._gateway) return;
+      this._detach();
+      this._gateway = gateway || null;
+      if (this._gateway && this.isConnected) this._attach();
+    }
+
+    get notifications() {
+      return this._gateway.notifications;
+    }
+
+    get channel() {
+      return this._gateway.channel("notifications");
+    }
+
+    connectedCallback() {
+      if (!this._built) this._build();
+      // A page that set `gateway` before this class was defined set a plain property that hides ours.
+      if (Object.prototype.hasOwnProperty.call(this, "gateway")) {
+        const given = this.gateway;
+        delete this.gateway;
+        this.gateway = given;
+        return;
+      }
+      if (this._gateway) {
+        this._attach();
+      } else {
+        setTimeout(() => {
+          if (this.isConnected && !this._gateway) this.gateway = this._pagesGateway() || new global.WSGateway();
+        });
+      }
+    }
+
+    /** The WSGateway in the global the `gateway` attribute names (`gateway="app.gw"` reads window.app.gw), if any. */
+    _pagesGateway() {
+      const path = this.getAttribute("gateway");
+      if (!path) return null;
+      let found = global;
+      for (const name of path.split(".")) found = found == null ? undefined : found[name];
+      return found instanceof global.WSGateway ? found : null;
+    }
+
+    disconnectedCallback() {
+      this._detach();
+      this._close(false);
+    }
+
+    _attach() {
+      if (this._unsubscribe.length) return;
+      const gw = this._gateway;
+      const notifications = gw.notifications;
+      this._unsubscribe.push(
+        gw.on("state", (state) => this._stateChanged(state)),
+        notifications.onChange(({ unread }) => this._unreadChanged(unread)),
+        notifications.onNotification((n, info) => this._arrived(n, info.catchUp)),
+        notifications.onUpdate((n) => this._replace(n)),
+        this.channel.on((payload) => this._connectFrame(payload)),
+      );
+      this._stateChanged(gw.state);
+      this._unreadChanged(notifications.unread);
+    }
+
+    _detach() {
+      for (const unsubscribe of this._unsubscribe) unsubscribe();
+      this._unsubscribe = [];
+    }
+
+    // -- words ---------------------------------------------------------------------------
+
+    _readStrings() {
+      const strings = Object.assign({}, STRINGS);
+      const data = this.querySelector(':scope > script[type="application/json"]');
+      if (data) {
+        try {
+          const given = JSON.parse(data.textContent);
+          for (const key of Object.keys(STRINGS)) if (typeof given[key] === "string") strings[key] = given[key];
+        } catch (error) {
+          // Bad JSON: the English defaults, rather than no inbox.
+        }
+      }
+      for (const key of Object.keys(STRINGS)) {
+        const attribute = "text-" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+        if (this.hasAttribute(attribute)) strings[key] = this.getAttribute(attribute);
+      }
+      return strings;
+    }
+
+    _t(key, values) {
+      return values ? fill(this._strings[key], values) : this._strings[key];
+    }
+
+    // -- building ------------------------------------------------------------------------
+
+    _build() {
+      this._built = true;
+      this._strings = this._readStrings();
+      this._pageSize = integerAttribute(this, "page-size", PAGE_SIZE, 1, 100);
+      // At least two pages, so that dropping one end never empties what the user looks at.
+      this._maxItems = integerAttribute(this, "max-items", MAX_ITEMS, 2 * this._pageSize, 10000);
+      this._toastTimeout = integerAttribute(this, "toast-timeout", TOAST_TIMEOUT, 0, 600000);
+      this._maxToasts = integerAttribute(this, "max-toasts", MAX_TOASTS, 0, 20);
+      const id = (this._id = `${TAG}-${++instances}`);
+      const locale = this.closest("[lang]");
+      this._locale = locale ? locale.getAttribute("lang") : undefined;
+
+      this._bell = node("button", "wsgi-bell", {
+        type: "button",
+        "aria-haspopup": "dialog",
+        "aria-expanded": "false",
+        "aria-controls": `${id}-panel`,
+        "aria-label": this._t("bell"),
+      });
+      this._badge = node("span", "wsgi-badge", { "aria-hidden": "true" });
+      this._badge.hidden = true;
+      this._bell.append(bellIcon(), this._badge);
+
+      this._panel = node("div", "wsgi-panel", {
+        id: `${id}-panel`,
+        role: "dialog",
+        "aria-modal": "true",
+        "aria-labelledby": `${id}-title`,
+      });
+      this._panel.hidden = true;
+      const head = node("div", "wsgi-head");
+      const title = node("h2", "wsgi-title", { id: `${id}-title` }, this._t("title"));
+      this._markAll = node("button", "wsgi-button wsgi-mark-all", { type: "button" }, this._t("markAllRead"));
+      const close = node("button", "wsgi-button wsgi-close", { type: "button", "aria-label": this._t("close") }, "×");
+      head.append(title, this._markAll, close);
+
+      this._tablist = node("div", "wsgi-tabs", { role: "tablist", "aria-label": this._t("tabs") });
+      this._tabButtons = new Map();
+      for (const tab of TABS) {
+        const button = node(
+          "button",
+          "wsgi-tab",
+          { type: "button", role: "tab", id: `${id}-tab-${tab.name}`, "aria-controls": `${id}-tabpanel` },
+          this._t(tab.label),
+        );
+        button.dataset.tab = tab.name;
+        this._tabButtons.set(tab.name, button);
+        this._tablist.append(button);
+      }
+
+      this._scroller = node("div", "wsgi-scroll", { role: "tabpanel", id: `${id}-tabpanel` });
+      this._newest = node("button", "wsgi-button wsgi-newest", { type: "button" }, this._t("showNewest"));
+      this._newest.hidden = true;
+      this._list = node("ul", "wsgi-list");
+      this._empty = node("p", "wsgi-empty");
+      this._empty.hidden = true;
+      this._status = node("p", "wsgi-status", {}, this._t("loading"));
+      this._status.hidden = true;
+      this._scroller.append(this._newest, this._list, this._empty, this._status);
+      this._panel.append(head, this._tablist, this._scroller);
+
+      this._toastBox = node("div", "wsgi-toasts");
+      this._live = node("div", "wsgi-live", { role: "status", "aria-live": "polite" });
+
+      this.append(this._bell, this._panel, this._toastBox, this._live);
+      this._showTabs();
+
+      this._bell.addEventListener("click", () => (this._panel.hidden ? this.open() : this._close(true)));
+      this._bell.addEventListener("keydown", (event) => {
+        if (event.key === "ArrowDown" && this._panel.hidden) {
+          event.preventDefault();
+          this.open();
+        }
+      });
+      close.addEventListener("click", () => this._close(true));
+      this._markAll.addEventListener("click", () => this._markAllRead());
+      this._newest.addEventListener("click", () => this._reload(true));
+      this._tablist.addEventListener("click", (event) => {
+        const button = event.target.closest("[role=tab]");
+        if (button) this._selectTab(button.dataset.tab, true);
+      });
+      this._tablist.addEventListener("keydown", (event) => this._tabKey(event));
+      this._list.addEventListener("click", (event) => this._actionClicked(event));
+      this._list.addEventListener("keydown", (event) => this._itemKey(event));
+      this._scroller.addEventListener("scroll", () => this._maybeLoadMore(), { passive: true });
+      this._panel.addEventListener("keydown", (event) => this._panelKey(event));
+      this._outside = (event) => {
+        if (!this._panel.hidden && !this.contains(event.target)) this._close(false);
+      };
+      global.document.addEventListener("pointerdown", this._outside);
+    }
+
+    // -- opening and closing -------------------------------------------------------------
+
+    get isOpen() {
+      return this._built && !this._panel.hidden;
+    }
+
+    open() {
+      if (this.isOpen) return;
+      this._panel.hidden = false;
+      this._bell.setAttribute("aria-expanded", "true");
+      this.setAttribute("open", "");
+      this._align();
+      this._selectTab(this._tab, false);
+      this._tabButtons.get(this._tab).focus();
+    }
+
+    close() {
+      this._close(true);
+    }
+
+    /** The panel hangs from the bell's right edge, or from its left one when it would leave the window there. */
+    _align() {
+      this._panel.classList.remove("wsgi-panel--start");
+      if (this._panel.getBoundingClientRect().left < 0) this._panel.classList.add("wsgi-panel--start");
+    }
+
+    _close(refocus) {
+      if (!this.isOpen) return;
+      this._panel.hidden = true;
+      this._bell.setAttribute("aria-expanded", "false");
+      this.removeAttribute("open");
+      if (refocus) this._bell.focus();
+    }
+
+    /** Escape closes; Tab and Shift+Tab go round the panel's controls and stay inside it. */
+    _panelKey(event) {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        this._close(true);
+        return;
+      }
+      if (event.key !== "Tab") return;
+      const focusable = Array.from(
+        this._panel.querySelectorAll('button:not([disabled]), a[href], [tabindex="0"]'),
+      ).filter((element) => !element.closest("[hidden]") && element.tabIndex >= 0);
+      if (!focusable.length) return;
+      const first = focusable[0];
+      const last = focusable[focusable.length - 1];
+      const active = global.document.activeElement;
+      if (event.shiftKey && (active === first || !this._panel.contains(active))) {
+        event.preventDefault();
+        last.focus();
+      } else if (!event.shiftKey && (active === last || !this._panel.contains(active))) {
+        event.preventDefault();
+        first.focus();
+      }
+    }
+
+    // -- tabs ----------------------------------------------------------------------------
+
+    _visibleTabs() {
+      return TABS.filter((tab) => !tab.needs || this._states.has(tab.needs));
+    }
+
+    _showTabs() {
+      const visible = new Set(this._visibleTabs().map((tab) => tab.name));
+      for (const [name, button] of this._tabButtons) button.hidden = !visible.has(name);
+      if (!visible.has(this._tab)) this._selectTab(TABS[0].name, false);
+      else this._markSelected();
+    }
+
+    _markSelected() {
+      for (const [name, button] of this._tabButtons) {
+        const selected = name === this._tab;
+        button.setAttribute("aria-selected", String(selected));
+        button.tabIndex = selected ? 0 : -1;
+      }
+      this._scroller.setAttribute("aria-labelledby", `${this._id}-tab-${this._tab}`);
+    }
+
+    _selectTab(name, focus) {
+      this._tab = name;
+      this._markSelected();
+      if (focus) this._tabButtons.get(name).focus();
+      if (this.isOpen) this._reload(false);
+    }
+
+    /** Arrow keys, Home and End move between the tabs (and select, as the ARIA pattern does). */
+    _tabKey(event) {
+      const names = this._visibleTabs().map((tab) => tab.name);
+      const at = names.indexOf(this._tab);
+      const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: names.length - 1 }[event.key];
+      if (to === undefined) {
+        if (event.key === "ArrowDown") {
+          event.preventDefault();
+          this._focusItem(0);
+        }
+        return;
+      }
+      event.preventDefault();
+      this._selectTab(names[(to + names.length) % names.length], true);
+    }
+
+    // -- the list ------------------------------------------------------------------------
+
+    _tabRow() {
+      return TABS.find((tab) => tab.name === this._tab);
+    }
+
+    /** Empty the list and load its first page (focus stays where it is). */
+    _reload(focusFirst) {
+      this._generation += 1;
+      this._items.clear();
+      this._list.replaceChildren();
+      this._hasMore = true;
+      this._droppedTop = false;
+      this._newest.hidden = true;
+      this._loading = false;
+      this._loadPage(null).then(() => {
+        if (focusFirst) this._focusItem(0);
+      });
+    }
+
+    _maybeLoadMore() {
+      const box = this._scroller;
+      if (box.scrollTop + box.clientHeight >= box.scrollHeight - SCROLL_MARGIN) this._loadPage(this._lastId());
+    }
+
+    _lastId() {
+      const last = this._list.lastElementChild;
+      return last ? Number(last.dataset.id) : null;
+    }
+
+    _loadPage(before) {
+      if (this._loading || !this._hasMore || !this._gateway) return Promise.resolve();
+      const generation = this._generation;
+      const data = Object.assign({ limit: this._pageSize }, this._tabRow().query);
+      if (before !== null) data.before = before;
+      this._loading = true;
+      this._status.hidden = false;
+      return this.channel.action("list", data).then(
+        (page) => {
+          if (generation !== this._generation) return;
+          this._loading = false;
+          this._status.hidden = true;
+          const found = page && Array.isArray(page.notifications) ? page.notifications : [];
+          for (const n of found) if (!this._items.has(n.id)) this._list.append(this._render(n));
+          this._hasMore = !!(page && page.has_more) && found.length > 0;
+          this._trimTop();
+          this._showEmpty();
+          // A short page leaves the end in view: no scroll will come to ask for the next one.
+          this._maybeLoadMore();
+        },
+        (error) => {
+          if (generation !== this._generation) return;
+          this._loading = false;
+          this._status.hidden = true;
+          this._failed(error);
+        },
+      );
+    }
+
+    /** Past the bound, the newest items go (the user scrolled away from them): "back to the newest" brings them. */
+    _trimTop() {
+      let extra = this._items.size - this._maxItems;
+      if (extra <= 0) return;
+      const box = this._scroller;
+      const before = box.scrollHeight;
+      while (extra-- > 0) this._remove(Number(this._list.firstElementChild.dataset.id));
+      // Keep what the user looks at in place.
+      box.scrollTop -= before - box.scrollHeight;
+      this._droppedTop = true;
+      this._newest.hidden = false;
+    }
+
+    /** Past the bound, at the top: the oldest go, and scrolling down loads them again. */
+    _trimBottom() {
+      let extra = this._items.size - this._maxItems;
+      if (extra <= 0) return;
+      while (extra-- > 0) this._remove(Number(this._list.lastElementChild.dataset.id));
+      this._hasMore = true;
+    }
+
+    _showEmpty() {
+      const empty = this._items.size === 0 && !this._loading;
+      this._empty.hidden = !empty;
+      this._empty.textContent = this._t(this._tabRow().empty);
+    }
+
+    _render(n) {
+      const item = node("li", "wsgi-item", { tabindex: "-1", "aria-labelledby": `${this._id}-n${n.id}` });
+      item.dataset.id = String(n.id);
+      this._items.set(n.id, { n, item });
+      this._fillItem(item, n);
+      return item;
+    }
+
+    _fillItem(item, n) {
+      item.dataset.category = typeof n.category === "string" ? n.category : "";
+      item.dataset.read = String(!!n.is_read);
+      const body = node("div", "wsgi-body");
+      body.append(node("p", "wsgi-label", { id: `${this._id}-n${n.id}` }, String(n.label || "")));
+      const meta = node("p", "wsgi-meta");
+      const created = n.metainfo && n.metainfo.createdDatetime;
+      if (created) meta.append(node("time", "wsgi-time", { datetime: created }, relativeTime(created, this._locale)));
+      for (const action of Array.isArray(n.actions) ? n.actions : []) {
+        const href = global.WSGateway.safeUrl(action.url);
+        meta.append(href ? node("a", "wsgi-link", { href }, action.label) : node("span", "wsgi-link", {}, action.label));
+      }
+      body.append(meta);
+      const buttons = node("div", "wsgi-actions");
+      for (const action of this._actionsFor(n)) {
+        const button = node("button", "wsgi-button wsgi-action", { type: "button" }, this._t(action.label));
+        button.dataset.action = action.name;
+        buttons.append(button);
+      }
+      item.replaceChildren(node("span", "wsgi-dot", { "aria-hidden": "true" }), body, buttons);
+    }
+
+    _actionsFor(n) {
+      return ACTIONS.filter(
+        (action) => (!action.needs || this._states.has(action.needs)) && action.tabs.includes(this._tab) && action.shows(n),
+      );
+    }
+
+    _refresh(id) {
+      const entry = this._items.get(id);
+      if (!entry) return;
+      const focused = entry.item.contains(global.document.activeElement);
+      this._fillItem(entry.item, entry.n);
+      if (focused) entry.item.focus();
+    }
+
+    _remove(id) {
+      const entry = this._items.get(id);
+      if (!entry) return;
+      entry.item.remove();
+      this._items.delete(id);
+    }
+
+    /** Drop one item from the list (an action moved it out of this tab). */
+    removeItem(id) {
+      this._remove(id);
+      this._showEmpty();
+    }
+
+    _focusItem(index) {
+      const items = this._list.children;
+      if (!items.length) return;
+      const item = items[Math.max(0, Math.min(items.length - 1, index))];
+      for (const other of items) other.tabIndex = other === item ? 0 : -1;
+      item.focus();
+    }
+
+    /** ArrowUp and ArrowDown move between items, Home and End to the ends; Tab reaches an item's buttons. */
+    _itemKey(event) {
+      const item = event.target.closest(".wsgi-item");
+      if (!item || !["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) return;
+      event.preventDefault();
+      const index = Array.prototype.indexOf.call(this._list.children, item);
+      const to = { ArrowDown: index + 1, ArrowUp: index - 1, Home: 0, End: this._list.children.length - 1 }[event.key];
+      if (to < 0) {
+        this._tabButtons.get(this._tab).focus();
+        return;
+      }
+      this._focusItem(to);
+      if (to >= this._list.children.length - 1) this._maybeLoadMore();
+    }
+
+    _actionClicked(event) {
+      const button = event.target.closest("button[data-action]");
+      if (!button) return;
+      const id = Number(button.closest(".wsgi-item").dataset.id);
+      const action = ACTIONS.find((row) => row.name === button.dataset.action);
+      const entry = this._items.get(id);
+      if (!action || !entry) return;
+      button.disabled = true;
+      action.run(this, entry.n).then(
+        () => {
+          action.after(entry.n, this);
+          this._refresh(id);
+          if (entry.n.is_read) this._dismissToast(id);
+        },
+        (error) => {
+          button.disabled = false;
+          this._failed(error);
+        },
+      );
+    }
+
+    _markAllRead() {
+      this._markAll.disabled = true;
+      this.notifications.markAllRead().then(
+        () => this._allRead(),
+        (error) => {
+          this._markAll.disabled = this._unread === 0;
+          this._failed(error);
+        },
+      );
+    }
+
+    _failed(error) {
+      this._announce(this._t("failed", { message: (error && error.message) || String(error) }));
+    }
+
+    // -- what the server says ------------------------------------------------------------
+
+    _stateChanged(state) {
+      this.dataset.state = state;
+    }
+
+    /** The notifications connect frame (it carries `seq` and no `last`): which states the server supports. */
+    _connectFrame(payload) {
+      if (!payload || payload.last || !Number.isInteger(payload.seq)) return;
+      const states = new Set(Array.isArray(payload.states) ? payload.states : []);
+      const same = states.size === this._states.size && [...states].every((state) => this._states.has(state));
+      if (same) return;
+      this._states = states;
+      this._showTabs();
+      for (const id of this._items.keys()) this._refresh(id);
+    }
+
+    _unreadChanged(unread) {
+      const fell = unread < this._unread;
+      this._unread = unread;
+      this._badge.hidden = unread === 0;
+      this._badge.textContent = unread > BADGE_MAX ? `${BADGE_MAX}+` : String(unread);
+      this.dataset.unread = String(unread);
+      this._bell.setAttribute("aria-label", unread ? this._t("bellUnread", { count: unread }) : this._t("bell"));
+      this._markAll.disabled = unread === 0;
+      if (unread === 0) this._allRead();
+      else if (fell) this._scheduleReconcile();
+    }
+
+    /** Everything is read (here or in another tab): no item is unread, no toast stays. */
+    _allRead() {
+      for (const [id, entry] of this._items) {
+        if (entry.n.is_read) continue;
+        entry.n.is_read = true;
+        this._refresh(id);
+      }
+      for (const id of Array.from(this._toasts.keys())) this._dismissToast(id);
+    }
+
+    /**
+     * Some were read, perhaps in another tab. The push says how many are unread, not which, so the
+     * newest unread page tells: what this tab shows as unread within that page's range and is not in
+     * it has been read. Only when something here is shown as unread, and once for a burst of pushes.
+     */
+    _scheduleReconcile() {
+      const showsUnread = this._toasts.size > 0 || Array.from(this._items.values()).some((entry) => !entry.n.is_read);
+      if (!showsUnread || this._reconcileTimer !== null) return;
+      this._reconcileTimer = setTimeout(() => {
+        this._reconcileTimer = null;
+        this._reconcile();
+      }, 50);
+    }
+
+    _reconcile() {
+      this.notifications.list({ unreadOnly: true, limit: RECONCILE_LIMIT }).then(
+        (page) => {
+          const found = Array.isArray(page.notifications) ? page.notifications : [];
+          const unread = new Set(found.map((n) => n.id));
+          // Below the page's oldest, a notification may be unread and simply not in this page.
+          const floor = page.has_more && found.length ? found[found.length - 1].id : 0;
+          for (const [id, entry] of this._items) {
+            if (id >= floor && !entry.n.is_read && !unread.has(id)) {
+              entry.n.is_read = true;
+              this._refresh(id);
+            }
+          }
+          for (const id of Array.from(this._toasts.keys())) if (id >= floor && !unread.has(id)) this._dismissToast(id);
+        },
+        () => {
+          // The next change of the count tries again.
+        },
+      );
+    }
+
+    _arrived(n, catchUp) {
+      if (!catchUp && !n.is_read) this._toast(n);
+      if (!this.isOpen || this._droppedTop || this._items.has(n.id) || !this._tabRow().holds(n)) return;
+      this._list.prepend(this._render(n));
+      this._trimBottom();
+      this._showEmpty();
+    }
+
+    /** A notification saved again: the new version where it is shown. */
+    _replace(n) {
+      const entry = this._items.get(n.id);
+      if (!entry) return;
+      entry.n = n;
+      this._refresh(n.id);
+      if (n.is_read) this._dismissToast(n.id);
+    }
+
+    // -- toasts --------------------------------------------------------------------------
+
+    _toast(n) {
+      this._announce(this._t("newNotification", { label: String(n.label || "") }));
+      if (this._maxToasts === 0) return;
+      while (this._toasts.size >= this._maxToasts) this._dismissToast(this._toasts.keys().next().value);
+      const toast = node("div", "wsgi-toast");
+      toast.dataset.id = String(n.id);
+      toast.dataset.category = typeof n.category === "string" ? n.category : "";
+      const dismiss = node("button", "wsgi-button wsgi-dismiss", { type: "button", "aria-label": this._t("dismiss") }, "×");
+      toast.append(node("span", "wsgi-dot", { "aria-hidden": "true" }), node("p", "wsgi-label", {}, String(n.label || "")), dismiss);
+      dismiss.addEventListener("click", () => this._dismissToast(n.id));
+      const entry = { element: toast, timer: null };
+      const start = () => {
+        if (this._toastTimeout > 0) entry.timer = setTimeout(() => this._dismissToast(n.id), this._toastTimeout);
+      };
+      const pause = () => {
+        clearTimeout(entry.timer);
+        entry.timer = null;
+      };
+      toast.addEventListener("pointerenter", pause);
+      toast.addEventListener("pointerleave", start);
+      toast.addEventListener("focusin", pause);
+      toast.addEventListener("focusout", start);
+      this._toasts.set(n.id, entry);
+      this._toastBox.append(toast);
+      start();
+    }
+
+    _dismissToast(id) {
+      const entry = this._toasts.get(id);
+      if (!entry) return;
+      clearTimeout(entry.timer);
+      this._toasts.delete(id);
+      entry.element.remove();
+    }
+
+    /** Polite: said after what the user is hearing now. Emptied first, so the same words are said again. */
+    _announce(text) {
+      this._live.textContent = "";
+      setTimeout(() => (this._live.textContent = text), 50);
+    }
+  }
+
+  WSGatewayInbox.TABS = TABS;
+  WSGatewayInbox.ACTIONS = ACTIONS;
+  WSGatewayInbox.STRINGS = STRINGS;
+  global.WSGatewayInbox = WSGatewayInbox;
+  global.customElements.define(TAG, WSGatewayInbox);
+})(typeof window !== "undefined" ? window : globalThis);
