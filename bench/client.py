@@ -33,6 +33,8 @@ T_RE = re.compile(rb'"t": ?(-?[0-9][0-9.eE+-]*)')
 SEQ_RE = re.compile(rb'"n": ?([0-9]+)')
 ROUND_RE = re.compile(rb'"r": ?([0-9]+)')
 TS_RE = re.compile(rb'"ts": ?(-?[0-9][0-9.eE+-]*)')
+#: How every mark the server writes begins (wsgateway.frames.mark, compact JSON).
+MARK_PREFIX = b'{"channel":"gateway","payload":{"action":"mark"'
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 monotonic = time.monotonic
@@ -183,10 +185,8 @@ class Socket(asyncio.Protocol):
         self.seen: bytearray | None = None
         self.count = 0
         self.dups = 0
-        # Flow control, as wsgateway.js does it: bytes read, bytes acknowledged, the hello's window.
-        self.received = 0
-        self.acked = 0
-        self.window = 0
+        # Flow control, as wsgateway.js does it: each mark echoed as it is read (see on_text).
+        self.marks = 0
 
     # asyncio.Protocol
 
@@ -277,11 +277,9 @@ class Socket(asyncio.Protocol):
                     self.on_text(message)
 
     def on_text(self, payload: bytes) -> None:
-        self.received += len(payload)
-        if self.window and self.received - self.acked >= self.window // 4:
-            self.acked = self.received
-            ack = {"channel": "gateway", "payload": {"action": "ack", "data": self.acked}}
-            self.write(client_frame(OP_TEXT, json.dumps(ack).encode()))
+        if payload.startswith(MARK_PREFIX):  # one frame a quarter window: the rest pay one compare
+            self.ack(payload)
+            return
         if self.connect_frames < self.connect_expected or not self.connect_expected:
             self.on_connect_frame(payload)
             return
@@ -296,9 +294,15 @@ class Socket(asyncio.Protocol):
                 return
             # The gateway frame first, then one on-connect frame per service.
             self.connect_expected = 1 + len(frame["payload"]["services"])
-            self.window = frame["payload"].get("window", 0)
         if self.connect_frames == self.connect_expected and not self.ready.done():
             self.ready.set_result(monotonic())
+
+    def ack(self, mark_frame: bytes) -> None:
+        """Echo a mark: everything read before it is acknowledged (docs/protocol.md, Flow control)."""
+        self.marks += 1
+        mark = json.loads(mark_frame)["payload"]["data"]
+        ack = {"channel": "gateway", "payload": {"action": "ack", "data": mark}}
+        self.write(client_frame(OP_TEXT, json.dumps(ack).encode()))
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -1,17 +1,20 @@
 """Flow control: a client acknowledges what it read, and a socket that does not is closed with 4408.
 
 daphne's ``send`` never waits for the client, so what a socket does not read stays in the
-server's memory. The hello tells the client its window (``OUTBOUND_WINDOW`` bytes); the client
-acknowledges the bytes of text frames it has read with ``{"action": "ack", "data": <bytes>}`` on
-the gateway channel; a frame that would leave more than the window unacknowledged waits for an ack,
-``ACK_TIMEOUT`` seconds at most, and then the socket is closed with 4408 instead. The client
-reconnects and catches up (tests/test_catch_up.py).
+server's memory. The hello tells the client its window (``OUTBOUND_WINDOW`` bytes); every quarter
+of it the server puts a random mark in the stream, and the client acknowledges what it has read by
+echoing the last mark it read, ``{"action": "ack", "data": "<mark>"}`` on the gateway channel; a
+frame that would leave more than the window unacknowledged waits for an ack, ``ACK_TIMEOUT``
+seconds at most, and then the socket is closed with 4408 instead. The client reconnects and
+catches up (tests/test_catch_up.py). A client that acknowledges without reading (a count of bytes,
+a guessed mark) moves nothing: it is closed as one that does not read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from typing import Any
 
 import pytest
@@ -43,16 +46,29 @@ def push_bytes(payload: Any) -> int:
 
 
 async def receive_text(socket: Socket) -> str | None:
-    """The next frame's text; ``None`` for a close, which stays for ``close_code()`` to read."""
-    message = await socket.communicator.receive_output(TIMEOUT)
+    """The next frame's text but marks (kept in ``socket.marks``); ``None`` for a close, which stays
+    for ``close_code()`` to read."""
+    message = await socket.receive_output(TIMEOUT)
     if message["type"] == "websocket.close":
-        await socket.communicator.output_queue.put(message)
+        socket.held.append(message)
         return None
     return message["text"]  # type: ignore[no-any-return]
 
 
-async def ack(socket: Socket, received: Any, id: str | None = None) -> None:
-    await socket.send("gateway", {"action": "ack", "data": received}, id)
+async def ack(socket: Socket, data: Any, id: str | None = None) -> None:
+    """An ack as the client writes it, whatever its ``data``."""
+    await socket.send("gateway", {"action": "ack", "data": data}, id)
+
+
+async def with_a_mark(socket: Socket, ann: Any, marks: int = 1) -> int:
+    """Push and read until the server has put ``marks`` marks in the stream (one a quarter of the
+    window); the pushes read."""
+    pushes = 0
+    while len(socket.marks) < marks:
+        await apush([ann.pk], "notifications", BIG)
+        assert await receive_text(socket) is not None
+        pushes += 1
+    return pushes
 
 
 @override_settings(WSGATEWAY=FLOW)
@@ -77,6 +93,9 @@ async def test_a_socket_that_does_not_acknowledge_is_closed_with_4408_once_its_w
         *pushes, closing = received
         assert len(pushes) == (WINDOW - connect_bytes(socket)) // push_bytes(BIG)
         assert json.loads(closing) == error_frame("gateway", "not_reading")
+        # A mark after each quarter of the window, and one right before the push that waited: the
+        # client could have freed the whole window. Each mark is new.
+        assert len(socket.marks) == 3 and len(set(socket.marks)) == 3
         assert await socket.close_code() == CloseCode.NOT_READING
         assert socket.unread_output() == []
     assert metrics.value(metrics.OUTBOUND_CLOSED) == closed_before + 1
@@ -110,14 +129,14 @@ async def test_client_disconnected_reports_4408_for_a_socket_closed_for_not_read
 async def test_a_socket_that_acknowledges_what_it_read_gets_many_windows_and_stays_open() -> None:
     ann = await create_user("ann")
     async with connected(ann) as socket:
-        received = connect_bytes(socket)
         for n in range(5 * WINDOW // push_bytes(BIG)):
             await apush([ann.pk], "notifications", BIG)
             text = await receive_text(socket)
             assert text is not None, "closed, though it acknowledged"
-            received += len(text)
-            if n % 2:  # every other frame: always well within the window
-                await ack(socket, received)
+            if n % 2:  # every other frame, with the last mark read: always well within the window
+                await socket.ack()
+        # A mark each quarter of the window, give or take the push that passes it.
+        assert len(socket.marks) >= 5 * WINDOW // (WINDOW // 4 + push_bytes(BIG))
         await socket.assert_open()
 
 
@@ -125,58 +144,104 @@ async def test_a_socket_that_acknowledges_what_it_read_gets_many_windows_and_sta
 async def test_a_push_past_the_window_waits_for_the_ack_and_then_goes_out() -> None:
     ann = await create_user("ann")
     async with connected(ann) as socket:
-        received = connect_bytes(socket)
-        fit = (WINDOW - received) // push_bytes(BIG)
+        fit = (WINDOW - connect_bytes(socket)) // push_bytes(BIG)
         for _ in range(fit + 3):
             await apush([ann.pk], "notifications", BIG)
         for _ in range(fit):
-            text = await receive_text(socket)
-            assert text is not None
-            received += len(text)
+            assert await receive_text(socket) is not None
         assert await socket.receive_nothing(0.3), "a push went past the window"
         # The ack comes while a push waits for room, its socket's turn held: it is read all the same.
-        await ack(socket, received)
+        # Its mark came right before the wait, after every push read: it frees the whole window.
+        await socket.ack()
         for _ in range(3):
             assert await receive_text(socket) is not None
         await socket.assert_open()
 
 
 @override_settings(WSGATEWAY=FLOW)
+@override_settings(WSGATEWAY=FLOW)
 async def test_an_acknowledgement_with_an_id_is_answered_with_an_empty_reply() -> None:
     ann = await create_user("ann")
     async with connected(ann) as socket:
-        await ack(socket, connect_bytes(socket), "a1")
+        await with_a_mark(socket, ann)
+        await socket.ack("a1")
         assert await socket.receive() == frame("gateway", {}, "a1")
 
 
 @pytest.mark.parametrize(
-    ("received", "why"),
+    ("forged", "why"),
     [
-        ("12", "not a number of bytes"),
-        (1.5, "not a whole number"),
-        (True, "not a number"),
+        ("bytes", "the bytes read, as the protocol had it: a client can count them without reading"),
+        ("guess", "a mark never sent"),
+        ("12", "not a mark"),
+        (1.5, "not a mark"),
+        (True, "not a mark"),
         (None, "nothing acknowledged"),
-        (10**9, "more than was sent"),
-        (-1, "before the start"),
+        (["mark"], "not a mark"),
     ],
 )
 @override_settings(WSGATEWAY=FLOW)
-async def test_an_acknowledgement_of_what_was_not_sent_is_invalid_data(received: Any, why: str) -> None:
+async def test_an_acknowledgement_of_anything_but_a_mark_sent_is_invalid_data(forged: Any, why: str) -> None:
     ann = await create_user("ann")
     async with connected(ann) as socket:
-        await ack(socket, received, "a1")
+        pushes = await with_a_mark(socket, ann)
+        read = connect_bytes(socket) + pushes * push_bytes(BIG)  # all it was sent, as an old client acks
+        data = read if forged == "bytes" else secrets.token_urlsafe(8) if forged == "guess" else forged
+        await ack(socket, data, "a1")
         assert await socket.receive() == error_frame("gateway", "invalid_data", "a1"), why
         await socket.assert_open()
 
 
 @override_settings(WSGATEWAY=FLOW)
-async def test_an_acknowledgement_may_not_go_back() -> None:
+async def test_an_acknowledgement_may_not_go_back_nor_repeat() -> None:
     ann = await create_user("ann")
     async with connected(ann) as socket:
-        everything = connect_bytes(socket)
-        await ack(socket, everything)
-        await ack(socket, everything - 1, "a2")
+        await with_a_mark(socket, ann, marks=2)
+        first = socket.marks[0]
+        await socket.ack()
+        await ack(socket, first, "a2")  # older than the mark acknowledged
         assert await socket.receive() == error_frame("gateway", "invalid_data", "a2")
+        await ack(socket, socket.acked, "a3")  # acknowledged already
+        assert await socket.receive() == error_frame("gateway", "invalid_data", "a3")
+
+
+@override_settings(WSGATEWAY=FLOW)
+async def test_a_mark_of_another_socket_is_invalid_data() -> None:
+    ann = await create_user("ann")
+    async with connected(ann) as socket, connected(ann) as other:
+        pushes = await with_a_mark(socket, ann)
+        for _ in range(pushes):  # the same pushes reached ann's other socket, and marks of its own
+            assert await receive_text(other) is not None
+        assert other.marks and not set(socket.marks) & set(other.marks)
+        await ack(other, socket.marks[-1], "a1")
+        assert await other.receive() == error_frame("gateway", "invalid_data", "a1")
+
+
+@override_settings(WSGATEWAY=FLOW)
+async def test_a_client_that_forges_acks_without_reading_is_closed_with_4408_as_a_non_reader() -> None:
+    """The liar: it acknowledges, as the protocol had it, every byte it was sent, and guesses marks;
+    every ack is refused, nothing moves, and after ACK_TIMEOUT the socket is closed."""
+    ann = await create_user("ann")
+    async with connected(ann) as socket:
+        for _ in range(20):  # 160 KB of pushes: well over the window
+            await apush([ann.pk], "notifications", BIG)
+        sent = connect_bytes(socket)
+        refused = 0
+        for _ in range(8):
+            sent += push_bytes(BIG)
+            await ack(socket, sent, "bytes")
+            await ack(socket, secrets.token_urlsafe(8), "guess")
+            refused += 2
+        received = []
+        while (text := await receive_text(socket)) is not None:
+            received.append(json.loads(text))
+        errors = [f for f in received if "error" in f]
+        assert errors[:-1] == [error_frame("gateway", "invalid_data", f["id"]) for f in errors[:-1]]
+        assert len(errors) - 1 == refused
+        assert errors[-1] == error_frame("gateway", "not_reading")
+        pushes = [f for f in received if f["channel"] == "notifications"]
+        assert len(pushes) == (WINDOW - connect_bytes(socket)) // push_bytes(BIG)  # not one more
+        assert await socket.close_code() == CloseCode.NOT_READING
 
 
 #: Rate limits out of the way, for a test that sends a thousand frames at once.
@@ -193,10 +258,10 @@ async def test_replies_count_against_the_window_as_pushes_do() -> None:
         pings = 0
         while True:
             await socket.send("gateway", {"action": "ping"}, pings)
-            message = await socket.communicator.receive_output(TIMEOUT)
+            message = await socket.receive_output(TIMEOUT)
             if "not_reading" in message.get("text", ""):
                 assert json.loads(message["text"]) == error_frame("gateway", "not_reading")
-                message = await socket.communicator.receive_output(TIMEOUT)
+                message = await socket.receive_output(TIMEOUT)
                 assert message["type"] == "websocket.close"
                 assert message["code"] == CloseCode.NOT_READING
                 break
@@ -222,7 +287,7 @@ async def test_pushes_that_overflow_the_layer_while_a_socket_waits_for_its_ack_c
     with override_settings(CHANNEL_LAYERS={"default": config}, WSGATEWAY=settings):
         ann = await create_user("ann")
         async with connected(ann) as socket:
-            received = connect_bytes(socket)
+            socket.acking = True  # each mark acknowledged as it is read, as wsgateway.js does
             # From a worker thread, all at once: 30 pushes of about 8 KB, over three windows.
             await database_sync_to_async(notify)([ann] * 30, "burst", data=BIG)
             # Reads nothing for a while: the window fills, and the layer's queue overflows behind it.
@@ -233,8 +298,6 @@ async def test_pushes_that_overflow_the_layer_while_a_socket_waits_for_its_ack_c
             while True:
                 text = await receive_text(socket)
                 assert text is not None, "closed, though it acknowledged"
-                received += len(text)
-                await ack(socket, received)
                 payload = json.loads(text)["payload"]
                 if "last" in payload:
                     live.append(payload["last"]["seq"])
@@ -248,8 +311,6 @@ async def test_pushes_that_overflow_the_layer_while_a_socket_waits_for_its_ack_c
                 await socket.send("notifications", {"action": "sync", "data": {"since": missed[-1]}}, "s")
                 text = await receive_text(socket)
                 assert text is not None
-                received += len(text)
-                await ack(socket, received)
                 page = json.loads(text)["payload"]
                 missed += [n["seq"] for n in page["notifications"]]
                 more = page["has_more"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
 import time
 from typing import Any
 
@@ -19,7 +20,7 @@ from wsgateway import frames, metrics, revocation
 from wsgateway.answering import Pending, PendingRequests
 from wsgateway.codes import CloseCode, ErrorCode
 from wsgateway.exceptions import GatewayError
-from wsgateway.flow import OutboundWindow
+from wsgateway.flow import MARK_BYTES, MAX_MARKS, OutboundWindow
 from wsgateway.layers import InProcessChannelLayer
 from wsgateway.limits import InboundLimiter, Refusal, TokenBucket
 from wsgateway.membership import Membership
@@ -121,41 +122,118 @@ async def test_a_frame_too_large_for_the_socket_is_replaced_by_a_too_large_error
 # -- the outbound window ------------------------------------------------------------------
 
 
-def test_the_window_counts_what_was_sent_less_what_was_acknowledged() -> None:
+def test_a_mark_is_due_each_quarter_of_the_window_and_covers_what_was_sent() -> None:
+    window = OutboundWindow(100)
+    assert window.next_mark == 25
+    window.count(30)
+    mark = window.place_mark()
+    assert mark is not None and len(mark) == 11  # 64 random bits, in base64url
+    assert window.marks == [(mark, 30)] and window.next_mark == 55
+    assert window.place_mark() is None  # nothing sent since: the mark there covers it
+    window.count(1)
+    assert window.place_mark() not in (None, mark)
+
+
+def test_the_window_counts_what_was_sent_less_what_its_marks_acknowledge() -> None:
     window = OutboundWindow(100)
     assert window.fits(100) and not window.fits(101)
-    window.count(80)
+    window.count(50)
+    mark = window.place_mark()
+    window.count(30)
     assert not window.fits(21)
-    window.acknowledge(50)
-    assert window.unacknowledged == 30 and window.fits(70)
+    window.acknowledge(mark)
+    assert window.acked == 50 and window.unacknowledged == 30 and window.fits(70)
 
 
-@pytest.mark.parametrize("forged", [-1, 81, 10.0, "80", True, None, 2**70])
-def test_an_acknowledgement_outside_the_last_ack_and_what_was_sent_is_invalid_data(forged: Any) -> None:
+def test_an_acknowledgement_drops_its_mark_and_the_older_ones() -> None:
     window = OutboundWindow(100)
-    window.count(80)
-    window.acknowledge(20)
+    marks = []
+    for _ in range(3):
+        window.count(20)
+        marks.append(window.place_mark())
+    window.acknowledge(marks[1])
+    assert window.acked == 40 and window.marks == [(marks[2], 60)]
+    for stale in marks[:2]:  # older than the last acknowledged, or that one again
+        with pytest.raises(GatewayError):
+            window.acknowledge(stale)
+    assert window.acked == 40
+
+
+@pytest.mark.parametrize(
+    "forged", ["bytes sent", "bytes acknowledged", "another window's", "guessed", "", None, True, 1.5, ["m"]]
+)
+def test_an_acknowledgement_of_anything_but_an_outstanding_mark_is_invalid_data_and_moves_nothing(
+    forged: Any,
+) -> None:
+    window, other = OutboundWindow(100), OutboundWindow(100)
+    window.count(30)
+    other.count(30)
+    window.place_mark()
+    stand_ins = {
+        "bytes sent": 30,  # what a client that counts bytes says, without reading
+        "bytes acknowledged": 0,
+        "another window's": other.place_mark(),
+        "guessed": secrets.token_urlsafe(MARK_BYTES),
+    }
+    data = stand_ins[forged] if isinstance(forged, str) and forged in stand_ins else forged
     with pytest.raises(GatewayError) as raised:
-        window.acknowledge(forged if forged != -1 else 19)
+        window.acknowledge(data)
     assert raised.value.code == ErrorCode.INVALID_DATA
-    assert window.acked == 20
+    assert window.acked == 0 and len(window.marks) == 1
+
+
+def test_the_marks_outstanding_are_bounded_whatever_the_client_does() -> None:
+    """A client that never acknowledges: past MAX_MARKS no mark is placed (nor kept); one
+    acknowledgement frees the slots again."""
+    window = OutboundWindow(1000)
+    for _ in range(100):
+        window.count(1)
+        window.place_mark()
+    assert len(window.marks) == MAX_MARKS
+    window.count(1)
+    assert window.place_mark() is None
+    window.acknowledge(window.marks[-1][0])
+    assert window.marks == [] and window.acked == MAX_MARKS
+    assert window.place_mark() is not None
+
+
+async def no_mark() -> None:
+    pass
 
 
 async def test_a_send_waiting_for_room_goes_on_at_the_acknowledgement() -> None:
     window = OutboundWindow(100)
     window.count(100)
-    waiting = asyncio.ensure_future(window.room_for(10, lambda: False))
+    mark = window.place_mark()
+    waiting = asyncio.ensure_future(window.room_for(10, lambda: False, no_mark))
     await asyncio.sleep(0)
     assert not waiting.done()
-    window.acknowledge(10)
+    window.acknowledge(mark)
     assert await waiting is True
+
+
+async def test_a_send_waiting_for_room_puts_a_mark_before_each_wait() -> None:
+    """So that a client that read everything can free the whole window, whatever the frame's size."""
+    window = OutboundWindow(100)
+    placed: list[str | None] = []
+
+    async def mark() -> None:
+        placed.append(window.place_mark())
+
+    window.count(90)
+    waiting = asyncio.ensure_future(window.room_for(20, lambda: False, mark))
+    await asyncio.sleep(0)
+    assert not waiting.done() and window.marks == [(placed[0], 90)]
+    window.acknowledge(placed[0])
+    assert await waiting is True
+    assert len(placed) == 1  # none more: it fitted at the acknowledgement
 
 
 async def test_a_send_waiting_for_room_gives_up_when_the_socket_ends() -> None:
     window = OutboundWindow(100)
     window.count(100)
     closed = False
-    waiting = asyncio.ensure_future(window.room_for(10, lambda: closed))
+    waiting = asyncio.ensure_future(window.room_for(10, lambda: closed, no_mark))
     await asyncio.sleep(0)
     closed = True
     window.wake()
@@ -166,7 +244,7 @@ async def test_a_send_waiting_past_the_ack_timeout_raises() -> None:
     window = OutboundWindow(100)
     window.count(100)
     with override_settings(WSGATEWAY={"ACK_TIMEOUT": 0.05}), pytest.raises(TimeoutError):
-        await window.room_for(10, lambda: False)
+        await window.room_for(10, lambda: False, no_mark)
 
 
 async def test_a_transport_that_waits_past_the_ack_timeout_closes_with_4408() -> None:
@@ -194,6 +272,49 @@ async def test_what_the_door_sends_is_counted_but_never_waits() -> None:
     assert not transport.closed
 
 
+async def test_the_transport_puts_a_mark_after_each_quarter_of_the_window_not_counted() -> None:
+    server = Server()
+    transport = Transport(server)
+    await transport.send({"type": "websocket.accept"})
+    window = OutboundWindow(100)
+    transport.open(window, 1000)
+    for text in ("a" * 20, "b" * 10, "c" * 10, "d" * 20):
+        await transport.send_text(text)
+    first, second = (mark for mark, _ in window.marks)
+    assert [m["text"] for m in server.sent[1:]] == [
+        "a" * 20,
+        "b" * 10,
+        frames.mark(first),  # at 30: a quarter (25) passed
+        "c" * 10,
+        "d" * 20,
+        frames.mark(second),  # at 60: a quarter past the last mark (55)
+    ]
+    assert window.marks == [(first, 30), (second, 60)] and window.sent == 60
+
+
+async def test_a_send_that_waits_for_room_puts_a_mark_first_whose_ack_frees_the_whole_window() -> None:
+    """A frame up to the window's size never waits for ever on a client that reads: the mark before
+    the wait covers every byte sent, so its acknowledgement frees them all."""
+    server = Server()
+    transport = Transport(server)
+    await transport.send({"type": "websocket.accept"})
+    window = OutboundWindow(100)
+    transport.open(window, 1000)
+    await transport.send_text("a" * 30)  # a mark at 30
+    await transport.send_text("b" * 20)
+    with override_settings(WSGATEWAY={"ACK_TIMEOUT": 60}):
+        waiting = asyncio.ensure_future(transport.send_text("c" * 100))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        before_the_wait = window.marks[-1]
+        assert before_the_wait[1] == 50 and server.sent[-1]["text"] == frames.mark(before_the_wait[0])
+        window.acknowledge(before_the_wait[0])
+        async with asyncio.timeout(1):
+            await waiting
+    assert server.sent[-2]["text"] == "c" * 100 and window.acked == 50 and window.sent == 150
+    assert not transport.closed
+
+
 async def test_an_abort_wakes_a_send_waiting_for_room_and_closes_past_the_window() -> None:
     """A revocation: it needs no turn, waits for no room, and is the last thing sent."""
     server = Server()
@@ -209,14 +330,16 @@ async def test_an_abort_wakes_a_send_waiting_for_room_and_closes_past_the_window
             await transport.abort('{"error": "revoked"}', CloseCode.UNAUTHORIZED, None)
             await waiting  # gave up: the socket is closing
     await transport.send_text("sent after")
+    assert transport.window is not None and transport.window.sent == 10  # neither counted
+    [(mark, _)] = transport.window.marks  # after the frame; none more before the wait: nothing new
     assert [m.get("text") or m["type"] for m in server.sent] == [
         "websocket.accept",
         "x" * 10,
+        frames.mark(mark),
         '{"error": "revoked"}',
         "websocket.close",
     ]
     assert transport.close_code == 4401 and transport.state is SocketState.CLOSED
-    assert transport.window is not None and transport.window.sent == 10  # neither counted
 
 
 async def test_frames_sent_while_an_abort_is_under_way_are_dropped_and_a_second_abort_sends_nothing() -> None:

@@ -109,21 +109,30 @@ async def test_a_frame_over_64_kib_closes_with_1009(server: Server, alice: HttpS
         assert await close_code(ws) == 1009
 
 
-async def test_flow_control_window_in_the_hello_and_acks_taken_silently(
+async def test_flow_control_window_in_the_hello_marks_in_the_stream_and_acks_taken_silently(
     server: Server, alice: HttpSession
 ) -> None:
     async with await ws_connect(gateway_url(server), cookie=alice.cookie_header) as ws:
-        texts = [await asyncio.wait_for(ws.recv(), 10) for _ in range(3)]
-        hello = json.loads(texts[0])
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert hello["payload"]["window"] == WINDOW
-        received = sum(len(text) for text in texts)
+        await connect_frames(ws, 2)
+        # About 580 KB of notifications: over two quarters of the window, so two marks among them.
+        status, body = await asyncio.to_thread(
+            alice.post, "/notify-me/", {"count": "400", "message": "m" * 1000}
+        )
+        assert status == 200, body
+        pushes, marks = 0, []
+        while pushes < 400:
+            payload = (await recv_json(ws))["payload"]
+            if payload.get("action") == "mark":
+                marks.append(payload["data"])
+            else:
+                pushes += 1
+        assert len(marks) == 2 and all(isinstance(mark, str) for mark in marks)
 
-        await ws.send(json.dumps({"channel": "gateway", "payload": {"action": "ack", "data": received}}))
-        await ws.send(json.dumps({"channel": "gateway", "id": "ping", "payload": {"action": "ping"}}))
-        pong = await asyncio.wait_for(ws.recv(), 10)
-        assert json.loads(pong) == PONG  # nothing came for the ack: the pong is the next frame
-        received += len(pong)
-        ack = {"channel": "gateway", "id": 7, "payload": {"action": "ack", "data": received}}
+        await ws.send(json.dumps({"channel": "gateway", "payload": {"action": "ack", "data": marks[0]}}))
+        assert await ping(ws) == PONG  # nothing came for the ack: the pong is the next frame
+        ack = {"channel": "gateway", "id": 7, "payload": {"action": "ack", "data": marks[1]}}
         await ws.send(json.dumps(ack))
         assert await recv_json(ws) == {"channel": "gateway", "id": 7, "payload": {}}
 

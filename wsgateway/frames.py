@@ -99,7 +99,8 @@ def decode(message: Mapping[str, Any], max_size: int) -> Frame:
 
 
 def is_ack(frame: Frame) -> bool:
-    """Whether ``frame`` is an acknowledgement (see "Flow control" in docs/protocol.md)."""
+    """Whether ``frame`` is an acknowledgement, ``{"action": "ack", "data": "<mark>"}`` on the gateway
+    channel: the echo of a :func:`mark` (see "Flow control" in docs/protocol.md)."""
     payload = frame.payload
     return frame.channel == GATEWAY_CHANNEL and isinstance(payload, dict) and payload.get("action") == "ack"
 
@@ -325,6 +326,12 @@ def data(channel: str, payload: Any, id: FrameId | None = None) -> str:
     if id is not None:
         frame["id"] = id
     return encode(frame)
+
+
+def mark(token: str) -> str:
+    """A mark in the stream, ``{"channel": "gateway", "payload": {"action": "mark", "data": "<mark>"}}``:
+    the client acknowledges what it read up to it by echoing ``token`` (see wsgateway.flow)."""
+    return encode({"channel": GATEWAY_CHANNEL, "payload": {"action": "mark", "data": token}})
 
 
 def request(channel: str, payload: Any, request_id: str) -> str:

@@ -2,7 +2,8 @@
 
 What the ASGI server is sent goes through one :class:`Transport` per socket, so that nothing is
 sent once the socket is closed, every text frame is counted against the window (wsgateway.flow)
-but a revocation's last two (:meth:`Transport.abort`), and a close is one the server can send.
+but a revocation's last two (:meth:`Transport.abort`) and the window's marks, which go out in order
+with the frames they follow, and a close is one the server can send.
 """
 
 from __future__ import annotations
@@ -110,12 +111,26 @@ class Transport:
         ``rate_limited`` error, the reply to an ack: at most ``RATE_LIMIT_CLOSE_AFTER`` a minute).
         """
         window = self.window
-        if window is not None and not self.closed:
-            size = len(text)  # every frame wsgateway writes is ASCII: its length is its size
-            if wait and not window.fits(size) and not await self.room_for(window, size):
-                return
-            window.count(size)
+        if window is None or self.closed:
+            await self.send({"type": "websocket.send", "text": text})
+            return
+        size = len(text)  # every frame wsgateway writes is ASCII: its length is its size
+        if wait and not window.fits(size) and not await self.room_for(window, size):
+            return
+        window.count(size)
         await self.send({"type": "websocket.send", "text": text})
+        if window.sent >= window.next_mark:  # a quarter of the window since the last mark
+            await self.send_mark(window)
+
+    async def send_mark(self, window: OutboundWindow) -> None:
+        """Put a mark in the stream after what was sent (see wsgateway.flow), past the window: it is
+        what lets the client make room, so it never waits for any.
+
+        Nothing yields between the mark's place and its send, and every frame is counted right before
+        it goes to the server: the mark follows every byte it stands for, whichever task sent them.
+        """
+        if (mark := window.place_mark()) is not None:
+            await self.send({"type": "websocket.send", "text": frames.mark(mark)})
 
     async def send_frame(self, channel: str, payload: Any, frame_id: frames.FrameId | None = None) -> None:
         """Send a data frame; a payload with no JSON form sends ``internal_error`` in its place, and
@@ -141,7 +156,7 @@ class Transport:
         capacity bounds them (past it, the layer's overflow brings a catch-up once the client reads).
         """
         try:
-            return await window.room_for(size, lambda: self.closed)
+            return await window.room_for(size, lambda: self.closed, lambda: self.send_mark(window))
         except TimeoutError:
             window.not_reading(size)
             # The reason in an error frame too, past the window (its last frame, and a small one):

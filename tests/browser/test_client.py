@@ -1559,42 +1559,40 @@ def test_the_cursor_starts_over_for_a_new_count_or_another_user(client_page: Any
     assert result["syncs"] == 0
 
 
-def test_acknowledges_what_it_read_each_quarter_of_the_window_the_hello_announced(client_page: Any) -> None:
+def test_echoes_each_mark_as_it_reads_it_and_hands_marks_to_no_listener(client_page: Any) -> None:
     result = client_page.evaluate(
         """async () => {
-            const gw = gateway();
-            await sleep(0);
-            const socket = FakeSocket.all[0];
-            socket.open();
-            const user = {id: 7, username: "ann"};
-            const hello = {channel: "gateway", payload: {user, services: [], window: 4000}};
-            socket.receive(hello);
-            const frame = {channel: "echo", payload: "x".repeat(469)};  // 500 bytes as JSON
+            const [gw, socket] = await connected();
+            const heard = [];
+            gw.channel("gateway").on((payload) => heard.push(payload));
+            gw.channel("echo").on((payload) => heard.push(payload));
             const acks = [];
-            for (let n = 0; n < 8; n++) {
-                socket.receive(frame);
-                const last = socket.last;
-                const acked = last && last.payload.action === "ack" ? last.payload.data : null;
-                if (acked !== null && !acks.includes(acked)) acks.push(acked);
+            for (let n = 0; n < 3; n++) {
+                socket.receive({channel: "echo", payload: n});
+                acks.push(socket.sent.length);
+                socket.receive({channel: "gateway", payload: {action: "mark", data: `m${n}`}});
+                acks.push(socket.last);
             }
-            return {helloBytes: JSON.stringify(hello).length, frameBytes: JSON.stringify(frame).length, acks,
-                    frames: socket.sent.filter((f) => f.channel === "gateway").map((f) => f.payload)};
+            // Not a mark the server writes: nothing to echo.
+            socket.receive({channel: "gateway", payload: {action: "mark", data: 12}});
+            return {heard, acks, sent: socket.sent};
         }"""
     )
-    hello, size = result["helloBytes"], result["frameBytes"]
-    assert size == 500
-    # An ack once 1000 bytes (a quarter of 4000) came since the last: everything read up to then.
-    expected, received, acked = [], hello, 0
-    for _ in range(8):
-        received += size
-        if received - acked >= 1000:
-            acked = received
-            expected.append(acked)
-    assert result["acks"] == expected and len(expected) >= 3
-    assert result["frames"] == [{"action": "ack", "data": n} for n in expected]
+    # Each mark echoed at once, right after the frames before it were read; nothing else sent.
+    assert result["acks"] == [
+        0,
+        {"channel": "gateway", "payload": {"action": "ack", "data": "m0"}},
+        1,
+        {"channel": "gateway", "payload": {"action": "ack", "data": "m1"}},
+        2,
+        {"channel": "gateway", "payload": {"action": "ack", "data": "m2"}},
+    ]
+    assert len(result["sent"]) == 3
+    assert result["heard"] == [0, 1, 2]
 
 
-def test_a_server_that_announces_no_window_is_sent_no_acknowledgement(client_page: Any) -> None:
+def test_a_client_that_is_sent_no_mark_sends_no_acknowledgement(client_page: Any) -> None:
+    """It no longer counts bytes: however much it reads, it acknowledges only a mark."""
     sent = client_page.evaluate(
         """async () => {
             const [gw, socket] = await connected();

@@ -9,6 +9,7 @@ read every frame the server sent, so no frame goes unasserted.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -59,13 +60,39 @@ def frame(channel: str, payload: Any, id: str | int | None = None) -> dict[str, 
     return result
 
 
+#: How every mark the server writes begins (frames.mark): a cheap test, as a client would make.
+MARK_PREFIX = '{"channel":"gateway","payload":{"action":"mark"'
+
+
+def mark_of(message: dict[str, Any]) -> str | None:
+    """The mark in a server message, when it is one (see "Flow control" in docs/protocol.md)."""
+    text = message.get("text")
+    if message.get("type") != "websocket.send" or not text or not text.startswith(MARK_PREFIX):
+        return None
+    return json.loads(text)["payload"]["data"]  # type: ignore[no-any-return]
+
+
 class Socket:
-    """One client connection, with the verbs of the protocol."""
+    """One client connection, with the verbs of the protocol.
+
+    The window's marks are flow control, not content: :meth:`receive` reads past them, keeping them
+    in ``marks`` for :meth:`ack`, as a client library does. A test that is sent more than a window
+    acknowledges with :meth:`ack`, or sets ``acking`` (each mark acknowledged as it is read), or is
+    closed 4408 as a client that does not read.
+    """
 
     def __init__(self, communicator: WebsocketCommunicator) -> None:
         self.communicator = communicator
         #: The frames the server sent right after accepting, in order.
         self.connect_frames: list[dict[str, Any]] = []
+        #: The marks read, in order.
+        self.marks: list[str] = []
+        #: The last mark acknowledged.
+        self.acked: str | None = None
+        #: Acknowledge each mark as it is read, as wsgateway.js does (else only by :meth:`ack`).
+        self.acking = False
+        #: A message :meth:`receive_nothing` took from the communicator, for the next receive.
+        self.held: list[dict[str, Any]] = []
 
     @property
     def scope(self) -> dict[str, Any]:
@@ -88,7 +115,34 @@ class Socket:
         await self.communicator.send_input({"type": "websocket.receive", "bytes": data})
 
     async def receive(self, within: float = TIMEOUT) -> Any:
-        return await self.communicator.receive_json_from(timeout=within)
+        """The next frame that is not a mark, decoded."""
+        return json.loads(await self.receive_text(within))
+
+    async def receive_output(self, within: float = TIMEOUT) -> dict[str, Any]:
+        """The next ASGI message that is not a mark (a close, too); the marks go to ``marks``."""
+        if self.held:
+            return self.held.pop(0)
+        while True:
+            message: dict[str, Any] = await self.communicator.receive_output(within)
+            if (mark := mark_of(message)) is None:
+                return message
+            self.marks.append(mark)
+            if self.acking:
+                await self.ack()
+
+    async def receive_text(self, within: float = TIMEOUT) -> str:
+        message = await self.receive_output(within)
+        assert message["type"] == "websocket.send" and "text" in message, f"not a text frame: {message!r}"
+        return message["text"]  # type: ignore[no-any-return]
+
+    async def ack(self, id: str | None = None) -> str | None:
+        """Acknowledge everything read, with the last mark read; nothing when that one was acknowledged
+        already. Returns the mark."""
+        if not self.marks or self.marks[-1] == self.acked:
+            return None
+        self.acked = self.marks[-1]
+        await self.send("gateway", {"action": "ack", "data": self.acked}, id)
+        return self.acked
 
     async def request(self, channel: str, payload: Any, id: str | int) -> Any:
         """Send a frame with an id and return the next frame, which should be its reply."""
@@ -99,7 +153,18 @@ class Socket:
         return await self.request(channel, {"action": action, "data": data}, id)
 
     async def receive_nothing(self, within: float = 0.1) -> bool:
-        return await self.communicator.receive_nothing(timeout=within)  # type: ignore[no-any-return]
+        """Nothing but marks comes within ``within`` seconds."""
+        while not self.held:
+            if await self.communicator.receive_nothing(timeout=within):
+                return True
+            message = self.communicator.output_queue.get_nowait()
+            if (mark := mark_of(message)) is None:
+                self.held.append(message)  # the next receive's
+            else:
+                self.marks.append(mark)
+                if self.acking:
+                    await self.ack()
+        return False
 
     async def assert_open(self) -> None:
         """The socket still answers: a ping gets its pong, and nothing else comes first."""
@@ -109,13 +174,17 @@ class Socket:
 
     async def close_code(self, within: float = TIMEOUT) -> int | None:
         """Wait for the server to close the socket and return the close code it used."""
-        message = await self.communicator.receive_output(within)
+        message = await self.receive_output(within)
         assert message["type"] == "websocket.close", f"expected a close, got {message!r}"
-        return message.get("code")  # type: ignore[no-any-return]
+        return message.get("code")
 
     def unread_output(self) -> list[Any]:
+        """What the server sent that the test did not read, but marks (kept in ``marks``)."""
         queue = self.communicator.output_queue
-        return [queue.get_nowait() for _ in range(queue.qsize())]
+        left = self.held + [queue.get_nowait() for _ in range(queue.qsize())]
+        self.held = []
+        self.marks += [mark for message in left if (mark := mark_of(message)) is not None]
+        return [message for message in left if mark_of(message) is None]
 
 
 def communicator(

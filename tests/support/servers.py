@@ -317,10 +317,19 @@ async def ping(ws: ClientConnection, frame_id: str = "ping", within: float = 10)
     """Ask the gateway for a pong and return the next frame, which must be that pong.
 
     Any frame the server queued for this socket before the ping comes out first,
-    so this also proves that nothing was pushed to it.
+    so this also proves that nothing was pushed to it. Flow control's marks are read past: they are
+    not content (a frame of half a megabyte is followed by one; docs/protocol.md, Flow control).
     """
     await ws.send(json.dumps({"channel": "gateway", "id": frame_id, "payload": {"action": "ping"}}))
-    return await recv_json(ws, within)
+    while True:
+        frame = await recv_json(ws, within)
+        payload = frame.get("payload")
+        if not (
+            frame.get("channel") == "gateway"
+            and isinstance(payload, dict)
+            and payload.get("action") == "mark"
+        ):
+            return frame
 
 
 async def close_code(ws: ClientConnection, within: float = 10) -> int | None:

@@ -22,6 +22,8 @@ class Client:
         #: Offered in Sec-WebSocket-Protocol ("wsgateway.v1", as wsgateway.js does); None offers none.
         self.subprotocols = subprotocols
         self.frames: list[dict[str, Any]] = []
+        #: The marks read (and acknowledged): they are not in ``frames``.
+        self.marks = 0
         self.closed: asyncio.Future[int | None] | None = None
         self._new = asyncio.Event()
         self._ws: Any = None
@@ -46,21 +48,22 @@ class Client:
 
     async def _read(self) -> None:
         assert self._ws is not None and self.closed is not None
-        # Flow control as docs/protocol.md asks of a client: acknowledge what was read, each time a
-        # quarter of the window the hello announced has come since the last acknowledgement.
-        received = acked = window = 0
+        # Flow control as docs/protocol.md asks of a client: echo each mark as it is read, which
+        # acknowledges everything before it. Marks are not content: they are counted, not kept.
         try:
             async for text in self._ws:
                 frame = json.loads(text)
+                payload = frame.get("payload")
+                if (
+                    frame.get("channel") == "gateway"
+                    and isinstance(payload, dict)
+                    and payload.get("action") == "mark"
+                ):
+                    self.marks += 1
+                    ack = {"channel": "gateway", "payload": {"action": "ack", "data": payload["data"]}}
+                    await self._ws.send(json.dumps(ack))
+                    continue
                 self.frames.append(frame)
-                received += len(text)
-                if frame.get("channel") == "gateway" and isinstance(frame.get("payload"), dict):
-                    window = frame["payload"].get("window", window)
-                if window and received - acked >= window // 4:
-                    acked = received
-                    await self._ws.send(
-                        json.dumps({"channel": "gateway", "payload": {"action": "ack", "data": acked}})
-                    )
                 self._new.set()
         except ConnectionClosed:
             pass

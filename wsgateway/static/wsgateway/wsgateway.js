@@ -469,7 +469,6 @@
        * maintenance, closing): the close's reason, which daphne does not pass on.
        */
       this._refusal = null;
-      this._flow = null;
 
       for (const [property, build] of SERVICES) {
         if (property in this) throw new TypeError(`WSGateway already has a property ${JSON.stringify(property)}.`);
@@ -563,9 +562,6 @@
         return this;
       }
       this._socket = socket;
-      // Flow control: bytes of text read on this socket, how many were acknowledged, and the
-      // window the hello announces (0 until then, and from a server that announces none).
-      this._flow = { received: 0, acked: 0, window: 0 };
       socket.onmessage = (event) => {
         if (socket === this._socket) this._receive(event.data);
       };
@@ -708,9 +704,8 @@
     // -- frames ----------------------------------------------------------------------
 
     _receive(text) {
-      this._countReceived(text);
       const frame = parseFrame(text);
-      if (frame === null || this._settle(frame)) return;
+      if (frame === null || this._acknowledge(frame) || this._settle(frame)) return;
       // A request from the server, or its cancel: for the channel's handlers, never its `on` listeners.
       if (typeof frame.request === "string") {
         this._answer(frame);
@@ -736,18 +731,16 @@
     }
 
     /**
-     * Acknowledge what was read, each time a quarter of the window came since the last time: the
-     * server closes a socket that leaves more than the window unacknowledged (4408). Every frame
-     * the server writes is ASCII, so a string's length is its size in bytes.
+     * Flow control: a mark the server put in the stream (each quarter of its window, and before a
+     * frame waits for room) is echoed at once, which acknowledges every frame read before it. The
+     * server closes a socket that leaves more than the window unacknowledged (4408). True for a
+     * mark, which is for no listener.
      */
-    _countReceived(text) {
-      const flow = this._flow;
-      if (flow === null || typeof text !== "string") return;
-      flow.received += text.length;
-      if (flow.window > 0 && flow.received - flow.acked >= flow.window / 4) {
-        flow.acked = flow.received;
-        this.send(GATEWAY, { action: "ack", data: flow.acked });
-      }
+    _acknowledge(frame) {
+      const payload = frame.payload;
+      if (frame.channel !== GATEWAY || !isObject(payload) || payload.action !== "mark") return false;
+      if (typeof payload.data === "string") this.send(GATEWAY, { action: "ack", data: payload.data });
+      return true;
     }
 
     /** To `on("error")`: an error no request of the page waits for (a stray error frame, a failed catch-up). */
@@ -805,7 +798,6 @@
       if (!payload || !payload.user) return;
       this.user = payload.user;
       this.services = Array.isArray(payload.services) ? payload.services : [];
-      if (this._flow !== null && Number.isInteger(payload.window)) this._flow.window = payload.window;
       this._backoff.opened();
       this._startPing();
       this._setState(STATES.OPEN, { user: this.user, services: this.services });
