@@ -436,9 +436,9 @@ def check_send_size(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         errors.append(
             Error(
                 f"WSGATEWAY['OUTBOUND_WINDOW'] ({window}) is under twice MAX_SEND_SIZE ({limit}): a "
-                "client acknowledges each quarter of its window, so up to a quarter stays "
-                "unacknowledged, and a frame of MAX_SEND_SIZE past it might never fit; its socket "
-                "would be closed with 4408 however fast its client reads.",
+                "frame of MAX_SEND_SIZE would often find too little of the window free, and wait for its "
+                "client to acknowledge all that came before it (a round trip for each large frame); "
+                "under MAX_SEND_SIZE it would never fit, and its socket would be closed with 4408.",
                 hint="Raise OUTBOUND_WINDOW to at least twice MAX_SEND_SIZE, or lower MAX_SEND_SIZE.",
                 id="wsgateway.E013",
             )
