@@ -21,8 +21,49 @@ from .helpers import PUSH_TIMEOUT_MS, login, open_home, password
 pytestmark = pytest.mark.daphne
 
 
+# The demo's bell, inbox and toasts are the drop-in <wsgateway-inbox> in its top bar.
+
+
+def bell(page: Any) -> Any:
+    return page.locator("wsgateway-inbox .wsgi-bell")
+
+
 def badge(page: Any) -> Any:
-    return page.locator("#bell-badge")
+    return page.locator("wsgateway-inbox .wsgi-badge")
+
+
+def toasts(page: Any) -> Any:
+    """Newest last: the inbox stacks them upwards from the window's corner."""
+    return page.locator("wsgateway-inbox .wsgi-toast")
+
+
+def items(page: Any) -> Any:
+    """The open inbox's list, newest first."""
+    return page.locator("wsgateway-inbox .wsgi-item")
+
+
+def unread_items(page: Any) -> Any:
+    return page.locator("wsgateway-inbox .wsgi-item[data-read=false]")
+
+
+def open_inbox(page: Any, tab: str = "Unread") -> None:
+    """Open the inbox under the bell, on ``tab`` (a click elsewhere in the page closes it again)."""
+    if bell(page).get_attribute("aria-expanded") != "true":
+        bell(page).click()
+    chosen = page.locator("wsgateway-inbox").get_by_role("tab", name=tab)
+    chosen.click()
+    expect(chosen).to_have_attribute("aria-selected", "true")
+
+
+def expect_badge_colour(page: Any, category: str) -> None:
+    """The badge is in the newest unread notification's colour (demo.css's --badge-<category>)."""
+    colour = page.evaluate(
+        "(name) => getComputedStyle(document.querySelector('wsgateway-inbox')).getPropertyValue(name).trim()",
+        f"--badge-{category}",
+    )
+    assert re.fullmatch(r"#[0-9a-f]{6}", colour), colour
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    expect(badge(page)).to_have_css("background-color", f"rgb({red}, {green}, {blue})")
 
 
 def send_from_form(page: Any, message: str, category: str) -> None:
@@ -46,10 +87,11 @@ def test_login_shows_unread_count(site: Site, new_page: Callable[..., Any]) -> N
     page = login(new_page(), site.url, "carol")
 
     expect(badge(page)).to_have_text("3")
-    expect(badge(page)).to_have_class(re.compile(r"\bbadge--error\b"))  # the newest unread's category
-    expect(page.locator("#bell")).to_have_attribute("aria-label", "Notifications, 3 unread")
-    expect(page.locator("#notification-list .notification.is-unread")).to_have_count(3)
-    expect(page.locator("#notification-list .notification-message").first).to_have_text("Stored error")
+    expect_badge_colour(page, "error")  # the newest unread's category
+    expect(bell(page)).to_have_attribute("aria-label", "Notifications, 3 unread")
+    open_inbox(page)
+    expect(unread_items(page)).to_have_count(3)
+    expect(items(page).first.locator(".wsgi-label")).to_have_text("Stored error")
     expect(page.locator("#connection")).to_have_text(re.compile("Live"))
     expect(page).to_have_title("(3) Inbox · wsgateway demo")
 
@@ -75,26 +117,35 @@ def test_notification_from_another_tab_arrives_as_toast_and_badge_within_2s(
     started = time.monotonic()
     send_from_form(sending, "Build #42 deployed to staging", "success")
 
-    toast = watching.locator(".toast", has_text="Build #42 deployed to staging")
+    toast = toasts(watching).filter(has_text="Build #42 deployed to staging")
     expect(toast).to_be_visible(timeout=PUSH_TIMEOUT_MS)
     expect(badge(watching)).to_have_text("1", timeout=PUSH_TIMEOUT_MS)
     elapsed = time.monotonic() - started
     assert elapsed < PUSH_TIMEOUT_MS / 1000, f"the notification took {elapsed:.2f}s"
 
-    expect(toast).to_have_class(re.compile(r"\btoast--success\b"))
-    expect(toast.get_by_role("link", name="Open")).to_have_attribute("href", "/")
-    expect(toast).to_contain_text("from dave")
-    expect(badge(watching)).to_have_class(re.compile(r"\bbadge--success\b"))
-    expect(watching.locator("#notification-list .notification").first).to_contain_text("Build #42")
+    expect(toast).to_have_attribute("data-category", "success")
+    expect_badge_colour(watching, "success")
+    # The inbox's toast is the label alone; the item in the inbox carries the notification's link.
+    open_inbox(watching)
+    newest_item = items(watching).first
+    expect(newest_item).to_contain_text("Build #42")
+    expect(newest_item.get_by_role("link", name="Open")).to_have_attribute("href", "/")
+    # Who sent it reaches the page (the inbox does not show it): the sender is dave, from his own form.
+    listed = watching.evaluate("gateway.notifications.list({limit: 1})")
+    assert listed["notifications"][0]["metainfo"]["createdUser"] == "dave"
     # The tab that pressed the button is one of dave's tabs too.
-    expect(sending.locator(".toast", has_text="Build #42")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
+    expect(toasts(sending).filter(has_text="Build #42")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
 
-    # A second one, in another colour, stacks above the first.
+    # A second one, in another colour, stacks next to the first, nearer the corner; the open list
+    # gets it on top.
     send_from_form(sending, "Disk almost full", "error")
-    newest = watching.locator(".toast").first
+    newest = toasts(watching).last
     expect(newest).to_have_text(re.compile("Disk almost full"), timeout=PUSH_TIMEOUT_MS)
-    expect(newest).to_have_class(re.compile(r"\btoast--error\b"))
+    expect(newest).to_have_attribute("data-category", "error")
+    expect(toasts(watching)).to_have_text([re.compile("Build #42"), re.compile("Disk almost full")])
     expect(badge(watching)).to_have_text("2", timeout=PUSH_TIMEOUT_MS)
+    expect_badge_colour(watching, "error")
+    expect(items(watching).first).to_contain_text("Disk almost full")
 
 
 def test_two_tabs_share_the_clipboard_and_the_read_state(site: Site, new_page: Callable[..., Any]) -> None:
@@ -124,19 +175,26 @@ def test_two_tabs_share_the_clipboard_and_the_read_state(site: Site, new_page: C
     send_from_form(first, "Second of two", "warning")
     expect(badge(first)).to_have_text("2", timeout=PUSH_TIMEOUT_MS)
     expect(badge(second)).to_have_text("2", timeout=PUSH_TIMEOUT_MS)
-    expect(second.locator("#notification-list .notification.is-unread")).to_have_count(2)
+    open_inbox(second)
+    expect(unread_items(second)).to_have_count(2)
+    # The first tab's inbox is open too: it follows what the second does, without a reload.
+    open_inbox(first, "All")
+    expect(unread_items(first)).to_have_count(2)
 
     second.get_by_role("button", name="Mark all read").click()
     expect(badge(second)).to_be_hidden(timeout=PUSH_TIMEOUT_MS)
     expect(badge(first)).to_be_hidden(timeout=PUSH_TIMEOUT_MS)
-    expect(first.locator("#notification-list .notification.is-unread")).to_have_count(0)
-    expect(first.locator("#notification-list .notification")).to_have_count(2)
+    expect(unread_items(first)).to_have_count(0, timeout=PUSH_TIMEOUT_MS)
+    expect(items(first)).to_have_count(2)
 
     # "Mark read" on one notification, and flushing the clipboard, reach the other tab too.
     send_from_form(second, "Third", "info")
     expect(badge(first)).to_have_text("1", timeout=PUSH_TIMEOUT_MS)
-    first.locator(".notification", has_text="Third").get_by_role("button", name="Mark read").click()
+    third = items(first).filter(has_text="Third")
+    expect(third).to_have_attribute("data-read", "false")
+    third.get_by_role("button", name="Mark read").click()
     expect(badge(second)).to_be_hidden(timeout=PUSH_TIMEOUT_MS)
+    expect(third).to_have_attribute("data-read", "true")
     second.get_by_role("button", name="Clear").click()
     expect(first.locator("#clipboard-empty")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
     expect(clipboard_texts(first)).to_have_count(0)
@@ -164,14 +222,15 @@ def test_page_reconnects_by_itself_after_a_server_restart(site: Site, new_page: 
     expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=20_000)
     assert page.evaluate("window.notReloaded") is True
     expect(badge(page)).to_have_text("1", timeout=PUSH_TIMEOUT_MS)
-    expect(badge(page)).to_have_class(re.compile(r"\bbadge--warning\b"))
-    expect(page.locator("#notification-list .notification.is-unread")).to_have_text(
+    expect_badge_colour(page, "warning")
+    open_inbox(page)
+    expect(unread_items(page)).to_have_text(
         [re.compile("Sent while you were offline")], timeout=PUSH_TIMEOUT_MS
     )
     expect(clipboard_texts(page)).to_have_text(["Survives restarts"])
     # And it works again: a push after the reconnect arrives live.
     send_from_form(page, "Back online", "success")
-    expect(page.locator(".toast", has_text="Back online")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
+    expect(toasts(page).filter(has_text="Back online")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
     expect(badge(page)).to_have_text("2", timeout=PUSH_TIMEOUT_MS)
 
 
@@ -186,6 +245,7 @@ def test_a_tab_offline_while_notifications_arrive_shows_each_once_after_it_recon
         " gateway.notifications.onNotification((n) => window.handed.push(n.seq)); }"
     )
     start = page.evaluate("gateway.notifications.seq")
+    open_inbox(page)  # open through the outage: the catch-up goes into the list shown
 
     server.stop()
     expect(page.locator("#connection")).not_to_have_attribute("data-state", "open")
@@ -199,10 +259,22 @@ def test_a_tab_offline_while_notifications_arrive_shows_each_once_after_it_recon
     retry_within_ms = page.evaluate("gateway.options.maxDelay") + 10_000
     expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=retry_within_ms)
     expect(page.locator("#catch-up-note")).to_contain_text("20", timeout=PUSH_TIMEOUT_MS)
+    away = items(page).filter(has_text="While you were away")
+    expect(away).to_have_count(20, timeout=PUSH_TIMEOUT_MS)  # each once, in the inbox left open
+    newest_first = [f"While you were away {n}" for n in reversed(range(20))]
+    expect(away.locator(".wsgi-label")).to_have_text(newest_first)
+    expect(badge(page)).to_have_text("20")
+    assert toasts(page).count() == 0  # what a catch-up brings is not toasted, one by one
     send_from_form(page, "Back online", "success")  # and a live one after the catch-up
-    expect(page.locator(".toast", has_text="Back online")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
+    expect(toasts(page).filter(has_text="Back online")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
+    expect(toasts(page)).to_have_count(1)
     assert page.evaluate("window.handed") == list(range(start + 1, start + 22))
-    expect(page.locator("#notification-list .notification", has_text="While you were away")).to_have_count(20)
+    # Opened again, from the server's list: the 20 once each (the second page comes on scrolling).
+    open_inbox(page, "All")
+    expect(items(page).first).to_contain_text("Back online")
+    page.locator("wsgateway-inbox .wsgi-scroll").evaluate("(box) => { box.scrollTop = box.scrollHeight; }")
+    expect(items(page)).to_have_count(21, timeout=PUSH_TIMEOUT_MS)
+    expect(items(page).filter(has_text="While you were away")).to_have_count(20)
 
 
 def test_another_user_sees_nothing_of_the_first(
@@ -221,16 +293,17 @@ def test_another_user_sees_nothing_of_the_first(
         ("Your quarterly report is ready to download.", "success"),
     ]:
         send_from_form(alice, message, category)
-        expect(alice.locator(".toast", has_text=message)).to_be_visible(timeout=PUSH_TIMEOUT_MS)
+        expect(toasts(alice).filter(has_text=message)).to_be_visible(timeout=PUSH_TIMEOUT_MS)
     expect(badge(alice)).to_have_text("3", timeout=PUSH_TIMEOUT_MS)
 
     # bob's own notification is pushed after all of alice's: once it is there, anything of
     # alice's that leaked to bob's socket would be there too.
     send_from_form(bob, "Only for bob", "info")
-    expect(bob.locator(".toast", has_text="Only for bob")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
-    expect(bob.locator(".toast")).to_have_count(1)
+    expect(toasts(bob).filter(has_text="Only for bob")).to_be_visible(timeout=PUSH_TIMEOUT_MS)
+    expect(toasts(bob)).to_have_count(1)
     expect(badge(bob)).to_have_text("1")
-    expect(bob.locator("#notification-list .notification")).to_have_text([re.compile("Only for bob")])
+    open_inbox(bob, "All")
+    expect(items(bob)).to_have_text([re.compile("Only for bob")])
     expect(bob.locator("#clipboard-empty")).to_be_visible()
     expect(clipboard_texts(bob)).to_have_count(0)
     # Straight from bob's socket, not only from what the page shows.
@@ -239,17 +312,20 @@ def test_another_user_sees_nothing_of_the_first(
     assert bob.evaluate("gateway.clipboard.entries") == []
     assert bob.evaluate("gateway.user.username") == "bob"
     expect(badge(alice)).to_have_text("3")
-    expect(alice.locator(".toast", has_text="Only for bob")).to_have_count(0)
+    expect(toasts(alice).filter(has_text="Only for bob")).to_have_count(0)
 
     alice.locator("#notify-message").fill("The nightly import failed on row 1,204.")
     alice.locator("label.segment--error").click()
     alice.get_by_role("button", name="Notify me").click()
-    expect(alice.locator(".toast").first).to_contain_text("nightly import failed", timeout=PUSH_TIMEOUT_MS)
-    for extra in alice.locator(".toast").all()[1:]:
-        extra.get_by_role("button", name="Dismiss").click()
-    expect(alice.locator(".toast")).to_have_count(1)
+    expect(toasts(alice).last).to_contain_text("nightly import failed", timeout=PUSH_TIMEOUT_MS)
+    for _ in range(toasts(alice).count() - 1):  # the older ones go; the newest, last, stays
+        toasts(alice).first.get_by_role("button", name="Dismiss").click()
+    expect(toasts(alice)).to_have_text([re.compile("nightly import failed")])
     expect(alice.locator("#notify-button")).not_to_have_class(re.compile(r"\bis-done\b"))  # the "sent" flash
     alice.set_viewport_size({"width": 1280, "height": 1000})
+    # The README's picture (docs/screenshot.png is this file): the inbox open under the bell in the top bar.
+    open_inbox(alice)
+    expect(unread_items(alice)).to_have_count(4)
     alice.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
     alice.mouse.move(0, 0)
     alice.screenshot(path=screenshot_path("demo.png"))
@@ -368,12 +444,13 @@ def test_an_action_url_that_is_not_http_is_shown_but_never_a_link(
     )
     manage(site.env, "shell", "-c", create)
     page = login(new_page(), site.url, "judy")
-    row = page.locator("#notification-list .notification", has_text="Odd actions")
+    open_inbox(page)
+    row = items(page).filter(has_text="Odd actions")
     expect(row).to_have_count(1, timeout=PUSH_TIMEOUT_MS)
-    expect(row.locator("a.action-link")).to_have_text(["Open"])
-    assert row.locator("a.action-link").get_attribute("href") == "/accounts/login/"
+    expect(row.locator("a.wsgi-link")).to_have_text(["Open"])
+    assert row.locator("a.wsgi-link").get_attribute("href") == "/accounts/login/"
     for label in ("Run", "Data"):
-        action = row.locator(".action-link", has_text=label)
+        action = row.locator(".wsgi-link", has_text=label)
         expect(action).to_have_count(1)
         assert action.evaluate("node => node.tagName") == "SPAN"
         assert action.get_attribute("href") is None

@@ -37,6 +37,15 @@ def test_the_demo_page_does_not_scroll_sideways(
     page.screenshot(path=screenshot_path(f"demo-{width}px.png"), full_page=True)
     assert not scrolls_sideways(page), page.evaluate(OVERFLOWING)
 
+    # The inbox open under the bell in the top bar fits too, inside the window.
+    page.locator("wsgateway-inbox .wsgi-bell").click()
+    panel = page.locator("wsgateway-inbox [role=dialog]")
+    expect(panel).to_be_visible()
+    page.screenshot(path=screenshot_path(f"demo-{width}px-inbox.png"))
+    assert not scrolls_sideways(page), page.evaluate(OVERFLOWING)
+    box = panel.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, box
+
 
 @pytest.mark.parametrize("width", [1024, 375])
 def test_the_login_page_does_not_scroll_sideways(

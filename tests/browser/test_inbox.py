@@ -520,7 +520,7 @@ def expect_count(locator: Any, count: int, at_least: bool = False) -> None:
 def test_the_demo_shares_its_socket_with_the_inbox(
     site: Site, new_page: Callable[..., Any], inbox_users: list[str]
 ) -> None:
-    """base.html's tag names the demo's global (gateway="gateway"): one socket per tab, not two."""
+    """The demo's tag (demo/home.html) names its global (gateway="gateway"): one socket per tab, not two."""
     page = login(new_page(), site.url, "inbox-hal")
     page.locator("wsgateway-inbox[data-state=open]").wait_for()
     assert page.evaluate("document.querySelector('wsgateway-inbox').gateway === window.gateway")

@@ -27,11 +27,6 @@
   }
 
   const ICONS = {
-    debug: '<circle cx="12" cy="12" r="3"/><path d="M12 2v3M12 19v3M2 12h3M19 12h3"/>',
-    info: '<circle cx="12" cy="12" r="10"/><path d="M12 16v-4M12 8h.01"/>',
-    success: '<circle cx="12" cy="12" r="10"/><path d="m8 12 3 3 5-6"/>',
-    warning: '<path d="M10.29 3.86 1.82 18a2 2 0 0 0 1.71 3h16.94a2 2 0 0 0 1.71-3L13.71 3.86a2 2 0 0 0-3.42 0z"/><path d="M12 9v4M12 17h.01"/>',
-    error: '<circle cx="12" cy="12" r="10"/><path d="m15 9-6 6M9 9l6 6"/>',
     close: '<path d="M18 6 6 18M6 6l12 12"/>',
     text: '<path d="M4 7V4h16v3M9 20h6M12 4v16"/>',
     file: '<path d="M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8z"/><path d="M14 2v6h6"/>',
@@ -42,7 +37,7 @@
     span.innerHTML =
       '<svg class="icon" viewBox="0 0 24 24" width="20" height="20" fill="none" stroke="currentColor" ' +
       'stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">' +
-      (ICONS[name] || ICONS.info) +
+      ICONS[name] +
       "</svg>";
     return span;
   }
@@ -97,209 +92,59 @@
       $("#signed-out-reason").textContent =
         info.error && info.error.code === "logged_out" ? "You logged out in another tab." : "Your session has ended.";
     }
-    if (state === OPEN) reloadList();
   });
 
-  // -- notifications: bell, list, toasts ----------------------------------------------
+  // -- notifications: the inbox in the top bar shows them ---------------------------------
 
-  const badge = $("#bell-badge");
-  const bell = $("#bell");
-  const list = $("#notification-list");
-  let shown = [];
-  let hasMore = false;
-  /** Ids of the notifications a catch-up brought (they arrived while this tab was offline), marked in the list. */
-  const missed = new Set();
-
+  // <wsgateway-inbox> (the {% wsgateway_inbox %} tag) is the bell, the list and the toasts, on this socket.
+  // The page adds what is its own: the count in the tab's title, and the badge in the colour of the
+  // newest unread notification's category (demo.css sets the inbox's custom property for it).
+  const inbox = $("wsgateway-inbox");
   gw.notifications.onChange(({ unread, category }) => {
-    badge.hidden = unread === 0;
-    badge.textContent = unread > 99 ? "99+" : String(unread);
-    badge.className = "badge badge--" + (category || "info");
-    bell.setAttribute("aria-label", unread ? `Notifications, ${unread} unread` : "Notifications");
     document.title = (unread ? `(${unread}) ` : "") + "Inbox · wsgateway demo";
-    $("#inbox-summary").textContent = unread
-      ? `${unread} unread notification${unread === 1 ? "" : "s"}`
-      : "No unread notifications";
-    $("#mark-all-read").classList.toggle("is-quiet", unread === 0);
-    reloadList(); // read state may have changed in another tab
-  });
-
-  // Each new notification comes once and in order, live or after a reconnect: newest goes on top.
-  gw.notifications.onNotification((notification, { catchUp }) => {
-    if (!shown.some((item) => item.id === notification.id)) {
-      shown.unshift(notification);
-      renderList();
-    }
-    // What a catch-up brings is summed up in one note (below), not a toast each.
-    if (!catchUp && !notification.is_read) toast(notification);
-  });
-
-  // Saved again (e.g. edited in the admin): the row changes in place, without a toast.
-  gw.notifications.onUpdate((notification) => {
-    const index = shown.findIndex((item) => item.id === notification.id);
-    if (index < 0) return;
-    shown[index] = notification;
-    renderList();
+    inbox.dataset.badgeCategory = category || "info";
   });
 
   // -- what arrived while offline ------------------------------------------------------
 
+  // The inbox lists what a catch-up brought without a toast each; this note says how many came.
   const catchUpNote = $("#catch-up-note");
   let caughtUp = 0;
 
   gw.notifications.onCatchUp((notifications) => {
     caughtUp += notifications.length;
-    for (const notification of notifications) missed.add(notification.id);
     $(".catch-up-text", catchUpNote).textContent =
       `${caughtUp} notification${caughtUp === 1 ? "" : "s"} arrived while you were offline`;
     catchUpNote.hidden = false;
     logEvent("sync", `caught up: ${notifications.length} missed notification${notifications.length === 1 ? "" : "s"}`);
-    renderList();
-    reloadList(); // their read state: another tab may have marked them read meanwhile
   });
 
   $("#catch-up-dismiss").addEventListener("click", () => {
     catchUpNote.hidden = true;
     caughtUp = 0;
-    missed.clear();
-    renderList();
   });
 
-  let reloadTimer = null;
-  function reloadList() {
-    clearTimeout(reloadTimer);
-    reloadTimer = setTimeout(() => {
-      const limit = Math.min(100, Math.max(20, shown.length));
-      gw.notifications
-        .list({ limit })
-        .then((page) => {
-          shown = page.notifications;
-          hasMore = page.has_more;
-          renderList();
-        })
-        .catch(() => {}); // offline: the next "open" reloads
-    }, 80);
-  }
+  // -- what went wrong with something the page did -----------------------------------------
 
-  $("#load-more").addEventListener("click", () => {
-    const oldest = shown[shown.length - 1];
-    gw.notifications
-      .list({ before: oldest ? oldest.id : undefined, limit: 20 })
-      .then((page) => {
-        shown = shown.concat(page.notifications.filter((item) => !shown.some((old) => old.id === item.id)));
-        hasMore = page.has_more;
-        renderList();
-      })
-      .catch(showError);
-  });
+  const pageError = $("#page-error");
+  let pageErrorTimer = null;
 
-  function actionLinks(notification) {
-    const actions = Array.isArray(notification.actions) ? notification.actions : [];
-    if (!actions.length) return null;
-    return el(
-      "div",
-      { class: "actions" },
-      actions.map((action) => {
-        // Only http(s) and relative URLs become links: a javascript: URL would run on a click.
-        const href = WSGateway.safeUrl(action.url);
-        return href
-          ? el("a", { href, class: "action-link", text: action.label })
-          : el("span", { class: "action-link is-disabled", text: action.label });
-      }),
-    );
-  }
-
-  function meta(notification) {
-    const info = notification.metainfo || {};
-    return el(
-      "div",
-      { class: "meta" },
-      timeElement(info.createdDatetime),
-      info.createdUser ? el("span", { text: `from ${info.createdUser}` }) : el("span", { text: "from the system" }),
-    );
-  }
-
-  function renderList() {
-    list.replaceChildren(
-      ...shown.map((notification) =>
-        el(
-          "li",
-          {
-            class:
-              "notification notification--" +
-              notification.category +
-              (notification.is_read ? "" : " is-unread") +
-              (missed.has(notification.id) ? " is-missed" : ""),
-            dataset: { id: notification.id, category: notification.category },
-          },
-          el("span", { class: "notification-icon" }, icon(notification.category)),
-          el(
-            "div",
-            { class: "notification-body" },
-            el("p", { class: "notification-message", text: notification.label }),
-            el(
-              "div",
-              { class: "notification-footer" },
-              meta(notification),
-              missed.has(notification.id) ? el("span", { class: "pill pill--missed", text: "While offline" }) : null,
-              actionLinks(notification),
-            ),
-          ),
-          notification.is_read
-            ? el("span", { class: "read-mark", title: "Read" }, "Read")
-            : el("button", {
-                type: "button",
-                class: "button button--small button--ghost mark-read",
-                "data-needs-socket": true,
-                disabled: gw.state !== OPEN,
-                text: "Mark read",
-                onclick: () => gw.notifications.markRead([notification.id]).catch(showError),
-              }),
-        ),
-      ),
-    );
-    $("#inbox-empty").hidden = shown.length > 0;
-    $("#load-more-row").hidden = !hasMore;
-  }
-
-  $("#mark-all-read").addEventListener("click", () => gw.notifications.markAllRead().catch(showError));
-
-  const toasts = $("#toasts");
-  function toast(notification, options) {
-    const category = notification.category || "info";
-    const node = el(
-      "div",
-      { class: "toast toast--" + category, role: category === "error" ? "alert" : "status", dataset: { id: notification.id ?? "" } },
-      el("span", { class: "toast-icon" }, icon(category)),
-      el(
-        "div",
-        { class: "toast-body" },
-        el("p", { class: "toast-message", text: notification.label }),
-        notification.metainfo ? meta(notification) : null,
-        actionLinks(notification),
-      ),
-      el("button", { type: "button", class: "toast-close", "aria-label": "Dismiss", onclick: () => dismiss() }, icon("close")),
-    );
-    let timer = null;
-    const arm = () => (timer = setTimeout(dismiss, (options && options.duration) || 8000));
-    function dismiss() {
-      clearTimeout(timer);
-      node.classList.add("is-leaving");
-      setTimeout(() => node.remove(), 200);
-    }
-    node.addEventListener("mouseenter", () => clearTimeout(timer));
-    node.addEventListener("mouseleave", arm);
-    toasts.prepend(node);
-    while (toasts.children.length > 3) toasts.lastElementChild.remove();
-    arm();
+  function showProblem(text) {
+    $("#page-error-text").textContent = text;
+    pageError.hidden = false;
+    clearTimeout(pageErrorTimer);
+    pageErrorTimer = setTimeout(() => (pageError.hidden = true), 8000);
   }
 
   function showError(error) {
     const offline = error && (error.code === "not_connected" || error.code === "closed");
-    toast({
-      category: "error",
-      label: offline ? "You are offline; try again in a moment." : (error && error.message) || String(error),
-    });
+    showProblem(offline ? "You are offline; try again in a moment." : (error && error.message) || String(error));
   }
+
+  $("#page-error-dismiss").addEventListener("click", () => {
+    clearTimeout(pageErrorTimer);
+    pageError.hidden = true;
+  });
 
   // -- "Notify me": a Django view calls notify() ------------------------------------------
 
@@ -462,7 +307,7 @@
       .load("demo.document", pks)
       .then((reply) => {
         for (const refused of reply.refused || []) {
-          toast({ category: "warning", label: `Document ${refused.id} was not copied: ${refused.message}` });
+          showProblem(`Document ${refused.id} was not copied: ${refused.message}`);
         }
       })
       .catch(showError);
