@@ -23,7 +23,8 @@ class Command(BaseCommand):
             type=int,
             default=None,
             metavar="IDS",
-            help=f"Ids per statement, 1 to {MAX_PRUNE_BATCH} (default: WSGATEWAY['NOTIFICATIONS_PRUNE_BATCH']).",
+            help=f"Ids per statement, 1 to {MAX_PRUNE_BATCH} "
+            "(default: WSGATEWAY['NOTIFICATIONS_PRUNE_BATCH']).",
         )
 
     def handle(self, *args: Any, batch: int | None = None, **options: Any) -> None:
