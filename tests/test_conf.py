@@ -45,6 +45,12 @@ EXPECTED_DEFAULTS = {
     "CLIPBOARD_MAX_ENTRIES": 500,
     "CLIPBOARD_PERMISSION": "wsgateway.services.clipboard.user_can_view",
     "NOTIFICATIONS_PAGE_SIZE": 20,
+    "NOTIFICATIONS_BADGE": "unread",
+    "NOTIFICATIONS_SNOOZE_CHECK_INTERVAL": 10,
+    "NOTIFICATIONS_KEEP_READ": 180,
+    "NOTIFICATIONS_KEEP_ARCHIVED": 180,
+    "NOTIFICATIONS_KEEP_DELETED": 30,
+    "NOTIFICATIONS_PRUNE_BATCH": 1000,
     "RATE_LIMIT": 20,
     "RATE_BURST": 40,
     "USER_RATE_LIMIT": 50,
@@ -104,10 +110,20 @@ def test_every_default_fits_its_own_row(name: str) -> None:
 
 
 def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
-    assert {name for name, key in KEYS.items() if key.nullable} == {"ALLOWED_ORIGINS", "TOKEN_COOKIE_NAME"}
+    assert {name for name, key in KEYS.items() if key.nullable} == {
+        "ALLOWED_ORIGINS",
+        "TOKEN_COOKIE_NAME",
+        "NOTIFICATIONS_KEEP_READ",
+        "NOTIFICATIONS_KEEP_ARCHIVED",
+    }
     assert {name: key.most for name, key in KEYS.items() if key.most is not None} == {
         "GROUP_PREFIX": 73,
         "NOTIFICATIONS_PAGE_SIZE": 100,
+        "NOTIFICATIONS_SNOOZE_CHECK_INTERVAL": 300,
+        "NOTIFICATIONS_KEEP_READ": 10_000,
+        "NOTIFICATIONS_KEEP_ARCHIVED": 10_000,
+        "NOTIFICATIONS_KEEP_DELETED": 10_000,
+        "NOTIFICATIONS_PRUNE_BATCH": 10_000,
         "RATE_LIMIT": 10_000,
         "RATE_BURST": 10_000,
         "USER_RATE_LIMIT": 10_000,

@@ -31,6 +31,13 @@ async def wire(pk: int) -> dict[str, Any]:
         "category": {10: "debug", 20: "info", 25: "success", 30: "warning", 40: "error"}[n.category],
         "label": n.message,
         "is_read": n.is_read,
+        "version": n.version,
+        "change": n.get_change_display(),
+        "seen": n.seen_at is not None or n.is_read,
+        "archived": n.archived_at is not None,
+        "deleted": n.deleted_at is not None,
+        "snoozed_until": n.snoozed_until.isoformat() if n.snoozed_until else None,
+        "expires_at": n.expires_at.isoformat() if n.expires_at else None,
         "data": n.data,
         "actions": n.actions,
         "metainfo": {
@@ -42,19 +49,46 @@ async def wire(pk: int) -> dict[str, Any]:
     }
 
 
-async def pushed(pk: int, unread: int) -> dict[str, Any]:
+def counts(unread: int, unseen: int | None = None, archived: int = 0) -> dict[str, int]:
+    """The counts a frame carries (the badge counts the unread, the default); ``unseen`` defaults
+    to ``unread``: nothing seen but what was read."""
+    unseen = unread if unseen is None else unseen
+    return {"unread": unread, "unseen": unseen, "archived": archived, "badge": unread}
+
+
+async def pushed(pk: int, unread: int, unseen: int | None = None) -> dict[str, Any]:
     """The frame every socket of the recipient gets when notification ``pk`` is saved."""
     last = await wire(pk)
-    return frame("notifications", {"category": last["category"], "last": last, "unread": unread})
+    return frame(
+        "notifications",
+        {"category": last["category"], "last": last, "unread": unread, "counts": counts(unread, unseen)},
+    )
 
 
-def state(unread: int, category: str | None) -> dict[str, Any]:
-    return frame("notifications", {"unread": unread, "category": category})
+def state(unread: int, category: str | None, unseen: int | None = None) -> dict[str, Any]:
+    return frame("notifications", {"unread": unread, "category": category, "counts": counts(unread, unseen)})
 
 
-def connect_state(unread: int, category: str | None, seq: int) -> dict[str, Any]:
-    """The connect frame: the unread state, and the user's latest ``seq`` (the client's cursor)."""
-    return frame("notifications", {"unread": unread, "category": category, "seq": seq})
+def connect_state(unread: int, category: str | None, seq: int, unseen: int | None = None) -> dict[str, Any]:
+    """The connect frame: the counts, and the user's latest number (the client's cursor)."""
+    return frame(
+        "notifications",
+        {"unread": unread, "category": category, "counts": counts(unread, unseen), "seq": seq},
+    )
+
+
+async def changed(
+    ids: list[int], unread: int, category: str | None, unseen: int | None = None
+) -> dict[str, Any]:
+    """The push of a change of the notifications ``ids`` (as stored now, in the order of their
+    numbers), with the counts after it."""
+    items = []
+    for pk in ids:
+        n = await stored(pk)
+        items.append({"id": pk, "seq": n.seq, "is_read": n.is_read, **n.state_wire()})
+    items.sort(key=lambda item: item["version"])
+    payload = {"changes": items, "unread": unread, "category": category, "counts": counts(unread, unseen)}
+    return frame("notifications", payload)
 
 
 async def make(user: Any, message: str = "m", **fields: Any) -> Notification:
@@ -124,6 +158,13 @@ async def test_push_frame_has_exactly_the_documented_shape(ann: Any) -> None:
                     "category": "warning",
                     "label": "Export finished",
                     "is_read": False,
+                    "version": 1,
+                    "change": "created",
+                    "seen": False,
+                    "archived": False,
+                    "deleted": False,
+                    "snoozed_until": None,
+                    "expires_at": None,
                     "data": {"export": 7, "rows": [1, 2]},
                     "actions": [{"label": "Download", "url": "/exports/7/"}],
                     "metainfo": {
@@ -134,6 +175,7 @@ async def test_push_frame_has_exactly_the_documented_shape(ann: Any) -> None:
                     },
                 },
                 "unread": 1,
+                "counts": {"unread": 1, "unseen": 1, "archived": 0, "badge": 1},
             },
         }
 
@@ -316,9 +358,13 @@ async def test_mark_read_answers_with_the_new_state_and_pushes_it_to_every_socke
     newer = await make(ann, category=levels.ERROR)
     async with connected(ann) as asker, connected(ann) as other:
         reply = await asker.request("notifications", {"action": "mark_read", "data": [newer.pk]}, "r1")
-        assert reply == frame("notifications", {"unread": 1, "category": "warning"}, "r1")
-        assert await asker.receive() == state(1, "warning")
-        assert await other.receive() == state(1, "warning")
+        assert reply == frame(
+            "notifications", {"unread": 1, "category": "warning", "counts": counts(1)}, "r1"
+        )
+        # Every socket, the asker's too, gets the change itself (so a tab shows it read) and the counts.
+        push = await changed([newer.pk], 1, "warning")
+        assert await asker.receive() == push
+        assert await other.receive() == push
     assert (await stored(newer.pk)).is_read
     assert not (await stored(older.pk)).is_read
 
@@ -328,7 +374,7 @@ async def test_mark_read_records_who_changed_it(ann: Any) -> None:
     before = (await stored(notification.pk)).changed
     async with connected(ann) as socket:
         await socket.action("notifications", "mark_read", [notification.pk], id=1)
-        assert await socket.receive() == state(0, None)
+        assert await socket.receive() == await changed([notification.pk], 0, None)
     after = await stored(notification.pk)
     assert after.changed_by_id == ann.pk
     assert after.changed > before
@@ -338,8 +384,8 @@ async def test_mark_read_of_many_ids_at_once(ann: Any) -> None:
     first, _, third = [await make(ann) for _ in range(3)]
     async with connected(ann) as socket:
         reply = await socket.action("notifications", "mark_read", [first.pk, third.pk, first.pk], id=2)
-        assert reply == frame("notifications", {"unread": 1, "category": "info"}, 2)
-        assert await socket.receive() == state(1, "info")
+        assert reply == frame("notifications", {"unread": 1, "category": "info", "counts": counts(1)}, 2)
+        assert await socket.receive() == await changed([first.pk, third.pk], 1, "info")
     assert [n.is_read async for n in Notification.objects.order_by("pk")] == [True, False, True]
 
 
@@ -347,8 +393,9 @@ async def test_mark_read_of_an_already_read_notification_is_fine(ann: Any) -> No
     notification = await make(ann, is_read=True)
     async with connected(ann) as socket:
         assert await socket.action("notifications", "mark_read", [notification.pk], id=3) == frame(
-            "notifications", {"unread": 0, "category": None}, 3
+            "notifications", {"unread": 0, "category": None, "counts": counts(0)}, 3
         )
+        # Nothing changed (no number taken): the counts alone, as before.
         assert await socket.receive() == state(0, None)
 
 
@@ -378,26 +425,33 @@ async def test_mark_read_of_an_id_that_does_not_exist_is_not_found(ann: Any, mis
 
 
 async def test_mark_all_read_marks_only_the_users_own(ann: Any, bob: Any) -> None:
-    await make(ann)
-    await make(ann, category=levels.ERROR)
+    first = await make(ann)
+    second = await make(ann, category=levels.ERROR)
     await make(bob)
     async with connected(ann) as asker, connected(ann) as other, connected(bob) as bob_socket:
         assert await asker.action("notifications", "mark_all_read", id=1) == frame(
-            "notifications", {"unread": 0, "category": None}, 1
+            "notifications",
+            {"unread": 0, "category": None, "counts": counts(0), "changed": 2, "has_more": False},
+            1,
         )
-        assert await asker.receive() == state(0, None)
-        assert await other.receive() == state(0, None)
+        push = await changed([first.pk, second.pk], 0, None)
+        assert await asker.receive() == push
+        assert await other.receive() == push
         assert await bob_socket.receive_nothing()
     assert await Notification.objects.filter(recipient=ann, is_read=False).acount() == 0
     assert await Notification.objects.filter(recipient=bob, is_read=False).acount() == 1
 
 
 async def test_mark_all_read_ignores_its_data(ann: Any) -> None:
-    await make(ann)
+    only = await make(ann)
     async with connected(ann) as socket:
         reply = await socket.request("notifications", {"action": "mark_all_read", "data": [12345]}, 1)
-        assert reply == frame("notifications", {"unread": 0, "category": None}, 1)
-        assert await socket.receive() == state(0, None)
+        assert reply == frame(
+            "notifications",
+            {"unread": 0, "category": None, "counts": counts(0), "changed": 1, "has_more": False},
+            1,
+        )
+        assert await socket.receive() == await changed([only.pk], 0, None)
 
 
 # -- list -------------------------------------------------------------------------------
@@ -420,6 +474,7 @@ async def test_list_is_newest_first_with_full_entries_and_unread_state(ann: Any,
             "has_more": False,
             "unread": 2,
             "category": "error",
+            "counts": counts(2),
         }
 
 

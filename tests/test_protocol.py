@@ -33,6 +33,9 @@ from wsgateway.signals import client_connected, client_disconnected
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+#: The counts of a user with no notifications (the connect frame's and a change's "counts").
+NO_COUNTS = {"unread": 0, "unseen": 0, "archived": 0, "badge": 0}
+
 DEFAULT_SERVICES = [
     "wsgateway.services.notifier.NotifierService",
     "wsgateway.services.clipboard.ClipboardService",
@@ -64,7 +67,9 @@ async def test_connect_sends_gateway_frame_then_each_service_frame(ann: Any) -> 
                 "window": 1024 * 1024,
             },
         )
-        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None, "seq": 0})
+        assert await socket.receive() == frame(
+            "notifications", {"unread": 0, "category": None, "counts": NO_COUNTS, "seq": 0}
+        )
         assert await socket.receive() == frame("clipboard", {"clipboard": []})
 
 
@@ -354,7 +359,7 @@ async def test_service_whose_on_connect_raises_sends_internal_error_in_its_place
     with override_settings(WSGATEWAY={"SERVICES": services}):
         async with connected_as(ann) as socket:
             assert socket.connect_frames[1:] == [
-                frame("notifications", {"unread": 0, "category": None, "seq": 0}),
+                frame("notifications", {"unread": 0, "category": None, "counts": NO_COUNTS, "seq": 0}),
                 error_frame("faulty_connect", "internal_error"),
                 frame("clipboard", {"clipboard": []}),
             ]
@@ -368,7 +373,7 @@ async def test_service_whose_snapshot_raises_sends_internal_error_and_the_others
     with override_settings(WSGATEWAY={"SERVICES": services}), caplog.at_level(logging.ERROR, "wsgateway"):
         async with connected_as(ann) as socket:
             assert socket.connect_frames[1:] == [
-                frame("notifications", {"unread": 0, "category": None, "seq": 0}),
+                frame("notifications", {"unread": 0, "category": None, "counts": NO_COUNTS, "seq": 0}),
                 error_frame("faulty_snapshot", "internal_error"),
                 frame("clipboard", {"clipboard": []}),
             ]
@@ -459,7 +464,7 @@ async def test_a_connect_frame_that_is_not_json_is_internal_error_and_the_others
         async with connected_as(ann) as socket:
             assert socket.connect_frames[1:] == [
                 error_frame("nan_connect", "internal_error"),
-                frame("notifications", {"unread": 0, "category": None, "seq": 0}),
+                frame("notifications", {"unread": 0, "category": None, "counts": NO_COUNTS, "seq": 0}),
                 frame("clipboard", {"clipboard": []}),
             ]
             await socket.assert_open()
@@ -509,16 +514,20 @@ async def test_notifier_consumer_serves_only_notifications(ann: Any) -> None:
                     "window": 1024 * 1024,
                 },
             ),
-            frame("notifications", {"unread": 0, "category": None, "seq": 0}),
+            frame("notifications", {"unread": 0, "category": None, "counts": NO_COUNTS, "seq": 0}),
         ]
         assert await socket.action("clipboard", "clipboard_add", 1, id=1) == error_frame(
             "clipboard", "unknown_channel", 1
         )
         assert await socket.action("notifications", "mark_all_read", id=2) == frame(
-            "notifications", {"unread": 0, "category": None}, 2
+            "notifications",
+            {"unread": 0, "category": None, "counts": NO_COUNTS, "changed": 0, "has_more": False},
+            2,
         )
         # A change of read state is pushed to every socket of the user, this one too.
-        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None})
+        assert await socket.receive() == frame(
+            "notifications", {"unread": 0, "category": None, "counts": NO_COUNTS}
+        )
         await socket.assert_open()
     await assert_nothing_stored()
 
@@ -711,7 +720,9 @@ async def test_a_resync_rejoins_the_users_group_and_resends_the_connect_frames(a
         await consumer.channel_layer.group_discard(user_group(ann.pk), consumer.channel_name)
         await consumer.resync()
         assert await socket.receive() == frame("gateway", {"resync": True})
-        assert await socket.receive() == frame("notifications", {"unread": 0, "category": None, "seq": 0})
+        assert await socket.receive() == frame(
+            "notifications", {"unread": 0, "category": None, "counts": NO_COUNTS, "seq": 0}
+        )
         assert await socket.receive() == frame("clipboard", {"clipboard": []})
         await apush([ann.pk], "notifications", {"unread": 3})
         assert await socket.receive() == frame("notifications", {"unread": 3})

@@ -78,6 +78,14 @@ MAX_REQUEST_TIMEOUT_BOUND = 3600
 MAX_LAYER_CONNECT_TIMEOUT = 60
 #: Longest ``MAINTENANCE_CHECK_INTERVAL``: ``on`` and ``off`` take effect within it on every process.
 MAX_MAINTENANCE_CHECK_INTERVAL = 60
+#: Longest ``NOTIFICATIONS_SNOOZE_CHECK_INTERVAL``: a snoozed notification comes back within it.
+MAX_SNOOZE_CHECK_INTERVAL = 300
+#: Largest ``NOTIFICATIONS_PRUNE_BATCH``: the rows one DELETE may look at, by primary key range, so
+#: that no statement holds its locks for long (measured in bench/README.md).
+MAX_PRUNE_BATCH = 10_000
+#: Longest age in days a pruning setting may give: about 27 years.
+MAX_KEEP_DAYS = 10_000
+
 #: Longest ``retry_after`` of a maintenance, in seconds (an hour): a client told to come back later than
 #: that would sit offline after the site is back; the next refusal tells it again anyway.
 MAX_RETRY_AFTER = 60 * 60
@@ -91,11 +99,14 @@ class Shape(enum.Enum):
     LIST_OF_STRINGS = "a list of strings"
     DOTTED_PATH = "a dotted path"
     LIST_OF_DOTTED_PATHS = "a list of dotted paths"
+    BADGE_COUNT = '"unread" or "unseen"'
 
     def accepts(self, value: Any) -> bool:
         """Whether ``value`` has this shape (``None`` is the table's business, not the shape's)."""
         if self is Shape.POSITIVE_INTEGER:
             return type(value) is int and value >= 1  # not True, which is an int
+        if self is Shape.BADGE_COUNT:
+            return value in ("unread", "unseen")
         if self in (Shape.LIST_OF_STRINGS, Shape.LIST_OF_DOTTED_PATHS):
             # A string where a list belongs would be read character by character.
             return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
@@ -196,6 +207,52 @@ KEYS: dict[str, Key] = {
         f'Page size of the notifications "list" action when the client gives no limit; '
         f"at most {MAX_PAGE_SIZE}, the largest limit a client may ask for.",
         most=MAX_PAGE_SIZE,
+    ),
+    "NOTIFICATIONS_BADGE": Key(
+        "unread",
+        Shape.BADGE_COUNT,
+        'What the badge count ("counts": {"badge"}) counts: "unread" notifications, or "unseen" ones '
+        "(not yet shown by an inbox), as Novu, Knock and MagicBell do.",
+    ),
+    # Every process runs the clock while it serves a notifications socket: no scheduler to add.
+    "NOTIFICATIONS_SNOOZE_CHECK_INTERVAL": Key(
+        10,
+        Shape.POSITIVE_INTEGER,
+        "Seconds between two looks, by each process serving notification sockets, for snoozed "
+        "notifications that are due; one comes back (pushed as new) within this many seconds. "
+        f"At most {MAX_SNOOZE_CHECK_INTERVAL}.",
+        most=MAX_SNOOZE_CHECK_INTERVAL,
+    ),
+    "NOTIFICATIONS_KEEP_READ": Key(
+        180,
+        Shape.POSITIVE_INTEGER,
+        "Days a read notification is kept after its last change; then pruning removes it "
+        "(manage.py wsgateway_prune). None: kept for ever.",
+        nullable=True,
+        most=MAX_KEEP_DAYS,
+    ),
+    "NOTIFICATIONS_KEEP_ARCHIVED": Key(
+        180,
+        Shape.POSITIVE_INTEGER,
+        "Days an archived notification is kept after its last change; then pruning removes it. "
+        "None: kept for ever.",
+        nullable=True,
+        most=MAX_KEEP_DAYS,
+    ),
+    # A tab offline for longer than this is told to reload its inbox (a sync's "reset").
+    "NOTIFICATIONS_KEEP_DELETED": Key(
+        30,
+        Shape.POSITIVE_INTEGER,
+        "Days the tombstone of a notification the user deleted is kept, so that a tab offline at the "
+        "time is told; then pruning removes it, and a tab offline longer reloads its inbox.",
+        most=MAX_KEEP_DAYS,
+    ),
+    "NOTIFICATIONS_PRUNE_BATCH": Key(
+        1000,
+        Shape.POSITIVE_INTEGER,
+        "Primary keys one pruning statement covers (a range of ids): what bounds how long it holds "
+        f"its locks. At most {MAX_PRUNE_BATCH}.",
+        most=MAX_PRUNE_BATCH,
     ),
     "RATE_LIMIT": Key(
         20,
@@ -354,6 +411,10 @@ def _optional_list(value: Any) -> list[str] | None:
     return None if value is None else list(value)
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _optional_name(value: Any) -> str | None:
     return str(value) if value else None
 
@@ -381,6 +442,12 @@ class GatewaySettings:
     CLIPBOARD_MAX_ENTRIES = Setting(int)
     CLIPBOARD_PERMISSION = Setting(str)
     NOTIFICATIONS_PAGE_SIZE = Setting(int)
+    NOTIFICATIONS_BADGE = Setting(str)
+    NOTIFICATIONS_SNOOZE_CHECK_INTERVAL = Setting(int)
+    NOTIFICATIONS_KEEP_READ = Setting(_optional_int)
+    NOTIFICATIONS_KEEP_ARCHIVED = Setting(_optional_int)
+    NOTIFICATIONS_KEEP_DELETED = Setting(int)
+    NOTIFICATIONS_PRUNE_BATCH = Setting(int)
     RATE_LIMIT = Setting(int)
     RATE_BURST = Setting(int)
     USER_RATE_LIMIT = Setting(int)

@@ -342,7 +342,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
                 return
             await self.transport.send_text(event["text"])
             if (seq := event.get("seq")) is not None:
-                service.push_sent(seq)
+                service.push_sent(seq, event.get("first_seq", seq))
 
     async def gateway_revoke(self, event: dict[str, Any]) -> None:
         """A login that ended, a logout, ``close_sockets()`` (see wsgateway.revocation)."""

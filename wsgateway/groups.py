@@ -43,16 +43,24 @@ def channel_layer() -> BaseChannelLayer | None:
 
 class Push(NamedTuple):
     """One frame for every socket of one user. ``seq``: the number of what it carries in the
-    user's sequence on its channel (a notification's), so that a socket knows what it was sent."""
+    user's sequence on its channel (a notification's), so that a socket knows what it was sent;
+    ``first_seq``: for a frame that carries every number from ``first_seq`` to ``seq`` (a batch of
+    changes), the first of them."""
 
     user_id: Any
     channel: str
     payload: Any
     seq: int | None = None
+    first_seq: int | None = None
 
 
 def push_event(
-    channel: str, payload: Any, *, exclude: str | None = None, seq: int | None = None
+    channel: str,
+    payload: Any,
+    *,
+    exclude: str | None = None,
+    seq: int | None = None,
+    first_seq: int | None = None,
 ) -> dict[str, Any]:
     """The layer event of a push; the frame is encoded here, once, not once per receiving socket.
 
@@ -65,6 +73,8 @@ def push_event(
     event: dict[str, Any] = {"type": events.PUSH, "channel": channel, "text": text, "exclude": exclude}
     if seq is not None:
         event["seq"] = seq
+        if first_seq is not None and first_seq != seq:
+            event["first_seq"] = first_seq
     return event
 
 
@@ -111,7 +121,7 @@ def _push_items(pushes: Iterable[tuple[Any, ...]]) -> list[tuple[str, dict[str, 
     for fields in pushes:
         push = Push(*fields)
         try:
-            event = push_event(push.channel, push.payload, seq=push.seq)
+            event = push_event(push.channel, push.payload, seq=push.seq, first_seq=push.first_seq)
         except FrameTooLarge as exc:
             # One push among many (rows saved past notify()'s check): the others still go out.
             metrics.increment(metrics.SEND_TOO_LARGE)

@@ -48,6 +48,24 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+class Change(models.IntegerChoices):
+    """What a notification's latest change was (``Notification.change``), and its name on the wire.
+
+    Each change takes the next number of the recipient's sequence (``Notification.version``), so a
+    client that syncs from its cursor is told of it once, in order (see wsgateway.notifications.changes).
+    """
+
+    CREATED = 0, "created"
+    READ = 1, "read"
+    UNREAD = 2, "unread"
+    SEEN = 3, "seen"
+    ARCHIVED = 4, "archived"
+    UNARCHIVED = 5, "unarchived"
+    DELETED = 6, "deleted"
+    SNOOZED = 7, "snoozed"
+    UNSNOOZED = 8, "unsnoozed"
+
+
 class NotificationQuerySet(models.QuerySet["Notification"]):
     def for_user(self, user: Any) -> NotificationQuerySet:
         return self.filter(recipient=user)
@@ -80,9 +98,25 @@ class Notification(models.Model):
     changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    #: The recipient's running number of this notification, 1, 2, 3, ...: the client's cursor
-    #: (see :class:`NotificationSequence`). Set when the row is inserted, never changed.
+    #: The recipient's number of this notification's creation (see :class:`NotificationSequence`):
+    #: its place in the inbox's order. Set when the row is inserted, never changed.
     seq = models.PositiveBigIntegerField(editable=False)
+    #: The recipient's number of this notification's latest change: ``seq`` until it changes, then a
+    #: new number of the same sequence for each change (read, archived, ...). What a client's cursor
+    #: follows: "every change after N" is one indexed range of this column.
+    version = models.PositiveBigIntegerField(editable=False)
+    #: What that latest change was.
+    change = models.PositiveSmallIntegerField(choices=Change.choices, default=Change.CREATED, editable=False)
+    #: When the recipient's inbox first showed it (the badge may count the unseen).
+    seen_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    #: Deleted by the recipient: a tombstone, kept (hidden) so that a tab offline at the time is told
+    #: of the deletion, until pruning removes it (NOTIFICATIONS_KEEP_DELETED).
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    #: Hidden until then; at that time it comes back as new (wsgateway.notifications.snoozing).
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    #: Hidden after then, and pruned.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = NotificationQuerySet.as_manager()
 
@@ -90,8 +124,16 @@ class Notification(models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["recipient", "seq"], name="wsgw_notif_recipient_seq"),
+            # Also the index of "everything after cursor N" (wsgateway.notifications.history).
+            models.UniqueConstraint(fields=["recipient", "version"], name="wsgw_notif_recipient_version"),
         ]
         indexes = [
+            # The snooze clock's one query: every row due now, of all users.
+            models.Index(
+                fields=["snoozed_until"],
+                name="wsgw_notif_snoozed_idx",
+                condition=Q(snoozed_until__isnull=False),
+            ),
             models.Index(
                 fields=["recipient", "-id"], name="wsgw_notif_unread_idx", condition=Q(is_read=False)
             ),
@@ -115,6 +157,18 @@ class Notification(models.Model):
     def category_tag(self) -> str:
         return category_tag(self.category)
 
+    def state_wire(self) -> dict[str, Any]:
+        """The notification's states as the client sees them, in a full item and in a change alike."""
+        return {
+            "version": self.version,
+            "change": Change(self.change).label,
+            "seen": self.seen_at is not None or self.is_read,  # what was read was shown
+            "archived": self.archived_at is not None,
+            "deleted": self.deleted_at is not None,
+            "snoozed_until": _iso(self.snoozed_until),
+            "expires_at": _iso(self.expires_at),
+        }
+
     def to_wire(self) -> dict[str, Any]:
         """The notification as the client sees it."""
         return {
@@ -123,6 +177,7 @@ class Notification(models.Model):
             "category": self.category_tag,
             "label": self.message,
             "is_read": self.is_read,
+            **self.state_wire(),
             "data": self.data,
             "actions": self.actions,
             "metainfo": {
@@ -201,6 +256,10 @@ class NotificationSequence(models.Model):
         settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+"
     )
     last = models.PositiveBigIntegerField(default=0)
+    #: The greatest ``Notification.version`` of the user's rows that pruning removed: a client whose
+    #: cursor is below it may have missed a change that is gone, and is told to reload (``reset``).
+    #: A default in the database too: reserve() inserts the row in SQL of its own, naming ``last`` only.
+    pruned = models.PositiveBigIntegerField(default=0, db_default=0)
 
     objects = NotificationSequenceQuerySet.as_manager()
 
@@ -223,7 +282,8 @@ def number_notifications(notifications: Iterable[Notification], using: str) -> N
     last = NotificationSequence.objects.using(using).reserve(counts)
     first = {user_id: last[user_id] - count + 1 for user_id, count in counts.items()}
     for notification in pending:
-        notification.seq = first[notification.recipient_id]
+        # Its creation is its first change: the number is both its place and its version.
+        notification.seq = notification.version = first[notification.recipient_id]
         first[notification.recipient_id] += 1
 
 

@@ -6,10 +6,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from .. import metrics
+from .. import frames, metrics
+from ..conf import gateway_settings
 from ..groups import Push, push, push_many
 from ..locks import user_push_lock
 from ..models import Notification
+from .states import change_item
 from .unread import unread_state, unread_states_and_stored
 
 #: The channel notifications are pushed on, and the notifier service answers on.
@@ -58,7 +60,7 @@ def _push_chunk(chunk: list[Notification], *, stored_only: bool) -> None:
         # Counted under the lock, so that pushes leave in the order their counts were taken.
         states, stored = unread_states_and_stored(recipients, [n.pk for n in chunk] if stored_only else [])
         pushes = [
-            Push(n.recipient_id, CHANNEL, push_payload(n, states[n.recipient_id]["unread"]), n.seq)
+            Push(n.recipient_id, CHANNEL, push_payload(n, states[n.recipient_id]), n.version)
             for n in chunk
             if not stored_only or n.pk in stored
         ]
@@ -71,9 +73,59 @@ def _push_chunk(chunk: list[Notification], *, stored_only: bool) -> None:
             logger.warning("wsgateway: %d notification(s) stored but not pushed: %s", len(pushes), exc)
 
 
-def push_payload(notification: Notification, unread: int) -> dict[str, Any]:
-    """What a new notification is pushed as, with its recipient's unread count."""
-    return {"category": notification.category_tag, "last": notification.to_wire(), "unread": unread}
+def push_payload(notification: Notification, state: dict[str, Any]) -> dict[str, Any]:
+    """What a new notification is pushed as, with its recipient's unread count and counts."""
+    return {
+        "category": notification.category_tag,
+        "last": notification.to_wire(),
+        "unread": state["unread"],
+        "counts": state["counts"],
+    }
+
+
+#: Bytes a change push puts around its items: the counts, the category and the keys.
+CHANGES_MARGIN = 1024
+
+
+def push_changes(user_id: Any, rows: list[Notification]) -> None:
+    """Push changed notifications (numbered one after another, oldest first) to every socket of
+    their recipient, with the counts after them; run once their transaction commits.
+
+    As few frames as ``MAX_SEND_SIZE`` allows, each carrying a run of consecutive numbers (its
+    ``first_seq`` to its ``seq``, so that a socket knows what it was sent). Nothing changed: the
+    counts alone, as a read-state push always was.
+    """
+    with user_push_lock(user_id):
+        state = unread_state(user_id)
+        if not rows:
+            _send([Push(user_id, CHANNEL, state)])
+            return
+        budget = gateway_settings.MAX_SEND_SIZE - CHANGES_MARGIN
+        pushes: list[Push] = []
+        run: list[dict[str, Any]] = []
+        room = budget
+        for row in rows:
+            item = change_item(row)
+            cost = frames.size(frames.encode(item)) + 1
+            if run and cost > room:
+                pushes.append(_changes_push(user_id, run, state))
+                run, room = [], budget
+            run.append(item)
+            room -= cost
+        pushes.append(_changes_push(user_id, run, state))
+        _send(pushes)
+
+
+def _changes_push(user_id: Any, items: list[dict[str, Any]], state: dict[str, Any]) -> Push:
+    return Push(user_id, CHANNEL, {"changes": items, **state}, items[-1]["version"], items[0]["version"])
+
+
+def _send(pushes: list[Push]) -> None:
+    try:
+        push_many(pushes)
+    except Exception as exc:
+        metrics.increment(metrics.PUSH_FAILED, len(pushes))
+        logger.warning("wsgateway: %d change push(es) stored but not sent: %s", len(pushes), exc)
 
 
 def push_unread_state(user_id: Any) -> dict[str, Any]:

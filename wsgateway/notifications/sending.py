@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +43,7 @@ def notify(
     data: dict[str, Any] | None = None,
     actions: Sequence[dict[str, str]] | None = None,
     sender: Any = None,
+    expires_at: datetime | None = None,
 ) -> list[Notification]:
     """Store a notification for each user and push it live once the transaction commits.
 
@@ -52,6 +54,7 @@ def notify(
     ValueError and nothing is stored. ``sender`` becomes ``created_by``. A notification whose push,
     or a page holding it, would be a frame over ``MAX_SEND_SIZE`` raises
     :class:`wsgateway.exceptions.FrameTooLarge`, a ValueError, and nothing is stored.
+    ``expires_at`` (an aware datetime): hidden from the user after it, and pruned.
     """
     # What every recipient's row holds (the same data and actions objects for all), checked in this order.
     fields: dict[str, Any] = {
@@ -61,6 +64,7 @@ def notify(
         "message": str(message),
         "created_by": sender,
         "changed_by": sender,
+        "expires_at": expires_at,
     }
     # Refused before anything is stored: a row whose push cannot be written, or sent, would never
     # arrive. One encoding, of the frame itself (NotJSON or FrameTooLarge).

@@ -25,3 +25,15 @@ def latest(user_ids: Iterable[Any]) -> dict[Any, int]:
         .values_list("user_id", "last")
     )
     return {user_id: found.get(user_id, 0) for user_id in user_ids}
+
+
+def pruned(user_id: Any) -> int:
+    """The greatest number of a change of the user that pruning removed (0: none): a client whose
+    cursor is below it cannot be told everything since, and reloads (see :mod:`.pruning`)."""
+    found = (
+        NotificationSequence.objects.using(router.db_for_read(NotificationSequence))
+        .filter(user_id=user_id)
+        .values_list("pruned", flat=True)
+        .first()
+    )
+    return found or 0

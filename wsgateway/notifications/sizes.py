@@ -31,6 +31,12 @@ TRIMMED_LABEL = 1000
 #: The largest id, seq and unread count a notification's frame may carry (a PositiveBigIntegerField's).
 _LARGEST = 2**63 - 1
 
+#: The counts a push carries, at their longest.
+_LARGEST_STATE = {
+    "unread": _LARGEST,
+    "counts": {"unread": _LARGEST, "unseen": _LARGEST, "archived": _LARGEST, "badge": _LARGEST},
+}
+
 logger = logging.getLogger("wsgateway")
 
 
@@ -45,9 +51,9 @@ def check_new(prototype: Notification) -> None:
     One encoding for every recipient: the recipient is not on the wire, and the id, seq and count
     are measured at their longest.
     """
-    prototype.pk, prototype.seq = _LARGEST, _LARGEST
+    prototype.pk = prototype.seq = prototype.version = _LARGEST
     prototype.created = prototype.changed = timezone.now()
-    size = frames.size(frames.data(CHANNEL, push_payload(prototype, _LARGEST))) + PAGE_MARGIN
+    size = frames.size(frames.data(CHANNEL, push_payload(prototype, _LARGEST_STATE))) + PAGE_MARGIN
     if size > (limit := gateway_settings.MAX_SEND_SIZE):
         raise FrameTooLarge("The notification, in a page of one,", size, limit)
 

@@ -1,4 +1,5 @@
-"""The unread state of a user: how many notifications are unread, and the category of the newest."""
+"""What a user's inbox counts: the unread, the unseen and the archived, the badge, and the category of
+the newest unread notification. Counted among the visible ones (see :mod:`.states`)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,40 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connections, router
+from django.utils import timezone
 
+from ..conf import gateway_settings
 from ..models import Notification, NotificationSequence, category_tag
 
 
 def unread_state(user_id: Any) -> dict[str, Any]:
-    """``{"unread": N, "category": <tag of the newest unread or None>}``."""
+    """``{"unread": N, "category": <tag of the newest unread or None>, "counts": {...}}``; ``counts``
+    has ``unread``, ``unseen`` and ``archived``, and ``badge``: one of the first two
+    (``NOTIFICATIONS_BADGE``)."""
     return unread_states([user_id])[user_id]
 
 
 def connect_state(user_id: Any) -> dict[str, Any]:
-    """:func:`unread_state` and the user's latest ``seq`` (see ``sequence.latest``): a connect frame.
+    """:func:`unread_state` and the user's latest number (see ``sequence.latest``): a connect frame.
 
-    One statement, read on every connect: the two were a query each, and one snapshot of the
-    database holds both, so the count never includes a notification past the ``seq``.
+    The counts first, the number after: every change counted is then at or below the number (a
+    number is taken under the user's lock and committed with its change), so a client that syncs
+    from the number is told of nothing the counts already hold twice, and misses nothing.
     """
-    db = router.db_for_read(Notification)
-    with connections[db].cursor() as cursor:
-        cursor.execute(_connect_sql(cursor.db), [user_id, False, user_id, False, user_id])
-        unread, newest_category, seq = cursor.fetchone()
-    category = None if newest_category is None else category_tag(newest_category)
-    return {"unread": unread, "category": category, "seq": seq or 0}
+    with connections[router.db_for_read(Notification)].cursor() as cursor:
+        sql, params = _counts_sql(cursor.db, [user_id], [])
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        qn = cursor.db.ops.quote_name
+        sequence = NotificationSequence._meta
+        cursor.execute(
+            f"SELECT {qn(sequence.get_field('last').column)} FROM {qn(sequence.db_table)} "
+            f"WHERE {qn(sequence.pk.column)} = %s",
+            [user_id],
+        )
+        latest = cursor.fetchone()
+    state = _states([user_id], rows)[user_id]
+    return {**state, "seq": latest[0] if latest else 0}
 
 
 def unread_states(user_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
@@ -37,58 +51,83 @@ def unread_states(user_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
 def unread_states_and_stored(
     user_ids: Iterable[Any], ids: list[int]
 ) -> tuple[dict[Any, dict[str, Any]], set[int]]:
-    """The unread states of ``user_ids``, and which of the notifications ``ids`` exist, in one query.
+    """The states of ``user_ids``, and which of the notifications ``ids`` exist, in one query.
 
     Plain SQL: this runs on every connect and every push, and building the
     equivalent ORM query (an aggregate with a correlated subquery) cost more
     than running it.
     """
     user_ids = list(user_ids)
-    states: dict[Any, dict[str, Any]] = {user_id: {"unread": 0, "category": None} for user_id in user_ids}
-    stored: set[int] = set()
     if not user_ids:
-        return states, stored
+        return {}, set()
     with connections[router.db_for_read(Notification)].cursor() as cursor:
-        cursor.execute(_unread_sql(cursor.db, len(user_ids), len(ids)), [False, False, *user_ids, *ids])
-        for recipient_id, unread, newest_category, stored_id in cursor.fetchall():
-            if recipient_id is None:
-                stored.add(stored_id)
-            else:
-                states[recipient_id] = {"unread": unread, "category": category_tag(newest_category)}
-    return states, stored
+        sql, params = _counts_sql(cursor.db, user_ids, ids)
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    stored = {row[-1] for row in rows if row[0] is None}
+    return _states(user_ids, [row for row in rows if row[0] is not None]), stored
 
 
-def _connect_sql(db: Any) -> str:
-    qn = db.ops.quote_name
-    meta, sequence = Notification._meta, NotificationSequence._meta
-    table, pk = qn(meta.db_table), qn(meta.pk.column)
-    recipient, is_read = qn(meta.get_field("recipient").column), qn(meta.get_field("is_read").column)
-    category = qn(meta.get_field("category").column)
-    return (
-        f"SELECT (SELECT COUNT(*) FROM {table} WHERE {recipient} = %s AND {is_read} = %s), "
-        f"(SELECT {category} FROM {table} WHERE {recipient} = %s AND {is_read} = %s "
-        f"ORDER BY {pk} DESC LIMIT 1), "
-        f"(SELECT {qn(sequence.get_field('last').column)} FROM {qn(sequence.db_table)} "
-        f"WHERE {qn(sequence.pk.column)} = %s)"
-    )
+def _states(user_ids: list[Any], rows: list[tuple[Any, ...]]) -> dict[Any, dict[str, Any]]:
+    badge = gateway_settings.NOTIFICATIONS_BADGE
+    states = {user_id: _state(0, 0, 0, None, badge) for user_id in user_ids}
+    for recipient_id, unread, unseen, archived, newest_category, _stored in rows:
+        states[recipient_id] = _state(unread or 0, unseen or 0, archived or 0, newest_category, badge)
+    return states
 
 
-def _unread_sql(db: Any, users: int, ids: int) -> str:
+def _state(unread: int, unseen: int, archived: int, category: int | None, badge: str) -> dict[str, Any]:
+    counts = {"unread": unread, "unseen": unseen, "archived": archived}
+    return {
+        "unread": unread,
+        "category": None if category is None or not unread else category_tag(category),
+        "counts": {**counts, "badge": counts.get(badge, unread)},
+    }
+
+
+def _counts_sql(db: Any, user_ids: list[Any], ids: list[int]) -> tuple[str, list[Any]]:
     qn = db.ops.quote_name
     meta = Notification._meta
     table, pk = qn(meta.db_table), qn(meta.pk.column)
-    recipient, is_read = qn(meta.get_field("recipient").column), qn(meta.get_field("is_read").column)
-    category = qn(meta.get_field("category").column)
+    col = {
+        name: qn(meta.get_field(name).column)  # type: ignore[union-attr]
+        for name in (
+            "recipient",
+            "is_read",
+            "category",
+            "seen_at",
+            "archived_at",
+            "deleted_at",
+            "snoozed_until",
+            "expires_at",
+        )
+    }
+    now = db.ops.adapt_datetimefield_value(timezone.now())
+
+    def visible(alias: str) -> str:
+        return (
+            f"{alias}.{col['deleted_at']} IS NULL AND {alias}.{col['snoozed_until']} IS NULL "
+            f"AND ({alias}.{col['expires_at']} IS NULL OR {alias}.{col['expires_at']} > %s)"
+        )
+
+    inbox_unread = f"n.{col['archived_at']} IS NULL AND n.{col['is_read']} = %s"
     sql = (
-        f"SELECT n.{recipient}, COUNT(*), "
-        f"(SELECT m.{category} FROM {table} m WHERE m.{recipient} = n.{recipient} AND m.{is_read} = %s "
+        f"SELECT n.{col['recipient']}, "
+        f"SUM(CASE WHEN {inbox_unread} THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {inbox_unread} AND n.{col['seen_at']} IS NULL THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN n.{col['archived_at']} IS NOT NULL THEN 1 ELSE 0 END), "
+        f"(SELECT m.{col['category']} FROM {table} m WHERE m.{col['recipient']} = n.{col['recipient']} "
+        f"AND m.{col['is_read']} = %s AND m.{col['archived_at']} IS NULL AND {visible('m')} "
         f"ORDER BY m.{pk} DESC LIMIT 1), NULL "
-        f"FROM {table} n WHERE n.{is_read} = %s AND n.{recipient} IN ({', '.join(['%s'] * users)}) "
-        f"GROUP BY n.{recipient}"
+        f"FROM {table} n WHERE n.{col['recipient']} IN ({', '.join(['%s'] * len(user_ids))}) "
+        f"AND {visible('n')} GROUP BY n.{col['recipient']}"
     )
+    params: list[Any] = [False, False, False, now, *user_ids, now]
     if ids:
         # One round trip for the existence check too (see pushing.push_created_notifications).
         sql += (
-            f" UNION ALL SELECT NULL, NULL, NULL, {pk} FROM {table} WHERE {pk} IN ({', '.join(['%s'] * ids)})"
+            f" UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, {pk} FROM {table} "
+            f"WHERE {pk} IN ({', '.join(['%s'] * len(ids))})"
         )
-    return sql
+        params += ids
+    return sql, params

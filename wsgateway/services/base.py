@@ -65,8 +65,9 @@ class Service:
     def connect_frame_sent(self, payload: Any) -> None:
         """This service's connect frame went to the socket (on connect, and again on a resync)."""
 
-    def push_sent(self, seq: int) -> None:
-        """A push that carried ``seq`` (see :class:`wsgateway.groups.Push`) went to the socket."""
+    def push_sent(self, seq: int, first_seq: int | None = None) -> None:
+        """A push that carried ``seq`` (and every number from ``first_seq`` to it, if given; see
+        :class:`wsgateway.groups.Push`) went to the socket."""
 
     async def push_to_user(self, user: Any, payload: Any, *, include_self: bool = False) -> None:
         """Send ``payload`` on this channel to the user's sockets on every process."""

@@ -1,26 +1,33 @@
-"""The "notifications" channel's service: the unread count on connect, read state, the list.
+"""The "notifications" channel's service: the counts on connect, the states' actions, the list, sync.
 
-The pushes of new notifications are the domain's (:mod:`wsgateway.notifications`), not the service's.
+It maps each action to a call of the domain (:mod:`wsgateway.notifications`): the states, their
+numbering, the pushes and the snooze clock are the domain's, not the service's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext, pgettext, pgettext_lazy
 
 from ..codes import ErrorCode
-from ..columns import fits_column
 from ..conf import MAX_PAGE_SIZE, gateway_settings
 from ..exceptions import GatewayError, InvalidData
-from ..models import Notification
-from ..notifications import CHANNEL, history, push_unread_state, sequence, sizes, unread_state
+from ..models import Change, Notification
+from ..notifications import CHANNEL, history, sequence, sizes, snoozing, unread_state
+from ..notifications.changes import MAX_IDS, NotFound, change
+from ..notifications.states import VIEWS, view, visible
 from ..notifications.unread import connect_state
 from .base import ActionService, Connection
+
+#: Latest time a notification may be snoozed until, from now.
+MAX_SNOOZE = timedelta(days=366)
 
 #: Most pushes a socket may have been sent ahead of a gap before its record of them is dropped
 #: (the next resync then resends a little more, and the client drops what it has).
@@ -43,6 +50,7 @@ class NotifierService(ActionService):
         self.ahead: set[int] | frozenset[int] = NOTHING_AHEAD
 
     def snapshot(self, user: Any) -> Any:
+        snoozing.wake_user(user.pk)  # what is due comes back before the counts are read
         state = connect_state(user.pk)
         if self.delivered is not None and self.delivered < state["seq"]:
             # A resync: what this socket was not sent while the layer was down or its queue was full.
@@ -51,79 +59,147 @@ class NotifierService(ActionService):
         return state
 
     def connect_frame_sent(self, payload: Any) -> None:
+        if (clock := snoozing.clock()) is not None:
+            clock.register(self)
         missed = payload.get("missed")
         # With more to come, the client pages on with "sync"; the next resync starts after this page.
         self.delivered = missed[-1]["seq"] if missed and payload.get("has_more") else payload["seq"]
         self.ahead = {seq for seq in self.ahead if seq > self.delivered} or NOTHING_AHEAD
 
-    def push_sent(self, seq: int) -> None:
+    async def on_disconnect(self, user: Any) -> None:
+        if (clock := snoozing.clock()) is not None:
+            clock.unregister(self)
+
+    def push_sent(self, seq: int, first_seq: int | None = None) -> None:
+        first = seq if first_seq is None else first_seq
         if self.delivered is None or seq <= self.delivered:
             return  # before the connect frame (which covers it), or a notification saved again
-        if seq == self.delivered + 1 and not self.ahead:
-            self.delivered = seq  # the next one, with no gap before it
+        if first <= self.delivered + 1 and not self.ahead:
+            self.delivered = seq  # the next ones, with no gap before them
             return
         ahead = self.ahead if isinstance(self.ahead, set) else set()
-        ahead.add(seq)
+        if seq - first >= MAX_AHEAD:
+            self.ahead = NOTHING_AHEAD  # too many to keep: the next resync resends a little more
+            return
+        ahead.update(range(max(first, self.delivered + 1), seq + 1))
         while self.delivered + 1 in ahead:
             self.delivered += 1
             ahead.discard(self.delivered)
         self.ahead = ahead if ahead and len(ahead) <= MAX_AHEAD else NOTHING_AHEAD
 
+    # -- the states, one notification or a few ----------------------------------------------
+
     async def action_mark_read(self, user: Any, data: Any) -> Any:
-        ids = set(_parse_ids(data))
-        return await database_sync_to_async(self._mark_read)(user, ids)
+        return await self._change(user, Change.READ, _parse_ids(data, "mark_read"))
+
+    async def action_mark_unread(self, user: Any, data: Any) -> Any:
+        return await self._change(user, Change.UNREAD, _parse_ids(data, "mark_unread"))
+
+    async def action_mark_seen(self, user: Any, data: Any) -> Any:
+        return await self._change(user, Change.SEEN, _parse_ids(data, "mark_seen"))
+
+    async def action_archive(self, user: Any, data: Any) -> Any:
+        return await self._change(user, Change.ARCHIVED, _parse_ids(data, "archive"))
+
+    async def action_unarchive(self, user: Any, data: Any) -> Any:
+        return await self._change(user, Change.UNARCHIVED, _parse_ids(data, "unarchive"))
+
+    async def action_delete(self, user: Any, data: Any) -> Any:
+        return await self._change(user, Change.DELETED, _parse_ids(data, "delete"))
+
+    async def action_snooze(self, user: Any, data: Any) -> Any:
+        ids, until = _parse_snooze(data)
+        return await self._change(user, Change.SNOOZED, ids, until=until)
+
+    async def action_unsnooze(self, user: Any, data: Any) -> Any:
+        return await self._change(user, Change.UNSNOOZED, _parse_ids(data, "unsnooze"))
+
+    # -- the bulk forms: bounded work per call, "has_more" while some are left -----------------
 
     async def action_mark_all_read(self, user: Any, data: Any) -> Any:
-        return await database_sync_to_async(self._mark_read)(user, None)
+        return await self._bulk(user, Change.READ, lambda now: visible(now))
+
+    async def action_mark_all_seen(self, user: Any, data: Any) -> Any:
+        return await self._bulk(user, Change.SEEN, lambda now: visible(now))
+
+    async def action_archive_all_read(self, user: Any, data: Any) -> Any:
+        return await self._bulk(user, Change.ARCHIVED, lambda now: visible(now) & Q(is_read=True))
+
+    async def _change(
+        self, user: Any, kind: Change, ids: list[int], *, until: datetime | None = None
+    ) -> dict[str, Any]:
+        state: dict[str, Any] = await database_sync_to_async(_changed)(user, kind, ids, until)
+        return state
+
+    async def _bulk(self, user: Any, kind: Change, only: Callable[[datetime], Q]) -> dict[str, Any]:
+        state: dict[str, Any] = await database_sync_to_async(_changed_all)(user, kind, only(timezone.now()))
+        return state
+
+    # -- reading ---------------------------------------------------------------------------
 
     async def action_list(self, user: Any, data: Any) -> Any:
         return await database_sync_to_async(self._list)(user, {} if data is None else data)
 
     async def action_sync(self, user: Any, data: Any) -> Any:
-        since, limit = _parse_sync(data)
-        return await database_sync_to_async(self._sync)(user, since, limit)
+        since, limit, changes = _parse_sync(data)
+        return await database_sync_to_async(self._sync)(user, since, limit, changes)
 
     @staticmethod
-    def _sync(user: Any, since: int, limit: int) -> dict[str, Any]:
-        # The latest seq first: every row up to it is then committed, and the page, read after,
+    def _sync(user: Any, since: int, limit: int, changes: bool) -> dict[str, Any]:
+        snoozing.wake_user(user.pk)
+        # The latest number first: every row up to it is then committed, and the page, read after,
         # holds all of them that it has room for.
         latest = sequence.latest([user.pk])[user.pk]
-        page = history.since(user, since, limit)
-        found = page["notifications"]
+        if changes:
+            page = history.changes_since(user, since, limit)
+            found, key = page["changes"], "version"
+            # After the page: a prune that took a row the page lacks has marked it by then.
+            if since < sequence.pruned(user.pk):
+                return {
+                    "changes": [],
+                    "has_more": False,
+                    "reset": True,
+                    "seq": latest,
+                    **unread_state(user.pk),
+                }
+        else:
+            page = history.since(user, since, limit)
+            found, key = page["notifications"], "seq"
         # Where the client's cursor may move: past this page, or, with nothing more, to the
-        # latest seq (past rows deleted since they were numbered).
-        cursor = (
-            found[-1]["seq"] if page["has_more"] else max([latest, since, *(n["seq"] for n in found[-1:])])
-        )
+        # latest number (past rows deleted, and changes numbered, since).
+        cursor = found[-1][key] if page["has_more"] else max([latest, since, *(n[key] for n in found[-1:])])
         return {**page, "seq": cursor, **unread_state(user.pk)}
-
-    @staticmethod
-    def _mark_read(user: Any, ids: set[int] | None) -> dict[str, Any]:
-        with transaction.atomic():
-            mine = Notification.objects.for_user(user)
-            if ids is not None:
-                storable = [pk for pk in ids if fits_column(Notification._meta.pk, pk)]
-                found = set(mine.filter(pk__in=storable).values_list("pk", flat=True))
-                if missing := sorted(ids - found):
-                    raise GatewayError(
-                        ErrorCode.NOT_FOUND,
-                        gettext("No notifications of yours with ids %(ids)s.") % {"ids": missing},
-                    )
-                mine = mine.filter(pk__in=ids)
-            # update() rather than save(): a read-state change is not a new notification to push.
-            mine.unread().update(is_read=True, changed=timezone.now(), changed_by=user)
-        return push_unread_state(user.pk)
 
     @staticmethod
     def _list(user: Any, data: Any) -> dict[str, Any]:
         page = _parse_page(data)
-        query = Notification.objects.for_user(user).select_related("created_by", "changed_by").order_by("-id")
-        if page.unread_only:
-            query = query.unread()
+        snoozing.wake_user(user.pk)
+        query = (
+            Notification.objects.for_user(user)
+            .filter(view(page.view, timezone.now()))
+            .select_related("created_by", "changed_by")
+            .order_by("-id")
+        )
         if page.before is not None:
             query = query.filter(pk__lt=page.before)
         found, has_more = sizes.page([row.to_wire() for row in query[: page.limit + 1]], page.limit)
         return {"notifications": found, "has_more": has_more, **unread_state(user.pk)}
+
+
+def _changed(user: Any, kind: Change, ids: list[int], until: datetime | None) -> dict[str, Any]:
+    try:
+        change(user, kind, ids, until=until, actor=user)
+    except NotFound as exc:
+        raise GatewayError(
+            ErrorCode.NOT_FOUND,
+            gettext("No notifications of yours with ids %(ids)s.") % {"ids": exc.ids},
+        ) from None
+    return unread_state(user.pk)
+
+
+def _changed_all(user: Any, kind: Change, only: Q) -> dict[str, Any]:
+    outcome = change(user, kind, only=only, actor=user)
+    return {**unread_state(user.pk), "changed": outcome.changed, "has_more": outcome.has_more}
 
 
 class _Page(NamedTuple):
@@ -131,15 +207,20 @@ class _Page(NamedTuple):
 
     before: int | None
     limit: int
-    unread_only: bool
+    view: str
 
 
 #: What "list" and "sync" take, said when their data is not an object (rendered in the socket's language).
 LIST_TAKES = pgettext_lazy(
-    "JSON names of the protocol: kept as they are", 'list takes {"before", "limit", "unread_only"}.'
+    "JSON names of the protocol: kept as they are", 'list takes {"before", "limit", "view", "unread_only"}.'
 )
 SYNC_TAKES = pgettext_lazy(
-    "JSON names of the protocol: kept as they are", 'sync takes {"since": <the last seq you have>, "limit"}.'
+    "JSON names of the protocol: kept as they are",
+    'sync takes {"since": <the last seq you have>, "limit", "changes"}.',
+)
+SNOOZE_TAKES = pgettext_lazy(
+    "JSON names of the protocol: kept as they are",
+    'snooze takes {"ids": [notification ids], "until": <an ISO 8601 time with its offset, in the future>}.',
 )
 
 
@@ -155,6 +236,7 @@ def _parse_page(data: Any) -> _Page:
     before = data.get("before")
     limit = data.get("limit", gateway_settings.NOTIFICATIONS_PAGE_SIZE)
     unread_only = data.get("unread_only", False)
+    chosen = data.get("view", "unread" if unread_only is True else "all")
     if before is not None and type(before) is not int:
         raise InvalidData(
             pgettext("JSON names of the protocol: kept as they are", '"before" must be a notification id.')
@@ -164,7 +246,14 @@ def _parse_page(data: Any) -> _Page:
         raise InvalidData(
             pgettext("JSON names of the protocol: kept as they are", '"unread_only" must be true or false.')
         )
-    return _Page(before, limit, unread_only)
+    if chosen not in VIEWS:
+        raise InvalidData(
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                '"view" must be "all", "unread" or "archived".',
+            )
+        )
+    return _Page(before, limit, chosen)
 
 
 def _check_limit(limit: Any) -> None:
@@ -179,10 +268,15 @@ def _check_limit(limit: Any) -> None:
         )
 
 
-def _parse_sync(data: Any) -> tuple[int, int]:
+def _parse_sync(data: Any) -> tuple[int, int, bool]:
     data = _fields(data, SYNC_TAKES)
     since = data.get("since")
     limit = data.get("limit", MAX_PAGE_SIZE)
+    changes = data.get("changes", False)
+    if not isinstance(changes, bool):
+        raise InvalidData(
+            pgettext("JSON names of the protocol: kept as they are", '"changes" must be true or false.')
+        )
     if type(since) is not int or since < 0:
         raise InvalidData(
             pgettext(
@@ -191,14 +285,38 @@ def _parse_sync(data: Any) -> tuple[int, int]:
             ),
         )
     _check_limit(limit)
-    return since, limit
+    return since, limit, changes
 
 
-def _parse_ids(data: Any) -> list[int]:
-    if not isinstance(data, list) or not all(type(item) is int for item in data):
+def _parse_ids(data: Any, action: str) -> list[int]:
+    """A list of at most MAX_IDS notification ids, else ``invalid_data``."""
+    if not isinstance(data, list) or len(data) > MAX_IDS or not all(type(item) is int for item in data):
         raise InvalidData(
             pgettext(
-                "JSON names of the protocol: kept as they are", "mark_read takes a list of notification ids."
-            ),
+                "JSON names of the protocol: kept as they are",
+                "%(action)s takes a list of at most %(most)d notification ids.",
+            )
+            % {"action": action, "most": MAX_IDS},
         )
-    return data
+    return list(dict.fromkeys(data))
+
+
+def _parse_snooze(data: Any) -> tuple[list[int], datetime]:
+    data = _fields(data, SNOOZE_TAKES)
+    ids = _parse_ids(data.get("ids"), "snooze")
+    until = data.get("until")
+    try:
+        when = datetime.fromisoformat(until) if isinstance(until, str) and len(until) <= 64 else None
+    except ValueError:
+        when = None
+    now = timezone.now()
+    if when is None or when.tzinfo is None or not now < when <= now + MAX_SNOOZE:
+        raise InvalidData(
+            pgettext(
+                "JSON names of the protocol: kept as they are",
+                '"until" must be an ISO 8601 time with its offset, in the future, '
+                "at most %(days)d days ahead.",
+            )
+            % {"days": MAX_SNOOZE.days},
+        )
+    return ids, when
