@@ -446,10 +446,37 @@ def pushes_after(thrown: Thrown, answer: dict[str, Any]) -> list[dict[str, Any]]
     if "error" in answer or request not in WRITES:
         return []
     if request in PUSHES_UNREAD_STATE:
-        return [{"channel": "notifications", "payload": answer["payload"]}]
+        return [{"channel": "notifications", "payload": UnreadStatePush(answer["payload"])}]
     # The change, as the reply has it without a load's refusals; a change of nothing is not pushed.
     change = {key: answer["payload"][key] for key in ("added", "removed") if key in answer["payload"]}
     return [{"channel": "clipboard", "payload": change}] if any(change.values()) else []
+
+
+class UnreadStatePush:
+    """What every socket is pushed after ``mark_read`` or ``mark_all_read``: the reply's unread state,
+    with the rows it read as ``changes`` (each ``"change": "read"``) when it read any. A bulk form's
+    reply says how many (``changed``, with ``has_more``), which the push does not repeat."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        self.state = {key: value for key, value in reply.items() if key not in ("changed", "has_more")}
+        self.changed: int | None = reply.get("changed")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, dict):
+            return NotImplemented
+        if {key: value for key, value in other.items() if key != "changes"} != self.state:
+            return False
+        changes = other.get("changes")
+        if changes is None:
+            return not self.changed
+        return (
+            bool(changes)
+            and all(change.get("change") == "read" and change.get("is_read") is True for change in changes)
+            and self.changed in (None, len(changes))
+        )
+
+    def __repr__(self) -> str:
+        return f"UnreadStatePush({self.state!r}, changed={self.changed!r})"
 
 
 async def throw(frames: list[Thrown], consumer: type[GatewayConsumer], log: ErrorLog) -> list[str]:

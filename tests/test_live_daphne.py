@@ -235,6 +235,11 @@ async def test_notify_command_in_another_process_is_stored_for_the_next_connect(
             "unread": before + 1,
             "category": "error",
             "seq": seq + 1,  # the page that reconnects asks for what is over its cursor: this one
+            # One more unread and unseen, counted by the badge (unread by default).
+            "counts": {
+                **first["counts"],
+                **{key: first["counts"][key] + 1 for key in ("unread", "unseen", "badge")},
+            },
         }
 
 
