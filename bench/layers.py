@@ -28,6 +28,8 @@ class Row:
     limits: bool = True
     #: An attack row ("flood", "slow-reader") runs bench.attacks instead of the phases.
     attack: str | None = None
+    #: Attacking users of an attack row, each with its own socket (the flood's rows: one and five).
+    attackers: int = 1
 
 
 ROWS: dict[str, Row] = {
@@ -90,6 +92,16 @@ ROWS: dict[str, Row] = {
             optional=True,
             description="a socket floods list requests, reconnecting when closed; another user's pushes",
             attack="flood",
+        ),
+        Row(
+            "flood-5",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="five users' sockets flood list requests, each reconnecting when closed; "
+            "another user's pushes",
+            attack="flood",
+            attackers=5,
         ),
         Row(
             "slow-reader",
