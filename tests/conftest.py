@@ -54,6 +54,17 @@ def maintenance_known_off() -> None:
     maintenance._cache.state, maintenance._cache.read_at = None, float("inf")
 
 
+@pytest.fixture(autouse=True)
+def no_user_cooling_down() -> Iterator[None]:
+    """No user of a test is cooling down after another test's 4429 (wsgateway.limits): this process
+    remembers cool-downs by user pk and by handshake credentials, and the database gives pks again."""
+    from wsgateway import limits
+
+    limits.cooldowns.until.clear()
+    yield
+    limits.cooldowns.until.clear()
+
+
 # -- users: one in the database, with the password of tests.support.communicators --------------------
 # A module that needs another kind (permissions, the sync ORM of a sync test, a logged-in HTTP session
 # of a live server) defines its own, under the same name, and says why.

@@ -122,8 +122,13 @@ async def test_frames_over_the_burst_are_rate_limited_unhandled_then_the_socket_
             assert await socket.receive() == error_frame("clipboard", "rate_limited", 7)
             # The close's reason, in an error frame before it: daphne drops a close's reason.
             closing = await socket.receive()
-            assert closing == error_frame("gateway", "too_many_frames")
-            assert closing["error"]["message"] == "Too many frames."
+            # With when to come back: the cool-down (RATE_LIMIT_COOLDOWN), which wsgateway.js waits for.
+            assert closing == {**error_frame("gateway", "too_many_frames"), "error": closing["error"]}
+            assert closing["error"] == {
+                "code": "too_many_frames",
+                "message": "Too many frames.",
+                "retry_after": 15,
+            }
             assert await socket.close_code() == 4429
             assert await socket.receive_nothing()
     assert await ClipboardEntry.objects.acount() == 0

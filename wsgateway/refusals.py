@@ -18,9 +18,10 @@ from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
-from . import frames, i18n, maintenance, metrics
+from . import frames, i18n, limits, maintenance, metrics
 from .codes import CloseCode, ErrorCode
 from .conf import gateway_settings
+from .layers.extensions import CoolingDown
 from .membership import Membership
 from .origin import origin_allowed
 from .transport import send_close
@@ -31,6 +32,10 @@ GONE_MESSAGE = gettext_lazy("This address is no longer served.")
 #: Close reasons: a close frame holds at most 123 bytes of reason, so a translation stays short.
 GONE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Gone: do not reconnect.")
 MAINTENANCE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Maintenance: come back later.")
+COOLING_DOWN_MESSAGE = gettext_lazy(
+    "Too many frames were refused: no new socket for %(seconds)d s. Reconnect after retry_after."
+)
+COOLING_DOWN_REASON = pgettext_lazy("close reason, at most 123 bytes", "Too many frames: retry later.")
 UNAVAILABLE_MESSAGE = gettext_lazy("The server cannot take connections right now. Retry in a few seconds.")
 UNAVAILABLE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Unavailable: retry soon.")
 #: Seconds a client refused ``unavailable`` waits before it reconnects (wsgateway.js adds at least a
@@ -246,6 +251,10 @@ class Handshake:
             # the open sockets' places to be put back has its own bounds (a few seconds).
             if placed := await membership.register(user_id, limit):
                 await membership.join(user_id)
+        except CoolingDown as cooling:  # asked in the same round trip as the place (extensions.COOLDOWN)
+            layer_outage.served()
+            await self.refuse_cooling_down(user_id, cooling.retry_after)
+            return False
         except Exception as exc:  # a layer raises its client's errors (redis-py's are not OSErrors)
             layer_outage.failed(exc)
             await self.refuse_unavailable()
@@ -254,6 +263,30 @@ class Handshake:
         if not placed:
             await self.refuse_over_cap(user_id, limit)
         return placed
+
+    async def refuse_cooling_down(self, user_id: Any, seconds: float) -> None:
+        """Close with 4429 and ``retry_after``: the user's socket was closed 4429 less than
+        ``RATE_LIMIT_COOLDOWN`` seconds ago (wsgateway.limits), on this process or another. Logged
+        once an episode on each process (``user_id`` None: refused by the handshake's credentials,
+        which this process learnt, and logged, with the user's), counted every time."""
+        metrics.increment(metrics.CONNECTIONS_COOLING_DOWN)
+        if user_id is not None and limits.cooling_down(self.scope, user_id, seconds):
+            logger.warning(
+                "wsgateway: refusing new sockets of user %r with 4429 for %.1f s: one was closed 4429 "
+                "(RATE_LIMIT_COOLDOWN; counted in connections.cooling_down)",
+                user_id,
+                seconds,
+            )
+        wait = limits.retry_after(seconds)
+        with self.speaking():
+            message = str(COOLING_DOWN_MESSAGE) % {"seconds": wait}
+        await self.refuse(
+            ErrorCode.TOO_MANY_FRAMES,
+            message,
+            CloseCode.TOO_MANY_REQUESTS,
+            details={"retry_after": wait},
+            reason=COOLING_DOWN_REASON,
+        )
 
     async def refuse_unavailable(self) -> None:
         """Accept, say "retry in a few seconds", and close with 4503: the site cannot take the
