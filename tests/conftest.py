@@ -58,11 +58,20 @@ def maintenance_known_off() -> None:
 def no_user_cooling_down() -> Iterator[None]:
     """No user of a test is cooling down after another test's 4429 (wsgateway.limits): this process
     remembers cool-downs by user pk and by handshake credentials, and the database gives pks again."""
-    from wsgateway import limits
+    from channels.layers import channel_layers
 
-    limits.cooldowns.until.clear()
+    from wsgateway import limits
+    from wsgateway.layers import InProcessChannelLayer
+
+    def forget() -> None:
+        limits.cooldowns.until.clear()
+        for layer in channel_layers.backends.values():  # the project's layer lives as long as the process
+            if isinstance(layer, InProcessChannelLayer):
+                layer.cooldowns.until.clear()
+
+    forget()
     yield
-    limits.cooldowns.until.clear()
+    forget()
 
 
 # -- users: one in the database, with the password of tests.support.communicators --------------------

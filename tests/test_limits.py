@@ -6,13 +6,15 @@ import asyncio
 import gc
 import logging
 import re
+import time
 from typing import Any
 
 import pytest
+from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from tests.support.communicators import connected, create_user, error_frame, frame
-from wsgateway import metrics
+from tests.support.communicators import connected, cookie, create_user, error_frame, frame, refused
+from wsgateway import limits, metrics
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.limits import SharedBuckets, TokenBucket, take
 from wsgateway.models import ClipboardEntry
@@ -180,6 +182,95 @@ async def test_a_refused_frame_that_is_not_an_envelope_is_rate_limited_without_c
             assert await socket.receive() == error_frame(None, "rate_limited")
             await socket.send_json({"payload": {}, "id": "no-channel"})
             assert await socket.receive() == error_frame(None, "rate_limited", "no-channel")
+
+
+@pytestmark_db
+async def test_a_refused_frame_too_long_to_read_cheaply_is_answered_without_its_channel_or_id() -> None:
+    ann = await create_user("ann")
+    with override_settings(WSGATEWAY={"RATE_LIMIT": 1, "RATE_BURST": 1}):
+        async with connected(ann) as socket:
+            await socket.assert_open()
+            # A valid envelope, but past what the door decodes of a refused frame (consumers.PEEK_SIZE).
+            big = {
+                "channel": "clipboard",
+                "payload": {"action": "clipboard_add", "data": "x" * 2000},
+                "id": "long",
+            }
+            await socket.send_json(big)
+            assert await socket.receive() == error_frame(None, "rate_limited")
+            await socket.send_json(clipboard_add("short"))
+            assert await socket.receive() == error_frame("clipboard", "rate_limited", "short")
+    assert await ClipboardEntry.objects.acount() == 0
+
+
+COOLING = {"RATE_LIMIT": 1, "RATE_BURST": 1, "RATE_LIMIT_CLOSE_AFTER": 1, "RATE_LIMIT_COOLDOWN": 20}
+
+
+async def closed_4429(user: Any, headers: Any = ()) -> None:
+    """Open a socket of ``user`` and flood it until it is closed 4429."""
+    async with connected(user, headers=headers) as socket:
+        await socket.assert_open()
+        for n in range(3):
+            await socket.send_json(ping(n))
+        outputs = [await socket.communicator.receive_output()]
+        while outputs[-1]["type"] != "websocket.close":
+            outputs.append(await socket.communicator.receive_output())
+        assert outputs[-1]["code"] == 4429
+
+
+async def refusal_of(user: Any, headers: Any = ()) -> Any:
+    async with refused(user, headers=headers) as socket:
+        error = await socket.receive()
+        assert await socket.close_code() == 4429
+        return error
+
+
+@pytestmark_db
+async def test_a_user_closed_4429_is_refused_new_sockets_with_retry_after_until_the_cooldown_ends(
+    caplog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ann, bob = await create_user("ann"), await create_user("bob")
+    cooling = metrics.value(metrics.CONNECTIONS_COOLING_DOWN)
+    with override_settings(WSGATEWAY=COOLING), caplog.at_level(logging.INFO, "wsgateway"):
+        await closed_4429(ann)
+        # The project's in-process layer holds the cool-down (its cooldown extension), asked with the place.
+        first, second = await refusal_of(ann), await refusal_of(ann)
+        assert first == error_frame("gateway", "too_many_frames") | {"error": first["error"]}
+        assert first["error"]["retry_after"] == 20 and "20 s" in first["error"]["message"]
+        assert second["error"]["retry_after"] in (19, 20)
+        async with connected(bob) as socket:  # another user is not concerned
+            await socket.assert_open()
+        # Once it is over, the user is welcome again: move the layer's clock and this process's on.
+        layer = get_channel_layer()
+        later = [0.0]
+        monkeypatch.setattr(layer.cooldowns, "clock", lambda: time.monotonic() + later[0])
+        monkeypatch.setattr(limits.cooldowns, "clock", lambda: time.monotonic() + later[0])
+        later[0] = 21
+        async with connected(ann) as socket:
+            await socket.assert_open()
+    assert metrics.value(metrics.CONNECTIONS_COOLING_DOWN) - cooling == 2
+    # Logged at the close, with the cool-down; the refusals of the same episode on this process are not.
+    messages = [r.getMessage() for r in caplog.records if r.name == "wsgateway"]
+    assert any("4429" in m and "refused for 20 s" in m for m in messages), messages
+    assert not any("refusing new sockets" in m for m in messages), messages
+    assert not any(r.exc_info for r in caplog.records)
+
+
+@pytestmark_db
+async def test_a_reconnect_with_the_same_credentials_is_refused_before_authentication(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ann = await create_user("ann")
+    credentials = [cookie(sessionid="ann-session")]
+    with override_settings(WSGATEWAY=COOLING):
+        await closed_4429(ann, credentials)
+
+        async def no_authentication(scope: Any) -> Any:
+            raise AssertionError("authenticated a handshake this process knows is cooling down")
+
+        monkeypatch.setattr("wsgateway.consumers.authenticate", no_authentication)
+        error = await refusal_of(ann, credentials)
+        assert error["error"]["code"] == "too_many_frames" and error["error"]["retry_after"] == 20
 
 
 @pytestmark_db
