@@ -416,6 +416,7 @@ def run_attack(
         pid=daphne.proc.pid,
         attacker=tokens[0],
         attackers=tokens[: row.attackers],
+        connect_rate=row.connect_rate,
         other=tokens[row.attackers],
         warmup=tokens[-1],
         duration=args.attack_duration,

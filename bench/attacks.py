@@ -83,6 +83,9 @@ class AttackPlan:
     baseline: float
     #: flood: every attacking user, [user_id, token] each (the attacker alone when empty).
     attackers: list[list[Any]] = field(default_factory=list)
+    #: flood: handshakes a second that reach daphne, all attackers together (a proxy's per-IP limit on
+    #: connects, emulated: the client waits for its turn instead of being refused by the proxy); None: all.
+    connect_rate: float | None = None
     #: notify() a second to the other user, in both windows.
     other_rate: float = 20.0
     #: flood: notifications made for the attacker before, so that each list has a full page to read.
@@ -156,6 +159,26 @@ class FloodStats:
         #: Handshakes the server answered with a close before the connect frames (a cool-down).
         self.refused_connects = 0
         self.refused_codes: dict[str, int] = {}
+
+
+class Turns:
+    """Handshakes let through at ``rate`` a second, one after another (None: all at once), as a proxy's
+    ``limit_req`` without a burst lets one IP's through; the proxy refuses the others itself, which
+    costs daphne nothing, so here they simply wait."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.next = monotonic()
+
+    async def wait(self, end: float) -> bool:
+        """Wait for the next turn; False when it comes after ``end``."""
+        if self.rate is None:
+            return True
+        turn, self.next = self.next, max(self.next, monotonic()) + 1 / self.rate
+        if turn > end:
+            return False
+        await asyncio.sleep(max(0.0, turn - monotonic()))
+        return True
 
 
 class Flooder(Socket):
@@ -354,7 +377,10 @@ class Attacks:
         end = start + plan.duration
         connect_errors: list[str] = []
         budget = [MAX_FLOOD_FRAMES]  # frames left, shared by the attacking users
-        await asyncio.gather(*(self.flood_as(user, stats, end, budget, connect_errors) for user in attackers))
+        turns = Turns(plan.connect_rate)
+        await asyncio.gather(
+            *(self.flood_as(user, stats, end, budget, connect_errors, turns) for user in attackers)
+        )
         elapsed = min(monotonic(), end) - start  # the flood's window, not the wait for its last answers
         rss_after = memory_kib(plan.pid)["VmRSS"]
         accepted = stats.written_frames - stats.unsent_frames
@@ -392,13 +418,21 @@ class Attacks:
         return result
 
     async def flood_as(
-        self, user: list[Any], stats: FloodStats, end: float, budget: list[int], connect_errors: list[str]
+        self,
+        user: list[Any],
+        stats: FloodStats,
+        end: float,
+        budget: list[int],
+        connect_errors: list[str],
+        turns: Turns,
     ) -> None:
         """One attacking user's flood until ``end``: a socket, then another at once whenever the server
-        closes it or refuses the handshake."""
+        closes it or refuses the handshake (at once, or at the proxy's pace: ``turns``)."""
         plan = self.plan
         n = 0
         while monotonic() < end and budget[0] > 0:
+            if not await turns.wait(end):
+                break
             sock = Flooder(self.client, user, plan.port, stats)
             try:
                 connect_s = await connect(sock)

@@ -30,6 +30,9 @@ class Row:
     attack: str | None = None
     #: Attacking users of an attack row, each with its own socket (the flood's rows: one and five).
     attackers: int = 1
+    #: Handshakes a second the attackers (one IP) get through to daphne, all together: what a proxy's
+    #: per-IP limit on connects lets by (docs/deployment.md); the rest it refuses itself. None: all.
+    connect_rate: float | None = None
 
 
 ROWS: dict[str, Row] = {
@@ -102,6 +105,25 @@ ROWS: dict[str, Row] = {
             "another user's pushes",
             attack="flood",
             attackers=5,
+        ),
+        Row(
+            "flood-proxied",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="flood, behind a proxy's per-IP limit of 5 handshakes a second",
+            attack="flood",
+            connect_rate=5.0,
+        ),
+        Row(
+            "flood-5-proxied",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="flood-5, behind a proxy's per-IP limit of 5 handshakes a second",
+            attack="flood",
+            attackers=5,
+            connect_rate=5.0,
         ),
         Row(
             "slow-reader",
