@@ -417,6 +417,7 @@ def run_attack(
         attacker=tokens[0],
         attackers=tokens[: row.attackers],
         connect_rate=row.connect_rate,
+        upload_rate=row.upload_rate,
         other=tokens[row.attackers],
         warmup=tokens[-1],
         duration=args.attack_duration,

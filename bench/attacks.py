@@ -86,6 +86,9 @@ class AttackPlan:
     #: flood: handshakes a second that reach daphne, all attackers together (a proxy's per-IP limit on
     #: connects, emulated: the client waits for its turn instead of being refused by the proxy); None: all.
     connect_rate: float | None = None
+    #: flood: bytes a second each attacking socket writes at most (a proxy's per-connection limit on what
+    #: a client sends, emulated: the proxy would read no faster); None: as fast as the kernel takes them.
+    upload_rate: float | None = None
     #: notify() a second to the other user, in both windows.
     other_rate: float = 20.0
     #: flood: notifications made for the attacker before, so that each list has a full page to read.
@@ -448,7 +451,7 @@ class Attacks:
                 await asyncio.sleep(0.05)
                 continue
             opened = monotonic()
-            written = 0
+            written = written_bytes = 0
             while monotonic() < end and budget[0] > 0 and not sock.lost.done():
                 if sock.transport is None or sock.transport.is_closing():
                     break
@@ -456,7 +459,12 @@ class Attacks:
                     await sock.writable.wait()
                     continue
                 batch = b"".join(frame_to_server(LIST_FRAME % (n + i)) for i in range(FLOOD_BATCH))
+                if plan.upload_rate:  # the proxy reads no faster than this
+                    due = opened + (written_bytes + len(batch)) / plan.upload_rate
+                    if due > monotonic():
+                        await asyncio.sleep(due - monotonic())
                 sock.write(batch)
+                written_bytes += len(batch)
                 n += FLOOD_BATCH
                 written += FLOOD_BATCH
                 budget[0] -= FLOOD_BATCH
