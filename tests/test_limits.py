@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from django.test import override_settings
 
 from tests.support.communicators import connected, cookie, create_user, error_frame, frame, refused
-from wsgateway import limits, metrics
+from wsgateway import limits, metrics, refusals
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.limits import SharedBuckets, TokenBucket, take
 from wsgateway.models import ClipboardEntry
@@ -218,6 +218,13 @@ async def closed_4429(user: Any, headers: Any = ()) -> None:
         assert outputs[-1]["code"] == 4429
 
 
+@pytest.fixture
+def no_refusal_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused handshake answered at once: the delay that slows a hostile client's reconnects
+    (refusals.COOLING_DOWN_DELAY) is measured in bench/, not waited for here."""
+    monkeypatch.setattr(refusals, "COOLING_DOWN_DELAY", 0.0)
+
+
 async def refusal_of(user: Any, headers: Any = ()) -> Any:
     async with refused(user, headers=headers) as socket:
         error = await socket.receive()
@@ -227,7 +234,7 @@ async def refusal_of(user: Any, headers: Any = ()) -> Any:
 
 @pytestmark_db
 async def test_a_user_closed_4429_is_refused_new_sockets_with_retry_after_until_the_cooldown_ends(
-    caplog: Any, monkeypatch: pytest.MonkeyPatch
+    caplog: Any, monkeypatch: pytest.MonkeyPatch, no_refusal_delay: None
 ) -> None:
     ann, bob = await create_user("ann"), await create_user("bob")
     cooling = metrics.value(metrics.CONNECTIONS_COOLING_DOWN)
@@ -258,7 +265,7 @@ async def test_a_user_closed_4429_is_refused_new_sockets_with_retry_after_until_
 
 @pytestmark_db
 async def test_a_reconnect_with_the_same_credentials_is_refused_before_authentication(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, no_refusal_delay: None
 ) -> None:
     ann = await create_user("ann")
     credentials = [cookie(sessionid="ann-session")]
