@@ -2,8 +2,9 @@
 
 A bucket holds at most ``burst`` tokens and gains ``rate`` a second; a client frame takes one
 token from its socket's bucket and one from its user's, or is refused (``rate_limited``) before it
-is parsed at all: a flood costs a bucket's arithmetic per frame, not a JSON decode. The clock is
-:func:`time.monotonic`, or any callable a test passes.
+is decoded: a flood costs a bucket's arithmetic per frame, and an answer for the few refusals that
+are answered (the consumer reads a refused frame of at most 1 KiB for the channel and id the answer
+echoes). The clock is :func:`time.monotonic`, or any callable a test passes.
 
 :class:`InboundLimiter` is one socket's share of them, made on its first frame.
 
