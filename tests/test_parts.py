@@ -339,7 +339,7 @@ def test_the_handshakes_credentials_are_kept_as_a_digest_and_only_when_there_are
     assert limits.credentials_key({"headers": [(b"cookie", b"sessionid=abc")]}) is not None
 
 
-def test_a_cooldown_without_the_layers_extension_is_this_processes_and_refuses_by_credentials() -> None:
+def test_this_processes_record_of_a_cooldown_refuses_by_user_and_by_credentials() -> None:
     clock = FakeClock()
     scope = {"headers": [(b"cookie", b"sessionid=abc")]}
     cooldowns = LocalCooldowns(clock)
@@ -349,8 +349,7 @@ def test_a_cooldown_without_the_layers_extension_is_this_processes_and_refuses_b
         assert limits.cooling_down(scope, 7, 15) is True
         assert limits.cooling_down(scope, 7, 15) is False
         assert limits.cooldown_before_auth(scope) == 15
-        assert limits.cooldown_of(object(), 7) == 15  # a layer without the extension: this record
-        assert limits.cooldown_of(InProcessChannelLayer(), 7) == 0.0  # with it: the layer is asked
+        assert limits.cooldown_known(7) == 15 and limits.cooldown_known(8) == 0.0
         assert limits.retry_after(0.2) == 1 and limits.retry_after(14.1) == 15
     finally:
         limits.cooldowns = original

@@ -28,7 +28,7 @@ from .exceptions import AuthenticationFailed, GatewayError
 from .flow import OutboundWindow
 from .groups import layer_reaches_other_processes
 from .health import LayerWatchdog, watchdog_for
-from .limits import InboundLimiter, Refusal, cooldown_before_auth, cooldown_of, start_cooldown
+from .limits import InboundLimiter, Refusal, cooldown_before_auth, cooldown_known, start_cooldown
 from .membership import Membership
 from .rechecks import LoginRecheck
 from .refusals import Handshake, RefusingConsumer
@@ -131,9 +131,9 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         if identity is None:
             await self.refuse(ErrorCode.UNAUTHORIZED, UNAUTHORIZED_MESSAGE)
             return
-        # Without the layer's cooldown extension this process's own record; with it, the place's
-        # request below asks the layer in the same round trip.
-        if left := cooldown_of(self.channel_layer, identity.pk):
+        # This process's own record (the only one without the layer's cooldown extension); with it,
+        # the place's request below asks the layer too, in the same round trip.
+        if left := cooldown_known(identity.pk):
             await self.refuse_cooling_down(identity.pk, left)
             return
         # Before the database: refused over the cap, or with the layer down, in a round trip or two.

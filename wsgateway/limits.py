@@ -208,10 +208,11 @@ def cooldown_before_auth(scope: Scope) -> float:
     return cooldowns.left(key) if key is not None else 0.0
 
 
-def cooldown_of(layer: Any, user_id: Any) -> float:
-    """Seconds left of the user's cool-down known to this process without asking the layer: all of
-    it on a layer without the ``cooldown`` extension; on one with it, ``connection_add`` asks."""
-    return 0.0 if supports(layer, COOLDOWN) else cooldowns.left(("user", str(user_id)))
+def cooldown_known(user_id: Any) -> float:
+    """Seconds left of the user's cool-down as far as this process knows, without asking the layer:
+    all of it on a layer without the ``cooldown`` extension; on one with it, what this process started
+    or was told by a refusal (``connection_add`` asks the layer for the rest, in its round trip)."""
+    return cooldowns.left(("user", str(user_id)))
 
 
 def cooling_down(scope: Scope, user_id: Any, seconds: float) -> bool:
