@@ -534,6 +534,7 @@ def summarise_attack(result: dict[str, Any]) -> dict[str, Any]:
         "rss_before_mib": result["rss_kib"]["before"] / 1024,
         "rss_after_mib": result["rss_kib"]["after"] / 1024,
         "rss_peak_mib": result["rss_kib"]["peak"] / 1024,
+        "daphne_cpu_pct": [result.get("daphne_cpu_pct_baseline"), result.get("daphne_cpu_pct")],
     }
     if result["attack"] == "flood":
         summary.update(
@@ -792,6 +793,7 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
                 "reconnects (refused at the handshake)",
                 "close codes",
                 "first close after ms",
+                "daphne CPU % alone / during",
             ],
         ),
         (
@@ -826,6 +828,7 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
                     f"{s['reconnects']} ({s.get('refused_connects', 0)})",
                     ", ".join(f"{code} x{count}" for code, count in s["close_codes"].items()) or "-",
                     _fmt(s["first_close_after_ms"], ",.1f"),
+                    " / ".join(_fmt(v, ".0f") for v in s.get("daphne_cpu_pct") or [None, None]),
                 ]
             else:
                 changed = s["tcp_state_changed_at_s"]

@@ -46,6 +46,7 @@ from bench.client import (
     Plan,
     Socket,
     client_frame,
+    cpu_seconds,
     latency_summary,
     log,
     monotonic,
@@ -349,11 +350,19 @@ class Attacks:
             for attacker in plan.attackers or [plan.attacker]:
                 await self.notify(int(attacker[0]), plan.seed)
         log(f"{plan.attack}: baseline, the other user's pushes for {plan.baseline:g} s")
+        cpu_before, started = cpu_seconds(plan.pid), monotonic()
         result["baseline"] = await self.other_user(plan.baseline, others)
+        result["daphne_cpu_pct_baseline"] = (
+            100 * (cpu_seconds(plan.pid) - cpu_before) / (monotonic() - started)
+        )
         attack = self.flood if plan.attack == "flood" else self.slow_reader
         before = memory_kib(plan.pid)["VmRSS"]
+        # daphne's CPU time in the window, a steadier measure of what the attack cost it than a p99 on a
+        # shared machine (the baseline's is the same measure with no attack).
+        cpu_before, started = cpu_seconds(plan.pid), monotonic()
         with RssSampler(plan.pid) as sampler:
             during, details = await asyncio.gather(self.other_user(plan.duration, others), attack())
+        result["daphne_cpu_pct"] = 100 * (cpu_seconds(plan.pid) - cpu_before) / (monotonic() - started)
         result.update(details)
         result["during"] = during
         result["rss_kib"] = {
