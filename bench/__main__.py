@@ -404,7 +404,8 @@ def run_attack(
     out_dir: Path,
     resources: Resources,
 ) -> dict[str, Any]:
-    """An attack row: one daphne, bench.attacks against it (the attacker is the first user)."""
+    """An attack row: one daphne, bench.attacks against it (the attackers are the first users, the
+    other user the next)."""
     daphne = BenchDaphne(env, f"{row.name}-1", out_dir)
     resources.add(daphne.stop)
     daphne.start()
@@ -414,7 +415,10 @@ def run_attack(
         port=daphne.port,
         pid=daphne.proc.pid,
         attacker=tokens[0],
-        other=tokens[1],
+        attackers=tokens[: row.attackers],
+        connect_rate=row.connect_rate,
+        upload_rate=row.upload_rate,
+        other=tokens[row.attackers],
         warmup=tokens[-1],
         duration=args.attack_duration,
         baseline=args.attack_duration / 2,
@@ -530,6 +534,7 @@ def summarise_attack(result: dict[str, Any]) -> dict[str, Any]:
         "rss_before_mib": result["rss_kib"]["before"] / 1024,
         "rss_after_mib": result["rss_kib"]["after"] / 1024,
         "rss_peak_mib": result["rss_kib"]["peak"] / 1024,
+        "daphne_cpu_pct": [result.get("daphne_cpu_pct_baseline"), result.get("daphne_cpu_pct")],
     }
     if result["attack"] == "flood":
         summary.update(
@@ -537,6 +542,8 @@ def summarise_attack(result: dict[str, Any]) -> dict[str, Any]:
             processed_per_s=result["processed_per_s"],
             rate_limited_per_s=result["rate_limited_per_s"],
             reconnects=result["reconnects"],
+            attackers=result.get("attackers", 1),
+            refused_connects=result.get("refused_connects", 0),
             close_codes=result["close_codes"],
             first_close_after_ms=result["first_close_after_ms"],
         )
@@ -783,9 +790,10 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
                 "frames/s accepted",
                 "processed/s",
                 "rate_limited/s",
-                "reconnects",
+                "reconnects (refused at the handshake)",
                 "close codes",
                 "first close after ms",
+                "daphne CPU % alone / during",
             ],
         ),
         (
@@ -817,9 +825,10 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
                     _fmt(s["accepted_per_s"]),
                     _fmt(s["processed_per_s"], ",.1f"),
                     _fmt(s["rate_limited_per_s"], ",.1f"),
-                    str(s["reconnects"]),
+                    f"{s['reconnects']} ({s.get('refused_connects', 0)})",
                     ", ".join(f"{code} x{count}" for code, count in s["close_codes"].items()) or "-",
                     _fmt(s["first_close_after_ms"], ",.1f"),
+                    " / ".join(_fmt(v, ".0f") for v in s.get("daphne_cpu_pct") or [None, None]),
                 ]
             else:
                 changed = s["tcp_state_changed_at_s"]
@@ -854,7 +863,8 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
             f"Other user: notify() at {OTHER_RATE:g}/s to a second user's socket, alone (half the attack's "
             "time) then during the attack, on the same daphne; latency from the request's sending to the "
             "push's arrival. Flood: accepted = frames written to TCP (the kernel took them); processed = "
-            "real replies; a closed socket is reopened at once. Slow reader: in kernel buffers = the "
+            "real replies; a closed or refused socket is reopened at once, by each attacking user "
+            "(flood-5: five). Slow reader: in kernel buffers = the "
             "server end's send queue and the reader's receive queue when the pushing ended, bytes not in "
             "daphne's RSS; read at the end = frames "
             "the socket read once it read again; closed after push at = the push stamped last before the "

@@ -7,11 +7,12 @@ attack, on the same server: notify() at ``other_rate`` per second through ``POST
 in-process end-to-end path of bench.client), received on that user's socket. Latency is receipt minus
 the time the request was written ("from send"), and minus the time it was due (open loop).
 
-``flood``: the attacker's socket sends ``list`` requests of 100 notifications as fast as the server
-takes them (the writer waits while asyncio's write buffer is over its high-water mark); when the server
-closes it, the attacker opens another at once, so the flood lasts the whole window. Every answer is
-counted: a real reply (processed), ``rate_limited``, or another error; frames written but never answered
-were dropped by the server after a close, or were still in flight.
+``flood``: each attacking user's socket sends ``list`` requests of 100 notifications as fast as the
+server takes them (the writer waits while asyncio's write buffer is over its high-water mark); when the
+server closes it, or refuses the handshake, that user opens another at once, as a hostile client would
+(it ignores the pause a 4429 asks for), so the flood lasts the whole window. Every answer is counted: a
+real reply (processed), ``rate_limited``, or another error; frames written but never answered were
+dropped by the server after a close, or were still in flight.
 
 ``slow-reader``: the attacker's socket (SO_RCVBUF of 4 KiB) stops reading once connected; it sends the
 gateway's ping, a text frame, every few seconds, which also keeps daphne from pinging it. Meanwhile the
@@ -32,7 +33,7 @@ import re
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.client import (
@@ -46,6 +47,7 @@ from bench.client import (
     Plan,
     Socket,
     client_frame,
+    cpu_seconds,
     latency_summary,
     log,
     monotonic,
@@ -81,6 +83,14 @@ class AttackPlan:
     #: Seconds of the attack, and of the baseline before it.
     duration: float
     baseline: float
+    #: flood: every attacking user, [user_id, token] each (the attacker alone when empty).
+    attackers: list[list[Any]] = field(default_factory=list)
+    #: flood: handshakes a second that reach daphne, all attackers together (a proxy's per-IP limit on
+    #: connects, emulated: the client waits for its turn instead of being refused by the proxy); None: all.
+    connect_rate: float | None = None
+    #: flood: bytes a second each attacking socket writes at most (a proxy's per-connection limit on what
+    #: a client sends, emulated: the proxy would read no faster); None: as fast as the kernel takes them.
+    upload_rate: float | None = None
     #: notify() a second to the other user, in both windows.
     other_rate: float = 20.0
     #: flood: notifications made for the attacker before, so that each list has a full page to read.
@@ -151,6 +161,29 @@ class FloodStats:
         self.other_errors: dict[str, int] = {}
         self.close_codes: dict[str, int] = {}
         self.connections: list[dict[str, Any]] = []
+        #: Handshakes the server answered with a close before the connect frames (a cool-down).
+        self.refused_connects = 0
+        self.refused_codes: dict[str, int] = {}
+
+
+class Turns:
+    """Handshakes let through at ``rate`` a second, one after another (None: all at once), as a proxy's
+    ``limit_req`` without a burst lets one IP's through; the proxy refuses the others itself, which
+    costs daphne nothing, so here they simply wait."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.next = monotonic()
+
+    async def wait(self, end: float) -> bool:
+        """Wait for the next turn; False when it comes after ``end``."""
+        if self.rate is None:
+            return True
+        turn, self.next = self.next, max(self.next, monotonic()) + 1 / self.rate
+        if turn > end:
+            return False
+        await asyncio.sleep(max(0.0, turn - monotonic()))
+        return True
 
 
 class Flooder(Socket):
@@ -317,13 +350,22 @@ class Attacks:
             raise RuntimeError(f"the other user's socket: {errors}")
         result: dict[str, Any] = {"attack": plan.attack, "duration_s": plan.duration}
         if plan.attack == "flood" and plan.seed:
-            await self.notify(int(plan.attacker[0]), plan.seed)
+            for attacker in plan.attackers or [plan.attacker]:
+                await self.notify(int(attacker[0]), plan.seed)
         log(f"{plan.attack}: baseline, the other user's pushes for {plan.baseline:g} s")
+        cpu_before, started = cpu_seconds(plan.pid), monotonic()
         result["baseline"] = await self.other_user(plan.baseline, others)
+        result["daphne_cpu_pct_baseline"] = (
+            100 * (cpu_seconds(plan.pid) - cpu_before) / (monotonic() - started)
+        )
         attack = self.flood if plan.attack == "flood" else self.slow_reader
         before = memory_kib(plan.pid)["VmRSS"]
+        # daphne's CPU time in the window, a steadier measure of what the attack cost it than a p99 on a
+        # shared machine (the baseline's is the same measure with no attack).
+        cpu_before, started = cpu_seconds(plan.pid), monotonic()
         with RssSampler(plan.pid) as sampler:
             during, details = await asyncio.gather(self.other_user(plan.duration, others), attack())
+        result["daphne_cpu_pct"] = 100 * (cpu_seconds(plan.pid) - cpu_before) / (monotonic() - started)
         result.update(details)
         result["during"] = during
         result["rss_kib"] = {
@@ -344,54 +386,25 @@ class Attacks:
 
     async def flood(self) -> dict[str, Any]:
         plan = self.plan
+        attackers = plan.attackers or [plan.attacker]
         stats = FloodStats()
         start = monotonic()
         end = start + plan.duration
         connect_errors: list[str] = []
-        n = 0
-        while monotonic() < end and n < MAX_FLOOD_FRAMES:
-            sock = Flooder(self.client, plan.attacker, plan.port, stats)
-            try:
-                connect_s = await connect(sock)
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                connect_errors.append(repr(sock.error or exc))
-                sock.fail("gave up")
-                await asyncio.sleep(0.05)
-                continue
-            opened = monotonic()
-            written = 0
-            while monotonic() < end and n < MAX_FLOOD_FRAMES and not sock.lost.done():
-                if sock.transport is None or sock.transport.is_closing():
-                    break
-                if not sock.writable.is_set():
-                    await sock.writable.wait()
-                    continue
-                batch = b"".join(frame_to_server(LIST_FRAME % (n + i)) for i in range(FLOOD_BATCH))
-                sock.write(batch)
-                n += FLOOD_BATCH
-                written += FLOOD_BATCH
-                await asyncio.sleep(0)  # let the answers in
-            stats.written_frames += written
-            if not sock.lost.done():  # the window ended with the socket open: answers in flight count
-                await asyncio.sleep(0.5)
-                sock.drop()
-            await asyncio.wait([sock.lost], timeout=5)
-            stats.connections.append(
-                {
-                    "connect_ms": round(1000 * connect_s, 1),
-                    "open_ms": round(1000 * ((sock.closed_at or monotonic()) - opened), 1),
-                    "frames_written": written,
-                    "close_code": sock.close_code,
-                }
-            )
-            key = str(sock.close_code) if sock.close_code is not None else "none (window ended)"
-            stats.close_codes[key] = stats.close_codes.get(key, 0) + 1
+        budget = [MAX_FLOOD_FRAMES]  # frames left, shared by the attacking users
+        turns = Turns(plan.connect_rate)
+        await asyncio.gather(
+            *(self.flood_as(user, stats, end, budget, connect_errors, turns) for user in attackers)
+        )
         elapsed = min(monotonic(), end) - start  # the flood's window, not the wait for its last answers
         rss_after = memory_kib(plan.pid)["VmRSS"]
         accepted = stats.written_frames - stats.unsent_frames
         answered = stats.processed + stats.rate_limited + sum(stats.other_errors.values())
         closed = [c for c in stats.connections if c["close_code"] is not None]
         result = {
+            "attackers": len(attackers),
+            "refused_connects": stats.refused_connects,
+            "refused_codes": stats.refused_codes,
             "elapsed_s": elapsed,
             "frames_accepted": accepted,
             "accepted_per_s": accepted / elapsed,
@@ -415,9 +428,74 @@ class Attacks:
         log(
             f"flood: {accepted} frames accepted in {elapsed:.1f} s ({result['accepted_per_s']:,.0f}/s), "
             f"{stats.processed} processed, {stats.rate_limited} rate_limited, {result['reconnects']} "
-            f"reconnects, closes {stats.close_codes}"
+            f"reconnects ({stats.refused_connects} refused at the handshake), closes {stats.close_codes}"
         )
         return result
+
+    async def flood_as(
+        self,
+        user: list[Any],
+        stats: FloodStats,
+        end: float,
+        budget: list[int],
+        connect_errors: list[str],
+        turns: Turns,
+    ) -> None:
+        """One attacking user's flood until ``end``: a socket, then another at once whenever the server
+        closes it or refuses the handshake (at once, or at the proxy's pace: ``turns``)."""
+        plan = self.plan
+        n = 0
+        while monotonic() < end and budget[0] > 0:
+            if not await turns.wait(end):
+                break
+            sock = Flooder(self.client, user, plan.port, stats)
+            try:
+                connect_s = await connect(sock)
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                if sock.close_code is not None:  # refused with a close: straight back, as the red team
+                    stats.refused_connects += 1
+                    key = str(sock.close_code)
+                    stats.refused_codes[key] = stats.refused_codes.get(key, 0) + 1
+                    await asyncio.wait([sock.lost], timeout=5)
+                    continue
+                connect_errors.append(repr(sock.error or exc))
+                sock.fail("gave up")
+                await asyncio.sleep(0.05)
+                continue
+            opened = monotonic()
+            written = written_bytes = 0
+            while monotonic() < end and budget[0] > 0 and not sock.lost.done():
+                if sock.transport is None or sock.transport.is_closing():
+                    break
+                if not sock.writable.is_set():
+                    await sock.writable.wait()
+                    continue
+                batch = b"".join(frame_to_server(LIST_FRAME % (n + i)) for i in range(FLOOD_BATCH))
+                if plan.upload_rate:  # the proxy reads no faster than this
+                    due = opened + (written_bytes + len(batch)) / plan.upload_rate
+                    if due > monotonic():
+                        await asyncio.sleep(due - monotonic())
+                sock.write(batch)
+                written_bytes += len(batch)
+                n += FLOOD_BATCH
+                written += FLOOD_BATCH
+                budget[0] -= FLOOD_BATCH
+                await asyncio.sleep(0)  # let the answers in
+            stats.written_frames += written
+            if not sock.lost.done():  # the window ended with the socket open: answers in flight count
+                await asyncio.sleep(0.5)
+                sock.drop()
+            await asyncio.wait([sock.lost], timeout=5)
+            stats.connections.append(
+                {
+                    "connect_ms": round(1000 * connect_s, 1),
+                    "open_ms": round(1000 * ((sock.closed_at or monotonic()) - opened), 1),
+                    "frames_written": written,
+                    "close_code": sock.close_code,
+                }
+            )
+            key = str(sock.close_code) if sock.close_code is not None else "none (window ended)"
+            stats.close_codes[key] = stats.close_codes.get(key, 0) + 1
 
     async def slow_reader(self) -> dict[str, Any]:
         plan = self.plan

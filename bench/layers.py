@@ -28,6 +28,14 @@ class Row:
     limits: bool = True
     #: An attack row ("flood", "slow-reader") runs bench.attacks instead of the phases.
     attack: str | None = None
+    #: Attacking users of an attack row, each with its own socket (the flood's rows: one and five).
+    attackers: int = 1
+    #: Handshakes a second the attackers (one IP) get through to daphne, all together: what a proxy's
+    #: per-IP limit on connects lets by (docs/deployment.md); the rest it refuses itself. None: all.
+    connect_rate: float | None = None
+    #: Bytes a second each attacking socket gets through to daphne: a proxy's per-connection limit on
+    #: what a client sends (nginx stream's proxy_upload_rate; docs/deployment.md). None: all.
+    upload_rate: float | None = None
 
 
 ROWS: dict[str, Row] = {
@@ -90,6 +98,39 @@ ROWS: dict[str, Row] = {
             optional=True,
             description="a socket floods list requests, reconnecting when closed; another user's pushes",
             attack="flood",
+        ),
+        Row(
+            "flood-5",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="five users' sockets flood list requests, each reconnecting when closed; "
+            "another user's pushes",
+            attack="flood",
+            attackers=5,
+        ),
+        Row(
+            "flood-proxied",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="flood, behind a proxy's limits: 5 handshakes a second per IP, 64 KiB a second "
+            "per connection",
+            attack="flood",
+            connect_rate=5.0,
+            upload_rate=65536.0,
+        ),
+        Row(
+            "flood-5-proxied",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="flood-5, behind a proxy's limits: 5 handshakes a second per IP, 64 KiB a second "
+            "per connection",
+            attack="flood",
+            attackers=5,
+            connect_rate=5.0,
+            upload_rate=65536.0,
         ),
         Row(
             "slow-reader",

@@ -54,6 +54,26 @@ def maintenance_known_off() -> None:
     maintenance._cache.state, maintenance._cache.read_at = None, float("inf")
 
 
+@pytest.fixture(autouse=True)
+def no_user_cooling_down() -> Iterator[None]:
+    """No user of a test is cooling down after another test's 4429 (wsgateway.limits): this process
+    remembers cool-downs by user pk and by handshake credentials, and the database gives pks again."""
+    from channels.layers import channel_layers
+
+    from wsgateway import limits
+    from wsgateway.layers import InProcessChannelLayer
+
+    def forget() -> None:
+        limits.cooldowns.until.clear()
+        for layer in channel_layers.backends.values():  # the project's layer lives as long as the process
+            if isinstance(layer, InProcessChannelLayer):
+                layer.cooldowns.until.clear()
+
+    forget()
+    yield
+    forget()
+
+
 # -- users: one in the database, with the password of tests.support.communicators --------------------
 # A module that needs another kind (permissions, the sync ORM of a sync test, a logged-in HTTP session
 # of a live server) defines its own, under the same name, and says why.

@@ -21,12 +21,14 @@ from tests.support.clock import Clock
 from wsgateway.layers import InProcessChannelLayer
 from wsgateway.layers.extensions import (
     CONNECTIONS,
+    COOLDOWN,
     GROUP_SEND_MANY,
     GROUP_SEND_MANY_SYNC,
     OVERFLOW,
     PROCESS_LOCAL,
     RECEIVE_NOWAIT,
     URGENT,
+    CoolingDown,
     is_process_local,
     supports,
 )
@@ -276,12 +278,13 @@ async def test_group_send_and_send_cross_processes(layer_factory: Any, kind: str
 
 async def test_each_declared_extension_is_there(layer: BaseChannelLayer, kind: str) -> None:
     # Callers trust the list and never probe for the method: a name listed must be a method.
-    methods = [RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, CONNECTIONS, URGENT]
+    methods = [RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, CONNECTIONS, URGENT, COOLDOWN]
     declared = [name for name in methods if supports(layer, name)]
     method_names = {
         OVERFLOW: ["take_overflow"],
         URGENT: ["watch_urgent"],
         CONNECTIONS: ["connection_add", "connection_discard", "connection_renew", "connections"],
+        COOLDOWN: ["cooldown_start", "cooldown_left"],
     }
     assert all(
         callable(getattr(type(layer), method, None))
@@ -467,6 +470,55 @@ async def test_a_registration_not_renewed_expires_and_a_renewed_one_does_not(
     assert await layer.connections(user) == ["specific.kept!1"]
     assert await layer.connection_add(user, "specific.new!1", 2)  # the dead one's place is free again
     assert not await layer.connection_add(user, "specific.new!2", 2)
+
+
+# -- the cooldown extension: a user refused new places for a while, on every process -------------------
+
+
+def needs_cooldown(layer: BaseChannelLayer, kind: str) -> None:
+    if not supports(layer, COOLDOWN):
+        pytest.skip(f"{kind} has no cooldown extension (wsgateway remembers cool-downs per process on it)")
+
+
+async def test_a_user_cooling_down_gets_no_place_and_others_are_not_concerned(
+    layer: BaseChannelLayer, kind: str
+) -> None:
+    needs_cooldown(layer, kind)
+    user, other = fresh_user(), fresh_user()
+    assert await layer.cooldown_left(user) == 0.0
+    assert await layer.connection_add(user, "specific.before!1", 5)
+    await layer.cooldown_start(user, 30)
+    assert 29 < await layer.cooldown_left(user) <= 30
+    with pytest.raises(CoolingDown) as refused:
+        await layer.connection_add(user, "specific.during!1", 5)
+    assert 29 < refused.value.retry_after <= 30
+    assert await layer.connections(user) == ["specific.before!1"]  # nothing added; the open one stays
+    assert await layer.connection_add(other, "specific.other!1", 5)
+    assert await layer.cooldown_left(other) == 0.0
+
+
+async def test_a_cooldown_ends_by_itself(layer_factory: Any, kind: str, clock: Clock) -> None:
+    layer = layer_factory()
+    needs_cooldown(layer, kind)
+    user = fresh_user()
+    await layer.cooldown_start(user, 0.3)
+    with pytest.raises(CoolingDown):
+        await layer.connection_add(user, "specific.during!1", 5)
+    await clock.sleep(0.4)  # Redis expires its key by Redis' own clock: a real wait there
+    assert await layer.cooldown_left(user) == 0.0
+    assert await layer.connection_add(user, "specific.after!1", 5)
+
+
+async def test_a_cooldown_is_shared_by_every_process_of_the_layer(layer_factory: Any, kind: str) -> None:
+    if "redis" not in kind:
+        pytest.skip(f"{kind} is one process's layer by design")
+    here, there = layer_factory(), layer_factory()
+    needs_cooldown(here, kind)
+    user = fresh_user()
+    await here.cooldown_start(user, 30)
+    assert await there.cooldown_left(user) > 29
+    with pytest.raises(CoolingDown):
+        await there.connection_add(user, "specific.there!1", 5)
 
 
 async def test_queued_pushes_give_the_cyclic_collector_nothing_to_track() -> None:

@@ -6,13 +6,15 @@ import asyncio
 import gc
 import logging
 import re
+import time
 from typing import Any
 
 import pytest
+from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from tests.support.communicators import connected, create_user, error_frame, frame
-from wsgateway import metrics
+from tests.support.communicators import connected, cookie, create_user, error_frame, frame, refused
+from wsgateway import limits, metrics, refusals
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.limits import SharedBuckets, TokenBucket, take
 from wsgateway.models import ClipboardEntry
@@ -122,8 +124,13 @@ async def test_frames_over_the_burst_are_rate_limited_unhandled_then_the_socket_
             assert await socket.receive() == error_frame("clipboard", "rate_limited", 7)
             # The close's reason, in an error frame before it: daphne drops a close's reason.
             closing = await socket.receive()
-            assert closing == error_frame("gateway", "too_many_frames")
-            assert closing["error"]["message"] == "Too many frames."
+            # With when to come back: the cool-down (RATE_LIMIT_COOLDOWN), which wsgateway.js waits for.
+            assert closing == {**error_frame("gateway", "too_many_frames"), "error": closing["error"]}
+            assert closing["error"] == {
+                "code": "too_many_frames",
+                "message": "Too many frames.",
+                "retry_after": 15,
+            }
             assert await socket.close_code() == 4429
             assert await socket.receive_nothing()
     assert await ClipboardEntry.objects.acount() == 0
@@ -175,6 +182,106 @@ async def test_a_refused_frame_that_is_not_an_envelope_is_rate_limited_without_c
             assert await socket.receive() == error_frame(None, "rate_limited")
             await socket.send_json({"payload": {}, "id": "no-channel"})
             assert await socket.receive() == error_frame(None, "rate_limited", "no-channel")
+
+
+@pytestmark_db
+async def test_a_refused_frame_too_long_to_read_cheaply_is_answered_without_its_channel_or_id() -> None:
+    ann = await create_user("ann")
+    with override_settings(WSGATEWAY={"RATE_LIMIT": 1, "RATE_BURST": 1}):
+        async with connected(ann) as socket:
+            await socket.assert_open()
+            # A valid envelope, but past what the door decodes of a refused frame (consumers.PEEK_SIZE).
+            big = {
+                "channel": "clipboard",
+                "payload": {"action": "clipboard_add", "data": "x" * 2000},
+                "id": "long",
+            }
+            await socket.send_json(big)
+            assert await socket.receive() == error_frame(None, "rate_limited")
+            await socket.send_json(clipboard_add("short"))
+            assert await socket.receive() == error_frame("clipboard", "rate_limited", "short")
+    assert await ClipboardEntry.objects.acount() == 0
+
+
+COOLING = {"RATE_LIMIT": 1, "RATE_BURST": 1, "RATE_LIMIT_CLOSE_AFTER": 1, "RATE_LIMIT_COOLDOWN": 20}
+
+
+async def closed_4429(user: Any, headers: Any = ()) -> None:
+    """Open a socket of ``user`` and flood it until it is closed 4429."""
+    async with connected(user, headers=headers) as socket:
+        await socket.assert_open()
+        for n in range(3):
+            await socket.send_json(ping(n))
+        outputs = [await socket.communicator.receive_output()]
+        while outputs[-1]["type"] != "websocket.close":
+            outputs.append(await socket.communicator.receive_output())
+        assert outputs[-1]["code"] == 4429
+
+
+@pytest.fixture
+def no_refusal_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused handshake answered at once: the delay that slows a hostile client's reconnects
+    (refusals.COOLING_DOWN_DELAY) is measured in bench/, not waited for here."""
+    monkeypatch.setattr(refusals, "COOLING_DOWN_DELAY", 0.0)
+
+
+async def refusal_of(user: Any, headers: Any = ()) -> Any:
+    async with refused(user, headers=headers) as socket:
+        error = await socket.receive()
+        assert await socket.close_code() == 4429
+        return error
+
+
+@pytestmark_db
+async def test_a_user_closed_4429_is_refused_new_sockets_with_retry_after_until_the_cooldown_ends(
+    caplog: Any, monkeypatch: pytest.MonkeyPatch, no_refusal_delay: None
+) -> None:
+    ann, bob = await create_user("ann"), await create_user("bob")
+    cooling = metrics.value(metrics.CONNECTIONS_COOLING_DOWN)
+    with override_settings(WSGATEWAY=COOLING), caplog.at_level(logging.INFO, "wsgateway"):
+        await closed_4429(ann)
+        # This process's record refuses it at once (no log: the close said it).
+        assert (await refusal_of(ann))["error"]["retry_after"] == 20
+        # A process that knows nothing of it: the layer's cooldown extension, asked with the place,
+        # refuses it, and the process logs the episode once and remembers it.
+        limits.cooldowns.until.clear()
+        first, second = await refusal_of(ann), await refusal_of(ann)
+        assert first == error_frame("gateway", "too_many_frames") | {"error": first["error"]}
+        assert first["error"]["retry_after"] == 20 and "20 s" in first["error"]["message"]
+        assert second["error"]["retry_after"] in (19, 20)
+        async with connected(bob) as socket:  # another user is not concerned
+            await socket.assert_open()
+        # Once it is over, the user is welcome again: move the layer's clock and this process's on.
+        layer = get_channel_layer()
+        later = [0.0]
+        monkeypatch.setattr(layer.cooldowns, "clock", lambda: time.monotonic() + later[0])
+        monkeypatch.setattr(limits.cooldowns, "clock", lambda: time.monotonic() + later[0])
+        later[0] = 21
+        async with connected(ann) as socket:
+            await socket.assert_open()
+    assert metrics.value(metrics.CONNECTIONS_COOLING_DOWN) - cooling == 3
+    # Logged at the close, with the cool-down; then once by the "other" process, not for each refusal.
+    messages = [r.getMessage() for r in caplog.records if r.name == "wsgateway"]
+    assert any("4429" in m and "refused for 20 s" in m for m in messages), messages
+    assert sum("refusing new sockets" in m for m in messages) == 1, messages
+    assert not any(r.exc_info for r in caplog.records)
+
+
+@pytestmark_db
+async def test_a_reconnect_with_the_same_credentials_is_refused_before_authentication(
+    monkeypatch: pytest.MonkeyPatch, no_refusal_delay: None
+) -> None:
+    ann = await create_user("ann")
+    credentials = [cookie(sessionid="ann-session")]
+    with override_settings(WSGATEWAY=COOLING):
+        await closed_4429(ann, credentials)
+
+        async def no_authentication(scope: Any) -> Any:
+            raise AssertionError("authenticated a handshake this process knows is cooling down")
+
+        monkeypatch.setattr("wsgateway.consumers.authenticate", no_authentication)
+        error = await refusal_of(ann, credentials)
+        assert error["error"]["code"] == "too_many_frames" and error["error"]["retry_after"] == 20
 
 
 @pytestmark_db

@@ -58,7 +58,11 @@ FLOODS = {
 
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daphne]:
-    env = site_env(tmp_path_factory.mktemp("live-limits"))
+    # Each flood is alice's, one after the other: her cool-down after the first 4429 (RATE_LIMIT_COOLDOWN)
+    # is over, at its shortest, by the time the next begins (tests/test_live_cooldown.py tests it).
+    env = site_env(
+        tmp_path_factory.mktemp("live-limits"), WSGATEWAY_EXTRA=json.dumps({"RATE_LIMIT_COOLDOWN": 1})
+    )
     with serving(env, "live-limits") as server:
         yield server
 

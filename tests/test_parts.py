@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from wsgateway import frames, metrics, revocation
+from wsgateway import frames, limits, metrics, revocation
 from wsgateway.answering import Pending, PendingRequests
 from wsgateway.codes import CloseCode, ErrorCode
 from wsgateway.exceptions import GatewayError
 from wsgateway.flow import MARK_BYTES, MAX_MARKS, OutboundWindow
 from wsgateway.layers import InProcessChannelLayer
+from wsgateway.layers.base import LocalCooldowns
 from wsgateway.limits import InboundLimiter, Refusal, TokenBucket
 from wsgateway.membership import Membership
 from wsgateway.rechecks import RECHECK_MARGIN, LoginRecheck
@@ -392,6 +393,89 @@ def test_a_full_inbox_refuses_a_frame_but_not_an_acknowledgement() -> None:
     part = limiter(FakeClock())
     assert part.admit(3) == pytest.approx(0.1)
     assert part.admit(3, ack=True) == 0.0
+
+
+def test_with_no_token_a_frame_is_refused_without_asking_whether_it_is_an_acknowledgement() -> None:
+    part = limiter(FakeClock())
+    asked: list[int] = []
+
+    def is_ack() -> bool:  # what the consumer answers by decoding the frame
+        asked.append(1)
+        return True
+
+    assert [part.admit(0, ack=is_ack) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert part.admit(3, ack=is_ack) > 0  # the buckets are empty: an ack is refused too, unread
+    assert part.admit(0, ack=is_ack) > 0
+    assert asked == []
+
+
+def test_only_a_full_inbox_with_tokens_left_asks_whether_the_frame_is_an_acknowledgement() -> None:
+    part = limiter(FakeClock())
+    asked: list[bool] = []
+
+    def answer(value: bool) -> Any:
+        def is_ack() -> bool:
+            asked.append(value)
+            return value
+
+        return is_ack
+
+    assert part.admit(3, ack=answer(False)) == pytest.approx(0.1)  # not an ack: refused, no token taken
+    assert part.admit(3, ack=answer(True)) == 0.0
+    assert part.admit(0, ack=answer(True)) == 0.0  # room in the inbox: not asked
+    assert asked == [False, True]
+    assert part.socket.tokens == pytest.approx(1.0)
+
+
+def test_cooldowns_end_with_their_time_and_say_when_an_episode_is_new() -> None:
+    clock = FakeClock()
+    cooldowns = LocalCooldowns(clock)
+    assert cooldowns.left("ann") == 0.0
+    assert cooldowns.start("ann", 15) is True
+    assert cooldowns.start("ann", 15) is False  # the same episode, restarted
+    clock.now += 10
+    assert cooldowns.left("ann") == pytest.approx(5)
+    clock.now += 5
+    assert cooldowns.left("ann") == 0.0 and len(cooldowns) == 0  # ended, and forgotten
+    assert cooldowns.start("ann", 15) is True
+
+
+def test_cooldowns_are_bounded_the_first_to_end_makes_room() -> None:
+    clock = FakeClock()
+    cooldowns = LocalCooldowns(clock, most=3)
+    for n, seconds in enumerate([10, 5, 20]):
+        cooldowns.start(n, seconds)
+    cooldowns.start("new", 30)
+    assert len(cooldowns) == 3 and cooldowns.left(1) == 0.0 and cooldowns.left("new") == 30
+    clock.now += 25  # all but one ended: pruned as the next comes, nothing live is dropped
+    cooldowns.start("next", 30)
+    assert sorted(map(str, cooldowns.until)) == ["new", "next"]
+
+
+def test_the_handshakes_credentials_are_kept_as_a_digest_and_only_when_there_are_some() -> None:
+    bearer = {"headers": [(b"authorization", b"Bearer secret-token"), (b"origin", b"http://x")]}
+    assert limits.credentials_key({"headers": [(b"origin", b"http://x")]}) is None
+    key = limits.credentials_key(bearer)
+    assert key is not None and b"secret-token" not in key[1]
+    assert limits.credentials_key({"headers": [(b"Authorization", b"Bearer secret-token")]}) == key
+    assert limits.credentials_key({"headers": [(b"authorization", b"Bearer other")]}) != key
+    assert limits.credentials_key({"headers": [(b"cookie", b"sessionid=abc")]}) is not None
+
+
+def test_this_processes_record_of_a_cooldown_refuses_by_user_and_by_credentials() -> None:
+    clock = FakeClock()
+    scope = {"headers": [(b"cookie", b"sessionid=abc")]}
+    cooldowns = LocalCooldowns(clock)
+    original, limits.cooldowns = limits.cooldowns, cooldowns
+    try:
+        assert limits.cooldown_before_auth(scope) == 0.0
+        assert limits.cooling_down(scope, 7, 15) is True
+        assert limits.cooling_down(scope, 7, 15) is False
+        assert limits.cooldown_before_auth(scope) == 15
+        assert limits.cooldown_known(7) == 15 and limits.cooldown_known(8) == 0.0
+        assert limits.retry_after(0.2) == 1 and limits.retry_after(14.1) == 15
+    finally:
+        limits.cooldowns = original
 
 
 def test_the_users_bucket_limits_every_socket_of_the_user() -> None:

@@ -31,8 +31,9 @@ class CloseCode(IntEnum):
     #: (``Reconnect.PAUSE``), and catches up.
     NOT_READING = 4408
     #: ``RATE_LIMIT_CLOSE_AFTER`` frames in a row were refused ``rate_limited``: "too many
-    #: requests". A client may reconnect, after a pause (``Reconnect.PAUSE``), which a quick hello
-    #: does not cut short.
+    #: requests"; or a new socket of a user so closed less than ``RATE_LIMIT_COOLDOWN`` seconds ago.
+    #: Its error frame gives ``retry_after``, which a client waits (as after any close that follows
+    #: one); without it, a pause (``Reconnect.PAUSE``), which a quick hello does not cut short.
     TOO_MANY_REQUESTS = 4429
     #: The user has ``MAX_CONNECTIONS_PER_USER`` sockets open already, on all processes: "conflict"
     #: with the user's other sockets. A client may reconnect, after a pause (one may have closed by then).
@@ -206,7 +207,8 @@ class ErrorCode(StrEnum):
 
     # Limits: the frame was not handled; its message says when to try again.
     RATE_LIMITED = "rate_limited"
-    #: Sent on channel "gateway" just before a 4429 close: too many frames were refused.
+    #: Sent on channel "gateway" just before a 4429 close, with ``retry_after`` (seconds): too many
+    #: frames were refused, or (a new socket) the user's cool-down after such a close is not over.
     TOO_MANY_FRAMES = "too_many_frames"
     #: Sent on channel "gateway" just before a 4408 close: the client did not acknowledge what it read.
     NOT_READING = "not_reading"

@@ -42,6 +42,9 @@ MAX_GROUP_PREFIX_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH - 1 - len(".user.") -
 #: Largest value of the rate-limit keys: a client may not be allowed to flood.
 MAX_RATE = 10_000
 
+#: Longest ``RATE_LIMIT_COOLDOWN``: ten minutes; a person who set off the limit by mistake waits no longer.
+MAX_RATE_LIMIT_COOLDOWN = 600
+
 #: Bounds of ``OUTBOUND_WINDOW``: below the least, a connect frame with a full clipboard would not
 #: fit; over the most, a few thousand sockets that do not read would hold the server's memory.
 MIN_OUTBOUND_WINDOW = 64 * 1024
@@ -286,6 +289,17 @@ KEYS: dict[str, Key] = {
         "Frames refused in a row (rate_limited) after which the socket is closed with 4429.",
         most=MAX_RATE,
     ),
+    # Without it, a client that reconnects on each 4429 gets a fresh burst and a fresh refusal budget
+    # every time, at the price of a handshake: the red team's flood did so at once, and cost another
+    # user's pushes 20 times their latency. Within the JS client's pause after a 4429 (8-16 s) or so.
+    "RATE_LIMIT_COOLDOWN": Key(
+        15,
+        Shape.POSITIVE_INTEGER,
+        "Seconds a user whose socket was closed with 4429 is refused new sockets (4429 again, with "
+        "retry_after), on every process sharing wsgateway's Redis layer (per process on another "
+        f"layer). At most {MAX_RATE_LIMIT_COOLDOWN}.",
+        most=MAX_RATE_LIMIT_COOLDOWN,
+    ),
     # daphne's send never blocks and its transport buffers without bound: this is the only
     # bound on what a socket that does not read costs the server.
     "OUTBOUND_WINDOW": Key(
@@ -453,6 +467,7 @@ class GatewaySettings:
     USER_RATE_LIMIT = Setting(int)
     USER_RATE_BURST = Setting(int)
     RATE_LIMIT_CLOSE_AFTER = Setting(int)
+    RATE_LIMIT_COOLDOWN = Setting(int)
     OUTBOUND_WINDOW = Setting(int)
     ACK_TIMEOUT = Setting(int)
     MAX_CONNECTIONS_PER_USER = Setting(int)

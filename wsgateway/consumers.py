@@ -28,11 +28,11 @@ from .exceptions import AuthenticationFailed, GatewayError
 from .flow import OutboundWindow
 from .groups import layer_reaches_other_processes
 from .health import LayerWatchdog, watchdog_for
-from .limits import InboundLimiter, Refusal
+from .limits import InboundLimiter, Refusal, cooldown_before_auth, cooldown_known, start_cooldown
 from .membership import Membership
 from .rechecks import LoginRecheck
 from .refusals import Handshake, RefusingConsumer
-from .runtime import TurnTakingConsumer
+from .runtime import Decoded, TurnTakingConsumer
 from .services.base import Service, service_classes
 from .signals import client_connected, client_disconnected
 from .transport import Message, SocketState
@@ -48,6 +48,13 @@ UNAUTHORIZED_MESSAGE = gettext_lazy("Log in, or present a bearer token, to conne
 UNKNOWN_GATEWAY_ACTION = gettext_lazy('The gateway channel takes only {"action": "ping"} and "ack".')
 INTERNAL_ERROR_MESSAGE = gettext_lazy("The server failed to handle this frame.")
 TOO_MANY_FRAMES_REASON = pgettext_lazy("close reason, at most 123 bytes", "Too many frames.")
+
+#: Longest client frame, in characters (or bytes), decoded at the door for what the limits need: whether
+#: it is an acknowledgement (when only an ack would be let through: the inbox is full), and the
+#: channel and id a ``rate_limited`` answer echoes. A decode this small costs a few microseconds, and
+#: only answered refusals (RATE_LIMIT_CLOSE_AFTER a minute at most) and a full inbox ask for it; a
+#: longer frame refused is not read at all, and its answer's channel and id are null.
+PEEK_SIZE = 1024
 
 _FAILED = object()
 
@@ -111,6 +118,11 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         if (state := await maintenance.in_effect()) is not None:
             await self.refuse_maintenance(state)
             return
+        # A client closed 4429 that reconnects at once: refused before authentication when its
+        # credentials are the ones this process knows cooling down (a dict lookup, no database).
+        if left := cooldown_before_auth(self.scope):
+            await self.refuse_cooling_down(None, left)
+            return
         try:
             identity = await authenticate(self.scope)
         except AuthenticationFailed as exc:
@@ -118,6 +130,11 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             return
         if identity is None:
             await self.refuse(ErrorCode.UNAUTHORIZED, UNAUTHORIZED_MESSAGE)
+            return
+        # This process's own record (the only one without the layer's cooldown extension); with it,
+        # the place's request below asks the layer too, in the same round trip.
+        if left := cooldown_known(identity.pk):
+            await self.refuse_cooling_down(identity.pk, left)
             return
         # Before the database: refused over the cap, or with the layer down, in a round trip or two.
         membership = self.membership = Membership(self.channel_layer, self.channel_name)
@@ -246,39 +263,66 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             self.limiter = InboundLimiter.for_user(getattr(self.user, "pk", None))
         return self.limiter
 
-    async def admit(self, item: frames.Frame | frames.FrameError | frames.MessageTooBig) -> bool:
-        """Hold a client frame to the rate limits, and take an acknowledgement at once."""
+    async def admit(self, message: Message) -> Decoded | None:
+        """Hold a client frame to the rate limits before it is decoded, and take an acknowledgement at
+        once: a frame refused costs the buckets' arithmetic, and its answer (see :meth:`refuse_frame`)."""
         limiter = self.limits()
-        ack = isinstance(item, frames.Frame) and frames.is_ack(item)
-        # An ack never waits for a turn, so a full inbox does not refuse it: a handler or a push may
-        # be waiting for exactly this ack (see wsgateway.flow).
-        if wait := limiter.admit(len(self.inbox), ack=ack):
-            await self.refuse_frame(item, wait)
-            return False
+        raw = frames.raw_of(message)
+        # Known without reading it: a frame over MAX_MESSAGE_SIZE closes the socket, refused or not.
+        read: Decoded | None = None
+        if frames.too_big(raw, gateway_settings.MAX_MESSAGE_SIZE):
+            read = frames.MessageTooBig(gateway_settings.MAX_MESSAGE_SIZE)
+
+        def is_ack() -> bool:
+            # Asked only when the buckets have a token and the inbox is full, where only an ack goes
+            # on: a handler or a push may be waiting for exactly it (see wsgateway.flow). An ack is small.
+            nonlocal read
+            if read is None and len(raw) <= PEEK_SIZE:
+                read = self.decode(message)
+            return isinstance(read, frames.Frame) and frames.is_ack(read)
+
+        if wait := limiter.admit(len(self.inbox), ack=is_ack):
+            await self.refuse_frame(message, wait, read)
+            return None
+        item = read if read is not None else self.decode(message)
         if isinstance(item, frames.Frame) and self.asked.holds(item):
             limiter.answered()  # the server asked for it: it costs the client's budget nothing
-        if ack:
-            await self.take_ack(item)  # type: ignore[arg-type]
-            return False
-        return True
+        if isinstance(item, frames.Frame) and frames.is_ack(item):
+            await self.take_ack(item)
+            return None
+        return item
 
-    async def refuse_frame(
-        self, item: frames.Frame | frames.FrameError | frames.MessageTooBig, wait: float
-    ) -> None:
-        """Answer a frame over the rate limits with ``rate_limited``, unhandled; or close with 4429."""
+    async def refuse_frame(self, message: Message, wait: float, read: Decoded | None = None) -> None:
+        """Answer a frame over the rate limits with ``rate_limited``, unhandled; or close with 4429, and
+        refuse the user's new sockets for RATE_LIMIT_COOLDOWN. ``read``: what was decoded of it at
+        the door, if anything. The answer echoes the frame's channel and id when the frame is
+        small enough to read cheaply (PEEK_SIZE) and has them; else they are null."""
         assert self.limiter is not None
-        if self.limiter.refuse(getattr(self.user, "pk", None)) is Refusal.CLOSE:
-            # The reason in an error frame too: daphne drops a close's reason (see docs/protocol.md).
-            error = self.error_text(GATEWAY_CHANNEL, ErrorCode.TOO_MANY_FRAMES, TOO_MANY_FRAMES_REASON)
+        user_id = getattr(self.user, "pk", None)
+        if self.limiter.refuse(user_id) is Refusal.CLOSE:
+            # The reason in an error frame too: daphne drops a close's reason (see docs/protocol.md);
+            # and when to come back, which wsgateway.js waits for (see wsgateway.codes).
+            error = self.error_text(
+                GATEWAY_CHANNEL,
+                ErrorCode.TOO_MANY_FRAMES,
+                TOO_MANY_FRAMES_REASON,
+                details={"retry_after": gateway_settings.RATE_LIMIT_COOLDOWN},
+            )
             await self.transport.send_text(error, wait=False)
             await self.close(CloseCode.TOO_MANY_REQUESTS, TOO_MANY_FRAMES_REASON)
-        elif isinstance(item, frames.MessageTooBig):
+            await start_cooldown(self.channel_layer, self.scope, user_id)
+            return
+        if isinstance(read, frames.MessageTooBig):
             await self.close(CloseCode.MESSAGE_TOO_BIG)
-        else:
-            assert isinstance(item, frames.Frame | frames.FrameError)
-            text = gettext("Too many frames: this one was not handled. Retry in %(seconds).2f s.")
-            error = self.error_text(item.channel, ErrorCode.RATE_LIMITED, text % {"seconds": wait}, item.id)
-            await self.transport.send_text(error, wait=False)
+            return
+        if read is None and len(frames.raw_of(message)) <= PEEK_SIZE:
+            read = self.decode(message)
+        channel, frame_id = (
+            (read.channel, read.id) if isinstance(read, frames.Frame | frames.FrameError) else (None, None)
+        )
+        text = gettext("Too many frames: this one was not handled. Retry in %(seconds).2f s.")
+        error = self.error_text(channel, ErrorCode.RATE_LIMITED, text % {"seconds": wait}, frame_id)
+        await self.transport.send_text(error, wait=False)
 
     async def take_ack(self, frame: frames.Frame) -> None:
         """An acknowledgement, taken as it is read: a send may be waiting for it."""

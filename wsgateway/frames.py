@@ -90,12 +90,18 @@ def decode(message: Mapping[str, Any], max_size: int) -> Frame:
     """The frame in an ASGI ``websocket.receive`` message, checked in the protocol's order:
     size, then text, then JSON, then the envelope."""
     text = message.get("text")
-    raw = text if text is not None else message.get("bytes") or b""
+    raw = raw_of(message)
     if too_big(raw, max_size):
         raise MessageTooBig(max_size)
     if text is None:
         raise FrameError(ErrorCode.BINARY_NOT_SUPPORTED, gettext("Frames must be JSON text, not binary."))
     return envelope(parse_json(text))
+
+
+def raw_of(message: Mapping[str, Any]) -> str | bytes:
+    """The text of an ASGI ``websocket.receive`` message, or its bytes, as the client sent it."""
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
 
 
 def is_ack(frame: Frame) -> bool:

@@ -15,7 +15,7 @@ from . import connections
 from .conf import gateway_settings
 from .groups import all_group, user_group
 from .health import MembershipRefresher, refresher_for
-from .layers.extensions import PlacesLost
+from .layers.extensions import CoolingDown, PlacesLost
 
 logger = logging.getLogger("wsgateway")
 
@@ -75,14 +75,21 @@ class Membership:
                 if not await self.wait_for_restore(lost):
                     break
                 continue
+            except CoolingDown:  # the user is refused new sockets for a while: no place, and no renewal
+                self.give_up()
+                raise
             if self.placed:
                 return True
             break
+        self.give_up()
+        return False
+
+    def give_up(self) -> None:
+        """No place was taken: nothing to renew, nothing to give back."""
         self.registration = None
         if self.refresher is not None:  # nothing to renew: a refused socket is left to end
             self.refresher.unregister(self)
             self.refresher = None
-        return False
 
     async def wait_for_restore(self, lost: PlacesLost) -> bool:
         """After the layer lost its places: wait until this process's open sockets have theirs back

@@ -26,6 +26,8 @@ PLACES_RESTORED = "connections.places_restored"
 INBOUND_RATE_LIMITED = "inbound.rate_limited"
 #: Sockets closed with 4429 after ``RATE_LIMIT_CLOSE_AFTER`` refused frames in a row.
 INBOUND_CLOSED = "inbound.closed"
+#: Handshakes refused with 4429 because their user is cooling down after a 4429 (RATE_LIMIT_COOLDOWN).
+CONNECTIONS_COOLING_DOWN = "connections.cooling_down"
 #: Client frames dropped unread because their socket had closed (the server still held them).
 INBOUND_DROPPED_AFTER_CLOSE = "inbound.dropped_after_close"
 #: Sockets refused with 4409: their user had ``MAX_CONNECTIONS_PER_USER`` open already.

@@ -8,6 +8,7 @@ refuses a path nothing routes, before accept.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -17,9 +18,10 @@ from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
-from . import frames, i18n, maintenance, metrics
+from . import frames, i18n, limits, maintenance, metrics
 from .codes import CloseCode, ErrorCode
 from .conf import gateway_settings
+from .layers.extensions import CoolingDown
 from .membership import Membership
 from .origin import origin_allowed
 from .transport import send_close
@@ -30,8 +32,19 @@ GONE_MESSAGE = gettext_lazy("This address is no longer served.")
 #: Close reasons: a close frame holds at most 123 bytes of reason, so a translation stays short.
 GONE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Gone: do not reconnect.")
 MAINTENANCE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Maintenance: come back later.")
+COOLING_DOWN_MESSAGE = gettext_lazy(
+    "Too many frames were refused: no new socket for %(seconds)d s. Reconnect after retry_after."
+)
+COOLING_DOWN_REASON = pgettext_lazy("close reason, at most 123 bytes", "Too many frames: retry later.")
 UNAVAILABLE_MESSAGE = gettext_lazy("The server cannot take connections right now. Retry in a few seconds.")
 UNAVAILABLE_REASON = pgettext_lazy("close reason, at most 123 bytes", "Unavailable: retry soon.")
+#: Seconds a handshake refused for a cool-down waits before its answer (never past the cool-down). A
+#: refused handshake costs daphne about 1.2 ms of CPU whatever wsgateway does (measured: the same for
+#: a 4401 and for a refusal before accept); a client that reconnects at once on every refusal made 450
+#: of them a second. Held this long, it makes one a second per connection it holds open, and a proxy
+#: bounds those (docs/deployment.md). Under daphne's own bound on a handshake (5 s); a client that
+#: honours retry_after never meets it.
+COOLING_DOWN_DELAY = 1.0
 #: Seconds a client refused ``unavailable`` waits before it reconnects (wsgateway.js adds at least a
 #: second at random). Short: a refusal costs the server one accept and two frames, and connects
 #: work again as soon as the layer answers (0.03 s after a Redis restart, measured).
@@ -215,6 +228,10 @@ class Handshake:
             # the open sockets' places to be put back has its own bounds (a few seconds).
             if placed := await membership.register(user_id, limit):
                 await membership.join(user_id)
+        except CoolingDown as cooling:  # asked in the same round trip as the place (extensions.COOLDOWN)
+            layer_outage.served()
+            await self.refuse_cooling_down(user_id, cooling.retry_after)
+            return False
         except Exception as exc:  # a layer raises its client's errors (redis-py's are not OSErrors)
             layer_outage.failed(exc)
             await self.refuse_unavailable()
@@ -223,6 +240,31 @@ class Handshake:
         if not placed:
             await self.refuse_over_cap(user_id, limit)
         return placed
+
+    async def refuse_cooling_down(self, user_id: Any, seconds: float) -> None:
+        """Close with 4429 and ``retry_after``: the user's socket was closed 4429 less than
+        ``RATE_LIMIT_COOLDOWN`` seconds ago (wsgateway.limits), on this process or another. Logged
+        once an episode on each process (``user_id`` None: refused by the handshake's credentials,
+        which this process learnt, and logged, with the user's), counted every time."""
+        metrics.increment(metrics.CONNECTIONS_COOLING_DOWN)
+        if user_id is not None and limits.cooling_down(self.scope, user_id, seconds):
+            logger.warning(
+                "wsgateway: refusing new sockets of user %r with 4429 for %.1f s: one was closed 4429 "
+                "(RATE_LIMIT_COOLDOWN; counted in connections.cooling_down)",
+                user_id,
+                seconds,
+            )
+        await asyncio.sleep(min(COOLING_DOWN_DELAY, seconds))
+        wait = limits.retry_after(seconds - min(COOLING_DOWN_DELAY, seconds))
+        with self.speaking():
+            message = str(COOLING_DOWN_MESSAGE) % {"seconds": wait}
+        await self.refuse(
+            ErrorCode.TOO_MANY_FRAMES,
+            message,
+            CloseCode.TOO_MANY_REQUESTS,
+            details={"retry_after": wait},
+            reason=COOLING_DOWN_REASON,
+        )
 
     async def refuse_unavailable(self) -> None:
         """Accept, say "retry in a few seconds", and close with 4503: the site cannot take the

@@ -37,8 +37,10 @@ DRAIN_LIMIT = 64
 #: Seconds the layer loop waits after the layer failed to deliver, before it asks again.
 LAYER_RETRY_DELAY = 1.0
 
+#: What a client frame is decoded to (see TurnTakingConsumer.decode).
+Decoded = frames.Frame | frames.FrameError | frames.MessageTooBig
 #: What the door makes of a client message (see TurnTakingConsumer.screen).
-Inbound = frames.Frame | frames.FrameError | frames.MessageTooBig | Message
+Inbound = Decoded | Message
 
 
 class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -195,8 +197,8 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
 
         A frame is decoded here, once: what is queued is the frame, or why it could not be read
         (answered in its turn, in order with the replies before it). Once the socket is open,
-        :meth:`admit` may answer it at once or drop it, cheaply: a flood goes through here at the
-        rate the client sends.
+        :meth:`admit` holds it to the limits *before* it is decoded, and may answer it at once or
+        drop it, cheaply: a flood goes through here at the rate the client sends.
         """
         kind = message["type"]
         if kind == "websocket.disconnect":
@@ -208,19 +210,23 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         if self.transport.closed:
             metrics.increment(metrics.INBOUND_DROPPED_AFTER_CLOSE)
             return None
-        item: frames.Frame | frames.FrameError | frames.MessageTooBig
-        try:
-            item = frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
-        except (frames.MessageTooBig, frames.FrameError) as exc:
-            item = exc
-        if self.transport.state is SocketState.CONNECTING or await self.admit(item):
-            return item
-        return None
+        if self.transport.state is SocketState.CONNECTING:
+            return self.decode(message)
+        return await self.admit(message)
 
-    async def admit(self, item: frames.Frame | frames.FrameError | frames.MessageTooBig) -> bool:
-        """Whether a decoded client frame of an open socket waits for its turn (False: it was
-        answered, or refused, at once)."""
-        return True
+    @staticmethod
+    def decode(message: Message) -> Decoded:
+        """The frame in a client message, or why it cannot be read (see frames.decode)."""
+        try:
+            return frames.decode(message, gateway_settings.MAX_MESSAGE_SIZE)
+        except (frames.MessageTooBig, frames.FrameError) as exc:
+            return exc
+
+    async def admit(self, message: Message) -> Decoded | None:
+        """What of a client message of an open socket waits for its turn: :meth:`decode`'s, or None
+        when it was answered, or refused, at once. A subclass holds it to its limits before it
+        decodes it."""
+        return self.decode(message)
 
     async def handle(self, item: Inbound) -> None:
         """Handle what :meth:`screen` queued, under the turn."""

@@ -687,6 +687,33 @@ def test_a_close_with_retry_after_waits_that_long_without_a_maintenance_event(cl
     assert result["reconnected"]
 
 
+def test_a_4429_with_retry_after_waits_the_cooldown_not_the_pause(client_page: Any) -> None:
+    # The server's 4429 says when the user's cool-down ends (RATE_LIMIT_COOLDOWN): before it, a new
+    # socket would only be refused again. Here 0.2 s, against a pause that maxDelay caps at 5 ms: the
+    # wait is the retry_after and its spread.
+    result = client_page.evaluate(
+        """async () => {
+            const gw = gateway({minDelay: 10, maxDelay: 5});
+            await sleep(0);
+            const socket = FakeSocket.all[0];
+            socket.hello("ann");
+            const error = {code: "too_many_frames", message: "Too many frames.", retry_after: 0.2};
+            socket.receive({channel: "gateway", error});
+            socket.drop(4429);
+            const [state, info] = gw.states[gw.states.length - 1];
+            await sleep(150);
+            const socketsBefore = FakeSocket.all.length;
+            const next = await nextSocket(2);
+            return {state, info, socketsBefore, reconnected: !!next};
+        }"""
+    )
+    assert result["state"] == "closed"
+    assert result["info"]["rule"] == "pause" and result["info"]["error"]["code"] == "too_many_frames"
+    assert 200 <= result["info"]["reconnectIn"] <= 1200
+    assert result["socketsBefore"] == 1
+    assert result["reconnected"]
+
+
 def test_close_stops_reconnecting(client_page: Any) -> None:
     result = client_page.evaluate(
         """async () => {

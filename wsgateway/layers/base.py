@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -411,3 +411,44 @@ class LocalConnections:
 
     def of(self, user: str) -> list[str]:
         return sorted(self.by_user.get(user, ()))
+
+
+class LocalCooldowns:
+    """Keys refused something until a time (a user's new sockets, see wsgateway.limits): the
+    ``cooldown`` extension of a process-local layer, and wsgateway's per-process memory of them.
+
+    Bounded: an entry ends with its time (expired entries are dropped as new ones come), and past
+    ``most`` entries the one that ends first makes room. A flood of distinct users costs at most that.
+    """
+
+    __slots__ = ("clock", "most", "until")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, most: int = 10_000) -> None:
+        self.clock = clock
+        self.most = most
+        self.until: dict[Hashable, float] = {}
+
+    def start(self, key: Hashable, seconds: float) -> bool:
+        """Refuse ``key`` for ``seconds`` from now; True when it was not refused already (a new episode)."""
+        now = self.clock()
+        new = self.left(key) == 0.0
+        if new and len(self.until) >= self.most:
+            self.until = {k: end for k, end in self.until.items() if end > now}
+            if len(self.until) >= self.most:
+                del self.until[min(self.until, key=self.until.__getitem__)]
+        self.until[key] = now + seconds
+        return new
+
+    def left(self, key: Hashable) -> float:
+        """Seconds ``key`` is refused for still; 0.0 when it is not (an ended entry is dropped)."""
+        end = self.until.get(key)
+        if end is None:
+            return 0.0
+        left = end - self.clock()
+        if left <= 0:
+            del self.until[key]
+            return 0.0
+        return left
+
+    def __len__(self) -> int:
+        return len(self.until)

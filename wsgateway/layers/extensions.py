@@ -78,6 +78,28 @@ FORGET_CHANNEL = "forget_channel"
 #: callback runs on that loop, in the sender's call: it must be quick and must not raise.
 URGENT = "urgent"
 
+#: Users refused new sockets for a while, on every process of the layer (wsgateway.limits: a user
+#: closed 4429 for flooding):
+#:
+#: - ``async cooldown_start(user, seconds)``: refuse ``user``'s new places for ``seconds`` from now (a
+#:   second call restarts the wait).
+#: - ``async cooldown_left(user) -> float``: seconds left of it, 0.0 for none.
+#:
+#: ``connection_add`` asks it in the same step, in the same round trip: for a user cooling down it
+#: raises :class:`CoolingDown` and adds nothing. A layer shared by processes keeps it in its store, where
+#: it expires by itself; a process-local one in its process, bounded.
+COOLDOWN = "cooldown"
+
+
+class CoolingDown(Exception):
+    """``connection_add`` gave no place: the user is cooling down (``cooldown``) ``retry_after`` more
+    seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"the user is refused new sockets for {retry_after:.3f} s more")
+        self.retry_after = retry_after
+
+
 #: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and
 #: ``flush``, and every extension above but :data:`PROCESS_LOCAL`, which only the in-process one adds.
 WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (
@@ -90,6 +112,7 @@ WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (
     CONNECTIONS,
     FORGET_CHANNEL,
     URGENT,
+    COOLDOWN,
 )
 
 

@@ -6,8 +6,8 @@ import asyncio
 import secrets
 from typing import Any
 
-from .base import LocalConnections, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
-from .extensions import PROCESS_LOCAL, WSGATEWAY_LAYER_EXTENSIONS
+from .base import LocalConnections, LocalCooldowns, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
+from .extensions import PROCESS_LOCAL, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown
 
 
 class InProcessChannelLayer(LocalDeliveryLayer):
@@ -23,6 +23,7 @@ class InProcessChannelLayer(LocalDeliveryLayer):
         super().__init__(**config)
         self.local = LocalDelivery(self.expiry, self.group_expiry, self.get_capacity, self.clock)
         self.local_connections = LocalConnections()
+        self.cooldowns = LocalCooldowns(self.clock)
         #: The loop whose tasks joined groups last (daphne's): a sync caller in another thread
         #: hands its sends to it, and never touches the inboxes itself.
         self.members_loop: asyncio.AbstractEventLoop | None = None
@@ -112,7 +113,10 @@ class InProcessChannelLayer(LocalDeliveryLayer):
     # -- the connections extension: exact, as everything here is one process's --------------
 
     async def connection_add(self, user: str, channel: str, limit: int) -> bool:
-        """Extension: register a socket of ``user`` if it fits under ``limit`` (extensions.CONNECTIONS)."""
+        """Extension: register a socket of ``user`` if it fits under ``limit`` (extensions.CONNECTIONS);
+        CoolingDown for a user cooling down (extensions.COOLDOWN)."""
+        if left := self.cooldowns.left(user):
+            raise CoolingDown(left)
         return self.local_connections.add(user, channel, limit)
 
     async def connection_discard(self, user: str, channel: str) -> None:
@@ -126,9 +130,20 @@ class InProcessChannelLayer(LocalDeliveryLayer):
         """Extension: the sockets registered for ``user``."""
         return self.local_connections.of(user)
 
+    # -- the cooldown extension: this process's, as everything here ---------------------------
+
+    async def cooldown_start(self, user: str, seconds: float) -> None:
+        """Extension: refuse ``user``'s new places for ``seconds`` (extensions.COOLDOWN)."""
+        self.cooldowns.start(user, seconds)
+
+    async def cooldown_left(self, user: str) -> float:
+        """Extension: seconds left of ``user``'s cool-down, 0.0 for none."""
+        return self.cooldowns.left(user)
+
     async def flush(self) -> None:
         self.local.flush()
         self.local_connections = LocalConnections()
+        self.cooldowns = LocalCooldowns(self.clock)
 
     async def close(self) -> None:
         pass

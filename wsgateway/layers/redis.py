@@ -35,7 +35,7 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
-from .extensions import WSGATEWAY_LAYER_EXTENSIONS, PlacesLost
+from .extensions import WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
 from .redis_scripts import CONNECTION_ADD, CONNECTION_CHECK, CONNECTION_RENEW, CONNECTIONS
 
 logger = logging.getLogger("wsgateway")
@@ -456,12 +456,15 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: register a socket of ``user`` if it fits under ``limit`` on every process
         (see extensions.CONNECTIONS); one script, one round trip. Raises PlacesLost, and adds
         nothing, when Redis lost this loop's places since it took its first, or while the places
-        of some process are being put back (``restore_grace``)."""
+        of some process are being put back (``restore_grace``); CoolingDown while the user is
+        cooling down (extensions.COOLDOWN), asked in the same script."""
         state = self._state()
         status, wait_ms = await state.connection_add(
-            keys=[state.marker, self.restoring_key, self._user_key(user)],
+            keys=[state.marker, self.restoring_key, self._user_key(user), self._cooldown_key(user)],
             args=[self._expect(state), self._grace_ms(), channel, limit, self.connection_expiry],
         )
+        if status == -3:
+            raise CoolingDown(max(int(wait_ms), 1) / 1000)
         if status < 0:
             raise PlacesLost(own=status == -1, settle=max(int(wait_ms), 0) / 1000)
         if status:
@@ -516,6 +519,20 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: the sockets registered for ``user`` on every process, expired ones left out."""
         channels = await self._state().connections(keys=[self._user_key(user)])
         return sorted(c.decode() if isinstance(c, bytes) else c for c in channels)
+
+    # -- cooldown ------------------------------------------------------------------------
+
+    def _cooldown_key(self, user: str) -> str:
+        return f"{self.prefix}:cd:{user}"
+
+    async def cooldown_start(self, user: str, seconds: float) -> None:
+        """Extension: refuse ``user``'s new places for ``seconds``, on every process (a key that expires)."""
+        await self._state().client.set(self._cooldown_key(user), b"1", px=max(int(seconds * 1000), 1))
+
+    async def cooldown_left(self, user: str) -> float:
+        """Extension: seconds left of ``user``'s cool-down, 0.0 for none."""
+        ms = await self._state().client.pttl(self._cooldown_key(user))
+        return max(int(ms), 0) / 1000
 
     # -- flush ---------------------------------------------------------------------------
 

@@ -20,15 +20,20 @@ if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1, redis.call('PTTL', KEYS[2])}
 end
 """
-#: KEYS: the loop's marker, the site's restoring key, the user's set; ARGV: "1" if the marker should
-#: be there, restore_grace in ms, channel, limit, expiry. Prune, check and add, atomically: the place a
-#: script takes cannot be taken by another connect between its check and its add. {1, 0}: added;
-#: {0, 0}: over the limit; {-1, ms}: this loop's places are lost; {-2, ms}: places are being put back,
-#: ask again in ms. Nothing is added but for {1, 0}.
+#: KEYS: the loop's marker, the site's restoring key, the user's set, the user's cool-down; ARGV: "1"
+#: if the marker should be there, restore_grace in ms, channel, limit, expiry. Prune, check and add,
+#: atomically: the place a script takes cannot be taken by another connect between its check and its
+#: add. {1, 0}: added; {0, 0}: over the limit; {-1, ms}: this loop's places are lost; {-2, ms}: places
+#: are being put back, ask again in ms; {-3, ms}: the user is cooling down (the cooldown extension: a
+#: key that expires by itself) for ms more. Nothing is added but for {1, 0}.
 CONNECTION_ADD = (
     NOW
     + LOST
     + """
+local cooling = redis.call('PTTL', KEYS[4])
+if cooling > 0 then
+  return {-3, cooling}
+end
 local settling = redis.call('PTTL', KEYS[2])
 if settling > 0 then
   return {-2, settling}
