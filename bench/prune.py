@@ -1,6 +1,6 @@
 """How long pruning holds its locks on a big table (issue 21): ``python -m bench.prune``.
 
-    python -m bench.prune [--rows 1000000] [--users 1000] [--db sqlite,postgres]
+    python -m bench.prune [--rows 1000000] [--users 1000] [--db sqlite,postgres] [--batch N]
 
 For each database: a new one (SQLite in a temporary directory; PostgreSQL a throwaway server, as the
 tests start it), migrated, loaded with ``--rows`` notifications by one ``INSERT ... SELECT`` from a
@@ -69,7 +69,7 @@ FROM generate_series(0, %(rows)d - 1) AS x
 """
 
 
-def child(rows: int, users: int) -> dict[str, Any]:
+def child(rows: int, users: int, batch: int | None) -> dict[str, Any]:
     """In a process set up for one database: load it, prune it, time every range."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     import django
@@ -79,13 +79,14 @@ def child(rows: int, users: int) -> dict[str, Any]:
     from django.core.management import call_command
     from django.db import connection
 
+    from wsgateway.conf import gateway_settings
     from wsgateway.models import Notification, NotificationSequence
     from wsgateway.notifications import pruning
 
     call_command("migrate", verbosity=0)
     user_model = get_user_model()
-    made = user_model.objects.bulk_create(user_model(username=f"user{n}") for n in range(users))
-    first = min(user.pk for user in made) if made[0].pk else user_model.objects.order_by("pk").first().pk
+    user_model.objects.bulk_create(user_model(username=f"user{n}") for n in range(users))
+    first: int = user_model.objects.order_by("pk").values_list("pk", flat=True)[0]
     started = time.perf_counter()
     load = POSTGRES_LOAD if connection.vendor == "postgresql" else SQLITE_LOAD
     with connection.cursor() as cursor:
@@ -110,15 +111,16 @@ def child(rows: int, users: int) -> dict[str, Any]:
         finally:
             durations.append(time.perf_counter() - begun)
 
-    pruning._prune_range = timed  # type: ignore[assignment]
+    pruning._prune_range = timed
     started = time.perf_counter()
-    result = pruning.prune(wake=False)
+    result = pruning.prune(wake=False, batch=batch)
     elapsed = time.perf_counter() - started
     left = Notification.objects.count()
     return {
         "database": connection.vendor,
         "rows": rows,
         "users": users,
+        "batch": batch or gateway_settings.NOTIFICATIONS_PRUNE_BATCH,
         "load_s": round(loaded, 1),
         "removed": dict(result.counts),
         "removed_total": result.total,
@@ -131,7 +133,7 @@ def child(rows: int, users: int) -> dict[str, Any]:
     }
 
 
-def run(database: str, rows: int, users: int, workdir: Path) -> dict[str, Any]:
+def run(database: str, rows: int, users: int, batch: int | None, workdir: Path) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     server = None
     if database == "sqlite":
@@ -143,7 +145,10 @@ def run(database: str, rows: int, users: int, workdir: Path) -> dict[str, Any]:
         env["DATABASE_URL"] = create_database(server.server_url)
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "bench.prune", "--child", "--rows", str(rows), "--users", str(users)],
+            [
+                *(sys.executable, "-m", "bench.prune", "--child", "--rows", str(rows), "--users", str(users)),
+                *(("--batch", str(batch)) if batch else ()),
+            ],
             env=env,
             cwd=ROOT,
             capture_output=True,
@@ -163,14 +168,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--db", default="sqlite,postgres")
+    parser.add_argument("--batch", type=int, help="ids a range covers (default: NOTIFICATIONS_PRUNE_BATCH)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.rows, args.users)))
+        print(json.dumps(child(args.rows, args.users, args.batch)))
         return
     with tempfile.TemporaryDirectory(prefix="wsgateway-prune-") as workdir:
         for database in args.db.split(","):
-            print(json.dumps(run(database.strip(), args.rows, args.users, Path(workdir))), flush=True)
+            result = run(database.strip(), args.rows, args.users, args.batch, Path(workdir))
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
