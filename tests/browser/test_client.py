@@ -1606,19 +1606,22 @@ def test_a_client_that_is_sent_no_mark_sends_no_acknowledgement(client_page: Any
 # -- states: one sequence of changes (docs/protocol.md, "States and changes") ---------------------
 
 STATES_HELPERS = """
-    const counts = (unread, extra = {}) => Object.assign({unread, unseen: unread, archived: 0, badge: unread}, extra);
+    const counts = (unread, extra = {}) =>
+        Object.assign({unread, unseen: unread, archived: 0, badge: unread}, extra);
     // A notification as a server that numbers changes sends it: its version is its seq until it changes.
     const fresh = (seq, extra = {}) => note(seq, Object.assign({version: seq, change: "created", seen: false,
         archived: false, deleted: false, snoozed_until: null, expires_at: null}, extra));
     // A change item: id, seq, is_read and states (no content), numbered `version`.
-    const changed = (seq, version, change, states = {}) => Object.assign({id: 1000 + seq, seq, is_read: false,
-        version, change, seen: false, archived: false, deleted: false, snoozed_until: null, expires_at: null}, states);
+    const changed = (seq, version, change, states = {}) => Object.assign({id: 1000 + seq, seq,
+        is_read: false, version, change, seen: false, archived: false, deleted: false, snoozed_until: null,
+        expires_at: null}, states);
     function pushChanges(socket, items, unread = 0) {
-        socket.receive({channel: "notifications", payload: {changes: items, unread, category: null, counts: counts(unread)}});
+        const payload = {changes: items, unread, category: null, counts: counts(unread)};
+        socket.receive({channel: "notifications", payload});
     }
     function pushNew(socket, notification, unread) {
-        socket.receive({channel: "notifications", payload: {category: notification.category, last: notification,
-            unread, counts: counts(unread)}});
+        const payload = {category: notification.category, last: notification, unread, counts: counts(unread)};
+        socket.receive({channel: "notifications", payload});
     }
     function recordAll(gw) {
         const events = record(gw);
@@ -1692,7 +1695,8 @@ def test_a_gap_in_changes_syncs_changes_and_each_arrives_once(client_page: Any) 
             fresh(12, {version: 14, change: "read", is_read: true, seen: true}),
             changed(9, 15, "archived", {archived: true}),
             changed(13, 13, "deleted", {deleted: true}),
-        ].sort((a, b) => a.version - b.version), has_more: false, seq: 15, unread: 0, category: null, counts: counts(0)}});
+        ].sort((a, b) => a.version - b.version), has_more: false, seq: 15, unread: 0, category: null,
+        counts: counts(0)}});
         await sleep(0);
         pushChanges(socket, [changed(12, 17, "unread")], 1);
         await sleep(0);
