@@ -480,6 +480,7 @@
         if (!this._panel.hidden && !this.contains(event.target)) this._close(false);
       };
       global.document.addEventListener("pointerdown", this._outside);
+      global.document.addEventListener("visibilitychange", () => this._queueSeen());
     }
 
     // -- opening and closing -------------------------------------------------------------
@@ -925,11 +926,12 @@
     }
 
     /**
-     * What the open inbox shows is seen: its unseen ids, gathered for a moment, go in one
-     * `mark_seen` (at most SEEN_BATCH; the rest on the next look). Not against a server without states.
+     * What the open inbox shows, in a tab in view, is seen: its unseen ids, gathered for a moment, go in
+     * one `mark_seen` (at most SEEN_BATCH; the rest on the next look). Not against a server without states.
      */
     _queueSeen() {
-      if (!this.isOpen || !this._numbered) return;
+      // A tab in the background shows nothing: its open inbox marks seen when it is looked at again.
+      if (!this.isOpen || !this._numbered || global.document.visibilityState === "hidden") return;
       for (const [id, entry] of this._items) if (entry.n.seen === false && this._unseen.size < SEEN_BATCH) this._unseen.add(id);
       if (!this._unseen.size || this._seenTimer !== null) return;
       this._seenTimer = setTimeout(() => {
