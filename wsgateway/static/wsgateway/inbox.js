@@ -734,12 +734,29 @@
       );
     }
 
+    /**
+     * Fill an item again with its notification's state. A change may come while the user is on the
+     * item (the seen its own inbox just sent, a read in another tab): an open snooze choice stays
+     * open, and the focus goes back to the same control, or to the item if that control is gone.
+     */
     _refresh(id) {
       const entry = this._items.get(id);
       if (!entry) return;
-      const focused = entry.item.contains(global.document.activeElement);
+      const active = global.document.activeElement;
+      const focused = entry.item.contains(active);
+      const key = (button) => (button ? `${button.dataset.action}|${button.dataset.choice || ""}` : null);
+      const focusedKey = focused && active.matches("button[data-action]") ? key(active) : null;
+      const expanded = key(entry.item.querySelector('button[aria-expanded="true"]'));
       this._fillItem(entry.item, entry.n);
-      if (focused) entry.item.focus();
+      const buttons = Array.from(entry.item.querySelectorAll("button[data-action]"));
+      const reopened = buttons.find((button) => button.hasAttribute("aria-expanded") && key(button) === expanded);
+      if (reopened) {
+        reopened.setAttribute("aria-expanded", "true");
+        this.querySelector(`#${reopened.getAttribute("aria-controls")}`).hidden = false;
+      }
+      if (!focused) return;
+      const again = buttons.find((button) => key(button) === focusedKey);
+      (again && !again.closest("[hidden]") ? again : entry.item).focus();
     }
 
     _remove(id) {
