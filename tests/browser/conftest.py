@@ -7,6 +7,7 @@ browser test is skipped and ``pytest -ra`` says why.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -114,7 +115,10 @@ def browser(chromium: str) -> Iterator[Any]:
 @pytest.fixture(scope="package")
 def site(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     database_url = sqlite_database(tmp_path_factory.mktemp("browser-db"))
-    env = project_env(DATABASE_URL=database_url)
+    # Snoozed notifications come back within a second (tests/browser/test_inbox's states test), not ten.
+    env = project_env(
+        DATABASE_URL=database_url, WSGATEWAY_EXTRA=json.dumps({"NOTIFICATIONS_SNOOZE_CHECK_INTERVAL": 1})
+    )
     create_users = (
         "from django.contrib.auth.models import Permission, User\n"
         "view = Permission.objects.get(codename='view_document', content_type__app_label='demo')\n"

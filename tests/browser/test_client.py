@@ -1628,3 +1628,222 @@ def test_a_client_that_is_sent_no_mark_sends_no_acknowledgement(client_page: Any
         }"""
     )
     assert sent == []
+
+
+# -- states: one sequence of changes (docs/protocol.md, "States and changes") ---------------------
+
+STATES_HELPERS = """
+    const counts = (unread, extra = {}) =>
+        Object.assign({unread, unseen: unread, archived: 0, badge: unread}, extra);
+    // A notification as a server that numbers changes sends it: its version is its seq until it changes.
+    const fresh = (seq, extra = {}) => note(seq, Object.assign({version: seq, change: "created", seen: false,
+        archived: false, deleted: false, snoozed_until: null, expires_at: null}, extra));
+    // A change item: id, seq, is_read and states (no content), numbered `version`.
+    const changed = (seq, version, change, states = {}) => Object.assign({id: 1000 + seq, seq,
+        is_read: false, version, change, seen: false, archived: false, deleted: false, snoozed_until: null,
+        expires_at: null}, states);
+    function pushChanges(socket, items, unread = 0) {
+        const payload = {changes: items, unread, category: null, counts: counts(unread)};
+        socket.receive({channel: "notifications", payload});
+    }
+    function pushNew(socket, notification, unread) {
+        const payload = {category: notification.category, last: notification, unread, counts: counts(unread)};
+        socket.receive({channel: "notifications", payload});
+    }
+    function recordAll(gw) {
+        const events = record(gw);
+        gw.notifications.onNotificationChange((n, info) =>
+            events.push(["change", n.seq, info.change, info.catchUp, n.label || null]));
+        gw.notifications.onReset(() => events.push(["reset"]));
+        return events;
+    }
+"""
+
+
+def states_eval(page: Any, body: str) -> Any:
+    return page.evaluate(f"async () => {{ {STATES_HELPERS} {body} }}")
+
+
+def test_change_pushes_in_order_update_the_copy_and_the_counts_and_send_no_sync(client_page: Any) -> None:
+    result = states_eval(
+        client_page,
+        """
+        const [gw, socket] = await connected();
+        const events = recordAll(gw);
+        const states = [];
+        gw.notifications.onChange((state) => states.push(state.counts && state.counts.badge));
+        connectFrame(socket, 10, {unread: 0, counts: counts(0)});
+        pushNew(socket, fresh(11), 1);
+        pushNew(socket, fresh(12), 2);
+        pushChanges(socket, [changed(11, 13, "seen", {seen: true})], 2);
+        pushChanges(socket, [changed(11, 14, "read", {is_read: true, seen: true}),
+                             changed(12, 15, "archived", {archived: true})], 0);
+        pushChanges(socket, [changed(11, 14, "read", {is_read: true, seen: true})], 0);  // again: ignored
+        pushChanges(socket, [changed(12, 16, "deleted", {archived: true, deleted: true})], 0);
+        await sleep(0);
+        const kept = gw.notifications.get(1011);
+        return {events, sent: socket.sent.length, seq: gw.notifications.seq, states,
+                kept: [kept.label, kept.is_read, kept.version, kept.change], counts: gw.notifications.counts};
+        """,
+    )
+    assert result["events"] == [
+        ["new", 11, False],
+        ["new", 12, False],
+        ["change", 11, "seen", False, "n11"],  # the copy's content, the change's states
+        ["change", 11, "read", False, "n11"],
+        ["change", 12, "archived", False, "n12"],
+        ["change", 12, "deleted", False, "n12"],
+    ]
+    assert result["sent"] == 0  # no sync for nothing: every number came in order
+    assert result["seq"] == 16
+    assert result["kept"] == ["n11", True, 14, "read"]
+    assert result["states"] == [0, 1, 2, 2, 0, 0, 0]
+    assert result["counts"] == {"unread": 0, "unseen": 0, "archived": 0, "badge": 0}
+
+
+def test_a_gap_in_changes_syncs_changes_and_each_arrives_once(client_page: Any) -> None:
+    result = states_eval(
+        client_page,
+        """
+        const [gw, socket] = await connected();
+        const events = recordAll(gw);
+        connectFrame(socket, 10, {unread: 1, counts: counts(1)});
+        const start = gw.notifications.seq;
+        // 11..14 were missed; 15 comes: a gap.
+        pushChanges(socket, [changed(9, 15, "archived", {archived: true})], 1);
+        const requests = syncs(socket).map((frame) => frame.payload.data);
+        pushChanges(socket, [changed(8, 16, "read", {is_read: true, seen: true})], 0);  // racing the sync
+        const beforeReply = events.slice();
+        // The page: 8 unread then (at 11; read again at 16, after the page was read), 12 created and read
+        // since, 9 archived at 15, a tombstone of 13 (created and deleted while away).
+        const request = syncs(socket).at(-1);
+        socket.receive({channel: "notifications", id: request.id, payload: {changes: [
+            changed(8, 11, "unread"),
+            fresh(12, {version: 14, change: "read", is_read: true, seen: true}),
+            changed(9, 15, "archived", {archived: true}),
+            changed(13, 13, "deleted", {deleted: true}),
+        ].sort((a, b) => a.version - b.version), has_more: false, seq: 15, unread: 0, category: null,
+        counts: counts(0)}});
+        await sleep(0);
+        pushChanges(socket, [changed(12, 17, "unread")], 1);
+        await sleep(0);
+        return {start, requests, beforeReply, events, seq: gw.notifications.seq, syncs: syncs(socket).length};
+        """,
+    )
+    assert result["start"] == 10
+    assert result["requests"] == [{"since": 10, "limit": 100, "changes": True}]
+    assert result["beforeReply"] == []  # 15 and 16 wait for 11 to 14
+    assert result["events"] == [
+        ["change", 8, "unread", True, None],
+        ["new", 12, True],  # new to the page, in its state now (read): handed over once
+        ["change", 9, "archived", False, None],  # the pushed one, once (the page's copy is the same)
+        ["change", 8, "read", False, None],
+        ["caughtUp", [12]],
+        ["change", 12, "unread", False, "n12"],
+    ]
+    assert result["seq"] == 17
+    assert result["syncs"] == 1
+
+
+def test_a_reset_reloads_and_the_cursor_moves_to_the_servers_latest(client_page: Any) -> None:
+    result = states_eval(
+        client_page,
+        """
+        const [gw, socket] = await connected();
+        const events = recordAll(gw);
+        connectFrame(socket, 10, {unread: 0, counts: counts(0)});
+        socket.drop();
+        const next = await nextSocket(2);
+        next.hello();
+        connectFrame(next, 500, {unread: 4, counts: counts(4)});
+        const request = syncs(next).at(-1);
+        next.receive({channel: "notifications", id: request.id, payload: {changes: [], has_more: false,
+            reset: true, seq: 500, unread: 4, category: "info", counts: counts(4)}});
+        await sleep(0);
+        push(next, fresh(501), 5);
+        await sleep(0);
+        return {events, seq: gw.notifications.seq, request: request.payload.data, syncs: syncs(next).length};
+        """,
+    )
+    assert result["request"] == {"since": 10, "limit": 100, "changes": True}
+    assert result["events"] == [["reset"], ["new", 501, False]]
+    assert result["seq"] == 501
+    assert result["syncs"] == 1
+
+
+def test_the_state_actions_send_the_protocols_frames(client_page: Any) -> None:
+    result = states_eval(
+        client_page,
+        """
+        const [gw, socket] = await connected();
+        connectFrame(socket, 10, {unread: 0, counts: counts(0)});
+        const calls = [
+            () => gw.notifications.markUnread([1]),
+            () => gw.notifications.markSeen([1, 2]),
+            () => gw.notifications.archive(3),
+            () => gw.notifications.unarchive([3]),
+            () => gw.notifications.delete([4]),
+            () => gw.notifications.snooze([5], new Date(Date.UTC(2030, 0, 2, 3, 4, 5))),
+            () => gw.notifications.unsnooze([5]),
+            () => gw.notifications.markAllSeen(),
+            () => gw.notifications.list({view: "archived", limit: 5}),
+        ];
+        const sent = [];
+        for (const call of calls) {
+            const done = call();
+            const frame = socket.last;
+            sent.push(frame.payload);
+            socket.receive({channel: "notifications", id: frame.id, payload: {unread: 0, category: null,
+                counts: counts(0), notifications: [], has_more: false, changed: 0}});
+            await done;
+        }
+        // A bulk action asks again while the server says has_more.
+        const bulk = gw.notifications.archiveAllRead();
+        for (const [changed, more] of [[5000, true], [7, false]]) {
+            await sleep(0);
+            socket.receive({channel: "notifications", id: socket.last.id, payload: {unread: 0, category: null,
+                counts: counts(0), changed, has_more: more}});
+        }
+        const reply = await bulk;
+        return {sent, bulk: socket.sent.slice(-2).map((f) => f.payload.action), changed: reply.changed};
+        """,
+    )
+    assert result["sent"] == [
+        {"action": "mark_unread", "data": [1]},
+        {"action": "mark_seen", "data": [1, 2]},
+        {"action": "archive", "data": [3]},
+        {"action": "unarchive", "data": [3]},
+        {"action": "delete", "data": [4]},
+        {"action": "snooze", "data": {"ids": [5], "until": "2030-01-02T03:04:05.000Z"}},
+        {"action": "unsnooze", "data": [5]},
+        {"action": "mark_all_seen", "data": None},
+        {"action": "list", "data": {"limit": 5, "view": "archived"}},
+    ]
+    assert result["bulk"] == ["archive_all_read", "archive_all_read"]
+    assert result["changed"] == 5007
+
+
+def test_the_local_copy_is_bounded_and_a_list_page_never_undoes_a_newer_change(client_page: Any) -> None:
+    result = states_eval(
+        client_page,
+        """
+        const [gw, socket] = await connected();
+        connectFrame(socket, 0, {unread: 0, counts: counts(0)});
+        for (let seq = 1; seq <= 700; seq += 1) push(socket, fresh(seq), seq);
+        const size = gw.notifications._copy.size;
+        pushChanges(socket, [changed(700, 701, "read", {is_read: true, seen: true})], 699);
+        // A list page read before that change, arriving after it.
+        const listing = gw.notifications.list({limit: 1});
+        socket.receive({channel: "notifications", id: socket.last.id, payload: {notifications: [fresh(700)],
+            has_more: true, unread: 699, category: null, counts: counts(699)}});
+        const page = await listing;
+        return {size, listed: [page.notifications[0].is_read, page.notifications[0].version],
+                oldest: gw.notifications.get(1001), newest: gw.notifications.get(1700).is_read,
+                sent: socket.sent.filter((f) => f.payload.action === "sync").length};
+        """,
+    )
+    assert result["size"] == 500
+    assert result["listed"] == [True, 701]
+    assert result["oldest"] is None  # forgotten: past the bound
+    assert result["newest"] is True
+    assert result["sent"] == 0

@@ -3,7 +3,9 @@
 import DefaultGateway, {
   WSGateway,
   WSGatewayError,
+  type ChangedNotification,
   type ClipboardEntry,
+  type Counts,
   type Notification,
   type Rule,
   type State,
@@ -129,6 +131,12 @@ gw.notifications.onNotification((n: Notification, { catchUp }) => {
 });
 gw.notifications.onUpdate((n) => console.log(n.seq, n.metainfo.changedDatetime));
 gw.notifications.onCatchUp((missed) => console.log(`${missed.length} arrived while you were offline`));
+gw.notifications.onNotificationChange((n, { change, catchUp, previous }) => {
+  if (change === "read" || change === "deleted") console.log(n.id, n.label ?? "", catchUp, previous?.is_read);
+  // @ts-expect-error: not a change of the protocol
+  if (change === "done") console.log(n.version);
+});
+gw.notifications.onReset(({ unread, counts }) => console.log(unread, counts?.badge));
 const cursor: number | null = gw.notifications.seq;
 
 async function helpers(): Promise<void> {
@@ -140,6 +148,25 @@ async function helpers(): Promise<void> {
   await gw.notifications.markAllRead();
   // @ts-expect-error: ids, not notifications
   await gw.notifications.markRead(first);
+
+  // The states (docs/protocol.md, "States and changes").
+  const archived = await gw.notifications.list({ view: "archived" });
+  // @ts-expect-error: a view is all, unread or archived
+  await gw.notifications.list({ view: "snoozed" });
+  await gw.notifications.markUnread(archived.notifications.map((n) => n.id));
+  await gw.notifications.markSeen([1]);
+  await gw.notifications.archive(1);
+  await gw.notifications.unarchive([1]);
+  await gw.notifications.delete([1]);
+  await gw.notifications.snooze([1], new Date(Date.now() + 3600_000));
+  await gw.notifications.snooze(1, "2030-01-01T09:00:00+01:00");
+  await gw.notifications.unsnooze([1]);
+  const { changed } = await gw.notifications.archiveAllRead();
+  await gw.notifications.markAllSeen();
+  const badge: number | undefined = (await gw.notifications.markAllRead()).counts?.badge;
+  const counts: Counts | null = gw.notifications.counts;
+  const known: ChangedNotification | null = gw.notifications.get(1);
+  console.log(changed ?? 0, badge, counts?.unseen, known?.label ?? "", known?.archived);
 
   gw.clipboard.onChange((entries: ClipboardEntry[]) => console.log(entries.length));
   const { added } = await gw.clipboard.add({ any: ["json"] });

@@ -70,7 +70,7 @@ THEMES = ("auto", "light", "dark")
 def inbox_strings() -> dict[str, str]:
     """The inbox's words in the active language, keyed as ``inbox.js``'s ``STRINGS`` (tests compare the keys).
 
-    ``{count}``, ``{label}`` and ``{message}`` are filled in by the browser.
+    ``{count}``, ``{label}``, ``{message}`` and ``{sender}`` are filled in by the browser.
     """
     return {
         "bell": pgettext("inbox", "Notifications"),
@@ -86,6 +86,11 @@ def inbox_strings() -> dict[str, str]:
         "markUnread": pgettext("inbox", "Mark unread"),
         "archive": pgettext("inbox", "Archive"),
         "unarchive": pgettext("inbox", "Unarchive"),
+        "delete": pgettext("inbox", "Delete"),
+        "snooze": pgettext("inbox", "Snooze"),
+        "snoozeHour": pgettext("inbox", "For an hour"),
+        "snoozeTomorrow": pgettext("inbox", "Until tomorrow"),
+        "from": pgettext("inbox", "from {sender}"),
         "emptyUnread": pgettext("inbox", "You're all caught up"),
         "emptyAll": pgettext("inbox", "No notifications yet"),
         "emptyArchived": pgettext("inbox", "Nothing archived"),

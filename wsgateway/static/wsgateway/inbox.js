@@ -7,6 +7,10 @@
  * writes <wsgateway-inbox> itself (docs/inbox.md). Strict-CSP safe: no inline script or style, every
  * node is built with the DOM API, and what varies (state, category, theme) is in attributes that
  * inbox.css selects on.
+ *
+ * Every state a notification has (read, seen, archived, deleted, snoozed) follows the change pushes
+ * that gw.notifications hands over (onNotificationChange): an item is updated, added or taken out
+ * where it is, in every tab, and after a catch-up too, without listing again.
  */
 (function (global) {
   "use strict";
@@ -36,6 +40,11 @@
     markUnread: "Mark unread",
     archive: "Archive",
     unarchive: "Unarchive",
+    delete: "Delete",
+    snooze: "Snooze",
+    snoozeHour: "For an hour",
+    snoozeTomorrow: "Until tomorrow",
+    from: "from {sender}",
     emptyUnread: "You're all caught up",
     emptyAll: "No notifications yet",
     emptyArchived: "Nothing archived",
@@ -48,64 +57,112 @@
 
   // -- the tables: a new state is a row here --------------------------------------------
 
+  /** Shown by every view: not deleted, not snoozed, not past its `expires_at`. */
+  function visible(n) {
+    if (n.deleted === true || (typeof n.snoozed_until === "string" && n.snoozed_until)) return false;
+    const expires = typeof n.expires_at === "string" ? Date.parse(n.expires_at) : NaN;
+    return !(Number.isFinite(expires) && expires <= Date.now());
+  }
+
   /**
-   * The tabs, in order. `needs`: a state the server must list in the notifications connect frame's
-   * `states` (servers that list none show the tab never). `query`: the `list` action's filter.
-   * `holds(n)`: whether a notification pushed live belongs at the top of this tab.
+   * The tabs, in order. `needs: "states"`: shown only when the server numbers states (its
+   * notifications connect frame carries `counts`; docs/protocol.md, "States and changes").
+   * `query`: the `list` action's filter. `holds(n)`: whether a notification belongs in this tab,
+   * for one pushed live or changed elsewhere; `keeps(n)`, if given, whether an item shown stays
+   * (one read in the Unread tab stays, marked read, until the tab is loaded again: it does not
+   * jump away under the pointer).
    */
   const TABS = [
-    { name: "unread", label: "tabUnread", empty: "emptyUnread", query: { unread_only: true }, holds: (n) => !n.is_read },
-    { name: "all", label: "tabAll", empty: "emptyAll", query: {}, holds: () => true },
+    {
+      name: "unread",
+      label: "tabUnread",
+      empty: "emptyUnread",
+      query: { unreadOnly: true },
+      holds: (n) => visible(n) && !n.archived && !n.is_read,
+      keeps: (n) => visible(n) && !n.archived,
+    },
+    { name: "all", label: "tabAll", empty: "emptyAll", query: {}, holds: (n) => visible(n) && !n.archived },
     {
       name: "archived",
       label: "tabArchived",
       empty: "emptyArchived",
-      needs: "archived",
-      query: { archived: true },
-      holds: () => false,
+      needs: "states",
+      query: { view: "archived" },
+      holds: (n) => visible(n) && !!n.archived,
+    },
+  ];
+
+  /** The snooze menu's times, from now: an hour; tomorrow at 9 in the browser's time zone. */
+  const SNOOZES = [
+    { name: "hour", label: "snoozeHour", until: (now) => new Date(now.getTime() + 3600 * 1000) },
+    {
+      name: "tomorrow",
+      label: "snoozeTomorrow",
+      until: (now) => new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 9, 0, 0),
     },
   ];
 
   /**
    * An item's actions. `tabs`: where its button shows; `shows(n)`: for which notifications;
-   * `run(inbox, n)`: the protocol call (a Promise of the reply); `after(n)`: the change to the local
-   * copy once the server said yes; `needs`: as for TABS. The names are the protocol's actions.
+   * `run(inbox, n, choice)`: the protocol call (a Promise of the reply); `after`: the states the
+   * item has once the server said yes (its change push says the same a moment later, here and in
+   * every other tab); `needs`: as for TABS. The names are the protocol's actions. `menu`: a
+   * disclosure of choices (the snooze times) instead of one button.
    */
   const ACTIONS = [
     {
       name: "mark_read",
       label: "markRead",
-      tabs: ["unread", "all"],
+      tabs: ["unread", "all", "archived"],
       shows: (n) => !n.is_read,
       run: (inbox, n) => inbox.notifications.markRead([n.id]),
-      after: (n) => (n.is_read = true),
+      after: { is_read: true, seen: true },
     },
     {
       name: "mark_unread",
       label: "markUnread",
-      needs: "unread",
-      tabs: ["unread", "all"],
+      needs: "states",
+      tabs: ["unread", "all", "archived"],
       shows: (n) => n.is_read,
-      run: (inbox, n) => inbox.channel.action("mark_unread", [n.id]),
-      after: (n) => (n.is_read = false),
+      run: (inbox, n) => inbox.notifications.markUnread([n.id]),
+      after: { is_read: false },
     },
     {
       name: "archive",
       label: "archive",
-      needs: "archived",
+      needs: "states",
       tabs: ["unread", "all"],
       shows: () => true,
-      run: (inbox, n) => inbox.channel.action("archive", [n.id]),
-      after: (n, inbox) => inbox.removeItem(n.id),
+      run: (inbox, n) => inbox.notifications.archive([n.id]),
+      after: { archived: true },
     },
     {
       name: "unarchive",
       label: "unarchive",
-      needs: "archived",
+      needs: "states",
       tabs: ["archived"],
       shows: () => true,
-      run: (inbox, n) => inbox.channel.action("unarchive", [n.id]),
-      after: (n, inbox) => inbox.removeItem(n.id),
+      run: (inbox, n) => inbox.notifications.unarchive([n.id]),
+      after: { archived: false },
+    },
+    {
+      name: "snooze",
+      label: "snooze",
+      needs: "states",
+      tabs: ["unread", "all"],
+      shows: () => true,
+      menu: SNOOZES,
+      run: (inbox, n, choice) => inbox.notifications.snooze([n.id], choice.until(new Date())),
+      after: { snoozed_until: "snoozed" },
+    },
+    {
+      name: "delete",
+      label: "delete",
+      needs: "states",
+      tabs: ["unread", "all", "archived"],
+      shows: () => true,
+      run: (inbox, n) => inbox.notifications.delete([n.id]),
+      after: { deleted: true },
     },
   ];
 
@@ -121,8 +178,9 @@
   const MAX_TOASTS = 3;
   /** px from the list's end at which the next page is asked for. */
   const SCROLL_MARGIN = 80;
-  /** The `list` page that tells which notifications are still unread after a read elsewhere. */
-  const RECONCILE_LIMIT = 100;
+  /** Ids per `mark_seen` (the protocol's most), and ms to gather what the inbox shows into one. */
+  const SEEN_BATCH = 100;
+  const SEEN_DELAY = 200;
   const BADGE_MAX = 99;
 
   let instances = 0;
@@ -172,6 +230,12 @@
     return svg;
   }
 
+  /** Who sent it (`notify(..., sender=)`: `metainfo.createdUser`), or null. */
+  function senderOf(n) {
+    const user = n.metainfo && n.metainfo.createdUser;
+    return typeof user === "string" && user ? user : null;
+  }
+
   function relativeTime(iso, locale) {
     const then = Date.parse(iso);
     if (!Number.isFinite(then)) return "";
@@ -200,16 +264,21 @@
       /** id -> {element, timer}. */
       this._toasts = new Map();
       this._tab = TABS[0].name;
-      /** The states the server supports (the connect frame's `states`): none until it says. */
-      this._states = new Set();
+      /**
+       * Whether the server numbers states (its connect frame carries `counts`): the archived tab and
+       * the actions past "mark read" show only then; an older server has read and unread alone.
+       */
+      this._numbered = false;
       this._unread = 0;
+      /** Ids the inbox showed and that are not seen yet: one `mark_seen` for all of them, soon. */
+      this._unseen = new Set();
+      this._seenTimer = null;
       /** Bumped on every reload: a page that arrives for an older list is dropped. */
       this._generation = 0;
       this._loading = false;
       this._hasMore = false;
       /** The newest items were dropped to keep the bound: live ones are not put on top then. */
       this._droppedTop = false;
-      this._reconcileTimer = null;
     }
 
     // -- the gateway ---------------------------------------------------------------------
@@ -276,13 +345,17 @@
       const notifications = gw.notifications;
       this._unsubscribe.push(
         gw.on("state", (state) => this._stateChanged(state)),
-        notifications.onChange(({ unread }) => this._unreadChanged(unread)),
+        notifications.onChange((state) => this._unreadChanged(state)),
         notifications.onNotification((n, info) => this._arrived(n, info.catchUp)),
         notifications.onUpdate((n) => this._replace(n)),
+        notifications.onNotificationChange((n, info) => this._changedState(n, info)),
+        notifications.onReset(() => this.isOpen && this._reload(false)),
         this.channel.on((payload) => this._connectFrame(payload)),
       );
       this._stateChanged(gw.state);
-      this._unreadChanged(notifications.unread);
+      this._numbered = !!notifications.counts;
+      this._showTabs();
+      this._unreadChanged({ unread: notifications.unread, counts: notifications.counts });
     }
 
     _detach() {
@@ -399,6 +472,7 @@
       });
       this._tablist.addEventListener("keydown", (event) => this._tabKey(event));
       this._list.addEventListener("click", (event) => this._actionClicked(event));
+      this._list.addEventListener("keydown", (event) => this._menuKey(event));
       this._list.addEventListener("keydown", (event) => this._itemKey(event));
       this._scroller.addEventListener("scroll", () => this._maybeLoadMore(), { passive: true });
       this._panel.addEventListener("keydown", (event) => this._panelKey(event));
@@ -406,6 +480,7 @@
         if (!this._panel.hidden && !this.contains(event.target)) this._close(false);
       };
       global.document.addEventListener("pointerdown", this._outside);
+      global.document.addEventListener("visibilitychange", () => this._queueSeen());
     }
 
     // -- opening and closing -------------------------------------------------------------
@@ -469,7 +544,7 @@
     // -- tabs ----------------------------------------------------------------------------
 
     _visibleTabs() {
-      return TABS.filter((tab) => !tab.needs || this._states.has(tab.needs));
+      return TABS.filter((tab) => !tab.needs || this._numbered);
     }
 
     _showTabs() {
@@ -544,17 +619,21 @@
     _loadPage(before) {
       if (this._loading || !this._hasMore || !this._gateway) return Promise.resolve();
       const generation = this._generation;
-      const data = Object.assign({ limit: this._pageSize }, this._tabRow().query);
-      if (before !== null) data.before = before;
+      const tab = this._tabRow();
+      const options = Object.assign({ limit: this._pageSize }, tab.query);
+      if (before !== null) options.before = before;
       this._loading = true;
       this._status.hidden = false;
-      return this.channel.action("list", data).then(
+      // Through gw.notifications: each notification in the newest state this page knows, so that a
+      // change pushed while the page was on its way is not undone by it.
+      return this.notifications.list(options).then(
         (page) => {
           if (generation !== this._generation) return;
           this._loading = false;
           this._status.hidden = true;
           const found = page && Array.isArray(page.notifications) ? page.notifications : [];
-          for (const n of found) if (!this._items.has(n.id)) this._list.append(this._render(n));
+          for (const n of found) if (!this._items.has(n.id) && tab.holds(n)) this._list.append(this._render(n));
+          this._queueSeen();
           this._hasMore = !!(page && page.has_more) && found.length > 0;
           this._trimTop();
           this._showEmpty();
@@ -608,11 +687,14 @@
     _fillItem(item, n) {
       item.dataset.category = typeof n.category === "string" ? n.category : "";
       item.dataset.read = String(!!n.is_read);
+      item.dataset.seen = String(n.seen !== false);
       const body = node("div", "wsgi-body");
       body.append(node("p", "wsgi-label", { id: `${this._id}-n${n.id}` }, String(n.label || "")));
       const meta = node("p", "wsgi-meta");
       const created = n.metainfo && n.metainfo.createdDatetime;
       if (created) meta.append(node("time", "wsgi-time", { datetime: created }, relativeTime(created, this._locale)));
+      const sender = senderOf(n);
+      if (sender) meta.append(node("span", "wsgi-sender", {}, this._t("from", { sender })));
       for (const action of Array.isArray(n.actions) ? n.actions : []) {
         const href = global.WSGateway.safeUrl(action.url);
         meta.append(href ? node("a", "wsgi-link", { href }, action.label) : node("span", "wsgi-link", {}, action.label));
@@ -623,22 +705,58 @@
         const button = node("button", "wsgi-button wsgi-action", { type: "button" }, this._t(action.label));
         button.dataset.action = action.name;
         buttons.append(button);
+        if (action.menu) buttons.append(this._menu(button, action, n));
       }
       item.replaceChildren(node("span", "wsgi-dot", { "aria-hidden": "true" }), body, buttons);
     }
 
+    /**
+     * A disclosure (not an ARIA menu: two buttons need no roving focus): the action's button says
+     * whether its choices are shown, and they follow it in the tab order. Escape closes it.
+     */
+    _menu(button, action, n) {
+      const menu = node("div", "wsgi-choices", { id: `${this._id}-${action.name}-${n.id}` });
+      menu.hidden = true;
+      button.setAttribute("aria-expanded", "false");
+      button.setAttribute("aria-controls", menu.id);
+      for (const choice of action.menu) {
+        const item = node("button", "wsgi-button wsgi-choice", { type: "button" }, this._t(choice.label));
+        item.dataset.action = action.name;
+        item.dataset.choice = choice.name;
+        menu.append(item);
+      }
+      return menu;
+    }
+
     _actionsFor(n) {
       return ACTIONS.filter(
-        (action) => (!action.needs || this._states.has(action.needs)) && action.tabs.includes(this._tab) && action.shows(n),
+        (action) => (!action.needs || this._numbered) && action.tabs.includes(this._tab) && action.shows(n),
       );
     }
 
+    /**
+     * Fill an item again with its notification's state. A change may come while the user is on the
+     * item (the seen its own inbox just sent, a read in another tab): an open snooze choice stays
+     * open, and the focus goes back to the same control, or to the item if that control is gone.
+     */
     _refresh(id) {
       const entry = this._items.get(id);
       if (!entry) return;
-      const focused = entry.item.contains(global.document.activeElement);
+      const active = global.document.activeElement;
+      const focused = entry.item.contains(active);
+      const key = (button) => (button ? `${button.dataset.action}|${button.dataset.choice || ""}` : null);
+      const focusedKey = focused && active.matches("button[data-action]") ? key(active) : null;
+      const expanded = key(entry.item.querySelector('button[aria-expanded="true"]'));
       this._fillItem(entry.item, entry.n);
-      if (focused) entry.item.focus();
+      const buttons = Array.from(entry.item.querySelectorAll("button[data-action]"));
+      const reopened = buttons.find((button) => button.hasAttribute("aria-expanded") && key(button) === expanded);
+      if (reopened) {
+        reopened.setAttribute("aria-expanded", "true");
+        this.querySelector(`#${reopened.getAttribute("aria-controls")}`).hidden = false;
+      }
+      if (!focused) return;
+      const again = buttons.find((button) => key(button) === focusedKey);
+      (again && !again.closest("[hidden]") ? again : entry.item).focus();
     }
 
     _remove(id) {
@@ -665,7 +783,7 @@
     /** ArrowUp and ArrowDown move between items, Home and End to the ends; Tab reaches an item's buttons. */
     _itemKey(event) {
       const item = event.target.closest(".wsgi-item");
-      if (!item || !["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) return;
+      if (!item || event.defaultPrevented || !["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) return;
       event.preventDefault();
       const index = Array.prototype.indexOf.call(this._list.children, item);
       const to = { ArrowDown: index + 1, ArrowUp: index - 1, Home: 0, End: this._list.children.length - 1 }[event.key];
@@ -684,18 +802,38 @@
       const action = ACTIONS.find((row) => row.name === button.dataset.action);
       const entry = this._items.get(id);
       if (!action || !entry) return;
+      if (action.menu && !button.dataset.choice) {
+        this._toggleMenu(button, button.getAttribute("aria-expanded") !== "true");
+        return;
+      }
+      const choice = action.menu ? action.menu.find((row) => row.name === button.dataset.choice) : undefined;
       button.disabled = true;
-      action.run(this, entry.n).then(
-        () => {
-          action.after(entry.n, this);
-          this._refresh(id);
-          if (entry.n.is_read) this._dismissToast(id);
-        },
+      action.run(this, entry.n, choice).then(
+        () => this._show(Object.assign({}, entry.n, action.after)),
         (error) => {
           button.disabled = false;
           this._failed(error);
         },
       );
+    }
+
+    _toggleMenu(button, open) {
+      const menu = this.querySelector(`#${button.getAttribute("aria-controls")}`);
+      if (!menu) return;
+      button.setAttribute("aria-expanded", String(open));
+      menu.hidden = !open;
+      if (open) menu.querySelector("button").focus();
+    }
+
+    /** Escape in an open disclosure closes it (and not the inbox), the focus back on its button. */
+    _menuKey(event) {
+      const menu = event.target.closest(".wsgi-choices");
+      if (event.key !== "Escape" || !menu) return;
+      event.preventDefault();
+      event.stopPropagation();
+      const button = this.querySelector(`[aria-controls="${menu.id}"]`);
+      this._toggleMenu(button, false);
+      button.focus();
     }
 
     _markAllRead() {
@@ -719,27 +857,32 @@
       this.dataset.state = state;
     }
 
-    /** The notifications connect frame (it carries `seq` and no `last`): which states the server supports. */
+    /**
+     * The notifications connect frame (it carries `seq` and no `last`): a server that sends `counts`
+     * numbers every state (docs/protocol.md, "States and changes"), so its tabs and actions show.
+     */
     _connectFrame(payload) {
-      if (!payload || payload.last || !Number.isInteger(payload.seq)) return;
-      const states = new Set(Array.isArray(payload.states) ? payload.states : []);
-      const same = states.size === this._states.size && [...states].every((state) => this._states.has(state));
-      if (same) return;
-      this._states = states;
+      if (!payload || payload.last || payload.changes || !Number.isInteger(payload.seq)) return;
+      const numbered = !!payload.counts && typeof payload.counts === "object";
+      if (numbered === this._numbered) return;
+      this._numbered = numbered;
       this._showTabs();
       for (const id of this._items.keys()) this._refresh(id);
     }
 
-    _unreadChanged(unread) {
-      const fell = unread < this._unread;
+    /** The badge is the server's `counts.badge` (unread or unseen, as the site says), else the unread count. */
+    _unreadChanged(state) {
+      const unread = state.unread;
+      const counts = state.counts;
+      const count = counts && typeof counts.badge === "number" ? counts.badge : unread;
       this._unread = unread;
-      this._badge.hidden = unread === 0;
-      this._badge.textContent = unread > BADGE_MAX ? `${BADGE_MAX}+` : String(unread);
+      this._badge.hidden = count === 0;
+      this._badge.textContent = count > BADGE_MAX ? `${BADGE_MAX}+` : String(count);
       this.dataset.unread = String(unread);
+      this.dataset.badge = String(count);
       this._bell.setAttribute("aria-label", unread ? this._t("bellUnread", { count: unread }) : this._t("bell"));
       this._markAll.disabled = unread === 0;
       if (unread === 0) this._allRead();
-      else if (fell) this._scheduleReconcile();
     }
 
     /** Everything is read (here or in another tab): no item is unread, no toast stays. */
@@ -747,52 +890,92 @@
       for (const [id, entry] of this._items) {
         if (entry.n.is_read) continue;
         entry.n.is_read = true;
-        this._refresh(id);
+        this._show(entry.n);
       }
       for (const id of Array.from(this._toasts.keys())) this._dismissToast(id);
     }
 
     /**
-     * Some were read, perhaps in another tab. The push says how many are unread, not which, so the
-     * newest unread page tells: what this tab shows as unread within that page's range and is not in
-     * it has been read. Only when something here is shown as unread, and once for a burst of pushes.
+     * A change of a notification, here or in another tab, live or from a catch-up: its item is
+     * updated, added or taken out where it is, and a toast goes when it is read or hidden. One that
+     * comes back from a snooze is new again: a toast, as for a new one.
      */
-    _scheduleReconcile() {
-      const showsUnread = this._toasts.size > 0 || Array.from(this._items.values()).some((entry) => !entry.n.is_read);
-      if (!showsUnread || this._reconcileTimer !== null) return;
-      this._reconcileTimer = setTimeout(() => {
-        this._reconcileTimer = null;
-        this._reconcile();
-      }, 50);
+    _changedState(n, info) {
+      if (info.change === "unsnoozed" && !info.catchUp && visible(n) && !n.is_read && !n.archived) this._toast(n);
+      this._show(n);
     }
 
-    _reconcile() {
-      this.notifications.list({ unreadOnly: true, limit: RECONCILE_LIMIT }).then(
-        (page) => {
-          const found = Array.isArray(page.notifications) ? page.notifications : [];
-          const unread = new Set(found.map((n) => n.id));
-          // Below the page's oldest, a notification may be unread and simply not in this page.
-          const floor = page.has_more && found.length ? found[found.length - 1].id : 0;
-          for (const [id, entry] of this._items) {
-            if (id >= floor && !entry.n.is_read && !unread.has(id)) {
-              entry.n.is_read = true;
-              this._refresh(id);
+    /**
+     * Show `n` (a notification in its newest state) where it belongs: in place when the list has
+     * it and the tab holds it, out when the tab no longer does, in by id order when the tab holds it
+     * and the list covers where it goes (one the page never had the content of is left to `list`).
+     */
+    _show(n) {
+      const entry = this._items.get(n.id);
+      if (!(visible(n) && !n.archived && !n.is_read)) this._dismissToast(n.id);
+      const holds = this._tabRow().holds(n);
+      if (entry) {
+        entry.n = Object.assign({}, entry.n, n);
+        const tab = this._tabRow();
+        if ((tab.keeps || tab.holds)(entry.n)) this._refresh(n.id);
+        else this._removeKeepingFocus(n.id);
+      } else if (holds && this.isOpen && typeof n.label === "string") {
+        const after = Array.from(this._list.children).find((item) => Number(item.dataset.id) < n.id);
+        if (!after && (this._hasMore || this._droppedTop)) return; // past what is loaded: scrolling brings it
+        if (after === this._list.firstElementChild && this._droppedTop) return;
+        this._list.insertBefore(this._render(n), after || null);
+        this._trimBottom();
+        this._queueSeen();
+      }
+      this._showEmpty();
+    }
+
+    /** An item leaves the list; the focus, if it was inside, goes to its neighbour, not to the page. */
+    _removeKeepingFocus(id) {
+      const entry = this._items.get(id);
+      if (!entry) return;
+      const focused = entry.item.contains(global.document.activeElement);
+      const neighbour = entry.item.nextElementSibling || entry.item.previousElementSibling;
+      this._remove(id);
+      if (!focused) return;
+      if (neighbour) this._focusItem(Array.prototype.indexOf.call(this._list.children, neighbour));
+      else this._tabButtons.get(this._tab).focus();
+    }
+
+    /**
+     * What the open inbox shows, in a tab in view, is seen: its unseen ids, gathered for a moment, go in
+     * one `mark_seen` (at most SEEN_BATCH; the rest on the next look). Not against a server without states.
+     */
+    _queueSeen() {
+      // A tab in the background shows nothing: its open inbox marks seen when it is looked at again.
+      if (!this.isOpen || !this._numbered || global.document.visibilityState === "hidden") return;
+      for (const [id, entry] of this._items) if (entry.n.seen === false && this._unseen.size < SEEN_BATCH) this._unseen.add(id);
+      if (!this._unseen.size || this._seenTimer !== null) return;
+      this._seenTimer = setTimeout(() => {
+        this._seenTimer = null;
+        const ids = Array.from(this._unseen);
+        this._unseen.clear();
+        this.notifications.markSeen(ids).then(
+          () => {
+            for (const id of ids) {
+              const entry = this._items.get(id);
+              if (entry) entry.n.seen = true;
             }
-          }
-          for (const id of Array.from(this._toasts.keys())) if (id >= floor && !unread.has(id)) this._dismissToast(id);
-        },
-        () => {
-          // The next change of the count tries again.
-        },
-      );
+          },
+          () => {
+            // One deleted meanwhile makes the whole call not_found; the next look asks again.
+          },
+        );
+      }, SEEN_DELAY);
     }
 
     _arrived(n, catchUp) {
-      if (!catchUp && !n.is_read) this._toast(n);
+      if (!catchUp && !n.is_read && !n.archived) this._toast(n);
       if (!this.isOpen || this._droppedTop || this._items.has(n.id) || !this._tabRow().holds(n)) return;
       this._list.prepend(this._render(n));
       this._trimBottom();
       this._showEmpty();
+      this._queueSeen();
     }
 
     /** A notification saved again: the new version where it is shown. */
@@ -814,7 +997,16 @@
       toast.dataset.id = String(n.id);
       toast.dataset.category = typeof n.category === "string" ? n.category : "";
       const dismiss = node("button", "wsgi-button wsgi-dismiss", { type: "button", "aria-label": this._t("dismiss") }, "×");
-      toast.append(node("span", "wsgi-dot", { "aria-hidden": "true" }), node("p", "wsgi-label", {}, String(n.label || "")), dismiss);
+      const body = node("div", "wsgi-body");
+      body.append(node("p", "wsgi-label", {}, String(n.label || "")));
+      const meta = node("p", "wsgi-meta");
+      const sender = senderOf(n);
+      if (sender) meta.append(node("span", "wsgi-sender", {}, this._t("from", { sender })));
+      // The notification's first link, checked as the list's are.
+      const link = (Array.isArray(n.actions) ? n.actions : []).find((action) => global.WSGateway.safeUrl(action.url));
+      if (link) meta.append(node("a", "wsgi-link", { href: global.WSGateway.safeUrl(link.url) }, String(link.label)));
+      if (meta.childNodes.length) body.append(meta);
+      toast.append(node("span", "wsgi-dot", { "aria-hidden": "true" }), body, dismiss);
       dismiss.addEventListener("click", () => this._dismissToast(n.id));
       const entry = { element: toast, timer: null };
       const start = () => {

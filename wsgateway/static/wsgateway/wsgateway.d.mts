@@ -198,25 +198,70 @@ export interface NotificationAction {
   url: string;
 }
 
-export interface Notification {
+/** What the latest change of a notification was (`change`): docs/protocol.md, "States and changes". */
+export type ChangeKind =
+  | "created"
+  | "read"
+  | "unread"
+  | "seen"
+  | "archived"
+  | "unarchived"
+  | "deleted"
+  | "snoozed"
+  | "unsnoozed";
+
+/** A notification's states, in a whole notification and in a change alike. */
+export interface NotificationStates {
   id: number;
   seq: number;
+  is_read: boolean;
+  /** The number of its latest change in the user's sequence (its `seq` until it changes). */
+  version?: number;
+  change?: ChangeKind;
+  seen?: boolean;
+  archived?: boolean;
+  deleted?: boolean;
+  /** ISO 8601: hidden until then. */
+  snoozed_until?: string | null;
+  /** ISO 8601: hidden after it. */
+  expires_at?: string | null;
+}
+
+export interface Notification extends NotificationStates {
   category: Category;
   label: string;
-  is_read: boolean;
   data: unknown;
   actions: NotificationAction[];
   metainfo: {
     createdDatetime: string;
     changedDatetime: string;
+    /** The sender (`notify(..., sender=)`), by username; null when sent by no one. */
     createdUser: string | null;
     changedUser: string | null;
   };
+  /** Set on a notification too large for any frame: `data` and `actions` empty, `label` cut. */
+  trimmed?: boolean;
+}
+
+/**
+ * A notification as the copy knows it after a change: its content when the page had it (or the
+ * change carried it), else its states alone (a change of one the page never listed).
+ */
+export type ChangedNotification = NotificationStates & Partial<Notification>;
+
+/** The counts of every frame of a server that numbers changes; `badge` is unread or unseen, as the site says. */
+export interface Counts {
+  unread: number;
+  unseen: number;
+  archived: number;
+  badge: number;
 }
 
 export interface UnreadState {
   unread: number;
   category: Category | null;
+  /** From a server that numbers changes. */
+  counts?: Counts;
 }
 
 export interface NotificationPage extends UnreadState {
@@ -224,12 +269,33 @@ export interface NotificationPage extends UnreadState {
   has_more: boolean;
 }
 
+/** What a bulk action (markAllRead, markAllSeen, archiveAllRead) resolves with. */
+export interface BulkResult extends UnreadState {
+  /** How many changed, over every call the action made. */
+  changed?: number;
+  has_more?: boolean;
+}
+
+/** Which notifications `list` gives: the inbox (not archived), its unread ones, or the archived ones. */
+export type View = "all" | "unread" | "archived";
+
 export interface ListOptions {
   /** A notification id: the page starts after it. */
   before?: number;
   /** Up to 100. */
   limit?: number;
+  view?: View;
+  /** The same as `view: "unread"` (kept for older servers). */
   unreadOnly?: boolean;
+}
+
+export interface ChangeInfo {
+  /** What changed; null from a change item that names none. */
+  change: ChangeKind | null;
+  /** True when a catch-up (sync) brought it rather than its own push. */
+  catchUp: boolean;
+  /** The copy before the change, or null when the page did not hold it. */
+  previous: ChangedNotification | null;
 }
 
 /** `gw.notifications`: the "notifications" channel. */
@@ -238,17 +304,34 @@ export declare class Notifications {
   readonly channel: Channel;
   unread: number;
   category: Category | null;
+  /** The server's counts, or null from a server that sends none. */
+  counts: Counts | null;
   /** The last notification the server pushed. */
   last: Notification | null;
-  /** The cursor: the highest seq handed to onNotification; null before the first connect. */
+  /** The cursor: the latest number (a notification's `seq`, a change's `version`) applied; null before the first connect. */
   seq: number | null;
   onChange(handler: (state: UnreadState) => void): Unsubscribe;
   onNotification(handler: (notification: Notification, info: { catchUp: boolean }) => void): Unsubscribe;
   onUpdate(handler: (notification: Notification) => void): Unsubscribe;
   onCatchUp(handler: (notifications: Notification[]) => void): Unsubscribe;
+  onNotificationChange(handler: (notification: ChangedNotification, info: ChangeInfo) => void): Unsubscribe;
+  /** The server could not replay the changes since the cursor: list() again. */
+  onReset(handler: (state: UnreadState) => void): Unsubscribe;
+  /** The notification as last known (a bounded copy), or null. */
+  get(id: number): ChangedNotification | null;
   list(options?: ListOptions): Promise<NotificationPage>;
   markRead(ids: number | number[]): Promise<UnreadState>;
-  markAllRead(): Promise<UnreadState>;
+  markUnread(ids: number | number[]): Promise<UnreadState>;
+  markSeen(ids: number | number[]): Promise<UnreadState>;
+  archive(ids: number | number[]): Promise<UnreadState>;
+  unarchive(ids: number | number[]): Promise<UnreadState>;
+  delete(ids: number | number[]): Promise<UnreadState>;
+  /** Hidden until `until` (a Date, or ISO 8601 with its offset; at most 366 days ahead), then back as new. */
+  snooze(ids: number | number[], until: Date | string): Promise<UnreadState>;
+  unsnooze(ids: number | number[]): Promise<UnreadState>;
+  markAllRead(): Promise<BulkResult>;
+  markAllSeen(): Promise<BulkResult>;
+  archiveAllRead(): Promise<BulkResult>;
 }
 
 /** Raw data stored with `add()`. */

@@ -119,6 +119,15 @@
    * the sync bring them again: memory stays bounded however many pushes race a slow sync.
    */
   const MAX_BUFFERED = 256;
+  /**
+   * Notifications the local copy of `gw.notifications` holds (the most recently touched): enough for
+   * what a page shows; one it forgot is merged from what its next change carries.
+   */
+  const MAX_KEPT = 500;
+  /** Ids remembered as handed over during one catch-up, so that none is handed over twice. */
+  const MAX_HANDED = 10000;
+  /** Calls of one bulk action (each changes at most 5000 rows) before it resolves anyway. */
+  const MAX_BULK_CALLS = 20;
 
   /**
    * Every value of `gw.state`, in one place: pages compare with `WSGateway.STATES.OPEN` rather
@@ -896,28 +905,48 @@
   }
 
   /**
-   * The "notifications" channel: unread count, newest unread category, list, read state, and the
-   * notifications themselves, each handed to the page once and in order.
+   * The "notifications" channel: the counts, the notifications themselves (each new one handed to
+   * the page once, in order), and every change of their states (read, seen, archived, deleted,
+   * snoozed and back), applied once, in order, the same in every tab.
    *
-   * The order is the server's `seq`, dense per user. `seq` is the cursor: every notification up to
-   * it has been handed over. A push just past the cursor is handed over; one at or below it is an
-   * edit of one the page has; one further on means pushes were missed (a reconnect, a layer
-   * outage), so it waits in a buffer while `sync` fetches what lies between. Whatever route a
-   * notification takes (push, a resync's `missed`, a sync page), the cursor lets it through once.
+   * One cursor over the user's one sequence (docs/protocol.md, "States and changes"): a new
+   * notification's `seq` and each change's `version` are numbers of it. `seq` here is the latest
+   * number applied, every one below it applied too. A push whose first number is the cursor plus one
+   * is applied; at or below the cursor it is one already applied (a notification saved again goes to
+   * onUpdate); further on means pushes were missed (a reconnect, a layer outage), so it waits in a
+   * buffer while `sync` fetches what lies between. Whatever route a number takes (push, sync page),
+   * the cursor lets it through once. Against a server that numbers no changes (its connect frame has
+   * no `counts`), the cursor follows `seq` alone and `sync` asks for new notifications only, as before.
    */
   class Notifications extends Service {
     constructor(gateway) {
       super(gateway, "notifications");
       this.unread = 0;
       this.category = null;
+      /** `{unread, unseen, archived, badge}` from the server, or null from a server that sends none. */
+      this.counts = null;
       this.last = null;
-      /** The cursor: the highest seq handed to the page, all below it handed too; null before the first connect. */
+      /** The cursor: the latest number applied, all below it applied too; null before the first connect. */
       this.seq = null;
-      /** The highest seq known to exist: above the cursor, the page is behind. */
+      /** The highest number known to exist: above the cursor, the page is behind. */
       this._latest = null;
-      /** seq -> [notification, catchUp] for pushes past a gap, until the gap is filled. */
+      /** number -> [item, kind, catchUp] for what came past a gap, until the gap is filled. */
       this._buffer = new Map();
       this._syncing = false;
+      /** Whether the server numbers changes (its connect frame has `counts`): then `sync` asks for them. */
+      this._changes = false;
+      /**
+       * id -> the notification as last known (content and states), the most recently touched last;
+       * at most MAX_KEPT. What a change that carries states alone is merged into, and what tells a
+       * change already applied (its `version`) from a newer one.
+       */
+      this._copy = new Map();
+      /**
+       * New notifications are those numbered past `_floor` (the cursor when the page was last caught
+       * up) and not in `_handed`: a catch-up may meet one twice (its row changed between two pages).
+       */
+      this._floor = null;
+      this._handed = new Set();
       /** What the catch-up under way handed over, for onCatchUp once it ends. */
       this._caughtUp = [];
       this._userId = null;
@@ -925,19 +954,22 @@
       this._notification = new Listeners();
       this._update = new Listeners();
       this._catchUp = new Listeners();
+      this._stateChange = new Listeners();
+      this._reset = new Listeners();
       gateway.on(STATE_EVENT, (state, info) => {
         if (state === STATES.OPEN) this._opened(info.user);
       });
     }
 
-    /** handler({unread, category}) after every frame that carries the unread state. */
+    /** handler({unread, category, counts}) after every frame that carries the unread state. */
     onChange(handler) {
       return this._change.add(handler);
     }
 
     /**
      * handler(notification, {catchUp}) once for each new notification, in the order they were
-     * created; catchUp is true when it came from a catch-up rather than its own push.
+     * created; catchUp is true when it came from a catch-up rather than its own push. One deleted or
+     * snoozed before this page heard of it is not handed over (a snoozed one comes back as a change).
      */
     onNotification(handler) {
       return this._notification.add(handler);
@@ -953,13 +985,41 @@
       return this._catchUp.add(handler);
     }
 
+    /**
+     * handler(notification, {change, catchUp, previous}) once for each change of a notification the
+     * page was handed before (read, unread, seen, archived, unarchived, deleted, snoozed, unsnoozed),
+     * in order: `notification` is the one the copy holds with the change applied (its content too
+     * when the page had it, or when the change carries it), `previous` the copy before (or null).
+     * A catch-up that found several changes of one notification gives its state now, once.
+     */
+    onNotificationChange(handler) {
+      return this._stateChange.add(handler);
+    }
+
+    /**
+     * handler({unread, category, counts}) when the server could not replay the changes since the
+     * cursor (pruning took rows changed since): what the page shows may be stale; list() again.
+     */
+    onReset(handler) {
+      return this._reset.add(handler);
+    }
+
+    /** The notification as last known (from a push, a sync or a list page), or null. */
+    get(id) {
+      const known = this._copy.get(id);
+      return known ? Object.assign({}, known) : null;
+    }
+
     // -- frames ----------------------------------------------------------------------
 
     _receive(payload) {
       if (!isObject(payload)) return;
       this._follow(payload);
       if (isObject(payload.last)) {
-        this._take(payload.last, false);
+        this._take(payload.last, "last", false);
+        this._sync();
+      } else if (Array.isArray(payload.changes)) {
+        for (const item of payload.changes) if (hasSeq(item)) this._take(item, "change", false);
         this._sync();
       } else if (Number.isInteger(payload.seq) && payload.seq >= 0) {
         this._connected(payload);
@@ -967,7 +1027,7 @@
       this._changed();
     }
 
-    /** A reply (mark_read, mark_all_read, a sync page): the unread state alone. */
+    /** A reply (an action, a sync page): the unread state alone. */
     _apply(payload) {
       if (!isObject(payload)) return;
       this._follow(payload);
@@ -976,6 +1036,7 @@
 
     _follow(payload) {
       if (typeof payload.unread === "number") this.unread = payload.unread;
+      if (isObject(payload.counts)) this.counts = Object.assign({}, payload.counts);
       const last = payload.last;
       if (last) this.last = last;
       if ("category" in payload && !(last && last.is_read)) this.category = payload.category;
@@ -983,29 +1044,42 @@
     }
 
     _changed() {
-      this._change.emit({ unread: this.unread, category: this.category });
+      this._change.emit(this._state());
+    }
+
+    /** {unread, category}, and `counts` from a server that sends them. */
+    _state() {
+      const state = { unread: this.unread, category: this.category };
+      if (this.counts) state.counts = Object.assign({}, this.counts);
+      return state;
     }
 
     /** The cursor is one user's: a hello for another user (a login in another tab) starts it over. */
     _opened(user) {
       const id = user ? user.id : null;
-      if (this._userId !== null && id !== this._userId) this._restart(null);
+      if (this._userId !== null && id !== this._userId) {
+        this._restart(null);
+        this._copy.clear();
+      }
       this._userId = id;
     }
 
     /**
      * A connect frame: the first of the page, after a reconnect, or after a resync (then perhaps
-     * with `missed`, the pushes the server knows this socket did not get).
+     * with `missed`, the new notifications the server knows this socket did not get).
      */
     _connected(payload) {
-      const missed = Array.isArray(payload.missed) ? payload.missed.filter(hasSeq) : [];
+      this._changes = isObject(payload.counts);
+      // `missed` lists new notifications only; where changes are numbered the sync brings them and
+      // the changes around them alike, in one order.
+      const missed = !this._changes && Array.isArray(payload.missed) ? payload.missed.filter(hasSeq) : [];
       if (this.seq === null || payload.seq < this.seq) {
         // The first connect starts at the server's latest: history is list()'s to show, not a flood
         // of onNotification. A latest below the cursor means the server's count started over (a
         // restored database), and the old cursor would take each new notification for an edit.
         this._restart(missed.length ? Math.min(payload.seq, missed[0].seq - 1) : payload.seq);
       }
-      for (const notification of missed) this._take(notification, true);
+      for (const notification of missed) this._take(notification, "last", true);
       // Its `has_more` needs no look of its own: the frame's seq is then past the last missed one,
       // and the sync below fetches the rest.
       this._saw(payload.seq);
@@ -1018,51 +1092,105 @@
       this.seq = cursor;
       this._latest = cursor;
       this._buffer.clear();
+      this._floor = cursor;
+      this._handed.clear();
     }
 
-    _saw(seq) {
-      if (this._latest === null || seq > this._latest) this._latest = seq;
+    _saw(number) {
+      if (this._latest === null || number > this._latest) this._latest = number;
     }
 
-    /** A pushed (or `missed`) notification: handed over, an edit, or kept until the gap before it is filled. */
-    _take(notification, catchUp) {
-      if (!hasSeq(notification)) {
+    /**
+     * A pushed (or `missed`) notification ("last") or change ("change"): applied, an edit of one
+     * the page has, or kept until the gap before it is filled.
+     */
+    _take(item, kind, catchUp) {
+      if (!hasSeq(item)) {
         // A server without sequence numbers: every push is handed over as it comes, as before.
-        this._notification.emit(notification, { catchUp });
+        this._notification.emit(item, { catchUp });
         return;
       }
-      const seq = notification.seq;
+      const number = numberOf(item);
       // No connect frame yet (its snapshot failed): the page starts here.
-      if (this.seq === null) this._restart(seq - 1);
-      this._saw(seq);
-      if (seq <= this.seq) {
-        // A push at or below the cursor is that notification saved again. A `missed` one is only the
-        // server not knowing what a sync already brought: nothing new.
-        if (!catchUp) this._update.emit(notification);
-      } else if (seq === this.seq + 1) this._hand(notification, catchUp);
-      else this._keep(notification, catchUp);
+      if (this.seq === null) this._restart(number - 1);
+      this._saw(number);
+      if (number <= this.seq) {
+        // Applied already. A `last` at or below the cursor is that notification saved again (a save
+        // keeps its number); a `missed` one is only the server not knowing what a sync brought.
+        if (kind === "last" && !catchUp) {
+          this._remember(item);
+          this._update.emit(item);
+        }
+      } else if (number === this.seq + 1) this._hand(item, kind, catchUp);
+      else this._keep(number, item, kind, catchUp);
     }
 
-    _keep(notification, catchUp) {
-      this._buffer.set(notification.seq, [notification, catchUp]);
+    _keep(number, item, kind, catchUp) {
+      this._buffer.set(number, [item, kind, catchUp]);
       // Forget them rather than grow without end: `_latest` remembers they exist, so a sync fetches them.
       if (this._buffer.size > MAX_BUFFERED) this._buffer.clear();
     }
 
-    /** Hand one over and move the cursor to it, then whatever waits right after it. */
-    _hand(notification, catchUp) {
-      this._advance(notification.seq);
-      this._emitNew(notification, catchUp);
+    /** Apply one and move the cursor to it, then whatever waits right after it. */
+    _hand(item, kind, catchUp) {
+      this._advance(numberOf(item));
+      this._applyItem(item, kind, catchUp);
       for (let next = this._buffer.get(this.seq + 1); next; next = this._buffer.get(this.seq + 1)) {
         this._advance(this.seq + 1);
-        this._emitNew(next[0], next[1]);
+        this._applyItem(next[0], next[1], next[2]);
+      }
+      this._settle();
+    }
+
+    /** The cursor moves; what waits at or below it has been applied, or is older than what was. */
+    _advance(number) {
+      this.seq = number;
+      for (const waiting of this._buffer.keys()) if (waiting <= number) this._buffer.delete(waiting);
+    }
+
+    /** Caught up (nothing waits, no sync runs): what is numbered past here is new. */
+    _settle() {
+      if (this._syncing || this._buffer.size || this._latest > this.seq) return;
+      this._floor = this.seq;
+      this._handed.clear();
+    }
+
+    /**
+     * One notification, new or changed, whose number is the cursor's (or, from a sync page, the
+     * latest of its row): handed over once as new, else as a change, else (a save) as an update.
+     */
+    _applyItem(item, kind, catchUp) {
+      const previous = this._copy.get(item.id) || null;
+      if (previous && numberOf(previous) > numberOf(item)) return; // the copy is newer already
+      const fresh = this._floor !== null && item.seq > this._floor && !this._handed.has(item.id);
+      const known = this._remember(item);
+      if (fresh) {
+        if (this._handed.size >= MAX_HANDED) this._handed.clear();
+        this._handed.add(item.id);
+        if (!hidden(known)) this._emitNew(known, catchUp);
+      } else if (kind === "last") {
+        // A `last` past the cursor that is not new: a save of one numbered before the page began.
+        if (!catchUp) this._update.emit(known);
+      } else if (!previous || numberOf(previous) <= numberOf(item)) {
+        // The same number again only when a list() page brought the changed row before its push:
+        // said once more, as the state it already is, so that what follows changes (toasts) do.
+        this._stateChange.emit(Object.assign({}, known), {
+          change: typeof item.change === "string" ? item.change : null,
+          catchUp,
+          previous: previous ? Object.assign({}, previous) : null,
+        });
       }
     }
 
-    /** The cursor moves; what waits at or below it has been handed over, or no longer exists. */
-    _advance(seq) {
-      this.seq = seq;
-      for (const waiting of this._buffer.keys()) if (waiting <= seq) this._buffer.delete(waiting);
+    /** Merge what an item says into the copy (a change may carry states alone); the merged one. */
+    _remember(item) {
+      const previous = this._copy.get(item.id);
+      if (previous && numberOf(previous) > numberOf(item)) return previous;
+      const known = Object.assign({}, previous, item);
+      this._copy.delete(item.id);
+      this._copy.set(item.id, known);
+      if (this._copy.size > MAX_KEPT) this._copy.delete(this._copy.keys().next().value);
+      return known;
     }
 
     _emitNew(notification, catchUp) {
@@ -1073,7 +1201,7 @@
     // -- catching up -----------------------------------------------------------------
 
     /**
-     * Sync from the cursor when the server has notifications the page lacks, one sync at a time:
+     * Sync from the cursor when the server has numbers the page lacks, one sync at a time:
      * the one running looks again when it ends, so pushes that race it start none of their own.
      */
     _sync() {
@@ -1087,6 +1215,7 @@
       this._syncPages().then(
         () => {
           this._syncing = false;
+          this._settle();
           this._sync(); // pushes during the sync may have shown more
         },
         (error) => {
@@ -1105,44 +1234,64 @@
       );
     }
 
-    /** `sync` page after page from the cursor, each handed over as it comes. */
+    /** `sync` page after page from the cursor, each applied as it comes. */
     async _syncPages() {
       // Everything known to exist now was stored before this request left, so the pages list it
       // unless it has been deleted since: past the last page the cursor may skip what they left out.
       const covered = this._latest;
+      const changes = this._changes;
       let since = this.seq;
+      let page;
       for (;;) {
-        const page = await this._syncPage(since);
-        const found = isObject(page) && Array.isArray(page.notifications) ? page.notifications.filter(hasSeq) : [];
-        for (const notification of found) {
-          // At or below the cursor: a push that raced the sync handed it over already. Past the cursor
-          // by more than one: the ones between are not in the page because they were deleted.
-          if (notification.seq > this.seq) this._hand(notification, true);
+        page = await this._syncPage(since, changes);
+        if (isObject(page) && page.reset === true) {
+          this._resetTo(page);
+          return;
+        }
+        const key = changes && isObject(page) && Array.isArray(page.changes) ? "changes" : "notifications";
+        const found = isObject(page) && Array.isArray(page[key]) ? page[key].filter(hasSeq) : [];
+        for (const item of found) {
+          // At or below the cursor: a push that raced the sync applied it already. Past the cursor by
+          // more than one: the numbers between are rows deleted, or changed again later in the order.
+          if (numberOf(item) > this.seq) this._hand(item, key === "changes" ? "change" : "last", true);
         }
         if (isObject(page) && Number.isInteger(page.seq)) this._saw(page.seq);
         this._apply(page);
         if (!(isObject(page) && page.has_more)) break;
-        const next = found.length ? found[found.length - 1].seq : since;
+        const next = found.length ? numberOf(found[found.length - 1]) : since;
         if (next <= since) {
           // Asking again would get the same page for ever.
           throw new WSGatewayError("bad_reply", `A sync page after seq ${since} said has_more but did not move on.`);
         }
         since = next;
       }
-      if (covered > this.seq) this._advance(covered);
+      // The last page of changes holds every number up to its `seq` (the server reads the latest
+      // first): nothing below it is left for a push to bring.
+      const end = changes && isObject(page) && Number.isInteger(page.seq) ? Math.max(covered, page.seq) : covered;
+      if (end > this.seq) this._advance(end);
       const next = this._buffer.get(this.seq + 1);
-      if (next) this._hand(next[0], next[1]);
+      if (next) this._hand(next[0], next[1], next[2]);
     }
 
-    async _syncPage(since) {
+    async _syncPage(since, changes) {
+      const data = { since, limit: SYNC_LIMIT };
+      if (changes) data.changes = true;
       for (let attempt = 1; ; attempt += 1) {
         try {
-          return await this.channel.action("sync", { since, limit: SYNC_LIMIT });
+          return await this.channel.action("sync", data);
         } catch (error) {
           if (error.code !== "rate_limited" || attempt >= SYNC_RETRIES) throw error;
           await new Promise((resolve) => setTimeout(resolve, SYNC_RETRY_DELAY * attempt));
         }
       }
+    }
+
+    /** The server could not replay the changes since the cursor: start over from its latest. */
+    _resetTo(page) {
+      this._restart(Number.isInteger(page.seq) ? page.seq : this._latest);
+      this._copy.clear();
+      this._apply(page);
+      this._reset.emit(this._state());
     }
 
     _caughtUpEnd() {
@@ -1155,26 +1304,107 @@
     // -- actions ---------------------------------------------------------------------
 
     /**
-     * Newest first: resolves with {notifications, has_more, unread, category}. Reading a page
-     * changes nothing, so it fires no onChange (a page can reload its list from onChange).
+     * Newest first: resolves with {notifications, has_more, unread, category, counts}; `view` is
+     * "all" (the inbox), "unread" or "archived". Each notification is in the newest state the page
+     * knows (a change pushed while the page was on its way is not undone). Reading a page changes
+     * nothing, so it fires no onChange (a page can reload its list from onChange).
      */
     list(options) {
       const data = {};
       const given = options || {};
       if (given.before !== undefined) data.before = given.before;
       if (given.limit !== undefined) data.limit = given.limit;
+      if (given.view !== undefined) data.view = given.view;
       if (given.unreadOnly !== undefined) data.unread_only = given.unreadOnly;
-      return this.channel.action("list", data);
+      return this.channel.action("list", data).then((page) => {
+        if (isObject(page) && Array.isArray(page.notifications)) {
+          page.notifications = page.notifications.map((n) =>
+            isObject(n) && Number.isInteger(n.id) ? Object.assign({}, this._remember(n)) : n,
+          );
+        }
+        return page;
+      });
     }
 
-    /** Mark notifications read by id; resolves with {unread, category}. */
+    /** Mark notifications read by id; resolves with {unread, category, counts}. */
     markRead(ids) {
-      return this._act("mark_read", Array.isArray(ids) ? ids : [ids]);
+      return this._act("mark_read", idList(ids));
     }
 
-    markAllRead() {
-      return this._act("mark_all_read", null);
+    markUnread(ids) {
+      return this._act("mark_unread", idList(ids));
     }
+
+    /** Shown to the user (the badge may count unseen ones: counts.badge). */
+    markSeen(ids) {
+      return this._act("mark_seen", idList(ids));
+    }
+
+    archive(ids) {
+      return this._act("archive", idList(ids));
+    }
+
+    unarchive(ids) {
+      return this._act("unarchive", idList(ids));
+    }
+
+    /** Deleted by the user: gone from every view, in every tab. */
+    delete(ids) {
+      return this._act("delete", idList(ids));
+    }
+
+    /** Hidden until `until` (a Date, or an ISO 8601 string with its offset), then back as new. */
+    snooze(ids, until) {
+      const when = until instanceof Date ? until.toISOString() : until;
+      return this._act("snooze", { ids: idList(ids), until: when });
+    }
+
+    unsnooze(ids) {
+      return this._act("unsnooze", idList(ids));
+    }
+
+    /** Every unread one; resolves with the last reply, its `changed` the sum of all of them. */
+    markAllRead() {
+      return this._bulk("mark_all_read");
+    }
+
+    markAllSeen() {
+      return this._bulk("mark_all_seen");
+    }
+
+    /** Archives every read one. */
+    archiveAllRead() {
+      return this._bulk("archive_all_read");
+    }
+
+    /** A bulk action changes a bounded number of rows per call: ask again while it says `has_more`. */
+    async _bulk(action) {
+      let changed = 0;
+      for (let call = 1; ; call += 1) {
+        const reply = await this._act(action, null);
+        if (isObject(reply) && typeof reply.changed === "number") changed += reply.changed;
+        if (!(isObject(reply) && reply.has_more === true) || call >= MAX_BULK_CALLS) {
+          return isObject(reply) && typeof reply.changed === "number" ? Object.assign({}, reply, { changed }) : reply;
+        }
+      }
+    }
+  }
+
+  /** What a notification or a change is numbered in the user's sequence: its `version`, else its `seq`. */
+  function numberOf(item) {
+    return Number.isInteger(item.version) ? item.version : item.seq;
+  }
+
+  /** Not in any view: deleted, snoozed, or past its `expires_at` (the server counts it out then). */
+  function hidden(notification) {
+    if (notification.deleted === true) return true;
+    if (typeof notification.snoozed_until === "string" && notification.snoozed_until !== "") return true;
+    const expires = typeof notification.expires_at === "string" ? Date.parse(notification.expires_at) : NaN;
+    return Number.isFinite(expires) && expires <= Date.now();
+  }
+
+  function idList(ids) {
+    return Array.isArray(ids) ? ids : [ids];
   }
 
   WSGateway.addService("notifications", (gateway) => new Notifications(gateway));
