@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from tests.support.servers import Daphne, HttpSession, manage, site_env
+from tests.support.servers import Daphne, HttpSession, serving, site_env
 from tests.support.wsclient import Client
 from wsgateway import aask
 from wsgateway.exceptions import RequestFailed
@@ -31,17 +31,11 @@ LAYERS = {"default": {"BACKEND": "wsgateway.layers.redis.RedisChannelLayer", "CO
 
 @pytest.fixture(scope="module")
 def daphne(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daphne, str]]:
-    directory = tmp_path_factory.mktemp("live-answers")
-    env = site_env(directory, REDIS_URL=redis_url, WSGATEWAY_EXTRA=json.dumps(EXTRA))
-    manage(env, "demo_users")
-    server = Daphne(env, name="live-answers").start()
-    try:
+    env = site_env(
+        tmp_path_factory.mktemp("live-answers"), REDIS_URL=redis_url, WSGATEWAY_EXTRA=json.dumps(EXTRA)
+    )
+    with serving(env, "live-answers") as server:
         yield server, redis_url
-    finally:
-        alive = server.alive()
-        server.stop()
-    assert alive, f"daphne died; see {server.log_path}"
-    assert "Traceback" not in server.log(), f"daphne logged an exception; see {server.log_path}"
 
 
 async def answer_everything(client: Client, answered: list[str]) -> None:
