@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,6 +51,12 @@ from tests.support.servers import (
 )
 
 README = ROOT / "README.md"
+#: What ``{% wsgateway_inbox %}`` loads from the static files, and a line each file holds.
+INBOX_FILES = {
+    "/static/wsgateway/wsgateway.js": "class WSGateway",
+    "/static/wsgateway/inbox.js": "customElements.define",
+    "/static/wsgateway/inbox.css": "wsgateway-inbox",
+}
 USERNAME, PASSWORD = "alice", "alice-password-for-the-readme"
 
 
@@ -166,9 +173,12 @@ def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> s
     try:
         result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        raise AssertionError(
-            f"{' '.join(command)} took over {timeout}s:\n{exc.stdout}\n{exc.stderr}"
-        ) from None
+        # A timeout's output is bytes even under text=True.
+        output = "\n".join(
+            part.decode(errors="replace") if isinstance(part, bytes) else str(part or "")
+            for part in (exc.stdout, exc.stderr)
+        )
+        raise AssertionError(f"{' '.join(command)} took over {timeout}s:\n{output}") from None
     assert result.returncode == 0, (
         f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )
@@ -345,10 +355,13 @@ def admin_login(site: Site) -> HttpSession:
 async def test_the_readme_view_notifies_the_logged_in_users_socket(site: Site) -> None:
     session = await asyncio.to_thread(admin_login, site)
     page = await asyncio.to_thread(session.get, "/")
-    assert "/static/wsgateway/wsgateway.js" in page and "new WSGateway()" in page, page
-    # Served by each server, not only by runserver (a 404 here was the page's "WSGateway is not defined").
-    script = await asyncio.to_thread(session.get, "/static/wsgateway/wsgateway.js")
-    assert "class WSGateway" in script, script[:200]
+    assert "<wsgateway-inbox" in page, page
+    # The tag's files, served by each server, not only by runserver (a 404 here was a page without a bell,
+    # and "WSGateway is not defined" in its console).
+    for path, marker in INBOX_FILES.items():
+        assert path in page, (path, page)
+        served = await asyncio.to_thread(session.get, path)
+        assert marker in served, (path, served[:200])
 
     async with await ws_connect(
         f"{site.ws_url}/ws/", cookie=session.cookie_header, origin=site.http_url
@@ -374,12 +387,14 @@ async def test_the_readme_view_notifies_the_logged_in_users_socket(site: Site) -
 @pytest.mark.daphne
 @pytest.mark.browser
 @pytest.mark.timeout(600)
-def test_the_readme_page_in_chromium_shows_the_notification_its_button_asks_for(site: Site) -> None:
-    """The template's script as a browser runs it: the count goes up, and the label is listed."""
+def test_the_readme_page_in_chromium_shows_the_bell_a_toast_and_the_inbox_in_every_tab(site: Site) -> None:
+    """The template's one tag as a browser runs it, in two tabs: the button's notification counts on both
+    badges and is toasted in both, without a reload; the bell's inbox lists it; marking it read in one tab
+    takes the count down and the toast away in both."""
     executable = chromium_executable()
     if executable is None:
         pytest.skip(NO_CHROMIUM)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     label = re.search(r'notify\(request\.user, "([^"]+)"', site.steps["view"].code)
     assert label, f"the README's view sends no literal label:\n{site.steps['view'].code}"
@@ -388,22 +403,47 @@ def test_the_readme_page_in_chromium_shows_the_notification_its_button_asks_for(
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context()
+            context.set_default_timeout(10_000)
             context.add_cookies(
                 [{"name": c.name, "value": c.value or "", "url": site.http_url} for c in session.jar]
             )
-            page = context.new_page()
             errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(site.http_url + "/")
-            # The page's own `gw` (a const of its script), open once the server's hello came.
-            page.wait_for_function("typeof gw !== 'undefined' && gw.state === 'open'", timeout=10_000)
-            before = int(page.text_content("#unread") or "0")
-            page.click("#notify-me")
-            page.wait_for_function(
-                f"document.getElementById('unread').textContent === '{before + 1}'", timeout=10_000
-            )
-            listed = page.locator("#received li").all_text_contents()
-            assert label[1] in listed, listed
+            tabs = [context.new_page(), context.new_page()]
+            for tab in tabs:
+                tab.on("pageerror", lambda error: errors.append(str(error)))
+                tab.goto(site.http_url + "/")
+                # The element's own socket (the page makes none) has had the server's hello.
+                tab.locator("wsgateway-inbox[data-state=open]").wait_for()
+            acting = tabs[0]
+            # The same user's earlier tests left notifications unread: count from the connect frame's
+            # badge count, once the element's socket has had it, and the badge must show it.
+            before = badge_count(acting)
+            for tab in tabs:
+                expect(tab.locator("wsgateway-inbox .wsgi-badge")).to_have_text(str(before))
+            # A reload would lose this; the button's 204 must leave the page where it is.
+            acting.evaluate("window.beforeTheButton = true")
+
+            acting.get_by_role("button", name="Send me a notification").click()
+            for tab in tabs:
+                expect(tab.locator("wsgateway-inbox .wsgi-badge")).to_have_text(str(before + 1))
+                expect(tab.locator("wsgateway-inbox .wsgi-toast", has_text=label[1])).to_have_count(1)
+            assert acting.evaluate("window.beforeTheButton") is True, "the button reloaded the page"
+
+            acting.locator("wsgateway-inbox .wsgi-bell").click()
+            newest = acting.locator("wsgateway-inbox .wsgi-item").first
+            expect(newest.locator(".wsgi-label")).to_have_text(label[1])
+            newest.locator("button[data-action=mark_read]").click()
+            for tab in tabs:
+                expect(tab.locator("wsgateway-inbox .wsgi-badge")).to_have_text(str(before))
+                expect(tab.locator("wsgateway-inbox .wsgi-toast")).to_have_count(0)
             assert errors == [], errors
         finally:
             browser.close()
+
+
+def badge_count(tab: Any) -> int:
+    """What the server says the badge counts (``counts.badge`` of the notifications connect frame), read
+    from the element's own ``WSGateway`` once that frame has come."""
+    counted = "document.querySelector('wsgateway-inbox').gateway?.notifications.counts?.badge"
+    tab.wait_for_function(f"typeof {counted} === 'number'")
+    return int(tab.evaluate(counted))
