@@ -15,12 +15,10 @@ from django.test import override_settings
 from wsgateway.checks import (
     MAX_ADVISED_TOKEN_AGE,
     check_allowed_origins,
-    check_asgi_routing,
     check_authenticator_order,
     check_channel_layer,
     check_connection_cap,
     check_origin_policy,
-    check_runserver,
     check_send_size,
     check_settings,
     check_token_max_age,
@@ -28,6 +26,7 @@ from wsgateway.checks import (
 from wsgateway.conf import KEYS, MAX_GROUP_PREFIX_LENGTH, Shape
 from wsgateway.groups import user_group
 from wsgateway.origin import origin_allowed
+from wsgateway.wiring import check_asgi_routing, check_runserver
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 REDIS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://x"]}}}
