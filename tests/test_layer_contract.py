@@ -559,9 +559,15 @@ async def test_an_urgent_event_is_outside_the_capacity_and_received_before_the_q
     needs_urgent(layer, kind)
     channel = await layer.new_channel()
     await layer.group_add("urgent", channel)
+    probe = await layer.new_channel()
+    await layer.group_add("probe", probe)
     for n in range(5):  # two past the capacity: dropped
         await layer.group_send("urgent", {"type": "test.push", "n": n})
     await layer.group_send("urgent", REVOKE)
+    # The Redis layer delivers in its reader task, in the order sent: once a later message has come,
+    # all six have (a receive before then could take a push that came ahead of the revocation).
+    await layer.group_send("probe", {"type": "test.probe"})
+    assert await receive(layer, probe) == {"type": "test.probe"}
     assert await receive(layer, channel) == REVOKE
     assert [(await receive(layer, channel))["n"] for _ in range(3)] == [0, 1, 2]
     assert await receives_nothing(layer, channel)
