@@ -24,10 +24,9 @@ from tests.support.servers import (
     RedisServer,
     close_code,
     connect_frames,
+    daphnes_on_redis,
     flushall,
     recv_json,
-    serving,
-    site_env,
     ws_connect,
 )
 
@@ -46,18 +45,11 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    server = RedisServer().start()
-    try:
-        env = site_env(
-            tmp_path_factory.mktemp("cap-after-loss"),
-            REDIS_URL=server.url,
-            WSGATEWAY_MAX_CONNECTIONS_PER_USER=str(CAP),
-        )
-        with serving(env, "loss-a") as first, serving(env, "loss-b") as second:
-            alice = HttpSession(first.http_url).login("alice", "alice-password")
-            yield Cluster(server, first, second, alice)
-    finally:
-        server.stop()
+    directory = tmp_path_factory.mktemp("cap-after-loss")
+    extra = {"WSGATEWAY_MAX_CONNECTIONS_PER_USER": str(CAP)}
+    with daphnes_on_redis(directory, "loss", **extra) as (server, first, second):
+        alice = HttpSession(first.http_url).login("alice", "alice-password")
+        yield Cluster(server, first, second, alice)
 
 
 async def attempt(daphne: Daphne, session: HttpSession) -> ClientConnection | int | None:

@@ -23,13 +23,11 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.servers import (
     Daphne,
     HttpSession,
-    RedisServer,
     close_code,
     connect_frames,
+    daphnes_on_redis,
     ping,
     recv_json,
-    serving,
-    site_env,
     ws_connect,
 )
 
@@ -51,20 +49,14 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    redis = RedisServer().start()
-    try:
-        env = site_env(
-            tmp_path_factory.mktemp("live-cooldown"), REDIS_URL=redis.url, WSGATEWAY_EXTRA=json.dumps(LIMITS)
+    directory = tmp_path_factory.mktemp("live-cooldown")
+    with daphnes_on_redis(directory, "cooldown", WSGATEWAY_EXTRA=json.dumps(LIMITS)) as (_, first, second):
+        yield Cluster(
+            first,
+            second,
+            HttpSession(first.http_url).login("alice", "alice-password"),
+            HttpSession(first.http_url).login("bob", "bob-password"),
         )
-        with serving(env, "cooldown-a") as first, serving(env, "cooldown-b") as second:
-            yield Cluster(
-                first,
-                second,
-                HttpSession(first.http_url).login("alice", "alice-password"),
-                HttpSession(first.http_url).login("bob", "bob-password"),
-            )
-    finally:
-        redis.stop()
 
 
 async def refusal(daphne: Daphne, session: HttpSession) -> tuple[Any, int | None]:

@@ -233,6 +233,22 @@ def live_site(directory: Path, name: str, **extra: str) -> Iterator[Site]:
         yield Site(env, daphne, HttpSession(daphne.http_url).login("alice", "alice-password"))
 
 
+@contextmanager
+def daphnes_on_redis(
+    directory: Path, name: str, **extra: str
+) -> Iterator[tuple[RedisServer, Daphne, Daphne]]:
+    """A Redis of its own, and two daphnes of the example project sharing it and one database
+    (:func:`site_env` with ``extra``), for a module's tests; on the way out, each daphne fails as
+    :func:`running` does, and Redis is stopped."""
+    redis = RedisServer().start()
+    try:
+        env = site_env(directory, REDIS_URL=redis.url, **extra)
+        with serving(env, f"{name}-a") as first, serving(env, f"{name}-b") as second:
+            yield redis, first, second
+    finally:
+        redis.stop()
+
+
 @dataclass
 class Site:
     """A daphne of the example project, the environment it runs with, and alice logged in to it."""
