@@ -38,6 +38,10 @@ async def wire(pk: int) -> dict[str, Any]:
         "deleted": n.deleted_at is not None,
         "snoozed_until": n.snoozed_until.isoformat() if n.snoozed_until else None,
         "expires_at": n.expires_at.isoformat() if n.expires_at else None,
+        "kind": n.kind,
+        "group": n.group,
+        "count": n.count,
+        "actors": n.actors,
         "data": n.data,
         "actions": n.actions,
         "metainfo": {
@@ -165,6 +169,10 @@ async def test_push_frame_has_exactly_the_documented_shape(ann: Any) -> None:
                     "deleted": False,
                     "snoozed_until": None,
                     "expires_at": None,
+                    "kind": "",
+                    "group": "",
+                    "count": 1,
+                    "actors": [],
                     "data": {"export": 7, "rows": [1, 2]},
                     "actions": [{"label": "Download", "url": "/exports/7/"}],
                     "metainfo": {

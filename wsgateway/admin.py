@@ -11,10 +11,10 @@ from .models import ClipboardEntry, Notification
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["message", "recipient", "category", "is_read", "created"]
-    list_filter = ["category", "is_read", "created"]
     search_fields = ["message", "recipient__username"]
     raw_id_fields = ["recipient"]
-    readonly_fields = ["created", "changed", "created_by", "changed_by"]
+    list_filter = ["category", "kind", "is_read", "created"]
+    readonly_fields = ["created", "changed", "created_by", "changed_by", "count", "actors", "emailed_at"]
 
     def save_model(self, request: HttpRequest, obj: Notification, form: Any, change: bool) -> None:
         if not change:

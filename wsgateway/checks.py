@@ -19,6 +19,7 @@ from django.utils.module_loading import import_string
 
 from .conf import DAPHNE_MAX_SEND, IMPORT_STRINGS, KEYS, Key, Shape, gateway_settings
 from .layers.extensions import CONNECTIONS, is_process_local, supports
+from .notifications import kinds
 from .wiring import check_asgi_routing, check_runserver
 
 #: What Channels accepts in a group name (``BaseChannelLayer.group_name_regex``, whose ``\d``
@@ -74,6 +75,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             malformed.add(name)  # no import or content check on it, which could only crash or mislead
         elif name == "GROUP_PREFIX" and isinstance(item, str):
             errors += _check_group_prefix(item)
+        elif name == "NOTIFICATION_KINDS":
+            errors += _check_kinds(item)
     return errors + _check_imports(malformed)
 
 
@@ -129,6 +132,18 @@ def _check_group_prefix(prefix: str) -> list[CheckMessage]:
             hint=f"Use only ASCII letters, digits, hyphens, underscores and periods, like {suggestion!r}.",
             id="wsgateway.E010",
         )
+    ]
+
+
+def _check_kinds(value: Any) -> list[CheckMessage]:
+    """The kinds' declarations, which notify(), the preferences and the e-mails read."""
+    return [
+        Error(
+            f"WSGATEWAY['NOTIFICATION_KINDS'] {message}.",
+            hint="See docs/away.md for what a kind declares.",
+            id="wsgateway.E016",
+        )
+        for message in kinds.declaration_errors(value)
     ]
 
 

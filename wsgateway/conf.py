@@ -103,6 +103,8 @@ class Shape(enum.Enum):
     DOTTED_PATH = "a dotted path"
     LIST_OF_DOTTED_PATHS = "a list of dotted paths"
     BADGE_COUNT = '"unread" or "unseen"'
+    #: Its contents are checked apart (wsgateway.E016), by the module that reads it.
+    DICT = "a dict"
 
     def accepts(self, value: Any) -> bool:
         """Whether ``value`` has this shape (``None`` is the table's business, not the shape's)."""
@@ -110,6 +112,8 @@ class Shape(enum.Enum):
             return type(value) is int and value >= 1  # not True, which is an int
         if self is Shape.BADGE_COUNT:
             return value in ("unread", "unseen")
+        if self is Shape.DICT:
+            return isinstance(value, dict)
         if self in (Shape.LIST_OF_STRINGS, Shape.LIST_OF_DOTTED_PATHS):
             # A string where a list belongs would be read character by character.
             return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
@@ -252,6 +256,13 @@ KEYS: dict[str, Key] = {
     ),
     # 250: on 1,000,000 rows a range of 1000 ids held its locks up to 2.5 s on a loaded machine, one of
     # 250 up to 0.14 s on PostgreSQL (bench/README.md).
+    "NOTIFICATION_KINDS": Key(
+        {},
+        Shape.DICT,
+        "The kinds of notification the site sends, by name: each a dict with its label, the channels it "
+        "may use (inapp, email), whether it is required, its default per channel, and its e-mail "
+        "fallback (email_after seconds, email_if_offline). See docs/away.md.",
+    ),
     "NOTIFICATIONS_PRUNE_BATCH": Key(
         250,
         Shape.POSITIVE_INTEGER,
@@ -464,6 +475,7 @@ class GatewaySettings:
     NOTIFICATIONS_KEEP_ARCHIVED = Setting(_optional_int)
     NOTIFICATIONS_KEEP_DELETED = Setting(int)
     NOTIFICATIONS_PRUNE_BATCH = Setting(int)
+    NOTIFICATION_KINDS = Setting(dict[str, Any])
     RATE_LIMIT = Setting(int)
     RATE_BURST = Setting(int)
     USER_RATE_LIMIT = Setting(int)

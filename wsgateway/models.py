@@ -64,6 +64,9 @@ class Change(models.IntegerChoices):
     DELETED = 6, "deleted"
     SNOOZED = 7, "snoozed"
     UNSNOOZED = 8, "unsnoozed"
+    #: Another notification of its group arrived while it was unread: its text, count and actors
+    #: are the group's latest (wsgateway.notifications.grouping).
+    GROUPED = 9, "grouped"
 
 
 class NotificationQuerySet(models.QuerySet["Notification"]):
@@ -117,6 +120,18 @@ class Notification(models.Model):
     snoozed_until = models.DateTimeField(null=True, blank=True)
     #: Hidden after then, and pruned.
     expires_at = models.DateTimeField(null=True, blank=True)
+    #: What it is about: a name of ``WSGATEWAY["NOTIFICATION_KINDS"]``, or "" (no kind: in-app only).
+    kind = models.CharField(max_length=50, blank=True, default="")
+    #: While this row is unread, notify() with the same group updates it instead of adding a row.
+    group = models.CharField(max_length=100, blank=True, default="")
+    #: How many notifications of its group this row stands for.
+    count = models.PositiveIntegerField(default=1)
+    #: The group's latest senders' names, newest first (a few: the inbox shows "Alice and 4 others").
+    actors = models.JSONField(default=list, blank=True)
+    #: When its e-mail is due if it is still unread (wsgateway.notifications.fallback); None: no e-mail.
+    email_due = models.DateTimeField(null=True, blank=True)
+    #: When its e-mail was sent: at most once, whatever the workers and retries.
+    emailed_at = models.DateTimeField(null=True, blank=True)
 
     objects = NotificationQuerySet.as_manager()
 
@@ -138,6 +153,12 @@ class Notification(models.Model):
                 fields=["recipient", "-id"], name="wsgw_notif_unread_idx", condition=Q(is_read=False)
             ),
             models.Index(fields=["recipient", "-id"], name="wsgw_notif_recipient_idx"),
+            # notify(group=...)'s one lookup: the user's unread row of that group.
+            models.Index(
+                fields=["recipient", "group"],
+                name="wsgw_notif_group_idx",
+                condition=Q(is_read=False) & ~Q(group=""),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -178,6 +199,10 @@ class Notification(models.Model):
             "label": self.message,
             "is_read": self.is_read,
             **self.state_wire(),
+            "kind": self.kind,
+            "group": self.group,
+            "count": self.count,
+            "actors": self.actors,
             "data": self.data,
             "actions": self.actions,
             "metainfo": {
@@ -285,6 +310,38 @@ def number_notifications(notifications: Iterable[Notification], using: str) -> N
         # Its creation is its first change: the number is both its place and its version.
         notification.seq = notification.version = first[notification.recipient_id]
         first[notification.recipient_id] += 1
+
+
+class Digest(models.TextChoices):
+    """How often a user is sent one e-mail of what stayed unread (wsgateway.notifications.digests)."""
+
+    OFF = "off", _("never")
+    DAILY = "daily", _("daily")
+    WEEKLY = "weekly", _("weekly")
+
+
+class NotificationPreferences(models.Model):
+    """One user's choices of which kinds reach them on which channel, and their digest.
+
+    Only what the user chose is stored (``choices``: kind name to channel to on/off); a kind or channel
+    not in it follows the kind's default, so a kind a site adds or changes needs no migration of rows.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+"
+    )
+    choices = models.JSONField(default=dict, blank=True)
+    digest = models.CharField(max_length=10, choices=Digest.choices, default=Digest.OFF)
+    #: The newest notification a digest told of was created before this (None: no digest yet).
+    digest_sent_at = models.DateTimeField(null=True, blank=True)
+    changed = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("notification preferences")
+        verbose_name_plural = _("notification preferences")
+
+    def __str__(self) -> str:
+        return f"{self.user_id}"
 
 
 class ClipboardEntry(models.Model):

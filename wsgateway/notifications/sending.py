@@ -13,7 +13,7 @@ from django.db import router, transaction
 from django.db.models import QuerySet
 
 from ..models import Notification, category_level
-from . import sizes
+from . import fallback, grouping, kinds, preferences, sizes
 from .delivery import after_bulk_insert
 
 #: Rows per INSERT, so a site-wide announcement never builds one huge statement.
@@ -40,10 +40,14 @@ def notify(
     message: str,
     *,
     category: int | str = "info",
+    kind: str = "",
+    group: str = "",
     data: dict[str, Any] | None = None,
     actions: Sequence[dict[str, str]] | None = None,
     sender: Any = None,
     expires_at: datetime | None = None,
+    email_after: int | fallback.Unset | None = fallback.UNSET,
+    email_if_offline: bool | fallback.Unset = fallback.UNSET,
 ) -> list[Notification]:
     """Store a notification for each user and push it live once the transaction commits.
 
@@ -55,9 +59,18 @@ def notify(
     or a page holding it, would be a frame over ``MAX_SEND_SIZE`` raises
     :class:`wsgateway.exceptions.FrameTooLarge`, a ValueError, and nothing is stored.
     ``expires_at`` (an aware datetime): hidden from the user after it, and pruned.
+
+    ``kind`` names one of ``WSGATEWAY["NOTIFICATION_KINDS"]`` (else ValueError): a user who turned the
+    kind off in-app gets no row. ``group``: while the user has an unread notification of that group,
+    this one updates it (its text, count and actors) instead of adding a row. ``email_after`` (seconds)
+    and ``email_if_offline`` override the kind's e-mail fallback for this call. docs/away.md.
+    Returns the rows stored, created or updated.
     """
     # What every recipient's row holds (the same data and actions objects for all), checked in this order.
+    of_kind = kinds.get(kind)
     fields: dict[str, Any] = {
+        "kind": of_kind.name,
+        "group": grouping.checked(group),
         "category": category_level(category),
         "actions": [_action(item) for item in actions or ()],
         "data": dict(data or {}),
@@ -69,16 +82,22 @@ def notify(
     # Refused before anything is stored: a row whose push cannot be written, or sent, would never
     # arrive. One encoding, of the frame itself (NotJSON or FrameTooLarge).
     sizes.check_new(Notification(**fields))
-    created: list[Notification] = []
+    email = fallback.plan(of_kind, email_after, email_if_offline)
+    stored: list[Notification] = []
     using = router.db_for_write(Notification)
     with transaction.atomic(using=using):
         for chunk in _chunks(_recipients(user_or_users), BATCH_SIZE):
-            batch = Notification.objects.using(using).bulk_create(
-                [Notification(recipient=user, **fields) for user in chunk]
-            )
-            after_bulk_insert(batch, using)
-            created.extend(batch)
-    return created
+            chosen = preferences.choose(of_kind, chunk, using)
+            if fields["group"]:
+                batch = grouping.add(chosen.inapp, fields, using)
+            else:
+                batch = Notification.objects.using(using).bulk_create(
+                    [Notification(recipient=user, **fields) for user in chosen.inapp]
+                )
+                after_bulk_insert(batch, using)
+            fallback.schedule(email, batch, chosen, fields, using)
+            stored.extend(batch)
+    return stored
 
 
 async def anotify(user_or_users: Any, message: str, **kwargs: Any) -> list[Notification]:
