@@ -140,7 +140,7 @@ def declared() -> dict[str, Kind]:
     """The site's kinds, by name; built once, and again after ``WSGATEWAY`` changes (tests)."""
     from ..conf import gateway_settings
 
-    value = gateway_settings.NOTIFICATION_KINDS
+    value = gateway_settings.get("NOTIFICATION_KINDS")  # as given: dict() would hide a list
     if errors := declaration_errors(value):
         raise ValueError(f"WSGATEWAY['NOTIFICATION_KINDS'] {errors[0]} (check wsgateway.E016)")
     return build(value)

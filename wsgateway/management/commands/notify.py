@@ -22,8 +22,23 @@ class Command(BaseCommand):
         parser.add_argument("message")
         # The tags in force (MESSAGE_TAGS may rename them), not the built-in names.
         parser.add_argument("--category", default="info", choices=sorted(set(get_level_tags().values())))
+        parser.add_argument(
+            "--kind", default="", help="One of WSGATEWAY['NOTIFICATION_KINDS'] (docs/away.md)."
+        )
+        parser.add_argument(
+            "--group", default="", help="Update the users' unread notification of this group."
+        )
 
-    def handle(self, *args: Any, usernames: list[str], message: str, category: str, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        usernames: list[str],
+        message: str,
+        category: str,
+        kind: str,
+        group: str,
+        **options: Any,
+    ) -> None:
         user_model = get_user_model()
         field = user_model.USERNAME_FIELD
         users = {
@@ -31,7 +46,16 @@ class Command(BaseCommand):
         }
         if missing := [name for name in usernames if name not in users]:
             raise CommandError(f"No such user: {', '.join(missing)}. Nothing was sent.")
-        sent = notify([users[name] for name in dict.fromkeys(usernames)], message, category=category)
+        try:
+            sent = notify(
+                [users[name] for name in dict.fromkeys(usernames)],
+                message,
+                category=category,
+                kind=kind,
+                group=group,
+            )
+        except ValueError as exc:  # an unknown kind, a group too long: nothing was stored
+            raise CommandError(f"{exc} Nothing was sent.") from None
         self.stdout.write(f"Stored {len(sent)} notification(s).")
         if layer_reaches_other_processes() and layer_is_reachable():
             self.stdout.write(self.style.SUCCESS("Pushed live through the channel layer."))
