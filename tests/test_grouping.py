@@ -171,7 +171,10 @@ def test_a_chunk_costs_one_lookup_two_updates_and_one_push_pass(ann_sync: Any) -
         stored = notify(users, "second", group="g")  # five grouped, five new
     assert len(stored) == 10
     sql = [q["sql"] for q in queries.captured_queries]
-    assert len([q for q in sql if q.startswith("SELECT") and '"group"' in q]) == 1  # the open rows
+    (lookup,) = [q for q in sql if q.startswith("SELECT") and '"group"' in q]  # the open rows
+    with connection.cursor() as cursor:  # by the partial index made for it
+        cursor.execute(f"EXPLAIN QUERY PLAN {lookup}")
+        assert "USING INDEX wsgw_notif_group_idx" in str(cursor.fetchall())
     # The newest content of all five in one UPDATE; their counts, actors and versions in one more.
     assert len([q for q in sql if q.startswith("UPDATE")]) == 2
     # At commit, the counts once for the five grouped rows' pushes and once for the five new rows'.

@@ -147,9 +147,14 @@ def _open_rows(user_ids: list[Any], group: str, using: str) -> dict[Any, Notific
         # The index's own condition spelled out (unread, a group), so that the planner takes it.
         .filter(Q(recipient_id__in=user_ids, group=group) & ~Q(group="") & view("unread", timezone.now()))
         .select_related("created_by")
-        .order_by("recipient_id", "seq")
+        # No order: one by (recipient, seq) made SQLite walk that unique index instead of this one.
+        .order_by()
     )
-    return {row.recipient_id: row for row in rows}  # the last one of each user wins
+    newest: dict[Any, Notification] = {}
+    for row in rows:
+        if row.recipient_id not in newest or row.seq > newest[row.recipient_id].seq:
+            newest[row.recipient_id] = row
+    return newest
 
 
 def _group_into(
