@@ -29,7 +29,8 @@ MAX_BURST = 1000
 def notify_me(request: HttpRequest) -> JsonResponse:
     """A view that notifies: the notification reaches the user's sockets once this request commits.
 
-    ``count`` (1 to MAX_BURST) sends that many in one notify() call.
+    ``count`` (1 to MAX_BURST) sends that many in one notify() call; ``group`` groups it with the
+    user's unread one of that group (docs/away.md, "Grouping").
     """
     category = request.POST.get("category", "info")
     message = request.POST.get("message") or "Your report is ready."
@@ -41,6 +42,7 @@ def notify_me(request: HttpRequest) -> JsonResponse:
             [request.user] * int(count),
             message,
             category=category,
+            group=request.POST.get("group", ""),
             actions=[{"label": "Open", "url": "/"}],
             sender=request.user,
         )

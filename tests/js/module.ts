@@ -135,6 +135,8 @@ gw.notifications.onNotificationChange((n, { change, catchUp, previous }) => {
   if (change === "read" || change === "deleted") console.log(n.id, n.label ?? "", catchUp, previous?.is_read);
   // @ts-expect-error: not a change of the protocol
   if (change === "done") console.log(n.version);
+  // A grouped change carries the whole notification: "Alice and 4 others".
+  if (change === "grouped") console.log(n.actors?.[0], (n.count ?? 1) - 1, n.group, n.kind);
 });
 gw.notifications.onReset(({ unread, counts }) => console.log(unread, counts?.badge));
 const cursor: number | null = gw.notifications.seq;

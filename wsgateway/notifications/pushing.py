@@ -12,7 +12,7 @@ from ..groups import Push, push, push_many
 from ..locks import user_push_lock
 from ..models import Notification
 from .states import change_item
-from .unread import unread_state, unread_states_and_stored
+from .unread import unread_state, unread_states, unread_states_and_stored
 
 #: The channel notifications are pushed on, and the notifier service answers on.
 CHANNEL = "notifications"
@@ -95,25 +95,37 @@ def push_changes(user_id: Any, rows: list[Notification]) -> None:
     ``first_seq`` to its ``seq``, so that a socket knows what it was sent). Nothing changed: the
     counts alone, as a read-state push always was.
     """
-    with user_push_lock(user_id):
-        state = unread_state(user_id)
-        if not rows:
-            _send([Push(user_id, CHANNEL, state)])
-            return
-        budget = gateway_settings.MAX_SEND_SIZE - CHANGES_MARGIN
+    push_changes_of_users({user_id: rows})
+
+
+def push_changes_of_users(changed: dict[Any, list[Notification]]) -> None:
+    """:func:`push_changes` for many users at once (notify() grouping a chunk of recipients' rows):
+    one query for their counts and one call to the channel layer, under their push locks."""
+    with user_push_lock(list(changed)):
+        states = unread_states(changed)
         pushes: list[Push] = []
-        run: list[dict[str, Any]] = []
-        room = budget
-        for row in rows:
-            item = change_item(row)
-            cost = frames.size(frames.encode(item)) + 1
-            if run and cost > room:
-                pushes.append(_changes_push(user_id, run, state))
-                run, room = [], budget
-            run.append(item)
-            room -= cost
-        pushes.append(_changes_push(user_id, run, state))
+        for user_id, rows in changed.items():
+            pushes.extend(_changes_pushes(user_id, rows, states[user_id]))
         _send(pushes)
+
+
+def _changes_pushes(user_id: Any, rows: list[Notification], state: dict[str, Any]) -> list[Push]:
+    if not rows:
+        return [Push(user_id, CHANNEL, state)]
+    budget = gateway_settings.MAX_SEND_SIZE - CHANGES_MARGIN
+    pushes: list[Push] = []
+    run: list[dict[str, Any]] = []
+    room = budget
+    for row in rows:
+        item = change_item(row)
+        cost = frames.size(frames.encode(item)) + 1
+        if run and cost > room:
+            pushes.append(_changes_push(user_id, run, state))
+            run, room = [], budget
+        run.append(item)
+        room -= cost
+    pushes.append(_changes_push(user_id, run, state))
+    return pushes
 
 
 def _changes_push(user_id: Any, items: list[dict[str, Any]], state: dict[str, Any]) -> Push:

@@ -121,10 +121,14 @@ CHANGED_FIELDS = [
 #: loaded): their change items carry the whole notification, not only its states.
 BRINGS_BACK = frozenset({Change.UNSNOOZED, Change.UNARCHIVED, Change.UNREAD})
 
+#: Changes of the notification's content (its text, count and actors after ``grouped``): every tab
+#: needs the new content, as after a change that brings it back.
+CARRIES_CONTENT = BRINGS_BACK | {Change.GROUPED}
+
 
 def change_item(row: Notification) -> dict[str, Any]:
     """What a change push carries of a changed notification: its id, ``seq``, states and version,
-    and the whole notification after a change that brings it back into a view."""
-    if row.change in BRINGS_BACK:
+    and the whole notification after a change that brings it back into a view or changes its content."""
+    if row.change in CARRIES_CONTENT:
         return row.to_wire()
     return {"id": row.pk, "seq": row.seq, "is_read": row.is_read, **row.state_wire()}

@@ -70,7 +70,8 @@ THEMES = ("auto", "light", "dark")
 def inbox_strings() -> dict[str, str]:
     """The inbox's words in the active language, keyed as ``inbox.js``'s ``STRINGS`` (tests compare the keys).
 
-    ``{count}``, ``{label}``, ``{message}`` and ``{sender}`` are filled in by the browser.
+    ``{count}``, ``{label}``, ``{message}``, ``{sender}``, ``{actor}`` and ``{others}`` are filled in
+    by the browser.
     """
     return {
         "bell": pgettext("inbox", "Notifications"),
@@ -91,6 +92,9 @@ def inbox_strings() -> dict[str, str]:
         "snoozeHour": pgettext("inbox", "For an hour"),
         "snoozeTomorrow": pgettext("inbox", "Until tomorrow"),
         "from": pgettext("inbox", "from {sender}"),
+        "groupOther": pgettext("inbox", "{actor} and 1 other"),
+        "groupOthers": pgettext("inbox", "{actor} and {others} others"),
+        "groupCount": pgettext("inbox", "{count} notifications"),
         "emptyUnread": pgettext("inbox", "You're all caught up"),
         "emptyAll": pgettext("inbox", "No notifications yet"),
         "emptyArchived": pgettext("inbox", "Nothing archived"),

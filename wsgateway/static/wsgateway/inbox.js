@@ -23,8 +23,8 @@
   /**
    * English defaults. The template tag passes the page's translation as a JSON child
    * (<script type="application/json">, data the CSP does not run); a page without it overrides one
-   * word with an attribute: `text-mark-all-read="..."` for `markAllRead`. `{count}`, `{label}` and
-   * `{message}` are filled in.
+   * word with an attribute: `text-mark-all-read="..."` for `markAllRead`. `{count}`, `{label}`,
+   * `{message}`, `{sender}`, `{actor}` and `{others}` are filled in.
    */
   const STRINGS = Object.freeze({
     bell: "Notifications",
@@ -45,6 +45,9 @@
     snoozeHour: "For an hour",
     snoozeTomorrow: "Until tomorrow",
     from: "from {sender}",
+    groupOther: "{actor} and 1 other",
+    groupOthers: "{actor} and {others} others",
+    groupCount: "{count} notifications",
     emptyUnread: "You're all caught up",
     emptyAll: "No notifications yet",
     emptyArchived: "Nothing archived",
@@ -228,6 +231,20 @@
       svg.append(path);
     }
     return svg;
+  }
+
+  /**
+   * How many notifications of its group a notification stands for (`notify(..., group=)`): 1 for one
+   * alone, or from a server that groups nothing.
+   */
+  function countOf(n) {
+    return Number.isInteger(n.count) && n.count > 1 ? n.count : 1;
+  }
+
+  /** The newest of a group's senders (`actors`, newest first), or null. */
+  function newestActor(n) {
+    const actor = Array.isArray(n.actors) ? n.actors[0] : null;
+    return typeof actor === "string" && actor ? actor : null;
   }
 
   /** Who sent it (`notify(..., sender=)`: `metainfo.createdUser`), or null. */
@@ -688,13 +705,13 @@
       item.dataset.category = typeof n.category === "string" ? n.category : "";
       item.dataset.read = String(!!n.is_read);
       item.dataset.seen = String(n.seen !== false);
+      item.dataset.count = String(countOf(n));
       const body = node("div", "wsgi-body");
       body.append(node("p", "wsgi-label", { id: `${this._id}-n${n.id}` }, String(n.label || "")));
       const meta = node("p", "wsgi-meta");
       const created = n.metainfo && n.metainfo.createdDatetime;
       if (created) meta.append(node("time", "wsgi-time", { datetime: created }, relativeTime(created, this._locale)));
-      const sender = senderOf(n);
-      if (sender) meta.append(node("span", "wsgi-sender", {}, this._t("from", { sender })));
+      this._appendWho(meta, n);
       for (const action of Array.isArray(n.actions) ? n.actions : []) {
         const href = global.WSGateway.safeUrl(action.url);
         meta.append(href ? node("a", "wsgi-link", { href }, action.label) : node("span", "wsgi-link", {}, action.label));
@@ -898,10 +915,12 @@
     /**
      * A change of a notification, here or in another tab, live or from a catch-up: its item is
      * updated, added or taken out where it is, and a toast goes when it is read or hidden. One that
-     * comes back from a snooze is new again: a toast, as for a new one.
+     * comes back from a snooze is new again: a toast, as for a new one. One that another of its group
+     * updated (`grouped`) is updated where it is, and so is its toast (or it gets one, if it had none).
      */
     _changedState(n, info) {
-      if (info.change === "unsnoozed" && !info.catchUp && visible(n) && !n.is_read && !n.archived) this._toast(n);
+      const news = info.change === "unsnoozed" || info.change === "grouped";
+      if (news && !info.catchUp && visible(n) && !n.is_read && !n.archived) this._toast(n);
       this._show(n);
     }
 
@@ -917,8 +936,10 @@
       if (entry) {
         entry.n = Object.assign({}, entry.n, n);
         const tab = this._tabRow();
-        if ((tab.keeps || tab.holds)(entry.n)) this._refresh(n.id);
-        else this._removeKeepingFocus(n.id);
+        if ((tab.keeps || tab.holds)(entry.n)) {
+          this._refresh(n.id);
+          this._queueSeen(); // unseen again (new activity of its group) while the inbox shows it
+        } else this._removeKeepingFocus(n.id);
       } else if (holds && this.isOpen && typeof n.label === "string") {
         const after = Array.from(this._list.children).find((item) => Number(item.dataset.id) < n.id);
         if (!after && (this._hasMore || this._droppedTop)) return; // past what is loaded: scrolling brings it
@@ -989,40 +1010,87 @@
 
     // -- toasts --------------------------------------------------------------------------
 
+    /**
+     * A toast for `n`, one per notification: one of a group that has a toast already (another of the
+     * group arrived: a `grouped` change) updates that toast's words and starts its time again, so a
+     * burst of a group is one toast.
+     */
     _toast(n) {
       this._announce(this._t("newNotification", { label: String(n.label || "") }));
       if (this._maxToasts === 0) return;
+      const shown = this._toasts.get(n.id);
+      if (shown) {
+        this._fillToast(shown.element, n);
+        if (shown.timer !== null) {
+          // Not while the pointer or the focus is on it: leaving it starts the time again.
+          shown.pause();
+          shown.start();
+        }
+        return;
+      }
       while (this._toasts.size >= this._maxToasts) this._dismissToast(this._toasts.keys().next().value);
       const toast = node("div", "wsgi-toast");
       toast.dataset.id = String(n.id);
+      this._fillToast(toast, n);
+      const entry = { element: toast, timer: null, start: null, pause: null };
+      entry.start = () => {
+        if (this._toastTimeout > 0) entry.timer = setTimeout(() => this._dismissToast(n.id), this._toastTimeout);
+      };
+      entry.pause = () => {
+        clearTimeout(entry.timer);
+        entry.timer = null;
+      };
+      // On the toast, not its button: an update builds the button again.
+      toast.addEventListener("click", (event) => {
+        if (event.target.closest(".wsgi-dismiss")) this._dismissToast(n.id);
+      });
+      toast.addEventListener("pointerenter", entry.pause);
+      toast.addEventListener("pointerleave", entry.start);
+      toast.addEventListener("focusin", entry.pause);
+      toast.addEventListener("focusout", entry.start);
+      this._toasts.set(n.id, entry);
+      this._toastBox.append(toast);
+      entry.start();
+    }
+
+    /** A toast's words: the label, who (the sender, or the group's newest and how many more), the first link. */
+    _fillToast(toast, n) {
       toast.dataset.category = typeof n.category === "string" ? n.category : "";
+      toast.dataset.count = String(countOf(n));
       const dismiss = node("button", "wsgi-button wsgi-dismiss", { type: "button", "aria-label": this._t("dismiss") }, "×");
       const body = node("div", "wsgi-body");
       body.append(node("p", "wsgi-label", {}, String(n.label || "")));
       const meta = node("p", "wsgi-meta");
-      const sender = senderOf(n);
-      if (sender) meta.append(node("span", "wsgi-sender", {}, this._t("from", { sender })));
+      this._appendWho(meta, n);
       // The notification's first link, checked as the list's are.
       const link = (Array.isArray(n.actions) ? n.actions : []).find((action) => global.WSGateway.safeUrl(action.url));
       if (link) meta.append(node("a", "wsgi-link", { href: global.WSGateway.safeUrl(link.url) }, String(link.label)));
       if (meta.childNodes.length) body.append(meta);
-      toast.append(node("span", "wsgi-dot", { "aria-hidden": "true" }), body, dismiss);
-      dismiss.addEventListener("click", () => this._dismissToast(n.id));
-      const entry = { element: toast, timer: null };
-      const start = () => {
-        if (this._toastTimeout > 0) entry.timer = setTimeout(() => this._dismissToast(n.id), this._toastTimeout);
-      };
-      const pause = () => {
-        clearTimeout(entry.timer);
-        entry.timer = null;
-      };
-      toast.addEventListener("pointerenter", pause);
-      toast.addEventListener("pointerleave", start);
-      toast.addEventListener("focusin", pause);
-      toast.addEventListener("focusout", start);
-      this._toasts.set(n.id, entry);
-      this._toastBox.append(toast);
-      start();
+      // The focus stays on the dismiss button when the words change under it.
+      const focused = toast.contains(global.document.activeElement);
+      toast.replaceChildren(node("span", "wsgi-dot", { "aria-hidden": "true" }), body, dismiss);
+      if (focused) dismiss.focus();
+    }
+
+    /**
+     * Who a notification is from: "from {sender}"; for one that stands for several of its group,
+     * "{actor} and {others} others" (the newest sender, and how many more notifications), or
+     * "{count} notifications" when no one sent them, with the count in a chip.
+     */
+    _appendWho(meta, n) {
+      const count = countOf(n);
+      if (count > 1) {
+        const actor = newestActor(n);
+        const others = count - 1;
+        const words = actor
+          ? this._t(others === 1 ? "groupOther" : "groupOthers", { actor, others })
+          : this._t("groupCount", { count });
+        meta.append(node("span", "wsgi-group", {}, words));
+        meta.append(node("span", "wsgi-count", { "aria-hidden": "true" }, String(count)));
+        return;
+      }
+      const sender = senderOf(n);
+      if (sender) meta.append(node("span", "wsgi-sender", {}, this._t("from", { sender })));
     }
 
     _dismissToast(id) {

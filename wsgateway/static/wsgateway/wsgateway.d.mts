@@ -208,7 +208,9 @@ export type ChangeKind =
   | "unarchived"
   | "deleted"
   | "snoozed"
-  | "unsnoozed";
+  | "unsnoozed"
+  /** Another notification of its group arrived while it was unread: its content is the group's newest. */
+  | "grouped";
 
 /** A notification's states, in a whole notification and in a change alike. */
 export interface NotificationStates {
@@ -230,6 +232,14 @@ export interface NotificationStates {
 export interface Notification extends NotificationStates {
   category: Category;
   label: string;
+  /** Its kind, a name of the site's `NOTIFICATION_KINDS`; "" for none. */
+  kind?: string;
+  /** Its group (`notify(..., group=)`); "" for none. */
+  group?: string;
+  /** How many notifications of its group it stands for (1 for one alone). */
+  count?: number;
+  /** The group's latest senders' names, newest first (a few). */
+  actors?: string[];
   data: unknown;
   actions: NotificationAction[];
   metainfo: {

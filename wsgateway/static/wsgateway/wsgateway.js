@@ -987,7 +987,8 @@
 
     /**
      * handler(notification, {change, catchUp, previous}) once for each change of a notification the
-     * page was handed before (read, unread, seen, archived, unarchived, deleted, snoozed, unsnoozed),
+     * page was handed before (read, unread, seen, archived, unarchived, deleted, snoozed, unsnoozed,
+     * and grouped: another notification of its group updated its text, `count` and `actors`),
      * in order: `notification` is the one the copy holds with the change applied (its content too
      * when the page had it, or when the change carries it), `previous` the copy before (or null).
      * A catch-up that found several changes of one notification gives its state now, once.
@@ -1182,11 +1183,15 @@
       }
     }
 
-    /** Merge what an item says into the copy (a change may carry states alone); the merged one. */
+    /**
+     * Merge what an item says into the copy (a change may carry states alone); the merged one. A
+     * `grouped` change carries the whole notification, newer in every part: it replaces the copy, so
+     * that nothing of the older content (a `trimmed` page's mark) outlives it.
+     */
     _remember(item) {
       const previous = this._copy.get(item.id);
       if (previous && numberOf(previous) > numberOf(item)) return previous;
-      const known = Object.assign({}, previous, item);
+      const known = item.change === "grouped" ? Object.assign({}, item) : Object.assign({}, previous, item);
       this._copy.delete(item.id);
       this._copy.set(item.id, known);
       if (this._copy.size > MAX_KEPT) this._copy.delete(this._copy.keys().next().value);
