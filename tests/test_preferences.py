@@ -5,13 +5,14 @@ push of a change to every socket of the user."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
 
 from tests.support.communicators import AnyText, connected, frame
 from wsgateway import notify
@@ -19,7 +20,7 @@ from wsgateway.models import Notification, NotificationPreferences
 from wsgateway.notifications import preferences
 from wsgateway.notifications.kinds import MAX_KINDS, MAX_NAME_LENGTH
 from wsgateway.notifications.preferences import MAX_CHANGES, Changes, Refused
-from wsgateway.preferences_views import MAX_BODY
+from wsgateway.preferences_views import MAX_BODY, preferences_page
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -320,6 +321,16 @@ def test_the_page_is_a_table_of_kinds_by_channel_with_required_ones_disabled_and
     assert '<option value="off" selected>' in html
     assert 'data-api="/wsgateway/preferences/"' in html
     assert "wsgateway/preferences.js" in html and "<wsgateway-inbox" in html
+
+
+def test_the_pages_scripts_carry_the_csp_nonce(ann: Any) -> None:
+    request = RequestFactory().get(PAGE)
+    request.user = ann
+    request.csp_nonce = "n0nce"  # type: ignore[attr-defined]  # as django-csp's middleware sets it
+    html = preferences_page(request).content.decode()
+    scripts = re.findall(r"<script src=[^>]*>", html)  # the JSON data script runs nothing
+    assert any("preferences.js" in tag for tag in scripts)
+    assert scripts and all('nonce="n0nce"' in tag for tag in scripts)
 
 
 def test_the_form_saves_without_a_script_and_stores_only_what_differs(ann: Any) -> None:
