@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +20,8 @@ from django.db import transaction
 from django.test import Client, RequestFactory, override_settings
 
 from tests.support.communicators import AnyText, connected, frame
+from tests.support.postgres import migrated_project_database
+from tests.support.servers import manage
 from wsgateway import notify
 from wsgateway.models import Notification, NotificationPreferences
 from wsgateway.notifications import preferences
@@ -30,6 +37,7 @@ KINDS = {
     "security": {"label": "Security alerts", "required": True},
     "chat": {"label": "Chat", "channels": ["inapp"]},
 }
+ROOT = Path(__file__).resolve().parents[1]
 API = "/wsgateway/preferences/"
 PAGE = "/wsgateway/preferences/page/"
 
@@ -394,3 +402,57 @@ async def test_a_refused_change_and_a_rolled_back_one_push_nothing(ann: Any) -> 
         await sync_to_async(rolled_back)()
         assert await socket.receive_nothing()
     assert await sync_to_async(stored)(ann) is None
+
+
+# -- two tabs at once, on PostgreSQL's row locks --------------------------------------------------
+
+RACERS = 6
+#: The demo's kinds and one more per racing process, each toggling its own.
+RACE_KINDS = {f"race{i}": {"label": f"Race {i}"} for i in range(RACERS)}
+
+RACE = """
+import time
+from django.contrib.auth.models import User
+from wsgateway.notifications import preferences
+user = User.objects.get(username="alice")
+time.sleep(max(0.0, {start} - time.time()))
+for step in range(20):
+    preferences.set_choice(user, "race{i}", "inapp", step % 2 == 0)  # ends off (step 19)
+preferences.set_choice(user, "race{i}", "email", False)
+"""
+
+
+@pytest.fixture(scope="module")
+def race_env() -> Iterator[dict[str, str]]:
+    with migrated_project_database() as env:
+        yield {**env, "WSGATEWAY_EXTRA": json.dumps({"NOTIFICATION_KINDS": RACE_KINDS})}
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_changes_at_once_from_many_processes_each_keep_what_the_others_stored(
+    race_env: dict[str, str],
+) -> None:
+    start = time.time() + 3  # past every process's start-up
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "-c", RACE.format(start=start, i=i)],
+            cwd=ROOT,
+            env=race_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(RACERS)
+    ]
+    for racer in racers:
+        _, err = racer.communicate(timeout=90)
+        assert racer.returncode == 0, err
+    read = (
+        "import json; from wsgateway.models import NotificationPreferences as P; "
+        "print(json.dumps(P.objects.get(user__username='alice').choices))"
+    )
+    # The last line: the shell may say first what it imported.
+    choices = json.loads(manage(race_env, "shell", "-c", read).stdout.strip().splitlines()[-1])
+    assert choices == {f"race{i}": {"inapp": False, "email": False} for i in range(RACERS)}
