@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,17 @@ from .helpers import PUSH_TIMEOUT_MS, login, password
 #: This module's own user: it counts notifications, so no other test may send it any.
 USER = "prefs-pia"
 PAGE = "/wsgateway/preferences/page/"
+
+WATCH_NOTIFICATIONS = """() => {
+  const notifications = window.wsgatewayPreferences.notifications;
+  window.watched = { handed: 0, seq: notifications.seq };
+  notifications.onNotification(() => window.watched.handed++);
+}"""
+NOTIFICATIONS_SINCE = """() => {
+  const notifications = window.wsgatewayPreferences.notifications;
+  const { handed, seq } = window.watched;
+  return { handed, sameSeq: notifications.seq === seq, unread: notifications.unread };
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +58,7 @@ def send(http: HttpSession, message: str, kind: str) -> Any:
 
 
 def test_a_change_in_one_tab_shows_in_another_without_a_reload_and_applies_there(
-    site: Site, user: str, new_page: Callable[..., Any]
+    site: Site, user: str, new_page: Callable[..., Any], screenshot_path: Callable[[str], Path]
 ) -> None:
     first = open_preferences(login(new_page(), site.url, user), site.url)
     second = open_preferences(new_page(tab_of=first), site.url)
@@ -57,6 +69,9 @@ def test_a_change_in_one_tab_shows_in_another_without_a_reload_and_applies_there
     expect(second.get_by_label("Security alerts: In the app")).to_be_checked()
     expect(second.get_by_label("Security alerts: In the app")).to_be_disabled()
 
+    # What wsgateway.js makes of the pushes that follow: no notification, no step of the cursor, no count.
+    second.evaluate(WATCH_NOTIFICATIONS)
+
     first.get_by_label("Comments on your documents: In the app").uncheck()
     expect(comments).not_to_be_checked(timeout=PUSH_TIMEOUT_MS)
     first.get_by_label("A digest of what stayed unread, by e-mail").select_option("daily")
@@ -64,6 +79,7 @@ def test_a_change_in_one_tab_shows_in_another_without_a_reload_and_applies_there
         "daily", timeout=PUSH_TIMEOUT_MS
     )
     assert second.evaluate("window.notReloaded") is True
+    assert second.evaluate(NOTIFICATIONS_SINCE) == {"handed": 0, "sameSeq": True, "unread": 0}
     expect(first.locator("#wsgateway-preferences-status")).to_have_text("Saved.")
 
     # The page drawn again reads what was stored.
@@ -80,6 +96,7 @@ def test_a_change_in_one_tab_shows_in_another_without_a_reload_and_applies_there
     toasts.filter(has_text="Ann mentioned you").wait_for(timeout=PUSH_TIMEOUT_MS)
     expect(second.locator("wsgateway-inbox .wsgi-badge")).to_have_text("1")
     assert toasts.filter(has_text="Ann commented on the plan").count() == 0
+    second.screenshot(path=str(screenshot_path("preferences.png")))
 
 
 def test_a_refused_change_says_why_and_leaves_the_box_as_stored(
