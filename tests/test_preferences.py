@@ -278,7 +278,12 @@ def test_a_change_without_the_csrf_token_is_refused_and_stores_nothing(ann: Any)
         ({"choices": {"comment": {"email": False}, "security": {"email": False}}}, "required_kind"),
         ({"choices": {"comment": {"email": False}}, "digest": "hourly"}, "invalid_data"),
         ('{"choices": {"comment": {"email": false}}', "invalid_json"),
-        ('{"choices": {"comment": {"email": NaN}}}', "invalid_data"),
+        ('{"choices": {"comment": {"email": NaN}}}', "invalid_json"),
+        (
+            '{"choices": {"comment": {"email": false}}, "digest": ' + "[" * 5000 + "]" * 5000 + "}",
+            "invalid_json",
+        ),
+        ('{"choices": {"comment": {"email": false}}, "digest": "\\u0000"}', "invalid_data"),
     ],
 )
 def test_a_change_with_anything_wrong_is_refused_whole(ann: Any, body: Any, code: str) -> None:
@@ -289,6 +294,15 @@ def test_a_change_with_anything_wrong_is_refused_whole(ann: Any, body: Any, code
     assert response.json() == {"error": {"code": code, "message": AnyText()}}
     # The good choice beside the bad one was not stored either.
     assert stored(ann) == ({"mention": {"email": True}}, "off")
+
+
+def test_a_body_that_is_not_utf_8_is_not_json(ann: Any) -> None:
+    client, token = logged_in(ann)
+    response = client.post(
+        API, b"\xff\xfe{}", content_type="application/json", headers={"X-CSRFToken": token}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
 
 
 def test_a_body_over_the_bound_is_refused_unread(ann: Any) -> None:

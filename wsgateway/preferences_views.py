@@ -6,7 +6,6 @@ before storing any of it and pushes the result to the user's tabs; these views o
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -17,6 +16,7 @@ from django.utils.translation import gettext, pgettext_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
+from . import frames
 from .codes import ErrorCode
 from .models import Digest
 from .notifications import preferences
@@ -58,9 +58,14 @@ def preferences_api(request: HttpRequest) -> HttpResponse:
             413, ErrorCode.TOO_LARGE, gettext("A change is at most %(max)d bytes.") % {"max": MAX_BODY}
         )
     try:
-        data = json.loads(request.body)
-    except ValueError:
-        return error(400, ErrorCode.INVALID_JSON, gettext("The body is not JSON."))
+        # The frames' reader: no NaN or Infinity, and no nesting deep enough for a RecursionError.
+        data = frames.parse_json(request.body.decode())
+    except (UnicodeDecodeError, frames.FrameError):
+        return error(
+            400,
+            ErrorCode.INVALID_JSON,
+            gettext("The body is not JSON nested at most %(depth)d deep.") % {"depth": frames.MAX_NESTING},
+        )
     try:
         changes = preferences.parse(data)
     except preferences.Refused as refused:
