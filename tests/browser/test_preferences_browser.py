@@ -121,3 +121,20 @@ def test_a_refused_change_says_why_and_leaves_the_box_as_stored(
     expect(status).to_have_attribute("data-code", "unknown_kind")
     # What the server has is drawn again: the box is checked, as stored.
     expect(mentions).to_be_checked()
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_violation_on_the_page(
+    site: Site, user: str, new_page: Callable[..., Any], scheme: str
+) -> None:
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} is missing: run `npm ci`; the accessibility check must not be skipped")
+    page = login(new_page(), site.url, user)
+    page.emulate_media(color_scheme=scheme)
+    open_preferences(page, site.url)
+    page.evaluate(AXE.read_text())
+    result = page.evaluate("axe.run('main').then((r) => r.violations)")
+    assert [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in result] == []
