@@ -24,7 +24,7 @@ from tests.support.postgres import migrated_project_database
 from tests.support.servers import manage
 from wsgateway import notify
 from wsgateway.models import Notification, NotificationPreferences
-from wsgateway.notifications import preferences
+from wsgateway.notifications import kinds, preferences
 from wsgateway.notifications.kinds import MAX_KINDS, MAX_NAME_LENGTH
 from wsgateway.notifications.preferences import MAX_CHANGES, Changes, Refused
 from wsgateway.preferences_views import MAX_BODY, preferences_page
@@ -43,7 +43,7 @@ PAGE = "/wsgateway/preferences/page/"
 
 
 @pytest.fixture(autouse=True)
-def kinds() -> Any:
+def declared_kinds() -> Any:
     with override_settings(WSGATEWAY={"NOTIFICATION_KINDS": KINDS}):
         yield
 
@@ -185,7 +185,7 @@ def test_a_kind_turned_off_in_app_stores_no_row_for_that_user_only(ann: Any, bob
 
 def test_a_kind_off_by_e_mail_only_still_stores_the_row_and_leaves_the_user_out_of_e_mail(ann: Any) -> None:
     preferences.set_choice(ann, "comment", "email", False)
-    chosen = preferences.choose(preferences.kinds.get("comment"), [ann], "default")
+    chosen = preferences.choose(kinds.get("comment"), [ann], "default")
     assert chosen.inapp == [ann] and chosen.email == set()
     assert len(notify(ann, "Stored all the same", kind="comment")) == 1
 
@@ -201,7 +201,7 @@ def test_a_required_kind_reaches_the_user_whatever_is_stored(ann: Any) -> None:
 
 def test_a_channel_the_kind_does_not_use_stays_off_whatever_is_stored(ann: Any) -> None:
     NotificationPreferences.objects.create(user=ann, choices={"chat": {"email": True}})
-    chosen = preferences.choose(preferences.kinds.get("chat"), [ann], "default")
+    chosen = preferences.choose(kinds.get("chat"), [ann], "default")
     assert chosen.inapp == [ann] and chosen.email == set()
     assert channels_of(preferences.state(ann))["chat"] == {"inapp": True}
 
