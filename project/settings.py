@@ -120,7 +120,28 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
-WSGATEWAY: dict[str, object] = {}
+WSGATEWAY: dict[str, object] = {
+    # What the demo's notifications are about; each user chooses on /wsgateway/preferences/page/
+    # (docs/away.md).
+    "NOTIFICATION_KINDS": {
+        "comment": {
+            "label": "Comments on your documents",
+            "description": "Someone commented on a document of yours.",
+            "email_after": 600,  # seconds: e-mailed if still unread after ten minutes
+        },
+        "mention": {
+            "label": "Mentions",
+            "description": "Someone mentioned you.",
+            "default": {"email": False},
+        },
+        "security": {
+            "label": "Security alerts",
+            "description": "A new sign-in, a changed password.",
+            "required": True,
+            "email_if_offline": True,
+        },
+    },
+}
 if os.environ.get("WSGATEWAY_MAINTENANCE_CHECK_INTERVAL"):
     WSGATEWAY["MAINTENANCE_CHECK_INTERVAL"] = int(os.environ["WSGATEWAY_MAINTENANCE_CHECK_INTERVAL"])
 if os.environ.get("WSGATEWAY_MAX_CONNECTIONS_PER_USER"):

@@ -232,3 +232,10 @@ class ErrorCode(StrEnum):
     # The token view (HTTP), in the same body: {"error": {"code", "message"}}.
     #: A session-authenticated POST without its CSRF token (403); an anonymous one is ``unauthorized`` (401).
     CSRF_FAILED = "csrf_failed"
+
+    # The preferences API (HTTP), in the same body; also ``unknown_channel`` (a channel the kind does not
+    # use) and ``invalid_data``. Nothing of a refused change is stored.
+    #: A kind the site does not declare (now: one removed from the settings is unknown too).
+    UNKNOWN_KIND = "unknown_kind"
+    #: Turning off a kind the site marks required.
+    REQUIRED_KIND = "required_kind"

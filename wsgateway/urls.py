@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import preferences_views, views
 
 app_name = "wsgateway"
 
 urlpatterns = [
     path("token/", views.token, name="token"),
+    path("preferences/", preferences_views.preferences_api, name="preferences"),
+    path("preferences/page/", preferences_views.preferences_page, name="preferences-page"),
 ]

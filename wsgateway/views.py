@@ -20,7 +20,7 @@ def error(status: int, code: ErrorCode, message: str | Promise) -> JsonResponse:
     return JsonResponse({"error": {"code": str(code), "message": message}}, status=status)
 
 
-def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
+def csrf_failure(request: HttpRequest) -> HttpResponse | None:
     """What Django's CSRF middleware would answer this request, or None if it passes.
 
     Its own checks (the token, the ``Origin``, and the ``Referer`` over HTTPS), with the site's
@@ -47,7 +47,7 @@ def token(request: HttpRequest) -> HttpResponse:
     """
     if not request.user.is_authenticated:
         return error(401, ErrorCode.UNAUTHORIZED, gettext("Log in to get a token."))
-    if _csrf_failure(request) is not None:
+    if csrf_failure(request) is not None:
         return error(403, ErrorCode.CSRF_FAILED, gettext("The CSRF token is missing or incorrect."))
     token = issue_token(request.user, session_key=request.session.session_key)
     return JsonResponse({"token": token, "expires_in": gateway_settings.TOKEN_MAX_AGE})

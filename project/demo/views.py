@@ -29,26 +29,29 @@ MAX_BURST = 1000
 def notify_me(request: HttpRequest) -> JsonResponse:
     """A view that notifies: the notification reaches the user's sockets once this request commits.
 
-    ``count`` (1 to MAX_BURST) sends that many in one notify() call; ``group`` groups it with the
-    user's unread one of that group (docs/away.md, "Grouping").
+    ``count`` (1 to MAX_BURST) sends that many in one notify() call; ``kind``, one of the site's kinds;
+    ``group`` groups it with the user's unread one of that group (docs/away.md, "Grouping").
     """
     category = request.POST.get("category", "info")
+    kind = request.POST.get("kind", "")
     message = request.POST.get("message") or "Your report is ready."
     count = request.POST.get("count", "1")
     if not count.isdigit() or not 1 <= int(count) <= MAX_BURST:
         return JsonResponse({"error": f"count is a whole number from 1 to {MAX_BURST}."}, status=400)
     try:
-        *_, notification = notify(
+        sent = notify(
             [request.user] * int(count),
             message,
             category=category,
             group=request.POST.get("group", ""),
+            kind=kind,
             actions=[{"label": "Open", "url": "/"}],
             sender=request.user,
         )
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse({"id": notification.pk, "count": int(count)})
+    # A kind the user turned off in-app stores nothing: no id then.
+    return JsonResponse({"id": sent[-1].pk if sent else None, "count": int(count)})
 
 
 #: Seconds the demo waits for another tab: a tab in the background answers as fast as one in front.
