@@ -18,7 +18,12 @@ install: $(VENV)/.installed
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_users
-	@echo "Serving http://$(HOST):$(PORT)/ (in-process channel layer, SQLite)"
+	@echo "Serving http://$(HOST):$(PORT)/ (in-process channel layer, SQLite; a Tasks worker sends the e-mails)"
+	@# The worker (the Tasks database backend's) runs beside daphne: a background job ignores the
+	@# terminal's Ctrl-C, so the trap stops it when daphne ends.
+	@export WSGATEWAY_SITE_URL=http://$(HOST):$(PORT); \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py db_worker --no-reload & worker=$$!; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 # pytest exits with 5 when it collected no tests: that fails too, and says so.

@@ -57,6 +57,19 @@ REQUESTS_EXPIRED = "requests.expired"
 #: Client replies to no request the socket holds: late (after the deadline, or a cancel), or unknown.
 REQUESTS_UNMATCHED_REPLY = "requests.unmatched_reply"
 
+#: E-mails of unread notifications sent (wsgateway.notifications.mailing), one per notification at most.
+EMAIL_SENT = "email.sent"
+#: E-mails whose sending failed: their claim was rolled back, and the failure logged.
+EMAIL_FAILED = "email.failed"
+#: E-mails not sent, one counter per reason: ``email.skipped.read``, ``.seen``, ``.offline_check``...
+#: (``mailing.Skip`` names them all).
+EMAIL_SKIPPED = "email.skipped"
+#: E-mails that could not be scheduled: the Tasks backend cannot defer, or failed to enqueue.
+EMAIL_NOT_SCHEDULED = "email.not_scheduled"
+#: Digests sent (wsgateway.notifications.digests), and digests whose sending failed.
+DIGESTS_SENT = "digests.sent"
+DIGESTS_FAILED = "digests.failed"
+
 _lock = threading.Lock()
 _counters: dict[str, int] = {}
 
