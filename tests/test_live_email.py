@@ -1,0 +1,286 @@
+"""The e-mail of an unread notification with real processes: daphne, two ``manage.py db_worker`` (the
+Tasks database backend's workers) on one SQLite file, and Django's SMTP backend sending to an aiosmtpd
+sink in this test process (a thread), all on 127.0.0.1.
+
+The issue's "done when", with seconds for minutes: an unread notification of an e-mail-after-N kind
+sends exactly one e-mail with both workers running; one read within the delay (through a real socket
+to daphne, as a tab marks it read) sends none; the e-mail's one-click unsubscribe link, POSTed without a
+login, turns off only that kind's e-mail for only that user; and a worker down past the due time sends,
+when it comes back, what is still unread and nothing for what was read meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.support.servers import (
+    HOST,
+    OUTPUT,
+    ROOT,
+    Daphne,
+    HttpSession,
+    free_port,
+    manage,
+    running,
+    site_env,
+)
+from tests.support.wsclient import Client
+
+pytestmark = [pytest.mark.daphne, pytest.mark.slow, pytest.mark.timeout(240)]
+
+#: The kind's delay, in seconds (the issue's ten minutes).
+DELAY = 4
+#: Longest wait for an e-mail past its due time: a worker polls every 0.2 s, and starts in about 2 s.
+WITHIN = 20
+
+
+@dataclass
+class Sink:
+    """An SMTP server that keeps what it is sent."""
+
+    messages: list[Message] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.messages.append(message_from_bytes(envelope.original_content, policy=policy.default))
+        return "250 OK"
+
+    def to(self, address: str) -> list[Message]:
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    def wait(self, predicate: Callable[[], bool], within: float) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.1)
+        return predicate()
+
+
+class Worker:
+    """One ``manage.py db_worker``, its output in test-output/."""
+
+    def __init__(self, env: dict[str, str], name: str) -> None:
+        self.env, self.name = env, name
+        self.proc: subprocess.Popen[bytes] | None = None
+        OUTPUT.mkdir(exist_ok=True)
+        self.log_path = OUTPUT / f"db_worker-{name}-{env['DJANGO_EMAIL_PORT']}.log"
+        self.log_path.write_bytes(b"")
+
+    def start(self) -> Worker:
+        command = [sys.executable, str(ROOT / "manage.py"), "db_worker", "--no-reload", "--no-startup-delay"]
+        command += ["--interval", "0.2", "--worker-id", self.name]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class Site:
+    env: dict[str, str]
+    daphne: Daphne
+    sink: Sink
+    workers: list[Worker]
+
+    def shell(self, code: str) -> str:
+        """Run ``code`` in the project (``manage.py shell``) and return the last line it printed (before
+        it, Django 5.2's shell says what it imported)."""
+        lines = manage(self.env, "shell", "-c", code).stdout.strip().splitlines()
+        return lines[-1] if lines else ""
+
+    def notify(self, username: str, message: str, kind: str = "comment") -> int:
+        return int(
+            self.shell(
+                "from django.contrib.auth import get_user_model; from wsgateway.notifications import notify; "
+                f"print(notify(get_user_model().objects.get(username={username!r}), {message!r}, "
+                f"kind={kind!r})[0].pk)"
+            )
+        )
+
+    def logs(self) -> str:
+        return "".join(worker.log() for worker in self.workers)
+
+
+USERS = {"alice": "alice@example.com", "bob": "bob@example.com", "carol": "carol@example.com"}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    sink = Sink()
+    controller = Controller(sink, hostname=HOST, port=free_port())
+    controller.start()
+    port = free_port()
+    extra = {
+        "NOTIFICATION_KINDS": {
+            "comment": {"label": "Comments", "email_after": DELAY},
+            "mention": {"label": "Mentions", "email_after": DELAY},
+        },
+        "EMAIL_SITE_URL": f"http://{HOST}:{port}",
+    }
+    env = site_env(
+        tmp_path_factory.mktemp("live-email"),
+        DJANGO_EMAIL_PORT=str(controller.port),
+        WSGATEWAY_EXTRA=json.dumps(extra),
+    )
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; U = get_user_model(); "
+        f"[U.objects.update_or_create(username=n, defaults={{'email': e}}) for n, e in {USERS!r}.items()]",
+    )
+    workers = [Worker(env, "one"), Worker(env, "two")]
+    try:
+        with running(Daphne(env, name="live-email", port=port)) as daphne:
+            for worker in workers:
+                worker.start()
+            yield Site(env, daphne, sink, workers)
+            for worker in workers:
+                assert worker.proc is None or worker.proc.poll() is None, (
+                    f"{worker.name} died: {worker.log()}"
+                )
+    finally:
+        for worker in workers:
+            worker.stop()
+        controller.stop()
+    logs = "".join(worker.log() for worker in workers)
+    assert "Traceback" not in logs, logs
+
+
+def test_an_unread_notification_is_emailed_exactly_once_with_two_workers(site: Site) -> None:
+    pk = site.notify("alice", "Bob commented on your draft")
+    # Five more tasks for the same row, due at once: the two workers race to send it.
+    site.shell(
+        "from wsgateway.notifications import mailing; "
+        f"[mailing.email_unread.enqueue([{pk}], False) for _ in range(5)]"
+    )
+    assert site.sink.wait(lambda: len(site.sink.to(USERS["alice"])) >= 1, DELAY + WITHIN)
+    time.sleep(DELAY + 2)  # the task due after the delay has run too
+    assert (
+        site.shell(
+            "from wsgateway.models import Notification; "
+            f"print(Notification.objects.get(pk={pk}).emailed_at is not None)"
+        )
+        == "True"
+    )
+    [email] = site.sink.to(USERS["alice"])
+    assert email["Subject"] == "Bob commented on your draft"
+    assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # Folded onto a line of its own by Django's mail (a long header): a space before the "<".
+    assert (
+        str(email["List-Unsubscribe"]).strip().startswith(f"<{site.daphne.http_url}/wsgateway/unsubscribe/")
+    )
+    assert {part.get_content_type() for part in email.walk()} >= {"text/plain", "text/html"}
+    assert f"notification {pk} not sent: sent" in site.logs()  # the other tasks found it claimed
+
+
+def test_the_email_waits_for_its_delay(site: Site) -> None:
+    before = len(site.sink.to(USERS["carol"]))
+    site.notify("carol", "Dave mentioned you", kind="mention")
+    returned = time.monotonic()  # after notify(): the due time was set before this
+    assert site.sink.wait(lambda: len(site.sink.to(USERS["carol"])) > before, DELAY + WITHIN)
+    # Not before its due time (less the shell's exit, which came after notify() and before `returned`).
+    assert time.monotonic() - returned >= DELAY - 1.5
+
+
+async def mark_read_through_daphne(site: Site, username: str, pk: int) -> None:
+    session = HttpSession(site.daphne.http_url).login(username, f"{username}-password")
+    client = await Client(f"{site.daphne.ws_url}/ws/", {"Cookie": session.cookie_header}).connect()
+    try:
+        reply = await client.request("notifications", {"action": "mark_read", "data": [pk]})
+        assert "error" not in reply, reply
+    finally:
+        await client.close()
+
+
+def test_a_notification_read_within_the_delay_sends_none(site: Site) -> None:
+    pk = site.notify("bob", "Alice replied to you")
+    asyncio.run(mark_read_through_daphne(site, "bob", pk))
+    assert site.sink.wait(lambda: f"notification {pk} not sent: read" in site.logs(), DELAY + WITHIN)
+    time.sleep(1)
+    assert site.sink.to(USERS["bob"]) == []
+
+
+def test_the_emails_unsubscribe_link_posted_without_login_turns_off_that_kind_for_that_user(
+    site: Site,
+) -> None:
+    emails = site.sink.to(USERS["alice"])
+    assert emails, "the first test's e-mail"
+    link = str(emails[0]["List-Unsubscribe"]).strip().strip("<>")
+    request = urllib.request.Request(link, data=b"List-Unsubscribe=One-Click", method="POST")
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no cookie, no proxy
+    with opener.open(request, timeout=10) as response:
+        assert response.status == 200
+    code = (
+        "from django.contrib.auth import get_user_model; from wsgateway.notifications import kinds, "
+        "preferences; U = get_user_model(); "
+        "print([preferences.allows(U.objects.get(username=u), kinds.get(k), c) for u, k, c in "
+        "[('alice', 'comment', 'email'), ('alice', 'mention', 'email'), ('alice', 'comment', 'inapp'), "
+        "('bob', 'comment', 'email')]])"
+    )
+    assert site.shell(code) == "[False, True, True, True]"
+    # And notify() reads it: alice's next comment is stored, with no e-mail due.
+    pk = site.notify("alice", "Another comment")
+    due = f"from wsgateway.models import Notification; print(Notification.objects.get(pk={pk}).email_due)"
+    assert site.shell(due) == "None"
+
+
+def test_a_worker_down_past_the_due_time_sends_what_is_still_unread_when_it_comes_back(site: Site) -> None:
+    for worker in site.workers:
+        worker.stop()
+    before = len(site.sink.to(USERS["carol"]))
+    unread = site.notify("carol", "Still unread", kind="mention")
+    read = site.notify("carol", "Read meanwhile", kind="mention")
+    site.shell(
+        "from wsgateway.models import Notification; "
+        f"Notification.objects.filter(pk={read}).update(is_read=True)"
+    )
+    time.sleep(DELAY + 1)  # both due now, with no worker to run them
+    assert len(site.sink.to(USERS["carol"])) == before
+    site.workers[0].start()
+    assert site.sink.wait(lambda: len(site.sink.to(USERS["carol"])) > before, WITHIN)
+    assert site.sink.wait(lambda: f"notification {read} not sent: read" in site.logs(), WITHIN)
+    [email] = site.sink.to(USERS["carol"])[before:]
+    assert email["Subject"] == "Still unread"
+    assert f"notification {unread} sent" in site.logs()
+    site.workers[1].start()
+
+
+def test_no_worker_logged_a_failure(site: Site) -> None:
+    logs = site.logs()
+    assert "failed" not in logs and "Traceback" not in logs, logs
+    assert Path(site.workers[0].log_path).exists()
