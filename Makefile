@@ -19,8 +19,9 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_users
 	@echo "Serving http://$(HOST):$(PORT)/ (in-process channel layer, SQLite; a Tasks worker sends the e-mails)"
-	@# The worker (the Tasks database backend's) runs beside daphne: a background job ignores the
-	@# terminal's Ctrl-C, so the trap stops it when daphne ends.
+	@# The worker (the Tasks database backend's) runs beside daphne. Ctrl-C reaches both (db_worker sets
+	@# its own SIGINT handler, though sh starts a background job with SIGINT ignored); the trap stops the
+	@# worker too when daphne ends any other way.
 	@export WSGATEWAY_SITE_URL=http://$(HOST):$(PORT); \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py db_worker --no-reload & worker=$$!; \
