@@ -8,8 +8,11 @@ by calling its function, as a worker would. tests/test_live_email.py runs them o
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -383,3 +386,36 @@ def test_w010_email_if_offline_on_a_layer_that_counts_one_process(
         assert "'security', 'both'" in found[0].msg
     settings.WSGATEWAY = {**SITE, "NOTIFICATION_KINDS": {"comment": KINDS["comment"]}}
     assert checks.check_email_fallback() == []
+
+
+#: A site on Django 5.2 without the backport: wsgateway loads, notify() works, and nothing is e-mailed.
+WITHOUT_FRAMEWORK = """
+import logging, sys
+sys.modules["django_tasks"] = None  # not installed
+import django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "wsgateway"],
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+    CHANNEL_LAYERS={"default": {"BACKEND": "wsgateway.layers.redis.RedisChannelLayer"}},
+    WSGATEWAY={"NOTIFICATION_KINDS": {"comment": {"label": "C", "email_after": 60}},
+               "EMAIL_SITE_URL": "https://example.com"},
+)
+django.setup()
+logging.basicConfig(level=logging.ERROR, format="%(message)s")
+from django.utils import timezone
+from wsgateway import checks
+from wsgateway.notifications import fallback
+print([message.id for message in checks.check_email_fallback()])
+fallback._enqueue_rows([1], timezone.now(), False)
+print("stored, not scheduled")
+"""
+
+
+def test_without_the_tasks_framework_wsgateway_loads_and_e018_says_what_to_install() -> None:
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", WITHOUT_FRAMEWORK]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["['wsgateway.E018']", "stored, not scheduled"]
+    assert "pip install 'wsgateway[tasks]'" in result.stderr and "Traceback" not in result.stderr

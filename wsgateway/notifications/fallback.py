@@ -87,8 +87,19 @@ def schedule(
         transaction.on_commit(enqueue, using=using)
 
 
+def _backend() -> tasks.BaseTaskBackend | None:
+    try:
+        return tasks.backend()
+    except Exception as error:  # no framework, or no such alias (E018): the rows are stored all the same
+        logger.error("wsgateway: e-mails cannot be scheduled: %s", error)
+        return None
+
+
 def _enqueue_rows(ids: list[int], due: datetime, if_offline: bool) -> None:
-    backend = tasks.backend()
+    backend = _backend()
+    if backend is None:
+        metrics.increment(metrics.EMAIL_NOT_SCHEDULED, len(ids))
+        return
     wait = due > timezone.now()
     if wait and not backend.supports_defer:
         logger.warning(
@@ -105,7 +116,11 @@ def _enqueue_rows(ids: list[int], due: datetime, if_offline: bool) -> None:
 
 
 def _enqueue_users(kind: str, message: str, user_ids: list[str]) -> None:
-    task = mailing.email_without_row.using(backend=tasks.backend().alias)
+    backend = _backend()
+    if backend is None:
+        metrics.increment(metrics.EMAIL_NOT_SCHEDULED, len(user_ids))
+        return
+    task = mailing.email_without_row.using(backend=backend.alias)
     for part in _parts(user_ids):
         _enqueue(partial(task.enqueue, kind, message, part), len(part))
 
