@@ -12,34 +12,14 @@ when it comes back, what is still unread and nothing for what was read meanwhile
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import Message
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.support.servers import (
-    HOST,
-    OUTPUT,
-    ROOT,
-    Daphne,
-    HttpSession,
-    free_port,
-    manage,
-    running,
-    site_env,
-)
+from tests.support.mail import Site, mail_site
+from tests.support.servers import HttpSession
 from tests.support.wsclient import Client
 
 pytestmark = [pytest.mark.daphne, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -50,134 +30,17 @@ DELAY = 4
 WITHIN = 20
 
 
-@dataclass
-class Sink:
-    """An SMTP server that keeps what it is sent."""
-
-    messages: list[Message] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.lock:
-            self.messages.append(message_from_bytes(envelope.original_content, policy=policy.default))
-        return "250 OK"
-
-    def to(self, address: str) -> list[Message]:
-        with self.lock:
-            return [m for m in self.messages if m["To"] == address]
-
-    def wait(self, predicate: Callable[[], bool], within: float) -> bool:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.1)
-        return predicate()
-
-
-class Worker:
-    """One ``manage.py db_worker``, its output in test-output/."""
-
-    def __init__(self, env: dict[str, str], name: str) -> None:
-        self.env, self.name = env, name
-        self.proc: subprocess.Popen[bytes] | None = None
-        OUTPUT.mkdir(exist_ok=True)
-        self.log_path = OUTPUT / f"db_worker-{name}-{env['DJANGO_EMAIL_PORT']}.log"
-        self.log_path.write_bytes(b"")
-
-    def start(self) -> Worker:
-        command = [sys.executable, str(ROOT / "manage.py"), "db_worker", "--no-reload", "--no-startup-delay"]
-        command += ["--interval", "0.2", "--worker-id", self.name]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@dataclass
-class Site:
-    env: dict[str, str]
-    daphne: Daphne
-    sink: Sink
-    workers: list[Worker]
-
-    def shell(self, code: str) -> str:
-        """Run ``code`` in the project (``manage.py shell``) and return the last line it printed (before
-        it, Django 5.2's shell says what it imported)."""
-        lines = manage(self.env, "shell", "-c", code).stdout.strip().splitlines()
-        return lines[-1] if lines else ""
-
-    def notify(self, username: str, message: str, kind: str = "comment") -> int:
-        return int(
-            self.shell(
-                "from django.contrib.auth import get_user_model; from wsgateway.notifications import notify; "
-                f"print(notify(get_user_model().objects.get(username={username!r}), {message!r}, "
-                f"kind={kind!r})[0].pk)"
-            )
-        )
-
-    def logs(self) -> str:
-        return "".join(worker.log() for worker in self.workers)
-
-
 USERS = {"alice": "alice@example.com", "bob": "bob@example.com", "carol": "carol@example.com"}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    sink = Sink()
-    controller = Controller(sink, hostname=HOST, port=free_port())
-    controller.start()
-    port = free_port()
-    extra = {
-        "NOTIFICATION_KINDS": {
-            "comment": {"label": "Comments", "email_after": DELAY},
-            "mention": {"label": "Mentions", "email_after": DELAY},
-        },
-        "EMAIL_SITE_URL": f"http://{HOST}:{port}",
+    kinds = {
+        "comment": {"label": "Comments", "email_after": DELAY},
+        "mention": {"label": "Mentions", "email_after": DELAY},
     }
-    env = site_env(
-        tmp_path_factory.mktemp("live-email"),
-        DJANGO_EMAIL_PORT=str(controller.port),
-        WSGATEWAY_EXTRA=json.dumps(extra),
-    )
-    manage(
-        env,
-        "shell",
-        "-c",
-        "from django.contrib.auth import get_user_model; U = get_user_model(); "
-        f"[U.objects.update_or_create(username=n, defaults={{'email': e}}) for n, e in {USERS!r}.items()]",
-    )
-    workers = [Worker(env, "one"), Worker(env, "two")]
-    try:
-        with running(Daphne(env, name="live-email", port=port)) as daphne:
-            for worker in workers:
-                worker.start()
-            yield Site(env, daphne, sink, workers)
-            for worker in workers:
-                assert worker.proc is None or worker.proc.poll() is None, (
-                    f"{worker.name} died: {worker.log()}"
-                )
-    finally:
-        for worker in workers:
-            worker.stop()
-        controller.stop()
-    logs = "".join(worker.log() for worker in workers)
-    assert "Traceback" not in logs, logs
+    with mail_site(tmp_path_factory.mktemp("live-email"), "live-email", kinds, USERS) as site:
+        yield site
 
 
 def test_an_unread_notification_is_emailed_exactly_once_with_two_workers(site: Site) -> None:
@@ -283,4 +146,3 @@ def test_a_worker_down_past_the_due_time_sends_what_is_still_unread_when_it_come
 def test_no_worker_logged_a_failure(site: Site) -> None:
     logs = site.logs()
     assert "failed" not in logs and "Traceback" not in logs, logs
-    assert Path(site.workers[0].log_path).exists()
