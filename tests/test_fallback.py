@@ -132,6 +132,15 @@ def test_a_user_with_inapp_off_is_emailed_at_once_by_a_task_carrying_the_message
     assert mail.outbox[0].to == ["bob@example.com"] and mail.outbox[0].subject == "Alice commented"
 
 
+def test_the_task_without_rows_rechecks_each_user(make_user: Any) -> None:
+    alice, bob = make_user("alice"), make_user("bob")
+    preferences.set_choice(bob, "comment", "email", False)
+    counts = mailing.email_users("comment", "Hi", [str(alice.pk), str(bob.pk), "999999"])
+    assert counts == {"sent": 1, "turned_off": 1, "gone": 1}
+    assert [m.to for m in mail.outbox] == [["alice@example.com"]]
+    assert mailing.email_users("gone", "Hi", [str(alice.pk)]) == {"kind_gone": 1}
+
+
 def test_email_if_offline_is_due_at_once_and_with_email_after_too_a_later_task(
     make_user: Any, enqueued: list[Any], django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -210,9 +219,9 @@ def test_a_second_run_or_a_second_worker_sends_nothing(
 ) -> None:
     row = scheduled(make_user, django_capture_on_commit_callbacks)
     assert mailing.email_unread_rows([row.pk], if_offline=False) == {"sent": 1}
-    skipped = metrics.value(f"{metrics.EMAIL_SKIPPED}.sent")
-    assert mailing.email_unread.call([row.pk], False) == {"sent": 1}
-    assert len(mail.outbox) == 1 and metrics.value(f"{metrics.EMAIL_SKIPPED}.sent") == skipped + 1
+    skipped = metrics.value(f"{metrics.EMAIL_SKIPPED}.already_sent")
+    assert mailing.email_unread.call([row.pk], False) == {"already_sent": 1}
+    assert len(mail.outbox) == 1 and metrics.value(f"{metrics.EMAIL_SKIPPED}.already_sent") == skipped + 1
 
 
 def test_a_row_claimed_between_the_read_and_the_claim_is_not_sent_twice(
@@ -225,7 +234,7 @@ def test_a_row_claimed_between_the_read_and_the_claim_is_not_sent_twice(
     Notification.objects.filter(pk=row.pk).update(emailed_at=timezone.now())
     counts: Counter[str] = Counter()
     mailing._send_claimed(stale, mailing._kind("comment"), counts)  # type: ignore[arg-type]
-    assert counts == {"sent": 1} and mail.outbox == []
+    assert counts == {"already_sent": 1} and mail.outbox == []
 
 
 NOW = timezone.now

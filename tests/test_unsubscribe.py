@@ -126,7 +126,9 @@ def test_a_required_kind_is_explained_and_not_turned_off(client: Client, users: 
     )
     assert one_click(client, path).status_code == 409
     assert email_on(alice, "security") and not NotificationPreferences.objects.exists()
-    assert one_click(client, path_of(alice, "quiet")).status_code == 409  # a kind that sends no e-mail
+    quiet = path_of(alice, "quiet")  # a kind that sends no e-mail
+    assert b"are not e-mailed" in client.get(quiet).content and one_click(client, quiet).status_code == 409
+    assert not NotificationPreferences.objects.exists()
 
 
 def test_the_digests_link_turns_the_digest_off(client: Client, users: tuple[Any, Any]) -> None:

@@ -89,7 +89,8 @@ def view(request: HttpRequest, value: str) -> HttpResponse:
         return _page(request, 400, "invalid")
     label = kind.label if kind is not None else ""
     if kind is not None and (kind.required or not kind.allows(EMAIL)):
-        return _page(request, 200 if request.method == "GET" else 409, "required", label=label)
+        state = "required" if kind.allows(EMAIL) else "not_emailed"
+        return _page(request, 200 if request.method == "GET" else 409, state, label=label)
     if request.method == "GET":
         return _page(request, 200, "confirm", label=label, digest=kind is None)
     try:

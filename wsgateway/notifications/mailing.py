@@ -44,7 +44,7 @@ class Skip(enum.StrEnum):
     """Why an e-mail was not sent; each is logged, and counted as ``email.skipped.<value>``."""
 
     GONE = "gone"  # the row was pruned, or the user deleted
-    SENT = "sent"  # claimed by another worker or an earlier run: sent already
+    SENT = "already_sent"  # claimed by another worker or an earlier run
     READ = "read"
     SEEN = "seen"
     ARCHIVED = "archived"
@@ -172,7 +172,7 @@ def email_users(kind_name: str, message: str, user_ids: list[Any]) -> dict[str, 
             what = f"a {kind_name!r} notification to user {user_id}"
             user = found.get(str(user_id))
             reason = Skip.GONE if user is None else _user_state(user, kind, stored.get(user.pk), False)
-            if reason is not None or kind is None or user is None:
+            if reason is not None or user is None or kind is None:  # (the last two: reason is set then)
                 _skip(reason or Skip.GONE, what, counts)
                 continue
             try:
