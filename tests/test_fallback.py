@@ -333,6 +333,37 @@ def test_a_failed_send_rolls_the_claim_back_and_logs_no_traceback(
     assert mailing.email_unread_rows([r.pk for r in rows], if_offline=False) == {"sent": 2}
 
 
+def test_a_failed_send_is_tried_again_later_by_a_new_task_then_given_up(
+    make_user: Any,
+    enqueued: list[Any],
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    row = scheduled(make_user, django_capture_on_commit_callbacks)
+    enqueued.clear()
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    for attempt, wait in enumerate(mailing.RETRY_AFTER):
+        before = timezone.now()
+        assert mailing.email_unread.call([row.pk], False, attempt) == {"failed": 1}
+        [retry] = enqueued
+        assert retry.args == [[row.pk], False, attempt + 1]
+        assert (
+            before + timedelta(seconds=wait)
+            <= retry.task.run_after
+            <= timezone.now() + timedelta(seconds=wait)
+        )
+        enqueued.clear()
+    given_up = metrics.value(metrics.EMAIL_GIVEN_UP)
+    with caplog.at_level(logging.ERROR, "wsgateway"):
+        assert mailing.email_unread.call([row.pk], False, len(mailing.RETRY_AFTER)) == {"failed": 1}
+    assert enqueued == [] and metrics.value(metrics.EMAIL_GIVEN_UP) == given_up + 1
+    assert "given up after 4 tries" in caplog.text
+    # The SMTP server back before the last try: the retry sends it.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert mailing.email_unread.call([row.pk], False, 2) == {"sent": 1} and enqueued == []
+
+
 def test_a_task_is_bounded_in_ids_and_reads_rows_in_slices(
     make_user: Any,
     enqueued: list[Any],

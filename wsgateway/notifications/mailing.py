@@ -10,7 +10,8 @@ and is, when it comes back. At most once: the row is claimed by a conditional UP
 NULL to now) in the transaction that sends; a failed send rolls the claim back (logged and counted),
 and a second worker, or a retry, finds the row claimed and sends nothing. The one window left: the
 SMTP server accepted the e-mail and the commit then failed; the e-mail is then sent again by a retry,
-which is the better of the two losses.
+which is the better of the two losses. A failed send is tried again by a new task, later
+(:data:`RETRY_AFTER`), then given up (logged, and counted as ``email.given_up``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import enum
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from itertools import islice
 from typing import Any
 
@@ -26,7 +28,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from .. import metrics, sockets
+from .. import metrics, sockets, tasks
 from ..models import Notification
 from ..tasks import task
 from . import emails, kinds, preferences
@@ -38,6 +40,9 @@ logger = logging.getLogger("wsgateway")
 MAX_IDS_PER_TASK = 1000
 #: Rows (or users) read per query while a task works through its ids.
 ROWS_PER_QUERY = 100
+#: Seconds after which the rows whose send failed are tried again, one new task per try: a minute, five,
+#: twenty-five (an SMTP server restarted, a network outage); after the last, the e-mail is given up.
+RETRY_AFTER = (60, 300, 1500)
 
 
 class Skip(enum.StrEnum):
@@ -111,7 +116,7 @@ def _user_state(
     return None
 
 
-def _send_claimed(row: Notification, kind: Kind, counts: Counter[str]) -> None:
+def _send_claimed(row: Notification, kind: Kind, counts: Counter[str]) -> bool:
     """Claim the row and send its e-mail in one transaction: the claim holds only if the send did."""
     what = f"notification {row.pk}"
     try:
@@ -121,20 +126,22 @@ def _send_claimed(row: Notification, kind: Kind, counts: Counter[str]) -> None:
             )
             if not claimed:
                 _skip(Skip.SENT, what, counts)
-                return
+                return True
             emails.notification_email(row.recipient, kind, row.message, row).send()
     except Exception as error:  # SMTP refused, unreachable, a template's error: the next row is sent
-        logger.error("wsgateway: e-mail of %s failed, to be retried by a new task: %r", what, error)
+        logger.error("wsgateway: e-mail of %s failed: %r", what, error)
         metrics.increment(metrics.EMAIL_FAILED)
         counts["failed"] += 1
-        return
+        return False
     logger.info("wsgateway: e-mail of %s sent to user %s", what, row.recipient_id)
     metrics.increment(metrics.EMAIL_SENT)
     counts["sent"] += 1
+    return True
 
 
-def email_unread_rows(ids: list[int], *, if_offline: bool) -> dict[str, int]:
-    """E-mail each of the notifications ``ids`` still unread, at most once; what was done, counted."""
+def email_unread_rows(ids: list[int], *, if_offline: bool, failed: list[int] | None = None) -> dict[str, int]:
+    """E-mail each of the notifications ``ids`` still unread, at most once; what was done, counted.
+    The ids whose send failed are added to ``failed``."""
     counts: Counter[str] = Counter()
     for chunk in _slices(ids[:MAX_IDS_PER_TASK], ROWS_PER_QUERY):
         rows = {row.pk: row for row in Notification.objects.filter(pk__in=chunk).select_related("recipient")}
@@ -151,9 +158,30 @@ def email_unread_rows(ids: list[int], *, if_offline: bool) -> dict[str, int]:
             )
             if reason is not None:
                 _skip(reason, f"notification {pk}", counts)
-            elif kind is not None:
-                _send_claimed(row, kind, counts)
+            elif kind is not None and not _send_claimed(row, kind, counts) and failed is not None:
+                failed.append(pk)
     return dict(counts)
+
+
+def retry(ids: list[int], if_offline: bool, attempt: int) -> None:
+    """Enqueue the ids whose send failed on try ``attempt`` (0: the first) for the next, or give up."""
+    if attempt >= len(RETRY_AFTER):
+        logger.error(
+            "wsgateway: e-mail of %d notification(s) given up after %d tries (ids %s...)",
+            len(ids),
+            attempt + 1,
+            ids[:10],
+        )
+        metrics.increment(metrics.EMAIL_GIVEN_UP, len(ids))
+        return
+    try:
+        backend = tasks.backend()
+        later = timezone.now() + timedelta(seconds=RETRY_AFTER[attempt])
+        run_after = later if backend.supports_defer else None
+        email_unread.using(backend=backend.alias, run_after=run_after).enqueue(ids, if_offline, attempt + 1)
+    except Exception as error:  # the backend's database or broker is down too
+        logger.error("wsgateway: e-mail of %d notification(s) not retried: %r", len(ids), error)
+        metrics.increment(metrics.EMAIL_GIVEN_UP, len(ids))
 
 
 def email_users(kind_name: str, message: str, user_ids: list[Any]) -> dict[str, int]:
@@ -188,9 +216,13 @@ def email_users(kind_name: str, message: str, user_ids: list[Any]) -> dict[str, 
 
 
 @task()
-def email_unread(ids: list[int], if_offline: bool) -> dict[str, int]:
-    """The task: :func:`email_unread_rows`."""
-    return email_unread_rows(ids, if_offline=if_offline)
+def email_unread(ids: list[int], if_offline: bool, attempt: int = 0) -> dict[str, int]:
+    """The task: :func:`email_unread_rows`, and a later try of those whose send failed."""
+    failed: list[int] = []
+    counts = email_unread_rows(ids, if_offline=if_offline, failed=failed)
+    if failed:
+        retry(failed, if_offline, attempt)
+    return counts
 
 
 @task()
