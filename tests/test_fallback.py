@@ -333,6 +333,39 @@ def test_a_failed_send_rolls_the_claim_back_and_logs_no_traceback(
     assert mailing.email_unread_rows([r.pk for r in rows], if_offline=False) == {"sent": 2}
 
 
+class FlakyBackend(BaseEmailBackend):
+    """A mail server whose first connection breaks on the first e-mail; it records its connections."""
+
+    opened: list[str] = []
+
+    def open(self) -> bool:
+        if getattr(self, "is_open", False):
+            return False
+        self.is_open = True
+        FlakyBackend.opened.append("open")
+        return True
+
+    def close(self) -> None:
+        self.is_open = False
+
+    def send_messages(self, email_messages: Any) -> int:
+        if FlakyBackend.opened == ["open"] and not mail.outbox:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        mail.outbox.extend(email_messages)
+        return len(email_messages)
+
+
+def test_a_task_sends_on_one_connection_and_opens_a_new_one_after_a_failure(
+    make_user: Any, enqueued: list[Any], django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    rows = [scheduled(make_user, django_capture_on_commit_callbacks, name) for name in ("a", "b", "c", "d")]
+    settings.EMAIL_BACKEND = f"{__name__}.FlakyBackend"
+    FlakyBackend.opened = []
+    assert mailing.email_unread_rows([r.pk for r in rows], if_offline=False) == {"failed": 1, "sent": 3}
+    assert FlakyBackend.opened == ["open", "open"]  # the first, broken; one more for the three others
+    assert [m.to for m in mail.outbox] == [["b@example.com"], ["c@example.com"], ["d@example.com"]]
+
+
 def test_a_failed_send_is_tried_again_later_by_a_new_task_then_given_up(
     make_user: Any,
     enqueued: list[Any],
