@@ -437,6 +437,18 @@ def test_e017_a_kind_emails_and_the_site_url_is_not_an_origin(settings: Any, sit
     assert "'comment'" in found[0].msg
 
 
+def test_w011_an_http_site_url_while_debug_is_off(settings: Any) -> None:
+    comment = {"comment": KINDS["comment"]}
+    settings.WSGATEWAY = {**SITE, "NOTIFICATION_KINDS": comment, "EMAIL_SITE_URL": "http://example.com"}
+    settings.DEBUG = False
+    assert ids(checks.check_email_fallback()) == ["wsgateway.W011"]
+    settings.DEBUG = True
+    assert checks.check_email_fallback() == []
+    settings.DEBUG = False
+    settings.WSGATEWAY = {**SITE, "NOTIFICATION_KINDS": comment}
+    assert checks.check_email_fallback() == []
+
+
 def test_e018_the_tasks_backend_alias_is_missing(settings: Any) -> None:
     settings.WSGATEWAY = {**SITE, "EMAIL_TASK_BACKEND": "mail"}
     assert ids(checks.check_email_fallback()) == ["wsgateway.E018"]

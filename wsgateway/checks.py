@@ -508,6 +508,15 @@ def check_email_fallback(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                 id="wsgateway.E017",
             )
         )
+    elif parts.scheme == "http" and not settings.DEBUG:
+        errors.append(
+            Warning(
+                f"WSGATEWAY['EMAIL_SITE_URL'] is {site!r}: RFC 8058 one-click unsubscribe needs an HTTPS "
+                "link, and mail providers ignore List-Unsubscribe-Post on any other.",
+                hint="Serve the site over HTTPS and give its https:// origin.",
+                id="wsgateway.W011",
+            )
+        )
     try:
         backend = tasks.backend()
     except Exception as error:  # InvalidTaskBackendError: no such alias, or its BACKEND does not import
