@@ -6,7 +6,9 @@ The issue's "done when", with seconds for minutes: an unread notification of an 
 sends exactly one e-mail with both workers running; one read within the delay (through a real socket
 to daphne, as a tab marks it read) sends none; the e-mail's one-click unsubscribe link, POSTed without a
 login, turns off only that kind's e-mail for only that user; and a worker down past the due time sends,
-when it comes back, what is still unread and nothing for what was read meanwhile.
+when it comes back, what is still unread and nothing for what was read meanwhile. On wsgateway's Redis
+layer, "e-mail if offline" skips a user whose socket is open on daphne (the worker asks Redis), and
+e-mails one whose socket closed. Each test makes the e-mails it reads: none depends on another's.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ DELAY = 4
 WITHIN = 20
 
 
-USERS = {"alice": "alice@example.com", "bob": "bob@example.com", "carol": "carol@example.com"}
+USERS = {name: f"{name}@example.com" for name in ("alice", "bob", "carol", "dave")}
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +102,9 @@ def test_a_notification_read_within_the_delay_sends_none(site: Site) -> None:
 def test_the_emails_unsubscribe_link_posted_without_login_turns_off_that_kind_for_that_user(
     site: Site,
 ) -> None:
-    emails = site.sink.to(USERS["alice"])
-    assert emails, "the first test's e-mail"
-    link = str(emails[0]["List-Unsubscribe"]).strip().strip("<>")
+    site.notify("dave", "Erin commented on your plan")
+    assert site.sink.wait(lambda: len(site.sink.to(USERS["dave"])) == 1, DELAY + WITHIN)
+    link = str(site.sink.to(USERS["dave"])[0]["List-Unsubscribe"]).strip().strip("<>")
     request = urllib.request.Request(link, data=b"List-Unsubscribe=One-Click", method="POST")
     request.add_header("Content-Type", "application/x-www-form-urlencoded")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no cookie, no proxy
@@ -112,12 +114,12 @@ def test_the_emails_unsubscribe_link_posted_without_login_turns_off_that_kind_fo
         "from django.contrib.auth import get_user_model; from wsgateway.notifications import kinds, "
         "preferences; U = get_user_model(); "
         "print([preferences.allows(U.objects.get(username=u), kinds.get(k), c) for u, k, c in "
-        "[('alice', 'comment', 'email'), ('alice', 'mention', 'email'), ('alice', 'comment', 'inapp'), "
+        "[('dave', 'comment', 'email'), ('dave', 'mention', 'email'), ('dave', 'comment', 'inapp'), "
         "('bob', 'comment', 'email')]])"
     )
     assert site.shell(code) == "[False, True, True, True]"
-    # And notify() reads it: alice's next comment is stored, with no e-mail due.
-    pk = site.notify("alice", "Another comment")
+    # And notify() reads it: dave's next comment is stored, with no e-mail due.
+    pk = site.notify("dave", "Another comment")
     due = f"from wsgateway.models import Notification; print(Notification.objects.get(pk={pk}).email_due)"
     assert site.shell(due) == "None"
 
@@ -146,3 +148,47 @@ def test_a_worker_down_past_the_due_time_sends_what_is_still_unread_when_it_come
 def test_no_worker_logged_a_failure(site: Site) -> None:
     logs = site.logs()
     assert "failed" not in logs and "Traceback" not in logs, logs
+
+
+# -- "e-mail if offline", on wsgateway's Redis layer: the worker sees the sockets of daphne ---------------
+
+
+@pytest.fixture(scope="module")
+def redis_site(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    kinds = {"alert": {"label": "Alerts", "email_if_offline": True}}
+    directory = tmp_path_factory.mktemp("live-email-redis")
+    with mail_site(directory, "live-email-redis", kinds, USERS, REDIS_URL=redis_url) as site:
+        yield site
+
+
+async def connected(site: Site, username: str) -> Client:
+    session = HttpSession(site.daphne.http_url).login(username, f"{username}-password")
+    return await Client(f"{site.daphne.ws_url}/ws/", {"Cookie": session.cookie_header}).connect()
+
+
+@pytest.mark.redis
+def test_email_if_offline_skips_a_user_with_a_socket_on_daphne_and_emails_one_without(
+    redis_site: Site,
+) -> None:
+    site = redis_site
+
+    async def notify_while_connected() -> int:
+        client = await connected(site, "bob")
+        try:
+            pk = await asyncio.to_thread(site.notify, "bob", "New sign-in", "alert")
+            # The worker asks Redis for bob's sockets: the one this test holds open on daphne.
+            found = await asyncio.to_thread(
+                site.sink.wait, lambda: f"notification {pk} not sent: online" in site.logs(), WITHIN
+            )
+            assert found, site.logs()
+            return pk
+        finally:
+            await client.close()
+
+    online = asyncio.run(notify_while_connected())
+    offline = site.notify("bob", "Another sign-in", "alert")  # its socket closed: offline now
+    assert site.sink.wait(lambda: len(site.sink.to(USERS["bob"])) >= 1, WITHIN)
+    [email] = site.sink.to(USERS["bob"])
+    assert email["Subject"] == "Another sign-in"
+    assert f"notification {offline} sent" in site.logs()
+    assert f"notification {online} sent" not in site.logs()

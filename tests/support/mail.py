@@ -110,16 +110,21 @@ class Site:
 
 
 @contextmanager
-def mail_site(directory: Path, name: str, kinds: dict[str, Any], users: dict[str, str]) -> Iterator[Site]:
+def mail_site(
+    directory: Path, name: str, kinds: dict[str, Any], users: dict[str, str], **extra: str
+) -> Iterator[Site]:
     """The example project under daphne declaring ``kinds``, two workers and an SMTP sink, on a database
-    of its own in ``directory``; ``users`` (username: address) get those addresses. On the way out,
+    of its own in ``directory``, and ``extra`` in its environment (``REDIS_URL``); ``users`` (username:
+    address) get those addresses and their name + "-password" as password. On the way out,
     fails if a worker died or logged a traceback."""
     sink = Sink()
     controller = Controller(sink, hostname=HOST, port=free_port())
     controller.start()
     port = free_port()
-    extra = {"NOTIFICATION_KINDS": kinds, "EMAIL_SITE_URL": f"http://{HOST}:{port}"}
-    env = site_env(directory, DJANGO_EMAIL_PORT=str(controller.port), WSGATEWAY_EXTRA=json.dumps(extra))
+    settings = {"NOTIFICATION_KINDS": kinds, "EMAIL_SITE_URL": f"http://{HOST}:{port}"}
+    env = site_env(
+        directory, DJANGO_EMAIL_PORT=str(controller.port), WSGATEWAY_EXTRA=json.dumps(settings), **extra
+    )
     manage(
         env,
         "shell",
