@@ -477,6 +477,56 @@ def test_w010_email_if_offline_on_a_layer_that_counts_one_process(
     assert checks.check_email_fallback() == []
 
 
+#: A site whose TASKS names its backend otherwise than "default" ({tasks} and {wsgateway} filled in).
+OTHER_ALIAS = """
+import logging
+from importlib.util import find_spec
+import django
+from django.conf import settings
+package = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+dummy = {{"BACKEND": package + ".backends.dummy.DummyBackend"}}
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "wsgateway"],
+    DATABASES={{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}}},
+    CHANNEL_LAYERS={{"default": {{"BACKEND": "wsgateway.layers.redis.RedisChannelLayer"}}}},
+    TASKS={{{tasks!r}: dummy}},
+    WSGATEWAY={{"NOTIFICATION_KINDS": {{"comment": {{"label": "C", "email_after": 60}}}},
+               "EMAIL_SITE_URL": "https://example.com", **{wsgateway!r}}},
+)
+django.setup()
+logging.basicConfig(level=logging.ERROR, format="%(message)s")
+from datetime import timedelta
+from django.utils import timezone
+from wsgateway import checks, tasks
+from wsgateway.notifications import fallback
+print([message.id for message in checks.check_email_fallback()])
+fallback._enqueue_rows([1], timezone.now() + timedelta(minutes=1), False)
+print([(r.backend, r.args) for r in tasks.task_backends[{tasks!r}].results])
+"""
+
+
+@pytest.mark.parametrize(
+    ("alias", "wsgateway", "expected"),
+    [
+        ("mail", {"EMAIL_TASK_BACKEND": "mail"}, ["[]", "[('mail', [[1], False])]"]),
+        ("mail", {}, ["['wsgateway.E018']", "[]"]),
+    ],
+)
+def test_a_tasks_setting_without_a_default_backend(
+    alias: str, wsgateway: dict[str, str], expected: list[str]
+) -> None:
+    script = OTHER_ALIAS.format(tasks=alias, wsgateway=wsgateway)
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == expected
+    if expected[1] == "[]":  # not defined for the "default" it names: logged, nothing raised
+        assert "could not be scheduled" in result.stderr or "cannot be scheduled" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 #: A site on Django 5.2 without the backport: wsgateway loads, notify() works, and nothing is e-mailed.
 WITHOUT_FRAMEWORK = """
 import logging, sys

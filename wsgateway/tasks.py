@@ -13,7 +13,7 @@ that imported its body from elsewhere would make that import run through ``notif
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -27,16 +27,18 @@ MISSING = (
 
 
 class UnavailableTask:
-    """A task of a site without the framework: importable (notify() imports it), an error when enqueued."""
+    """A task that could not be defined (no framework, no such backend): importable, since notify()
+    imports it, and an error when enqueued, saying why."""
 
-    def __init__(self, func: Callable[..., Any]) -> None:
+    def __init__(self, func: Callable[..., Any], reason: str = MISSING) -> None:
         self.func = func
+        self.reason = reason
 
     def using(self, **kwargs: Any) -> UnavailableTask:
-        raise ImproperlyConfigured(MISSING)
+        raise ImproperlyConfigured(self.reason)
 
     def enqueue(self, *args: Any, **kwargs: Any) -> Any:
-        raise ImproperlyConfigured(MISSING)
+        raise ImproperlyConfigured(self.reason)
 
     def call(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -45,6 +47,7 @@ class UnavailableTask:
 if TYPE_CHECKING:
     from django_tasks import task, task_backends
     from django_tasks.backends.base import BaseTaskBackend
+    from django_tasks.base import Task
 else:
     try:  # Django 6.0+: the framework itself, not the backport
         from django.tasks import task, task_backends
@@ -54,13 +57,12 @@ else:
             from django_tasks import task, task_backends
             from django_tasks.backends.base import BaseTaskBackend
         except ImportError:  # neither: wsgateway works, and e-mails nothing (E018 if a kind would)
-            task_backends = BaseTaskBackend = None
+            task = task_backends = BaseTaskBackend = None
 
-            def task(**kwargs: Any) -> Callable[[Callable[..., Any]], UnavailableTask]:
-                return UnavailableTask
+__all__ = ["BaseTaskBackend", "backend", "define"]
 
-
-__all__ = ["BaseTaskBackend", "backend", "task"]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def backend() -> BaseTaskBackend:
@@ -69,3 +71,16 @@ def backend() -> BaseTaskBackend:
     if task_backends is None:
         raise ImproperlyConfigured(MISSING)
     return task_backends[gateway_settings.EMAIL_TASK_BACKEND]
+
+
+def define(func: Callable[P, T]) -> Task[P, T]:
+    """``func`` as a task of the ``EMAIL_TASK_BACKEND`` backend, defined when its module is imported (a
+    worker imports it by its dotted path). A site whose ``TASKS`` cannot build that backend (no such alias,
+    a backend that does not import) gets a stand-in instead: its import, and with it notify(), must not
+    fail, and check wsgateway.E018 reports the cause."""
+    if task_backends is None:
+        return cast("Task[P, T]", UnavailableTask(func))
+    try:
+        return task(backend=gateway_settings.EMAIL_TASK_BACKEND)(func)
+    except Exception as error:  # InvalidTaskBackendError, ImportError, ImproperlyConfigured
+        return cast("Task[P, T]", UnavailableTask(func, f"wsgateway's tasks were not defined: {error}"))

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from .. import metrics
 from ..models import Digest, Notification, NotificationPreferences
-from ..tasks import task
+from ..tasks import define
 from . import emails
 
 logger = logging.getLogger("wsgateway")
@@ -106,7 +106,7 @@ def send_due(now: datetime | None = None) -> int:
         last = chunk[-1].pk
 
 
-@task()
+@define
 def send_digests() -> int:
     """The task: :func:`send_due`."""
     return send_due()

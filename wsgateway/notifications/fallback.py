@@ -16,7 +16,6 @@ e-mail is not scheduled, and that is logged and counted; check wsgateway.W009 sa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -110,9 +109,9 @@ def _enqueue_rows(ids: list[int], due: datetime, if_offline: bool) -> None:
         )
         metrics.increment(metrics.EMAIL_NOT_SCHEDULED, len(ids))
         return
-    task = mailing.email_unread.using(backend=backend.alias, run_after=due if wait else None)
+    options = {"backend": backend.alias, "run_after": due if wait else None}
     for part in _parts(ids):
-        _enqueue(partial(task.enqueue, part, if_offline), len(part))
+        _enqueue(mailing.email_unread, options, (part, if_offline), len(part))
 
 
 def _enqueue_users(kind: str, message: str, user_ids: list[str]) -> None:
@@ -120,9 +119,8 @@ def _enqueue_users(kind: str, message: str, user_ids: list[str]) -> None:
     if backend is None:
         metrics.increment(metrics.EMAIL_NOT_SCHEDULED, len(user_ids))
         return
-    task = mailing.email_without_row.using(backend=backend.alias)
     for part in _parts(user_ids):
-        _enqueue(partial(task.enqueue, kind, message, part), len(part))
+        _enqueue(mailing.email_without_row, {"backend": backend.alias}, (kind, message, part), len(part))
 
 
 def _parts(items: list[Any]) -> list[list[Any]]:
@@ -130,10 +128,10 @@ def _parts(items: list[Any]) -> list[list[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _enqueue(enqueue: Callable[[], Any], count: int) -> None:
+def _enqueue(task: Any, options: dict[str, Any], args: tuple[Any, ...], count: int) -> None:
     # After the commit: the notifications are stored whatever happens here, and notify() has returned.
     try:
-        enqueue()
-    except Exception as error:  # the backend's database or broker is down
+        task.using(**options).enqueue(*args)
+    except Exception as error:  # the backend's database or broker is down, or the task was not defined
         logger.error("wsgateway: %d e-mail(s) could not be scheduled: %r", count, error)
         metrics.increment(metrics.EMAIL_NOT_SCHEDULED, count)

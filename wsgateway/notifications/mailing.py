@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from .. import metrics, sockets, tasks
 from ..models import Notification
-from ..tasks import task
+from ..tasks import define
 from . import emails, kinds, preferences
 from .kinds import EMAIL, Kind
 
@@ -248,7 +248,7 @@ def email_users(kind_name: str, message: str, user_ids: list[Any]) -> dict[str, 
     return dict(counts)
 
 
-@task()
+@define
 def email_unread(ids: list[int], if_offline: bool, attempt: int = 0) -> dict[str, int]:
     """The task: :func:`email_unread_rows`, and a later try of those whose send failed."""
     failed: list[int] = []
@@ -258,7 +258,7 @@ def email_unread(ids: list[int], if_offline: bool, attempt: int = 0) -> dict[str
     return counts
 
 
-@task()
+@define
 def email_without_row(kind: str, message: str, user_ids: list[Any]) -> dict[str, int]:
     """The task: :func:`email_users`."""
     return email_users(kind, message, user_ids)
