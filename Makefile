@@ -18,7 +18,13 @@ install: $(VENV)/.installed
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_users
-	@echo "Serving http://$(HOST):$(PORT)/ (in-process channel layer, SQLite)"
+	@echo "Serving http://$(HOST):$(PORT)/ (in-process channel layer, SQLite; a Tasks worker sends the e-mails)"
+	@# The worker (the Tasks database backend's) runs beside daphne. Ctrl-C reaches both (db_worker sets
+	@# its own SIGINT handler, though sh starts a background job with SIGINT ignored); the trap stops the
+	@# worker too when daphne ends any other way.
+	@export WSGATEWAY_SITE_URL=http://$(HOST):$(PORT); \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py db_worker --no-reload & worker=$$!; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) project.asgi:application
 
 # pytest exits with 5 when it collected no tests: that fails too, and says so.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -30,6 +31,24 @@ INSTALLED_APPS = [
     "wsgateway",
     "project.demo",
 ]
+# Django's Tasks framework: built in from Django 6.0, the django-tasks backport before. Its database
+# backend (django-tasks-db) keeps the tasks in the site's database, and `manage.py db_worker` runs them:
+# `make run` starts one beside daphne. The e-mails of unread notifications wait there until due.
+if find_spec("django.tasks") is None:
+    INSTALLED_APPS.append("django_tasks")
+INSTALLED_APPS.append("django_tasks_db")
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# The demo's e-mails go to the console (`make run`'s terminal); DJANGO_EMAIL_PORT sends them over SMTP
+# to 127.0.0.1 instead (tests/test_live_email.py's sink).
+if os.environ.get("DJANGO_EMAIL_PORT"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = "127.0.0.1"
+    EMAIL_PORT = int(os.environ["DJANGO_EMAIL_PORT"])
+    EMAIL_TIMEOUT = 10
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = "wsgateway demo <noreply@localhost>"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -121,6 +140,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 WSGATEWAY: dict[str, object] = {
+    # Where the e-mails' links lead: the demo as `make run` serves it.
+    "EMAIL_SITE_URL": os.environ.get("WSGATEWAY_SITE_URL", "http://127.0.0.1:8000"),
     # What the demo's notifications are about; each user chooses on /wsgateway/preferences/page/
     # (docs/away.md).
     "NOTIFICATION_KINDS": {

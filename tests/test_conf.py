@@ -69,6 +69,8 @@ EXPECTED_DEFAULTS = {
     "LAYER_CONNECT_TIMEOUT": 2,
     "MAINTENANCE_CHECK_INTERVAL": 2,
     "MAINTENANCE_RETRY_AFTER": 30,
+    "EMAIL_TASK_BACKEND": "default",
+    "EMAIL_SITE_URL": "",
 }
 
 
@@ -141,6 +143,8 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "LAYER_CONNECT_TIMEOUT": 60,
         "MAINTENANCE_CHECK_INTERVAL": 60,
         "MAINTENANCE_RETRY_AFTER": 3600,
+        "EMAIL_TASK_BACKEND": 100,
+        "EMAIL_SITE_URL": 200,
     }
     assert {name: key.least for name, key in KEYS.items() if key.least is not None} == {
         "OUTBOUND_WINDOW": 64 * 1024,

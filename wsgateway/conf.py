@@ -401,6 +401,21 @@ KEYS: dict[str, Key] = {
         f"was switched on without --retry-after. At most {MAX_RETRY_AFTER}.",
         most=MAX_RETRY_AFTER,
     ),
+    "EMAIL_TASK_BACKEND": Key(
+        "default",
+        Shape.STRING,
+        "The alias in TASKS of the Tasks backend that sends the e-mails of unread notifications and the "
+        "digests (wsgateway.tasks). It must support run_after for a kind with email_after (W009).",
+        most=100,
+    ),
+    # An origin, not a request's host: the e-mails are written by a worker, which has no request.
+    "EMAIL_SITE_URL": Key(
+        "",
+        Shape.STRING,
+        "The site's origin (https://example.com) that the e-mails' links start with: the site itself "
+        "and the one-click unsubscribe. Required when a kind falls back to e-mail (E017).",
+        most=200,
+    ),
 }
 
 #: Each key's default.
@@ -493,6 +508,8 @@ class GatewaySettings:
     LAYER_CONNECT_TIMEOUT = Setting(int)
     MAINTENANCE_CHECK_INTERVAL = Setting(int)
     MAINTENANCE_RETRY_AFTER = Setting(int)
+    EMAIL_TASK_BACKEND = Setting(str)
+    EMAIL_SITE_URL = Setting(str)
 
 
 gateway_settings = GatewaySettings()

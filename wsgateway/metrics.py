@@ -57,6 +57,21 @@ REQUESTS_EXPIRED = "requests.expired"
 #: Client replies to no request the socket holds: late (after the deadline, or a cancel), or unknown.
 REQUESTS_UNMATCHED_REPLY = "requests.unmatched_reply"
 
+#: E-mails of unread notifications sent (wsgateway.notifications.mailing), one per notification at most.
+EMAIL_SENT = "email.sent"
+#: E-mails whose sending failed: their claim was rolled back, the failure logged, and a later try enqueued.
+EMAIL_FAILED = "email.failed"
+#: E-mails given up: their last try failed (``mailing.RETRY_AFTER``), or their retry was not enqueued.
+EMAIL_GIVEN_UP = "email.given_up"
+#: E-mails not sent, one counter per reason: ``email.skipped.read``, ``.seen``, ``.online``...
+#: (``mailing.Skip`` names them all).
+EMAIL_SKIPPED = "email.skipped"
+#: E-mails that could not be scheduled: the Tasks backend cannot defer, or failed to enqueue.
+EMAIL_NOT_SCHEDULED = "email.not_scheduled"
+#: Digests sent (wsgateway.notifications.digests), and digests whose sending failed.
+DIGESTS_SENT = "digests.sent"
+DIGESTS_FAILED = "digests.failed"
+
 _lock = threading.Lock()
 _counters: dict[str, int] = {}
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import preferences_views, views
+from . import preferences_views, unsubscribe, views
 
 app_name = "wsgateway"
 
@@ -10,4 +10,6 @@ urlpatterns = [
     path("token/", views.token, name="token"),
     path("preferences/", preferences_views.preferences_api, name="preferences"),
     path("preferences/page/", preferences_views.preferences_page, name="preferences-page"),
+    # The one-click unsubscribe of an e-mail (RFC 8058): a signed value, no login.
+    path("unsubscribe/<str:value>/", unsubscribe.view, name="unsubscribe"),
 ]
