@@ -159,7 +159,10 @@ WSGATEWAY: dict[str, object] = {
             "label": "Security alerts",
             "description": "A new sign-in, a changed password.",
             "required": True,
-            "email_if_offline": True,
+            # E-mailed at once to a user with no open socket: only a layer that counts every process's
+            # sockets (wsgateway's Redis layer) can tell a worker that; the in-process one cannot (W010).
+            "email_if_offline": bool(os.environ.get("REDIS_URL"))
+            and os.environ.get("WSGATEWAY_REDIS_LAYER", "wsgateway") == "wsgateway",
         },
     },
 }
