@@ -207,9 +207,10 @@ async def test_the_token_views_errors_are_in_the_requests_language() -> None:
 # -- the catalogs ---------------------------------------------------------------------------
 
 
-def po_entries(path: Path) -> dict[tuple[str | None, str], str]:
-    """(msgctxt, msgid) -> msgstr of a .po file, the header left out."""
-    entries: dict[tuple[str | None, str], str] = {}
+def po_entries(path: Path) -> dict[tuple[str | None, str], str | tuple[str, str]]:
+    """(msgctxt, msgid) -> msgstr of a .po file, the header left out; a message with a plural form
+    -> its two forms (German has two: ``nplurals=2``)."""
+    entries: dict[tuple[str | None, str], str | tuple[str, str]] = {}
     for block in path.read_text(encoding="utf-8").split("\n\n"):
         fields: dict[str, str] = {}
         key = None
@@ -222,7 +223,9 @@ def po_entries(path: Path) -> dict[tuple[str | None, str], str]:
             else:
                 key, _, value = line.partition(" ")
                 fields[key] = ast.literal_eval(value)
-        if fields.get("msgid"):
+        if fields.get("msgid_plural"):
+            entries[fields.get("msgctxt"), fields["msgid"]] = (fields["msgstr[0]"], fields["msgstr[1]"])
+        elif fields.get("msgid"):
             entries[fields.get("msgctxt"), fields["msgid"]] = fields["msgstr"]
     return entries
 
@@ -235,11 +238,16 @@ def test_every_message_is_translated_and_the_compiled_catalog_is_up_to_date(lang
     with (messages / "django.mo").open("rb") as mo:
         compiled = gettext.GNUTranslations(mo)
     for (context, msgid), msgstr in entries.items():
-        assert msgstr, f"not translated: {msgid!r}"
-        found = compiled.pgettext(context, msgid) if context else compiled.gettext(msgid)
+        if isinstance(msgstr, tuple):  # one and many: the compiled catalog's plural forms
+            assert all(msgstr), f"not translated: {msgid!r}"
+            found: str | tuple[str, str] = (compiled.ngettext(msgid, "", 1), compiled.ngettext(msgid, "", 2))
+        else:
+            assert msgstr, f"not translated: {msgid!r}"
+            found = compiled.pgettext(context, msgid) if context else compiled.gettext(msgid)
         assert found == msgstr, f"{msgid!r}: run `make messages` to compile the .po again"
         # The placeholders a message fills are the translation's too.
-        assert sorted(re.findall(r"%\(\w+\)", msgid)) == sorted(re.findall(r"%\(\w+\)", msgstr)), msgid
+        for form in msgstr if isinstance(msgstr, tuple) else (msgstr,):
+            assert sorted(re.findall(r"%\(\w+\)", msgid)) == sorted(re.findall(r"%\(\w+\)", form)), msgid
 
 
 async def test_a_close_reason_longer_than_a_close_frame_holds_is_cut_to_fit() -> None:
