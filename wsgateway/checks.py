@@ -17,10 +17,9 @@ from django.core.checks import CheckMessage, Error, Tags, Warning
 from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
-from . import tasks
 from .conf import DAPHNE_MAX_SEND, IMPORT_STRINGS, KEYS, Key, Shape, gateway_settings
 from .layers.extensions import CONNECTIONS, is_process_local, supports
-from .notifications import kinds
+from .notifications.checks import email_fallback_errors, kind_errors
 from .wiring import check_asgi_routing, check_runserver
 
 #: What Channels accepts in a group name (``BaseChannelLayer.group_name_regex``, whose ``\d``
@@ -77,7 +76,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         elif name == "GROUP_PREFIX" and isinstance(item, str):
             errors += _check_group_prefix(item)
         elif name == "NOTIFICATION_KINDS":
-            errors += _check_kinds(item)
+            errors += kind_errors(item)
     return errors + _check_imports(malformed)
 
 
@@ -133,18 +132,6 @@ def _check_group_prefix(prefix: str) -> list[CheckMessage]:
             hint=f"Use only ASCII letters, digits, hyphens, underscores and periods, like {suggestion!r}.",
             id="wsgateway.E010",
         )
-    ]
-
-
-def _check_kinds(value: Any) -> list[CheckMessage]:
-    """The kinds' declarations, which notify(), the preferences and the e-mails read."""
-    return [
-        Error(
-            f"WSGATEWAY['NOTIFICATION_KINDS'] {message}.",
-            hint="See docs/away.md for what a kind declares.",
-            id="wsgateway.E016",
-        )
-        for message in kinds.declaration_errors(value)
     ]
 
 
@@ -474,88 +461,13 @@ def check_send_size(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
     return errors
 
 
-def _emailing_kinds() -> list[kinds.Kind]:
-    """The declared kinds that fall back to e-mail; none when the declaration is wrong (E016)."""
-    try:
-        return [kind for kind in kinds.declared().values() if kind.emails]
-    except ValueError:
-        return []
-
-
-def _names(found: list[kinds.Kind]) -> str:
-    return ", ".join(repr(kind.name) for kind in found)
-
-
 def check_email_fallback(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """What the e-mails of unread notifications need: links to start with, a backend that can wait."""
-    emailing = _emailing_kinds()
-    if not emailing or _raw_setting() is None:
+    """E017, E018, W009, W010, W011: what the e-mails of unread notifications need (notifications.checks)."""
+    if _raw_setting() is None:  # E001
         return []
-    errors: list[CheckMessage] = []
-    site = gateway_settings.EMAIL_SITE_URL
-    parts = urlsplit(site) if isinstance(site, str) else None
-    if (
-        parts is None
-        or parts.scheme not in ("http", "https")
-        or not parts.netloc
-        or parts.path not in ("", "/")
-    ):
-        errors.append(
-            Error(
-                f"WSGATEWAY['EMAIL_SITE_URL'] is {site!r}, not a site's origin, and kinds {_names(emailing)} "
-                "send e-mails: their links (the site, the one-click unsubscribe) would have no host.",
-                hint='Set it to the origin users reach the site at, like "https://example.com".',
-                id="wsgateway.E017",
-            )
-        )
-    elif parts.scheme == "http" and not settings.DEBUG:
-        errors.append(
-            Warning(
-                f"WSGATEWAY['EMAIL_SITE_URL'] is {site!r}: RFC 8058 one-click unsubscribe needs an HTTPS "
-                "link, and mail providers ignore List-Unsubscribe-Post on any other.",
-                hint="Serve the site over HTTPS and give its https:// origin.",
-                id="wsgateway.W011",
-            )
-        )
-    try:
-        backend = tasks.backend()
-    except Exception as error:  # InvalidTaskBackendError: no such alias, or its BACKEND does not import
-        return [
-            *errors,
-            Error(
-                f"No Tasks backend {gateway_settings.EMAIL_TASK_BACKEND!r} ({error}): the e-mails of kinds "
-                f"{_names(emailing)} cannot be scheduled.",
-                hint="Add it to TASKS (django_tasks_db.DatabaseBackend runs on the site's database), or "
-                "name one in WSGATEWAY['EMAIL_TASK_BACKEND'].",
-                id="wsgateway.E018",
-            ),
-        ]
-    waiting = [kind for kind in emailing if kind.email_after]
-    if waiting and not backend.supports_defer:
-        errors.append(
-            Warning(
-                f"The Tasks backend {backend.alias!r} ({type(backend).__name__}) cannot defer a task, so "
-                f"the e-mails of kinds {_names(waiting)} (email_after) are not sent.",
-                hint="Use a backend that supports run_after: django_tasks_db.DatabaseBackend and its "
-                "`manage.py db_worker`, or Celery's.",
-                id="wsgateway.W009",
-            )
-        )
-    offline = [kind for kind in emailing if kind.email_if_offline]
     config = _layer_config()  # None: E006
-    cls = _backend_class(config) if config is not None else None
-    if offline and config and cls is not None and (is_process_local(cls) or not supports(cls, CONNECTIONS)):
-        errors.append(
-            Warning(
-                f"Kinds {_names(offline)} e-mail a user who has no open socket, but the channel layer "
-                f"{config['BACKEND']!r} counts only its own process's sockets: a worker finds none, and "
-                "e-mails users who are online.",
-                hint="Use wsgateway.layers.redis.RedisChannelLayer, whose connections extension counts the "
-                "sockets of every process.",
-                id="wsgateway.W010",
-            )
-        )
-    return errors
+    layer = _backend_class(config) if config is not None else None
+    return email_fallback_errors(config["BACKEND"] if config else None, layer)
 
 
 def register() -> None:
