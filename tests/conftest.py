@@ -12,6 +12,7 @@ from channels.layers import BaseChannelLayer
 from tests.support.clock import Clock, FakeClock, RealClock
 from tests.support.communicators import create_user
 from tests.support.layers import make_layer
+from tests.support.postgres import migrated_project_database
 from tests.support.servers import RedisServer
 
 
@@ -38,6 +39,14 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_env() -> Iterator[dict[str, str]]:
+    """The environment of processes that run the example project on a PostgreSQL database of this
+    module's, migrated (tests/support/postgres.py: DATABASE_URL's server, or one it starts)."""
+    with migrated_project_database() as env:
+        yield env
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +19,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.support.communicators import connected, create_user
-from tests.support.postgres import migrated_project_database
 from tests.support.servers import ROOT
 from wsgateway.exceptions import FrameTooLarge
 from wsgateway.models import Change, Notification, NotificationSequence
@@ -260,12 +258,6 @@ with transaction.atomic():
     notify(alice, "from " + name, group="doc-42", sender=sender)
     time.sleep(0.3)  # holds its transaction open while the other one tries
 """
-
-
-@pytest.fixture(scope="module")
-def postgres_env() -> Iterator[dict[str, str]]:
-    with migrated_project_database() as env:
-        yield env
 
 
 @pytest.mark.postgres

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from django.db import transaction
 from django.test import Client, RequestFactory, override_settings
 
 from tests.support.communicators import AnyText, connected, frame
-from tests.support.postgres import migrated_project_database
 from tests.support.servers import manage
 from wsgateway import notify
 from wsgateway.models import Notification, NotificationPreferences
@@ -437,9 +435,8 @@ preferences.set_choice(user, "race{i}", "email", False)
 
 
 @pytest.fixture(scope="module")
-def race_env() -> Iterator[dict[str, str]]:
-    with migrated_project_database() as env:
-        yield {**env, "WSGATEWAY_EXTRA": json.dumps({"NOTIFICATION_KINDS": RACE_KINDS})}
+def race_env(postgres_env: dict[str, str]) -> dict[str, str]:
+    return {**postgres_env, "WSGATEWAY_EXTRA": json.dumps({"NOTIFICATION_KINDS": RACE_KINDS})}
 
 
 @pytest.mark.postgres

@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
-from tests.support.postgres import migrated_project_database
 from tests.support.servers import ROOT
 from wsgateway.models import Notification, NotificationSequence, number_notifications
 from wsgateway.notifications import history, notify, sequence
@@ -97,12 +95,6 @@ def test_history_pages_from_a_cursor_oldest_first(ann: object, bob: object) -> N
 
 
 # -- concurrent writers on PostgreSQL ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres_env() -> Iterator[dict[str, str]]:
-    with migrated_project_database() as env:
-        yield env
 
 
 @pytest.mark.postgres

@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from django.test import override_settings
 
 from project.demo.models import Document
 from tests.support.communicators import connected, create_user, error_frame, frame
-from tests.support.postgres import migrated_project_database
 from tests.support.servers import ROOT
 from wsgateway import anotify, metrics, notify
 from wsgateway.conf import DAPHNE_MAX_SEND
@@ -282,12 +280,6 @@ async def test_a_push_over_this_processs_limit_is_dropped_not_sent(ann: Any) -> 
 
 
 # -- concurrent adds on PostgreSQL ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres_env() -> Iterator[dict[str, str]]:
-    with migrated_project_database() as env:
-        yield env
 
 
 @pytest.mark.postgres
