@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from asgiref.sync import async_to_sync
 from django.core import mail
