@@ -11,8 +11,10 @@ import json
 import os
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -40,14 +42,20 @@ INSTALLED_APPS.append("django_tasks_db")
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # The demo's e-mails go to the console (`make run`'s terminal); DJANGO_EMAIL_PORT sends them over SMTP
-# to 127.0.0.1 instead (tests/test_live_email.py's sink).
+# to 127.0.0.1 instead (tests/test_live_email.py's sink). Django 6.1 names the backend in MAILERS and
+# deprecates the EMAIL_* settings (a warning, and an error where MAILERS is set too); 5.2 and 6.0 read those.
+_mail_backend = "django.core.mail.backends.console.EmailBackend"
+_mail_options: dict[str, Any] = {}
 if os.environ.get("DJANGO_EMAIL_PORT"):
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = "127.0.0.1"
-    EMAIL_PORT = int(os.environ["DJANGO_EMAIL_PORT"])
-    EMAIL_TIMEOUT = 10
+    _mail_backend = "django.core.mail.backends.smtp.EmailBackend"
+    _mail_options = {"host": "127.0.0.1", "port": int(os.environ["DJANGO_EMAIL_PORT"]), "timeout": 10}
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": _mail_backend, "OPTIONS": _mail_options}}
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    EMAIL_BACKEND = _mail_backend
+    if _mail_options:
+        EMAIL_HOST, EMAIL_PORT = _mail_options["host"], _mail_options["port"]
+        EMAIL_TIMEOUT = _mail_options["timeout"]
 DEFAULT_FROM_EMAIL = "wsgateway demo <noreply@localhost>"
 
 MIDDLEWARE = [

@@ -11,6 +11,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
 
+from tests.support.mail import use_mail_backend
 from wsgateway import metrics
 from wsgateway.models import Digest, Notification, NotificationPreferences
 from wsgateway.notifications import digests, notify
@@ -113,10 +114,10 @@ def test_the_command_and_the_task_send_the_due_digests(make_user: Any) -> None:
 
 def test_a_failed_send_is_logged_and_the_user_stays_due(make_user: Any, settings: Any) -> None:
     notify(make_user("alice"), "hi")
-    settings.EMAIL_BACKEND = "tests.test_fallback.RefusingBackend"
+    use_mail_backend(settings, "tests.test_fallback.RefusingBackend")
     failed = metrics.value(metrics.DIGESTS_FAILED)
     assert digests.send_due() == 0
     assert metrics.value(metrics.DIGESTS_FAILED) == failed + 1
     assert NotificationPreferences.objects.get().digest_sent_at is None
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    use_mail_backend(settings, "django.core.mail.backends.locmem.EmailBackend")
     assert digests.send_due() == 1

@@ -24,6 +24,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from tests import settings as tests_settings
+from tests.support.mail import use_mail_backend
 from wsgateway import checks, connections, metrics, tasks
 from wsgateway.groups import channel_layer
 from wsgateway.models import Notification
@@ -322,7 +323,7 @@ def test_a_failed_send_rolls_the_claim_back_and_logs_no_traceback(
 ) -> None:
     rows = [scheduled(make_user, django_capture_on_commit_callbacks, name) for name in ("alice", "bob")]
     failed = metrics.value(metrics.EMAIL_FAILED)
-    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    use_mail_backend(settings, f"{__name__}.RefusingBackend")
     with caplog.at_level(logging.INFO, "wsgateway"):
         assert mailing.email_unread_rows([r.pk for r in rows], if_offline=False) == {"failed": 2}
     assert metrics.value(metrics.EMAIL_FAILED) == failed + 2
@@ -330,7 +331,7 @@ def test_a_failed_send_rolls_the_claim_back_and_logs_no_traceback(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 2 and all(r.exc_info is None for r in errors)
     assert "Connection refused" in errors[0].getMessage()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    use_mail_backend(settings, "django.core.mail.backends.locmem.EmailBackend")
     assert mailing.email_unread_rows([r.pk for r in rows], if_offline=False) == {"sent": 2}
 
 
@@ -360,7 +361,7 @@ def test_a_task_sends_on_one_connection_and_opens_a_new_one_after_a_failure(
     make_user: Any, enqueued: list[Any], django_capture_on_commit_callbacks: Any, settings: Any
 ) -> None:
     rows = [scheduled(make_user, django_capture_on_commit_callbacks, name) for name in ("a", "b", "c", "d")]
-    settings.EMAIL_BACKEND = f"{__name__}.FlakyBackend"
+    use_mail_backend(settings, f"{__name__}.FlakyBackend")
     FlakyBackend.opened = []
     assert mailing.email_unread_rows([r.pk for r in rows], if_offline=False) == {"failed": 1, "sent": 3}
     assert FlakyBackend.opened == ["open", "open"]  # the first, broken; one more for the three others
@@ -376,7 +377,7 @@ def test_a_failed_send_is_tried_again_later_by_a_new_task_then_given_up(
 ) -> None:
     row = scheduled(make_user, django_capture_on_commit_callbacks)
     enqueued.clear()
-    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    use_mail_backend(settings, f"{__name__}.RefusingBackend")
     for attempt, wait in enumerate(mailing.RETRY_AFTER):
         before = timezone.now()
         assert mailing.email_unread.call([row.pk], False, attempt) == {"failed": 1}
@@ -394,7 +395,7 @@ def test_a_failed_send_is_tried_again_later_by_a_new_task_then_given_up(
     assert enqueued == [] and metrics.value(metrics.EMAIL_GIVEN_UP) == given_up + 1
     assert "given up after 4 tries" in caplog.text
     # The SMTP server back before the last try: the retry sends it.
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    use_mail_backend(settings, "django.core.mail.backends.locmem.EmailBackend")
     assert mailing.email_unread.call([row.pk], False, 2) == {"sent": 1} and enqueued == []
 
 

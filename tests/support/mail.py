@@ -20,6 +20,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import django
 from aiosmtpd.controller import Controller
 
 from tests.support.servers import HOST, OUTPUT, ROOT, Daphne, free_port, manage, running, site_env
@@ -150,3 +151,12 @@ def mail_site(
         controller.stop()
     logs = "".join(worker.log() for worker in workers)
     assert "Traceback" not in logs, logs
+
+
+def use_mail_backend(settings: Any, path: str) -> None:
+    """Send the test's e-mails through the backend ``path`` (pytest-django's ``settings``): in ``MAILERS``
+    on Django 6.1, which deprecates ``EMAIL_BACKEND`` and cannot read it beside ``MAILERS``; else there."""
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": path}}
+    else:
+        settings.EMAIL_BACKEND = path

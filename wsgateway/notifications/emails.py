@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urljoin
 
+from django.core import mail
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.base import BaseEmailBackend
 from django.template.loader import render_to_string
 
 from .. import unsubscribe
@@ -23,6 +25,16 @@ from .kinds import Kind
 
 #: Longest subject, in characters: what mail programs show of it, and no header folded over many lines.
 MAX_SUBJECT = 120
+
+
+def connection() -> BaseEmailBackend:
+    """A connection to the site's mail server, for several e-mails: Django 6.1's default mailer
+    (``MAILERS``; ``get_connection()`` is deprecated there), else ``get_connection()``."""
+    mailers = getattr(mail, "mailers", None)
+    if mailers is not None:
+        default: BaseEmailBackend = mailers.default
+        return default
+    return mail.get_connection()
 
 
 def address(user: Any) -> str:

@@ -27,7 +27,6 @@ from itertools import islice
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.utils import timezone
@@ -135,10 +134,12 @@ def _send_claimed(
                 _skip(Skip.SENT, what, counts)
                 return True
             email = emails.notification_email(row.recipient, kind, row.message, row)
-            if connection is not None:
+            if connection is None:
+                email.send()
+            else:
                 connection.open()  # once: a connection the backend opened itself, it closes after the send
-                email.connection = connection
-            email.send()
+                # Handed the message, not set on it: Django 6.1 deprecates EmailMessage.connection.
+                connection.send_messages([email])
     except Exception as error:  # SMTP refused, unreachable, a template's error: the next row is sent
         logger.error("wsgateway: e-mail of %s failed: %r", what, error)
         if connection is not None:
@@ -161,7 +162,7 @@ def email_unread_rows(ids: list[int], *, if_offline: bool, failed: list[int] | N
     # One connection to the mail server for the task's e-mails, opened at the first send (a server that is
     # down fails that row, not the task): measured with aiosmtpd on 127.0.0.1, one task of 1000 e-mails
     # took about 27 s with a connection each, about 3 s with one (tests/support/mail.py's sink).
-    connection = get_connection()
+    connection = emails.connection()
     try:
         _email_rows(ids, if_offline, failed, counts, connection)
     finally:
