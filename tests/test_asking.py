@@ -18,6 +18,7 @@ from tests.support.communicators import connected as connected_as
 from wsgateway import aask, ask, metrics
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.exceptions import FrameTooLarge, RequestDropped, RequestRejected, RequestTimeout
+from wsgateway.layers.base import FORGOTTEN_FOR, MAX_FORGOTTEN, LocalDelivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -349,6 +350,29 @@ async def test_a_cancelled_receive_and_a_forgotten_reply_channel_leave_no_inbox(
     assert await layer.receive(answered) == {"type": "gateway.reply"}
     layer.forget_channel(answered)
     assert answered not in local.inboxes
+    # A reply that comes after its requester gave up is dropped as it arrives, and counted: before, it
+    # made a new inbox that held it until it expired (a megabyte and more over ten thousand requests).
+    late = metrics.value(metrics.LAYER_LATE)
+    await layer.send(answered, {"type": "gateway.reply", "later": True})
+    assert answered not in local.inboxes and metrics.value(metrics.LAYER_LATE) == late + 1
+    local.sweep(time.monotonic() + FORGOTTEN_FOR + 1)  # remembered a few seconds, no longer
+    assert answered not in local.forgotten
+
+
+def test_the_memory_of_forgotten_channels_is_bounded_in_count_and_time() -> None:
+    now = [0.0]
+    local = LocalDelivery(
+        expiry=60, group_expiry=86400, capacity_of=lambda channel: 100, clock=lambda: now[0]
+    )
+    for n in range(MAX_FORGOTTEN + 5):
+        local.forget(f"reply.{n}")
+    assert len(local.forgotten) == MAX_FORGOTTEN
+    assert "reply.4" not in local.forgotten and "reply.5" in local.forgotten  # the oldest let go
+    local.put("reply.0", {"type": "gateway.reply"}, 0.0)  # let go: queued, to expire unread as before
+    assert len(local.inboxes["reply.0"].messages) == 1
+    now[0] = FORGOTTEN_FOR + 1
+    local.forget("reply.next")  # each forget lets go of what is older than FORGOTTEN_FOR
+    assert list(local.forgotten) == ["reply.next"]
 
 
 def ping(frame_id: Any) -> dict[str, Any]:

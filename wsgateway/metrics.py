@@ -11,6 +11,9 @@ import threading
 
 #: Messages a layer dropped because their channel's queue was full (group sends, other processes' sends).
 LAYER_DROPPED = "layer.dropped"
+#: Messages a layer dropped on arrival because their channel's receiver had forgotten it: replies that
+#: came after their requester gave up (wsgateway.asking).
+LAYER_LATE = "layer.late"
 #: Queued messages a layer dropped because nobody read them within ``expiry`` seconds.
 LAYER_EXPIRED = "layer.expired"
 #: Overflow episodes: a channel lost its first message since its consumer last asked (``take_overflow``).

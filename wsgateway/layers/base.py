@@ -70,6 +70,16 @@ class LocalDeliveryLayer(BaseChannelLayer):  # type: ignore[misc]
         self.clock = clock
 
 
+#: Seconds a forgotten channel is remembered (:attr:`LocalDelivery.forgotten`): the late replies to a
+#: request come within milliseconds of the first (the user's other tabs) or of its timeout. One that
+#: comes later is queued until it expires, as before there was a memory of them. Remembering each for
+#: the whole ``expiry`` would cost more than the late replies did: every request forgets its channel.
+FORGOTTEN_FOR = 5.0
+#: Most forgotten channels one process remembers, whatever the rate of requests; past it, the oldest is
+#: let go. A channel name is about 100 bytes: at most a megabyte.
+MAX_FORGOTTEN = 10_000
+
+
 class Inbox:
     """Messages waiting for one channel, with their expiry times, and who waits for them.
 
@@ -142,6 +152,10 @@ class LocalDelivery:
         self.memberships: dict[str, set[str]] = {}
         #: Channels that lost messages since their consumer last asked, with when the first was lost.
         self.overflowed: dict[str, float] = {}
+        #: Channels their receiver forgot (:meth:`forget`), with when: what comes for them soon after (a
+        #: reply after its requester gave up) is dropped on arrival, not queued in a new inbox until it
+        #: expires. Oldest first; kept :data:`FORGOTTEN_FOR` seconds, at most :data:`MAX_FORGOTTEN`.
+        self.forgotten: dict[str, float] = {}
         #: Monotonic seconds, what every ``now`` here is measured on.
         self.clock = clock
         self.next_sweep = clock() + expiry
@@ -152,6 +166,9 @@ class LocalDelivery:
         """Queue a (copied) message, or raise ChannelFull."""
         inbox = self.inboxes.get(channel)
         if inbox is None:
+            if self.forgotten and channel in self.forgotten:
+                metrics.increment(metrics.LAYER_LATE)
+                return
             inbox = self.inboxes[channel] = Inbox()
         if message.get("type") in URGENT_EVENTS:
             self.put_urgent(channel, inbox, copy_message(message), now)
@@ -351,10 +368,18 @@ class LocalDelivery:
 
     def forget(self, channel: str) -> None:
         """Drop ``channel``'s inbox and what it holds, unless someone waits on it or watches it: its
-        receiver is done with it. A message that comes later is queued anew, and expires unread."""
+        receiver is done with it. A message that comes for it within :data:`FORGOTTEN_FOR` is dropped on
+        arrival and counted (``layer.late``); later, one is queued anew, and expires unread."""
         inbox = self.inboxes.get(channel)
-        if inbox is not None and not inbox.waiters and inbox.watcher is None:
-            del self.inboxes[channel]
+        if inbox is not None and (inbox.waiters or inbox.watcher is not None):
+            return
+        self.inboxes.pop(channel, None)
+        now = self.clock()
+        forgotten = self.forgotten
+        forgotten[channel] = now
+        # The oldest let go here, a few at each call, so that the memory follows the rate of requests.
+        while len(forgotten) > MAX_FORGOTTEN or next(iter(forgotten.values())) < now - FORGOTTEN_FOR:
+            del forgotten[next(iter(forgotten))]
 
     def sweep(self, now: float) -> None:
         """Expire old messages everywhere and forget idle inboxes nobody waits on.
@@ -376,6 +401,8 @@ class LocalDelivery:
         for channel, since in list(self.overflowed.items()):
             if since < oldest and channel not in self.inboxes:
                 del self.overflowed[channel]
+        while self.forgotten and next(iter(self.forgotten.values())) < now - FORGOTTEN_FOR:
+            del self.forgotten[next(iter(self.forgotten))]
 
     def flush(self) -> None:
         for inbox in self.inboxes.values():
@@ -385,6 +412,7 @@ class LocalDelivery:
         self.groups.clear()
         self.memberships.clear()
         self.overflowed.clear()
+        self.forgotten.clear()
 
 
 class LocalConnections:
