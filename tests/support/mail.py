@@ -55,7 +55,10 @@ class Worker:
     """One ``manage.py db_worker``, its output in test-output/."""
 
     def __init__(self, env: dict[str, str], name: str) -> None:
-        self.env, self.name = env, name
+        # DEBUG off, as a worker runs in production: with it on, a SIGTERM that lands during a query
+        # (the fixture stops the workers so) lets Django's debug cursor print an "Exception ignored"
+        # traceback at exit, once in a while, which the test would take for the worker's own failure.
+        self.env, self.name = {**env, "DJANGO_DEBUG": "0"}, name
         self.proc: subprocess.Popen[bytes] | None = None
         OUTPUT.mkdir(exist_ok=True)
         self.log_path = OUTPUT / f"db_worker-{name}-{env['DJANGO_EMAIL_PORT']}.log"
