@@ -94,7 +94,9 @@ async def asend_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
 async def apush(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Send one frame to every socket of each user, on every process sharing the layer."""
     event = push_event(channel, payload, exclude=exclude)
-    await asend_to_groups([(user_group(user_id), event) for user_id in user_ids])
+    items = [(user_group(user_id), event) for user_id in user_ids]
+    metrics.pushed(len(items))
+    await asend_to_groups(items)
 
 
 async def apush_many(pushes: Iterable[tuple[Any, ...]]) -> None:
@@ -102,18 +104,24 @@ async def apush_many(pushes: Iterable[tuple[Any, ...]]) -> None:
 
     Each payload is encoded as it is taken: from a generator, no more than one is alive at a time.
     """
-    await asend_to_groups(_push_items(pushes))
+    items = _push_items(pushes)
+    metrics.pushed(len(items))
+    await asend_to_groups(items)
 
 
 def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Synchronous :func:`apush`, for views, signal handlers and workers."""
     event = push_event(channel, payload, exclude=exclude)
-    send_to_groups([(user_group(user_id), event) for user_id in user_ids])
+    items = [(user_group(user_id), event) for user_id in user_ids]
+    metrics.pushed(len(items))
+    send_to_groups(items)
 
 
 def push_many(pushes: Iterable[tuple[Any, ...]]) -> None:
     """Synchronous :func:`apush_many`."""
-    send_to_groups(_push_items(pushes))
+    items = _push_items(pushes)
+    metrics.pushed(len(items))
+    send_to_groups(items)
 
 
 def _push_items(pushes: Iterable[tuple[Any, ...]]) -> list[tuple[str, dict[str, Any]]]:

@@ -1,4 +1,20 @@
-"""Process-wide named counters: what went wrong, and how often, for a metrics endpoint to expose.
+"""What happened, and how often: Prometheus series (with ``prometheus-client``) and process-wide counters.
+
+Every event is counted once, by one call: ``increment(NAME)`` for today's named counters (the
+constants below), :class:`SocketMeter` for a socket's life and frames, :func:`pushed` and
+:func:`errored` for the rest. Each call adds to a process-local integer, which :func:`value` and
+:func:`snapshot` read (tests, a status command), and, when ``prometheus-client`` is installed, to the
+one series the table :data:`ROUTES` names for it. Without ``prometheus-client``, wsgateway runs all
+the same: only the integers count.
+
+Label values come from fixed sets only (the names below, close and error codes, the channels of the
+registered services, the consumers' class names), never from what a client sends: a hostile
+client cannot create series. A close code no rule knows is ``"other"``; a channel no service has,
+``"unknown"``.
+
+The series are registered in prometheus-client's default ``REGISTRY``, the one
+django-prometheus exposes. Under ``PROMETHEUS_MULTIPROC_DIR`` prometheus-client writes them to files
+its multiprocess collector sums (see docs/metrics.md).
 
 A counter is a name and an integer that only grows; it exists once it was first incremented.
 Every thread of the process shares them (a layer's loop, a view's thread), so an increment
@@ -8,6 +24,14 @@ takes a lock. Tests read a counter before and after, never reset it: other tests
 from __future__ import annotations
 
 import threading
+from typing import Any
+
+from .codes import RECONNECT, ErrorCode
+
+try:
+    import prometheus_client as prometheus_client  # re-exported: the view asks it too
+except ImportError:  # the optional extra "metrics" is not installed: the integers alone count
+    prometheus_client = None  # type: ignore[assignment]
 
 #: Messages a layer dropped because their channel's queue was full (group sends, other processes' sends).
 LAYER_DROPPED = "layer.dropped"
@@ -43,6 +67,8 @@ CONNECTIONS_UNROUTED = "connections.unrouted"
 CONNECTIONS_GONE = "connections.gone"
 #: Handshakes refused before accept: the client offered subprotocols, none of them wsgateway.v1.
 CONNECTIONS_SUBPROTOCOL_REFUSED = "connections.subprotocol_refused"
+#: Handshakes refused before accept: their Origin is not allowed (wsgateway.origin).
+CONNECTIONS_ORIGIN_REFUSED = "connections.origin_refused"
 
 #: Sockets closed with 4408: they left more than ``OUTBOUND_WINDOW`` bytes unacknowledged.
 OUTBOUND_CLOSED = "outbound.closed"
@@ -72,17 +98,234 @@ EMAIL_NOT_SCHEDULED = "email.not_scheduled"
 DIGESTS_SENT = "digests.sent"
 DIGESTS_FAILED = "digests.failed"
 
+#: The counters, by series name: what each counts, and its labels. Base units, ``_total`` counters
+#: (prometheus-client writes the suffix itself on a Counter named without it, and takes it named with it).
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "wsgateway_connects_total": ("Sockets accepted, by consumer.", ("endpoint",)),
+    "wsgateway_closes_total": (
+        "Accepted sockets ended, by consumer and close code (whoever closed; other: a code no rule knows).",
+        ("endpoint", "code"),
+    ),
+    "wsgateway_frames_received_total": ("Client frames handled, by channel.", ("channel",)),
+    "wsgateway_frames_sent_total": ("Data frames and pushes sent to clients, by channel.", ("channel",)),
+    "wsgateway_errors_total": ("Error frames sent to clients, by error code.", ("code",)),
+    "wsgateway_pushes_total": ("Pushes handed to the channel layer, one per user and frame.", ()),
+    "wsgateway_pushes_failed_total": ("Notifications stored but not pushed: the channel layer failed.", ()),
+    "wsgateway_refusals_total": (
+        "Handshakes refused, by reason; and client frames refused rate_limited.",
+        ("reason",),
+    ),
+    "wsgateway_layer_dropped_total": ("Messages a layer dropped: their channel's queue was full.", ()),
+    "wsgateway_layer_expired_total": ("Queued messages a layer dropped unread after its expiry.", ()),
+    "wsgateway_layer_overflows_total": (
+        "Overflow episodes: a channel lost a message (a resync follows).",
+        (),
+    ),
+    "wsgateway_membership_refresh_failures_total": ("Group memberships the refresher failed to renew.", ()),
+    "wsgateway_places_restored_total": (
+        "Places under MAX_CONNECTIONS_PER_USER put back after a layer loss.",
+        (),
+    ),
+    "wsgateway_frames_dropped_after_close_total": (
+        "Client frames dropped unread: their socket had closed.",
+        (),
+    ),
+    "wsgateway_frames_too_large_total": ("Frames not sent: over MAX_SEND_SIZE.", ()),
+    "wsgateway_requests_total": (
+        "Requests to clients (wsgateway.asking) not answered, by outcome.",
+        ("outcome",),
+    ),
+    "wsgateway_emails_total": ("E-mails of unread notifications, by outcome.", ("outcome",)),
+    "wsgateway_emails_skipped_total": ("E-mails not sent, by reason.", ("reason",)),
+    "wsgateway_digests_total": ("Digests, by outcome.", ("outcome",)),
+}
+
+#: The gauge of open sockets. Under PROMETHEUS_MULTIPROC_DIR, one sample per live process (a ``pid``
+#: label): the done-when asks for the sockets of each process, and a dead one's go with it.
+SOCKETS_OPEN = "wsgateway_sockets_open"
+SOCKETS_OPEN_DOC = "Sockets open now, by consumer (and, multiprocess, by process)."
+
+#: Each named counter's series and label values. ``None``: the event is counted by another series
+#: already (a 4429 or 4408 close is a ``wsgateway_closes_total`` sample), so that nothing is counted twice.
+ROUTES: dict[str, tuple[str, tuple[str, ...]] | None] = {
+    LAYER_DROPPED: ("wsgateway_layer_dropped_total", ()),
+    LAYER_EXPIRED: ("wsgateway_layer_expired_total", ()),
+    LAYER_OVERFLOWED_CHANNELS: ("wsgateway_layer_overflows_total", ()),
+    PUSH_FAILED: ("wsgateway_pushes_failed_total", ()),
+    MEMBERSHIP_REFRESH_FAILED: ("wsgateway_membership_refresh_failures_total", ()),
+    PLACES_RESTORED: ("wsgateway_places_restored_total", ()),
+    INBOUND_RATE_LIMITED: ("wsgateway_refusals_total", ("rate_limited",)),
+    INBOUND_CLOSED: None,
+    CONNECTIONS_COOLING_DOWN: ("wsgateway_refusals_total", ("cooling_down",)),
+    INBOUND_DROPPED_AFTER_CLOSE: ("wsgateway_frames_dropped_after_close_total", ()),
+    CONNECTIONS_REFUSED: ("wsgateway_refusals_total", ("cap",)),
+    CONNECTIONS_MAINTENANCE: ("wsgateway_refusals_total", ("maintenance",)),
+    CONNECTIONS_UNAVAILABLE: ("wsgateway_refusals_total", ("unavailable",)),
+    CONNECTIONS_UNROUTED: ("wsgateway_refusals_total", ("unrouted",)),
+    CONNECTIONS_GONE: ("wsgateway_refusals_total", ("gone",)),
+    CONNECTIONS_SUBPROTOCOL_REFUSED: ("wsgateway_refusals_total", ("subprotocol",)),
+    CONNECTIONS_ORIGIN_REFUSED: ("wsgateway_refusals_total", ("origin",)),
+    OUTBOUND_CLOSED: None,
+    SEND_TOO_LARGE: ("wsgateway_frames_too_large_total", ()),
+    REQUESTS_BUSY: ("wsgateway_requests_total", ("busy",)),
+    REQUESTS_EXPIRED: ("wsgateway_requests_total", ("expired",)),
+    REQUESTS_UNMATCHED_REPLY: ("wsgateway_requests_total", ("unmatched_reply",)),
+    EMAIL_SENT: ("wsgateway_emails_total", ("sent",)),
+    EMAIL_FAILED: ("wsgateway_emails_total", ("failed",)),
+    EMAIL_GIVEN_UP: ("wsgateway_emails_total", ("given_up",)),
+    EMAIL_NOT_SCHEDULED: ("wsgateway_emails_total", ("not_scheduled",)),
+    DIGESTS_SENT: ("wsgateway_digests_total", ("sent",)),
+    DIGESTS_FAILED: ("wsgateway_digests_total", ("failed",)),
+}
+
+ERROR_CODES = frozenset(code.value for code in ErrorCode)
+
+#: A channel label for a frame on no service's channel: the client chose its name.
+UNKNOWN_CHANNEL = "unknown"
+#: A code label for a close code no rule knows (a client may close with any code from 3000 to 4999).
+OTHER = "other"
+
 _lock = threading.Lock()
 _counters: dict[str, int] = {}
 
 
+def _make_series() -> dict[str, Any]:
+    if prometheus_client is None:
+        return {}
+    made: dict[str, Any] = {
+        name: prometheus_client.Counter(name, doc, labels) for name, (doc, labels) in COUNTERS.items()
+    }
+    made[SOCKETS_OPEN] = prometheus_client.Gauge(
+        SOCKETS_OPEN, SOCKETS_OPEN_DOC, ("endpoint",), multiprocess_mode="liveall"
+    )
+    return made
+
+
+#: The prometheus-client metrics, by series name, registered in its default REGISTRY at import.
+SERIES: dict[str, Any] = _make_series()
+
+
+def key(series: str, *values: str) -> str:
+    """The name :func:`value` reads a series' sample by: ``series`` and its label values, colon-joined."""
+    return ":".join((series, *values))
+
+
+class Count:
+    """One sample: its process-local integer, and its prometheus-client child if there is one.
+    Made once per sample and kept (:func:`count`): an event costs a lock, a dict and the child's ``inc``."""
+
+    __slots__ = ("child", "name")
+
+    def __init__(self, name: str, child: Any) -> None:
+        self.name = name
+        self.child = child
+
+    def inc(self, by: int = 1) -> None:
+        with _lock:
+            _counters[self.name] = _counters.get(self.name, 0) + by
+        if self.child is not None:
+            self.child.inc(by)
+
+
+_counts: dict[str, Count] = {}
+
+
+def count(series: str, *values: str) -> Count:
+    """The sample of ``series`` with these label values (which must come from a fixed set)."""
+    name = key(series, *values)
+    found = _counts.get(name)
+    if found is None:
+        metric = SERIES.get(series)
+        child = None if metric is None else (metric.labels(*values) if values else metric)
+        found = _counts[name] = Count(name, child)
+    return found
+
+
+def _routed(name: str) -> Count | None:
+    """The sample a named counter adds to, or None when another series counts its event."""
+    if name.startswith(EMAIL_SKIPPED + "."):  # mailing.Skip's values, a fixed set
+        return count("wsgateway_emails_skipped_total", name[len(EMAIL_SKIPPED) + 1 :])
+    route = ROUTES.get(name)
+    return None if route is None else count(route[0], *route[1])
+
+
+_named: dict[str, Count | None] = {}
+
+
 def increment(name: str, by: int = 1) -> None:
+    """Count one event (``by`` events) under a named counter, and in its series."""
     with _lock:
         _counters[name] = _counters.get(name, 0) + by
+    if name not in _named:
+        _named[name] = _routed(name)
+    sample = _named[name]
+    if sample is not None and sample.child is not None:
+        sample.child.inc(by)
+
+
+def close_label(code: int | None) -> str:
+    """A close code as a label: one a rule knows (wsgateway.codes.RECONNECT), else ``"other"``."""
+    return str(code) if code in RECONNECT else OTHER
+
+
+def error_label(code: str) -> str:
+    """An error code as a label: one of wsgateway.codes.ErrorCode, else ``"other"``."""
+    return code if code in ERROR_CODES else OTHER
+
+
+def pushed(pushes: int) -> None:
+    """``pushes`` frames handed to the layer, one per user (push(), push_many() and their async twins)."""
+    count("wsgateway_pushes_total").inc(pushes)
+
+
+def errored(code: str) -> None:
+    count("wsgateway_errors_total", error_label(code)).inc()
+
+
+class SocketMeter:
+    """One socket's part in the series: opened once, closed once (the gauge goes up and back down,
+    whatever order the end's steps run in), and its frames by channel.
+
+    ``channels``: the channels its frames may be labelled with (the gateway's and its services');
+    a client's frame on another is counted as ``"unknown"``.
+    """
+
+    __slots__ = ("_received", "_sent", "channels", "endpoint", "is_open")
+
+    def __init__(self, endpoint: str, channels: frozenset[str]) -> None:
+        self.endpoint = endpoint
+        self.channels = channels
+        self.is_open = False
+        self._received: dict[str, Count] = {}
+        self._sent: dict[str, Count] = {}
+
+    def opened(self) -> None:
+        if not self.is_open:
+            self.is_open = True
+            count("wsgateway_connects_total", self.endpoint).inc()
+            count(SOCKETS_OPEN, self.endpoint).inc()
+
+    def closed(self, code: int | None) -> None:
+        if self.is_open:
+            self.is_open = False
+            count("wsgateway_closes_total", self.endpoint, close_label(code)).inc()
+            count(SOCKETS_OPEN, self.endpoint).inc(-1)
+
+    def received(self, channel: str) -> None:
+        label = channel if channel in self.channels else UNKNOWN_CHANNEL
+        if (sample := self._received.get(label)) is None:
+            sample = self._received[label] = count("wsgateway_frames_received_total", label)
+        sample.inc()
+
+    def sent(self, channel: str) -> None:
+        label = channel if channel in self.channels else UNKNOWN_CHANNEL
+        if (sample := self._sent.get(label)) is None:
+            sample = self._sent[label] = count("wsgateway_frames_sent_total", label)
+        sample.inc()
 
 
 def value(name: str) -> int:
-    """The counter's current value; 0 for one never incremented."""
+    """The counter's current value; 0 for one never incremented. A series' sample by :func:`key`."""
     with _lock:
         return _counters.get(name, 0)
 
