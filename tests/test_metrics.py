@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -196,10 +197,43 @@ async def test_a_socket_moves_connects_frames_errors_and_closes(alice: Any) -> N
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_push_is_counted_once_per_user() -> None:
-    before = sample("wsgateway_pushes_total")
+def test_a_push_is_counted_once_per_user_and_its_fan_out_once() -> None:
+    before = (
+        sample("wsgateway_pushes_total"),
+        sample("wsgateway_push_fanout_users_count"),
+        sample("wsgateway_push_fanout_users_bucket", le="2.0"),
+        sample("wsgateway_push_fanout_users_bucket", le="5.0"),
+    )
     push([1, 2, 3], "notifications", {"hello": True})
-    assert sample("wsgateway_pushes_total") == before + 3
+    assert sample("wsgateway_pushes_total") == before[0] + 3
+    assert sample("wsgateway_push_fanout_users_count") == before[1] + 1
+    assert sample("wsgateway_push_fanout_users_bucket", le="2.0") == before[2]  # three users: not <= 2
+    assert sample("wsgateway_push_fanout_users_bucket", le="5.0") == before[3] + 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_push_sent_on_a_socket_is_timed(alice: Any) -> None:
+    from wsgateway.groups import apush
+
+    before = (
+        sample("wsgateway_push_latency_seconds_count"),
+        sample("wsgateway_frames_sent_total", channel="notifications"),
+    )
+    async with connected(alice) as socket:
+        await apush([alice.pk], "notifications", {"hello": True})
+        assert (await socket.receive())["payload"] == {"hello": True}
+    assert sample("wsgateway_push_latency_seconds_count") == before[0] + 1
+    # Well under a second on one machine; the bound is the bucket's, not a speed claim.
+    assert sample("wsgateway_push_latency_seconds_bucket", le="10.0") >= before[0] + 1
+    assert sample("wsgateway_frames_sent_total", channel="notifications") >= before[1] + 2
+
+
+def test_a_delay_across_clocks_is_never_negative(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A push from a machine whose clock is ahead: counted as 0 s, not below the first bucket's sum."""
+    before = sample("wsgateway_push_latency_seconds_sum"), sample("wsgateway_push_latency_seconds_count")
+    metrics.push_delivered(time.time() + 60)
+    assert sample("wsgateway_push_latency_seconds_sum") == before[0]
+    assert sample("wsgateway_push_latency_seconds_count") == before[1] + 1
 
 
 # -- the scrape ------------------------------------------------------------------------------------

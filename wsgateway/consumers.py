@@ -225,6 +225,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             return
         await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
         await self.send_service_snapshots()
+        metrics.increment(metrics.SOCKETS_RESYNCED)
 
     async def undo_connect(self) -> None:
         """Give back what the connect took, tell the services and the receivers of
@@ -396,6 +397,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             await self.transport.send_text(event["text"])
             if self.meter is not None:
                 self.meter.sent(event["channel"])
+            if (pushed_at := event.get("at")) is not None:
+                metrics.push_delivered(pushed_at)
             if (seq := event.get("seq")) is not None:
                 service.push_sent(seq, event.get("first_seq", seq))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -70,7 +71,14 @@ def push_event(
     text = frames.data(channel, payload)
     if frames.size(text) > (limit := gateway_settings.MAX_SEND_SIZE):
         raise FrameTooLarge(f"A push on channel {channel!r}", frames.size(text), limit)
-    event: dict[str, Any] = {"type": events.PUSH, "channel": channel, "text": text, "exclude": exclude}
+    # "at": when the push left, for the latency histogram of each socket's send (wsgateway.metrics).
+    event: dict[str, Any] = {
+        "type": events.PUSH,
+        "channel": channel,
+        "text": text,
+        "exclude": exclude,
+        "at": time.time(),
+    }
     if seq is not None:
         event["seq"] = seq
         if first_seq is not None and first_seq != seq:
@@ -96,6 +104,7 @@ async def apush(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude:
     event = push_event(channel, payload, exclude=exclude)
     items = [(user_group(user_id), event) for user_id in user_ids]
     metrics.pushed(len(items))
+    metrics.fanned_out(len(items))
     await asend_to_groups(items)
 
 
@@ -114,6 +123,7 @@ def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | 
     event = push_event(channel, payload, exclude=exclude)
     items = [(user_group(user_id), event) for user_id in user_ids]
     metrics.pushed(len(items))
+    metrics.fanned_out(len(items))
     send_to_groups(items)
 
 

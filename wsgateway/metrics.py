@@ -24,6 +24,7 @@ takes a lock. Tests read a counter before and after, never reset it: other tests
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from .codes import RECONNECT, ErrorCode
@@ -72,6 +73,10 @@ CONNECTIONS_ORIGIN_REFUSED = "connections.origin_refused"
 
 #: Sockets closed with 4408: they left more than ``OUTBOUND_WINDOW`` bytes unacknowledged.
 OUTBOUND_CLOSED = "outbound.closed"
+#: Frames that waited for room in their socket's window (flow control), whether room came or not.
+OUTBOUND_WAITED = "outbound.waited"
+#: Sockets brought back in step after a layer outage or overflow: groups re-joined, connect frames resent.
+SOCKETS_RESYNCED = "sockets.resynced"
 #: Frames not sent because they were over ``MAX_SEND_SIZE``: replies and connect frames (answered
 #: ``too_large`` instead) and pushes (dropped; a notification's stays listable, trimmed).
 SEND_TOO_LARGE = "send.too_large"
@@ -131,6 +136,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         (),
     ),
     "wsgateway_frames_too_large_total": ("Frames not sent: over MAX_SEND_SIZE.", ()),
+    "wsgateway_flow_control_waits_total": ("Frames that waited for room in their socket's window.", ()),
+    "wsgateway_resyncs_total": ("Sockets resynced after a layer outage or overflow.", ()),
     "wsgateway_requests_total": (
         "Requests to clients (wsgateway.asking) not answered, by outcome.",
         ("outcome",),
@@ -138,6 +145,21 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wsgateway_emails_total": ("E-mails of unread notifications, by outcome.", ("outcome",)),
     "wsgateway_emails_skipped_total": ("E-mails not sent, by reason.", ("reason",)),
     "wsgateway_digests_total": ("Digests, by outcome.", ("outcome",)),
+}
+
+#: The histograms: what each measures, and its buckets (no labels: one series each).
+HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
+    # From a push's event (after the commit, for notify()) to its frame's send on one socket, in seconds:
+    # a millisecond on one machine, up to seconds behind a socket that does not read (flow control).
+    "wsgateway_push_latency_seconds": (
+        "Seconds from a push handed to the layer to its frame sent on a socket, one sample per socket.",
+        (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    ),
+    # Users one push() reaches: a personal notification is 1, a team's ten, a site's announcement thousands.
+    "wsgateway_push_fanout_users": (
+        "Users one push() or apush() call sends its frame to.",
+        (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+    ),
 }
 
 #: The gauge of open sockets. Under PROMETHEUS_MULTIPROC_DIR, one sample per live process (a ``pid``
@@ -166,6 +188,8 @@ ROUTES: dict[str, tuple[str, tuple[str, ...]] | None] = {
     CONNECTIONS_SUBPROTOCOL_REFUSED: ("wsgateway_refusals_total", ("subprotocol",)),
     CONNECTIONS_ORIGIN_REFUSED: ("wsgateway_refusals_total", ("origin",)),
     OUTBOUND_CLOSED: None,
+    OUTBOUND_WAITED: ("wsgateway_flow_control_waits_total", ()),
+    SOCKETS_RESYNCED: ("wsgateway_resyncs_total", ()),
     SEND_TOO_LARGE: ("wsgateway_frames_too_large_total", ()),
     REQUESTS_BUSY: ("wsgateway_requests_total", ("busy",)),
     REQUESTS_EXPIRED: ("wsgateway_requests_total", ("expired",)),
@@ -195,6 +219,8 @@ def _make_series() -> dict[str, Any]:
     made: dict[str, Any] = {
         name: prometheus_client.Counter(name, doc, labels) for name, (doc, labels) in COUNTERS.items()
     }
+    for name, (doc, buckets) in HISTOGRAMS.items():
+        made[name] = prometheus_client.Histogram(name, doc, buckets=buckets)
     made[SOCKETS_OPEN] = prometheus_client.Gauge(
         SOCKETS_OPEN, SOCKETS_OPEN_DOC, ("endpoint",), multiprocess_mode="liveall"
     )
@@ -276,6 +302,19 @@ def error_label(code: str) -> str:
 def pushed(pushes: int) -> None:
     """``pushes`` frames handed to the layer, one per user (push(), push_many() and their async twins)."""
     count("wsgateway_pushes_total").inc(pushes)
+
+
+def fanned_out(users: int) -> None:
+    """One push() to ``users`` users: the fan-out histogram (nothing without prometheus-client)."""
+    if (histogram := SERIES.get("wsgateway_push_fanout_users")) is not None:
+        histogram.observe(users)
+
+
+def push_delivered(pushed_at: float) -> None:
+    """A push's frame sent on a socket, ``pushed_at`` (``time.time()``, the pushing process's clock)
+    being when it was handed to the layer. A negative delay (clocks of two machines) is counted as 0."""
+    if (histogram := SERIES.get("wsgateway_push_latency_seconds")) is not None:
+        histogram.observe(max(0.0, time.time() - pushed_at))
 
 
 def errored(code: str) -> None:
