@@ -7,6 +7,7 @@ after: other tests count in the same registry, and nothing here resets it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -20,7 +21,7 @@ from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 
 from tests.support.communicators import connected, error_frame
-from wsgateway import metrics
+from wsgateway import aask, metrics
 from wsgateway.codes import CloseCode
 from wsgateway.groups import push
 
@@ -226,6 +227,21 @@ async def test_a_push_sent_on_a_socket_is_timed(alice: Any) -> None:
     # Well under a second on one machine; the bound is the bucket's, not a speed claim.
     assert sample("wsgateway_push_latency_seconds_bucket", le="10.0") >= before[0] + 1
     assert sample("wsgateway_frames_sent_total", channel="notifications") >= before[1] + 2
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_to_a_client_is_counted_sent_then_answered(alice: Any) -> None:
+    before = (
+        sample("wsgateway_requests_total", outcome="sent"),
+        sample("wsgateway_requests_total", outcome="answered"),
+    )
+    async with connected(alice) as socket:
+        task = asyncio.create_task(aask(alice, "editor", {"action": "which"}))
+        frame = await socket.receive()
+        assert sample("wsgateway_requests_total", outcome="sent") == before[0] + 1
+        await socket.send_json({"channel": "editor", "reply": frame["request"], "payload": {"document": 7}})
+        assert await task == {"document": 7}
+    assert sample("wsgateway_requests_total", outcome="answered") == before[1] + 1
 
 
 def test_a_delay_across_clocks_is_never_negative(monkeypatch: pytest.MonkeyPatch) -> None:

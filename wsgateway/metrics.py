@@ -81,6 +81,14 @@ SOCKETS_RESYNCED = "sockets.resynced"
 #: ``too_large`` instead) and pushes (dropped; a notification's stays listable, trimmed).
 SEND_TOO_LARGE = "send.too_large"
 
+#: Server requests (wsgateway.asking) a socket passed on to its client.
+REQUESTS_SENT = "requests.sent"
+#: Client replies to a request the socket held, passed on to the requester.
+REQUESTS_ANSWERED = "requests.answered"
+#: Server requests a socket did not send its client: over MAX_SEND_SIZE.
+REQUESTS_TOO_LARGE = "requests.too_large"
+#: Server requests a socket held when it closed, their requesters told at once.
+REQUESTS_CLOSED = "requests.closed"
 #: Server requests (wsgateway.asking) a socket did not send its client: it held MAX_PENDING_REQUESTS already.
 REQUESTS_BUSY = "requests.busy"
 #: Server requests a socket forgot unanswered at their deadline (their requester had given up).
@@ -139,7 +147,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wsgateway_flow_control_waits_total": ("Frames that waited for room in their socket's window.", ()),
     "wsgateway_resyncs_total": ("Sockets resynced after a layer outage or overflow.", ()),
     "wsgateway_requests_total": (
-        "Requests to clients (wsgateway.asking) not answered, by outcome.",
+        "Requests to clients (wsgateway.asking), by outcome.",
         ("outcome",),
     ),
     "wsgateway_emails_total": ("E-mails of unread notifications, by outcome.", ("outcome",)),
@@ -191,6 +199,10 @@ ROUTES: dict[str, tuple[str, tuple[str, ...]] | None] = {
     OUTBOUND_WAITED: ("wsgateway_flow_control_waits_total", ()),
     SOCKETS_RESYNCED: ("wsgateway_resyncs_total", ()),
     SEND_TOO_LARGE: ("wsgateway_frames_too_large_total", ()),
+    REQUESTS_SENT: ("wsgateway_requests_total", ("sent",)),
+    REQUESTS_ANSWERED: ("wsgateway_requests_total", ("answered",)),
+    REQUESTS_TOO_LARGE: ("wsgateway_requests_total", ("too_large",)),
+    REQUESTS_CLOSED: ("wsgateway_requests_total", ("closed",)),
     REQUESTS_BUSY: ("wsgateway_requests_total", ("busy",)),
     REQUESTS_EXPIRED: ("wsgateway_requests_total", ("expired",)),
     REQUESTS_UNMATCHED_REPLY: ("wsgateway_requests_total", ("unmatched_reply",)),
