@@ -21,8 +21,9 @@ from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 
 from tests.support.communicators import connected, error_frame
-from wsgateway import aask, metrics
+from wsgateway import aask, abroadcast, metrics
 from wsgateway.codes import CloseCode
+from wsgateway.exceptions import FrameTooLarge
 from wsgateway.groups import push
 
 TOKEN = "scrape-token-of-the-tests"
@@ -210,6 +211,18 @@ def test_a_push_is_counted_once_per_user_and_its_fan_out_once() -> None:
     assert sample("wsgateway_push_fanout_users_count") == before[1] + 1
     assert sample("wsgateway_push_fanout_users_bucket", le="2.0") == before[2]  # three users: not <= 2
     assert sample("wsgateway_push_fanout_users_bucket", le="5.0") == before[3] + 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_broadcast_is_counted_once_and_one_too_large_not_at_all(alice: Any) -> None:
+    before = sample("wsgateway_broadcasts_total")
+    async with connected(alice) as socket:
+        await abroadcast("notifications", {"news": 1})
+        assert (await socket.receive())["payload"] == {"news": 1}
+    assert sample("wsgateway_broadcasts_total") == before + 1
+    with override_settings(WSGATEWAY={"MAX_SEND_SIZE": 1024}), pytest.raises(FrameTooLarge):
+        await abroadcast("notifications", {"news": "x" * 2000})
+    assert sample("wsgateway_broadcasts_total") == before + 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -40,6 +40,8 @@ LAYER_DROPPED = "layer.dropped"
 LAYER_EXPIRED = "layer.expired"
 #: Overflow episodes: a channel lost its first message since its consumer last asked (``take_overflow``).
 LAYER_OVERFLOWED_CHANNELS = "layer.overflowed_channels"
+#: Frames broadcast to every socket (broadcast(), abroadcast()): one layer send each, whatever the sockets.
+BROADCASTS = "broadcasts.sent"
 #: Notifications stored but not pushed, because the channel layer failed (sockets catch up by resync).
 PUSH_FAILED = "push.failed"
 #: Group memberships the refresher failed to renew (the layer was down; the watchdog resyncs later).
@@ -123,6 +125,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wsgateway_frames_sent_total": ("Data frames and pushes sent to clients, by channel.", ("channel",)),
     "wsgateway_errors_total": ("Error frames sent to clients, by error code.", ("code",)),
     "wsgateway_pushes_total": ("Pushes handed to the channel layer, one per user and frame.", ()),
+    "wsgateway_broadcasts_total": ("Frames broadcast to every socket, one per broadcast() call.", ()),
     "wsgateway_pushes_failed_total": ("Notifications stored but not pushed: the channel layer failed.", ()),
     "wsgateway_refusals_total": (
         "Handshakes refused, by reason; and client frames refused rate_limited.",
@@ -181,6 +184,7 @@ ROUTES: dict[str, tuple[str, tuple[str, ...]] | None] = {
     LAYER_DROPPED: ("wsgateway_layer_dropped_total", ()),
     LAYER_EXPIRED: ("wsgateway_layer_expired_total", ()),
     LAYER_OVERFLOWED_CHANNELS: ("wsgateway_layer_overflows_total", ()),
+    BROADCASTS: ("wsgateway_broadcasts_total", ()),
     PUSH_FAILED: ("wsgateway_pushes_failed_total", ()),
     MEMBERSHIP_REFRESH_FAILED: ("wsgateway_membership_refresh_failures_total", ()),
     PLACES_RESTORED: ("wsgateway_places_restored_total", ()),
