@@ -1,11 +1,12 @@
 """What happened, and how often: Prometheus series (with ``prometheus-client``) and process-wide counters.
 
 Every event is counted once, by one call: ``increment(NAME)`` for today's named counters (the
-constants below), :class:`SocketMeter` for a socket's life and frames, :func:`pushed` and
-:func:`errored` for the rest. Each call adds to a process-local integer, which :func:`value` and
-:func:`snapshot` read (tests, a status command), and, when ``prometheus-client`` is installed, to the
-one series the table :data:`ROUTES` names for it. Without ``prometheus-client``, wsgateway runs all
-the same: only the integers count.
+constants below), :class:`SocketMeter` for a socket's life and frames, :func:`pushed`,
+:func:`errored` and the histograms' functions for the rest. A named counter adds to a process-local
+integer, which :func:`value` and :func:`snapshot` read (tests, a status command), and, when
+``prometheus-client`` is installed, to the one series the table :data:`ROUTES` names for it. The
+per-frame series count in prometheus-client alone when it is there (see :class:`Count`). Without
+``prometheus-client``, wsgateway runs all the same: only the integers count, and no histogram.
 
 Label values come from fixed sets only (the names below, close and error codes, the channels of the
 registered services, the consumers' class names), never from what a client sends: a hostile
@@ -253,8 +254,10 @@ def key(series: str, *values: str) -> str:
 
 
 class Count:
-    """One sample: its process-local integer, and its prometheus-client child if there is one.
-    Made once per sample and kept (:func:`count`): an event costs a lock, a dict and the child's ``inc``."""
+    """One sample: its prometheus-client child, or without prometheus-client its process-local integer.
+    Made once per sample and kept (:func:`count`). Not both: these are counted per frame, and the
+    integer's lock and dict would double what a frame pays (0.35 us for the child's ``inc`` alone, 0.62 us
+    with the integer too, measured with timeit here); the child is read through the registry instead."""
 
     __slots__ = ("child", "name")
 
@@ -263,10 +266,11 @@ class Count:
         self.child = child
 
     def inc(self, by: int = 1) -> None:
-        with _lock:
-            _counters[self.name] = _counters.get(self.name, 0) + by
         if self.child is not None:
             self.child.inc(by)
+            return
+        with _lock:
+            _counters[self.name] = _counters.get(self.name, 0) + by
 
 
 _counts: dict[str, Count] = {}
@@ -380,7 +384,8 @@ class SocketMeter:
 
 
 def value(name: str) -> int:
-    """The counter's current value; 0 for one never incremented. A series' sample by :func:`key`."""
+    """The named counter's current value; 0 for one never incremented. A series' sample by :func:`key`
+    only without prometheus-client (with it, read the registry: see :class:`Count`)."""
     with _lock:
         return _counters.get(name, 0)
 
