@@ -174,8 +174,9 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
     ),
 }
 
-#: The gauge of open sockets. Under PROMETHEUS_MULTIPROC_DIR, one sample per live process (a ``pid``
-#: label): the done-when asks for the sockets of each process, and a dead one's go with it.
+#: The gauge of open sockets. Under PROMETHEUS_MULTIPROC_DIR, one sample per process (a ``pid``
+#: label; "liveall"): the sockets of each process, not only their sum. A dead process's sample stays
+#: until the server marks it dead (gunicorn's ``child_exit``) or the directory is emptied at a start.
 SOCKETS_OPEN = "wsgateway_sockets_open"
 SOCKETS_OPEN_DOC = "Sockets open now, by consumer (and, multiprocess, by process)."
 
@@ -311,12 +312,12 @@ def increment(name: str, by: int = 1) -> None:
 
 def close_label(code: int | None) -> str:
     """A close code as a label: one a rule knows (wsgateway.codes.RECONNECT), else ``"other"``."""
-    return str(code) if code in RECONNECT else OTHER
+    return str(int(code)) if code is not None and code in RECONNECT else OTHER
 
 
 def error_label(code: str) -> str:
     """An error code as a label: one of wsgateway.codes.ErrorCode, else ``"other"``."""
-    return code if code in ERROR_CODES else OTHER
+    return str(code) if code in ERROR_CODES else OTHER
 
 
 def pushed(pushes: int) -> None:
