@@ -35,7 +35,7 @@ from tests.support.servers import (
 
 pytestmark = [pytest.mark.daphne, pytest.mark.redis, pytest.mark.timeout(90)]
 
-TOKEN = "live-metrics-scrape-token"
+TOKEN = "live-metrics-scrape-token-of-the-test-module"
 SETTINGS = {
     "RATE_LIMIT": 1,
     "RATE_BURST": 2,

@@ -26,7 +26,7 @@ from wsgateway.codes import CloseCode
 from wsgateway.exceptions import FrameTooLarge
 from wsgateway.groups import push
 
-TOKEN = "scrape-token-of-the-tests"
+TOKEN = "scrape-token-of-the-tests-thirty-two-or-more"
 
 
 def sample(name: str, **labels: str) -> float:
