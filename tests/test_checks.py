@@ -14,10 +14,12 @@ from django.test import override_settings
 
 from wsgateway.checks import (
     MAX_ADVISED_TOKEN_AGE,
+    MIN_ADVISED_METRICS_TOKEN,
     check_allowed_origins,
     check_authenticator_order,
     check_channel_layer,
     check_connection_cap,
+    check_metrics_token,
     check_origin_policy,
     check_send_size,
     check_settings,
@@ -640,6 +642,28 @@ def test_w003_and_w004_are_registered_security_checks() -> None:
     assert sorted(ids(run_checks(tags=[Tags.security]))) == ["wsgateway.W003", "wsgateway.W004"]
     with override_settings(WSGATEWAY={"ALLOWED_ORIGINS": ["*"]}):
         assert ids(run_checks(tags=[Tags.security])) == ["wsgateway.W002"]
+
+
+# -- W012: a short metrics token --------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["q", "hunter2", "a" * (MIN_ADVISED_METRICS_TOKEN - 1)])
+def test_w012_a_short_metrics_token(token: str) -> None:
+    with override_settings(WSGATEWAY={"METRICS_TOKEN": token}):
+        message = only(check_metrics_token(), "wsgateway.W012")
+        assert ids(run_checks(tags=[Tags.security])).count("wsgateway.W012") == 1
+    assert isinstance(message, Warning)
+    assert str(len(token)) in message.msg
+    assert token not in message.msg  # the warning names its length, never the token (logs, CI output)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{}, {"METRICS_TOKEN": None}, {"METRICS_TOKEN": "a" * MIN_ADVISED_METRICS_TOKEN}, {"METRICS_TOKEN": 5}],
+)
+def test_w012_is_silent_for_no_token_a_long_one_or_one_e_checks_report(value: dict[str, Any]) -> None:
+    with override_settings(WSGATEWAY=value):
+        assert check_metrics_token() == []
 
 
 # -- E006: no channel layer -------------------------------------------------------------

@@ -71,6 +71,7 @@ EXPECTED_DEFAULTS = {
     "MAINTENANCE_RETRY_AFTER": 30,
     "EMAIL_TASK_BACKEND": "default",
     "EMAIL_SITE_URL": "",
+    "METRICS_TOKEN": None,
 }
 
 
@@ -119,6 +120,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "TOKEN_COOKIE_NAME",
         "NOTIFICATIONS_KEEP_READ",
         "NOTIFICATIONS_KEEP_ARCHIVED",
+        "METRICS_TOKEN",
     }
     assert {name: key.most for name, key in KEYS.items() if key.most is not None} == {
         "GROUP_PREFIX": 73,
@@ -145,6 +147,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "MAINTENANCE_RETRY_AFTER": 3600,
         "EMAIL_TASK_BACKEND": 100,
         "EMAIL_SITE_URL": 200,
+        "METRICS_TOKEN": 200,
     }
     assert {name: key.least for name, key in KEYS.items() if key.least is not None} == {
         "OUTBOUND_WINDOW": 64 * 1024,

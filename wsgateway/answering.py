@@ -111,6 +111,7 @@ class PendingRequests:
         # After the expiry's sends, with no await from here to the add: a socket that ended meanwhile
         # has drained its table already, and an entry added now would be nobody's to report.
         if not socket.is_open:
+            metrics.increment(metrics.REQUESTS_CLOSED)
             await tell(socket, reply_to, dropped_message(request_id, socket.channel_name, Dropped.CLOSED))
             return False
         if event["deadline"] <= now:
@@ -126,9 +127,12 @@ class PendingRequests:
             metrics.increment(metrics.REQUESTS_BUSY)
             reason = Dropped.BUSY
         if reason is not None:
+            if reason is Dropped.TOO_LARGE:
+                metrics.increment(metrics.REQUESTS_TOO_LARGE)
             await tell(socket, reply_to, dropped_message(request_id, socket.channel_name, reason))
             return False
         await socket.send_text(event["text"])
+        metrics.increment(metrics.REQUESTS_SENT)
         return True
 
     async def on_cancel(self, socket: Outlet, request_id: str) -> None:
@@ -148,6 +152,7 @@ class PendingRequests:
                 "wsgateway: dropped a reply to request %r, which this socket does not hold", frame.reply
             )
             return
+        metrics.increment(metrics.REQUESTS_ANSWERED)
         await tell(socket, entry.reply_to, answer_message(frame.reply, socket.channel_name, frame))
 
     async def expire_due(self, socket: Outlet, now: float) -> None:
@@ -162,6 +167,7 @@ class PendingRequests:
         now = time.time()
         for request_id, entry in self.drain():
             if entry.deadline > now:
+                metrics.increment(metrics.REQUESTS_CLOSED)
                 await tell(
                     socket, entry.reply_to, dropped_message(request_id, socket.channel_name, Dropped.CLOSED)
                 )

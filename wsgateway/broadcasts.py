@@ -12,6 +12,7 @@ from typing import Any, Unpack
 from django.utils.functional import Promise
 from django.utils.translation import gettext_noop
 
+from . import metrics
 from .bridge import require_sync
 from .codes import CloseCode, ErrorCode
 from .conf import MAX_RETRY_AFTER
@@ -34,13 +35,17 @@ async def abroadcast(channel: str, payload: Any, *, exclude: str | None = None) 
     that should not get it (the sender's). A frame over ``MAX_SEND_SIZE`` raises
     :class:`~wsgateway.exceptions.FrameTooLarge` before anything is sent.
     """
-    await asend_to_groups([(all_group(), push_event(channel, payload, exclude=exclude))])
+    event = push_event(channel, payload, exclude=exclude)
+    metrics.increment(metrics.BROADCASTS)
+    await asend_to_groups([(all_group(), event)])
 
 
 def broadcast(channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Synchronous :func:`abroadcast`, for views, signal handlers and workers."""
     require_sync("broadcast() is for sync code; await abroadcast() in async code")
-    send_to_groups([(all_group(), push_event(channel, payload, exclude=exclude))])
+    event = push_event(channel, payload, exclude=exclude)
+    metrics.increment(metrics.BROADCASTS)
+    send_to_groups([(all_group(), event)])
 
 
 def valid_retry_after(retry_after: object) -> int:

@@ -2,7 +2,7 @@
 
 The shape, ``None`` and bound checks are generated from :data:`wsgateway.conf.KEYS`;
 the checks of contents (origins, the group prefix, the sizes of frames: E012, W006), of
-security (W002 to W005, tagged ``security``) are written out below; those of the site's wiring (its
+security (W002 to W005 and W012, tagged ``security``) are written out below; those of the site's wiring (its
 ASGI application: E014, E015; its ``runserver``: W008) are in :mod:`wsgateway.wiring`.
 """
 
@@ -379,6 +379,26 @@ def check_token_max_age(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     ]
 
 
+#: Shortest METRICS_TOKEN not warned about: 32 characters, what ``secrets.token_urlsafe(24)`` gives.
+MIN_ADVISED_METRICS_TOKEN = 32
+
+
+def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A scrape token is a password that opens the site's traffic figures: a short one can be guessed."""
+    token = _written("METRICS_TOKEN")
+    if not isinstance(token, str) or not token or len(token) >= MIN_ADVISED_METRICS_TOKEN:
+        return []  # None (staff only), long enough, or E00x from check_settings
+    return [
+        Warning(
+            f"WSGATEWAY['METRICS_TOKEN'] is {len(token)} characters long: a short token can be guessed, "
+            "and it opens the metrics (who is connected how much, refusals) to whoever guesses it.",
+            hint=f"Use at least {MIN_ADVISED_METRICS_TOKEN} random characters: "
+            'python -c "import secrets; print(secrets.token_urlsafe(24))".',
+            id="wsgateway.W012",
+        )
+    ]
+
+
 def check_connection_cap(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """A layer that reaches other processes but cannot count their sockets: the cap is then per process."""
     config = _layer_config()
@@ -475,6 +495,7 @@ def register() -> None:
     register_check(check_allowed_origins, "wsgateway", Tags.security)
     register_check(check_origin_policy, "wsgateway", Tags.security)
     register_check(check_token_max_age, "wsgateway", Tags.security)
+    register_check(check_metrics_token, "wsgateway", Tags.security)
     register_check(check_channel_layer, "wsgateway")
     register_check(check_connection_cap, "wsgateway", Tags.security)
     register_check(check_send_size, "wsgateway")

@@ -416,6 +416,15 @@ KEYS: dict[str, Key] = {
         "and the one-click unsubscribe. Required when a kind falls back to e-mail (E017).",
         most=200,
     ),
+    # A scraper has no session: a token in its config (Prometheus' "authorization" block) instead.
+    "METRICS_TOKEN": Key(
+        None,
+        Shape.STRING,
+        "The bearer token (Authorization: Bearer ...) a Prometheus scrape of wsgateway:metrics presents; "
+        "None: only a logged-in staff user may read the metrics.",
+        nullable=True,
+        most=200,
+    ),
 }
 
 #: Each key's default.
@@ -510,6 +519,7 @@ class GatewaySettings:
     MAINTENANCE_RETRY_AFTER = Setting(int)
     EMAIL_TASK_BACKEND = Setting(str)
     EMAIL_SITE_URL = Setting(str)
+    METRICS_TOKEN = Setting(_optional_name)
 
 
 gateway_settings = GatewaySettings()

@@ -75,6 +75,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
     recheck: LoginRecheck | None = None
     #: The requests from the server (wsgateway.asking) this socket sent its client, unanswered.
     asked: PendingRequests
+    #: The socket's part in the metrics, made once its services are known.
+    meter: metrics.SocketMeter | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -151,9 +153,12 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             await self.refuse(exc.code, exc.message)  # self.services stays empty: no push gets through
             return
         self.services = services
+        # The endpoint label is the consumer's class, not the path: a path may carry what a client chose.
+        self.meter = metrics.SocketMeter(type(self).__name__, frozenset((GATEWAY_CHANNEL, *services)))
         await self.accept()
         if self.ending is None:  # not ended during the accept: undo_connect would not take it out
             sockets.add(self.user.pk, self.channel_name, self.scope.get("path", ""), tuple(services))
+            self.meter.opened()
         window = OutboundWindow(gateway_settings.OUTBOUND_WINDOW, self.user.pk)
         self.transport.open(window, gateway_settings.MAX_SEND_SIZE)
         user = {"id": self.user.pk, "username": self.user.get_username()}
@@ -220,6 +225,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             return
         await self.send_frame(GATEWAY_CHANNEL, {"resync": True})
         await self.send_service_snapshots()
+        metrics.increment(metrics.SOCKETS_RESYNCED)
 
     async def undo_connect(self) -> None:
         """Give back what the connect took, tell the services and the receivers of
@@ -235,6 +241,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         if self.user is None:  # refused, or ended before it was authenticated: never accepted
             return
         sockets.discard(self.user.pk, self.channel_name)  # before the receivers, who may ask
+        if self.meter is not None:
+            self.meter.closed(self.transport.close_code)
         for channel, service in self.services.items():
             try:
                 await service.on_disconnect(self.user)
@@ -345,6 +353,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             await self.asked.on_reply(self, frame)
             return
         channel, frame_id = frame.channel, frame.id
+        if self.meter is not None:
+            self.meter.received(channel)
         if channel == GATEWAY_CHANNEL:
             reply = await self.call_service(self.gateway_message(frame.payload), channel, frame_id)
         elif channel in self.services:
@@ -385,6 +395,10 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
                 logger.warning("wsgateway: a push on channel %r was too large to send", event["channel"])
                 return
             await self.transport.send_text(event["text"])
+            if self.meter is not None:
+                self.meter.sent(event["channel"])
+            if (pushed_at := event.get("at")) is not None:
+                metrics.push_delivered(pushed_at)
             if (seq := event.get("seq")) is not None:
                 service.push_sent(seq, event.get("first_seq", seq))
 
@@ -436,6 +450,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
 
     async def send_frame(self, channel: str, payload: Any, frame_id: frames.FrameId | None = None) -> None:
         await self.transport.send_frame(channel, payload, frame_id)
+        if self.meter is not None:
+            self.meter.sent(channel)
 
 
 class NotifierConsumer(GatewayConsumer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -70,7 +71,14 @@ def push_event(
     text = frames.data(channel, payload)
     if frames.size(text) > (limit := gateway_settings.MAX_SEND_SIZE):
         raise FrameTooLarge(f"A push on channel {channel!r}", frames.size(text), limit)
-    event: dict[str, Any] = {"type": events.PUSH, "channel": channel, "text": text, "exclude": exclude}
+    # "at": when the push left, for the latency histogram of each socket's send (wsgateway.metrics).
+    event: dict[str, Any] = {
+        "type": events.PUSH,
+        "channel": channel,
+        "text": text,
+        "exclude": exclude,
+        "at": time.time(),
+    }
     if seq is not None:
         event["seq"] = seq
         if first_seq is not None and first_seq != seq:
@@ -94,7 +102,10 @@ async def asend_to_groups(items: list[tuple[str, dict[str, Any]]]) -> None:
 async def apush(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Send one frame to every socket of each user, on every process sharing the layer."""
     event = push_event(channel, payload, exclude=exclude)
-    await asend_to_groups([(user_group(user_id), event) for user_id in user_ids])
+    items = [(user_group(user_id), event) for user_id in user_ids]
+    metrics.pushed(len(items))
+    metrics.fanned_out(len(items))
+    await asend_to_groups(items)
 
 
 async def apush_many(pushes: Iterable[tuple[Any, ...]]) -> None:
@@ -102,18 +113,25 @@ async def apush_many(pushes: Iterable[tuple[Any, ...]]) -> None:
 
     Each payload is encoded as it is taken: from a generator, no more than one is alive at a time.
     """
-    await asend_to_groups(_push_items(pushes))
+    items = _push_items(pushes)
+    metrics.pushed(len(items))
+    await asend_to_groups(items)
 
 
 def push(user_ids: Iterable[Any], channel: str, payload: Any, *, exclude: str | None = None) -> None:
     """Synchronous :func:`apush`, for views, signal handlers and workers."""
     event = push_event(channel, payload, exclude=exclude)
-    send_to_groups([(user_group(user_id), event) for user_id in user_ids])
+    items = [(user_group(user_id), event) for user_id in user_ids]
+    metrics.pushed(len(items))
+    metrics.fanned_out(len(items))
+    send_to_groups(items)
 
 
 def push_many(pushes: Iterable[tuple[Any, ...]]) -> None:
     """Synchronous :func:`apush_many`."""
-    send_to_groups(_push_items(pushes))
+    items = _push_items(pushes)
+    metrics.pushed(len(items))
+    send_to_groups(items)
 
 
 def _push_items(pushes: Iterable[tuple[Any, ...]]) -> list[tuple[str, dict[str, Any]]]:

@@ -156,12 +156,14 @@ class Handshake:
         details: dict[str, Any] | None = None,
     ) -> str:
         """An error frame, a lazy ``message`` (``gettext_lazy``) rendered in the socket's language."""
+        metrics.errored(code)
         with self.speaking():
             return frames.error(channel, code, message, frame_id, details=details)
 
     async def handshake_allowed(self) -> bool:
         """Whether to go on with this handshake; if not, it is closed before accept (HTTP 403)."""
         if not origin_allowed(self.scope):
+            metrics.increment(metrics.CONNECTIONS_ORIGIN_REFUSED)
             await self.close()
             return False
         offered = self.scope.get("subprotocols") or []

@@ -252,6 +252,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     async def send_error(
         self, channel: str | None, code: str, message: str | Promise, frame_id: frames.FrameId | None = None
     ) -> None:
+        metrics.errored(code)
         await self.transport.send_text(frames.error(channel, code, message, frame_id))
 
     if TYPE_CHECKING:  # the WebSocket consumer's (wsgateway.refusals.Handshake's, for wsgateway's)

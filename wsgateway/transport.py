@@ -155,6 +155,7 @@ class Transport:
         The sender holds the turn meanwhile, so the socket's pushes wait in the channel layer, whose
         capacity bounds them (past it, the layer's overflow brings a catch-up once the client reads).
         """
+        metrics.increment(metrics.OUTBOUND_WAITED)
         try:
             return await window.room_for(size, lambda: self.closed, lambda: self.send_mark(window))
         except TimeoutError:
