@@ -1,0 +1,255 @@
+"""Who is online (wsgateway.presence): the process-local part on a fake clock, the Redis layer's
+``presence`` extension against a real Redis (two layers standing for two processes), and the signals
+as a socket on the in-process layer sends them. tests/test_live_presence.py runs two daphnes."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+from django.test import override_settings
+
+import wsgateway
+from tests.support.communicators import connected
+from wsgateway import presence
+from wsgateway.layers.extensions import PRESENCE, supports
+from wsgateway.layers.redis import RedisChannelLayer
+from wsgateway.presence import LocalPresence
+from wsgateway.signals import user_offline, user_online
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the part alone --------------------------------------------------------------------------------
+
+
+def test_a_user_comes_online_with_the_first_socket_only() -> None:
+    part = LocalPresence(FakeClock())
+    assert part.join("1", "a") is True
+    assert part.join("1", "b") is False
+    assert part.join("2", "c") is True
+    assert part.users() == ["1", "2"]
+
+
+def test_a_user_stays_online_for_the_grace_after_the_last_socket_and_goes_once() -> None:
+    clock = FakeClock()
+    part = LocalPresence(clock)
+    part.join("1", "a")
+    part.join("1", "b")
+    part.leave("1", "a")
+    clock.now += 100
+    assert part.due(30) == [], "a user with a socket open never goes"
+    part.leave("1", "b")
+    clock.now += 29.9
+    assert part.online("1") and part.due(30) == []
+    clock.now += 0.1
+    assert part.due(30) == ["1"]
+    assert not part.online("1") and part.users() == []
+    assert part.due(30) == [], "offline once"
+
+
+def test_a_reconnect_within_the_grace_neither_goes_offline_nor_comes_online() -> None:
+    clock = FakeClock()
+    part = LocalPresence(clock)
+    part.join("1", "a")
+    part.leave("1", "a")
+    clock.now += 10
+    assert part.join("1", "b") is False
+    clock.now += 60
+    assert part.due(30) == []
+    assert part.online("1")
+
+
+def test_leaving_with_a_socket_never_joined_changes_nothing() -> None:
+    part = LocalPresence(FakeClock())
+    part.leave("1", "a")
+    part.join("2", "b")
+    part.leave("2", "other")
+    assert part.users() == ["2"] and part.left == {}
+
+
+# -- the Redis layer's extension: two layers on one Redis are two processes --------------------------
+
+
+@pytest.fixture
+async def processes(redis_url: str) -> AsyncIterator[tuple[RedisChannelLayer, RedisChannelLayer]]:
+    prefix = f"presence-{secrets.token_hex(4)}"
+    first = RedisChannelLayer(hosts=[redis_url], prefix=prefix, connection_expiry=0.5)
+    second = RedisChannelLayer(hosts=[redis_url], prefix=prefix, connection_expiry=0.5)
+    yield first, second
+    await first._state().client.delete(first.online_key)
+    for layer in (first, second):
+        await layer.close()
+
+
+@pytest.mark.redis
+def test_only_the_redis_layer_declares_presence() -> None:
+    from wsgateway.layers import InProcessChannelLayer
+
+    assert supports(RedisChannelLayer, PRESENCE)
+    assert not supports(InProcessChannelLayer, PRESENCE)
+
+
+@pytest.mark.redis
+async def test_one_process_of_two_brings_a_user_online(processes: tuple[RedisChannelLayer, ...]) -> None:
+    first, second = processes
+    outcomes = await asyncio.gather(first.presence_join("7"), second.presence_join("7"))
+    assert sorted(outcomes) == [False, True]
+    assert await second.presence_online("7") and not await second.presence_online("8")
+
+
+@pytest.mark.redis
+async def test_one_process_of_two_takes_a_user_offline_after_the_grace(
+    processes: tuple[RedisChannelLayer, ...],
+) -> None:
+    first, second = processes
+    await first.connection_add("7", "ws.a", 5)
+    await first.presence_join("7")
+    assert await second.presence_sweep(["7"], 0.2) == [], "a socket is open"
+    await first.connection_discard("7", "ws.a")
+    await first.presence_leave("7")
+    assert await second.presence_sweep(["7"], 0.2) == [], "within the grace"
+    await asyncio.sleep(0.3)
+    outcomes = await asyncio.gather(first.presence_sweep(["7"], 0.2), second.presence_sweep(["7"], 0.2))
+    assert sorted(outcomes) == [[], ["7"]]
+    assert not await first.presence_online("7")
+
+
+@pytest.mark.redis
+async def test_a_socket_on_another_process_keeps_a_user_online(
+    processes: tuple[RedisChannelLayer, ...],
+) -> None:
+    first, second = processes
+    await first.connection_add("7", "ws.a", 5)
+    await second.connection_add("7", "ws.b", 5)
+    await first.presence_join("7")
+    assert await second.presence_join("7") is False
+    await first.connection_discard("7", "ws.a")
+    await first.presence_leave("7")
+    await asyncio.sleep(0.3)
+    await second.connection_renew([("7", "ws.b")])
+    assert await first.presence_sweep(["7"], 0.2) == []
+    assert await first.presence_online("7")
+
+
+@pytest.mark.redis
+async def test_the_users_of_a_dead_process_go_offline_after_their_registrations_expire(
+    processes: tuple[RedisChannelLayer, ...],
+) -> None:
+    first, second = processes
+    await first.connection_add("7", "ws.a", 5)  # never discarded nor renewed: its process died
+    await first.presence_join("7")
+    assert await second.presence_sweep(["7"], 0.2) == []  # seen now: the registration is alive
+    await asyncio.sleep(0.55)  # past connection_expiry (0.5 s), not yet the grace after the last sighting
+    assert await second.connections("7") == []
+    await asyncio.sleep(0.2)
+    assert await second.presence_sweep(["7"], 0.2) == ["7"]
+
+
+@pytest.mark.redis
+async def test_the_online_users_are_read_a_bounded_page_at_a_time(
+    processes: tuple[RedisChannelLayer, ...],
+) -> None:
+    first, _ = processes
+    users = [str(n) for n in range(1200)]
+    for user in users:
+        await first.presence_join(user)
+    found: set[str] = set()
+    cursor, pages = 0, 0
+    while True:
+        cursor, page = await first.presence_scan(cursor, 100)
+        assert len(page) < 400, "ZSCAN's COUNT bounds a page (a hint, so with room)"
+        found.update(page)
+        pages += 1
+        if cursor == 0:
+            break
+    assert found == set(users) and pages > 1
+
+
+# -- the signals, from sockets on the in-process layer -------------------------------------------
+
+
+class Received:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def online(self, sender: Any, user_id: str, **kwargs: Any) -> None:
+        self.events.append(("online", user_id))
+
+    def offline(self, sender: Any, user_id: str, **kwargs: Any) -> None:
+        self.events.append(("offline", user_id))
+
+
+@pytest.fixture
+def received() -> Iterator[Received]:
+    found = Received()
+    user_online.connect(found.online)
+    user_offline.connect(found.offline)
+    yield found
+    user_online.disconnect(found.online)
+    user_offline.disconnect(found.offline)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(presence._local, "clock", fake)
+    return fake
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(WSGATEWAY={"PRESENCE_GRACE": 30})
+async def test_the_signals_come_once_a_reload_sends_none_and_offline_comes_after_the_grace(
+    alice: Any, received: Received, clock: FakeClock
+) -> None:
+    layer = get_channel_layer()
+    key = str(alice.pk)
+    async with connected(alice):
+        async with connected(alice):
+            assert received.events == [("online", key)]
+            assert await wsgateway.ais_online(alice) and await wsgateway.asocket_count(alice) == 2
+        assert await wsgateway.asocket_count(alice) == 1
+    # Reload: the last socket ended, the next opens within the grace.
+    clock.now += 5
+    await presence.check(layer, key)
+    async with connected(alice):
+        pass
+    assert received.events == [("online", key)]
+    assert await wsgateway.ais_online(alice) and await wsgateway.asocket_count(alice) == 0
+    assert await wsgateway.aonline_users() == [key]
+    clock.now += 29
+    await presence.check(layer, key)
+    assert received.events == [("online", key)]
+    clock.now += 1
+    await presence.check(layer, key)
+    await presence.check(layer, key)
+    assert received.events == [("online", key), ("offline", key)]
+    assert not await wsgateway.ais_online(alice) and await wsgateway.aonline_users() == []
+
+
+def test_the_sync_api_answers_from_sync_code() -> None:
+    presence._local.join("7", "ws.a")
+    assert wsgateway.is_online(7) and wsgateway.is_online("7") and not wsgateway.is_online(8)
+    assert wsgateway.online_users() == ["7"]
+    assert wsgateway.socket_count(7) == 0  # joined the presence part alone, no place in the layer
+
+
+async def test_is_online_refuses_to_block_async_code() -> None:
+    with pytest.raises(RuntimeError, match="ais_online"):
+        wsgateway.is_online(1)
+
+
+@pytest.mark.parametrize("limit", [0, -1, presence.MAX_ONLINE_USERS + 1])
+async def test_online_users_takes_a_bounded_limit(limit: int) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await wsgateway.aonline_users(limit)
