@@ -78,6 +78,27 @@ def test_leaving_with_a_socket_never_joined_changes_nothing() -> None:
     assert part.users() == ["2"] and part.left == {}
 
 
+class Received:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def online(self, sender: Any, user_id: str, **kwargs: Any) -> None:
+        self.events.append(("online", user_id))
+
+    def offline(self, sender: Any, user_id: str, **kwargs: Any) -> None:
+        self.events.append(("offline", user_id))
+
+
+@pytest.fixture
+def received() -> Iterator[Received]:
+    found = Received()
+    user_online.connect(found.online)
+    user_offline.connect(found.offline)
+    yield found
+    user_online.disconnect(found.online)
+    user_offline.disconnect(found.offline)
+
+
 # -- the Redis layer's extension: two layers on one Redis are two processes --------------------------
 
 
@@ -176,28 +197,25 @@ async def test_the_online_users_are_read_a_bounded_page_at_a_time(
     assert found == set(users) and pages > 1
 
 
+@pytest.mark.redis
+async def test_a_user_the_layer_lost_while_their_socket_is_open_is_online_again_at_the_next_sweep(
+    processes: tuple[RedisChannelLayer, ...], received: Received
+) -> None:
+    first, _ = processes
+    await first.connection_add("7", "ws.a", 5)
+    sweeper = presence.sweeper_for(first)
+    sweeper.users["ws.a"] = "7"  # as arrive() adds it, without starting the task: the test runs the round
+    assert await first.presence_join("7")
+    await first._state().client.delete(first.online_key)  # a FLUSHALL, or a stall that let a sweep take them
+    assert not await first.presence_online("7")
+    await sweeper.sweep()
+    assert await first.presence_online("7")
+    assert received.events == [("online", "7")]
+    await sweeper.sweep()
+    assert received.events == [("online", "7")], "once"
+
+
 # -- the signals, from sockets on the in-process layer -------------------------------------------
-
-
-class Received:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def online(self, sender: Any, user_id: str, **kwargs: Any) -> None:
-        self.events.append(("online", user_id))
-
-    def offline(self, sender: Any, user_id: str, **kwargs: Any) -> None:
-        self.events.append(("offline", user_id))
-
-
-@pytest.fixture
-def received() -> Iterator[Received]:
-    found = Received()
-    user_online.connect(found.online)
-    user_offline.connect(found.offline)
-    yield found
-    user_online.disconnect(found.online)
-    user_offline.disconnect(found.offline)
 
 
 @pytest.fixture

@@ -97,15 +97,18 @@ _local = LocalPresence()
 
 
 class PresenceSweeper:
-    """On a layer with the ``presence`` extension, one per event loop: while the loop has sockets, asks
-    the layer about one page of the online users every ``interval`` seconds, and sends ``user_offline``
-    for those it takes offline. Needed for a process that died: no check of its own will ever run."""
+    """On a layer with the ``presence`` extension, one per event loop, while the loop has sockets: every
+    ``interval`` seconds, marks the users of its sockets seen (and online again, with ``user_online``,
+    if the layer had lost them: Redis lost its data, or a stall let their registrations lapse), and asks
+    the layer about one page of the online users, sending ``user_offline`` for those it takes offline.
+    That page is how the users of a process that died go offline: no check of its own will ever run."""
 
-    __slots__ = ("__weakref__", "channels", "cursor", "layer", "task", "wakeup")
+    __slots__ = ("__weakref__", "cursor", "layer", "task", "users", "wakeup")
 
     def __init__(self, layer: Any) -> None:
         self.layer = layer
-        self.channels: set[str] = set()
+        #: This loop's sockets: channel name -> user.
+        self.users: dict[str, str] = {}
         self.cursor = 0
         self.task: asyncio.Task[None] | None = None
         self.wakeup = asyncio.Event()
@@ -115,34 +118,40 @@ class PresenceSweeper:
         # A quarter of the grace, within [0.25, 5] s: an offline comes at most that late.
         return min(max(gateway_settings.PRESENCE_GRACE / 4, 0.25), 5.0)
 
-    def add(self, channel: str) -> None:
-        self.channels.add(channel)
+    def add(self, channel: str, user: str) -> None:
+        self.users[channel] = user
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self.run(), name="wsgateway-presence-sweeper")
 
     def discard(self, channel: str) -> None:
-        self.channels.discard(channel)
-        if not self.channels:
+        self.users.pop(channel, None)
+        if not self.users:
             self.wakeup.set()  # end the task now, not at its next round
 
     async def run(self) -> None:
-        while self.channels:
+        while self.users:
             self.wakeup.clear()
             try:
                 await asyncio.wait_for(self.wakeup.wait(), self.interval())
             except TimeoutError:
                 pass
-            if self.channels:
+            if self.users:
                 await self.sweep()
 
     async def sweep(self) -> None:
-        """One page: the users on it without a socket for the grace go offline."""
+        """One round: this loop's users seen, and one page of the online users checked."""
+        local = sorted(set(self.users.values()))
         try:
+            back: list[str] = []
+            for start in range(0, len(local), SWEEP_PAGE):
+                back.extend(await self.layer.presence_renew(local[start : start + SWEEP_PAGE]))
             self.cursor, users = await self.layer.presence_scan(self.cursor, SWEEP_PAGE)
             gone = await self.layer.presence_sweep(sorted(set(users)), gateway_settings.PRESENCE_GRACE)
         except Exception as exc:  # the layer is down: the watchdog says so; the next round asks again
             logger.debug("wsgateway: presence sweep failed: %s", exc)
             return
+        for user in back:
+            await _send(user_online, self.layer, user)
         await _send_offline(self.layer, gone)
 
 
@@ -175,7 +184,7 @@ async def arrive(layer: Any, user: Any, channel: str) -> None:
     A layer that fails here costs the socket nothing (logged at debug: the outage is logged once)."""
     user = str(user)
     if shared(layer):
-        sweeper_for(layer).add(channel)
+        sweeper_for(layer).add(channel, user)
         try:
             new = await layer.presence_join(user)
         except Exception as exc:

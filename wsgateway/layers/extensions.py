@@ -106,6 +106,8 @@ class CoolingDown(Exception):
 #: - ``async presence_join(user) -> bool``: a socket of ``user`` was placed; True when the user was not
 #:   online, and this call made them so: one caller on one process gets True, and sends ``user_online``.
 #: - ``async presence_leave(user)``: a socket of ``user`` ended; the grace counts from now.
+#: - ``async presence_renew(users) -> list[str]``: ``users`` have sockets open on the caller's process;
+#:   those that were not online (the layer lost them) are online again, and returned.
 #: - ``async presence_sweep(users, grace) -> list[str]``: of ``users``, those with no socket registered
 #:   (``connections``, expired ones left out) since ``grace`` seconds, taken offline by this call: one
 #:   caller gets each, and sends ``user_offline``.

@@ -43,6 +43,7 @@ from .redis_scripts import (
     CONNECTIONS,
     PRESENCE_JOIN,
     PRESENCE_LEAVE,
+    PRESENCE_RENEW,
     PRESENCE_SWEEP,
 )
 
@@ -112,6 +113,7 @@ class _LoopState:
         self.connections = self.client.register_script(CONNECTIONS)
         self.presence_join = self.client.register_script(PRESENCE_JOIN)
         self.presence_leave = self.client.register_script(PRESENCE_LEAVE)
+        self.presence_renew = self.client.register_script(PRESENCE_RENEW)
         self.presence_sweep = self.client.register_script(PRESENCE_SWEEP)
         #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
         #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
@@ -558,6 +560,14 @@ class RedisChannelLayer(LocalDeliveryLayer):
     async def presence_leave(self, user: str) -> None:
         """Extension: a socket of ``user`` ended: they were last seen now."""
         await self._state().presence_leave(keys=[self.online_key], args=[user])
+
+    async def presence_renew(self, users: list[str]) -> list[str]:
+        """Extension: ``users`` have a socket open here: seen now; those that were not online are
+        online again, and returned."""
+        if not users:
+            return []
+        back = await self._state().presence_renew(keys=[self.online_key], args=users)
+        return [user.decode() if isinstance(user, bytes) else user for user in back]
 
     async def presence_sweep(self, users: list[str], grace: float) -> list[str]:
         """Extension: of ``users``, those without a socket for ``grace`` seconds, taken offline by

@@ -89,6 +89,21 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 # them for PRESENCE_GRACE after their last one went, so that a reload does not take them offline.
 #: KEYS: the online set; ARGV: the user. 1 when the user was not online (this call made them so).
 PRESENCE_JOIN = NOW + "return redis.call('ZADD', KEYS[1], now, ARGV[1])"
+#: KEYS: the online set; ARGV: users with a socket open on the caller's process. Each is seen now; those
+#: the set had lost (Redis lost its data, or a stall let their sockets' registrations lapse and a sweep
+#: took them out) are put back and returned: they are online again.
+PRESENCE_RENEW = (
+    NOW
+    + """
+local back = {}
+for i = 1, #ARGV do
+  if redis.call('ZADD', KEYS[1], now, ARGV[i]) == 1 then
+    back[#back + 1] = ARGV[i]
+  end
+end
+return back
+"""
+)
 #: KEYS: the online set; ARGV: the user. Their socket left: seen now, if online.
 PRESENCE_LEAVE = NOW + "return redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])"
 #: KEYS: the online set, then users' sets of sockets; ARGV: the grace in seconds, then one user per set.
