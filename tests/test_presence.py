@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from channels.layers import get_channel_layer
-from django.test import override_settings
 
 import wsgateway
 from tests.support.communicators import connected
 from wsgateway import presence
+from wsgateway.conf import gateway_settings
 from wsgateway.layers.extensions import PRESENCE, supports
 from wsgateway.layers.redis import RedisChannelLayer
 from wsgateway.presence import LocalPresence
@@ -226,12 +226,12 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(WSGATEWAY={"PRESENCE_GRACE": 30})
 async def test_the_signals_come_once_a_reload_sends_none_and_offline_comes_after_the_grace(
     alice: Any, received: Received, clock: FakeClock
 ) -> None:
     layer = get_channel_layer()
     key = str(alice.pk)
+    grace = gateway_settings.PRESENCE_GRACE
     async with connected(alice):
         async with connected(alice):
             assert received.events == [("online", key)]
@@ -245,7 +245,7 @@ async def test_the_signals_come_once_a_reload_sends_none_and_offline_comes_after
     assert received.events == [("online", key)]
     assert await wsgateway.ais_online(alice) and await wsgateway.asocket_count(alice) == 0
     assert await wsgateway.aonline_users() == [key]
-    clock.now += 29
+    clock.now += grace - 1
     await presence.check(layer, key)
     assert received.events == [("online", key)]
     clock.now += 1
@@ -271,3 +271,23 @@ async def test_is_online_refuses_to_block_async_code() -> None:
 async def test_online_users_takes_a_bounded_limit(limit: int) -> None:
     with pytest.raises(ValueError, match="limit"):
         await wsgateway.aonline_users(limit)
+
+
+async def test_the_departures_of_one_user_share_one_check() -> None:
+    from wsgateway.layers import InProcessChannelLayer
+
+    layer = InProcessChannelLayer()
+    channels = ["ws.a", "ws.b", "ws.c"]
+    for channel in channels:
+        presence._local.join("7", channel)
+    for channel in channels:
+        await presence.depart(layer, "7", channel)
+    await presence.depart(layer, "8", "ws.d")  # never joined: a check, harmless
+    timers = presence._timers[asyncio.get_running_loop()]
+    try:
+        assert sorted(timers) == [(id(layer), "7"), (id(layer), "8")]
+        assert presence._local.left.keys() == {"7"}
+    finally:
+        for timer in timers.values():
+            timer.cancel()
+        timers.clear()

@@ -158,6 +158,10 @@ class PresenceSweeper:
 _sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, PresenceSweeper]] = (
     weakref.WeakKeyDictionary()
 )
+#: Each loop's checks to come, by (layer, user): bounded by the users who left within the grace.
+_timers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, str], asyncio.TimerHandle]] = (
+    weakref.WeakKeyDictionary()
+)
 #: Checks under way, held so that they are not collected before they ran.
 _checks: set[asyncio.Task[None]] = set()
 
@@ -208,12 +212,22 @@ async def depart(layer: Any, user: Any, channel: str) -> None:
             logger.debug("wsgateway: could not mark user %s's socket gone: %s", user, exc)
     else:
         _local.leave(user, channel)
+    # One check per user and loop, counted from their latest departure: a user who opens and closes
+    # sockets in a loop costs one timer, not one per socket.
     loop = asyncio.get_running_loop()
-    loop.call_later(gateway_settings.PRESENCE_GRACE + CHECK_MARGIN, _start_check, layer, user)
+    timers = _timers.setdefault(loop, {})
+    earlier = timers.pop((id(layer), user), None)
+    if earlier is not None:
+        earlier.cancel()
+    timers[(id(layer), user)] = loop.call_later(
+        gateway_settings.PRESENCE_GRACE + CHECK_MARGIN, _start_check, layer, user
+    )
 
 
 def _start_check(layer: Any, user: str) -> None:
-    task = asyncio.get_running_loop().create_task(check(layer, user), name="wsgateway-presence-check")
+    loop = asyncio.get_running_loop()
+    _timers.get(loop, {}).pop((id(layer), user), None)
+    task = loop.create_task(check(layer, user), name="wsgateway-presence-check")
     _checks.add(task)
     task.add_done_callback(_checks.discard)
 
