@@ -291,3 +291,48 @@ async def test_the_departures_of_one_user_share_one_check() -> None:
         for timer in timers.values():
             timer.cancel()
         timers.clear()
+
+
+class ScriptedLayer:
+    """The ``presence`` calls a sweeper makes, answered from a script: no Redis."""
+
+    def __init__(self, gone: list[str]) -> None:
+        self.gone = gone
+        self.renewed: list[list[str]] = []
+        #: Set as the second round starts: the first round is over, signals and all.
+        self.second_round = asyncio.Event()
+
+    async def presence_renew(self, users: list[str]) -> list[str]:
+        self.renewed.append(users)
+        if len(self.renewed) == 2:
+            self.second_round.set()
+        return []
+
+    async def presence_scan(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        return 0, ["7", "8", "7"]
+
+    async def presence_sweep(self, users: list[str], grace: float) -> list[str]:
+        assert users == ["7", "8"], "each user once"
+        gone, self.gone = self.gone, []
+        return gone
+
+
+async def test_the_sweeper_runs_while_its_loop_has_sockets_and_sends_offline_for_what_it_took(
+    monkeypatch: pytest.MonkeyPatch, received: Received
+) -> None:
+    monkeypatch.setattr(presence.PresenceSweeper, "interval", staticmethod(lambda: 0.01))
+    layer = ScriptedLayer(gone=["8"])
+    sweeper = presence.PresenceSweeper(layer)
+    sweeper.add("ws.a", "7")
+    sweeper.add("ws.b", "7")
+    task = sweeper.task
+    assert task is not None
+    async with asyncio.timeout(5):
+        await layer.second_round.wait()
+    assert received.events == [("offline", "8")]
+    assert layer.renewed[0] == ["7"], "its users, each once, marked seen"
+    sweeper.discard("ws.a")
+    assert not task.done()
+    sweeper.discard("ws.b")
+    async with asyncio.timeout(1):
+        await task  # ended by the last discard, not at its next round
