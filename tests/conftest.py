@@ -83,6 +83,19 @@ def no_user_cooling_down() -> Iterator[None]:
     forget()
 
 
+@pytest.fixture(autouse=True)
+def no_user_present() -> Iterator[None]:
+    """No user of a test is online after another test's sockets (wsgateway.presence keeps a user online
+    for PRESENCE_GRACE after their last socket on a process-local layer, and the database gives pks again)."""
+    from wsgateway import presence
+
+    presence._local.sockets.clear()
+    presence._local.left.clear()
+    yield
+    presence._local.sockets.clear()
+    presence._local.left.clear()
+
+
 # -- users: one in the database, with the password of tests.support.communicators --------------------
 # A module that needs another kind (permissions, the sync ORM of a sync test, a logged-in HTTP session
 # of a live server) defines its own, under the same name, and says why.

@@ -3,8 +3,10 @@
 Public API: :func:`notify`, :func:`anotify`, :func:`issue_token`, :func:`close_user_sockets`,
 :func:`aclose_user_sockets`, :func:`recheck_user_sockets`, :func:`arecheck_user_sockets`, :func:`ask`,
 :func:`aask`, :func:`broadcast`, :func:`abroadcast`, :func:`close_sockets`, :func:`aclose_sockets`,
-:func:`local_sockets`, :func:`user_sockets`, :func:`auser_sockets`; the consumers live in
-``wsgateway.consumers`` and the URL patterns in ``wsgateway.routing``.
+:func:`local_sockets`, :func:`user_sockets`, :func:`auser_sockets`, :func:`is_online`,
+:func:`ais_online`, :func:`online_users`, :func:`aonline_users`, :func:`socket_count`,
+:func:`asocket_count`; the consumers live in ``wsgateway.consumers`` and the URL patterns in
+``wsgateway.routing``.
 """
 
 from __future__ import annotations
@@ -16,17 +18,23 @@ __all__ = [
     "abroadcast",
     "aclose_sockets",
     "aclose_user_sockets",
+    "ais_online",
     "anotify",
+    "aonline_users",
     "arecheck_user_sockets",
     "ask",
+    "asocket_count",
     "auser_sockets",
     "broadcast",
     "close_sockets",
     "close_user_sockets",
+    "is_online",
     "issue_token",
     "local_sockets",
     "notify",
+    "online_users",
     "recheck_user_sockets",
+    "socket_count",
     "user_sockets",
 ]
 
@@ -60,4 +68,8 @@ def __getattr__(name: str) -> Any:
         from . import sockets
 
         return getattr(sockets, name)
+    if name in ("is_online", "ais_online", "online_users", "aonline_users", "socket_count", "asocket_count"):
+        from . import presence
+
+        return getattr(presence, name)
     raise AttributeError(f"module 'wsgateway' has no attribute {name!r}")

@@ -42,6 +42,8 @@ MAX_GROUP_PREFIX_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH - 1 - len(".user.") -
 #: Largest value of the rate-limit keys: a client may not be allowed to flood.
 MAX_RATE = 10_000
 
+#: Longest ``PRESENCE_GRACE``: ten minutes; past that a user who left long ago still looks online.
+MAX_PRESENCE_GRACE = 600
 #: Longest ``RATE_LIMIT_COOLDOWN``: ten minutes; a person who set off the limit by mistake waits no longer.
 MAX_RATE_LIMIT_COOLDOWN = 600
 
@@ -331,6 +333,15 @@ KEYS: dict[str, Key] = {
         "is closed with 4408. Its pushes wait in the channel layer meanwhile.",
         most=MAX_ACK_TIMEOUT,
     ),
+    # Phoenix, Ably and Centrifugo debounce presence over 15 to 60 s: long enough for a reload or a
+    # short network change, short enough for a green dot that means "here now".
+    "PRESENCE_GRACE": Key(
+        30,
+        Shape.POSITIVE_INTEGER,
+        "Seconds a user stays online after their last socket ended (wsgateway.presence): a reconnect "
+        f"within it sends neither user_offline nor user_online. At most {MAX_PRESENCE_GRACE}.",
+        most=MAX_PRESENCE_GRACE,
+    ),
     "MAX_CONNECTIONS_PER_USER": Key(
         20,
         Shape.POSITIVE_INTEGER,
@@ -486,6 +497,7 @@ class GatewaySettings:
     ALLOWED_ORIGINS = Setting(_optional_list)
     MAX_MESSAGE_SIZE = Setting(int)
     TOKEN_MAX_AGE = Setting(int)
+    PRESENCE_GRACE = Setting(int)
     REVALIDATE_INTERVAL = Setting(int)
     TOKEN_COOKIE_NAME = Setting(_optional_name)
     CHANNEL_LAYER = Setting(str)

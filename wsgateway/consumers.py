@@ -19,7 +19,7 @@ from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
-from . import events, frames, i18n, maintenance, metrics, revocation, snapshots, sockets
+from . import events, frames, i18n, maintenance, metrics, presence, revocation, snapshots, sockets
 from .answering import PendingRequests
 from .auth import authenticate
 from .codes import CloseCode, ErrorCode
@@ -159,6 +159,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         if self.ending is None:  # not ended during the accept: undo_connect would not take it out
             sockets.add(self.user.pk, self.channel_name, self.scope.get("path", ""), tuple(services))
             self.meter.opened()
+            await presence.arrive(self.channel_layer, self.user.pk, self.channel_name)
         window = OutboundWindow(gateway_settings.OUTBOUND_WINDOW, self.user.pk)
         self.transport.open(window, gateway_settings.MAX_SEND_SIZE)
         user = {"id": self.user.pk, "username": self.user.get_username()}
@@ -243,6 +244,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         sockets.discard(self.user.pk, self.channel_name)  # before the receivers, who may ask
         if self.meter is not None:
             self.meter.closed(self.transport.close_code)
+        await presence.depart(self.channel_layer, self.user.pk, self.channel_name)
         for channel, service in self.services.items():
             try:
                 await service.on_disconnect(self.user)

@@ -1,6 +1,6 @@
 """Signals wsgateway sends.
 
-Both are sent from the consumer with ``asend_robust``, so receivers may be sync or async, and a
+Each is sent from the consumer with ``asend_robust``, so receivers may be sync or async, and a
 receiver that raises does not stop the others: Django logs its exception, with the traceback, on
 the ``django.dispatch`` logger, and the socket carries on (``client_connected``) or its cleanup
 does (``client_disconnected``).
@@ -20,3 +20,14 @@ client_connected = Signal()
 #: user's group.
 #: Arguments: ``sender`` (the consumer class), ``user``, ``channel_name``, ``code``.
 client_disconnected = Signal()
+
+#: A user came online: their first socket was accepted, on any process, and they were not online
+#: (wsgateway.presence). Sent once, by the process of that socket; a reconnect within
+#: ``PRESENCE_GRACE`` of their last socket's end sends none.
+#: Arguments: ``sender`` (the channel layer's class), ``user_id`` (the user's primary key, a string).
+user_online = Signal()
+
+#: A user went offline: no socket of theirs has been open, on any process, for ``PRESENCE_GRACE``
+#: seconds (or their process died, and its sockets' registrations expired, the grace before).
+#: Sent once, by one process (wsgateway.presence says which). Arguments as for ``user_online``.
+user_offline = Signal()

@@ -100,6 +100,26 @@ class CoolingDown(Exception):
         self.retry_after = retry_after
 
 
+#: Who is online, on every process of the layer (wsgateway.presence), beside the ``connections``
+#: registry: a user is online from their first socket until they have had none for a grace period.
+#:
+#: - ``async presence_join(user) -> bool``: a socket of ``user`` was placed; True when the user was not
+#:   online, and this call made them so: one caller on one process gets True, and sends ``user_online``.
+#: - ``async presence_leave(user)``: a socket of ``user`` ended; the grace counts from now.
+#: - ``async presence_renew(users) -> list[str]``: ``users`` have sockets open on the caller's process;
+#:   those that were not online (the layer lost them) are online again, and returned.
+#: - ``async presence_sweep(users, grace) -> list[str]``: of ``users``, those with no socket registered
+#:   (``connections``, expired ones left out) since ``grace`` seconds, taken offline by this call: one
+#:   caller gets each, and sends ``user_offline``.
+#: - ``async presence_scan(cursor, count) -> (cursor, users)``: a page of the online users, bounded work
+#:   per call; the cursor starts and ends at 0, and a user may come on two pages.
+#: - ``async presence_online(user) -> bool``.
+#:
+#: Only a layer shared by processes declares it (wsgateway's Redis layer): on any other, each process
+#: keeps its own users' presence (``wsgateway.presence.LocalPresence``), exact for that process.
+PRESENCE = "presence"
+
+
 #: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and
 #: ``flush``, and every extension above but :data:`PROCESS_LOCAL`, which only the in-process one adds.
 WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (

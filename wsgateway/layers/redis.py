@@ -35,8 +35,17 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
-from .extensions import WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
-from .redis_scripts import CONNECTION_ADD, CONNECTION_CHECK, CONNECTION_RENEW, CONNECTIONS
+from .extensions import PRESENCE, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
+from .redis_scripts import (
+    CONNECTION_ADD,
+    CONNECTION_CHECK,
+    CONNECTION_RENEW,
+    CONNECTIONS,
+    PRESENCE_JOIN,
+    PRESENCE_LEAVE,
+    PRESENCE_RENEW,
+    PRESENCE_SWEEP,
+)
 
 logger = logging.getLogger("wsgateway")
 
@@ -102,6 +111,10 @@ class _LoopState:
         self.connection_renew = self.client.register_script(CONNECTION_RENEW)
         self.connection_check = self.client.register_script(CONNECTION_CHECK)
         self.connections = self.client.register_script(CONNECTIONS)
+        self.presence_join = self.client.register_script(PRESENCE_JOIN)
+        self.presence_leave = self.client.register_script(PRESENCE_LEAVE)
+        self.presence_renew = self.client.register_script(PRESENCE_RENEW)
+        self.presence_sweep = self.client.register_script(PRESENCE_SWEEP)
         #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
         #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
         #: may expire unrenewed).
@@ -247,7 +260,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
     each process's inboxes.
     """
 
-    extensions = list(WSGATEWAY_LAYER_EXTENSIONS)
+    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE]
 
     def __init__(
         self,
@@ -533,6 +546,48 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: seconds left of ``user``'s cool-down, 0.0 for none."""
         ms = await self._state().client.pttl(self._cooldown_key(user))
         return max(int(ms), 0) / 1000
+
+    # -- presence ------------------------------------------------------------------------
+
+    @property
+    def online_key(self) -> str:
+        return f"{self.prefix}:online"
+
+    async def presence_join(self, user: str) -> bool:
+        """Extension: ``user`` has a socket now; True when they were not online (extensions.PRESENCE)."""
+        return bool(await self._state().presence_join(keys=[self.online_key], args=[user]))
+
+    async def presence_leave(self, user: str) -> None:
+        """Extension: a socket of ``user`` ended: they were last seen now."""
+        await self._state().presence_leave(keys=[self.online_key], args=[user])
+
+    async def presence_renew(self, users: list[str]) -> list[str]:
+        """Extension: ``users`` have a socket open here: seen now; those that were not online are
+        online again, and returned."""
+        if not users:
+            return []
+        back = await self._state().presence_renew(keys=[self.online_key], args=users)
+        return [user.decode() if isinstance(user, bytes) else user for user in back]
+
+    async def presence_sweep(self, users: list[str], grace: float) -> list[str]:
+        """Extension: of ``users``, those without a socket for ``grace`` seconds, taken offline by
+        this call."""
+        if not users:
+            return []
+        gone = await self._state().presence_sweep(
+            keys=[self.online_key, *(self._user_key(user) for user in users)], args=[grace, *users]
+        )
+        return [user.decode() if isinstance(user, bytes) else user for user in gone]
+
+    async def presence_scan(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        """Extension: one page of the online users, from ``cursor`` (0 to start); the next cursor is 0
+        at the end. ZSCAN: bounded work per call, and a user may come twice."""
+        cursor, page = await self._state().client.zscan(self.online_key, cursor, count=count)
+        return int(cursor), [user.decode() if isinstance(user, bytes) else str(user) for user, _ in page]
+
+    async def presence_online(self, user: str) -> bool:
+        """Extension: whether ``user`` is online, on any process."""
+        return await self._state().client.zscore(self.online_key, user) is not None
 
     # -- flush ---------------------------------------------------------------------------
 

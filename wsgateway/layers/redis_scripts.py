@@ -82,3 +82,52 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 )
+
+# The presence extension: one sorted set per site, "<prefix>:online", of the users who are online (from
+# their user_online signal until their user_offline one), each scored by the time they were last seen
+# with a socket. A user's own set of sockets (above) says whether they have one now; this set remembers
+# them for PRESENCE_GRACE after their last one went, so that a reload does not take them offline.
+#: KEYS: the online set; ARGV: the user. 1 when the user was not online (this call made them so).
+PRESENCE_JOIN = NOW + "return redis.call('ZADD', KEYS[1], now, ARGV[1])"
+#: KEYS: the online set; ARGV: users with a socket open on the caller's process. Each is seen now; those
+#: the set had lost (Redis lost its data, or a stall let their sockets' registrations lapse and a sweep
+#: took them out) are put back and returned: they are online again.
+PRESENCE_RENEW = (
+    NOW
+    + """
+local back = {}
+for i = 1, #ARGV do
+  if redis.call('ZADD', KEYS[1], now, ARGV[i]) == 1 then
+    back[#back + 1] = ARGV[i]
+  end
+end
+return back
+"""
+)
+#: KEYS: the online set; ARGV: the user. Their socket left: seen now, if online.
+PRESENCE_LEAVE = NOW + "return redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])"
+#: KEYS: the online set, then users' sets of sockets; ARGV: the grace in seconds, then one user per set.
+#: A user with a socket (expired ones pruned) is seen now; one without any, last seen at least the grace
+#: ago, is taken out of the set and returned: the one call that takes them out, on any process, is the
+#: one whose process sends user_offline. Atomic, so two processes never both take out the same user.
+PRESENCE_SWEEP = (
+    NOW
+    + """
+local cutoff = now - tonumber(ARGV[1])
+local gone = {}
+for i = 2, #KEYS do
+  local user = ARGV[i]
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  if redis.call('ZCARD', KEYS[i]) > 0 then
+    redis.call('ZADD', KEYS[1], 'XX', now, user)
+  else
+    local seen = redis.call('ZSCORE', KEYS[1], user)
+    if seen and tonumber(seen) <= cutoff then
+      redis.call('ZREM', KEYS[1], user)
+      gone[#gone + 1] = user
+    end
+  end
+end
+return gone
+"""
+)
