@@ -65,8 +65,15 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After Django's: a message a fetch() request adds goes to the user's open tabs (docs/inbox.md).
+    "wsgateway.messages.LiveMessagesMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Django's default message storage (cookie, then session) unless DJANGO_MESSAGE_STORAGE names one:
+# tests/test_live_messages.py runs the demo on each.
+_MESSAGE_STORAGES = {"cookie": "cookie.CookieStorage", "session": "session.SessionStorage"}
+if _storage := os.environ.get("DJANGO_MESSAGE_STORAGE"):
+    MESSAGE_STORAGE = f"django.contrib.messages.storage.{_MESSAGE_STORAGES[_storage]}"
 
 ROOT_URLCONF = "project.urls"
 ASGI_APPLICATION = "project.asgi.application"
@@ -148,6 +155,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 WSGATEWAY: dict[str, object] = {
+    # wsgateway's services, and Django's messages on the socket (the middleware above pushes them).
+    "SERVICES": [
+        "wsgateway.services.notifier.NotifierService",
+        "wsgateway.services.clipboard.ClipboardService",
+        "wsgateway.services.messages.MessagesService",
+    ],
     # Where the e-mails' links lead: the demo as `make run` serves it.
     "EMAIL_SITE_URL": os.environ.get("WSGATEWAY_SITE_URL", "http://127.0.0.1:8000"),
     # What the demo's notifications are about; each user chooses on /wsgateway/preferences/page/
