@@ -58,10 +58,8 @@ async def send(session: HttpSession, text: str, headers: dict[str, str], level: 
 
 
 async def tabs(daphne: Daphne, session: HttpSession, count: int) -> list[Client]:
-    return [
-        await Client(f"{daphne.ws_url}/ws/", {"Cookie": session.cookie_header}).connect()
-        for _ in range(count)
-    ]
+    url, headers = f"{daphne.ws_url}/ws/", {"Cookie": session.cookie_header}
+    return [await Client(url, headers).connect() for _ in range(count)]
 
 
 async def pushed(tab: Client, count: int = 1) -> list[Any]:
