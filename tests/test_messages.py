@@ -65,12 +65,23 @@ def add_html(request: HttpRequest) -> HttpResponse:
     return HttpResponse("added")
 
 
+def add_and_show(request: HttpRequest) -> HttpResponse:
+    """A fragment that renders the messages its own request added (an htmx partial)."""
+    messages.info(request, "In the fragment.")
+    return HttpResponse("".join(str(message) for message in get_messages(request)))
+
+
 def show(request: HttpRequest) -> HttpResponse:
     """What the next page shows: the storage's messages, one a line."""
     return HttpResponse("\n".join(str(message) for message in get_messages(request)))
 
 
-urlpatterns = [path("add/", add), path("add-html/", add_html), path("show/", show)]
+urlpatterns = [
+    path("add/", add),
+    path("add-html/", add_html),
+    path("add-and-show/", add_and_show),
+    path("show/", show),
+]
 
 
 @pytest.fixture(params=sorted(STORAGES))
@@ -184,6 +195,12 @@ def test_a_fetch_that_added_nothing_leaves_waiting_messages_alone(client: Client
     client.get("/add/?n=0", headers=FETCH)
     assert socket.pushes() == []
     assert shown(client) == ["First."]
+
+
+def test_a_response_that_showed_its_messages_pushes_nothing(client: Client, socket: Socket) -> None:
+    assert client.get("/add-and-show/", headers=FETCH).content == b"In the fragment."
+    assert socket.pushes() == []
+    assert shown(client) == []
 
 
 def test_anonymous_users_keep_djangos_behaviour(storage: str, user: Any, socket: Socket) -> None:

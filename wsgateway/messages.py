@@ -9,8 +9,9 @@ The rule, for a request that added a message and whose user is logged in:
   keeps Django's behaviour: the messages stay in the site's storage for the page the tab is going to,
   where the user is looking. Pushed as well, they would be shown twice, in the other tabs and on the
   new page; pushed instead, the tab that did the thing would not show them;
-- any other request (``fetch``, ``XMLHttpRequest``, htmx: the tab stays where it is) pushes every
-  message waiting in the storage, in one frame on the ``messages`` channel, to every socket of the
+- any other request (``fetch``, ``XMLHttpRequest``, htmx: the tab stays where it is) whose response
+  did not show its messages itself (iterate the storage, as a template does) pushes every message
+  waiting in the storage, in one frame on the ``messages`` channel, to every socket of the
   user, the asking tab's included, and marks them used: the storage keeps none of them. A user with
   no open socket (:func:`wsgateway.sockets.user_sockets`: on every process on a layer that counts
   them, on this one otherwise) keeps them in the storage, as does a user with more than
@@ -87,11 +88,13 @@ class LiveMessagesMiddleware:
 
 
 def may_push(request: HttpRequest) -> bool:
-    """What costs nothing to ask: a message this request added, not a page load, a service to show it."""
+    """What costs nothing to ask: a message this request added, that its response did not show (an htmx
+    fragment that renders ``messages`` iterated them), not a page load, and a service to show it."""
     storage = get_messages(request)
     return (
         isinstance(storage, BaseStorage)
         and storage.added_new
+        and not storage.used
         and not navigating(request)
         and messages_served()
     )
