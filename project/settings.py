@@ -65,8 +65,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # After Django's: a message a fetch() request adds goes to the user's open tabs (docs/inbox.md).
-    "wsgateway.messages.LiveMessagesMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 # Django's default message storage (cookie, then session) unless DJANGO_MESSAGE_STORAGE names one:
@@ -155,12 +153,6 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 WSGATEWAY: dict[str, object] = {
-    # wsgateway's services, and Django's messages on the socket (the middleware above pushes them).
-    "SERVICES": [
-        "wsgateway.services.notifier.NotifierService",
-        "wsgateway.services.clipboard.ClipboardService",
-        "wsgateway.services.messages.MessagesService",
-    ],
     # Where the e-mails' links lead: the demo as `make run` serves it.
     "EMAIL_SITE_URL": os.environ.get("WSGATEWAY_SITE_URL", "http://127.0.0.1:8000"),
     # What the demo's notifications are about; each user chooses on /wsgateway/preferences/page/
@@ -191,6 +183,20 @@ if os.environ.get("WSGATEWAY_MAINTENANCE_CHECK_INTERVAL"):
     WSGATEWAY["MAINTENANCE_CHECK_INTERVAL"] = int(os.environ["WSGATEWAY_MAINTENANCE_CHECK_INTERVAL"])
 if os.environ.get("WSGATEWAY_MAX_CONNECTIONS_PER_USER"):
     WSGATEWAY["MAX_CONNECTIONS_PER_USER"] = int(os.environ["WSGATEWAY_MAX_CONNECTIONS_PER_USER"])
+# Django's messages on the socket (docs/inbox.md): the middleware right after Django's, and the service that
+# carries them. WSGATEWAY_LIVE_MESSAGES=0 serves the demo with wsgateway's default services, as the live
+# tests and the benchmark written for those do (tests/support/servers.py's project_env()).
+LIVE_MESSAGES = os.environ.get("WSGATEWAY_LIVE_MESSAGES", "1") == "1"
+if LIVE_MESSAGES:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1,
+        "wsgateway.messages.LiveMessagesMiddleware",
+    )
+    WSGATEWAY["SERVICES"] = [
+        "wsgateway.services.notifier.NotifierService",
+        "wsgateway.services.clipboard.ClipboardService",
+        "wsgateway.services.messages.MessagesService",
+    ]
 # WSGATEWAY_EXTRA: more keys, as a JSON object, for a live test that moves a limit.
 if os.environ.get("WSGATEWAY_EXTRA"):
     WSGATEWAY.update(json.loads(os.environ["WSGATEWAY_EXTRA"]))

@@ -79,7 +79,7 @@ async def test_view_notification_reaches_the_socket_of_the_logged_in_user(
         frames = await connect_frames(ws)
         assert list(frames) == ["gateway", "notifications", "clipboard"]
         assert frames["gateway"]["user"]["username"] == "alice"
-        assert frames["gateway"]["services"] == ["notifications", "clipboard", "messages"]
+        assert frames["gateway"]["services"] == ["notifications", "clipboard"]
         unread = frames["notifications"]["unread"]
         assert isinstance(frames["clipboard"]["clipboard"], list)
 

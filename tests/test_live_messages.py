@@ -30,7 +30,10 @@ NAVIGATE = {"Sec-Fetch-Mode": "navigate"}
 @pytest.fixture(scope="module", params=["cookie", "session"])
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     directory = tmp_path_factory.mktemp(f"live-messages-{request.param}")
-    with live_site(directory, f"live-messages-{request.param}", DJANGO_MESSAGE_STORAGE=request.param) as site:
+    name = f"live-messages-{request.param}"
+    with live_site(
+        directory, name, WSGATEWAY_LIVE_MESSAGES="1", DJANGO_MESSAGE_STORAGE=request.param
+    ) as site:
         yield site
 
 
@@ -59,12 +62,20 @@ async def send(session: HttpSession, text: str, headers: dict[str, str], level: 
 
 async def tabs(daphne: Daphne, session: HttpSession, count: int) -> list[Client]:
     url, headers = f"{daphne.ws_url}/ws/", {"Cookie": session.cookie_header}
-    return [await Client(url, headers).connect() for _ in range(count)]
+    # The hello and the connect frames of notifications, clipboard and messages.
+    return [await Client(url, headers).connect(expect_frames=4) for _ in range(count)]
+
+
+def pushes(tab: Client) -> list[Any]:
+    """The payloads pushed on the messages channel: after its connect frame, which is empty."""
+    connect, *rest = tab.on("messages")
+    assert connect == {"messages": []}
+    return rest
 
 
 async def pushed(tab: Client, count: int = 1) -> list[Any]:
-    """The first ``count`` payloads on the messages channel."""
-    return list(await tab.wait_for(lambda frames: (found := tab.on("messages"))[count - 1 :] and found))
+    """The first ``count`` payloads pushed on the messages channel."""
+    return list(await tab.wait_for(lambda frames: (found := pushes(tab))[count - 1 :] and found))
 
 
 async def test_a_fetch_reaches_every_tab_and_no_page_shows_it_again(site: Site) -> None:
@@ -108,7 +119,7 @@ async def test_a_user_with_no_socket_open_sees_it_on_the_next_page(site: Site) -
 async def test_across_processes_on_redis(tmp_path: Path) -> None:
     """The socket on one daphne, the request on the other: wsgateway's Redis layer counts the sockets
     of both, and carries the push."""
-    with daphnes_on_redis(tmp_path, "live-messages-redis") as (_redis, first, second):
+    with daphnes_on_redis(tmp_path, "live-messages-redis", WSGATEWAY_LIVE_MESSAGES="1") as (_, first, second):
         alice = HttpSession(second.http_url).login("alice", "alice-password")
         (tab,) = await tabs(first, alice, 1)
         try:

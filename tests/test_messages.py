@@ -391,8 +391,14 @@ def test_w013_without_the_service() -> None:
     assert message.hint and MESSAGES_SERVICE in message.hint
 
 
-def test_the_service_takes_no_frames() -> None:
+async def test_the_service_sends_an_empty_connect_frame_and_takes_no_frames() -> None:
+    from wsgateway.exceptions import GatewayError
     from wsgateway.services.messages import MessagesService
 
-    assert MessagesService.channel == frames.MESSAGES_CHANNEL
-    assert not MessagesService.has_snapshot()
+    service = MessagesService(connection=None)  # type: ignore[arg-type]  # it uses nothing of its socket
+    assert service.channel == frames.MESSAGES_CHANNEL
+    assert not service.has_snapshot()  # no trip to the database thread
+    assert await service.on_connect(None) == {"messages": []}
+    with pytest.raises(GatewayError) as raised:
+        await service.on_message(None, {"action": "x"})
+    assert raised.value.code == "unknown_action"

@@ -6,13 +6,13 @@ submission is (``navigate``), and that the inbox's toast shows a message's HTML 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.servers import manage
+from tests.support.servers import Daphne, manage, running
 
 from .conftest import Site
 from .helpers import PUSH_TIMEOUT_MS, login, open_home
@@ -22,6 +22,20 @@ pytestmark = pytest.mark.daphne
 #: A user of this module's alone: the other browser tests count toasts of theirs.
 USER = "mia"
 HTML = '<b>Saved</b> the <img src=x onerror="document.title=1"> draft'
+
+
+@pytest.fixture(scope="module")
+def live(site: Site) -> Iterator[str]:
+    """The demo with Django's messages on the socket (the package's site serves wsgateway's defaults),
+    on the site's database; its URL."""
+    manage(
+        site.env,
+        "shell",
+        "-c",
+        f"from django.contrib.auth.models import User; User.objects.create_user({USER!r}, password='x')",
+    )
+    with running(Daphne({**site.env, "WSGATEWAY_LIVE_MESSAGES": "1"}, name="browser-messages")) as daphne:
+        yield daphne.http_url
 
 
 def message_toasts(page: Any) -> Any:
@@ -35,16 +49,10 @@ def send_message(page: Any, text: str, level: str, button: str = "Send") -> None
 
 
 def test_a_message_from_another_tab_is_a_toast_in_both_and_on_no_page_after(
-    site: Site, new_page: Callable[..., Any]
+    live: str, new_page: Callable[..., Any]
 ) -> None:
-    manage(
-        site.env,
-        "shell",
-        "-c",
-        f"from django.contrib.auth.models import User; User.objects.create_user({USER!r}, password='x')",
-    )
-    watching = login(new_page(), site.url, USER, "x")
-    sending = open_home(new_page(tab_of=watching), site.url)
+    watching = login(new_page(), live, USER, "x")
+    sending = open_home(new_page(tab_of=watching), live)
 
     send_message(sending, HTML, "warning")
     toast = message_toasts(watching).filter(has_text="Saved")
