@@ -25,9 +25,10 @@ from wsgateway.checks import (
     check_settings,
     check_token_max_age,
 )
-from wsgateway.conf import KEYS, MAX_GROUP_PREFIX_LENGTH, Shape
+from wsgateway.conf import KEYS, MAX_GROUP_PREFIX_LENGTH
 from wsgateway.groups import user_group
 from wsgateway.origin import origin_allowed
+from wsgateway.shapes import Shape
 from wsgateway.wiring import check_asgi_routing, check_runserver
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -17,9 +17,10 @@ from django.core.checks import CheckMessage, Error, Tags, Warning
 from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
-from .conf import DAPHNE_MAX_SEND, IMPORT_STRINGS, KEYS, Key, Shape, gateway_settings
+from .conf import DAPHNE_MAX_SEND, IMPORT_STRINGS, KEYS, gateway_settings
 from .layers.extensions import CONNECTIONS, is_process_local, supports
 from .notifications.checks import email_fallback_errors, kind_errors
+from .shapes import Key, Shape
 from .wiring import check_asgi_routing, check_runserver
 
 #: What Channels accepts in a group name (``BaseChannelLayer.group_name_regex``, whose ``\d``
