@@ -199,6 +199,19 @@ async def test_a_socket_moves_connects_frames_errors_and_closes(alice: Any) -> N
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_sync_page_is_counted_and_a_refused_sync_is_not(alice: Any) -> None:
+    before = sample("wsgateway_catchup_pages_total", source="sync")
+    async with connected(alice) as socket:
+        await socket.send("notifications", {"action": "sync", "data": {"since": 0}}, "s1")
+        page = await socket.receive()
+        assert page["id"] == "s1" and "notifications" in page["payload"], page
+        assert sample("wsgateway_catchup_pages_total", source="sync") == before + 1
+        await socket.send("notifications", {"action": "sync", "data": {"since": -1}}, "s2")
+        assert await socket.receive() == error_frame("notifications", "invalid_data", "s2")
+    assert sample("wsgateway_catchup_pages_total", source="sync") == before + 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_push_is_counted_once_per_user_and_its_fan_out_once() -> None:
     before = (
         sample("wsgateway_pushes_total"),

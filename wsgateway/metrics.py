@@ -84,6 +84,9 @@ OUTBOUND_CLOSED = "outbound.closed"
 OUTBOUND_WAITED = "outbound.waited"
 #: Sockets brought back in step after a layer outage or overflow: groups re-joined, connect frames resent.
 SOCKETS_RESYNCED = "sockets.resynced"
+#: Pages of missed notifications served: on a resync's connect frame, and on a client's "sync".
+CATCHUP_RESYNC = "catchup.resync"
+CATCHUP_SYNC = "catchup.sync"
 #: Frames not sent because they were over ``MAX_SEND_SIZE``: replies and connect frames (answered
 #: ``too_large`` instead) and pushes (dropped; a notification's stays listable, trimmed).
 SEND_TOO_LARGE = "send.too_large"
@@ -158,6 +161,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wsgateway_frames_too_large_total": ("Frames not sent: over MAX_SEND_SIZE.", ()),
     "wsgateway_flow_control_waits_total": ("Frames that waited for room in their socket's window.", ()),
     "wsgateway_resyncs_total": ("Sockets resynced after a layer outage or overflow.", ()),
+    "wsgateway_catchup_pages_total": (
+        "Pages of missed notifications served, by what asked: a resync's connect frame or a client's sync.",
+        ("source",),
+    ),
     "wsgateway_requests_total": (
         "Requests to clients (wsgateway.asking), by outcome.",
         ("outcome",),
@@ -213,6 +220,8 @@ ROUTES: dict[str, tuple[str, tuple[str, ...]] | None] = {
     OUTBOUND_CLOSED: None,
     OUTBOUND_WAITED: ("wsgateway_flow_control_waits_total", ()),
     SOCKETS_RESYNCED: ("wsgateway_resyncs_total", ()),
+    CATCHUP_RESYNC: ("wsgateway_catchup_pages_total", ("resync",)),
+    CATCHUP_SYNC: ("wsgateway_catchup_pages_total", ("sync",)),
     SEND_TOO_LARGE: ("wsgateway_frames_too_large_total", ()),
     REQUESTS_SENT: ("wsgateway_requests_total", ("sent",)),
     REQUESTS_ANSWERED: ("wsgateway_requests_total", ("answered",)),
