@@ -336,3 +336,21 @@ def test_without_prometheus_client_the_scrape_says_what_to_install(monkeypatch: 
 
 def create_user_sync(username: str, **fields: Any) -> Any:
     return get_user_model().objects.create_user(username=username, password="x", **fields)
+
+
+def test_a_dead_process_s_live_gauges_are_forgotten_and_its_counters_kept(tmp_path: Any) -> None:
+    from wsgateway.metrics_view import forget_dead
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    for name in (
+        f"gauge_liveall_{ended.pid}.db",
+        f"counter_{ended.pid}.db",
+        f"gauge_liveall_{os.getpid()}.db",
+    ):
+        (tmp_path / name).write_bytes(b"")
+    assert forget_dead(str(tmp_path)) == [ended.pid]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"counter_{ended.pid}.db", f"gauge_liveall_{os.getpid()}.db"]  # a counter stays in the sum
+    )
+    assert forget_dead(str(tmp_path)) == []

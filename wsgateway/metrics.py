@@ -190,8 +190,8 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
 }
 
 #: The gauge of open sockets. Under PROMETHEUS_MULTIPROC_DIR, one sample per process (a ``pid``
-#: label; "liveall"): the sockets of each process, not only their sum. A dead process's sample stays
-#: until the server marks it dead (gunicorn's ``child_exit``) or the directory is emptied at a start.
+#: label; "liveall"): the sockets of each process, not only their sum. A dead process's sample goes
+#: at the next scrape (wsgateway.metrics_view.forget_dead), or when gunicorn's ``child_exit`` marks it.
 SOCKETS_OPEN = "wsgateway_sockets_open"
 SOCKETS_OPEN_DOC = "Sockets open now, by consumer (and, multiprocess, by process)."
 
