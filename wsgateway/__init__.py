@@ -5,8 +5,8 @@ Public API: :func:`notify`, :func:`anotify`, :func:`issue_token`, :func:`close_u
 :func:`aask`, :func:`broadcast`, :func:`abroadcast`, :func:`close_sockets`, :func:`aclose_sockets`,
 :func:`local_sockets`, :func:`user_sockets`, :func:`auser_sockets`, :func:`is_online`,
 :func:`ais_online`, :func:`online_users`, :func:`aonline_users`, :func:`online_since`,
-:func:`aonline_since`, :func:`socket_count`, :func:`asocket_count`; the consumers live in ``wsgateway.consumers`` and the URL patterns in
-``wsgateway.routing``.
+:func:`aonline_since`, :func:`socket_count`, :func:`asocket_count`; the consumers live in
+``wsgateway.consumers`` and the URL patterns in ``wsgateway.routing``.
 """
 
 from __future__ import annotations

@@ -590,7 +590,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: one page of the online users, from ``cursor`` (0 to start); the next cursor is 0
         at the end. ZSCAN: bounded work per call, and a user may come twice."""
         cursor, page = await self._state().client.zscan(self.online_key, cursor, count=count)
-        return int(cursor), [user.decode() if isinstance(user, bytes) else str(user) for user, _ in page]
+        return int(cursor), [_text(user) for user, _ in page]
 
     async def presence_online(self, user: str) -> bool:
         """Extension: whether ``user`` is online, on any process."""
@@ -612,7 +612,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
             pipe.zcard(self.since_key)
             pipe.zrange(self.since_key, offset, offset + count - 1, withscores=True)
             total, page = await pipe.execute()
-        return int(total), [(user.decode() if isinstance(user, bytes) else str(user), float(since)) for user, since in page]
+        return int(total), [(_text(user), float(since)) for user, since in page]
 
     async def presence_sockets(self, users: list[str]) -> list[int]:
         """Extension: how many sockets each of ``users`` has open now, on every process, in one call."""
@@ -635,3 +635,8 @@ class RedisChannelLayer(LocalDeliveryLayer):
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+
+
+def _text(value: Any) -> str:
+    """A member as Redis returned it (bytes, without ``decode_responses``), as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
