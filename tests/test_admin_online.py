@@ -20,6 +20,7 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.test import Client, override_settings
 from django.urls import reverse
+from django.utils import translation
 
 from tests.support.communicators import PASSWORD, connected, error_frame
 from tests.support.servers import free_port
@@ -130,6 +131,16 @@ def test_a_user_within_the_grace_and_a_key_no_user_has() -> None:
     html = client_of(viewer).get(PAGE).content.decode()
     assert rows(html) == [(str(viewer.pk), "0"), ("999999", "0")]
     assert "reconnecting within the grace" in html and "999999 (no such user)" in html
+
+
+def test_the_page_speaks_german() -> None:
+    viewer = make_user("viewer", VIEW, CLOSE_SOCKETS)
+    presence._local.join(str(viewer.pk), "ws.a")
+    with translation.override("de"):
+        html = client_of(viewer).get(PAGE).content.decode()
+    assert (
+        "Online seit" in html and "1 Benutzer online" in html and "Die Sockets von viewer schließen" in html
+    )
 
 
 def test_no_one_online() -> None:
