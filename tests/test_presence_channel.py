@@ -13,12 +13,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from channels.layers import get_channel_layer
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers, get_channel_layer
+from django.test import override_settings
 
 from tests.support.communicators import Socket, connected, create_user, error_frame, frame
 from wsgateway import presence
 from wsgateway.conf import gateway_settings
 from wsgateway.exceptions import GatewayError, InvalidData
+from wsgateway.groups import push_event, send_to_groups
 from wsgateway.layers import InProcessChannelLayer
 from wsgateway.membership import Membership
 from wsgateway.services import presence as channel
@@ -297,6 +300,32 @@ async def test_past_the_bound_in_all_nothing_of_the_new_watch_is_joined(ann: Any
         assert await socket.action("presence", "watch", watch("1"), id=3) == frame(
             "presence", {"users": {"1": False}, "refused": []}, 3
         ), "one more fits"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_watcher_whose_pushes_were_lost_is_sent_every_state_on_its_resync(
+    ann: Any, alice: Any
+) -> None:
+    key = str(alice.pk)
+    config = {"BACKEND": "wsgateway.layers.InProcessChannelLayer", "CONFIG": {"capacity": 5}}
+    served = {"SERVICES": [SERVICE], "PRESENCE_VISIBLE": EVERYONE}
+    with override_settings(CHANNEL_LAYERS={"default": config}, WSGATEWAY=served):
+        try:
+            async with opened(ann) as watcher:
+                assert (await watcher.action("presence", "watch", watch(key)))["payload"]["users"] == {
+                    key: False
+                }
+                presence._local.join(key, "specific.test!elsewhere")  # online, and its push lost
+                # From a worker thread: the pushes reach the layer in one callback of the loop, so all
+                # but the queue's 5 are dropped, and the socket resyncs.
+                stale = push_event(channel.CHANNEL, {"user": key, "online": False})
+                await database_sync_to_async(send_to_groups)([(watchers_group(key), stale)] * 20)
+                live = [await watcher.receive() for _ in range(5)]
+                assert all(pushed["payload"] == {"user": key, "online": False} for pushed in live)
+                assert await watcher.receive() == frame("gateway", {"resync": True})
+                assert await watcher.receive() == frame("presence", {"users": {key: True}})
+        finally:
+            channel_layers.backends.clear()
 
 
 async def test_nothing_is_pushed_when_the_site_does_not_serve_the_channel(
