@@ -178,6 +178,16 @@ if os.environ.get("WSGATEWAY_MAINTENANCE_CHECK_INTERVAL"):
     WSGATEWAY["MAINTENANCE_CHECK_INTERVAL"] = int(os.environ["WSGATEWAY_MAINTENANCE_CHECK_INTERVAL"])
 if os.environ.get("WSGATEWAY_MAX_CONNECTIONS_PER_USER"):
     WSGATEWAY["MAX_CONNECTIONS_PER_USER"] = int(os.environ["WSGATEWAY_MAX_CONNECTIONS_PER_USER"])
+# WSGATEWAY_PRESENCE_CHANNEL=1: the presence channel too (green dots, docs/connections.md), and the demo's
+# users may all watch one another, as in a small team (wsgateway's default shows a user only themselves).
+# Off by default: one more channel in the hello changes what every other live test reads.
+if os.environ.get("WSGATEWAY_PRESENCE_CHANNEL") == "1":
+    WSGATEWAY["SERVICES"] = [
+        "wsgateway.services.notifier.NotifierService",
+        "wsgateway.services.clipboard.ClipboardService",
+        "wsgateway.services.presence.PresenceService",
+    ]
+    WSGATEWAY["PRESENCE_VISIBLE"] = "wsgateway.services.presence.all_users"
 # WSGATEWAY_EXTRA: more keys, as a JSON object, for a live test that moves a limit.
 if os.environ.get("WSGATEWAY_EXTRA"):
     WSGATEWAY.update(json.loads(os.environ["WSGATEWAY_EXTRA"]))

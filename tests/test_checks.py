@@ -206,6 +206,7 @@ def test_e003_is_silent_for_an_outbound_window_on_its_bounds(window: int) -> Non
         ("AUTHENTICATORS", ["wsgateway.auth.TokenAuthenticator"]),
         ("AUTHENTICATORS", ["nodots"]),
         ("CLIPBOARD_PERMISSION", "wsgateway.services.clipboard.may_view"),
+        ("PRESENCE_VISIBLE", "wsgateway.services.presence.friends"),
     ],
 )
 def test_e004_dotted_path_that_cannot_be_imported(key: str, value: Any) -> None:
@@ -276,6 +277,7 @@ def test_e005_is_silent_for_distinct_channels() -> None:
         ("ALLOWED_ORIGINS", [None]),
         ("CLIPBOARD_PERMISSION", None),
         ("CLIPBOARD_PERMISSION", ["wsgateway.services.clipboard.user_can_view"]),
+        ("PRESENCE_VISIBLE", None),
         ("TOKEN_COOKIE_NAME", 1),
         ("CHANNEL_LAYER", None),
         ("GROUP_PREFIX", 7),

@@ -297,6 +297,13 @@ KEYS: dict[str, Key] = {
         f"within it sends neither user_offline nor user_online. At most {MAX_PRESENCE_GRACE}.",
         most=MAX_PRESENCE_GRACE,
     ),
+    # Being online is personal data: the default shows a non-staff user no one but themselves.
+    "PRESENCE_VISIBLE": Key(
+        "wsgateway.services.presence.staff_see_all",
+        Shape.DOTTED_PATH,
+        "Callable (user, ids) -> the ids of those the user may watch on the presence channel; by default "
+        "staff see everyone, anyone else only themselves.",
+    ),
     "MAX_CONNECTIONS_PER_USER": Key(
         20,
         Shape.POSITIVE_INTEGER,
@@ -453,6 +460,7 @@ class GatewaySettings:
     MAX_MESSAGE_SIZE = Setting(int)
     TOKEN_MAX_AGE = Setting(int)
     PRESENCE_GRACE = Setting(int)
+    PRESENCE_VISIBLE = Setting(str)
     REVALIDATE_INTERVAL = Setting(int)
     TOKEN_COOKIE_NAME = Setting(_optional_name)
     CHANNEL_LAYER = Setting(str)
