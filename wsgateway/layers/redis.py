@@ -35,7 +35,7 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
-from .extensions import PRESENCE, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
+from .extensions import PRESENCE, STATUS, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
 from .redis_scripts import (
     CONNECTION_ADD,
     CONNECTION_CHECK,
@@ -45,6 +45,8 @@ from .redis_scripts import (
     PRESENCE_LEAVE,
     PRESENCE_RENEW,
     PRESENCE_SWEEP,
+    STATUS_LIVE,
+    STATUS_PUBLISH,
 )
 
 logger = logging.getLogger("wsgateway")
@@ -115,6 +117,8 @@ class _LoopState:
         self.presence_leave = self.client.register_script(PRESENCE_LEAVE)
         self.presence_renew = self.client.register_script(PRESENCE_RENEW)
         self.presence_sweep = self.client.register_script(PRESENCE_SWEEP)
+        self.status_publish = self.client.register_script(STATUS_PUBLISH)
+        self.status_live = self.client.register_script(STATUS_LIVE)
         #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
         #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
         #: may expire unrenewed).
@@ -260,7 +264,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
     each process's inboxes.
     """
 
-    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE]
+    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, STATUS]
 
     def __init__(
         self,
@@ -588,6 +592,30 @@ class RedisChannelLayer(LocalDeliveryLayer):
     async def presence_online(self, user: str) -> bool:
         """Extension: whether ``user`` is online, on any process."""
         return await self._state().client.zscore(self.online_key, user) is not None
+
+    # -- status --------------------------------------------------------------------------
+
+    @property
+    def status_key(self) -> str:
+        return f"{self.prefix}:st"
+
+    async def status_publish(self, process: str, snapshot: str, ttl: float) -> None:
+        """Extension: ``snapshot`` is ``process``'s for ``ttl`` seconds (extensions.STATUS)."""
+        await self._state().status_publish(
+            keys=[self.status_key, f"{self.status_key}:{process}"],
+            args=[process, snapshot, max(int(ttl * 1000), 1)],
+        )
+
+    async def status_read(self, limit: int) -> list[str]:
+        """Extension: the processes' snapshots not expired, at most ``limit``: one script for their
+        names, one MGET for their snapshots (one that expired in between is left out)."""
+        state = self._state()
+        processes = await state.status_live(keys=[self.status_key], args=[limit])
+        if not processes:
+            return []
+        names = [p.decode() if isinstance(p, bytes) else str(p) for p in processes]
+        found = await state.client.mget([f"{self.status_key}:{name}" for name in names])
+        return [s.decode() if isinstance(s, bytes) else s for s in found if s is not None]
 
     # -- flush ---------------------------------------------------------------------------
 
