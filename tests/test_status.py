@@ -212,6 +212,12 @@ async def test_the_reporters_rates_count_what_happened_between_two_snapshots() -
     # Other tests of this process may connect meanwhile: at least these six, over the three seconds.
     assert snapshot["window"] == 3.0 and snapshot["rates"]["connects"] >= 2.0
     assert snapshot["at"] == clock.now
+    # Over RATE_WINDOW seconds, about: from the oldest reading that leaves no younger one that old.
+    clock.now += 8.0
+    assert reporter.snapshot()["window"] == 11.0, "the first reading is the oldest within the window"
+    clock.now += 3.0
+    assert reporter.snapshot()["window"] == 11.0, "the first is dropped: the second is 11 s old"
+    assert len(reporter.readings) == 3
 
 
 @pytest.mark.django_db(transaction=True)
@@ -243,7 +249,7 @@ def test_the_text_view_has_a_row_per_process_and_what_moved_under_it() -> None:
     text = render_text(report(two_processes(), 2001.0, on, ["1", "2", "3"]))
     lines = text.splitlines()
     assert (
-        "2 processes, 6 sockets, 3 users online, MAINTENANCE ON since 2026-12-05T06:00:00+00:00" in lines[0]
+        "processes 2, sockets 6, users online 3, MAINTENANCE ON since 2026-12-05T06:00:00+00:00" in lines[0]
     )
     assert lines[2].split()[:3] == ["PID", "HOST", "SERVER"]
     row = next(line for line in lines if line.startswith("4242"))
@@ -255,7 +261,7 @@ def test_the_text_view_has_a_row_per_process_and_what_moved_under_it() -> None:
     other = next(line for line in lines if line.startswith("77 "))
     assert other.split()[2:5] == ["?", "1m39s", "2"] and " - " in other, "no rate yet: '-'"
     empty = render_text(report([], 2001.0, None, None))
-    assert "0 processes, 0 sockets, ? users online, maintenance off" in empty
+    assert "processes 0, sockets 0, users online ?, maintenance off" in empty
     assert "No process is publishing its status" in empty
 
 
@@ -332,4 +338,31 @@ def test_the_command_reads_back_what_a_process_published(redis_url: str) -> None
         assert view["maintenance"] == {"on": False} and view["online_users"] == 0
         out = io.StringIO()
         call_command("wsgateway_status", "--once", stdout=out)
-        assert "1 processes, 4 sockets" in out.getvalue() and "4242" in out.getvalue()
+        assert "processes 1, sockets 4" in out.getvalue() and "4242" in out.getvalue()
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_the_live_view_refreshes_until_ctrl_c(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsgateway.management.commands import wsgateway_status
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(wsgateway_status, "wait", sleep)
+    layers = {
+        "default": {
+            "BACKEND": "wsgateway.layers.redis.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"status-{secrets.token_hex(4)}"},
+        }
+    }
+    with override_settings(CHANNEL_LAYERS=layers):
+        out = io.StringIO()
+        call_command("wsgateway_status", "--interval", "5", stdout=out)  # returns: no traceback
+    assert waits == [5.0, 5.0, 5.0]
+    assert out.getvalue().count("No process is publishing its status") == 3
+    assert out.getvalue().endswith("\n\n"), "the prompt on a line of its own"

@@ -4,8 +4,8 @@ on the channel layer every :data:`INTERVAL` seconds while it has sockets.
 
 The snapshot is built from the process's own counters, read in its memory (:func:`read_counters`:
 ``wsgateway.metrics``' integers, and prometheus-client's samples of this process when it is installed),
-never from a scrape. The rates and the latency are over the time since the process's previous
-snapshot: two readings of the same counters, by the same clock.
+never from a scrape. The rates and the latency are over the last :data:`RATE_WINDOW` seconds: two
+readings of the same counters, by the same clock.
 
 On a layer with the ``status`` extension (wsgateway's Redis layer) each snapshot lives :data:`TTL`
 seconds, so a process that died is gone from the list within that. When a process's last socket ends
@@ -29,6 +29,7 @@ import socket
 import sys
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ logger = logging.getLogger("wsgateway")
 INTERVAL = 2.0
 #: Seconds a snapshot lives: three intervals, so that one late publish does not drop a living process.
 TTL = 3 * INTERVAL
+#: Seconds the rates and the latency are measured over (about: from the oldest reading kept, up to
+#: this old, to the newest): one interval's are too few events to read, at a few per second.
+RATE_WINDOW = 10.0
 #: Seconds the last snapshot of a process whose last socket ended lives.
 IDLE_KEEP = 60.0
 #: Least seconds between two publishes of one reporter, however often its last socket comes and goes.
@@ -312,7 +316,7 @@ class StatusReporter:
     """One event loop's publisher of this process's snapshot on ``layer``: runs while the loop has
     sockets, publishes every :data:`INTERVAL` seconds, and once more when the last one ends."""
 
-    __slots__ = ("__weakref__", "channels", "clock", "last", "layer", "previous", "task", "wakeup", "wall")
+    __slots__ = ("__weakref__", "channels", "clock", "last", "layer", "readings", "task", "wakeup", "wall")
 
     def __init__(
         self, layer: Any, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
@@ -322,8 +326,8 @@ class StatusReporter:
         self.wall = wall
         #: This loop's sockets, by channel name: a set, so that an end without its accept changes nothing.
         self.channels: set[str] = set()
-        #: The previous reading of the counters, and when it was taken (``clock``).
-        self.previous: tuple[Counters, float] | None = None
+        #: The readings of the counters within RATE_WINDOW, and when each was taken (``clock``), oldest first.
+        self.readings: deque[tuple[Counters, float]] = deque()
         self.last = -math.inf
         self.task: asyncio.Task[None] | None = None
         self.wakeup = asyncio.Event()
@@ -339,10 +343,12 @@ class StatusReporter:
             self.wakeup.set()  # the last snapshot now, not at the next round
 
     def snapshot(self) -> dict[str, Any]:
-        """This process's snapshot now; the reading it is built from is the next one's previous."""
+        """This process's snapshot now, its rates and latency since the oldest reading kept."""
         counters, now = read_counters(), self.clock()
-        before, then = self.previous if self.previous is not None else (None, now)
-        self.previous = (counters, now)
+        while len(self.readings) > 1 and now - self.readings[1][1] >= RATE_WINDOW:
+            self.readings.popleft()  # the next is old enough: bounded by RATE_WINDOW / MIN_GAP readings
+        before, then = self.readings[0] if self.readings else (None, now)
+        self.readings.append((counters, now))
         return build(counters, before, this_process(), self.wall(), now - then)
 
     async def publish(self, idle: bool) -> None:
