@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.servers import (
     Daphne,
     HttpSession,
+    Server,
     close_code,
     connect_frames,
     daphnes_on_redis,
@@ -76,7 +77,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
 
 
-def scrape(daphne: Daphne, token: str | None = TOKEN) -> tuple[int, str]:
+def scrape(daphne: Server, token: str | None = TOKEN) -> tuple[int, str]:
     request = urllib.request.Request(f"{daphne.http_url}/wsgateway/metrics")
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
@@ -88,7 +89,7 @@ def scrape(daphne: Daphne, token: str | None = TOKEN) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def samples(daphne: Daphne) -> Samples:
+def samples(daphne: Server) -> Samples:
     status, text = scrape(daphne)
     assert status == 200, text
     return [
