@@ -107,11 +107,11 @@ async def test_the_status_reports_both_processes_with_their_sockets(cluster: Clu
         assert view["online_users"] >= 2, "alice and bob"
 
         # A push from a fourth process (manage.py notify) reaches alice's two sockets on the second.
-        delivered = processes[second]["totals"]["delivered"]
+        sent = processes[second]["totals"]["frames_out"]
         await asyncio.to_thread(manage, cluster.env, "notify", "alice", "Counted", "--category", "info")
         for ws in on_second:
             assert (await recv_json(ws))["channel"] == "notifications"
-        await settled(cluster.env, lambda found: found[second]["totals"]["delivered"] >= delivered + 2)
+        await settled(cluster.env, lambda found: found[second]["totals"]["frames_out"] >= sent + 2)
 
         text = (await asyncio.to_thread(manage, cluster.env, "wsgateway_status", "--once")).stdout
         rows = {line.split()[0] for line in text.splitlines() if line[:1].isdigit()}

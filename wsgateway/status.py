@@ -64,14 +64,12 @@ VERSION = 1
 
 LATENCY = "wsgateway_push_latency_seconds"
 LATENCY_BUCKET = LATENCY + "_bucket"
-LATENCY_COUNT = LATENCY + "_count"
 
 #: What a snapshot rates (events per second), by the series it sums.
 RATED: dict[str, str] = {
     "connects": "wsgateway_connects_total",
     "closes": "wsgateway_closes_total",
     "pushes": "wsgateway_pushes_total",
-    "delivered": LATENCY_COUNT,
     "frames_in": "wsgateway_frames_received_total",
     "frames_out": "wsgateway_frames_sent_total",
 }
@@ -91,7 +89,7 @@ LAYER: dict[str, str] = {
     "resyncs": metrics.SOCKETS_RESYNCED,
 }
 #: The series whose samples a snapshot reads through prometheus-client, when it is installed.
-READ_SERIES = (*(s for s in RATED.values() if s != LATENCY_COUNT), metrics.SOCKETS_OPEN, LATENCY)
+READ_SERIES = (*RATED.values(), metrics.SOCKETS_OPEN, LATENCY)
 
 Counters = dict[str, float]
 
@@ -107,7 +105,7 @@ def read_counters() -> Counters:
     found: Counters = dict(metrics.snapshot())
     if metrics.prometheus_client is None:
         return found
-    wanted = {*READ_SERIES, LATENCY_BUCKET, LATENCY_COUNT}
+    wanted = {*READ_SERIES, LATENCY_BUCKET}
     for series in READ_SERIES:
         metric = metrics.SERIES.get(series)
         if metric is None:
@@ -119,11 +117,8 @@ def read_counters() -> Counters:
     return found
 
 
-def total(counters: Mapping[str, float], series: str) -> float | None:
-    """The sum of ``series``' samples, 0 for a series never counted; None for the latency's count
-    when no histogram is kept (no prometheus-client): "not measured", not "none"."""
-    if series == LATENCY_COUNT and series not in counters:
-        return None
+def total(counters: Mapping[str, float], series: str) -> float:
+    """The sum of ``series``' samples, 0 for a series never counted."""
     prefix = series + ":"
     return sum(v for k, v in counters.items() if k == series or k.startswith(prefix))
 
@@ -173,7 +168,8 @@ def quantile(cumulative: list[tuple[float, float]], q: float) -> float | None:
 
 def latency(previous: Mapping[str, float] | None, current: Mapping[str, float]) -> dict[str, Any] | None:
     """Push latency since ``previous`` (since the start without it): p50 and p99 in seconds, and how
-    many pushes were measured. None when no histogram is kept (no prometheus-client)."""
+    many frames were timed (one pushed frame in metrics.LATENCY_SAMPLE is). None when no histogram is
+    kept (no prometheus-client)."""
     now = buckets(current)
     if not now:
         return None
@@ -182,22 +178,21 @@ def latency(previous: Mapping[str, float] | None, current: Mapping[str, float]) 
     return {
         "p50": _rounded(quantile(window, 0.5), 6),
         "p99": _rounded(quantile(window, 0.99), 6),
-        "count": int(window[-1][1]),
+        "samples": int(window[-1][1]),
     }
 
 
 def rates(
     previous: Mapping[str, float] | None, current: Mapping[str, float], seconds: float
-) -> dict[str, float | None] | None:
+) -> dict[str, float] | None:
     """Events per second over ``seconds``, from two readings of the counters; None without a
     previous reading. A counter that went down (it cannot, but a reading may be partial) rates 0."""
     if previous is None or seconds <= 0:
         return None
-    found: dict[str, float | None] = {}
-    for name, series in RATED.items():
-        before, now = total(previous, series), total(current, series)
-        found[name] = None if before is None or now is None else round(max(now - before, 0.0) / seconds, 3)
-    return found
+    return {
+        name: round(max(total(current, series) - total(previous, series), 0.0) / seconds, 3)
+        for name, series in RATED.items()
+    }
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -272,7 +267,7 @@ def build(
         "at": round(at, 3),
         "sockets": sum(by_endpoint.values()),
         "endpoints": by_endpoint,
-        "totals": {name: None if n is None else int(n) for name, n in totals.items()},
+        "totals": {name: int(n) for name, n in totals.items()},
         "window": None if previous is None else round(window, 3),
         "rates": rates(previous, counters, window),
         "latency": latency(previous, counters),

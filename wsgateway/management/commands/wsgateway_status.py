@@ -94,7 +94,7 @@ def _ms(latency: dict[str, Any] | None, name: str) -> str:
 
 
 COLUMNS: tuple[str, ...] = (
-    *("PID", "HOST", "SERVER", "UP", "SOCKETS", "CONN/S", "PUSH/S", "SENT/S", "IN/S", "OUT/S"),
+    *("PID", "HOST", "SERVER", "UP", "SOCKETS", "CONN/S", "PUSH/S", "IN/S", "OUT/S"),
     *("P50 MS", "P99 MS", "SEEN"),
 )
 
@@ -133,7 +133,7 @@ def render_text(view: dict[str, Any]) -> str:
                 p.get("server") or "?",
                 _duration(p["at"] - p["started"]),
                 str(p["sockets"]),
-                *(_rate(rates, n) for n in ("connects", "pushes", "delivered", "frames_in", "frames_out")),
+                *(_rate(rates, n) for n in ("connects", "pushes", "frames_in", "frames_out")),
                 _ms(latency, "p50"),
                 _ms(latency, "p99"),
                 f"{p['age']:.0f}s ago",
