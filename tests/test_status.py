@@ -9,7 +9,10 @@ import asyncio
 import io
 import json
 import math
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -140,6 +143,50 @@ def test_the_server_is_named_by_the_command_line() -> None:
     # A uvicorn worker under gunicorn, and a process that does not say: not daphne for its import alone.
     assert status.server_name(["python"], {"gunicorn": object(), "daphne": object()}) == "gunicorn"
     assert status.server_name(["python"], {"daphne": object()}) is None
+
+
+SNAPSHOT_OF_A_FRESH_PROCESS = (
+    "import time\n"
+    "from wsgateway import metrics, status\n"
+    "meter = metrics.SocketMeter('GatewayConsumer', frozenset({'gateway'}))\n"
+    "meter.opened(); meter.sent('gateway'); meter.received('gateway')\n"
+    "metrics.increment(metrics.CONNECTIONS_REFUSED)\n"
+    "for _ in range(32): metrics.push_delivered(time.time() - 0.003)\n"
+    "snapshot = status.build(status.read_counters(), None, status.this_process(), time.time(), 0.0)\n"
+    "print(status.encode(snapshot))\n"
+)
+
+
+@pytest.mark.parametrize("mode", ["without prometheus-client", "multiprocess"])
+def test_a_process_reads_its_own_counters(mode: str, tmp_path: Any) -> None:
+    """What a snapshot reads of a fresh process (a subprocess): the integers alone without the extra;
+    prometheus-client's values of this process in its multiprocess mode, not the files' sum."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    code = SNAPSHOT_OF_A_FRESH_PROCESS
+    runs = 1
+    if mode == "multiprocess":
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+        runs = 2  # the second reads its own samples, not the first's beside them in the directory
+    else:
+        code = "import sys; sys.modules['prometheus_client'] = None\n" + code
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    if mode == "multiprocess":
+        assert len(list(tmp_path.glob("counter_*.db"))) == 2, "two processes wrote their samples"
+    snapshot = json.loads(done.stdout)
+    assert snapshot["sockets"] == 1 and snapshot["endpoints"] == {"GatewayConsumer": 1}
+    assert snapshot["totals"]["connects"] == 1 and snapshot["totals"]["frames_out"] == 1
+    assert snapshot["totals"]["frames_in"] == 1 and snapshot["refusals"]["cap"] == 1
+    if mode == "multiprocess":
+        # One frame in metrics.LATENCY_SAMPLE timed: 2 of the 32, each of 3 ms.
+        assert snapshot["latency"]["samples"] == 32 // metrics.LATENCY_SAMPLE
+        assert 0.0025 <= snapshot["latency"]["p50"] <= 0.005
+    else:
+        assert snapshot["latency"] is None, "no histogram without prometheus-client"
 
 
 # -- the reporter on a fake layer and clock ------------------------------------------------------
@@ -283,6 +330,15 @@ def test_the_command_says_it_needs_the_redis_layer() -> None:
 def test_the_command_refuses_an_interval_out_of_bounds() -> None:
     with pytest.raises(CommandError, match="interval"):
         call_command("wsgateway_status", "--once", "--interval", "0.01")
+
+
+def test_the_command_says_so_when_redis_does_not_answer() -> None:
+    from tests.support.servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    layers = {"default": {"BACKEND": "wsgateway.layers.redis.RedisChannelLayer", "CONFIG": {"hosts": [url]}}}
+    with override_settings(CHANNEL_LAYERS=layers), pytest.raises(CommandError, match="could not read"):
+        call_command("wsgateway_status", "--once")
 
 
 @pytest.fixture
