@@ -132,7 +132,8 @@ def test_a_reader_keeps_only_snapshots_it_understands() -> None:
     other = status.encode(
         status.build(counters(), None, Process("web-0-7-x", 7, "web-0", None, 1.0), at=2000.0, window=0.0)
     )
-    texts = [good, "not json", json.dumps({"v": 99, "pid": 1, "at": 1}), "[1]", "x" * 9000, other]
+    partial = json.dumps({"v": status.VERSION, "pid": 1, "at": 1.0})
+    texts = [good, "not json", json.dumps({"v": 99, "pid": 1, "at": 1}), partial, "[1]", "x" * 9000, other]
     assert [s["pid"] for s in status.decode(texts)] == [7, 4242], "ordered by host, then pid"
 
 

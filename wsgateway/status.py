@@ -59,8 +59,9 @@ MAX_SNAPSHOT = 8 * 1024
 MAX_ENDPOINTS = 32
 #: Longest endpoint name kept (a consumer class's name).
 MAX_ENDPOINT_NAME = 100
-#: The snapshot's format; a reader skips one of another.
+#: The snapshot's format; a reader skips one of another, or one without the keys it shows.
 VERSION = 1
+REQUIRED = frozenset({"id", "host", "at", "started", "sockets", "endpoints", "totals", "refusals", "layer"})
 
 LATENCY = "wsgateway_push_latency_seconds"
 LATENCY_BUCKET = LATENCY + "_bucket"
@@ -299,6 +300,7 @@ def decode(texts: list[str]) -> list[dict[str, Any]]:
             isinstance(snapshot, dict)
             and snapshot.get("v") == VERSION
             and isinstance(snapshot.get("pid"), int)
+            and REQUIRED <= snapshot.keys()
         ):
             found.append(snapshot)
     return sorted(found, key=lambda s: (str(s.get("host")), s["pid"], str(s.get("id"))))
@@ -352,10 +354,9 @@ class StatusReporter:
         if wait > 0:
             await asyncio.sleep(wait)
         self.last = self.clock()
+        text = encode(self.snapshot())  # outside the try: a failure here is a bug, and says so
         try:
-            await self.layer.status_publish(
-                this_process().id, encode(self.snapshot()), IDLE_KEEP if idle else TTL
-            )
+            await self.layer.status_publish(this_process().id, text, IDLE_KEEP if idle else TTL)
         except Exception as exc:  # the layer is down: the watchdog says so; the next round publishes
             logger.debug("wsgateway: could not publish the process's status: %s", exc)
 
