@@ -114,6 +114,11 @@ class CoolingDown(Exception):
 #: - ``async presence_scan(cursor, count) -> (cursor, users)``: a page of the online users, bounded work
 #:   per call; the cursor starts and ends at 0, and a user may come on two pages.
 #: - ``async presence_online(user) -> bool``.
+#: - ``async presence_since(users) -> list[float | None]``: when each came online (Unix time), None for
+#:   one who is not: kept from the call that brought them online until the one that took them offline.
+#: - ``async presence_page(offset, count) -> (total, [(user, since)])``: how many are online, and a page
+#:   of them, the longest online first.
+#: - ``async presence_sockets(users) -> list[int]``: how many sockets each has open now, in one call.
 #:
 #: Only a layer shared by processes declares it (wsgateway's Redis layer): on any other, each process
 #: keeps its own users' presence (``wsgateway.presence.LocalPresence``), exact for that process.

@@ -44,6 +44,7 @@ from .redis_scripts import (
     PRESENCE_JOIN,
     PRESENCE_LEAVE,
     PRESENCE_RENEW,
+    PRESENCE_SOCKETS,
     PRESENCE_SWEEP,
     STATUS_LIVE,
     STATUS_PUBLISH,
@@ -117,6 +118,7 @@ class _LoopState:
         self.presence_leave = self.client.register_script(PRESENCE_LEAVE)
         self.presence_renew = self.client.register_script(PRESENCE_RENEW)
         self.presence_sweep = self.client.register_script(PRESENCE_SWEEP)
+        self.presence_sockets = self.client.register_script(PRESENCE_SOCKETS)
         self.status_publish = self.client.register_script(STATUS_PUBLISH)
         self.status_live = self.client.register_script(STATUS_LIVE)
         #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
@@ -557,9 +559,13 @@ class RedisChannelLayer(LocalDeliveryLayer):
     def online_key(self) -> str:
         return f"{self.prefix}:online"
 
+    @property
+    def since_key(self) -> str:
+        return f"{self.prefix}:since"
+
     async def presence_join(self, user: str) -> bool:
         """Extension: ``user`` has a socket now; True when they were not online (extensions.PRESENCE)."""
-        return bool(await self._state().presence_join(keys=[self.online_key], args=[user]))
+        return bool(await self._state().presence_join(keys=[self.online_key, self.since_key], args=[user]))
 
     async def presence_leave(self, user: str) -> None:
         """Extension: a socket of ``user`` ended: they were last seen now."""
@@ -570,7 +576,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
         online again, and returned."""
         if not users:
             return []
-        back = await self._state().presence_renew(keys=[self.online_key], args=users)
+        back = await self._state().presence_renew(keys=[self.online_key, self.since_key], args=users)
         return [user.decode() if isinstance(user, bytes) else user for user in back]
 
     async def presence_sweep(self, users: list[str], grace: float) -> list[str]:
@@ -579,7 +585,8 @@ class RedisChannelLayer(LocalDeliveryLayer):
         if not users:
             return []
         gone = await self._state().presence_sweep(
-            keys=[self.online_key, *(self._user_key(user) for user in users)], args=[grace, *users]
+            keys=[self.online_key, self.since_key, *(self._user_key(user) for user in users)],
+            args=[grace, *users],
         )
         return [user.decode() if isinstance(user, bytes) else user for user in gone]
 
@@ -587,11 +594,36 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: one page of the online users, from ``cursor`` (0 to start); the next cursor is 0
         at the end. ZSCAN: bounded work per call, and a user may come twice."""
         cursor, page = await self._state().client.zscan(self.online_key, cursor, count=count)
-        return int(cursor), [user.decode() if isinstance(user, bytes) else str(user) for user, _ in page]
+        return int(cursor), [_text(user) for user, _ in page]
 
     async def presence_online(self, user: str) -> bool:
         """Extension: whether ``user`` is online, on any process."""
         return await self._state().client.zscore(self.online_key, user) is not None
+
+    async def presence_since(self, users: list[str]) -> list[float | None]:
+        """Extension: when each of ``users`` came online (Unix time), None for one who is not; one
+        ``ZMSCORE``."""
+        if not users:
+            return []
+        scores = await self._state().client.zmscore(self.since_key, users)
+        return [None if score is None else float(score) for score in scores]
+
+    async def presence_page(self, offset: int, count: int) -> tuple[int, list[tuple[str, float]]]:
+        """Extension: how many users are online, and ``count`` of them from ``offset`` with when each
+        came online, the longest online first: ``ZCARD`` and ``ZRANGE`` in one round trip, O(log n +
+        count) whatever the offset."""
+        async with self._state().client.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.since_key)
+            pipe.zrange(self.since_key, offset, offset + count - 1, withscores=True)
+            total, page = await pipe.execute()
+        return int(total), [(_text(user), float(since)) for user, since in page]
+
+    async def presence_sockets(self, users: list[str]) -> list[int]:
+        """Extension: how many sockets each of ``users`` has open now, on every process, in one call."""
+        if not users:
+            return []
+        counts = await self._state().presence_sockets(keys=[self._user_key(user) for user in users])
+        return [int(count) for count in counts]
 
     # -- status --------------------------------------------------------------------------
 
@@ -613,9 +645,8 @@ class RedisChannelLayer(LocalDeliveryLayer):
         processes = await state.status_live(keys=[self.status_key], args=[limit])
         if not processes:
             return []
-        names = [p.decode() if isinstance(p, bytes) else str(p) for p in processes]
-        found = await state.client.mget([f"{self.status_key}:{name}" for name in names])
-        return [s.decode() if isinstance(s, bytes) else s for s in found if s is not None]
+        found = await state.client.mget([f"{self.status_key}:{_text(name)}" for name in processes])
+        return [_text(snapshot) for snapshot in found if snapshot is not None]
 
     # -- flush ---------------------------------------------------------------------------
 
@@ -631,3 +662,8 @@ class RedisChannelLayer(LocalDeliveryLayer):
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+
+
+def _text(value: Any) -> str:
+    """A member as Redis returned it (bytes, without ``decode_responses``), as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

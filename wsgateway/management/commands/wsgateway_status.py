@@ -21,8 +21,6 @@ from wsgateway.layers.extensions import STATUS, supports
 #: Bounds of ``--interval``, in seconds: below the publishing interval a refresh shows nothing new.
 MIN_INTERVAL = 0.5
 MAX_INTERVAL = 60.0
-#: Most online users counted (one ZSCAN page of presence.SWEEP_PAGE per round trip): more shows as "10000+".
-ONLINE_LIMIT = 10_000
 #: The terminal's "home and clear screen", written before each refresh of the live view on a terminal.
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -45,11 +43,9 @@ def interval(text: str) -> float:
     return seconds
 
 
-def report(
-    snapshots: list[dict[str, Any]], now: float, state: Any, online: list[str] | None
-) -> dict[str, Any]:
+def report(snapshots: list[dict[str, Any]], now: float, state: Any, online: int | None) -> dict[str, Any]:
     """The whole view: the processes' snapshots, the maintenance (``state``: a maintenance.State,
-    None for off, or "unknown"), and the online users read (None: not read)."""
+    None for off, or "unknown"), and how many users are online (None: not known)."""
     if state == "unknown":
         shown: dict[str, Any] | None = {"on": None}
     elif state is None:
@@ -66,8 +62,7 @@ def report(
         "at": round(now, 3),
         "processes": processes,
         "sockets": sum(s["sockets"] for s in processes),
-        "online_users": None if online is None else len(online),
-        "online_users_capped": online is not None and len(online) >= ONLINE_LIMIT,
+        "online_users": online,
         "maintenance": shown,
     }
 
@@ -104,7 +99,7 @@ def render_text(view: dict[str, Any]) -> str:
     at = datetime.fromtimestamp(view["at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     processes = view["processes"]
     online = view["online_users"]
-    online_text = "?" if online is None else f"{online}{'+' if view['online_users_capped'] else ''}"
+    online_text = "?" if online is None else str(online)
     state = view["maintenance"]
     if state["on"] is None:
         maintenance_text = "maintenance unknown"
@@ -205,7 +200,7 @@ class Command(BaseCommand):
     def read(self, layer: Any) -> dict[str, Any]:
         try:
             texts = run_async(layer.status_read, status.MAX_PROCESSES)
-            online = presence.online_users(ONLINE_LIMIT)
+            online, _ = presence.online_page(0, 1)  # its count: a ZCARD on Redis, whatever the number
         except Exception as exc:  # the layer's error (Redis unreachable), told without a traceback
             raise CommandError(f"could not read the processes' status from the channel layer: {exc}") from exc
         try:
