@@ -125,6 +125,16 @@ class CoolingDown(Exception):
 PRESENCE = "presence"
 
 
+#: Each server process's status (wsgateway.status, ``manage.py wsgateway_status``), on every process:
+#:
+#: - ``async status_publish(process, snapshot, ttl)``: keep ``snapshot`` (a JSON text) as ``process``'s
+#:   (a name unique to the process) for ``ttl`` seconds, replacing the one before.
+#: - ``async status_read(limit) -> list[str]``: the snapshots not expired, at most ``limit``.
+#:
+#: Only a layer shared by processes declares it (wsgateway's Redis layer): on any other, no process can
+#: read another's.
+STATUS = "status"
+
 #: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and
 #: ``flush``, and every extension above but :data:`PROCESS_LOCAL`, which only the in-process one adds.
 WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (

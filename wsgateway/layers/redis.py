@@ -35,7 +35,7 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
-from .extensions import PRESENCE, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
+from .extensions import PRESENCE, STATUS, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
 from .redis_scripts import (
     CONNECTION_ADD,
     CONNECTION_CHECK,
@@ -46,6 +46,8 @@ from .redis_scripts import (
     PRESENCE_RENEW,
     PRESENCE_SOCKETS,
     PRESENCE_SWEEP,
+    STATUS_LIVE,
+    STATUS_PUBLISH,
 )
 
 logger = logging.getLogger("wsgateway")
@@ -117,6 +119,8 @@ class _LoopState:
         self.presence_renew = self.client.register_script(PRESENCE_RENEW)
         self.presence_sweep = self.client.register_script(PRESENCE_SWEEP)
         self.presence_sockets = self.client.register_script(PRESENCE_SOCKETS)
+        self.status_publish = self.client.register_script(STATUS_PUBLISH)
+        self.status_live = self.client.register_script(STATUS_LIVE)
         #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
         #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
         #: may expire unrenewed).
@@ -262,7 +266,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
     each process's inboxes.
     """
 
-    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE]
+    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, STATUS]
 
     def __init__(
         self,
@@ -620,6 +624,29 @@ class RedisChannelLayer(LocalDeliveryLayer):
             return []
         counts = await self._state().presence_sockets(keys=[self._user_key(user) for user in users])
         return [int(count) for count in counts]
+
+    # -- status --------------------------------------------------------------------------
+
+    @property
+    def status_key(self) -> str:
+        return f"{self.prefix}:st"
+
+    async def status_publish(self, process: str, snapshot: str, ttl: float) -> None:
+        """Extension: ``snapshot`` is ``process``'s for ``ttl`` seconds (extensions.STATUS)."""
+        await self._state().status_publish(
+            keys=[self.status_key, f"{self.status_key}:{process}"],
+            args=[process, snapshot, max(int(ttl * 1000), 1)],
+        )
+
+    async def status_read(self, limit: int) -> list[str]:
+        """Extension: the processes' snapshots not expired, at most ``limit``: one script for their
+        names, one MGET for their snapshots (one that expired in between is left out)."""
+        state = self._state()
+        processes = await state.status_live(keys=[self.status_key], args=[limit])
+        if not processes:
+            return []
+        found = await state.client.mget([f"{self.status_key}:{_text(name)}" for name in processes])
+        return [_text(snapshot) for snapshot in found if snapshot is not None]
 
     # -- flush ---------------------------------------------------------------------------
 

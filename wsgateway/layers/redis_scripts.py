@@ -163,3 +163,31 @@ end
 return counts
 """
 )
+
+# The status extension (wsgateway.status): each server process's snapshot in a key of its own,
+# "<prefix>:st:<process>", that expires by itself, and an index of the processes, "<prefix>:st", a sorted
+# set scored by when each one's snapshot expires (Redis's clock). The index is what a reader walks: a
+# SCAN for the snapshots' keys would walk every key of the database (every user's set of sockets) to find
+# a few processes.
+#: KEYS: the index, the process's key; ARGV: the process, the snapshot, its life in ms. The index drops
+#: the processes whose snapshots have expired, and lives as long as the longest-lived snapshot in it.
+STATUS_PUBLISH = (
+    NOW
+    + """
+local ms = tonumber(ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ms)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ms / 1000, ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) * 1000) + 1000)
+return 1
+"""
+)
+#: KEYS: the index; ARGV: the most processes to return. The processes whose snapshots have not expired.
+STATUS_LIVE = (
+    NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'LIMIT', 0, tonumber(ARGV[1]))
+"""
+)
