@@ -203,6 +203,29 @@ async def test_the_users_of_a_dead_process_go_offline_after_their_registrations_
 
 
 @pytest.mark.redis
+async def test_many_users_states_are_one_read_a_page(
+    processes: tuple[RedisChannelLayer, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = processes
+    await first.presence_join("3")
+    await second.presence_join("5")
+    assert await first.presence_online_many(["3", "4", "5"]) == [True, False, True]
+    assert await first.presence_online_many([]) == []
+    monkeypatch.setattr(presence, "channel_layer", lambda: second)
+    calls = []
+    real = second.presence_online_many
+
+    async def counted(users: list[str]) -> list[bool]:
+        calls.append(len(users))
+        return await real(users)
+
+    monkeypatch.setattr(second, "presence_online_many", counted)
+    states = await presence.aonline_among([*range(250), "5"])
+    assert calls == [presence.MAX_PAGE, presence.MAX_PAGE, 50]  # "5" once: 250 distinct users
+    assert [user for user, online in states.items() if online] == ["3", "5"]
+
+
+@pytest.mark.redis
 async def test_the_online_users_are_read_a_bounded_page_at_a_time(
     processes: tuple[RedisChannelLayer, ...],
 ) -> None:

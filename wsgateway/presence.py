@@ -59,11 +59,6 @@ class OnlineUser(NamedTuple):
     sockets: int
 
 
-#: Reads of :func:`aonline_among` on their way at once: the Redis client opens a connection for each
-#: command in flight, and a hundred at once would be a hundred connections.
-ONLINE_READS_AT_ONCE = 10
-
-
 class LocalPresence:
     """The presence of one process's users, for a layer without the ``presence`` extension.
 
@@ -307,8 +302,7 @@ async def ais_online(user: Any) -> bool:
 
 async def aonline_among(users: Iterable[Any]) -> dict[str, bool]:
     """Whether each of ``users`` (users or primary keys) is online, as :func:`ais_online` answers, by
-    primary key as a string. On wsgateway's Redis layer a round trip per user, ONLINE_READS_AT_ONCE
-    on their way at a time."""
+    primary key as a string. On wsgateway's Redis layer one round trip per MAX_PAGE users."""
     keys = list(dict.fromkeys(str(user_pk(user)) for user in users))
     layer = channel_layer()
     if layer is None:
@@ -316,10 +310,9 @@ async def aonline_among(users: Iterable[Any]) -> dict[str, bool]:
     if not shared(layer):
         return {key: _local.online(key) for key in keys}
     states: dict[str, bool] = {}
-    for start in range(0, len(keys), ONLINE_READS_AT_ONCE):
-        page = keys[start : start + ONLINE_READS_AT_ONCE]
-        answers = await asyncio.gather(*(layer.presence_online(key) for key in page))
-        states.update(zip(page, map(bool, answers), strict=True))
+    for start in range(0, len(keys), MAX_PAGE):
+        page = keys[start : start + MAX_PAGE]
+        states.update(zip(page, await layer.presence_online_many(page), strict=True))
     return states
 
 

@@ -114,6 +114,7 @@ class CoolingDown(Exception):
 #: - ``async presence_scan(cursor, count) -> (cursor, users)``: a page of the online users, bounded work
 #:   per call; the cursor starts and ends at 0, and a user may come on two pages.
 #: - ``async presence_online(user) -> bool``.
+#: - ``async presence_online_many(users) -> list[bool]``: whether each is online, in one call.
 #: - ``async presence_since(users) -> list[float | None]``: when each came online (Unix time), None for
 #:   one who is not: kept from the call that brought them online until the one that took them offline.
 #: - ``async presence_page(offset, count) -> (total, [(user, since)])``: how many are online, and a page

@@ -82,6 +82,12 @@ class SharedRegistries:
         """Extension: whether ``user`` is online, on any process."""
         return await self._state().client.zscore(self.online_key, user) is not None
 
+    async def presence_online_many(self, users: list[str]) -> list[bool]:
+        """Extension: whether each of ``users`` is online, on any process: one ``ZMSCORE``."""
+        if not users:
+            return []
+        return [score is not None for score in await self._state().client.zmscore(self.online_key, users)]
+
     async def presence_since(self, users: list[str]) -> list[float | None]:
         """Extension: when each of ``users`` came online (Unix time), None for one who is not; one
         ``ZMSCORE``."""
