@@ -326,6 +326,9 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
                 extra["REDIS_URL"] = redis.url
                 if redis.proc is not None:
                     service_pids["redis"] = redis.proc.pid
+            # Two processes, so prometheus-client's multiprocess mode, as docs/metrics.md deploys it: each
+            # sample is written to a file this row's processes share (and its cost is what is measured).
+            extra["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=databases.workdir)
         env = bench_env(**extra)
         if row.attack:
             return run_attack(row, args, env, tokens, databases.workdir, out_dir, resources)

@@ -26,6 +26,9 @@ class Row:
     phases: tuple[str, ...] = ("connections", "fanout", "e2e", "broadcast")
     #: False: the inbound limits at their largest values, the login re-check daily (bench/settings.py).
     limits: bool = True
+    #: False: wsgateway.metrics' calls on the push path (per frame, per push) are no-ops (bench/asgi.py),
+    #: the baseline that what the series cost is measured against (issue 23: under 3% of fan-out).
+    metrics: bool = True
     #: An attack row ("flood", "slow-reader") runs bench.attacks instead of the phases.
     attack: str | None = None
     #: Attacking users of an attack row, each with its own socket (the flood's rows: one and five).
@@ -58,7 +61,7 @@ ROWS: dict[str, Row] = {
             "inprocess",
             "in-process",
             "wsgateway.layers.InProcessChannelLayer",
-            compare_to=("stock-inmemory", "ceiling", "inprocess-nolimits"),
+            compare_to=("stock-inmemory", "ceiling", "inprocess-nolimits", "inprocess-nometrics"),
             optional=True,
             description="wsgateway's in-process layer",
         ),
@@ -70,6 +73,15 @@ ROWS: dict[str, Row] = {
             description="wsgateway's in-process layer, the limits at their largest values (off)",
             phases=("connections", "fanout"),
             limits=False,
+        ),
+        Row(
+            "inprocess-nometrics",
+            "in-process",
+            "wsgateway.layers.InProcessChannelLayer",
+            optional=True,
+            description="wsgateway's in-process layer, the metrics' calls on the push path made no-ops",
+            phases=("connections", "fanout"),
+            metrics=False,
         ),
         Row(
             "redis-core",
@@ -87,9 +99,18 @@ ROWS: dict[str, Row] = {
             "redis",
             "redis",
             "wsgateway.layers.redis.RedisChannelLayer",
-            compare_to=("redis-core", "redis-pubsub"),
+            compare_to=("redis-core", "redis-pubsub", "redis-nometrics"),
             optional=True,
-            description="wsgateway's Redis layer",
+            description="wsgateway's Redis layer (prometheus-client in multiprocess mode, as deployed)",
+        ),
+        Row(
+            "redis-nometrics",
+            "redis",
+            "wsgateway.layers.redis.RedisChannelLayer",
+            optional=True,
+            description="wsgateway's Redis layer, the metrics' calls on the push path made no-ops",
+            phases=("connections", "fanout"),
+            metrics=False,
         ),
         Row(
             "flood",

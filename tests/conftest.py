@@ -91,9 +91,11 @@ def no_user_present() -> Iterator[None]:
 
     presence._local.sockets.clear()
     presence._local.left.clear()
+    presence._local.since.clear()
     yield
     presence._local.sockets.clear()
     presence._local.left.clear()
+    presence._local.since.clear()
 
 
 # -- users: one in the database, with the password of tests.support.communicators --------------------

@@ -24,11 +24,21 @@ pytest.importorskip("matplotlib", reason="no matplotlib (dev group): the benchma
 pytest.importorskip("daphne", reason="no daphne (daphne extra): the benchmark serves its rows with it")
 pytest.importorskip("channels_redis", reason="no channels-redis (redis extra): the benchmark's Redis rows")
 
-LAYER_ROWS = ["ceiling", "stock-inmemory", "inprocess", "inprocess-nolimits", "redis-core", "redis"]
+LAYER_ROWS = [
+    "ceiling",
+    "stock-inmemory",
+    "inprocess",
+    "inprocess-nolimits",
+    "inprocess-nometrics",
+    "redis-core",
+    "redis",
+]
+#: The rows that run the connections and fan-out phases only.
+CONNECTS_AND_FANOUT = ("ceiling", "inprocess-nolimits", "inprocess-nometrics")
 ATTACK_ROWS = ["flood", "slow-reader"]
 ROWS = LAYER_ROWS + ATTACK_ROWS
 #: wsgateway's own layers, which may be absent (the attack rows run on its in-process layer).
-OPTIONAL = {"inprocess", "inprocess-nolimits", *ATTACK_ROWS}
+OPTIONAL = {"inprocess", "inprocess-nolimits", "inprocess-nometrics", *ATTACK_ROWS}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +117,7 @@ def test_end_to_end_and_connections_complete(bench_run: dict[str, Any]) -> None:
         connections = row["connections"]
         assert connections["connected"] == connections["requested"] == report["args"]["connections"], name
         assert connections["kib_per_socket"] is not None, name
-        if name in ("ceiling", "inprocess-nolimits"):  # connects and fan-out only
+        if name in CONNECTS_AND_FANOUT:
             assert "e2e" not in row
             continue
         e2e = row["e2e"]
@@ -119,7 +129,7 @@ def test_a_broadcast_reaches_every_socket_once_on_every_layer_row(bench_run: dic
     report = json.loads((bench_run["folder"] / "results.json").read_text())
     users, repeat = report["args"]["users"], report["args"]["repeat"]
     for name, row in report["rows"].items():
-        if name in ATTACK_ROWS or name in ("ceiling", "inprocess-nolimits"):  # no broadcast phase
+        if name in ATTACK_ROWS or name in CONNECTS_AND_FANOUT:  # no broadcast phase
             assert "broadcast" not in row, name
             continue
         assert len(row["broadcast"]) == repeat, name
@@ -141,6 +151,14 @@ def test_limits_off_row_is_compared(bench_run: dict[str, Any]) -> None:
     if "inprocess" in report["skipped"]:
         pytest.skip("wsgateway's in-process layer is not available")
     assert set(report["ratios"]["inprocess"]["inprocess-nolimits"]) >= {"fanout_rate", "connect_rate"}
+
+
+def test_metrics_off_row_is_compared(bench_run: dict[str, Any]) -> None:
+    report = json.loads((bench_run["folder"] / "results.json").read_text())
+    if "inprocess" in report["skipped"]:
+        pytest.skip("wsgateway's in-process layer is not available")
+    assert set(report["ratios"]["inprocess"]["inprocess-nometrics"]) >= {"fanout_rate", "connect_rate"}
+    assert report["rows"]["inprocess-nometrics"]["summary"]["fanout_exactly_m"] is True
 
 
 def test_attack_rows_report(bench_run: dict[str, Any]) -> None:

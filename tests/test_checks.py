@@ -21,13 +21,15 @@ from wsgateway.checks import (
     check_connection_cap,
     check_metrics_token,
     check_origin_policy,
+    check_presence_layer,
     check_send_size,
     check_settings,
     check_token_max_age,
 )
-from wsgateway.conf import KEYS, MAX_GROUP_PREFIX_LENGTH, Shape
+from wsgateway.conf import DEFAULTS, KEYS, MAX_GROUP_PREFIX_LENGTH
 from wsgateway.groups import user_group
 from wsgateway.origin import origin_allowed
+from wsgateway.shapes import Shape
 from wsgateway.wiring import check_asgi_routing, check_runserver
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -205,6 +207,7 @@ def test_e003_is_silent_for_an_outbound_window_on_its_bounds(window: int) -> Non
         ("AUTHENTICATORS", ["wsgateway.auth.TokenAuthenticator"]),
         ("AUTHENTICATORS", ["nodots"]),
         ("CLIPBOARD_PERMISSION", "wsgateway.services.clipboard.may_view"),
+        ("PRESENCE_VISIBLE", "wsgateway.services.presence.friends"),
     ],
 )
 def test_e004_dotted_path_that_cannot_be_imported(key: str, value: Any) -> None:
@@ -275,6 +278,7 @@ def test_e005_is_silent_for_distinct_channels() -> None:
         ("ALLOWED_ORIGINS", [None]),
         ("CLIPBOARD_PERMISSION", None),
         ("CLIPBOARD_PERMISSION", ["wsgateway.services.clipboard.user_can_view"]),
+        ("PRESENCE_VISIBLE", None),
         ("TOKEN_COOKIE_NAME", 1),
         ("CHANNEL_LAYER", None),
         ("GROUP_PREFIX", 7),
@@ -810,6 +814,39 @@ def test_w005_is_silent_where_the_count_is_the_whole_count(backend: str) -> None
 @override_settings(CHANNEL_LAYERS=REDIS)
 def test_w005_is_a_registered_security_check() -> None:
     assert ids(run_checks(tags=[Tags.security])) == ["wsgateway.W005"]
+
+
+# -- W014: the presence channel on a layer that keeps presence per process -------------------
+
+PRESENCE_SERVED = [*DEFAULTS["SERVICES"], "wsgateway.services.presence.PresenceService"]
+
+
+@pytest.mark.parametrize(
+    "backend", ["channels_redis.core.RedisChannelLayer", "channels_redis.pubsub.RedisPubSubChannelLayer"]
+)
+def test_w014_the_presence_channel_on_a_layer_that_keeps_presence_per_process(backend: str) -> None:
+    with override_settings(
+        CHANNEL_LAYERS={"default": {"BACKEND": backend}}, WSGATEWAY={"SERVICES": PRESENCE_SERVED}
+    ):
+        message = only(check_presence_layer(), "wsgateway.W014")
+    assert isinstance(message, Warning)
+    assert backend in message.msg and "per server process" in message.msg
+
+
+@pytest.mark.parametrize(
+    ("backend", "services"),
+    [
+        ("wsgateway.layers.redis.RedisChannelLayer", PRESENCE_SERVED),  # presence on every process
+        ("wsgateway.layers.InProcessChannelLayer", PRESENCE_SERVED),  # one process: exact
+        ("channels.layers.InMemoryChannelLayer", PRESENCE_SERVED),
+        ("channels_redis.core.RedisChannelLayer", DEFAULTS["SERVICES"]),  # the channel not served
+    ],
+)
+def test_w014_is_silent_where_presence_is_exact_or_unused(backend: str, services: list[str]) -> None:
+    with override_settings(
+        CHANNEL_LAYERS={"default": {"BACKEND": backend}}, WSGATEWAY={"SERVICES": services}
+    ):
+        assert check_presence_layer() == []
 
 
 # -- E012 and W006: what the server sends -------------------------------------------------

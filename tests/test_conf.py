@@ -59,6 +59,7 @@ EXPECTED_DEFAULTS = {
     "RATE_LIMIT_CLOSE_AFTER": 50,
     "RATE_LIMIT_COOLDOWN": 15,
     "PRESENCE_GRACE": 30,
+    "PRESENCE_VISIBLE": "wsgateway.services.presence.staff_see_all",
     "OUTBOUND_WINDOW": 1024 * 1024,
     "ACK_TIMEOUT": 10,
     "MAX_CONNECTIONS_PER_USER": 20,
@@ -96,7 +97,7 @@ def test_every_default_has_a_typed_accessor() -> None:
 
 def test_defaults_and_import_strings_are_read_off_the_table() -> None:
     assert DEFAULTS == {name: key.default for name, key in KEYS.items()}
-    assert IMPORT_STRINGS == ("SERVICES", "AUTHENTICATORS", "CLIPBOARD_PERMISSION")
+    assert IMPORT_STRINGS == ("SERVICES", "AUTHENTICATORS", "CLIPBOARD_PERMISSION", "PRESENCE_VISIBLE")
     assert all(KEYS[name].shape in (Shape.DOTTED_PATH, Shape.LIST_OF_DOTTED_PATHS) for name in IMPORT_STRINGS)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.servers import (
     Daphne,
     HttpSession,
+    Server,
     close_code,
     connect_frames,
     daphnes_on_redis,
@@ -76,7 +78,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
 
 
-def scrape(daphne: Daphne, token: str | None = TOKEN) -> tuple[int, str]:
+def scrape(daphne: Server, token: str | None = TOKEN) -> tuple[int, str]:
     request = urllib.request.Request(f"{daphne.http_url}/wsgateway/metrics")
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
@@ -88,7 +90,7 @@ def scrape(daphne: Daphne, token: str | None = TOKEN) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def samples(daphne: Daphne) -> Samples:
+def samples(daphne: Server) -> Samples:
     status, text = scrape(daphne)
     assert status == 200, text
     return [
@@ -223,3 +225,23 @@ async def test_the_processes_logged_no_traceback_while_scraped(cluster: Cluster)
     await asyncio.to_thread(samples, cluster.second)
     for daphne in (cluster.first, cluster.second):
         assert "Traceback" not in daphne.log(), daphne.log_path
+
+
+async def test_a_killed_process_s_sockets_leave_the_scrape_and_its_counters_stay(cluster: Cluster) -> None:
+    """The last test of the module: it kills the second daphne, and starts it again for the fixture."""
+    victim = cluster.second
+    assert victim.proc is not None
+    pid = str(victim.proc.pid)
+    ws = await ws_connect(f"{victim.ws_url}/ws/", cookie=cluster.bob.cookie_header)
+    await connect_frames(ws)
+    before = await settled(cluster.first, lambda read: sockets_by_pid(read).get(pid, 0) >= 1)
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait(10)
+    try:
+        # No server said it died: the scrape of the first finds its pid gone.
+        after = await settled(cluster.first, lambda read: pid not in sockets_by_pid(read))
+        connects = total(before, "wsgateway_connects_total")
+        assert total(after, "wsgateway_connects_total") >= connects  # a counter keeps the dead's part
+    finally:
+        await ws.close()
+        victim.start()

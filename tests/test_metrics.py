@@ -199,6 +199,19 @@ async def test_a_socket_moves_connects_frames_errors_and_closes(alice: Any) -> N
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_sync_page_is_counted_and_a_refused_sync_is_not(alice: Any) -> None:
+    before = sample("wsgateway_catchup_pages_total", source="sync")
+    async with connected(alice) as socket:
+        await socket.send("notifications", {"action": "sync", "data": {"since": 0}}, "s1")
+        page = await socket.receive()
+        assert page["id"] == "s1" and "notifications" in page["payload"], page
+        assert sample("wsgateway_catchup_pages_total", source="sync") == before + 1
+        await socket.send("notifications", {"action": "sync", "data": {"since": -1}}, "s2")
+        assert await socket.receive() == error_frame("notifications", "invalid_data", "s2")
+    assert sample("wsgateway_catchup_pages_total", source="sync") == before + 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_push_is_counted_once_per_user_and_its_fan_out_once() -> None:
     before = (
         sample("wsgateway_pushes_total"),
@@ -234,12 +247,17 @@ async def test_a_push_sent_on_a_socket_is_timed(alice: Any) -> None:
         sample("wsgateway_frames_sent_total", channel="notifications"),
     )
     async with connected(alice) as socket:
-        await apush([alice.pk], "notifications", {"hello": True})
-        assert (await socket.receive())["payload"] == {"hello": True}
+        # One frame in LATENCY_SAMPLE is timed, wherever the process's count of frames stands now.
+        for n in range(metrics.LATENCY_SAMPLE):
+            await apush([alice.pk], "notifications", {"hello": n})
+            assert (await socket.receive())["payload"] == {"hello": n}
     assert sample("wsgateway_push_latency_seconds_count") == before[0] + 1
     # Well under a second on one machine; the bound is the bucket's, not a speed claim.
     assert sample("wsgateway_push_latency_seconds_bucket", le="10.0") >= before[0] + 1
-    assert sample("wsgateway_frames_sent_total", channel="notifications") >= before[1] + 2
+    assert (
+        sample("wsgateway_frames_sent_total", channel="notifications")
+        >= before[1] + metrics.LATENCY_SAMPLE + 1
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -260,9 +278,17 @@ async def test_a_request_to_a_client_is_counted_sent_then_answered(alice: Any) -
 def test_a_delay_across_clocks_is_never_negative(monkeypatch: pytest.MonkeyPatch) -> None:
     """A push from a machine whose clock is ahead: counted as 0 s, not below the first bucket's sum."""
     before = sample("wsgateway_push_latency_seconds_sum"), sample("wsgateway_push_latency_seconds_count")
-    metrics.push_delivered(time.time() + 60)
+    for _ in range(metrics.LATENCY_SAMPLE):  # one of them is timed
+        metrics.push_delivered(time.time() + 60)
     assert sample("wsgateway_push_latency_seconds_sum") == before[0]
     assert sample("wsgateway_push_latency_seconds_count") == before[1] + 1
+
+
+def test_one_frame_in_the_sample_is_timed() -> None:
+    before = sample("wsgateway_push_latency_seconds_count")
+    for _ in range(10 * metrics.LATENCY_SAMPLE):
+        metrics.push_delivered(time.time())
+    assert sample("wsgateway_push_latency_seconds_count") == before + 10
 
 
 # -- the scrape ------------------------------------------------------------------------------------
@@ -310,3 +336,21 @@ def test_without_prometheus_client_the_scrape_says_what_to_install(monkeypatch: 
 
 def create_user_sync(username: str, **fields: Any) -> Any:
     return get_user_model().objects.create_user(username=username, password="x", **fields)
+
+
+def test_a_dead_process_s_live_gauges_are_forgotten_and_its_counters_kept(tmp_path: Any) -> None:
+    from wsgateway.metrics_view import forget_dead
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    for name in (
+        f"gauge_liveall_{ended.pid}.db",
+        f"counter_{ended.pid}.db",
+        f"gauge_liveall_{os.getpid()}.db",
+    ):
+        (tmp_path / name).write_bytes(b"")
+    assert forget_dead(str(tmp_path)) == [ended.pid]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"counter_{ended.pid}.db", f"gauge_liveall_{os.getpid()}.db"]  # a counter stays in the sum
+    )
+    assert forget_dead(str(tmp_path)) == []

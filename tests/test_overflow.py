@@ -271,6 +271,7 @@ async def test_a_gateway_socket_whose_queue_overflowed_is_sent_what_it_missed() 
     config = {"BACKEND": BACKENDS["inprocess"], "CONFIG": {"capacity": 10}}
     with override_settings(CHANNEL_LAYERS={"default": config}):
         ann = await create_user("ann")
+        pages = metrics.value(metrics.CATCHUP_RESYNC)
         async with connected(ann) as socket:
             # From a worker thread: the 30 pushes reach the layer in one callback of the loop, so 20
             # find the socket's queue full.
@@ -282,5 +283,6 @@ async def test_a_gateway_socket_whose_queue_overflowed_is_sent_what_it_missed() 
             assert caught_up["channel"] == "notifications"
             assert [n["seq"] for n in caught_up["payload"]["missed"]] == list(range(11, 31))
             assert (caught_up["payload"]["seq"], caught_up["payload"]["has_more"]) == (30, False)
+            assert metrics.value(metrics.CATCHUP_RESYNC) == pages + 1  # one page of catch-up
             assert (await socket.receive())["channel"] == "clipboard"
         channel_layers.backends.clear()

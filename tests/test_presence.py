@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -78,6 +79,30 @@ def test_leaving_with_a_socket_never_joined_changes_nothing() -> None:
     assert part.users() == ["2"] and part.left == {}
 
 
+def test_a_user_is_online_since_their_first_socket_until_they_go() -> None:
+    clock, wall = FakeClock(), FakeClock(1_700_000_000.0)
+    part = LocalPresence(clock, wall)
+    part.join("1", "a")
+    wall.now += 5
+    part.join("2", "b")
+    part.join("1", "c")  # a second socket: still online since the first
+    assert part.since == {"1": 1_700_000_000.0, "2": 1_700_000_005.0}
+    assert part.page(0, 10) == (2, [("1", 1_700_000_000.0), ("2", 1_700_000_005.0)])
+    assert part.page(1, 10) == (2, [("2", 1_700_000_005.0)])
+    part.leave("1", "a")
+    part.leave("1", "c")
+    wall.now += 10
+    part.join("1", "d")  # back within the grace: the same stretch online
+    assert part.since["1"] == 1_700_000_000.0
+    part.leave("1", "d")
+    clock.now += 30
+    assert part.due(30) == ["1"]
+    assert part.since == {"2": 1_700_000_005.0}, "forgotten with the user_offline"
+    wall.now += 1
+    part.join("1", "e")
+    assert part.since["1"] == 1_700_000_016.0, "a new stretch online"
+
+
 class Received:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
@@ -108,7 +133,7 @@ async def processes(redis_url: str) -> AsyncIterator[tuple[RedisChannelLayer, Re
     first = RedisChannelLayer(hosts=[redis_url], prefix=prefix, connection_expiry=0.5)
     second = RedisChannelLayer(hosts=[redis_url], prefix=prefix, connection_expiry=0.5)
     yield first, second
-    await first._state().client.delete(first.online_key)
+    await first._state().client.delete(first.online_key, first.since_key)
     for layer in (first, second):
         await layer.close()
 
@@ -178,6 +203,29 @@ async def test_the_users_of_a_dead_process_go_offline_after_their_registrations_
 
 
 @pytest.mark.redis
+async def test_many_users_states_are_one_read_a_page(
+    processes: tuple[RedisChannelLayer, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = processes
+    await first.presence_join("3")
+    await second.presence_join("5")
+    assert await first.presence_online_many(["3", "4", "5"]) == [True, False, True]
+    assert await first.presence_online_many([]) == []
+    monkeypatch.setattr(presence, "channel_layer", lambda: second)
+    calls = []
+    real = second.presence_online_many
+
+    async def counted(users: list[str]) -> list[bool]:
+        calls.append(len(users))
+        return await real(users)
+
+    monkeypatch.setattr(second, "presence_online_many", counted)
+    states = await presence.aonline_among([*range(250), "5"])
+    assert calls == [presence.MAX_PAGE, presence.MAX_PAGE, 50]  # "5" once: 250 distinct users
+    assert [user for user, online in states.items() if online] == ["3", "5"]
+
+
+@pytest.mark.redis
 async def test_the_online_users_are_read_a_bounded_page_at_a_time(
     processes: tuple[RedisChannelLayer, ...],
 ) -> None:
@@ -213,6 +261,63 @@ async def test_a_user_the_layer_lost_while_their_socket_is_open_is_online_again_
     assert received.events == [("online", "7")]
     await sweeper.sweep()
     assert received.events == [("online", "7")], "once"
+
+
+@pytest.mark.redis
+async def test_since_is_kept_from_the_first_join_until_the_sweep_that_takes_the_user(
+    processes: tuple[RedisChannelLayer, ...],
+) -> None:
+    first, second = processes
+    await first.connection_add("7", "ws.a", 5)
+    await first.presence_join("7")
+    [since] = await second.presence_since(["7"])
+    assert since is not None and abs(since - time.time()) < 5, "Redis's clock, Unix time"
+    await asyncio.sleep(0.05)
+    await second.connection_add("7", "ws.b", 5)
+    assert await second.presence_join("7") is False
+    await first.presence_renew(["7"])
+    assert await first.presence_since(["7", "8"]) == [since, None], "kept by a second join and a renewal"
+    assert await first.presence_sockets(["7", "8"]) == [2, 0]
+    for layer, channel in ((first, "ws.a"), (second, "ws.b")):
+        await layer.connection_discard("7", channel)
+        await layer.presence_leave("7")
+    await asyncio.sleep(0.3)
+    assert await second.presence_sweep(["7"], 0.2) == ["7"]
+    assert await first.presence_since(["7"]) == [None]
+    assert await first.presence_page(0, 10) == (0, [])
+    await first.presence_join("7")
+    [again] = await first.presence_since(["7"])
+    assert again is not None and again > since, "a new stretch online"
+
+
+@pytest.mark.redis
+async def test_the_online_users_come_in_pages_the_longest_online_first(
+    processes: tuple[RedisChannelLayer, ...],
+) -> None:
+    first, second = processes
+    for user in ("3", "1", "2"):
+        await first.presence_join(user)
+        await asyncio.sleep(0.002)  # Redis's clock in microseconds: each its own time
+    await first.connection_add("1", "ws.a", 5)
+    total, page = await second.presence_page(0, 2)
+    assert total == 3 and [user for user, _ in page] == ["3", "1"]
+    assert page[0][1] < page[1][1]
+    assert await second.presence_page(2, 2) == (3, [("2", (await first.presence_since(["2"]))[0])])
+    assert await second.presence_page(3, 2) == (3, [])
+    assert await second.presence_sockets(["3", "1", "2"]) == [0, 1, 0]
+
+
+@pytest.mark.redis
+async def test_a_user_online_without_since_gets_one_at_the_next_renewal(
+    processes: tuple[RedisChannelLayer, ...],
+) -> None:
+    first, _ = processes
+    await first.presence_join("7")
+    await first._state().client.delete(first.since_key)  # online before the since set existed
+    assert await first.presence_since(["7"]) == [None]
+    assert await first.presence_renew(["7"]) == [], "online all along: no user_online"
+    [since] = await first.presence_since(["7"])
+    assert since is not None
 
 
 # -- the signals, from sockets on the in-process layer -------------------------------------------
@@ -259,12 +364,23 @@ def test_the_sync_api_answers_from_sync_code() -> None:
     presence._local.join("7", "ws.a")
     assert wsgateway.is_online(7) and wsgateway.is_online("7") and not wsgateway.is_online(8)
     assert wsgateway.online_users() == ["7"]
+    assert wsgateway.online_since([7, "8"]) == {"7": presence._local.since["7"], "8": None}
+    assert presence.online_page() == (1, [presence.OnlineUser("7", presence._local.since["7"], 0)])
     assert wsgateway.socket_count(7) == 0  # joined the presence part alone, no place in the layer
 
 
 async def test_is_online_refuses_to_block_async_code() -> None:
     with pytest.raises(RuntimeError, match="ais_online"):
         wsgateway.is_online(1)
+
+
+async def test_since_and_pages_take_bounded_arguments() -> None:
+    with pytest.raises(ValueError, match="at most 100"):
+        await wsgateway.aonline_since(range(presence.MAX_PAGE + 1))
+    assert await wsgateway.aonline_since([1] * (presence.MAX_PAGE + 1)) == {"1": None}, "each user once"
+    for offset, count in [(0, 0), (0, presence.MAX_PAGE + 1), (-1, 10), (presence.MAX_ONLINE_USERS, 10)]:
+        with pytest.raises(ValueError):
+            await presence.aonline_page(offset, count)
 
 
 @pytest.mark.parametrize("limit", [0, -1, presence.MAX_ONLINE_USERS + 1])

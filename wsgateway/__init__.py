@@ -4,9 +4,9 @@ Public API: :func:`notify`, :func:`anotify`, :func:`issue_token`, :func:`close_u
 :func:`aclose_user_sockets`, :func:`recheck_user_sockets`, :func:`arecheck_user_sockets`, :func:`ask`,
 :func:`aask`, :func:`broadcast`, :func:`abroadcast`, :func:`close_sockets`, :func:`aclose_sockets`,
 :func:`local_sockets`, :func:`user_sockets`, :func:`auser_sockets`, :func:`is_online`,
-:func:`ais_online`, :func:`online_users`, :func:`aonline_users`, :func:`socket_count`,
-:func:`asocket_count`; the consumers live in ``wsgateway.consumers`` and the URL patterns in
-``wsgateway.routing``.
+:func:`ais_online`, :func:`online_users`, :func:`aonline_users`, :func:`online_since`,
+:func:`aonline_since`, :func:`socket_count`, :func:`asocket_count`; the consumers live in
+``wsgateway.consumers`` and the URL patterns in ``wsgateway.routing``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = [
     "aclose_user_sockets",
     "ais_online",
     "anotify",
+    "aonline_since",
     "aonline_users",
     "arecheck_user_sockets",
     "ask",
@@ -32,6 +33,7 @@ __all__ = [
     "issue_token",
     "local_sockets",
     "notify",
+    "online_since",
     "online_users",
     "recheck_user_sockets",
     "socket_count",
@@ -68,7 +70,16 @@ def __getattr__(name: str) -> Any:
         from . import sockets
 
         return getattr(sockets, name)
-    if name in ("is_online", "ais_online", "online_users", "aonline_users", "socket_count", "asocket_count"):
+    if name in (
+        "is_online",
+        "ais_online",
+        "online_users",
+        "aonline_users",
+        "online_since",
+        "aonline_since",
+        "socket_count",
+        "asocket_count",
+    ):
         from . import presence
 
         return getattr(presence, name)

@@ -5,7 +5,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import ClipboardEntry, Notification
+from .admin_online import OnlineUserAdmin
+from .models import ClipboardEntry, Notification, OnlineUser
 
 
 @admin.register(Notification)
@@ -28,3 +29,6 @@ class ClipboardEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["__str__", "user", "content_type", "object_id", "created"]
     list_filter = ["content_type"]
     raw_id_fields = ["user"]
+
+
+admin.site.register(OnlineUser, OnlineUserAdmin)

@@ -19,8 +19,10 @@ class WsGatewayConfig(AppConfig):
         from .conf import reset_caches
         from .models import Notification
         from .notifications.delivery import notification_saved
+        from .services import presence as presence_channel
 
         checks.register()
+        presence_channel.connect_receivers()  # green dots: each receiver idles unless the channel is served
         setting_changed.connect(reset_caches, dispatch_uid="wsgateway.conf.reset_caches")
         post_save.connect(
             notification_saved, sender=Notification, dispatch_uid="wsgateway.notification_saved"

@@ -18,10 +18,11 @@ from django.core.checks import CheckMessage, Error, Tags, Warning
 from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
-from .conf import DAPHNE_MAX_SEND, IMPORT_STRINGS, KEYS, Key, Shape, gateway_settings
-from .layers.extensions import CONNECTIONS, is_process_local, supports
+from .conf import DAPHNE_MAX_SEND, IMPORT_STRINGS, KEYS, gateway_settings
+from .layers.extensions import CONNECTIONS, PRESENCE, is_process_local, supports
 from .messages import check_live_messages
 from .notifications.checks import email_fallback_errors, kind_errors
+from .shapes import Key, Shape
 from .wiring import check_asgi_routing, check_runserver
 
 #: What Channels accepts in a group name (``BaseChannelLayer.group_name_regex``, whose ``\d``
@@ -422,6 +423,29 @@ def check_connection_cap(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     ]
 
 
+def check_presence_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The presence channel served on a layer that reaches other processes but keeps presence per process."""
+    from .services.presence import PresenceService  # not at import time: it reads the app registry
+
+    config = _layer_config()
+    if config is None:
+        return []  # E006 from check_channel_layer
+    cls = _backend_class(config)  # None: Channels reports a bad BACKEND
+    if cls is None or is_process_local(cls) or supports(cls, PRESENCE):
+        return []
+    if not any(issubclass(served, PresenceService) for _, served in _imported_classes("SERVICES")):
+        return []
+    return [
+        Warning(
+            f"The channel layer {config['BACKEND']!r} keeps presence per server process: a watcher of the "
+            "presence channel sees a user offline when their socket on one process closes while another "
+            "of theirs stays open on another process.",
+            hint='Use wsgateway.layers.redis.RedisChannelLayer (its "presence" extension), or one process.',
+            id="wsgateway.W014",
+        )
+    ]
+
+
 def _integer_setting(name: str) -> int | None:
     """The key's value if it is a valid positive integer (the default if unset); else None (E003)."""
     item = gateway_settings.get(name)
@@ -500,6 +524,7 @@ def register() -> None:
     register_check(check_metrics_token, "wsgateway", Tags.security)
     register_check(check_channel_layer, "wsgateway")
     register_check(check_connection_cap, "wsgateway", Tags.security)
+    register_check(check_presence_layer, "wsgateway")
     register_check(check_send_size, "wsgateway")
     register_check(check_authenticator_order, "wsgateway")
     register_check(check_asgi_routing, "wsgateway")

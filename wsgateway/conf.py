@@ -9,20 +9,20 @@ Nothing is cached except imported dotted paths, and that cache is dropped on
 ``setting_changed``, so ``override_settings`` works in tests. This module knows none of
 what it names: the code that uses a dotted path imports it through :func:`import_from_setting`
 (``wsgateway.auth.authenticator_classes``, ``wsgateway.services.base.service_classes``,
-``wsgateway.services.clipboard.clipboard_permission``).
+``wsgateway.services.clipboard.clipboard_permission``). What a key may hold is :mod:`wsgateway.shapes`.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from typing import Any, Generic, TypeVar, overload
 
 from channels.layers import BaseChannelLayer
 from django.conf import settings
 from django.utils.module_loading import import_string
+
+from .shapes import Key, Shape
 
 #: Most notifications one "list" page may hold, whatever the client asks for.
 MAX_PAGE_SIZE = 100
@@ -94,51 +94,6 @@ MAX_KEEP_DAYS = 10_000
 #: Longest ``retry_after`` of a maintenance, in seconds (an hour): a client told to come back later than
 #: that would sit offline after the site is back; the next refusal tells it again anyway.
 MAX_RETRY_AFTER = 60 * 60
-
-
-class Shape(enum.Enum):
-    """What a key's value must be; the value is how a check message names it."""
-
-    POSITIVE_INTEGER = "a positive integer"
-    STRING = "a string"
-    LIST_OF_STRINGS = "a list of strings"
-    DOTTED_PATH = "a dotted path"
-    LIST_OF_DOTTED_PATHS = "a list of dotted paths"
-    BADGE_COUNT = '"unread" or "unseen"'
-    #: Its contents are checked apart (wsgateway.E016), by the module that reads it.
-    DICT = "a dict"
-
-    def accepts(self, value: Any) -> bool:
-        """Whether ``value`` has this shape (``None`` is the table's business, not the shape's)."""
-        if self is Shape.POSITIVE_INTEGER:
-            return type(value) is int and value >= 1  # not True, which is an int
-        if self is Shape.BADGE_COUNT:
-            return value in ("unread", "unseen")
-        if self is Shape.DICT:
-            return isinstance(value, dict)
-        if self in (Shape.LIST_OF_STRINGS, Shape.LIST_OF_DOTTED_PATHS):
-            # A string where a list belongs would be read character by character.
-            return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
-        return isinstance(value, str)
-
-    @property
-    def imports(self) -> bool:
-        return self in (Shape.DOTTED_PATH, Shape.LIST_OF_DOTTED_PATHS)
-
-
-@dataclass(frozen=True)
-class Key:
-    """One key of ``WSGATEWAY``."""
-
-    default: Any
-    shape: Shape
-    doc: str
-    #: ``None`` is a meaningful value, not a mistake.
-    nullable: bool = False
-    #: Largest value of an integer, longest string; ``None``: no bound beyond the shape.
-    most: int | None = None
-    #: Least value of an integer; ``None``: 1, as the shape says.
-    least: int | None = None
 
 
 KEYS: dict[str, Key] = {
@@ -342,6 +297,13 @@ KEYS: dict[str, Key] = {
         f"within it sends neither user_offline nor user_online. At most {MAX_PRESENCE_GRACE}.",
         most=MAX_PRESENCE_GRACE,
     ),
+    # Being online is personal data: the default shows a non-staff user no one but themselves.
+    "PRESENCE_VISIBLE": Key(
+        "wsgateway.services.presence.staff_see_all",
+        Shape.DOTTED_PATH,
+        "Callable (user, ids) -> the ids of those the user may watch on the presence channel; by default "
+        "staff see everyone, anyone else only themselves.",
+    ),
     "MAX_CONNECTIONS_PER_USER": Key(
         20,
         Shape.POSITIVE_INTEGER,
@@ -498,6 +460,7 @@ class GatewaySettings:
     MAX_MESSAGE_SIZE = Setting(int)
     TOKEN_MAX_AGE = Setting(int)
     PRESENCE_GRACE = Setting(int)
+    PRESENCE_VISIBLE = Setting(str)
     REVALIDATE_INTERVAL = Setting(int)
     TOKEN_COOKIE_NAME = Setting(_optional_name)
     CHANNEL_LAYER = Setting(str)

@@ -19,7 +19,7 @@ from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy, pgettext_lazy
 
-from . import events, frames, i18n, maintenance, metrics, presence, revocation, snapshots, sockets
+from . import events, frames, i18n, maintenance, metrics, presence, revocation, snapshots, sockets, status
 from .answering import PendingRequests
 from .auth import authenticate
 from .codes import CloseCode, ErrorCode
@@ -160,6 +160,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             sockets.add(self.user.pk, self.channel_name, self.scope.get("path", ""), tuple(services))
             self.meter.opened()
             await presence.arrive(self.channel_layer, self.user.pk, self.channel_name)
+            status.arrive(self.channel_layer, self.channel_name)
         window = OutboundWindow(gateway_settings.OUTBOUND_WINDOW, self.user.pk)
         self.transport.open(window, gateway_settings.MAX_SEND_SIZE)
         user = {"id": self.user.pk, "username": self.user.get_username()}
@@ -245,6 +246,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         if self.meter is not None:
             self.meter.closed(self.transport.close_code)
         await presence.depart(self.channel_layer, self.user.pk, self.channel_name)
+        status.depart(self.channel_layer, self.channel_name)
         for channel, service in self.services.items():
             try:
                 await service.on_disconnect(self.user)

@@ -1,5 +1,6 @@
-"""A socket's places in the channel layer: its user's group, the group of every socket, and its
-place under ``MAX_CONNECTIONS_PER_USER`` (wsgateway.connections).
+"""A socket's places in the channel layer: its user's group, the group of every socket, the groups
+its services add (:meth:`Membership.add`), and its place under ``MAX_CONNECTIONS_PER_USER``
+(wsgateway.connections).
 
 What the membership refresher (wsgateway.health) renews while the socket is open, and what the
 socket gives back, whatever way it ends.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import connections
@@ -127,6 +129,25 @@ class Membership:
             if isinstance(outcome, BaseException):
                 raise outcome
 
+    async def add(self, groups: Sequence[str]) -> None:
+        """Join more groups (a service's: the users a presence socket watches) until :meth:`leave`,
+        renewed and re-joined on a catch-up with the others. Named before the join, as in :meth:`join`."""
+        new = [group for group in dict.fromkeys(groups) if group not in self.groups]
+        self.groups = (*self.groups, *new)
+        async with asyncio.timeout(gateway_settings.LAYER_CONNECT_TIMEOUT):
+            outcomes = await asyncio.gather(
+                *(self.layer.group_add(group, self.channel_name) for group in new), return_exceptions=True
+            )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def discard(self, groups: Sequence[str]) -> None:
+        """Leave groups :meth:`add` joined; a layer that fails costs nothing (they expire unrenewed)."""
+        gone = set(groups) & set(self.groups)
+        self.groups = tuple(group for group in self.groups if group not in gone)
+        await self._discard_all(gone)
+
     async def leave(self) -> None:
         """Leave both groups and give the place back; a layer that is down costs nothing (the
         memberships and the registration expire unrenewed)."""
@@ -136,6 +157,14 @@ class Membership:
         groups, self.groups = self.groups, ()
         registration, self.registration = self.registration, None
         self.placed = False
+        await self._discard_all(groups)
+        if registration is not None:
+            try:
+                await connections.unregister(self.layer, *registration)
+            except Exception as exc:
+                logger.debug("wsgateway: could not give back a socket's place on disconnect: %s", exc)
+
+    async def _discard_all(self, groups: Iterable[str]) -> None:
         outcomes = await asyncio.gather(
             *(self.layer.group_discard(group, self.channel_name) for group in groups),
             return_exceptions=True,
@@ -144,14 +173,9 @@ class Membership:
             if isinstance(outcome, Exception):
                 # Debug only: the outage is logged once (the watchdog, the connect's refusal), and this
                 # would be a line per socket that ends during it.
-                logger.debug("wsgateway: group_discard failed on disconnect: %s", outcome)
+                logger.debug("wsgateway: group_discard failed: %s", outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
-        if registration is not None:
-            try:
-                await connections.unregister(self.layer, *registration)
-            except Exception as exc:
-                logger.debug("wsgateway: could not give back a socket's place on disconnect: %s", exc)
 
     # -- what the membership refresher renews (wsgateway.health.Member) --------------------
 

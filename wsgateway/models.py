@@ -420,3 +420,22 @@ class Maintenance(models.Model):
 
 #: The primary key of the one :class:`Maintenance` row.
 MAINTENANCE_ROW = 1
+
+
+class OnlineUser(models.Model):
+    """No table: the admin's page of who is online (wsgateway.admin_online), read from presence.
+
+    A model so that the page has the admin's own place in the index, under the app, and permissions a
+    site grants as any other: ``view_onlineuser`` to see the page, ``close_sockets`` to close a user's
+    sockets from it.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [("close_sockets", _("Can close a user's sockets"))]
+        verbose_name = _("online user")
+        verbose_name_plural = _("online users")
+
+    def __str__(self) -> str:  # never shown: there are no rows
+        return str(self.pk)

@@ -25,8 +25,8 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 from . import connections
 from .bridge import require_sync, run_async
@@ -44,27 +44,48 @@ SWEEP_PAGE = 500
 CHECK_MARGIN = 0.25
 #: The most users :func:`aonline_users` returns in one call.
 MAX_ONLINE_USERS = 100_000
+#: The most users one call of :func:`aonline_since` or :func:`aonline_page` asks about: one round trip
+#: to Redis each, of a bounded size.
+MAX_PAGE = 100
+
+
+class OnlineUser(NamedTuple):
+    """One row of :func:`aonline_page`."""
+
+    user_id: str
+    #: When the user came online (Unix time), by the clock of Redis on its layer, of this process else.
+    since: float
+    #: Sockets open now, on every process where the layer counts them (0 for one within the grace).
+    sockets: int
 
 
 class LocalPresence:
     """The presence of one process's users, for a layer without the ``presence`` extension.
 
     ``sockets``: each online user's open sockets here; ``left``: when the last one of a user ended, for
-    the users in their grace. Bounded by the open sockets and the users who left within the grace.
+    the users in their grace; ``since``: when each online user came online (Unix time, read from
+    ``wall``: it is shown, where ``clock`` only measures the grace). Bounded by the open sockets and the
+    users who left within the grace.
     """
 
-    __slots__ = ("clock", "left", "sockets")
+    __slots__ = ("clock", "left", "since", "sockets", "wall")
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
+    ) -> None:
         self.clock = clock
+        self.wall = wall
         self.sockets: dict[str, set[str]] = {}
         self.left: dict[str, float] = {}
+        self.since: dict[str, float] = {}
 
     def join(self, user: str, channel: str) -> bool:
         """A socket of ``user`` opened; True when the user was not online (send ``user_online``)."""
         new = user not in self.sockets and user not in self.left
         self.left.pop(user, None)
         self.sockets.setdefault(user, set()).add(channel)
+        if new:
+            self.since[user] = self.wall()
         return new
 
     def leave(self, user: str, channel: str) -> None:
@@ -83,6 +104,7 @@ class LocalPresence:
         gone = [user for user, at in self.left.items() if at <= cutoff]
         for user in gone:
             del self.left[user]
+            self.since.pop(user, None)
         return gone
 
     def online(self, user: str) -> bool:
@@ -90,6 +112,11 @@ class LocalPresence:
 
     def users(self) -> list[str]:
         return sorted({*self.sockets, *self.left})
+
+    def page(self, offset: int, count: int) -> tuple[int, list[tuple[str, float]]]:
+        """How many users are online, and ``count`` of them from ``offset``, the longest online first."""
+        ordered = sorted(self.since.items(), key=lambda item: (item[1], item[0]))
+        return len(ordered), ordered[offset : offset + count]
 
 
 #: This process's users, on a layer without the extension.
@@ -273,6 +300,22 @@ async def ais_online(user: Any) -> bool:
     return _local.online(key)
 
 
+async def aonline_among(users: Iterable[Any]) -> dict[str, bool]:
+    """Whether each of ``users`` (users or primary keys) is online, as :func:`ais_online` answers, by
+    primary key as a string. On wsgateway's Redis layer one round trip per MAX_PAGE users."""
+    keys = list(dict.fromkeys(str(user_pk(user)) for user in users))
+    layer = channel_layer()
+    if layer is None:
+        return dict.fromkeys(keys, False)
+    if not shared(layer):
+        return {key: _local.online(key) for key in keys}
+    states: dict[str, bool] = {}
+    for start in range(0, len(keys), MAX_PAGE):
+        page = keys[start : start + MAX_PAGE]
+        states.update(zip(page, await layer.presence_online_many(page), strict=True))
+    return states
+
+
 def is_online(user: Any) -> bool:
     """Synchronous :func:`ais_online`, for views and workers."""
     require_sync("is_online() is for sync code; await ais_online() in async code")
@@ -320,3 +363,54 @@ def socket_count(user: Any) -> int:
     """Synchronous :func:`asocket_count`."""
     require_sync("socket_count() is for sync code; await asocket_count() in async code")
     return run_async(asocket_count, user)
+
+
+async def aonline_since(users: Iterable[Any]) -> dict[str, float | None]:
+    """When each of ``users`` (users or primary keys, at most MAX_PAGE) came online, as Unix time, by
+    primary key (a string); None for one who is not online. One round trip on wsgateway's Redis layer;
+    on another layer, this process's users."""
+    keys = list(dict.fromkeys(str(user_pk(user)) for user in users))
+    if len(keys) > MAX_PAGE:
+        raise ValueError(f"at most {MAX_PAGE} users a call, not {len(keys)}")
+    layer = channel_layer()
+    if layer is None or not keys:
+        return dict.fromkeys(keys)
+    if shared(layer):
+        return dict(zip(keys, await layer.presence_since(keys), strict=True))
+    return {key: _local.since.get(key) for key in keys}
+
+
+def online_since(users: Iterable[Any]) -> dict[str, float | None]:
+    """Synchronous :func:`aonline_since`."""
+    require_sync("online_since() is for sync code; await aonline_since() in async code")
+    return run_async(aonline_since, list(users))
+
+
+async def aonline_page(offset: int = 0, count: int = MAX_PAGE) -> tuple[int, list[OnlineUser]]:
+    """How many users are online, and ``count`` of them (at most MAX_PAGE) from ``offset`` (below
+    MAX_ONLINE_USERS), the longest online first, each with when they came online and their open sockets.
+
+    On wsgateway's Redis layer, two round trips whatever the page's size or offset: the page (with the
+    total), then every user's sockets in one script. A user who comes or goes between two pages may be
+    on both or on neither.
+    """
+    if not 0 < count <= MAX_PAGE:
+        raise ValueError(f"count must be from 1 to {MAX_PAGE}, not {count!r}")
+    if not 0 <= offset < MAX_ONLINE_USERS:
+        raise ValueError(f"offset must be from 0 to {MAX_ONLINE_USERS - 1}, not {offset!r}")
+    layer = channel_layer()
+    if layer is None:
+        return 0, []
+    if shared(layer):
+        total, page = await layer.presence_page(offset, count)
+        counts = await layer.presence_sockets([user for user, _ in page])
+    else:
+        total, page = _local.page(offset, count)
+        counts = [len(await connections.user_sockets(layer, user)) for user, _ in page]
+    return total, [OnlineUser(user, since, n) for (user, since), n in zip(page, counts, strict=True)]
+
+
+def online_page(offset: int = 0, count: int = MAX_PAGE) -> tuple[int, list[OnlineUser]]:
+    """Synchronous :func:`aonline_page`."""
+    require_sync("online_page() is for sync code; await aonline_page() in async code")
+    return run_async(aonline_page, offset, count)

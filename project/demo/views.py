@@ -1,4 +1,5 @@
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
@@ -7,6 +8,7 @@ from django.views.decorators.http import require_POST
 from wsgateway import aask, notify
 from wsgateway.exceptions import RequestFailed, RequestRejected
 from wsgateway.models import CATEGORY_CHOICES
+from wsgateway.services.presence import served as presence_served
 
 from .models import Document
 
@@ -14,11 +16,17 @@ from .models import Document
 DEMO_CATEGORIES = [tag for _, tag in CATEGORY_CHOICES if tag != "debug"]
 
 
+#: Most people the demo's "Who is online" card shows (a socket watches at most 100).
+MAX_PEOPLE = 20
+
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "demo/home.html", {"documents": Document.objects.all(), "categories": DEMO_CATEGORIES}
-    )
+    # The other users, a dot each, when the site serves the presence channel (WSGATEWAY_PRESENCE_CHANNEL=1).
+    others = get_user_model().objects.exclude(pk=request.user.pk).order_by("username")
+    people = list(others[:MAX_PEOPLE]) if presence_served() else None
+    context = {"documents": Document.objects.all(), "categories": DEMO_CATEGORIES, "people": people}
+    return render(request, "demo/home.html", context)
 
 
 #: Most notifications one request of the demo may send itself (a burst, to watch the catch-up).

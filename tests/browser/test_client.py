@@ -945,7 +945,18 @@ def test_services_register_with_the_socket_and_a_sites_own_the_same_way(client_p
     assert result["sameChannel"]
     assert result["builtIn"] == ["function", "function"]
     # In the order they registered; "states" is this page's gateway() recording them.
-    own = ["options", "url", "state", "user", "services", "notifications", "clipboard", "chat", "states"]
+    own = [
+        "options",
+        "url",
+        "state",
+        "user",
+        "services",
+        "notifications",
+        "clipboard",
+        "presence",
+        "chat",
+        "states",
+    ]
     assert result["own"] == own
 
 
@@ -1847,3 +1858,47 @@ def test_the_local_copy_is_bounded_and_a_list_page_never_undoes_a_newer_change(c
     assert result["oldest"] is None  # forgotten: past the bound
     assert result["newest"] is True
     assert result["sent"] == 0
+
+
+def test_presence_helper_keeps_the_states_and_watches_again_on_a_new_socket(client_page: Any) -> None:
+    result = client_page.evaluate(
+        """async () => {
+            const services = ["notifications", "clipboard", "presence"];
+            const [gw, socket] = await connected({minDelay: 10}, services);
+            const seen = [];
+            gw.presence.onChange((id, online) => seen.push([id, online]));
+            const answer = (on, payload) => on.receive({channel: "presence", id: on.last.id, payload});
+            let pending = gw.presence.watch([42, "7", "9"]);
+            const asked = socket.last.payload;
+            answer(socket, {users: {"42": true, "7": false}, refused: ["9"]});
+            const reply = await pending;
+            socket.receive({channel: "presence", payload: {user: "7", online: true}});
+            pending = gw.presence.watch(["5"]);
+            socket.receive({channel: "presence", id: socket.last.id,
+                            error: {code: "limit_exceeded", message: "At most 100."}});
+            const refused = await pending.catch((error) => error.code);
+            pending = gw.presence.unwatch("42");
+            answer(socket, {unwatched: ["42"]});
+            await pending;
+            // A push that crossed the unwatch is dropped.
+            socket.receive({channel: "presence", payload: {user: "42", online: false}});
+            const before = {online: Object.fromEntries(gw.presence.online), dot: gw.presence.isOnline(7)};
+
+            // A new socket watches nothing: the helper watches what the page still watches.
+            socket.drop(1006);
+            const next = await nextSocket(2);
+            next.hello("ann", services);
+            const again = next.last.payload;
+            answer(next, {users: {"7": false}, refused: []});
+            await sleep(0);
+            return {asked, reply, refused, before, again, seen, after: gw.presence.isOnline("7")};
+        }"""
+    )
+    assert result["asked"] == {"action": "watch", "data": {"users": ["42", "7", "9"]}}
+    assert result["reply"] == {"users": {"42": True, "7": False}, "refused": ["9"]}
+    assert result["refused"] == "limit_exceeded"
+    assert result["before"] == {"online": {"7": True}, "dot": True}
+    assert result["again"] == {"action": "watch", "data": {"users": ["7"]}}, "not 9 (refused), 5 or 42"
+    # A reply's states in the order JavaScript keeps an object's keys: integer-like ones ascending.
+    assert result["seen"] == [["7", False], ["42", True], ["7", True], ["7", False]]
+    assert result["after"] is False

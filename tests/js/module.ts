@@ -183,6 +183,16 @@ async function helpers(): Promise<void> {
   for (const entry of gw.clipboard.entries) console.log("model" in entry ? entry.label : entry.data);
   // @ts-expect-error: load takes a model label first
   await gw.clipboard.load([1, 2]);
+
+  gw.presence.onChange((id: string, online: boolean) => console.log(id, online));
+  const watched = await gw.presence.watch([42, "7"]);
+  const dot: boolean | undefined = watched.users["42"];
+  console.log(dot, watched.refused.join(), gw.presence.isOnline(42), gw.presence.online.get("7"));
+  const { unwatched } = await gw.presence.unwatch("42");
+  await gw.presence.unwatch();
+  console.log(unwatched.length);
+  // @ts-expect-error: ids, not an object
+  await gw.presence.watch({ users: [1] });
 }
 
 export { backoffs, close4401, close4409, close4410, close4503, cursor, defaults, helpers, href, notAState, offered, open, requests, services, states, username, where };

@@ -114,11 +114,27 @@ class CoolingDown(Exception):
 #: - ``async presence_scan(cursor, count) -> (cursor, users)``: a page of the online users, bounded work
 #:   per call; the cursor starts and ends at 0, and a user may come on two pages.
 #: - ``async presence_online(user) -> bool``.
+#: - ``async presence_online_many(users) -> list[bool]``: whether each is online, in one call.
+#: - ``async presence_since(users) -> list[float | None]``: when each came online (Unix time), None for
+#:   one who is not: kept from the call that brought them online until the one that took them offline.
+#: - ``async presence_page(offset, count) -> (total, [(user, since)])``: how many are online, and a page
+#:   of them, the longest online first.
+#: - ``async presence_sockets(users) -> list[int]``: how many sockets each has open now, in one call.
 #:
 #: Only a layer shared by processes declares it (wsgateway's Redis layer): on any other, each process
 #: keeps its own users' presence (``wsgateway.presence.LocalPresence``), exact for that process.
 PRESENCE = "presence"
 
+
+#: Each server process's status (wsgateway.status, ``manage.py wsgateway_status``), on every process:
+#:
+#: - ``async status_publish(process, snapshot, ttl)``: keep ``snapshot`` (a JSON text) as ``process``'s
+#:   (a name unique to the process) for ``ttl`` seconds, replacing the one before.
+#: - ``async status_read(limit) -> list[str]``: the snapshots not expired, at most ``limit``.
+#:
+#: Only a layer shared by processes declares it (wsgateway's Redis layer): on any other, no process can
+#: read another's.
+STATUS = "status"
 
 #: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and
 #: ``flush``, and every extension above but :data:`PROCESS_LOCAL`, which only the in-process one adds.

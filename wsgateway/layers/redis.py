@@ -35,7 +35,9 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
-from .extensions import PRESENCE, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
+from .extensions import PRESENCE, STATUS, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
+from .redis_publisher import Publisher
+from .redis_registries import SharedRegistries
 from .redis_scripts import (
     CONNECTION_ADD,
     CONNECTION_CHECK,
@@ -44,7 +46,10 @@ from .redis_scripts import (
     PRESENCE_JOIN,
     PRESENCE_LEAVE,
     PRESENCE_RENEW,
+    PRESENCE_SOCKETS,
     PRESENCE_SWEEP,
+    STATUS_LIVE,
+    STATUS_PUBLISH,
 )
 
 logger = logging.getLogger("wsgateway")
@@ -55,49 +60,6 @@ BROADCAST_MIN = 16
 BROADCAST_CHUNK = 200
 
 
-class _Publisher:
-    """Coalesces the publishes of one loop turn into one pipeline; callers still await their result."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
-        self.pending: list[tuple[str, bytes]] = []
-        self.waiters: list[asyncio.Future[None]] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def publish(self, items: list[tuple[str, bytes]]) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self.pending.extend(items)
-        self.waiters.append(waiter)
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self.flush())
-        await waiter
-
-    async def flush(self) -> None:
-        try:
-            await asyncio.sleep(0)  # let the rest of this loop turn add to the batch
-            while self.pending:
-                items, waiters = self.pending, self.waiters
-                self.pending, self.waiters = [], []
-                try:
-                    if len(items) == 1:  # a pipeline of one costs twice the command
-                        await self.client.publish(*items[0])
-                    else:
-                        async with self.client.pipeline(transaction=False) as pipe:
-                            for channel, data in items:
-                                pipe.publish(channel, data)
-                            await pipe.execute()
-                except Exception as exc:
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_exception(exc)
-                else:
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(None)
-        finally:
-            self.task = None
-
-
 class _LoopState:
     """Everything of the layer that belongs to one event loop."""
 
@@ -106,7 +68,7 @@ class _LoopState:
         self.id = secrets.token_hex(6)
         self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity, layer.clock)
         self.client = aioredis.Redis.from_url(layer.url, **layer.connection_kwargs)
-        self.publisher = _Publisher(self.client)
+        self.publisher = Publisher(self.client)
         self.connection_add = self.client.register_script(CONNECTION_ADD)
         self.connection_renew = self.client.register_script(CONNECTION_RENEW)
         self.connection_check = self.client.register_script(CONNECTION_CHECK)
@@ -115,6 +77,9 @@ class _LoopState:
         self.presence_leave = self.client.register_script(PRESENCE_LEAVE)
         self.presence_renew = self.client.register_script(PRESENCE_RENEW)
         self.presence_sweep = self.client.register_script(PRESENCE_SWEEP)
+        self.presence_sockets = self.client.register_script(PRESENCE_SOCKETS)
+        self.status_publish = self.client.register_script(STATUS_PUBLISH)
+        self.status_live = self.client.register_script(STATUS_LIVE)
         #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
         #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
         #: may expire unrenewed).
@@ -251,7 +216,7 @@ class _LoopState:
         await self.client.aclose()
 
 
-class RedisChannelLayer(LocalDeliveryLayer):
+class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
     """Channel layer on Redis pub/sub with per-process fan-out and batched publishes.
 
     CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
@@ -260,7 +225,7 @@ class RedisChannelLayer(LocalDeliveryLayer):
     each process's inboxes.
     """
 
-    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE]
+    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, STATUS]
 
     def __init__(
         self,
@@ -532,62 +497,6 @@ class RedisChannelLayer(LocalDeliveryLayer):
         """Extension: the sockets registered for ``user`` on every process, expired ones left out."""
         channels = await self._state().connections(keys=[self._user_key(user)])
         return sorted(c.decode() if isinstance(c, bytes) else c for c in channels)
-
-    # -- cooldown ------------------------------------------------------------------------
-
-    def _cooldown_key(self, user: str) -> str:
-        return f"{self.prefix}:cd:{user}"
-
-    async def cooldown_start(self, user: str, seconds: float) -> None:
-        """Extension: refuse ``user``'s new places for ``seconds``, on every process (a key that expires)."""
-        await self._state().client.set(self._cooldown_key(user), b"1", px=max(int(seconds * 1000), 1))
-
-    async def cooldown_left(self, user: str) -> float:
-        """Extension: seconds left of ``user``'s cool-down, 0.0 for none."""
-        ms = await self._state().client.pttl(self._cooldown_key(user))
-        return max(int(ms), 0) / 1000
-
-    # -- presence ------------------------------------------------------------------------
-
-    @property
-    def online_key(self) -> str:
-        return f"{self.prefix}:online"
-
-    async def presence_join(self, user: str) -> bool:
-        """Extension: ``user`` has a socket now; True when they were not online (extensions.PRESENCE)."""
-        return bool(await self._state().presence_join(keys=[self.online_key], args=[user]))
-
-    async def presence_leave(self, user: str) -> None:
-        """Extension: a socket of ``user`` ended: they were last seen now."""
-        await self._state().presence_leave(keys=[self.online_key], args=[user])
-
-    async def presence_renew(self, users: list[str]) -> list[str]:
-        """Extension: ``users`` have a socket open here: seen now; those that were not online are
-        online again, and returned."""
-        if not users:
-            return []
-        back = await self._state().presence_renew(keys=[self.online_key], args=users)
-        return [user.decode() if isinstance(user, bytes) else user for user in back]
-
-    async def presence_sweep(self, users: list[str], grace: float) -> list[str]:
-        """Extension: of ``users``, those without a socket for ``grace`` seconds, taken offline by
-        this call."""
-        if not users:
-            return []
-        gone = await self._state().presence_sweep(
-            keys=[self.online_key, *(self._user_key(user) for user in users)], args=[grace, *users]
-        )
-        return [user.decode() if isinstance(user, bytes) else user for user in gone]
-
-    async def presence_scan(self, cursor: int, count: int) -> tuple[int, list[str]]:
-        """Extension: one page of the online users, from ``cursor`` (0 to start); the next cursor is 0
-        at the end. ZSCAN: bounded work per call, and a user may come twice."""
-        cursor, page = await self._state().client.zscan(self.online_key, cursor, count=count)
-        return int(cursor), [user.decode() if isinstance(user, bytes) else str(user) for user, _ in page]
-
-    async def presence_online(self, user: str) -> bool:
-        """Extension: whether ``user`` is online, on any process."""
-        return await self._state().client.zscore(self.online_key, user) is not None
 
     # -- flush ---------------------------------------------------------------------------
 

@@ -87,18 +87,36 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 # their user_online signal until their user_offline one), each scored by the time they were last seen
 # with a socket. A user's own set of sockets (above) says whether they have one now; this set remembers
 # them for PRESENCE_GRACE after their last one went, so that a reload does not take them offline.
-#: KEYS: the online set; ARGV: the user. 1 when the user was not online (this call made them so).
-PRESENCE_JOIN = NOW + "return redis.call('ZADD', KEYS[1], now, ARGV[1])"
-#: KEYS: the online set; ARGV: users with a socket open on the caller's process. Each is seen now; those
-#: the set had lost (Redis lost its data, or a stall let their sockets' registrations lapse and a sweep
-#: took them out) are put back and returned: they are online again.
+# Beside it, "<prefix>:since" holds the same users scored by when they came online: written when a
+# call brings a user online, taken out with them, so that the admin can page through it in that order.
+# A user online with no "since" (online before this set existed) gets one at their next join or renewal.
+#: KEYS: the online set, the since set; ARGV: the user. 1 when the user was not online (this call made
+#: them so).
+PRESENCE_JOIN = (
+    NOW
+    + """
+local new = redis.call('ZADD', KEYS[1], now, ARGV[1])
+if new == 1 then
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])
+end
+return new
+"""
+)
+#: KEYS: the online set, the since set; ARGV: users with a socket open on the caller's process. Each is
+#: seen now; those the set had lost (Redis lost its data, or a stall let their sockets' registrations
+#: lapse and a sweep took them out) are put back, online since now, and returned: they are online again.
 PRESENCE_RENEW = (
     NOW
     + """
 local back = {}
 for i = 1, #ARGV do
   if redis.call('ZADD', KEYS[1], now, ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], now, ARGV[i])
     back[#back + 1] = ARGV[i]
+  else
+    redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i])
   end
 end
 return back
@@ -106,7 +124,8 @@ return back
 )
 #: KEYS: the online set; ARGV: the user. Their socket left: seen now, if online.
 PRESENCE_LEAVE = NOW + "return redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])"
-#: KEYS: the online set, then users' sets of sockets; ARGV: the grace in seconds, then one user per set.
+#: KEYS: the online set, the since set, then users' sets of sockets; ARGV: the grace in seconds, then
+#: one user per set.
 #: A user with a socket (expired ones pruned) is seen now; one without any, last seen at least the grace
 #: ago, is taken out of the set and returned: the one call that takes them out, on any process, is the
 #: one whose process sends user_offline. Atomic, so two processes never both take out the same user.
@@ -115,8 +134,8 @@ PRESENCE_SWEEP = (
     + """
 local cutoff = now - tonumber(ARGV[1])
 local gone = {}
-for i = 2, #KEYS do
-  local user = ARGV[i]
+for i = 3, #KEYS do
+  local user = ARGV[i - 1]
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
   if redis.call('ZCARD', KEYS[i]) > 0 then
     redis.call('ZADD', KEYS[1], 'XX', now, user)
@@ -124,10 +143,51 @@ for i = 2, #KEYS do
     local seen = redis.call('ZSCORE', KEYS[1], user)
     if seen and tonumber(seen) <= cutoff then
       redis.call('ZREM', KEYS[1], user)
+      redis.call('ZREM', KEYS[2], user)
       gone[#gone + 1] = user
     end
   end
 end
 return gone
+"""
+)
+#: KEYS: users' sets of sockets. How many sockets each has open now, on every process (expired ones
+#: left out, not pruned: a read), in one round trip for a page of users.
+PRESENCE_SOCKETS = (
+    NOW
+    + """
+local counts = {}
+for i = 1, #KEYS do
+  counts[i] = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf')
+end
+return counts
+"""
+)
+
+# The status extension (wsgateway.status): each server process's snapshot in a key of its own,
+# "<prefix>:st:<process>", that expires by itself, and an index of the processes, "<prefix>:st", a sorted
+# set scored by when each one's snapshot expires (Redis's clock). The index is what a reader walks: a
+# SCAN for the snapshots' keys would walk every key of the database (every user's set of sockets) to find
+# a few processes.
+#: KEYS: the index, the process's key; ARGV: the process, the snapshot, its life in ms. The index drops
+#: the processes whose snapshots have expired, and lives as long as the longest-lived snapshot in it.
+STATUS_PUBLISH = (
+    NOW
+    + """
+local ms = tonumber(ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ms)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ms / 1000, ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) * 1000) + 1000)
+return 1
+"""
+)
+#: KEYS: the index; ARGV: the most processes to return. The processes whose snapshots have not expired.
+STATUS_LIVE = (
+    NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'LIMIT', 0, tonumber(ARGV[1]))
 """
 )

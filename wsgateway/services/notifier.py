@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext, pgettext, pgettext_lazy
 
+from .. import metrics
 from ..codes import ErrorCode
 from ..conf import MAX_PAGE_SIZE, gateway_settings
 from ..exceptions import GatewayError, InvalidData
@@ -56,6 +57,7 @@ class NotifierService(ActionService):
             # A resync: what this socket was not sent while the layer was down or its queue was full.
             page = history.since(user, self.delivered, MAX_PAGE_SIZE)
             state["missed"], state["has_more"] = page["notifications"], page["has_more"]
+            metrics.increment(metrics.CATCHUP_RESYNC)
         return state
 
     def connect_frame_sent(self, payload: Any) -> None:
@@ -142,7 +144,9 @@ class NotifierService(ActionService):
 
     async def action_sync(self, user: Any, data: Any) -> Any:
         since, limit, changes = _parse_sync(data)
-        return await database_sync_to_async(self._sync)(user, since, limit, changes)
+        page = await database_sync_to_async(self._sync)(user, since, limit, changes)
+        metrics.increment(metrics.CATCHUP_SYNC)  # served: bad data raised before it
+        return page
 
     @staticmethod
     def _sync(user: Any, since: int, limit: int, changes: bool) -> dict[str, Any]:

@@ -376,7 +376,8 @@
   // The first frame of each service after "open" is its on-connect snapshot; later ones are pushes.
   let snapshots = new Set();
   gw.on("gateway", (payload) => {
-    if (payload && payload.services) snapshots = new Set(payload.services);
+    // Not presence: it sends no frame on connect.
+    if (payload && payload.services) snapshots = new Set(payload.services.filter((name) => name !== "presence"));
   });
   function frameKind(channel) {
     return snapshots.delete(channel) ? "snapshot" : "push";
@@ -394,5 +395,19 @@
     else if (payload.added) logEvent(kind, `clipboard: ${entries(payload.added.length)} added`);
     else if (payload.removed) logEvent(kind, `clipboard: ${entries(payload.removed.length)} removed`);
   });
+  gw.on("presence", (payload) => {
+    if (typeof payload.user === "string") logEvent("push", `presence: user ${payload.user} ${payload.online ? "online" : "offline"}`);
+  });
   gw.on("error", (error) => logEvent("error", `${error.code}: ${error.message}`));
+
+  // Who is online (the presence channel, when the site serves it): a dot for each person on the page.
+  // Watched now: the helper sends the watch once the socket opens, and again after each reconnect.
+  const people = $$("[data-presence]");
+  gw.presence.onChange((id, online) => {
+    for (const person of people.filter((item) => item.dataset.presence === id)) {
+      person.dataset.online = String(online);
+      $(".person-state", person).textContent = online ? "online" : "offline";
+    }
+  });
+  if (people.length) gw.presence.watch(people.map((item) => item.dataset.presence)).catch(() => {});
 })();

@@ -399,6 +399,20 @@ export declare class Clipboard {
   flush(): Promise<{ removed: number[] }>;
 }
 
+/** `gw.presence`: the "presence" channel, for green dots (served when the site opts in). */
+export declare class Presence {
+  readonly gateway: WSGateway;
+  readonly channel: Channel;
+  /** The latest state of each watched user the server answered for, by id. */
+  online: Map<string, boolean>;
+  onChange(handler: (id: string, online: boolean) => void): Unsubscribe;
+  isOnline(id: string | number): boolean;
+  /** Watched again on every new socket, until unwatched. */
+  watch(ids: string | number | Array<string | number>): Promise<{ users: Record<string, boolean>; refused: string[] }>;
+  /** Without ids: everyone. */
+  unwatch(ids?: string | number | Array<string | number>): Promise<{ unwatched: string[] }>;
+}
+
 /** The page's one socket to the gateway. */
 export declare class WSGateway {
   constructor(options?: Partial<WSGatewayOptions>);
@@ -454,6 +468,7 @@ export declare class WSGateway {
   readonly attempt: number;
   readonly notifications: Notifications;
   readonly clipboard: Clipboard;
+  readonly presence: Presence;
 
   /** The channel `name`: the same object on every call. */
   channel(name: string): Channel;

@@ -1469,6 +1469,77 @@
 
   WSGateway.addService("clipboard", (gateway) => new Clipboard(gateway));
 
+  /**
+   * The "presence" channel, for green dots (opt-in on the server: docs/connections.md). The page's
+   * watched ids are kept here and watched again on each new socket, which starts watching nothing;
+   * `online` holds the latest state of each that the server answered for.
+   */
+  class Presence extends Service {
+    constructor(gateway) {
+      super(gateway, "presence");
+      /** id (a string) -> true or false. */
+      this.online = new Map();
+      this._watched = new Set();
+      this._change = new Listeners();
+      gateway.on(STATE_EVENT, (state, info) => {
+        if (state === STATES.OPEN && this._watched.size && info.services.includes("presence")) {
+          this._act("watch", { users: [...this._watched] }).catch(() => {});
+        }
+      });
+    }
+
+    /** handler(id, online) whenever a watched user's state is known anew. */
+    onChange(handler) {
+      return this._change.add(handler);
+    }
+
+    isOnline(id) {
+      return this.online.get(String(id)) === true;
+    }
+
+    /** Watch more users (ids as the server's primary keys); the reply gives their states and the refused. */
+    watch(ids) {
+      const users = idList(ids).map(String);
+      const added = users.filter((id) => !this._watched.has(id));
+      added.forEach((id) => this._watched.add(id));
+      return this._act("watch", { users }).catch((error) => {
+        // Refused by the server: none of it is watched. Not sent or not answered (not connected, the
+        // socket closed, a timeout): kept, and watched when the next socket opens.
+        if (!["not_connected", "closed", "timeout"].includes(error.code)) {
+          added.forEach((id) => this._watched.delete(id));
+        }
+        throw error;
+      });
+    }
+
+    /** Stop watching `ids`, or everyone without them. */
+    unwatch(ids) {
+      const users = ids === undefined ? null : idList(ids).map(String);
+      for (const id of users || [...this._watched]) {
+        this._watched.delete(id);
+        this.online.delete(id);
+      }
+      return this._act("unwatch", users === null ? null : { users });
+    }
+
+    /** A watch's reply and a resync carry {users: {id: online}}; a push {user, online}. */
+    _apply(payload) {
+      if (!isObject(payload)) return;
+      const states = typeof payload.user === "string" ? { [payload.user]: payload.online } : payload.users;
+      if (isObject(states)) {
+        for (const [id, online] of Object.entries(states)) {
+          // A push on its way while the page unwatched the user is dropped.
+          if (!this._watched.has(id)) continue;
+          this.online.set(id, online === true);
+          this._change.emit(id, online === true);
+        }
+      }
+      for (const id of Array.isArray(payload.refused) ? payload.refused : []) this._watched.delete(id);
+    }
+  }
+
+  WSGateway.addService("presence", (gateway) => new Presence(gateway));
+
   global.WSGateway = WSGateway;
   global.WSGatewayError = WSGatewayError;
   global[LOADED] = true;
