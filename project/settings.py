@@ -67,6 +67,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Django's default message storage (cookie, then session) unless DJANGO_MESSAGE_STORAGE names one:
+# tests/test_live_messages.py runs the demo on each.
+_MESSAGE_STORAGES = {"cookie": "cookie.CookieStorage", "session": "session.SessionStorage"}
+if _storage := os.environ.get("DJANGO_MESSAGE_STORAGE"):
+    MESSAGE_STORAGE = f"django.contrib.messages.storage.{_MESSAGE_STORAGES[_storage]}"
 
 ROOT_URLCONF = "project.urls"
 ASGI_APPLICATION = "project.asgi.application"
@@ -178,16 +183,27 @@ if os.environ.get("WSGATEWAY_MAINTENANCE_CHECK_INTERVAL"):
     WSGATEWAY["MAINTENANCE_CHECK_INTERVAL"] = int(os.environ["WSGATEWAY_MAINTENANCE_CHECK_INTERVAL"])
 if os.environ.get("WSGATEWAY_MAX_CONNECTIONS_PER_USER"):
     WSGATEWAY["MAX_CONNECTIONS_PER_USER"] = int(os.environ["WSGATEWAY_MAX_CONNECTIONS_PER_USER"])
+# The demo's services: wsgateway's defaults, and two opt-in ones. Each is in the hello, so a live test that
+# counts its frames says which it serves.
+_SERVICES = ["wsgateway.services.notifier.NotifierService", "wsgateway.services.clipboard.ClipboardService"]
 # WSGATEWAY_PRESENCE_CHANNEL=1: the presence channel too (green dots, docs/connections.md), and the demo's
 # users may all watch one another, as in a small team (wsgateway's default shows a user only themselves).
 # Off by default: one more channel in the hello changes what every other live test reads.
 if os.environ.get("WSGATEWAY_PRESENCE_CHANNEL") == "1":
-    WSGATEWAY["SERVICES"] = [
-        "wsgateway.services.notifier.NotifierService",
-        "wsgateway.services.clipboard.ClipboardService",
-        "wsgateway.services.presence.PresenceService",
-    ]
+    _SERVICES.append("wsgateway.services.presence.PresenceService")
     WSGATEWAY["PRESENCE_VISIBLE"] = "wsgateway.services.presence.all_users"
+# Django's messages on the socket (docs/inbox.md): the middleware right after Django's, and the service that
+# carries them. On for `make run`; WSGATEWAY_LIVE_MESSAGES=0 leaves them out, as the live tests and the
+# benchmark written for wsgateway's default services do (tests/support/servers.py's project_env()).
+LIVE_MESSAGES = os.environ.get("WSGATEWAY_LIVE_MESSAGES", "1") == "1"
+if LIVE_MESSAGES:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1,
+        "wsgateway.messages.LiveMessagesMiddleware",
+    )
+    _SERVICES.append("wsgateway.services.messages.MessagesService")
+if len(_SERVICES) > 2:
+    WSGATEWAY["SERVICES"] = _SERVICES
 # WSGATEWAY_EXTRA: more keys, as a JSON object, for a live test that moves a limit.
 if os.environ.get("WSGATEWAY_EXTRA"):
     WSGATEWAY.update(json.loads(os.environ["WSGATEWAY_EXTRA"]))

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("notify-me/", views.notify_me, name="notify-me"),
     path("ask-tabs/", views.ask_tabs, name="ask-tabs"),
+    path("message-me/", views.message_me, name="message-me"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),

@@ -3,7 +3,8 @@
 The shape, ``None`` and bound checks are generated from :data:`wsgateway.conf.KEYS`;
 the checks of contents (origins, the group prefix, the sizes of frames: E012, W006), of
 security (W002 to W005 and W012, tagged ``security``) are written out below; those of the site's wiring (its
-ASGI application: E014, E015; its ``runserver``: W008) are in :mod:`wsgateway.wiring`.
+ASGI application: E014, E015; its ``runserver``: W008) are in :mod:`wsgateway.wiring`; those of Django's
+messages on the socket (E019, W013) in :mod:`wsgateway.messages`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.utils.module_loading import import_string
 
 from .conf import DAPHNE_MAX_SEND, IMPORT_STRINGS, KEYS, gateway_settings
 from .layers.extensions import CONNECTIONS, PRESENCE, is_process_local, supports
+from .messages import check_live_messages
 from .notifications.checks import email_fallback_errors, kind_errors
 from .shapes import Key, Shape
 from .wiring import check_asgi_routing, check_runserver
@@ -528,3 +530,4 @@ def register() -> None:
     register_check(check_asgi_routing, "wsgateway")
     register_check(check_runserver, "wsgateway")
     register_check(check_email_fallback, "wsgateway")
+    register_check(check_live_messages, "wsgateway")

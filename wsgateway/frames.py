@@ -367,3 +367,31 @@ def error(
         frame["id"] = id
     frame["error"] = {"code": str(code), "message": message, **(details or {})}
     return encode(frame)
+
+
+# -- Django's messages ------------------------------------------------------------------
+
+#: The channel of Django's messages on the socket (wsgateway.messages): a push only, the client sends
+#: nothing on it.
+MESSAGES_CHANNEL = "messages"
+
+#: Django's message levels by name (django.contrib.messages.constants), highest first: a custom level
+#: is named by the highest of these at or under it, and anything under DEBUG is "debug".
+MESSAGE_LEVELS = ((40, "error"), (30, "warning"), (25, "success"), (20, "info"), (10, "debug"))
+
+
+def message_level(level: int) -> str:
+    """The name a client maps to its look (``"success"``), for Django's numeric ``level``."""
+    return next((name for floor, name in MESSAGE_LEVELS if level >= floor), "debug")
+
+
+def site_messages(messages: Sequence[tuple[int, str, str]]) -> dict[str, Any]:
+    """The payload of a push on :data:`MESSAGES_CHANNEL`: ``{"messages": [{"level", "tags", "text"}]}``,
+    from ``(level, tags, text)`` in the order they were added. ``text`` is plain text whatever Django
+    made of it (``mark_safe`` included): a client shows it as text, never as HTML; ``tags`` are the
+    message's own (its level's tag and ``extra_tags``), for a site that styles by them."""
+    return {
+        "messages": [
+            {"level": message_level(level), "tags": tags, "text": text} for level, tags, text in messages
+        ]
+    }

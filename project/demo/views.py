@@ -1,7 +1,8 @@
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from wsgateway import aask, notify
@@ -60,6 +61,31 @@ def notify_me(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": str(exc)}, status=400)
     # A kind the user turned off in-app stores nothing: no id then.
     return JsonResponse({"id": sent[-1].pk if sent else None, "count": int(count)})
+
+
+#: The levels the demo's message form offers, by the names the toasts use.
+MESSAGE_LEVELS = {
+    "info": messages.INFO,
+    "success": messages.SUCCESS,
+    "warning": messages.WARNING,
+    "error": messages.ERROR,
+}
+
+
+@require_POST
+@login_required
+def message_me(request: HttpRequest) -> HttpResponseBase:
+    """A view that adds one of Django's messages, ``messages.add_message(request, ...)``, and nothing else.
+
+    From the page's fetch() (``Accept: application/json``) the message goes to every open tab of the
+    user, this one's included, as a toast (wsgateway.messages); the form sent without JavaScript is a
+    page load, and the page it is redirected to shows the message, as Django always did.
+    """
+    text = request.POST.get("message", "").strip()[:200] or "Saved, said Django's messages."
+    messages.add_message(request, MESSAGE_LEVELS.get(request.POST.get("level", ""), messages.INFO), text)
+    if "json" in request.headers.get("Accept", ""):
+        return JsonResponse({"added": text})
+    return redirect("home")
 
 
 #: Seconds the demo waits for another tab: a tab in the background answers as fast as one in front.

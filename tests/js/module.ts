@@ -8,6 +8,7 @@ import DefaultGateway, {
   type Counts,
   type Notification,
   type Rule,
+  type SiteMessages,
   type State,
   type WSGatewayOptions,
 } from "../../wsgateway/static/wsgateway/wsgateway.mjs";
@@ -98,6 +99,9 @@ async function requests(): Promise<void> {
   console.log(numbers);
   stop();
   gw.on("notifications", (payload) => console.log("unread:", payload.unread));
+  gw.on<SiteMessages>("messages", ({ messages }) => {
+    for (const { level, text } of messages) console.log(level.toUpperCase(), text);
+  });
 
   const editor = gw.channel("editor");
   const unhandle = editor.handle<{ draft: boolean }>("which", async (data, { signal, frame }) => {

@@ -64,6 +64,9 @@ def project_env(**extra: str) -> dict[str, str]:
     inherited = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}
     env = {k: v for k, v in os.environ.items() if k not in inherited}
     env.update(DJANGO_SETTINGS_MODULE="project.settings", PYTHONUNBUFFERED="1", DJANGO_DEBUG="1")
+    # wsgateway's default services, which the live tests count frames of: tests/test_live_messages.py
+    # turns Django's messages on the socket on.
+    env.update(WSGATEWAY_LIVE_MESSAGES="0")
     env.update(extra)
     return env
 

@@ -233,6 +233,28 @@
       .catch(showError);
   });
 
+  // -- Django's messages: a view adds one; fetch() puts it on the socket, a page load on the page ----------
+
+  const messageForm = $("#message-form");
+  messageForm.addEventListener("submit", (event) => {
+    // "Send and reload" is a page load, as a form without JavaScript is: the next page shows the message.
+    if (event.submitter && event.submitter.name === "reload") return;
+    event.preventDefault();
+    const body = new FormData(messageForm);
+    fetch(messageForm.action, {
+      method: "POST",
+      body,
+      headers: { "X-CSRFToken": body.get("csrfmiddlewaretoken"), Accept: "application/json" },
+      credentials: "same-origin",
+    })
+      .then((response) => {
+        if (!response.ok) throw new Error(`The server answered ${response.status}.`);
+        const input = $("#message-text");
+        if (input.value === body.get("message")) input.value = "";
+      })
+      .catch(showError);
+  });
+
   // -- clipboard --------------------------------------------------------------------------
 
   const clipboardList = $("#clipboard-list");

@@ -2,7 +2,8 @@
  * inbox.js: <wsgateway-inbox>, the drop-in bell, inbox and toasts of wsgateway.
  *
  * Plain JavaScript (ES2020) for current browsers: no build step, no dependencies but wsgateway.js,
- * whose public API it uses (gw.notifications and gw.channel("notifications")). {% wsgateway_inbox %}
+ * whose public API it uses (gw.notifications, gw.channel("notifications"), and gw.channel("messages") for
+ * Django's messages, shown as toasts too). {% wsgateway_inbox %}
  * renders the element with its words in the page's language; a page that is not a Django template
  * writes <wsgateway-inbox> itself (docs/inbox.md). Strict-CSP safe: no inline script or style, every
  * node is built with the DOM API, and what varies (state, category, theme) is in attributes that
@@ -16,6 +17,8 @@
   "use strict";
 
   const TAG = "wsgateway-inbox";
+  /** The channel of Django's messages (wsgateway.messages.LiveMessagesMiddleware). */
+  const MESSAGES = "messages";
   if (!global.customElements || global.customElements.get(TAG)) return;
 
   // -- words ---------------------------------------------------------------------------
@@ -57,6 +60,9 @@
     dismiss: "Dismiss",
     failed: "That did not work: {message}",
   });
+
+  /** The levels of Django's messages the toasts have a look for (inbox.css, by `data-category`). */
+  const LEVELS = new Set(["debug", "info", "success", "warning", "error"]);
 
   // -- the tables: a new state is a row here --------------------------------------------
 
@@ -278,8 +284,9 @@
       this._unsubscribe = [];
       /** id -> {n, item}: what the list shows, newest first in the DOM. */
       this._items = new Map();
-      /** id -> {element, timer}. */
+      /** id -> {element, timer}: a notification's id (a number), or "message-<n>" for one of Django's messages. */
       this._toasts = new Map();
+      this._messages = 0;
       this._tab = TABS[0].name;
       /**
        * Whether the server numbers states (its connect frame carries `counts`): the archived tab and
@@ -368,6 +375,7 @@
         notifications.onNotificationChange((n, info) => this._changedState(n, info)),
         notifications.onReset(() => this.isOpen && this._reload(false)),
         this.channel.on((payload) => this._connectFrame(payload)),
+        gw.channel(MESSAGES).on((payload) => this._siteMessages(payload)),
       );
       this._stateChanged(gw.state);
       this._numbered = !!notifications.counts;
@@ -909,7 +917,8 @@
         entry.n.is_read = true;
         this._show(entry.n);
       }
-      for (const id of Array.from(this._toasts.keys())) this._dismissToast(id);
+      // Django's messages were never unread: they stay their time.
+      for (const id of Array.from(this._toasts.keys())) if (typeof id === "number") this._dismissToast(id);
     }
 
     /**
@@ -1028,13 +1037,40 @@
         }
         return;
       }
-      while (this._toasts.size >= this._maxToasts) this._dismissToast(this._toasts.keys().next().value);
       const toast = node("div", "wsgi-toast");
       toast.dataset.id = String(n.id);
       this._fillToast(toast, n);
+      this._addToast(n.id, toast);
+    }
+
+    /**
+     * Django's messages pushed on the "messages" channel, `{messages: [{level, tags, text}]}`: a toast
+     * each, with its text as text (a message may hold HTML, which is shown, never run), announced as
+     * a notification's is. An unknown level looks like "info".
+     */
+    _siteMessages(payload) {
+      if (!payload || !Array.isArray(payload.messages)) return;
+      for (const message of payload.messages) {
+        if (!message || typeof message.text !== "string") continue;
+        this._announce(message.text);
+        if (this._maxToasts === 0) continue;
+        const toast = node("div", "wsgi-toast wsgi-message");
+        toast.dataset.category = LEVELS.has(message.level) ? message.level : "info";
+        if (typeof message.tags === "string") toast.dataset.tags = message.tags;
+        const body = node("div", "wsgi-body");
+        body.append(node("p", "wsgi-label", {}, message.text));
+        const dismiss = node("button", "wsgi-button wsgi-dismiss", { type: "button", "aria-label": this._t("dismiss") }, "×");
+        toast.append(node("span", "wsgi-dot", { "aria-hidden": "true" }), body, dismiss);
+        this._addToast(`message-${++this._messages}`, toast);
+      }
+    }
+
+    /** Show `toast` under `id` for the toast time (paused while pointed at or focused), the oldest going past `max-toasts`. */
+    _addToast(id, toast) {
+      while (this._toasts.size >= this._maxToasts) this._dismissToast(this._toasts.keys().next().value);
       const entry = { element: toast, timer: null, start: null, pause: null };
       entry.start = () => {
-        if (this._toastTimeout > 0) entry.timer = setTimeout(() => this._dismissToast(n.id), this._toastTimeout);
+        if (this._toastTimeout > 0) entry.timer = setTimeout(() => this._dismissToast(id), this._toastTimeout);
       };
       entry.pause = () => {
         clearTimeout(entry.timer);
@@ -1042,13 +1078,13 @@
       };
       // On the toast, not its button: an update builds the button again.
       toast.addEventListener("click", (event) => {
-        if (event.target.closest(".wsgi-dismiss")) this._dismissToast(n.id);
+        if (event.target.closest(".wsgi-dismiss")) this._dismissToast(id);
       });
       toast.addEventListener("pointerenter", entry.pause);
       toast.addEventListener("pointerleave", entry.start);
       toast.addEventListener("focusin", entry.pause);
       toast.addEventListener("focusout", entry.start);
-      this._toasts.set(n.id, entry);
+      this._toasts.set(id, entry);
       this._toastBox.append(toast);
       entry.start();
     }

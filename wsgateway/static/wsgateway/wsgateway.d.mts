@@ -308,6 +308,23 @@ export interface ChangeInfo {
   previous: ChangedNotification | null;
 }
 
+/**
+ * One of Django's messages, pushed on the "messages" channel by wsgateway.messages.LiveMessagesMiddleware:
+ * `gw.on<SiteMessages>("messages", ...)`. `text` is plain text: show it as text (textContent), never as HTML.
+ */
+export interface SiteMessage {
+  /** Django's level by name; a custom level goes by the standard one under it. */
+  level: "debug" | "info" | "success" | "warning" | "error";
+  /** The message's tags: its level's tag (MESSAGE_TAGS) and its extra_tags. */
+  tags: string;
+  text: string;
+}
+
+/** The payload of a push on the "messages" channel: the messages of one request, in the order added. */
+export interface SiteMessages {
+  messages: SiteMessage[];
+}
+
 /** `gw.notifications`: the "notifications" channel. */
 export declare class Notifications {
   readonly gateway: WSGateway;
