@@ -150,11 +150,25 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             self.probe_channel = None  # a cancelled receive may have dropped the channel: start afresh
             raise
 
+    async def check(self) -> None:
+        """One probe, asked again at once if it timed out: only a second timeout counts as an outage.
+
+        A loop that stood still (a full garbage collection of a process holding thousands of sockets
+        took 0.5 to 3.7 s) times out a probe whose answer had come: the timer fires first when the loop
+        runs again. Taken for an outage, that resynced every socket of the process with Redis up. A
+        layer that is really down fails the second probe too, PROBE_TIMEOUT later.
+        """
+        try:
+            await self.probe()
+        except TimeoutError:
+            logger.debug("wsgateway: the channel layer's probe timed out; asking again before it counts")
+            await self.probe()
+
     async def run(self) -> None:
         while self.sockets:
             await asyncio.sleep(PROBE_INTERVAL)
             try:
-                await self.probe()
+                await self.check()
                 # Before the resync below: after a restart, the places come back before anything else.
                 await self.check_places()
             except asyncio.CancelledError:
