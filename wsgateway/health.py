@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import events, metrics
-from .layers.extensions import CONNECTIONS, supports
+from .layers.extensions import CONNECTIONS, POOL_BUSY, LayerBusy, supports
 
 logger = logging.getLogger("wsgateway")
 
@@ -110,15 +110,33 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
         #: Sockets resyncing at once after an outage (each re-joins its group and reads the database).
         self.resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self.probe_group = PROBE_GROUP
+        #: In a busy episode (see :meth:`report_busy`) since the last probe that passed.
+        self.busy = False
 
     def report_failure(self, exc: BaseException) -> None:
-        """Called by anything in this process that saw the layer fail."""
+        """Called by anything in this process that saw the layer fail.
+
+        A layer that is busy, not down (:class:`~wsgateway.layers.extensions.LayerBusy`: a full pool of
+        connections) is counted and logged once an episode, and is no outage: nothing to resync.
+        """
+        if isinstance(exc, LayerBusy):
+            self.report_busy(exc)
+            return
         logger.debug("wsgateway: channel layer failure: %r", exc)
         if self.healthy:
             logger.warning(
                 "wsgateway: channel layer unavailable (%s); will resync sockets when it returns", exc
             )
         self.healthy = False
+
+    def report_busy(self, reason: object) -> None:
+        """Back-pressure from the layer: counted each time, logged once until a probe passes."""
+        metrics.increment(metrics.LAYER_BUSY)
+        if not self.busy:
+            self.busy = True
+            logger.warning(
+                "wsgateway: the channel layer is busy (%s); calls wait for it, and this is no outage", reason
+            )
 
     async def probe(self) -> None:
         """A round trip through the layer's backend, by way of a group of this process.
@@ -150,8 +168,10 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             self.probe_channel = None  # a cancelled receive may have dropped the channel: start afresh
             raise
 
-    async def check(self) -> None:
+    async def check(self) -> bool:
         """One probe, asked again at once if it timed out: only a second timeout counts as an outage.
+        True when a probe passed; False when the second timed out behind a full pool whose connections
+        come back (the layer's ``pool_busy``): back-pressure, which tells neither up nor down.
 
         A loop that stood still (a full garbage collection of a process holding thousands of sockets
         took 0.5 to 3.7 s) times out a probe whose answer had come: the timer fires first when the loop
@@ -162,13 +182,27 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             await self.probe()
         except TimeoutError:
             logger.debug("wsgateway: the channel layer's probe timed out; asking again before it counts")
-            await self.probe()
+            try:
+                await self.probe()
+            except TimeoutError:
+                if not self.pool_busy():
+                    raise
+                # Behind a full pool whose connections come back: the layer answers, slowly.
+                self.report_busy("a probe waited behind a full pool of connections")
+                return False
+        self.busy = False
+        return True
+
+    def pool_busy(self) -> bool:
+        """The layer's pool of connections is full and moving (a layer without one: never)."""
+        return supports(self.layer, POOL_BUSY) and bool(self.layer.pool_busy(PROBE_TIMEOUT))
 
     async def run(self) -> None:
         while self.sockets:
             await asyncio.sleep(PROBE_INTERVAL)
             try:
-                await self.check()
+                if not await self.check():
+                    continue
                 # Before the resync below: after a restart, the places come back before anything else.
                 await self.check_places()
             except asyncio.CancelledError:

@@ -35,7 +35,15 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
-from .extensions import PRESENCE, STATUS, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
+from .extensions import (
+    POOL_BUSY,
+    PRESENCE,
+    STATUS,
+    WSGATEWAY_LAYER_EXTENSIONS,
+    CoolingDown,
+    PlacesLost,
+)
+from .redis_pool import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, GatewayPool, pool_options
 from .redis_publisher import Publisher
 from .redis_registries import SharedRegistries
 from .redis_scripts import (
@@ -67,7 +75,8 @@ class _LoopState:
         self.layer = layer
         self.id = secrets.token_hex(6)
         self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity, layer.clock)
-        self.client = aioredis.Redis.from_url(layer.url, **layer.connection_kwargs)
+        self.pool = GatewayPool.from_url(layer.url, **{**layer.pool_options, **layer.connection_kwargs})
+        self.client = aioredis.Redis.from_pool(self.pool)
         self.publisher = Publisher(self.client)
         self.connection_add = self.client.register_script(CONNECTION_ADD)
         self.connection_renew = self.client.register_script(CONNECTION_RENEW)
@@ -221,11 +230,12 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
 
     CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
     connection options), ``prefix``, ``expiry``, ``group_expiry``, ``capacity``,
-    ``channel_capacity``, ``connection_expiry``, ``restore_grace``; capacity and expiry apply to
-    each process's inboxes.
+    ``channel_capacity``, ``connection_expiry``, ``restore_grace``, ``pool_size`` and
+    ``pool_timeout`` (each event loop's connections to Redis, and how long a command waits for one of
+    a full pool: see layers.redis_pool); capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, STATUS]
+    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, STATUS, POOL_BUSY]
 
     def __init__(
         self,
@@ -233,9 +243,13 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         prefix: str = "wsgateway",
         connection_expiry: float = 60,
         restore_grace: float = 3,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         **config: Any,
     ) -> None:
         super().__init__(**config)
+        #: The options of each loop's pool of connections (the subscriber has its own connection).
+        self.pool_options = pool_options(pool_size, pool_timeout)
         self.prefix = prefix
         #: Seconds a socket's registration (the connections extension) lasts unless renewed: how long
         #: the places of a process that died without unregistering stay taken.
@@ -269,6 +283,12 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
             state = self._states[loop] = _LoopState(self)
             self._close_with(loop)
         return state
+
+    def pool_busy(self, within: float) -> bool:
+        """Extension: whether this loop's pool is full and moving: every connection in use (or
+        commands waiting for one), and one given back within ``within`` seconds (extensions.POOL_BUSY)."""
+        state = self._states.get(asyncio.get_running_loop())
+        return state is not None and state.pool.busy(within)
 
     def _close_with(self, loop: asyncio.AbstractEventLoop) -> None:
         # async_to_sync runs each call in a new loop and closes it: close our
