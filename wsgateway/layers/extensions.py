@@ -143,6 +143,14 @@ STATUS = "status"
 #: outage. Only a layer with a bounded pool declares it (wsgateway's Redis layer).
 POOL_BUSY = "pool_busy"
 
+#: No method: ``group_add`` returns only once a message sent to the group after it returns reaches the
+#: channel, on every process, or raises (a layer whose subscriber is reconnecting after an outage raises
+#: rather than return with a subscription that is not live yet). So a socket that joined its groups and
+#: then read its state missed nothing before it: after an outage, the watchdog resyncs only the sockets
+#: that were open when it noticed the failure, not those that connected since. On a layer without it
+#: (channels_redis' pub/sub layer could return while its subscriber reconnects), it resyncs them all.
+JOIN_CONFIRMED = "join_confirmed"
+
 #: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and
 #: ``flush``, and every extension above but :data:`PROCESS_LOCAL`, which only the in-process one adds.
 WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (

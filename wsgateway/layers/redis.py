@@ -36,6 +36,7 @@ from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
 from .extensions import (
+    JOIN_CONFIRMED,
     POOL_BUSY,
     PRESENCE,
     STATUS,
@@ -98,6 +99,9 @@ class _LoopState:
         self.subscribed: set[str] = set()
         self.confirmations: dict[str, asyncio.Future[None]] = {}
         self.starting = asyncio.Lock()
+        #: The subscriber's connection failed and is not back yet: a group_add now would look done
+        #: while nothing reaches its channel (extensions.JOIN_CONFIRMED), so it raises instead.
+        self.failing = False
 
     @property
     def marker(self) -> str:
@@ -159,7 +163,6 @@ class _LoopState:
         prefix_group = f"{self.layer.prefix}:g:"
         broadcast = self.layer.broadcast_channel
         unpackb = msgpack.unpackb
-        failing = False
         while True:
             try:
                 # Blocking read: no per-message timer, which costs more than the read itself.
@@ -170,16 +173,18 @@ class _LoopState:
                 # redis-py reconnects and re-subscribes on the next call; the gap is
                 # what wsgateway's watchdog notices and resyncs.
                 logger.log(
-                    logging.DEBUG if failing else logging.WARNING,
+                    logging.DEBUG if self.failing else logging.WARNING,
                     "wsgateway: Redis subscriber connection failed: %s",
                     exc,
                 )
-                failing = True
+                self.failing = True
                 await asyncio.sleep(0.5)
                 continue
-            if failing:
+            if self.failing:
+                # Its first message is a confirmation of the SUBSCRIBE redis-py sent on reconnecting,
+                # with every channel in one command: all of them are live again.
                 logger.warning("wsgateway: Redis subscriber connection is back")
-                failing = False
+                self.failing = False
             if message is None:
                 continue
             kind = message["type"]
@@ -235,7 +240,7 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
     a full pool: see layers.redis_pool); capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, STATUS, POOL_BUSY]
+    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, STATUS, POOL_BUSY, JOIN_CONFIRMED]
 
     def __init__(
         self,
@@ -383,6 +388,8 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         self.require_valid_channel_name(channel)
         state = self._state()
         await state.ensure_subscriber()
+        if state.failing:
+            raise redis.exceptions.ConnectionError("the Redis subscriber is reconnecting")
         state.local.add(group, channel)
         await state.subscribe(self._group_channel(group))
 
