@@ -46,6 +46,7 @@ def recorded(members: int = 1000) -> tuple[Recorder, ChunkedFanOut, list[str]]:
     channels = [f"c{n}" for n in range(members)]
     recorder = Recorder({"all": set(channels), "user": {"c999"}})
     handouts = ChunkedFanOut(recorder.deliver, recorder.is_member, time.monotonic, chunk=CHUNK)
+    handouts.joined()  # the members receive in the running loop, if any
     return recorder, handouts, channels
 
 
@@ -89,6 +90,22 @@ async def test_a_member_that_left_meanwhile_gets_nothing_and_flush_forgets_the_r
 def test_outside_any_loop_everything_is_handed_out_at_once() -> None:
     recorder, handouts, channels = recorded()
     handouts.fan_out("all", {"n": 1}, channels, 0.0)
+    assert len(recorder.delivered) == len(channels) and handouts.task is None
+
+
+def test_from_a_loop_other_than_the_members_everything_is_handed_out_at_once() -> None:
+    """A sync caller's short-lived loop (async_to_sync's): a task of it would die with it, and the
+    rest of the message with it."""
+
+    async def members_join() -> tuple[Recorder, ChunkedFanOut, list[str]]:
+        return recorded()
+
+    recorder, handouts, channels = asyncio.run(members_join())
+
+    async def send() -> None:
+        handouts.fan_out("all", {"n": 1}, channels, 0.0)
+
+    asyncio.run(send())
     assert len(recorder.delivered) == len(channels) and handouts.task is None
 
 

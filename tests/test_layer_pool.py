@@ -69,7 +69,10 @@ async def test_a_burst_past_the_pool_waits_and_delivers_with_no_outage_and_no_re
             watchdog.report_failure(exc)
 
     with caplog.at_level(logging.WARNING, logger="wsgateway"):
-        await asyncio.gather(*(command(number) for number in range(BURST)))
+        burst = [asyncio.create_task(command(number)) for number in range(BURST)]
+        await asyncio.sleep(0)
+        assert layer._state().pool.waiting >= BURST - 2  # two have a connection, the rest wait for one
+        await asyncio.gather(*burst)
         await layer.group_send("burst", {"type": "push", "n": 1})
         assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 1
         await asyncio.sleep(0.3)  # a few rounds of the watchdog after the burst

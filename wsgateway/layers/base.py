@@ -328,6 +328,7 @@ class LocalDelivery:
     def add(self, group: str, channel: str) -> None:
         self.groups.setdefault(group, {})[channel] = self.clock()
         self.memberships.setdefault(channel, set()).add(group)
+        self.handouts.joined()
 
     def discard(self, group: str, channel: str) -> None:
         members = self.groups.get(group)

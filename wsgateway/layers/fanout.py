@@ -47,7 +47,7 @@ class ChunkedFanOut:
     one copy; ``is_member(group, channel)``: a member that left since the message came gets nothing.
     """
 
-    __slots__ = ("chunk", "clock", "deliver", "is_member", "pending", "task")
+    __slots__ = ("chunk", "clock", "deliver", "home", "is_member", "pending", "task")
 
     def __init__(
         self, deliver: Deliver, is_member: IsMember, clock: Callable[[], float], chunk: int | None = None
@@ -59,6 +59,10 @@ class ChunkedFanOut:
         self.chunk = chunk
         self.pending: deque[Handout] = deque()
         self.task: asyncio.Task[None] | None = None
+        #: The loop the members receive in (the last that added one): only a task of that loop hands
+        #: out the rest of a message. Any other caller (a thread's short-lived loop, whose tasks would
+        #: die with it) hands out all of it at once, as before.
+        self.home: asyncio.AbstractEventLoop | None = None
 
     def fan_out(self, group: str, message: dict[str, Any], members: list[str], now: float) -> None:
         """Hand ``message`` to ``members`` (``group``'s): at once up to a chunk, the rest in later turns."""
@@ -73,24 +77,35 @@ class ChunkedFanOut:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # a sync caller outside any loop (the in-process layer's, paused): all now
             loop = None
-        if loop is None or (self.task is not None and self.task.get_loop() is not loop):
+        if loop is None or loop is not self.home:
             for channel in members[0 if waiting else chunk :]:
                 self.deliver(channel, message, now)
             return
         self.pending.append(Handout(group, message, members, 0 if waiting else chunk))
-        if self.task is None:
+        if self.task is None or self.task.get_loop() is not loop:  # none, or one of a former home
             self.task = loop.create_task(self.run(), name="wsgateway-fan-out")
 
     async def run(self) -> None:
+        me = asyncio.current_task()
         try:
-            while self.pending:
+            while self.pending and self.task is me:
                 # First: the consumers of the chunk just handed out write their frames, and what reached
                 # the process meanwhile is delivered, before the next chunk.
                 await asyncio.sleep(0)
-                if self.pending:
+                if self.pending and self.task is me:
                     self.step(self.chunk or FAN_OUT_CHUNK)
         finally:
-            self.task = None
+            if self.task is me:
+                self.task = None
+
+    def joined(self) -> None:
+        """A member was added, from the running loop if any: the loop the members receive in."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if loop is not self.home:
+            self.home = loop
 
     def step(self, chunk: int) -> None:
         """Hand the oldest pending message to its next ``chunk`` members."""

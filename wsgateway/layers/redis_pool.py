@@ -53,7 +53,8 @@ class GatewayPool(BlockingConnectionPool):
         try:
             return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         except RedisConnectionError as exc:
-            if isinstance(exc.__cause__, TimeoutError):  # the wait for a free connection, not Redis
+            # The wait for a free connection timed out (redis-py's words for it), not a connect to Redis.
+            if isinstance(exc.__cause__, TimeoutError) and str(exc) == "No connection available.":
                 raise PoolExhausted(
                     f"no Redis connection free within {self.timeout} s: all {self.max_connections} of "
                     "the pool are busy (raise the layer's pool_size)"
