@@ -129,3 +129,33 @@ async def test_a_wait_past_pool_timeout_is_busy_not_an_outage_counted_and_logged
 def test_pool_options_out_of_bounds_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(options))):
         RedisChannelLayer(hosts=["redis://127.0.0.1:1/0"], **options)
+
+
+async def test_probes_stuck_behind_a_full_pool_that_moves_are_busy_not_an_outage(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten tasks keep both connections of the pool busy with blocking pops of 0.2 s: a connection comes
+    back five times a second, and a probe waits behind the queue longer than its timeout, twice."""
+    monkeypatch.setattr(health, "PROBE_TIMEOUT", 0.5)
+    layer = RedisChannelLayer(hosts=[redis_url], prefix="pooltest", pool_size=2, pool_timeout=30)
+    try:
+        watchdog = LayerWatchdog(layer)
+        assert await watchdog.check()  # the probe's channel and group, while the pool is free
+        client = layer._state().client
+        stop = asyncio.Event()
+
+        async def hold(number: int) -> None:
+            while not stop.is_set():
+                await client.blpop([f"pooltest:nothing{number}"], 0.2)
+
+        holders = [asyncio.create_task(hold(number)) for number in range(10)]
+        await asyncio.sleep(0.05)
+        busy_before = metrics.value(metrics.LAYER_BUSY)
+        assert await watchdog.check() is False  # neither up nor down: back-pressure
+        assert watchdog.healthy and metrics.value(metrics.LAYER_BUSY) == busy_before + 1
+        stop.set()
+        await asyncio.gather(*holders)
+        assert await watchdog.check()  # the pool free again, the probe passes
+        assert not watchdog.busy
+    finally:
+        await layer.close()
