@@ -449,7 +449,9 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         if self._sync is None:
             with self._sync_lock:
                 if self._sync is None:
-                    self._sync = redis.Redis.from_url(self.url, **self.connection_kwargs)
+                    # As large as a loop's pool: redis-py's default (100) fails the 101st thread at once.
+                    options = {"max_connections": self.pool_options["max_connections"]}
+                    self._sync = redis.Redis.from_url(self.url, **{**options, **self.connection_kwargs})
         return self._sync
 
     # -- connections ---------------------------------------------------------------------
