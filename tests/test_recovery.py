@@ -19,7 +19,7 @@ from wsgateway import health
 from wsgateway.health import LayerWatchdog
 from wsgateway.layers.redis import RedisChannelLayer
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
 RATE = 100
 BEFORE = 25
