@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.__main__ import Databases, Resources, _stop_process, bench_env, machine_info, markdown_table
-from bench.client import rss_kib
+from bench.client import cpu_seconds, rss_kib
 from bench.layers import ROWS
 from tests.support.servers import HOST, ROOT, RedisServer, Server, wait_for_port
 
@@ -131,16 +131,17 @@ def read_gc(path: Path, since: float, until: float) -> dict[str, Any]:
             except ValueError:
                 continue  # a line the killed writer left half-written
             if "gc" in record and since <= record["gc"][2] <= until:
-                pauses.append(tuple(record["gc"]))  # type: ignore[arg-type]
+                gen, ms, at = record["gc"]
+                pauses.append((int(gen), float(ms), float(at)))
             elif "tick" in record:
                 ticks.append(record)
     full = sorted(ms for gen, ms, _ in pauses if gen == 2)
     longest = sorted(pauses, key=lambda p: -p[1])[:5]
-    first = next((t for t in ticks if t["tick"] >= since), ticks[0] if ticks else None)
+    # The counters since the last tick before the run (none: the process's whole life, from zero).
+    before = [t for t in ticks if t["tick"] <= since]
+    baseline = before[-1]["counters"] if before else {}
     last = ticks[-1] if ticks else None
-    counters: dict[str, int] = {}
-    if first and last:
-        counters = {k: v - first["counters"].get(k, 0) for k, v in last["counters"].items()}
+    counters = {k: v - baseline.get(k, 0) for k, v in last["counters"].items()} if last else {}
     return {
         "full_collections": len(full),
         "full_ms_median": statistics.median(full) if full else None,
@@ -375,6 +376,10 @@ def run(args: argparse.Namespace, folder: Path, workdir: Path, resources: Resour
         text=True,
     )
     resources.add(lambda: _stop_process(worker))
+    # CPU over the run, as shares of one core: whether the machine (two cores, shared) was the limit.
+    cpu_pids = {"servers": pids, "clients": [c.proc.pid for c in clients], "redis": [redis.proc.pid]}
+    cpu0 = {name: sum(cpu_seconds(pid) for pid in group) for name, group in cpu_pids.items()}
+    load0 = os.getloadavg()[0]
     go = time.monotonic()
     for client in clients:
         client.send({"go": True})
@@ -401,6 +406,11 @@ def run(args: argparse.Namespace, folder: Path, workdir: Path, resources: Resour
             raise RuntimeError("a server process exited during the run; see its log in " + str(folder))
         time.sleep(0.1)
     produced_until = time.monotonic()
+    cpu: dict[str, Any] = {
+        name: round(100 * (sum(cpu_seconds(pid) for pid in group) - cpu0[name]) / (produced_until - go), 1)
+        for name, group in cpu_pids.items()
+    }
+    cpu["loadavg_1min_start_end"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     out, _ = worker.communicate(timeout=30)
     producer = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": "no report"}
     say(f"notify(): {producer.get('sent')} sent at {producer.get('achieved_rate') or 0:.0f}/s")
@@ -423,7 +433,7 @@ def run(args: argparse.Namespace, folder: Path, workdir: Path, resources: Resour
     gcs = [read_gc(server.gc_path, go, ended) for server in servers]
     logged = [resync_log_lines(server.log_path) for server in servers]
     alive = [server.alive() for server in servers]
-    return aggregate(
+    result = aggregate(
         args,
         users,
         sockets,
@@ -441,6 +451,8 @@ def run(args: argparse.Namespace, folder: Path, workdir: Path, resources: Resour
         alive,
         produced_until - go,
     )
+    result["cpu_pct_of_one_core"] = cpu
+    return result
 
 
 def aggregate(
@@ -609,6 +621,14 @@ def render(result: dict[str, Any]) -> str:
                 f"{g['pauses_over_50ms']} pauses > 50 ms",
             ]
         )
+    cpu = r.get("cpu_pct_of_one_core", {})
+    rows.append(
+        [
+            "CPU during notify()",
+            f"servers {_f(cpu.get('servers'))}%, clients {_f(cpu.get('clients'))}%, "
+            f"redis {_f(cpu.get('redis'))}% of one core; load average {cpu.get('loadavg_1min_start_end')}",
+        ]
+    )
     rows.append(["verdict", ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in r["verdict"].items())])
     return "\n".join(markdown_table(["soak", "result"], rows))
 

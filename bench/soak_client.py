@@ -53,8 +53,15 @@ class SoakPlan:
     seed: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
+    """One page of one user, across its sockets: the cursor, and every ``seq`` it was given and how.
+
+    The rules are docs/protocol.md's ("Keeping up"): a push at the cursor plus one moves it; a push past a
+    gap is kept and asks a ``sync`` from the cursor; a catch-up (a sync's page, a resync's ``missed``)
+    fills in. A ``seq`` given twice is a duplicate when both were pushes, an overlap otherwise.
+    """
+
     index: int
     user_id: int
     token: str
@@ -65,10 +72,55 @@ class Slot:
     duplicates: int = 0
     overlaps: int = 0
     gaps: int = 0
+    #: A sync asked and not yet answered in full: no second one meanwhile.
     syncing: bool = False
     socket: SoakSocket | None = None
-    #: (ready at, closed at or None, {broadcast round: latency}) of each of the slot's sockets.
+    #: (ready at, [closed at or None], {broadcast round: latency}) of each of the slot's sockets.
     connections: list[tuple[float, list[float | None], dict[int, float]]] = field(default_factory=list)
+
+    def take(self, seq: int, how: str) -> None:
+        before = self.got.get(seq)
+        if before is None:
+            self.got[seq] = how
+        elif before == "live" and how == "live":
+            self.duplicates += 1
+        else:
+            self.overlaps += 1
+        while self.cursor + 1 in self.got:
+            self.cursor += 1
+
+    def pushed(self, seq: int) -> int | None:
+        """A live push of ``seq``; returns the ``since`` of the sync to ask, if one is due."""
+        gap = seq > self.cursor + 1 and seq not in self.got
+        self.take(seq, "live")
+        if not gap:
+            return None
+        self.gaps += 1
+        return self.ask()
+
+    def caught_up(self, seqs: list[int], has_more: bool, seq: int | None) -> int | None:
+        """A page of catch-up; returns the ``since`` of the next page, if there is more."""
+        for one in seqs:
+            self.take(one, "sync")
+        self.syncing = False
+        return self.ask(max(self.cursor, seq or 0)) if has_more else None
+
+    def opened(self, start: int | None) -> int | None:
+        """A new socket's connect frame said the user's latest is ``start``; returns the ``since`` of the
+        sync to ask, if the slot is behind it."""
+        if self.cursor < 0:
+            self.cursor = start or 0  # a new page starts at the user's latest (docs/protocol.md)
+            return None
+        return self.ask() if (start or 0) > self.cursor else None
+
+    def ask(self, since: int | None = None) -> int | None:
+        if self.syncing:
+            return None
+        self.syncing = True
+        return self.cursor if since is None else since
+
+    def missing(self, rows: list[int]) -> set[int]:
+        return set(rows) - self.got.keys()
 
 
 class SoakSocket(Socket):
@@ -79,8 +131,6 @@ class SoakSocket(Socket):
         self.runner = runner
         self.slot = slot
         self.start_seq: int | None = None
-        self.missed: list[dict[str, Any]] = []
-        self.has_more = False
         self.closing = False
         self.broadcasts: dict[int, float] = {}
         self.closed_at: list[float | None] = [None]
@@ -106,7 +156,9 @@ class SoakSocket(Socket):
         if self.ready.done() and not self.closing:
             self.runner.server_closed(self)
 
-    def sync(self, since: int) -> None:
+    def sync(self, since: int | None) -> None:
+        if since is None:
+            return
         frame = {
             "channel": "notifications",
             "id": f"s{since}",
@@ -166,50 +218,21 @@ class Runner:
         if "r" in payload:  # a broadcast (bench.views.bench_payload)
             sock.broadcasts.setdefault(int(payload["r"]), now - float(payload["t"]))
             return
-        if "notifications" in payload:  # a sync's answer
-            for item in payload["notifications"]:
-                self.take(slot, int(item["seq"]), "sync")
-            self.after_catch_up(sock, payload)
-            return
-        if "missed" in payload:  # a resync's connect frame
-            for item in payload["missed"]:
-                self.take(slot, int(item["seq"]), "sync")
-            self.after_catch_up(sock, payload)
+        if "notifications" in payload or "missed" in payload:  # a sync's page, a resync's connect frame
+            items = payload.get("notifications") or payload.get("missed") or []
+            seqs = [int(item["seq"]) for item in items]
+            # A sync's "seq" is where the cursor may move; a resync frame's is the user's latest.
+            where = payload.get("seq") if "notifications" in payload else None
+            sock.sync(slot.caught_up(seqs, bool(payload.get("has_more")), where))
             return
         last = payload.get("last")
         if not isinstance(last, dict) or "seq" not in last:
             return
-        seq = int(last["seq"])
         data = last.get("data") or {}
         if "ts" in data:
             self.latencies.append(now - float(data["ts"]))
             self.due_latencies.append(now - float(data["t"]))
-        if seq > slot.cursor + 1 and seq not in slot.got:
-            slot.gaps += 1
-            self.take(slot, seq, "live")
-            if not slot.syncing:
-                slot.syncing = True
-                sock.sync(slot.cursor)
-            return
-        self.take(slot, seq, "live")
-
-    def take(self, slot: Slot, seq: int, how: str) -> None:
-        before = slot.got.get(seq)
-        if before is None:
-            slot.got[seq] = how
-        elif before == "live" and how == "live":
-            slot.duplicates += 1
-        else:
-            slot.overlaps += 1
-        while slot.cursor + 1 in slot.got:
-            slot.cursor += 1
-
-    def after_catch_up(self, sock: SoakSocket, payload: dict[str, Any]) -> None:
-        slot = sock.slot
-        if payload.get("has_more"):
-            sock.sync(max(slot.cursor, int(payload.get("seq") or 0)))
-        else:
-            slot.syncing = False
+        sock.sync(slot.pushed(int(last["seq"])))
 
     # sockets
 
@@ -225,12 +248,7 @@ class Runner:
             raise
         slot.socket = sock
         slot.connections.append((ready_at, sock.closed_at, sock.broadcasts))
-        start = sock.start_seq if sock.start_seq is not None else 0
-        if slot.cursor < 0:
-            slot.cursor = start  # a new page starts at the user's latest (docs/protocol.md)
-        elif start > slot.cursor:
-            slot.syncing = True
-            sock.sync(slot.cursor)
+        sock.sync(slot.opened(sock.start_seq))
         return sock
 
     async def connect_all(self) -> dict[str, Any]:
@@ -325,10 +343,10 @@ class Runner:
         examples: list[str] = []
         unexpected = 0
         for slot in self.slots:
-            rows = set(expected.get(slot.user_id, ()))
-            missing = rows - slot.got.keys()
+            rows = expected.get(slot.user_id, [])
+            missing = slot.missing(rows)
             lost += len(missing)
-            unexpected += len(slot.got.keys() - rows)
+            unexpected += len(slot.got.keys() - set(rows))
             if missing and len(examples) < 10:
                 examples.append(
                     f"slot {slot.index} (user {slot.user_id}, port {slot.port}): {sorted(missing)[:5]}"
