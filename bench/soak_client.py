@@ -67,6 +67,8 @@ class Slot:
     token: str
     port: int
     cursor: int = -1
+    #: The cursor of the slot's first socket (-1: it never had one): the rows after it are the slot's due.
+    base: int = -1
     #: seq -> how it came: "live" or "sync"
     got: dict[int, str] = field(default_factory=dict)
     duplicates: int = 0
@@ -109,7 +111,7 @@ class Slot:
         """A new socket's connect frame said the user's latest is ``start``; returns the ``since`` of the
         sync to ask, if the slot is behind it."""
         if self.cursor < 0:
-            self.cursor = start or 0  # a new page starts at the user's latest (docs/protocol.md)
+            self.cursor = self.base = start or 0  # a new page starts at the user's latest (docs/protocol.md)
             return None
         return self.ask() if (start or 0) > self.cursor else None
 
@@ -120,7 +122,11 @@ class Slot:
         return self.cursor if since is None else since
 
     def missing(self, rows: list[int]) -> set[int]:
-        return set(rows) - self.got.keys()
+        """The user's rows after the slot's first socket opened that never reached it (none, for a slot
+        that never had a socket: its failed connects are counted apart)."""
+        if self.base < 0:
+            return set()
+        return {seq for seq in rows if seq > self.base} - self.got.keys()
 
 
 class SoakSocket(Socket):
@@ -343,7 +349,7 @@ class Runner:
         examples: list[str] = []
         unexpected = 0
         for slot in self.slots:
-            rows = expected.get(slot.user_id, [])
+            rows = [seq for seq in expected.get(slot.user_id, []) if slot.base >= 0 and seq > slot.base]
             missing = slot.missing(rows)
             lost += len(missing)
             unexpected += len(slot.got.keys() - set(rows))
@@ -376,7 +382,11 @@ class Runner:
             )
         return {
             "slots": len(self.slots),
-            "expected": sum(len(expected.get(slot.user_id, ())) for slot in self.slots),
+            "expected": sum(
+                sum(1 for seq in expected.get(slot.user_id, ()) if slot.base >= 0 and seq > slot.base)
+                for slot in self.slots
+            ),
+            "never_connected": sum(1 for slot in self.slots if slot.base < 0),
             "lost": lost,
             "lost_examples": examples,
             "unexpected": unexpected,
@@ -416,6 +426,9 @@ async def amain(plan: SoakPlan) -> None:
     runner = Runner(plan)
     print(json.dumps(await runner.connect_all()), flush=True)
     await read_command(reader)  # go
+    for slot in runner.slots:  # a first connect that failed is tried again, as a page's would be
+        if slot.socket is None:
+            runner.spawn(runner.reconnect(slot, "first connect failed"))
     reconnects = asyncio.ensure_future(runner.reconnect_loop())
     stop = (await read_command(reader))["stop"]
     runner.stopping = True

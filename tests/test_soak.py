@@ -23,7 +23,7 @@ from tests.support.servers import ROOT, project_env
 
 
 def slot(cursor: int = 0) -> Slot:
-    return Slot(index=0, user_id=7, token="t", port=1, cursor=cursor)
+    return Slot(index=0, user_id=7, token="t", port=1, cursor=cursor, base=cursor)
 
 
 # -- the accounting, without a socket -----------------------------------------------------------
@@ -72,11 +72,13 @@ def test_a_new_page_starts_at_the_users_latest_and_a_reconnect_asks_only_when_be
     assert page.opened(43) == 41
 
 
-def test_lost_is_what_the_database_has_and_the_page_never_got() -> None:
-    page = slot()
-    page.pushed(1)
-    page.pushed(3)
-    assert page.missing([1, 2, 3, 4]) == {2, 4}
+def test_lost_is_what_the_database_has_after_the_first_socket_and_the_page_never_got() -> None:
+    page = slot(cursor=-1)
+    assert page.missing([1, 2]) == set()  # never connected: counted apart, as a failed connect
+    page.opened(1)
+    page.pushed(2)
+    page.pushed(4)
+    assert page.missing([1, 2, 3, 4, 5]) == {3, 5}
 
 
 def test_the_servers_files_are_read_within_the_window(tmp_path: Path) -> None:
@@ -133,7 +135,7 @@ def soak_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.mark.timeout(240)
 def test_a_small_soak_loses_nothing_and_duplicates_nothing(soak_run: dict[str, Any]) -> None:
     result = soak_run["result"]
-    assert (result["connected"], result["connect_failed"]) == (200, 0)
+    assert (result["connected"], result["connect_failed"], result["never_connected"]) == (200, 0, 0)
     assert result["producer"]["sent"] == 400 and result["producer"]["error_count"] == 0
     # Every row of every user, at each of the user's two sockets: live or by catch-up.
     assert result["expected"] == 2 * 400
