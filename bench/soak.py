@@ -243,6 +243,15 @@ def post(port: int, path: str, body: dict[str, Any]) -> Any:
         return json.loads(response.read())
 
 
+def broadcast(port: int, entry: list[float]) -> None:
+    """POST the bench's broadcast view (one abroadcast()); entry is [round, called at, answered at]."""
+    try:
+        post(port, "/bench/broadcast/", {"round": int(entry[0])})
+    except OSError as exc:  # the sockets' side shows what did not arrive
+        say(f"broadcast {int(entry[0]) - 999} failed: {exc!r}")
+    entry[2] = time.monotonic()
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -387,6 +396,7 @@ def run(args: argparse.Namespace, folder: Path, workdir: Path, resources: Resour
     # the run after that, not at its edges.
     due = [go + 5 + (i + 1) * args.duration / (args.broadcasts + 1) for i in range(args.broadcasts)]
     broadcasts: list[list[float]] = []
+    triggers: list[threading.Thread] = []
     next_rss = go
     deadline = go + args.duration + 120
     while worker.poll() is None:
@@ -398,14 +408,19 @@ def run(args: argparse.Namespace, folder: Path, workdir: Path, resources: Resour
             next_rss += RSS_EVERY
         if due and now >= due[0]:
             due.pop(0)
-            round_ = 1000 + len(broadcasts)
-            post(servers[len(broadcasts) % len(servers)].port, "/bench/broadcast/", {"round": round_})
-            broadcasts.append([round_, now, time.monotonic()])
+            # On a thread: a server that is slow to answer must not hold back the schedule or the samples.
+            entry = [1000.0 + len(broadcasts), now, math.nan]
+            broadcasts.append(entry)
+            port = servers[(len(broadcasts) - 1) % len(servers)].port
+            triggers.append(threading.Thread(target=broadcast, args=(port, entry), daemon=True))
+            triggers[-1].start()
             say(f"broadcast {len(broadcasts)} at {now - go:.0f}s")
         if not all(server.alive() for server in servers):
             raise RuntimeError("a server process exited during the run; see its log in " + str(folder))
         time.sleep(0.1)
     produced_until = time.monotonic()
+    for trigger in triggers:
+        trigger.join(timeout=35)  # post()'s own timeout is 30 s
     cpu: dict[str, Any] = {
         name: round(100 * (sum(cpu_seconds(pid) for pid in group) - cpu0[name]) / (produced_until - go), 1)
         for name, group in cpu_pids.items()
@@ -493,7 +508,7 @@ def aggregate(
         )
     }
     rounds = []
-    for i, (round_, _called, _answered) in enumerate(broadcasts):
+    for i, (round_, called, answered) in enumerate(broadcasts):
         parts = [r["broadcasts"][i] for r in reports]
         got = sorted(x for p in parts for x in p["latencies"])
         rounds.append(
@@ -504,6 +519,8 @@ def aggregate(
                 "excluded": sum(p["excluded"] for p in parts),
                 "p50_ms": percentile(got, 0.5),
                 "last_ms": 1000 * got[-1] if got else None,
+                # How long the view's abroadcast() took to answer (the HTTP request included).
+                "call_ms": None if math.isnan(answered) else 1000 * (answered - called),
             }
         )
     mid = rss[len(rss) // 2][1] if rss else rss_connected
@@ -602,7 +619,8 @@ def render(result: dict[str, Any]) -> str:
             [
                 f"broadcast {b['round'] - 999}",
                 f"{b['sockets']:,} sockets, last {_f(b['last_ms'], ',.0f')} ms, "
-                f"p50 {_f(b['p50_ms'], ',.0f')} ms; {b['missed']} missed, {b['excluded']} reconnecting",
+                f"p50 {_f(b['p50_ms'], ',.0f')} ms; {b['missed']} missed, {b['excluded']} reconnecting; "
+                f"the call answered in {_f(b.get('call_ms'), ',.0f')} ms",
             ]
         )
     rows.append(
