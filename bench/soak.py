@@ -495,6 +495,7 @@ def aggregate(
         for key in (
             "expected",
             "lost",
+            "lost_while_refused",
             "unexpected",
             "duplicates",
             "overlaps",
@@ -566,7 +567,9 @@ def aggregate(
     }
     last = [r["last_ms"] for r in rounds if r["last_ms"] is not None]
     result["verdict"] = {
-        "no_loss": total["lost"] == 0 and result["connect_failed"] == 0 and total["reconnect_failures"] == 0,
+        "no_loss": total["lost"] == total["lost_while_refused"] == 0
+        and result["connect_failed"] == 0
+        and total["reconnect_failures"] == 0,
         "no_duplicate": total["duplicates"] == 0,
         "no_resync": resync_counter == 0 and total["resync_frames"] == 0,
         f"push_p99_under_{TARGET_P99_MS:.0f}ms": (result["push_p99_ms"] or math.inf) < TARGET_P99_MS,
@@ -604,7 +607,11 @@ def render(result: dict[str, Any]) -> str:
             f"for {r['duration_s']:g} s ({_f(r['producer'].get('error_count'))} failed)",
         ],
         ["deliveries expected", f"{r['expected']:,} ({r['live']:,} live, {r['caught_up']:,} by catch-up)"],
-        ["lost / duplicated", f"{r['lost']} / {r['duplicates']}"],
+        [
+            "lost / duplicated",
+            f"{r['lost']} / {r['duplicates']} (and {r['lost_while_refused']} at slots whose reconnects "
+            "were refused to the end)",
+        ],
         ["catch-up overlaps, gaps", f"{r['overlaps']} / {r['gaps']}"],
         ["reconnects (failed)", f"{r['reconnects']:,} ({r['reconnect_failures']})"],
         [

@@ -345,12 +345,15 @@ class Runner:
             await asyncio.sleep(0.25)
 
     def report(self, expected: dict[int, list[int]], broadcasts: list[list[float]]) -> dict[str, Any]:
-        lost = 0
+        lost = refused = 0
         examples: list[str] = []
         unexpected = 0
         for slot in self.slots:
             rows = [seq for seq in expected.get(slot.user_id, []) if slot.base >= 0 and seq > slot.base]
             missing = slot.missing(rows)
+            if slot.socket is None:  # its reconnects were refused to the end: what it missed says that
+                refused += len(missing)
+                continue
             lost += len(missing)
             unexpected += len(slot.got.keys() - set(rows))
             if missing and len(examples) < 10:
@@ -388,6 +391,7 @@ class Runner:
             ),
             "never_connected": sum(1 for slot in self.slots if slot.base < 0),
             "lost": lost,
+            "lost_while_refused": refused,
             "lost_examples": examples,
             "unexpected": unexpected,
             "duplicates": sum(slot.duplicates for slot in self.slots),
