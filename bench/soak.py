@@ -393,14 +393,17 @@ def run(args: argparse.Namespace, folder: Path, workdir: Path, resources: Resour
     for client in clients:
         client.send({"go": True})
     # The worker's clock starts once it has loaded Django (a few seconds); broadcasts are spread over
-    # the run after that, not at its edges.
-    due = [go + 5 + (i + 1) * args.duration / (args.broadcasts + 1) for i in range(args.broadcasts)]
+    # the run after that, not at its edges. Any still due when the worker ends are called then.
+    start = go + min(5.0, args.duration / 2)
+    due = [start + (i + 1) * args.duration / (args.broadcasts + 1) for i in range(args.broadcasts)]
     broadcasts: list[list[float]] = []
     triggers: list[threading.Thread] = []
     next_rss = go
     deadline = go + args.duration + 120
-    while worker.poll() is None:
+    while worker.poll() is None or due:
         now = time.monotonic()
+        if worker.poll() is not None:
+            due = [now] * len(due)
         if now > deadline:
             raise RuntimeError(f"the notify() worker did not finish within {args.duration + 120:.0f}s")
         if now >= next_rss:
@@ -573,9 +576,8 @@ def aggregate(
         "no_duplicate": total["duplicates"] == 0,
         "no_resync": resync_counter == 0 and total["resync_frames"] == 0,
         f"push_p99_under_{TARGET_P99_MS:.0f}ms": (result["push_p99_ms"] or math.inf) < TARGET_P99_MS,
-        f"broadcast_under_{TARGET_BROADCAST_MS:.0f}ms": bool(last)
-        and max(last) < TARGET_BROADCAST_MS
-        and all(r["missed"] == 0 for r in rounds),
+        f"broadcast_under_{TARGET_BROADCAST_MS:.0f}ms": not broadcasts
+        or (bool(last) and max(last) < TARGET_BROADCAST_MS and all(r["missed"] == 0 for r in rounds)),
     }
     return result
 

@@ -202,6 +202,8 @@ class Runner:
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
         self.random = random.Random(plan.seed)
+        #: Handshakes of reconnects in flight at once, as connect_all's.
+        self.window = asyncio.Semaphore(plan.connect_window)
 
     # frames
 
@@ -290,7 +292,8 @@ class Runner:
             await asyncio.sleep(self.plan.offline_s)
         for attempt in range(RECONNECT_ATTEMPTS):
             try:
-                await self.open(slot)
+                async with self.window:  # the retries of refused first connects come all at once
+                    await self.open(slot)
                 self.reconnects += 1
                 return
             except (OSError, TimeoutError, ConnectionError) as exc:
