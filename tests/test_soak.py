@@ -13,12 +13,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from bench.soak import read_gc, resync_log_lines
-from bench.soak_client import Slot
+from bench.soak_client import Runner, Slot, SoakPlan, SoakSocket
 from tests.support.servers import ROOT, project_env
 
 
@@ -79,6 +79,51 @@ def test_lost_is_what_the_database_has_after_the_first_socket_and_the_page_never
     page.pushed(2)
     page.pushed(4)
     assert page.missing([1, 2, 3, 4, 5]) == {3, 5}
+
+
+class FakeSocket:
+    """What Runner.on_frame reads of a socket: its slot, its broadcasts, and the syncs it asks."""
+
+    def __init__(self, page: Slot) -> None:
+        self.slot = page
+        self.broadcasts: dict[int, float] = {}
+        self.asked: list[int] = []
+
+    def sync(self, since: int | None) -> None:
+        if since is not None:
+            self.asked.append(since)
+
+
+def push(seq: int, ts: float = 9.0) -> dict[str, Any]:
+    return {"channel": "notifications", "payload": {"last": {"seq": seq, "data": {"t": ts, "ts": ts}}}}
+
+
+async def test_the_runner_routes_each_frame_to_the_page() -> None:
+    runner = Runner(SoakPlan(slots=[[0, 7, "t", 1]], reconnects_per_s=0))
+    fake = FakeSocket(runner.slots[0])
+    sock = cast(SoakSocket, fake)  # on_frame reads no more of a socket than FakeSocket has
+    sock.slot.cursor = sock.slot.base = 0
+    on = runner.on_frame
+    on(sock, push(1), 10.0)
+    on(sock, push(3), 10.5)
+    assert fake.asked == [1] and runner.latencies == [1.0, 1.5]
+    sync_page = {"notifications": [{"seq": 2}, {"seq": 3}], "has_more": False, "seq": 3}
+    on(sock, {"channel": "notifications", "id": "s1", "payload": sync_page}, 11.0)
+    broadcast = {"channel": "notifications", "payload": {"r": 1000, "n": 0, "t": 10.0}}
+    on(sock, broadcast, 10.25)
+    on(sock, {"channel": "gateway", "payload": {"resync": True}}, 12.0)
+    resync = {
+        "channel": "notifications",
+        "payload": {"unread": 5, "seq": 5, "missed": [{"seq": 4}, {"seq": 5}]},
+    }
+    on(sock, resync, 12.0)
+    refused = {"channel": "notifications", "id": "s3", "error": {"code": "rate_limited", "message": "..."}}
+    on(sock, refused, 13.0)
+    page = sock.slot
+    assert (page.cursor, page.gaps, page.overlaps, page.duplicates, page.syncing) == (5, 1, 1, 0, False)
+    assert page.got == {1: "live", 2: "sync", 3: "live", 4: "sync", 5: "sync"}
+    assert sock.broadcasts == {1000: 0.25} and runner.resync_frames == 1
+    assert runner.errors == ["slot 0: {'code': 'rate_limited', 'message': '...'}"]
 
 
 def test_the_servers_files_are_read_within_the_window(tmp_path: Path) -> None:
