@@ -243,6 +243,19 @@ def post(port: int, path: str, body: dict[str, Any]) -> Any:
         return json.loads(response.read())
 
 
+def stop_group(proc: subprocess.Popen[Any]) -> None:
+    """Stop ``proc`` and every process of its group (it was started in a session of its own)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return  # the whole group has ended
+    _stop_process(proc)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # what did not end on SIGTERM
+    except ProcessLookupError:
+        pass
+
+
 def broadcast(port: int, entry: list[float]) -> None:
     """POST the bench's broadcast view (one abroadcast()); entry is [round, called at, answered at]."""
     try:
@@ -383,8 +396,10 @@ def run(args: argparse.Namespace, folder: Path, workdir: Path, resources: Resour
         env=env,
         stdout=subprocess.PIPE,
         text=True,
+        # A group of its own: the worker forks its producers, which outlive a parent stopped alone.
+        start_new_session=True,
     )
-    resources.add(lambda: _stop_process(worker))
+    resources.add(lambda: stop_group(worker))
     # CPU over the run, as shares of one core: whether the machine (two cores, shared) was the limit.
     cpu_pids = {"servers": pids, "clients": [c.proc.pid for c in clients], "redis": [redis.proc.pid]}
     cpu0 = {name: sum(cpu_seconds(pid) for pid in group) for name, group in cpu_pids.items()}

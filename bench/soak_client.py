@@ -461,7 +461,10 @@ def main() -> None:
     if len(plan.slots) + 64 > limit:
         sys.exit(f"RLIMIT_NOFILE is {limit}: too low for {len(plan.slots)} sockets in one process")
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    asyncio.run(amain(plan))
+    try:
+        asyncio.run(amain(plan))
+    except KeyboardInterrupt:  # stopped by the orchestrator (Ctrl-C, a failure): quietly
+        sys.exit(130)
 
 
 if __name__ == "__main__":
