@@ -697,6 +697,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted; stopping everything")
         return 130
+    except (RuntimeError, subprocess.SubprocessError) as exc:  # a server died, a step timed out
+        say(f"failed: {exc}; stopping everything")
+        return 2
     finally:
         resources.close()
         for sig, handler in previous.items():
