@@ -370,7 +370,7 @@ def run(args: argparse.Namespace, folder: Path, workdir: Path, resources: Resour
         f"from {len(clients)} client process(es)"
     )
     started = time.monotonic()
-    connected = [client.answer(connect_within - (time.monotonic() - started)) for client in clients]
+    connected = [client.answer(max(1.0, connect_within - (time.monotonic() - started))) for client in clients]
     connect_s = time.monotonic() - started
     total_connected = sum(c["connected"] for c in connected)
     say(f"{total_connected:,}/{sockets:,} connected in {connect_s:.1f}s")
