@@ -74,6 +74,7 @@ EXPECTED_DEFAULTS = {
     "EMAIL_TASK_BACKEND": "default",
     "EMAIL_SITE_URL": "",
     "METRICS_TOKEN": None,
+    "GC_FREEZE": True,
 }
 
 

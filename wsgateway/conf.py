@@ -389,6 +389,14 @@ KEYS: dict[str, Key] = {
         "and the one-click unsubscribe. Required when a kind falls back to e-mail (E017).",
         most=200,
     ),
+    # Process-wide, so a setting a site can turn off, with what it costs measured in docs/deployment.md.
+    "GC_FREEZE": Key(
+        True,
+        Shape.BOOLEAN,
+        "At a process's first socket, collect once and then gc.freeze() what is left (what start-up "
+        "loaded), so that no later full collection walks it again (wsgateway.collector). False: "
+        "the collector is left as the site set it.",
+    ),
     # A scraper has no session: a token in its config (Prometheus' "authorization" block) instead.
     "METRICS_TOKEN": Key(
         None,
@@ -495,6 +503,7 @@ class GatewaySettings:
     EMAIL_TASK_BACKEND = Setting(str)
     EMAIL_SITE_URL = Setting(str)
     METRICS_TOKEN = Setting(_optional_name)
+    GC_FREEZE = Setting(bool)
 
 
 gateway_settings = GatewaySettings()

@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.functional import Promise
 
-from . import frames, metrics
+from . import collector, frames, metrics
 from .codes import CloseCode
 from .conf import gateway_settings
 from .layers.extensions import OVERFLOW, RECEIVE_NOWAIT, URGENT, supports
@@ -96,6 +96,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     connect_handled = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        collector.freeze_start_up()  # once per process: start-up is done when the first socket comes
         self.scope = scope
         self.transport = Transport(send)
         self.base_send = self.send_to_server

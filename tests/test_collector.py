@@ -1,0 +1,74 @@
+"""The garbage-collector policy (wsgateway.collector) and its setting, GC_FREEZE."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from wsgateway import collector
+from wsgateway.checks import check_settings
+
+
+@pytest.fixture
+def first_socket() -> Iterator[None]:
+    """As in a process no socket has come to yet; what this process had frozen is frozen again after."""
+    frozen_before = gc.get_freeze_count()
+    started = collector._started
+    collector.reset()
+    try:
+        yield
+    finally:
+        collector._started = started
+        if gc.get_freeze_count() != frozen_before:
+            gc.unfreeze()
+            if frozen_before:
+                gc.freeze()
+
+
+def test_the_first_socket_freezes_what_start_up_left_and_the_next_do_nothing(first_socket: None) -> None:
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    assert collector.freeze_start_up() is True
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000  # Django, the apps, pytest: all alive, none garbage
+    assert collector.freeze_start_up() is False
+    assert gc.get_freeze_count() == frozen
+
+
+def test_no_garbage_is_frozen(first_socket: None) -> None:
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the cyclic collector frees it
+
+    gc.unfreeze()
+    Node()
+    collector.freeze_start_up()
+    # Collected before the freeze: nothing of it was frozen, so nothing of it is left anywhere.
+    assert not any(type(obj) is Node for obj in gc.get_objects())
+    gc.unfreeze()
+    assert not any(type(obj) is Node for obj in gc.get_objects())
+
+
+@override_settings(WSGATEWAY={"GC_FREEZE": False})
+def test_off_leaves_the_collector_alone(first_socket: None) -> None:
+    gc.unfreeze()
+    assert collector.freeze_start_up() is False
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("value", ["False", 0, 1, None, "yes"])
+def test_check_refuses_anything_but_a_boolean(value: Any) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE": value}):
+        (message,) = check_settings()
+    assert message.id == "wsgateway.E007"
+    assert "'GC_FREEZE'" in message.msg and "True or False" in message.msg
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_check_takes_a_boolean(value: bool) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE": value}):
+        assert check_settings() == []

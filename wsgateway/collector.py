@@ -1,0 +1,58 @@
+"""The cyclic garbage collector in a process that holds thousands of sockets.
+
+A full collection walks every object the collector tracks, and stalls the whole process (every
+socket of it) while it does. What a server process holds is mostly what start-up loaded (Django,
+the apps, about 100,000 objects, alive as long as the process) and the sockets' own objects. The
+first need never be walked again: :func:`freeze_start_up` takes them out of the collector's sight
+once, at the process's first socket (``WSGATEWAY["GC_FREEZE"]``; see "Garbage collection" in
+docs/deployment.md for what it measured). The second is kept small by the per-socket parts
+(``bench/memory.py`` counts them; ``tests/test_socket_cost.py`` bounds them).
+
+The thresholds (``gc.set_threshold``) are left as they are: process-wide, and what they gain was
+within noise here; a site that wants them sets them in its ``asgi.py``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+
+from .conf import gateway_settings
+
+logger = logging.getLogger("wsgateway")
+
+#: Whether this process's first socket came (then the freeze was done, or not wanted).
+_started = False
+
+
+def freeze_start_up() -> bool:
+    """At this process's first socket, once: collect, then freeze whatever is left (start-up's
+    objects), when ``GC_FREEZE`` is on. True when it froze now.
+
+    Collected first, so that no garbage is frozen: what is frozen is what is alive, and stays
+    alive as long as the process, except the first socket's own objects (about 10 KB, made before
+    its connect), which the collector then never frees. A frozen object that loses its last
+    reference is still freed at once; only a reference cycle among frozen objects outlives it.
+    """
+    global _started
+    if _started:
+        return False
+    _started = True
+    if not gateway_settings.GC_FREEZE:
+        return False
+    start = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    logger.info(
+        "wsgateway: froze %d objects loaded at start-up out of the cyclic collector's sight (%.0f ms)",
+        gc.get_freeze_count(),
+        1000 * (time.perf_counter() - start),
+    )
+    return True
+
+
+def reset() -> None:
+    """Forget that the first socket came (a test that freezes again); does not unfreeze."""
+    global _started
+    _started = False
