@@ -99,7 +99,6 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         collector.freeze_start_up()  # once per process: start-up is done when the first socket comes
         self.scope = scope
         self.transport = Transport(send)
-        self.base_send = self.send_to_server
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         if self.channel_layer is None:
             raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
@@ -270,6 +269,10 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         else:
             await self.transport.send(message)
 
+    #: A method, not an attribute set per socket as Channels sets it: one bound method fewer that
+    #: every socket would hold for its life.
+    base_send = send_to_server
+
     async def dispatch_inbox(self, client_loop: asyncio.Task[Any]) -> None:
         """Handle what waits in :attr:`inbox`, in order, each under the turn."""
         try:
@@ -287,12 +290,13 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
 
     async def serve_layer(self, client_loop: asyncio.Task[Any]) -> None:
         layer = self.channel_layer
-        drain = layer.receive_nowait if supports(layer, RECEIVE_NOWAIT) else None
-        take_overflow = layer.take_overflow if supports(layer, OVERFLOW) else None
-        watch = layer.watch_urgent if supports(layer, URGENT) else None
-        if watch is not None:
+        # Flags, not the layer's bound methods: this frame lives as long as the socket, and each
+        # bound method in it would be one more object per socket for the cyclic collector to walk.
+        drains, overflows = supports(layer, RECEIVE_NOWAIT), supports(layer, OVERFLOW)
+        watches = supports(layer, URGENT)
+        if watches:
             self.home = asyncio.get_running_loop()
-            watch(self.channel_name, self.take_urgent)
+            layer.watch_urgent(self.channel_name, self.take_urgent)
         try:
             while True:
                 try:
@@ -304,17 +308,17 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
                     continue
                 async with self.turn:
                     await self.dispatch_layer_event(message)
-                    if drain is not None:
+                    if drains:
                         for _ in range(DRAIN_LIMIT):
                             if self.inbox:
                                 # Client frames wait: they have their turn first. An answer to a
                                 # request frees the place in the socket's table the next one needs.
                                 break
-                            message = drain(self.channel_name)
+                            message = layer.receive_nowait(self.channel_name)
                             if message is None:
                                 break
                             await self.dispatch_layer_event(message)
-                    if take_overflow is not None and take_overflow(self.channel_name):
+                    if overflows and layer.take_overflow(self.channel_name):
                         await self.layer_overflowed()
         except asyncio.CancelledError:
             raise
@@ -324,8 +328,8 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             client_loop.cancel()
             raise
         finally:
-            if watch is not None:
-                watch(self.channel_name, None)
+            if watches:
+                layer.watch_urgent(self.channel_name, None)
 
     def take_urgent(self, message: Message) -> None:
         """The layer's watcher of this channel: an urgent event, in its sender's call (see
