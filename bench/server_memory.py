@@ -1,6 +1,6 @@
 """What an idle authenticated socket costs in a real server process, wsgateway's part apart from the server's.
 
-    python -m bench.server_memory [--server daphne|uvicorn|hypercorn] [--sockets 1000] [--trace]
+    python -m bench.server_memory [--server SERVER] [--sockets 1000] [--trace]
 
 Starts one server on ``bench.asgi`` (the example project, wsgateway's in-process layer, a fresh SQLite
 database), opens ten sockets and closes them (what the first sockets load), then asks the server for
@@ -33,6 +33,8 @@ from typing import Any
 from bench.memory import bytes_by_package
 
 ROOT = Path(__file__).resolve().parent.parent
+#: uvicorn's default WebSocket implementation is websockets'; uvicorn-wsproto is its other one.
+SERVERS = ["daphne", "uvicorn", "uvicorn-wsproto", "hypercorn"]
 HOST = "127.0.0.1"
 
 
@@ -157,10 +159,11 @@ def server_command(server: str, port: int) -> list[str]:
     app = "bench.asgi:application"
     if server == "daphne":
         return [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface={HOST}:backlog=1024", app]
-    if server == "uvicorn":
-        return [sys.executable, "-m", "uvicorn", "--host", HOST, "--port", str(port), app]
-    if server == "hypercorn":
-        return [sys.executable, "-m", "hypercorn", "--bind", f"{HOST}:{port}", "--backlog", "1024", app]
+    if server in ("uvicorn", "uvicorn-wsproto"):
+        ws = ["--ws", "wsproto"] if server == "uvicorn-wsproto" else []  # else websockets, its default
+        return [sys.executable, "-m", "uvicorn", "--host", HOST, "--port", str(port), *ws, app]
+    if server == "hypercorn":  # --workers 0: the application in this process, not in a worker's
+        return [sys.executable, "-m", "hypercorn", "--bind", f"{HOST}:{port}", "--workers", "0", app]
     raise ValueError(server)
 
 
@@ -180,7 +183,8 @@ def measure(server: str, count: int, trace: bool, directory: Path) -> dict[str, 
         "DATABASE_URL": f"sqlite:///{directory}/db.sqlite3",
         "BENCH_MEMSTATS": str(directory / f"{server}.json"),
         "BENCH_TRACEMALLOC": "1" if trace else "0",
-        "PYTHONPATH": str(ROOT),
+        # The caller's path first: PYTHONPATH=<an older wsgateway's parent> measures that one.
+        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
     }
     env.pop("REDIS_URL", None)
     users = max(1, count // 10)
@@ -188,12 +192,13 @@ def measure(server: str, count: int, trace: bool, directory: Path) -> dict[str, 
     if not tokens_path.exists():
         subprocess.run(
             [sys.executable, "-m", "bench.prepare", "--users", str(users), "--out", str(tokens_path)],
-            cwd=ROOT, env=env, check=True,
+            cwd=directory, env=env, check=True,
         )  # fmt: skip
     tokens = [token for _, token in json.loads(tokens_path.read_text())][:users]
     port = free_port()
     log = open(directory / f"{server}.log", "ab")
-    proc = subprocess.Popen(server_command(server, port), cwd=ROOT, env=env, stdout=log, stderr=log)
+    # Not run from ROOT: python -m puts the working directory ahead of PYTHONPATH.
+    proc = subprocess.Popen(server_command(server, port), cwd=directory, env=env, stdout=log, stderr=log)
     stats_path = Path(env["BENCH_MEMSTATS"])
     try:
         deadline = time.monotonic() + 60
@@ -260,7 +265,7 @@ def measure(server: str, count: int, trace: bool, directory: Path) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--server", default="daphne", choices=["daphne", "uvicorn", "hypercorn"])
+    parser.add_argument("--server", default="daphne", choices=SERVERS)
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--trace", action="store_true", help="tracemalloc in the server: bytes by package")
     args = parser.parse_args()

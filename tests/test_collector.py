@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
 from wsgateway import collector
 from wsgateway.checks import check_settings
@@ -72,3 +73,22 @@ def test_check_refuses_anything_but_a_boolean(value: Any) -> None:
 def test_check_takes_a_boolean(value: bool) -> None:
     with override_settings(WSGATEWAY={"GC_FREEZE": value}):
         assert check_settings() == []
+
+
+def pauses() -> tuple[float, float]:
+    count = REGISTRY.get_sample_value("wsgateway_gc_pause_seconds_count") or 0.0
+    return count, REGISTRY.get_sample_value("wsgateway_gc_pause_seconds_bucket", {"le": "+Inf"}) or 0.0
+
+
+def test_every_full_collection_is_timed_and_no_other() -> None:
+    collector.time_pauses()
+    collector.time_pauses()  # idempotent: one callback, one sample per collection
+    assert gc.callbacks.count(collector._time_full) == 1
+    before = pauses()
+    gc.collect(0)
+    gc.collect(1)
+    assert pauses() == before
+    gc.collect()
+    gc.collect(2)
+    assert pauses() == (before[0] + 2, before[1] + 2)
+    assert (REGISTRY.get_sample_value("wsgateway_gc_pause_seconds_sum") or 0.0) > 0.0

@@ -17,13 +17,42 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from typing import Any
 
+from . import metrics
 from .conf import gateway_settings
 
 logger = logging.getLogger("wsgateway")
 
 #: Whether this process's first socket came (then the freeze was done, or not wanted).
 _started = False
+#: perf_counter() at the start of the full collection under way.
+_full_since = 0.0
+
+
+def start() -> None:
+    """At each socket: at the process's first, :func:`freeze_start_up` and :func:`time_pauses`."""
+    if not _started:
+        time_pauses()
+        freeze_start_up()
+
+
+def time_pauses() -> None:
+    """Time every full collection from now on, into ``wsgateway_gc_pause_seconds``. The callback runs
+    at every collection (two calls, a dict lookup each) and times only those of the oldest generation,
+    the ones that walk everything: a young collection is the ordinary cost of allocating."""
+    if _time_full not in gc.callbacks:
+        gc.callbacks.append(_time_full)
+
+
+def _time_full(phase: str, info: dict[str, Any]) -> None:
+    global _full_since
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _full_since = time.perf_counter()
+    else:
+        metrics.gc_paused(time.perf_counter() - _full_since)
 
 
 def freeze_start_up() -> bool:

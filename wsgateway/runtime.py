@@ -96,7 +96,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     connect_handled = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        collector.freeze_start_up()  # once per process: start-up is done when the first socket comes
+        collector.start()  # once per process: start-up is done when the first socket comes
         self.scope = scope
         self.transport = Transport(send)
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
