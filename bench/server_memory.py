@@ -8,7 +8,7 @@ its counts (SIGUSR1: see :func:`install`), opens N idle authenticated sockets (a
 N/10 users), and asks again. Reported per socket: RSS, the objects the cyclic collector tracks (by
 type), and the time of one full collection with the N sockets held; with ``--trace`` (tracemalloc in
 the server, which inflates its RSS), the bytes still allocated by package (wsgateway, channels,
-daphne/twisted/autobahn, uvicorn/websockets, asyncio...). Counts, not timings, except the collection.
+daphne/twisted/autobahn, uvicorn, hypercorn, asyncio...). Counts, not timings, except the collection.
 The server must run the application in the process it starts (granian's workers are other processes).
 """
 
