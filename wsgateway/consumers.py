@@ -265,6 +265,9 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             channel_name=self.channel_name,
             code=self.transport.close_code,
         )
+        # Each service holds the consumer (its ``connection``): without this, a closed socket would be
+        # a reference cycle that only a full collection frees. No push gets through an empty dict.
+        self.services = {}
 
     @classmethod
     def service_classes(cls) -> list[type[Service]]:

@@ -43,6 +43,15 @@ Decoded = frames.Frame | frames.FrameError | frames.MessageTooBig
 Inbound = Decoded | Message
 
 
+async def cancel_all(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel the tasks and wait for them to end, whatever they raise. A function of its own, so that
+    no frame that outlives the wait (a traceback's) holds them."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+
+
 class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     """Channels' ``AsyncConsumer``, with messages taken by two long-lived loops.
 
@@ -184,12 +193,18 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             # A handler failed (or a disconnect's StopConsumer) and cancelled this task: end as
             # Channels would, with its exception.
             this.uncancel()
-            raise failure from None
+            try:
+                raise failure from None
+            finally:
+                del failure  # see below
         finally:
-            tasks = [task for task in (layer, self.dispatcher, self.urgent_dispatcher) if task is not None]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(layer, self.dispatcher, self.urgent_dispatcher)
+            # No reference cycle left behind: the exception that ends the socket holds this frame
+            # (its traceback), and the finished tasks hold theirs, whose frames hold the consumer. A
+            # cycle through them made every object of a closed socket garbage that only a full
+            # collection frees, where reference counting frees it at once.
+            self.dispatcher = self.urgent_dispatcher = None
+            del layer, this
 
     async def screen(self, message: Message) -> Inbound | None:
         """What to queue for :meth:`handle` of a client message, or None to drop it; called as soon
