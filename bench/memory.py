@@ -202,7 +202,7 @@ async def measure(sockets: int, users: list[Any], top: int = 0) -> dict[str, Any
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     round_robin = [users[i % len(users)] for i in range(sockets)]
-    opened = await open_idle(application, round_robin, frames)
+    opened = await open_idle(application, round_robin, frames, within=30 + sockets / 10)
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
