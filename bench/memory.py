@@ -215,7 +215,7 @@ async def measure(sockets: int, users: list[Any], top: int = 0) -> dict[str, Any
         for frame in [stat.traceback[0]]
     ]
     by_package = bytes_by_package(before, after)
-    result = {
+    result: dict[str, Any] = {
         "sockets": sockets,
         "services": services,
         "tracked_per_socket": round(sum(grown.values()) / sockets, 1),
@@ -230,6 +230,12 @@ async def measure(sockets: int, users: list[Any], top: int = 0) -> dict[str, Any
         },
         "full_collection_ms": {"before": round(before_ms, 1), "after": round(after_ms, 1)},
     }
+    # What WSGATEWAY["GC_FREEZE_EVERY"] does once the sockets have lived an interval.
+    from wsgateway import collector
+
+    collector.refreeze()
+    result["full_collection_ms_sockets_frozen"] = round(full_collection_ms(), 1)
+    # The sockets stay frozen: close_all frees them by reference counting (tests/test_socket_cost.py).
     await close_all(opened)
     return result
 

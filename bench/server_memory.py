@@ -233,7 +233,7 @@ def measure(server: str, count: int, trace: bool, directory: Path) -> dict[str, 
             for sock in opened:
                 sock.close()
             # What the closed sockets leave that only the cyclic collector frees.
-            after["closed"] = await asyncio.to_thread(ask, proc.pid, stats_path, 0)
+            after["closed"] = await asyncio.to_thread(ask, proc.pid, stats_path, 0, 60 + count / 10)
             return after
 
         after = asyncio.run(hold())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -41,10 +42,6 @@ def test_the_first_socket_freezes_what_start_up_left_and_the_next_do_nothing(fir
 
 
 def test_no_garbage_is_frozen(first_socket: None) -> None:
-    class Node:
-        def __init__(self) -> None:
-            self.me = self  # a cycle: only the cyclic collector frees it
-
     gc.unfreeze()
     Node()
     collector.freeze_start_up()
@@ -92,3 +89,46 @@ def test_every_full_collection_is_timed_and_no_other() -> None:
     gc.collect(2)
     assert pauses() == (before[0] + 2, before[1] + 2)
     assert (REGISTRY.get_sample_value("wsgateway_gc_pause_seconds_sum") or 0.0) > 0.0
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the cyclic collector frees it
+
+
+def test_refreeze_freezes_what_lived_and_collects_what_did_not(first_socket: None) -> None:
+    gc.unfreeze()
+    kept = [Node() for _ in range(1000)]
+    Node()  # garbage by now
+    frozen = collector.refreeze()
+    assert frozen >= 1000
+    assert not any(type(obj) is Node for obj in gc.get_objects())  # out of the collector's sight
+    gc.unfreeze()
+    # The kept ones were frozen, and come back; the garbage was collected before, and does not.
+    assert sum(type(obj) is Node for obj in gc.get_objects()) == len(kept)
+
+
+async def test_refreeze_is_one_timer_per_process_and_only_when_asked() -> None:
+    assert collector.schedule_refreeze() is None  # GC_FREEZE_EVERY is None by default
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 30}):
+        timer = collector.schedule_refreeze()
+    assert timer is not None
+    try:
+        assert 29 < timer.when() - asyncio.get_running_loop().time() <= 30
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, "wsgateway.E003"), (3601, "wsgateway.E003"), ("60", "wsgateway.E003")]
+)
+def test_check_bounds_the_interval(value: Any, error: str) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": value}):
+        (message,) = check_settings()
+    assert message.id == error and "'GC_FREEZE_EVERY'" in message.msg
+
+
+@pytest.mark.parametrize("value", [None, 1, 60, 3600])
+def test_check_takes_none_or_seconds(value: Any) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": value}):
+        assert check_settings() == []

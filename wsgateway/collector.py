@@ -6,7 +6,11 @@ the apps, about 100,000 objects, alive as long as the process) and the sockets' 
 first need never be walked again: :func:`freeze_start_up` takes them out of the collector's sight
 once, at the process's first socket (``WSGATEWAY["GC_FREEZE"]``; see "Garbage collection" in
 docs/deployment.md for what it measured). The second is kept small by the per-socket parts
-(``bench/memory.py`` counts them; ``tests/test_socket_cost.py`` bounds them).
+(``bench/memory.py`` counts them; ``tests/test_socket_cost.py`` bounds them), and, where the site asks
+for it (``GC_FREEZE_EVERY``), frozen too once they have lived an interval: :func:`refreeze`. That is safe
+only as far as what is frozen is not later left as a reference cycle, which a frozen object never gets
+collected from: a closed socket of wsgateway's leaves none (tests/test_socket_cost.py), the server's
+may (bench/server_memory.py counts it).
 
 The thresholds (``gc.set_threshold``) are left as they are: process-wide, and what they gain was
 within noise here; a site that wants them sets them in its ``asgi.py``.
@@ -14,6 +18,7 @@ within noise here; a site that wants them sets them in its ``asgi.py``.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -31,10 +36,46 @@ _full_since = 0.0
 
 
 def start() -> None:
-    """At each socket: at the process's first, :func:`freeze_start_up` and :func:`time_pauses`."""
+    """At each socket: at the process's first, :func:`freeze_start_up`, :func:`time_pauses`, and the
+    timer of :func:`refreeze` if ``GC_FREEZE_EVERY`` asks for it."""
     if not _started:
         time_pauses()
         freeze_start_up()
+        schedule_refreeze()
+
+
+def schedule_refreeze() -> asyncio.TimerHandle | None:
+    """One timer per process (not per socket), on the running loop, every ``GC_FREEZE_EVERY`` seconds."""
+    every = gateway_settings.GC_FREEZE_EVERY
+    if every is None:
+        return None
+    return asyncio.get_running_loop().call_later(every, _refreeze_and_again)
+
+
+def _refreeze_and_again() -> None:
+    refreeze()
+    schedule_refreeze()
+
+
+def refreeze() -> int:
+    """Collect what is not frozen yet, then freeze what is left: the objects that lived since the last
+    freeze, mostly the sockets opened meanwhile. Returns how many were frozen now.
+
+    The collection walks only what is not frozen, so it is as long as the objects made since the last
+    freeze, not as long as the sockets held; and so is every full collection CPython runs between two.
+    """
+    start = time.perf_counter()
+    gc.collect()
+    before = gc.get_freeze_count()
+    gc.freeze()
+    frozen = gc.get_freeze_count() - before
+    logger.debug(
+        "wsgateway: froze %d more objects (%d in all, %.0f ms)",
+        frozen,
+        gc.get_freeze_count(),
+        1000 * (time.perf_counter() - start),
+    )
+    return frozen
 
 
 def time_pauses() -> None:
