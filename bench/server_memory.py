@@ -50,7 +50,7 @@ def install(path: str, *, trace: bool) -> None:
     def dump(signum: int, frame: Any) -> None:
         from wsgateway import sockets
 
-        garbage = gc.collect()  # what closed sockets left to the cyclic collector (and anything else)
+        gc.collect()
         times = []
         for _ in range(3):
             start = time.perf_counter()
@@ -61,7 +61,8 @@ def install(path: str, *, trace: bool) -> None:
             tracemalloc.take_snapshot().dump(path + ".trace")
         stats = {
             "rss_kib": _status_kib("VmRSS"),
-            "garbage": garbage,
+            # Every object the cyclic collector has freed in this process, in every collection.
+            "collected": sum(generation["collected"] for generation in gc.get_stats()),
             "tracked": sum(by_type.values()),
             "frozen": gc.get_freeze_count(),
             "by_type": dict(by_type),
@@ -139,10 +140,8 @@ async def open_idle(port: int, tokens: list[str], count: int) -> list[Idle]:
 
 
 def ask(pid: int, path: Path, want_sockets: int, within: float = 120) -> dict[str, Any]:
-    """The server's counts once it holds ``want_sockets`` sockets; ``garbage``: what every collection
-    of the asks found, as each asks for one."""
+    """The server's counts once it holds ``want_sockets`` sockets."""
     deadline = time.monotonic() + within
-    garbage = 0
     while True:
         path.unlink(missing_ok=True)
         os.kill(pid, signal.SIGUSR1)
@@ -151,9 +150,7 @@ def ask(pid: int, path: Path, want_sockets: int, within: float = 120) -> dict[st
                 raise TimeoutError("the server wrote no counts")
             time.sleep(0.05)
         stats: dict[str, Any] = json.loads(path.read_text())
-        garbage += stats["garbage"]
         if stats["sockets"] == want_sockets:
-            stats["garbage"] = garbage
             return stats
         if time.monotonic() > deadline:
             raise TimeoutError(f"the server holds {stats['sockets']} sockets, not {want_sockets}")
@@ -180,7 +177,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure(server: str, count: int, trace: bool, directory: Path) -> dict[str, Any]:
+def measure(
+    server: str, count: int, trace: bool, directory: Path, freeze_every: int | None = None
+) -> dict[str, Any]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -188,6 +187,7 @@ def measure(server: str, count: int, trace: bool, directory: Path) -> dict[str, 
         "DATABASE_URL": f"sqlite:///{directory}/db.sqlite3",
         "BENCH_MEMSTATS": str(directory / f"{server}.json"),
         "BENCH_TRACEMALLOC": "1" if trace else "0",
+        "BENCH_GC_FREEZE_EVERY": str(freeze_every or ""),
         # The caller's path first: PYTHONPATH=<an older wsgateway's parent> measures that one.
         "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
     }
@@ -228,6 +228,8 @@ def measure(server: str, count: int, trace: bool, directory: Path) -> dict[str, 
             started = time.monotonic()
             opened = await open_idle(port, tokens, count)
             took = time.monotonic() - started
+            if freeze_every:
+                await asyncio.sleep(freeze_every + 2)  # the sockets have lived through a freeze
             after = await asyncio.to_thread(ask, proc.pid, stats_path, count)
             after["connect_s"] = round(took, 1)
             for sock in opened:
@@ -251,9 +253,13 @@ def measure(server: str, count: int, trace: bool, directory: Path) -> dict[str, 
                 "after": round(after["full_collection_ms"], 1),
             },
             "frozen_at_start_up": before["frozen"],
-            "garbage_per_closed_socket": round(after["closed"]["garbage"] / count, 1),
+            # What the cyclic collector freed from the N sockets' close to the end: their cycles.
+            "garbage_per_closed_socket": round(
+                (after["closed"]["collected"] - after["collected"]) / count, 1
+            ),
             "connect_s": after["connect_s"],
             "traced": trace,
+            "gc_freeze_every": freeze_every,
         }
         if before_trace is not None:
             after_trace = tracemalloc.Snapshot.load(str(stats_path) + ".trace")
@@ -276,13 +282,14 @@ def main() -> None:
     parser.add_argument("--server", default="daphne", choices=SERVERS)
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--trace", action="store_true", help="tracemalloc in the server: bytes by package")
+    parser.add_argument("--freeze-every", type=int, help="GC_FREEZE_EVERY in the server")
     args = parser.parse_args()
     import resource
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory(prefix="wsgateway-server-memory-") as directory:
-        result = measure(args.server, args.sockets, args.trace, Path(directory))
+        result = measure(args.server, args.sockets, args.trace, Path(directory), args.freeze_every)
     json.dump(result, sys.stdout, indent=2)
     print()
 
