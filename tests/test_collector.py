@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ def first_socket() -> Iterator[None]:
         collector._started = started
         if gc.get_freeze_count() != frozen_before:
             gc.unfreeze()
+            gc.collect()  # what a test froze and let go is not frozen again
             if frozen_before:
                 gc.freeze()
 
@@ -132,3 +134,39 @@ def test_check_bounds_the_interval(value: Any, error: str) -> None:
 def test_check_takes_none_or_seconds(value: Any) -> None:
     with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": value}):
         assert check_settings() == []
+
+
+def test_a_thawing_refreeze_frees_the_cycles_frozen_before(first_socket: None) -> None:
+    gc.unfreeze()
+    gc.collect()
+    gc.disable()  # no automatic collection between the steps
+    try:
+        Node()
+        gc.freeze()  # a cycle frozen while alive, then let go: no collection sees it
+        collector.refreeze()
+        assert not any(type(obj) is Node for obj in gc.get_objects())
+        gc.unfreeze()
+        assert sum(type(obj) is Node for obj in gc.get_objects()) == 1  # frozen, not freed
+        gc.freeze()
+        collector.refreeze(thaw=True)
+        gc.unfreeze()
+        assert not any(type(obj) is Node for obj in gc.get_objects())
+    finally:
+        gc.enable()
+
+
+def test_the_timer_thaws_once_an_hour(first_socket: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+
+    def refreeze(*, thaw: bool = False) -> int:
+        calls.append(thaw)
+        return 0
+
+    monkeypatch.setattr(collector, "refreeze", refreeze)
+    monkeypatch.setattr(collector, "schedule_refreeze", lambda: None)
+    monkeypatch.setattr(collector, "_thawed_at", time.monotonic())
+    collector._refreeze_and_again()
+    monkeypatch.setattr(collector, "_thawed_at", time.monotonic() - collector.THAW_EVERY)
+    collector._refreeze_and_again()
+    collector._refreeze_and_again()
+    assert calls == [False, True, False]
