@@ -25,10 +25,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SOCKETS = 60
 #: Tracked objects one idle socket adds, the harness's own included (about 10: its pipe, task and
-#: scope). Measured here: 71.5 with the test settings' two services (BEFORE before issue 24's cuts).
-#: The margin is for Python versions, not for a new per-socket object: one that every socket needs
-#: belongs in a part with slots, which test_every_part_of_an_idle_socket_is_slotted looks at.
-MOST_TRACKED_PER_SOCKET = 78
+#: scope). Measured here: 71.5 to 72.5 with the test settings' two services, 77.5 to 79.5 before issue
+#: 24's cuts (which this bound fails). The margin is for noise (a timer handle more or less), not for a
+#: new per-socket object: one that every socket needs belongs in a part with slots, which
+#: test_every_part_of_an_idle_socket_is_slotted looks at.
+MOST_TRACKED_PER_SOCKET = 76
 
 
 async def make_users(count: int) -> list[Any]:
