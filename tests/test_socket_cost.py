@@ -16,8 +16,11 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
+from django.test import override_settings
+from django.utils import translation
 
 from bench.memory import close_all, open_idle
+from tests.support.communicators import connected
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.services.base import service_classes
 
@@ -118,3 +121,30 @@ async def test_a_closed_socket_is_freed_without_the_cyclic_collector() -> None:
     del opened
     await asyncio.sleep(0.05)  # the ends' last callbacks
     assert gc.collect() < SOCKETS  # some of the test's own may be there; not one object per socket
+
+
+@override_settings(LANGUAGES=[("en", "English"), ("de", "German")], LANGUAGE_CODE="en")
+async def test_a_socket_in_the_sites_language_skips_the_override_and_still_speaks_it(
+    alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LANGUAGE_CODE is one of LANGUAGES: a socket that asks for nothing speaks it without an override of
+    # its own (GatewayConsumer.__call__), beside one that asks for German and gets it.
+    overrides: list[str] = []
+    override = translation.override
+
+    def counted(language: str, *args: Any) -> Any:
+        overrides.append(language)
+        return override(language, *args)
+
+    monkeypatch.setattr(translation, "override", counted)
+    german = (b"accept-language", b"de-DE,de;q=0.9")
+    async with connected(alice) as english, connected(alice, headers=[german]) as deutsch:
+        assert overrides == ["de"]
+        for socket in (english, deutsch):
+            await socket.send("gateway", {"action": "dance"}, id=1)
+        assert (await english.receive())["error"]["message"] == (
+            'The gateway channel takes only {"action": "ping"} and "ack".'
+        )
+        assert (await deutsch.receive())["error"]["message"] == (
+            'Der Kanal gateway nimmt nur {"action": "ping"} und "ack" an.'
+        )
