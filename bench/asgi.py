@@ -67,3 +67,10 @@ if os.environ.get("BENCH_GC_LOG"):
             )
 
     gc.callbacks.append(_log_gc)
+
+# Diagnostics, off by default: BENCH_MEMSTATS=<path> writes the process's collector counts (and, with
+# BENCH_TRACEMALLOC=1, a tracemalloc snapshot beside it) to <path> on SIGUSR1; bench.server_memory reads them.
+if os.environ.get("BENCH_MEMSTATS"):
+    from bench import server_memory
+
+    server_memory.install(os.environ["BENCH_MEMSTATS"], trace=os.environ.get("BENCH_TRACEMALLOC") == "1")

@@ -39,6 +39,10 @@ if not ROWS[BENCH_LAYER].limits:
         "REVALIDATE_INTERVAL": 24 * 60 * 60,
     }
 
+# bench.server_memory --freeze-every S: WSGATEWAY["GC_FREEZE_EVERY"] in the server.
+if os.environ.get("BENCH_GC_FREEZE_EVERY"):
+    WSGATEWAY = {**WSGATEWAY, "GC_FREEZE_EVERY": int(os.environ["BENCH_GC_FREEZE_EVERY"])}
+
 # A deployment keeps its database connections; opening one per request would be measured instead.
 DATABASES["default"]["CONN_MAX_AGE"] = 600
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

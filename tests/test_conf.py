@@ -74,6 +74,8 @@ EXPECTED_DEFAULTS = {
     "EMAIL_TASK_BACKEND": "default",
     "EMAIL_SITE_URL": "",
     "METRICS_TOKEN": None,
+    "GC_FREEZE": True,
+    "GC_FREEZE_EVERY": None,
 }
 
 
@@ -123,6 +125,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "NOTIFICATIONS_KEEP_READ",
         "NOTIFICATIONS_KEEP_ARCHIVED",
         "METRICS_TOKEN",
+        "GC_FREEZE_EVERY",
     }
     assert {name: key.most for name, key in KEYS.items() if key.most is not None} == {
         "GROUP_PREFIX": 73,
@@ -151,6 +154,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "EMAIL_TASK_BACKEND": 100,
         "EMAIL_SITE_URL": 200,
         "METRICS_TOKEN": 200,
+        "GC_FREEZE_EVERY": 3600,
     }
     assert {name: key.least for name, key in KEYS.items() if key.least is not None} == {
         "OUTBOUND_WINDOW": 64 * 1024,

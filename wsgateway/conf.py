@@ -39,6 +39,10 @@ MAX_USER_ID_LENGTH = 20
 MAX_GROUP_PREFIX_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH - 1 - len(".user.") - MAX_USER_ID_LENGTH
 
 
+#: Longest ``GC_FREEZE_EVERY``: an hour; sockets opened since the last freeze are walked by every
+#: full collection until the next.
+MAX_GC_FREEZE_EVERY = 3600
+
 #: Largest value of the rate-limit keys: a client may not be allowed to flood.
 MAX_RATE = 10_000
 
@@ -389,6 +393,26 @@ KEYS: dict[str, Key] = {
         "and the one-click unsubscribe. Required when a kind falls back to e-mail (E017).",
         most=200,
     ),
+    # Process-wide, so a setting a site can turn off, with what it costs measured in docs/deployment.md.
+    "GC_FREEZE": Key(
+        True,
+        Shape.BOOLEAN,
+        "At a process's first socket, collect once and then gc.freeze() what is left (what start-up "
+        "loaded), so that no later full collection walks it again (wsgateway.collector). False: "
+        "the collector is left as the site set it.",
+    ),
+    # Off by default: what it leaks is the server's to say (docs/benchmarks.md, "Memory and garbage
+    # collection").
+    "GC_FREEZE_EVERY": Key(
+        None,
+        Shape.POSITIVE_INTEGER,
+        "Seconds between two freezes of what lived through the interval (one collection of what is not "
+        "frozen, then gc.freeze()): full collections then walk only what is newer, however many sockets "
+        "are held. A reference cycle frozen is never collected. None: only start-up. "
+        f"At most {MAX_GC_FREEZE_EVERY}.",
+        nullable=True,
+        most=MAX_GC_FREEZE_EVERY,
+    ),
     # A scraper has no session: a token in its config (Prometheus' "authorization" block) instead.
     "METRICS_TOKEN": Key(
         None,
@@ -495,6 +519,8 @@ class GatewaySettings:
     EMAIL_TASK_BACKEND = Setting(str)
     EMAIL_SITE_URL = Setting(str)
     METRICS_TOKEN = Setting(_optional_name)
+    GC_FREEZE = Setting(bool)
+    GC_FREEZE_EVERY = Setting(_optional_int)
 
 
 gateway_settings = GatewaySettings()

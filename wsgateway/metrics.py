@@ -194,6 +194,13 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
         "Users one push() or apush() call sends its frame to.",
         (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
     ),
+    # A full collection stalls every socket of the process: under a millisecond with start-up frozen
+    # and few sockets, seconds at thousands of sockets before issue 24 (wsgateway.collector).
+    "wsgateway_gc_pause_seconds": (
+        "Seconds each full collection (the oldest generation) of the cyclic garbage collector stalled "
+        "the process, from the first socket on.",
+        (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    ),
 }
 
 #: The gauge of open sockets. Under PROMETHEUS_MULTIPROC_DIR, one sample per process (a ``pid``
@@ -355,6 +362,12 @@ def fanned_out(users: int) -> None:
     """One push() to ``users`` users: the fan-out histogram (nothing without prometheus-client)."""
     if (histogram := SERIES.get("wsgateway_push_fanout_users")) is not None:
         histogram.observe(users)
+
+
+def gc_paused(seconds: float) -> None:
+    """A full collection took ``seconds`` (see wsgateway.collector; nothing without prometheus-client)."""
+    if (histogram := SERIES.get("wsgateway_gc_pause_seconds")) is not None:
+        histogram.observe(seconds)
 
 
 #: One pushed frame in this many, in the order the process sends them, is timed into the latency

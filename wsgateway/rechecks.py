@@ -27,6 +27,10 @@ RECHECK_MARGIN = 0.05
 RECHECK_RETRY = 5.0
 
 
+async def _ended_already(verdict: revocation.Verdict) -> None:
+    """What a stopped re-check calls instead of ``ended``: nothing, as it calls nothing."""
+
+
 class LoginRecheck:
     """One socket's re-checks: what it logged in with, and the next check.
 
@@ -113,6 +117,9 @@ class LoginRecheck:
         """No more checks: the socket is closing. A check in flight is cancelled, unless it is the
         caller (its verdict is closing the socket)."""
         self.stopped = True
+        # ``ended`` is the consumer's bound method: let go of it, or the consumer and this part would be a
+        # reference cycle after the close, freed only by a full collection. A call in flight has it already.
+        self.ended = _ended_already
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

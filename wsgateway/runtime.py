@@ -20,7 +20,7 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.functional import Promise
 
-from . import frames, metrics
+from . import collector, frames, metrics
 from .codes import CloseCode
 from .conf import gateway_settings
 from .layers.extensions import OVERFLOW, RECEIVE_NOWAIT, URGENT, supports
@@ -41,6 +41,15 @@ LAYER_RETRY_DELAY = 1.0
 Decoded = frames.Frame | frames.FrameError | frames.MessageTooBig
 #: What the door makes of a client message (see TurnTakingConsumer.screen).
 Inbound = Decoded | Message
+
+
+async def cancel_all(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel the tasks and wait for them to end, whatever they raise. A function of its own, so that
+    no frame that outlives the wait (a traceback's) holds them."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -96,9 +105,9 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     connect_handled = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        collector.start()  # once per process: start-up is done when the first socket comes
         self.scope = scope
         self.transport = Transport(send)
-        self.base_send = self.send_to_server
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         if self.channel_layer is None:
             raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
@@ -184,12 +193,18 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             # A handler failed (or a disconnect's StopConsumer) and cancelled this task: end as
             # Channels would, with its exception.
             this.uncancel()
-            raise failure from None
+            try:
+                raise failure from None
+            finally:
+                del failure  # see below
         finally:
-            tasks = [task for task in (layer, self.dispatcher, self.urgent_dispatcher) if task is not None]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(layer, self.dispatcher, self.urgent_dispatcher)
+            # No reference cycle left behind: the exception that ends the socket holds this frame
+            # (its traceback), and the finished tasks hold theirs, whose frames hold the consumer. A
+            # cycle through them made every object of a closed socket garbage that only a full
+            # collection frees, where reference counting frees it at once.
+            self.dispatcher = self.urgent_dispatcher = None
+            del layer, this
 
     async def screen(self, message: Message) -> Inbound | None:
         """What to queue for :meth:`handle` of a client message, or None to drop it; called as soon
@@ -269,6 +284,10 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         else:
             await self.transport.send(message)
 
+    #: A method, not an attribute set per socket as Channels sets it: one bound method fewer that
+    #: every socket would hold for its life.
+    base_send = send_to_server
+
     async def dispatch_inbox(self, client_loop: asyncio.Task[Any]) -> None:
         """Handle what waits in :attr:`inbox`, in order, each under the turn."""
         try:
@@ -286,12 +305,13 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
 
     async def serve_layer(self, client_loop: asyncio.Task[Any]) -> None:
         layer = self.channel_layer
-        drain = layer.receive_nowait if supports(layer, RECEIVE_NOWAIT) else None
-        take_overflow = layer.take_overflow if supports(layer, OVERFLOW) else None
-        watch = layer.watch_urgent if supports(layer, URGENT) else None
-        if watch is not None:
+        # Flags, not the layer's bound methods: this frame lives as long as the socket, and each
+        # bound method in it would be one more object per socket for the cyclic collector to walk.
+        drains, overflows = supports(layer, RECEIVE_NOWAIT), supports(layer, OVERFLOW)
+        watches = supports(layer, URGENT)
+        if watches:
             self.home = asyncio.get_running_loop()
-            watch(self.channel_name, self.take_urgent)
+            layer.watch_urgent(self.channel_name, self.take_urgent)
         try:
             while True:
                 try:
@@ -303,17 +323,17 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
                     continue
                 async with self.turn:
                     await self.dispatch_layer_event(message)
-                    if drain is not None:
+                    if drains:
                         for _ in range(DRAIN_LIMIT):
                             if self.inbox:
                                 # Client frames wait: they have their turn first. An answer to a
                                 # request frees the place in the socket's table the next one needs.
                                 break
-                            message = drain(self.channel_name)
+                            message = layer.receive_nowait(self.channel_name)
                             if message is None:
                                 break
                             await self.dispatch_layer_event(message)
-                    if take_overflow is not None and take_overflow(self.channel_name):
+                    if overflows and layer.take_overflow(self.channel_name):
                         await self.layer_overflowed()
         except asyncio.CancelledError:
             raise
@@ -323,8 +343,8 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             client_loop.cancel()
             raise
         finally:
-            if watch is not None:
-                watch(self.channel_name, None)
+            if watches:
+                layer.watch_urgent(self.channel_name, None)
 
     def take_urgent(self, message: Message) -> None:
         """The layer's watcher of this channel: an urgent event, in its sender's call (see

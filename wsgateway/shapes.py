@@ -15,6 +15,7 @@ class Shape(enum.Enum):
     """What a key's value must be; the value is how a check message names it."""
 
     POSITIVE_INTEGER = "a positive integer"
+    BOOLEAN = "True or False"
     STRING = "a string"
     LIST_OF_STRINGS = "a list of strings"
     DOTTED_PATH = "a dotted path"
@@ -27,6 +28,8 @@ class Shape(enum.Enum):
         """Whether ``value`` has this shape (``None`` is the table's business, not the shape's)."""
         if self is Shape.POSITIVE_INTEGER:
             return type(value) is int and value >= 1  # not True, which is an int
+        if self is Shape.BOOLEAN:
+            return type(value) is bool  # not 0 or 1, nor "False", which is true
         if self is Shape.BADGE_COUNT:
             return value in ("unread", "unseen")
         if self is Shape.DICT:

@@ -25,7 +25,13 @@ class Service:
 
     ``on_connect`` and ``on_message`` return a payload to send (or ``None``);
     raising :class:`~wsgateway.exceptions.GatewayError` answers with an error frame.
+
+    Slotted, as wsgateway's own services are: every socket holds one of each, for its whole life. A
+    site's subclass that declares no ``__slots__`` has a ``__dict__`` as usual.
+    Weakly referable: a registry of sockets (the snooze clock's) holds them so.
     """
+
+    __slots__ = ("__weakref__", "connection")
 
     channel: ClassVar[str]
 
@@ -82,6 +88,8 @@ class ActionService(Service):
     ``unknown_action``. ``data`` holding a string no database can store (a NUL, a lone
     surrogate, in a value or a key) is ``invalid_data`` before any action sees it.
     """
+
+    __slots__ = ()
 
     async def on_message(self, user: Any, payload: Any) -> Any:
         if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):

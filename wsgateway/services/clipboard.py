@@ -119,6 +119,8 @@ def _lock_clipboard(user: Any) -> None:
 
 
 class ClipboardService(ActionService):
+    __slots__ = ()
+
     channel = CHANNEL
 
     def snapshot(self, user: Any) -> Any:

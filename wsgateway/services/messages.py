@@ -15,6 +15,8 @@ from .base import Service
 
 
 class MessagesService(Service):
+    __slots__ = ()
+
     channel = frames.MESSAGES_CHANNEL
 
     async def on_connect(self, user: Any) -> Any:

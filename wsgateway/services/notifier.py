@@ -39,6 +39,8 @@ NOTHING_AHEAD: frozenset[int] = frozenset()
 
 
 class NotifierService(ActionService):
+    __slots__ = ("ahead", "delivered")
+
     channel = CHANNEL
 
     def __init__(self, connection: Connection) -> None:

@@ -157,6 +157,8 @@ class PresenceConnection(Connection, Protocol):
 class PresenceService(ActionService):
     """``watch`` and ``unwatch``; the connect frame only on a resync, with the watched users' states."""
 
+    __slots__ = ("watching",)
+
     channel = CHANNEL
 
     def __init__(self, connection: PresenceConnection) -> None:

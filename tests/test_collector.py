@@ -1,0 +1,172 @@
+"""The garbage-collector policy (wsgateway.collector) and its setting, GC_FREEZE."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from prometheus_client import REGISTRY
+
+from wsgateway import collector
+from wsgateway.checks import check_settings
+
+
+@pytest.fixture
+def first_socket() -> Iterator[None]:
+    """As in a process no socket has come to yet; what this process had frozen is frozen again after."""
+    frozen_before = gc.get_freeze_count()
+    started = collector._started
+    collector.reset()
+    try:
+        yield
+    finally:
+        collector._started = started
+        if gc.get_freeze_count() != frozen_before:
+            gc.unfreeze()
+            gc.collect()  # what a test froze and let go is not frozen again
+            if frozen_before:
+                gc.freeze()
+
+
+def test_the_first_socket_freezes_what_start_up_left_and_the_next_do_nothing(first_socket: None) -> None:
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    assert collector.freeze_start_up() is True
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000  # Django, the apps, pytest: all alive, none garbage
+    assert collector.freeze_start_up() is False
+    assert gc.get_freeze_count() == frozen
+
+
+def test_no_garbage_is_frozen(first_socket: None) -> None:
+    gc.unfreeze()
+    Node()
+    collector.freeze_start_up()
+    # Collected before the freeze: nothing of it was frozen, so nothing of it is left anywhere.
+    assert not any(type(obj) is Node for obj in gc.get_objects())
+    gc.unfreeze()
+    assert not any(type(obj) is Node for obj in gc.get_objects())
+
+
+@override_settings(WSGATEWAY={"GC_FREEZE": False})
+def test_off_leaves_the_collector_alone(first_socket: None) -> None:
+    gc.unfreeze()
+    assert collector.freeze_start_up() is False
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("value", ["False", 0, 1, None, "yes"])
+def test_check_refuses_anything_but_a_boolean(value: Any) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE": value}):
+        (message,) = check_settings()
+    assert message.id == "wsgateway.E007"
+    assert "'GC_FREEZE'" in message.msg and "True or False" in message.msg
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_check_takes_a_boolean(value: bool) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE": value}):
+        assert check_settings() == []
+
+
+def pauses() -> tuple[float, float]:
+    count = REGISTRY.get_sample_value("wsgateway_gc_pause_seconds_count") or 0.0
+    return count, REGISTRY.get_sample_value("wsgateway_gc_pause_seconds_bucket", {"le": "+Inf"}) or 0.0
+
+
+def test_every_full_collection_is_timed_and_no_other() -> None:
+    collector.time_pauses()
+    collector.time_pauses()  # idempotent: one callback, one sample per collection
+    assert gc.callbacks.count(collector._time_full) == 1
+    before = pauses()
+    gc.collect(0)
+    gc.collect(1)
+    assert pauses() == before
+    gc.collect()
+    gc.collect(2)
+    assert pauses() == (before[0] + 2, before[1] + 2)
+    assert (REGISTRY.get_sample_value("wsgateway_gc_pause_seconds_sum") or 0.0) > 0.0
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the cyclic collector frees it
+
+
+def test_refreeze_freezes_what_lived_and_collects_what_did_not(first_socket: None) -> None:
+    gc.unfreeze()
+    kept = [Node() for _ in range(1000)]
+    Node()  # garbage by now
+    frozen = collector.refreeze()
+    assert frozen >= 1000
+    assert not any(type(obj) is Node for obj in gc.get_objects())  # out of the collector's sight
+    gc.unfreeze()
+    # The kept ones were frozen, and come back; the garbage was collected before, and does not.
+    assert sum(type(obj) is Node for obj in gc.get_objects()) == len(kept)
+
+
+async def test_refreeze_is_one_timer_per_process_and_only_when_asked() -> None:
+    assert collector.schedule_refreeze() is None  # GC_FREEZE_EVERY is None by default
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 30}):
+        timer = collector.schedule_refreeze()
+    assert timer is not None
+    try:
+        assert 29 < timer.when() - asyncio.get_running_loop().time() <= 30
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, "wsgateway.E003"), (3601, "wsgateway.E003"), ("60", "wsgateway.E003")]
+)
+def test_check_bounds_the_interval(value: Any, error: str) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": value}):
+        (message,) = check_settings()
+    assert message.id == error and "'GC_FREEZE_EVERY'" in message.msg
+
+
+@pytest.mark.parametrize("value", [None, 1, 60, 3600])
+def test_check_takes_none_or_seconds(value: Any) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": value}):
+        assert check_settings() == []
+
+
+def test_a_thawing_refreeze_frees_the_cycles_frozen_before(first_socket: None) -> None:
+    gc.unfreeze()
+    gc.collect()
+    gc.disable()  # no automatic collection between the steps
+    try:
+        Node()
+        gc.freeze()  # a cycle frozen while alive, then let go: no collection sees it
+        collector.refreeze()
+        assert not any(type(obj) is Node for obj in gc.get_objects())
+        gc.unfreeze()
+        assert sum(type(obj) is Node for obj in gc.get_objects()) == 1  # frozen, not freed
+        gc.freeze()
+        collector.refreeze(thaw=True)
+        gc.unfreeze()
+        assert not any(type(obj) is Node for obj in gc.get_objects())
+    finally:
+        gc.enable()
+
+
+def test_the_timer_thaws_once_an_hour(first_socket: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+
+    def refreeze(*, thaw: bool = False) -> int:
+        calls.append(thaw)
+        return 0
+
+    monkeypatch.setattr(collector, "refreeze", refreeze)
+    monkeypatch.setattr(collector, "schedule_refreeze", lambda: None)
+    monkeypatch.setattr(collector, "_thawed_at", time.monotonic())
+    collector._refreeze_and_again()
+    monkeypatch.setattr(collector, "_thawed_at", time.monotonic() - collector.THAW_EVERY)
+    collector._refreeze_and_again()
+    collector._refreeze_and_again()
+    assert calls == [False, True, False]

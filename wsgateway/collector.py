@@ -1,0 +1,146 @@
+"""The cyclic garbage collector in a process that holds thousands of sockets.
+
+A full collection walks every object the collector tracks, and stalls the whole process (every
+socket of it) while it does. What a server process holds is mostly what start-up loaded (Django,
+the apps, about 100,000 objects, alive as long as the process) and the sockets' own objects. The
+first need never be walked again: :func:`freeze_start_up` takes them out of the collector's sight
+once, at the process's first socket (``WSGATEWAY["GC_FREEZE"]``; see "Garbage collection" in
+docs/deployment.md for what it measured). The second is kept small by the per-socket parts
+(``bench/memory.py`` counts them; ``tests/test_socket_cost.py`` bounds them), and, where the site asks
+for it (``GC_FREEZE_EVERY``), frozen too once they have lived an interval: :func:`refreeze`. That is safe
+only as far as what is frozen is not later left as a reference cycle, which a frozen object never gets
+collected from: a closed socket of wsgateway's leaves none (tests/test_socket_cost.py), the server's
+may (bench/server_memory.py counts it).
+
+The thresholds (``gc.set_threshold``) are left as they are: process-wide, and what they gain was
+within noise here; a site that wants them sets them in its ``asgi.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from typing import Any
+
+from . import metrics
+from .conf import gateway_settings
+
+logger = logging.getLogger("wsgateway")
+
+#: Whether this process's first socket came (then the freeze was done, or not wanted).
+_started = False
+#: perf_counter() at the start of the full collection under way.
+_full_since = 0.0
+#: Seconds between two refreezes that first unfreeze everything (see :func:`refreeze`).
+THAW_EVERY = 3600.0
+#: time.monotonic() of the last refreeze that thawed first (or of the first socket).
+_thawed_at = 0.0
+
+
+def start() -> None:
+    """At each socket: at the process's first, :func:`freeze_start_up`, :func:`time_pauses`, and the
+    timer of :func:`refreeze` if ``GC_FREEZE_EVERY`` asks for it."""
+    if not _started:
+        time_pauses()
+        freeze_start_up()
+        schedule_refreeze()
+
+
+def schedule_refreeze() -> asyncio.TimerHandle | None:
+    """One timer per process (not per socket), on the running loop, every ``GC_FREEZE_EVERY`` seconds."""
+    global _thawed_at
+    every = gateway_settings.GC_FREEZE_EVERY
+    if every is None:
+        return None
+    if not _thawed_at:
+        _thawed_at = time.monotonic()
+    return asyncio.get_running_loop().call_later(every, _refreeze_and_again)
+
+
+def _refreeze_and_again() -> None:
+    global _thawed_at
+    thaw = time.monotonic() - _thawed_at >= THAW_EVERY
+    if thaw:
+        _thawed_at = time.monotonic()
+    refreeze(thaw=thaw)
+    schedule_refreeze()
+
+
+def refreeze(*, thaw: bool = False) -> int:
+    """Collect what is not frozen yet, then freeze what is left: the objects that lived since the last
+    freeze, mostly the sockets opened meanwhile. Returns how many were frozen now.
+
+    The collection walks only what is not frozen, so it is as long as the objects made since the last
+    freeze, not as long as the sockets held; and so is every full collection CPython runs between two.
+
+    ``thaw``: unfreeze everything first, so that this one collection walks it all (as long as a full
+    collection without any freeze) and frees the reference cycles closed sockets left among the frozen
+    objects: daphne leaves about 22 tracked objects a closed socket (bench/server_memory.py), which would
+    otherwise stay for the process's life. The timer does so once every :data:`THAW_EVERY` seconds.
+    """
+    start = time.perf_counter()
+    if thaw:
+        gc.unfreeze()
+    gc.collect()
+    before = gc.get_freeze_count()
+    gc.freeze()
+    frozen = gc.get_freeze_count() - before
+    logger.debug(
+        "wsgateway: froze %d more objects (%d in all, %.0f ms)",
+        frozen,
+        gc.get_freeze_count(),
+        1000 * (time.perf_counter() - start),
+    )
+    return frozen
+
+
+def time_pauses() -> None:
+    """Time every full collection from now on, into ``wsgateway_gc_pause_seconds``. The callback runs
+    at every collection (two calls, a dict lookup each) and times only those of the oldest generation,
+    the ones that walk everything: a young collection is the ordinary cost of allocating."""
+    if _time_full not in gc.callbacks:
+        gc.callbacks.append(_time_full)
+
+
+def _time_full(phase: str, info: dict[str, Any]) -> None:
+    global _full_since
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _full_since = time.perf_counter()
+    else:
+        metrics.gc_paused(time.perf_counter() - _full_since)
+
+
+def freeze_start_up() -> bool:
+    """At this process's first socket, once: collect, then freeze whatever is left (start-up's
+    objects), when ``GC_FREEZE`` is on. True when it froze now.
+
+    Collected first, so that no garbage is frozen: what is frozen is what is alive, and stays
+    alive as long as the process, except the first socket's own objects (about 10 KB, made before
+    its connect), which the collector then never frees. A frozen object that loses its last
+    reference is still freed at once; only a reference cycle among frozen objects outlives it.
+    """
+    global _started
+    if _started:
+        return False
+    _started = True
+    if not gateway_settings.GC_FREEZE:
+        return False
+    start = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    logger.info(
+        "wsgateway: froze %d objects loaded at start-up out of the cyclic collector's sight (%.0f ms)",
+        gc.get_freeze_count(),
+        1000 * (time.perf_counter() - start),
+    )
+    return True
+
+
+def reset() -> None:
+    """Forget that the first socket came (a test that freezes again); does not unfreeze."""
+    global _started
+    _started = False
