@@ -7,13 +7,15 @@ reads the session here without reaching into another.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import SESSION_KEY, get_user
+from django.contrib.sessions.backends.db import SessionStore as DatabaseStore
 from django.utils.module_loading import import_string
 
-__all__ = ["session_expiry", "session_store"]
+__all__ = ["session_expiry", "session_store", "session_user"]
 
 
 def _store_class() -> Any:
@@ -46,3 +48,22 @@ def session_expiry(session_key: str) -> float | None:
     if SESSION_KEY not in store:  # loads it; an unknown or expired key loads as empty
         return None
     return float(store.get_expiry_date().timestamp())
+
+
+def session_user(store: Any) -> tuple[Any, float | None]:
+    """The user of the session in ``store`` (a store not loaded yet), as Django's ``get_user`` finds it
+    for a request (``AnonymousUser`` when none), and when the session ends, if that was read with it.
+
+    For the ``db`` engine (or a subclass that loads as it does) the session's row is read once, its
+    expiry with its data: a connect then reads no row twice (reading the expiry apart cost the
+    connect a query). Any other engine loads as it always does, and the expiry is left to
+    :func:`session_expiry` (None here). Sync: the database thread.
+    """
+    expires_at = None
+    if type(store).load is DatabaseStore.load and store.session_key and not hasattr(store, "_session_cache"):
+        # What DatabaseStore.load does, keeping the row: the unexpired row or none, its data decoded.
+        row = store._get_session_from_db()
+        store._session_cache = store.decode(row.session_data) if row is not None else {}
+        expires_at = row.expire_date.timestamp() if row is not None else None
+    # get_user reads only ``request.session``; it may flush or cycle the store, as it would a request's.
+    return get_user(SimpleNamespace(session=store)), expires_at  # type: ignore[arg-type]

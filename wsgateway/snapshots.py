@@ -23,7 +23,9 @@ def connect_reads(
     if user is None:
         assert identity.load_user is not None
         user = identity.load_user()
-    credentials = revocation.credentials_of(user, identity.session_key, identity.expires_at)
+    credentials = revocation.credentials_of(
+        user, identity.session_key, identity.expires_at, identity.session_expires_at
+    )
     return user, read(services, user), credentials
 
 
