@@ -10,7 +10,8 @@ is entered, and counts, for the step running at the time:
   commands) and a pub/sub command (a ``SUBSCRIBE``). A script's first call on a connection is two
   (``EVALSHA``, refused ``NOSCRIPT``, then ``EVAL``): a connect measured after a warm-up one counts one.
 
-What runs outside the named steps is counted under "other". Counts do not depend on the machine's
+What runs outside the named steps is counted under "other"; what runs in another socket's tasks is not
+counted at all. Counts do not depend on the machine's
 load; the microseconds do, and are for orientation only. ``scripts/connect_trips.py`` prints the table
 for a session connect and a token connect on the in-process layer and on a real Redis;
 ``tests/test_connect_trips.py`` asserts the counts.
@@ -34,6 +35,10 @@ from redis.asyncio.client import Pipeline, PubSub, Redis
 from wsgateway import consumers, maintenance, presence, snapshots
 
 _step: contextvars.ContextVar[str] = contextvars.ContextVar("connect_step", default="other")
+#: Set by the consumer's ``websocket_connect`` while :meth:`ConnectTrips.counted`: only what runs in its
+#: context (its awaits, the database thread's calls, the tasks it starts) is counted, not another
+#: socket's timers and tasks. (asgiref's communicator runs each application in a context of its own.)
+_counted: contextvars.ContextVar[bool] = contextvars.ContextVar("connect_counted", default=False)
 
 
 @dataclass
@@ -92,11 +97,11 @@ class ConnectTrips:
         return lines
 
     def _query(self, sql: str) -> None:
-        if self.counting:
+        if self.counting and _counted.get():
             self.steps[_step.get()].queries.append(" ".join(str(sql).split())[:80])
 
     def _command(self, name: str) -> None:
-        if self.counting:
+        if self.counting and _counted.get():
             self.steps[_step.get()].commands.append(name)
 
     def _wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -154,6 +159,16 @@ class ConnectTrips:
                     mock.patch.object(target, attribute, self._wrap(name, getattr(target, attribute)))
                 )
 
+            original_connect = consumer.websocket_connect
+
+            async def websocket_connect(socket: Any, message: Any) -> None:
+                token = _counted.set(trips.counting)
+                try:
+                    await original_connect(socket, message)
+                finally:
+                    _counted.reset(token)
+
+            stack.enter_context(mock.patch.object(consumer, "websocket_connect", websocket_connect))
             patch(maintenance, "in_effect", "maintenance")
             patch(consumers, "authenticate", "authenticate")
             patch(consumer, "take_place", "place")
