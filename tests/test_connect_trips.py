@@ -208,3 +208,60 @@ async def test_the_place_script_joins_presence_only_with_a_place(redis_url: str)
         assert not await layer.presence_online("8")
     finally:
         await layer.close()
+
+
+# -- sessions.session_user: what Django's get_user finds, in fewer queries -----------------------------
+
+
+def _django_user(key: str) -> Any:
+    from types import SimpleNamespace
+
+    from django.contrib.auth import get_user
+
+    return get_user(SimpleNamespace(session=session_store(key)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["none", "inactive", "password", "deleted", "other backend", "no hash", "fallback secret", "expired"],
+)
+def test_session_user_finds_who_djangos_get_user_finds(change: str) -> None:
+    from django.contrib.auth import get_user_model
+
+    from wsgateway.sessions import session_user
+
+    user = get_user_model().objects.create_user("ann", password="x")
+    overrides: dict[str, Any] = {}
+    older = "an older secret key, long enough to be one, and a bit longer than that"
+    if change == "fallback secret":
+        with override_settings(SECRET_KEY=older):
+            keys = [session_of(user), session_of(user)]
+        overrides["SECRET_KEY_FALLBACKS"] = [older]
+    else:
+        keys = [session_of(user), session_of(user)]  # one for each: get_user may cycle or flush its own
+    for key in keys:
+        store = session_store(key)
+        if change in ("other backend", "no hash"):
+            name = BACKEND_SESSION_KEY if change == "other backend" else HASH_SESSION_KEY
+            store[name] = (
+                "django.contrib.auth.backends.RemoteUserBackend" if change == "other backend" else ""
+            )
+            store.save()
+        elif change == "expired":
+            store.set_expiry(-1)
+            store.save()
+    if change == "inactive":
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    elif change == "password":
+        user.set_password("y")
+        user.save()
+    elif change == "deleted":
+        user.delete()
+    backends = ["django.contrib.auth.backends.ModelBackend", "django.contrib.auth.backends.RemoteUserBackend"]
+    with override_settings(AUTHENTICATION_BACKENDS=backends, **overrides):
+        found, expires_at = session_user(session_store(keys[0]))
+        expected = _django_user(keys[1])
+    assert (found.pk, found.is_authenticated) == (expected.pk, expected.is_authenticated)
+    assert found.is_authenticated == (change in ("none", "other backend", "fallback secret"))
+    if change == "none":
+        assert expires_at == pytest.approx(session_store(keys[0]).get_expiry_date().timestamp(), abs=2)
