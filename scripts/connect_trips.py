@@ -1,6 +1,6 @@
 """What one authenticated connect costs, step by step: database queries, Redis round trips, µs.
 
-    .venv/bin/python scripts/connect_trips.py [--redis]
+    .venv/bin/python scripts/connect_trips.py [--redis] [--cpu N]
 
 One connect with a Django session cookie and one with a bearer token, each by a user of its own (as
 the bench's sockets are), while a socket of another user is open (a loop's first connect subscribes
@@ -8,6 +8,10 @@ to the layer and loads its scripts). On the in-process layer, and with ``--redis
 Redis layer over a redis-server started here on 127.0.0.1 (or REDIS_URL's). The test settings
 (tests/settings.py: in-memory SQLite, the example project's services). The counts do not
 depend on the machine's load; the µs do. See tests/support/connect_trips.py for what is counted.
+
+``--cpu N``: then N connects of each kind, held open, and the process's CPU time per connect (both
+threads: the event loop's and the database thread's, and the test communicator's own, which is the
+same for any code measured): a figure a shared machine's load moves less than a wall-clock rate.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import argparse
 import asyncio
 import os
 import sys
+import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +82,32 @@ async def measure(layer: str) -> list[str]:
     return lines
 
 
+async def cpu_per_connect(count: int) -> list[str]:
+    lines = []
+    for kind in ("session", "token"):
+        headers = [await headers_for(kind, f"cpu-{kind}-{index}") for index in range(count + 20)]
+        async with AsyncExitStack() as held:
+            for each in headers[:20]:  # warm: the first connects import, compile and cache
+                await held.enter_async_context(connected(headers=each))
+            start = time.process_time()
+            for each in headers[20:]:
+                await held.enter_async_context(connected(headers=each))
+            spent = time.process_time() - start
+        lines.append(f"{kind} connect: {spent / count * 1e6:,.0f} µs of CPU each ({count} held open)")
+    return lines
+
+
 def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--redis", action="store_true", help="also on wsgateway's Redis layer")
+    parser.add_argument("--cpu", type=int, default=0, metavar="N", help="CPU per connect over N connects")
     args = parser.parse_args()
     setup_test_environment()
     connection.creation.create_test_db(verbosity=0)
+    if args.cpu:
+        print("\n".join(asyncio.run(cpu_per_connect(args.cpu))))
+        return
     lines = asyncio.run(measure("in-process"))
     if args.redis:
         server = None if os.environ.get("REDIS_URL") else RedisServer().start()

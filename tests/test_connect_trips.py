@@ -78,22 +78,22 @@ def round_trips(trips: ConnectTrips) -> dict[str, list[str]]:
 # -- the database: the same on every layer --------------------------------------------------------
 
 
-async def test_a_session_connect_is_two_trips_to_the_database_thread_and_six_queries(
+async def test_a_session_connect_is_two_trips_to_the_database_thread_and_five_queries(
     trips: ConnectTrips, database_trips: list[str]
 ) -> None:
     await count_one_connect(trips, "session")
     # The session's row once (its expiry with its data) and its user, in one trip; then the
-    # snapshots: the notifications' due snoozes, counts and number, and the clipboard.
-    assert queries(trips) == {"authenticate": 2, "reads": 4}
+    # snapshots: the notifications' due snoozes, their counts with the number, and the clipboard.
+    assert queries(trips) == {"authenticate": 2, "reads": 3}
     assert database_trips[-2:] == ["session_user", "connect_reads"]
     assert round_trips(trips) == {}
 
 
-async def test_a_token_connect_is_one_trip_to_the_database_thread_and_five_queries(
+async def test_a_token_connect_is_one_trip_to_the_database_thread_and_four_queries(
     trips: ConnectTrips, database_trips: list[str]
 ) -> None:
     await count_one_connect(trips, "token")
-    assert queries(trips) == {"reads": 5}  # the user, then the snapshots
+    assert queries(trips) == {"reads": 4}  # the user, then the snapshots
     assert database_trips[-1:] == ["connect_reads"]
 
 
