@@ -103,6 +103,19 @@ async def test_a_session_connect_reads_its_sessions_row_once(trips: ConnectTrips
     assert len(sessions) == 1, sessions
 
 
+async def test_a_token_issued_in_a_session_reads_the_session_once(trips: ConnectTrips) -> None:
+    ann = await create_user("ann")
+    token = issue_token(ann, await database_sync_to_async(session_of)(ann))
+    async with connected(headers=await credentials("token", "resident")):
+        with trips.counted():
+            async with connected(headers=[bearer(token)]):
+                trips.counting = False
+    # The token's check (its session has not ended) and the socket's credentials (when it ends).
+    sessions = [sql for step in trips.steps.values() for sql in step.queries if "django_session" in sql]
+    assert len(sessions) == 1, sessions
+    assert queries(trips) == {"reads": 5}
+
+
 async def test_an_expired_session_is_still_refused(alice: Any) -> None:
     key = await database_sync_to_async(session_of)(alice)
     store = session_store(key)

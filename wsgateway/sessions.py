@@ -7,6 +7,9 @@ reads the session here without reaching into another.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,7 +31,7 @@ from django.utils.module_loading import import_string
 
 from .reads import fetch
 
-__all__ = ["session_expiry", "session_store", "session_user"]
+__all__ = ["read_once", "session_expiry", "session_store", "session_user"]
 
 
 def _store_class() -> Any:
@@ -48,19 +51,37 @@ def session_expiry(session_key: str) -> float | None:
     store reports (``get_expiry_date()``: for a session without its own expiry, that is
     ``SESSION_COOKIE_AGE`` from now, so only the periodic re-check ends such a socket).
     """
+    known = _expiries.get()
+    if known is not None and session_key in known:
+        return known[session_key]
     store_class = _store_class()
     if hasattr(store_class, "get_model_class"):
-        expire_date = (
-            store_class.get_model_class()
-            .objects.filter(session_key=session_key)
-            .values_list("expire_date", flat=True)
-            .first()
-        )
-        return expire_date.timestamp() if expire_date is not None else None
-    store = store_class(session_key)
-    if SESSION_KEY not in store:  # loads it; an unknown or expired key loads as empty
-        return None
-    return float(store.get_expiry_date().timestamp())
+        # Plain SQL (wsgateway.reads): a token connect in a session asks this twice, and a re-check
+        # every REVALIDATE_INTERVAL for every socket; the ORM built the query each time.
+        rows = fetch(store_class.get_model_class(), "session_key", session_key)
+        expires_at = rows[0].expire_date.timestamp() if rows else None
+    else:
+        store = store_class(session_key)
+        # Loading it answers: an unknown or expired key loads as empty.
+        expires_at = float(store.get_expiry_date().timestamp()) if SESSION_KEY in store else None
+    if known is not None:
+        known[session_key] = expires_at
+    return expires_at
+
+
+#: The expiries read within :func:`read_once`, by session key; None outside.
+_expiries: ContextVar[dict[str, float | None] | None] = ContextVar("wsgateway_session_expiries", default=None)
+
+
+@contextmanager
+def read_once() -> Iterator[None]:
+    """Within it, :func:`session_expiry` reads each session once: a connect's token check and its
+    credentials ask about the same session, in the same trip to the database thread."""
+    token = _expiries.set({})
+    try:
+        yield
+    finally:
+        _expiries.reset(token)
 
 
 def session_user(store: Any) -> tuple[Any, float | None]:
