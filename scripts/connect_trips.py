@@ -1,13 +1,14 @@
 """What one authenticated connect costs, step by step: database queries, Redis round trips, µs.
 
-    .venv/bin/python scripts/connect_trips.py [--redis] [--cpu N]
+    .venv/bin/python scripts/connect_trips.py [--redis] [--repeat 9] [--cpu N]
 
-One connect with a Django session cookie and one with a bearer token, each by a user of its own (as
-the bench's sockets are), while a socket of another user is open (a loop's first connect subscribes
-to the layer and loads its scripts). On the in-process layer, and with ``--redis`` on wsgateway's
-Redis layer over a redis-server started here on 127.0.0.1 (or REDIS_URL's). The test settings
-(tests/settings.py: in-memory SQLite, the example project's services). The counts do not
-depend on the machine's load; the µs do. See tests/support/connect_trips.py for what is counted.
+Connects with a Django session cookie and with a bearer token (--repeat of each, the µs their median),
+each by a user of its own (as the bench's sockets are), while a socket of another user is open (a
+loop's first connect subscribes to the layer and loads its scripts). On the in-process layer, and
+with ``--redis`` on wsgateway's Redis layer over a redis-server started here on 127.0.0.1 (or
+REDIS_URL's). The test settings (tests/settings.py: in-memory SQLite, the example project's
+services). The counts do not depend on the machine's load; the µs do. See
+tests/support/connect_trips.py for what is counted.
 
 ``--cpu N``: then N connects of each kind, held open, and the process's CPU time per connect (both
 threads: the event loop's and the database thread's, and the test communicator's own, which is the
@@ -65,7 +66,7 @@ async def headers_for(kind: str, name: str) -> list[tuple[bytes, bytes]]:
     return [bearer(issue_token(user))]
 
 
-async def measure(layer: str) -> list[str]:
+async def measure(layer: str, repeat: int) -> list[str]:
     trips = ConnectTrips()
     lines: list[str] = []
     await database_sync_to_async(maintenance.disable)()  # known off: the flag is read once an interval
@@ -73,11 +74,13 @@ async def measure(layer: str) -> list[str]:
         for kind in ("session", "token"):
             # A socket held open through the measured connect, as the bench's are: the group of every
             # socket stays subscribed (a loop's last socket leaving unsubscribes it).
+            trips.history.clear()
             async with connected(headers=await headers_for(kind, f"resident-{layer}-{kind}")):
-                headers = await headers_for(kind, f"measured-{layer}-{kind}")
-                with trips.counted():
-                    async with connected(headers=headers):
-                        trips.counting = False  # the connect only: not the disconnect
+                for index in range(repeat):
+                    headers = await headers_for(kind, f"measured-{layer}-{kind}-{index}")
+                    with trips.counted():
+                        async with connected(headers=headers):
+                            trips.counting = False  # the connect only: not the disconnect
             lines += [*trips.table(f"{layer} layer, {kind} connect"), ""]
     return lines
 
@@ -101,6 +104,7 @@ def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--redis", action="store_true", help="also on wsgateway's Redis layer")
+    parser.add_argument("--repeat", type=int, default=9, help="connects of each kind, for the µs' median")
     parser.add_argument("--cpu", type=int, default=0, metavar="N", help="CPU per connect over N connects")
     args = parser.parse_args()
     setup_test_environment()
@@ -108,7 +112,7 @@ def main() -> None:
     if args.cpu:
         print("\n".join(asyncio.run(cpu_per_connect(args.cpu))))
         return
-    lines = asyncio.run(measure("in-process"))
+    lines = asyncio.run(measure("in-process", args.repeat))
     if args.redis:
         server = None if os.environ.get("REDIS_URL") else RedisServer().start()
         url = os.environ.get("REDIS_URL") or server.url  # type: ignore[union-attr]
@@ -117,7 +121,7 @@ def main() -> None:
         try:
             with override_settings(CHANNEL_LAYERS=layers):
                 channel_layers.backends.clear()
-                lines += asyncio.run(measure("Redis"))
+                lines += asyncio.run(measure("Redis", args.repeat))
         finally:
             channel_layers.backends.clear()
             if server is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -69,6 +70,9 @@ class ConnectTrips:
     def __init__(self) -> None:
         self.steps: dict[str, Step] = {name: Step() for name, _ in STEPS}
         self.counting = False
+        #: Each step's seconds in every :meth:`counted` block so far, for a median (clear it to start
+        #: another series): one connect's time, on a shared machine, is mostly its wait for a core.
+        self.history: dict[str, list[float]] = {}
 
     def reset(self) -> None:
         self.steps = {name: Step() for name, _ in STEPS}
@@ -82,17 +86,20 @@ class ConnectTrips:
         return sum(len(step.commands) for step in self.steps.values())
 
     def table(self, title: str) -> list[str]:
-        """The steps as a markdown table: step, queries, Redis round trips, µs."""
+        """The steps of the last connect counted as a markdown table: step, queries, Redis round trips,
+        and µs: the median of :attr:`history`."""
+        runs = max((len(times) for times in self.history.values()), default=0)
         lines = [
             f"{title}: {self.queries} queries, {self.round_trips} Redis round trips",
             "",
-            "| step | queries | Redis round trips | µs |",
+            f"| step | queries | Redis round trips | µs (median of {runs}) |",
             "|------|---------|-------------------|----|",
         ]
         for name, _ in STEPS:
             step = self.steps[name]
             commands = f" ({', '.join(step.commands)})" if step.commands else ""
-            micros = f"{step.seconds * 1e6:,.0f}" if step.calls else "-"
+            times = self.history.get(name)
+            micros = f"{statistics.median(times) * 1e6:,.0f}" if times else "-"
             lines.append(f"| {name} | {len(step.queries)} | {len(step.commands)}{commands} | {micros} |")
         return lines
 
@@ -147,6 +154,9 @@ class ConnectTrips:
             yield self
         finally:
             self.counting = False
+            for name, step in self.steps.items():
+                if step.calls:
+                    self.history.setdefault(name, []).append(step.seconds)
 
     @contextmanager
     def installed(self) -> Iterator[ConnectTrips]:
