@@ -7,6 +7,7 @@ Each connect is by a user of its own while another user's socket is open, as the
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -143,12 +144,14 @@ def redis_layer(redis_url: str) -> Iterator[None]:
 class Signals:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.offline_sent = asyncio.Event()
 
     def online(self, sender: Any, user_id: str, **kwargs: Any) -> None:
         self.sent.append(("online", user_id))
 
     def offline(self, sender: Any, user_id: str, **kwargs: Any) -> None:
         self.sent.append(("offline", user_id))
+        self.offline_sent.set()
 
 
 @pytest.fixture
@@ -187,6 +190,8 @@ async def test_the_place_brings_the_user_online_once_and_the_accept_says_so(
 
 
 @pytest.mark.redis
+@pytest.mark.slow  # the grace: a second at least
+@override_settings(WSGATEWAY={"PRESENCE_GRACE": 1})
 async def test_a_token_refused_after_its_place_leaves_online_and_offline_paired(
     redis_layer: None, signals: Signals
 ) -> None:
@@ -203,6 +208,9 @@ async def test_a_token_refused_after_its_place_leaves_online_and_offline_paired(
     assert signals.sent == [("online", str(alice.pk))]
     layer = get_channel_layer()
     assert await layer.connections(str(alice.pk)) == [], "the place was given back"
+    await asyncio.wait_for(signals.offline_sent.wait(), 5)
+    assert signals.sent == [("online", str(alice.pk)), ("offline", str(alice.pk))]
+    assert not await layer.presence_online(str(alice.pk))
 
 
 @pytest.mark.redis
