@@ -286,3 +286,16 @@ def test_session_user_finds_who_djangos_get_user_finds(change: str) -> None:
     assert found.is_authenticated == (change in ("none", "other backend", "fallback secret"))
     if change == "none":
         assert expires_at == pytest.approx(session_store(keys[0]).get_expiry_date().timestamp(), abs=2)
+
+
+def test_session_user_takes_the_lazy_session_of_channels_session_middleware() -> None:
+    from django.contrib.auth import get_user_model
+    from django.utils.functional import LazyObject
+
+    from wsgateway.sessions import session_user
+
+    user = get_user_model().objects.create_user("ann", password="x")
+    lazy = LazyObject()
+    lazy._wrapped = session_store(session_of(user))
+    found, _ = session_user(lazy)  # Django's get_user reads it, as before
+    assert found.pk == user.pk and found.is_authenticated

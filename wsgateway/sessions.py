@@ -99,7 +99,8 @@ def session_user(store: Any) -> tuple[Any, float | None]:
     :func:`session_expiry` (None here) unless the row was read.
     """
     expires_at = None
-    if type(store).load is DatabaseStore.load and store.session_key and not hasattr(store, "_session_cache"):
+    loads_as_db = getattr(type(store), "load", None) is DatabaseStore.load  # not a lazy wrapper
+    if loads_as_db and store.session_key and not hasattr(store, "_session_cache"):
         # What DatabaseStore.load does, keeping the row: the unexpired row or none, its data decoded.
         rows = fetch(store.model, "session_key", store.session_key)
         row = rows[0] if rows and rows[0].expire_date > timezone.now() else None
