@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from websockets.asyncio.client import ClientConnection
@@ -19,12 +18,12 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.protocol import State
 
 from tests.support.servers import (
+    Cluster,
     Daphne,
     HttpSession,
-    RedisServer,
     close_code,
+    cluster_on_redis,
     connect_frames,
-    daphnes_on_redis,
     flushall,
     recv_json,
     ws_connect,
@@ -35,21 +34,12 @@ pytestmark = [pytest.mark.daphne, pytest.mark.redis, pytest.mark.slow, pytest.ma
 CAP = 20
 
 
-@dataclass
-class Cluster:
-    redis: RedisServer
-    first: Daphne
-    second: Daphne
-    alice: HttpSession
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("cap-after-loss")
     extra = {"WSGATEWAY_MAX_CONNECTIONS_PER_USER": str(CAP)}
-    with daphnes_on_redis(directory, "loss", **extra) as (server, first, second):
-        alice = HttpSession(first.http_url).login("alice", "alice-password")
-        yield Cluster(server, first, second, alice)
+    with cluster_on_redis(directory, "loss", **extra) as cluster:
+        yield cluster
 
 
 async def attempt(daphne: Daphne, session: HttpSession) -> ClientConnection | int | None:

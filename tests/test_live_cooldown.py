@@ -13,7 +13,6 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,11 +20,12 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.servers import (
+    Cluster,
     Daphne,
     HttpSession,
     close_code,
+    cluster_on_redis,
     connect_frames,
-    daphnes_on_redis,
     ping,
     recv_json,
     ws_connect,
@@ -39,24 +39,11 @@ COOLDOWN = 6
 LIMITS = {"RATE_LIMIT": 1, "RATE_BURST": 2, "RATE_LIMIT_CLOSE_AFTER": 2, "RATE_LIMIT_COOLDOWN": COOLDOWN}
 
 
-@dataclass
-class Cluster:
-    first: Daphne
-    second: Daphne
-    alice: HttpSession
-    bob: HttpSession
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("live-cooldown")
-    with daphnes_on_redis(directory, "cooldown", WSGATEWAY_EXTRA=json.dumps(LIMITS)) as (_, first, second):
-        yield Cluster(
-            first,
-            second,
-            HttpSession(first.http_url).login("alice", "alice-password"),
-            HttpSession(first.http_url).login("bob", "bob-password"),
-        )
+    with cluster_on_redis(directory, "cooldown", WSGATEWAY_EXTRA=json.dumps(LIMITS)) as cluster:
+        yield cluster
 
 
 async def refusal(daphne: Daphne, session: HttpSession) -> tuple[Any, int | None]:

@@ -39,6 +39,7 @@ from tests.support.servers import (
     close_code,
     connect_frames,
     manage,
+    ping,
     recv_json,
     running,
     site_env,
@@ -196,6 +197,70 @@ async def handshake_status(port: int, path: str, origin: str) -> int:
         return int(status_line.split()[1])
     finally:
         writer.close()
+
+
+async def frames_until(ws: Any, done: Any, within: float = 20) -> list[dict[str, Any]]:
+    """The frames of ``ws`` until ``done(frames)`` says so."""
+    frames: list[dict[str, Any]] = []
+    async with asyncio.timeout(within):
+        while not done(frames):
+            frames.append(await recv_json(ws, within))
+    return frames
+
+
+def missed_labels(frames: list[dict[str, Any]]) -> list[str]:
+    return [
+        item["label"]
+        for frame in frames
+        if frame["channel"] == "notifications"
+        for item in frame["payload"].get("missed", [])
+    ]
+
+
+async def test_after_an_outage_the_socket_that_missed_a_notification_gets_it_once_and_a_new_one_no_resync(
+    live: Live,
+) -> None:
+    """Redis stopped while a socket is open, a notification stored meanwhile by another process (its
+    publish fails), Redis started again: that socket is resynced and finds it in ``missed``, once; a
+    socket that connected with Redis back (retried while refused) read it in its connect frame, and is
+    not resynced. Here it is usually let in after the watchdog saw Redis back (a Redis restarted empty
+    gives no place for ``restore_grace``, 3 s); tests/test_recovery has one that joins before."""
+    await assert_connects(live)
+    label = f"missed while down {time.monotonic()}"
+    async with await ws_connect(live.url, cookie=live.alice.cookie_header) as open_before:
+        await connect_frames(open_before)
+        live.redis.stop()
+        stored = await asyncio.to_thread(manage, live.daphne.env, "notify", "alice", label)
+        assert "Stored 1 notification(s)." in stored.stdout and "Pushed live" not in stored.stdout
+        await asyncio.sleep(2.5)  # the watchdog's probes fail: an outage
+        live.redis.start()
+        while True:  # a new socket, refused `unavailable` until the layer serves connects again
+            late = await ws_connect(live.url, cookie=live.alice.cookie_header)
+            hello = await recv_json(late)
+            if "payload" in hello:
+                break
+            await late.close()
+            await asyncio.sleep(0.05)
+        async with late:
+            connected = await connect_frames(late, count=2)
+            # The resync: its mark, then every service's connect frame again, the clipboard's last.
+            frames = await frames_until(
+                open_before, lambda frames: any(f["channel"] == "clipboard" for f in frames)
+            )
+            missed = [item for frame in frames for item in frame["payload"].get("missed", [])]
+            assert connected["notifications"]["seq"] >= missed[-1]["seq"]  # its state holds it already
+            assert frames[0] == {"channel": "gateway", "payload": {"resync": True}}
+            await asyncio.sleep(2)  # whatever else would come
+            assert (await ping(open_before))["payload"] == {"action": "pong"}
+            assert (await ping(late))["payload"] == {"action": "pong"}  # nothing before it: no resync
+    assert missed_labels(frames) == [label]
+    log = live.daphne.log()
+    assert "channel layer is back; resyncing" in log
+    measured["outage_resync"] = {
+        "resync_log": [
+            line for line in log.splitlines() if line.startswith("wsgateway: channel layer is back")
+        ]
+    }
 
 
 async def test_200_handshakes_to_unrouted_paths_are_refused_403_without_a_traceback(live: Live) -> None:

@@ -16,19 +16,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.servers import (
+    Cluster,
     Daphne,
-    HttpSession,
     Server,
     close_code,
+    cluster_on_redis,
     connect_frames,
-    daphnes_on_redis,
     manage,
     ping,
     recv_json,
@@ -53,29 +52,14 @@ SETTLE = 10
 Samples = list[tuple[str, dict[str, str], float]]
 
 
-@dataclass
-class Cluster:
-    first: Daphne
-    second: Daphne
-    env: dict[str, str]
-    alice: HttpSession
-    bob: HttpSession
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("live-metrics")
     shared = directory / "prometheus"
     shared.mkdir()
     extra = {"WSGATEWAY_EXTRA": json.dumps(SETTINGS), "PROMETHEUS_MULTIPROC_DIR": str(shared)}
-    with daphnes_on_redis(directory, "metrics", **extra) as (_, first, second):
-        yield Cluster(
-            first,
-            second,
-            first.env,
-            HttpSession(first.http_url).login("alice", "alice-password"),
-            HttpSession(first.http_url).login("bob", "bob-password"),
-        )
+    with cluster_on_redis(directory, "metrics", **extra) as cluster:
+        yield cluster
 
 
 def scrape(daphne: Server, token: str | None = TOKEN) -> tuple[int, str]:

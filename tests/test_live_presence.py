@@ -12,18 +12,16 @@ import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.servers import (
+    Cluster,
     Daphne,
     HttpSession,
-    RedisServer,
+    cluster_on_redis,
     connect_frames,
-    serving,
-    site_env,
     ws_connect,
 )
 from wsgateway.layers.redis import RedisChannelLayer
@@ -37,33 +35,16 @@ CONNECTION_EXPIRY = 2
 LATE = 3.0
 
 
-@dataclass
-class Cluster:
-    env: dict[str, str]
-    redis: RedisServer
-    first: Daphne
-    second: Daphne
-    alice: HttpSession
-    bob: HttpSession
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    redis = RedisServer().start()
-    try:
-        env = site_env(
-            tmp_path_factory.mktemp("live-presence"),
-            REDIS_URL=redis.url,
-            WSGATEWAY_CONNECTION_EXPIRY=str(CONNECTION_EXPIRY),
-            WSGATEWAY_EXTRA=json.dumps({"PRESENCE_GRACE": GRACE}),
-            WSGATEWAY_LOG_LEVEL="DEBUG",
-        )
-        with serving(env, "presence-a") as first, serving(env, "presence-b") as second:
-            alice = HttpSession(first.http_url).login("alice", "alice-password")
-            bob = HttpSession(first.http_url).login("bob", "bob-password")
-            yield Cluster(env, redis, first, second, alice, bob)
-    finally:
-        redis.stop()
+    with cluster_on_redis(
+        tmp_path_factory.mktemp("live-presence"),
+        "presence",
+        WSGATEWAY_CONNECTION_EXPIRY=str(CONNECTION_EXPIRY),
+        WSGATEWAY_EXTRA=json.dumps({"PRESENCE_GRACE": GRACE}),
+        WSGATEWAY_LOG_LEVEL="DEBUG",
+    ) as cluster:
+        yield cluster
 
 
 @pytest.fixture

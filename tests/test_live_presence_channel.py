@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.servers import (
+    Cluster,
     Daphne,
     HttpSession,
+    cluster_on_redis,
     connect_frames,
-    daphnes_on_redis,
     ping,
     recv_json,
     ws_connect,
@@ -35,25 +35,15 @@ GRACE = 2
 LATE = 3.0
 
 
-@dataclass
-class Cluster:
-    first: Daphne
-    second: Daphne
-    alice: HttpSession
-    bob: HttpSession
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with daphnes_on_redis(
+    with cluster_on_redis(
         tmp_path_factory.mktemp("live-presence-channel"),
         "presence-channel",
         WSGATEWAY_PRESENCE_CHANNEL="1",
         WSGATEWAY_EXTRA=json.dumps({"PRESENCE_GRACE": GRACE}),
-    ) as (_, first, second):
-        alice = HttpSession(first.http_url).login("alice", "alice-password")
-        bob = HttpSession(first.http_url).login("bob", "bob-password")
-        yield Cluster(first, second, alice, bob)
+    ) as cluster:
+        yield cluster
 
 
 async def opened(daphne: Daphne, session: HttpSession) -> tuple[ClientConnection, str]:

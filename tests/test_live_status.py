@@ -11,17 +11,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.support.servers import (
     ROOT,
-    Daphne,
-    HttpSession,
+    Cluster,
+    cluster_on_redis,
     connect_frames,
-    daphnes_on_redis,
     manage,
     recv_json,
     ws_connect,
@@ -35,29 +33,10 @@ pytestmark = [pytest.mark.daphne, pytest.mark.redis, pytest.mark.timeout(120)]
 SETTLE = 20
 
 
-@dataclass
-class Cluster:
-    first: Daphne
-    second: Daphne
-    env: dict[str, str]
-    alice: HttpSession
-    bob: HttpSession
-
-    def pid(self, daphne: Daphne) -> int:
-        assert daphne.proc is not None
-        return daphne.proc.pid
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with daphnes_on_redis(tmp_path_factory.mktemp("live-status"), "status") as (_, first, second):
-        yield Cluster(
-            first,
-            second,
-            first.env,
-            HttpSession(first.http_url).login("alice", "alice-password"),
-            HttpSession(first.http_url).login("bob", "bob-password"),
-        )
+    with cluster_on_redis(tmp_path_factory.mktemp("live-status"), "status") as cluster:
+        yield cluster
 
 
 def status_json(env: dict[str, str]) -> dict[str, Any]:

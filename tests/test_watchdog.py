@@ -8,13 +8,15 @@ answer is there the moment the loop runs again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import pytest
 
-from wsgateway import health
+from wsgateway import health, metrics
 from wsgateway.health import LayerWatchdog
+from wsgateway.layers.extensions import JOIN_CONFIRMED, POOL_BUSY
 
 TIMEOUT = 0.2
 
@@ -83,3 +85,183 @@ async def test_two_stalls_in_a_row_are_an_outage_to_the_check() -> None:
     with pytest.raises(TimeoutError):
         await LayerWatchdog(layer).check()
     assert layer.sends == 2
+
+
+class BusyLayer(StallingLayer):
+    """Never answers a probe, and says whether its pool of connections is full and moving."""
+
+    extensions = [POOL_BUSY]
+
+    def __init__(self, busy: bool) -> None:
+        super().__init__(down=True)
+        self.busy = busy
+
+    def pool_busy(self, within: float) -> bool:
+        return self.busy
+
+
+async def test_probes_that_time_out_behind_a_full_pool_that_moves_are_back_pressure_not_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watchdog = LayerWatchdog(BusyLayer(busy=True))
+    before = metrics.value(metrics.LAYER_BUSY)
+    with caplog.at_level(logging.WARNING, logger="wsgateway"):
+        assert await watchdog.check() is False
+        assert await watchdog.check() is False
+    assert watchdog.healthy and metrics.value(metrics.LAYER_BUSY) - before == 2
+    assert len([r for r in caplog.records if "busy" in r.getMessage()]) == 1  # once an episode
+
+
+async def test_probes_that_time_out_behind_a_full_pool_that_stopped_moving_are_an_outage() -> None:
+    with pytest.raises(TimeoutError):
+        await LayerWatchdog(BusyLayer(busy=False)).check()
+
+
+# -- the recovery: paced, and only the sockets that were open when the layer failed ----------------
+
+
+class Socket:
+    """What the watchdog holds of a socket: when it was resynced, and in which batch."""
+
+    def __init__(self, log: list[tuple[Socket, float]]) -> None:
+        self.log = log
+
+    async def resync(self) -> None:
+        self.log.append((self, time.monotonic()))
+        await asyncio.sleep(0)
+
+    def resyncs(self) -> int:
+        return sum(1 for socket, _ in self.log if socket is self)
+
+
+class ConfirmingLayer(StallingLayer):
+    """Its group_add returns once the membership is live (as wsgateway's Redis layer's)."""
+
+    extensions = [JOIN_CONFIRMED]
+
+
+@pytest.fixture
+def watchdog(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(health, "PROBE_INTERVAL", 3600)  # the test calls what a probe would
+    monkeypatch.setattr(health, "RESYNC_RATE", 100)  # ten a batch, a batch every 0.1 s
+    return LayerWatchdog(ConfirmingLayer())
+
+
+async def recover(watchdog: LayerWatchdog) -> None:
+    watchdog.recovered()
+    if watchdog.resyncing is not None:
+        await watchdog.resyncing
+
+
+async def test_a_socket_that_connected_after_the_layer_failed_is_not_resynced(
+    watchdog: LayerWatchdog,
+) -> None:
+    log: list[tuple[Socket, float]] = []
+    before = [Socket(log) for _ in range(3)]
+    for socket in before:
+        watchdog.register(socket)
+    watchdog.report_failure(ConnectionError("down"))
+    after = Socket(log)
+    watchdog.register(after)  # its connect read its frames after the failure
+    await recover(watchdog)
+    assert [socket.resyncs() for socket in before] == [1, 1, 1] and after.resyncs() == 0
+    watchdog.report_failure(ConnectionError("down again"))
+    await recover(watchdog)  # open when the layer failed this time: resynced too
+    assert [socket.resyncs() for socket in before] == [2, 2, 2] and after.resyncs() == 1
+
+
+async def test_on_a_layer_whose_joins_are_not_confirmed_every_socket_is_resynced(
+    watchdog: LayerWatchdog,
+) -> None:
+    watchdog = LayerWatchdog(StallingLayer())  # a join may return before its subscription is live
+    log: list[tuple[Socket, float]] = []
+    watchdog.report_failure(ConnectionError("down"))
+    socket = Socket(log)
+    watchdog.register(socket)
+    await recover(watchdog)
+    assert socket.resyncs() == 1
+
+
+async def test_a_failure_reported_after_a_socket_connected_during_the_outage_resyncs_it_too(
+    watchdog: LayerWatchdog,
+) -> None:
+    log: list[tuple[Socket, float]] = []
+    watchdog.report_failure(ConnectionError("down"))
+    socket = Socket(log)
+    watchdog.register(socket)
+    watchdog.report_failure(ConnectionError("still failing"))  # after its connect: it may have missed it
+    await recover(watchdog)
+    assert socket.resyncs() == 1
+
+
+async def test_the_resyncs_go_in_batches_of_a_tenth_of_the_rate_with_a_pause_between(
+    watchdog: LayerWatchdog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[tuple[Socket, float]] = []
+    sockets = [Socket(log) for _ in range(45)]
+    for socket in sockets:
+        watchdog.register(socket)
+    pauses: list[tuple[int, float]] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append((len(log), seconds))
+
+    monkeypatch.setattr(watchdog, "between_batches", pause)
+    watchdog.report_failure(ConnectionError("down"))
+    await recover(watchdog)
+    assert sorted(id(socket) for socket, _ in log) == sorted(id(socket) for socket in sockets)  # once each
+    assert pauses == [(10, 0.1), (20, 0.1), (30, 0.1), (40, 0.1)]
+
+
+async def test_the_resyncs_are_spread_over_time(watchdog: LayerWatchdog) -> None:
+    log: list[tuple[Socket, float]] = []
+    sockets = [Socket(log) for _ in range(40)]
+    for socket in sockets:
+        watchdog.register(socket)
+    watchdog.report_failure(ConnectionError("down"))
+    started = time.monotonic()
+    await recover(watchdog)
+    assert len(log) == 40
+    # At 100 a second, 40 take at least three pauses of 0.1 s; a loaded machine only makes it slower.
+    assert log[-1][1] - started >= 0.3 * 0.9
+    assert sum(1 for _, at in log if at - started < 0.15) <= 20  # two batches at most in 0.15 s
+
+
+async def test_a_round_skips_a_socket_that_closed_before_its_turn(
+    watchdog: LayerWatchdog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[tuple[Socket, float]] = []
+    sockets = [Socket(log) for _ in range(20)]
+    for socket in sockets:
+        watchdog.register(socket)
+    closed: list[Socket] = []
+
+    async def pause(seconds: float) -> None:  # after the first batch of ten: one of the others closes
+        closed.append(next(socket for socket in sockets if not socket.resyncs()))
+        watchdog.unregister(closed[0])
+
+    monkeypatch.setattr(watchdog, "between_batches", pause)
+    watchdog.report_failure(ConnectionError("down"))
+    await recover(watchdog)
+    assert len(log) == 19 and closed[0].resyncs() == 0
+
+
+async def test_a_round_stops_when_the_layer_fails_again(
+    watchdog: LayerWatchdog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[tuple[Socket, float]] = []
+    sockets = [Socket(log) for _ in range(30)]
+    for socket in sockets:
+        watchdog.register(socket)
+
+    async def pause(seconds: float) -> None:
+        watchdog.report_failure(ConnectionError("down again"))
+
+    monkeypatch.setattr(watchdog, "between_batches", pause)
+    watchdog.report_failure(ConnectionError("down"))
+    await recover(watchdog)
+    # The first batch, then none: the next recovery resyncs every one of them.
+    assert len(log) == 10 and not watchdog.healthy
+    monkeypatch.setattr(watchdog, "between_batches", lambda seconds: asyncio.sleep(0))
+    await recover(watchdog)
+    assert sorted(socket.resyncs() for socket in sockets) == [1] * 20 + [2] * 10

@@ -3,6 +3,9 @@
 Every socket joins one group besides its user's, :func:`~wsgateway.groups.all_group`, so that either
 is one ``group_send`` whatever the number of sockets, users or processes: one PUBLISH on wsgateway's
 Redis layer, one on channels_redis' (its core layer then writes the event once per member's queue).
+On wsgateway's layers each process hands it to its sockets a chunk a turn of the loop
+(wsgateway.layers.fanout): a push that reaches the process meanwhile is not held back behind it, and
+so may reach a socket before it.
 """
 
 from __future__ import annotations

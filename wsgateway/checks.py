@@ -402,18 +402,31 @@ def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     ]
 
 
-def check_connection_cap(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """A layer that reaches other processes but cannot count their sockets: the cap is then per process."""
+def _shared_layer_without(extension: str) -> str | None:
+    """The ``BACKEND`` of wsgateway's layer when it reaches other processes but lacks ``extension``.
+
+    What W005 and W014 warn of: such a layer keeps that extension's state per server process. None when
+    there is no layer (E006), its class does not import (Channels reports it), it is process-local (one
+    process sees everything) or it has the extension.
+    """
     config = _layer_config()
     if config is None:
-        return []  # E006 from check_channel_layer
-    cls = _backend_class(config)  # None: Channels reports a bad BACKEND
-    if cls is None or is_process_local(cls) or supports(cls, CONNECTIONS):
+        return None
+    cls = _backend_class(config)
+    if cls is None or is_process_local(cls) or supports(cls, extension):
+        return None
+    return str(config["BACKEND"])
+
+
+def check_connection_cap(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A layer that reaches other processes but cannot count their sockets: the cap is then per process."""
+    backend = _shared_layer_without(CONNECTIONS)
+    if backend is None:
         return []
     limit = gateway_settings.get("MAX_CONNECTIONS_PER_USER")
     return [
         Warning(
-            f"The channel layer {config['BACKEND']!r} cannot count a user's sockets across processes: "
+            f"The channel layer {backend!r} cannot count a user's sockets across processes: "
             f"MAX_CONNECTIONS_PER_USER ({limit!r}) is then enforced per server process, so a user may "
             "open that many on each.",
             hint='Use wsgateway.layers.redis.RedisChannelLayer (its "connections" extension counts on all '
@@ -427,17 +440,14 @@ def check_presence_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     """The presence channel served on a layer that reaches other processes but keeps presence per process."""
     from .services.presence import PresenceService  # not at import time: it reads the app registry
 
-    config = _layer_config()
-    if config is None:
-        return []  # E006 from check_channel_layer
-    cls = _backend_class(config)  # None: Channels reports a bad BACKEND
-    if cls is None or is_process_local(cls) or supports(cls, PRESENCE):
+    backend = _shared_layer_without(PRESENCE)
+    if backend is None:
         return []
     if not any(issubclass(served, PresenceService) for _, served in _imported_classes("SERVICES")):
         return []
     return [
         Warning(
-            f"The channel layer {config['BACKEND']!r} keeps presence per server process: a watcher of the "
+            f"The channel layer {backend!r} keeps presence per server process: a watcher of the "
             "presence channel sees a user offline when their socket on one process closes while another "
             "of theirs stays open on another process.",
             hint='Use wsgateway.layers.redis.RedisChannelLayer (its "presence" extension), or one process.',

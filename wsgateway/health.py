@@ -7,8 +7,10 @@ registered (:class:`SocketRegistry`):
   is down, pushes are lost: ``notify()`` stores the row but cannot publish. Sockets may well
   stay open, and on RedisChannelLayer their group memberships die with the Redis data. So
   one watchdog per process probes the layer; when a probe succeeds after a failure, every
-  local socket re-joins its group and is sent its on-connect frames again (a "resync"),
-  which carry whatever was missed.
+  local socket that was open when the failure was noticed re-joins its group and is sent its
+  on-connect frames again (a "resync"), which carry whatever was missed: RESYNC_RATE a second,
+  so that a recovery does not hold every push of the process behind thousands of resyncs. A
+  layer that is busy (a full pool of connections) is not down, and resyncs nobody.
 - :class:`MembershipRefresher`, on every layer. A layer ends a group membership
   ``group_expiry`` seconds after it was made (a day by default), whether its socket is
   still open or not; the refresher re-makes the memberships of registered sockets every
@@ -33,13 +35,20 @@ from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import events, metrics
-from .layers.extensions import CONNECTIONS, supports
+from .layers.extensions import CONNECTIONS, JOIN_CONFIRMED, POOL_BUSY, LayerBusy, supports
 
 logger = logging.getLogger("wsgateway")
 
 PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 2.0
 RESYNC_CONCURRENCY = 32
+#: Sockets one process resyncs a second at most after an outage, in RESYNC_BATCHES_PER_SECOND batches.
+#: Each resync re-joins its groups, re-checks its login and reads its connect frames from the database;
+#: all of a process's at once (4,637 and 14,368 in two runs of issue 24's soak) held every push behind
+#: them for seconds. 5,000 sockets take 25 s at this rate: one not resynced yet receives new pushes as
+#: usual meanwhile, and only what it missed during the outage waits for its turn.
+RESYNC_RATE = 200
+RESYNC_BATCHES_PER_SECOND = 10
 PROBE_GROUP = "wsgateway.health"  # for probes that only publish (manage.py notify)
 #: Channels' group_expiry, for a layer that names none (channels_redis' pub/sub layer never expires one).
 DEFAULT_GROUP_EXPIRY = 86400.0
@@ -110,15 +119,53 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
         #: Sockets resyncing at once after an outage (each re-joins its group and reads the database).
         self.resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self.probe_group = PROBE_GROUP
+        #: In a busy episode (see :meth:`report_busy`) since the last probe that passed.
+        self.busy = False
+        #: Sockets registered since the last failure reported, on a layer whose joins are confirmed
+        #: (extensions.JOIN_CONFIRMED): they joined their groups with the layer back, then read their
+        #: connect frames, and missed nothing. On another layer, none: every socket is resynced.
+        self.fresh: weakref.WeakSet[Resyncable] = weakref.WeakSet()
+        self.joins_confirmed = supports(layer, JOIN_CONFIRMED)
+        #: The recovery's paced resyncs (:meth:`resync_paced`), and which recovery it is: a round stops
+        #: at its next batch once the layer fails again or a newer round starts.
+        self.resyncing: asyncio.Task[None] | None = None
+        self.round = 0
+
+    def register(self, socket: Resyncable) -> None:
+        super().register(socket)
+        if not self.healthy and self.joins_confirmed:
+            self.fresh.add(socket)
+
+    def unregister(self, socket: Resyncable) -> None:
+        super().unregister(socket)
+        self.fresh.discard(socket)
 
     def report_failure(self, exc: BaseException) -> None:
-        """Called by anything in this process that saw the layer fail."""
+        """Called by anything in this process that saw the layer fail.
+
+        A layer that is busy, not down (:class:`~wsgateway.layers.extensions.LayerBusy`: a full pool of
+        connections) is counted and logged once an episode, and is no outage: nothing to resync.
+        """
+        if isinstance(exc, LayerBusy):
+            self.report_busy(exc)
+            return
         logger.debug("wsgateway: channel layer failure: %r", exc)
+        if self.fresh:
+            self.fresh = weakref.WeakSet()  # connected before this failure: it may have missed something
         if self.healthy:
             logger.warning(
                 "wsgateway: channel layer unavailable (%s); will resync sockets when it returns", exc
             )
         self.healthy = False
+
+    def report_busy(self, reason: object) -> None:
+        """Back-pressure from the layer: counted each time, logged once until a probe passes."""
+        metrics.increment(metrics.LAYER_BUSY)
+        if not self.busy:
+            self.busy = True
+            logger.warning(
+                "wsgateway: the channel layer is busy (%s); calls wait for it, and this is no outage", reason
+            )
 
     async def probe(self) -> None:
         """A round trip through the layer's backend, by way of a group of this process.
@@ -150,8 +197,10 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             self.probe_channel = None  # a cancelled receive may have dropped the channel: start afresh
             raise
 
-    async def check(self) -> None:
+    async def check(self) -> bool:
         """One probe, asked again at once if it timed out: only a second timeout counts as an outage.
+        True when a probe passed; False when the second timed out behind a full pool whose connections
+        come back (the layer's ``pool_busy``): back-pressure, which tells neither up nor down.
 
         A loop that stood still (a full garbage collection of a process holding thousands of sockets
         took 0.5 to 3.7 s) times out a probe whose answer had come: the timer fires first when the loop
@@ -162,13 +211,27 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             await self.probe()
         except TimeoutError:
             logger.debug("wsgateway: the channel layer's probe timed out; asking again before it counts")
-            await self.probe()
+            try:
+                await self.probe()
+            except TimeoutError:
+                if not self.pool_busy():
+                    raise
+                # Behind a full pool whose connections come back: the layer answers, slowly.
+                self.report_busy("a probe waited behind a full pool of connections")
+                return False
+        self.busy = False
+        return True
+
+    def pool_busy(self) -> bool:
+        """The layer's pool of connections is full and moving (a layer without one: never)."""
+        return supports(self.layer, POOL_BUSY) and bool(self.layer.pool_busy(PROBE_TIMEOUT))
 
     async def run(self) -> None:
         while self.sockets:
             await asyncio.sleep(PROBE_INTERVAL)
             try:
-                await self.check()
+                if not await self.check():
+                    continue
                 # Before the resync below: after a restart, the places come back before anything else.
                 await self.check_places()
             except asyncio.CancelledError:
@@ -177,11 +240,42 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
                 self.report_failure(exc)
                 continue
             if not self.healthy:
-                self.healthy = True
-                logger.warning("wsgateway: channel layer is back; resyncing %d socket(s)", len(self.sockets))
-                await asyncio.gather(
-                    *(socket.resync() for socket in list(self.sockets)), return_exceptions=True
-                )
+                self.recovered()
+
+    def recovered(self) -> None:
+        """The layer is back: resync, paced, the sockets that were open when it failed."""
+        self.healthy = True
+        targets = [socket for socket in list(self.sockets) if socket not in self.fresh]
+        self.fresh = weakref.WeakSet()
+        self.round += 1
+        logger.warning(
+            "wsgateway: channel layer is back; resyncing %d socket(s) of %d, %d a second (the others "
+            "connected since it failed)",
+            len(targets),
+            len(self.sockets),
+            RESYNC_RATE,
+        )
+        if targets:
+            self.resyncing = asyncio.get_running_loop().create_task(
+                self.resync_paced(targets, self.round), name="wsgateway-resync"
+            )
+
+    async def resync_paced(self, targets: list[Resyncable], round_number: int) -> None:
+        """Resync ``targets``, RESYNC_RATE a second at most, a batch at a time: a batch waits for the
+        one before it to end, then for its share of the second. A socket closed meanwhile is skipped.
+        Stops once the layer fails again (the next recovery resyncs them all) or a newer round starts."""
+        size = max(1, RESYNC_RATE // RESYNC_BATCHES_PER_SECOND)
+        for start in range(0, len(targets), size):
+            if start:
+                await self.between_batches(size / RESYNC_RATE)
+            if round_number != self.round or not self.healthy:
+                return
+            batch = [socket for socket in targets[start : start + size] if socket in self.sockets]
+            await asyncio.gather(*(socket.resync() for socket in batch), return_exceptions=True)
+
+    async def between_batches(self, seconds: float) -> None:
+        """The pause between two batches of resyncs: what spreads a recovery's load."""
+        await asyncio.sleep(seconds)
 
     async def check_places(self) -> None:
         """Put back this loop's sockets' places if the layer lost them (a FLUSHALL, a restart without

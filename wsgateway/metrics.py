@@ -45,6 +45,9 @@ LAYER_LATE = "layer.late"
 LAYER_EXPIRED = "layer.expired"
 #: Overflow episodes: a channel lost its first message since its consumer last asked (``take_overflow``).
 LAYER_OVERFLOWED_CHANNELS = "layer.overflowed_channels"
+#: Calls the layer refused as busy, not down (the Redis layer's pool stayed full for ``pool_timeout``),
+#: and probes that timed out behind a full pool: back-pressure, never counted as an outage.
+LAYER_BUSY = "layer.busy"
 #: Frames broadcast to every socket (broadcast(), abroadcast()): one layer send each, whatever the sockets.
 BROADCASTS = "broadcasts.sent"
 #: Notifications stored but not pushed, because the channel layer failed (sockets catch up by resync).
@@ -149,6 +152,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Overflow episodes: a channel lost a message (a resync follows).",
         (),
     ),
+    "wsgateway_layer_busy_total": (
+        "Layer calls refused as busy (a full pool of Redis connections), and probes behind one: not outages.",
+        (),
+    ),
     "wsgateway_membership_refresh_failures_total": ("Group memberships the refresher failed to renew.", ()),
     "wsgateway_places_restored_total": (
         "Places under MAX_CONNECTIONS_PER_USER put back after a layer loss.",
@@ -202,6 +209,7 @@ ROUTES: dict[str, tuple[str, tuple[str, ...]] | None] = {
     LAYER_EXPIRED: ("wsgateway_layer_expired_total", ()),
     LAYER_LATE: ("wsgateway_layer_late_total", ()),
     LAYER_OVERFLOWED_CHANNELS: ("wsgateway_layer_overflows_total", ()),
+    LAYER_BUSY: ("wsgateway_layer_busy_total", ()),
     BROADCASTS: ("wsgateway_broadcasts_total", ()),
     PUSH_FAILED: ("wsgateway_pushes_failed_total", ()),
     MEMBERSHIP_REFRESH_FAILED: ("wsgateway_membership_refresh_failures_total", ()),

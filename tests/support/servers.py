@@ -253,6 +253,38 @@ def daphnes_on_redis(
 
 
 @dataclass
+class Cluster:
+    """Two daphnes of the example project on a Redis of their own, with alice and bob logged in."""
+
+    redis: RedisServer
+    env: dict[str, str]
+    first: Daphne
+    second: Daphne
+    alice: HttpSession
+    bob: HttpSession
+
+    @staticmethod
+    def pid(daphne: Daphne) -> int:
+        assert daphne.proc is not None
+        return daphne.proc.pid
+
+
+@contextmanager
+def cluster_on_redis(directory: Path, name: str, **extra: str) -> Iterator[Cluster]:
+    """:func:`daphnes_on_redis`, with alice and bob logged in (on the first daphne: the session is
+    in the shared database, so it opens sockets on both)."""
+    with daphnes_on_redis(directory, name, **extra) as (redis, first, second):
+        yield Cluster(
+            redis,
+            first.env,
+            first,
+            second,
+            HttpSession(first.http_url).login("alice", "alice-password"),
+            HttpSession(first.http_url).login("bob", "bob-password"),
+        )
+
+
+@dataclass
 class Site:
     """A daphne of the example project, the environment it runs with, and alice logged in to it."""
 

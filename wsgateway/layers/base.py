@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -14,6 +14,7 @@ from channels.layers import BaseChannelLayer
 
 from .. import metrics
 from ..events import URGENT_EVENTS
+from .fanout import ChunkedFanOut
 
 logger = logging.getLogger("wsgateway")
 
@@ -159,6 +160,8 @@ class LocalDelivery:
         #: Monotonic seconds, what every ``now`` here is measured on.
         self.clock = clock
         self.next_sweep = clock() + expiry
+        #: What a group with many members here is still being handed (layers.fanout).
+        self.handouts = ChunkedFanOut(self.deliver, self.is_member, clock)
 
     # -- channels --------------------------------------------------------------------------
 
@@ -325,6 +328,7 @@ class LocalDelivery:
     def add(self, group: str, channel: str) -> None:
         self.groups.setdefault(group, {})[channel] = self.clock()
         self.memberships.setdefault(channel, set()).add(group)
+        self.handouts.joined()
 
     def discard(self, group: str, channel: str) -> None:
         members = self.groups.get(group)
@@ -342,10 +346,10 @@ class LocalDelivery:
         for group in list(self.memberships.get(channel, ())):
             self.discard(group, channel)
 
-    def members(self, group: str, now_monotonic: float) -> Iterable[str]:
+    def members(self, group: str, now_monotonic: float) -> list[str]:
         members = self.groups.get(group)
         if not members:
-            return ()
+            return []
         oldest = now_monotonic - self.group_expiry
         stale = [channel for channel, joined in members.items() if joined < oldest]
         for channel in stale:
@@ -354,11 +358,17 @@ class LocalDelivery:
 
     def fan_out(self, group: str, message: dict[str, Any]) -> None:
         """Deliver to every local member of ``group``; a full member misses it, as in Channels,
-        but not silently (see :meth:`deliver`)."""
+        but not silently (see :meth:`deliver`). A group of many members here is handed it a chunk a
+        turn of the loop, so that what comes after it is not held back (layers.fanout)."""
         now = self.clock()
-        for channel in self.members(group, now):
-            self.deliver(channel, message, now)
+        members = self.members(group, now)
+        if members:
+            self.handouts.fan_out(group, message, members, now)
         self.sweep_if_due(now)
+
+    def is_member(self, group: str, channel: str) -> bool:
+        members = self.groups.get(group)
+        return members is not None and channel in members
 
     def sweep_if_due(self, now: float) -> None:
         # Not only on group sends: a process that only asks (wsgateway.asking) and receives
@@ -405,6 +415,7 @@ class LocalDelivery:
             del self.forgotten[next(iter(self.forgotten))]
 
     def flush(self) -> None:
+        self.handouts.flush()
         for inbox in self.inboxes.values():
             for waiter in inbox.waiters:
                 waiter.cancel()

@@ -142,6 +142,21 @@ PLACE_PRESENCE = "place_presence"
 #: read another's.
 STATUS = "status"
 
+#: ``pool_busy(within) -> bool``: the calling loop's pool of connections to the backend is full (every
+#: connection in use, or calls waiting for one) and gave one back within ``within`` seconds: a call
+#: that timed out waited behind the process's own calls, with the backend answering. The watchdog asks
+#: it of a probe that timed out twice, and counts that as back-pressure (:class:`LayerBusy`), not an
+#: outage. Only a layer with a bounded pool declares it (wsgateway's Redis layer).
+POOL_BUSY = "pool_busy"
+
+#: No method: ``group_add`` returns only once a message sent to the group after it returns reaches the
+#: channel, on every process, or raises (a layer whose subscriber is reconnecting after an outage raises
+#: rather than return with a subscription that is not live yet). So a socket that joined its groups and
+#: then read its state missed nothing before it: after an outage, the watchdog resyncs only the sockets
+#: that were open when it noticed the failure, not those that connected since. On a layer without it
+#: (channels_redis' pub/sub layer could return while its subscriber reconnects), it resyncs them all.
+JOIN_CONFIRMED = "join_confirmed"
+
 #: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and
 #: ``flush``, and every extension above but :data:`PROCESS_LOCAL`, which only the in-process one adds.
 WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (
@@ -174,3 +189,12 @@ def is_process_local(layer_or_class: Any) -> bool:
 
     cls = _layer_class(layer_or_class)
     return issubclass(cls, InMemoryChannelLayer) or supports(cls, PROCESS_LOCAL)
+
+
+class LayerBusy(Exception):
+    """The layer refused a call because it is busy, not down: the call waited for a resource of this
+    process (the Redis layer's pool of connections) longer than it may, while the backend answered
+    the calls ahead of it. The call failed as any failure of the layer does (a push is counted
+    ``push.failed``, a connect refused ``unavailable``), but the watchdog counts it as ``layer.busy``
+    and logs it once an episode, not as an outage: resyncing every socket of the process would ask
+    more of a layer that is already asked too much."""

@@ -35,7 +35,17 @@ import redis
 from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
-from .extensions import PLACE_PRESENCE, PRESENCE, STATUS, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown, PlacesLost
+from .extensions import (
+    JOIN_CONFIRMED,
+    PLACE_PRESENCE,
+    POOL_BUSY,
+    PRESENCE,
+    STATUS,
+    WSGATEWAY_LAYER_EXTENSIONS,
+    CoolingDown,
+    PlacesLost,
+)
+from .redis_pool import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, GatewayPool, pool_options
 from .redis_publisher import Publisher
 from .redis_registries import SharedRegistries
 from .redis_scripts import (
@@ -67,7 +77,8 @@ class _LoopState:
         self.layer = layer
         self.id = secrets.token_hex(6)
         self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity, layer.clock)
-        self.client = aioredis.Redis.from_url(layer.url, **layer.connection_kwargs)
+        self.pool = GatewayPool.from_url(layer.url, **{**layer.pool_options, **layer.connection_kwargs})
+        self.client = aioredis.Redis.from_pool(self.pool)
         self.publisher = Publisher(self.client)
         self.connection_add = self.client.register_script(CONNECTION_ADD)
         self.connection_renew = self.client.register_script(CONNECTION_RENEW)
@@ -89,6 +100,9 @@ class _LoopState:
         self.subscribed: set[str] = set()
         self.confirmations: dict[str, asyncio.Future[None]] = {}
         self.starting = asyncio.Lock()
+        #: The subscriber's connection failed and is not back yet: a group_add now would look done
+        #: while nothing reaches its channel (extensions.JOIN_CONFIRMED), so it raises instead.
+        self.failing = False
 
     @property
     def marker(self) -> str:
@@ -150,7 +164,6 @@ class _LoopState:
         prefix_group = f"{self.layer.prefix}:g:"
         broadcast = self.layer.broadcast_channel
         unpackb = msgpack.unpackb
-        failing = False
         while True:
             try:
                 # Blocking read: no per-message timer, which costs more than the read itself.
@@ -161,16 +174,18 @@ class _LoopState:
                 # redis-py reconnects and re-subscribes on the next call; the gap is
                 # what wsgateway's watchdog notices and resyncs.
                 logger.log(
-                    logging.DEBUG if failing else logging.WARNING,
+                    logging.DEBUG if self.failing else logging.WARNING,
                     "wsgateway: Redis subscriber connection failed: %s",
                     exc,
                 )
-                failing = True
+                self.failing = True
                 await asyncio.sleep(0.5)
                 continue
-            if failing:
+            if self.failing:
+                # Its first message is a confirmation of the SUBSCRIBE redis-py sent on reconnecting,
+                # with every channel in one command: all of them are live again.
                 logger.warning("wsgateway: Redis subscriber connection is back")
-                failing = False
+                self.failing = False
             if message is None:
                 continue
             kind = message["type"]
@@ -221,11 +236,12 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
 
     CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
     connection options), ``prefix``, ``expiry``, ``group_expiry``, ``capacity``,
-    ``channel_capacity``, ``connection_expiry``, ``restore_grace``; capacity and expiry apply to
-    each process's inboxes.
+    ``channel_capacity``, ``connection_expiry``, ``restore_grace``, ``pool_size`` and
+    ``pool_timeout`` (each event loop's connections to Redis, and how long a command waits for one of
+    a full pool: see layers.redis_pool); capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, PLACE_PRESENCE, STATUS]
+    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, PLACE_PRESENCE, STATUS, POOL_BUSY, JOIN_CONFIRMED]
 
     def __init__(
         self,
@@ -233,9 +249,13 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         prefix: str = "wsgateway",
         connection_expiry: float = 60,
         restore_grace: float = 3,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         **config: Any,
     ) -> None:
         super().__init__(**config)
+        #: The options of each loop's pool of connections (the subscriber has its own connection).
+        self.pool_options = pool_options(pool_size, pool_timeout)
         self.prefix = prefix
         #: Seconds a socket's registration (the connections extension) lasts unless renewed: how long
         #: the places of a process that died without unregistering stay taken.
@@ -269,6 +289,12 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
             state = self._states[loop] = _LoopState(self)
             self._close_with(loop)
         return state
+
+    def pool_busy(self, within: float) -> bool:
+        """Extension: whether this loop's pool is full and moving: every connection in use (or
+        commands waiting for one), and one given back within ``within`` seconds (extensions.POOL_BUSY)."""
+        state = self._states.get(asyncio.get_running_loop())
+        return state is not None and state.pool.busy(within)
 
     def _close_with(self, loop: asyncio.AbstractEventLoop) -> None:
         # async_to_sync runs each call in a new loop and closes it: close our
@@ -363,6 +389,8 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         self.require_valid_channel_name(channel)
         state = self._state()
         await state.ensure_subscriber()
+        if state.failing:
+            raise redis.exceptions.ConnectionError("the Redis subscriber is reconnecting")
         state.local.add(group, channel)
         await state.subscribe(self._group_channel(group))
 
@@ -422,7 +450,9 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         if self._sync is None:
             with self._sync_lock:
                 if self._sync is None:
-                    self._sync = redis.Redis.from_url(self.url, **self.connection_kwargs)
+                    # As large as a loop's pool: redis-py's default (100) fails the 101st thread at once.
+                    options = {"max_connections": self.pool_options["max_connections"]}
+                    self._sync = redis.Redis.from_url(self.url, **{**options, **self.connection_kwargs})
         return self._sync
 
     # -- connections ---------------------------------------------------------------------
