@@ -29,7 +29,8 @@ from tests.support.communicators import (
 )
 from tests.support.connect_trips import ConnectTrips
 from wsgateway.codes import CloseCode
-from wsgateway.layers.extensions import PLACE_PRESENCE, supports
+from wsgateway.layers import InProcessChannelLayer
+from wsgateway.layers.extensions import PLACE_PRESENCE, PRESENCE, supports
 from wsgateway.sessions import session_store
 from wsgateway.signals import user_offline, user_online
 from wsgateway.tokens import issue_token
@@ -299,3 +300,49 @@ def test_session_user_takes_the_lazy_session_of_channels_session_middleware() ->
     lazy._wrapped = session_store(session_of(user))
     found, _ = session_user(lazy)  # Django's get_user reads it, as before
     assert found.pk == user.pk and found.is_authenticated
+
+
+# -- the membership's part in it, without a socket -------------------------------------------------
+
+
+class PlacingLayer(InProcessChannelLayer):
+    """The in-process layer, joining presence with the place as wsgateway's Redis layer does."""
+
+    extensions = [*InProcessChannelLayer.extensions, PRESENCE, PLACE_PRESENCE]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.online: set[str] = set()
+        self.left: list[str] = []
+
+    async def connection_add(self, user: str, channel: str, limit: int, presence: bool = False) -> int:
+        if not await super().connection_add(user, channel, limit):
+            return 0
+        came = presence and user not in self.online
+        self.online.add(user)
+        return 2 if came else 1
+
+    async def presence_leave(self, user: str) -> None:
+        self.left.append(user)
+
+
+async def test_a_place_that_brought_its_user_online_is_said_once_by_the_accept_or_by_the_end(
+    signals: Signals,
+) -> None:
+    from wsgateway.membership import Membership
+
+    layer = PlacingLayer()
+    accepted = Membership(layer, await layer.new_channel())
+    assert await accepted.register(7, limit=2)
+    assert accepted.announce() is True, "the accept says it (presence.arrive)"
+    assert accepted.announce() is None, "once"
+    second = Membership(layer, await layer.new_channel())
+    assert await second.register(7, limit=2)
+    assert second.announce() is False, "online already: nothing to say, nothing to ask the layer"
+    await accepted.leave()
+    await second.leave()
+    assert signals.sent == [] and layer.left == []  # their sockets' ends depart, not their memberships
+    refused_after_place = Membership(layer, await layer.new_channel())
+    assert await refused_after_place.register(8, limit=2)
+    await refused_after_place.leave()  # never accepted: its end says it, and departs
+    assert signals.sent == [("online", "8")] and layer.left == ["8"]
