@@ -14,12 +14,13 @@ from functools import partial
 from typing import Any
 
 from channels.auth import get_user
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils.functional import empty
 
 from .conf import gateway_settings, import_from_setting
 from .scope import Scope, cookies, header
-from .sessions import session_store
+from .sessions import session_store, session_user
 from .tokens import token_claims, token_expiry, token_user, unseal_session_key
 
 # Authenticators of a site read the handshake with these too (``from wsgateway.auth import header``).
@@ -51,6 +52,9 @@ class Identity:
     #: Unix time the credential expires, if it does (a token's): the socket closes then. A
     #: ``session_key``'s expiry is read from the session itself.
     expires_at: float | None = None
+    #: When the session of ``session_key`` ends (Unix time), if the authenticator read it with the
+    #: session: the connect then does not read it again. None: read at the connect.
+    session_expires_at: float | None = None
 
     def __post_init__(self) -> None:
         if (self.user is None) == (self.load_user is None or self.user_id is None):
@@ -99,6 +103,7 @@ class SessionAuthenticator(BaseAuthenticator):
     async def authenticate(self, scope: Scope) -> Identity | None:
         session = scope.get("session")
         user = scope.get("user")
+        expires_at = None
         if user is not None and getattr(user, "_wrapped", None) is empty:  # lazy, not resolved yet
             user = await get_user(scope) if session is not None else None
         if user is None:
@@ -106,10 +111,14 @@ class SessionAuthenticator(BaseAuthenticator):
                 session = self.session_from_cookie(scope)
                 if session is None:
                     return None
-            user = await get_user({"session": session})
+            # One trip to the database thread; with the db engine, one query for the session and its
+            # expiry (which the connect's credentials then need not read again), one for the user.
+            user, expires_at = await database_sync_to_async(session_user)(session)
         if not user.is_authenticated:
             return None
-        return Identity(user, session_key=getattr(session, "session_key", None))
+        return Identity(
+            user, session_key=getattr(session, "session_key", None), session_expires_at=expires_at
+        )
 
     @staticmethod
     def session_from_cookie(scope: Scope) -> Any:

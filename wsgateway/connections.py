@@ -10,10 +10,11 @@ own sockets, and the cap is then per process; check ``wsgateway.W005`` says so.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from .layers.base import LocalConnections
-from .layers.extensions import CONNECTIONS, supports
+from .layers.extensions import CONNECTIONS, PLACE_PRESENCE, supports
 
 #: The sockets of this process, for a layer without the extension.
 _local = LocalConnections()
@@ -24,11 +25,34 @@ def counted_by_layer(layer: Any) -> bool:
     return supports(layer, CONNECTIONS)
 
 
-async def register(layer: Any, user: str, channel: str, limit: int) -> bool:
-    """Register ``channel`` as a socket of ``user`` if the user has fewer than ``limit``; False if not."""
+class Place(enum.IntEnum):
+    """What :func:`register` gave: no place (false), a place, or a place that brought its user
+    online, on a layer that joins presence with the place (extensions.PLACE_PRESENCE)."""
+
+    REFUSED = 0
+    TAKEN = 1
+    CAME_ONLINE = 2
+
+
+def joins_presence(layer: Any) -> bool:
+    """Whether :func:`register` on ``layer`` makes the user online too (wsgateway.presence.arrive then
+    asks the layer nothing)."""
+    return supports(layer, PLACE_PRESENCE)
+
+
+async def register(layer: Any, user: str, channel: str, limit: int) -> Place:
+    """Register ``channel`` as a socket of ``user`` if the user has fewer than ``limit``; REFUSED if not.
+
+    On a layer that joins presence with the place, in the same round trip, the user is online from
+    here: CAME_ONLINE when this place brought them online (its caller sends ``user_online``).
+    """
+    if joins_presence(layer):
+        return Place(await layer.connection_add(user, channel, limit, presence=True))
     if counted_by_layer(layer):
-        return bool(await layer.connection_add(user, channel, limit))
-    return _local.add(user, channel, limit)
+        placed = await layer.connection_add(user, channel, limit)
+    else:
+        placed = _local.add(user, channel, limit)
+    return Place.TAKEN if placed else Place.REFUSED
 
 
 async def unregister(layer: Any, user: str, channel: str) -> None:

@@ -166,7 +166,8 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         if self.ending is None:  # not ended during the accept: undo_connect would not take it out
             sockets.add(self.user.pk, self.channel_name, self.scope.get("path", ""), tuple(services))
             self.meter.opened()
-            await presence.arrive(self.channel_layer, self.user.pk, self.channel_name)
+            # On wsgateway's Redis layer the place made the user online already, in the cap's round trip.
+            await presence.arrive(self.channel_layer, self.user.pk, self.channel_name, membership.announce())
             status.arrive(self.channel_layer, self.channel_name)
         window = OutboundWindow(gateway_settings.OUTBOUND_WINDOW, self.user.pk)
         self.transport.open(window, gateway_settings.MAX_SEND_SIZE)

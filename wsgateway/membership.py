@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import connections
+from . import connections, presence
 from .conf import gateway_settings
 from .groups import all_group, user_group
 from .health import MembershipRefresher, refresher_for
@@ -36,7 +36,16 @@ class Membership:
     the join: a connect cancelled half-way still leaves it; a discard of a group a channel is not in
     does nothing on any layer) until :meth:`leave`."""
 
-    __slots__ = ("__weakref__", "channel_name", "groups", "layer", "placed", "refresher", "registration")
+    __slots__ = (
+        "__weakref__",
+        "came_online",
+        "channel_name",
+        "groups",
+        "layer",
+        "placed",
+        "refresher",
+        "registration",
+    )
 
     def __init__(self, layer: Any, channel_name: str) -> None:
         self.layer = layer
@@ -46,6 +55,10 @@ class Membership:
         self.registration: tuple[str, str] | None = None
         #: Whether the layer gave the place: only then is it renewed, or put back after a loss.
         self.placed = False
+        #: On a layer that joins presence with the place (connections.joins_presence), whether the
+        #: place brought the user online (wsgateway.presence.arrive sends ``user_online`` then); None
+        #: on another layer, or before a place was given.
+        self.came_online: bool | None = None
         self.refresher: MembershipRefresher | None = None
 
     def keep(self) -> None:
@@ -72,7 +85,10 @@ class Membership:
                 # Each call to the layer bounded, not the whole: the wait for a restore below has
                 # bounds of its own, and a layer that does not answer is an outage (the caller's).
                 async with asyncio.timeout(gateway_settings.LAYER_CONNECT_TIMEOUT):
-                    self.placed = await connections.register(self.layer, *self.registration, limit)
+                    place = await connections.register(self.layer, *self.registration, limit)
+                self.placed = bool(place)
+                if self.placed and connections.joins_presence(self.layer):
+                    self.came_online = place is connections.Place.CAME_ONLINE
             except PlacesLost as lost:
                 if not await self.wait_for_restore(lost):
                     break
@@ -85,6 +101,13 @@ class Membership:
             break
         self.give_up()
         return False
+
+    def announce(self) -> bool | None:
+        """Whether the place brought the user online, for the accept to say so (presence.arrive), once;
+        None when the layer joined no presence with the place. Not asked by an accept (the socket
+        was refused after its place, or ended during the accept), :meth:`leave` says it."""
+        came_online, self.came_online = self.came_online, None
+        return came_online
 
     def give_up(self) -> None:
         """No place was taken: nothing to renew, nothing to give back."""
@@ -157,12 +180,15 @@ class Membership:
         groups, self.groups = self.groups, ()
         registration, self.registration = self.registration, None
         self.placed = False
+        came_online = self.announce()
         await self._discard_all(groups)
         if registration is not None:
             try:
                 await connections.unregister(self.layer, *registration)
             except Exception as exc:
                 logger.debug("wsgateway: could not give back a socket's place on disconnect: %s", exc)
+            if came_online:  # and no accept said so
+                await presence.placed_only(self.layer, *registration)
 
     async def _discard_all(self, groups: Iterable[str]) -> None:
         outcomes = await asyncio.gather(

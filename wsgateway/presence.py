@@ -210,21 +210,36 @@ def shared(layer: Any) -> bool:
 # -- what the consumer calls --------------------------------------------------------------------
 
 
-async def arrive(layer: Any, user: Any, channel: str) -> None:
+async def arrive(layer: Any, user: Any, channel: str, came_online: bool | None = None) -> None:
     """A socket of ``user`` was accepted: the user is online, and ``user_online`` is sent if they were not.
-    A layer that fails here costs the socket nothing (logged at debug: the outage is logged once)."""
+    A layer that fails here costs the socket nothing (logged at debug: the outage is logged once).
+
+    ``came_online``: what the socket's place said, on a layer that joins presence with the place
+    (wsgateway.connections.joins_presence), in the cap's round trip: the layer is not asked again."""
     user = str(user)
     if shared(layer):
         sweeper_for(layer).add(channel, user)
-        try:
-            new = await layer.presence_join(user)
-        except Exception as exc:
-            logger.debug("wsgateway: could not mark user %s online: %s", user, exc)
-            return
+        if came_online is not None:
+            new = came_online
+        else:
+            try:
+                new = await layer.presence_join(user)
+            except Exception as exc:
+                logger.debug("wsgateway: could not mark user %s online: %s", user, exc)
+                return
     else:
         new = _local.join(user, channel)
     if new:
         await _send(user_online, layer, user)
+
+
+async def placed_only(layer: Any, user: Any, channel: str) -> None:
+    """A place that brought ``user`` online (wsgateway.connections.joins_presence) whose socket was
+    not accepted after all (refused after the place, or gone during the accept): the layer says the
+    user is online, so ``user_online`` is sent, and ``user_offline`` after the grace if no socket of
+    theirs is open then, as for any departure: the two signals stay paired."""
+    await _send(user_online, layer, str(user))
+    await depart(layer, user, channel)
 
 
 async def depart(layer: Any, user: Any, channel: str) -> None:

@@ -93,10 +93,12 @@ def auth_hash_of(user: Any) -> str | None:
     return get_hash() if get_hash is not None else None
 
 
-def credentials_of(user: Any, session_key: str | None, expires_at: float | None) -> Credentials:
-    """A connecting socket's credentials; reads the session's expiry (sync, the database thread)."""
-    session_expires_at = None
-    if session_key is not None:
+def credentials_of(
+    user: Any, session_key: str | None, expires_at: float | None, session_expires_at: float | None = None
+) -> Credentials:
+    """A connecting socket's credentials; reads the session's expiry (sync, the database thread),
+    unless ``session_expires_at`` says it (read with the session, see sessions.session_user)."""
+    if session_key is not None and session_expires_at is None:
         session_expires_at = session_expiry(session_key) or time.time()  # gone already: checked at once
     return Credentials(user.pk, auth_hash_of(user), session_key, session_expires_at, expires_at)
 

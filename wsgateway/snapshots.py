@@ -9,6 +9,7 @@ from typing import Any
 from . import revocation
 from .auth import Identity
 from .services.base import Service
+from .sessions import read_once
 
 #: channel -> (payload, None), or (None, the exception the service's snapshot raised)
 Snapshots = dict[str, tuple[Any, Exception | None]]
@@ -19,11 +20,14 @@ def connect_reads(
 ) -> tuple[Any, Snapshots, revocation.Credentials]:
     """In the database thread, at the connect: the token's user (if not read yet), the snapshots,
     and what the socket logged in with."""
-    user = identity.user
-    if user is None:
-        assert identity.load_user is not None
-        user = identity.load_user()
-    credentials = revocation.credentials_of(user, identity.session_key, identity.expires_at)
+    with read_once():  # a token of a session checks the session's expiry, and its credentials keep it
+        user = identity.user
+        if user is None:
+            assert identity.load_user is not None
+            user = identity.load_user()
+        credentials = revocation.credentials_of(
+            user, identity.session_key, identity.expires_at, identity.session_expires_at
+        )
     return user, read(services, user), credentials
 
 

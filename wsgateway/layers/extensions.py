@@ -125,6 +125,12 @@ class CoolingDown(Exception):
 #: keeps its own users' presence (``wsgateway.presence.LocalPresence``), exact for that process.
 PRESENCE = "presence"
 
+#: ``connections`` and ``presence`` in one step: ``connection_add(user, channel, limit, presence=True)``
+#: also does what ``presence_join(user)`` would, in the same round trip, once the place is given, and
+#: returns 2 instead of True when this call brought the user online (its caller sends ``user_online``).
+#: Nothing is joined for a place not given. A connect's round trip fewer (wsgateway.presence.arrive).
+PLACE_PRESENCE = "place_presence"
+
 
 #: Each server process's status (wsgateway.status, ``manage.py wsgateway_status``), on every process:
 #:

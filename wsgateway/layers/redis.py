@@ -37,6 +37,7 @@ from redis import asyncio as aioredis
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
 from .extensions import (
     JOIN_CONFIRMED,
+    PLACE_PRESENCE,
     POOL_BUSY,
     PRESENCE,
     STATUS,
@@ -240,7 +241,7 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
     a full pool: see layers.redis_pool); capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, STATUS, POOL_BUSY, JOIN_CONFIRMED]
+    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, PLACE_PRESENCE, STATUS, POOL_BUSY, JOIN_CONFIRMED]
 
     def __init__(
         self,
@@ -459,24 +460,26 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
     def _user_key(self, user: str) -> str:
         return f"{self.prefix}:u:{user}"
 
-    async def connection_add(self, user: str, channel: str, limit: int) -> bool:
+    async def connection_add(self, user: str, channel: str, limit: int, presence: bool = False) -> int:
         """Extension: register a socket of ``user`` if it fits under ``limit`` on every process
         (see extensions.CONNECTIONS); one script, one round trip. Raises PlacesLost, and adds
         nothing, when Redis lost this loop's places since it took its first, or while the places
         of some process are being put back (``restore_grace``); CoolingDown while the user is
-        cooling down (extensions.COOLDOWN), asked in the same script."""
+        cooling down (extensions.COOLDOWN), asked in the same script. ``presence``: the user joins
+        presence with the place, in the same script (extensions.PLACE_PRESENCE): 2 when that
+        brought them online. 0: no place."""
         state = self._state()
-        status, wait_ms = await state.connection_add(
-            keys=[state.marker, self.restoring_key, self._user_key(user), self._cooldown_key(user)],
-            args=[self._expect(state), self._grace_ms(), channel, limit, self.connection_expiry],
-        )
+        keys = [state.marker, self.restoring_key, self._user_key(user), self._cooldown_key(user)]
+        args: list[str | int | float] = [self._expect(state), self._grace_ms(), channel, limit]
+        args += [self.connection_expiry, "1" if presence else "0", user]
+        status, wait_ms = await state.connection_add(keys=[*keys, self.online_key, self.since_key], args=args)
         if status == -3:
             raise CoolingDown(max(int(wait_ms), 1) / 1000)
         if status < 0:
             raise PlacesLost(own=status == -1, settle=max(int(wait_ms), 0) / 1000)
         if status:
             state.places.add((user, channel))
-        return bool(status)
+        return int(status)
 
     async def connection_discard(self, user: str, channel: str) -> None:
         """Extension: unregister a socket of ``user``."""

@@ -20,12 +20,14 @@ if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1, redis.call('PTTL', KEYS[2])}
 end
 """
-#: KEYS: the loop's marker, the site's restoring key, the user's set, the user's cool-down; ARGV: "1"
-#: if the marker should be there, restore_grace in ms, channel, limit, expiry. Prune, check and add,
-#: atomically: the place a script takes cannot be taken by another connect between its check and its
-#: add. {1, 0}: added; {0, 0}: over the limit; {-1, ms}: this loop's places are lost; {-2, ms}: places
-#: are being put back, ask again in ms; {-3, ms}: the user is cooling down (the cooldown extension: a
-#: key that expires by itself) for ms more. Nothing is added but for {1, 0}.
+#: KEYS: the loop's marker, the site's restoring key, the user's set, the user's cool-down, the online
+#: set, the since set; ARGV: "1" if the marker should be there, restore_grace in ms, channel, limit,
+#: expiry, "1" to join the user to presence (the place_presence extension), the user. Prune, check and
+#: add, atomically: the place a script takes cannot be taken by another connect between its check and
+#: its add. {1, 0}: added; {2, 0}: added, and the user came online with it (as PRESENCE_JOIN, below);
+#: {0, 0}: over the limit; {-1, ms}: this loop's places are lost; {-2, ms}: places are being put back,
+#: ask again in ms; {-3, ms}: the user is cooling down (the cooldown extension: a key that expires by
+#: itself) for ms more. Nothing is added or joined but for {1, 0} and {2, 0}.
 CONNECTION_ADD = (
     NOW
     + LOST
@@ -46,6 +48,15 @@ local ms = math.ceil(tonumber(ARGV[5]) * 1000)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ms)
 redis.call('SET', KEYS[1], '1', 'PX', ms)
+if ARGV[6] == '1' then
+  local new = redis.call('ZADD', KEYS[5], now, ARGV[7])
+  if new == 1 then
+    redis.call('ZADD', KEYS[6], now, ARGV[7])
+  else
+    redis.call('ZADD', KEYS[6], 'NX', now, ARGV[7])
+  end
+  return {1 + new, 0}
+end
 return {1, 0}
 """
 )

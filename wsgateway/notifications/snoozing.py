@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from functools import lru_cache
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db import router
+from django.db import connections, models, router
 from django.db.models import Q
 from django.utils import timezone
 
@@ -54,10 +55,43 @@ def wake_due(users: int = USERS_PER_LOOK) -> int:
 
 def wake_user(user_id: Any) -> int:
     """Bring back the user's due snoozed notifications (before reading the user's inbox)."""
-    using = router.db_for_read(Notification)
-    if not Notification.objects.using(using).filter(_due(), recipient_id=user_id).exists():
+    if not _has_due(user_id, router.db_for_read(Notification)):
         return 0  # the common case: one indexed look, no lock
     return change(user_id, Change.UNSNOOZED, only=_due()).changed
+
+
+def _field(name: str) -> models.Field[Any, Any]:
+    field = Notification._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.column
+    return field
+
+
+@lru_cache(maxsize=8)
+def _due_sql(using: str) -> str:
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    recipient, until, deleted = (
+        qn(str(_field(name).column)) for name in ("recipient", "snoozed_until", "deleted_at")
+    )
+    return (
+        f"SELECT 1 FROM {qn(Notification._meta.db_table)} WHERE {recipient} = %s AND {until} IS NOT NULL"
+        f" AND {until} <= %s AND {deleted} IS NULL {connection.ops.limit_offset_sql(0, 1)}"
+    )
+
+
+def _has_due(user_id: Any, using: str) -> bool:
+    """Whether ``user_id`` has a due snoozed notification: :func:`_due`, as plain SQL built once. Every
+    connect asks it (the notifications' snapshot); through the ORM, building the query cost about
+    ten times running it (1 ms against 0.1, measured on SQLite), in the thread every socket's
+    database work shares (see wsgateway.reads)."""
+    connection = connections[using]
+    params = [
+        _field("recipient").get_db_prep_value(user_id, connection),
+        _field("snoozed_until").get_db_prep_value(timezone.now(), connection),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_due_sql(using), params)
+        return cursor.fetchone() is not None
 
 
 class SnoozeClock:

@@ -23,24 +23,25 @@ def unread_state(user_id: Any) -> dict[str, Any]:
 def connect_state(user_id: Any) -> dict[str, Any]:
     """:func:`unread_state` and the user's latest number (see ``sequence.latest``): a connect frame.
 
-    The counts first, the number after: every change counted is then at or below the number (a
-    number is taken under the user's lock and committed with its change), so a client that syncs
-    from the number is told of nothing the counts already hold twice, and misses nothing.
+    Both in one statement, so one snapshot of the database: every change counted is at or below the
+    number (a number is taken under the user's lock and committed with its change), and every change
+    at or below it is counted, so a client that syncs from the number is told of nothing the counts
+    already hold twice, and misses nothing. One query a connect, not two.
     """
     with connections[router.db_for_read(Notification)].cursor() as cursor:
         sql, params = _counts_sql(cursor.db, [user_id], [])
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
         qn = cursor.db.ops.quote_name
         sequence = NotificationSequence._meta
-        cursor.execute(
-            f"SELECT {qn(sequence.get_field('last').column)} FROM {qn(sequence.db_table)} "
-            f"WHERE {qn(sequence.pk.column)} = %s",
-            [user_id],
+        # The number as a row of its own, told apart by its NULL recipient (as the stored ids below).
+        sql += (
+            f" UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, {qn(sequence.get_field('last').column)}"
+            f" FROM {qn(sequence.db_table)} WHERE {qn(sequence.pk.column)} = %s"
         )
-        latest = cursor.fetchone()
-    state = _states([user_id], rows)[user_id]
-    return {**state, "seq": latest[0] if latest else 0}
+        cursor.execute(sql, [*params, user_id])
+        rows = cursor.fetchall()
+    latest = next((row[-1] for row in rows if row[0] is None), None)
+    state = _states([user_id], [row for row in rows if row[0] is not None])[user_id]
+    return {**state, "seq": latest or 0}
 
 
 def unread_states(user_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:

@@ -1,0 +1,133 @@
+"""What one authenticated connect costs, step by step: database queries, Redis round trips, µs.
+
+    .venv/bin/python scripts/connect_trips.py [--redis] [--repeat 9] [--cpu N]
+
+Connects with a Django session cookie and with a bearer token (--repeat of each, the µs their median),
+each by a user of its own (as the bench's sockets are), while a socket of another user is open (a
+loop's first connect subscribes to the layer and loads its scripts). On the in-process layer, and
+with ``--redis`` on wsgateway's Redis layer over a redis-server started here on 127.0.0.1 (or
+REDIS_URL's). The test settings (tests/settings.py: in-memory SQLite, the example project's
+services). The counts do not depend on the machine's load; the µs do. See
+tests/support/connect_trips.py for what is counted.
+
+``--cpu N``: then N connects of each kind, held open, and the process's CPU time per connect (both
+threads: the event loop's and the database thread's, and the test communicator's own, which is the
+same for any code measured): a figure a shared machine's load moves less than a wall-clock rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+
+import django
+
+django.setup()
+
+from channels.db import database_sync_to_async  # noqa: E402
+from channels.layers import channel_layers  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import override_settings, setup_test_environment  # noqa: E402
+
+from tests.support.communicators import bearer, connected, cookie, create_user  # noqa: E402
+from tests.support.connect_trips import ConnectTrips  # noqa: E402
+from tests.support.servers import RedisServer  # noqa: E402
+from wsgateway import maintenance  # noqa: E402
+from wsgateway.sessions import session_store  # noqa: E402
+from wsgateway.tokens import issue_token  # noqa: E402
+
+
+def session_of(user: Any) -> str:
+    """A logged-in session of ``user``, as django.contrib.auth.login leaves it; its key."""
+    store = session_store(None)  # type: ignore[arg-type]
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return str(store.session_key)
+
+
+async def headers_for(kind: str, name: str) -> list[tuple[bytes, bytes]]:
+    user = await create_user(name)
+    if kind == "session":
+        key = await database_sync_to_async(session_of)(user)
+        return [cookie(**{settings.SESSION_COOKIE_NAME: key})]
+    return [bearer(issue_token(user))]
+
+
+async def measure(layer: str, repeat: int) -> list[str]:
+    trips = ConnectTrips()
+    lines: list[str] = []
+    await database_sync_to_async(maintenance.disable)()  # known off: the flag is read once an interval
+    with trips.installed():
+        for kind in ("session", "token"):
+            # A socket held open through the measured connect, as the bench's are: the group of every
+            # socket stays subscribed (a loop's last socket leaving unsubscribes it).
+            trips.history.clear()
+            async with connected(headers=await headers_for(kind, f"resident-{layer}-{kind}")):
+                for index in range(repeat):
+                    headers = await headers_for(kind, f"measured-{layer}-{kind}-{index}")
+                    with trips.counted():
+                        async with connected(headers=headers):
+                            trips.counting = False  # the connect only: not the disconnect
+            lines += [*trips.table(f"{layer} layer, {kind} connect"), ""]
+    return lines
+
+
+async def cpu_per_connect(count: int) -> list[str]:
+    lines = []
+    for kind in ("session", "token"):
+        headers = [await headers_for(kind, f"cpu-{kind}-{index}") for index in range(count + 20)]
+        async with AsyncExitStack() as held:
+            for each in headers[:20]:  # warm: the first connects import, compile and cache
+                await held.enter_async_context(connected(headers=each))
+            start = time.process_time()
+            for each in headers[20:]:
+                await held.enter_async_context(connected(headers=each))
+            spent = time.process_time() - start
+        lines.append(f"{kind} connect: {spent / count * 1e6:,.0f} µs of CPU each ({count} held open)")
+    return lines
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--redis", action="store_true", help="also on wsgateway's Redis layer")
+    parser.add_argument("--repeat", type=int, default=9, help="connects of each kind, for the µs' median")
+    parser.add_argument("--cpu", type=int, default=0, metavar="N", help="CPU per connect over N connects")
+    args = parser.parse_args()
+    setup_test_environment()
+    connection.creation.create_test_db(verbosity=0)
+    if args.cpu:
+        print("\n".join(asyncio.run(cpu_per_connect(args.cpu))))
+        return
+    lines = asyncio.run(measure("in-process", args.repeat))
+    if args.redis:
+        server = None if os.environ.get("REDIS_URL") else RedisServer().start()
+        url = os.environ.get("REDIS_URL") or server.url  # type: ignore[union-attr]
+        backend = "wsgateway.layers.redis.RedisChannelLayer"
+        layers = {"default": {"BACKEND": backend, "CONFIG": {"hosts": [url]}}}
+        try:
+            with override_settings(CHANNEL_LAYERS=layers):
+                channel_layers.backends.clear()
+                lines += asyncio.run(measure("Redis", args.repeat))
+        finally:
+            channel_layers.backends.clear()
+            if server is not None:
+                server.stop()
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
