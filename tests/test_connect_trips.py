@@ -346,3 +346,54 @@ async def test_a_place_that_brought_its_user_online_is_said_once_by_the_accept_o
     assert await refused_after_place.register(8, limit=2)
     await refused_after_place.leave()  # never accepted: its end says it, and departs
     assert signals.sent == [("online", "8")] and layer.left == ["8"]
+
+
+# -- a user model whose manager hides rows: read through it, never around it -----------------------
+
+
+@pytest.fixture
+def hiding_manager(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The user model's default manager replaced by one that hides the users named ``hidden*``
+    (as a soft-delete manager would hide deleted users)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import UserManager
+
+    user_model = get_user_model()
+
+    class Hiding(UserManager):  # type: ignore[type-arg]
+        def get_queryset(self) -> Any:
+            return super().get_queryset().exclude(username__startswith="hidden")
+
+    manager = Hiding()
+    manager.model = user_model
+    manager.name = "objects"
+    monkeypatch.setitem(user_model._meta.__dict__, "default_manager", manager)
+    return manager
+
+
+def test_a_user_the_managers_hide_is_no_user_of_a_session_or_a_token(hiding_manager: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    from wsgateway.exceptions import AuthenticationFailed
+    from wsgateway.reads import whole_table
+    from wsgateway.sessions import session_user
+    from wsgateway.tokens import token_claims, token_user
+
+    assert not whole_table(get_user_model())
+    shown = get_user_model().objects.create_user("shown", password="x")
+    hidden = get_user_model().objects.create_user("hidden-ann", password="x")
+    found, _ = session_user(session_store(session_of(shown)))
+    assert found.pk == shown.pk and found.is_authenticated
+    found, _ = session_user(session_store(session_of(hidden)))
+    assert not found.is_authenticated  # the plain read would have found her
+    assert token_user(token_claims(issue_token(shown))).pk == shown.pk
+    with pytest.raises(AuthenticationFailed):
+        token_user(token_claims(issue_token(hidden)))
+
+
+def test_djangos_own_user_manager_reads_the_whole_table() -> None:
+    from django.contrib.auth import get_user_model
+
+    from wsgateway.reads import whole_table
+
+    assert whole_table(get_user_model())

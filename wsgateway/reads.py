@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from django.db import connections, models, router
+from django.db.models.manager import BaseManager
 
 M = TypeVar("M", bound=models.Model)
 
@@ -46,6 +47,13 @@ def _converters(model: type[models.Model], using: str) -> list[tuple[int, list[A
         if converters:
             found.append((index, converters, column))
     return found
+
+
+def whole_table(model: type[models.Model]) -> bool:
+    """Whether ``model``'s default manager answers from its whole table, as :func:`fetch` reads it: its
+    ``get_queryset`` is Django's own. A site's user model whose manager hides rows (soft-deleted users,
+    say) is then read through that manager, so that a connect never finds a user the site hides."""
+    return type(model._default_manager).get_queryset is BaseManager.get_queryset
 
 
 def fetch(model: type[M], where_field: str, value: Any, *, order_by: str | None = None) -> list[M]:

@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
-from .reads import fetch
+from .reads import fetch, whole_table
 
 __all__ = ["read_once", "session_expiry", "session_store", "session_user"]
 
@@ -122,6 +122,8 @@ def _current_user(data: dict[str, Any]) -> Any:
     if not isinstance(backend, ModelBackend) or type(backend).get_user is not ModelBackend.get_user:
         return None
     user_model = get_user_model()
+    if not whole_table(user_model):
+        return None  # its manager hides rows: get_user reads through it
     try:
         users = fetch(user_model, user_model._meta.pk.name, user_model._meta.pk.to_python(data[SESSION_KEY]))
     except (KeyError, ValidationError):

@@ -17,13 +17,14 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext
 
 from .codes import ErrorCode
 from .conf import gateway_settings
 from .exceptions import AuthenticationFailed
-from .reads import fetch
+from .reads import fetch, whole_table
 from .sessions import session_expiry
 
 SALT = "wsgateway.tokens"
@@ -104,9 +105,14 @@ def token_user(claims: dict[str, Any]) -> Any:
     """The user :func:`token_claims` name, if active and with the same password; reads the database."""
     user_model = get_user_model()
     try:
-        # Read on every token connect: plain SQL (see wsgateway.reads), by primary key.
-        (user,) = fetch(user_model, user_model._meta.pk.name, claims["u"])
-    except (TypeError, ValueError, OverflowError):  # ValueError: no such user, or a bad pk
+        # Read on every token connect: plain SQL (see wsgateway.reads), by primary key; through the
+        # model's manager when that hides rows, as Django's ModelBackend reads a user.
+        if whole_table(user_model):
+            (user,) = fetch(user_model, user_model._meta.pk.name, claims["u"])
+        else:
+            user = user_model._default_manager.get(pk=claims["u"])
+    # ValueError: no such user (none to unpack), or a bad pk; through the manager, the last two.
+    except (TypeError, ValueError, OverflowError, ValidationError, ObjectDoesNotExist):
         raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, gettext("The token is not valid.")) from None
     if not getattr(user, "is_active", True) or not constant_time_compare(
         claims.get("h", ""), _auth_hash(user)
