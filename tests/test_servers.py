@@ -1,4 +1,4 @@
-"""The example project under uvicorn and under hypercorn: what docs/deployment.md promises on each.
+"""The example project under uvicorn, hypercorn and granian: what docs/deployment.md promises on each.
 
 daphne has its own module (test_live_daphne.py). Here each server is started as a site would
 start it, on the in-process channel layer and a migrated SQLite file with the demo users, and
@@ -20,6 +20,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.support.servers import (
     HttpSession,
+    Granian,
     Hypercorn,
     Server,
     Uvicorn,
@@ -48,7 +49,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return sqlite_database(tmp_path_factory.mktemp("servers"))
 
 
-@pytest.fixture(scope="module", params=[Uvicorn, Hypercorn], ids=lambda kind: kind.program)
+@pytest.fixture(scope="module", params=[Uvicorn, Hypercorn, Granian], ids=lambda kind: kind.program)
 def server(request: pytest.FixtureRequest, database: str) -> Iterator[Server]:
     # DEBUG for wsgateway's own log: what the server's send raised for a closing socket shows there.
     env = project_env(DATABASE_URL=database, WSGATEWAY_LOG_LEVEL="DEBUG")
@@ -157,7 +158,7 @@ def pings(count: int) -> bytes:
 #: What the server's ``send`` raised, as wsgateway logs it at DEBUG, when a socket's frames are
 #: answered after the server read the client's close: uvicorn raises ClientDisconnected (an OSError,
 #: in consumers.SOCKET_GONE); hypercorn raises nothing, it drops the frame.
-SEND_TO_A_CLOSING_SOCKET = {"uvicorn": "ClientDisconnected()", "hypercorn": None}
+SEND_TO_A_CLOSING_SOCKET = {"uvicorn": "ClientDisconnected()", "hypercorn": None, "granian": None}
 
 
 def test_a_client_that_leaves_while_it_is_answered_leaves_no_traceback(
