@@ -19,8 +19,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.support.servers import (
-    HttpSession,
     Granian,
+    HttpSession,
     Hypercorn,
     Server,
     Uvicorn,
@@ -61,7 +61,9 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return sqlite_database(tmp_path_factory.mktemp("servers"))
 
 
-@pytest.fixture(scope="module", params=[Uvicorn, UvicornWebsockets, Hypercorn, Granian], ids=lambda kind: kind.program)
+@pytest.fixture(
+    scope="module", params=[Uvicorn, UvicornWebsockets, Hypercorn, Granian], ids=lambda kind: kind.program
+)
 def server(request: pytest.FixtureRequest, database: str) -> Iterator[Server]:
     # DEBUG for wsgateway's own log: what the server's send raised for a closing socket shows there.
     env = project_env(DATABASE_URL=database, WSGATEWAY_LOG_LEVEL="DEBUG")
