@@ -22,10 +22,6 @@ from tests.support.servers import HOST, Server
 APPLICATION = "bench.asgi:application"
 #: The listen backlog of every server (daphne's endpoint, uvicorn's, hypercorn's and granian's flag).
 BACKLOG = 1024
-#: granian's --backpressure: the requests a worker serves at once, a socket counting as one for as long as it
-#: is open. Its default is the backlog (1024): past it, granian stops accepting, and the benchmark's
-#: 5,000 sockets would wait in the kernel's queue. Set above any row's sockets, as a site would set it.
-GRANIAN_BACKPRESSURE = 65536
 
 
 @dataclass(frozen=True)
@@ -115,8 +111,7 @@ class BenchGranian(BenchServer):
     def arguments(self) -> list[str]:
         return [
             *("granian", "--interface", "asginl", "--host", HOST, "--port", str(self.port)),
-            *("--workers", "1", "--backlog", str(BACKLOG), "--backpressure", str(GRANIAN_BACKPRESSURE)),
-            *("--log-level", "warning"),
+            *("--workers", "1", "--backlog", str(BACKLOG), "--log-level", "warning"),
         ]
 
     def start(self, *extra_args: str) -> Self:
