@@ -2,9 +2,9 @@
 
 Every launcher serves ``bench.asgi:application`` on 127.0.0.1 on a port from the OS, with a listen backlog
 of 1024 (a burst of handshakes must queue, not be refused), logging warnings only, and each as a site
-would start it otherwise: its own defaults (its event loop included), one process. :attr:`BenchServer.pid`
-is the process that serves the sockets, whose RSS and CPU time the benchmark reads: the server's own for
-all but granian, whose main process only supervises its worker.
+would start it otherwise: its own defaults (its event loop included), one worker. :attr:`BenchServer.pid`
+is the process that serves the sockets, whose RSS and CPU time the benchmark reads: the server's own under
+daphne and uvicorn; its one worker under hypercorn and granian, whose main process only supervises.
 
 Kept free of Django imports, as bench/layers.py: the orchestrator reads it before any settings exist.
 """
@@ -64,11 +64,15 @@ SERVERS: dict[str, ServerSpec] = {
 class BenchServer(Server):
     """One server process of a row, quiet, its log in the run's results folder."""
 
+    #: True for a server whose main process only supervises, and serves in one child process (its worker).
+    supervises = False
+
     def __init__(self, spec: ServerSpec, env: dict[str, str], name: str, log_dir: Path) -> None:
         super().__init__(env, name)
         self.spec = spec
         self.program = spec.program
         self.log_path = log_dir / f"{name}-{self.port}.log"
+        self.worker: int | None = None
 
     def command(self, *extra_args: str) -> list[str]:
         return [sys.executable, "-m", *self.arguments(), *self.spec.args, *extra_args, APPLICATION]
@@ -76,12 +80,43 @@ class BenchServer(Server):
     def arguments(self) -> list[str]:
         raise NotImplementedError
 
+    def start(self, *extra_args: str) -> Self:
+        super().start(*extra_args)
+        if self.supervises:
+            self.worker = self._worker_pid()
+        return self
+
+    def _worker_pid(self, timeout: float = 20.0) -> int:
+        """The main process's one child that serves, besides multiprocessing's resource tracker (hypercorn's).
+        The main process binds the port before it starts the worker, so the port answering does not say
+        the worker is there."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = [pid for pid in children.read_text().split() if not _is_resource_tracker(pid)]
+            if len(workers) == 1:
+                return int(workers[0])
+            if self.proc.poll() is not None or len(workers) > 1:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} started not one worker within {timeout:g} s; see {self.log_path}")
+
     @property
     def pid(self) -> int:
         """The process that serves the sockets."""
+        if self.worker is not None:
+            return self.worker
         if self.proc is None:
             raise RuntimeError(f"{self.name} is not running")
         return self.proc.pid
+
+
+def _is_resource_tracker(pid: str) -> bool:
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone already
+        return True
 
 
 class BenchDaphne(BenchServer):
@@ -91,7 +126,8 @@ class BenchDaphne(BenchServer):
 
 class BenchUvicorn(BenchServer):
     def arguments(self) -> list[str]:
-        # --lifespan off: Channels' router has no "lifespan" route (tests/support/servers.Uvicorn).
+        # --lifespan off: Channels' router has no "lifespan" route (tests/support/servers.Uvicorn). One
+        # process: uvicorn serves in its main process unless given --workers.
         return [
             *("uvicorn", "--host", HOST, "--port", str(self.port), "--backlog", str(BACKLOG)),
             *("--lifespan", "off", "--log-level", "warning", "--no-access-log"),
@@ -99,6 +135,9 @@ class BenchUvicorn(BenchServer):
 
 
 class BenchHypercorn(BenchServer):
+    # Its one worker (-w 1, the default) is a process of its own, started with multiprocessing's spawn.
+    supervises = True
+
     def arguments(self) -> list[str]:
         # Its backlog is 100 unless told; its access log is off unless given a file.
         return [
@@ -108,35 +147,13 @@ class BenchHypercorn(BenchServer):
 
 
 class BenchGranian(BenchServer):
+    supervises = True
+
     def arguments(self) -> list[str]:
         return [
             *("granian", "--interface", "asginl", "--host", HOST, "--port", str(self.port)),
             *("--workers", "1", "--backlog", str(BACKLOG), "--log-level", "warning"),
         ]
-
-    def start(self, *extra_args: str) -> Self:
-        super().start(*extra_args)
-        self.worker = self._worker_pid()
-        return self
-
-    def _worker_pid(self, timeout: float = 20.0) -> int:
-        """granian's worker: the main process's child. The main process binds the port before it spawns
-        the worker, so the port answering does not say the worker is there."""
-        assert self.proc is not None
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = children.read_text().split()
-            if len(found) == 1:
-                return int(found[0])
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"granian started no worker within {timeout:g} s; see {self.log_path}")
-
-    @property
-    def pid(self) -> int:
-        return self.worker
 
 
 LAUNCHERS: dict[str, type[BenchServer]] = {
