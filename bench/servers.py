@@ -73,9 +73,11 @@ class BenchServer(Server):
         self.program = spec.program
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.worker: int | None = None
+        #: What it serves: the benchmark's project, or bench.bare's application.
+        self.application = APPLICATION
 
     def command(self, *extra_args: str) -> list[str]:
-        return [sys.executable, "-m", *self.arguments(), *self.spec.args, *extra_args, APPLICATION]
+        return [sys.executable, "-m", *self.arguments(), *self.spec.args, *extra_args, self.application]
 
     def arguments(self) -> list[str]:
         raise NotImplementedError
