@@ -13,7 +13,7 @@ what can differ with its Django or its Python (the markers are in pyproject.toml
   They keep the tests that start daphne and PostgreSQL: the process boundary (Django's login
   views and sessions over HTTP, the ORM's row locks on PostgreSQL) is where a new Django shows,
   and these are its only runs on 6.x. What they leave out does not change with Django: the
-  browser tests exercise wsgateway.js in Chromium; uvicorn and hypercorn differ from daphne in
+  browser tests exercise wsgateway.js in Chromium; uvicorn, hypercorn and granian differ from daphne in
   how they speak ASGI, which the primary cell covers; the wheel's contents are the same.
 - the Django 5.2 cells on 3.12 and 3.13: the tests that start no server process, Redis aside
   (``-m "not daphne and not servers and not postgres and not packaging and not browser"``): the

@@ -11,7 +11,9 @@ servers: C sockets connect (connect rate, server memory per socket), U of them s
 to each of U users, --repeat times, medians reported); end-to-end (notifications created at --rate/s
 for --duration s until received). Then the attack rows, flood and slow-reader, on one daphne each
 (bench/attacks.py): another user's push latency alone and during --attack-duration s of attack, and
-daphne's memory.
+the server's memory. Then the server rows (bench/servers.py): per ASGI server (daphne, uvicorn and its
+WebSocket implementations, hypercorn, granian), the phases and both attacks on wsgateway's in-process
+layer in one process, so that only the server differs; ``--only uvicorn`` runs uvicorn's three rows.
 
 Everything listens on 127.0.0.1, every load is bounded in count and time, and every process started
 here is stopped on the way out, Ctrl-C included. Results: a table on stdout, and JSON and a PNG under
@@ -40,9 +42,10 @@ from typing import Any
 
 from bench.attacks import AttackPlan
 from bench.client import HTTP_POOL, Plan
-from bench.layers import ROWS, Row, availability
+from bench.layers import ROWS, SERVER_GROUPS, Row, availability
+from bench.servers import SERVERS, BenchServer, launcher
 from tests.support.postgres import PostgresServer, create_database
-from tests.support.servers import HOST, ROOT, Daphne, RedisServer, project_env, wait_for_port
+from tests.support.servers import ROOT, RedisServer, project_env
 
 QUICK = {
     "users": 20,
@@ -76,36 +79,6 @@ CLIENT_CPU_LIMIT = 80.0
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-class BenchDaphne(Daphne):
-    """tests.support.servers.Daphne serving bench.asgi, quietly, with a listen backlog for connect bursts."""
-
-    def __init__(self, env: dict[str, str], name: str, log_dir: Path) -> None:
-        super().__init__(env, name)
-        self.log_path = log_dir / f"{name}-{self.port}.log"
-
-    def start(self, *extra_args: str) -> BenchDaphne:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-e",
-                    f"tcp:port={self.port}:interface={HOST}:backlog=1024",
-                    "-v",
-                    "0",
-                    *extra_args,
-                    "bench.asgi:application",
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_port(self.port, proc=self.proc)
-        return self
 
 
 class Resources:
@@ -173,7 +146,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="tiny smoke: " + ", ".join(f"{k} {v:g}" for k, v in QUICK.items()),
     )
-    parser.add_argument("--only", help=f"comma-separated rows, of: {', '.join(ROWS)}")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated rows, of: {', '.join(ROWS)}; a server's name ({', '.join(SERVERS)}) "
+        "runs its phases' row and its two attack rows",
+    )
+    parser.add_argument(
+        "--no-server-attacks",
+        action="store_true",
+        help="a server's name in --only runs its phases' row alone",
+    )
     parser.add_argument(
         "--phases", default=",".join(PHASES), help=f"comma-separated, of: {', '.join(PHASES)}"
     )
@@ -218,10 +200,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in base.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.rows = [name.strip() for name in (args.only or ",".join(ROWS)).split(",") if name.strip()]
-    unknown = [name for name in args.rows if name not in ROWS]
+    asked = [name.strip() for name in (args.only or ",".join(ROWS)).split(",") if name.strip()]
+    unknown = [name for name in asked if name not in ROWS]
     if unknown:
         parser.error(f"unknown row(s) {', '.join(unknown)}; rows are {', '.join(ROWS)}")
+    # A server's name brings its attack rows with it (SERVER_GROUPS), unless --no-server-attacks.
+    args.rows = []
+    for name in asked:
+        group = SERVER_GROUPS.get(name, [name])[: 1 if args.no_server_attacks else None]
+        args.rows += [row for row in group if row not in args.rows]
     args.phases = [phase.strip() for phase in args.phases.split(",") if phase.strip()]
     if bad := [phase for phase in args.phases if phase not in PHASES]:
         parser.error(f"unknown phase(s) {', '.join(bad)}")
@@ -332,14 +319,14 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
         env = bench_env(**extra)
         if row.attack:
             return run_attack(row, args, env, tokens, databases.workdir, out_dir, resources)
-        daphnes = []
+        servers: list[BenchServer] = []
         for i in range(2 if row.kind == "redis" else 1):
-            daphne = BenchDaphne(env, f"{row.name}-{i + 1}", out_dir)
-            resources.add(daphne.stop)
-            daphnes.append(daphne.start())
+            server = launcher(row.server, env, log_name(row, i), out_dir)
+            resources.add(server.stop)
+            servers.append(server.start())
         plan = Plan(
-            ports=[d.port for d in daphnes],
-            pids=[d.proc.pid for d in daphnes if d.proc is not None],
+            ports=[server.port for server in servers],
+            pids=[server.pid for server in servers],
             users=tokens,
             connections=args.connections,
             fanout_users=args.users,
@@ -386,11 +373,15 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
         if client.returncode != 0:
             raise RuntimeError(f"the client exited with {client.returncode}")
         result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-        for daphne in daphnes:
-            if not daphne.alive():
-                result.setdefault("warnings", []).append(f"{daphne.name} exited; see {daphne.log_path}")
+        for server in servers:
+            if not server.alive():
+                result.setdefault("warnings", []).append(f"{server.name} exited; see {server.log_path}")
         result.update(
-            database=engine, daphne_processes=len(daphnes), description=row.description, backend=row.backend
+            database=engine,
+            server=row.server,
+            server_processes=len(servers),
+            description=row.description,
+            backend=row.backend,
         )
         result["summary"] = summarise(result)
         return result
@@ -407,16 +398,15 @@ def run_attack(
     out_dir: Path,
     resources: Resources,
 ) -> dict[str, Any]:
-    """An attack row: one daphne, bench.attacks against it (the attackers are the first users, the
+    """An attack row: one server process, bench.attacks against it (the attackers are the first users, the
     other user the next)."""
-    daphne = BenchDaphne(env, f"{row.name}-1", out_dir)
-    resources.add(daphne.stop)
-    daphne.start()
-    assert daphne.proc is not None
+    server = launcher(row.server, env, log_name(row, 0), out_dir)
+    resources.add(server.stop)
+    server.start()
     plan = AttackPlan(
         attack=str(row.attack),
-        port=daphne.port,
-        pid=daphne.proc.pid,
+        port=server.port,
+        pid=server.pid,
         attacker=tokens[0],
         attackers=tokens[: row.attackers],
         connect_rate=row.connect_rate,
@@ -447,11 +437,22 @@ def run_attack(
     if client.returncode != 0:
         raise RuntimeError(f"bench.attacks exited with {client.returncode}")
     result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-    if not daphne.alive():
-        result.setdefault("warnings", []).append(f"{daphne.name} exited; see {daphne.log_path}")
-    result.update(database="sqlite", daphne_processes=1, description=row.description, backend=row.backend)
+    if not server.alive():
+        result.setdefault("warnings", []).append(f"{server.name} exited; see {server.log_path}")
+    result.update(
+        database="sqlite",
+        server=row.server,
+        server_processes=1,
+        description=row.description,
+        backend=row.backend,
+    )
     result["summary"] = summarise_attack(result)
     return result
+
+
+def log_name(row: Row, index: int) -> str:
+    """The log file's name of a row's ``index``-th server process (no colon: a file name)."""
+    return f"{row.name.replace(':', '-')}-{index + 1}"
 
 
 def _stop_process(proc: subprocess.Popen[Any]) -> None:
@@ -537,7 +538,7 @@ def summarise_attack(result: dict[str, Any]) -> dict[str, Any]:
         "rss_before_mib": result["rss_kib"]["before"] / 1024,
         "rss_after_mib": result["rss_kib"]["after"] / 1024,
         "rss_peak_mib": result["rss_kib"]["peak"] / 1024,
-        "daphne_cpu_pct": [result.get("daphne_cpu_pct_baseline"), result.get("daphne_cpu_pct")],
+        "server_cpu_pct": [result.get("server_cpu_pct_baseline"), result.get("server_cpu_pct")],
     }
     if result["attack"] == "flood":
         summary.update(
@@ -668,7 +669,7 @@ def render_table(
         delivered = "-"
         if "e2e_expected" in s:
             delivered = f"{s['e2e_received']}/{s['e2e_expected']}" + ("" if s["e2e_complete"] else " LOSSES")
-        servers = f"{result['daphne_processes']} daphne, {result['database']}"
+        servers = f"{result['server_processes']} {result['server']}, {result['database']}"
         rows.append(
             [
                 name,
@@ -716,6 +717,7 @@ def render_table(
             ["row", "compared to", "fan-out msg/s", "connects/s", "KiB/socket", "e2e p99"], ratio_rows
         )
     lines += render_broadcasts(results, args)
+    lines += render_servers(results, skipped)
     lines += render_attacks(results, skipped)
     lines.append("")
     if capacity.get("messages_per_s"):
@@ -728,7 +730,7 @@ def render_table(
     lines.append(
         "client CPU: the client's CPU time / wall time in the fan-out window (highest round); under "
         f"{CLIENT_CPU_LIMIT:.0f}% of one core the client was waiting for the server, not the bottleneck; "
-        "(!) marks a row above. server CPU: the daphne processes' CPU time / wall time, summed "
+        "(!) marks a row above. server CPU: the server processes' CPU time / wall time, summed "
         "(100% = one core), and redis-server's."
     )
     lines.append(
@@ -741,7 +743,7 @@ def render_table(
         http = result.get("summary", {}).get("e2e_http_capacity")
         if http:
             lines.append(
-                f"HTTP capacity of {name}'s daphne (the same middleware, a view that does nothing, "
+                f"HTTP capacity of {name}'s server (the same middleware, a view that does nothing, "
                 f"{HTTP_POOL} connections, closed loop): {http:,.0f} requests/s; no producer by HTTP "
                 "gets past it."
             )
@@ -782,6 +784,75 @@ def render_broadcasts(results: dict[str, Any], args: argparse.Namespace) -> list
     ]
 
 
+def _growth(summary: dict[str, Any]) -> str:
+    """An attack row's server RSS growth, MiB: at its peak over before."""
+    if summary.get("rss_peak_mib") is None:
+        return "-"
+    return f"+{summary['rss_peak_mib'] - summary['rss_before_mib']:,.1f}"
+
+
+def render_servers(results: dict[str, Any], skipped: dict[str, str]) -> list[str]:
+    """Which server: each server's phases and attack rows on one line, from the rows above."""
+    rows: list[list[str]] = []
+    for server in SERVERS:
+        names = SERVER_GROUPS[server]
+        if not any(name in results or name in skipped for name in names):
+            continue
+        if server in skipped:
+            rows.append([server, skipped[server], *["" for _ in range(10)]])
+            continue
+        main = results.get(server, {}).get("summary", {})
+        flood = results.get(f"{server}:flood", {}).get("summary", {})
+        slow = results.get(f"{server}:slow-reader", {}).get("summary", {})
+        if slow.get("close_code") is not None:
+            slow_end = f"closed {slow['close_code']}"
+        elif slow:
+            slow_end = f"read {slow['received_at_end']:,}/{slow['pushed']:,}"
+        else:
+            slow_end = "-"
+        rows.append(
+            [
+                server,
+                _fmt(main.get("fanout_rate")),
+                _fmt(main.get("fanout_p99_ms"), ",.1f"),
+                _fmt(main.get("broadcast_last_ms"), ",.1f"),
+                _fmt(main.get("e2e_from_send_p99_ms"), ",.1f"),
+                _fmt(main.get("connect_rate")),
+                _fmt(main.get("kib_per_socket"), ",.1f"),
+                _pair(flood, "other_p99_ms", "other_attack_p99_ms").replace(" / ", " -> "),
+                _growth(flood),
+                _pair(slow, "other_p99_ms", "other_attack_p99_ms").replace(" / ", " -> "),
+                _growth(slow),
+                slow_end,
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "Which server: wsgateway's in-process layer in one process of each server (bench/servers.py); the "
+        "columns are those of the tables above and below, side by side:",
+        "",
+        *markdown_table(
+            [
+                "server",
+                "fan-out msg/s",
+                "fan-out p99 ms",
+                "broadcast ms",
+                "e2e p99 ms (from send)",
+                "connects/s",
+                "KiB/socket",
+                "flood: other p99 ms alone -> during",
+                "flood: RSS MiB",
+                "slow reader: other p99 ms",
+                "slow reader: RSS MiB",
+                "slow reader: at the end",
+            ],
+            rows,
+        ),
+    ]
+
+
 def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str]:
     """The flood and slow-reader rows: a table each, under the main one."""
     lines: list[str] = []
@@ -796,7 +867,7 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
                 "reconnects (refused at the handshake)",
                 "close codes",
                 "first close after ms",
-                "daphne CPU % alone / during",
+                "server CPU % alone / during",
             ],
         ),
         (
@@ -831,7 +902,7 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
                     f"{s['reconnects']} ({s.get('refused_connects', 0)})",
                     ", ".join(f"{code} x{count}" for code, count in s["close_codes"].items()) or "-",
                     _fmt(s["first_close_after_ms"], ",.1f"),
-                    " / ".join(_fmt(v, ".0f") for v in s.get("daphne_cpu_pct") or [None, None]),
+                    " / ".join(_fmt(v, ".0f") for v in s.get("server_cpu_pct") or [None, None]),
                 ]
             else:
                 changed = s["tcp_state_changed_at_s"]
@@ -858,18 +929,18 @@ def render_attacks(results: dict[str, Any], skipped: dict[str, str]) -> list[str
             )
         if rows:
             lines += ["", f"Attack: {attack} ({ROWS[attack].description})", ""]
-            head = ["row", "daphne RSS MiB before -> after (peak)", *head, *other_head]
+            head = ["row", "server RSS MiB before -> after (peak)", *head, *other_head]
             lines += markdown_table(head, rows)
     if lines:
         lines += [
             "",
             f"Other user: notify() at {OTHER_RATE:g}/s to a second user's socket, alone (half the attack's "
-            "time) then during the attack, on the same daphne; latency from the request's sending to the "
+            "time) then during the attack, on the same server; latency from the request's sending to the "
             "push's arrival. Flood: accepted = frames written to TCP (the kernel took them); processed = "
             "real replies; a closed or refused socket is reopened at once, by each attacking user "
             "(flood-5: five). Slow reader: in kernel buffers = the "
             "server end's send queue and the reader's receive queue when the pushing ended, bytes not in "
-            "daphne's RSS; read at the end = frames "
+            "the server's RSS; read at the end = frames "
             "the socket read once it read again; closed after push at = the push stamped last before the "
             "close frame; TCP end = the client end's TCP state when the pushing ended (CLOSE_WAIT: the "
             "server closed).",
@@ -935,6 +1006,13 @@ def machine_info() -> dict[str, Any]:
         "daphne",
         "twisted",
         "autobahn",
+        "uvicorn",
+        "websockets",
+        "wsproto",
+        "uvloop",
+        "httptools",
+        "hypercorn",
+        "granian",
         "asgiref",
         "redis",
         "psycopg",

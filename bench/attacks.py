@@ -1,4 +1,4 @@
-"""The attack rows' client: one user attacks one daphne while another user's pushes are timed.
+"""The attack rows' client: one user attacks one server process while another user's pushes are timed.
 
     python -m bench.attacks PLAN.json   (written by the orchestrator; the result is the last stdout line)
 
@@ -15,12 +15,12 @@ real reply (processed), ``rate_limited``, or another error; frames written but n
 dropped by the server after a close, or were still in flight.
 
 ``slow-reader``: the attacker's socket (SO_RCVBUF of 4 KiB) stops reading once connected; it sends the
-gateway's ping, a text frame, every few seconds, which also keeps daphne from pinging it. Meanwhile the
+gateway's ping, a text frame, every few seconds, which also keeps the server from pinging it. Meanwhile the
 fan-out view pushes ``pushes`` notification-shaped frames (about 400 bytes) to that user at
 ``push_rate`` a second. Afterwards the socket reads again, for a bounded time: what reached it, and the
 close frame if the server sent one (the push stamped last before it says when).
 
-daphne's RSS (VmRSS of /proc/<pid>/status) is read before and after the attack, and every 100 ms
+The server's RSS (VmRSS of /proc/<pid>/status) is read before and after the attack, and every 100 ms
 during it (the peak).
 """
 
@@ -63,7 +63,7 @@ PING_FRAME = b'{"channel":"gateway","payload":{"action":"ping"}}'
 MAX_FLOOD_FRAMES = 2_000_000
 #: Frames the flooder builds and writes at once.
 FLOOD_BATCH = 64
-#: The slow reader's receive buffer: the kernel holds little, daphne's buffer holds the rest.
+#: The slow reader's receive buffer: the kernel holds little, the server's buffers hold the rest.
 SLOW_RCVBUF = 4096
 #: Seconds between the slow reader's pings (daphne pings a socket silent for 20 s).
 SLOW_PING_EVERY = 3.0
@@ -355,17 +355,17 @@ class Attacks:
         log(f"{plan.attack}: baseline, the other user's pushes for {plan.baseline:g} s")
         cpu_before, started = cpu_seconds(plan.pid), monotonic()
         result["baseline"] = await self.other_user(plan.baseline, others)
-        result["daphne_cpu_pct_baseline"] = (
+        result["server_cpu_pct_baseline"] = (
             100 * (cpu_seconds(plan.pid) - cpu_before) / (monotonic() - started)
         )
         attack = self.flood if plan.attack == "flood" else self.slow_reader
         before = memory_kib(plan.pid)["VmRSS"]
-        # daphne's CPU time in the window, a steadier measure of what the attack cost it than a p99 on a
+        # The server's CPU time in the window, a steadier measure of what the attack cost it than a p99 on a
         # shared machine (the baseline's is the same measure with no attack).
         cpu_before, started = cpu_seconds(plan.pid), monotonic()
         with RssSampler(plan.pid) as sampler:
             during, details = await asyncio.gather(self.other_user(plan.duration, others), attack())
-        result["daphne_cpu_pct"] = 100 * (cpu_seconds(plan.pid) - cpu_before) / (monotonic() - started)
+        result["server_cpu_pct"] = 100 * (cpu_seconds(plan.pid) - cpu_before) / (monotonic() - started)
         result.update(details)
         result["during"] = during
         result["rss_kib"] = {
@@ -379,7 +379,7 @@ class Attacks:
         result["p99_ratio"] = under / base if base and under else None
         log(
             f"{plan.attack}: other user's p99 from send {base or 0:.1f} ms without, {under or 0:.1f} ms "
-            f"during; daphne RSS {before / 1024:.1f} -> {result['rss_kib']['after'] / 1024:.1f} MiB "
+            f"during; server RSS {before / 1024:.1f} -> {result['rss_kib']['after'] / 1024:.1f} MiB "
             f"(peak {sampler.peak / 1024:.1f})"
         )
         return result
@@ -506,7 +506,7 @@ class Attacks:
         sock.bytes = 0  # the connect frames are not the attack's
         start = monotonic()
         end = start + plan.duration
-        # Unread, the close frame stays behind the pushes; the TCP state shows when daphne let go.
+        # Unread, the close frame stays behind the pushes; the TCP state shows when the server let go.
         tcp: dict[str, Any] = {"state": "ESTABLISHED", "changed_at_s": None}
 
         last_ping = start
@@ -548,7 +548,7 @@ class Attacks:
             http.close()
             watcher.cancel()
         rss_after = memory_kib(plan.pid)["VmRSS"]
-        # Bytes the kernel holds on the server's side (not in daphne's RSS) and on the reader's.
+        # Bytes the kernel holds on the server's side (not in the server's RSS) and on the reader's.
         queues = tcp_queues(plan.port, sock.transport.get_extra_info("sockname")[1])
         # Now read what reached the socket, until nothing came for a second, for at most read_timeout.
         read_start = monotonic()
@@ -606,7 +606,7 @@ TCP_STATES = {
 
 def tcp_queues(server_port: int, client_port: int) -> tuple[int | None, int | None]:
     """(the server end's send queue, the client end's receive queue) of one loopback connection,
-    in bytes, from /proc/net/tcp: what the kernel holds of the pushes, outside daphne's memory."""
+    in bytes, from /proc/net/tcp: what the kernel holds of the pushes, outside the server's memory."""
     send = receive = None
     try:
         with open("/proc/net/tcp") as table:

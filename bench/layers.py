@@ -1,4 +1,5 @@
-"""The channel-layer rows the benchmark compares, and how each is configured.
+"""The rows the benchmark compares, and how each is configured: the channel layers on daphne, then each
+ASGI server of bench/servers.py on wsgateway's in-process layer.
 
 Kept free of Django imports: the orchestrator reads it before any settings exist.
 """
@@ -6,14 +7,17 @@ Kept free of Django imports: the orchestrator reads it before any settings exist
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
+
+from bench.servers import SERVERS
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
-    #: "in-process" rows run one daphne; "redis" rows run two on one Redis.
+    #: "in-process" rows run one server process; "redis" rows run two on one Redis.
     kind: str
     #: Dotted path of the layer class; None for the ceiling's own plumbing (the stock in-memory layer).
     backend: str
@@ -39,6 +43,43 @@ class Row:
     #: Bytes a second each attacking socket gets through to daphne: a proxy's per-connection limit on
     #: what a client sends (nginx stream's proxy_upload_rate; docs/deployment.md). None: all.
     upload_rate: float | None = None
+    #: The ASGI server (a key of bench.servers.SERVERS) the row's processes run.
+    server: str = "daphne"
+
+
+#: The attacks each server's rows include besides its phases: ``<server>:flood``, ``<server>:slow-reader``.
+SERVER_ATTACKS = ("flood", "slow-reader")
+
+
+def server_rows() -> list[Row]:
+    """Per server, a row of the phases and a row per attack, on wsgateway's in-process layer in one process
+    each: only the server differs between them. The phases' ratios are to daphne's."""
+    rows = []
+    for name, spec in SERVERS.items():
+        rows.append(
+            Row(
+                name,
+                "in-process",
+                "wsgateway.layers.InProcessChannelLayer",
+                compare_to=() if name == "daphne" else ("daphne",),
+                optional=True,
+                description=f"{spec.description}; wsgateway's in-process layer",
+                server=name,
+            )
+        )
+        for attack in SERVER_ATTACKS:
+            rows.append(
+                Row(
+                    f"{name}:{attack}",
+                    "in-process",
+                    "wsgateway.layers.InProcessChannelLayer",
+                    optional=True,
+                    description=f"{attack} on {spec.description}",
+                    attack=attack,
+                    server=name,
+                )
+            )
+    return rows
 
 
 ROWS: dict[str, Row] = {
@@ -161,7 +202,13 @@ ROWS: dict[str, Row] = {
             description="pushes to a socket that never reads; another user's pushes",
             attack="slow-reader",
         ),
+        *server_rows(),
     ]
+}
+
+#: ``--only`` takes a server's name for its three rows (the phases, then its attacks).
+SERVER_GROUPS: dict[str, list[str]] = {
+    name: [name, *(f"{name}:{attack}" for attack in SERVER_ATTACKS)] for name in SERVERS
 }
 
 
@@ -189,7 +236,10 @@ def layer_config(name: str, redis_url: str | None, prefix: str | None = None) ->
 
 
 def availability(name: str) -> str | None:
-    """None when the row's layer can be imported, else why not."""
+    """None when the row's server is installed and its layer can be imported, else why not."""
+    program = SERVERS[ROWS[name].server].program
+    if importlib.util.find_spec(program) is None:
+        return f"not available: {program} is not installed (the {program} extra)"
     backend = ROWS[name].backend
     module_name, _, class_name = backend.rpartition(".")
     try:

@@ -35,14 +35,25 @@ LAYER_ROWS = [
 ]
 #: The rows that run the connections and fan-out phases only.
 CONNECTS_AND_FANOUT = ("ceiling", "inprocess-nolimits", "inprocess-nometrics")
-ATTACK_ROWS = ["flood", "slow-reader"]
-ROWS = LAYER_ROWS + ATTACK_ROWS
-#: wsgateway's own layers, which may be absent (the attack rows run on its in-process layer).
-OPTIONAL = {"inprocess", "inprocess-nolimits", "inprocess-nometrics", *ATTACK_ROWS}
+#: The server rows (bench/servers.py) besides daphne's, whose phases are the inprocess row's: their
+#: phases, and granian's attacks (each server's attacks are the same client; two keep the run short).
+SERVER_ROWS = ["uvicorn", "uvicorn-websockets", "uvicorn-wsproto", "hypercorn", "granian"]
+SERVER_ATTACK_ROWS = ["granian:flood", "granian:slow-reader"]
+ATTACK_ROWS = ["flood", "slow-reader", *SERVER_ATTACK_ROWS]
+RUNS = {
+    "layers": [*LAYER_ROWS, "flood", "slow-reader"],
+    "servers": [*SERVER_ROWS, *SERVER_ATTACK_ROWS],
+}
+#: wsgateway's own layers, which may be absent (the attack and server rows run on its in-process
+#: layer), and the servers, which may not be installed.
+OPTIONAL = {"inprocess", "inprocess-nolimits", "inprocess-nometrics", *ATTACK_ROWS, *SERVER_ROWS}
 
 
-@pytest.fixture(scope="module")
-def bench_run(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=list(RUNS))
+def bench_run(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    rows = RUNS[request.param]
     output = tmp_path_factory.mktemp("bench-results")
     env = project_env()
     env.pop("DJANGO_SETTINGS_MODULE")
@@ -53,7 +64,8 @@ def bench_run(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
             "bench",
             "--quick",
             "--only",
-            ",".join(ROWS),
+            ",".join(rows),
+            "--no-server-attacks",
             "--db",
             "sqlite",
             "--redis-url",
@@ -70,7 +82,13 @@ def bench_run(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     assert result.returncode == 0, f"python -m bench failed:\n{result.stdout}\n{result.stderr}"
     runs = [path for path in output.iterdir() if path.is_dir()]
     assert len(runs) == 1, f"expected one results folder in {output}: {runs}"
-    return {"stdout": result.stdout, "stderr": result.stderr, "folder": runs[0], "output": output}
+    return {
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "folder": runs[0],
+        "output": output,
+        "rows": rows,
+    }
 
 
 def test_writes_json_plot_and_latest(bench_run: dict[str, Any]) -> None:
@@ -79,16 +97,34 @@ def test_writes_json_plot_and_latest(bench_run: dict[str, Any]) -> None:
     assert (folder / "results.png").read_bytes().startswith(b"\x89PNG")
     assert json.loads((bench_run["output"] / "latest.json").read_text()) == report
     assert report["machine"]["nproc"] >= 1
-    assert set(report["rows"]) | set(report["skipped"]) == set(ROWS)
+    assert set(report["rows"]) | set(report["skipped"]) == set(bench_run["rows"])
     assert set(report["skipped"]) <= OPTIONAL, report["skipped"]  # only wsgateway's own layers may be absent
 
 
 def test_prints_the_table(bench_run: dict[str, Any]) -> None:
     stdout = bench_run["stdout"]
     assert "| row" in stdout and "fan-out msg/s" in stdout
-    for row in ROWS:
+    for row in bench_run["rows"]:
         assert f"| {row} " in stdout
     assert "machine: " in stdout
+
+
+def test_the_servers_are_side_by_side(bench_run: dict[str, Any]) -> None:
+    """The server rows' columns, one line a server, in the Which server table; each server row names its
+    server in the main table."""
+    report = json.loads((bench_run["folder"] / "results.json").read_text())
+    served = [name for name in SERVER_ROWS if name in report["rows"]]
+    if not served:
+        assert "Which server" not in bench_run["stdout"]
+        return
+    table = bench_run["stdout"].split("Which server", 1)[1]
+    for name in served:
+        assert report["rows"][name]["server"] == name
+        assert f"| 1 {name}, sqlite " in bench_run["stdout"]
+        line = next(line for line in table.splitlines() if line.startswith(f"| {name} "))
+        assert " - " not in line.split("|")[7], line  # KiB/socket measured
+    if "granian:flood" in report["rows"]:
+        assert report["rows"]["granian:flood"]["server"] == "granian"
 
 
 def test_every_socket_gets_exactly_m_messages(bench_run: dict[str, Any]) -> None:
@@ -148,22 +184,24 @@ def test_a_broadcast_reaches_every_socket_once_on_every_layer_row(bench_run: dic
 
 def test_limits_off_row_is_compared(bench_run: dict[str, Any]) -> None:
     report = json.loads((bench_run["folder"] / "results.json").read_text())
-    if "inprocess" in report["skipped"]:
-        pytest.skip("wsgateway's in-process layer is not available")
+    if "inprocess-nolimits" not in bench_run["rows"] or "inprocess" in report["skipped"]:
+        pytest.skip("not in this run, or wsgateway's in-process layer is not available")
     assert set(report["ratios"]["inprocess"]["inprocess-nolimits"]) >= {"fanout_rate", "connect_rate"}
 
 
 def test_metrics_off_row_is_compared(bench_run: dict[str, Any]) -> None:
     report = json.loads((bench_run["folder"] / "results.json").read_text())
-    if "inprocess" in report["skipped"]:
-        pytest.skip("wsgateway's in-process layer is not available")
+    if "inprocess-nometrics" not in bench_run["rows"] or "inprocess" in report["skipped"]:
+        pytest.skip("not in this run, or wsgateway's in-process layer is not available")
     assert set(report["ratios"]["inprocess"]["inprocess-nometrics"]) >= {"fanout_rate", "connect_rate"}
     assert report["rows"]["inprocess-nometrics"]["summary"]["fanout_exactly_m"] is True
 
 
 def test_attack_rows_report(bench_run: dict[str, Any]) -> None:
     report = json.loads((bench_run["folder"] / "results.json").read_text())
-    for name in ATTACK_ROWS:
+    attacks = [name for name in ATTACK_ROWS if name in bench_run["rows"]]
+    assert attacks, "every run has attack rows"
+    for name in attacks:
         if name in report["skipped"]:
             continue
         row = report["rows"][name]
@@ -172,13 +210,13 @@ def test_attack_rows_report(bench_run: dict[str, Any]) -> None:
             assert (row[window]["received"], row[window]["duplicates"]) == (row[window]["expected"], 0), name
             assert row[window]["from_send"]["p99_ms"] is not None, name
         assert row["rss_kib"]["before"] > 0 and row["rss_kib"]["peak"] >= row["rss_kib"]["after"] > 0, name
-    flood = report["rows"].get("flood")
-    if flood is not None:
-        assert flood["frames_accepted"] > 0 and flood["connections"] >= 1
-        assert flood["processed"] + flood["rate_limited"] > 0, flood
-        assert sum(flood["close_codes"].values()) == flood["connections"]
-    slow = report["rows"].get("slow-reader")
-    if slow is not None:
-        assert slow["pushed"] == report["args"]["pushes"], slow
+    for name in [name for name in attacks if name.endswith("flood") and name in report["rows"]]:
+        flood = report["rows"][name]
+        assert flood["frames_accepted"] > 0 and flood["connections"] >= 1, name
+        assert flood["processed"] + flood["rate_limited"] > 0, (name, flood)
+        assert sum(flood["close_codes"].values()) == flood["connections"], name
+    for name in [name for name in attacks if name.endswith("slow-reader") and name in report["rows"]]:
+        slow = report["rows"][name]
+        assert slow["pushed"] == report["args"]["pushes"], (name, slow)
         # Everything pushed reached the socket once it read, or the server closed it (an outbound bound).
-        assert slow["received_at_end"] >= slow["pushed"] or slow["close_code"] is not None, slow
+        assert slow["received_at_end"] >= slow["pushed"] or slow["close_code"] is not None, (name, slow)

@@ -1,4 +1,4 @@
-"""The example project under uvicorn and under hypercorn: what docs/deployment.md promises on each.
+"""The example project under uvicorn, hypercorn and granian: what docs/deployment.md promises on each.
 
 daphne has its own module (test_live_daphne.py). Here each server is started as a site would
 start it, on the in-process channel layer and a migrated SQLite file with the demo users, and
@@ -19,6 +19,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.support.servers import (
+    Granian,
     HttpSession,
     Hypercorn,
     Server,
@@ -38,6 +39,18 @@ from tests.support.servers import (
 
 pytestmark = [pytest.mark.servers, pytest.mark.timeout(60)]
 
+
+class UvicornWebsockets(Uvicorn):
+    """uvicorn's legacy WebSocket protocol (``--ws websockets``): deprecated in 0.55, still served, and
+    one of the benchmark's rows. Its ``receive()`` answers every call after the client's disconnect with
+    another disconnect at once, which wsgateway's reader must not call again (runtime.serve)."""
+
+    program = "uvicorn-websockets"
+
+    def command(self, *extra_args: str) -> list[str]:
+        return super().command("--ws", "websockets", *extra_args)
+
+
 LIMIT = 64 * 1024  # WSGATEWAY["MAX_MESSAGE_SIZE"] by default
 WINDOW = 1024 * 1024  # WSGATEWAY["OUTBOUND_WINDOW"] by default
 PONG = {"channel": "gateway", "id": "ping", "payload": {"action": "pong"}}
@@ -48,7 +61,9 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return sqlite_database(tmp_path_factory.mktemp("servers"))
 
 
-@pytest.fixture(scope="module", params=[Uvicorn, Hypercorn], ids=lambda kind: kind.program)
+@pytest.fixture(
+    scope="module", params=[Uvicorn, UvicornWebsockets, Hypercorn, Granian], ids=lambda kind: kind.program
+)
 def server(request: pytest.FixtureRequest, database: str) -> Iterator[Server]:
     # DEBUG for wsgateway's own log: what the server's send raised for a closing socket shows there.
     env = project_env(DATABASE_URL=database, WSGATEWAY_LOG_LEVEL="DEBUG")
@@ -82,6 +97,18 @@ async def test_a_logged_in_socket_gets_its_connect_frames_and_a_views_push(
         assert frame["channel"] == "notifications"
         assert frame["payload"]["unread"] == unread + 1
         assert frame["payload"]["last"]["id"] == json.loads(body)["id"]
+
+
+async def test_sockets_closed_by_their_client_one_after_another_leave_the_server_serving(
+    server: Server, alice: HttpSession
+) -> None:
+    """Each socket's disconnect is the last message wsgateway reads of it: a reader that asked again
+    spun under uvicorn's legacy protocol, and the next handshake timed out."""
+    for _ in range(3):
+        async with await ws_connect(gateway_url(server), cookie=alice.cookie_header) as ws:
+            assert list(await connect_frames(ws)) == ["gateway", "notifications", "clipboard"]
+        await asyncio.sleep(0.2)  # the server has read the close
+    assert server.alive()
 
 
 async def test_a_foreign_origin_is_refused_with_403(server: Server, alice: HttpSession) -> None:
@@ -157,7 +184,12 @@ def pings(count: int) -> bytes:
 #: What the server's ``send`` raised, as wsgateway logs it at DEBUG, when a socket's frames are
 #: answered after the server read the client's close: uvicorn raises ClientDisconnected (an OSError,
 #: in consumers.SOCKET_GONE); hypercorn raises nothing, it drops the frame.
-SEND_TO_A_CLOSING_SOCKET = {"uvicorn": "ClientDisconnected()", "hypercorn": None}
+SEND_TO_A_CLOSING_SOCKET = {
+    "uvicorn": "ClientDisconnected()",
+    "uvicorn-websockets": "ClientDisconnected()",
+    "hypercorn": None,
+    "granian": None,
+}
 
 
 def test_a_client_that_leaves_while_it_is_answered_leaves_no_traceback(
@@ -203,7 +235,8 @@ async def test_a_message_over_the_servers_own_limit_is_closed_by_the_server_with
     kind: type[Server], database: str, tmp_path: Path
 ) -> None:
     """The server's limit set below MAX_MESSAGE_SIZE, so that the close can only be the server's:
-    1009 too, where daphne drops the connection without a close code (see docs/deployment.md)."""
+    1009 too, where daphne drops the connection without a close code (see docs/deployment.md). granian
+    2.8 has no setting for its own limit, so it is not here."""
     own = LIMIT // 2
     env = project_env(DATABASE_URL=database)
     with running(kind(env, name=f"servers-limit-{kind.program}"), *own_limit(kind, own, tmp_path)) as server:

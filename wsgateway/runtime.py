@@ -179,6 +179,12 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
                 self.inbox.append(item)
                 if self.dispatcher is None:
                     self.dispatcher = loop.create_task(self.dispatch_inbox(this))
+                if isinstance(item, dict) and item["type"] == "websocket.disconnect":
+                    # ASGI's last message: read no more, and wait for its handler to end this task.
+                    # uvicorn's legacy protocol (--ws websockets) answers every later receive() with
+                    # another disconnect at once, without yielding: the loop spun, and starved every
+                    # other socket of the process (handshakes timed out).
+                    await loop.create_future()
         except asyncio.CancelledError:
             failure = next(
                 (

@@ -1,5 +1,5 @@
 """Real servers for tests that cross a process boundary: ASGI servers (daphne, uvicorn,
-hypercorn) and redis-server.
+hypercorn, granian) and redis-server.
 
 Everything listens on 127.0.0.1 only, on a free port, and is stopped by the
 fixture that started it. The clients here (HTTP and WebSocket) bypass any proxy
@@ -206,6 +206,19 @@ class Hypercorn(Server):
 
     def command(self, *extra_args: str) -> list[str]:
         return [sys.executable, "-m", "hypercorn", "--bind", f"{HOST}:{self.port}", *extra_args, APPLICATION]
+
+
+class Granian(Server):
+    program = "granian"
+
+    def command(self, *extra_args: str) -> list[str]:
+        # asginl: the ASGI interface without lifespan, as uvicorn's --lifespan off (Channels' router has
+        # no "lifespan" route; "asgi" would log a warning at every start). One worker: granian's main
+        # process supervises it, and the worker, its child process, is the one that serves.
+        return [
+            *(sys.executable, "-m", "granian", "--interface", "asginl", "--host", HOST),
+            *("--port", str(self.port), "--workers", "1", *extra_args, APPLICATION),
+        ]
 
 
 @contextmanager
