@@ -247,3 +247,24 @@ async def test_a_message_over_the_servers_own_limit_is_closed_by_the_server_with
             assert (await recv_json(ws))["error"]["code"] == "invalid_json"
             await ws.send("x" * (own + 1))
             assert await close_code(ws) == 1009
+
+
+async def test_a_user_closed_4429_is_refused_at_once_when_they_reconnect(server: Server) -> None:
+    """The cool-down starts before the close: uvicorn's legacy protocol waits in its close for the
+    client's own close frame, and a client that reconnected without answering it got in (issue 24's
+    bench: 8 and 9 reconnects of 9 in). Here the client reconnects as soon as it reads why it is closed."""
+    bob = HttpSession(server.http_url).login("bob", "bob-password")  # alice's tests go on meanwhile
+    async with await ws_connect(gateway_url(server), cookie=bob.cookie_header, origin=server.http_url) as ws:
+        await connect_frames(ws)
+        # RATE_BURST (40) answered, then RATE_LIMIT_CLOSE_AFTER (50) refusals, then 4429.
+        for n in range(200):
+            await ws.send(json.dumps({"channel": "gateway", "payload": {"action": "ping"}, "id": n}))
+        async with asyncio.timeout(20):
+            while (await recv_json(ws)).get("error", {}).get("code") != "too_many_frames":
+                pass
+        # The first socket is not closed yet, nor its close answered.
+        again = await ws_connect(gateway_url(server), cookie=bob.cookie_header, origin=server.http_url)
+        async with again:
+            frame = await recv_json(again)
+            assert frame["error"]["code"] == "too_many_frames", frame
+            assert await close_code(again) == 4429

@@ -332,8 +332,10 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
                 details={"retry_after": gateway_settings.RATE_LIMIT_COOLDOWN},
             )
             await self.transport.send_text(error, wait=False)
-            await self.close(CloseCode.TOO_MANY_REQUESTS, TOO_MANY_FRAMES_REASON)
+            # Before the close: a server may wait in it for the client's own close frame (uvicorn's
+            # legacy protocol does), and a client that reconnected without answering got in.
             await start_cooldown(self.channel_layer, self.scope, user_id)
+            await self.close(CloseCode.TOO_MANY_REQUESTS, TOO_MANY_FRAMES_REASON)
             return
         if isinstance(read, frames.MessageTooBig):
             await self.close(CloseCode.MESSAGE_TOO_BIG)
