@@ -132,7 +132,8 @@ def freeze_start_up() -> bool:
     start = time.perf_counter()
     gc.collect()
     gc.freeze()
-    logger.info(
+    # Debug, as the refreeze's: once a process, routine; the pause it cost is in wsgateway_gc_pause_seconds.
+    logger.debug(
         "wsgateway: froze %d objects loaded at start-up out of the cyclic collector's sight (%.0f ms)",
         gc.get_freeze_count(),
         1000 * (time.perf_counter() - start),
