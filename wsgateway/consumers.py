@@ -331,10 +331,12 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
                 TOO_MANY_FRAMES_REASON,
                 details={"retry_after": gateway_settings.RATE_LIMIT_COOLDOWN},
             )
-            await self.transport.send_text(error, wait=False)
-            # Before the close: a server may wait in it for the client's own close frame (uvicorn's
-            # legacy protocol does), and a client that reconnected without answering got in.
+            # The cool-down before the frame and the close: a server may wait in the close for the
+            # client's own close frame (uvicorn's legacy protocol does), and a client that reconnected
+            # as soon as it read the frame, without answering the close, got in. The frame is then the
+            # last before the close: what goes out while the layer takes the cool-down goes before it.
             await start_cooldown(self.channel_layer, self.scope, user_id)
+            await self.transport.send_text(error, wait=False)
             await self.close(CloseCode.TOO_MANY_REQUESTS, TOO_MANY_FRAMES_REASON)
             return
         if isinstance(read, frames.MessageTooBig):
