@@ -24,7 +24,6 @@ import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
@@ -35,35 +34,13 @@ django.setup()
 
 from channels.db import database_sync_to_async  # noqa: E402
 from channels.layers import channel_layers  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import override_settings, setup_test_environment  # noqa: E402
 
-from tests.support.communicators import bearer, connected, cookie, create_user  # noqa: E402
-from tests.support.connect_trips import ConnectTrips  # noqa: E402
+from tests.support.communicators import connected  # noqa: E402
+from tests.support.connect_trips import ConnectTrips, credentials  # noqa: E402
 from tests.support.servers import RedisServer  # noqa: E402
 from wsgateway import maintenance  # noqa: E402
-from wsgateway.sessions import session_store  # noqa: E402
-from wsgateway.tokens import issue_token  # noqa: E402
-
-
-def session_of(user: Any) -> str:
-    """A logged-in session of ``user``, as django.contrib.auth.login leaves it; its key."""
-    store = session_store(None)  # type: ignore[arg-type]
-    store[SESSION_KEY] = str(user.pk)
-    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    store.create()
-    return str(store.session_key)
-
-
-async def headers_for(kind: str, name: str) -> list[tuple[bytes, bytes]]:
-    user = await create_user(name)
-    if kind == "session":
-        key = await database_sync_to_async(session_of)(user)
-        return [cookie(**{settings.SESSION_COOKIE_NAME: key})]
-    return [bearer(issue_token(user))]
 
 
 async def measure(layer: str, repeat: int) -> list[str]:
@@ -75,9 +52,9 @@ async def measure(layer: str, repeat: int) -> list[str]:
             # A socket held open through the measured connect, as the bench's are: the group of every
             # socket stays subscribed (a loop's last socket leaving unsubscribes it).
             trips.history.clear()
-            async with connected(headers=await headers_for(kind, f"resident-{layer}-{kind}")):
+            async with connected(headers=await credentials(kind, f"resident-{layer}-{kind}")):
                 for index in range(repeat):
-                    headers = await headers_for(kind, f"measured-{layer}-{kind}-{index}")
+                    headers = await credentials(kind, f"measured-{layer}-{kind}-{index}")
                     with trips.counted():
                         async with connected(headers=headers):
                             trips.counting = False  # the connect only: not the disconnect
@@ -88,7 +65,7 @@ async def measure(layer: str, repeat: int) -> list[str]:
 async def cpu_per_connect(count: int) -> list[str]:
     lines = []
     for kind in ("session", "token"):
-        headers = [await headers_for(kind, f"cpu-{kind}-{index}") for index in range(count + 20)]
+        headers = [await credentials(kind, f"cpu-{kind}-{index}") for index in range(count + 20)]
         async with AsyncExitStack() as held:
             for each in headers[:20]:  # warm: the first connects import, compile and cache
                 await held.enter_async_context(connected(headers=each))

@@ -16,7 +16,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY
 from django.test import override_settings
 
 from tests.support.communicators import (
@@ -27,7 +27,7 @@ from tests.support.communicators import (
     error_frame,
     refused,
 )
-from tests.support.connect_trips import ConnectTrips
+from tests.support.connect_trips import ConnectTrips, credentials, session_of
 from wsgateway.codes import CloseCode
 from wsgateway.layers import InProcessChannelLayer
 from wsgateway.layers.extensions import PLACE_PRESENCE, PRESENCE, supports
@@ -36,22 +36,6 @@ from wsgateway.signals import user_offline, user_online
 from wsgateway.tokens import issue_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def session_of(user: Any) -> str:
-    store = session_store(None)  # type: ignore[arg-type]
-    store[SESSION_KEY] = str(user.pk)
-    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    store.create()
-    return str(store.session_key)
-
-
-async def credentials(kind: str, name: str) -> list[tuple[bytes, bytes]]:
-    user = await create_user(name)
-    if kind == "session":
-        return [cookie(**{settings.SESSION_COOKIE_NAME: await database_sync_to_async(session_of)(user)})]
-    return [bearer(issue_token(user))]
 
 
 @pytest.fixture

@@ -30,10 +30,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.db.backends.utils import CursorWrapper
 from redis.asyncio.client import Pipeline, PubSub, Redis
 
+from tests.support.communicators import bearer, cookie, create_user
 from wsgateway import consumers, maintenance, presence, snapshots
+from wsgateway.sessions import session_store
+from wsgateway.tokens import issue_token
 
 _step: contextvars.ContextVar[str] = contextvars.ContextVar("connect_step", default="other")
 #: Set by the consumer's ``websocket_connect`` while :meth:`ConnectTrips.counted`: only what runs in its
@@ -220,3 +226,21 @@ class ConnectTrips:
 
             stack.enter_context(mock.patch.object(PubSub, "execute_command", pubsub))
             yield self
+
+
+def session_of(user: Any) -> str:
+    """A logged-in session of ``user``, as django.contrib.auth.login leaves it; its key."""
+    store = session_store(None)  # type: ignore[arg-type]
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return str(store.session_key)
+
+
+async def credentials(kind: str, name: str) -> list[tuple[bytes, bytes]]:
+    """The headers of a new user ``name``'s connect: a session cookie (``kind`` "session") or a token."""
+    user = await create_user(name)
+    if kind == "session":
+        return [cookie(**{settings.SESSION_COOKIE_NAME: await database_sync_to_async(session_of)(user)})]
+    return [bearer(issue_token(user))]
