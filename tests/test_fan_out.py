@@ -196,3 +196,19 @@ async def test_a_push_sent_during_a_broadcast_reaches_its_user_before_the_broadc
         # the push's way back through a redis-server of this shared machine races the chunks (it was
         # the 701st here), and a redis-server held off the CPU for the 15 chunks' time would lose it.
         assert chunked["push_position"] < SOCKETS
+
+
+async def test_past_max_pending_the_oldest_message_is_handed_out_whole_and_order_holds() -> None:
+    from wsgateway.layers import fanout
+
+    recorder, handouts, channels = recorded()
+    for n in range(fanout.MAX_PENDING + 5):
+        handouts.fan_out("all", {"n": n}, channels, 0.0)
+        assert len(handouts.pending) <= fanout.MAX_PENDING
+    # The first five were handed out whole to make room; the others wait their turn.
+    assert [n for c, n in recorder.delivered if c == channels[-1]] == [0, 1, 2, 3, 4]
+    assert handouts.task is not None
+    await handouts.task
+    for channel in (channels[0], channels[500], channels[-1]):
+        assert [n for c, n in recorder.delivered if c == channel] == list(range(fanout.MAX_PENDING + 5))
+    assert not handouts.pending

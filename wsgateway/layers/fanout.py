@@ -25,6 +25,10 @@ from typing import Any
 #: push arriving during a broadcast waits behind is one chunk's frames, not every socket's of the process;
 #: a smaller chunk costs the broadcast more turns of the loop (tests/test_fan_out measures both).
 FAN_OUT_CHUNK = 256
+#: Messages waiting to be handed out at most (each holds its list of members: 40 KB at 5,000). Past it the
+#: oldest is handed to all of its remaining members at once, as before chunking: what broadcasts sent
+#: faster than a process writes them cost stays bounded, and only their interleaving with pushes is lost.
+MAX_PENDING = 32
 
 Deliver = Callable[[str, dict[str, Any], float], None]
 IsMember = Callable[[str, str], bool]
@@ -83,6 +87,9 @@ class ChunkedFanOut:
                 self.deliver(channel, message, now)
             return
         self.pending.append(Handout(group, message, members, 0 if waiting else chunk))
+        while len(self.pending) > MAX_PENDING:
+            oldest = self.pending[0]
+            self.step(len(oldest.members) - oldest.next)
         if self.task is None or self.task.get_loop() is not loop:  # none, or one of a former home
             self.task = loop.create_task(self.run(), name="wsgateway-fan-out")
 
