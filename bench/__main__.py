@@ -35,7 +35,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,28 @@ class Resources:
                 stop()
             except Exception as exc:  # keep stopping the others
                 say(f"bench: cleanup step failed: {exc!r}")
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[tuple[Path, Resources]]:
+    """A scratch directory and the :class:`Resources` of a run, closed on the way out, whatever happened.
+
+    The directory is in memory-backed /dev/shm when there is one: SQLite there, as PostgreSQL runs with
+    fsync=off, for a run measures the push path, not the disk. SIGINT and SIGTERM raise KeyboardInterrupt
+    meanwhile, so that both stop the run and everything it started, even one started with SIGINT ignored
+    (a background job).
+    """
+    shm = Path("/dev/shm")
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir=shm if os.access(shm, os.W_OK) else None))
+    resources = Resources()
+    resources.add(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield workdir, resources
+    finally:
+        resources.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # -- arguments ----------------------------------------------------------------------------------
@@ -1118,45 +1141,34 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = args.output / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
-    # SQLite in memory-backed /dev/shm when there is one: PostgreSQL runs with fsync=off too, and the
-    # benchmark measures the push path, not the disk.
-    shm = Path("/dev/shm")
-    workdir = Path(tempfile.mkdtemp(prefix="wsgateway-bench-", dir=shm if os.access(shm, os.W_OK) else None))
-    resources = Resources()
-    resources.add(lambda: shutil.rmtree(workdir, ignore_errors=True))
-    # Both stop the run and everything it started, even when started with SIGINT ignored (a background job).
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     info = machine_info()
     started = time.monotonic()
     capacity: dict[str, Any] = {}
-    try:
-        say("bench: the client's own limit (bench.selftest)")
-        capacity = client_capacity(args)
-        databases = Databases(args, workdir, resources)
-        for name in args.rows:
-            row = ROWS[name]
-            reason = availability(name) if row.optional else None
-            if reason is not None:
-                say(f"bench: {name}: {reason}")
-                skipped[name] = reason
-                continue
-            say(f"bench: {name} ({row.description})")
-            try:
-                results[name] = run_row(row, args, databases, out_dir)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:
-                say(f"bench: {name} failed: {exc}")
-                results[name] = {"error": str(exc), "summary": {}}
-    except KeyboardInterrupt:
-        say("bench: interrupted; stopping everything")
-        return 130
-    finally:
-        resources.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with scratch("wsgateway-bench-") as (workdir, resources):
+        try:
+            say("bench: the client's own limit (bench.selftest)")
+            capacity = client_capacity(args)
+            databases = Databases(args, workdir, resources)
+            for name in args.rows:
+                row = ROWS[name]
+                reason = availability(name) if row.optional else None
+                if reason is not None:
+                    say(f"bench: {name}: {reason}")
+                    skipped[name] = reason
+                    continue
+                say(f"bench: {name} ({row.description})")
+                try:
+                    results[name] = run_row(row, args, databases, out_dir)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    say(f"bench: {name} failed: {exc}")
+                    results[name] = {"error": str(exc), "summary": {}}
+        except KeyboardInterrupt:
+            say("bench: interrupted; stopping everything")
+            return 130
 
     info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     ratio_table = ratios({k: v for k, v in results.items() if "error" not in v})

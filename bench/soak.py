@@ -27,7 +27,6 @@ import json
 import math
 import os
 import queue
-import shutil
 import signal
 import statistics
 import subprocess
@@ -39,7 +38,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import Databases, Resources, _stop_process, bench_env, machine_info, markdown_table
+from bench.__main__ import (
+    Databases,
+    Resources,
+    _stop_process,
+    bench_env,
+    machine_info,
+    markdown_table,
+    scratch,
+)
 from bench.client import cpu_seconds, rss_kib
 from bench.layers import ROWS
 from tests.support.servers import HOST, ROOT, RedisServer, Server, wait_for_port
@@ -685,24 +692,16 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = args.output / f"soak-{stamp}"
     folder.mkdir(parents=True, exist_ok=True)
-    shm = Path("/dev/shm")
-    workdir = Path(tempfile.mkdtemp(prefix="wsgateway-soak-", dir=shm if os.access(shm, os.W_OK) else None))
-    resources = Resources()
-    resources.add(lambda: shutil.rmtree(workdir, ignore_errors=True))
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     info = machine_info()
-    try:
-        result = run(args, folder, workdir, resources)
-    except KeyboardInterrupt:
-        say("interrupted; stopping everything")
-        return 130
-    except (RuntimeError, subprocess.SubprocessError) as exc:  # a server died, a step timed out
-        say(f"failed: {exc}; stopping everything")
-        return 2
-    finally:
-        resources.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with scratch("wsgateway-soak-") as (workdir, resources):
+        try:
+            result = run(args, folder, workdir, resources)
+        except KeyboardInterrupt:
+            say("interrupted; stopping everything")
+            return 130
+        except (RuntimeError, subprocess.SubprocessError) as exc:  # a server died, a step timed out
+            say(f"failed: {exc}; stopping everything")
+            return 2
     info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     table = render(result)
     json_path = args.output / f"soak-{stamp}.json"
@@ -721,10 +720,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"\nresults: {json_path}\nserver logs and collections: {folder}")
     return 0 if all(result["verdict"].values()) else 1
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
