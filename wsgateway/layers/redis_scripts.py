@@ -8,6 +8,21 @@ from __future__ import annotations
 # process: the processes of a site need not agree on the time, only on Redis. The key itself expires
 # with its last entry, so a user who left leaves nothing behind.
 NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
+
+
+def _join(online: str, since: str, user: str) -> str:
+    """Lua that brings ``user`` online in the ``online`` set, and into the ``since`` set when it was not
+    there yet; ``new`` is then 1 when this call made the user online. Both the connect's place script
+    (the place_presence extension) and PRESENCE_JOIN run it, so the two cannot come to differ."""
+    return f"""
+local new = redis.call('ZADD', {online}, now, {user})
+if new == 1 then
+  redis.call('ZADD', {since}, now, {user})
+else
+  redis.call('ZADD', {since}, 'NX', now, {user})
+end"""
+
+
 # The marker: "<prefix>:e:<loop id>", set by a loop's first place and kept as long as its places. Redis
 # loses it with them (FLUSHALL, a restart without persistence): a loop that had set it and finds it
 # gone knows its sockets' places are gone too, and must put them back before it gives a new one. The
@@ -49,12 +64,9 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ms)
 redis.call('SET', KEYS[1], '1', 'PX', ms)
 if ARGV[6] == '1' then
-  local new = redis.call('ZADD', KEYS[5], now, ARGV[7])
-  if new == 1 then
-    redis.call('ZADD', KEYS[6], now, ARGV[7])
-  else
-    redis.call('ZADD', KEYS[6], 'NX', now, ARGV[7])
-  end
+"""
+    + _join("KEYS[5]", "KEYS[6]", "ARGV[7]")
+    + """
   return {1 + new, 0}
 end
 return {1, 0}
@@ -103,18 +115,7 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 # A user online with no "since" (online before this set existed) gets one at their next join or renewal.
 #: KEYS: the online set, the since set; ARGV: the user. 1 when the user was not online (this call made
 #: them so).
-PRESENCE_JOIN = (
-    NOW
-    + """
-local new = redis.call('ZADD', KEYS[1], now, ARGV[1])
-if new == 1 then
-  redis.call('ZADD', KEYS[2], now, ARGV[1])
-else
-  redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])
-end
-return new
-"""
-)
+PRESENCE_JOIN = NOW + _join("KEYS[1]", "KEYS[2]", "ARGV[1]") + "\nreturn new\n"
 #: KEYS: the online set, the since set; ARGV: users with a socket open on the caller's process. Each is
 #: seen now; those the set had lost (Redis lost its data, or a stall let their sockets' registrations
 #: lapse and a sweep took them out) are put back, online since now, and returned: they are online again.
