@@ -64,10 +64,10 @@ production-shape: install
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
-# The soak (bench/soak.py): N authenticated sockets over several daphnes on one Redis for a set time, under
+# The soak (bench/soak.py): N authenticated sockets over several uvicorns (or --server daphne, hypercorn) on one Redis for a set time, under
 # notify() at a rate, broadcasts and reconnects; every seq checked against the database, latency, RSS over
 # time, each server's collection pauses and resyncs. Prints a table, writes bench-results/soak-<timestamp>.json;
-# exits 1 when a target of issue 24 is missed. Opt-in size: the default is 2,000 sockets over 2 daphnes for
+# exits 1 when a target of issue 24 is missed. Opt-in size: the default is 2,000 sockets over 2 uvicorns for
 # 60 s; the issue's is SOAK_ARGS="--sockets 20000 --processes 4 --duration 180" (8 to 10 minutes here).
 SOAK_ARGS ?=
 soak: install

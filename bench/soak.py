@@ -3,7 +3,7 @@ steady ``notify()``, broadcasts and reconnects; then what was lost, duplicated, 
 servers went through (memory, garbage-collection pauses, resyncs).
 
     python -m bench.soak [--sockets 2000] [--processes 2] [--per-user 3] [--duration 60] [--rate 200]
-                         [--broadcasts 5] [--reconnects 2] [--server daphne] [--clients N] [--db auto]
+                         [--broadcasts 5] [--reconnects 2] [--server uvicorn] [--clients N] [--db auto]
 
 Pieces, all on 127.0.0.1: a redis-server; a database with N / per-user users (PostgreSQL when installed,
 else SQLite); ``--processes`` servers of ``bench.soak_asgi`` on wsgateway's Redis layer (each writes its
@@ -81,7 +81,8 @@ def server_command(server: str, port: int) -> list[str]:
     if server == "uvicorn":
         return [
             *(sys.executable, "-m", "uvicorn", "--host", HOST, "--port", str(port), "--lifespan", "off"),
-            *("--backlog", "2048", "--log-level", "warning", APPLICATION),
+            *("--backlog", "2048", "--log-level", "warning", "--ws-per-message-deflate", "false"),
+            APPLICATION,
         ]
     if server == "hypercorn":
         return [
@@ -289,7 +290,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--offline", type=float, default=1.0, help="seconds a reconnected socket stays away first (1)"
     )
-    parser.add_argument("--server", choices=SERVERS, default="daphne", help="the ASGI server (daphne)")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="uvicorn",
+        help="the ASGI server (uvicorn, as docs/deployment.md recommends)",
+    )
     parser.add_argument("--clients", type=int, help=f"client processes (one per {PER_CLIENT:,} sockets)")
     parser.add_argument(
         "--worker", default="2x2", metavar="PxT", help="bench.worker: processes x threads (2x2)"

@@ -159,7 +159,7 @@ def soak_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             *(sys.executable, "-m", "bench.soak", "--sockets", "200", "--processes", "2"),
             *("--per-user", "2", "--duration", "8", "--rate", "50", "--broadcasts", "1"),
             *("--reconnects", "4", "--offline", "1", "--drain", "20", "--db", "sqlite"),
-            *("--output", str(output)),
+            *("--server", "daphne", "--output", str(output)),
         ],
         cwd=ROOT,
         env=env,
