@@ -12,13 +12,16 @@ tests/support/connect_trips.py for what is counted.
 
 ``--cpu N``: then N connects of each kind, held open, and the process's CPU time per connect (both
 threads: the event loop's and the database thread's, and the test communicator's own, which is the
-same for any code measured): a figure a shared machine's load moves less than a wall-clock rate.
+same for any code measured): a figure a shared machine's load moves less than a wall-clock rate; and
+the part of it the garbage collector took (its full collections walk every socket held, so that part
+grows with N).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -62,6 +65,31 @@ async def measure(layer: str, repeat: int) -> list[str]:
     return lines
 
 
+class CollectorTime:
+    """The time the cyclic garbage collector takes while it counts, and its collections by generation:
+    a collection runs in the connect that happens to trigger it, and a full one walks every socket
+    held, so its share of a connect grows with the sockets open (bench/README.md, "The connect path")."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> CollectorTime:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 async def cpu_per_connect(count: int) -> list[str]:
     lines = []
     for kind in ("session", "token"):
@@ -69,11 +97,17 @@ async def cpu_per_connect(count: int) -> list[str]:
         async with AsyncExitStack() as held:
             for each in headers[:20]:  # warm: the first connects import, compile and cache
                 await held.enter_async_context(connected(headers=each))
-            start = time.process_time()
-            for each in headers[20:]:
-                await held.enter_async_context(connected(headers=each))
-            spent = time.process_time() - start
-        lines.append(f"{kind} connect: {spent / count * 1e6:,.0f} µs of CPU each ({count} held open)")
+            with CollectorTime() as collector:
+                start = time.process_time()
+                for each in headers[20:]:
+                    await held.enter_async_context(connected(headers=each))
+                spent = time.process_time() - start
+        young, middle, full = collector.collections
+        lines.append(
+            f"{kind} connect: {spent / count * 1e6:,.0f} µs of CPU each ({count} held open), of which the "
+            f"garbage collector {collector.seconds / count * 1e6:,.0f} µs ({full} full collections, "
+            f"{middle} of the middle generation, {young} of the youngest)"
+        )
     return lines
 
 
