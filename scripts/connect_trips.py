@@ -1,6 +1,6 @@
 """What one authenticated connect costs, step by step: database queries, Redis round trips, µs.
 
-    .venv/bin/python scripts/connect_trips.py [--redis] [--repeat 9] [--cpu N]
+    .venv/bin/python scripts/connect_trips.py [--redis] [--repeat 9] [--cpu N] [--burst N]
 
 Connects with a Django session cookie and with a bearer token (--repeat of each, the µs their median),
 each by a user of its own (as the bench's sockets are), while a socket of another user is open (a
@@ -12,18 +12,27 @@ tests/support/connect_trips.py for what is counted.
 
 ``--cpu N``: then N connects of each kind, held open, and the process's CPU time per connect (both
 threads: the event loop's and the database thread's, and the test communicator's own, which is the
-same for any code measured): a figure a shared machine's load moves less than a wall-clock rate.
+same for any code measured): a figure a shared machine's load moves less than a wall-clock rate; and
+the part of it the garbage collector took (its full collections walk every socket held, so that part
+grows with N).
+
+``--burst N``: N token connects, 100 at once, straight into the consumer's ASGI application (no server
+and no test communicator, whose own work ``--cpu`` counts), held open as the bench's are: CPU per
+connect, and the collector's part of it, as the bench's connections phase makes them, less the server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import os
 import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
@@ -34,6 +43,8 @@ django.setup()
 
 from channels.db import database_sync_to_async  # noqa: E402
 from channels.layers import channel_layers  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import override_settings, setup_test_environment  # noqa: E402
 
@@ -41,6 +52,8 @@ from tests.support.communicators import connected  # noqa: E402
 from tests.support.connect_trips import ConnectTrips, credentials  # noqa: E402
 from tests.support.servers import RedisServer  # noqa: E402
 from wsgateway import maintenance  # noqa: E402
+from wsgateway.consumers import GatewayConsumer  # noqa: E402
+from wsgateway.tokens import issue_token  # noqa: E402
 
 
 async def measure(layer: str, repeat: int) -> list[str]:
@@ -62,6 +75,31 @@ async def measure(layer: str, repeat: int) -> list[str]:
     return lines
 
 
+class CollectorTime:
+    """The time the cyclic garbage collector takes while it counts, and its collections by generation:
+    a collection runs in the connect that happens to trigger it, and a full one walks every socket
+    held, so its share of a connect grows with the sockets open (bench/README.md, "The connect path")."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> CollectorTime:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 async def cpu_per_connect(count: int) -> list[str]:
     lines = []
     for kind in ("session", "token"):
@@ -69,12 +107,97 @@ async def cpu_per_connect(count: int) -> list[str]:
         async with AsyncExitStack() as held:
             for each in headers[:20]:  # warm: the first connects import, compile and cache
                 await held.enter_async_context(connected(headers=each))
-            start = time.process_time()
-            for each in headers[20:]:
-                await held.enter_async_context(connected(headers=each))
-            spent = time.process_time() - start
-        lines.append(f"{kind} connect: {spent / count * 1e6:,.0f} µs of CPU each ({count} held open)")
+            with CollectorTime() as collector:
+                start = time.process_time()
+                for each in headers[20:]:
+                    await held.enter_async_context(connected(headers=each))
+                spent = time.process_time() - start
+        young, middle, full = collector.collections
+        lines.append(
+            f"{kind} connect: {spent / count * 1e6:,.0f} µs of CPU each ({count} held open), of which the "
+            f"garbage collector {collector.seconds / count * 1e6:,.0f} µs ({full} full collections, "
+            f"{middle} of the middle generation, {young} of the youngest)"
+        )
     return lines
+
+
+class BareSocket:
+    """The server's side of one socket, as little as the ASGI contract asks: an inbox for the consumer's
+    ``receive``, and a ``send`` that counts the connect frames (the gateway's, then one per service)."""
+
+    def __init__(self, token: str) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.frames = 0
+        self.expected = 0
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.scope = {
+            "type": "websocket",
+            "path": "/ws/",
+            "raw_path": b"/ws/",
+            "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
+            "client": ("127.0.0.1", 40000),
+            "server": ("127.0.0.1", 8000),
+            "subprotocols": [],
+        }
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.inbox.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            self.frames += 1
+            if self.frames == 1:
+                self.expected = 1 + len(json.loads(message["text"])["payload"]["services"])
+            if self.frames == self.expected and not self.ready.done():
+                self.ready.set_result(None)
+        elif message["type"] == "websocket.close" and not self.ready.done():
+            self.ready.set_exception(RuntimeError(f"refused: {message}"))
+
+
+def _users(count: int) -> list[Any]:
+    """``count`` new users in one statement, with unusable passwords: hashing one each would take longer
+    than the connects measured (bench/prepare.py does the same)."""
+    user_model = get_user_model()
+    password = make_password(None)
+    user_model._default_manager.bulk_create(
+        [user_model(username=f"burst-{index}", password=password) for index in range(count)]
+    )
+    return list(user_model._default_manager.filter(username__startswith="burst-").order_by("pk"))
+
+
+async def burst(count: int, window: int = 100) -> list[str]:
+    """``count`` token connects, ``window`` at once, straight into the consumer's ASGI application (no
+    server, no test communicator), each by a user of its own and held open, as the bench's connections
+    phase opens them: the process's CPU per connect and the collector's part of it."""
+    tokens = [issue_token(user) for user in await database_sync_to_async(_users)(count + 20)]
+    application = GatewayConsumer.as_asgi()
+    slots = asyncio.Semaphore(window)
+    held: list[tuple[BareSocket, asyncio.Task[None]]] = []
+
+    async def one(token: str) -> None:
+        async with slots:
+            socket = BareSocket(token)
+            task = asyncio.create_task(application(socket.scope, socket.receive, socket.send))
+            socket.inbox.put_nowait({"type": "websocket.connect"})
+            held.append((socket, task))
+            await socket.ready
+
+    await asyncio.gather(*(one(token) for token in tokens[:20]))  # warm: imports, caches
+    with CollectorTime() as collector:
+        start, started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(one(token) for token in tokens[20:]))
+        spent, took = time.process_time() - start, time.perf_counter() - started
+    for socket, _ in held:
+        socket.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.gather(*(task for _, task in held))
+    young, middle, full = collector.collections
+    return [
+        f"token connects, {count} held open, {window} at once, no server: {spent / count * 1e6:,.0f} µs of "
+        f"CPU each ({count / took:,.0f}/s), of which the garbage collector "
+        f"{collector.seconds / count * 1e6:,.0f} µs ({full} full collections, {middle} of the middle "
+        f"generation, {young} of the youngest)"
+    ]
 
 
 def main() -> None:
@@ -83,9 +206,15 @@ def main() -> None:
     parser.add_argument("--redis", action="store_true", help="also on wsgateway's Redis layer")
     parser.add_argument("--repeat", type=int, default=9, help="connects of each kind, for the µs' median")
     parser.add_argument("--cpu", type=int, default=0, metavar="N", help="CPU per connect over N connects")
+    parser.add_argument(
+        "--burst", type=int, default=0, metavar="N", help="N token connects held open, 100 at once, no server"
+    )
     args = parser.parse_args()
     setup_test_environment()
     connection.creation.create_test_db(verbosity=0)
+    if args.burst:
+        print("\n".join(asyncio.run(burst(args.burst))))
+        return
     if args.cpu:
         print("\n".join(asyncio.run(cpu_per_connect(args.cpu))))
         return

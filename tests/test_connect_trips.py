@@ -64,22 +64,23 @@ def round_trips(trips: ConnectTrips) -> dict[str, list[str]]:
 # -- the database: the same on every layer --------------------------------------------------------
 
 
-async def test_a_session_connect_is_two_trips_to_the_database_thread_and_five_queries(
+async def test_a_session_connect_is_two_trips_to_the_database_thread_and_four_queries(
     trips: ConnectTrips, database_trips: list[str]
 ) -> None:
     await count_one_connect(trips, "session")
     # The session's row once (its expiry with its data) and its user, in one trip; then the
-    # snapshots: the notifications' due snoozes, their counts with the number, and the clipboard.
-    assert queries(trips) == {"authenticate": 2, "reads": 3}
+    # snapshots: the notifications' counts with the number and whether a snooze is due (one
+    # statement), and the clipboard.
+    assert queries(trips) == {"authenticate": 2, "reads": 2}
     assert database_trips[-2:] == ["session_user", "connect_reads"]
     assert round_trips(trips) == {}
 
 
-async def test_a_token_connect_is_one_trip_to_the_database_thread_and_four_queries(
+async def test_a_token_connect_is_one_trip_to_the_database_thread_and_three_queries(
     trips: ConnectTrips, database_trips: list[str]
 ) -> None:
     await count_one_connect(trips, "token")
-    assert queries(trips) == {"reads": 4}  # the user, then the snapshots
+    assert queries(trips) == {"reads": 3}  # the user, then the snapshots
     assert database_trips[-1:] == ["connect_reads"]
 
 
@@ -99,7 +100,7 @@ async def test_a_token_issued_in_a_session_reads_the_session_once(trips: Connect
     # The token's check (its session has not ended) and the socket's credentials (when it ends).
     sessions = [sql for step in trips.steps.values() for sql in step.queries if "django_session" in sql]
     assert len(sessions) == 1, sessions
-    assert queries(trips) == {"reads": 5}
+    assert queries(trips) == {"reads": 4}
 
 
 async def test_an_expired_session_is_still_refused(alice: Any) -> None:

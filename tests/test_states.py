@@ -19,6 +19,7 @@ from django.utils import timezone
 from tests.support.communicators import Socket, connected, error_frame
 from wsgateway.models import Change, Notification, NotificationSequence
 from wsgateway.notifications import changes, history, prune, snoozing
+from wsgateway.notifications.unread import connect_state, connect_state_and_found
 from wsgateway.services.notifier import MAX_AHEAD, NotifierService
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -335,6 +336,38 @@ async def test_a_due_snooze_comes_back_as_new_on_every_tab(ann: Any) -> None:
             )
             assert push["unread"] == 1
         assert await sync_to_async(snoozing.wake_due)() == 0  # once
+
+
+async def test_a_connect_wakes_what_is_due_and_counts_it_asked_in_the_statement_of_the_counts(
+    ann: Any,
+) -> None:
+    due, later = await make(ann, "due"), await make(ann, "later")
+    now = timezone.now()
+    await Notification.objects.filter(pk=due.pk).aupdate(snoozed_until=now - timedelta(seconds=1))
+    await Notification.objects.filter(pk=later.pk).aupdate(snoozed_until=now + timedelta(hours=1))
+    async with connected(ann) as socket:
+        state = socket.connect_frames[1]["payload"]
+        # The due one came back before the counts were read; the other is still hidden.
+        assert (state["unread"], state["counts"]["unseen"]) == (1, 1)
+        assert state["seq"] == await latest(ann)
+        # Woken as any wake is: a change pushed to the user's sockets, this one's too (it joined its
+        # groups before the snapshot was read).
+        (change,) = (await socket.receive())["payload"]["changes"]
+        assert (change["id"], change["change"]) == (due.pk, "unsnoozed")
+    assert (await Notification.objects.aget(pk=due.pk)).snoozed_until is None
+    assert (await Notification.objects.aget(pk=later.pk)).snoozed_until is not None
+
+
+def test_the_counts_statement_answers_whether_the_due_query_finds_a_row(ann_sync: Any) -> None:
+    row = Notification.objects.create(recipient=ann_sync, message="m")
+    query = snoozing.due_query(ann_sync.pk, "default")
+    state, found = connect_state_and_found(ann_sync.pk, query)
+    assert (state, found) == (connect_state(ann_sync.pk), False)
+    Notification.objects.filter(pk=row.pk).update(snoozed_until=timezone.now() - timedelta(seconds=1))
+    state, found = connect_state_and_found(ann_sync.pk, snoozing.due_query(ann_sync.pk, "default"))
+    # Found, and the counts are those of the statement: the snoozed one is not counted until woken.
+    assert (state["unread"], state["seq"], found) == (0, 1, True)
+    assert connect_state_and_found(ann_sync.pk, None)[1] is False
 
 
 @override_settings(WSGATEWAY={"NOTIFICATIONS_SNOOZE_CHECK_INTERVAL": 1})

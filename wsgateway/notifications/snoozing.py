@@ -79,18 +79,25 @@ def _due_sql(using: str) -> str:
     )
 
 
-def _has_due(user_id: Any, using: str) -> bool:
-    """Whether ``user_id`` has a due snoozed notification: :func:`_due`, as plain SQL built once. Every
-    connect asks it (the notifications' snapshot); through the ORM, building the query cost about
-    ten times running it (1 ms against 0.1, measured on SQLite), in the thread every socket's
-    database work shares (see wsgateway.reads)."""
+def due_query(user_id: Any, using: str) -> tuple[str, list[Any]]:
+    """A query that finds a row when ``user_id`` has a due snoozed notification (:func:`_due`), as plain
+    SQL built once, and its parameters. Every connect asks it (the notifications' snapshot, in the
+    statement that reads the counts: wsgateway.notifications.unread.connect_state_and_found);
+    through the ORM, building the query cost about ten times running it (1 ms against 0.1, measured
+    on SQLite), in the thread every socket's database work shares (see wsgateway.reads)."""
     connection = connections[using]
     params = [
         _field("recipient").get_db_prep_value(user_id, connection),
         _field("snoozed_until").get_db_prep_value(timezone.now(), connection),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_due_sql(using), params)
+    return _due_sql(using), params
+
+
+def _has_due(user_id: Any, using: str) -> bool:
+    """Whether ``user_id`` has a due snoozed notification (:func:`due_query`)."""
+    sql, params = due_query(user_id, using)
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
         return cursor.fetchone() is not None
 
 

@@ -28,6 +28,15 @@ def connect_state(user_id: Any) -> dict[str, Any]:
     at or below it is counted, so a client that syncs from the number is told of nothing the counts
     already hold twice, and misses nothing. One query a connect, not two.
     """
+    return connect_state_and_found(user_id, None)[0]
+
+
+def connect_state_and_found(user_id: Any, query: tuple[str, list[Any]] | None) -> tuple[dict[str, Any], bool]:
+    """:func:`connect_state`, and whether ``query`` (SQL and its parameters: a ``SELECT`` of the same
+    database, of any columns) finds a row, in the same statement: a connect's question asked in the
+    round trip of the counts, not one of its own (the notifications' snapshot: whether a snoozed
+    notification is due, wsgateway.notifications.snoozing.due_query). False when ``query`` is None.
+    """
     with connections[router.db_for_read(Notification)].cursor() as cursor:
         sql, params = _counts_sql(cursor.db, [user_id], [])
         qn = cursor.db.ops.quote_name
@@ -37,11 +46,18 @@ def connect_state(user_id: Any) -> dict[str, Any]:
             f" UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, {qn(sequence.get_field('last').column)}"
             f" FROM {qn(sequence.db_table)} WHERE {qn(sequence.pk.column)} = %s"
         )
-        cursor.execute(sql, [*params, user_id])
+        params.append(user_id)
+        if query is not None:
+            # A row of its own when the query finds one: a NULL recipient too, and 1 where the
+            # number's row has NULL. A derived table, so that the query may have its own LIMIT.
+            sql += f" UNION ALL SELECT NULL, 1, NULL, NULL, NULL, NULL FROM ({query[0]}) {qn('found')}"
+            params += query[1]
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
-    latest = next((row[-1] for row in rows if row[0] is None), None)
+    latest = next((row[-1] for row in rows if row[0] is None and row[1] is None), None)
+    found = any(row[0] is None and row[1] is not None for row in rows)
     state = _states([user_id], [row for row in rows if row[0] is not None])[user_id]
-    return {**state, "seq": latest or 0}
+    return {**state, "seq": latest or 0}, found
 
 
 def unread_states(user_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
