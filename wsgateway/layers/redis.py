@@ -32,7 +32,6 @@ from typing import Any
 
 import msgpack
 import redis
-from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
 from .extensions import (
@@ -45,190 +44,15 @@ from .extensions import (
     CoolingDown,
     PlacesLost,
 )
-from .redis_pool import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, GatewayPool, pool_options
-from .redis_publisher import Publisher
+from .redis_loop import LoopState
+from .redis_pool import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, pool_options
 from .redis_registries import SharedRegistries
-from .redis_scripts import (
-    CONNECTION_ADD,
-    CONNECTION_CHECK,
-    CONNECTION_RENEW,
-    CONNECTIONS,
-    PRESENCE_JOIN,
-    PRESENCE_LEAVE,
-    PRESENCE_RENEW,
-    PRESENCE_SOCKETS,
-    PRESENCE_SWEEP,
-    STATUS_LIVE,
-    STATUS_PUBLISH,
-)
 
 logger = logging.getLogger("wsgateway")
 
-SUBSCRIBE_TIMEOUT = 5.0
 #: group_send_many of this many groups or more is broadcast (see there), in publishes of BROADCAST_CHUNK.
 BROADCAST_MIN = 16
 BROADCAST_CHUNK = 200
-
-
-class _LoopState:
-    """Everything of the layer that belongs to one event loop."""
-
-    def __init__(self, layer: RedisChannelLayer) -> None:
-        self.layer = layer
-        self.id = secrets.token_hex(6)
-        self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity, layer.clock)
-        self.pool = GatewayPool.from_url(layer.url, **{**layer.pool_options, **layer.connection_kwargs})
-        self.client = aioredis.Redis.from_pool(self.pool)
-        self.publisher = Publisher(self.client)
-        self.connection_add = self.client.register_script(CONNECTION_ADD)
-        self.connection_renew = self.client.register_script(CONNECTION_RENEW)
-        self.connection_check = self.client.register_script(CONNECTION_CHECK)
-        self.connections = self.client.register_script(CONNECTIONS)
-        self.presence_join = self.client.register_script(PRESENCE_JOIN)
-        self.presence_leave = self.client.register_script(PRESENCE_LEAVE)
-        self.presence_renew = self.client.register_script(PRESENCE_RENEW)
-        self.presence_sweep = self.client.register_script(PRESENCE_SWEEP)
-        self.presence_sockets = self.client.register_script(PRESENCE_SOCKETS)
-        self.status_publish = self.client.register_script(STATUS_PUBLISH)
-        self.status_live = self.client.register_script(STATUS_LIVE)
-        #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
-        #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
-        #: may expire unrenewed).
-        self.places: set[tuple[str, str]] = set()
-        self.pubsub: Any = None
-        self.reader: asyncio.Task[None] | None = None
-        self.subscribed: set[str] = set()
-        self.confirmations: dict[str, asyncio.Future[None]] = {}
-        self.starting = asyncio.Lock()
-        #: The subscriber's connection failed and is not back yet: a group_add now would look done
-        #: while nothing reaches its channel (extensions.JOIN_CONFIRMED), so it raises instead.
-        self.failing = False
-
-    @property
-    def marker(self) -> str:
-        return f"{self.layer.prefix}:e:{self.id}"
-
-    @property
-    def inbox_channel(self) -> str:
-        return f"{self.layer.prefix}:p:{self.id}"
-
-    async def ensure_subscriber(self) -> None:
-        if self.reader is not None:
-            return
-        # Many sockets connect at once: one of them starts the subscriber, the others wait for it.
-        async with self.starting:
-            if self.reader is not None:
-                return
-            if self.pubsub is None:
-                # No socket timeout: the reader waits for messages as long as the process lives.
-                subscriber = aioredis.Redis.from_url(
-                    self.layer.url, **{**self.layer.connection_kwargs, "socket_timeout": None}
-                )
-                self.pubsub = subscriber.pubsub()
-            await self.subscribe(self.inbox_channel, start_reader=True)
-            await self.subscribe(self.layer.broadcast_channel)
-
-    async def subscribe(self, redis_channel: str, start_reader: bool = False) -> None:
-        """Subscribe, and return only once Redis has confirmed: a publish after group_add must arrive.
-
-        Concurrent calls for one channel share one SUBSCRIBE and one confirmation.
-        """
-        if redis_channel in self.subscribed:
-            return
-        confirmed = self.confirmations.get(redis_channel)
-        if confirmed is None:
-            confirmed = self.confirmations[redis_channel] = asyncio.get_running_loop().create_future()
-            try:
-                await self.pubsub.subscribe(redis_channel)
-            except BaseException:
-                del self.confirmations[redis_channel]
-                raise
-            if start_reader:
-                self.reader = asyncio.get_running_loop().create_task(
-                    self.read(), name="wsgateway-redis-reader"
-                )
-        try:
-            await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
-        finally:
-            # Gone either way: after a timeout, the next caller sends SUBSCRIBE afresh.
-            if self.confirmations.get(redis_channel) is confirmed:
-                del self.confirmations[redis_channel]
-        self.subscribed.add(redis_channel)
-
-    async def unsubscribe(self, redis_channel: str) -> None:
-        if redis_channel in self.subscribed:
-            self.subscribed.discard(redis_channel)
-            await self.pubsub.unsubscribe(redis_channel)
-
-    async def read(self) -> None:
-        prefix_group = f"{self.layer.prefix}:g:"
-        broadcast = self.layer.broadcast_channel
-        unpackb = msgpack.unpackb
-        while True:
-            try:
-                # Blocking read: no per-message timer, which costs more than the read itself.
-                message = await self.pubsub.get_message(timeout=None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # redis-py reconnects and re-subscribes on the next call; the gap is
-                # what wsgateway's watchdog notices and resyncs.
-                logger.log(
-                    logging.DEBUG if self.failing else logging.WARNING,
-                    "wsgateway: Redis subscriber connection failed: %s",
-                    exc,
-                )
-                self.failing = True
-                await asyncio.sleep(0.5)
-                continue
-            if self.failing:
-                # Its first message is a confirmation of the SUBSCRIBE redis-py sent on reconnecting,
-                # with every channel in one command: all of them are live again.
-                logger.warning("wsgateway: Redis subscriber connection is back")
-                self.failing = False
-            if message is None:
-                continue
-            kind = message["type"]
-            channel = message["channel"]
-            if isinstance(channel, bytes):
-                channel = channel.decode()
-            if kind == "subscribe":
-                confirmed = self.confirmations.get(channel)
-                if confirmed is not None and not confirmed.done():
-                    confirmed.set_result(None)
-                continue
-            if kind != "message":
-                continue
-            try:
-                payload = unpackb(message["data"], raw=False)
-            except Exception:
-                logger.exception("wsgateway: undecodable message on %s", channel)
-                continue
-            if channel.startswith(prefix_group):
-                self.local.fan_out(channel[len(prefix_group) :], payload)
-            elif channel == broadcast:
-                for group, event in payload:
-                    self.local.fan_out(group, event)
-            elif channel == self.inbox_channel:
-                self.local.deliver(payload["c"], payload["m"], self.local.clock())
-            else:  # a normal channel this loop receives on
-                self.local.deliver(channel[len(self.layer.prefix) + 3 :], payload, self.local.clock())
-
-    async def close(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            try:
-                await self.reader
-            except asyncio.CancelledError:
-                pass
-            self.reader = None
-        if self.pubsub is not None:
-            await self.pubsub.aclose()
-            # The subscriber's pool was made for this pub/sub alone.
-            await self.pubsub.connection_pool.disconnect()
-            self.pubsub = None
-        self.local.flush()
-        await self.client.aclose()
 
 
 class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
@@ -276,17 +100,20 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
             raise ValueError(
                 "wsgateway's RedisChannelLayer uses one Redis; shard with several aliases instead"
             )
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
             weakref.WeakKeyDictionary()
         )
         self._sync: redis.Redis | None = None
         self._sync_lock = threading.Lock()
 
-    def _state(self) -> _LoopState:
+    def _state(self) -> LoopState:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
-            state = self._states[loop] = _LoopState(self)
+            local = LocalDelivery(self.expiry, self.group_expiry, self.get_capacity, self.clock)
+            hosts = [(self.url, self.connection_kwargs)]
+            state = LoopState(hosts, self.pool_options, self.prefix, self.broadcast_channel, local)
+            self._states[loop] = state
             self._close_with(loop)
         return state
 
@@ -339,14 +166,14 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         else:
             target = f"{self.prefix}:c:{channel}"
             data = msgpack.packb(message, use_bin_type=True)
-        await state.publisher.publish([(target, data)])
+        await state.nodes[0].publisher.publish([(target, data)])
 
     async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel)
         state = self._state()
         await state.ensure_subscriber()
         if "!" not in channel:
-            await state.subscribe(f"{self.prefix}:c:{channel}")
+            await state.nodes[0].subscriber.subscribe(f"{self.prefix}:c:{channel}")
         return await state.local.get(channel)
 
     def receive_nowait(self, channel: str) -> dict[str, Any] | None:
@@ -392,21 +219,23 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         if state.failing:
             raise redis.exceptions.ConnectionError("the Redis subscriber is reconnecting")
         state.local.add(group, channel)
-        await state.subscribe(self._group_channel(group))
+        await state.nodes[0].subscriber.subscribe(self._group_channel(group))
 
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_channel_name(channel)
         self.require_valid_group_name(group)
         state = self._state()
         state.local.discard(group, channel)
-        if group not in state.local.groups and state.pubsub is not None:
-            await state.unsubscribe(self._group_channel(group))
+        if group not in state.local.groups and state.nodes[0].subscriber.pubsub is not None:
+            await state.nodes[0].subscriber.unsubscribe(self._group_channel(group))
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "message is not a dict"
         self.require_valid_group_name(group)
-        await self._state().publisher.publish(
-            [(self._group_channel(group), msgpack.packb(message, use_bin_type=True))]
+        await (
+            self._state()
+            .nodes[0]
+            .publisher.publish([(self._group_channel(group), msgpack.packb(message, use_bin_type=True))])
         )
 
     async def group_send_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
@@ -417,7 +246,7 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         hands out what its members should have: Redis and redis-py spend per message,
         not per byte, and a site-wide announcement reaches most processes anyway.
         """
-        await self._state().publisher.publish(self._publishes(items))
+        await self._state().nodes[0].publisher.publish(self._publishes(items))
 
     def group_send_many_sync(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Extension: :meth:`group_send_many` for sync code (a worker, a view's thread), on a
@@ -515,7 +344,7 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         return max(int(self.restore_grace * 1000), 1)
 
     @staticmethod
-    def _expect(state: _LoopState) -> str:
+    def _expect(state: LoopState) -> str:
         return "1" if state.places else "0"
 
     async def _renew(self, items: list[tuple[str, str]], restore: bool) -> None:

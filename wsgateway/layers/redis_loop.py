@@ -1,0 +1,108 @@
+"""What wsgateway's Redis layer holds for one event loop: per Redis node a pool of connections, its
+publisher and its subscriber; the loop's one :class:`~wsgateway.layers.base.LocalDelivery`, which every
+subscriber feeds; and the registries' scripts, on the first node (wsgateway.layers.redis_registries).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from redis import asyncio as aioredis
+
+from .base import LocalDelivery
+from .redis_pool import GatewayPool
+from .redis_publisher import Publisher
+from .redis_scripts import (
+    CONNECTION_ADD,
+    CONNECTION_CHECK,
+    CONNECTION_RENEW,
+    CONNECTIONS,
+    PRESENCE_JOIN,
+    PRESENCE_LEAVE,
+    PRESENCE_RENEW,
+    PRESENCE_SOCKETS,
+    PRESENCE_SWEEP,
+    STATUS_LIVE,
+    STATUS_PUBLISH,
+)
+from .redis_subscriber import Subscriber
+
+#: One Redis of the layer's ``hosts``: its URL and redis-py's connection options for it.
+Host = tuple[str, dict[str, Any]]
+
+
+class Node:
+    """One Redis node as one event loop uses it: a pool of connections, its publishes coalesced, and one
+    pub/sub connection with its reader."""
+
+    def __init__(self, host: Host, pool_options: dict[str, Any], subscriber: Subscriber) -> None:
+        url, connection_kwargs = host
+        self.pool = GatewayPool.from_url(url, **{**pool_options, **connection_kwargs})
+        self.client = aioredis.Redis.from_pool(self.pool)
+        self.publisher = Publisher(self.client)
+        self.subscriber = subscriber
+
+    async def close(self) -> None:
+        await self.subscriber.close()
+        await self.client.aclose()
+
+
+class LoopState:
+    """Everything of the layer that belongs to one event loop."""
+
+    def __init__(
+        self,
+        hosts: list[Host],
+        pool_options: dict[str, Any],
+        prefix: str,
+        broadcast_channel: str,
+        local: LocalDelivery,
+    ) -> None:
+        self.id = secrets.token_hex(6)
+        self.prefix = prefix
+        self.broadcast_channel = broadcast_channel
+        self.local = local
+        self.nodes = [
+            Node(host, pool_options, Subscriber(*host, local, prefix, self.inbox_channel, broadcast_channel))
+            for host in hosts
+        ]
+        #: The registries live on the first node: its pool and client are the loop's ``pool`` and ``client``.
+        self.pool = self.nodes[0].pool
+        self.client = self.nodes[0].client
+        self.connection_add = self.client.register_script(CONNECTION_ADD)
+        self.connection_renew = self.client.register_script(CONNECTION_RENEW)
+        self.connection_check = self.client.register_script(CONNECTION_CHECK)
+        self.connections = self.client.register_script(CONNECTIONS)
+        self.presence_join = self.client.register_script(PRESENCE_JOIN)
+        self.presence_leave = self.client.register_script(PRESENCE_LEAVE)
+        self.presence_renew = self.client.register_script(PRESENCE_RENEW)
+        self.presence_sweep = self.client.register_script(PRESENCE_SWEEP)
+        self.presence_sockets = self.client.register_script(PRESENCE_SOCKETS)
+        self.status_publish = self.client.register_script(STATUS_PUBLISH)
+        self.status_live = self.client.register_script(STATUS_LIVE)
+        #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
+        #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
+        #: may expire unrenewed).
+        self.places: set[tuple[str, str]] = set()
+
+    @property
+    def marker(self) -> str:
+        return f"{self.prefix}:e:{self.id}"
+
+    @property
+    def inbox_channel(self) -> str:
+        return f"{self.prefix}:p:{self.id}"
+
+    @property
+    def failing(self) -> bool:
+        """A subscriber's connection failed and is not back yet."""
+        return any(node.subscriber.failing for node in self.nodes)
+
+    async def ensure_subscriber(self) -> None:
+        await self.nodes[0].subscriber.start([self.inbox_channel, self.broadcast_channel])
+
+    async def close(self) -> None:
+        for node in self.nodes:
+            await node.close()
+        self.local.flush()
