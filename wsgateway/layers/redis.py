@@ -1,13 +1,15 @@
 """A Redis channel layer built for fan-out to sockets: one subscription per process, local fan-out.
 
-Each event loop (a daphne process has one) holds one Redis connection for
-publishing and one pub/sub connection. A group is one Redis pub/sub channel,
+Each event loop (a daphne process has one) holds, per Redis node, a pool of connections
+for publishing and one pub/sub connection. A group is one Redis pub/sub channel on the
+node its name hashes to (layers.redis_nodes),
 subscribed to while the loop has a member; ``group_send`` is one PUBLISH
 whatever the number of members or processes; each process decodes a message
 once and hands a copy to each local member. Publishes issued together (one
 ``group_send_many``, or many sockets' ``group_send`` in one loop turn) go out as
 one pipeline; a ``group_send_many`` to many groups goes to every process in a
-few large publishes instead of one per group (see there).
+few large publishes instead of one per group (see there). The registries (places,
+presence, status: layers.redis_registries) live on the first node alone.
 
 Capacity and expiry are enforced where a message is queued: a send to a
 channel of the same loop raises ChannelFull; a message for a full channel of
@@ -36,6 +38,7 @@ import redis
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
 from .extensions import (
     JOIN_CONFIRMED,
+    NODES,
     PLACE_PRESENCE,
     POOL_BUSY,
     PRESENCE,
@@ -44,7 +47,8 @@ from .extensions import (
     CoolingDown,
     PlacesLost,
 )
-from .redis_loop import LoopState
+from .redis_loop import LoopState, Node
+from .redis_nodes import names_per_node, node_of, parse_hosts
 from .redis_pool import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, pool_options
 from .redis_registries import SharedRegistries
 
@@ -54,18 +58,24 @@ logger = logging.getLogger("wsgateway")
 BROADCAST_MIN = 16
 BROADCAST_CHUNK = 200
 
+#: What goes to one node: ``[(redis channel, data)]``.
+Publishes = list[tuple[str, bytes]]
+
 
 class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
     """Channel layer on Redis pub/sub with per-process fan-out and batched publishes.
 
-    CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
-    connection options), ``prefix``, ``expiry``, ``group_expiry``, ``capacity``,
-    ``channel_capacity``, ``connection_expiry``, ``restore_grace``, ``pool_size`` and
+    CONFIG: ``hosts`` (one or more Redis nodes, each a URL or a dict with "address" and redis-py
+    connection options; the first keeps the registries), ``prefix``, ``expiry``, ``group_expiry``,
+    ``capacity``, ``channel_capacity``, ``connection_expiry``, ``restore_grace``, ``pool_size`` and
     ``pool_timeout`` (each event loop's connections to Redis, and how long a command waits for one of
     a full pool: see layers.redis_pool); capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, PLACE_PRESENCE, STATUS, POOL_BUSY, JOIN_CONFIRMED]
+    extensions = [
+        *WSGATEWAY_LAYER_EXTENSIONS,
+        *(PRESENCE, PLACE_PRESENCE, STATUS, POOL_BUSY, JOIN_CONFIRMED, NODES),
+    ]
 
     def __init__(
         self,
@@ -88,22 +98,13 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         #: least the watchdog's PROBE_INTERVAL and a probe, so that every process with sockets has
         #: noticed too and put back its own.
         self.restore_grace = restore_grace
-        host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
-        if isinstance(host, dict):
-            host = dict(host)
-            self.url = host.pop("address")
-            self.connection_kwargs = host
-        else:
-            self.url = host
-            self.connection_kwargs = {}
-        if len(hosts or []) > 1:
-            raise ValueError(
-                "wsgateway's RedisChannelLayer uses one Redis; shard with several aliases instead"
-            )
+        #: The Redis nodes, ``(url, options)``, in the order given: every process must list the same.
+        self.hosts = parse_hosts(hosts)
+        self.url, self.connection_kwargs = self.hosts[0]
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
             weakref.WeakKeyDictionary()
         )
-        self._sync: redis.Redis | None = None
+        self._sync: list[redis.Redis | None] = [None] * len(self.hosts)
         self._sync_lock = threading.Lock()
 
     def _state(self) -> LoopState:
@@ -111,8 +112,7 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         state = self._states.get(loop)
         if state is None:
             local = LocalDelivery(self.expiry, self.group_expiry, self.get_capacity, self.clock)
-            hosts = [(self.url, self.connection_kwargs)]
-            state = LoopState(hosts, self.pool_options, self.prefix, self.broadcast_channel, local)
+            state = LoopState(self.hosts, self.pool_options, self.prefix, self.broadcast_channel, local)
             self._states[loop] = state
             self._close_with(loop)
         return state
@@ -121,7 +121,15 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         """Extension: whether this loop's pool is full and moving: every connection in use (or
         commands waiting for one), and one given back within ``within`` seconds (extensions.POOL_BUSY)."""
         state = self._states.get(asyncio.get_running_loop())
-        return state is not None and state.pool.busy(within)
+        return state is not None and any(node.pool.busy(within) for node in state.nodes)
+
+    def node_groups(self, base: str) -> list[str]:
+        """Extension: group names made from ``base``, one carried by each Redis node, in the order of
+        ``hosts``: a probe through all of them reaches every node (extensions.NODES)."""
+        return names_per_node(base, len(self.hosts))
+
+    def _node(self, state: LoopState, name: str) -> Node:
+        return state.nodes[node_of(name, len(state.nodes))]
 
     def _close_with(self, loop: asyncio.AbstractEventLoop) -> None:
         # async_to_sync runs each call in a new loop and closes it: close our
@@ -161,19 +169,22 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
                 # Ours: straight into the inbox, where capacity can be enforced for the sender.
                 state.local.put(channel, message, state.local.clock())
                 return
+            # The owner's inbox is on the node its id hashes to: found from the channel's name alone.
+            node = self._node(state, owner)
             target = f"{self.prefix}:p:{owner}"
             data = msgpack.packb({"c": channel, "m": message}, use_bin_type=True)
         else:
+            node = self._node(state, channel)
             target = f"{self.prefix}:c:{channel}"
             data = msgpack.packb(message, use_bin_type=True)
-        await state.nodes[0].publisher.publish([(target, data)])
+        await node.publisher.publish([(target, data)])
 
     async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel)
         state = self._state()
         await state.ensure_subscriber()
         if "!" not in channel:
-            await state.nodes[0].subscriber.subscribe(f"{self.prefix}:c:{channel}")
+            await self._node(state, channel).subscriber.subscribe(f"{self.prefix}:c:{channel}")
         return await state.local.get(channel)
 
     def receive_nowait(self, channel: str) -> dict[str, Any] | None:
@@ -216,73 +227,97 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         self.require_valid_channel_name(channel)
         state = self._state()
         await state.ensure_subscriber()
-        if state.failing:
+        subscriber = self._node(state, group).subscriber
+        if subscriber.failing:
             raise redis.exceptions.ConnectionError("the Redis subscriber is reconnecting")
         state.local.add(group, channel)
-        await state.nodes[0].subscriber.subscribe(self._group_channel(group))
+        await subscriber.subscribe(self._group_channel(group))
 
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_channel_name(channel)
         self.require_valid_group_name(group)
         state = self._state()
         state.local.discard(group, channel)
-        if group not in state.local.groups and state.nodes[0].subscriber.pubsub is not None:
-            await state.nodes[0].subscriber.unsubscribe(self._group_channel(group))
+        subscriber = self._node(state, group).subscriber
+        if group not in state.local.groups and subscriber.pubsub is not None:
+            await subscriber.unsubscribe(self._group_channel(group))
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "message is not a dict"
         self.require_valid_group_name(group)
-        await (
-            self._state()
-            .nodes[0]
-            .publisher.publish([(self._group_channel(group), msgpack.packb(message, use_bin_type=True))])
-        )
+        data = msgpack.packb(message, use_bin_type=True)
+        await self._node(self._state(), group).publisher.publish([(self._group_channel(group), data)])
 
     async def group_send_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
-        """Extension: many group_sends in one round trip, in order.
+        """Extension: many group_sends in one round trip per node, in order for each group.
 
         A few go out as one PUBLISH per group, to the processes with members. More
         than that go to every process, BROADCAST_CHUNK to a PUBLISH, and each process
         hands out what its members should have: Redis and redis-py spend per message,
         not per byte, and a site-wide announcement reaches most processes anyway.
+        Either way each group's messages go through its own node (every loop subscribes to
+        the broadcasts on every node), so a group's messages keep their order, and the
+        broadcast's work is spread over the nodes.
         """
-        await self._state().nodes[0].publisher.publish(self._publishes(items))
+        state = self._state()
+        sends = [state.nodes[node].publisher.publish(publishes) for node, publishes in self._publishes(items)]
+        if len(sends) == 1:
+            await sends[0]
+            return
+        failed = [result for result in await asyncio.gather(*sends, return_exceptions=True) if result]
+        if failed:
+            raise failed[0]
 
     def group_send_many_sync(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Extension: :meth:`group_send_many` for sync code (a worker, a view's thread), on a
-        connection of its own: no event loop, and no thread hop to one, on the way."""
-        publishes = self._publishes(items)
-        client = self._sync_client()
-        if len(publishes) == 1:
-            client.publish(*publishes[0])
-            return
-        pipe = client.pipeline(transaction=False)
-        for channel, data in publishes:
-            pipe.publish(channel, data)
-        pipe.execute()
+        connection of its own per node: no event loop, and no thread hop to one, on the way."""
+        for node, publishes in self._publishes(items):
+            client = self._sync_client(node)
+            if len(publishes) == 1:
+                client.publish(*publishes[0])
+                continue
+            pipe = client.pipeline(transaction=False)
+            for channel, data in publishes:
+                pipe.publish(channel, data)
+            pipe.execute()
 
-    def _publishes(self, items: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, bytes]]:
+    def _publishes(self, items: list[tuple[str, dict[str, Any]]]) -> list[tuple[int, Publishes]]:
+        """The publishes of a group_send_many, per node: ``[(node index, [(channel, data)])]``."""
         packb = msgpack.packb
         for group, _ in items:
             self.require_valid_group_name(group)
+        count = len(self.hosts)
+        by_node: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for item in items:
+            by_node.setdefault(node_of(item[0], count), []).append(item)
         if len(items) < BROADCAST_MIN:
             return [
-                (self._group_channel(group), packb(message, use_bin_type=True)) for group, message in items
+                (node, [(self._group_channel(g), packb(message, use_bin_type=True)) for g, message in part])
+                for node, part in by_node.items()
             ]
         return [
-            (self.broadcast_channel, packb(items[start : start + BROADCAST_CHUNK], use_bin_type=True))
-            for start in range(0, len(items), BROADCAST_CHUNK)
+            (
+                node,
+                [
+                    (self.broadcast_channel, packb(part[start : start + BROADCAST_CHUNK], use_bin_type=True))
+                    for start in range(0, len(part), BROADCAST_CHUNK)
+                ],
+            )
+            for node, part in by_node.items()
         ]
 
-    def _sync_client(self) -> redis.Redis:
+    def _sync_client(self, node: int) -> redis.Redis:
         # redis-py's sync pool is thread-safe and notices a fork.
-        if self._sync is None:
+        client = self._sync[node]
+        if client is None:
             with self._sync_lock:
-                if self._sync is None:
+                client = self._sync[node]
+                if client is None:
                     # As large as a loop's pool: redis-py's default (100) fails the 101st thread at once.
                     options = {"max_connections": self.pool_options["max_connections"]}
-                    self._sync = redis.Redis.from_url(self.url, **{**options, **self.connection_kwargs})
-        return self._sync
+                    url, connection_kwargs = self.hosts[node]
+                    client = self._sync[node] = redis.Redis.from_url(url, **{**options, **connection_kwargs})
+        return client
 
     # -- connections ---------------------------------------------------------------------
 
@@ -370,6 +405,7 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
 
     async def close(self) -> None:
         await self.flush()
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
+        for node, client in enumerate(self._sync):
+            if client is not None:
+                client.close()
+                self._sync[node] = None

@@ -5,12 +5,14 @@ subscriber feeds; and the registries' scripts, on the first node (wsgateway.laye
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
 from redis import asyncio as aioredis
 
 from .base import LocalDelivery
+from .redis_nodes import Host, node_of
 from .redis_pool import GatewayPool
 from .redis_publisher import Publisher
 from .redis_scripts import (
@@ -27,9 +29,6 @@ from .redis_scripts import (
     STATUS_PUBLISH,
 )
 from .redis_subscriber import Subscriber
-
-#: One Redis of the layer's ``hosts``: its URL and redis-py's connection options for it.
-Host = tuple[str, dict[str, Any]]
 
 
 class Node:
@@ -100,9 +99,28 @@ class LoopState:
         return any(node.subscriber.failing for node in self.nodes)
 
     async def ensure_subscriber(self) -> None:
-        await self.nodes[0].subscriber.start([self.inbox_channel, self.broadcast_channel])
+        """Start every node's subscriber: the broadcasts on each, the loop's inbox on its own node."""
+        inbox_node = node_of(self.id, len(self.nodes))
+        own = [self.inbox_channel, self.broadcast_channel]
+        starts = [
+            node.subscriber.start(own if index == inbox_node else [self.broadcast_channel])
+            for index, node in enumerate(self.nodes)
+        ]
+        if len(starts) == 1:
+            await starts[0]
+            return
+        # All of them, even when one fails: those that started stay so, and the next call retries the rest.
+        failed = [result for result in await asyncio.gather(*starts, return_exceptions=True) if result]
+        if failed:
+            raise failed[0]
 
     async def close(self) -> None:
+        failed: list[Exception] = []
         for node in self.nodes:
-            await node.close()
+            try:
+                await node.close()
+            except Exception as exc:  # one node's connection already dropped: close the others all the same
+                failed.append(exc)
         self.local.flush()
+        if failed:
+            raise failed[0]
