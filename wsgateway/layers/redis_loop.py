@@ -100,6 +100,8 @@ class LoopState:
 
     async def ensure_subscriber(self) -> None:
         """Start every node's subscriber: the broadcasts on each, the loop's inbox on its own node."""
+        if all(node.subscriber.reader is not None for node in self.nodes):
+            return  # every connect and join asks: no task made for the answer
         inbox_node = node_of(self.id, len(self.nodes))
         own = [self.inbox_channel, self.broadcast_channel]
         starts = [
