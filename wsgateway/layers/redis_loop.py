@@ -84,6 +84,8 @@ class LoopState:
         #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
         #: may expire unrenewed).
         self.places: set[tuple[str, str]] = set()
+        #: Every node's subscriber runs (they run until the loop's state is closed).
+        self.started = False
 
     @property
     def marker(self) -> str:
@@ -100,8 +102,8 @@ class LoopState:
 
     async def ensure_subscriber(self) -> None:
         """Start every node's subscriber: the broadcasts on each, the loop's inbox on its own node."""
-        if all(node.subscriber.reader is not None for node in self.nodes):
-            return  # every connect and join asks: no task made for the answer
+        if self.started:
+            return  # asked by every receive, connect and join
         inbox_node = node_of(self.id, len(self.nodes))
         own = [self.inbox_channel, self.broadcast_channel]
         starts = [
@@ -110,11 +112,12 @@ class LoopState:
         ]
         if len(starts) == 1:
             await starts[0]
-            return
-        # All of them, even when one fails: those that started stay so, and the next call retries the rest.
-        failed = [result for result in await asyncio.gather(*starts, return_exceptions=True) if result]
-        if failed:
-            raise failed[0]
+        else:
+            # All of them, even when one fails: those that started stay so; the next call retries the rest.
+            failed = [result for result in await asyncio.gather(*starts, return_exceptions=True) if result]
+            if failed:
+                raise failed[0]
+        self.started = all(node.subscriber.reader is not None for node in self.nodes)
 
     async def close(self) -> None:
         failed: list[Exception] = []
