@@ -327,15 +327,17 @@ def run_row(row: Row, args: argparse.Namespace, databases: Databases, out_dir: P
         extra = {"DATABASE_URL": database_url, "BENCH_LAYER": row.name}
         service_pids: dict[str, int] = {}
         if row.kind == "redis":
+            urls = []
             if args.redis_url:
-                extra["REDIS_URL"] = args.redis_url
+                urls.append(args.redis_url)
                 extra["BENCH_REDIS_PREFIX"] = f"bench{uuid.uuid4().hex[:8]}"
-            else:
-                redis = RedisServer().start()  # a fresh one per row: no groups or queues left by another
+            while len(urls) < row.redis_nodes:  # fresh ones per row: no groups or queues left by another
+                redis = RedisServer().start()
                 resources.add(redis.stop)
-                extra["REDIS_URL"] = redis.url
                 if redis.proc is not None:
-                    service_pids["redis"] = redis.proc.pid
+                    service_pids["redis" if not urls else f"redis-{len(urls) + 1}"] = redis.proc.pid
+                urls.append(redis.url)
+            extra["REDIS_URL"] = ",".join(urls)  # several nodes: bench.layers.layer_config splits them
             # Two processes, so prometheus-client's multiprocess mode, as docs/metrics.md deploys it: each
             # sample is written to a file this row's processes share (and its cost is what is measured).
             extra["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=databases.workdir)
@@ -493,6 +495,12 @@ def _median(values: list[Any]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _redis_cpu(services: dict[str, Any]) -> float | None:
+    """All the row's redis-servers' CPU together (100% = one core), as the one Redis of other rows."""
+    found = [pct for name, pct in services.items() if name.startswith("redis") and pct is not None]
+    return sum(found) if found else None
+
+
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     rounds = result.get("fanout") or []
@@ -506,7 +514,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             fanout_duplicates=sum(r["duplicates"] for r in rounds),
             fanout_client_cpu_pct=max(r["client_cpu_pct"] for r in rounds),
             fanout_server_cpu_pct=_median([sum(x for x in r["server_cpu_pct"] if x) for r in rounds]),
-            fanout_redis_cpu_pct=_median([r.get("service_cpu_pct", {}).get("redis") for r in rounds]),
+            fanout_redis_cpu_pct=_median([_redis_cpu(r.get("service_cpu_pct", {})) for r in rounds]),
             fanout_rates=[r["messages_per_s"] for r in rounds],
         )
     e2e = result.get("e2e")

@@ -17,7 +17,7 @@ from bench.servers import SERVERS
 @dataclass(frozen=True)
 class Row:
     name: str
-    #: "in-process" rows run one server process; "redis" rows run two on one Redis.
+    #: "in-process" rows run one server process; "redis" rows run two on one Redis (or ``redis_nodes``).
     kind: str
     #: Dotted path of the layer class; None for the ceiling's own plumbing (the stock in-memory layer).
     backend: str
@@ -45,6 +45,8 @@ class Row:
     upload_rate: float | None = None
     #: The ASGI server (a key of bench.servers.SERVERS) the row's processes run.
     server: str = "daphne"
+    #: Redis nodes a "redis" row's layer spreads over (redis-servers of the row's own, on 127.0.0.1).
+    redis_nodes: int = 1
 
 
 #: The attacks each server's rows include besides its phases: ``<server>:flood``, ``<server>:slow-reader``.
@@ -145,6 +147,15 @@ ROWS: dict[str, Row] = {
             description="wsgateway's Redis layer (prometheus-client in multiprocess mode, as deployed)",
         ),
         Row(
+            "redis-3",
+            "redis",
+            "wsgateway.layers.redis.RedisChannelLayer",
+            compare_to=("redis",),
+            optional=True,
+            description="wsgateway's Redis layer spread over three Redis nodes (three redis-servers)",
+            redis_nodes=3,
+        ),
+        Row(
             "redis-nometrics",
             "redis",
             "wsgateway.layers.redis.RedisChannelLayer",
@@ -229,7 +240,8 @@ def layer_config(name: str, redis_url: str | None, prefix: str | None = None) ->
         host = {"address": redis_url, "socket_timeout": 15, "max_connections": 2000}
         config = {"hosts": [host], "capacity": 5000}
     else:
-        config = {"hosts": [redis_url]}
+        # A row of several nodes is given their URLs joined with commas (bench/__main__.py).
+        config = {"hosts": redis_url.split(",")}
     if prefix:
         config["prefix"] = prefix
     return {"BACKEND": row.backend, "CONFIG": config}

@@ -135,7 +135,8 @@ if REDIS_URL:
                 # (past capacity a socket catches up from the database; "Past capacity" in
                 # docs/channel-layers.md).
                 "CONFIG": {
-                    "hosts": [REDIS_URL],
+                    # Several Redis nodes: their URLs joined with commas (docs/channel-layers.md).
+                    "hosts": REDIS_URL.split(","),
                     # Tests shorten it, to overflow a stalled socket's queue with a few hundred pushes.
                     "capacity": int(os.environ.get("WSGATEWAY_LAYER_CAPACITY", "5000")),
                     # How long the places of a process that died stay taken (tests shorten it).

@@ -142,8 +142,22 @@ def database_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 # -- channel layers by kind: a module that uses these defines the fixture ``kind`` ------------------
 
 
+@pytest.fixture(scope="session")
+def redis_nodes(redis_url: str) -> Iterator[list[str]]:
+    """Three real Redis nodes: ``redis_url``'s and two more redis-servers this fixture starts."""
+    servers = [RedisServer().start() for _ in range(2)]
+    try:
+        yield [redis_url, *(server.url for server in servers)]
+    finally:
+        for server in servers:
+            server.stop()
+
+
 @pytest.fixture
 def redis_for(kind: str, request: pytest.FixtureRequest) -> str | None:
+    """The Redis URL a layer of ``kind`` uses; "redis-3": three, joined with commas."""
+    if kind == "redis-3":
+        return ",".join(request.getfixturevalue("redis_nodes"))
     return str(request.getfixturevalue("redis_url")) if "redis" in kind else None
 
 

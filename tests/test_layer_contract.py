@@ -33,7 +33,9 @@ from wsgateway.layers.extensions import (
     supports,
 )
 
-LAYERS = ["stock-inmemory", "inprocess", "stock-redis-core", "stock-redis-pubsub", "redis"]
+#: "redis-3": wsgateway's Redis layer spread over three Redis nodes (layers.redis_nodes).
+LAYERS = ["stock-inmemory", "inprocess", "stock-redis-core", "stock-redis-pubsub", "redis", "redis-3"]
+OURS_ON_REDIS = ("redis", "redis-3")
 NO_CAPACITY_OR_EXPIRY = {"stock-redis-pubsub"}
 
 
@@ -294,7 +296,7 @@ async def test_each_declared_extension_is_there(layer: BaseChannelLayer, kind: s
     # RedisPubSubChannelLayer lists its extensions on its per-loop layer only, not on its own class.
     assert supports(layer, "groups") == (kind != "stock-redis-pubsub")
     # Only wsgateway's own layers declare its extensions; a stock layer declares none of them.
-    assert declared == (methods if kind in ("inprocess", "redis") else [])
+    assert declared == (methods if kind in ("inprocess", *OURS_ON_REDIS) else [])
     assert supports(layer, PROCESS_LOCAL) == (kind == "inprocess")
     assert is_process_local(layer) == (kind in ("inprocess", "stock-inmemory"))
 
@@ -457,9 +459,9 @@ async def test_registrations_are_shared_by_every_process_of_the_layer(layer_fact
 async def test_a_registration_not_renewed_expires_and_a_renewed_one_does_not(
     layer_factory: Any, kind: str
 ) -> None:
-    layer = layer_factory(connection_expiry=1) if kind == "redis" else layer_factory()
+    layer = layer_factory(connection_expiry=1) if kind in OURS_ON_REDIS else layer_factory()
     needs_connections(layer, kind)
-    if kind != "redis":
+    if kind not in OURS_ON_REDIS:
         pytest.skip(f"{kind} keeps registrations in its process: they end with it, and never expire")
     user = fresh_user()
     assert await layer.connection_add(user, "specific.kept!1", 2)

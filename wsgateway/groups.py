@@ -13,7 +13,7 @@ from . import events, frames, metrics
 from .bridge import require_sync, run_async
 from .conf import gateway_settings
 from .exceptions import FrameTooLarge
-from .layers.extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, is_process_local, supports
+from .layers.extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, NODES, is_process_local, supports
 
 logger = logging.getLogger("wsgateway")
 
@@ -169,14 +169,17 @@ def layer_reaches_other_processes() -> bool:
 
 
 def layer_is_reachable() -> bool:
-    """Probe the layer's backend (from sync code) with a send to a group nobody joins."""
+    """Probe the layer's backend (from sync code) with a send to a group nobody joins; on a layer
+    spread over several nodes, one such group per node: any node down is unreachable."""
     from .health import PROBE_GROUP
 
     layer = channel_layer()
     if layer is None:
         return False
+    groups = layer.node_groups(PROBE_GROUP) if supports(layer, NODES) else [PROBE_GROUP]
     try:
-        run_async(layer.group_send, PROBE_GROUP, {"type": events.PROBE})
+        for group in groups:
+            run_async(layer.group_send, group, {"type": events.PROBE})
     except Exception:
         return False
     return True

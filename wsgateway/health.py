@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import events, metrics
-from .layers.extensions import CONNECTIONS, JOIN_CONFIRMED, POOL_BUSY, LayerBusy, supports
+from .layers.extensions import CONNECTIONS, JOIN_CONFIRMED, NODES, POOL_BUSY, LayerBusy, supports
 
 logger = logging.getLogger("wsgateway")
 
@@ -119,6 +119,9 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
         #: Sockets resyncing at once after an outage (each re-joins its group and reads the database).
         self.resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self.probe_group = PROBE_GROUP
+        #: The groups a probe goes through: one, or one per node of a layer spread over several
+        #: (extensions.NODES), so that any node down fails the probe.
+        self.probe_groups = [PROBE_GROUP]
         #: In a busy episode (see :meth:`report_busy`) since the last probe that passed.
         self.busy = False
         #: Sockets registered since the last failure reported, on a layer whose joins are confirmed
@@ -173,7 +176,8 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
         A publish alone is not enough: on a pub/sub layer it succeeds before this
         process's subscriber connection is back, and a resync then would race it.
         A group, not a plain send: a layer may deliver a send to its own process
-        without touching the backend.
+        without touching the backend. On a layer spread over several nodes, one group per node, all
+        in the same round, each with its own token: the probe passes once every token came back.
         """
         try:
             if self.probe_channel is None:
@@ -182,17 +186,21 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
                 # holds; a channel of another prefix would not be read until that socket got a message.
                 self.probe_channel = await self.layer.new_channel()
                 self.probe_group = f"{PROBE_GROUP}.{uuid.uuid4().hex}"
-                await asyncio.wait_for(
-                    self.layer.group_add(self.probe_group, self.probe_channel), PROBE_TIMEOUT
+                self.probe_groups = (
+                    list(self.layer.node_groups(self.probe_group))
+                    if supports(self.layer, NODES)
+                    else [self.probe_group]
                 )
-            token = uuid.uuid4().hex
-            await asyncio.wait_for(
-                self.layer.group_send(self.probe_group, {"type": events.PROBE, "token": token}),
-                PROBE_TIMEOUT,
-            )
+                await asyncio.wait_for(
+                    asyncio.gather(*(self.layer.group_add(g, self.probe_channel) for g in self.probe_groups)),
+                    PROBE_TIMEOUT,
+                )
+            tokens = {uuid.uuid4().hex: group for group in self.probe_groups}
+            sends = (self.layer.group_send(g, {"type": events.PROBE, "token": t}) for t, g in tokens.items())
+            await asyncio.wait_for(asyncio.gather(*sends), PROBE_TIMEOUT)
             async with asyncio.timeout(PROBE_TIMEOUT):
-                while (await self.layer.receive(self.probe_channel)).get("token") != token:
-                    pass
+                while tokens:
+                    tokens.pop((await self.layer.receive(self.probe_channel)).get("token"), None)
         except BaseException:
             self.probe_channel = None  # a cancelled receive may have dropped the channel: start afresh
             raise

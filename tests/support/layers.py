@@ -25,4 +25,5 @@ def make_layer(kind: str, redis_url: str | None, **config: Any) -> BaseChannelLa
         return RedisPubSubChannelLayer(hosts=[redis_url], **config)
     from wsgateway.layers.redis import RedisChannelLayer
 
-    return RedisChannelLayer(hosts=[redis_url], **config)
+    # "redis-3": the URLs of three nodes, joined with commas (conftest's redis_for).
+    return RedisChannelLayer(hosts=redis_url.split(","), **config)

@@ -157,6 +157,12 @@ POOL_BUSY = "pool_busy"
 #: (channels_redis' pub/sub layer could return while its subscriber reconnects), it resyncs them all.
 JOIN_CONFIRMED = "join_confirmed"
 
+#: ``node_groups(base) -> list[str]``: the layer spreads its groups over several backend nodes (wsgateway's
+#: Redis layer given several ``hosts``), by name; these are group names made from ``base``, one carried
+#: by each node. The watchdog probes through all of them in one round, so that one node down is seen
+#: as an outage (and one back, as a recovery) whichever node its probe group would have hashed to.
+NODES = "nodes"
+
 #: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and
 #: ``flush``, and every extension above but :data:`PROCESS_LOCAL`, which only the in-process one adds.
 WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (

@@ -1,13 +1,15 @@
 """A Redis channel layer built for fan-out to sockets: one subscription per process, local fan-out.
 
-Each event loop (a daphne process has one) holds one Redis connection for
-publishing and one pub/sub connection. A group is one Redis pub/sub channel,
+Each event loop (a daphne process has one) holds, per Redis node, a pool of connections
+for publishing and one pub/sub connection. A group is one Redis pub/sub channel on the
+node its name hashes to (layers.redis_nodes),
 subscribed to while the loop has a member; ``group_send`` is one PUBLISH
 whatever the number of members or processes; each process decodes a message
 once and hands a copy to each local member. Publishes issued together (one
 ``group_send_many``, or many sockets' ``group_send`` in one loop turn) go out as
 one pipeline; a ``group_send_many`` to many groups goes to every process in a
-few large publishes instead of one per group (see there).
+few large publishes instead of one per group (see there). The registries (places,
+presence, status: layers.redis_registries) live on the first node alone.
 
 Capacity and expiry are enforced where a message is queued: a send to a
 channel of the same loop raises ChannelFull; a message for a full channel of
@@ -28,15 +30,16 @@ import secrets
 import threading
 import types
 import weakref
+import zlib
 from typing import Any
 
 import msgpack
 import redis
-from redis import asyncio as aioredis
 
 from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
 from .extensions import (
     JOIN_CONFIRMED,
+    NODES,
     PLACE_PRESENCE,
     POOL_BUSY,
     PRESENCE,
@@ -45,203 +48,35 @@ from .extensions import (
     CoolingDown,
     PlacesLost,
 )
-from .redis_pool import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, GatewayPool, pool_options
-from .redis_publisher import Publisher
+from .redis_loop import LoopState, Node
+from .redis_nodes import names_per_node, node_of, parse_hosts
+from .redis_pool import DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, pool_options
 from .redis_registries import SharedRegistries
-from .redis_scripts import (
-    CONNECTION_ADD,
-    CONNECTION_CHECK,
-    CONNECTION_RENEW,
-    CONNECTIONS,
-    PRESENCE_JOIN,
-    PRESENCE_LEAVE,
-    PRESENCE_RENEW,
-    PRESENCE_SOCKETS,
-    PRESENCE_SWEEP,
-    STATUS_LIVE,
-    STATUS_PUBLISH,
-)
 
 logger = logging.getLogger("wsgateway")
 
-SUBSCRIBE_TIMEOUT = 5.0
 #: group_send_many of this many groups or more is broadcast (see there), in publishes of BROADCAST_CHUNK.
 BROADCAST_MIN = 16
 BROADCAST_CHUNK = 200
 
-
-class _LoopState:
-    """Everything of the layer that belongs to one event loop."""
-
-    def __init__(self, layer: RedisChannelLayer) -> None:
-        self.layer = layer
-        self.id = secrets.token_hex(6)
-        self.local = LocalDelivery(layer.expiry, layer.group_expiry, layer.get_capacity, layer.clock)
-        self.pool = GatewayPool.from_url(layer.url, **{**layer.pool_options, **layer.connection_kwargs})
-        self.client = aioredis.Redis.from_pool(self.pool)
-        self.publisher = Publisher(self.client)
-        self.connection_add = self.client.register_script(CONNECTION_ADD)
-        self.connection_renew = self.client.register_script(CONNECTION_RENEW)
-        self.connection_check = self.client.register_script(CONNECTION_CHECK)
-        self.connections = self.client.register_script(CONNECTIONS)
-        self.presence_join = self.client.register_script(PRESENCE_JOIN)
-        self.presence_leave = self.client.register_script(PRESENCE_LEAVE)
-        self.presence_renew = self.client.register_script(PRESENCE_RENEW)
-        self.presence_sweep = self.client.register_script(PRESENCE_SWEEP)
-        self.presence_sockets = self.client.register_script(PRESENCE_SOCKETS)
-        self.status_publish = self.client.register_script(STATUS_PUBLISH)
-        self.status_live = self.client.register_script(STATUS_LIVE)
-        #: The places this loop holds, ``(user, channel)``: while there are any, its marker is kept with
-        #: them, and a marker gone is data lost. Without any, there is nothing to lose (and its marker
-        #: may expire unrenewed).
-        self.places: set[tuple[str, str]] = set()
-        self.pubsub: Any = None
-        self.reader: asyncio.Task[None] | None = None
-        self.subscribed: set[str] = set()
-        self.confirmations: dict[str, asyncio.Future[None]] = {}
-        self.starting = asyncio.Lock()
-        #: The subscriber's connection failed and is not back yet: a group_add now would look done
-        #: while nothing reaches its channel (extensions.JOIN_CONFIRMED), so it raises instead.
-        self.failing = False
-
-    @property
-    def marker(self) -> str:
-        return f"{self.layer.prefix}:e:{self.id}"
-
-    @property
-    def inbox_channel(self) -> str:
-        return f"{self.layer.prefix}:p:{self.id}"
-
-    async def ensure_subscriber(self) -> None:
-        if self.reader is not None:
-            return
-        # Many sockets connect at once: one of them starts the subscriber, the others wait for it.
-        async with self.starting:
-            if self.reader is not None:
-                return
-            if self.pubsub is None:
-                # No socket timeout: the reader waits for messages as long as the process lives.
-                subscriber = aioredis.Redis.from_url(
-                    self.layer.url, **{**self.layer.connection_kwargs, "socket_timeout": None}
-                )
-                self.pubsub = subscriber.pubsub()
-            await self.subscribe(self.inbox_channel, start_reader=True)
-            await self.subscribe(self.layer.broadcast_channel)
-
-    async def subscribe(self, redis_channel: str, start_reader: bool = False) -> None:
-        """Subscribe, and return only once Redis has confirmed: a publish after group_add must arrive.
-
-        Concurrent calls for one channel share one SUBSCRIBE and one confirmation.
-        """
-        if redis_channel in self.subscribed:
-            return
-        confirmed = self.confirmations.get(redis_channel)
-        if confirmed is None:
-            confirmed = self.confirmations[redis_channel] = asyncio.get_running_loop().create_future()
-            try:
-                await self.pubsub.subscribe(redis_channel)
-            except BaseException:
-                del self.confirmations[redis_channel]
-                raise
-            if start_reader:
-                self.reader = asyncio.get_running_loop().create_task(
-                    self.read(), name="wsgateway-redis-reader"
-                )
-        try:
-            await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
-        finally:
-            # Gone either way: after a timeout, the next caller sends SUBSCRIBE afresh.
-            if self.confirmations.get(redis_channel) is confirmed:
-                del self.confirmations[redis_channel]
-        self.subscribed.add(redis_channel)
-
-    async def unsubscribe(self, redis_channel: str) -> None:
-        if redis_channel in self.subscribed:
-            self.subscribed.discard(redis_channel)
-            await self.pubsub.unsubscribe(redis_channel)
-
-    async def read(self) -> None:
-        prefix_group = f"{self.layer.prefix}:g:"
-        broadcast = self.layer.broadcast_channel
-        unpackb = msgpack.unpackb
-        while True:
-            try:
-                # Blocking read: no per-message timer, which costs more than the read itself.
-                message = await self.pubsub.get_message(timeout=None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # redis-py reconnects and re-subscribes on the next call; the gap is
-                # what wsgateway's watchdog notices and resyncs.
-                logger.log(
-                    logging.DEBUG if self.failing else logging.WARNING,
-                    "wsgateway: Redis subscriber connection failed: %s",
-                    exc,
-                )
-                self.failing = True
-                await asyncio.sleep(0.5)
-                continue
-            if self.failing:
-                # Its first message is a confirmation of the SUBSCRIBE redis-py sent on reconnecting,
-                # with every channel in one command: all of them are live again.
-                logger.warning("wsgateway: Redis subscriber connection is back")
-                self.failing = False
-            if message is None:
-                continue
-            kind = message["type"]
-            channel = message["channel"]
-            if isinstance(channel, bytes):
-                channel = channel.decode()
-            if kind == "subscribe":
-                confirmed = self.confirmations.get(channel)
-                if confirmed is not None and not confirmed.done():
-                    confirmed.set_result(None)
-                continue
-            if kind != "message":
-                continue
-            try:
-                payload = unpackb(message["data"], raw=False)
-            except Exception:
-                logger.exception("wsgateway: undecodable message on %s", channel)
-                continue
-            if channel.startswith(prefix_group):
-                self.local.fan_out(channel[len(prefix_group) :], payload)
-            elif channel == broadcast:
-                for group, event in payload:
-                    self.local.fan_out(group, event)
-            elif channel == self.inbox_channel:
-                self.local.deliver(payload["c"], payload["m"], self.local.clock())
-            else:  # a normal channel this loop receives on
-                self.local.deliver(channel[len(self.layer.prefix) + 3 :], payload, self.local.clock())
-
-    async def close(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            try:
-                await self.reader
-            except asyncio.CancelledError:
-                pass
-            self.reader = None
-        if self.pubsub is not None:
-            await self.pubsub.aclose()
-            # The subscriber's pool was made for this pub/sub alone.
-            await self.pubsub.connection_pool.disconnect()
-            self.pubsub = None
-        self.local.flush()
-        await self.client.aclose()
+#: What goes to one node: ``[(redis channel, data)]``.
+Publishes = list[tuple[str, bytes]]
 
 
 class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
     """Channel layer on Redis pub/sub with per-process fan-out and batched publishes.
 
-    CONFIG: ``hosts`` (one Redis: a URL, or a dict with "address" and redis-py
-    connection options), ``prefix``, ``expiry``, ``group_expiry``, ``capacity``,
-    ``channel_capacity``, ``connection_expiry``, ``restore_grace``, ``pool_size`` and
+    CONFIG: ``hosts`` (one or more Redis nodes, each a URL or a dict with "address" and redis-py
+    connection options; the first keeps the registries), ``prefix``, ``expiry``, ``group_expiry``,
+    ``capacity``, ``channel_capacity``, ``connection_expiry``, ``restore_grace``, ``pool_size`` and
     ``pool_timeout`` (each event loop's connections to Redis, and how long a command waits for one of
     a full pool: see layers.redis_pool); capacity and expiry apply to each process's inboxes.
     """
 
-    extensions = [*WSGATEWAY_LAYER_EXTENSIONS, PRESENCE, PLACE_PRESENCE, STATUS, POOL_BUSY, JOIN_CONFIRMED]
+    extensions = [
+        *WSGATEWAY_LAYER_EXTENSIONS,
+        *(PRESENCE, PLACE_PRESENCE, STATUS, POOL_BUSY, JOIN_CONFIRMED, NODES),
+    ]
 
     def __init__(
         self,
@@ -264,29 +99,22 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         #: least the watchdog's PROBE_INTERVAL and a probe, so that every process with sockets has
         #: noticed too and put back its own.
         self.restore_grace = restore_grace
-        host = (hosts or ["redis://127.0.0.1:6379/0"])[0]
-        if isinstance(host, dict):
-            host = dict(host)
-            self.url = host.pop("address")
-            self.connection_kwargs = host
-        else:
-            self.url = host
-            self.connection_kwargs = {}
-        if len(hosts or []) > 1:
-            raise ValueError(
-                "wsgateway's RedisChannelLayer uses one Redis; shard with several aliases instead"
-            )
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+        #: The Redis nodes, ``(url, options)``, in the order given: every process must list the same.
+        self.hosts = parse_hosts(hosts)
+        self.url, self.connection_kwargs = self.hosts[0]
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopState] = (
             weakref.WeakKeyDictionary()
         )
-        self._sync: redis.Redis | None = None
+        self._sync: list[redis.Redis | None] = [None] * len(self.hosts)
         self._sync_lock = threading.Lock()
 
-    def _state(self) -> _LoopState:
+    def _state(self) -> LoopState:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
-            state = self._states[loop] = _LoopState(self)
+            local = LocalDelivery(self.expiry, self.group_expiry, self.get_capacity, self.clock)
+            state = LoopState(self.hosts, self.pool_options, self.prefix, self.broadcast_channel, local)
+            self._states[loop] = state
             self._close_with(loop)
         return state
 
@@ -294,7 +122,15 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         """Extension: whether this loop's pool is full and moving: every connection in use (or
         commands waiting for one), and one given back within ``within`` seconds (extensions.POOL_BUSY)."""
         state = self._states.get(asyncio.get_running_loop())
-        return state is not None and state.pool.busy(within)
+        return state is not None and any(node.pool.busy(within) for node in state.nodes)
+
+    def node_groups(self, base: str) -> list[str]:
+        """Extension: group names made from ``base``, one carried by each Redis node, in the order of
+        ``hosts``: a probe through all of them reaches every node (extensions.NODES)."""
+        return names_per_node(base, len(self.hosts))
+
+    def _node(self, state: LoopState, name: str) -> Node:
+        return state.nodes[node_of(name, len(state.nodes))]
 
     def _close_with(self, loop: asyncio.AbstractEventLoop) -> None:
         # async_to_sync runs each call in a new loop and closes it: close our
@@ -334,19 +170,22 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
                 # Ours: straight into the inbox, where capacity can be enforced for the sender.
                 state.local.put(channel, message, state.local.clock())
                 return
+            # The owner's inbox is on the node its id hashes to: found from the channel's name alone.
+            node = self._node(state, owner)
             target = f"{self.prefix}:p:{owner}"
             data = msgpack.packb({"c": channel, "m": message}, use_bin_type=True)
         else:
+            node = self._node(state, channel)
             target = f"{self.prefix}:c:{channel}"
             data = msgpack.packb(message, use_bin_type=True)
-        await state.publisher.publish([(target, data)])
+        await node.publisher.publish([(target, data)])
 
     async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel)
         state = self._state()
         await state.ensure_subscriber()
         if "!" not in channel:
-            await state.subscribe(f"{self.prefix}:c:{channel}")
+            await self._node(state, channel).subscriber.subscribe(f"{self.prefix}:c:{channel}")
         return await state.local.get(channel)
 
     def receive_nowait(self, channel: str) -> dict[str, Any] | None:
@@ -389,71 +228,104 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         self.require_valid_channel_name(channel)
         state = self._state()
         await state.ensure_subscriber()
-        if state.failing:
+        subscriber = self._node(state, group).subscriber
+        if subscriber.failing:
             raise redis.exceptions.ConnectionError("the Redis subscriber is reconnecting")
         state.local.add(group, channel)
-        await state.subscribe(self._group_channel(group))
+        await subscriber.subscribe(self._group_channel(group))
 
     async def group_discard(self, group: str, channel: str) -> None:
         self.require_valid_channel_name(channel)
         self.require_valid_group_name(group)
         state = self._state()
         state.local.discard(group, channel)
-        if group not in state.local.groups and state.pubsub is not None:
-            await state.unsubscribe(self._group_channel(group))
+        subscriber = self._node(state, group).subscriber
+        if group not in state.local.groups and subscriber.pubsub is not None:
+            await subscriber.unsubscribe(self._group_channel(group))
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "message is not a dict"
         self.require_valid_group_name(group)
-        await self._state().publisher.publish(
-            [(self._group_channel(group), msgpack.packb(message, use_bin_type=True))]
-        )
+        data = msgpack.packb(message, use_bin_type=True)
+        await self._node(self._state(), group).publisher.publish([(self._group_channel(group), data)])
 
     async def group_send_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
-        """Extension: many group_sends in one round trip, in order.
+        """Extension: many group_sends in one round trip per node, in order for each group.
 
         A few go out as one PUBLISH per group, to the processes with members. More
         than that go to every process, BROADCAST_CHUNK to a PUBLISH, and each process
         hands out what its members should have: Redis and redis-py spend per message,
         not per byte, and a site-wide announcement reaches most processes anyway.
+        Either way each group's messages go through its own node (every loop subscribes to
+        the broadcasts on every node), so a group's messages keep their order, and the
+        broadcast's work is spread over the nodes.
         """
-        await self._state().publisher.publish(self._publishes(items))
+        state = self._state()
+        sends = [state.nodes[node].publisher.publish(publishes) for node, publishes in self._publishes(items)]
+        if len(sends) == 1:
+            await sends[0]
+            return
+        failed = [result for result in await asyncio.gather(*sends, return_exceptions=True) if result]
+        if failed:
+            raise failed[0]
 
     def group_send_many_sync(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Extension: :meth:`group_send_many` for sync code (a worker, a view's thread), on a
-        connection of its own: no event loop, and no thread hop to one, on the way."""
-        publishes = self._publishes(items)
-        client = self._sync_client()
-        if len(publishes) == 1:
-            client.publish(*publishes[0])
-            return
-        pipe = client.pipeline(transaction=False)
-        for channel, data in publishes:
-            pipe.publish(channel, data)
-        pipe.execute()
+        connection of its own per node: no event loop, and no thread hop to one, on the way."""
+        for node, publishes in self._publishes(items):
+            client = self._sync_client(node)
+            if len(publishes) == 1:
+                client.publish(*publishes[0])
+                continue
+            pipe = client.pipeline(transaction=False)
+            for channel, data in publishes:
+                pipe.publish(channel, data)
+            pipe.execute()
 
-    def _publishes(self, items: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, bytes]]:
+    def _publishes(self, items: list[tuple[str, dict[str, Any]]]) -> list[tuple[int, Publishes]]:
+        """The publishes of a group_send_many, per node: ``[(node index, [(channel, data)])]``."""
         packb = msgpack.packb
         for group, _ in items:
             self.require_valid_group_name(group)
+        count = len(self.hosts)
+        by_node: dict[int, list[tuple[str, dict[str, Any]]]]
+        if count == 1:
+            by_node = {0: items}  # one node: no hash per item
+        else:
+            # node_of, inlined: a batch of 1,000 groups spends here what its hashing costs, no more.
+            crc32 = zlib.crc32
+            parts: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in range(count)]
+            for item in items:
+                parts[crc32(item[0].encode()) % count].append(item)
+            by_node = {node: part for node, part in enumerate(parts) if part}
         if len(items) < BROADCAST_MIN:
             return [
-                (self._group_channel(group), packb(message, use_bin_type=True)) for group, message in items
+                (node, [(self._group_channel(g), packb(message, use_bin_type=True)) for g, message in part])
+                for node, part in by_node.items()
             ]
         return [
-            (self.broadcast_channel, packb(items[start : start + BROADCAST_CHUNK], use_bin_type=True))
-            for start in range(0, len(items), BROADCAST_CHUNK)
+            (
+                node,
+                [
+                    (self.broadcast_channel, packb(part[start : start + BROADCAST_CHUNK], use_bin_type=True))
+                    for start in range(0, len(part), BROADCAST_CHUNK)
+                ],
+            )
+            for node, part in by_node.items()
         ]
 
-    def _sync_client(self) -> redis.Redis:
+    def _sync_client(self, node: int) -> redis.Redis:
         # redis-py's sync pool is thread-safe and notices a fork.
-        if self._sync is None:
+        client = self._sync[node]
+        if client is None:
             with self._sync_lock:
-                if self._sync is None:
+                client = self._sync[node]
+                if client is None:
                     # As large as a loop's pool: redis-py's default (100) fails the 101st thread at once.
                     options = {"max_connections": self.pool_options["max_connections"]}
-                    self._sync = redis.Redis.from_url(self.url, **{**options, **self.connection_kwargs})
-        return self._sync
+                    url, connection_kwargs = self.hosts[node]
+                    client = self._sync[node] = redis.Redis.from_url(url, **{**options, **connection_kwargs})
+        return client
 
     # -- connections ---------------------------------------------------------------------
 
@@ -515,7 +387,7 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         return max(int(self.restore_grace * 1000), 1)
 
     @staticmethod
-    def _expect(state: _LoopState) -> str:
+    def _expect(state: LoopState) -> str:
         return "1" if state.places else "0"
 
     async def _renew(self, items: list[tuple[str, str]], restore: bool) -> None:
@@ -541,6 +413,7 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
 
     async def close(self) -> None:
         await self.flush()
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
+        for node, client in enumerate(self._sync):
+            if client is not None:
+                client.close()
+                self._sync[node] = None

@@ -2,7 +2,8 @@
 after a 4429 (extensions.COOLDOWN), who is online (extensions.PRESENCE) and each process's status
 (extensions.STATUS). A mixin of :class:`wsgateway.layers.redis.RedisChannelLayer`, apart so that the layer's
 module is its channels and groups; it uses the layer's connection of the running loop (``_state()``),
-its key ``prefix`` and its per-user sets of sockets (``_user_key``).
+its key ``prefix`` and its per-user sets of sockets (``_user_key``). All of it lives on the layer's first
+Redis node, whatever the number of nodes: the scripts touch several keys in one step.
 """
 
 from __future__ import annotations
