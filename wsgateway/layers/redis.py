@@ -34,7 +34,7 @@ import msgpack
 import redis
 from redis import asyncio as aioredis
 
-from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
+from .base import Inbox, LocalDelivery, LocalDeliveryLayer, QueuedListener, UrgentWatcher
 from .extensions import (
     JOIN_CONFIRMED,
     PLACE_PRESENCE,
@@ -360,6 +360,13 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         state = self._state() if callback is not None else self._states.get(asyncio.get_running_loop())
         if state is not None:
             state.local.watch(channel, callback)
+
+    def watch_queued(self, channel: str, callback: QueuedListener | None) -> None:
+        """Extension: call ``callback()`` as a message is queued in this process for ``channel`` (a
+        channel of this loop), from pub/sub or a send (extensions.QUEUED)."""
+        state = self._state() if callback is not None else self._states.get(asyncio.get_running_loop())
+        if state is not None:
+            state.local.listen(channel, callback)
 
     def forget_channel(self, channel: str) -> None:
         """Extension: drop the inbox of a channel of this loop that nobody will receive on again
