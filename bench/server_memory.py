@@ -175,6 +175,13 @@ def server_command(server: str, port: int, extra: tuple[str, ...] = ()) -> list[
     raise ValueError(server)
 
 
+async def _answers(port: int) -> None:
+    """Return once the server accepts a connection (closed at once), or raise OSError."""
+    _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1)
+    writer.close()
+    await writer.wait_closed()
+
+
 def free_port() -> int:
     import socket
 
@@ -214,13 +221,14 @@ def measure(
     port = free_port()
     log = open(directory / f"{server}.log", "ab")
     # Not run from ROOT: python -m puts the working directory ahead of PYTHONPATH.
-    proc = subprocess.Popen(server_command(server, port, server_args), cwd=directory, env=env, stdout=log, stderr=log)
+    command = server_command(server, port, server_args)
+    proc = subprocess.Popen(command, cwd=directory, env=env, stdout=log, stderr=log)
     stats_path = Path(env["BENCH_MEMSTATS"])
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                asyncio.run(asyncio.wait_for(asyncio.open_connection(HOST, port), 1))
+                asyncio.run(_answers(port))
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
