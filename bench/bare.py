@@ -1,14 +1,15 @@
 """Each server's own memory per WebSocket, without wsgateway, Channels or Django.
 
-    python -m bench.bare [--sockets 1000] [--servers daphne,uvicorn,...] [--deflate]
+    python -m bench.bare [--sockets 1000] [--servers daphne,uvicorn,...] [--deflate] [--server-args "..."]
 
 Each server of bench/servers.py serves :func:`application`, which accepts a socket, sends it three short
 frames (as wsgateway's connect frames) and waits for its close. ``--sockets`` sockets open, 100 at a time,
 after 20 that came and went; the serving process's RSS growth over them, per socket, is that server's own
 cost of an idle socket, which no application can take back. ``--deflate``: the client offers
 permessage-deflate, as browsers do (the benchmark's client does not); a server that accepts it keeps a
-compressor and a decompressor per socket. Everything listens on 127.0.0.1, and each server is stopped
-before the next starts.
+compressor and a decompressor per socket. ``--server-args``: more
+command-line arguments for each server (``"--ws-per-message-deflate false"``, say), to weigh its options.
+Everything listens on 127.0.0.1, and each server is stopped before the next starts.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=1000, help="sockets held, 1..5000 (1000)")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, of: %(default)s")
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate, as browsers do")
+    parser.add_argument("--server-args", default="", help="more arguments for each server (split on spaces)")
     args = parser.parse_args()
     names = [name.strip() for name in args.servers.split(",") if name.strip()]
     if unknown := [name for name in names if name not in SERVERS]:
@@ -85,12 +87,13 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     logs = Path(tempfile.mkdtemp(prefix="wsgateway-bare-"))
     offered = ", deflate offered" if args.deflate else ""
+    offered += f", {args.server_args}" if args.server_args else ""
     print(f"| server | KiB per idle socket ({args.sockets} sockets{offered}) |")
     print("|---|---|")
     for name in names:
         server = launcher(name, env, f"bare-{name}", logs)
         server.application = "bench.bare:application"
-        server.start()
+        server.start(*args.server_args.split())
         try:
             kib = asyncio.run(measure(server, args.sockets, args.deflate))
         finally:

@@ -1,6 +1,6 @@
 """What an idle authenticated socket costs in a real server process, wsgateway's part apart from the server's.
 
-    python -m bench.server_memory [--server SERVER] [--sockets 1000] [--trace]
+    python -m bench.server_memory [--server SERVER] [--sockets 1000] [--trace] [--server-args "..."]
 
 Starts one server on ``bench.asgi`` (the example project, wsgateway's in-process layer, a fresh SQLite
 database), opens ten sockets and closes them (what the first sockets load), then asks the server for
@@ -9,6 +9,7 @@ N/10 users), and asks again. Reported per socket: RSS, the objects the cyclic co
 type), and the time of one full collection with the N sockets held; with ``--trace`` (tracemalloc in
 the server, which inflates its RSS), the bytes still allocated by package (wsgateway, channels,
 daphne/twisted/autobahn, uvicorn, hypercorn, asyncio...). Counts, not timings, except the collection.
+``--server-args``: more command-line arguments for the server (``"--http h11"``, say), to weigh its options.
 The server must run the application in the process it starts (granian's workers are other processes).
 """
 
@@ -157,16 +158,28 @@ def ask(pid: int, path: Path, want_sockets: int, within: float = 120) -> dict[st
         time.sleep(0.5)
 
 
-def server_command(server: str, port: int) -> list[str]:
+def server_command(server: str, port: int, extra: tuple[str, ...] = ()) -> list[str]:
     app = "bench.asgi:application"
     if server == "daphne":
-        return [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface={HOST}:backlog=1024", app]
+        listen = f"tcp:port={port}:interface={HOST}:backlog=1024"
+        return [sys.executable, "-m", "daphne", "-e", listen, *extra, app]
     if server in ("uvicorn", "uvicorn-wsproto"):
-        ws = ["--ws", "wsproto"] if server == "uvicorn-wsproto" else []  # else websockets, its default
-        return [sys.executable, "-m", "uvicorn", "--host", HOST, "--port", str(port), *ws, app]
+        # As docs/deployment.md recommends it: no compression (this client offers none anyway).
+        ws = ["--ws", "wsproto"] if server == "uvicorn-wsproto" else []  # else websockets-sansio, its default
+        return [
+            *(sys.executable, "-m", "uvicorn", "--host", HOST, "--port", str(port), *ws),
+            *("--lifespan", "off", "--ws-per-message-deflate", "false", *extra, app),
+        ]
     if server == "hypercorn":  # --workers 0: the application in this process, not in a worker's
-        return [sys.executable, "-m", "hypercorn", "--bind", f"{HOST}:{port}", "--workers", "0", app]
+        return [sys.executable, "-m", "hypercorn", "--bind", f"{HOST}:{port}", "--workers", "0", *extra, app]
     raise ValueError(server)
+
+
+async def _answers(port: int) -> None:
+    """Return once the server accepts a connection (closed at once), or raise OSError."""
+    _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1)
+    writer.close()
+    await writer.wait_closed()
 
 
 def free_port() -> int:
@@ -178,7 +191,12 @@ def free_port() -> int:
 
 
 def measure(
-    server: str, count: int, trace: bool, directory: Path, freeze_every: int | None = None
+    server: str,
+    count: int,
+    trace: bool,
+    directory: Path,
+    freeze_every: int | None = None,
+    server_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     env = {
         **os.environ,
@@ -203,13 +221,14 @@ def measure(
     port = free_port()
     log = open(directory / f"{server}.log", "ab")
     # Not run from ROOT: python -m puts the working directory ahead of PYTHONPATH.
-    proc = subprocess.Popen(server_command(server, port), cwd=directory, env=env, stdout=log, stderr=log)
+    command = server_command(server, port, server_args)
+    proc = subprocess.Popen(command, cwd=directory, env=env, stdout=log, stderr=log)
     stats_path = Path(env["BENCH_MEMSTATS"])
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                asyncio.run(asyncio.wait_for(asyncio.open_connection(HOST, port), 1))
+                asyncio.run(_answers(port))
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -224,6 +243,8 @@ def measure(
         before = ask(proc.pid, stats_path, 0)
         before_trace = tracemalloc.Snapshot.load(str(stats_path) + ".trace") if trace else None
 
+        traced: list[tracemalloc.Snapshot] = []
+
         async def hold() -> dict[str, Any]:
             started = time.monotonic()
             opened = await open_idle(port, tokens, count)
@@ -232,6 +253,9 @@ def measure(
                 await asyncio.sleep(freeze_every + 2)  # the sockets have lived through a freeze
             after = await asyncio.to_thread(ask, proc.pid, stats_path, count)
             after["connect_s"] = round(took, 1)
+            if trace:
+                # Now, with the sockets held: the next ask writes the closed sockets' over it.
+                traced.append(tracemalloc.Snapshot.load(str(stats_path) + ".trace"))
             for sock in opened:
                 sock.close()
             # What the closed sockets leave that only the cyclic collector frees.
@@ -242,6 +266,7 @@ def measure(
         grown = collections.Counter(after["by_type"]) - collections.Counter(before["by_type"])
         result: dict[str, Any] = {
             "server": server,
+            "server_args": " ".join(server_args),
             "sockets": count,
             "rss_kib_per_socket": round((after["rss_kib"] - before["rss_kib"]) / count, 1),
             "tracked_per_socket": round((after["tracked"] - before["tracked"]) / count, 1),
@@ -262,7 +287,7 @@ def measure(
             "gc_freeze_every": freeze_every,
         }
         if before_trace is not None:
-            after_trace = tracemalloc.Snapshot.load(str(stats_path) + ".trace")
+            (after_trace,) = traced
             by_package = bytes_by_package(before_trace, after_trace)
             result["bytes_per_socket"] = round(sum(by_package.values()) / count)
             result["bytes_per_socket_by_package"] = {name: round(n / count) for name, n in by_package.items()}
@@ -283,13 +308,21 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--trace", action="store_true", help="tracemalloc in the server: bytes by package")
     parser.add_argument("--freeze-every", type=int, help="GC_FREEZE_EVERY in the server")
+    parser.add_argument("--server-args", default="", help="more arguments for the server (split on spaces)")
     args = parser.parse_args()
     import resource
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory(prefix="wsgateway-server-memory-") as directory:
-        result = measure(args.server, args.sockets, args.trace, Path(directory), args.freeze_every)
+        result = measure(
+            args.server,
+            args.sockets,
+            args.trace,
+            Path(directory),
+            args.freeze_every,
+            tuple(args.server_args.split()),
+        )
     json.dump(result, sys.stdout, indent=2)
     print()
 

@@ -26,6 +26,7 @@ from wsgateway.layers.extensions import (
     GROUP_SEND_MANY_SYNC,
     OVERFLOW,
     PROCESS_LOCAL,
+    QUEUED,
     RECEIVE_NOWAIT,
     URGENT,
     CoolingDown,
@@ -280,11 +281,15 @@ async def test_group_send_and_send_cross_processes(layer_factory: Any, kind: str
 
 async def test_each_declared_extension_is_there(layer: BaseChannelLayer, kind: str) -> None:
     # Callers trust the list and never probe for the method: a name listed must be a method.
-    methods = [RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, CONNECTIONS, URGENT, COOLDOWN]
+    methods = [
+        *(RECEIVE_NOWAIT, GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, OVERFLOW, CONNECTIONS, URGENT, QUEUED),
+        COOLDOWN,
+    ]
     declared = [name for name in methods if supports(layer, name)]
     method_names = {
         OVERFLOW: ["take_overflow"],
         URGENT: ["watch_urgent"],
+        QUEUED: ["watch_queued"],
         CONNECTIONS: ["connection_add", "connection_discard", "connection_renew", "connections"],
         COOLDOWN: ["cooldown_start", "cooldown_left"],
     }
@@ -652,3 +657,64 @@ async def test_a_receive_that_comes_when_a_sweep_is_due_still_gets_what_is_sent_
     await asyncio.sleep(0.05)
     await layer.send(channel, {"type": "test.after"})
     assert await asyncio.wait_for(waiting, 2) == {"type": "test.after"}
+
+
+# -- a listener told of what is queued: the ``queued`` extension -----------------------------------
+
+
+async def test_a_listened_channel_is_told_of_each_message_queued_and_no_longer_once_let_go(
+    layer_factory: Any, kind: str
+) -> None:
+    layer = layer_factory()
+    if not supports(layer, QUEUED):
+        pytest.skip(f"{kind} has no listener: a consumer waits in its receive")
+    channel = await layer.new_channel()
+    await layer.group_add("told", channel)
+    await layer.send(channel, {"type": "test.push", "n": 0})  # before the listener: told at once
+    told: list[int] = []
+    heard = asyncio.Event()
+
+    def listener() -> None:
+        told.append(len(told))
+        heard.set()
+
+    async def told_of(count: int) -> None:
+        # The Redis layer delivers a group's messages in its reader task, a send to its own directly.
+        async with asyncio.timeout(2):
+            while len(told) < count:
+                heard.clear()
+                await heard.wait()
+
+    layer.watch_queued(channel, listener)
+    assert told == [0]
+    await layer.group_send("told", {"type": "test.push", "n": 1})
+    await told_of(2)
+    await layer.send(channel, {"type": "test.push", "n": 2})
+    assert told == [0, 1, 2]
+    await layer.group_send("told", REVOKE)  # urgent, and nobody watches for it: queued, and told
+    await told_of(4)
+    assert [layer.receive_nowait(channel) for _ in range(4)] == [
+        REVOKE,
+        *({"type": "test.push", "n": n} for n in range(3)),
+    ]
+    assert layer.receive_nowait(channel) is None
+    layer.watch_queued(channel, None)
+    await layer.send(channel, {"type": "test.push", "n": 3})
+    assert await receive(layer, channel) == {"type": "test.push", "n": 3}
+    assert len(told) == 4
+
+
+async def test_a_listened_channel_is_not_forgotten_by_a_sweep(
+    layer_factory: Any, kind: str, clock: Clock
+) -> None:
+    layer = layer_factory(expiry=1)
+    if not supports(layer, QUEUED):
+        pytest.skip(f"{kind} has no listener: a consumer waits in its receive")
+    channel = await layer.new_channel()
+    told: list[None] = []
+    layer.watch_queued(channel, lambda: told.append(None))
+    await clock.sleep(1.5)
+    await layer.group_send("nobody", {"type": "test.push"})  # a sweep is due: it runs
+    await layer.send(channel, {"type": "test.push"})
+    assert told == [None]
+    assert layer.receive_nowait(channel) == {"type": "test.push"}

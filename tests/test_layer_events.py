@@ -89,3 +89,24 @@ async def test_events_of_internal_or_unknown_types_leave_the_socket_open_and_wor
     assert len(ignored) == len(NOT_LAYER_EVENTS)
     for event, message in zip(NOT_LAYER_EVENTS, ignored, strict=True):
         assert repr(event["type"]) in message
+
+
+async def test_a_socket_keeps_a_task_waiting_on_the_layer_only_on_a_layer_that_cannot_call_it_back(
+    layer_kind: str,
+) -> None:
+    import asyncio
+
+    from wsgateway.layers.extensions import QUEUED, supports
+
+    ann = await create_user("ann")
+    async with connected(ann) as socket:
+        readers = [
+            task
+            for task in asyncio.all_tasks()
+            if getattr(task.get_coro(), "__qualname__", "") == "TurnTakingConsumer.serve_layer"
+        ]
+        # wsgateway's layers call the socket back as a message is queued (the ``queued`` extension):
+        # an idle socket holds no task for the layer. On the stock layers, one waits in receive().
+        assert len(readers) == (0 if supports(get_channel_layer(), QUEUED) else 1)
+        await apush([ann.pk], "notifications", {"unread": 1})
+        assert await socket.receive() == frame("notifications", {"unread": 1})

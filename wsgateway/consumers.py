@@ -88,7 +88,7 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
         # Active for the socket's whole life, set once: the language is a context variable, which
         # every task the socket starts (its loops, its timers, the database thread's calls) copies.
         # A handler's gettext() answers in it, as a view's does under LocaleMiddleware.
-        if self.language == translation.get_language():
+        if i18n.speaks_already(self.language):
             # Already this context's (the site's LANGUAGE_CODE, most sockets'): an override would
             # only add objects every socket keeps for its life (asgiref's storage for the
             # activation, copied again after each trip to the database thread: 5 tracked objects and

@@ -35,3 +35,18 @@ def language_of(scope: Scope) -> str:
     if accept is not None:
         request.META["HTTP_ACCEPT_LANGUAGE"] = accept
     return translation.get_language_from_request(request, check_path=False)
+
+
+def speaks_already(language: str) -> bool:
+    """Whether the active language (the context's: ``LANGUAGE_CODE`` unless something activated
+    another) is ``language`` as :func:`language_of` names it, the variant of ``LANGUAGES`` it resolves
+    to: Django's default ``LANGUAGE_CODE``, ``"en-us"``, is ``"en"`` there, and the same catalogs and
+    formats. An override for it would cost every socket asgiref's storage for the activation, kept
+    for its life (7 tracked objects and 0.6 KiB a socket under uvicorn)."""
+    active = translation.get_language()
+    if language == active:
+        return True
+    try:
+        return language == translation.get_supported_language_variant(active)
+    except LookupError:  # one outside LANGUAGES, activated by the site's own code
+        return False

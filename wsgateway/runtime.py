@@ -23,7 +23,7 @@ from django.utils.functional import Promise
 from . import collector, frames, metrics
 from .codes import CloseCode
 from .conf import gateway_settings
-from .layers.extensions import OVERFLOW, RECEIVE_NOWAIT, URGENT, supports
+from .layers.extensions import OVERFLOW, QUEUED, RECEIVE_NOWAIT, URGENT, supports
 from .transport import Message, SocketState, Transport
 
 logger = logging.getLogger("wsgateway")
@@ -57,8 +57,11 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
 
     The application task reads the client's messages (from the server's ``receive``) and passes
     each through :meth:`screen` as it comes, which decodes it once; a task that lives while any
-    wait hands what it made of them to :meth:`handle` (see :meth:`serve`). One more task
-    dispatches the channel layer's, and drains what the layer already holds for this channel (the
+    wait hands what it made of them to :meth:`handle` (see :meth:`serve`). The channel layer's are
+    dispatched the same way on a layer with the ``queued`` extension (wsgateway's): the layer calls
+    :meth:`layer_queued` as one is queued, and a task lives while any wait (:meth:`dispatch_layer`);
+    on another layer, one more task waits in its ``receive`` for the socket's life
+    (:meth:`serve_layer`). Either drains what the layer already holds for this channel (the
     ``receive_nowait`` extension) before the client gets a turn. The ``turn`` lock keeps
     Channels' rule of one handler at a time. Channels instead makes a
     task and an ``asyncio.wait`` for every message: objects that outlive a young collection,
@@ -85,11 +88,18 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     #: Held by whichever loop is dispatching: one handler at a time, as in Channels.
     turn: asyncio.Lock
     #: What :meth:`screen` made of the client's messages (a decoded frame, say), waiting for their
-    #: turn. A list, not a deque: it holds a few items at most, and an empty deque costs every
-    #: socket 760 bytes against a list's 56.
-    inbox: list[Any]
+    #: turn. A list while anything waits, not a deque: it holds a few items at most, and an empty deque
+    #: costs every socket 760 bytes against a list's 56; the shared empty tuple while nothing does.
+    inbox: list[Any] | tuple[()]
     #: The task dispatching :attr:`inbox`, while it holds anything.
     dispatcher: asyncio.Task[None] | None = None
+    #: The task dispatching what the layer queued for this channel, while it holds anything (a layer
+    #: with the ``queued`` extension; see :meth:`layer_queued`).
+    layer_dispatcher: asyncio.Task[None] | None = None
+    #: The task reading the client (:meth:`serve`), while it runs: what a failed handler wakes.
+    serving: asyncio.Task[Any] | None = None
+    #: What :meth:`dispatch_layer` runs in: a copy of :meth:`serve`'s, as a long-lived layer task had.
+    layer_context: contextvars.Context
     #: Everything sent goes through it (see wsgateway.transport).
     transport: Transport
     #: The one run of :meth:`undo_connect`, once the socket has ended.
@@ -166,17 +176,29 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         unbounded) is thus kept empty, and a subclass bounds what waits here.
         """
         self.turn = asyncio.Lock()
-        self.inbox = []
+        self.inbox = ()
         this = asyncio.current_task()
         assert this is not None
         loop = asyncio.get_running_loop()
-        layer = loop.create_task(self.serve_layer(this))
+        layer: asyncio.Task[None] | None = None
+        listens = supports(self.channel_layer, QUEUED) and supports(self.channel_layer, RECEIVE_NOWAIT)
+        if listens:
+            # No task for the layer while nothing is queued: an idle socket's was a task, its
+            # coroutines and a future, waiting in receive() for its life (about 1 KB).
+            self.home, self.serving, self.layer_context = loop, this, contextvars.copy_context()
+            self.watch_urgent()
+            self.channel_layer.watch_queued(self.channel_name, self.layer_queued)
+        else:
+            layer = loop.create_task(self.serve_layer(this))
         try:
             while True:
                 item = await self.screen(await receive())
                 if item is None:
                     continue
-                self.inbox.append(item)
+                if isinstance(self.inbox, list):
+                    self.inbox.append(item)
+                else:
+                    self.inbox = [item]
                 if self.dispatcher is None:
                     self.dispatcher = loop.create_task(self.dispatch_inbox(this))
                 if isinstance(item, dict) and item["type"] == "websocket.disconnect":
@@ -189,7 +211,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             failure = next(
                 (
                     task.exception()
-                    for task in (layer, self.dispatcher)
+                    for task in (layer, self.layer_dispatcher, self.dispatcher)
                     if task is not None and task.done() and not task.cancelled() and task.exception()
                 ),
                 None,
@@ -204,12 +226,16 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             finally:
                 del failure  # see below
         finally:
-            await cancel_all(layer, self.dispatcher, self.urgent_dispatcher)
+            if listens:
+                self.serving = None  # before anything yields: no dispatcher starts after this
+                self.channel_layer.watch_queued(self.channel_name, None)
+                self.unwatch_urgent()
+            await cancel_all(layer, self.layer_dispatcher, self.dispatcher, self.urgent_dispatcher)
             # No reference cycle left behind: the exception that ends the socket holds this frame
             # (its traceback), and the finished tasks hold theirs, whose frames hold the consumer. A
             # cycle through them made every object of a closed socket garbage that only a full
             # collection frees, where reference counting frees it at once.
-            self.dispatcher = self.urgent_dispatcher = None
+            self.dispatcher = self.urgent_dispatcher = self.layer_dispatcher = None
             del layer, this
 
     async def screen(self, message: Message) -> Inbound | None:
@@ -297,10 +323,11 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
     async def dispatch_inbox(self, client_loop: asyncio.Task[Any]) -> None:
         """Handle what waits in :attr:`inbox`, in order, each under the turn."""
         try:
-            while self.inbox:
+            while isinstance(self.inbox, list) and self.inbox:
                 async with self.turn:
                     # Taken out in its turn: until then the layer loop sees it waiting (serve_layer).
                     await self.handle(self.inbox.pop(0))
+            self.inbox = ()  # an idle socket's is the shared empty tuple: one tracked list fewer
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -309,15 +336,80 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             raise
         self.dispatcher = None
 
+    def layer_queued(self) -> None:
+        """The layer's listener of this channel (the ``queued`` extension): a message was queued, in
+        its sender's call. A task dispatches what is queued, and ends once nothing is."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self.home:
+            # A sender in another thread (sync code on the in-process layer): this socket's loop decides.
+            self.home.call_soon_threadsafe(self.layer_queued)
+            return
+        if self.layer_dispatcher is None and self.serving is not None:
+            self.layer_dispatcher = self.home.create_task(self.dispatch_layer(), context=self.layer_context)
+
+    async def dispatch_layer(self) -> None:
+        """Dispatch what the layer holds for this channel, in order, under the turn, as
+        :meth:`serve_layer` does for each message it receives; then end."""
+        layer = self.channel_layer
+        overflows = supports(layer, OVERFLOW)
+        try:
+            while (message := layer.receive_nowait(self.channel_name)) is not None:
+                async with self.turn:
+                    await self.dispatch_layer_event(message)
+                    await self.drain_layer(True, overflows)
+            if overflows and layer.take_overflow(self.channel_name):
+                # Lost while nothing was left to dispatch (expired unread): reported all the same.
+                async with self.turn:
+                    await self.layer_overflowed()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            # As in serve_layer: wake the client's loop, which re-raises this.
+            if self.serving is not None:
+                self.serving.cancel()
+            raise
+        self.layer_dispatcher = None
+
+    async def drain_layer(self, drains: bool, overflows: bool) -> None:
+        """After a layer message, under the turn: what the layer holds already, while no client frame
+        waits and up to DRAIN_LIMIT (``drains``); then whether the layer lost any (``overflows``)."""
+        layer = self.channel_layer
+        if drains:
+            for _ in range(DRAIN_LIMIT):
+                if self.inbox:
+                    # Client frames wait: they have their turn first. An answer to a
+                    # request frees the place in the socket's table the next one needs.
+                    break
+                message = layer.receive_nowait(self.channel_name)
+                if message is None:
+                    break
+                await self.dispatch_layer_event(message)
+        if overflows and layer.take_overflow(self.channel_name):
+            await self.layer_overflowed()
+
+    def watch_urgent(self) -> bool:
+        """Have the layer hand this channel's urgent events to :meth:`take_urgent`, if it can."""
+        if not supports(self.channel_layer, URGENT):
+            return False
+        self.home = asyncio.get_running_loop()
+        self.channel_layer.watch_urgent(self.channel_name, self.take_urgent)
+        return True
+
+    def unwatch_urgent(self) -> None:
+        if supports(self.channel_layer, URGENT):
+            self.channel_layer.watch_urgent(self.channel_name, None)
+
     async def serve_layer(self, client_loop: asyncio.Task[Any]) -> None:
+        """The layer's messages on a layer without the ``queued`` extension: received here, one
+        task for the socket's life."""
         layer = self.channel_layer
         # Flags, not the layer's bound methods: this frame lives as long as the socket, and each
         # bound method in it would be one more object per socket for the cyclic collector to walk.
         drains, overflows = supports(layer, RECEIVE_NOWAIT), supports(layer, OVERFLOW)
-        watches = supports(layer, URGENT)
-        if watches:
-            self.home = asyncio.get_running_loop()
-            layer.watch_urgent(self.channel_name, self.take_urgent)
+        watches = self.watch_urgent()
         try:
             while True:
                 try:
@@ -329,18 +421,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
                     continue
                 async with self.turn:
                     await self.dispatch_layer_event(message)
-                    if drains:
-                        for _ in range(DRAIN_LIMIT):
-                            if self.inbox:
-                                # Client frames wait: they have their turn first. An answer to a
-                                # request frees the place in the socket's table the next one needs.
-                                break
-                            message = layer.receive_nowait(self.channel_name)
-                            if message is None:
-                                break
-                            await self.dispatch_layer_event(message)
-                    if overflows and layer.take_overflow(self.channel_name):
-                        await self.layer_overflowed()
+                    await self.drain_layer(drains, overflows)
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -350,7 +431,7 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
             raise
         finally:
             if watches:
-                layer.watch_urgent(self.channel_name, None)
+                self.unwatch_urgent()
 
     def take_urgent(self, message: Message) -> None:
         """The layer's watcher of this channel: an urgent event, in its sender's call (see

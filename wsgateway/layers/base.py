@@ -27,6 +27,8 @@ DEFAULT_CAPACITY = 1000
 MAX_URGENT = 32
 
 UrgentWatcher = Callable[[dict[str, Any]], None]
+#: Called as a message is queued for a channel (extensions.QUEUED).
+QueuedListener = Callable[[], None]
 
 _IMMUTABLE = (str, int, float, bool, bytes, type(None))
 
@@ -92,10 +94,11 @@ class Inbox:
     the shared empty tuple until the first message, and again after a sweep finds them empty (an
     empty deque is 760 bytes; three of them were a third of wsgateway's memory per idle socket);
     its waiters are a list (one receive waits on it at a time, all but always). Between sweeps the
-    deques stay: a burst then makes no container the cyclic collector would track.
+    deques stay: a burst then makes no container the cyclic collector would track. A socket that
+    listens (:meth:`LocalDelivery.listen`) never waits in a receive: its waiters stay empty.
     """
 
-    __slots__ = ("expiries", "messages", "urgent", "waiters", "watcher")
+    __slots__ = ("expiries", "listener", "messages", "urgent", "waiters", "watcher")
 
     def __init__(self) -> None:
         self.messages: deque[dict[str, Any]] | tuple[()] = ()
@@ -105,6 +108,8 @@ class Inbox:
         self.urgent: list[tuple[float, dict[str, Any]]] | None = None
         #: Who takes urgent events as they come (see :meth:`LocalDelivery.watch`).
         self.watcher: UrgentWatcher | None = None
+        #: Who is told that a message was queued (see :meth:`LocalDelivery.listen`).
+        self.listener: QueuedListener | None = None
 
     def append(self, message: dict[str, Any], expires: float) -> None:
         if not isinstance(self.messages, deque) or not isinstance(self.expiries, deque):
@@ -126,8 +131,14 @@ class Inbox:
 
     @property
     def idle(self) -> bool:
-        """Nothing queued, nobody waiting or watching: an inbox the sweep may forget."""
-        return not self.messages and not self.urgent and not self.waiters and self.watcher is None
+        """Nothing queued, nobody waiting, watching or listening: an inbox the sweep may forget."""
+        return (
+            not self.messages
+            and not self.urgent
+            and not self.waiters
+            and self.watcher is None
+            and self.listener is None
+        )
 
     def wake_one(self) -> None:
         while self.waiters:
@@ -201,6 +212,15 @@ class LocalDelivery:
         inbox.append(copy_message(message), now + self.expiry)
         if inbox.waiters:
             inbox.wake_one()
+        if inbox.listener is not None:
+            self.tell(channel, inbox.listener)
+
+    @staticmethod
+    def tell(channel: str, listener: QueuedListener) -> None:
+        try:
+            listener()
+        except Exception:  # the sender (another socket, the Redis reader) must not pay for it
+            logger.exception("wsgateway: the listener of %s failed to hear of a message", channel)
 
     def put_urgent(self, channel: str, inbox: Inbox, message: dict[str, Any], now: float) -> None:
         """Hand an urgent event to the channel's watcher, else queue it ahead of the rest."""
@@ -225,6 +245,8 @@ class LocalDelivery:
         urgent.append((now, message))
         if inbox.waiters:
             inbox.wake_one()
+        if inbox.listener is not None:
+            self.tell(channel, inbox.listener)
 
     def watch(self, channel: str, watcher: UrgentWatcher | None) -> None:
         """Hand ``channel``'s urgent events to ``watcher`` as they come (None: queue them again);
@@ -237,6 +259,19 @@ class LocalDelivery:
         inbox.watcher = watcher
         while watcher is not None and inbox.urgent and inbox.watcher is watcher:
             watcher(inbox.urgent.pop(0)[1])
+
+    def listen(self, channel: str, listener: QueuedListener | None) -> None:
+        """Call ``listener()`` each time a message is queued for ``channel`` (None: stop), and now if
+        one is queued already: its consumer then takes them with :meth:`get_nowait`, and needs no
+        task waiting in :meth:`get`. From the loop that receives on ``channel``."""
+        inbox = self.inboxes.get(channel)
+        if inbox is None:
+            if listener is None:
+                return
+            inbox = self.inboxes[channel] = Inbox()
+        inbox.listener = listener
+        if listener is not None and (inbox.messages or inbox.urgent):
+            self.tell(channel, listener)
 
     async def get(self, channel: str) -> dict[str, Any]:
         inbox = self.inboxes.get(channel)
@@ -398,7 +433,7 @@ class LocalDelivery:
         receiver is done with it. A message that comes for it within :data:`FORGOTTEN_FOR` is dropped on
         arrival and counted (``layer.late``); later, one is queued anew, and expires unread."""
         inbox = self.inboxes.get(channel)
-        if inbox is not None and (inbox.waiters or inbox.watcher is not None):
+        if inbox is not None and (inbox.waiters or inbox.watcher is not None or inbox.listener is not None):
             return
         self.inboxes.pop(channel, None)
         now = self.clock()
@@ -421,7 +456,8 @@ class LocalDelivery:
         oldest = now - self.expiry
         for channel, inbox in list(self.inboxes.items()):
             self.drop_expired(channel, inbox, now)
-            if inbox.urgent and not (inbox.waiters or inbox.watcher or channel in self.memberships):
+            listened = inbox.waiters or inbox.watcher or inbox.listener
+            if inbox.urgent and not (listened or channel in self.memberships):
                 inbox.urgent = [(at, event) for at, event in inbox.urgent if at >= oldest] or None
             if inbox.idle:
                 del self.inboxes[channel]

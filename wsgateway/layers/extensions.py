@@ -78,6 +78,14 @@ FORGET_CHANNEL = "forget_channel"
 #: callback runs on that loop, in the sender's call: it must be quick and must not raise.
 URGENT = "urgent"
 
+#: ``watch_queued(channel, callback | None)``: ``callback()`` (no argument) is called each time a message
+#: is queued for ``channel`` (an urgent event queued for want of a ``watch_urgent`` watcher too), on the
+#: loop that receives on it, in the sender's call, and once at once when something is queued already. So
+#: a consumer needs no task waiting in ``receive`` for its channel: it takes what is queued with
+#: ``receive_nowait`` when called, and an idle socket holds no task, coroutine nor future for its channel.
+#: The callback must be quick and must not raise.
+QUEUED = "queued"
+
 #: Users refused new sockets for a while, on every process of the layer (wsgateway.limits: a user
 #: closed 4429 for flooding):
 #:
@@ -175,6 +183,7 @@ WSGATEWAY_LAYER_EXTENSIONS: tuple[str, ...] = (
     CONNECTIONS,
     FORGET_CHANNEL,
     URGENT,
+    QUEUED,
     COOLDOWN,
 )
 

@@ -6,7 +6,14 @@ import asyncio
 import secrets
 from typing import Any
 
-from .base import LocalConnections, LocalCooldowns, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
+from .base import (
+    LocalConnections,
+    LocalCooldowns,
+    LocalDelivery,
+    LocalDeliveryLayer,
+    QueuedListener,
+    UrgentWatcher,
+)
 from .extensions import PROCESS_LOCAL, WSGATEWAY_LAYER_EXTENSIONS, CoolingDown
 
 
@@ -49,6 +56,10 @@ class InProcessChannelLayer(LocalDeliveryLayer):
     def watch_urgent(self, channel: str, callback: UrgentWatcher | None) -> None:
         """Extension: hand ``channel``'s urgent events to ``callback`` as they come (extensions.URGENT)."""
         self.local.watch(channel, callback)
+
+    def watch_queued(self, channel: str, callback: QueuedListener | None) -> None:
+        """Extension: call ``callback()`` as a message is queued for ``channel`` (extensions.QUEUED)."""
+        self.local.listen(channel, callback)
 
     def forget_channel(self, channel: str) -> None:
         """Extension: drop the inbox of a channel nobody will receive on again (extensions.FORGET_CHANNEL)."""

@@ -36,7 +36,7 @@ from typing import Any
 import msgpack
 import redis
 
-from .base import Inbox, LocalDelivery, LocalDeliveryLayer, UrgentWatcher
+from .base import Inbox, LocalDelivery, LocalDeliveryLayer, QueuedListener, UrgentWatcher
 from .extensions import (
     JOIN_CONFIRMED,
     NODES,
@@ -199,6 +199,13 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         state = self._state() if callback is not None else self._states.get(asyncio.get_running_loop())
         if state is not None:
             state.local.watch(channel, callback)
+
+    def watch_queued(self, channel: str, callback: QueuedListener | None) -> None:
+        """Extension: call ``callback()`` as a message is queued in this process for ``channel`` (a
+        channel of this loop), from pub/sub or a send (extensions.QUEUED)."""
+        state = self._state() if callback is not None else self._states.get(asyncio.get_running_loop())
+        if state is not None:
+            state.local.listen(channel, callback)
 
     def forget_channel(self, channel: str) -> None:
         """Extension: drop the inbox of a channel of this loop that nobody will receive on again
