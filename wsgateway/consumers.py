@@ -429,6 +429,11 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
                 event["error"], event["reason"], event["code"], in_close=in_close, details=details
             )
 
+    async def gateway_resync(self, event: dict[str, Any]) -> None:
+        """A push to this user failed somewhere and the layer is back (wsgateway.repairs): catch up,
+        as after an overflow (the turn is held already)."""
+        await self.catch_up()
+
     async def gateway_recheck(self, event: dict[str, Any]) -> None:
         if self.recheck is not None:  # recheck_user_sockets(): a change that sent no signal
             self.recheck.now()

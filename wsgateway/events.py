@@ -24,6 +24,9 @@ REQUEST_CANCEL = "gateway.request.cancel"
 REPLY = "gateway.reply"
 #: A health probe, sent to a group no socket joins (wsgateway.health).
 PROBE = "gateway.probe"
+#: "Catch up from the database": a push to the user failed somewhere, and the layer takes sends again
+#: (wsgateway.repairs); each socket of the user does what it does after an overflow.
+RESYNC = "gateway.resync"
 
 #: Events that wait for nothing: wsgateway's layers keep them apart from a channel's queue, outside
 #: its capacity and expiry, and hand them to the socket as they arrive (the ``urgent`` extension).
@@ -31,4 +34,4 @@ PROBE = "gateway.probe"
 URGENT_EVENTS = frozenset({REVOKE})
 
 #: What a socket takes from the layer; anything else is logged and dropped.
-SOCKET_EVENTS = frozenset({PUSH, REVOKE, RECHECK, REQUEST, REQUEST_CANCEL})
+SOCKET_EVENTS = frozenset({PUSH, REVOKE, RECHECK, RESYNC, REQUEST, REQUEST_CANCEL})

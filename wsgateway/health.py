@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
-from . import events, metrics
+from . import events, metrics, repairs
 from .layers.extensions import CONNECTIONS, JOIN_CONFIRMED, NODES, POOL_BUSY, LayerBusy, supports
 
 logger = logging.getLogger("wsgateway")
@@ -249,6 +249,9 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
                 continue
             if not self.healthy:
                 self.recovered()
+            # Pushes of this process that failed unseen by a probe (a blip, a full pool): their users'
+            # sockets, here and on every other process, catch up now (wsgateway.repairs).
+            await repairs.arepair()
 
     def recovered(self) -> None:
         """The layer is back: resync, paced, the sockets that were open when it failed."""

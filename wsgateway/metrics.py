@@ -52,6 +52,11 @@ LAYER_BUSY = "layer.busy"
 BROADCASTS = "broadcasts.sent"
 #: Notifications stored but not pushed, because the channel layer failed (sockets catch up by resync).
 PUSH_FAILED = "push.failed"
+#: Users told to catch up once the layer took sends again, after their pushes failed (wsgateway.repairs).
+PUSH_REPAIRED = "push.repaired"
+#: Users whose failed pushes could not be kept for repair (past repairs.MAX_PENDING): their sockets
+#: catch up on their next push or connect.
+PUSH_UNREPAIRED = "push.unrepaired"
 #: Group memberships the refresher failed to renew (the layer was down; the watchdog resyncs later).
 MEMBERSHIP_REFRESH_FAILED = "membership.refresh_failed"
 #: Sockets' places under ``MAX_CONNECTIONS_PER_USER`` put back after the layer lost them (Redis flushed
@@ -138,6 +143,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wsgateway_pushes_total": ("Pushes handed to the channel layer, one per user and frame.", ()),
     "wsgateway_broadcasts_total": ("Frames broadcast to every socket, one per broadcast() call.", ()),
     "wsgateway_pushes_failed_total": ("Notifications stored but not pushed: the channel layer failed.", ()),
+    "wsgateway_push_repairs_total": (
+        "Users told to catch up after their pushes failed (sent), or not kept for it (unrepaired).",
+        ("outcome",),
+    ),
     "wsgateway_refusals_total": (
         "Handshakes refused, by reason; and client frames refused rate_limited.",
         ("reason",),
@@ -219,6 +228,8 @@ ROUTES: dict[str, tuple[str, tuple[str, ...]] | None] = {
     LAYER_BUSY: ("wsgateway_layer_busy_total", ()),
     BROADCASTS: ("wsgateway_broadcasts_total", ()),
     PUSH_FAILED: ("wsgateway_pushes_failed_total", ()),
+    PUSH_REPAIRED: ("wsgateway_push_repairs_total", ("sent",)),
+    PUSH_UNREPAIRED: ("wsgateway_push_repairs_total", ("unrepaired",)),
     MEMBERSHIP_REFRESH_FAILED: ("wsgateway_membership_refresh_failures_total", ()),
     PLACES_RESTORED: ("wsgateway_places_restored_total", ()),
     INBOUND_RATE_LIMITED: ("wsgateway_refusals_total", ("rate_limited",)),

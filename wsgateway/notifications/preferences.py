@@ -20,7 +20,7 @@ from typing import Any
 from django.db import router, transaction
 from django.utils.translation import gettext
 
-from .. import metrics
+from .. import metrics, repairs
 from ..codes import ErrorCode
 from ..groups import push
 from ..locks import user_push_lock
@@ -226,3 +226,4 @@ def push_state(user_id: Any, using: str | None = None) -> None:
         except Exception as exc:
             metrics.increment(metrics.PUSH_FAILED)
             logger.warning("wsgateway: preferences of user %s stored but not pushed: %s", user_id, exc)
+            repairs.push_failed([user_id])  # a catch-up sends the preferences' connect frame again

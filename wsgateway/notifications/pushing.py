@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from .. import frames, metrics
+from .. import frames, metrics, repairs
 from ..conf import gateway_settings
 from ..groups import Push, push, push_many
 from ..locks import user_push_lock
@@ -46,8 +46,8 @@ def push_notifications(notifications: Iterable[Notification], *, stored_only: bo
     However many notifications and recipients, this is one query and one call
     to the channel layer per chunk (one pipeline on wsgateway's Redis layer).
     ``stored_only`` drops those no longer in the database (in the same query).
-    A channel-layer failure is logged, not raised: the rows are stored, and
-    sockets catch up through the resync after the layer returns, or on connect.
+    A channel-layer failure is logged and counted, not raised: the rows are stored, and the users'
+    sockets are told to catch up once the layer takes a send again (wsgateway.repairs).
     """
     notifications = list(notifications)
     for start in range(0, len(notifications), PUSH_CHUNK):
@@ -71,6 +71,9 @@ def _push_chunk(chunk: list[Notification], *, stored_only: bool) -> None:
         except Exception as exc:
             metrics.increment(metrics.PUSH_FAILED, len(pushes))
             logger.warning("wsgateway: %d notification(s) stored but not pushed: %s", len(pushes), exc)
+            repairs.push_failed(recipients)
+            return
+    repairs.repair()  # the layer took this: users whose pushes failed before catch up now
 
 
 def push_payload(notification: Notification, state: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +141,9 @@ def _send(pushes: list[Push]) -> None:
     except Exception as exc:
         metrics.increment(metrics.PUSH_FAILED, len(pushes))
         logger.warning("wsgateway: %d change push(es) stored but not sent: %s", len(pushes), exc)
+        repairs.push_failed(push.user_id for push in pushes)
+        return
+    repairs.repair()
 
 
 def push_unread_state(user_id: Any) -> dict[str, Any]:
