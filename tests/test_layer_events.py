@@ -37,7 +37,7 @@ INJECTED_FRAME = json.dumps(
 )
 
 NOT_LAYER_EVENTS = [
-    {"type": "gateway.resync"},
+    {"type": "gateway.catch.up"},
     {"type": "gateway.noop"},
     {"type": "gateway.probe", "token": "t"},
     {"type": "websocket.receive", "text": INJECTED_FRAME},
