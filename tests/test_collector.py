@@ -1,4 +1,4 @@
-"""The garbage-collector policy (wsgateway.collector) and its setting, GC_FREEZE."""
+"""The garbage-collector policy (wsgateway.collector) and its settings, GC_FREEZE and GC_FREEZE_EVERY."""
 
 from __future__ import annotations
 
@@ -124,7 +124,8 @@ def thresholds() -> Iterator[tuple[int, int, int]]:
 async def test_refreeze_is_one_timer_per_process_and_only_when_asked(
     thresholds: tuple[int, int, int],
 ) -> None:
-    assert collector.schedule_refreeze() is None  # tests/settings.py has no timer
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": None}):
+        assert collector.schedule_refreeze() is None
     with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 30}):
         timer = collector.schedule_refreeze()
     assert timer is not None
@@ -160,7 +161,8 @@ async def test_the_thresholds_come_back_when_the_timer_goes(thresholds: tuple[in
     with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 30}):
         collector.schedule_refreeze().cancel()  # type: ignore[union-attr]
     assert gc.get_threshold() != thresholds
-    assert collector.schedule_refreeze() is None  # the setting went: the next tick stops the timer
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": None}):
+        assert collector.schedule_refreeze() is None  # the setting went: the next tick stops the timer
     assert gc.get_threshold() == thresholds
     collector.restore_thresholds()  # twice is harmless
     assert gc.get_threshold() == thresholds
