@@ -187,7 +187,7 @@ def measure(
         "DATABASE_URL": f"sqlite:///{directory}/db.sqlite3",
         "BENCH_MEMSTATS": str(directory / f"{server}.json"),
         "BENCH_TRACEMALLOC": "1" if trace else "0",
-        "BENCH_GC_FREEZE_EVERY": str(freeze_every or 0),  # none unless asked: objects are counted
+        "BENCH_GC_FREEZE_EVERY": str(freeze_every or ""),
         # The caller's path first: PYTHONPATH=<an older wsgateway's parent> measures that one.
         "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
     }

@@ -64,17 +64,6 @@ def maintenance_known_off() -> None:
 
 
 @pytest.fixture(autouse=True)
-def collector_thresholds_kept() -> Iterator[None]:
-    """No test leaves the process with CPython's full collections held off: the first socket of a test
-    process starts the refreeze timer (GC_FREEZE_EVERY, wsgateway.collector), which holds them off, but
-    on that test's event loop, which ends with the test; the thresholds would outlive it."""
-    from wsgateway import collector
-
-    yield
-    collector.restore_thresholds()
-
-
-@pytest.fixture(autouse=True)
 def no_user_cooling_down() -> Iterator[None]:
     """No user of a test is cooling down after another test's 4429 (wsgateway.limits): this process
     remembers cool-downs by user pk and by handshake credentials, and the database gives pks again."""

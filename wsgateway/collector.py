@@ -6,11 +6,11 @@ the apps, about 100,000 objects, alive as long as the process) and the sockets' 
 first need never be walked again: :func:`freeze_start_up` takes them out of the collector's sight
 once, at the process's first socket (``WSGATEWAY["GC_FREEZE"]``; see "Garbage collection" in
 docs/deployment.md for what it measured). The second is kept small by the per-socket parts
-(``bench/memory.py`` counts them; ``tests/test_socket_cost.py`` bounds them), and, where the site asks
-for it (``GC_FREEZE_EVERY``), frozen too once they have lived an interval: :func:`refreeze`. That is safe
-only as far as what is frozen is not later left as a reference cycle, which a frozen object never gets
-collected from: a closed socket of wsgateway's leaves none (tests/test_socket_cost.py), the server's
-may (bench/server_memory.py counts it).
+(``bench/memory.py`` counts them; ``tests/test_socket_cost.py`` bounds them), and frozen too once they
+have lived an interval where the site asks for it (``GC_FREEZE_EVERY``): :func:`refreeze`. That is safe only
+as far as what is frozen is not later left as a reference cycle, which a frozen object is not collected
+from until the hourly thaw: a closed socket of wsgateway's leaves none (tests/test_socket_cost.py), the
+server's may (bench/server_memory.py counts it).
 
 The thresholds (``gc.set_threshold``) are left as the site set them, but for one: while the refreeze
 timer runs, CPython's own full collections are held off (:func:`hold_off_full`). The timer runs one

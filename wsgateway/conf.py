@@ -401,10 +401,11 @@ KEYS: dict[str, Key] = {
         "loaded), so that no later full collection walks it again (wsgateway.collector). False: "
         "the collector is left as the site set it.",
     ),
-    # On by default since the timer holds CPython's own full collections off (bench/README.md, "Full
-    # collections out of the way": 20 full collections in a run of the uvicorn row became 2).
+    # Off by default: the timer made connects cheaper (2 full collections where CPython made 20), but a
+    # process running it kept about 5 KiB of RSS per closed socket under uvicorn, that no thaw gave back
+    # (bench/README.md, "Full collections out of the way").
     "GC_FREEZE_EVERY": Key(
-        30,
+        None,
         Shape.POSITIVE_INTEGER,
         "Seconds between two freezes of what lived through the interval (one collection of what is not "
         "frozen, then gc.freeze()): that collection walks only what is newer, however many sockets are "
