@@ -68,6 +68,32 @@ if os.environ.get("BENCH_GC_LOG"):
 
     gc.callbacks.append(_log_gc)
 
+# BENCH_GC_THAW=1: on SIGUSR2, the hourly thaw's collection now (wsgateway.collector.refreeze(thaw=True)):
+# unfreeze, one full collection, freeze again, and what it freed to stderr: the reference cycles that were
+# left among frozen objects, which only the thaw frees (bench/README.md, "Full collections out of the way").
+if os.environ.get("BENCH_GC_THAW"):
+    import collections
+    import json
+    import signal
+    import sys
+    import time
+
+    def _thaw(signum: int, frame: object) -> None:
+        frozen = gc.get_freeze_count()
+        start = time.perf_counter()
+        gc.unfreeze()
+        freed = gc.collect()
+        took = time.perf_counter() - start
+        by_type = collections.Counter(type(obj).__qualname__ for obj in gc.get_objects())
+        gc.freeze()
+        print(f"thaw: {frozen} frozen, {freed} freed, {1000 * took:.1f} ms", file=sys.stderr, flush=True)
+        print(f"thaw: by type {json.dumps(dict(by_type))}", file=sys.stderr, flush=True)
+        with open("/proc/self/status") as status:
+            rss = next(line for line in status if line.startswith("VmRSS"))
+        print(f"rss after the thaw: {rss.split()[1]} KiB", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGUSR2, _thaw)
+
 # Diagnostics, off by default: BENCH_MEMSTATS=<path> writes the process's collector counts (and, with
 # BENCH_TRACEMALLOC=1, a tracemalloc snapshot beside it) to <path> on SIGUSR1; bench.server_memory reads them.
 if os.environ.get("BENCH_MEMSTATS"):

@@ -39,9 +39,11 @@ if not ROWS[BENCH_LAYER].limits:
         "REVALIDATE_INTERVAL": 24 * 60 * 60,
     }
 
-# bench.server_memory --freeze-every S: WSGATEWAY["GC_FREEZE_EVERY"] in the server.
+# BENCH_GC_FREEZE_EVERY=S: WSGATEWAY["GC_FREEZE_EVERY"] in the servers (bench.server_memory --freeze-every S);
+# 0 turns the timer off (and with it the held-off full collections), to measure what it does.
 if os.environ.get("BENCH_GC_FREEZE_EVERY"):
-    WSGATEWAY = {**WSGATEWAY, "GC_FREEZE_EVERY": int(os.environ["BENCH_GC_FREEZE_EVERY"])}
+    _every = int(os.environ["BENCH_GC_FREEZE_EVERY"])
+    WSGATEWAY = {**WSGATEWAY, "GC_FREEZE_EVERY": _every or None}
 
 # A deployment keeps its database connections; opening one per request would be measured instead.
 DATABASES["default"]["CONN_MAX_AGE"] = 600

@@ -1,4 +1,4 @@
-"""The garbage-collector policy (wsgateway.collector) and its setting, GC_FREEZE."""
+"""The garbage-collector policy (wsgateway.collector) and its settings, GC_FREEZE and GC_FREEZE_EVERY."""
 
 from __future__ import annotations
 
@@ -110,8 +110,22 @@ def test_refreeze_freezes_what_lived_and_collects_what_did_not(first_socket: Non
     assert sum(type(obj) is Node for obj in gc.get_objects()) == len(kept)
 
 
-async def test_refreeze_is_one_timer_per_process_and_only_when_asked() -> None:
-    assert collector.schedule_refreeze() is None  # GC_FREEZE_EVERY is None by default
+@pytest.fixture
+def thresholds() -> Iterator[tuple[int, int, int]]:
+    """The collector's thresholds as this process has them; put back after, whatever the test did."""
+    before = gc.get_threshold()
+    try:
+        yield before
+    finally:
+        collector.restore_thresholds()
+        gc.set_threshold(*before)
+
+
+async def test_refreeze_is_one_timer_per_process_and_only_when_asked(
+    thresholds: tuple[int, int, int],
+) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": None}):
+        assert collector.schedule_refreeze() is None
     with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 30}):
         timer = collector.schedule_refreeze()
     assert timer is not None
@@ -119,6 +133,63 @@ async def test_refreeze_is_one_timer_per_process_and_only_when_asked() -> None:
         assert 29 < timer.when() - asyncio.get_running_loop().time() <= 30
     finally:
         timer.cancel()
+
+
+async def test_while_the_timer_runs_cpython_runs_no_full_collection_of_its_own(
+    thresholds: tuple[int, int, int],
+) -> None:
+    def full_collections_while_kept() -> int:
+        full = gc.get_stats()[2]["collections"]
+        kept = [Node() for _ in range(200_000)]  # what a burst of connects leaves: objects that stay
+        del kept
+        return int(gc.get_stats()[2]["collections"] - full)
+
+    gc.collect()
+    assert full_collections_while_kept() > 0  # with the process's own thresholds, CPython runs some
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 30}):
+        collector.schedule_refreeze().cancel()  # type: ignore[union-attr]
+        collector.schedule_refreeze().cancel()  # type: ignore[union-attr]  # the next: held already
+    # The young generations as the process had them; the oldest never reached.
+    assert gc.get_threshold() == (thresholds[0], thresholds[1], collector.HELD_OFF)
+    gc.collect()
+    young = gc.get_stats()[0]["collections"]
+    assert full_collections_while_kept() == 0
+    assert gc.get_stats()[0]["collections"] > young  # the young ones still run
+
+
+async def test_the_thresholds_come_back_when_the_timer_goes(thresholds: tuple[int, int, int]) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 30}):
+        collector.schedule_refreeze().cancel()  # type: ignore[union-attr]
+    assert gc.get_threshold() != thresholds
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": None}):
+        assert collector.schedule_refreeze() is None  # the setting went: the next tick stops the timer
+    assert gc.get_threshold() == thresholds
+    collector.restore_thresholds()  # twice is harmless
+    assert gc.get_threshold() == thresholds
+
+
+async def test_reset_puts_the_thresholds_back(first_socket: None, thresholds: tuple[int, int, int]) -> None:
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 30}):
+        collector.schedule_refreeze().cancel()  # type: ignore[union-attr]
+    collector.reset()
+    assert gc.get_threshold() == thresholds
+
+
+def test_held_off_a_cycle_waits_for_the_timers_collection(
+    first_socket: None, thresholds: tuple[int, int, int]
+) -> None:
+    gc.unfreeze()
+    gc.collect()
+    collector.hold_off_full()
+    node = Node()
+    gc.collect(1)  # it outlives a young collection while in use: into the oldest generation
+    del node  # then let go, a cycle: reference counting does not free it
+    for _ in range(3):
+        gc.collect(1)  # and no young collection looks at the oldest generation
+    assert sum(type(obj) is Node for obj in gc.get_objects()) == 1
+    collector.refreeze()  # the timer's collection does
+    gc.unfreeze()
+    assert not any(type(obj) is Node for obj in gc.get_objects())
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,16 @@ the apps, about 100,000 objects, alive as long as the process) and the sockets' 
 first need never be walked again: :func:`freeze_start_up` takes them out of the collector's sight
 once, at the process's first socket (``WSGATEWAY["GC_FREEZE"]``; see "Garbage collection" in
 docs/deployment.md for what it measured). The second is kept small by the per-socket parts
-(``bench/memory.py`` counts them; ``tests/test_socket_cost.py`` bounds them), and, where the site asks
-for it (``GC_FREEZE_EVERY``), frozen too once they have lived an interval: :func:`refreeze`. That is safe
-only as far as what is frozen is not later left as a reference cycle, which a frozen object never gets
-collected from: a closed socket of wsgateway's leaves none (tests/test_socket_cost.py), the server's
-may (bench/server_memory.py counts it).
+(``bench/memory.py`` counts them; ``tests/test_socket_cost.py`` bounds them), and frozen too once they
+have lived an interval where the site asks for it (``GC_FREEZE_EVERY``): :func:`refreeze`. That is safe only
+as far as what is frozen is not later left as a reference cycle, which a frozen object is not collected
+from until the hourly thaw: a closed socket of wsgateway's leaves none (tests/test_socket_cost.py), the
+server's may (bench/server_memory.py counts it).
 
-The thresholds (``gc.set_threshold``) are left as they are: process-wide, and what they gain was
-within noise here; a site that wants them sets them in its ``asgi.py``.
+The thresholds (``gc.set_threshold``) are left as the site set them, but for one: while the refreeze
+timer runs, CPython's own full collections are held off (:func:`hold_off_full`). The timer runs one
+every interval over what is not frozen, so theirs would be redundant, and under a burst of connects
+they were the largest single cost of a connect (bench/README.md, "Full collections out of the way").
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ _full_since = 0.0
 THAW_EVERY = 3600.0
 #: time.monotonic() of the last refreeze that thawed first (or of the first socket).
 _thawed_at = 0.0
+#: The oldest generation's threshold while the refreeze timer runs: CPython starts a full collection
+#: only after this many collections of the middle one (each of them after 700 x 10 allocations by
+#: default), which is never in practice. Not 0: for the oldest generation, 0 would mean at every one.
+HELD_OFF = 1_000_000_000
+#: The thresholds :func:`hold_off_full` replaced, to put back; None while none are held off.
+_held_from: tuple[int, int, int] | None = None
 
 
 def start() -> None:
@@ -53,10 +61,39 @@ def schedule_refreeze() -> asyncio.TimerHandle | None:
     global _thawed_at
     every = gateway_settings.GC_FREEZE_EVERY
     if every is None:
+        restore_thresholds()  # the setting went: so do the timer and what it stood in for
         return None
     if not _thawed_at:
         _thawed_at = time.monotonic()
+    hold_off_full()
     return asyncio.get_running_loop().call_later(every, _refreeze_and_again)
+
+
+def hold_off_full() -> None:
+    """While the refreeze timer runs, no automatic full collection: the oldest generation's threshold
+    goes to :data:`HELD_OFF`, the two younger ones are kept as the site set them.
+
+    The timer's own collection walks, once an interval, everything that is not frozen, which is all a
+    full collection of CPython's would walk; CPython's would come on top of it, as often as what
+    survived grew by a quarter, which under a burst of connects at thousands of sockets held is about
+    one every 400 connects. What it costs: a reference cycle that a young collection does not free
+    (one that outlived two of them) now waits for the timer's collection, at most one interval, and
+    one frozen meanwhile for the hourly thaw, as before (:func:`refreeze`).
+    """
+    global _held_from
+    if _held_from is not None:
+        return
+    _held_from = gc.get_threshold()
+    gc.set_threshold(_held_from[0], _held_from[1], HELD_OFF)
+
+
+def restore_thresholds() -> None:
+    """Put back the thresholds :func:`hold_off_full` replaced, if it did."""
+    global _held_from
+    if _held_from is None:
+        return
+    gc.set_threshold(*_held_from)
+    _held_from = None
 
 
 def _refreeze_and_again() -> None:
@@ -73,7 +110,8 @@ def refreeze(*, thaw: bool = False) -> int:
     freeze, mostly the sockets opened meanwhile. Returns how many were frozen now.
 
     The collection walks only what is not frozen, so it is as long as the objects made since the last
-    freeze, not as long as the sockets held; and so is every full collection CPython runs between two.
+    freeze, not as long as the sockets held; CPython runs none of its own between two while the timer
+    runs (:func:`hold_off_full`).
 
     ``thaw``: unfreeze everything first, so that this one collection walks it all (as long as a full
     collection without any freeze) and frees the reference cycles closed sockets left among the frozen
@@ -142,6 +180,8 @@ def freeze_start_up() -> bool:
 
 
 def reset() -> None:
-    """Forget that the first socket came (a test that freezes again); does not unfreeze."""
+    """Forget that the first socket came (a test that freezes again), and put back the thresholds held
+    off for the timer; does not unfreeze."""
     global _started
     _started = False
+    restore_thresholds()

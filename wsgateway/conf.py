@@ -401,14 +401,16 @@ KEYS: dict[str, Key] = {
         "loaded), so that no later full collection walks it again (wsgateway.collector). False: "
         "the collector is left as the site set it.",
     ),
-    # Off by default: what it leaks is the server's to say (docs/benchmarks.md, "Memory and garbage
-    # collection").
+    # Off by default: the timer made connects cheaper (2 full collections where CPython made 20), but a
+    # process running it kept about 5 KiB of RSS per closed socket under uvicorn, that no thaw gave back
+    # (bench/README.md, "Full collections out of the way").
     "GC_FREEZE_EVERY": Key(
         None,
         Shape.POSITIVE_INTEGER,
         "Seconds between two freezes of what lived through the interval (one collection of what is not "
-        "frozen, then gc.freeze()): full collections then walk only what is newer, however many sockets "
-        "are held. A reference cycle frozen is never collected. None: only start-up. "
+        "frozen, then gc.freeze()): that collection walks only what is newer, however many sockets are "
+        "held, and while the timer runs CPython starts no full collection of its own. A reference cycle "
+        "frozen waits for the hourly thaw. None: only start-up, and CPython's thresholds as they are. "
         f"At most {MAX_GC_FREEZE_EVERY}.",
         nullable=True,
         most=MAX_GC_FREEZE_EVERY,

@@ -17,6 +17,10 @@ from .layers.extensions import GROUP_SEND_MANY, GROUP_SEND_MANY_SYNC, NODES, is_
 
 logger = logging.getLogger("wsgateway")
 
+#: The group health probes go through (wsgateway.health; one per node of a layer spread over several):
+#: no socket joins it, and a probe that only publishes (manage.py notify) sends to it.
+PROBE_GROUP = "wsgateway.health"
+
 
 def user_pk(user_or_pk: Any) -> Any:
     """The primary key of ``user_or_pk``: a user (anything with a ``pk``), or a primary key already."""
@@ -171,8 +175,6 @@ def layer_reaches_other_processes() -> bool:
 def layer_is_reachable() -> bool:
     """Probe the layer's backend (from sync code) with a send to a group nobody joins; on a layer
     spread over several nodes, one such group per node: any node down is unreachable."""
-    from .health import PROBE_GROUP
-
     layer = channel_layer()
     if layer is None:
         return False

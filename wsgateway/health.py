@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import events, metrics, repairs
+from .groups import PROBE_GROUP
 from .layers.extensions import CONNECTIONS, JOIN_CONFIRMED, NODES, POOL_BUSY, LayerBusy, supports
 
 logger = logging.getLogger("wsgateway")
@@ -49,7 +50,6 @@ RESYNC_CONCURRENCY = 32
 #: usual meanwhile, and only what it missed during the outage waits for its turn.
 RESYNC_RATE = 200
 RESYNC_BATCHES_PER_SECOND = 10
-PROBE_GROUP = "wsgateway.health"  # for probes that only publish (manage.py notify)
 #: Channels' group_expiry, for a layer that names none (channels_redis' pub/sub layer never expires one).
 DEFAULT_GROUP_EXPIRY = 86400.0
 #: Sockets whose memberships are re-made together; the next batch waits up to REFRESH_PAUSE.
