@@ -84,6 +84,17 @@ def no_user_cooling_down() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def no_repair_pending() -> Iterator[None]:
+    """No user of a test waits for a repair after another test's failed push (wsgateway.repairs keeps
+    them for the process's next push, and the database gives pks again)."""
+    from wsgateway import repairs
+
+    repairs.PENDING.take()
+    yield
+    repairs.PENDING.take()
+
+
+@pytest.fixture(autouse=True)
 def no_user_present() -> Iterator[None]:
     """No user of a test is online after another test's sockets (wsgateway.presence keeps a user online
     for PRESENCE_GRACE after their last socket on a process-local layer, and the database gives pks again)."""

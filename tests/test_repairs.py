@@ -9,7 +9,6 @@ consumer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,13 +21,6 @@ from wsgateway import metrics, repairs
 from wsgateway.notifications import notify, pushing
 
 KINDS = [pytest.param("inprocess"), pytest.param("redis", marks=pytest.mark.redis)]
-
-
-@pytest.fixture(autouse=True)
-def nothing_pending() -> Iterator[None]:
-    repairs.PENDING.take()
-    yield
-    repairs.PENDING.take()
 
 
 # -- the part, without a socket ----------------------------------------------------------------
