@@ -102,29 +102,34 @@ def _resync_items(users: list[Any]) -> list[tuple[str, dict[str, Any]]]:
 def repair() -> int:
     """From sync code, after a send went through: tell the users kept to catch up. Returns how many
     were told; a send that fails keeps them for the next time (and raises nothing)."""
-    if not PENDING:
+    users = PENDING.take() if PENDING else []
+    if not users:
         return 0
-    users = PENDING.take()
     try:
         send_to_groups(_resync_items(users))
     except Exception as exc:
-        PENDING.add(users)
-        logger.debug("wsgateway: repairs wait, the layer failed again: %r", exc)
-        return 0
-    metrics.increment(metrics.PUSH_REPAIRED, len(users))
-    return len(users)
+        return _kept(users, exc)
+    return _told(users)
 
 
 async def arepair() -> int:
     """:func:`repair` from async code (the watchdog, after a probe that passed)."""
-    if not PENDING:
+    users = PENDING.take() if PENDING else []
+    if not users:
         return 0
-    users = PENDING.take()
     try:
         await asend_to_groups(_resync_items(users))
     except Exception as exc:
-        PENDING.add(users)
-        logger.debug("wsgateway: repairs wait, the layer failed again: %r", exc)
-        return 0
+        return _kept(users, exc)
+    return _told(users)
+
+
+def _kept(users: list[Any], exc: Exception) -> int:
+    PENDING.add(users)
+    logger.debug("wsgateway: repairs wait, the layer failed again: %r", exc)
+    return 0
+
+
+def _told(users: list[Any]) -> int:
     metrics.increment(metrics.PUSH_REPAIRED, len(users))
     return len(users)
