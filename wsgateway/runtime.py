@@ -356,12 +356,18 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
         layer = self.channel_layer
         overflows = supports(layer, OVERFLOW)
         try:
-            while (message := layer.receive_nowait(self.channel_name)) is not None:
-                async with self.turn:
-                    await self.dispatch_layer_event(message)
-                    await self.drain_layer(True, overflows)
-            if overflows and layer.take_overflow(self.channel_name):
-                # Lost while nothing was left to dispatch (expired unread): reported all the same.
+            while True:
+                while (message := layer.receive_nowait(self.channel_name)) is not None:
+                    async with self.turn:
+                        await self.dispatch_layer_event(message)
+                        await self.drain_layer(True, overflows)
+                if not (overflows and layer.take_overflow(self.channel_name)):
+                    # Nothing queued, and no await from that look to the end: a message queued after
+                    # it finds no dispatcher, and its listener call starts one.
+                    break
+                # Lost while nothing was left to dispatch (expired unread): reported all the same;
+                # then look again, for what came while the report was sent (its listener call found
+                # this task still running, and started none).
                 async with self.turn:
                     await self.layer_overflowed()
         except asyncio.CancelledError:
