@@ -15,6 +15,7 @@ cannot be reached.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import re
 import signal
@@ -261,7 +262,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     # The README installs from a checkout, of which pip builds a wheel; this builds the sdist, then the
     # wheel from it, as pip builds one from an sdist: the same wheel, and a check that the sdist is whole.
     env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH"}}
-    run([sys.executable, "-m", "build", "--quiet", "--outdir", str(work / "dist"), str(ROOT)], work, env, 180)
+    # One build at a time: setuptools writes its egg-info into the checkout, and two pytest workers
+    # that each took some of this module's tests (``-n 2`` without ``--dist loadfile``) built over
+    # each other.
+    with open(tmp_path_factory.getbasetemp().parent / "wheel-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build = [sys.executable, "-m", "build", "--quiet", "--outdir", str(work / "dist"), str(ROOT)]
+        run(build, work, env, 180)
     (wheel,) = (work / "dist").glob("wsgateway-*.whl")
     lap("build")
 
