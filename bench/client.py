@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -883,12 +884,16 @@ class Client:
             cwd=plan.worker.get("cwd"),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            # A group of its own, killed whole below: the worker's forked producers outlived a kill of
+            # the worker alone (an interrupted bench left them sending until their duration ran out).
+            start_new_session=True,
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), plan.duration + 120)
         finally:
             if proc.returncode is None:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
         lines = out.decode().strip().splitlines()
         try:
