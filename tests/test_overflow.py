@@ -260,6 +260,50 @@ async def test_the_runtime_calls_layer_overflowed_once_per_overflow_episode(
         await communicator.disconnect(TIMEOUT)
 
 
+class HeldReporter(Reader):
+    """A :class:`Reader` whose overflow report waits for the test, so that a message comes while
+    the report is being sent."""
+
+    reporting: ClassVar[asyncio.Event]
+    report_release: ClassVar[asyncio.Event]
+
+    async def layer_overflowed(self) -> None:
+        HeldReporter.reporting.set()
+        await HeldReporter.report_release.wait()
+        await super().layer_overflowed()
+
+
+async def test_a_message_queued_while_an_overflow_is_reported_is_dispatched_without_another() -> None:
+    """A loss reported with nothing left to dispatch (the lost ones expired unread): a message queued
+    during that report found the dispatch task still running, so the layer's call started none; the
+    task must look again after the report, not leave the message until the next one comes."""
+    layer_config = {"BACKEND": BACKENDS["inprocess"], "CONFIG": {"capacity": 5}}
+    HeldReporter.reporting, HeldReporter.report_release = asyncio.Event(), asyncio.Event()
+    Reader.instances = []
+    with override_settings(CHANNEL_LAYERS={"default": layer_config}):
+        layer = get_channel_layer()
+        communicator = WebsocketCommunicator(HeldReporter.as_asgi(), "/ws/")
+        accepted, _ = await communicator.connect(TIMEOUT)
+        assert accepted
+        try:
+            reader = Reader.instances[-1]
+            assert supports(layer, OVERFLOW)
+            # Lost with nothing queued, as when what overflowed expired unread; the layer's call.
+            layer.local.mark_overflowed(reader.channel_name, layer.local.clock())
+            reader.layer_queued()
+            await asyncio.wait_for(HeldReporter.reporting.wait(), TIMEOUT)
+            await layer.group_send("readers", {"type": "gateway.item", "n": 1})
+            HeldReporter.report_release.set()
+            assert await communicator.receive_from(TIMEOUT) == "overflowed"
+            assert await communicator.receive_from(TIMEOUT) == "1"
+            assert await communicator.receive_nothing(0.2)
+            assert reader.overflows == 1
+        finally:
+            await communicator.disconnect(TIMEOUT)
+            await layer.flush()
+            await layer.close()
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_a_gateway_socket_whose_queue_overflowed_is_sent_what_it_missed() -> None:
     from channels.db import database_sync_to_async
