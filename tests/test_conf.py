@@ -12,11 +12,11 @@ from django.test import override_settings
 from tests.support.communicators import connected, create_user, frame
 from tests.support.extensions import ApiKeyAuthenticator, EchoService, nobody_may_view
 from wsgateway.auth import BearerTokenAuthenticator, SessionAuthenticator, authenticator_classes
+from wsgateway.bounds import MAX_GROUP_PREFIX_LENGTH
 from wsgateway.conf import (
     DEFAULTS,
     IMPORT_STRINGS,
     KEYS,
-    MAX_GROUP_PREFIX_LENGTH,
     GatewaySettings,
     Setting,
     Shape,
