@@ -69,6 +69,10 @@ MAX_PENDING_BOUND = 1000
 MAX_REQUEST_TIMEOUT_BOUND = 3600
 #: Longest ``LAYER_CONNECT_TIMEOUT``: a connect past it waits on a layer that does not answer.
 MAX_LAYER_CONNECT_TIMEOUT = 60
+#: Largest ``RESYNC_RATE``: a process of issue 24's soak held 5,000 sockets, and this resyncs them all
+#: within a second of a node's return: faster is no pacing at all (every push of the process waits
+#: behind the resyncs' database reads and joins).
+MAX_RESYNC_RATE = 5000
 #: Longest ``MAINTENANCE_CHECK_INTERVAL``: ``on`` and ``off`` take effect within it on every process.
 MAX_MAINTENANCE_CHECK_INTERVAL = 60
 #: Longest ``NOTIFICATIONS_SNOOZE_CHECK_INTERVAL``: a snoozed notification comes back within it.

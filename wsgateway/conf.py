@@ -38,6 +38,7 @@ from .bounds import (
     MAX_RATE,
     MAX_RATE_LIMIT_COOLDOWN,
     MAX_REQUEST_TIMEOUT_BOUND,
+    MAX_RESYNC_RATE,
     MAX_RETRY_AFTER,
     MAX_SEND_CEILING,
     MAX_SNOOZE_CHECK_INTERVAL,
@@ -307,6 +308,15 @@ KEYS: dict[str, Key] = {
         f"At most {MAX_LAYER_CONNECT_TIMEOUT}.",
         most=MAX_LAYER_CONNECT_TIMEOUT,
     ),
+    # Per process: each runs its own recovery, so N processes resync N times this in all.
+    "RESYNC_RATE": Key(
+        200,
+        Shape.POSITIVE_INTEGER,
+        "Sockets a second one process resyncs at most once a channel layer (or a Redis node of it) is back "
+        "after an outage, in batches of a tenth: a socket waiting its turn gets new pushes meanwhile, and "
+        f"only what it missed waits. At most {MAX_RESYNC_RATE}.",
+        most=MAX_RESYNC_RATE,
+    ),
     # Read once per interval per process, not per connect: a connect storm costs no database work.
     "MAINTENANCE_CHECK_INTERVAL": Key(
         2,
@@ -461,6 +471,7 @@ class GatewaySettings:
     MAX_PENDING_REQUESTS = Setting(int)
     MAX_REQUEST_TIMEOUT = Setting(int)
     LAYER_CONNECT_TIMEOUT = Setting(int)
+    RESYNC_RATE = Setting(int)
     MAINTENANCE_CHECK_INTERVAL = Setting(int)
     MAINTENANCE_RETRY_AFTER = Setting(int)
     EMAIL_TASK_BACKEND = Setting(str)

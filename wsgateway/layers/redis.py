@@ -129,6 +129,11 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         ``hosts``: a probe through all of them reaches every node (extensions.NODES)."""
         return names_per_node(base, len(self.hosts))
 
+    def node_index(self, name: str) -> int:
+        """Extension: the index in ``hosts`` of the node that carries the group (or channel) ``name``
+        (extensions.NODES): whose outage a socket in that group can have missed messages in."""
+        return node_of(name, len(self.hosts))
+
     def _node(self, state: LoopState, name: str) -> Node:
         return state.nodes[node_of(name, len(state.nodes))]
 
