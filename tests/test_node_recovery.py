@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
+import redis
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from django.test import override_settings
@@ -27,6 +28,7 @@ from wsgateway import health, repairs
 from wsgateway.consumers import GatewayConsumer
 from wsgateway.groups import user_group
 from wsgateway.health import watchdog_for
+from wsgateway.layers.redis import RedisChannelLayer
 from wsgateway.layers.redis_nodes import node_of
 from wsgateway.notifications import notify
 
@@ -134,3 +136,29 @@ async def test_a_node_back_resyncs_the_sockets_with_a_group_on_it_and_no_other_a
             channel_layers.backends.clear()
             if servers[DOWN].proc is None:
                 servers[DOWN].start()
+
+
+async def test_a_batch_from_sync_code_reaches_the_nodes_that_are_up_when_one_is_down(
+    servers: list[RedisServer],
+) -> None:
+    """``notify()`` to many users from a view or a worker is one ``group_send_many_sync``: its share for the
+    node that is down fails (and is repaired), and the shares of the others are delivered all the same."""
+    layer = RedisChannelLayer(hosts=[server.url for server in servers], prefix=f"sync{time.monotonic_ns()}")
+    try:
+        groups = [f"wsgateway.user.{n}" for n in range(1, 40)]
+        assert {node_of(group, NODES) for group in groups} == set(range(NODES))
+        channels = {group: await layer.new_channel() for group in groups}
+        for group, channel in channels.items():
+            await layer.group_add(group, channel)
+        servers[DOWN].stop()
+        for count in (NODES, len(groups)):  # a PUBLISH per group, then the broadcasts of each node
+            items = [(group, {"type": "gateway.push", "n": count}) for group in groups[:count]]
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await asyncio.to_thread(layer.group_send_many_sync, items)
+            for group, _ in items:
+                if node_of(group, NODES) != DOWN:
+                    message = await asyncio.wait_for(layer.receive(channels[group]), 5)
+                    assert message["n"] == count
+    finally:
+        servers[DOWN].start()
+        await layer.close()

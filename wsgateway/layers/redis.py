@@ -283,16 +283,28 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
 
     def group_send_many_sync(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Extension: :meth:`group_send_many` for sync code (a worker, a view's thread), on a
-        connection of its own per node: no event loop, and no thread hop to one, on the way."""
+        connection of its own per node: no event loop, and no thread hop to one, on the way.
+
+        Every node is sent its share before a failure is raised, as :meth:`group_send_many` does: one
+        node down must not keep the groups of the nodes after it from their messages."""
+        failed: Exception | None = None
         for node, publishes in self._publishes(items):
-            client = self._sync_client(node)
-            if len(publishes) == 1:
-                client.publish(*publishes[0])
-                continue
-            pipe = client.pipeline(transaction=False)
-            for channel, data in publishes:
-                pipe.publish(channel, data)
-            pipe.execute()
+            try:
+                self._publish_sync(node, publishes)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+
+    def _publish_sync(self, node: int, publishes: Publishes) -> None:
+        client = self._sync_client(node)
+        if len(publishes) == 1:
+            client.publish(*publishes[0])
+            return
+        pipe = client.pipeline(transaction=False)
+        for channel, data in publishes:
+            pipe.publish(channel, data)
+        pipe.execute()
 
     def _publishes(self, items: list[tuple[str, dict[str, Any]]]) -> list[tuple[int, Publishes]]:
         """The publishes of a group_send_many, per node: ``[(node index, [(channel, data)])]``."""
