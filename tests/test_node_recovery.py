@@ -11,6 +11,7 @@ resync, not the repair that would follow it here (a second catch-up, wsgateway.r
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
@@ -20,6 +21,7 @@ import pytest
 import redis
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
+from django import db
 from django.test import override_settings
 
 from tests.support.communicators import Socket, connected, create_user, frame
@@ -162,3 +164,63 @@ async def test_a_batch_from_sync_code_reaches_the_nodes_that_are_up_when_one_is_
     finally:
         servers[DOWN].start()
         await layer.close()
+
+
+async def test_a_subscription_that_dropped_and_came_back_unseen_resyncs_the_sockets_of_its_node(
+    servers: list[RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis closes the loop's pub/sub connection to one node (CLIENT KILL), and redis-py has it back
+    within a second, before any probe fails twice: a push published in between reached nobody, and its
+    publish did not fail (nothing for the repairs). The subscriber counted the drop (the layer's
+    ``node_drops``), and the watchdog resyncs the sockets with a group on that node."""
+    monkeypatch.setattr(health, "PROBE_INTERVAL", 0.1)
+    monkeypatch.setattr(health, "PROBE_TIMEOUT", 0.5)
+    resynced: list[Any] = []
+    real_resync = GatewayConsumer.resync
+
+    async def resync(self: GatewayConsumer) -> None:
+        resynced.append(self.user.pk)
+        await real_resync(self)
+
+    monkeypatch.setattr(GatewayConsumer, "resync", resync)
+    layer_config = {
+        "BACKEND": "wsgateway.layers.redis.RedisChannelLayer",
+        "CONFIG": {"hosts": [server.url for server in servers], "prefix": f"drop{time.monotonic_ns()}"},
+    }
+    with override_settings(CHANNEL_LAYERS={"default": layer_config}):
+        try:
+            by_node = await users_on_each_node()
+            users = [user for users in by_node for user in users]
+            async with AsyncExitStack() as stack:
+                sockets = {user.pk: await stack.enter_async_context(connected(user)) for user in users}
+                watchdog = watchdog_for(get_channel_layer())
+                await until(lambda: watchdog.drops_seen is not None, 10)  # a probe passed and looked
+                killed: list[int] = []
+
+                def drop_then_notify() -> None:
+                    client = redis.Redis.from_url(servers[DOWN].url)
+                    try:
+                        killed.append(client.client_kill_filter(_type="pubsub"))  # this loop's, on that node
+                        for user in by_node[DOWN]:
+                            notify(user, f"in the gap, for {user.username}")
+                    finally:
+                        client.close()
+                        db.connection.close()
+
+                # In a thread, with this loop held still until it is done: the subscriber cannot reconnect
+                # before the pushes are published (redis-py reconnects at once, faster than a notify()).
+                worker = threading.Thread(target=drop_then_notify)
+                worker.start()
+                worker.join(30)
+                assert killed == [1]
+                assert not repairs.PENDING  # published without an error, to nobody
+                for user in by_node[DOWN]:
+                    missed = await caught_up(sockets[user.pk], within=15)
+                    assert missed == [f"in the gap, for {user.username}"]
+                await until(lambda: watchdog.resyncing is not None and watchdog.resyncing.done(), 10)
+                for user in users:
+                    if user not in by_node[DOWN]:
+                        assert await sockets[user.pk].receive_nothing(0.3)
+                assert sorted(resynced) == sorted(user.pk for user in by_node[DOWN])
+        finally:
+            channel_layers.backends.clear()

@@ -283,6 +283,10 @@ class NodesLayer:
         self.refusing: set[int] = set()
         self.silent: set[int] = set()
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.drops = [0] * self.count
+
+    def node_drops(self) -> list[int]:
+        return list(self.drops)
 
     def node_groups(self, base: str) -> list[str]:
         return names_per_node(base, self.count)
@@ -390,3 +394,14 @@ async def test_a_round_stopped_by_another_nodes_failure_leaves_its_sockets_to_th
     await recover(watchdog)  # for the other node: its sockets, and the 15 the first round owed
     assert [socket.resyncs() for socket in first + second] == [1] * 30
     assert not watchdog.owed
+
+
+async def test_a_subscription_that_dropped_between_two_probes_is_its_nodes_outage() -> None:
+    layer = NodesLayer()
+    watchdog = LayerWatchdog(layer)
+    layer.drops = [0, 3, 0]  # before the first look: a baseline, not an outage
+    assert watchdog.dropped() == set()
+    assert watchdog.dropped() == set()
+    layer.drops = [0, 3, 1]  # dropped and back, with every probe passing
+    assert watchdog.dropped() == {2}
+    assert watchdog.dropped() == set()  # counted once

@@ -146,6 +146,8 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
         self.down: set[int] = set()
         #: The nodes the last probe could not reach through (all of them until it has reached one).
         self.unreached: set[int] = set()
+        #: Each node's count of dropped subscriptions at the last passing probe (:meth:`dropped`).
+        self.drops_seen: list[int] | None = None
         #: Sockets a recovery chose and has not resynced yet: a round stopped by a new failure leaves
         #: them to the next recovery, whichever nodes that one is for.
         self.owed: weakref.WeakSet[Resyncable] = weakref.WeakSet()
@@ -242,10 +244,7 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             ),
             return_exceptions=True,
         )
-        failed = {
-            node: outcome for node, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)
-        }
-        if failed:
+        if failed := {node: out for node, out in enumerate(outcomes) if isinstance(out, BaseException)}:
             self.unreached = set(failed)
             raise next(iter(failed.values()))
 
@@ -287,6 +286,8 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             except Exception as exc:
                 self.report_failure(exc, self.unreached)
                 continue
+            if dropped := self.dropped():  # back before a probe saw it: what it missed is lost all the same
+                self.report_failure(ConnectionError("a subscription to the layer dropped"), dropped)
             try:
                 # Before the resync below: after a restart, the places come back before anything else.
                 await self.check_places()
@@ -298,6 +299,13 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             # Pushes of this process that failed unseen by a probe (a blip, a full pool): their users'
             # sockets, here and on every other process, catch up now (wsgateway.repairs).
             await repairs.arepair()
+
+    def dropped(self) -> set[int]:
+        """The nodes whose subscription dropped since the last call (the layer's ``node_drops``)."""
+        if not supports(self.layer, NODES):
+            return set()
+        seen, self.drops_seen = self.drops_seen, self.layer.node_drops()
+        return {node for node, now in enumerate(self.drops_seen) if seen and now > seen[node]}
 
     def recovered(self) -> None:
         """The layer is back: resync, paced, the sockets that were open when it failed and can have

@@ -129,6 +129,12 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         ``hosts``: a probe through all of them reaches every node (extensions.NODES)."""
         return names_per_node(base, len(self.hosts))
 
+    def node_drops(self) -> list[int]:
+        """Extension: how many times the calling loop's subscription to each node dropped, in the order
+        of ``hosts`` (extensions.NODES); empty before the loop has any."""
+        state = self._states.get(asyncio.get_running_loop())
+        return [node.subscriber.drops for node in state.nodes] if state is not None else []
+
     def node_index(self, name: str) -> int:
         """Extension: the index in ``hosts`` of the node that carries the group (or channel) ``name``
         (extensions.NODES): whose outage a socket in that group can have missed messages in."""
