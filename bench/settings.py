@@ -11,7 +11,7 @@ import os
 from bench.layers import ROWS, layer_config
 from project.settings import *  # noqa: F403
 from project.settings import DATABASES, WSGATEWAY
-from wsgateway.conf import MAX_RATE
+from wsgateway.bounds import MAX_RATE
 
 BENCH_LAYER = os.environ.get("BENCH_LAYER", "stock-inmemory")
 if BENCH_LAYER not in ROWS:

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
+from wsgateway.bounds import MAX_GROUP_PREFIX_LENGTH
 from wsgateway.checks import (
     MAX_ADVISED_TOKEN_AGE,
     MIN_ADVISED_METRICS_TOKEN,
@@ -26,7 +27,7 @@ from wsgateway.checks import (
     check_settings,
     check_token_max_age,
 )
-from wsgateway.conf import DEFAULTS, KEYS, MAX_GROUP_PREFIX_LENGTH
+from wsgateway.conf import DEFAULTS, KEYS
 from wsgateway.groups import user_group
 from wsgateway.origin import origin_allowed
 from wsgateway.shapes import Shape

@@ -12,11 +12,11 @@ from django.test import override_settings
 from tests.support.communicators import connected, create_user, frame
 from tests.support.extensions import ApiKeyAuthenticator, EchoService, nobody_may_view
 from wsgateway.auth import BearerTokenAuthenticator, SessionAuthenticator, authenticator_classes
+from wsgateway.bounds import MAX_GROUP_PREFIX_LENGTH
 from wsgateway.conf import (
     DEFAULTS,
     IMPORT_STRINGS,
     KEYS,
-    MAX_GROUP_PREFIX_LENGTH,
     GatewaySettings,
     Setting,
     Shape,
@@ -69,6 +69,7 @@ EXPECTED_DEFAULTS = {
     "MAX_PENDING_REQUESTS": 32,
     "MAX_REQUEST_TIMEOUT": 300,
     "LAYER_CONNECT_TIMEOUT": 2,
+    "RESYNC_RATE": 200,
     "MAINTENANCE_CHECK_INTERVAL": 2,
     "MAINTENANCE_RETRY_AFTER": 30,
     "EMAIL_TASK_BACKEND": "default",
@@ -149,6 +150,7 @@ def test_the_table_declares_the_documented_nulls_and_bounds() -> None:
         "MAX_PENDING_REQUESTS": 1000,
         "MAX_REQUEST_TIMEOUT": 3600,
         "LAYER_CONNECT_TIMEOUT": 60,
+        "RESYNC_RATE": 5000,
         "MAINTENANCE_CHECK_INTERVAL": 60,
         "MAINTENANCE_RETRY_AFTER": 3600,
         "EMAIL_TASK_BACKEND": 100,

@@ -47,8 +47,8 @@ from project.demo.models import Document
 from tests.support.communicators import TIMEOUT, Socket, connected
 from tests.support.postgres import PostgresServer, create_database
 from tests.support.servers import ROOT
+from wsgateway.bounds import MAX_RATE
 from wsgateway.codes import CloseCode, ErrorCode
-from wsgateway.conf import MAX_RATE
 from wsgateway.consumers import ClipboardConsumer, GatewayConsumer, NotifierConsumer
 from wsgateway.frames import GATEWAY_CHANNEL, MAX_ID_LENGTH
 from wsgateway.models import ClipboardEntry, Notification

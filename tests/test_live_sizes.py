@@ -1,4 +1,4 @@
-"""Frames against a real daphne, which cannot send a message over 1 MiB (see wsgateway.conf.DAPHNE_MAX_SEND).
+"""Frames against a real daphne, which cannot send a message over 1 MiB (wsgateway.bounds.DAPHNE_MAX_SEND).
 
 Before MAX_SEND_SIZE and the clipboard's byte quotas, the 17th 64 KB clipboard entry made a
 connect frame daphne refused: every socket of the user closed with 1011, and so did every

@@ -24,8 +24,8 @@ from tests.support.communicators import (
     refused,
 )
 from wsgateway import maintenance, metrics
+from wsgateway.bounds import MAX_RETRY_AFTER
 from wsgateway.codes import CloseCode
-from wsgateway.conf import MAX_RETRY_AFTER
 from wsgateway.consumers import ClipboardConsumer, GatewayConsumer, RefusingConsumer
 from wsgateway.frames import SUBPROTOCOL
 

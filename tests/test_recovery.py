@@ -1,7 +1,7 @@
 """The watchdog's recovery after a real outage: a redis-server of this test's own, stopped and started.
 
 Sockets here are what the watchdog holds of them (a ``resync`` that records when it ran). Those open
-when Redis went away are resynced exactly once after it is back, paced (RESYNC_RATE a second, in
+when Redis went away are resynced exactly once after it is back, paced (``RESYNC_RATE`` a second, in
 batches a tenth of it, asserted with margin as an upper bound on the rate: a loaded machine is only
 slower); those that connected after the failure was noticed missed nothing and are not resynced.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -38,10 +39,12 @@ class Socket:
 
 
 @pytest.fixture
-async def outage(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[RedisServer, RedisChannelLayer]]:
+async def outage(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> AsyncIterator[tuple[RedisServer, RedisChannelLayer]]:
     monkeypatch.setattr(health, "PROBE_INTERVAL", 0.1)
     monkeypatch.setattr(health, "PROBE_TIMEOUT", 0.5)
-    monkeypatch.setattr(health, "RESYNC_RATE", RATE)
+    settings.WSGATEWAY = {"RESYNC_RATE": RATE}
     server = RedisServer().start()
     layer = RedisChannelLayer(hosts=[server.url], prefix="recovery")
     try:

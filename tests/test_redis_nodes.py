@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from wsgateway.layers.redis import RedisChannelLayer
-from wsgateway.layers.redis_nodes import names_per_node, node_of, parse_hosts
+from wsgateway.layers.redis_nodes import names_per_node, node_of, only_node, parse_hosts, sockets_on
 
 NAMES = [f"wsgateway.user.{n}" for n in range(1, 1001)]
 
@@ -82,3 +82,57 @@ def test_the_layer_offers_a_probe_group_per_node() -> None:
     layer = RedisChannelLayer(hosts=["redis://a:1/0", "redis://b:1/0", "redis://c:1/0"])
     assert [node_of(g, 3) for g in layer.node_groups("wsgateway.health.x")] == [0, 1, 2]
     assert RedisChannelLayer(hosts=["redis://a:1/0"]).node_groups("g") == ["g"]
+
+
+# -- after an outage of some nodes, which sockets can have missed something (sockets_on) ----------
+
+
+class Grouped:
+    """What sockets_on reads of a socket: its membership's groups."""
+
+    def __init__(self, *groups: str) -> None:
+        self.groups = groups
+
+
+class Member:
+    def __init__(self, *groups: str) -> None:
+        self.membership = Grouped(*groups)
+
+
+def user_on(node: int, count: int = 3) -> str:
+    return next(name for name in NAMES if node_of(name, count) == node)
+
+
+def test_a_node_that_failed_takes_the_sockets_with_a_group_on_it_and_no_other() -> None:
+    every = "wsgateway.all"
+    down = next(
+        node for node in range(3) if node != node_of(every, 3)
+    )  # not the node of every socket's group
+    up = [node for node in range(3) if node != down]
+    on_down, *on_up = (Member(user_on(node), every) for node in (down, *up))
+    unknown = type("Unknown", (), {})()  # no membership: its groups are not known
+    joining = Member()  # none yet
+    sockets = [on_up[0], on_down, unknown, on_up[1], joining]
+    assert sockets_on({down}, sockets, lambda name: node_of(name, 3)) == [on_down, unknown, joining]
+    # The group of every socket on a node that failed: every socket can have missed a broadcast.
+    assert sockets_on({node_of(every, 3)}, sockets, lambda name: node_of(name, 3)) == sockets
+    assert sockets_on(None, sockets, lambda name: node_of(name, 3)) == sockets  # not known which: all
+    assert sockets_on(set(), sockets, lambda name: node_of(name, 3)) == [unknown, joining]
+
+
+def test_on_one_node_every_socket_is_taken_as_before_nodes() -> None:
+    sockets = [Member(f"wsgateway.user.{n}", "wsgateway.all") for n in range(50)]
+    assert sockets_on({0}, sockets, only_node) == sockets
+    assert all(node_of(f"wsgateway.user.{n}", 1) == 0 for n in range(50))
+
+
+def test_each_group_is_hashed_once_whatever_the_sockets() -> None:
+    hashed: list[str] = []
+
+    def node_index(name: str) -> int:
+        hashed.append(name)
+        return node_of(name, 3)
+
+    sockets = [Member(user_on(1), "wsgateway.all") for _ in range(100)]
+    sockets_on({2}, sockets, node_index)
+    assert sorted(hashed) == sorted({user_on(1), "wsgateway.all"})

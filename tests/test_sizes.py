@@ -1,7 +1,7 @@
 """No frame the server sends is over ``MAX_SEND_SIZE``, and the clipboard's byte quotas.
 
 daphne cannot send a message over its limit (1 MiB by default): the send raises, and the socket
-is closed with 1011 (see wsgateway.conf.DAPHNE_MAX_SEND). So data is refused where it enters
+is closed with 1011 (see wsgateway.bounds.DAPHNE_MAX_SEND). So data is refused where it enters
 (notify(), clipboard_add, clipboard_load), pages are cut by bytes, and a reply that would still
 be too large is answered ``too_large`` with the socket left open.
 """
@@ -22,7 +22,7 @@ from project.demo.models import Document
 from tests.support.communicators import connected, create_user, error_frame, frame
 from tests.support.servers import ROOT
 from wsgateway import anotify, metrics, notify
-from wsgateway.conf import DAPHNE_MAX_SEND
+from wsgateway.bounds import DAPHNE_MAX_SEND
 from wsgateway.exceptions import FrameTooLarge
 from wsgateway.models import ClipboardEntry, Notification
 from wsgateway.notifications.sizes import PAGE_MARGIN, TRIMMED_LABEL

@@ -16,7 +16,8 @@ import pytest
 
 from wsgateway import health, metrics
 from wsgateway.health import LayerWatchdog
-from wsgateway.layers.extensions import JOIN_CONFIRMED, POOL_BUSY
+from wsgateway.layers.extensions import JOIN_CONFIRMED, NODES, POOL_BUSY
+from wsgateway.layers.redis_nodes import names_per_node, node_of
 
 TIMEOUT = 0.2
 
@@ -141,9 +142,9 @@ class ConfirmingLayer(StallingLayer):
 
 
 @pytest.fixture
-def watchdog(monkeypatch: pytest.MonkeyPatch) -> Any:
+def watchdog(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Any:
     monkeypatch.setattr(health, "PROBE_INTERVAL", 3600)  # the test calls what a probe would
-    monkeypatch.setattr(health, "RESYNC_RATE", 100)  # ten a batch, a batch every 0.1 s
+    settings.WSGATEWAY = {"RESYNC_RATE": 100}  # ten a batch, a batch every 0.1 s
     return LayerWatchdog(ConfirmingLayer())
 
 
@@ -265,3 +266,142 @@ async def test_a_round_stops_when_the_layer_fails_again(
     monkeypatch.setattr(watchdog, "between_batches", lambda seconds: asyncio.sleep(0))
     await recover(watchdog)
     assert sorted(socket.resyncs() for socket in sockets) == [1] * 20 + [2] * 10
+
+
+# -- on a layer over several nodes: the probe tells which failed, and only their sockets are resynced ----
+
+
+class NodesLayer:
+    """Three nodes, as wsgateway's Redis layer spreads groups over them (extensions.NODES). A node in
+    ``refusing`` refuses every call (a Redis that is stopped); one in ``silent`` takes a send and
+    never delivers it (a subscriber that has not reconnected yet)."""
+
+    extensions = [JOIN_CONFIRMED, NODES]
+    count = 3
+
+    def __init__(self) -> None:
+        self.refusing: set[int] = set()
+        self.silent: set[int] = set()
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.drops = [0] * self.count
+
+    def node_drops(self) -> list[int]:
+        return list(self.drops)
+
+    def node_groups(self, base: str) -> list[str]:
+        return names_per_node(base, self.count)
+
+    def node_index(self, name: str) -> int:
+        return node_of(name, self.count)
+
+    async def new_channel(self) -> str:
+        return "probe!1"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if self.node_index(group) in self.refusing:
+            raise ConnectionError("refused")
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if self.node_index(group) in self.refusing:
+            raise ConnectionError("refused")
+        if self.node_index(group) not in self.silent:
+            self.queue.put_nowait(message)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        return await self.queue.get()
+
+
+class Membership:
+    def __init__(self, *groups: str) -> None:
+        self.groups = groups
+
+
+class Member(Socket):
+    """A socket in its user's group (on ``node``) and the group of every socket."""
+
+    def __init__(self, log: list[tuple[Socket, float]], node: int) -> None:
+        super().__init__(log)
+        user = next(
+            f"wsgateway.user.{n}" for n in range(1, 1000) if node_of(f"wsgateway.user.{n}", 3) == node
+        )
+        self.membership = Membership(user, EVERY)
+        self.node = node
+
+
+EVERY = "wsgateway.all"
+#: A node that does not carry the group of every socket: its outage misses no broadcast.
+DOWN = next(node for node in range(3) if node != node_of(EVERY, 3))
+
+
+async def test_a_probe_says_which_nodes_it_could_not_go_through() -> None:
+    layer = NodesLayer()
+    watchdog = LayerWatchdog(layer)
+    assert await watchdog.check() and watchdog.unreached == set()
+    layer.refusing = {DOWN}
+    with pytest.raises(ConnectionError):
+        await watchdog.check()
+    assert watchdog.unreached == {DOWN}  # its send was refused
+    layer.refusing, layer.silent = set(), {DOWN, 0}
+    with pytest.raises(TimeoutError):
+        await watchdog.check()
+    assert watchdog.unreached == {DOWN, 0}  # their tokens did not come back
+    layer.silent = set()
+    assert await watchdog.check() and watchdog.unreached == set()
+
+
+async def test_a_node_back_resyncs_the_sockets_with_a_group_on_it_and_no_other(
+    watchdog: LayerWatchdog,
+) -> None:
+    watchdog = LayerWatchdog(NodesLayer())
+    log: list[tuple[Socket, float]] = []
+    sockets = [Member(log, node) for node in (0, 1, 2) for _ in range(4)]
+    for socket in sockets:
+        watchdog.register(socket)
+    watchdog.report_failure(ConnectionError("refused"), {DOWN})  # as run() reports a probe that failed
+    watchdog.report_failure(ConnectionError("a push failed"))  # no node named: taken to be that one's
+    await recover(watchdog)
+    assert {socket.node for socket, _ in log} == {DOWN} and len(log) == 4
+    assert all(socket.resyncs() == (socket.node == DOWN) for socket in sockets)
+    # The node of every socket's group: every socket can have missed a broadcast.
+    watchdog.report_failure(ConnectionError("refused"), {node_of(EVERY, 3)})
+    await recover(watchdog)
+    assert len(log) == 4 + len(sockets)
+    # A failure no probe located: any node's, as on a layer of one node.
+    watchdog.report_failure(ConnectionError("down"))
+    await recover(watchdog)
+    assert len(log) == 4 + 2 * len(sockets)
+
+
+async def test_a_round_stopped_by_another_nodes_failure_leaves_its_sockets_to_the_next_round(
+    watchdog: LayerWatchdog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watchdog = LayerWatchdog(NodesLayer())
+    log: list[tuple[Socket, float]] = []
+    other = next(node for node in range(3) if node not in (DOWN, node_of(EVERY, 3)))
+    first = [Member(log, DOWN) for _ in range(25)]
+    second = [Member(log, other) for _ in range(5)]
+    for socket in first + second:
+        watchdog.register(socket)
+
+    async def pause(seconds: float) -> None:  # after the first batch of ten: the other node fails
+        watchdog.report_failure(ConnectionError("refused"), {other})
+
+    monkeypatch.setattr(watchdog, "between_batches", pause)
+    watchdog.report_failure(ConnectionError("refused"), {DOWN})
+    await recover(watchdog)
+    assert len(log) == 10 and len(watchdog.owed) == 15
+    monkeypatch.setattr(watchdog, "between_batches", lambda seconds: asyncio.sleep(0))
+    await recover(watchdog)  # for the other node: its sockets, and the 15 the first round owed
+    assert [socket.resyncs() for socket in first + second] == [1] * 30
+    assert not watchdog.owed
+
+
+async def test_a_subscription_that_dropped_between_two_probes_is_its_nodes_outage() -> None:
+    layer = NodesLayer()
+    watchdog = LayerWatchdog(layer)
+    layer.drops = [0, 3, 0]  # before the first look: a baseline, not an outage
+    assert watchdog.dropped() == set()
+    assert watchdog.dropped() == set()
+    layer.drops = [0, 3, 1]  # dropped and back, with every probe passing
+    assert watchdog.dropped() == {2}
+    assert watchdog.dropped() == set()  # counted once

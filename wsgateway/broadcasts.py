@@ -16,9 +16,9 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_noop
 
 from . import metrics
+from .bounds import MAX_RETRY_AFTER
 from .bridge import require_sync
 from .codes import CloseCode, ErrorCode
-from .conf import MAX_RETRY_AFTER
 from .groups import all_group, asend_to_groups, push_event, send_to_groups, user_group, user_pk
 from .revocation import CloseOptions, revoke_event
 
@@ -52,7 +52,7 @@ def broadcast(channel: str, payload: Any, *, exclude: str | None = None) -> None
 
 
 def valid_retry_after(retry_after: object) -> int:
-    """``retry_after`` if it is an integer from 1 to :data:`~wsgateway.conf.MAX_RETRY_AFTER` (seconds a
+    """``retry_after`` if it is an integer from 1 to :data:`~wsgateway.bounds.MAX_RETRY_AFTER` (seconds a
     closed or refused client waits before it reconnects), else ``ValueError``; for a close and a
     maintenance alike."""
     if type(retry_after) is not int or not 1 <= retry_after <= MAX_RETRY_AFTER:

@@ -18,7 +18,8 @@ from django.core.checks import CheckMessage, Error, Tags, Warning
 from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
-from .conf import DAPHNE_MAX_SEND, IMPORT_STRINGS, KEYS, gateway_settings
+from .bounds import DAPHNE_MAX_SEND
+from .conf import IMPORT_STRINGS, KEYS, gateway_settings
 from .layers.extensions import CONNECTIONS, PRESENCE, is_process_local, supports
 from .messages import check_live_messages
 from .notifications.checks import email_fallback_errors, kind_errors

@@ -1,9 +1,9 @@
 """The ``WSGATEWAY`` setting: one table of its keys, and one typed accessor per key.
 
 :data:`KEYS` declares each key once: its default, its shape, whether ``None`` is
-allowed, its bound and what it is for. :data:`DEFAULTS` and :data:`IMPORT_STRINGS`
-are read off it, and :mod:`wsgateway.checks` generates its shape and bound checks
-from it, so a new key is declared in one place.
+allowed, its bound (the hard ceilings are :mod:`wsgateway.bounds`) and what it is for.
+:data:`DEFAULTS` and :data:`IMPORT_STRINGS` are read off it, and :mod:`wsgateway.checks`
+generates its shape and bound checks from it, so a new key is declared in one place.
 
 Nothing is cached except imported dotted paths, and that cache is dropped on
 ``setting_changed``, so ``override_settings`` works in tests. This module knows none of
@@ -18,87 +18,33 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, Generic, TypeVar, overload
 
-from channels.layers import BaseChannelLayer
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from .bounds import (
+    DAPHNE_MAX_SEND,
+    MAX_ACK_TIMEOUT,
+    MAX_CONNECTIONS_BOUND,
+    MAX_GC_FREEZE_EVERY,
+    MAX_GROUP_PREFIX_LENGTH,
+    MAX_KEEP_DAYS,
+    MAX_LAYER_CONNECT_TIMEOUT,
+    MAX_MAINTENANCE_CHECK_INTERVAL,
+    MAX_OUTBOUND_WINDOW,
+    MAX_PAGE_SIZE,
+    MAX_PENDING_BOUND,
+    MAX_PRESENCE_GRACE,
+    MAX_PRUNE_BATCH,
+    MAX_RATE,
+    MAX_RATE_LIMIT_COOLDOWN,
+    MAX_REQUEST_TIMEOUT_BOUND,
+    MAX_RESYNC_RATE,
+    MAX_RETRY_AFTER,
+    MAX_SEND_CEILING,
+    MAX_SNOOZE_CHECK_INTERVAL,
+    MIN_OUTBOUND_WINDOW,
+)
 from .shapes import Key, Shape
-
-#: Most notifications one "list" page may hold, whatever the client asks for.
-MAX_PAGE_SIZE = 100
-
-#: Longest user id a group name leaves room for: a 64-bit integer primary key,
-#: "-9223372036854775808" or "18446744073709551615", is 20 characters.
-MAX_USER_ID_LENGTH = 20
-
-#: Longest ``GROUP_PREFIX``: Channels refuses a group name of ``MAX_NAME_LENGTH``
-#: (100) characters or more, and :func:`wsgateway.groups.user_group` appends
-#: ``".user."`` and the user id. A site whose user model has a longer primary key
-#: (a UUID is 36 characters) needs a prefix that much shorter. The one other group every
-#: socket joins, :func:`wsgateway.groups.all_group` (``".all"`` appended), is shorter than any of these.
-MAX_GROUP_PREFIX_LENGTH = BaseChannelLayer.MAX_NAME_LENGTH - 1 - len(".user.") - MAX_USER_ID_LENGTH
-
-
-#: Longest ``GC_FREEZE_EVERY``: an hour; sockets opened since the last freeze are walked by every
-#: full collection until the next.
-MAX_GC_FREEZE_EVERY = 3600
-
-#: Largest value of the rate-limit keys: a client may not be allowed to flood.
-MAX_RATE = 10_000
-
-#: Longest ``PRESENCE_GRACE``: ten minutes; past that a user who left long ago still looks online.
-MAX_PRESENCE_GRACE = 600
-#: Longest ``RATE_LIMIT_COOLDOWN``: ten minutes; a person who set off the limit by mistake waits no longer.
-MAX_RATE_LIMIT_COOLDOWN = 600
-
-#: Bounds of ``OUTBOUND_WINDOW``: below the least, a connect frame with a full clipboard would not
-#: fit; over the most, a few thousand sockets that do not read would hold the server's memory.
-MIN_OUTBOUND_WINDOW = 64 * 1024
-MAX_OUTBOUND_WINDOW = 64 * 1024 * 1024
-#: Longest ``ACK_TIMEOUT``: a socket that does not read holds its window and its turn this long.
-MAX_ACK_TIMEOUT = 300
-#: Largest ``MAX_CONNECTIONS_PER_USER``: far above one person's tabs and devices, and half the 2000
-#: sockets one session was seen to open before there was a cap (issue 13).
-MAX_CONNECTIONS_BOUND = 1000
-#: Largest message daphne sends by default, in bytes: 1 MiB.
-#:
-#: What limits a send, read in daphne 4.2.3 and autobahn 26.10.2 and measured on a live daphne:
-#: daphne gives autobahn one ``websocket_max_message_size`` (its ``--websocket-max-message-size``,
-#: default 1048576) as ``maxMessagePayloadSize``, and autobahn's ``sendMessage`` applies that same
-#: bound to what the server *sends* (after compression, which daphne does not enable): a frame of
-#: 1048576 bytes arrives, one of 1048577 raises ``PayloadExceededError`` inside the application's
-#: ``send``. The consumer dies of it, daphne closes the socket with 1011 and logs the traceback.
-#: ``maxFramePayloadSize`` bounds only what the server receives. Raising daphne's option raises
-#: both directions at once; 0 removes both.
-DAPHNE_MAX_SEND = 1024 * 1024
-
-#: Largest ``MAX_SEND_SIZE`` at all, whatever daphne allows: every push crosses the channel layer,
-#: and Redis drops a pub/sub subscriber (every socket of a daphne) whose output buffer holds over
-#: 8 MB for 60 s or 32 MB at once (``client-output-buffer-limit pubsub``). Measured by the red team:
-#: a 32 MB push dropped every daphne's subscriber. A quarter of the soft limit leaves room for the
-#: frames to other sockets queued behind it.
-MAX_SEND_CEILING = 4 * 1024 * 1024
-
-#: Largest ``MAX_PENDING_REQUESTS``: each entry is a few hundred bytes, but a page answers them one by one.
-MAX_PENDING_BOUND = 1000
-#: Largest ``MAX_REQUEST_TIMEOUT``: an hour; a request waits for a person at most, not for a process.
-MAX_REQUEST_TIMEOUT_BOUND = 3600
-#: Longest ``LAYER_CONNECT_TIMEOUT``: a connect past it waits on a layer that does not answer.
-MAX_LAYER_CONNECT_TIMEOUT = 60
-#: Longest ``MAINTENANCE_CHECK_INTERVAL``: ``on`` and ``off`` take effect within it on every process.
-MAX_MAINTENANCE_CHECK_INTERVAL = 60
-#: Longest ``NOTIFICATIONS_SNOOZE_CHECK_INTERVAL``: a snoozed notification comes back within it.
-MAX_SNOOZE_CHECK_INTERVAL = 300
-#: Largest ``NOTIFICATIONS_PRUNE_BATCH``: the rows one DELETE may look at, by primary key range, so
-#: that no statement holds its locks for long (measured in bench/README.md).
-MAX_PRUNE_BATCH = 10_000
-#: Longest age in days a pruning setting may give: about 27 years.
-MAX_KEEP_DAYS = 10_000
-
-#: Longest ``retry_after`` of a maintenance, in seconds (an hour): a client told to come back later than
-#: that would sit offline after the site is back; the next refusal tells it again anyway.
-MAX_RETRY_AFTER = 60 * 60
-
 
 KEYS: dict[str, Key] = {
     "SERVICES": Key(
@@ -362,6 +308,15 @@ KEYS: dict[str, Key] = {
         f"At most {MAX_LAYER_CONNECT_TIMEOUT}.",
         most=MAX_LAYER_CONNECT_TIMEOUT,
     ),
+    # Per process: each runs its own recovery, so N processes resync N times this in all.
+    "RESYNC_RATE": Key(
+        200,
+        Shape.POSITIVE_INTEGER,
+        "Sockets a second one process resyncs at most once a channel layer (or a Redis node of it) is back "
+        "after an outage, in batches of a tenth: a socket waiting its turn gets new pushes meanwhile, and "
+        f"only what it missed waits. At most {MAX_RESYNC_RATE}.",
+        most=MAX_RESYNC_RATE,
+    ),
     # Read once per interval per process, not per connect: a connect storm costs no database work.
     "MAINTENANCE_CHECK_INTERVAL": Key(
         2,
@@ -516,6 +471,7 @@ class GatewaySettings:
     MAX_PENDING_REQUESTS = Setting(int)
     MAX_REQUEST_TIMEOUT = Setting(int)
     LAYER_CONNECT_TIMEOUT = Setting(int)
+    RESYNC_RATE = Setting(int)
     MAINTENANCE_CHECK_INTERVAL = Setting(int)
     MAINTENANCE_RETRY_AFTER = Setting(int)
     EMAIL_TASK_BACKEND = Setting(str)

@@ -34,7 +34,7 @@ class AuthenticationFailed(GatewayError):
 
 class FrameTooLarge(ValueError):
     """What was to be sent would make a frame over ``MAX_SEND_SIZE``, which the server cannot send
-    (see :data:`wsgateway.conf.DAPHNE_MAX_SEND`); nothing was stored or sent."""
+    (see :data:`wsgateway.bounds.DAPHNE_MAX_SEND`); nothing was stored or sent."""
 
     def __init__(self, what: str, size: int, limit: int) -> None:
         super().__init__(

@@ -7,10 +7,13 @@ registered (:class:`SocketRegistry`):
   is down, pushes are lost: ``notify()`` stores the row but cannot publish. Sockets may well
   stay open, and on RedisChannelLayer their group memberships die with the Redis data. So
   one watchdog per process probes the layer; when a probe succeeds after a failure, every
-  local socket that was open when the failure was noticed re-joins its group and is sent its
-  on-connect frames again (a "resync"), which carry whatever was missed: RESYNC_RATE a second,
-  so that a recovery does not hold every push of the process behind thousands of resyncs. A
-  layer that is busy (a full pool of connections) is not down, and resyncs nobody.
+  local socket that was open when the failure was noticed, and that can have missed something,
+  re-joins its groups and is sent its on-connect frames again (a "resync"), which carry whatever
+  was missed: ``RESYNC_RATE`` a second (a setting), so that a recovery does not hold every push of
+  the process behind thousands of resyncs. On a layer spread over several nodes (extensions.NODES)
+  the probe tells which nodes failed, and only the sockets with a group on one of them can have
+  missed something (``redis_nodes.sockets_on``). A layer that is busy (a full pool of connections)
+  is not down, and resyncs nobody.
 - :class:`MembershipRefresher`, on every layer. A layer ends a group membership
   ``group_expiry`` seconds after it was made (a day by default), whether its socket is
   still open or not; the refresher re-makes the memberships of registered sockets every
@@ -31,24 +34,25 @@ import asyncio
 import logging
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 from . import events, metrics, repairs
+from .conf import gateway_settings
 from .groups import PROBE_GROUP
 from .layers.extensions import CONNECTIONS, JOIN_CONFIRMED, NODES, POOL_BUSY, LayerBusy, supports
+from .layers.redis_nodes import only_node, sockets_on
 
 logger = logging.getLogger("wsgateway")
 
 PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 2.0
 RESYNC_CONCURRENCY = 32
-#: Sockets one process resyncs a second at most after an outage, in RESYNC_BATCHES_PER_SECOND batches.
-#: Each resync re-joins its groups, re-checks its login and reads its connect frames from the database;
-#: all of a process's at once (4,637 and 14,368 in two runs of issue 24's soak) held every push behind
-#: them for seconds. 5,000 sockets take 25 s at this rate: one not resynced yet receives new pushes as
-#: usual meanwhile, and only what it missed during the outage waits for its turn.
-RESYNC_RATE = 200
+#: A recovery's resyncs go ``WSGATEWAY["RESYNC_RATE"]`` a second at most (200 by default), in this many
+#: batches a second. Each resync re-joins its groups, re-checks its login and reads its connect frames
+#: from the database; all of a process's at once (4,637 and 14,368 in two runs of issue 24's soak) held
+#: every push behind them for seconds. 5,000 sockets take 25 s at 200: one not resynced yet receives new
+#: pushes as usual meanwhile, and only what it missed during the outage waits for its turn.
 RESYNC_BATCHES_PER_SECOND = 10
 #: Channels' group_expiry, for a layer that names none (channels_redis' pub/sub layer never expires one).
 DEFAULT_GROUP_EXPIRY = 86400.0
@@ -62,7 +66,15 @@ REFRESH_SPREAD = 0.25
 RESTORE_TIMEOUT = 5.0
 
 
+_Socket = TypeVar("_Socket")
+_Registry = TypeVar("_Registry", bound="SocketRegistry[Any]")
+
+
 class Resyncable(Protocol):
+    """A socket the watchdog serves. Its ``membership`` (a ``redis_nodes.Grouped``), when it has one,
+    names the groups it is in, so that a node's outage resyncs it only if one of them is on that node;
+    a socket without one is resynced after any outage."""
+
     async def resync(self) -> None: ...
 
 
@@ -74,10 +86,6 @@ class Member(Protocol):
     def registrations(self) -> Iterable[tuple[str, str]]:
         """The ``(user, channel_name)`` pairs this socket registered with the ``connections`` extension."""
         ...
-
-
-_Socket = TypeVar("_Socket")
-_Registry = TypeVar("_Registry", bound="SocketRegistry[Any]")
 
 
 class SocketRegistry(Generic[_Socket]):
@@ -133,6 +141,16 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
         #: at its next batch once the layer fails again or a newer round starts.
         self.resyncing: asyncio.Task[None] | None = None
         self.round = 0
+        #: The nodes (their index in the layer's ``hosts``; 0 on a layer of one) seen failing since the
+        #: last recovery. None seen, a failure that named none means any node's.
+        self.down: set[int] = set()
+        #: The nodes the last probe could not reach through (all of them until it has reached one).
+        self.unreached: set[int] = set()
+        #: Each node's count of dropped subscriptions at the last passing probe (:meth:`dropped`).
+        self.drops_seen: list[int] | None = None
+        #: Sockets a recovery chose and has not resynced yet: a round stopped by a new failure leaves
+        #: them to the next recovery, whichever nodes that one is for.
+        self.owed: weakref.WeakSet[Resyncable] = weakref.WeakSet()
 
     def register(self, socket: Resyncable) -> None:
         super().register(socket)
@@ -142,9 +160,11 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
     def unregister(self, socket: Resyncable) -> None:
         super().unregister(socket)
         self.fresh.discard(socket)
+        self.owed.discard(socket)
 
-    def report_failure(self, exc: BaseException) -> None:
-        """Called by anything in this process that saw the layer fail.
+    def report_failure(self, exc: BaseException, nodes: Iterable[int] | None = None) -> None:
+        """Called by anything in this process that saw the layer fail; ``nodes``: which of its nodes
+        failed, when the caller knows (the watchdog's probe does).
 
         A layer that is busy, not down (:class:`~wsgateway.layers.extensions.LayerBusy`: a full pool of
         connections) is counted and logged once an episode, and is no outage: nothing to resync.
@@ -152,7 +172,9 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
         if isinstance(exc, LayerBusy):
             self.report_busy(exc)
             return
-        logger.debug("wsgateway: channel layer failure: %r", exc)
+        logger.debug("wsgateway: channel layer failure (nodes %s): %r", nodes, exc)
+        if nodes is not None:
+            self.down.update(nodes)
         if self.fresh:
             self.fresh = weakref.WeakSet()  # connected before this failure: it may have missed something
         if self.healthy:
@@ -178,7 +200,11 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
         A group, not a plain send: a layer may deliver a send to its own process
         without touching the backend. On a layer spread over several nodes, one group per node, all
         in the same round, each with its own token: the probe passes once every token came back.
+
+        A probe that fails leaves in :attr:`unreached` the nodes it could not go through: those whose
+        join or send failed, else those whose token did not come back (all of them if it failed before).
         """
+        self.unreached = set(range(len(self.probe_groups)))
         try:
             if self.probe_channel is None:
                 # The default prefix, like the consumers': RedisChannelLayer reads all of a process's
@@ -191,19 +217,36 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
                     if supports(self.layer, NODES)
                     else [self.probe_group]
                 )
-                await asyncio.wait_for(
-                    asyncio.gather(*(self.layer.group_add(g, self.probe_channel) for g in self.probe_groups)),
-                    PROBE_TIMEOUT,
-                )
-            tokens = {uuid.uuid4().hex: group for group in self.probe_groups}
-            sends = (self.layer.group_send(g, {"type": events.PROBE, "token": t}) for t, g in tokens.items())
-            await asyncio.wait_for(asyncio.gather(*sends), PROBE_TIMEOUT)
+                self.unreached = set(range(len(self.probe_groups)))
+                channel = self.probe_channel
+                await self.through_each_node(lambda node, group: self.layer.group_add(group, channel))
+            sent = [uuid.uuid4().hex for _ in self.probe_groups]
+            tokens = {token: node for node, token in enumerate(sent)}
+            await self.through_each_node(
+                lambda node, group: self.layer.group_send(group, {"type": events.PROBE, "token": sent[node]})
+            )
             async with asyncio.timeout(PROBE_TIMEOUT):
                 while tokens:
                     tokens.pop((await self.layer.receive(self.probe_channel)).get("token"), None)
+                    self.unreached = set(tokens.values())
         except BaseException:
             self.probe_channel = None  # a cancelled receive may have dropped the channel: start afresh
             raise
+        self.unreached = set()
+
+    async def through_each_node(self, call: Callable[[int, str], Awaitable[None]]) -> None:
+        """``call(node, group)`` for each probe group at once, each within PROBE_TIMEOUT; raise the first
+        failure, once :attr:`unreached` holds the nodes that failed."""
+        outcomes = await asyncio.gather(
+            *(
+                asyncio.wait_for(call(node, group), PROBE_TIMEOUT)
+                for node, group in enumerate(self.probe_groups)
+            ),
+            return_exceptions=True,
+        )
+        if failed := {node: out for node, out in enumerate(outcomes) if isinstance(out, BaseException)}:
+            self.unreached = set(failed)
+            raise next(iter(failed.values()))
 
     async def check(self) -> bool:
         """One probe, asked again at once if it timed out: only a second timeout counts as an outage.
@@ -240,10 +283,14 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             try:
                 if not await self.check():
                     continue
+            except Exception as exc:
+                self.report_failure(exc, self.unreached)
+                continue
+            if dropped := self.dropped():  # back before a probe saw it: what it missed is lost all the same
+                self.report_failure(ConnectionError("a subscription to the layer dropped"), dropped)
+            try:
                 # Before the resync below: after a restart, the places come back before anything else.
                 await self.check_places()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 self.report_failure(exc)
                 continue
@@ -253,18 +300,38 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             # sockets, here and on every other process, catch up now (wsgateway.repairs).
             await repairs.arepair()
 
+    def dropped(self) -> set[int]:
+        """The nodes whose subscription dropped since the last call (the layer's ``node_drops``)."""
+        if not supports(self.layer, NODES):
+            return set()
+        seen, self.drops_seen = self.drops_seen, self.layer.node_drops()
+        return {node for node, now in enumerate(self.drops_seen) if seen and now > seen[node]}
+
     def recovered(self) -> None:
-        """The layer is back: resync, paced, the sockets that were open when it failed."""
+        """The layer is back: resync, paced, the sockets that were open when it failed and can have
+        missed something (``redis_nodes.sockets_on``), and those an earlier round left owed.
+
+        The nodes are those a probe saw failing; a failure reported without its node is taken to be
+        theirs (it came during their outage), or, if no probe saw a node fail, any node's.
+        """
         self.healthy = True
-        targets = [socket for socket in list(self.sockets) if socket not in self.fresh]
+        nodes: set[int] | None = self.down or None
+        self.down = set()
+        node_index = self.layer.node_index if supports(self.layer, NODES) else only_node
+        open_then = [socket for socket in list(self.sockets) if socket not in self.fresh]
+        targets = sockets_on(nodes, open_then, node_index)
+        chosen = set(targets)
+        targets += [socket for socket in list(self.owed) if socket not in chosen and socket in self.sockets]
+        self.owed = weakref.WeakSet(targets)
         self.fresh = weakref.WeakSet()
         self.round += 1
         logger.warning(
-            "wsgateway: channel layer is back; resyncing %d socket(s) of %d, %d a second (the others "
-            "connected since it failed)",
+            "wsgateway: channel layer is back; resyncing %d socket(s) of %d, %d a second: those with a "
+            "group on %s (the others' groups are on nodes that stayed up, or they connected since)",
             len(targets),
             len(self.sockets),
-            RESYNC_RATE,
+            gateway_settings.RESYNC_RATE,
+            "any node" if nodes is None else "node " + ", ".join(map(str, sorted(nodes))),
         )
         if targets:
             self.resyncing = asyncio.get_running_loop().create_task(
@@ -272,16 +339,20 @@ class LayerWatchdog(SocketRegistry[Resyncable]):
             )
 
     async def resync_paced(self, targets: list[Resyncable], round_number: int) -> None:
-        """Resync ``targets``, RESYNC_RATE a second at most, a batch at a time: a batch waits for the
-        one before it to end, then for its share of the second. A socket closed meanwhile is skipped.
-        Stops once the layer fails again (the next recovery resyncs them all) or a newer round starts."""
-        size = max(1, RESYNC_RATE // RESYNC_BATCHES_PER_SECOND)
+        """Resync ``targets``, ``RESYNC_RATE`` a second at most (read once a round), a batch at a time:
+        a batch waits for the one before it to end, then for its share of the second. A socket closed
+        meanwhile is skipped. Stops once the layer fails again or a newer round starts: the sockets not
+        resynced yet stay owed, and the next recovery resyncs them."""
+        rate = gateway_settings.RESYNC_RATE
+        size = max(1, rate // RESYNC_BATCHES_PER_SECOND)
         for start in range(0, len(targets), size):
             if start:
-                await self.between_batches(size / RESYNC_RATE)
+                await self.between_batches(size / rate)
             if round_number != self.round or not self.healthy:
                 return
             batch = [socket for socket in targets[start : start + size] if socket in self.sockets]
+            for socket in batch:
+                self.owed.discard(socket)
             await asyncio.gather(*(socket.resync() for socket in batch), return_exceptions=True)
 
     async def between_batches(self, seconds: float) -> None:

@@ -169,6 +169,10 @@ JOIN_CONFIRMED = "join_confirmed"
 #: Redis layer given several ``hosts``), by name; these are group names made from ``base``, one carried
 #: by each node. The watchdog probes through all of them in one round, so that one node down is seen
 #: as an outage (and one back, as a recovery) whichever node its probe group would have hashed to.
+#: ``node_index(name) -> int``: the node (an index into that order) that carries the group ``name``:
+#: when a node returns, the watchdog resyncs only the sockets with a group on a node that failed.
+#: ``node_drops() -> list[int]``: per node, how many times the calling loop's subscription to it dropped:
+#: a drop shorter than a probe's wait loses messages too, and the watchdog reads it as that node's outage.
 NODES = "nodes"
 
 #: What both of wsgateway's own layers (in-process and Redis) declare: Channels' ``groups`` and

@@ -129,6 +129,17 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
         ``hosts``: a probe through all of them reaches every node (extensions.NODES)."""
         return names_per_node(base, len(self.hosts))
 
+    def node_drops(self) -> list[int]:
+        """Extension: how many times the calling loop's subscription to each node dropped, in the order
+        of ``hosts`` (extensions.NODES); empty before the loop has any."""
+        state = self._states.get(asyncio.get_running_loop())
+        return [node.subscriber.drops for node in state.nodes] if state is not None else []
+
+    def node_index(self, name: str) -> int:
+        """Extension: the index in ``hosts`` of the node that carries the group (or channel) ``name``
+        (extensions.NODES): whose outage a socket in that group can have missed messages in."""
+        return node_of(name, len(self.hosts))
+
     def _node(self, state: LoopState, name: str) -> Node:
         return state.nodes[node_of(name, len(state.nodes))]
 
@@ -278,16 +289,28 @@ class RedisChannelLayer(LocalDeliveryLayer, SharedRegistries):
 
     def group_send_many_sync(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Extension: :meth:`group_send_many` for sync code (a worker, a view's thread), on a
-        connection of its own per node: no event loop, and no thread hop to one, on the way."""
+        connection of its own per node: no event loop, and no thread hop to one, on the way.
+
+        Every node is sent its share before a failure is raised, as :meth:`group_send_many` does: one
+        node down must not keep the groups of the nodes after it from their messages."""
+        failed: Exception | None = None
         for node, publishes in self._publishes(items):
-            client = self._sync_client(node)
-            if len(publishes) == 1:
-                client.publish(*publishes[0])
-                continue
-            pipe = client.pipeline(transaction=False)
-            for channel, data in publishes:
-                pipe.publish(channel, data)
-            pipe.execute()
+            try:
+                self._publish_sync(node, publishes)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+
+    def _publish_sync(self, node: int, publishes: Publishes) -> None:
+        client = self._sync_client(node)
+        if len(publishes) == 1:
+            client.publish(*publishes[0])
+            return
+        pipe = client.pipeline(transaction=False)
+        for channel, data in publishes:
+            pipe.publish(channel, data)
+        pipe.execute()
 
     def _publishes(self, items: list[tuple[str, dict[str, Any]]]) -> list[tuple[int, Publishes]]:
         """The publishes of a group_send_many, per node: ``[(node index, [(channel, data)])]``."""

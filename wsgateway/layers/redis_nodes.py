@@ -4,12 +4,16 @@ Pub/sub keeps nothing, so the layer can spread its traffic over several Redis no
 stable hash of the name (CRC-32, never Python's ``hash()``, which is salted per process) modulo the
 number of nodes. Every process given the same ``hosts`` in the same order agrees on every name's node
 without asking anyone. The registries (places, presence, status) stay on the first node.
+
+And so, after an outage of some of the nodes, which sockets can have missed a message
+(:func:`sockets_on`): those with a group on one of them, and no other.
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 #: One Redis of the layer's ``hosts``: its URL and redis-py's connection options for it.
@@ -23,6 +27,49 @@ NAME_SEARCH_LIMIT = 10_000
 def node_of(name: str, count: int) -> int:
     """The index of the node (of ``count``) that carries ``name``."""
     return zlib.crc32(name.encode()) % count if count > 1 else 0
+
+
+class Grouped(Protocol):
+    """What names a socket's groups (wsgateway.membership.Membership)."""
+
+    @property
+    def groups(self) -> tuple[str, ...]: ...
+
+
+_Socket = TypeVar("_Socket")
+
+
+def only_node(name: str) -> int:
+    """The node of every name on a layer that is not spread over several."""
+    return 0
+
+
+def sockets_on(
+    nodes: Collection[int] | None, sockets: Iterable[_Socket], node_index: Callable[[str], int]
+) -> list[_Socket]:
+    """Of ``sockets``, in order, those that can have missed a message while ``nodes`` were down (None:
+    every node, or which is not known): those with a group on one of them (``node_index(group)``), and
+    those whose groups are not known (no ``membership``, or none yet). A message for a group goes
+    through the group's node alone (a PUBLISH there, or that node's share of a broadcast), so a socket
+    whose groups are all on nodes that stayed up was sent everything. The group of every socket on a
+    node that failed takes every socket of the process."""
+    if nodes is None:
+        return list(sockets)
+    on: dict[str, bool] = {}  # each group hashed once: the group of every socket is in all of them
+    chosen = []
+    for socket in sockets:
+        membership: Grouped | None = getattr(socket, "membership", None)
+        groups = membership.groups if membership is not None else ()
+        if not groups or any(_on(group, on, nodes, node_index) for group in groups):
+            chosen.append(socket)
+    return chosen
+
+
+def _on(group: str, known: dict[str, bool], nodes: Collection[int], node_index: Callable[[str], int]) -> bool:
+    down = known.get(group)
+    if down is None:
+        down = known[group] = node_index(group) in nodes
+    return down
 
 
 def names_per_node(base: str, count: int) -> list[str]:

@@ -47,6 +47,9 @@ class Subscriber:
         #: The connection failed and is not back yet: a group_add now would look done while nothing
         #: reaches its channel (extensions.JOIN_CONFIRMED), so it raises instead.
         self.failing = False
+        #: Times the connection failed: what was published meanwhile never reached this loop, even when
+        #: it was back before a probe could notice (the layer's ``node_drops``, the watchdog's).
+        self.drops = 0
 
     async def start(self, channels: list[str]) -> None:
         """Connect and subscribe to ``channels`` (the loop's own: its inbox, the broadcasts), once."""
@@ -116,6 +119,8 @@ class Subscriber:
                     "wsgateway: Redis subscriber connection failed: %s",
                     exc,
                 )
+                if not self.failing:
+                    self.drops += 1
                 self.failing = True
                 await asyncio.sleep(0.5)
                 continue

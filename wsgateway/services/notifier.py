@@ -18,8 +18,9 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext, pgettext, pgettext_lazy
 
 from .. import metrics
+from ..bounds import MAX_PAGE_SIZE
 from ..codes import ErrorCode
-from ..conf import MAX_PAGE_SIZE, gateway_settings
+from ..conf import gateway_settings
 from ..exceptions import GatewayError, InvalidData
 from ..models import Change, Notification
 from ..notifications import CHANNEL, history, sequence, sizes, snoozing, unread_state

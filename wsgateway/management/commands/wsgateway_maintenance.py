@@ -6,7 +6,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 
 from wsgateway import maintenance
-from wsgateway.conf import MAX_RETRY_AFTER, gateway_settings
+from wsgateway.bounds import MAX_RETRY_AFTER
+from wsgateway.conf import gateway_settings
 
 
 class Command(BaseCommand):

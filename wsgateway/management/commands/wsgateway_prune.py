@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from wsgateway.conf import MAX_PRUNE_BATCH
+from wsgateway.bounds import MAX_PRUNE_BATCH
 from wsgateway.notifications.pruning import REASONS, prune
 
 
