@@ -35,6 +35,15 @@ def test_a_user_is_kept_once_in_order_and_taken_once() -> None:
     assert pending.take() == [] and not pending
 
 
+def test_the_process_keeps_as_many_as_max_pending_repairs_says() -> None:
+    pending = repairs.PendingRepairs()
+    assert pending.limit == 10_000  # the default
+    with override_settings(WSGATEWAY={"MAX_PENDING_REPAIRS": 2}):
+        assert pending.add([1, 2, 3]) == 1
+        assert pending.take() == [1, 2]
+    assert repairs.PENDING.limit == 10_000
+
+
 def test_past_its_limit_a_user_is_counted_and_logged_once_an_episode(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -73,6 +73,8 @@ MAX_LAYER_CONNECT_TIMEOUT = 60
 #: within a second of a node's return: faster is no pacing at all (every push of the process waits
 #: behind the resyncs' database reads and joins).
 MAX_RESYNC_RATE = 5000
+#: Largest ``MAX_PENDING_REPAIRS``: a user kept is a dict entry of about 100 bytes, so 100 MB a process.
+MAX_PENDING_REPAIRS_BOUND = 1_000_000
 #: Longest ``MAINTENANCE_CHECK_INTERVAL``: ``on`` and ``off`` take effect within it on every process.
 MAX_MAINTENANCE_CHECK_INTERVAL = 60
 #: Longest ``NOTIFICATIONS_SNOOZE_CHECK_INTERVAL``: a snoozed notification comes back within it.

@@ -33,6 +33,7 @@ from .bounds import (
     MAX_OUTBOUND_WINDOW,
     MAX_PAGE_SIZE,
     MAX_PENDING_BOUND,
+    MAX_PENDING_REPAIRS_BOUND,
     MAX_PRESENCE_GRACE,
     MAX_PRUNE_BATCH,
     MAX_RATE,
@@ -317,6 +318,16 @@ KEYS: dict[str, Key] = {
         f"only what it missed waits. At most {MAX_RESYNC_RATE}.",
         most=MAX_RESYNC_RATE,
     ),
+    # Per process, and for this process's pushes only: each process repairs what it failed to send.
+    "MAX_PENDING_REPAIRS": Key(
+        10_000,
+        Shape.POSITIVE_INTEGER,
+        "Users one process keeps at most whose pushes the channel layer refused, to tell their sockets to "
+        "catch up once it takes a send again (wsgateway.repairs). Past it a user is counted "
+        '(`wsgateway_push_repairs_total{outcome="unrepaired"}`) and logged once, and its sockets catch up '
+        f"on their next push or connect. About 100 bytes a user. At most {MAX_PENDING_REPAIRS_BOUND}.",
+        most=MAX_PENDING_REPAIRS_BOUND,
+    ),
     # Read once per interval per process, not per connect: a connect storm costs no database work.
     "MAINTENANCE_CHECK_INTERVAL": Key(
         2,
@@ -472,6 +483,7 @@ class GatewaySettings:
     MAX_REQUEST_TIMEOUT = Setting(int)
     LAYER_CONNECT_TIMEOUT = Setting(int)
     RESYNC_RATE = Setting(int)
+    MAX_PENDING_REPAIRS = Setting(int)
     MAINTENANCE_CHECK_INTERVAL = Setting(int)
     MAINTENANCE_RETRY_AFTER = Setting(int)
     EMAIL_TASK_BACKEND = Setting(str)

@@ -54,8 +54,8 @@ BROADCASTS = "broadcasts.sent"
 PUSH_FAILED = "push.failed"
 #: Users told to catch up once the layer took sends again, after their pushes failed (wsgateway.repairs).
 PUSH_REPAIRED = "push.repaired"
-#: Users whose failed pushes could not be kept for repair (past repairs.MAX_PENDING): their sockets
-#: catch up on their next push or connect.
+#: Users whose failed pushes could not be kept for repair (past WSGATEWAY["MAX_PENDING_REPAIRS"]): their
+#: sockets catch up on their next push or connect.
 PUSH_UNREPAIRED = "push.unrepaired"
 #: Group memberships the refresher failed to renew (the layer was down; the watchdog resyncs later).
 MEMBERSHIP_REFRESH_FAILED = "membership.refresh_failed"

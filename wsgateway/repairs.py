@@ -12,9 +12,9 @@ user's group gets one :data:`~wsgateway.events.RESYNC`: every socket of the user
 catches up from the database as after an overflow (the ``{"resync": true}`` frame, then the
 on-connect frames with what it missed). A user is kept once however many of its pushes failed.
 
-Bounded: at most :data:`MAX_PENDING` users a process. Past that a user is counted
-(``push.unrepaired``) and logged once until the set empties; its sockets catch up on their next push
-or connect, as before this module.
+Bounded: at most ``WSGATEWAY["MAX_PENDING_REPAIRS"]`` users a process (10,000 by default). Past that
+a user is counted (``push.unrepaired``) and logged once until the set empties; its sockets catch up on
+their next push or connect, as before this module.
 """
 
 from __future__ import annotations
@@ -25,12 +25,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import events, metrics
+from .conf import gateway_settings
 from .groups import asend_to_groups, send_to_groups, user_group
 
 logger = logging.getLogger("wsgateway")
-
-#: Users a process keeps for repair at most: their ids, a dict entry each (about 100 bytes).
-MAX_PENDING = 10_000
 
 
 class PendingRepairs:
@@ -40,14 +38,20 @@ class PendingRepairs:
     the event loop), hence the lock; each method holds it for a dict operation or a copy.
     """
 
-    __slots__ = ("_full", "_lock", "_users", "limit")
+    __slots__ = ("_full", "_limit", "_lock", "_users")
 
-    def __init__(self, limit: int = MAX_PENDING) -> None:
-        self.limit = limit
+    def __init__(self, limit: int | None = None) -> None:
+        #: None: the setting's, read at each add (override_settings changes it for a test).
+        self._limit = limit
         self._users: dict[Any, None] = {}
         self._lock = threading.Lock()
         #: Whether a user was turned away since the set was last empty (logged once per episode).
         self._full = False
+
+    @property
+    def limit(self) -> int:
+        """Users kept at most: the one given, else ``MAX_PENDING_REPAIRS``."""
+        return gateway_settings.MAX_PENDING_REPAIRS if self._limit is None else self._limit
 
     def __len__(self) -> int:
         return len(self._users)
@@ -55,11 +59,12 @@ class PendingRepairs:
     def add(self, user_ids: Iterable[Any]) -> int:
         """Keep ``user_ids``; return how many new ones did not fit."""
         refused = 0
+        limit = self.limit
         with self._lock:
             for user_id in user_ids:
                 if user_id in self._users:
                     continue
-                if len(self._users) >= self.limit:
+                if len(self._users) >= limit:
                     refused += 1
                 else:
                     self._users[user_id] = None
@@ -73,7 +78,7 @@ class PendingRepairs:
                 "wsgateway: %d user(s) past the %d whose failed pushes wait for repair: their sockets "
                 "catch up on their next push or connect",
                 refused,
-                self.limit,
+                limit,
             )
         return refused
 
