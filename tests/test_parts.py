@@ -785,7 +785,7 @@ async def test_a_check_rescheduled_runs_at_its_new_time_only() -> None:
     assert len(part.started) == 1
 
 
-async def test_a_thousand_checks_due_in_a_second_share_a_list_or_two() -> None:
+async def test_a_thousand_checks_due_in_a_second_share_a_set_or_two() -> None:
     schedule = schedule_of(asyncio.get_running_loop())
     parts = [Timed() for _ in range(1000)]
     for n, part in enumerate(parts):
