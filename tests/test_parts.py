@@ -775,6 +775,25 @@ async def test_a_check_taken_out_of_the_schedule_does_not_start() -> None:
     assert len(kept.started) == 1 and stopped.started == [] and len(checked_at_once.started) == 1
 
 
+async def test_a_check_that_fails_to_start_costs_the_others_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(Timed):
+        __slots__ = ()
+
+        def start(self) -> None:
+            raise RuntimeError("a bug")
+
+    before, broken, after, later = Timed(), Broken(), Timed(), Timed()
+    for part in (before, broken, after):
+        part.schedule(0.02)
+    later.schedule(0.2)
+    with caplog.at_level(logging.ERROR, logger="wsgateway"):
+        await asyncio.sleep(0.5)
+    assert len(before.started) == len(after.started) == len(later.started) == 1
+    assert [record.getMessage() for record in caplog.records] == [
+        "wsgateway: a socket's login re-check could not start"
+    ]
+
+
 async def test_a_check_rescheduled_runs_at_its_new_time_only() -> None:
     part = Timed()
     part.schedule(0.05)

@@ -113,12 +113,20 @@ class RecheckSchedule:
                 break  # the rest of this second is still to come, and so is every later one
             heapq.heappop(self.seconds)
             del self.buckets[second]
-        for part in due:
-            part.due = None
-            part.start()
-        if self.seconds:
-            following = min(part.due for part in self.buckets[self.seconds[0]] if part.due is not None)
-            self.arm(max(following, now + COALESCE_SECONDS))
+        try:
+            for part in due:
+                part.due = None
+                try:
+                    part.start()
+                except Exception:
+                    # One socket's failure must not cost the others their checks (and a revocation
+                    # its closing): logged, and the rest are started.
+                    logger.exception("wsgateway: a socket's login re-check could not start")
+        finally:
+            if self.seconds:
+                first = self.buckets[self.seconds[0]]  # emptied since only by a start that took some out
+                following = min((part.due for part in first if part.due is not None), default=now)
+                self.arm(max(following, now + COALESCE_SECONDS))
 
 
 #: Each event loop's schedule (in a process, the server's one loop; in the tests, one a test).
