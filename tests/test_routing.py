@@ -29,7 +29,7 @@ class RouteEcho(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
 
 class ReadingGateway(GatewayConsumer):
-    reads_url_route = True
+    copy_scope = True  # it reads url_route, or writes into its scope
 
 
 def router() -> GatewayURLRouter:

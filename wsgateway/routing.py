@@ -46,8 +46,9 @@ class GatewayURLRouter(URLRouter):  # type: ignore[misc]
     Why: Channels' router copies the scope for every socket, to add ``url_route`` (an empty ``args``
     and ``kwargs`` on these routes) and ``path_remaining``, and the copy lives as long as the socket,
     beside the server's own: 1.9 KB and five tracked objects a socket under uvicorn (docs/benchmarks.md).
-    A consumer that reads ``url_route`` sets ``reads_url_route = True`` and is routed as Channels does;
-    so is every other route, a nested router, and a route with arguments or defaults.
+    The scope is the server's own, then: wsgateway's consumers read it and never write to it. A subclass
+    that reads ``url_route`` or writes into its scope sets ``copy_scope = True`` and is routed as Channels
+    does; so is every other route, a nested router, and a route with arguments or defaults.
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
@@ -79,7 +80,7 @@ class GatewayURLRouter(URLRouter):  # type: ignore[misc]
                 or route.default_args
                 or not isinstance(consumer_class, type)
                 or not issubclass(consumer_class, LEAN_CONSUMERS)
-                or getattr(consumer_class, "reads_url_route", False)
+                or getattr(consumer_class, "copy_scope", False)
             ):
                 return None
             return consumer_class(**route.callback.consumer_initkwargs)
