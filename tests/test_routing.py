@@ -3,6 +3,7 @@ server's own scope handed to wsgateway's consumers (no copy kept per socket: tes
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -103,8 +104,10 @@ async def test_a_socket_keeps_the_servers_scope_not_a_copy(
     monkeypatch.setattr(GatewayConsumer, "__init__", keep)
     for application in (router(), URLRouter([*websocket_urlpatterns, unrouted])):
         async with connected(alice, application=application) as socket:
-            await socket.assert_open()
             scope = socket.communicator.scope
+            as_given = copy.deepcopy(scope)
+            await socket.assert_open()  # a ping and its answer, on top of the connect
+            assert scope == as_given  # the server's scope, read and never written
             consumer = consumers.pop()
             if isinstance(application, GatewayURLRouter):
                 assert consumer.scope is scope and "url_route" not in consumer.scope
