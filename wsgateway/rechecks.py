@@ -7,8 +7,9 @@ expire, every ``REVALIDATE_INTERVAL`` seconds if that is sooner, and at once whe
 user changed (``recheck_user_sockets()``: :meth:`LoginRecheck.now`).
 
 The sockets of an event loop wait for their checks in one :class:`RecheckSchedule`, on one timer,
-rather than on a timer each: a timer handle, its bound method and (under uvloop) a libuv timer were
-three tracked objects and about 0.3 KB a socket, kept for its life (tests/test_socket_cost.py).
+rather than on a timer each: a timer handle, its bound method, the context it copied and (under uvloop)
+a libuv timer were four tracked objects and about 0.5 KB a socket, kept for its life (under uvicorn;
+tests/test_socket_cost.py, bench/README.md).
 """
 
 from __future__ import annotations
@@ -145,9 +146,8 @@ class LoginRecheck:
     """One socket's re-checks: what it logged in with, and the next check.
 
     It waits in its event loop's :class:`RecheckSchedule`; the task that reads the database exists
-    only while it does. ``ended`` is
-    called with the verdict of a login that no longer holds (it takes the socket's turn and closes
-    it); after :meth:`stop`, nothing is checked or called again.
+    only while it does. ``ended`` is called with the verdict of a login that no longer holds (it
+    takes the socket's turn and closes it); after :meth:`stop`, nothing is checked or called again.
     """
 
     __slots__ = ("again", "clock", "credentials", "due", "ended", "stopped", "task")

@@ -45,7 +45,7 @@ class GatewayURLRouter(URLRouter):  # type: ignore[misc]
 
     Why: Channels' router copies the scope for every socket, to add ``url_route`` (an empty ``args``
     and ``kwargs`` on these routes) and ``path_remaining``, and the copy lives as long as the socket,
-    beside the server's own: 1.9 KB and five tracked objects a socket under uvicorn (docs/benchmarks.md).
+    beside the server's own: 1.5 KB and five tracked objects a socket under uvicorn (bench/README.md).
     The scope is the server's own, then: wsgateway's consumers read it and never write to it. A subclass
     that reads ``url_route`` or writes into its scope sets ``copy_scope = True`` and is routed as Channels
     does; so is every other route, a nested router, and a route with arguments or defaults.
