@@ -136,8 +136,9 @@ _schedules: dict[asyncio.AbstractEventLoop, RecheckSchedule] = {}
 
 def schedule_of(loop: asyncio.AbstractEventLoop) -> RecheckSchedule:
     if (schedule := _schedules.get(loop)) is None:
-        for closed in [other for other in _schedules if other.is_closed()]:
-            del _schedules[closed]
+        # list(): a copy taken at once, as another thread's loop may add its own meanwhile.
+        for closed in [other for other in list(_schedules) if other.is_closed()]:
+            _schedules.pop(closed, None)
         schedule = _schedules[loop] = RecheckSchedule(loop)
     return schedule
 
