@@ -8,13 +8,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 django_asgi_app = get_asgi_application()  # before importing anything that touches models
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from bench.layers import ROWS  # noqa: E402
 from wsgateway import metrics  # noqa: E402
-from wsgateway.routing import unrouted, websocket_urlpatterns  # noqa: E402
+from wsgateway.routing import GatewayURLRouter, unrouted, websocket_urlpatterns  # noqa: E402
 
 if getattr(settings, "BENCH_LAYER", None) == "ceiling":
     from bench.ceiling import CeilingConsumer
@@ -33,7 +33,7 @@ if not ROWS[getattr(settings, "BENCH_LAYER", "stock-inmemory")].metrics:
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter([*websocket_urlpatterns, unrouted]),
+        "websocket": GatewayURLRouter([*websocket_urlpatterns, unrouted]),
     }
 )
 

@@ -8,18 +8,18 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()  # before importing anything that touches models
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from wsgateway.consumers import RefusingConsumer  # noqa: E402
-from wsgateway.routing import unrouted, websocket_urlpatterns  # noqa: E402
+from wsgateway.routing import GatewayURLRouter, unrouted, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # wsgateway checks the Origin (WSGATEWAY["ALLOWED_ORIGINS"]) and reads the token and the session
         # cookie itself: no OriginValidator, and no AuthMiddlewareStack (a trip to the database thread).
-        "websocket": URLRouter(
+        "websocket": GatewayURLRouter(
             [
                 *websocket_urlpatterns,
                 # A retired endpoint: its clients are told where to go, and do not reconnect (4410).

@@ -7,6 +7,7 @@ others) show them wired together."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import secrets
@@ -25,7 +26,7 @@ from wsgateway.layers import InProcessChannelLayer
 from wsgateway.layers.base import LocalCooldowns
 from wsgateway.limits import InboundLimiter, Refusal, TokenBucket
 from wsgateway.membership import Membership
-from wsgateway.rechecks import RECHECK_MARGIN, LoginRecheck
+from wsgateway.rechecks import COALESCE_SECONDS, RECHECK_MARGIN, LoginRecheck, schedule_of
 from wsgateway.refusals import LayerOutage
 from wsgateway.transport import SocketState, Transport, send_close
 
@@ -649,7 +650,7 @@ async def test_a_login_that_ended_is_reported_once_and_nothing_is_scheduled_afte
     part = LoginRecheck(credentials(), ended)
     part.schedule(0.01)
     await asyncio.sleep(0.2)
-    assert verdicts == [revocation.TOKEN_EXPIRED] and part.timer is None and part.task is None
+    assert verdicts == [revocation.TOKEN_EXPIRED] and part.due is None and part.task is None
 
 
 async def test_a_stopped_recheck_runs_no_check(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -664,7 +665,7 @@ async def test_a_stopped_recheck_runs_no_check(monkeypatch: pytest.MonkeyPatch) 
     part.stop()
     part.schedule()
     await asyncio.sleep(0.1)
-    assert checks == [] and part.timer is None
+    assert checks == [] and part.due is None
 
 
 @pytest.mark.django_db
@@ -681,7 +682,7 @@ async def test_now_checks_at_once_and_then_on_the_usual_schedule(monkeypatch: py
         part.now()
         await asyncio.sleep(0.2)
         assert len(checks) == 1 and part.task is None
-        assert part.timer is not None and part.timer.when() - asyncio.get_running_loop().time() > 299
+        assert part.due is not None and part.due - asyncio.get_running_loop().time() > 299
         part.stop()
 
 
@@ -723,6 +724,118 @@ async def test_now_after_stop_checks_nothing(monkeypatch: pytest.MonkeyPatch) ->
     assert checks == [] and part.task is None
 
 
+class Timed(LoginRecheck):
+    """A re-check that notes when the schedule starts it, and reads nothing."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        super().__init__(credentials(), _never_ended)
+        self.started: list[float] = []
+
+    def start(self) -> None:
+        self.started.append(asyncio.get_running_loop().time())
+
+
+async def _never_ended(verdict: revocation.Verdict) -> None:
+    raise AssertionError
+
+
+async def test_the_schedule_starts_each_check_once_never_early_on_one_timer() -> None:
+    loop = asyncio.get_running_loop()
+    schedule = schedule_of(loop)
+    delays = [0.02, 0.03, 0.031, 0.3, 1.2, 0.0]
+    parts = [Timed() for _ in delays]
+    for part, delay in zip(parts, delays, strict=True):
+        part.schedule(delay)
+    asked = {id(part): part.due for part in parts}
+    # One timer, at the earliest, for all of them; the parts keep no timer of their own.
+    assert schedule.timer is not None and schedule.timer_at == min(asked.values()) and len(schedule) == 6
+    await asyncio.sleep(1.5)
+    for part in parts:
+        (started,) = part.started  # once
+        due = asked[id(part)]
+        assert due is not None and started >= due  # never early: an expiry would still look valid
+    # Started together when due together: never more than the coalescing apart from the due time,
+    # give or take a busy loop (the margin is for the machine, not the schedule).
+    assert max(part.started[0] - (asked[id(part)] or 0) for part in parts) < COALESCE_SECONDS + 0.2
+    assert len(schedule) == 0 and schedule.buckets == {} and schedule.seconds == []
+    assert schedule.timer is None
+
+
+async def test_a_check_taken_out_of_the_schedule_does_not_start() -> None:
+    schedule = schedule_of(asyncio.get_running_loop())
+    kept, stopped, checked_at_once = Timed(), Timed(), Timed()
+    for part in (kept, stopped, checked_at_once):
+        part.schedule(0.05)
+    stopped.stop()
+    checked_at_once.now()  # started at once, not again at its time
+    assert stopped.due is None and checked_at_once.due is None and len(schedule) == 1
+    await asyncio.sleep(0.3)
+    assert len(kept.started) == 1 and stopped.started == [] and len(checked_at_once.started) == 1
+
+
+async def test_a_check_that_fails_to_start_costs_the_others_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(Timed):
+        __slots__ = ()
+
+        def start(self) -> None:
+            raise RuntimeError("a bug")
+
+    before, broken, after, later = Timed(), Broken(), Timed(), Timed()
+    for part in (before, broken, after):
+        part.schedule(0.02)
+    later.schedule(0.2)
+    with caplog.at_level(logging.ERROR, logger="wsgateway"):
+        await asyncio.sleep(0.5)
+    assert len(before.started) == len(after.started) == len(later.started) == 1
+    assert [record.getMessage() for record in caplog.records] == [
+        "wsgateway: a socket's login re-check could not start"
+    ]
+
+
+async def test_a_check_rescheduled_runs_at_its_new_time_only() -> None:
+    part = Timed()
+    part.schedule(0.05)
+    part.schedule(0.2)
+    await asyncio.sleep(0.12)
+    assert part.started == []
+    await asyncio.sleep(0.3)
+    assert len(part.started) == 1
+
+
+async def test_a_thousand_checks_due_in_a_second_share_a_set_or_two() -> None:
+    schedule = schedule_of(asyncio.get_running_loop())
+    parts = [Timed() for _ in range(1000)]
+    for n, part in enumerate(parts):
+        part.schedule(300 + n / 1000)
+    assert len(schedule) == 1000 and len(schedule.buckets) <= 2
+    for part in parts:
+        part.stop()
+    assert len(schedule) == 0
+
+
+@pytest.mark.django_db  # the check runs in Channels' database thread, which closes old connections
+async def test_a_check_runs_in_a_context_of_its_own_not_the_one_that_scheduled_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The schedule's timer is armed by whichever socket is due first: what that socket set in its context
+    # must not reach another socket's check (what a check says is written in its socket's language).
+    socket_var: contextvars.ContextVar[str] = contextvars.ContextVar("socket_var")
+    seen: list[str | None] = []
+
+    def check(credentials: revocation.Credentials) -> None:
+        seen.append(socket_var.get(None))
+
+    monkeypatch.setattr(revocation, "check", check)
+    socket_var.set("the first socket's")
+    part = LoginRecheck(credentials(), _never_ended)
+    part.schedule(0.01)
+    await asyncio.sleep(0.3)
+    part.stop()
+    assert seen == [None]
+
+
 # -- the layer outage, as connects see it -------------------------------------------------
 
 
@@ -761,7 +874,7 @@ async def test_check_now_reads_the_login_at_once_whatever_the_schedule(
     monkeypatch.setattr(revocation, "check", check)
     part = LoginRecheck(credentials(), ended)
     assert await part.check_now() == revocation.PASSWORD_CHANGED
-    assert checked == [part.credentials] and part.timer is None
+    assert checked == [part.credentials] and part.due is None
 
 
 # -- the memberships ----------------------------------------------------------------------

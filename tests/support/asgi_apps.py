@@ -9,7 +9,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import OriginValidator
 from django.core.asgi import get_asgi_application
 
-from wsgateway.routing import unrouted, websocket_urlpatterns
+from wsgateway.routing import GatewayURLRouter, unrouted, websocket_urlpatterns
 
 #: What ``django-admin startproject`` writes in asgi.py: HTTP only.
 django_only = get_asgi_application()
@@ -17,7 +17,9 @@ django_only = get_asgi_application()
 http_only = ProtocolTypeRouter({"http": django_only})
 
 #: The README's routing.
-routed = ProtocolTypeRouter({"http": django_only, "websocket": URLRouter([*websocket_urlpatterns, unrouted])})
+routed = ProtocolTypeRouter(
+    {"http": django_only, "websocket": GatewayURLRouter([*websocket_urlpatterns, unrouted])}
+)
 
 #: Routers under middleware, as a site wraps them: Channels' stacks and validator, and an ``app`` attribute.
 validated_routed = OriginValidator(
