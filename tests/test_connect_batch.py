@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection, connections
 from django.test import override_settings
+from django.utils import timezone
 from django.utils.translation import gettext
 
 from tests.support.communicators import (
@@ -29,10 +37,11 @@ from tests.support.communicators import (
     frame,
 )
 from tests.support.connect_trips import ConnectTrips
+from tests.support.postgres import PostgresServer, create_database
 from wsgateway import connect_reads, notify, snapshots
 from wsgateway.auth import Identity
 from wsgateway.exceptions import AuthenticationFailed
-from wsgateway.models import ClipboardEntry
+from wsgateway.models import ClipboardEntry, Notification
 from wsgateway.services.base import Service
 from wsgateway.tokens import issue_token
 
@@ -40,6 +49,19 @@ SITE_SERVICES = [
     "wsgateway.services.notifier.NotifierService",
     "wsgateway.services.clipboard.ClipboardService",
 ]
+
+# The part's tests too: Channels' database thread closes the connections an earlier test there opened.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def thread_closes_its_connection() -> AsyncIterator[None]:
+    yield
+    # On PostgreSQL (the child run below, CONN_MAX_AGE 60) the database thread's connection would
+    # outlive the test and keep its test database from being dropped.
+    if connection.vendor == "postgresql":
+        await database_sync_to_async(connections.close_all)()
+
 
 #: Connects gathered at once in the tests below.
 N = 20
@@ -276,8 +298,7 @@ async def disconnect(sockets: list[Socket]) -> None:
         await socket.communicator.disconnect(timeout=TIMEOUT)
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_connects_together_cost_fewer_trips_and_no_more_statements_than_alone(
+async def test_connects_together_cost_fewer_trips_and_fewer_statements_than_alone(
     database_trips: list[str],
 ) -> None:
     tokens = await tokens_of([f"user{i}" for i in range(N + 1)])
@@ -300,10 +321,14 @@ async def test_connects_together_cost_fewer_trips_and_no_more_statements_than_al
     # or a server before the reads, for a token) every connect gathered has asked by then: one trip,
     # where alone they make N. Two allows for one put a turn behind by a change of the steps before.
     assert 1 <= database_trips.count("connect_reads") <= 2, database_trips
-    assert together_queries <= N * lone_queries
+    # Alone: the user, the notifications' statement and the clipboard's, each connect. Together: the
+    # users still one each (a token's user is read by its own load_user), and the two services' one
+    # statement each a trip (their set-based snapshots).
+    assert lone_queries == 3
+    assert together_queries <= N + 2 * database_trips.count("connect_reads"), together_queries
+    assert together_queries < N * lone_queries
 
 
-@pytest.mark.django_db(transaction=True)
 async def test_each_socket_of_a_trip_gets_its_own_users_counts_and_clipboard() -> None:
     tokens = await tokens_of([f"user{i}" for i in range(N)])
 
@@ -327,7 +352,6 @@ async def test_each_socket_of_a_trip_gets_its_own_users_counts_and_clipboard() -
         await disconnect(sockets)
 
 
-@pytest.mark.django_db(transaction=True)
 async def test_one_refused_token_in_a_trip_costs_only_its_socket_in_its_own_language() -> None:
     tokens = await tokens_of([f"user{i}" for i in range(N)])
     revoked, _ = tokens[N // 2]
@@ -351,7 +375,6 @@ async def test_one_refused_token_in_a_trip_costs_only_its_socket_in_its_own_lang
             await disconnect(sockets)
 
 
-@pytest.mark.django_db(transaction=True)
 async def test_a_snapshot_that_raises_for_one_socket_of_a_trip_costs_only_that_service_there() -> None:
     names = [f"user{i}" for i in range(N)]
     names[3] = "picky"
@@ -370,3 +393,181 @@ async def test_a_snapshot_that_raises_for_one_socket_of_a_trip_costs_only_that_s
                 await socket.assert_open()
         finally:
             await disconnect(sockets)
+
+
+async def frames_of(socket: Socket) -> list[Any]:
+    """The connect frames, then whatever else comes at once (a woken snooze's push)."""
+    received = await connect_frames(socket)
+    while not await socket.receive_nothing(0.2):
+        received.append(await socket.receive())
+    return received
+
+
+def without_ids(frames: list[Any]) -> list[Any]:
+    """What two users with the same inbox and clipboard are sent alike: no ids, names or times."""
+    hello, notifications, clipboard, *pushes = frames
+    return [
+        hello["payload"]["services"],
+        notifications,
+        [entry["data"] for entry in clipboard["payload"]["clipboard"]],
+        [[change["change"] for change in push["payload"]["changes"]] for push in pushes],
+    ]
+
+
+def inbox(user: Any, i: int) -> None:
+    """The ``i``-th inbox and clipboard: some notifications, read or not; every fifth user a snooze
+    that is due (the connect wakes it, and its wake is pushed) and one that is not."""
+    for n in range(i % 4):
+        notify(user, f"message {n}")
+    if i % 5 == 0:
+        due, later = (notify(user, text)[0] for text in ("due", "later"))
+        now = timezone.now()
+        Notification.objects.filter(pk=due.pk).update(snoozed_until=now - timedelta(seconds=1))
+        Notification.objects.filter(pk=later.pk).update(snoozed_until=now + timedelta(hours=1))
+    ClipboardEntry.objects.create(user=user, data={"entry": i})
+
+
+async def test_each_socket_of_a_trip_is_sent_what_it_would_have_been_alone() -> None:
+    alone, together = (
+        await tokens_of([f"alone{i}" for i in range(N)]),
+        await tokens_of([f"user{i}" for i in range(N)]),
+    )
+    for i in range(N):
+        await database_sync_to_async(inbox)(alone[i][0], i)
+        await database_sync_to_async(inbox)(together[i][0], i)
+    expected = []
+    for _, token in alone:
+        [socket] = await connect_together([[bearer(token)]])
+        expected.append(without_ids(await frames_of(socket)))
+        await disconnect([socket])
+    sockets = await connect_together([[bearer(token)] for _, token in together])
+    try:
+        received = [await frames_of(socket) for socket in sockets]
+    finally:
+        await disconnect(sockets)
+    assert [without_ids(frames) for frames in received] == expected
+    for (user, _), frames in zip(together, received, strict=True):
+        assert frames[0]["payload"]["user"]["id"] == user.pk
+    # Woken once, by the connect; the later one still hidden.
+    snoozed = Notification.objects.filter(recipient__username__startswith="user", snoozed_until__isnull=False)
+    assert await snoozed.acount() == len(range(0, N, 5))
+
+
+class SetBased(Service):
+    """A service with both forms, told apart in its payloads; ``broken`` breaks the set-based one."""
+
+    channel = "set_based"
+    broken = False
+
+    def snapshot(self, user: Any) -> Any:
+        if user.username.startswith("picky"):
+            raise RuntimeError("a bug in snapshot, for this user only")
+        return self.payload(user, False)
+
+    @classmethod
+    def snapshots(cls, sockets: Sequence[tuple[Service, Any]]) -> list[Any]:
+        if cls.broken:
+            raise RuntimeError("a bug in the set-based form")
+        return [
+            RuntimeError("not this one") if user.username.startswith("picky") else cls.payload(user, True)
+            for _, user in sockets
+        ]
+
+    @staticmethod
+    def payload(user: Any, together: bool) -> dict[str, Any]:
+        return {"for": user.username, "together": together}
+
+
+@pytest.fixture
+def set_based() -> Iterator[type[SetBased]]:
+    with override_settings(WSGATEWAY={"SERVICES": ["tests.test_connect_batch.SetBased"]}):
+        yield SetBased
+    SetBased.broken = False
+
+
+async def test_a_set_based_snapshot_serves_a_trip_and_fails_only_the_sockets_it_says(
+    set_based: type[SetBased],
+) -> None:
+    names = [f"user{i}" for i in range(5)] + ["picky"]
+    tokens = await tokens_of(names)
+    sockets = await connect_together([[bearer(token)] for _, token in tokens])
+    try:
+        for name, socket in zip(names, sockets, strict=True):
+            _, received = await connect_frames(socket)
+            if name == "picky":
+                assert received == error_frame("set_based", "internal_error")
+            else:
+                assert received == frame("set_based", {"for": name, "together": True})
+    finally:
+        await disconnect(sockets)
+    # A lone connect reads its own snapshot: the set-based form is for more than one.
+    [socket] = await connect_together([[bearer(tokens[0][1])]])
+    assert (await connect_frames(socket))[1] == frame("set_based", {"for": "user0", "together": False})
+    await disconnect([socket])
+
+
+async def test_a_set_based_snapshot_that_raises_is_logged_and_each_socket_read_alone(
+    set_based: type[SetBased], caplog: pytest.LogCaptureFixture
+) -> None:
+    set_based.broken = True
+    names = [f"user{i}" for i in range(5)]
+    tokens = await tokens_of(names)
+    with caplog.at_level(logging.ERROR, "wsgateway"):
+        sockets = await connect_together([[bearer(token)] for _, token in tokens])
+        try:
+            for name, socket in zip(names, sockets, strict=True):
+                assert (await connect_frames(socket))[1] == frame(
+                    "set_based", {"for": name, "together": False}
+                )
+        finally:
+            await disconnect(sockets)
+    assert "SetBased.snapshots raised" in caplog.text and "a bug in the set-based form" in caplog.text
+
+
+def test_the_set_based_form_is_optional() -> None:
+    assert SetBased.has_snapshots() and not PickyService.has_snapshots()
+    with pytest.raises(NotImplementedError):
+        PickyService.snapshots([])
+
+
+# -- the same on PostgreSQL: the set-based statements are plain SQL, typed by each database --------
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_connects_together_on_postgresql() -> None:
+    if not PostgresServer.available():
+        pytest.skip("PostgreSQL is not installed")
+    server = PostgresServer().start()
+    try:
+        env = {**os.environ, "WSGATEWAY_TEST_DATABASE_URL": create_database(server.server_url)}
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "--ds",
+                "tests.settings_postgres",
+            ]
+            + [f"{__file__}::{name}" for name in ON_POSTGRESQL],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=110,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert f"{len(ON_POSTGRESQL)} passed" in result.stdout, result.stdout
+
+
+ON_POSTGRESQL = [
+    "test_connects_together_cost_fewer_trips_and_fewer_statements_than_alone",
+    "test_each_socket_of_a_trip_is_sent_what_it_would_have_been_alone",
+    "test_each_socket_of_a_trip_gets_its_own_users_counts_and_clipboard",
+]

@@ -5,9 +5,10 @@ connects), and again on a catch-up. The connects that wait for that thread toget
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from contextvars import Context
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from django.utils import translation
 
@@ -15,6 +16,10 @@ from . import revocation
 from .auth import Identity
 from .services.base import Service
 from .sessions import read_once
+
+T = TypeVar("T")
+
+logger = logging.getLogger("wsgateway")
 
 #: channel -> (payload, None), or (None, the exception the service's snapshot raised)
 Snapshots = dict[str, tuple[Any, Exception | None]]
@@ -37,28 +42,26 @@ class Asked(NamedTuple):
 
 
 def connect_reads(asked: Sequence[Asked]) -> list[Outcome | Exception]:
-    """In the database thread: each connect's reads (:func:`connect_read`), or what they raised, in
-    its own context and language, as if it had made the trip alone: a refusal is worded for its own
-    socket, and a refusal or a failure costs no other connect its own."""
-    outcomes: list[Outcome | Exception] = []
+    """In the database thread: each connect's user and credentials, then the snapshots of all, or what
+    they raised. Each connect's own reads run in its own context and language, as if it had made the
+    trip alone: a refusal is worded for its own socket, and a refusal or a failure costs no other
+    connect its own. A service with a set-based form reads its sockets of the trip together
+    (:meth:`Service.snapshots <wsgateway.services.base.Service.snapshots>`)."""
+    logins: list[tuple[Any, revocation.Credentials] | Exception] = []
     for one in asked:
         try:
-            outcomes.append(one.context.run(_read_speaking, one))
+            logins.append(one.context.run(_speaking, one.language, login_of, one.identity))
         except Exception as exc:
-            outcomes.append(exc)
-    return outcomes
+            logins.append(exc)
+    sockets = [
+        (one, login[0]) for one, login in zip(asked, logins, strict=True) if not isinstance(login, Exception)
+    ]
+    read = iter(read_sockets(sockets))
+    return [login if isinstance(login, Exception) else (login[0], next(read), login[1]) for login in logins]
 
 
-def _read_speaking(asked: Asked) -> Outcome:
-    if asked.language is None or asked.language == translation.get_language():
-        return connect_read(asked.identity, asked.services)  # the site's language: most sockets'
-    with translation.override(asked.language):
-        return connect_read(asked.identity, asked.services)
-
-
-def connect_read(identity: Identity, services: dict[str, Service]) -> Outcome:
-    """At the connect: the token's user (if not read yet), the snapshots, and what the socket logged
-    in with."""
+def login_of(identity: Identity) -> tuple[Any, revocation.Credentials]:
+    """At the connect: the token's user (if not read yet), and what the socket logged in with."""
     with read_once():  # a token of a session checks the session's expiry, and its credentials keep it
         user = identity.user
         if user is None:
@@ -67,20 +70,72 @@ def connect_read(identity: Identity, services: dict[str, Service]) -> Outcome:
         credentials = revocation.credentials_of(
             user, identity.session_key, identity.expires_at, identity.session_expires_at
         )
-    return user, read(services, user), credentials
+    return user, credentials
+
+
+def read_sockets(sockets: Sequence[tuple[Asked, Any]]) -> list[Snapshots]:
+    """The snapshots of the sockets of a trip (each asked, with its user), service by service: those
+    of a service with a set-based form together when the trip has more than one of its sockets, the
+    others each in its socket's context and language."""
+    outcomes: list[Snapshots] = [{} for _ in sockets]
+    of_class: dict[type[Service], list[int]] = {}
+    for index, (one, _) in enumerate(sockets):
+        for service in one.services.values():
+            if service.has_snapshot():
+                of_class.setdefault(type(service), []).append(index)
+    for cls, indices in of_class.items():
+        if len(indices) > 1 and cls.has_snapshots():
+            pairs = [(sockets[i][0].services[cls.channel], sockets[i][1]) for i in indices]
+            if (payloads := _set_based(cls, pairs)) is not None:
+                for index, payload in zip(indices, payloads, strict=True):
+                    outcomes[index][cls.channel] = (
+                        (None, payload) if isinstance(payload, Exception) else (payload, None)
+                    )
+                continue
+        for index in indices:
+            one, user = sockets[index]
+            outcomes[index][cls.channel] = one.context.run(
+                _speaking, one.language, _snapshot_of, one.services[cls.channel], user
+            )
+    return outcomes
+
+
+def _set_based(cls: type[Service], pairs: list[tuple[Service, Any]]) -> list[Any] | None:
+    """``cls.snapshots(pairs)``; None when it raised or answered for other sockets than asked (logged:
+    a bug of the service), and then each socket's snapshot is read alone."""
+    try:
+        payloads = cls.snapshots(pairs)
+        if len(payloads) != len(pairs):
+            raise ValueError(f"{len(payloads)} snapshots for {len(pairs)} sockets")
+    except Exception:
+        logger.exception("%s.snapshots raised; each socket's snapshot is read alone", cls.__name__)
+        return None
+    return payloads
+
+
+def _speaking(language: str | None, function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in ``language``: the translation is a thread's own (asgiref's Local), which
+    a context does not carry to the database thread."""
+    if language is None or language == translation.get_language():
+        return function(*args)  # the site's language: most sockets'
+    with translation.override(language):
+        return function(*args)
+
+
+def _snapshot_of(service: Service, user: Any) -> tuple[Any, Exception | None]:
+    try:
+        return service.snapshot(user), None
+    except Exception as exc:
+        return None, exc
 
 
 def read(services: dict[str, Service], user: Any) -> Snapshots:
     """Each service's snapshot, or what it raised: one that raises must not cost the others theirs."""
-    outcomes: Snapshots = {}
-    for service in services.values():
-        if not service.has_snapshot():
-            continue
-        try:
-            outcomes[service.channel] = (service.snapshot(user), None)
-        except Exception as exc:
-            outcomes[service.channel] = (None, exc)
-    return outcomes
+    return {
+        service.channel: _snapshot_of(service, user)
+        for service in services.values()
+        if service.has_snapshot()
+    }
 
 
 async def settled(value: Any, error: Exception | None) -> Any:
