@@ -36,13 +36,14 @@ from tests.support.communicators import (
     error_frame,
     frame,
 )
-from tests.support.connect_trips import ConnectTrips
+from tests.support.connect_trips import ConnectTrips, session_of
 from tests.support.postgres import PostgresServer, create_database
 from wsgateway import connect_reads, notify, snapshots
 from wsgateway.auth import Identity
 from wsgateway.exceptions import AuthenticationFailed
 from wsgateway.models import ClipboardEntry, Notification
 from wsgateway.services.base import Service
+from wsgateway.sessions import session_store
 from wsgateway.tokens import issue_token
 
 SITE_SERVICES = [
@@ -321,12 +322,11 @@ async def test_connects_together_cost_fewer_trips_and_fewer_statements_than_alon
     # or a server before the reads, for a token) every connect gathered has asked by then: one trip,
     # where alone they make N. Two allows for one put a turn behind by a change of the steps before.
     assert 1 <= database_trips.count("connect_reads") <= 2, database_trips
-    # Alone: the user, the notifications' statement and the clipboard's, each connect. Together: the
-    # users still one each (a token's user is read by its own load_user), and the two services' one
-    # statement each a trip (their set-based snapshots).
+    # Alone: the user, the notifications' statement and the clipboard's, each connect. Together: one
+    # each a trip, for the tokens' users (TokenUser.read_together) and for each of the two services
+    # (their set-based snapshots); a trip of one connect makes what a lone connect makes.
     assert lone_queries == 3
-    assert together_queries <= N + 2 * database_trips.count("connect_reads"), together_queries
-    assert together_queries < N * lone_queries
+    assert together_queries <= 3 * database_trips.count("connect_reads"), together_queries
 
 
 async def test_each_socket_of_a_trip_gets_its_own_users_counts_and_clipboard() -> None:
@@ -570,4 +570,59 @@ ON_POSTGRESQL = [
     "test_connects_together_cost_fewer_trips_and_fewer_statements_than_alone",
     "test_each_socket_of_a_trip_is_sent_what_it_would_have_been_alone",
     "test_each_socket_of_a_trip_gets_its_own_users_counts_and_clipboard",
+    "test_tokens_whose_user_is_gone_or_changed_or_whose_session_ended_are_refused_alone",
 ]
+
+
+# -- the tokens' users, read together ------------------------------------------------------------
+
+
+async def test_tokens_whose_user_is_gone_or_changed_or_whose_session_ended_are_refused_alone() -> None:
+    names = [f"user{i}" for i in range(8)]
+    tokens = await tokens_of(names)
+    gone, changed, ended = tokens[1][0], tokens[3][0], tokens[5][0]
+    key = await database_sync_to_async(session_of)(ended)
+    headers = [[bearer(token)] for _, token in tokens]
+    headers[5] = [bearer(issue_token(ended, key))]
+    await gone.adelete()
+    changed.set_password("a new one")
+    await changed.asave()
+    await database_sync_to_async(session_store(key).delete)()
+    sockets = await connect_together(headers)
+    try:
+        for i, socket in enumerate(sockets):
+            if i in (1, 3, 5):
+                assert await socket.receive() == error_frame("gateway", "token_invalid")
+                assert await socket.close_code() is not None
+            else:
+                assert (await connect_frames(socket))[0]["payload"]["user"]["username"] == names[i]
+    finally:
+        await disconnect(sockets)
+
+
+async def test_a_user_twice_in_a_trip_and_a_token_of_a_session_are_each_read_as_alone(
+    database_trips: list[str],
+) -> None:
+    tokens = await tokens_of([f"user{i}" for i in range(4)])
+    ann = tokens[0][0]
+    key = await database_sync_to_async(session_of)(ann)
+    headers = [[bearer(token)] for _, token in tokens] + [
+        [bearer(tokens[0][1])],
+        [bearer(issue_token(ann, key))],
+    ]
+    with ConnectTrips().installed() as trips, trips.counted():
+        sockets = await connect_together(headers)
+        try:
+            received = [await connect_frames(socket) for socket in sockets]
+        finally:
+            trips.counting = False
+            await disconnect(sockets)
+    assert [frames[0]["payload"]["user"]["id"] for frames in received] == [user.pk for user, _ in tokens] + [
+        ann.pk
+    ] * 2
+    assert database_trips.count("connect_reads") == 1
+    # The users named once in one query; ann's (named three times) by each of her connects; her
+    # session's expiry once, checked with the token and kept for the socket's login; the two
+    # services' statements.
+    sessions = [sql for step in trips.steps.values() for sql in step.queries if "django_session" in sql]
+    assert (trips.queries, len(sessions)) == (1 + 3 + 1 + 2, 1), trips.steps

@@ -47,6 +47,7 @@ def connect_reads(asked: Sequence[Asked]) -> list[Outcome | Exception]:
     trip alone: a refusal is worded for its own socket, and a refusal or a failure costs no other
     connect its own. A service with a set-based form reads its sockets of the trip together
     (:meth:`Service.snapshots <wsgateway.services.base.Service.snapshots>`)."""
+    read_users_together([one.identity for one in asked])
     logins: list[tuple[Any, revocation.Credentials] | Exception] = []
     for one in asked:
         try:
@@ -58,6 +59,22 @@ def connect_reads(asked: Sequence[Asked]) -> list[Outcome | Exception]:
     ]
     read = iter(read_sockets(sockets))
     return [login if isinstance(login, Exception) else (login[0], next(read), login[1]) for login in logins]
+
+
+def read_users_together(identities: Sequence[Identity]) -> None:
+    """Where the identities of a trip have ``load_user``s of a class that can read many users at once
+    (a classmethod ``read_together``, as :class:`wsgateway.tokens.TokenUser`'s), more than one: read
+    them at once. If that raises, it is logged, and each ``load_user`` reads its own."""
+    of_class: dict[type, list[Any]] = {}
+    for identity in identities:
+        if identity.user is None and hasattr(type(identity.load_user), "read_together"):
+            of_class.setdefault(type(identity.load_user), []).append(identity.load_user)
+    for cls, loaders in of_class.items():
+        if len(loaders) > 1:
+            try:
+                cls.read_together(loaders)  # type: ignore[attr-defined]
+            except Exception:
+                logger.exception("%s.read_together raised; each user is read alone", cls.__name__)
 
 
 def login_of(identity: Identity) -> tuple[Any, revocation.Credentials]:
