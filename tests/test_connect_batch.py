@@ -530,6 +530,57 @@ def test_the_set_based_form_is_optional() -> None:
         PickyService.snapshots([])
 
 
+class Gated(Service):
+    """Holds the trip that reads the user "first" until ``gate`` is set; records whom it read for."""
+
+    channel = "gated"
+    entered = threading.Event()
+    gate = threading.Event()
+    read_for: list[str] = []
+
+    def snapshot(self, user: Any) -> Any:
+        Gated.read_for.append(user.username)
+        if user.username == "first":
+            Gated.entered.set()
+            assert Gated.gate.wait(TIMEOUT)
+        return {}
+
+
+async def until(condition: Any) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never")
+
+
+async def test_a_connect_whose_client_left_while_it_waited_costs_the_others_nothing() -> None:
+    tokens = await tokens_of(["first", "gone", "staying"])
+    Gated.entered.clear()
+    Gated.gate.clear()
+    Gated.read_for.clear()
+    with override_settings(WSGATEWAY={"SERVICES": ["tests.test_connect_batch.Gated"]}):
+        first, gone, staying = (Socket(communicator(headers=[bearer(token)])) for _, token in tokens)
+        try:
+            await first.communicator.send_input({"type": "websocket.connect"})
+            assert await asyncio.to_thread(Gated.entered.wait, TIMEOUT)  # its trip holds the thread
+            for socket in (gone, staying):
+                await socket.communicator.send_input({"type": "websocket.connect"})
+            reads = connect_reads.for_loop()
+            await until(lambda: len(reads.waiting) == 2)
+            gone.communicator.future.cancel()  # the server drops the connect: its client left
+            await asyncio.wait([gone.communicator.future], timeout=TIMEOUT)
+        finally:
+            Gated.gate.set()
+        for socket in (first, staying):
+            assert (await socket.receive_output())["type"] == "websocket.accept"
+            _, gated = await connect_frames(socket)
+            assert gated == frame("gated", {})
+        assert Gated.read_for == ["first", "staying"]  # the one gone was left out of the next trip
+        assert reads.task is None and reads.waiting == []
+        await disconnect([first, staying])
+
+
 # -- the same on PostgreSQL: the set-based statements are plain SQL, typed by each database --------
 
 
