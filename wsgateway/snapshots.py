@@ -6,9 +6,9 @@ connects), and again on a catch-up. The connects that wait for that thread toget
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextvars import Context
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from django.utils import translation
 
@@ -16,8 +16,6 @@ from . import revocation
 from .auth import Identity
 from .services.base import Service
 from .sessions import read_once
-
-T = TypeVar("T")
 
 logger = logging.getLogger("wsgateway")
 
@@ -37,7 +35,9 @@ class Asked(NamedTuple):
     #: The connect's own context variables, which the trip's (its first connect's) are not.
     context: Context
     #: Its socket's language: the context's translation is a thread's own (asgiref's Local) and
-    #: would not cross to the database thread with the context alone.
+    #: would not cross to the database thread with the context alone. (Of asgiref's Locals, only this
+    #: one is carried over: wsgateway sets no other for a socket, as Channels' own trips would carry
+    #: one that a site's middleware set.)
     language: str | None
 
 
@@ -47,11 +47,13 @@ def connect_reads(asked: Sequence[Asked]) -> list[Outcome | Exception]:
     trip alone: a refusal is worded for its own socket, and a refusal or a failure costs no other
     connect its own. A service with a set-based form reads its sockets of the trip together
     (:meth:`Service.snapshots <wsgateway.services.base.Service.snapshots>`)."""
+    for one in asked:
+        one.context.run(_speak, one.language)
     read_users_together([one.identity for one in asked])
     logins: list[tuple[Any, revocation.Credentials] | Exception] = []
     for one in asked:
         try:
-            logins.append(one.context.run(_speaking, one.language, login_of, one.identity))
+            logins.append(one.context.run(login_of, one.identity))
         except Exception as exc:
             logins.append(exc)
     sockets = [
@@ -111,9 +113,7 @@ def read_sockets(sockets: Sequence[tuple[Asked, Any]]) -> list[Snapshots]:
                 continue
         for index in indices:
             one, user = sockets[index]
-            outcomes[index][cls.channel] = one.context.run(
-                _speaking, one.language, _snapshot_of, one.services[cls.channel], user
-            )
+            outcomes[index][cls.channel] = one.context.run(_snapshot_of, one.services[cls.channel], user)
     return outcomes
 
 
@@ -130,13 +130,12 @@ def _set_based(cls: type[Service], pairs: list[tuple[Service, Any]]) -> list[Any
     return payloads
 
 
-def _speaking(language: str | None, function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` in ``language``: the translation is a thread's own (asgiref's Local), which
-    a context does not carry to the database thread."""
-    if language is None or language == translation.get_language():
-        return function(*args)  # the site's language: most sockets'
-    with translation.override(language):
-        return function(*args)
+def _speak(language: str | None) -> None:
+    """In a connect's context, in this thread: its socket's language, which the context alone does not
+    carry here (the translation is a thread's own: asgiref's Local). Activated, not overridden: the
+    context is the connect's copy for this trip, and goes with it."""
+    if language is not None and language != translation.get_language():
+        translation.activate(language)
 
 
 def _snapshot_of(service: Service, user: Any) -> tuple[Any, Exception | None]:
