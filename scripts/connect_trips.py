@@ -18,7 +18,9 @@ grows with N).
 
 ``--burst N``: N token connects, 100 at once, straight into the consumer's ASGI application (no server
 and no test communicator, whose own work ``--cpu`` counts), held open as the bench's are: CPU per
-connect, and the collector's part of it, as the bench's connections phase makes them, less the server.
+connect, and the collector's part of it, as the bench's connections phase makes them, less the server;
+and the trips to the database thread and the statements they ran (the connects that wait for that thread
+go together: wsgateway.connect_reads).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ import json
 import os
 import sys
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
@@ -41,11 +44,12 @@ import django
 
 django.setup()
 
-from channels.db import database_sync_to_async  # noqa: E402
+from channels.db import DatabaseSyncToAsync, database_sync_to_async  # noqa: E402
 from channels.layers import channel_layers  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.db.backends.utils import CursorWrapper  # noqa: E402
 from django.test.utils import override_settings, setup_test_environment  # noqa: E402
 
 from tests.support.communicators import connected  # noqa: E402
@@ -121,6 +125,36 @@ async def cpu_per_connect(count: int) -> list[str]:
     return lines
 
 
+class Trips:
+    """While entered, the trips to Channels' database thread and the statements run (any thread): how
+    many connects went in a trip, how many statements a connect cost (wsgateway.connect_reads)."""
+
+    def __init__(self) -> None:
+        self.trips = 0
+        self.statements = 0
+        self._stack = ExitStack()
+
+    def __enter__(self) -> Trips:
+        counts = self
+        original_handler = DatabaseSyncToAsync.thread_handler
+        original_execute = CursorWrapper._execute_with_wrappers
+
+        def handler(sync: Any, *args: Any, **kwargs: Any) -> Any:
+            counts.trips += 1
+            return original_handler(sync, *args, **kwargs)
+
+        def execute(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+            counts.statements += 1
+            return original_execute(cursor, *args, **kwargs)
+
+        self._stack.enter_context(mock.patch.object(DatabaseSyncToAsync, "thread_handler", handler))
+        self._stack.enter_context(mock.patch.object(CursorWrapper, "_execute_with_wrappers", execute))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+
 class BareSocket:
     """The server's side of one socket, as little as the ASGI contract asks: an inbox for the consumer's
     ``receive``, and a ``send`` that counts the connect frames (the gateway's, then one per service)."""
@@ -184,7 +218,7 @@ async def burst(count: int, window: int = 100) -> list[str]:
             await socket.ready
 
     await asyncio.gather(*(one(token) for token in tokens[:20]))  # warm: imports, caches
-    with CollectorTime() as collector:
+    with CollectorTime() as collector, Trips() as trips:
         start, started = time.process_time(), time.perf_counter()
         await asyncio.gather(*(one(token) for token in tokens[20:]))
         spent, took = time.process_time() - start, time.perf_counter() - started
@@ -196,7 +230,9 @@ async def burst(count: int, window: int = 100) -> list[str]:
         f"token connects, {count} held open, {window} at once, no server: {spent / count * 1e6:,.0f} µs of "
         f"CPU each ({count / took:,.0f}/s), of which the garbage collector "
         f"{collector.seconds / count * 1e6:,.0f} µs ({full} full collections, {middle} of the middle "
-        f"generation, {young} of the youngest)"
+        f"generation, {young} of the youngest); {trips.trips:,} trips to the database thread "
+        f"({count / max(trips.trips, 1):,.1f} connects a trip), {trips.statements / count:,.2f} statements "
+        "a connect"
     ]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from channels.auth import get_user
@@ -21,7 +20,7 @@ from django.utils.functional import empty
 from .conf import gateway_settings, import_from_setting
 from .scope import Scope, cookies, header
 from .sessions import session_store, session_user
-from .tokens import token_claims, token_expiry, token_user, unseal_session_key
+from .tokens import TokenUser, token_claims, token_expiry, unseal_session_key
 
 # Authenticators of a site read the handshake with these too (``from wsgateway.auth import header``).
 __all__ = [
@@ -47,6 +46,9 @@ class Identity:
     #: token): the user's primary key, and a sync function that reads the user, or raises
     #: AuthenticationFailed. The consumer runs it in the same trip to the database thread as the
     #: services' snapshots, after joining the group of ``user_id``; a refusal leaves the group.
+    #: A ``load_user`` whose class has a classmethod ``read_together(loaders)`` has the users of the
+    #: connects of a trip that share its class read at once, before each is called
+    #: (wsgateway.tokens.TokenUser).
     user_id: Any = None
     load_user: Callable[[], Any] | None = None
     #: Unix time the credential expires, if it does (a token's): the socket closes then. A
@@ -87,7 +89,7 @@ class BearerTokenAuthenticator(BaseAuthenticator):
         session_key = unseal_session_key(claims["s"]) if "s" in claims else None
         return Identity(
             user_id=claims["u"],
-            load_user=partial(token_user, claims),
+            load_user=TokenUser(claims),  # its user read with the other token connects of a trip
             session_key=session_key,
             expires_at=token_expiry(token),
         )

@@ -24,6 +24,7 @@ from .answering import PendingRequests
 from .auth import authenticate
 from .codes import CloseCode, ErrorCode
 from .conf import gateway_settings
+from .connect_reads import read_together
 from .exceptions import AuthenticationFailed, GatewayError
 from .flow import OutboundWindow
 from .groups import layer_reaches_other_processes
@@ -151,10 +152,9 @@ class GatewayConsumer(Handshake, TurnTakingConsumer, AsyncJsonWebsocketConsumer)
             return
         services = {cls.channel: cls(self) for cls in self.service_classes()}
         try:
-            # One trip to the database thread: the token's user (if not read yet) and the snapshots.
-            self.user, read, credentials = await database_sync_to_async(snapshots.connect_reads)(
-                identity, services
-            )
+            # One trip to the database thread, with the connects waiting for it too: the token's user
+            # (if not read yet) and the snapshots.
+            self.user, read, credentials = await read_together(identity, services)
         except AuthenticationFailed as exc:
             await membership.leave()
             await self.refuse(exc.code, exc.message)  # self.services stays empty: no push gets through

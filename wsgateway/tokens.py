@@ -12,6 +12,8 @@ import binascii
 import secrets
 import time
 from base64 import urlsafe_b64decode, urlsafe_b64encode
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -103,6 +105,11 @@ def token_expiry(token: str) -> float:
 
 def token_user(claims: dict[str, Any]) -> Any:
     """The user :func:`token_claims` name, if active and with the same password; reads the database."""
+    return _checked(claims, _user_named(claims))
+
+
+def _user_named(claims: dict[str, Any]) -> Any:
+    """The user of ``claims["u"]``; AuthenticationFailed when there is none, or the pk is not one."""
     user_model = get_user_model()
     try:
         # Read on every token connect: plain SQL (see wsgateway.reads), by primary key; through the
@@ -114,6 +121,11 @@ def token_user(claims: dict[str, Any]) -> Any:
     # ValueError: no such user (none to unpack), or a bad pk; through the manager, the last two.
     except (TypeError, ValueError, OverflowError, ValidationError, ObjectDoesNotExist):
         raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, gettext("The token is not valid.")) from None
+    return user
+
+
+def _checked(claims: dict[str, Any], user: Any) -> Any:
+    """``user`` if the token still holds for it: active, the same password, its session not ended."""
     if not getattr(user, "is_active", True) or not constant_time_compare(
         claims.get("h", ""), _auth_hash(user)
     ):
@@ -126,3 +138,45 @@ def token_user(claims: dict[str, Any]) -> Any:
                 gettext("The session this token was issued in has ended; log in again."),
             )
     return user
+
+
+#: A :class:`TokenUser` whose user was not read with others.
+_UNREAD: Any = object()
+
+
+class TokenUser:
+    """A token connect's ``Identity.load_user``: :func:`token_user` of its claims, unless
+    :meth:`read_together` read its user already, with the users of the other token connects of a trip."""
+
+    __slots__ = ("claims", "found")
+
+    def __init__(self, claims: dict[str, Any]) -> None:
+        self.claims = claims
+        #: The user read with the others (None: there is none), or _UNREAD.
+        self.found: Any = _UNREAD
+
+    def __call__(self) -> Any:
+        if self.found is _UNREAD:
+            return token_user(self.claims)
+        if self.found is None:
+            raise AuthenticationFailed(ErrorCode.TOKEN_INVALID, gettext("The token is not valid."))
+        return _checked(self.claims, self.found)  # the checks are each connect's, in its language
+
+    @classmethod
+    def read_together(cls, loaders: Sequence[TokenUser]) -> None:
+        """The users of many token connects in one query, each then checked by its own call. Only
+        where :func:`token_user` reads the whole table; a pk named twice is read by each call alone
+        (each socket its own user object), as is every one when the query cannot be made (a pk
+        that is not one: each then fails alone)."""
+        user_model = get_user_model()
+        if not whole_table(user_model):
+            return
+        named = Counter(loader.claims["u"] for loader in loaders)
+        once = [loader for loader in loaders if named[loader.claims["u"]] == 1]
+        try:
+            users = user_model._default_manager.filter(pk__in=[loader.claims["u"] for loader in once])
+            by_pk = {str(user.pk): user for user in users}
+        except (TypeError, ValueError, OverflowError, ValidationError):
+            return
+        for loader in once:
+            loader.found = by_pk.get(loader.claims["u"])

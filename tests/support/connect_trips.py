@@ -37,7 +37,7 @@ from django.db.backends.utils import CursorWrapper
 from redis.asyncio.client import Pipeline, PubSub, Redis
 
 from tests.support.communicators import bearer, cookie, create_user
-from wsgateway import consumers, maintenance, presence, snapshots
+from wsgateway import consumers, maintenance, presence
 from wsgateway.sessions import session_store
 from wsgateway.tokens import issue_token
 
@@ -188,7 +188,9 @@ class ConnectTrips:
             patch(maintenance, "in_effect", "maintenance")
             patch(consumers, "authenticate", "authenticate")
             patch(consumer, "take_place", "place")
-            patch(snapshots, "connect_reads", "reads")
+            # Where the connect asks (each connect's reads run in its own context, in a trip it may
+            # share: wsgateway.connect_reads).
+            patch(consumers, "read_together", "reads")
             patch(consumer, "accept", "accept")
             patch(presence, "arrive", "presence")
             patch(consumer, "send_service_snapshots", "frames")

@@ -93,6 +93,23 @@ def due_query(user_id: Any, using: str) -> tuple[str, list[Any]]:
     return _due_sql(using), params
 
 
+def due_among_query(user_ids: list[Any], using: str) -> tuple[str, list[Any]]:
+    """:func:`due_query` for many users (the connects of a trip): a query of the recipient column,
+    a row for each of ``user_ids`` with a due snoozed notification, and its parameters."""
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    recipient, until, deleted = (
+        qn(str(_field(name).column)) for name in ("recipient", "snoozed_until", "deleted_at")
+    )
+    sql = (
+        f"SELECT DISTINCT {recipient} FROM {qn(Notification._meta.db_table)}"
+        f" WHERE {recipient} IN ({', '.join(['%s'] * len(user_ids))}) AND {until} IS NOT NULL"
+        f" AND {until} <= %s AND {deleted} IS NULL"
+    )
+    params = [_field("recipient").get_db_prep_value(user_id, connection) for user_id in user_ids]
+    return sql, [*params, _field("snoozed_until").get_db_prep_value(timezone.now(), connection)]
+
+
 def _has_due(user_id: Any, using: str) -> bool:
     """Whether ``user_id`` has a due snoozed notification (:func:`due_query`)."""
     sql, params = due_query(user_id, using)

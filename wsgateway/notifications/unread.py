@@ -60,6 +60,36 @@ def connect_state_and_found(user_id: Any, query: tuple[str, list[Any]] | None) -
     return {**state, "seq": latest or 0}, found
 
 
+def connect_states_and_due(
+    user_ids: list[Any], due: tuple[str, list[Any]]
+) -> tuple[dict[Any, dict[str, Any]], set[Any]]:
+    """:func:`connect_state` of many users (the connects of a trip), and which of them ``due`` finds, in
+    one statement, one snapshot of the database for them all: ``due`` is SQL and its parameters, a
+    ``SELECT`` of the notifications' recipient column (wsgateway.notifications.snoozing.due_among_query).
+    """
+    with connections[router.db_for_read(Notification)].cursor() as cursor:
+        sql, params = _counts_sql(cursor.db, user_ids, [])
+        qn = cursor.db.ops.quote_name
+        sequence = NotificationSequence._meta
+        recipient = qn(Notification._meta.get_field("recipient").column)
+        # Each number a row of its own, told apart by its NULL counts and its number; a user due, by
+        # its NULL counts, a 1 and no number. Derived tables, so that ``due`` may be any SELECT.
+        sql += (
+            f" UNION ALL SELECT {qn(sequence.pk.column)}, NULL, NULL, NULL, NULL,"
+            f" {qn(sequence.get_field('last').column)} FROM {qn(sequence.db_table)}"
+            f" WHERE {qn(sequence.pk.column)} IN ({', '.join(['%s'] * len(user_ids))})"
+            f" UNION ALL SELECT {qn('due')}.{recipient}, NULL, 1, NULL, NULL, NULL"
+            f" FROM ({due[0]}) {qn('due')}"
+        )
+        params += [*user_ids, *due[1]]
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    latest = {row[0]: row[5] for row in rows if row[1] is None and row[5] is not None}
+    found = {row[0] for row in rows if row[1] is None and row[5] is None}
+    states = _states(user_ids, [row for row in rows if row[1] is not None])
+    return {user_id: {**state, "seq": latest.get(user_id) or 0} for user_id, state in states.items()}, found
+
+
 def unread_states(user_ids: Iterable[Any]) -> dict[Any, dict[str, Any]]:
     """:func:`unread_state` of many users, in one query."""
     return unread_states_and_stored(user_ids, [])[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol
 
 from django.utils.translation import gettext, pgettext
@@ -55,8 +56,28 @@ class Service:
         return None
 
     @classmethod
+    def snapshots(cls, sockets: Sequence[tuple[Service, Any]]) -> list[Any]:
+        """Optional, the set-based form of :meth:`snapshot`: the payloads of many sockets of this
+        service (each given as its service and its user), in their order, read together.
+
+        The connects that wait for the database thread together go there in one trip
+        (wsgateway.connect_reads); when a trip carries more than one socket of a service that has
+        this, it is called instead of each socket's :meth:`snapshot`, so that, say, one
+        ``WHERE user_id IN (...)`` answers for all. Each payload must be what that socket's
+        :meth:`snapshot` would have read, for its own user (a user may have several sockets in a
+        trip). An item may be an exception: that socket's snapshot raised, and only that socket's
+        frame is an error. If this raises, each socket's :meth:`snapshot` is read alone. It runs in
+        the trip's context, not each socket's: return nothing worded in a socket's language.
+        """
+        raise NotImplementedError
+
+    @classmethod
     def has_snapshot(cls) -> bool:
         return cls.snapshot is not Service.snapshot
+
+    @classmethod
+    def has_snapshots(cls) -> bool:
+        return cls.snapshots.__func__ is not Service.snapshots.__func__  # type: ignore[attr-defined]
 
     async def on_message(self, user: Any, payload: Any) -> Any:
         """Answer one client frame; the return value is sent back with the frame's id."""

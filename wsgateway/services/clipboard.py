@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
@@ -21,7 +21,7 @@ from ..conf import gateway_settings, import_from_setting
 from ..exceptions import GatewayError, InvalidData
 from ..models import ClipboardEntry, wire_pk
 from ..reads import fetch
-from .base import ActionService
+from .base import ActionService, Service
 
 CHANNEL = "clipboard"
 
@@ -68,6 +68,17 @@ def clipboard_permission() -> Callable[[Any, Any], bool]:
 def clipboard_of(user: Any) -> list[dict[str, Any]]:
     # Read on every connect: plain SQL (see wsgateway.reads).
     return [entry.to_wire() for entry in fetch(ClipboardEntry, "user", user.pk, order_by="id")]
+
+
+def clipboards_of(user_ids: Iterable[Any]) -> dict[Any, list[ClipboardEntry]]:
+    """The entries of many users' clipboards, each in order, in one query (the connects of a trip:
+    building it through the ORM costs once for them all); a user with none is not a key."""
+    entries: dict[Any, list[ClipboardEntry]] = {}
+    # The base manager: the whole table, as clipboard_of reads it.
+    rows = ClipboardEntry._base_manager.using(router.db_for_read(ClipboardEntry))
+    for entry in rows.filter(user__in=list(user_ids)).order_by("id"):
+        entries.setdefault(entry.user_id, []).append(entry)
+    return entries
 
 
 def entry_bytes(wire: dict[str, Any]) -> int:
@@ -125,6 +136,12 @@ class ClipboardService(ActionService):
 
     def snapshot(self, user: Any) -> Any:
         return {"clipboard": clipboard_of(user)}
+
+    @classmethod
+    def snapshots(cls, sockets: Sequence[tuple[Service, Any]]) -> list[Any]:
+        entries = clipboards_of({user.pk for _, user in sockets})
+        # Each socket's own list: a user's two sockets in a trip share no payload.
+        return [{"clipboard": [entry.to_wire() for entry in entries.get(user.pk, ())]} for _, user in sockets]
 
     async def _apush_change(self, user: Any, reply: dict[str, Any]) -> dict[str, Any]:
         # The asking socket gets ``reply``; the user's other sockets get the change, if any.

@@ -6,7 +6,7 @@ numbering, the pushes and the snooze clock are the domain's, not the service's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -26,8 +26,8 @@ from ..models import Change, Notification
 from ..notifications import CHANNEL, history, sequence, sizes, snoozing, unread_state
 from ..notifications.changes import MAX_IDS, NotFound, change
 from ..notifications.states import VIEWS, view, visible
-from ..notifications.unread import connect_state, connect_state_and_found
-from .base import ActionService, Connection
+from ..notifications.unread import connect_state, connect_state_and_found, connect_states_and_due
+from .base import ActionService, Connection, Service
 
 #: Latest time a notification may be snoozed until, from now.
 MAX_SNOOZE = timedelta(days=366)
@@ -63,6 +63,27 @@ class NotifierService(ActionService):
         if due:
             snoozing.wake_user(user.pk)
             state = connect_state(user.pk)
+        return self._caught_up(user, state)
+
+    @classmethod
+    def snapshots(cls, sockets: Sequence[tuple[Service, Any]]) -> list[Any]:
+        # The connects of a trip: their users' counts, numbers and whether a snooze is due, in one
+        # statement; then as snapshot() does for each user due (rare), and for each socket.
+        using = router.db_for_read(Notification)
+        user_ids = list(dict.fromkeys(user.pk for _, user in sockets))
+        states, due = connect_states_and_due(user_ids, snoozing.due_among_query(user_ids, using))
+        for user_id in due:
+            snoozing.wake_user(user_id)
+            states[user_id] = connect_state(user_id)
+        payloads = []
+        for service, user in sockets:
+            assert isinstance(service, NotifierService)
+            state = states[user.pk]  # each socket its own copy: a user may have two in the trip
+            payloads.append(service._caught_up(user, {**state, "counts": dict(state["counts"])}))
+        return payloads
+
+    def _caught_up(self, user: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """``state``, with what a resync missed when this socket had been sent some already."""
         if self.delivered is not None and self.delivered < state["seq"]:
             # A resync: what this socket was not sent while the layer was down or its queue was full.
             page = history.since(user, self.delivered, MAX_PAGE_SIZE)
