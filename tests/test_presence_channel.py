@@ -328,6 +328,23 @@ async def test_a_watcher_whose_pushes_were_lost_is_sent_every_state_on_its_resyn
             channel_layers.backends.clear()
 
 
+def test_the_receivers_are_connected_only_while_the_channel_is_served() -> None:
+    """A signal with a receiver costs every connect that sends it a gather and three tasks: none
+    where the site does not serve the channel, and they follow a change of the setting."""
+    from wsgateway.signals import user_offline, user_online
+
+    def connected_here() -> list[bool]:
+        return [
+            any(key[0] == uid for key, *_ in signal.receivers)
+            for signal, uid in ((user_online, channel.ONLINE_UID), (user_offline, channel.OFFLINE_UID))
+        ]
+
+    assert connected_here() == [False, False], "the default SERVICES have no presence channel"
+    with override_settings(WSGATEWAY={"SERVICES": [SERVICE]}):
+        assert connected_here() == [True, True]
+    assert connected_here() == [False, False]
+
+
 async def test_nothing_is_pushed_when_the_site_does_not_serve_the_channel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -22,8 +22,12 @@ class WsGatewayConfig(AppConfig):
         from .services import presence as presence_channel
 
         checks.register()
-        presence_channel.connect_receivers()  # green dots: each receiver idles unless the channel is served
+        presence_channel.connect_receivers()  # green dots, where the site serves them
         setting_changed.connect(reset_caches, dispatch_uid="wsgateway.conf.reset_caches")
+        # After reset_caches: it reads the services' classes through the cache that one empties.
+        setting_changed.connect(
+            presence_channel.follow_settings, dispatch_uid="wsgateway.presence_channel.follow_settings"
+        )
         post_save.connect(
             notification_saved, sender=Notification, dispatch_uid="wsgateway.notification_saved"
         )

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext, pgettext
 
 from .. import metrics, presence
@@ -232,6 +233,10 @@ async def announce(user_id: str, online: bool) -> None:
     metrics.pushed(1)
 
 
+ONLINE_UID = "wsgateway.presence_channel.online"
+OFFLINE_UID = "wsgateway.presence_channel.offline"
+
+
 async def user_came_online(sender: Any, user_id: str, **kwargs: Any) -> None:
     await announce(user_id, True)
 
@@ -241,6 +246,31 @@ async def user_went_offline(sender: Any, user_id: str, **kwargs: Any) -> None:
 
 
 def connect_receivers() -> None:
-    """Connected in ``WsGatewayConfig.ready``; each does nothing unless the channel is served."""
-    user_online.connect(user_came_online, dispatch_uid="wsgateway.presence_channel.online")
-    user_offline.connect(user_went_offline, dispatch_uid="wsgateway.presence_channel.offline")
+    """The receivers connected while the site serves the channel, and only then: called in
+    ``WsGatewayConfig.ready`` and at each change of ``WSGATEWAY`` (:func:`follow_settings`).
+
+    Not connected for nothing: a signal with a receiver costs its sender a gather and three tasks
+    (Django's ``asend_robust``), about 16 µs under uvloop, and ``user_online`` is sent at every
+    connect of a user's first socket on a process (issue 24's connect path); with none it is a check.
+    """
+    try:
+        # Imported here, not through conf's cache: a change of the setting empties that cache, and
+        # this runs at each change (a test's too), which would fill it again at once.
+        wanted = any(issubclass(import_string(path), PresenceService) for path in gateway_settings.SERVICES)
+    except Exception:
+        # SERVICES names what does not import, or is of no shape: the checks say so (wsgateway.E004,
+        # E007), not ready() or this receiver of setting_changed; connected, each asks when it runs.
+        wanted = True
+    if wanted:
+        user_online.connect(user_came_online, dispatch_uid=ONLINE_UID)
+        user_offline.connect(user_went_offline, dispatch_uid=OFFLINE_UID)
+    else:
+        user_online.disconnect(dispatch_uid=ONLINE_UID)
+        user_offline.disconnect(dispatch_uid=OFFLINE_UID)
+
+
+def follow_settings(*, setting: str, **kwargs: Any) -> None:
+    """Receiver of ``setting_changed``, connected after ``conf.reset_caches`` (whose cache of the
+    services' classes it reads through)."""
+    if setting == "WSGATEWAY":
+        connect_receivers()
