@@ -2,7 +2,9 @@
 
 Read by the session authenticator (the cookie's session), by tokens (a token issued in a session is
 refused once it has ended) and by revocation (a socket's re-check). It imports none of them, so each
-reads the session here without reaching into another.
+reads the session here without reaching into another. The session connects of an event loop that
+wait for the database thread go there together (:class:`SessionReads`, a wsgateway.trips part), and
+with the ``db`` engine read their sessions, and then their users, in a statement each.
 """
 
 from __future__ import annotations
@@ -191,17 +193,6 @@ def _user_of(
     return get_user(SimpleNamespace(session=store)), expires_at  # type: ignore[arg-type]
 
 
-def _current_user(data: dict[str, Any]) -> Any:
-    """The user a session's ``data`` names, if ``get_user`` would accept it at once (else None:
-    Django's ``get_user`` decides): :func:`_candidate`, read, and :func:`_accepted`."""
-    candidate = _candidate(data)
-    if candidate is None:
-        return None
-    backend, pk = candidate
-    user = _read_user(pk)
-    return user if user is not None and _accepted(backend, user, data) else None
-
-
 def _candidate(data: dict[str, Any]) -> tuple[Any, Any] | None:
     """The backend and the user's primary key a session's ``data`` names, if its user may be read
     here: its backend is configured and gets users as ``ModelBackend`` does (by primary key), the
@@ -238,6 +229,10 @@ def _accepted(backend: ModelBackend, user: Any, data: dict[str, Any]) -> bool:
     )
 
 
+#: Most session connects read in one trip (as wsgateway.connect_reads's connects, and for its reason).
+MAX_PER_TRIP = 100
+
+
 class SessionReads(Trips[Any, tuple[Any, float | None]]):
     """The session connects of one event loop waiting for the database thread for their sessions
     and users (wsgateway.trips): the ``db`` engine's in two statements a trip."""
@@ -245,14 +240,10 @@ class SessionReads(Trips[Any, tuple[Any, float | None]]):
     __slots__ = ()
 
     def most_per_trip(self) -> int:
-        return MAX_PER_TRIP
+        return MAX_PER_TRIP  # read at each trip: a test may set it
 
     def work(self) -> Callable[[Sequence[Any]], list[tuple[Any, float | None] | Exception]]:
         return session_users
-
-
-#: Most session connects read in one trip (as wsgateway.connect_reads's connects, and for its reason).
-MAX_PER_TRIP = 100
 
 
 async def read_user_together(store: Any) -> tuple[Any, float | None]:
