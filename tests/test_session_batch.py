@@ -29,7 +29,7 @@ from django.test.utils import CaptureQueriesContext
 from tests.support.communicators import TIMEOUT, Socket, communicator, cookie, create_user, error_frame
 from tests.support.connect_trips import ConnectTrips, session_of
 from tests.support.postgres import PostgresServer, create_database
-from wsgateway import sessions
+from wsgateway import connect_reads, sessions
 from wsgateway.codes import CloseCode
 from wsgateway.sessions import SessionReads, read_user_together, session_store, session_user, session_users
 
@@ -335,3 +335,16 @@ async def test_a_session_connect_cancelled_while_it_waits_costs_the_others_nothi
     reads = SessionReads.for_loop()
     assert reads.task is None and reads.waiting == []
     assert SessionReads.for_loop() is reads
+
+
+async def test_each_kind_of_trip_has_its_own_part_on_each_loop() -> None:
+    # The connects' reads and the sessions' wait in different queues: a session connect never waits for
+    # a trip of snapshots, nor a snapshot for a trip of sessions.
+    sessions_here, reads_here = SessionReads.for_loop(), connect_reads.for_loop()
+    assert isinstance(sessions_here, SessionReads) and isinstance(reads_here, connect_reads.ConnectReads)
+    assert (SessionReads.for_loop(), connect_reads.for_loop()) == (sessions_here, reads_here)
+    assert await asyncio.to_thread(asyncio.run, _sessions_of_another_loop()) is not sessions_here
+
+
+async def _sessions_of_another_loop() -> SessionReads:
+    return SessionReads.for_loop()

@@ -52,8 +52,7 @@ class ConnectReads(Trips[snapshots.Asked, Outcome]):
 
 def for_loop() -> ConnectReads:
     """The running loop's :class:`ConnectReads`."""
-    reads: ConnectReads = ConnectReads.for_loop()
-    return reads
+    return ConnectReads.for_loop()
 
 
 async def read_together(identity: Identity, services: dict[str, Service]) -> Outcome:

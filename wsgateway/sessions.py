@@ -248,5 +248,4 @@ class SessionReads(Trips[Any, tuple[Any, float | None]]):
 
 async def read_user_together(store: Any) -> tuple[Any, float | None]:
     """:func:`session_user` of ``store``, read with the other session connects waiting now."""
-    reads: SessionReads = SessionReads.for_loop()
-    return await reads.ask(store)
+    return await SessionReads.for_loop().ask(store)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from channels.db import database_sync_to_async
 
@@ -58,11 +58,10 @@ class Trips(Generic[R, T]):
         self.task: asyncio.Task[None] | None = None
 
     @classmethod
-    def for_loop(cls) -> Any:
-        """The running loop's instance of this subclass (``Any``: a subclass's own type, which a
-        ``Self`` of a generic class's classmethod does not give mypy)."""
+    def for_loop(cls) -> Self:
+        """The running loop's instance of this subclass."""
         loop = asyncio.get_running_loop()
-        trips = cls._per_loop.get(loop)
+        trips: Self | None = cls._per_loop.get(loop)
         if trips is None:
             trips = cls._per_loop[loop] = cls()
         return trips
