@@ -1,6 +1,6 @@
 """What one authenticated connect costs, step by step: database queries, Redis round trips, µs.
 
-    .venv/bin/python scripts/connect_trips.py [--redis] [--repeat 9] [--cpu N] [--burst N]
+    .venv/bin/python scripts/connect_trips.py [--redis] [--repeat 9] [--cpu N] [--burst N [--session]]
 
 Connects with a Django session cookie and with a bearer token (--repeat of each, the µs their median),
 each by a user of its own (as the bench's sockets are), while a socket of another user is open (a
@@ -20,7 +20,10 @@ grows with N).
 and no test communicator, whose own work ``--cpu`` counts), held open as the bench's are: CPU per
 connect, and the collector's part of it, as the bench's connections phase makes them, less the server;
 and the trips to the database thread and the statements they ran (the connects that wait for that thread
-go together: wsgateway.connect_reads).
+go together: wsgateway.connect_reads). With ``--session``, session cookies instead of tokens (a
+browser's connect, and a deploy's reconnect storm: their sessions and users go together too,
+wsgateway.sessions.SessionReads); the sessions as django.contrib.auth.login leaves them
+(tests/support/connect_trips.session_of), written in one statement.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import asyncio
 import gc
 import json
 import os
+import secrets
 import sys
 import time
 from contextlib import AsyncExitStack, ExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -46,11 +51,14 @@ django.setup()
 
 from channels.db import DatabaseSyncToAsync, database_sync_to_async  # noqa: E402
 from channels.layers import channel_layers  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model  # noqa: E402
 from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.backends.utils import CursorWrapper  # noqa: E402
 from django.test.utils import override_settings, setup_test_environment  # noqa: E402
+from django.utils import timezone  # noqa: E402
+from django.utils.module_loading import import_string  # noqa: E402
 
 from tests.support.communicators import connected  # noqa: E402
 from tests.support.connect_trips import ConnectTrips, credentials  # noqa: E402
@@ -159,7 +167,7 @@ class BareSocket:
     """The server's side of one socket, as little as the ASGI contract asks: an inbox for the consumer's
     ``receive``, and a ``send`` that counts the connect frames (the gateway's, then one per service)."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, credential: tuple[bytes, bytes]) -> None:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.frames = 0
         self.expected = 0
@@ -169,7 +177,7 @@ class BareSocket:
             "path": "/ws/",
             "raw_path": b"/ws/",
             "query_string": b"",
-            "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
+            "headers": [(b"host", b"127.0.0.1"), credential],
             "client": ("127.0.0.1", 40000),
             "server": ("127.0.0.1", 8000),
             "subprotocols": [],
@@ -200,34 +208,67 @@ def _users(count: int) -> list[Any]:
     return list(user_model._default_manager.filter(username__startswith="burst-").order_by("pk"))
 
 
-async def burst(count: int, window: int = 100) -> list[str]:
-    """``count`` token connects, ``window`` at once, straight into the consumer's ASGI application (no
-    server, no test communicator), each by a user of its own and held open, as the bench's connections
-    phase opens them: the process's CPU per connect and the collector's part of it."""
-    tokens = [issue_token(user) for user in await database_sync_to_async(_users)(count + 20)]
+def _sessions(users: list[Any]) -> list[str]:
+    """A logged-in session of each user (what tests/support/connect_trips.session_of writes), in one
+    statement; their keys."""
+    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
+    model, store = store_class.get_model_class(), store_class()
+    expires = timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    backend = "django.contrib.auth.backends.ModelBackend"
+    rows = [
+        model(
+            session_key=secrets.token_hex(16),
+            session_data=store.encode(
+                {
+                    SESSION_KEY: str(user.pk),
+                    BACKEND_SESSION_KEY: backend,
+                    HASH_SESSION_KEY: user.get_session_auth_hash(),
+                }
+            ),
+            expire_date=expires,
+        )
+        for user in users
+    ]
+    model.objects.bulk_create(rows)
+    return [row.session_key for row in rows]
+
+
+def _credentials(count: int, session: bool) -> list[tuple[bytes, bytes]]:
+    users = _users(count)
+    if session:
+        return [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={key}".encode()) for key in _sessions(users)]
+    return [(b"authorization", f"Bearer {issue_token(user)}".encode()) for user in users]
+
+
+async def burst(count: int, window: int = 100, *, session: bool = False) -> list[str]:
+    """``count`` token (or ``session``) connects, ``window`` at once, straight into the consumer's ASGI
+    application (no server, no test communicator), each by a user of its own and held open, as the
+    bench's connections phase opens them: the process's CPU per connect and the collector's part of it."""
+    credentials = await database_sync_to_async(_credentials)(count + 20, session)
     application = GatewayConsumer.as_asgi()
     slots = asyncio.Semaphore(window)
     held: list[tuple[BareSocket, asyncio.Task[None]]] = []
 
-    async def one(token: str) -> None:
+    async def one(credential: tuple[bytes, bytes]) -> None:
         async with slots:
-            socket = BareSocket(token)
+            socket = BareSocket(credential)
             task = asyncio.create_task(application(socket.scope, socket.receive, socket.send))
             socket.inbox.put_nowait({"type": "websocket.connect"})
             held.append((socket, task))
             await socket.ready
 
-    await asyncio.gather(*(one(token) for token in tokens[:20]))  # warm: imports, caches
+    await asyncio.gather(*(one(each) for each in credentials[:20]))  # warm: imports, caches
     with CollectorTime() as collector, Trips() as trips:
         start, started = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(one(token) for token in tokens[20:]))
+        await asyncio.gather(*(one(each) for each in credentials[20:]))
         spent, took = time.process_time() - start, time.perf_counter() - started
     for socket, _ in held:
         socket.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
     await asyncio.gather(*(task for _, task in held))
     young, middle, full = collector.collections
+    kind = "session" if session else "token"
     return [
-        f"token connects, {count} held open, {window} at once, no server: {spent / count * 1e6:,.0f} µs of "
+        f"{kind} connects, {count} held open, {window} at once, no server: {spent / count * 1e6:,.0f} µs of "
         f"CPU each ({count / took:,.0f}/s), of which the garbage collector "
         f"{collector.seconds / count * 1e6:,.0f} µs ({full} full collections, {middle} of the middle "
         f"generation, {young} of the youngest); {trips.trips:,} trips to the database thread "
@@ -245,11 +286,12 @@ def main() -> None:
     parser.add_argument(
         "--burst", type=int, default=0, metavar="N", help="N token connects held open, 100 at once, no server"
     )
+    parser.add_argument("--session", action="store_true", help="--burst with session cookies, not tokens")
     args = parser.parse_args()
     setup_test_environment()
     connection.creation.create_test_db(verbosity=0)
     if args.burst:
-        print("\n".join(asyncio.run(burst(args.burst))))
+        print("\n".join(asyncio.run(burst(args.burst, session=args.session))))
         return
     if args.cpu:
         print("\n".join(asyncio.run(cpu_per_connect(args.cpu))))

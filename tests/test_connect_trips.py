@@ -72,7 +72,7 @@ async def test_a_session_connect_is_two_trips_to_the_database_thread_and_four_qu
     # snapshots: the notifications' counts with the number and whether a snooze is due (one
     # statement), and the clipboard.
     assert queries(trips) == {"authenticate": 2, "reads": 2}
-    assert database_trips[-2:] == ["session_user", "connect_reads"]
+    assert database_trips[-2:] == ["session_users", "connect_reads"]
     assert round_trips(trips) == {}
 
 

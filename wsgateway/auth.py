@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.auth import get_user
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils.functional import empty
 
 from .conf import gateway_settings, import_from_setting
 from .scope import Scope, cookies, header
-from .sessions import session_store, session_user
+from .sessions import read_user_together, session_store
 from .tokens import TokenUser, token_claims, token_expiry, unseal_session_key
 
 # Authenticators of a site read the handshake with these too (``from wsgateway.auth import header``).
@@ -113,9 +112,10 @@ class SessionAuthenticator(BaseAuthenticator):
                 session = self.session_from_cookie(scope)
                 if session is None:
                     return None
-            # One trip to the database thread; with the db engine, one query for the session and its
-            # expiry (which the connect's credentials then need not read again), one for the user.
-            user, expires_at = await database_sync_to_async(session_user)(session)
+            # One trip to the database thread, shared with the session connects waiting now; with the
+            # db engine, one statement for their sessions and expiries (which the connects'
+            # credentials then need not read again), one for their users.
+            user, expires_at = await read_user_together(session)
         if not user.is_authenticated:
             return None
         return Identity(

@@ -10,6 +10,7 @@ metadata, once per database alias; rows become instances through the public
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -56,6 +57,13 @@ def whole_table(model: type[models.Model]) -> bool:
     return type(model._default_manager).get_queryset is BaseManager.get_queryset
 
 
+# One statement per count: a trip holds at most a hundred (wsgateway.trips).
+@lru_cache(maxsize=128)
+def _select_in(model: type[models.Model], using: str, where_field: str, count: int) -> str:
+    equal = _select(model, using, where_field, None)
+    return equal.removesuffix(" = %s") + f" IN ({', '.join(['%s'] * count)})"
+
+
 def fetch(model: type[M], where_field: str, value: Any, *, order_by: str | None = None) -> list[M]:
     """Instances of ``model`` whose ``where_field`` equals ``value``, from its table directly.
 
@@ -65,8 +73,28 @@ def fetch(model: type[M], where_field: str, value: Any, *, order_by: str | None 
     using = router.db_for_read(model)
     connection = connections[using]
     value = model._meta.get_field(where_field).get_db_prep_value(value, connection)  # type: ignore[union-attr]
+    return _instances(model, using, _select(model, using, where_field, order_by), [value])
+
+
+def fetch_in(model: type[M], where_field: str, values: Sequence[Any]) -> list[M]:
+    """Instances of ``model`` whose ``where_field`` is one of ``values`` (distinct; a trip's worth,
+    not thousands), in no particular order, as :func:`fetch` reads them: one statement for many
+    connects. One value is :func:`fetch`'s own statement."""
+    if len(values) == 1:
+        return fetch(model, where_field, values[0])
+    if not values:
+        return []
+    using = router.db_for_read(model)
+    connection = connections[using]
+    field = model._meta.get_field(where_field)
+    prepared = [field.get_db_prep_value(value, connection) for value in values]  # type: ignore[union-attr]
+    return _instances(model, using, _select_in(model, using, where_field, len(prepared)), prepared)
+
+
+def _instances(model: type[M], using: str, sql: str, params: list[Any]) -> list[M]:
+    connection = connections[using]
     with connection.cursor() as cursor:
-        cursor.execute(_select(model, using, where_field, order_by), [value])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     converters = _converters(model, using)
     attnames = [field.attname for field in model._meta.concrete_fields]
