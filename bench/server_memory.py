@@ -51,6 +51,10 @@ def install(path: str, *, trace: bool) -> None:
     def dump(signum: int, frame: Any) -> None:
         from wsgateway import sockets
 
+        # Counted before and after the collection, by type: a cycle through a suspended generator
+        # (websockets' parser, under uvicorn) is freed by finalizing the generator, which gc.collect()
+        # and gc.get_stats() do not count as collected (CPython 3.11).
+        pending = collections.Counter(type(obj).__qualname__ for obj in gc.get_objects())
         gc.collect()
         times = []
         for _ in range(3):
@@ -67,13 +71,27 @@ def install(path: str, *, trace: bool) -> None:
             "tracked": sum(by_type.values()),
             "frozen": gc.get_freeze_count(),
             "by_type": dict(by_type),
+            "freed_by_type": dict(pending - by_type),
             "full_collection_ms": sorted(times)[1],
             "sockets": sum(len(sockets.local_sockets(user)) for user in list(sockets._registry)),
         }
         Path(path + ".tmp").write_text(json.dumps(stats))
         os.replace(path + ".tmp", path)
 
+    def thaw(signum: int, frame: Any) -> None:
+        from wsgateway import collector
+
+        frozen = gc.get_freeze_count()
+        collector.refreeze(thaw=True)  # the timer's hourly thaw, now
+        gc.unfreeze()  # to count what is left by type, then frozen again as the thaw left it
+        by_type = collections.Counter(type(obj).__qualname__ for obj in gc.get_objects())
+        gc.freeze()
+        stats = {"frozen_before": frozen, "frozen": gc.get_freeze_count(), "by_type": dict(by_type)}
+        Path(path + ".tmp").write_text(json.dumps({**stats, "rss_kib": _status_kib("VmRSS")}))
+        os.replace(path + ".tmp", path)
+
     signal.signal(signal.SIGUSR1, dump)
+    signal.signal(signal.SIGUSR2, thaw)
 
 
 def _status_kib(field: str) -> int:
@@ -156,6 +174,19 @@ def ask(pid: int, path: Path, want_sockets: int, within: float = 120) -> dict[st
         if time.monotonic() > deadline:
             raise TimeoutError(f"the server holds {stats['sockets']} sockets, not {want_sockets}")
         time.sleep(0.5)
+
+
+def thaw_now(pid: int, path: Path, within: float = 60) -> dict[str, Any]:
+    """The refreeze timer's thaw in the server now (see :func:`install`); what it wrote."""
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + within
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not thaw")
+        time.sleep(0.05)
+    answer: dict[str, Any] = json.loads(path.read_text())
+    return answer
 
 
 def server_command(server: str, port: int, extra: tuple[str, ...] = ()) -> list[str]:
@@ -241,6 +272,8 @@ def measure(
 
         asyncio.run(warm_up())
         before = ask(proc.pid, stats_path, 0)
+        # With the timer: everything alive now frozen, to compare what the closed sockets leave with.
+        base = thaw_now(proc.pid, stats_path) if freeze_every else {}
         before_trace = tracemalloc.Snapshot.load(str(stats_path) + ".trace") if trace else None
 
         traced: list[tracemalloc.Snapshot] = []
@@ -260,6 +293,13 @@ def measure(
                 sock.close()
             # What the closed sockets leave that only the cyclic collector frees.
             after["closed"] = await asyncio.to_thread(ask, proc.pid, stats_path, 0, 60 + count / 10)
+            if freeze_every:
+                # A refreeze after the close: what it left frozen of the closed sockets (reference
+                # cycles frozen while the sockets were alive, and what is still alive), then what the
+                # hourly thaw leaves of it (only what is still alive).
+                await asyncio.sleep(freeze_every + 2)
+                after["refrozen"] = await asyncio.to_thread(ask, proc.pid, stats_path, 0)
+                after["thawed"] = await asyncio.to_thread(thaw_now, proc.pid, stats_path)
             return after
 
         after = asyncio.run(hold())
@@ -282,10 +322,32 @@ def measure(
             "garbage_per_closed_socket": round(
                 (after["closed"]["collected"] - after["collected"]) / count, 1
             ),
+            # What the collection after the close freed, by type, counted as objects gone (cycles through
+            # a suspended generator included, which "collected" above misses).
+            "freed_by_type_per_closed_socket": {
+                name: round(n / count, 2)
+                for name, n in collections.Counter(after["closed"]["freed_by_type"]).most_common()
+                if n >= count / 4
+            },
             "connect_s": after["connect_s"],
             "traced": trace,
             "gc_freeze_every": freeze_every,
         }
+        if freeze_every:
+            left, thawed = after["refrozen"], after["thawed"]
+            result["frozen_left_per_closed_socket"] = round((left["frozen"] - base["frozen"]) / count, 1)
+            result["frozen_left_after_thaw_per_closed_socket"] = round(
+                (thawed["frozen"] - base["frozen"]) / count, 1
+            )
+            kept = collections.Counter(thawed["by_type"]) - collections.Counter(base["by_type"])
+            result["left_after_thaw_by_type_per_closed_socket"] = {
+                name: round(n / count, 2) for name, n in kept.most_common(10)
+            }
+            result["rss_kib"] = {
+                "before": before["rss_kib"],
+                "closed": left["rss_kib"],
+                "thawed": thawed["rss_kib"],
+            }
         if before_trace is not None:
             (after_trace,) = traced
             by_package = bytes_by_package(before_trace, after_trace)
