@@ -1,6 +1,7 @@
 """What an idle authenticated socket costs in a real server process, wsgateway's part apart from the server's.
 
     python -m bench.server_memory [--server SERVER] [--sockets 1000] [--trace] [--server-args "..."]
+        [--freeze-every S]
 
 Starts one server on ``bench.asgi`` (the example project, wsgateway's in-process layer, a fresh SQLite
 database), opens ten sockets and closes them (what the first sockets load), then asks the server for
@@ -11,6 +12,9 @@ the server, which inflates its RSS), the bytes still allocated by package (wsgat
 daphne/twisted/autobahn, uvicorn, hypercorn, asyncio...). Counts, not timings, except the collection.
 ``--server-args``: more command-line arguments for the server (``"--http h11"``, say), to weigh its options.
 The server must run the application in the process it starts (granian's workers are other processes).
+``--freeze-every S``: the refreeze timer (``GC_FREEZE_EVERY``, off here unless given) in the server; then
+also what the closed sockets leave frozen after one more refreeze, and after the hourly thaw, run at once
+(keep S under the server's ping timeout: this client answers no ping).
 """
 
 from __future__ import annotations
@@ -236,7 +240,8 @@ def measure(
         "DATABASE_URL": f"sqlite:///{directory}/db.sqlite3",
         "BENCH_MEMSTATS": str(directory / f"{server}.json"),
         "BENCH_TRACEMALLOC": "1" if trace else "0",
-        "BENCH_GC_FREEZE_EVERY": str(freeze_every or ""),
+        # Off unless asked (it is on by default): the counts are of the sockets' objects before any refreeze.
+        "BENCH_GC_FREEZE_EVERY": str(freeze_every or 0),
         # The caller's path first: PYTHONPATH=<an older wsgateway's parent> measures that one.
         "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
     }
@@ -369,7 +374,7 @@ def main() -> None:
     parser.add_argument("--server", default="daphne", choices=SERVERS)
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--trace", action="store_true", help="tracemalloc in the server: bytes by package")
-    parser.add_argument("--freeze-every", type=int, help="GC_FREEZE_EVERY in the server")
+    parser.add_argument("--freeze-every", type=int, help="GC_FREEZE_EVERY in the server (default: off)")
     parser.add_argument("--server-args", default="", help="more arguments for the server (split on spaces)")
     args = parser.parse_args()
     import resource
