@@ -119,7 +119,7 @@ def refreeze(*, thaw: bool = False) -> int:
 
     ``thaw``: unfreeze everything first, so that this one collection walks it all (as long as a full
     collection without any freeze) and frees the reference cycles closed sockets left among the frozen
-    objects: uvicorn and daphne leave about 22 tracked objects a closed socket (bench/server_memory.py),
+    objects: uvicorn leaves about 21 tracked objects a closed socket, daphne 51 (bench/server_memory.py),
     which would otherwise stay for the process's life. The timer does so once every :data:`THAW_EVERY`
     seconds.
     """
