@@ -308,3 +308,42 @@ def test_a_closed_sockets_inbox_goes_with_its_watcher_not_at_the_sweep() -> None
         local.watch(channel, None)
     # Nothing queued, nobody left: no inbox to freeze; one with a message waits for the sweep, as before.
     assert list(local.inboxes) == ["unread"]
+
+
+async def test_a_burst_brings_the_refreeze_forward_a_bounded_walk_at_a_time(
+    first_socket: None, thresholds: tuple[int, int, int]
+) -> None:
+    collector.time_pauses()
+    with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 3600}):
+        timer = collector.schedule_refreeze()
+    assert timer is not None
+    try:
+        gc.collect()
+        frozen = gc.get_freeze_count()
+        kept = [Node() for _ in range(3 * collector.EARLY_AFTER)]  # what a burst of connects leaves
+        assert gc.get_freeze_count() == frozen  # not from inside the collector: on the loop, next
+        await asyncio.sleep(0)
+        # An hour before the timer's tick, the burst was collected and frozen.
+        assert gc.get_freeze_count() - frozen >= collector.EARLY_AFTER
+        assert len(kept) == 3 * collector.EARLY_AFTER
+    finally:
+        timer.cancel()
+
+
+def test_with_the_timers_loop_gone_cpython_collects_again(
+    first_socket: None, thresholds: tuple[int, int, int]
+) -> None:
+    async def start_timer() -> None:
+        with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 3600}):
+            collector.schedule_refreeze()
+
+    collector.time_pauses()
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(start_timer())
+    loop.close()  # as a test's loop, or a thread's, ends: its timer with it
+    assert gc.get_threshold()[2] == collector.HELD_OFF
+    kept = [Node() for _ in range(3 * collector.EARLY_AFTER)]
+    # The next collections of the middle generation found the loop closed: nothing stands in for
+    # CPython's full collections any more, so they are the process's own again.
+    assert gc.get_threshold() == thresholds
+    assert len(kept) == 3 * collector.EARLY_AFTER
