@@ -347,3 +347,23 @@ def test_with_the_timers_loop_gone_cpython_collects_again(
     # CPython's full collections any more, so they are the process's own again.
     assert gc.get_threshold() == thresholds
     assert len(kept) == 3 * collector.EARLY_AFTER
+
+
+def test_an_early_refreeze_left_on_a_closed_loop_does_not_keep_cpython_held_off(
+    first_socket: None, thresholds: tuple[int, int, int]
+) -> None:
+    async def start_timer() -> None:
+        with override_settings(WSGATEWAY={"GC_FREEZE_EVERY": 3600}):
+            collector.schedule_refreeze()
+
+    collector.time_pauses()
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(start_timer())
+    burst = [Node() for _ in range(3 * collector.EARLY_AFTER)]  # while the loop is not running
+    assert collector._early  # brought forward, and waiting on the loop
+    loop.close()  # which ends before it runs it
+    del burst
+    kept = [Node() for _ in range(3 * collector.EARLY_AFTER)]
+    assert gc.get_threshold() == thresholds
+    assert not collector._early
+    assert len(kept) == 3 * collector.EARLY_AFTER

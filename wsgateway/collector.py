@@ -183,14 +183,16 @@ def _bring_forward(held_from: tuple[int, int, int]) -> None:
     thread's), nothing stands in for CPython's full collections any more: the thresholds go back.
     """
     global _early, _loop
-    if _early or _loop is None or gc.get_count()[2] * held_from[0] * held_from[1] < EARLY_AFTER:
+    if _loop is None:
         return
-    try:
-        _loop.call_soon_threadsafe(_refreeze_early)
-        _early = True
-    except RuntimeError:  # the loop is closed
-        _loop = None
+    if _loop.is_closed():  # an early refreeze scheduled there, if any, will not run either
+        _loop, _early = None, False
         restore_thresholds()
+        return
+    if _early or gc.get_count()[2] * held_from[0] * held_from[1] < EARLY_AFTER:
+        return
+    _early = True
+    _loop.call_soon_threadsafe(_refreeze_early)
 
 
 def _refreeze_early() -> None:
