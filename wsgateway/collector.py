@@ -11,7 +11,7 @@ have lived an interval (``GC_FREEZE_EVERY``, every 30 seconds by default): :func
 frozen and later left as a reference cycle is not collected until the hourly thaw. A closed socket of
 wsgateway's leaves none, and no inbox either (tests/test_live_collector.py); the server's may: under
 uvicorn's default protocol, websockets' ``ServerProtocol`` and its parser, a generator that holds it and
-is left suspended at the close, 22 tracked objects and about 5 KiB a socket. gc.collect() does not count
+is left suspended at the close, about 21 tracked objects and 5 KiB a socket. gc.collect() does not count
 such a cycle (freed by finalizing the generator), but frees it; later sockets reuse its memory.
 
 The thresholds (``gc.set_threshold``) are left as the site set them, but for one: while the refreeze
@@ -40,8 +40,8 @@ _started = False
 #: perf_counter() at the start of the full collection under way.
 _full_since = 0.0
 #: Seconds between two refreezes that first unfreeze everything (see :func:`refreeze`). The one pause of
-#: the timer's as long as a full collection (466 ms at 5,000 uvicorn sockets, shared machine), against
-#: what closed sockets leave frozen meanwhile (5 KiB each under uvicorn): an hour of a process's closes.
+#: the timer's as long as a full collection (388 to 466 ms at 5,000 uvicorn sockets, a shared machine),
+#: against what closed sockets leave frozen meanwhile (5 KiB each under uvicorn): an hour of closes.
 THAW_EVERY = 3600.0
 #: time.monotonic() of the last refreeze that thawed first (or of the first socket).
 _thawed_at = 0.0
@@ -153,7 +153,9 @@ def refreeze(*, thaw: bool = False) -> int:
 def time_pauses() -> None:
     """Time every full collection from now on, into ``wsgateway_gc_pause_seconds``. The callback runs
     at every collection (two calls, a dict lookup each) and times only those of the oldest generation,
-    the ones that walk everything: a young collection is the ordinary cost of allocating."""
+    the ones that walk everything: a young collection is the ordinary cost of allocating. After one of
+    the middle generation it also looks whether a burst brings the refreeze forward
+    (:func:`_bring_forward`)."""
     if _time_full not in gc.callbacks:
         gc.callbacks.append(_time_full)
 

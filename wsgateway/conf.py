@@ -401,9 +401,9 @@ KEYS: dict[str, Key] = {
         "loaded), so that no later full collection walks it again (wsgateway.collector). False: "
         "the collector is left as the site set it.",
     ),
-    # On by default: a connect costs about a quarter less CPU (2 full collections where CPython made 20),
-    # and what a closed socket leaves frozen (uvicorn's cycle, 22 objects, 5 KiB) the hourly thaw frees,
-    # and later sockets reuse its memory (bench/README.md, "What a closed socket leaves frozen").
+    # On by default: at 5,000 uvicorn sockets no pause over 40 ms but the hourly thaw's (CPython's own: up
+    # to 948 ms), and what a closed socket leaves frozen (uvicorn's cycle, 21 objects, 5 KiB) the thaw
+    # frees, its memory reused by later sockets (bench/README.md, "What a closed socket leaves frozen").
     "GC_FREEZE_EVERY": Key(
         30,
         Shape.POSITIVE_INTEGER,
