@@ -401,7 +401,7 @@ KEYS: dict[str, Key] = {
         "loaded), so that no later full collection walks it again (wsgateway.collector). False: "
         "the collector is left as the site set it.",
     ),
-    # On by default: at 5,000 uvicorn sockets no pause over 40 ms but the hourly thaw's (CPython's own: up
+    # On by default: at 5,000 uvicorn sockets no pause over 143 ms but the hourly thaw's (CPython's own: up
     # to 948 ms), and what a closed socket leaves frozen (uvicorn's cycle, 21 objects, 5 KiB) the thaw
     # frees, its memory reused by later sockets (bench/README.md, "What a closed socket leaves frozen").
     "GC_FREEZE_EVERY": Key(
