@@ -1,6 +1,7 @@
 """What an idle authenticated socket costs in a real server process, wsgateway's part apart from the server's.
 
     python -m bench.server_memory [--server SERVER] [--sockets 1000] [--trace] [--server-args "..."]
+        [--freeze-every S]
 
 Starts one server on ``bench.asgi`` (the example project, wsgateway's in-process layer, a fresh SQLite
 database), opens ten sockets and closes them (what the first sockets load), then asks the server for
@@ -11,6 +12,9 @@ the server, which inflates its RSS), the bytes still allocated by package (wsgat
 daphne/twisted/autobahn, uvicorn, hypercorn, asyncio...). Counts, not timings, except the collection.
 ``--server-args``: more command-line arguments for the server (``"--http h11"``, say), to weigh its options.
 The server must run the application in the process it starts (granian's workers are other processes).
+``--freeze-every S``: the refreeze timer (``GC_FREEZE_EVERY``, off here unless given) in the server; then
+also what the closed sockets leave frozen after one more refreeze, and after the hourly thaw, run at once
+(keep S under the server's ping timeout: this client answers no ping).
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ def install(path: str, *, trace: bool) -> None:
     def dump(signum: int, frame: Any) -> None:
         from wsgateway import sockets
 
+        # Counted before and after the collection, by type: a cycle through a suspended generator
+        # (websockets' parser, under uvicorn) is freed by finalizing the generator, which gc.collect()
+        # and gc.get_stats() do not count as collected (CPython 3.11).
+        pending = collections.Counter(type(obj).__qualname__ for obj in gc.get_objects())
         gc.collect()
         times = []
         for _ in range(3):
@@ -67,13 +75,27 @@ def install(path: str, *, trace: bool) -> None:
             "tracked": sum(by_type.values()),
             "frozen": gc.get_freeze_count(),
             "by_type": dict(by_type),
+            "freed_by_type": dict(pending - by_type),
             "full_collection_ms": sorted(times)[1],
             "sockets": sum(len(sockets.local_sockets(user)) for user in list(sockets._registry)),
         }
         Path(path + ".tmp").write_text(json.dumps(stats))
         os.replace(path + ".tmp", path)
 
+    def thaw(signum: int, frame: Any) -> None:
+        from wsgateway import collector
+
+        frozen = gc.get_freeze_count()
+        collector.refreeze(thaw=True)  # the timer's hourly thaw, now
+        gc.unfreeze()  # to count what is left by type, then frozen again as the thaw left it
+        by_type = collections.Counter(type(obj).__qualname__ for obj in gc.get_objects())
+        gc.freeze()
+        stats = {"frozen_before": frozen, "frozen": gc.get_freeze_count(), "by_type": dict(by_type)}
+        Path(path + ".tmp").write_text(json.dumps({**stats, "rss_kib": _status_kib("VmRSS")}))
+        os.replace(path + ".tmp", path)
+
     signal.signal(signal.SIGUSR1, dump)
+    signal.signal(signal.SIGUSR2, thaw)
 
 
 def _status_kib(field: str) -> int:
@@ -158,6 +180,19 @@ def ask(pid: int, path: Path, want_sockets: int, within: float = 120) -> dict[st
         time.sleep(0.5)
 
 
+def thaw_now(pid: int, path: Path, within: float = 60) -> dict[str, Any]:
+    """The refreeze timer's thaw in the server now (see :func:`install`); what it wrote."""
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + within
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not thaw")
+        time.sleep(0.05)
+    answer: dict[str, Any] = json.loads(path.read_text())
+    return answer
+
+
 def server_command(server: str, port: int, extra: tuple[str, ...] = ()) -> list[str]:
     app = "bench.asgi:application"
     if server == "daphne":
@@ -205,7 +240,8 @@ def measure(
         "DATABASE_URL": f"sqlite:///{directory}/db.sqlite3",
         "BENCH_MEMSTATS": str(directory / f"{server}.json"),
         "BENCH_TRACEMALLOC": "1" if trace else "0",
-        "BENCH_GC_FREEZE_EVERY": str(freeze_every or ""),
+        # Off unless asked (it is on by default): the counts are of the sockets' objects before any refreeze.
+        "BENCH_GC_FREEZE_EVERY": str(freeze_every or 0),
         # The caller's path first: PYTHONPATH=<an older wsgateway's parent> measures that one.
         "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
     }
@@ -241,6 +277,8 @@ def measure(
 
         asyncio.run(warm_up())
         before = ask(proc.pid, stats_path, 0)
+        # With the timer: everything alive now frozen, to compare what the closed sockets leave with.
+        base = thaw_now(proc.pid, stats_path) if freeze_every else {}
         before_trace = tracemalloc.Snapshot.load(str(stats_path) + ".trace") if trace else None
 
         traced: list[tracemalloc.Snapshot] = []
@@ -260,6 +298,13 @@ def measure(
                 sock.close()
             # What the closed sockets leave that only the cyclic collector frees.
             after["closed"] = await asyncio.to_thread(ask, proc.pid, stats_path, 0, 60 + count / 10)
+            if freeze_every:
+                # A refreeze after the close: what it left frozen of the closed sockets (reference
+                # cycles frozen while the sockets were alive, and what is still alive), then what the
+                # hourly thaw leaves of it (only what is still alive).
+                await asyncio.sleep(freeze_every + 2)
+                after["refrozen"] = await asyncio.to_thread(ask, proc.pid, stats_path, 0)
+                after["thawed"] = await asyncio.to_thread(thaw_now, proc.pid, stats_path)
             return after
 
         after = asyncio.run(hold())
@@ -282,10 +327,32 @@ def measure(
             "garbage_per_closed_socket": round(
                 (after["closed"]["collected"] - after["collected"]) / count, 1
             ),
+            # What the collection after the close freed, by type, counted as objects gone (cycles through
+            # a suspended generator included, which "collected" above misses).
+            "freed_by_type_per_closed_socket": {
+                name: round(n / count, 2)
+                for name, n in collections.Counter(after["closed"]["freed_by_type"]).most_common()
+                if n >= count / 4
+            },
             "connect_s": after["connect_s"],
             "traced": trace,
             "gc_freeze_every": freeze_every,
         }
+        if freeze_every:
+            left, thawed = after["refrozen"], after["thawed"]
+            result["frozen_left_per_closed_socket"] = round((left["frozen"] - base["frozen"]) / count, 1)
+            result["frozen_left_after_thaw_per_closed_socket"] = round(
+                (thawed["frozen"] - base["frozen"]) / count, 1
+            )
+            kept = collections.Counter(thawed["by_type"]) - collections.Counter(base["by_type"])
+            result["left_after_thaw_by_type_per_closed_socket"] = {
+                name: round(n / count, 2) for name, n in kept.most_common(10)
+            }
+            result["rss_kib"] = {
+                "before": before["rss_kib"],
+                "closed": left["rss_kib"],
+                "thawed": thawed["rss_kib"],
+            }
         if before_trace is not None:
             (after_trace,) = traced
             by_package = bytes_by_package(before_trace, after_trace)
@@ -307,7 +374,7 @@ def main() -> None:
     parser.add_argument("--server", default="daphne", choices=SERVERS)
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--trace", action="store_true", help="tracemalloc in the server: bytes by package")
-    parser.add_argument("--freeze-every", type=int, help="GC_FREEZE_EVERY in the server")
+    parser.add_argument("--freeze-every", type=int, help="GC_FREEZE_EVERY in the server (default: off)")
     parser.add_argument("--server-args", default="", help="more arguments for the server (split on spaces)")
     args = parser.parse_args()
     import resource

@@ -77,7 +77,7 @@ EXPECTED_DEFAULTS = {
     "EMAIL_SITE_URL": "",
     "METRICS_TOKEN": None,
     "GC_FREEZE": True,
-    "GC_FREEZE_EVERY": None,
+    "GC_FREEZE_EVERY": 30,
 }
 
 

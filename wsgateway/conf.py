@@ -367,16 +367,17 @@ KEYS: dict[str, Key] = {
         "loaded), so that no later full collection walks it again (wsgateway.collector). False: "
         "the collector is left as the site set it.",
     ),
-    # Off by default: the timer made connects cheaper (2 full collections where CPython made 20), but a
-    # process running it kept about 5 KiB of RSS per closed socket under uvicorn, that no thaw gave back
-    # (bench/README.md, "Full collections out of the way").
+    # On by default: at 5,000 uvicorn sockets no pause over 143 ms but the hourly thaw's (CPython's own: up
+    # to 948 ms), and what a closed socket leaves frozen (uvicorn's cycle, 21 objects, 5 KiB) the thaw
+    # frees, its memory reused by later sockets (bench/README.md, "What a closed socket leaves frozen").
     "GC_FREEZE_EVERY": Key(
-        None,
+        30,
         Shape.POSITIVE_INTEGER,
         "Seconds between two freezes of what lived through the interval (one collection of what is not "
         "frozen, then gc.freeze()): that collection walks only what is newer, however many sockets are "
         "held, and while the timer runs CPython starts no full collection of its own. A reference cycle "
-        "frozen waits for the hourly thaw. None: only start-up, and CPython's thresholds as they are. "
+        "frozen (a server's, of a closed socket) waits for the hourly thaw. None: only start-up, and "
+        "CPython's thresholds as they are. "
         f"At most {MAX_GC_FREEZE_EVERY}.",
         nullable=True,
         most=MAX_GC_FREEZE_EVERY,

@@ -259,6 +259,8 @@ class LocalDelivery:
         inbox.watcher = watcher
         while watcher is not None and inbox.urgent and inbox.watcher is watcher:
             watcher(inbox.urgent.pop(0)[1])
+        if inbox.idle:  # a closed socket's: gone now, not frozen until a sweep (wsgateway.collector)
+            del self.inboxes[channel]
 
     def listen(self, channel: str, listener: QueuedListener | None) -> None:
         """Call ``listener()`` each time a message is queued for ``channel`` (None: stop), and now if
