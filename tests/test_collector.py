@@ -247,12 +247,67 @@ def test_the_timer_thaws_once_an_hour(first_socket: None, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(collector, "refreeze", refreeze)
     monkeypatch.setattr(collector, "schedule_refreeze", lambda: None)
+    monkeypatch.setattr(collector, "_closed_since_thaw", 0)  # whatever this worker's earlier tests closed
     monkeypatch.setattr(collector, "_thawed_at", time.monotonic())
     collector._refreeze_and_again()
     monkeypatch.setattr(collector, "_thawed_at", time.monotonic() - collector.THAW_EVERY)
     collector._refreeze_and_again()
     collector._refreeze_and_again()
     assert calls == [False, True, False]
+
+
+def test_the_timer_thaws_sooner_after_as_many_closes_as_sockets_open(
+    first_socket: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What closed sockets leave frozen is bounded by the closes, not only by the hour: a thaw at the
+    tick after THAW_AFTER_CLOSES closes, or after as many as the sockets open when those are more."""
+    calls: list[bool] = []
+
+    def refreeze(*, thaw: bool = False) -> int:
+        calls.append(thaw)
+        return 0
+
+    monkeypatch.setattr(collector, "refreeze", refreeze)
+    monkeypatch.setattr(collector, "schedule_refreeze", lambda: None)
+    monkeypatch.setattr(collector, "_thawed_at", time.monotonic())
+    monkeypatch.setattr(collector, "_closed_since_thaw", 0)
+    monkeypatch.setattr(collector, "_open", 0)
+    monkeypatch.setattr(collector, "_started", True)  # start() counts only
+    for _ in range(collector.THAW_AFTER_CLOSES + 2):
+        collector.start()
+    for _ in range(collector.THAW_AFTER_CLOSES - 1):
+        collector.ended()
+    collector._refreeze_and_again()  # fewer closes than the floor
+    collector.ended()
+    collector._refreeze_and_again()  # the floor reached, and more than the 3 sockets still open
+    collector._refreeze_and_again()  # counted afresh after the thaw
+    assert calls == [False, True, False]
+
+    # With more sockets open than the floor, as many closes as they are.
+    for _ in range(3000):
+        collector.start()
+    for _ in range(1500):
+        collector.ended()
+    collector._refreeze_and_again()  # 1,500 closes: past the floor, not past the 1,502 open
+    collector.ended()
+    collector.ended()
+    collector._refreeze_and_again()  # 1,502 closes, 1,500 open
+    assert calls == [False, True, False, False, True]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_every_socket_that_ends_is_counted_towards_the_thaw_refused_too() -> None:
+    from tests.support.communicators import connected, create_user, refused
+
+    alice = await create_user("alice-collector")
+    opened, closed = collector._open, collector._closed_since_thaw
+    async with connected(alice), connected(alice):
+        assert collector._open == opened + 2
+    async with refused():  # no credentials: accepted to be told so, and closed
+        pass
+    await asyncio.sleep(0)
+    assert collector._open == opened
+    assert collector._closed_since_thaw == closed + 3
 
 
 class Parsing:

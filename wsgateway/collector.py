@@ -8,7 +8,8 @@ once, at the process's first socket (``WSGATEWAY["GC_FREEZE"]``; see "Garbage co
 docs/deployment.md for what it measured). The second is kept small by the per-socket parts
 (``bench/memory.py`` counts them; ``tests/test_socket_cost.py`` bounds them), and frozen too once they
 have lived an interval (``GC_FREEZE_EVERY``, every 30 seconds by default): :func:`refreeze`. What is
-frozen and later left as a reference cycle is not collected until the hourly thaw. A closed socket of
+frozen and later left as a reference cycle is not collected until the next thaw (hourly, or sooner
+after as many closes as sockets open: :func:`thaw_due`). A closed socket of
 wsgateway's leaves none, and no inbox either (tests/test_live_collector.py); the server's may: under
 uvicorn's default protocol, websockets' ``ServerProtocol`` and its parser, a generator that holds it and
 is left suspended at the close, about 21 tracked objects and 5 KiB a socket. gc.collect() does not count
@@ -45,6 +46,17 @@ _full_since = 0.0
 THAW_EVERY = 3600.0
 #: time.monotonic() of the last refreeze that thawed first (or of the first socket).
 _thawed_at = 0.0
+#: The timer's next refreeze thaws sooner than :data:`THAW_EVERY` once this many sockets closed since the
+#: last thaw, or as many as are open if that is more: what closed sockets leave frozen (5 KiB each under
+#: uvicorn, about a fifth of an open one) then stays under a fifth of what the open sockets hold, plus
+#: 5 MB; and each thaw's walk (as long as the open sockets) is paid for by as many closes, at most one
+#: a tick. Without it the hour was the only bound: 36 MB an hour at two closes a second, ten times that
+#: at twenty.
+THAW_AFTER_CLOSES = 1000
+#: Sockets of this process that came (:func:`start`) and have not ended (:func:`ended`).
+_open = 0
+#: Sockets that ended since the last thaw.
+_closed_since_thaw = 0
 #: The oldest generation's threshold while the refreeze timer runs: CPython starts a full collection
 #: only after this many collections of the middle one (each of them after 700 x 10 allocations by
 #: default), which is never in practice. Not 0: for the oldest generation, 0 would mean at every one.
@@ -62,11 +74,26 @@ _early = False
 
 def start() -> None:
     """At each socket: at the process's first, :func:`freeze_start_up`, :func:`time_pauses`, and the
-    timer of :func:`refreeze` if ``GC_FREEZE_EVERY`` asks for it."""
+    timer of :func:`refreeze` if ``GC_FREEZE_EVERY`` asks for it. Counted, until :func:`ended`."""
+    global _open
+    _open += 1
     if not _started:
         time_pauses()
         freeze_start_up()
         schedule_refreeze()
+
+
+def ended() -> None:
+    """At each socket's end, however it ended (refused too): counted towards the next thaw."""
+    global _open, _closed_since_thaw
+    _open = max(0, _open - 1)
+    _closed_since_thaw += 1
+
+
+def thaw_due(now: float) -> bool:
+    """Whether the timer's next refreeze thaws first: an hour since the last thaw, or as many closes
+    since as :data:`THAW_AFTER_CLOSES` (or the sockets open, if more)."""
+    return now - _thawed_at >= THAW_EVERY or _closed_since_thaw >= max(THAW_AFTER_CLOSES, _open)
 
 
 def schedule_refreeze() -> asyncio.TimerHandle | None:
@@ -112,10 +139,10 @@ def restore_thresholds() -> None:
 
 
 def _refreeze_and_again() -> None:
-    global _thawed_at
-    thaw = time.monotonic() - _thawed_at >= THAW_EVERY
+    global _thawed_at, _closed_since_thaw
+    thaw = thaw_due(time.monotonic())
     if thaw:
-        _thawed_at = time.monotonic()
+        _thawed_at, _closed_since_thaw = time.monotonic(), 0
     refreeze(thaw=thaw)
     schedule_refreeze()
 
@@ -132,7 +159,7 @@ def refreeze(*, thaw: bool = False) -> int:
     collection without any freeze) and frees the reference cycles closed sockets left among the frozen
     objects: uvicorn leaves about 21 tracked objects a closed socket, daphne 51 (bench/server_memory.py),
     which would otherwise stay for the process's life. The timer does so once every :data:`THAW_EVERY`
-    seconds.
+    seconds, or sooner after many closes (:func:`thaw_due`).
     """
     start = time.perf_counter()
     if thaw:

@@ -116,29 +116,33 @@ class TurnTakingConsumer(AsyncConsumer):  # type: ignore[misc]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         collector.start()  # once per process: start-up is done when the first socket comes
-        self.scope = scope
-        self.transport = Transport(send)
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        if self.channel_layer is None:
-            raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
+        # In this frame, not one more coroutine's: that would be a frame more a socket, held for its life.
         try:
-            # wsgateway's Redis layer subscribes on a process's first socket: that fails while Redis
-            # is down, and waits while it is paused, until the server drops the handshake without a
-            # word (daphne, after 5 s). Bounded, so that the subclass can refuse it properly.
-            async with asyncio.timeout(gateway_settings.LAYER_CONNECT_TIMEOUT):
-                self.channel_name = await self.channel_layer.new_channel()
-        except Exception as exc:
-            await self.no_channel(exc, receive, send)
-            return
-        try:
-            await self.serve(receive)
-        except StopConsumer:
-            pass
+            self.scope = scope
+            self.transport = Transport(send)
+            self.channel_layer = get_channel_layer(self.channel_layer_alias)
+            if self.channel_layer is None:
+                raise ImproperlyConfigured("wsgateway needs a channel layer (see check wsgateway.E006).")
+            try:
+                # wsgateway's Redis layer subscribes on a process's first socket: that fails while Redis
+                # is down, and waits while it is paused, until the server drops the handshake without a
+                # word (daphne, after 5 s). Bounded, so that the subclass can refuse it properly.
+                async with asyncio.timeout(gateway_settings.LAYER_CONNECT_TIMEOUT):
+                    self.channel_name = await self.channel_layer.new_channel()
+            except Exception as exc:
+                await self.no_channel(exc, receive, send)
+                return
+            try:
+                await self.serve(receive)
+            except StopConsumer:
+                pass
+            finally:
+                # However the application ends: the client's disconnect (already done then), a handler
+                # that raised, or a cancel (daphne's application_close_timeout, its shutdown). An
+                # exception still reaches the server, which logs it.
+                await self.end()
         finally:
-            # However the application ends: the client's disconnect (already done then), a handler
-            # that raised, or a cancel (daphne's application_close_timeout, its shutdown). An
-            # exception still reaches the server, which logs it.
-            await self.end()
+            collector.ended()  # what a closed socket leaves frozen counts towards the next thaw
 
     async def no_channel(self, exc: Exception, receive: Any, send: Any) -> None:
         """The layer gave no channel for this socket (``exc``; TimeoutError after
