@@ -238,7 +238,10 @@ def test_a_thawing_refreeze_frees_the_cycles_frozen_before(first_socket: None) -
         gc.enable()
 
 
-def test_the_timer_thaws_once_an_hour(first_socket: None, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def ticks(first_socket: None, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The timer's refreezes, each as whether it thawed first (nothing collected, nothing scheduled),
+    counted from a thaw just now with nothing closed since (whatever this worker's earlier tests closed)."""
     calls: list[bool] = []
 
     def refreeze(*, thaw: bool = False) -> int:
@@ -247,8 +250,13 @@ def test_the_timer_thaws_once_an_hour(first_socket: None, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(collector, "refreeze", refreeze)
     monkeypatch.setattr(collector, "schedule_refreeze", lambda: None)
-    monkeypatch.setattr(collector, "_closed_since_thaw", 0)  # whatever this worker's earlier tests closed
+    monkeypatch.setattr(collector, "_closed_since_thaw", 0)
     monkeypatch.setattr(collector, "_thawed_at", time.monotonic())
+    return calls
+
+
+def test_the_timer_thaws_once_an_hour(ticks: list[bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = ticks
     collector._refreeze_and_again()
     monkeypatch.setattr(collector, "_thawed_at", time.monotonic() - collector.THAW_EVERY)
     collector._refreeze_and_again()
@@ -257,20 +265,11 @@ def test_the_timer_thaws_once_an_hour(first_socket: None, monkeypatch: pytest.Mo
 
 
 def test_the_timer_thaws_sooner_after_as_many_closes_as_sockets_open(
-    first_socket: None, monkeypatch: pytest.MonkeyPatch
+    ticks: list[bool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What closed sockets leave frozen is bounded by the closes, not only by the hour: a thaw at the
     tick after THAW_AFTER_CLOSES closes, or after as many as the sockets open when those are more."""
-    calls: list[bool] = []
-
-    def refreeze(*, thaw: bool = False) -> int:
-        calls.append(thaw)
-        return 0
-
-    monkeypatch.setattr(collector, "refreeze", refreeze)
-    monkeypatch.setattr(collector, "schedule_refreeze", lambda: None)
-    monkeypatch.setattr(collector, "_thawed_at", time.monotonic())
-    monkeypatch.setattr(collector, "_closed_since_thaw", 0)
+    calls = ticks
     monkeypatch.setattr(collector, "_open", 0)
     monkeypatch.setattr(collector, "_started", True)  # start() counts only
     for _ in range(collector.THAW_AFTER_CLOSES + 2):

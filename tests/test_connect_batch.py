@@ -10,19 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import os
-import subprocess
-import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -37,7 +32,7 @@ from tests.support.communicators import (
     frame,
 )
 from tests.support.connect_trips import ConnectTrips, session_of
-from tests.support.postgres import PostgresServer, create_database
+from tests.support.postgres import rerun_on_postgresql, thread_closes_its_connection  # noqa: F401 (autouse)
 from wsgateway import connect_reads, notify, snapshots
 from wsgateway.auth import Identity
 from wsgateway.exceptions import AuthenticationFailed
@@ -53,15 +48,6 @@ SITE_SERVICES = [
 
 # The part's tests too: Channels' database thread closes the connections an earlier test there opened.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-async def thread_closes_its_connection() -> AsyncIterator[None]:
-    yield
-    # On PostgreSQL (the child run below, CONN_MAX_AGE 60) the database thread's connection would
-    # outlive the test and keep its test database from being dropped.
-    if connection.vendor == "postgresql":
-        await database_sync_to_async(connections.close_all)()
 
 
 #: Connects gathered at once in the tests below.
@@ -588,33 +574,7 @@ async def test_a_connect_whose_client_left_while_it_waited_costs_the_others_noth
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_connects_together_on_postgresql() -> None:
-    if not PostgresServer.available():
-        pytest.skip("PostgreSQL is not installed")
-    server = PostgresServer().start()
-    try:
-        env = {**os.environ, "WSGATEWAY_TEST_DATABASE_URL": create_database(server.server_url)}
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-p",
-                "no:cacheprovider",
-                "-q",
-                "--ds",
-                "tests.settings_postgres",
-            ]
-            + [f"{__file__}::{name}" for name in ON_POSTGRESQL],
-            cwd=Path(__file__).resolve().parents[1],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=110,
-        )
-    finally:
-        server.stop()
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
-    assert f"{len(ON_POSTGRESQL)} passed" in result.stdout, result.stdout
+    rerun_on_postgresql(__file__, ON_POSTGRESQL)
 
 
 ON_POSTGRESQL = [

@@ -10,11 +10,7 @@ once straight into the consumer through Channels' communicator.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,27 +18,18 @@ import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, get_user, get_user_model
-from django.db import connection, connections
+from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tests.support.communicators import TIMEOUT, Socket, communicator, cookie, create_user, error_frame
 from tests.support.connect_trips import ConnectTrips, session_of
-from tests.support.postgres import PostgresServer, create_database
+from tests.support.postgres import rerun_on_postgresql, thread_closes_its_connection  # noqa: F401 (autouse)
 from wsgateway import connect_reads, sessions
 from wsgateway.codes import CloseCode
 from wsgateway.sessions import SessionReads, read_user_together, session_store, session_user, session_users
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-async def thread_closes_its_connection() -> AsyncIterator[None]:
-    yield
-    # On PostgreSQL (the child run below, CONN_MAX_AGE 60) the database thread's connection would
-    # outlive the test and keep its test database from being dropped.
-    if connection.vendor == "postgresql":
-        await database_sync_to_async(connections.close_all)()
 
 
 #: Session connects gathered at once below.
@@ -261,36 +248,11 @@ async def test_refused_sessions_in_a_trip_cost_only_their_sockets_each_its_own_u
             await socket.communicator.disconnect(timeout=TIMEOUT)
 
 
+@pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_session_connects_together_on_postgresql() -> None:
-    if not PostgresServer.available():
-        pytest.skip("PostgreSQL is not installed")
-    server = PostgresServer().start()
-    try:
-        env = {**os.environ, "WSGATEWAY_TEST_DATABASE_URL": create_database(server.server_url)}
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--ds",
-            "tests.settings_postgres",
-        ]
-        result = subprocess.run(
-            command + [f"{__file__}::{name}" for name in ON_POSTGRESQL],
-            cwd=Path(__file__).resolve().parents[1],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=110,
-        )
-    finally:
-        server.stop()
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
-    assert f"{len(ON_POSTGRESQL)} passed" in result.stdout, result.stdout
+    rerun_on_postgresql(__file__, ON_POSTGRESQL)
 
 
 #: The plain SQL's IN statements, on the database a site runs (the rest is the same on any).

@@ -11,10 +11,11 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -137,3 +138,49 @@ def migrated_project_database() -> Iterator[dict[str, str]]:
         yield env
     finally:
         server.stop()
+
+
+def rerun_on_postgresql(test_file: str, names: list[str], timeout: float = 110) -> None:
+    """Run ``names`` (tests of ``test_file``) again in a child pytest on a fresh PostgreSQL server, with
+    the PostgreSQL test settings; fail with the child's output unless each passed. Skips without
+    PostgreSQL. For what a database may type or plan its own way (plain SQL, ``IN`` lists)."""
+    if not PostgresServer.available():
+        pytest.skip("PostgreSQL is not installed")
+    server = PostgresServer().start()
+    try:
+        env = {**os.environ, "WSGATEWAY_TEST_DATABASE_URL": create_database(server.server_url)}
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--ds",
+            "tests.settings_postgres",
+        ]
+        result = subprocess.run(
+            command + [f"{test_file}::{name}" for name in names],
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert f"{len(names)} passed" in result.stdout, result.stdout
+
+
+@pytest.fixture(autouse=True)
+async def thread_closes_its_connection() -> AsyncIterator[None]:
+    """Autouse in a module that imports it (one whose tests :func:`rerun_on_postgresql`): on
+    PostgreSQL (the child run, CONN_MAX_AGE 60) the connection of Channels' database thread would
+    outlive the test and keep its test database from being dropped."""
+    yield
+    from channels.db import database_sync_to_async
+    from django.db import connection, connections
+
+    if connection.vendor == "postgresql":
+        await database_sync_to_async(connections.close_all)()
