@@ -16,7 +16,6 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY
 from django.test import override_settings
 
 from tests.support.communicators import (
@@ -27,7 +26,15 @@ from tests.support.communicators import (
     error_frame,
     refused,
 )
-from tests.support.connect_trips import ConnectTrips, credentials, session_of
+from tests.support.connect_trips import (
+    OLDER_SECRET,
+    SESSION_BACKENDS,
+    SESSION_CHANGES,
+    ConnectTrips,
+    changed_sessions,
+    credentials,
+    session_of,
+)
 from wsgateway.codes import CloseCode
 from wsgateway.layers import InProcessChannelLayer
 from wsgateway.layers.extensions import PLACE_PRESENCE, PRESENCE, supports
@@ -230,42 +237,17 @@ def _django_user(key: str) -> Any:
 
 @pytest.mark.parametrize(
     "change",
-    ["none", "inactive", "password", "deleted", "other backend", "no hash", "fallback secret", "expired"],
+    SESSION_CHANGES,
 )
 def test_session_user_finds_who_djangos_get_user_finds(change: str) -> None:
-    from django.contrib.auth import get_user_model
 
     from wsgateway.sessions import session_user
 
-    user = get_user_model().objects.create_user("ann", password="x")
-    overrides: dict[str, Any] = {}
-    older = "an older secret key, long enough to be one, and a bit longer than that"
-    if change == "fallback secret":
-        with override_settings(SECRET_KEY=older):
-            keys = [session_of(user), session_of(user)]
-        overrides["SECRET_KEY_FALLBACKS"] = [older]
-    else:
-        keys = [session_of(user), session_of(user)]  # one for each: get_user may cycle or flush its own
-    for key in keys:
-        store = session_store(key)
-        if change in ("other backend", "no hash"):
-            name = BACKEND_SESSION_KEY if change == "other backend" else HASH_SESSION_KEY
-            store[name] = (
-                "django.contrib.auth.backends.RemoteUserBackend" if change == "other backend" else ""
-            )
-            store.save()
-        elif change == "expired":
-            store.set_expiry(-1)
-            store.save()
-    if change == "inactive":
-        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
-    elif change == "password":
-        user.set_password("y")
-        user.save()
-    elif change == "deleted":
-        user.delete()
-    backends = ["django.contrib.auth.backends.ModelBackend", "django.contrib.auth.backends.RemoteUserBackend"]
-    with override_settings(AUTHENTICATION_BACKENDS=backends, **overrides):
+    _, keys = changed_sessions(change, "ann")
+    overrides: dict[str, Any] = (
+        {"SECRET_KEY_FALLBACKS": [OLDER_SECRET]} if change == "fallback secret" else {}
+    )
+    with override_settings(AUTHENTICATION_BACKENDS=SESSION_BACKENDS, **overrides):
         found, expires_at = session_user(session_store(keys[0]))
         expected = _django_user(keys[1])
     assert (found.pk, found.is_authenticated) == (expected.pk, expected.is_authenticated)

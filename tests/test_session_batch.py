@@ -17,13 +17,20 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, get_user, get_user_model
+from django.contrib.auth import get_user, get_user_model
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tests.support.communicators import TIMEOUT, Socket, communicator, cookie, create_user, error_frame
-from tests.support.connect_trips import ConnectTrips, session_of
+from tests.support.connect_trips import (
+    OLDER_SECRET,
+    SESSION_BACKENDS,
+    SESSION_CHANGES,
+    ConnectTrips,
+    changed_sessions,
+    session_of,
+)
 from tests.support.postgres import rerun_on_postgresql, thread_closes_its_connection  # noqa: F401 (autouse)
 from wsgateway import connect_reads, sessions
 from wsgateway.codes import CloseCode
@@ -35,13 +42,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 #: Session connects gathered at once below.
 N = 20
 
-BACKENDS = ["django.contrib.auth.backends.ModelBackend", "django.contrib.auth.backends.RemoteUserBackend"]
-OLDER_SECRET = "an older secret key, long enough to be one, and a bit longer than that"
-
-#: What can become of a session or its user between the login and a connect (as
-#: tests/test_connect_trips.py's test of the lone read has them).
-CHANGES = ["none", "inactive", "password", "deleted", "other backend", "no hash", "fallback secret"]
-CHANGES += ["expired"]
+BACKENDS = SESSION_BACKENDS
+CHANGES = SESSION_CHANGES
 
 
 # -- session_users: many sessions, each as session_user (and Django's get_user) finds it -------------
@@ -55,34 +57,6 @@ def read(stores: list[Any]) -> list[tuple[Any, float | None]]:
     return found
 
 
-def _changed(change: str, name: str) -> tuple[Any, list[str]]:
-    """A user ``name`` and two sessions of it (one to read together, one for Django's ``get_user``: it may
-    cycle or flush its own), after ``change``."""
-    user = get_user_model().objects.create_user(name, password="x")
-    if change == "fallback secret":
-        with override_settings(SECRET_KEY=OLDER_SECRET):
-            keys = [session_of(user), session_of(user)]
-    else:
-        keys = [session_of(user), session_of(user)]
-    for key in keys:
-        store = session_store(key)
-        if change in ("other backend", "no hash"):
-            name = BACKEND_SESSION_KEY if change == "other backend" else HASH_SESSION_KEY
-            store[name] = BACKENDS[1] if change == "other backend" else ""
-            store.save()
-        elif change == "expired":
-            store.set_expiry(-1)
-            store.save()
-    if change == "inactive":
-        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
-    elif change == "password":
-        user.set_password("y")
-        user.save()
-    elif change == "deleted":
-        user.delete()
-    return user, keys
-
-
 @pytest.fixture
 def fallbacks() -> Iterator[None]:
     with override_settings(AUTHENTICATION_BACKENDS=BACKENDS, SECRET_KEY_FALLBACKS=[OLDER_SECRET]):
@@ -90,7 +64,7 @@ def fallbacks() -> Iterator[None]:
 
 
 def test_sessions_read_together_are_each_found_as_djangos_get_user_finds_it(fallbacks: None) -> None:
-    changed = {change: _changed(change, f"user-{i}") for i, change in enumerate(CHANGES)}
+    changed = {change: changed_sessions(change, f"user-{i}") for i, change in enumerate(CHANGES)}
     missing = session_store("n0such5ession0000000000000000000")
     stores = [session_store(keys[0]) for _, keys in changed.values()] + [missing]
     results = read(stores)
@@ -221,8 +195,8 @@ async def test_session_connects_together_share_one_trip_for_their_sessions_and_f
 
 async def test_refused_sessions_in_a_trip_cost_only_their_sockets_each_its_own_user(fallbacks: None) -> None:
     browsers = await sessions_of([f"user{i}" for i in range(N)])
-    expired = await database_sync_to_async(_changed)("expired", "expired")
-    changed = await database_sync_to_async(_changed)("password", "changed")
+    expired = await database_sync_to_async(changed_sessions)("expired", "expired")
+    changed = await database_sync_to_async(changed_sessions)("password", "changed")
     missing = "n0such5ession0000000000000000000"
     keys = [key for _, key in browsers]
     # Spread through the trip: the first, one in the middle, the last.

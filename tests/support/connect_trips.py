@@ -246,3 +246,49 @@ async def credentials(kind: str, name: str) -> list[tuple[bytes, bytes]]:
     if kind == "session":
         return [cookie(**{settings.SESSION_COOKIE_NAME: await database_sync_to_async(session_of)(user)})]
     return [bearer(issue_token(user))]
+
+
+#: The backends the sessions below may name: ``ModelBackend``, and one that gets users its own way.
+SESSION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "django.contrib.auth.backends.RemoteUserBackend",
+]
+#: A SECRET_KEY a session's hash was made with before the current one (``SECRET_KEY_FALLBACKS``).
+OLDER_SECRET = "an older secret key, long enough to be one, and a bit longer than that"
+#: What can become of a session or its user between the login and a connect.
+SESSION_CHANGES = ["none", "inactive", "password", "deleted", "other backend", "no hash", "fallback secret"]
+SESSION_CHANGES += ["expired"]
+
+
+def changed_sessions(change: str, name: str) -> tuple[Any, list[str]]:
+    """A user ``name`` and two sessions of it (one for wsgateway's read, one for Django's ``get_user``,
+    which may cycle or flush its own), after ``change`` (one of :data:`SESSION_CHANGES`). Sync: the
+    database. Read them with ``AUTHENTICATION_BACKENDS=SESSION_BACKENDS``, and for "fallback secret"
+    with ``SECRET_KEY_FALLBACKS=[OLDER_SECRET]``."""
+    from django.contrib.auth import get_user_model
+    from django.test import override_settings
+
+    user = get_user_model().objects.create_user(name, password="x")
+    if change == "fallback secret":
+        with override_settings(SECRET_KEY=OLDER_SECRET):
+            keys = [session_of(user), session_of(user)]
+    else:
+        keys = [session_of(user), session_of(user)]
+    for key in keys:
+        store = session_store(key)
+        if change in ("other backend", "no hash"):
+            store[BACKEND_SESSION_KEY if change == "other backend" else HASH_SESSION_KEY] = (
+                SESSION_BACKENDS[1] if change == "other backend" else ""
+            )
+            store.save()
+        elif change == "expired":
+            store.set_expiry(-1)
+            store.save()
+    if change == "inactive":
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    elif change == "password":
+        user.set_password("y")
+        user.save()
+    elif change == "deleted":
+        user.delete()
+    return user, keys
